@@ -1,0 +1,44 @@
+// Package vfs is the file-system seam of the archive: the real os file system in production, and
+// a model in tests that keeps synced and unsynced data apart, so a simulated crash can drop, cut
+// or tear what was never synced and a test can prove that nothing acknowledged was lost.
+package vfs
+
+import (
+	"io"
+	"os"
+)
+
+// File is an open file.
+type File interface {
+	io.Reader
+	io.ReaderAt
+	io.Writer
+	io.Closer
+	// Sync makes the file's data durable (fdatasync semantics).
+	Sync() error
+	// Truncate changes the size of the file.
+	Truncate(size int64) error
+	// Size returns the current size of the file.
+	Size() (int64, error)
+	// Name is the path the file was opened with.
+	Name() string
+}
+
+// FS is a file system. Paths use the OS separator.
+type FS interface {
+	// OpenFile opens a file like os.OpenFile. A file created here survives a crash only once
+	// its directory was synced.
+	OpenFile(name string, flag int, perm os.FileMode) (File, error)
+	// Remove removes a file; durable once the directory is synced.
+	Remove(name string) error
+	// Rename renames a file atomically; durable once the directory is synced.
+	Rename(oldName, newName string) error
+	// MkdirAll creates a directory and its parents.
+	MkdirAll(dir string, perm os.FileMode) error
+	// ReadDir returns the names of the entries of dir, sorted.
+	ReadDir(dir string) ([]string, error)
+	// Stat reports whether name exists and its size.
+	Stat(name string) (os.FileInfo, error)
+	// SyncDir makes the directory's entries (creates, removes, renames) durable.
+	SyncDir(dir string) error
+}

@@ -1,0 +1,95 @@
+package wire
+
+// SessionID is a client-generated 128-bit session id (same bytes as service.SessionID; wire
+// imports only the standard library).
+type SessionID [16]byte
+
+// Seq numbers the commands of one session, from 1. 0 means "none".
+type Seq uint64
+
+// ---- Log entries: the data of raft EntryNormal entries, applied by the container. ----
+
+// ItemKind is the kind of one item in a log batch.
+type ItemKind uint8
+
+// Log item kinds.
+const (
+	ItemOpen    ItemKind = 1 // open a session (idempotent)
+	ItemCommand ItemKind = 2 // a client command
+	ItemClose   ItemKind = 3 // close a session (client request or leader-decided timeout)
+)
+
+// Item is one element of a log batch.
+type Item struct {
+	Kind    ItemKind
+	Session SessionID
+	// Command only.
+	Seq           Seq
+	LowestUnacked Seq // every command below it was answered to the client
+	Payload       []byte
+	// Close only: service.CloseReason as a byte.
+	Reason uint8
+}
+
+// Batch is the content of one raft entry: many client items behind one leader timestamp. A batch
+// with no items only advances cluster time (the leader proposes one when a timer is due and the
+// log is otherwise idle).
+type Batch struct {
+	TimestampNanos int64 // the leader's clock when it proposed the batch (Unix nanoseconds)
+	Items          []Item
+}
+
+// ---- Client protocol: between a client and the client port of a member. ----
+
+// ClientKind is the type of a client-protocol message.
+type ClientKind uint8
+
+// Client message kinds. Requests go client → member, the rest member → client.
+const (
+	CAttach        ClientKind = 1  // request: open or attach to the session (idempotent)
+	CCommand       ClientKind = 2  // request: a command
+	CQuery         ClientKind = 3  // request: a read-only query (needs no session)
+	CKeepAlive     ClientKind = 4  // request: keep the session alive while idle
+	CClose         ClientKind = 5  // request: close the session
+	CAttached      ClientKind = 6  // reply to CAttach: the session is open and attached here
+	CResponse      ClientKind = 7  // reply to CCommand
+	CQueryResponse ClientKind = 8  // reply to CQuery
+	CRedirect      ClientKind = 9  // reply to anything: this member is not the leader
+	CSessionEvent  ClientKind = 10 // push: the session closed (or other session event)
+	CPush          ClientKind = 11 // push: Session.Offer from the service
+	CKeepAliveAck  ClientKind = 12 // reply to CKeepAlive
+)
+
+// Status of a reply.
+type Status uint8
+
+// Reply statuses.
+const (
+	StatusOK             Status = 0
+	StatusSessionExpired Status = 1 // the session is not open (expired or closed): not applied
+	StatusEvicted        Status = 2 // seq fell out of the response window: outcome was already acknowledged
+	StatusRejected       Status = 3 // a limit was hit (window full, byte budget): not applied
+	StatusNotLeader      Status = 4 // used inside Response when no redirect target is known: not applied
+	StatusBadRequest     Status = 5 // malformed request: not applied
+	StatusUnavailable    Status = 6 // the member cannot serve now (no quorum, shutting down): not applied
+)
+
+// ClientMsg is one message of the client protocol. Which fields are meaningful depends on Kind;
+// the codec documents each layout in doc.go.
+type ClientMsg struct {
+	Kind    ClientKind
+	Session SessionID
+	// CCommand, CResponse.
+	Seq           Seq
+	LowestUnacked Seq
+	// CQuery, CQueryResponse: a client-chosen correlation id.
+	RequestID uint64
+	Status    Status
+	Payload   []byte // command, query, reply or push bytes; error text when Status != OK
+	// CRedirect.
+	LeaderID int    // member id (not raft id), -1 when unknown
+	Term     uint64 // the term the hint is from; clients ignore hints older than the newest seen
+	Endpoint string // the leader's advertised client endpoint, "" when unknown
+	// CSessionEvent: service.CloseReason as a byte.
+	Reason uint8
+}
