@@ -58,6 +58,10 @@ const (
 	CSessionEvent  ClientKind = 10 // push: the session closed (or other session event)
 	CPush          ClientKind = 11 // push: Session.Offer from the service
 	CKeepAliveAck  ClientKind = 12 // reply to CKeepAlive
+	// COpen: request: open the session if it is not open, and attach (a client's first attach).
+	// CAttach never opens: a client that lost its session must not get a fresh one under the
+	// same id, or commands it left unanswered could be applied twice.
+	COpen ClientKind = 13
 )
 
 // Status of a reply.

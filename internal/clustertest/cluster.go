@@ -1,0 +1,509 @@
+// Package clustertest runs N members of the real replica (consensus core, container, storage) in
+// one goroutine over a simulated network and clock, all driven from one seed. It is the first
+// form of Tandem's deterministic simulator: tests start, stop, crash, partition and heal members
+// and run simulated clients against them; the same seed replays the same run.
+//
+// Determinism needs the caller's help in one place: raft draws its election timeouts from
+// crypto/rand, so a test must call testing/cryptotest.SetGlobalRandom (New does, given a
+// *testing.T) and must not run in parallel.
+package clustertest
+
+import (
+	"container/heap"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"testing/cryptotest"
+	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tandem-cluster/tandem/internal/consensus"
+	"github.com/tandem-cluster/tandem/internal/replica"
+	"github.com/tandem-cluster/tandem/internal/wire"
+	"github.com/tandem-cluster/tandem/service"
+)
+
+// Epoch is the simulated wall clock at time zero of every run.
+var Epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+
+// Options configures a simulated cluster.
+type Options struct {
+	Nodes int
+	Seed  uint64
+	// NewService creates a member's service (a fresh one at every start).
+	NewService func(member int) service.Service
+	// Tune adjusts each member's replica configuration.
+	Tune func(cfg *replica.Config)
+	// LatencyMin/Max bound the one-way delay of a message (default 1–3 ms).
+	LatencyMin, LatencyMax time.Duration
+	// MarginEntries of log kept behind a snapshot (default 100).
+	MarginEntries uint64
+}
+
+// Node is one simulated member.
+type Node struct {
+	ID       int
+	R        *replica.Replica // nil while the member is down
+	Store    *consensus.ModelStorage
+	Svc      service.Service
+	Events   []replica.Event
+	Skew     time.Duration // added to the simulated clock on this member
+	cluster  *Cluster
+	nextTick int64
+	// Starts counts how often the member was started.
+	Starts int
+}
+
+// Now implements replica.Clock.
+func (n *Node) Now() int64 { return n.cluster.now + int64(n.Skew) }
+
+// Cluster is the simulated cluster.
+type Cluster struct {
+	T     testing.TB
+	Rng   *rand.Rand
+	Nodes []*Node
+	opts  Options
+	now   int64
+	queue eventQueue
+	seq   uint64
+	// cut[a][b]: messages from a to b are lost (one-way partitions are possible). Clients have
+	// ids ≥ clientBase.
+	cut         map[[2]int]bool
+	lastArrival map[[2]int]int64
+	clients     []*Client
+	// Delivered counts raft messages delivered, by type, and SnapshotsSent snapshots.
+	Delivered     map[pb.MessageType]int
+	SnapshotsSent int
+	// DropRate is the probability that a message is lost, DupRate that it is delivered twice.
+	DropRate, DupRate float64
+}
+
+const clientBase = 1000
+
+// New starts a cluster of opts.Nodes members, all up.
+func New(t *testing.T, opts Options) *Cluster {
+	t.Helper()
+	cryptotest.SetGlobalRandom(t, opts.Seed)
+	if opts.LatencyMax == 0 {
+		opts.LatencyMin, opts.LatencyMax = time.Millisecond, 3*time.Millisecond
+	}
+	if opts.MarginEntries == 0 {
+		opts.MarginEntries = 100
+	}
+	c := &Cluster{
+		T:           t,
+		Rng:         rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
+		opts:        opts,
+		now:         Epoch,
+		cut:         map[[2]int]bool{},
+		lastArrival: map[[2]int]int64{},
+		Delivered:   map[pb.MessageType]int{},
+	}
+	for i := 0; i < opts.Nodes; i++ {
+		n := &Node{ID: i, cluster: c, Store: consensus.NewModelStorage(opts.MarginEntries)}
+		c.Nodes = append(c.Nodes, n)
+		c.Start(i)
+	}
+	return c
+}
+
+// Now returns the simulated time as Unix nanoseconds.
+func (c *Cluster) Now() int64 { return c.now }
+
+// Elapsed returns the simulated time since the start.
+func (c *Cluster) Elapsed() time.Duration { return time.Duration(c.now - Epoch) }
+
+func (c *Cluster) config(id int) replica.Config {
+	cfg := replica.DefaultConfig()
+	cfg.MemberID = id
+	for i := 0; i < c.opts.Nodes; i++ {
+		cfg.Members = append(cfg.Members, replica.Member{ID: i,
+			ClientEndpoint: fmt.Sprintf("sim:%d", 9000+i), MemberEndpoint: fmt.Sprintf("sim:%d", 9100+i)})
+	}
+	if c.opts.Tune != nil {
+		c.opts.Tune(&cfg)
+	}
+	return cfg
+}
+
+// Start starts member id from what its storage holds.
+func (c *Cluster) Start(id int) {
+	n := c.Nodes[id]
+	if n.R != nil {
+		c.T.Fatalf("member %d is already running", id)
+	}
+	n.Svc = c.opts.NewService(id)
+	r, err := replica.New(c.config(id), n.Svc, n.Store, n, &outbox{c: c, n: n})
+	if err != nil {
+		c.T.Fatalf("starting member %d: %v", id, err)
+	}
+	n.R = r
+	n.Starts++
+	// Stagger the members' ticks so they are not in lock step.
+	n.nextTick = c.now + int64(c.Rng.IntN(int(c.config(id).TickInterval)))
+	c.push(event{at: n.nextTick, kind: evTick, node: id, gen: n.Starts})
+	c.process(n)
+}
+
+// Stop stops member id cleanly (OnTerminate); its storage keeps everything, synced or not, as a
+// process exit with the page cache intact would.
+func (c *Cluster) Stop(id int) {
+	n := c.Nodes[id]
+	if n.R == nil {
+		return
+	}
+	if err := n.R.Close(); err != nil {
+		c.T.Fatalf("closing member %d: %v", id, err)
+	}
+	n.R = nil
+}
+
+// Crash stops member id as a power loss would: what it never synced is gone.
+func (c *Cluster) Crash(id int) {
+	n := c.Nodes[id]
+	n.R = nil
+	n.Store = n.Store.Reopen()
+}
+
+// Restart crashes and starts member id.
+func (c *Cluster) Restart(id int) {
+	c.Crash(id)
+	c.Start(id)
+}
+
+// Up reports whether member id runs.
+func (c *Cluster) Up(id int) bool { return c.Nodes[id].R != nil }
+
+// Partition isolates the given members from all others, both ways (clients included).
+func (c *Cluster) Partition(ids ...int) {
+	for _, a := range ids {
+		for b := 0; b < clientBase+len(c.clients); b++ {
+			if !slices.Contains(ids, b) {
+				c.cut[[2]int{a, b}] = true
+				c.cut[[2]int{b, a}] = true
+			}
+		}
+	}
+}
+
+// CutOneWay loses every message from a to b.
+func (c *Cluster) CutOneWay(a, b int) { c.cut[[2]int{a, b}] = true }
+
+// Heal removes every partition.
+func (c *Cluster) Heal() { clear(c.cut) }
+
+// Leader returns the member that is leader in the highest term among running members, or -1.
+func (c *Cluster) Leader() int {
+	best, term := -1, uint64(0)
+	for _, n := range c.Nodes {
+		if n.R == nil {
+			continue
+		}
+		st := n.R.Status()
+		if st.Role == service.Leader && st.Term >= term {
+			best, term = n.ID, st.Term
+		}
+	}
+	return best
+}
+
+// Run advances simulated time by d.
+func (c *Cluster) Run(d time.Duration) {
+	c.RunUntil(func() bool { return false }, d)
+}
+
+// RunUntil advances simulated time until cond holds (checked after every event) or d passed;
+// it reports whether cond held.
+func (c *Cluster) RunUntil(cond func() bool, d time.Duration) bool {
+	end := c.now + int64(d)
+	if cond() {
+		return true
+	}
+	for c.queue.Len() > 0 && c.queue[0].at <= end {
+		ev := heap.Pop(&c.queue).(event)
+		c.now = ev.at
+		c.dispatch(ev)
+		if cond() {
+			return true
+		}
+	}
+	c.now = end
+	return cond()
+}
+
+// WaitLeader runs until some member is leader and every running member agrees on it.
+func (c *Cluster) WaitLeader(d time.Duration) int {
+	c.T.Helper()
+	ok := c.RunUntil(func() bool {
+		l := c.Leader()
+		if l < 0 {
+			return false
+		}
+		for _, n := range c.Nodes {
+			if n.R != nil && n.R.Status().Leader != l && !c.isolated(n.ID) {
+				return false
+			}
+		}
+		return true
+	}, d)
+	if !ok {
+		c.T.Fatalf("no leader after %s: %s", d, c.Describe())
+	}
+	return c.Leader()
+}
+
+func (c *Cluster) isolated(id int) bool {
+	for b := range c.Nodes {
+		if b != id && !c.cut[[2]int{id, b}] {
+			return false
+		}
+	}
+	return len(c.Nodes) > 1
+}
+
+// Describe summarises every member's status, for failure messages.
+func (c *Cluster) Describe() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "t=%s", c.Elapsed())
+	for _, n := range c.Nodes {
+		if n.R == nil {
+			fmt.Fprintf(&b, " | m%d down", n.ID)
+			continue
+		}
+		st := n.R.Status()
+		fmt.Fprintf(&b, " | m%d %s term=%d leader=%d commit=%d applied=%d snap=%d",
+			n.ID, st.Role, st.Term, st.Leader, st.Commit, st.Applied, st.SnapshotIndex)
+	}
+	return b.String()
+}
+
+// ---- events ----
+
+type evKind uint8
+
+const (
+	evTick evKind = iota
+	evRaft
+	evToNode   // client → member
+	evToClient // member → client
+	evSnapReport
+	evClientTick
+)
+
+type event struct {
+	at   int64
+	seq  uint64
+	kind evKind
+	node int // member (evTick, evRaft target, evToNode target, evSnapReport sender)
+	gen  int // evTick: the start generation it belongs to
+	msg  *pb.Message
+	raw  []byte // evRaft: marshalled message
+	cm   *wire.ClientMsg
+	conn replica.ConnID
+	peer int  // evSnapReport: target member
+	ok   bool // evSnapReport
+	cl   *Client
+}
+
+type eventQueue []event
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	if q[i].at != q[j].at {
+		return q[i].at < q[j].at
+	}
+	return q[i].seq < q[j].seq
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(event)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	ev := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return ev
+}
+
+func (c *Cluster) push(ev event) {
+	c.seq++
+	ev.seq = c.seq
+	heap.Push(&c.queue, ev)
+}
+
+func (c *Cluster) latency() int64 {
+	lo, hi := int64(c.opts.LatencyMin), int64(c.opts.LatencyMax)
+	return lo + c.Rng.Int64N(hi-lo+1)
+}
+
+// arrival returns when a message sent now from a to b arrives: after a random latency, but never
+// before an earlier message on the same link (TCP keeps order on a connection).
+func (c *Cluster) arrival(a, b int) int64 {
+	at := max(c.now+c.latency(), c.lastArrival[[2]int{a, b}])
+	c.lastArrival[[2]int{a, b}] = at
+	return at
+}
+
+func (c *Cluster) dispatch(ev event) {
+	switch ev.kind {
+	case evTick:
+		n := c.Nodes[ev.node]
+		if n.R == nil || ev.gen != n.Starts {
+			return // a tick of a previous life
+		}
+		n.R.Tick()
+		n.nextTick += int64(c.config(n.ID).TickInterval)
+		c.push(event{at: n.nextTick, kind: evTick, node: n.ID, gen: n.Starts})
+		c.process(n)
+	case evRaft:
+		n := c.Nodes[ev.node]
+		if n.R == nil {
+			return
+		}
+		m := new(pb.Message)
+		if err := proto.Unmarshal(ev.raw, m); err != nil {
+			c.T.Fatalf("unmarshal raft message: %v", err)
+		}
+		c.Delivered[m.GetType()]++
+		if err := n.R.Step(m); err != nil {
+			c.T.Logf("m%d: step %s from %d: %v", n.ID, m.GetType(), m.GetFrom(), err)
+		}
+		c.process(n)
+		if m.GetType() == pb.MsgSnap {
+			c.SnapshotsSent++
+			c.push(event{at: c.now + c.latency(), kind: evSnapReport,
+				node: replica.MemberID(m.GetFrom()), peer: n.ID, ok: true})
+		}
+	case evSnapReport:
+		if n := c.Nodes[ev.node]; n.R != nil {
+			n.R.ReportSnapshot(ev.peer, ev.ok)
+			c.process(n)
+		}
+	case evToNode:
+		n := c.Nodes[ev.node]
+		if n.R == nil {
+			return // connection refused: the client times out and moves on
+		}
+		n.R.ClientRequest(ev.conn, ev.cm)
+		c.process(n)
+	case evToClient:
+		ev.cl.receive(ev.node, ev.cm)
+	case evClientTick:
+		ev.cl.tick()
+		c.push(event{at: c.now + int64(clientTick), kind: evClientTick, cl: ev.cl})
+	}
+}
+
+func (c *Cluster) process(n *Node) {
+	if n.R == nil {
+		return
+	}
+	if err := n.R.Process(); err != nil {
+		c.T.Fatalf("member %d stopped: %v (%s)", n.ID, err, c.Describe())
+	}
+}
+
+// lost decides whether a message from a to b is lost.
+func (c *Cluster) lost(a, b int) bool {
+	return c.cut[[2]int{a, b}] || (c.DropRate > 0 && c.Rng.Float64() < c.DropRate)
+}
+
+type outbox struct {
+	c *Cluster
+	n *Node
+}
+
+func (o *outbox) SendRaft(msgs []*pb.Message) {
+	c := o.c
+	for _, m := range msgs {
+		to := replica.MemberID(m.GetTo())
+		// Marshal now, as the transport does: raft's messages share memory with its log.
+		raw, err := proto.Marshal(m)
+		if err != nil {
+			c.T.Fatalf("marshal raft message: %v", err)
+		}
+		if c.lost(o.n.ID, to) {
+			if m.GetType() == pb.MsgSnap {
+				c.push(event{at: c.now + c.latency(), kind: evSnapReport, node: o.n.ID, peer: to, ok: false})
+			}
+			continue
+		}
+		copies := 1
+		if c.DupRate > 0 && c.Rng.Float64() < c.DupRate {
+			copies = 2
+		}
+		for range copies {
+			c.push(event{at: c.arrival(o.n.ID, to), kind: evRaft, node: to, raw: raw})
+		}
+	}
+}
+
+func (o *outbox) SendClient(conn replica.ConnID, m *wire.ClientMsg) {
+	c := o.c
+	cl := c.clients[int(conn)-clientBase]
+	if c.lost(o.n.ID, int(conn)) {
+		return
+	}
+	cp := *m
+	cp.Payload = slices.Clone(m.Payload)
+	c.push(event{at: c.arrival(o.n.ID, int(conn)), kind: evToClient, node: o.n.ID, cm: &cp, cl: cl})
+}
+
+func (o *outbox) Event(ev replica.Event) {
+	o.n.Events = append(o.n.Events, ev)
+}
+
+// Do submits a command from cl and runs until it is answered; it fails the test after d.
+func (c *Cluster) Do(cl *Client, payload string, d time.Duration) Result {
+	c.T.Helper()
+	seq := cl.Submit([]byte(payload))
+	if !c.RunUntil(func() bool { _, ok := cl.Results[seq]; return ok }, d) {
+		c.T.Fatalf("command %q (seq %d) unanswered after %s: %s", payload, seq, d, c.Describe())
+	}
+	return cl.Results[seq]
+}
+
+// Ask sends a query from cl and runs until it is answered; it fails the test after d.
+func (c *Cluster) Ask(cl *Client, payload string, d time.Duration) string {
+	c.T.Helper()
+	id := cl.Query([]byte(payload))
+	if !c.RunUntil(func() bool { _, ok := cl.QueryResults[id]; return ok }, d) {
+		c.T.Fatalf("query %q unanswered after %s: %s", payload, d, c.Describe())
+	}
+	return string(cl.QueryResults[id].Reply)
+}
+
+// WaitApplied runs until every running member applied at least index.
+func (c *Cluster) WaitApplied(index uint64, d time.Duration) bool {
+	return c.RunUntil(func() bool {
+		for _, n := range c.Nodes {
+			if n.R != nil && n.R.Status().Applied < index {
+				return false
+			}
+		}
+		return true
+	}, d)
+}
+
+// WaitConverged runs until the leader committed its whole log (so everything before its term is
+// committed too) and every running member applied it.
+func (c *Cluster) WaitConverged(d time.Duration) bool {
+	return c.RunUntil(func() bool {
+		l := c.Leader()
+		if l < 0 {
+			return false
+		}
+		commit := c.Nodes[l].R.Status().Commit
+		if last, _ := c.Nodes[l].Store.LastIndex(); commit < last {
+			return false
+		}
+		for _, n := range c.Nodes {
+			if n.R != nil && n.R.Status().Applied < commit {
+				return false
+			}
+		}
+		return true
+	}, d)
+}

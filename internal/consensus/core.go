@@ -1,0 +1,477 @@
+package consensus
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// ErrNotLeader is returned (wrapped in a *NotLeaderError) when a proposal or read is made on a
+// member that is not the leader, or the leader dropped it (for instance during a leadership
+// transfer). Nothing was appended to the log.
+var ErrNotLeader = errors.New("consensus: not the leader")
+
+// ErrDropped is returned when the leader refused a proposal for a limit (too many uncommitted
+// bytes): nothing was appended; the caller may retry later.
+var ErrDropped = errors.New("consensus: proposal dropped (uncommitted limit)")
+
+// ErrReadTimeout is reported for a ReadIndex request that got no answer in time (raft drops them
+// silently, for instance when leadership is lost while the heartbeat round is under way).
+var ErrReadTimeout = errors.New("consensus: read index timed out")
+
+// ErrStopped is returned after the core failed (a storage error): it is sticky.
+var ErrStopped = errors.New("consensus: stopped after a storage error")
+
+// NotLeaderError carries the leader hint: the raft id of the member believed to be the leader (0
+// when unknown) and the term the hint comes from.
+type NotLeaderError struct {
+	Leader uint64
+	Term   uint64
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.Leader == 0 {
+		return "consensus: not the leader (leader unknown)"
+	}
+	return fmt.Sprintf("consensus: not the leader (leader is raft id %d in term %d)", e.Leader, e.Term)
+}
+
+// Is makes errors.Is(err, ErrNotLeader) true.
+func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
+
+// Config configures the core. Tick length is the caller's: the core counts ticks.
+type Config struct {
+	ID             uint64 // raft id, ≥ 1
+	ElectionTicks  int    // election timeout, randomised by raft in [ElectionTicks, 2×ElectionTicks)
+	HeartbeatTicks int
+	// MaxSizePerMsg bounds the entries in one append message; MaxInflightMsgs the append
+	// messages in flight to one follower; MaxUncommittedBytes the leader's uncommitted tail
+	// (proposals beyond it are dropped with ErrDropped).
+	MaxSizePerMsg       uint64
+	MaxInflightMsgs     int
+	MaxUncommittedBytes uint64
+	// ReadTimeoutTicks: a ReadIndex request unanswered this long fails with ErrReadTimeout.
+	ReadTimeoutTicks int
+	Logger           *slog.Logger
+}
+
+// Handler receives the core's output during Process, in the order of the Ready contract:
+// messages only after the state they depend on is persisted, then snapshot, then entries.
+type Handler interface {
+	// Send transmits messages. The messages may be retained by the handler (the core clones
+	// nothing it does not own: entries in them are immutable).
+	Send(msgs []*pb.Message)
+	// InstallSnapshot replaces the state machine with a snapshot received from the leader; the
+	// snapshot is already durable.
+	InstallSnapshot(snap *pb.Snapshot) error
+	// ApplyEntry applies one committed entry. For a conf change the core has already applied it
+	// to raft; cc is its decoded form (nil for other entries).
+	ApplyEntry(e *pb.Entry, cc *pb.ConfChange) error
+	// ReadReady reports that the reads registered under id may be served once the applied index
+	// reaches index. ReadFailed reports that they cannot be served here.
+	ReadReady(id uint64, index uint64)
+	ReadFailed(id uint64, err error)
+	// StateChanged reports a change of role, leader or term.
+	StateChanged(st State)
+}
+
+// State is the part of raft's state a member shows: role, leader and term.
+type State struct {
+	Role   raft.StateType
+	Leader uint64
+	Term   uint64
+}
+
+// Core drives one raft.RawNode. It is not safe for concurrent use: one goroutine calls all of its
+// methods (the member's loop, or the simulator).
+type Core struct {
+	cfg     Config
+	rn      *raft.RawNode
+	storage Storage
+	log     *slog.Logger
+
+	state     State
+	confState *pb.ConfState
+	applied   uint64
+	err       error // sticky storage error
+
+	readSeq uint64
+	// reads maps a ReadIndex request id to the tick it was issued at, for the timeout.
+	// Invariant: every id in reads was handed to raft and has not been reported yet.
+	reads map[uint64]int
+	ticks int
+}
+
+// New starts a core on storage. If the storage is empty, the cluster is bootstrapped with peers
+// (every founding member bootstraps the same peers, so their logs agree); otherwise peers are
+// ignored and the state comes from storage. applied is the index the state machine holds (the
+// snapshot it was started from).
+func New(cfg Config, st Storage, peers []raft.Peer, applied uint64) (*Core, error) {
+	if cfg.ID == 0 {
+		return nil, errors.New("consensus: Config.ID must be ≥ 1 (raft id 0 means none)")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ReadTimeoutTicks <= 0 {
+		cfg.ReadTimeoutTicks = 2 * cfg.ElectionTicks
+	}
+	rc := &raft.Config{
+		ID:                        cfg.ID,
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             cfg.HeartbeatTicks,
+		Storage:                   st,
+		Applied:                   applied,
+		MaxSizePerMsg:             cfg.MaxSizePerMsg,
+		MaxInflightMsgs:           cfg.MaxInflightMsgs,
+		MaxUncommittedEntriesSize: cfg.MaxUncommittedBytes,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		DisableProposalForwarding: true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		StepDownOnRemoval:         true,
+		Logger:                    &raftLogger{l: cfg.Logger.With("component", "raft")},
+	}
+	rn, err := raft.NewRawNode(rc)
+	if err != nil {
+		return nil, fmt.Errorf("consensus: %w", err)
+	}
+	last, err := st.LastIndex()
+	if err != nil {
+		return nil, fmt.Errorf("consensus: storage: %w", err)
+	}
+	snap, err := st.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("consensus: storage: %w", err)
+	}
+	if last == 0 && raft.IsEmptySnap(snap) {
+		if len(peers) == 0 {
+			return nil, errors.New("consensus: empty storage and no peers to bootstrap")
+		}
+		if err := rn.Bootstrap(peers); err != nil {
+			return nil, fmt.Errorf("consensus: bootstrap: %w", err)
+		}
+	}
+	_, cs, err := st.InitialState()
+	if err != nil {
+		return nil, fmt.Errorf("consensus: storage: %w", err)
+	}
+	c := &Core{
+		cfg:       cfg,
+		rn:        rn,
+		storage:   st,
+		log:       cfg.Logger,
+		confState: proto.Clone(cs).(*pb.ConfState),
+		applied:   applied,
+		reads:     make(map[uint64]int),
+	}
+	bs := rn.BasicStatus()
+	c.state = State{Role: bs.RaftState, Leader: bs.Lead, Term: bs.GetTerm()}
+	return c, nil
+}
+
+// Err returns the sticky error that stopped the core, if any.
+func (c *Core) Err() error { return c.err }
+
+// State returns role, leader and term as of the last Process.
+func (c *Core) State() State { return c.state }
+
+// Status returns raft's basic status (commit index and the like).
+func (c *Core) Status() raft.BasicStatus { return c.rn.BasicStatus() }
+
+// Applied returns the index of the last entry handed to the handler.
+func (c *Core) Applied() uint64 { return c.applied }
+
+// ConfState returns the membership as of the applied index.
+func (c *Core) ConfState() *pb.ConfState { return c.confState }
+
+// Tick advances raft's logical clock by one tick and times out old reads.
+func (c *Core) Tick() {
+	c.ticks++
+	c.rn.Tick()
+}
+
+// Step feeds a message received from a peer. Local message types are refused.
+func (c *Core) Step(m *pb.Message) error {
+	if raft.IsLocalMsg(m.GetType()) {
+		return fmt.Errorf("consensus: refusing local message type %s from the network", m.GetType())
+	}
+	err := c.rn.Step(m)
+	if errors.Is(err, raft.ErrStepPeerNotFound) {
+		// A response from a member that is not (or no longer) in the configuration.
+		return nil
+	}
+	return err
+}
+
+// Propose appends data as one entry if this member is the leader. It fails fast: a *NotLeaderError
+// when not leader (or raft dropped it during a leadership transfer), ErrDropped when over the
+// uncommitted limit. On success the entry is in the leader's unstable log; whether it commits is
+// learnt from the applied log (sessions make a retry safe).
+func (c *Core) Propose(data []byte) error {
+	if c.err != nil {
+		return ErrStopped
+	}
+	if c.rn.BasicStatus().RaftState != raft.StateLeader {
+		return c.notLeader()
+	}
+	if err := c.rn.Propose(data); err != nil {
+		if errors.Is(err, raft.ErrProposalDropped) {
+			if c.rn.BasicStatus().LeadTransferee != 0 {
+				return c.notLeader()
+			}
+			return ErrDropped
+		}
+		return err
+	}
+	return nil
+}
+
+func (c *Core) notLeader() error {
+	bs := c.rn.BasicStatus()
+	lead := bs.Lead
+	if lead == c.cfg.ID {
+		lead = bs.LeadTransferee
+	}
+	return &NotLeaderError{Leader: lead, Term: bs.GetTerm()}
+}
+
+// ReadIndex starts a linearizable read and returns its id; the handler's ReadReady or ReadFailed
+// reports the outcome. Each call uses a fresh request context (etcd#20418).
+func (c *Core) ReadIndex() (uint64, error) {
+	if c.err != nil {
+		return 0, ErrStopped
+	}
+	if c.rn.BasicStatus().RaftState != raft.StateLeader {
+		return 0, c.notLeader()
+	}
+	c.readSeq++
+	id := c.readSeq
+	var ctx [8]byte
+	binary.LittleEndian.PutUint64(ctx[:], id)
+	c.reads[id] = c.ticks
+	c.rn.ReadIndex(ctx[:])
+	return id, nil
+}
+
+// TransferLeadership asks raft to hand leadership to the member with raft id to.
+func (c *Core) TransferLeadership(to uint64) { c.rn.TransferLeader(to) }
+
+// BestFollower returns the voter other than this member with the highest match index (the
+// lowest id on a tie), the natural target of a leadership transfer.
+func (c *Core) BestFollower() (uint64, bool) {
+	var best, match uint64
+	for id, pr := range c.rn.Status().Progress {
+		if id == c.cfg.ID || pr.IsLearner {
+			continue
+		}
+		if best == 0 || pr.Match > match || (pr.Match == match && id < best) {
+			best, match = id, pr.Match
+		}
+	}
+	return best, best != 0
+}
+
+// ReportUnreachable tells raft that a message to id could not be delivered.
+func (c *Core) ReportUnreachable(id uint64) { c.rn.ReportUnreachable(id) }
+
+// ReportSnapshot tells raft whether a snapshot sent to id arrived.
+func (c *Core) ReportSnapshot(id uint64, ok bool) {
+	st := raft.SnapshotFinish
+	if !ok {
+		st = raft.SnapshotFailure
+	}
+	c.rn.ReportSnapshot(id, st)
+}
+
+// CreateSnapshot records the state machine's snapshot at index (≤ applied) with the membership
+// as of the applied index, and lets the storage compact the log behind it.
+func (c *Core) CreateSnapshot(index uint64, data []byte) error {
+	if c.err != nil {
+		return ErrStopped
+	}
+	if index > c.applied {
+		return fmt.Errorf("consensus: snapshot index %d beyond applied %d", index, c.applied)
+	}
+	if err := c.storage.CreateSnapshot(index, c.confState, data); err != nil {
+		c.fail(err)
+		return err
+	}
+	return nil
+}
+
+func (c *Core) fail(err error) {
+	if c.err == nil {
+		c.err = fmt.Errorf("%w: %w", ErrStopped, err)
+		c.log.Error("storage failed; this member stops acknowledging", "err", err)
+	}
+}
+
+// Process runs Ready cycles until raft has nothing more to do, following the Ready contract:
+//  1. persist the snapshot, then entries, then the hard state, and sync when raft.MustSync;
+//  2. send messages (only now: they may promise what was just persisted);
+//  3. install the snapshot, then apply committed entries (ApplyConfChange for conf changes);
+//  4. report read states and expired reads; 5. Advance.
+//
+// A storage error stops the core for good (sticky); a handler error is returned as is.
+func (c *Core) Process(h Handler) error {
+	if c.err != nil {
+		return c.err
+	}
+	c.expireReads(h)
+	for c.rn.HasReady() {
+		rd := c.rn.Ready()
+		if err := c.persist(&rd); err != nil {
+			c.fail(err)
+			return c.err
+		}
+		if rd.SoftState != nil || rd.HardState != nil {
+			c.noteState(h, rd.SoftState, rd.HardState)
+		}
+		if len(rd.Messages) > 0 {
+			h.Send(rd.Messages)
+		}
+		if !raft.IsEmptySnap(rd.Snapshot) {
+			if err := h.InstallSnapshot(rd.Snapshot); err != nil {
+				return err
+			}
+			c.confState = proto.Clone(rd.Snapshot.GetMetadata().GetConfState()).(*pb.ConfState)
+			c.applied = rd.Snapshot.GetMetadata().GetIndex()
+		}
+		for _, e := range rd.CommittedEntries {
+			if err := c.apply(h, e); err != nil {
+				return err
+			}
+		}
+		for _, rs := range rd.ReadStates {
+			if len(rs.RequestCtx) != 8 {
+				continue
+			}
+			id := binary.LittleEndian.Uint64(rs.RequestCtx)
+			if _, ok := c.reads[id]; ok {
+				delete(c.reads, id)
+				h.ReadReady(id, rs.Index)
+			}
+		}
+		c.rn.Advance(rd)
+	}
+	return nil
+}
+
+func (c *Core) persist(rd *raft.Ready) error {
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := c.storage.SaveSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	if len(rd.Entries) > 0 || !raft.IsEmptyHardState(rd.HardState) {
+		if err := c.storage.Append(rd.HardState, rd.Entries); err != nil {
+			return err
+		}
+	}
+	if rd.MustSync || !raft.IsEmptySnap(rd.Snapshot) {
+		if err := c.storage.Sync(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Core) apply(h Handler, e *pb.Entry) error {
+	var cc *pb.ConfChange
+	switch e.GetType() {
+	case pb.EntryConfChange:
+		cc = new(pb.ConfChange)
+		if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+			return fmt.Errorf("consensus: conf change at index %d: %w", e.GetIndex(), err)
+		}
+		c.confState = c.rn.ApplyConfChange(cc)
+	case pb.EntryConfChangeV2:
+		return fmt.Errorf("consensus: joint conf changes are not supported (index %d)", e.GetIndex())
+	}
+	if err := h.ApplyEntry(e, cc); err != nil {
+		return err
+	}
+	c.applied = e.GetIndex()
+	return nil
+}
+
+func (c *Core) noteState(h Handler, ss *raft.SoftState, hs *pb.HardState) {
+	next := c.state
+	if ss != nil {
+		next.Role, next.Leader = ss.RaftState, ss.Lead
+	}
+	if hs != nil && hs.GetTerm() != 0 {
+		next.Term = hs.GetTerm()
+	}
+	if next == c.state {
+		return
+	}
+	wasLeader := c.state.Role == raft.StateLeader
+	c.state = next
+	if wasLeader && next.Role != raft.StateLeader {
+		c.failReads(h, c.notLeader())
+	}
+	h.StateChanged(next)
+}
+
+func (c *Core) expireReads(h Handler) {
+	if len(c.reads) == 0 {
+		return
+	}
+	var expired []uint64
+	for id, at := range c.reads {
+		if c.ticks-at >= c.cfg.ReadTimeoutTicks {
+			expired = append(expired, id)
+		}
+	}
+	slices.Sort(expired) // map order must not reach the output
+	for _, id := range expired {
+		delete(c.reads, id)
+		h.ReadFailed(id, ErrReadTimeout)
+	}
+}
+
+func (c *Core) failReads(h Handler, err error) {
+	ids := make([]uint64, 0, len(c.reads))
+	for id := range c.reads {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		delete(c.reads, id)
+		h.ReadFailed(id, err)
+	}
+}
+
+// raftLogger routes raft's logging to slog: libraries never print.
+type raftLogger struct{ l *slog.Logger }
+
+func (r *raftLogger) Debug(v ...any)                 { r.l.Debug(fmt.Sprint(v...)) }
+func (r *raftLogger) Debugf(format string, v ...any) { r.l.Debug(fmt.Sprintf(format, v...)) }
+func (r *raftLogger) Info(v ...any)                  { r.l.Debug(fmt.Sprint(v...)) }
+func (r *raftLogger) Infof(format string, v ...any)  { r.l.Debug(fmt.Sprintf(format, v...)) }
+func (r *raftLogger) Warning(v ...any)               { r.l.Warn(fmt.Sprint(v...)) }
+func (r *raftLogger) Warningf(format string, v ...any) {
+	r.l.Warn(fmt.Sprintf(format, v...))
+}
+func (r *raftLogger) Error(v ...any)                 { r.l.Error(fmt.Sprint(v...)) }
+func (r *raftLogger) Errorf(format string, v ...any) { r.l.Error(fmt.Sprintf(format, v...)) }
+func (r *raftLogger) Fatal(v ...any)                 { r.Panic(v...) }
+func (r *raftLogger) Fatalf(format string, v ...any) { r.Panicf(format, v...) }
+func (r *raftLogger) Panic(v ...any) {
+	s := fmt.Sprint(v...)
+	r.l.Error(s)
+	panic(s)
+}
+func (r *raftLogger) Panicf(format string, v ...any) {
+	s := fmt.Sprintf(format, v...)
+	r.l.Error(s)
+	panic(s)
+}

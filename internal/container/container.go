@@ -1,0 +1,543 @@
+package container
+
+import (
+	"bytes"
+	"container/heap"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tandem-cluster/tandem/internal/wire"
+	"github.com/tandem-cluster/tandem/service"
+)
+
+// Config configures a container.
+type Config struct {
+	MemberID int
+	// SnapshotIntervalEntries: a snapshot point at every index that is a multiple of it.
+	SnapshotIntervalEntries uint64
+	// SnapshotIntervalTime: a snapshot point whenever cluster time crosses a multiple of it.
+	SnapshotIntervalTime time.Duration
+	// ResponseWindowMax bounds the recorded replies per session (commands a client may have in
+	// flight and unacknowledged).
+	ResponseWindowMax int
+	// ResponseBytesMax is the byte budget of all recorded replies plus per-session overhead.
+	ResponseBytesMax int64
+	// SessionsMax bounds open sessions.
+	SessionsMax int
+	// TimersMax bounds scheduled timers.
+	TimersMax int
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		SnapshotIntervalEntries: 1000,
+		SnapshotIntervalTime:    30 * time.Second,
+		ResponseWindowMax:       1024,
+		ResponseBytesMax:        64 << 20,
+		SessionsMax:             10_000,
+		TimersMax:               100_000,
+	}
+}
+
+// Validate checks a configuration; errors name the field and value.
+func (c Config) Validate() error {
+	var errs []error
+	if c.SnapshotIntervalEntries == 0 {
+		errs = append(errs, errors.New("SnapshotIntervalEntries (0) must be positive"))
+	}
+	if c.SnapshotIntervalTime <= 0 {
+		errs = append(errs, fmt.Errorf("SnapshotIntervalTime (%s) must be positive", c.SnapshotIntervalTime))
+	}
+	if c.ResponseWindowMax <= 0 {
+		errs = append(errs, fmt.Errorf("ResponseWindowMax (%d) must be positive", c.ResponseWindowMax))
+	}
+	if c.ResponseBytesMax < sessionOverheadBytes {
+		errs = append(errs, fmt.Errorf("ResponseBytesMax (%d) must be at least %d", c.ResponseBytesMax, sessionOverheadBytes))
+	}
+	if c.SessionsMax <= 0 {
+		errs = append(errs, fmt.Errorf("SessionsMax (%d) must be positive", c.SessionsMax))
+	}
+	if c.TimersMax <= 0 {
+		errs = append(errs, fmt.Errorf("TimersMax (%d) must be positive", c.TimersMax))
+	}
+	return errors.Join(errs...)
+}
+
+// Byte accounting of the response table: what a session and a recorded reply cost beyond the
+// reply bytes. Deterministic constants, so every member refuses the same commands.
+const (
+	sessionOverheadBytes = 256
+	entryOverheadBytes   = 32
+)
+
+// Egress receives what the container emits, on every member alike; the caller delivers a
+// message only where the session's client is attached. Called on the apply goroutine; must not
+// block. Recorded replies (CResponse payloads) are immutable and may be kept; push payloads are
+// copies owned by the callee.
+type Egress func(m *wire.ClientMsg)
+
+// Member is a member as recorded in the replicated state.
+type Member struct {
+	RaftID    uint64
+	Endpoints []byte
+	Removed   bool // ids are never reused: a removed member stays recorded
+}
+
+type session struct {
+	id     wire.SessionID
+	floor  wire.Seq               // every command below it was acknowledged to the client
+	window map[wire.Seq][]byte    // recorded replies for seqs ≥ floor
+	bytes  int64                  // accounted bytes of this session (overhead + window)
+	handle *sessionHandle
+}
+
+// Container applies committed entries to a service. Not safe for concurrent use.
+type Container struct {
+	cfg    Config
+	svc    service.Service
+	egress Egress
+
+	// Replicated state (in snapshots).
+	applied     uint64
+	clusterTime int64
+	sessions    map[wire.SessionID]*session
+	timers      map[int64]int64 // correlation id → deadline (Unix nanos)
+	members     map[uint64]Member
+	bytesUsed   int64
+
+	// Derived: timer heap with lazy deletion (entries whose deadline no longer matches the map
+	// are stale).
+	timerQ timerHeap
+
+	// Local state.
+	role       service.Role
+	inLog      bool // a log-driven callback is running: mutations allowed
+	terminated bool
+	cluster    *clusterView
+}
+
+// New creates a container for svc. Start must be called before anything is applied.
+func New(cfg Config, svc service.Service, egress Egress) (*Container, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if egress == nil {
+		egress = func(*wire.ClientMsg) {}
+	}
+	c := &Container{cfg: cfg, svc: svc, egress: egress}
+	c.cluster = &clusterView{c: c}
+	c.reset()
+	return c, nil
+}
+
+func (c *Container) reset() {
+	c.applied, c.clusterTime, c.bytesUsed = 0, 0, 0
+	c.sessions = map[wire.SessionID]*session{}
+	c.timers = map[int64]int64{}
+	c.members = map[uint64]Member{}
+	c.timerQ = nil
+}
+
+// Start replaces all state with a snapshot taken by TakeSnapshot (nil: empty state) at raft
+// index index, and calls OnStart. Used at start and to install a snapshot from the leader.
+func (c *Container) Start(snapshot []byte, index uint64) error {
+	c.reset()
+	var svcBytes []byte
+	if snapshot != nil {
+		st, err := decodeSnapshot(snapshot)
+		if err != nil {
+			return err
+		}
+		if index != 0 && st.applied != index {
+			return fmt.Errorf("container: snapshot holds index %d, raft says %d", st.applied, index)
+		}
+		c.applied, c.clusterTime, c.bytesUsed = st.applied, st.clusterTime, 0
+		for _, s := range st.sessions {
+			s.handle = &sessionHandle{c: c, id: s.id}
+			s.bytes = sessionOverheadBytes
+			for _, r := range s.window {
+				s.bytes += entryOverheadBytes + int64(len(r))
+			}
+			c.bytesUsed += s.bytes
+			c.sessions[s.id] = s
+		}
+		for id, d := range st.timers {
+			c.timers[id] = d
+			heap.Push(&c.timerQ, timerEntry{deadline: d, id: id})
+		}
+		for _, m := range st.members {
+			c.members[m.RaftID] = m
+		}
+		svcBytes = st.service
+	} else {
+		c.applied = index
+	}
+	c.inLog = false
+	if snapshot == nil {
+		return c.svc.OnStart(c.cluster, nil)
+	}
+	return c.svc.OnStart(c.cluster, bytes.NewReader(svcBytes))
+}
+
+// Applied returns the index of the last applied entry.
+func (c *Container) Applied() uint64 { return c.applied }
+
+// ClusterTime returns cluster time in Unix nanoseconds.
+func (c *Container) ClusterTime() int64 { return c.clusterTime }
+
+// SessionOpen reports whether a session is open.
+func (c *Container) SessionOpen(id wire.SessionID) bool { _, ok := c.sessions[id]; return ok }
+
+// SessionIDs returns the open sessions, sorted.
+func (c *Container) SessionIDs() []wire.SessionID {
+	ids := make([]wire.SessionID, 0, len(c.sessions))
+	for id := range c.sessions {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, compareIDs)
+	return ids
+}
+
+func compareIDs(a, b wire.SessionID) int { return bytes.Compare(a[:], b[:]) }
+
+// NextTimerDeadline returns the earliest timer deadline.
+func (c *Container) NextTimerDeadline() (int64, bool) {
+	for c.timerQ.Len() > 0 {
+		top := c.timerQ[0]
+		if d, ok := c.timers[top.id]; ok && d == top.deadline {
+			return top.deadline, true
+		}
+		heap.Pop(&c.timerQ) // stale
+	}
+	return 0, false
+}
+
+// Members returns the recorded members, sorted by raft id.
+func (c *Container) Members() []Member {
+	ms := make([]Member, 0, len(c.members))
+	for _, m := range c.members {
+		ms = append(ms, m)
+	}
+	slices.SortFunc(ms, func(a, b Member) int { return int(a.RaftID) - int(b.RaftID) })
+	return ms
+}
+
+// Admit is the leader's early check of a command. The same limits are enforced again,
+// deterministically, at apply.
+func (c *Container) Admit(id wire.SessionID, seq wire.Seq, opening bool) wire.Status {
+	s, ok := c.sessions[id]
+	if !ok {
+		if opening {
+			return wire.StatusOK
+		}
+		return wire.StatusSessionExpired
+	}
+	if _, dup := s.window[seq]; dup || seq < s.floor {
+		return wire.StatusOK // answered from the record at apply
+	}
+	if len(s.window) >= c.cfg.ResponseWindowMax || c.bytesUsed+entryOverheadBytes > c.cfg.ResponseBytesMax {
+		return wire.StatusRejected
+	}
+	return wire.StatusOK
+}
+
+// SetRole records this member's role and tells the service.
+func (c *Container) SetRole(r service.Role) {
+	if r == c.role {
+		return
+	}
+	c.role = r
+	c.inLog = false
+	c.svc.OnRoleChange(r)
+}
+
+// Terminate calls OnTerminate once.
+func (c *Container) Terminate() {
+	if c.terminated {
+		return
+	}
+	c.terminated = true
+	c.inLog = false
+	c.svc.OnTerminate()
+}
+
+// Query runs OnQuery; mutations inside are refused.
+func (c *Container) Query(q []byte) []byte {
+	c.inLog = false
+	return c.svc.OnQuery(q)
+}
+
+// snapshotPoint reports whether index (applied with cluster time moving from before to after)
+// is a snapshot point. Purely a function of the log: every member agrees.
+func (c *Container) snapshotPoint(index uint64, before, after int64) bool {
+	if index%c.cfg.SnapshotIntervalEntries == 0 {
+		return true
+	}
+	iv := int64(c.cfg.SnapshotIntervalTime)
+	return before > 0 && after/iv > before/iv
+}
+
+// ApplyEmpty applies an entry that carries nothing for the service.
+func (c *Container) ApplyEmpty(index uint64) bool {
+	c.applied = index
+	return c.snapshotPoint(index, c.clusterTime, c.clusterTime)
+}
+
+// ApplyMember records a membership change.
+func (c *Container) ApplyMember(index uint64, raftID uint64, endpoints []byte, removed bool) bool {
+	m := c.members[raftID]
+	m.RaftID = raftID
+	if len(endpoints) > 0 {
+		m.Endpoints = slices.Clone(endpoints)
+	}
+	m.Removed = m.Removed || removed
+	c.members[raftID] = m
+	c.applied = index
+	return c.snapshotPoint(index, c.clusterTime, c.clusterTime)
+}
+
+// ApplyBatch applies one batch: cluster time advances (never backwards), due timers fire in
+// (deadline, correlation id) order, then the items apply in order.
+func (c *Container) ApplyBatch(index uint64, b *wire.Batch) (bool, error) {
+	if index <= c.applied {
+		return false, fmt.Errorf("container: entry %d applied after %d", index, c.applied)
+	}
+	before := c.clusterTime
+	c.clusterTime = max(c.clusterTime, b.TimestampNanos)
+	c.applied = index
+	c.fireTimers()
+	for i := range b.Items {
+		it := &b.Items[i]
+		switch it.Kind {
+		case wire.ItemOpen:
+			c.open(it.Session)
+		case wire.ItemCommand:
+			c.command(it)
+		case wire.ItemClose:
+			c.closeSession(it.Session, service.CloseReason(it.Reason))
+		default:
+			return false, fmt.Errorf("container: entry %d: unknown item kind %d", index, it.Kind)
+		}
+	}
+	c.inLog = false
+	return c.snapshotPoint(index, before, c.clusterTime), nil
+}
+
+func (c *Container) now() time.Time { return time.Unix(0, c.clusterTime).UTC() }
+
+func (c *Container) fireTimers() {
+	var due []timerEntry
+	for c.timerQ.Len() > 0 && c.timerQ[0].deadline <= c.clusterTime {
+		e := heap.Pop(&c.timerQ).(timerEntry)
+		if d, ok := c.timers[e.id]; ok && d == e.deadline {
+			due = append(due, e)
+		}
+	}
+	// The heap pops by (deadline, id): due is already in firing order.
+	for _, e := range due {
+		if d, ok := c.timers[e.id]; !ok || d != e.deadline {
+			continue // cancelled or rescheduled by an earlier timer's callback
+		}
+		delete(c.timers, e.id)
+		c.inLog = true
+		c.svc.OnTimerEvent(e.id, c.now())
+	}
+}
+
+func (c *Container) open(id wire.SessionID) {
+	if _, ok := c.sessions[id]; ok {
+		return // idempotent
+	}
+	if len(c.sessions) >= c.cfg.SessionsMax || c.bytesUsed+sessionOverheadBytes > c.cfg.ResponseBytesMax {
+		c.egress(&wire.ClientMsg{Kind: wire.CSessionEvent, Session: id, Status: wire.StatusRejected})
+		return
+	}
+	s := &session{id: id, window: map[wire.Seq][]byte{}, bytes: sessionOverheadBytes}
+	s.handle = &sessionHandle{c: c, id: id}
+	c.sessions[id] = s
+	c.bytesUsed += s.bytes
+	c.inLog = true
+	c.svc.OnSessionOpen(s.handle, c.now())
+	c.egress(&wire.ClientMsg{Kind: wire.CAttached, Session: id})
+}
+
+func (c *Container) closeSession(id wire.SessionID, reason service.CloseReason) {
+	s, ok := c.sessions[id]
+	if !ok {
+		return
+	}
+	delete(c.sessions, id)
+	c.bytesUsed -= s.bytes
+	c.inLog = true
+	c.svc.OnSessionClose(s.handle, c.now(), reason)
+	c.egress(&wire.ClientMsg{Kind: wire.CSessionEvent, Session: id, Reason: uint8(reason)})
+}
+
+func (c *Container) command(it *wire.Item) {
+	s, ok := c.sessions[it.Session]
+	if !ok {
+		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusSessionExpired})
+		return
+	}
+	if it.LowestUnacked > s.floor {
+		s.floor = it.LowestUnacked
+		for seq, r := range s.window {
+			if seq < s.floor {
+				delete(s.window, seq)
+				freed := entryOverheadBytes + int64(len(r))
+				s.bytes -= freed
+				c.bytesUsed -= freed
+			}
+		}
+	}
+	if it.Seq < s.floor {
+		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusEvicted})
+		return
+	}
+	if r, dup := s.window[it.Seq]; dup {
+		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusOK, Payload: r})
+		return
+	}
+	if len(s.window) >= c.cfg.ResponseWindowMax || c.bytesUsed+entryOverheadBytes > c.cfg.ResponseBytesMax {
+		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusRejected,
+			Payload: []byte("response window full: acknowledge earlier commands first")})
+		return
+	}
+	c.inLog = true
+	reply := slices.Clone(c.svc.OnSessionMessage(s.handle, c.now(), it.Payload))
+	if reply == nil {
+		reply = []byte{}
+	}
+	if _, still := c.sessions[it.Session]; still {
+		// The budget was checked before applying; the reply itself may overshoot it by at most
+		// one reply, which the next admission sees. Recording is not optional: the command was
+		// applied, and a retry must get this reply, never a second application.
+		s.window[it.Seq] = reply
+		cost := entryOverheadBytes + int64(len(reply))
+		s.bytes += cost
+		c.bytesUsed += cost
+	}
+	c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusOK, Payload: reply})
+}
+
+// ---- timers ----
+
+type timerEntry struct {
+	deadline int64
+	id       int64
+}
+
+type timerHeap []timerEntry
+
+func (h timerHeap) Len() int { return len(h) }
+func (h timerHeap) Less(i, j int) bool {
+	if h[i].deadline != h[j].deadline {
+		return h[i].deadline < h[j].deadline
+	}
+	return h[i].id < h[j].id
+}
+func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)   { *h = append(*h, x.(timerEntry)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+// ---- what the service sees ----
+
+type clusterView struct{ c *Container }
+
+func (v *clusterView) MemberID() int      { return v.c.cfg.MemberID }
+func (v *clusterView) Role() service.Role { return v.c.role }
+func (v *clusterView) Time() time.Time    { return v.c.now() }
+func (v *clusterView) LogIndex() uint64   { return v.c.applied }
+
+func (v *clusterView) ScheduleTimer(id int64, deadline time.Time) error {
+	c := v.c
+	if !c.inLog {
+		return service.ErrNotAllowed
+	}
+	if _, ok := c.timers[id]; !ok && len(c.timers) >= c.cfg.TimersMax {
+		return service.ErrTooManyTimers
+	}
+	d := deadline.UnixNano()
+	c.timers[id] = d
+	heap.Push(&c.timerQ, timerEntry{deadline: d, id: id})
+	// Stale heap entries are dropped lazily; keep the heap from growing without bound when one
+	// timer is rescheduled over and over.
+	if c.timerQ.Len() > 2*len(c.timers)+64 {
+		c.rebuildTimers()
+	}
+	return nil
+}
+
+func (c *Container) rebuildTimers() {
+	c.timerQ = c.timerQ[:0]
+	for id, d := range c.timers {
+		c.timerQ = append(c.timerQ, timerEntry{deadline: d, id: id})
+	}
+	heap.Init(&c.timerQ)
+}
+
+func (v *clusterView) CancelTimer(id int64) (bool, error) {
+	c := v.c
+	if !c.inLog {
+		return false, service.ErrNotAllowed
+	}
+	_, ok := c.timers[id]
+	delete(c.timers, id)
+	return ok, nil
+}
+
+func (v *clusterView) Session(id service.SessionID) (service.Session, bool) {
+	s, ok := v.c.sessions[wire.SessionID(id)]
+	if !ok {
+		return nil, false
+	}
+	return s.handle, true
+}
+
+func (v *clusterView) Sessions() []service.Session {
+	var out []service.Session
+	for _, id := range v.c.SessionIDs() {
+		out = append(out, v.c.sessions[id].handle)
+	}
+	return out
+}
+
+func (v *clusterView) CloseSession(id service.SessionID) error {
+	c := v.c
+	if !c.inLog {
+		return service.ErrNotAllowed
+	}
+	if _, ok := c.sessions[wire.SessionID(id)]; !ok {
+		return service.ErrSessionClosed
+	}
+	c.closeSession(wire.SessionID(id), service.CloseService)
+	c.inLog = true // still inside the caller's log-driven callback
+	return nil
+}
+
+type sessionHandle struct {
+	c  *Container
+	id wire.SessionID
+}
+
+func (h *sessionHandle) ID() service.SessionID { return service.SessionID(h.id) }
+
+func (h *sessionHandle) Offer(msg []byte) error {
+	c := h.c
+	if !c.inLog {
+		return service.ErrNotAllowed
+	}
+	if _, ok := c.sessions[h.id]; !ok {
+		return service.ErrSessionClosed
+	}
+	c.egress(&wire.ClientMsg{Kind: wire.CPush, Session: h.id, Payload: slices.Clone(msg)})
+	return nil
+}

@@ -1,0 +1,206 @@
+package container
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"slices"
+
+	"github.com/tandem-cluster/tandem/internal/wire"
+)
+
+// Snapshot layout (all integers little-endian):
+//
+//	magic "TNDC" | version u8 | applied u64 | clusterTime i64
+//	sessions: count u32, each: id [16] | floor u64 | replies u32, each: seq u64 | len u32 | bytes
+//	timers:   count u32, each (by correlation id): id i64 | deadline i64
+//	members:  count u32, each (by raft id): raft id u64 | removed u8 | len u32 | endpoints
+//	service:  len u64 | bytes
+//	crc u32: CRC-32C of everything before it
+//
+// Everything is sorted, so two members that applied the same index write the same bytes.
+var snapshotMagic = [4]byte{'T', 'N', 'D', 'C'}
+
+const snapshotVersion uint8 = 1
+
+// ErrBadSnapshot wraps every snapshot decoding error.
+var ErrBadSnapshot = errors.New("container: bad snapshot")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// TakeSnapshot returns the snapshot of the state at the applied index.
+func (c *Container) TakeSnapshot() ([]byte, error) {
+	le := binary.LittleEndian
+	b := append([]byte(nil), snapshotMagic[:]...)
+	b = append(b, snapshotVersion)
+	b = le.AppendUint64(b, c.applied)
+	b = le.AppendUint64(b, uint64(c.clusterTime))
+	b = le.AppendUint32(b, uint32(len(c.sessions)))
+	for _, id := range c.SessionIDs() {
+		s := c.sessions[id]
+		b = append(b, id[:]...)
+		b = le.AppendUint64(b, uint64(s.floor))
+		seqs := make([]wire.Seq, 0, len(s.window))
+		for seq := range s.window {
+			seqs = append(seqs, seq)
+		}
+		slices.Sort(seqs)
+		b = le.AppendUint32(b, uint32(len(seqs)))
+		for _, seq := range seqs {
+			b = le.AppendUint64(b, uint64(seq))
+			b = le.AppendUint32(b, uint32(len(s.window[seq])))
+			b = append(b, s.window[seq]...)
+		}
+	}
+	ids := make([]int64, 0, len(c.timers))
+	for id := range c.timers {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	b = le.AppendUint32(b, uint32(len(ids)))
+	for _, id := range ids {
+		b = le.AppendUint64(b, uint64(id))
+		b = le.AppendUint64(b, uint64(c.timers[id]))
+	}
+	ms := c.Members()
+	b = le.AppendUint32(b, uint32(len(ms)))
+	for _, m := range ms {
+		b = le.AppendUint64(b, m.RaftID)
+		removed := uint8(0)
+		if m.Removed {
+			removed = 1
+		}
+		b = append(b, removed)
+		b = le.AppendUint32(b, uint32(len(m.Endpoints)))
+		b = append(b, m.Endpoints...)
+	}
+	var svc bytes.Buffer
+	c.inLog = false
+	if err := c.svc.OnTakeSnapshot(&svc); err != nil {
+		return nil, fmt.Errorf("container: service snapshot: %w", err)
+	}
+	b = le.AppendUint64(b, uint64(svc.Len()))
+	b = append(b, svc.Bytes()...)
+	return le.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
+}
+
+type snapshotState struct {
+	applied     uint64
+	clusterTime int64
+	sessions    []*session
+	timers      map[int64]int64
+	members     []Member
+	service     []byte
+}
+
+type snapReader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *snapReader) take(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || len(r.b)-r.off < n {
+		r.err = fmt.Errorf("%w: truncated at byte %d", ErrBadSnapshot, r.off)
+		return nil
+	}
+	p := r.b[r.off : r.off+n]
+	r.off += n
+	return p
+}
+
+func (r *snapReader) u8() uint8 {
+	if p := r.take(1); p != nil {
+		return p[0]
+	}
+	return 0
+}
+func (r *snapReader) u32() uint32 {
+	if p := r.take(4); p != nil {
+		return binary.LittleEndian.Uint32(p)
+	}
+	return 0
+}
+func (r *snapReader) u64() uint64 {
+	if p := r.take(8); p != nil {
+		return binary.LittleEndian.Uint64(p)
+	}
+	return 0
+}
+
+// count reads a count and checks that at least min bytes per element remain, so a forged count
+// cannot make the decoder allocate more than the snapshot's size.
+func (r *snapReader) count(minBytes int) int {
+	n := int(r.u32())
+	if r.err == nil && n > (len(r.b)-r.off)/minBytes {
+		r.err = fmt.Errorf("%w: count %d does not fit in the remaining %d bytes", ErrBadSnapshot, n, len(r.b)-r.off)
+		return 0
+	}
+	return n
+}
+
+func decodeSnapshot(data []byte) (*snapshotState, error) {
+	if len(data) < 4+1+4 {
+		return nil, fmt.Errorf("%w: %d bytes is too short", ErrBadSnapshot, len(data))
+	}
+	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
+	if !bytes.Equal(body[:4], snapshotMagic[:]) {
+		return nil, fmt.Errorf("%w: bad magic", ErrBadSnapshot)
+	}
+	if body[4] != snapshotVersion {
+		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrBadSnapshot, body[4], snapshotVersion)
+	}
+	if crc32.Checksum(body, castagnoli) != sum {
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrBadSnapshot)
+	}
+	r := &snapReader{b: body, off: 5}
+	st := &snapshotState{timers: map[int64]int64{}}
+	st.applied = r.u64()
+	st.clusterTime = int64(r.u64())
+	n := r.count(16 + 8 + 4)
+	var prev *wire.SessionID
+	for range n {
+		s := &session{window: map[wire.Seq][]byte{}}
+		copy(s.id[:], r.take(16))
+		s.floor = wire.Seq(r.u64())
+		k := r.count(8 + 4)
+		for range k {
+			seq := wire.Seq(r.u64())
+			reply := slices.Clone(r.take(int(r.u32())))
+			if reply == nil {
+				reply = []byte{}
+			}
+			s.window[seq] = reply
+		}
+		if r.err == nil && prev != nil && compareIDs(*prev, s.id) >= 0 {
+			r.err = fmt.Errorf("%w: sessions out of order", ErrBadSnapshot)
+		}
+		prev = &s.id
+		st.sessions = append(st.sessions, s)
+	}
+	n = r.count(16)
+	for range n {
+		id := int64(r.u64())
+		st.timers[id] = int64(r.u64())
+	}
+	n = r.count(8 + 1 + 4)
+	for range n {
+		m := Member{RaftID: r.u64(), Removed: r.u8() == 1}
+		m.Endpoints = slices.Clone(r.take(int(r.u32())))
+		st.members = append(st.members, m)
+	}
+	svcLen := r.u64()
+	if r.err == nil && svcLen != uint64(len(body)-r.off) {
+		r.err = fmt.Errorf("%w: service section of %d bytes, %d remain", ErrBadSnapshot, svcLen, len(body)-r.off)
+	}
+	st.service = slices.Clone(r.take(int(svcLen)))
+	if r.err != nil {
+		return nil, r.err
+	}
+	return st, nil
+}

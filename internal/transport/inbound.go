@@ -1,0 +1,272 @@
+package transport
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tandem-cluster/tandem/internal/wire"
+)
+
+// handshakeTimeout bounds how long an inbound connection may take to introduce itself.
+const handshakeTimeout = 5 * time.Second
+
+// idleTimeout closes an inbound connection that sent nothing for this long (the leader sends
+// heartbeats every few hundred milliseconds; a snapshot stream sends chunks).
+const idleTimeout = 30 * time.Second
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func (t *Transport) acceptLoop() {
+	defer t.wg.Done()
+	for {
+		conn, err := t.cfg.Listener.Accept()
+		if err != nil {
+			if t.ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			t.log.Error("member listener failed", "err", err)
+			return
+		}
+		t.mu.Lock()
+		t.inbound[conn] = struct{}{}
+		t.mu.Unlock()
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			t.serve(conn)
+			t.mu.Lock()
+			delete(t.inbound, conn)
+			t.mu.Unlock()
+			_ = conn.Close()
+		}()
+	}
+}
+
+// serve authenticates an inbound connection and delivers its messages. Anything unexpected
+// closes the connection with a logged reason; nothing from it reaches raft.
+func (t *Transport) serve(conn net.Conn) {
+	r := bufio.NewReaderSize(conn, 256<<10)
+	_ = conn.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	kind, body, buf, err := wire.ReadFrame(r, t.cfg.MaxFrameBytes, nil)
+	if err != nil {
+		t.reject(conn, "no valid handshake: %v", err)
+		return
+	}
+	if kind != wire.FrameHandshake {
+		t.reject(conn, "first frame is of kind %d, not a handshake", kind)
+		return
+	}
+	hs, err := wire.DecodeHandshake(body)
+	if err != nil {
+		t.reject(conn, "bad handshake: %v", err)
+		return
+	}
+	if hs.ClusterID != t.cfg.ClusterID {
+		t.reject(conn, "handshake from cluster %q, this is cluster %q", hs.ClusterID, t.cfg.ClusterID)
+		return
+	}
+	if hs.ReceiverID != t.cfg.SelfID {
+		t.reject(conn, "handshake for member raft id %d, this is raft id %d", hs.ReceiverID, t.cfg.SelfID)
+		return
+	}
+	if _, ok := t.peers[hs.SenderID]; !ok {
+		t.reject(conn, "handshake from raft id %d, which is not a peer", hs.SenderID)
+		return
+	}
+	from := hs.SenderID
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(idleTimeout))
+		kind, body, buf, err = wire.ReadFrame(r, t.cfg.MaxFrameBytes, buf)
+		if err != nil {
+			if errors.Is(err, io.EOF) || t.ctx.Err() != nil {
+				return
+			}
+			t.reject(conn, "reading from raft id %d: %v", from, err)
+			return
+		}
+		if kind != wire.FrameRaft {
+			t.reject(conn, "unexpected frame kind %d from raft id %d", kind, from)
+			return
+		}
+		m := new(pb.Message)
+		if err := proto.Unmarshal(body, m); err != nil {
+			t.reject(conn, "undecodable raft message from raft id %d: %v", from, err)
+			return
+		}
+		if m.GetFrom() != from || m.GetTo() != t.cfg.SelfID {
+			t.reject(conn, "raft message claims from=%d to=%d on a connection from raft id %d to %d",
+				m.GetFrom(), m.GetTo(), from, t.cfg.SelfID)
+			return
+		}
+		if m.GetType() == pb.MsgSnap {
+			if err := t.receiveSnapshot(conn, r, m); err != nil {
+				t.reject(conn, "snapshot from raft id %d: %v", from, err)
+				return
+			}
+			continue
+		}
+		t.h.Receive(m)
+	}
+}
+
+// receiveSnapshot reads the chunk stream that follows a MsgSnap, writes it to a file, syncs and
+// verifies it, and only then hands the message (with its data) to raft; it acknowledges the
+// transfer to the sender after that.
+func (t *Transport) receiveSnapshot(conn net.Conn, r *bufio.Reader, m *pb.Message) error {
+	meta := m.GetSnapshot().GetMetadata()
+	if err := os.MkdirAll(t.cfg.SnapshotDir, 0o755); err != nil {
+		return err
+	}
+	path := filepath.Join(t.cfg.SnapshotDir, fmt.Sprintf("incoming-%016x-%016x.tmp", meta.GetTerm(), meta.GetIndex()))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = f.Close()
+		_ = os.Remove(path) // the data now lives in raft's snapshot (and the archive)
+	}()
+	crc := uint32(0)
+	var written uint64
+	var buf []byte
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(idleTimeout))
+		kind, body, nb, err := wire.ReadFrame(r, t.cfg.MaxFrameBytes, buf)
+		buf = nb
+		if err != nil {
+			return fmt.Errorf("aborted after %d bytes: %w", written, err)
+		}
+		if kind != wire.FrameSnapshotChunk {
+			return fmt.Errorf("frame kind %d inside a snapshot stream", kind)
+		}
+		ch, err := wire.DecodeSnapshotChunk(body)
+		if err != nil {
+			return err
+		}
+		if ch.Index != meta.GetIndex() || ch.Term != meta.GetTerm() || ch.Offset != written || ch.Total < written+uint64(len(ch.Data)) {
+			return fmt.Errorf("chunk (index %d term %d offset %d total %d) does not continue the stream at %d",
+				ch.Index, ch.Term, ch.Offset, ch.Total, written)
+		}
+		if _, err := f.Write(ch.Data); err != nil {
+			return err
+		}
+		crc = crc32.Update(crc, castagnoli, ch.Data)
+		written += uint64(len(ch.Data))
+		if !ch.Last {
+			continue
+		}
+		if written != ch.Total {
+			return fmt.Errorf("stream ended at %d of %d bytes", written, ch.Total)
+		}
+		if crc != ch.CRC {
+			return fmt.Errorf("checksum %08x, sender says %08x", crc, ch.CRC)
+		}
+		break
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	data := make([]byte, written)
+	if _, err := f.ReadAt(data, 0); err != nil {
+		return err
+	}
+	if crc32.Checksum(data, castagnoli) != crc {
+		return errors.New("snapshot changed on disk after sync")
+	}
+	m.Snapshot.Data = data
+	t.h.Receive(m)
+	ack := wire.AppendFrame(nil, wire.FrameSnapshotAck, nil)
+	_ = conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
+	_, err = conn.Write(ack)
+	return err
+}
+
+// runSnapshots sends snapshots to the peer one at a time, on a connection of their own so a large
+// transfer does not hold up heartbeats, and at most MaxConcurrentSnapshots across all peers.
+func (p *peer) runSnapshots() {
+	defer p.t.wg.Done()
+	for {
+		var m *pb.Message
+		select {
+		case <-p.t.ctx.Done():
+			return
+		case m = <-p.snapq:
+		}
+		select {
+		case <-p.t.ctx.Done():
+			return
+		case p.t.snaps <- struct{}{}:
+		}
+		err := p.sendSnapshot(m)
+		<-p.t.snaps
+		if err != nil && p.t.ctx.Err() == nil {
+			p.t.log.Warn("snapshot transfer failed; raft will retry", "peer", p.id,
+				"index", m.GetSnapshot().GetMetadata().GetIndex(), "err", err)
+		}
+		p.t.h.SnapshotStatus(p.id, err == nil)
+	}
+}
+
+func (p *peer) sendSnapshot(m *pb.Message) error {
+	data := m.GetSnapshot().GetData()
+	meta := proto.Clone(m).(*pb.Message)
+	meta.Snapshot.Data = nil // the data travels as chunks
+	raw, err := proto.Marshal(meta)
+	if err != nil {
+		return err
+	}
+	conn, err := p.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	w := bufio.NewWriterSize(conn, 256<<10)
+	frame := wire.AppendFrame(nil, wire.FrameRaft, raw)
+	if _, err := w.Write(frame); err != nil {
+		return err
+	}
+	md := m.GetSnapshot().GetMetadata()
+	crc := crc32.Checksum(data, castagnoli)
+	total := uint64(len(data))
+	chunk := p.t.cfg.SnapshotChunkBytes
+	for off := 0; ; off += chunk {
+		end := min(off+chunk, len(data))
+		ch := wire.SnapshotChunk{Index: md.GetIndex(), Term: md.GetTerm(), Offset: uint64(off), Total: total,
+			Last: end == len(data), Data: data[off:end], CRC: crc}
+		frame = wire.AppendFrame(frame[:0], wire.FrameSnapshotChunk, wire.AppendSnapshotChunk(nil, &ch))
+		_ = conn.SetWriteDeadline(time.Now().Add(idleTimeout))
+		if _, err := w.Write(frame); err != nil {
+			return err
+		}
+		if ch.Last {
+			break
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	// Wait for the receiver's acknowledgement: it comes after the data is synced and verified.
+	_ = conn.SetReadDeadline(time.Now().Add(idleTimeout))
+	kind, _, _, err := wire.ReadFrame(bufio.NewReader(conn), 64, nil)
+	if err != nil {
+		return fmt.Errorf("no acknowledgement: %w", err)
+	}
+	if kind != wire.FrameSnapshotAck {
+		return fmt.Errorf("answered with frame kind %d, not an acknowledgement", kind)
+	}
+	return nil
+}

@@ -1,0 +1,309 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tandem-cluster/tandem/internal/wire"
+)
+
+// Config configures the member transport.
+type Config struct {
+	ClusterID string
+	// SelfID is this member's raft id.
+	SelfID uint64
+	// Peers maps raft ids of the other members to their advertised member endpoints.
+	Peers map[uint64]string
+	// Listener accepts member connections (bound by the caller, so "address in use" is reported
+	// where the port is known).
+	Listener net.Listener
+	// MaxFrameBytes bounds one frame (default 4 MiB); a larger one closes the connection.
+	MaxFrameBytes int
+	// QueueMessages bounds each peer's outbound queue (default 4096 messages); when full, messages
+	// are dropped and the peer is reported unreachable (raft retransmits).
+	QueueMessages int
+	// DialTimeout bounds one connection attempt (default 1 s).
+	DialTimeout time.Duration
+	// BackoffMin/Max bound reconnect backoff (defaults 50 ms and 2 s), with jitter.
+	BackoffMin, BackoffMax time.Duration
+	// SnapshotChunkBytes is the size of one snapshot chunk (default 1 MiB).
+	SnapshotChunkBytes int
+	// MaxConcurrentSnapshots caps snapshot transfers sent at once (default 2).
+	MaxConcurrentSnapshots int
+	// SnapshotDir receives incoming snapshots; they are fsynced and verified before raft sees them.
+	SnapshotDir string
+	Logger      *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.MaxFrameBytes == 0 {
+		c.MaxFrameBytes = 4 << 20
+	}
+	if c.QueueMessages == 0 {
+		c.QueueMessages = 4096
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = time.Second
+	}
+	if c.BackoffMin == 0 {
+		c.BackoffMin = 50 * time.Millisecond
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = 2 * time.Second
+	}
+	if c.SnapshotChunkBytes == 0 {
+		c.SnapshotChunkBytes = 1 << 20
+	}
+	if c.MaxConcurrentSnapshots == 0 {
+		c.MaxConcurrentSnapshots = 2
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Handler receives what the transport learns. Its methods are called from transport goroutines
+// and must hand over quickly (queue to the member's loop).
+type Handler interface {
+	// Receive delivers a raft message from an authenticated peer. For MsgSnap the snapshot data
+	// is complete, fsynced and verified.
+	Receive(m *pb.Message)
+	// Unreachable reports that messages to the peer could not be sent.
+	Unreachable(id uint64)
+	// SnapshotStatus reports whether a snapshot reached the peer.
+	SnapshotStatus(id uint64, ok bool)
+}
+
+// Transport carries raft messages between members over TCP: one outbound connection per peer
+// with a queue that batches writes, inbound connections authenticated by a handshake.
+type Transport struct {
+	cfg   Config
+	h     Handler
+	log   *slog.Logger
+	peers map[uint64]*peer
+	snaps chan struct{} // semaphore of outbound snapshot transfers
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	inbound map[net.Conn]struct{}
+	// Rejected counts inbound connections closed for a protocol violation (for tests and
+	// metrics).
+	rejected int
+}
+
+// New creates a transport; Start runs it.
+func New(cfg Config, h Handler) *Transport {
+	cfg.defaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &Transport{
+		cfg: cfg, h: h, log: cfg.Logger,
+		peers:   map[uint64]*peer{},
+		snaps:   make(chan struct{}, cfg.MaxConcurrentSnapshots),
+		ctx:     ctx,
+		cancel:  cancel,
+		inbound: map[net.Conn]struct{}{},
+	}
+	for id, addr := range cfg.Peers {
+		if id == cfg.SelfID {
+			continue
+		}
+		p := &peer{t: t, id: id, addr: addr, queue: make(chan []byte, cfg.QueueMessages),
+			snapq: make(chan *pb.Message, 1)}
+		t.peers[id] = p
+	}
+	return t
+}
+
+// Start launches the accept loop and one sender per peer.
+func (t *Transport) Start() {
+	t.wg.Add(1)
+	go t.acceptLoop()
+	for _, p := range t.peers {
+		t.wg.Add(2)
+		go p.run()
+		go p.runSnapshots()
+	}
+}
+
+// Stop closes every connection and waits for the goroutines.
+func (t *Transport) Stop() {
+	t.cancel()
+	_ = t.cfg.Listener.Close()
+	t.mu.Lock()
+	for c := range t.inbound {
+		_ = c.Close()
+	}
+	t.mu.Unlock()
+	t.wg.Wait()
+}
+
+// Rejected returns how many inbound connections were closed for a protocol violation.
+func (t *Transport) Rejected() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.rejected
+}
+
+// Send queues messages for their peers. It must be called from the member's loop: messages are
+// marshalled here, because raft's messages share memory with its log. It never blocks.
+func (t *Transport) Send(msgs []*pb.Message) {
+	for _, m := range msgs {
+		p, ok := t.peers[m.GetTo()]
+		if !ok {
+			continue
+		}
+		if m.GetType() == pb.MsgSnap {
+			select {
+			case p.snapq <- m:
+			default:
+				// A transfer to this peer is under way; raft will ask again.
+				t.h.SnapshotStatus(p.id, false)
+			}
+			continue
+		}
+		raw, err := proto.Marshal(m)
+		if err != nil {
+			t.log.Error("marshal raft message", "err", err)
+			continue
+		}
+		select {
+		case p.queue <- raw:
+		default:
+			t.h.Unreachable(p.id)
+		}
+	}
+}
+
+type peer struct {
+	t     *Transport
+	id    uint64
+	addr  string
+	queue chan []byte
+	snapq chan *pb.Message
+}
+
+func (p *peer) backoff(attempt int) time.Duration {
+	d := p.t.cfg.BackoffMin << min(attempt, 16)
+	d = min(d, p.t.cfg.BackoffMax)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1)) // jitter: [d/2, d]
+}
+
+// dial connects and performs the handshake.
+func (p *peer) dial() (net.Conn, error) {
+	d := net.Dialer{Timeout: p.t.cfg.DialTimeout}
+	conn, err := d.DialContext(p.t.ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+		_ = tc.SetKeepAlive(true)
+		_ = tc.SetKeepAlivePeriod(5 * time.Second)
+	}
+	hs := wire.Handshake{ClusterID: p.t.cfg.ClusterID, SenderID: p.t.cfg.SelfID, ReceiverID: p.id}
+	frame := wire.AppendFrame(nil, wire.FrameHandshake, wire.AppendHandshake(nil, &hs))
+	_ = conn.SetWriteDeadline(time.Now().Add(p.t.cfg.DialTimeout))
+	if _, err := conn.Write(frame); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	_ = conn.SetWriteDeadline(time.Time{})
+	return conn, nil
+}
+
+func (p *peer) sleep(d time.Duration) bool {
+	select {
+	case <-p.t.ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// run owns the outbound connection: connect (with backoff and jitter), then write batches of
+// queued messages with one flush per batch.
+func (p *peer) run() {
+	defer p.t.wg.Done()
+	attempt := 0
+	for p.t.ctx.Err() == nil {
+		conn, err := p.dial()
+		if err != nil {
+			p.t.h.Unreachable(p.id)
+			p.drainAsUnreachable()
+			if !p.sleep(p.backoff(attempt)) {
+				return
+			}
+			attempt++
+			continue
+		}
+		attempt = 0
+		err = p.write(conn)
+		_ = conn.Close()
+		if err != nil && p.t.ctx.Err() == nil {
+			p.t.log.Debug("member connection lost", "peer", p.id, "err", err)
+			p.t.h.Unreachable(p.id)
+		}
+	}
+}
+
+// drainAsUnreachable empties the queue while the peer cannot be reached: raft retransmits, and
+// stale heartbeats must not pile up.
+func (p *peer) drainAsUnreachable() {
+	for {
+		select {
+		case <-p.queue:
+		default:
+			return
+		}
+	}
+}
+
+func (p *peer) write(conn net.Conn) error {
+	w := bufio.NewWriterSize(conn, 256<<10)
+	var frame []byte
+	for {
+		var raw []byte
+		select {
+		case <-p.t.ctx.Done():
+			return nil
+		case raw = <-p.queue:
+		}
+		// Batch: everything queued goes out with one flush (one write syscall).
+		for {
+			frame = wire.AppendFrame(frame[:0], wire.FrameRaft, raw)
+			if _, err := w.Write(frame); err != nil {
+				return err
+			}
+			select {
+			case raw = <-p.queue:
+				continue
+			default:
+			}
+			break
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+}
+
+func (t *Transport) reject(conn net.Conn, reason string, args ...any) {
+	t.mu.Lock()
+	t.rejected++
+	t.mu.Unlock()
+	t.log.Warn("closing member connection: "+fmt.Sprintf(reason, args...), "remote", conn.RemoteAddr().String())
+	_ = conn.Close()
+}

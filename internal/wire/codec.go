@@ -1,0 +1,510 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+)
+
+// Version is the version byte of every encoding in this package.
+const Version uint8 = 1
+
+// Limits.
+const (
+	// MaxPayloadBytes bounds one command, query, reply or push payload.
+	MaxPayloadBytes = 1 << 20
+	// MaxBatchItems bounds the items of one log batch.
+	MaxBatchItems = 1 << 16
+	// MaxEndpointBytes bounds an endpoint string; MaxClusterIDBytes a cluster id.
+	MaxEndpointBytes  = 255
+	MaxClusterIDBytes = 64
+	// FrameHeaderBytes is the size of a frame header: length, version, kind, CRC.
+	FrameHeaderBytes = 4 + 1 + 1 + 4
+)
+
+// Errors. Every decode error wraps ErrMalformed (or ErrVersion for an unknown version byte).
+var (
+	ErrMalformed     = errors.New("wire: malformed")
+	ErrVersion       = errors.New("wire: unknown version")
+	ErrFrameTooLarge = fmt.Errorf("%w: frame too large", ErrMalformed)
+	ErrChecksum      = fmt.Errorf("%w: checksum mismatch", ErrMalformed)
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// entryKindBatch is the kind byte of a log batch (room for other entry kinds later).
+const entryKindBatch uint8 = 1
+
+// ---- primitive writers ----
+
+func putU64(dst []byte, v uint64) []byte { return binary.LittleEndian.AppendUint64(dst, v) }
+func putU32(dst []byte, v uint32) []byte { return binary.LittleEndian.AppendUint32(dst, v) }
+func putBytes(dst []byte, b []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+// reader decodes with bounds checks; the first error sticks.
+type reader struct {
+	b    []byte
+	off  int
+	err  error
+	what string
+}
+
+func (r *reader) fail(format string, args ...any) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %s: %s at byte %d", ErrMalformed, r.what, fmt.Sprintf(format, args...), r.off)
+	}
+}
+
+func (r *reader) u8() uint8 {
+	if r.err != nil || r.off+1 > len(r.b) {
+		r.fail("truncated")
+		return 0
+	}
+	v := r.b[r.off]
+	r.off++
+	return v
+}
+
+func (r *reader) u32() uint32 {
+	if r.err != nil || r.off+4 > len(r.b) {
+		r.fail("truncated")
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(r.b[r.off:])
+	r.off += 4
+	return v
+}
+
+func (r *reader) u64() uint64 {
+	if r.err != nil || r.off+8 > len(r.b) {
+		r.fail("truncated")
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.b[r.off:])
+	r.off += 8
+	return v
+}
+
+func (r *reader) session() (id SessionID) {
+	if r.err != nil || r.off+16 > len(r.b) {
+		r.fail("truncated")
+		return
+	}
+	copy(id[:], r.b[r.off:])
+	r.off += 16
+	return
+}
+
+func (r *reader) bytes(limit int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	n, k := binary.Uvarint(r.b[r.off:])
+	if k <= 0 {
+		r.fail("bad length")
+		return nil
+	}
+	if n > uint64(limit) {
+		r.fail("length %d over the limit %d", n, limit)
+		return nil
+	}
+	r.off += k
+	if uint64(len(r.b)-r.off) < n {
+		r.fail("truncated")
+		return nil
+	}
+	b := r.b[r.off : r.off+int(n) : r.off+int(n)]
+	r.off += int(n)
+	return b
+}
+
+func (r *reader) end() error {
+	if r.err == nil && r.off != len(r.b) {
+		r.fail("%d trailing bytes", len(r.b)-r.off)
+	}
+	return r.err
+}
+
+func (r *reader) version() {
+	v := r.u8()
+	if r.err == nil && v != Version {
+		r.err = fmt.Errorf("%w: %s: version %d, this build speaks %d", ErrVersion, r.what, v, Version)
+	}
+}
+
+// ---- log batches ----
+
+// BatchItemBytes returns the encoded size of one item.
+func BatchItemBytes(it *Item) int {
+	n := 1 + 16
+	switch it.Kind {
+	case ItemCommand:
+		n += 8 + 8 + uvarintLen(uint64(len(it.Payload))) + len(it.Payload)
+	case ItemClose:
+		n++
+	}
+	return n
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+// AppendBatch appends the encoding of b to dst.
+func AppendBatch(dst []byte, b *Batch) []byte {
+	dst = append(dst, Version, entryKindBatch)
+	dst = putU64(dst, uint64(b.TimestampNanos))
+	dst = binary.AppendUvarint(dst, uint64(len(b.Items)))
+	for i := range b.Items {
+		it := &b.Items[i]
+		dst = append(dst, uint8(it.Kind))
+		dst = append(dst, it.Session[:]...)
+		switch it.Kind {
+		case ItemCommand:
+			dst = putU64(dst, uint64(it.Seq))
+			dst = putU64(dst, uint64(it.LowestUnacked))
+			dst = putBytes(dst, it.Payload)
+		case ItemClose:
+			dst = append(dst, it.Reason)
+		}
+	}
+	return dst
+}
+
+// DecodeBatch decodes a log batch. Payload slices alias data.
+func DecodeBatch(data []byte) (Batch, error) {
+	r := &reader{b: data, what: "batch"}
+	r.version()
+	if k := r.u8(); r.err == nil && k != entryKindBatch {
+		r.fail("entry kind %d", k)
+	}
+	var b Batch
+	b.TimestampNanos = int64(r.u64())
+	if r.err != nil {
+		return Batch{}, r.err
+	}
+	n, k := binary.Uvarint(data[r.off:])
+	if k <= 0 || n > MaxBatchItems {
+		r.fail("bad item count")
+		return Batch{}, r.err
+	}
+	r.off += k
+	if n > 0 {
+		b.Items = make([]Item, 0, min(n, uint64(len(data)-r.off)/17+1))
+	}
+	for range n {
+		var it Item
+		it.Kind = ItemKind(r.u8())
+		it.Session = r.session()
+		switch it.Kind {
+		case ItemOpen:
+		case ItemCommand:
+			it.Seq = Seq(r.u64())
+			it.LowestUnacked = Seq(r.u64())
+			it.Payload = r.bytes(MaxPayloadBytes)
+		case ItemClose:
+			it.Reason = r.u8()
+		default:
+			r.fail("item kind %d", it.Kind)
+		}
+		if r.err != nil {
+			return Batch{}, r.err
+		}
+		b.Items = append(b.Items, it)
+	}
+	if err := r.end(); err != nil {
+		return Batch{}, err
+	}
+	return b, nil
+}
+
+// ---- client messages ----
+
+// AppendClientMsg appends the encoding of m to dst: version, kind, then the kind's fields
+// (see doc.go).
+func AppendClientMsg(dst []byte, m *ClientMsg) []byte {
+	dst = append(dst, Version, uint8(m.Kind))
+	switch m.Kind {
+	case COpen, CAttach, CKeepAlive, CClose, CAttached:
+		dst = append(dst, m.Session[:]...)
+	case CKeepAliveAck:
+		dst = append(dst, m.Session[:]...)
+		dst = append(dst, uint8(m.Status))
+	case CCommand:
+		dst = append(dst, m.Session[:]...)
+		dst = putU64(dst, uint64(m.Seq))
+		dst = putU64(dst, uint64(m.LowestUnacked))
+		dst = putBytes(dst, m.Payload)
+	case CResponse:
+		dst = append(dst, m.Session[:]...)
+		dst = putU64(dst, uint64(m.Seq))
+		dst = append(dst, uint8(m.Status))
+		dst = putBytes(dst, m.Payload)
+	case CQuery:
+		dst = putU64(dst, m.RequestID)
+		dst = putBytes(dst, m.Payload)
+	case CQueryResponse:
+		dst = putU64(dst, m.RequestID)
+		dst = append(dst, uint8(m.Status))
+		dst = putBytes(dst, m.Payload)
+	case CRedirect:
+		dst = append(dst, m.Session[:]...)
+		dst = putU64(dst, uint64(m.Seq))
+		dst = putU64(dst, m.RequestID)
+		dst = append(dst, uint8(m.Status))
+		dst = putU32(dst, uint32(int32(m.LeaderID)))
+		dst = putU64(dst, m.Term)
+		dst = putBytes(dst, []byte(m.Endpoint))
+	case CSessionEvent:
+		dst = append(dst, m.Session[:]...)
+		dst = append(dst, uint8(m.Status), m.Reason)
+	case CPush:
+		dst = append(dst, m.Session[:]...)
+		dst = putBytes(dst, m.Payload)
+	}
+	return dst
+}
+
+// DecodeClientMsg decodes a client message. Payload aliases data.
+func DecodeClientMsg(data []byte) (ClientMsg, error) {
+	r := &reader{b: data, what: "client message"}
+	r.version()
+	var m ClientMsg
+	m.Kind = ClientKind(r.u8())
+	if r.err != nil {
+		return ClientMsg{}, r.err
+	}
+	switch m.Kind {
+	case COpen, CAttach, CKeepAlive, CClose, CAttached:
+		m.Session = r.session()
+	case CKeepAliveAck:
+		m.Session = r.session()
+		m.Status = r.status()
+	case CCommand:
+		m.Session = r.session()
+		m.Seq = Seq(r.u64())
+		m.LowestUnacked = Seq(r.u64())
+		m.Payload = r.bytes(MaxPayloadBytes)
+	case CResponse:
+		m.Session = r.session()
+		m.Seq = Seq(r.u64())
+		m.Status = r.status()
+		m.Payload = r.bytes(MaxPayloadBytes)
+	case CQuery:
+		m.RequestID = r.u64()
+		m.Payload = r.bytes(MaxPayloadBytes)
+	case CQueryResponse:
+		m.RequestID = r.u64()
+		m.Status = r.status()
+		m.Payload = r.bytes(MaxPayloadBytes)
+	case CRedirect:
+		m.Session = r.session()
+		m.Seq = Seq(r.u64())
+		m.RequestID = r.u64()
+		m.Status = r.status()
+		m.LeaderID = int(int32(r.u32()))
+		m.Term = r.u64()
+		m.Endpoint = string(r.bytes(MaxEndpointBytes))
+		if r.err == nil && m.LeaderID < -1 {
+			r.fail("leader id %d", m.LeaderID)
+		}
+	case CSessionEvent:
+		m.Session = r.session()
+		m.Status = r.status()
+		m.Reason = r.u8()
+	case CPush:
+		m.Session = r.session()
+		m.Payload = r.bytes(MaxPayloadBytes)
+	default:
+		r.fail("message kind %d", m.Kind)
+	}
+	if err := r.end(); err != nil {
+		return ClientMsg{}, err
+	}
+	return m, nil
+}
+
+func (r *reader) status() Status {
+	s := Status(r.u8())
+	if r.err == nil && s > StatusUnavailable {
+		r.fail("status %d", s)
+	}
+	return s
+}
+
+// ---- frames ----
+
+// FrameKind is the type of a frame.
+type FrameKind uint8
+
+// Frame kinds.
+const (
+	FrameHandshake     FrameKind = 1 // member connection: the sender introduces itself
+	FrameRaft          FrameKind = 2 // a raft message (protobuf)
+	FrameSnapshotChunk FrameKind = 3 // a piece of a snapshot stream
+	FrameSnapshotAck   FrameKind = 4 // the receiver synced and verified a snapshot
+	FrameClient        FrameKind = 5 // a client-protocol message
+)
+
+const maxFrameKind = FrameClient
+
+// AppendFrame appends a frame: u32 length of everything after it, version, kind, CRC-32C of the
+// body, body.
+func AppendFrame(dst []byte, kind FrameKind, body []byte) []byte {
+	dst = putU32(dst, uint32(1+1+4+len(body)))
+	dst = append(dst, Version, uint8(kind))
+	dst = putU32(dst, crc32.Checksum(body, castagnoli))
+	return append(dst, body...)
+}
+
+// ReadFrame reads one frame. A length above maxBytes is rejected before anything is allocated.
+// The body aliases the returned buffer, which the next call may reuse.
+func ReadFrame(r io.Reader, maxBytes int, buf []byte) (FrameKind, []byte, []byte, error) {
+	var hdr [FrameHeaderBytes]byte
+	if _, err := io.ReadFull(r, hdr[:4]); err != nil {
+		return 0, nil, buf, err // io.EOF on a clean end between frames
+	}
+	n := binary.LittleEndian.Uint32(hdr[:4])
+	if n < 6 {
+		return 0, nil, buf, fmt.Errorf("%w: frame length %d shorter than its header", ErrMalformed, n)
+	}
+	if int64(n)-6 > int64(maxBytes) {
+		return 0, nil, buf, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n-6, maxBytes)
+	}
+	if _, err := io.ReadFull(r, hdr[4:]); err != nil {
+		return 0, nil, buf, unexpected(err)
+	}
+	if hdr[4] != Version {
+		return 0, nil, buf, fmt.Errorf("%w: frame version %d, this build speaks %d", ErrVersion, hdr[4], Version)
+	}
+	kind := FrameKind(hdr[5])
+	if kind == 0 || kind > maxFrameKind {
+		return 0, nil, buf, fmt.Errorf("%w: frame kind %d", ErrMalformed, kind)
+	}
+	size := int(n) - 6
+	if cap(buf) < size {
+		buf = make([]byte, size)
+	}
+	body := buf[:size]
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, nil, buf, unexpected(err)
+	}
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(hdr[6:]) {
+		return 0, nil, buf, ErrChecksum
+	}
+	return kind, body, buf, nil
+}
+
+func unexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// ---- member handshake ----
+
+var handshakeMagic = [4]byte{'T', 'N', 'D', 'M'}
+
+// Handshake is the first frame on a member connection.
+type Handshake struct {
+	ClusterID  string
+	SenderID   uint64 // raft id of the sender
+	ReceiverID uint64 // raft id the sender believes it talks to
+}
+
+// AppendHandshake appends the encoding of h.
+func AppendHandshake(dst []byte, h *Handshake) []byte {
+	dst = append(dst, handshakeMagic[:]...)
+	dst = append(dst, Version)
+	dst = putBytes(dst, []byte(h.ClusterID))
+	dst = putU64(dst, h.SenderID)
+	return putU64(dst, h.ReceiverID)
+}
+
+// DecodeHandshake decodes a handshake.
+func DecodeHandshake(data []byte) (Handshake, error) {
+	r := &reader{b: data, what: "handshake"}
+	if len(data) < 4 || [4]byte(data[:4]) != handshakeMagic {
+		r.fail("bad magic")
+		return Handshake{}, r.err
+	}
+	r.off = 4
+	r.version()
+	var h Handshake
+	h.ClusterID = string(r.bytes(MaxClusterIDBytes))
+	h.SenderID = r.u64()
+	h.ReceiverID = r.u64()
+	if r.err == nil && (h.SenderID == 0 || h.ReceiverID == 0) {
+		r.fail("raft id 0")
+	}
+	if err := r.end(); err != nil {
+		return Handshake{}, err
+	}
+	return h, nil
+}
+
+// ---- snapshot chunks ----
+
+// SnapshotChunk is one piece of a snapshot stream.
+type SnapshotChunk struct {
+	Index, Term uint64 // the snapshot's raft index and term
+	Offset      uint64 // byte offset of Data in the snapshot
+	Total       uint64 // total snapshot size
+	Last        bool
+	Data        []byte
+	CRC         uint32 // CRC-32C of the whole snapshot
+}
+
+// AppendSnapshotChunk appends the encoding of c.
+func AppendSnapshotChunk(dst []byte, c *SnapshotChunk) []byte {
+	dst = append(dst, Version)
+	dst = putU64(dst, c.Index)
+	dst = putU64(dst, c.Term)
+	dst = putU64(dst, c.Offset)
+	dst = putU64(dst, c.Total)
+	last := uint8(0)
+	if c.Last {
+		last = 1
+	}
+	dst = append(dst, last)
+	dst = putU32(dst, c.CRC)
+	return putBytes(dst, c.Data)
+}
+
+// DecodeSnapshotChunk decodes a chunk. Data aliases data.
+func DecodeSnapshotChunk(data []byte) (SnapshotChunk, error) {
+	r := &reader{b: data, what: "snapshot chunk"}
+	r.version()
+	var c SnapshotChunk
+	c.Index = r.u64()
+	c.Term = r.u64()
+	c.Offset = r.u64()
+	c.Total = r.u64()
+	switch r.u8() {
+	case 0:
+	case 1:
+		c.Last = true
+	default:
+		r.fail("last flag")
+	}
+	c.CRC = r.u32()
+	c.Data = r.bytes(len(data))
+	if r.err == nil && (c.Offset > c.Total || uint64(len(c.Data)) > c.Total-c.Offset) {
+		r.fail("chunk beyond the total size")
+	}
+	if err := r.end(); err != nil {
+		return SnapshotChunk{}, err
+	}
+	return c, nil
+}
