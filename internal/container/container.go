@@ -88,9 +88,9 @@ type Member struct {
 
 type session struct {
 	id     wire.SessionID
-	floor  wire.Seq               // every command below it was acknowledged to the client
-	window map[wire.Seq][]byte    // recorded replies for seqs ≥ floor
-	bytes  int64                  // accounted bytes of this session (overhead + window)
+	floor  wire.Seq            // every command below it was acknowledged to the client
+	window map[wire.Seq][]byte // recorded replies for seqs ≥ floor
+	bytes  int64               // accounted bytes of this session (overhead + window)
 	handle *sessionHandle
 }
 
