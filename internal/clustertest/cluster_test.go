@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-cluster/tandem/examples/counter"
 	"github.com/tandem-cluster/tandem/internal/replica"
 	"github.com/tandem-cluster/tandem/internal/wire"
 	"github.com/tandem-cluster/tandem/service"
@@ -490,5 +491,44 @@ func TestSameSeedSameRun(t *testing.T) {
 	}
 	if c := trace(t, 43); c == a {
 		t.Fatalf("seeds 42 and 43 produced the same run; the trace sees nothing")
+	}
+}
+
+func TestCounterServiceAcrossFailover(t *testing.T) {
+	c := New(t, Options{Nodes: 3, Seed: 12, NewService: func(int) service.Service { return counter.New() }})
+	l := c.WaitLeader(10 * electionTimeout)
+	cl := c.NewClient()
+	inc := counter.EncodeRequest(counter.Request{Op: counter.OpIncrement, Delta: 2})
+	attempted := 0
+	for i := range 30 {
+		cl.Submit(inc)
+		attempted++
+		if i == 15 {
+			c.Crash(l)
+		}
+		c.Run(20 * time.Millisecond)
+	}
+	if !c.RunUntil(func() bool { return len(cl.Outstanding()) == 0 }, 20*electionTimeout) {
+		t.Fatalf("increments unanswered: %v", cl.Outstanding())
+	}
+	values := map[int64]bool{}
+	for _, r := range cl.Results {
+		resp, err := counter.DecodeResponse(r.Reply)
+		if err != nil || !resp.OK {
+			t.Fatalf("reply %q: %v", r.Reply, err)
+		}
+		if values[resp.Value] {
+			t.Fatalf("value %d returned twice", resp.Value)
+		}
+		values[resp.Value] = true
+	}
+	q := c.Ask(cl, string(counter.EncodeRequest(counter.Request{Op: counter.OpGet})), 10*electionTimeout)
+	resp, _ := counter.DecodeResponse([]byte(q))
+	acked := int64(2 * len(cl.Results))
+	if resp.Value != acked || resp.Value > int64(2*attempted) {
+		t.Fatalf("acked %d ≤ final %d ≤ attempted %d does not hold exactly (every command answered)", acked, resp.Value, 2*attempted)
+	}
+	if resp.String() != fmt.Sprintf("VALUE: %d", acked) {
+		t.Fatalf("GET rendered %q", resp)
 	}
 }
