@@ -13,6 +13,7 @@ type File interface {
 	io.Reader
 	io.ReaderAt
 	io.Writer
+	io.WriterAt
 	io.Closer
 	// Sync makes the file's data durable (fdatasync semantics).
 	Sync() error

@@ -1,0 +1,647 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tandem-cluster/tandem/internal/wire"
+)
+
+// Errors callers branch on with errors.Is.
+var (
+	// ErrSessionExpired: the cluster closed this client's session (it was idle past the session
+	// timeout, or the service closed it). The client is finished; Dial a new one.
+	ErrSessionExpired = errors.New("tandem: session expired")
+	// ErrOutcomeUnknown: the command may or may not have been applied (the caller gave up
+	// waiting, or the session expired with the command unanswered). It is never resent.
+	ErrOutcomeUnknown = errors.New("tandem: outcome unknown")
+	// ErrNotApplied: the cluster refused the command and did not apply it (a limit was hit, or a
+	// malformed request). Safe to retry.
+	ErrNotApplied = errors.New("tandem: not applied")
+	// ErrClosed: the client was closed.
+	ErrClosed = errors.New("tandem: client closed")
+	// ErrNoLeader wraps the waiting state when a call's context ends before any leader answered.
+	ErrNoLeader = errors.New("tandem: no leader reachable")
+)
+
+// Config configures a client.
+type Config struct {
+	// Endpoints are client addresses of cluster members (host:port). Any one reachable member
+	// is enough to find the leader.
+	Endpoints []string
+	// AttemptTimeout bounds one attempt on one member: connecting, attaching, or waiting for any
+	// answer while requests are outstanding. A member that accepts connections but never answers
+	// (a paused process) is abandoned after it. Default 2 s (about an election timeout).
+	AttemptTimeout time.Duration
+	// KeepAliveInterval: an idle client sends a keep-alive this often (default 2 s; the
+	// default session timeout is 10 s).
+	KeepAliveInterval time.Duration
+	// BackoffMin/Max bound the reconnect backoff, with jitter (default 20 ms and 1 s).
+	BackoffMin, BackoffMax time.Duration
+	// MaxRedirects caps consecutive redirect hops before backing off (default 8).
+	MaxRedirects int
+	// MaxInFlight bounds commands in flight on the session; Send blocks beyond it. It must not
+	// exceed the cluster's response window (default 1024). Default 512.
+	MaxInFlight int
+	Logger      *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.AttemptTimeout == 0 {
+		c.AttemptTimeout = 2 * time.Second
+	}
+	if c.KeepAliveInterval == 0 {
+		c.KeepAliveInterval = 2 * time.Second
+	}
+	if c.BackoffMin == 0 {
+		c.BackoffMin = 20 * time.Millisecond
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = time.Second
+	}
+	if c.MaxRedirects == 0 {
+		c.MaxRedirects = 8
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 512
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+type result struct {
+	reply []byte
+	err   error
+}
+
+type call struct {
+	seq     wire.Seq
+	payload []byte
+	done    chan result
+	sent    bool
+}
+
+type query struct {
+	id      uint64
+	payload []byte
+	done    chan result
+}
+
+// Client is a session with a Tandem cluster. It is safe for concurrent use: many goroutines may
+// Send and Query at once; their commands are pipelined on the one session and answered by
+// number.
+type Client struct {
+	cfg     Config
+	log     *slog.Logger
+	session wire.SessionID
+
+	mu        sync.Mutex
+	cond      *sync.Cond // signalled when in-flight room frees up or the client ends
+	conn      *conn      // attached connection, nil while (re)connecting
+	opened    bool       // the cluster confirmed the session once
+	nextSeq   wire.Seq
+	calls     map[wire.Seq]*call
+	nextQuery uint64
+	queries   map[uint64]*query
+	err       error // terminal: ErrSessionExpired or ErrClosed
+	leader    string
+	term      uint64
+	reach     map[string]bool // endpoint → reachable on the last attempt
+	reconnect chan struct{}
+
+	closed chan struct{}
+	wg     sync.WaitGroup
+}
+
+type conn struct {
+	nc        net.Conn
+	endpoint  string
+	wmu       sync.Mutex
+	w         *bufio.Writer
+	lastHeard time.Time
+	lastSent  time.Time
+	// awaitSince is when the client first sent something not followed by any answer yet (zero
+	// when every send was followed by an answer); guarded by Client.mu.
+	awaitSince time.Time
+}
+
+// Dial opens a session with the cluster and returns once the session is open, or when ctx ends.
+// The client keeps the session open (keep-alives) and follows the leader until Close.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	cfg.defaults()
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("tandem: Config.Endpoints is empty")
+	}
+	c := &Client{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		nextSeq:   1,
+		calls:     map[wire.Seq]*call{},
+		queries:   map[uint64]*query{},
+		reach:     map[string]bool{},
+		reconnect: make(chan struct{}, 1),
+		closed:    make(chan struct{}),
+	}
+	c.cond = sync.NewCond(&c.mu)
+	if _, err := rand.Read(c.session[:]); err != nil {
+		return nil, err
+	}
+	c.wg.Add(1)
+	go c.run()
+	// Wait for the first attach.
+	for {
+		c.mu.Lock()
+		opened, err := c.opened, c.err
+		c.mu.Unlock()
+		if opened {
+			return c, nil
+		}
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			w := c.Waiting()
+			c.Close()
+			return nil, fmt.Errorf("%w (%s): %w", ErrNoLeader, w, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// SessionID returns the session id in hex.
+func (c *Client) SessionID() string { return fmt.Sprintf("%x", c.session[:]) }
+
+// Waiting describes what the client waits for while it has no leader, e.g.
+// "reachable 1 of 3, need 2"; "" while attached.
+func (c *Client) Waiting() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil {
+		return ""
+	}
+	n := 0
+	for _, e := range c.cfg.Endpoints {
+		if c.reach[e] {
+			n++
+		}
+	}
+	total := len(c.cfg.Endpoints)
+	return fmt.Sprintf("reachable %d of %d, need %d", n, total, total/2+1)
+}
+
+// Close ends the client. Unanswered commands fail with ErrOutcomeUnknown. The session is left
+// to expire (Close does not close it on the cluster: see CloseSession).
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = ErrClosed
+	}
+	c.failAll(ErrClosed)
+	cn := c.conn
+	c.mu.Unlock()
+	select {
+	case <-c.closed:
+	default:
+		close(c.closed)
+	}
+	if cn != nil {
+		_ = cn.nc.Close()
+	}
+	c.wg.Wait()
+	return nil
+}
+
+// failAll fails every outstanding call; c.mu held.
+func (c *Client) failAll(cause error) {
+	for seq, cl := range c.calls {
+		err := cause
+		if cl.sent {
+			err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, cause)
+		}
+		cl.done <- result{err: err}
+		delete(c.calls, seq)
+	}
+	for id, q := range c.queries {
+		q.done <- result{err: cause}
+		delete(c.queries, id)
+	}
+	c.cond.Broadcast()
+}
+
+// Send sends a command through the log and returns the service's reply. It is applied exactly
+// once: across failovers the client resends it under the same number and the cluster answers a
+// resend from its record. If ctx ends first, the error wraps ErrOutcomeUnknown and ctx.Err().
+func (c *Client) Send(ctx context.Context, payload []byte) ([]byte, error) {
+	c.mu.Lock()
+	for c.err == nil && len(c.calls) >= c.cfg.MaxInFlight {
+		if ctx.Err() != nil {
+			c.mu.Unlock()
+			return nil, fmt.Errorf("%w: %w", ErrNotApplied, ctx.Err())
+		}
+		c.waitCond(ctx)
+	}
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return nil, err
+	}
+	cl := &call{seq: c.nextSeq, payload: slices.Clone(payload), done: make(chan result, 1)}
+	c.nextSeq++
+	c.calls[cl.seq] = cl
+	cn := c.conn
+	if cn != nil {
+		cl.sent = true
+	}
+	low := c.lowestUnackedLocked()
+	c.mu.Unlock()
+	if cn != nil {
+		c.write(cn, &wire.ClientMsg{Kind: wire.CCommand, Session: c.session, Seq: cl.seq, LowestUnacked: low, Payload: cl.payload})
+	}
+	select {
+	case r := <-cl.done:
+		return r.reply, r.err
+	case <-ctx.Done():
+		c.mu.Lock()
+		_, still := c.calls[cl.seq]
+		delete(c.calls, cl.seq)
+		c.cond.Broadcast()
+		w := ""
+		if c.conn == nil {
+			w = " (" + c.waitingLocked() + ")"
+		}
+		c.mu.Unlock()
+		if !still {
+			r := <-cl.done
+			return r.reply, r.err
+		}
+		return nil, fmt.Errorf("%w%s: %w", ErrOutcomeUnknown, w, ctx.Err())
+	}
+}
+
+// waitCond waits on the condition until signalled or ctx ends; c.mu held.
+func (c *Client) waitCond(ctx context.Context) {
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	})
+	c.cond.Wait()
+	stop()
+}
+
+func (c *Client) waitingLocked() string {
+	n := 0
+	for _, e := range c.cfg.Endpoints {
+		if c.reach[e] {
+			n++
+		}
+	}
+	return fmt.Sprintf("reachable %d of %d, need %d", n, len(c.cfg.Endpoints), len(c.cfg.Endpoints)/2+1)
+}
+
+func (c *Client) lowestUnackedLocked() wire.Seq {
+	low := c.nextSeq
+	for seq := range c.calls {
+		low = min(low, seq)
+	}
+	return low
+}
+
+// Query runs a read-only request linearizably: the leader confirms its leadership (ReadIndex)
+// and the service's OnQuery answers once everything committed before the query is applied. It
+// needs no session and is retried on another member freely (it changes nothing).
+func (c *Client) Query(ctx context.Context, payload []byte) ([]byte, error) {
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return nil, err
+	}
+	c.nextQuery++
+	q := &query{id: c.nextQuery, payload: slices.Clone(payload), done: make(chan result, 1)}
+	c.queries[q.id] = q
+	cn := c.conn
+	c.mu.Unlock()
+	if cn != nil {
+		c.write(cn, &wire.ClientMsg{Kind: wire.CQuery, RequestID: q.id, Payload: q.payload})
+	}
+	select {
+	case r := <-q.done:
+		return r.reply, r.err
+	case <-ctx.Done():
+		c.mu.Lock()
+		delete(c.queries, q.id)
+		w := ""
+		if c.conn == nil {
+			w = " (" + c.waitingLocked() + ")"
+		}
+		c.mu.Unlock()
+		return nil, fmt.Errorf("tandem: query%s: %w", w, ctx.Err())
+	}
+}
+
+func (c *Client) write(cn *conn, m *wire.ClientMsg) {
+	frame := wire.AppendFrame(nil, wire.FrameClient, wire.AppendClientMsg(nil, m))
+	cn.wmu.Lock()
+	defer cn.wmu.Unlock()
+	_ = cn.nc.SetWriteDeadline(time.Now().Add(c.cfg.AttemptTimeout))
+	if _, err := cn.w.Write(frame); err == nil {
+		err = cn.w.Flush()
+		if err != nil {
+			_ = cn.nc.Close()
+		}
+	} else {
+		_ = cn.nc.Close()
+	}
+	c.mu.Lock()
+	cn.lastSent = time.Now()
+	if cn.awaitSince.IsZero() {
+		cn.awaitSince = cn.lastSent
+	}
+	c.mu.Unlock()
+}
+
+// ---- connection management ----
+
+func (c *Client) backoff(attempt int) time.Duration {
+	d := min(c.cfg.BackoffMin<<min(attempt, 16), c.cfg.BackoffMax)
+	return d/2 + time.Duration(mrand.Int64N(int64(d/2)+1))
+}
+
+// run keeps the session attached to the leader for as long as the client lives.
+func (c *Client) run() {
+	defer c.wg.Done()
+	next := 0
+	attempt := 0
+	hops := 0
+	for {
+		select {
+		case <-c.closed:
+			return
+		default:
+		}
+		c.mu.Lock()
+		endpoint := c.leader
+		c.leader = ""
+		c.mu.Unlock()
+		if endpoint == "" || hops > c.cfg.MaxRedirects {
+			endpoint = c.cfg.Endpoints[next%len(c.cfg.Endpoints)]
+			next++
+			hops = 0
+		}
+		redirected, err := c.session1(endpoint)
+		if c.finished() {
+			return
+		}
+		if redirected {
+			hops++
+			if hops <= c.cfg.MaxRedirects {
+				continue // follow the hint at once
+			}
+		}
+		if err != nil {
+			c.log.Debug("tandem client: attempt failed", "endpoint", endpoint, "err", err)
+		}
+		select {
+		case <-c.closed:
+			return
+		case <-time.After(c.backoff(attempt)):
+		}
+		attempt++
+		if err == nil {
+			attempt = 0
+		}
+	}
+}
+
+func (c *Client) finished() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err != nil
+}
+
+// session1 connects to one member, attaches and serves the session until the connection ends.
+// It reports whether it ended because of a redirect.
+func (c *Client) session1(endpoint string) (redirected bool, err error) {
+	d := net.Dialer{Timeout: c.cfg.AttemptTimeout}
+	nc, err := d.Dial("tcp", endpoint)
+	c.mu.Lock()
+	c.reach[endpoint] = err == nil
+	c.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	cn := &conn{nc: nc, endpoint: endpoint, w: bufio.NewWriterSize(nc, 64<<10), lastHeard: time.Now()}
+	defer nc.Close()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.watch(cn, done) }()
+	defer func() { close(done); wg.Wait() }()
+
+	c.mu.Lock()
+	kind := wire.CAttach
+	if !c.opened {
+		kind = wire.COpen
+	}
+	c.mu.Unlock()
+	c.write(cn, &wire.ClientMsg{Kind: kind, Session: c.session})
+	// Queries need no session: send them now.
+	c.mu.Lock()
+	qs := make([]*query, 0, len(c.queries))
+	for _, q := range c.queries {
+		qs = append(qs, q)
+	}
+	c.mu.Unlock()
+	for _, q := range qs {
+		c.write(cn, &wire.ClientMsg{Kind: wire.CQuery, RequestID: q.id, Payload: q.payload})
+	}
+	redirected, err = c.read(cn)
+	if err != nil {
+		c.mu.Lock()
+		c.reach[endpoint] = false // it stopped answering: do not count it until it does again
+		c.mu.Unlock()
+	}
+	return redirected, err
+}
+
+// watch closes a connection that stays silent while the client waits for an answer (a paused
+// or half-open member), and sends keep-alives while idle.
+func (c *Client) watch(cn *conn, done chan struct{}) {
+	t := time.NewTicker(c.cfg.AttemptTimeout / 8)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-c.closed:
+			_ = cn.nc.Close()
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		attachedHere := c.conn == cn
+		waiting := !attachedHere || len(c.calls) > 0 || len(c.queries) > 0
+		silent := time.Since(cn.lastHeard)
+		idle := time.Since(cn.lastSent)
+		unanswered := !cn.awaitSince.IsZero() && time.Since(cn.awaitSince) > c.cfg.AttemptTimeout
+		c.mu.Unlock()
+		if unanswered || (waiting && silent > c.cfg.AttemptTimeout) {
+			_ = cn.nc.Close()
+			return
+		}
+		if attachedHere && idle > c.cfg.KeepAliveInterval {
+			c.write(cn, &wire.ClientMsg{Kind: wire.CKeepAlive, Session: c.session})
+		}
+	}
+}
+
+func (c *Client) read(cn *conn) (redirected bool, err error) {
+	r := bufio.NewReaderSize(cn.nc, 64<<10)
+	var buf []byte
+	defer func() {
+		c.mu.Lock()
+		if c.conn == cn {
+			c.conn = nil
+		}
+		c.mu.Unlock()
+	}()
+	for {
+		kind, body, nb, err := wire.ReadFrame(r, 4<<20, buf)
+		buf = nb
+		if err != nil {
+			return false, err
+		}
+		if kind != wire.FrameClient {
+			return false, fmt.Errorf("unexpected frame kind %d from %s", kind, cn.endpoint)
+		}
+		m, err := wire.DecodeClientMsg(body)
+		if err != nil {
+			return false, fmt.Errorf("bad message from %s: %w", cn.endpoint, err)
+		}
+		m.Payload = slices.Clone(m.Payload)
+		c.mu.Lock()
+		cn.lastHeard = time.Now()
+		cn.awaitSince = time.Time{}
+		c.mu.Unlock()
+		switch m.Kind {
+		case wire.CAttached:
+			c.attached(cn)
+		case wire.CResponse:
+			c.response(&m)
+		case wire.CQueryResponse:
+			c.queryResponse(&m)
+		case wire.CRedirect:
+			c.mu.Lock()
+			if m.Term >= c.term && m.Endpoint != "" {
+				c.term = m.Term
+				c.leader = m.Endpoint
+			}
+			c.mu.Unlock()
+			return true, nil
+		case wire.CSessionEvent:
+			if m.Status == wire.StatusSessionExpired || m.Reason != 0 {
+				c.expire()
+				return false, ErrSessionExpired
+			}
+		case wire.CKeepAliveAck:
+			if m.Status == wire.StatusSessionExpired {
+				c.expire()
+				return false, ErrSessionExpired
+			}
+		case wire.CPush:
+			// Unsolicited pushes are not surfaced yet; see the package documentation.
+		}
+	}
+}
+
+// attached makes cn the session's connection and resends every unanswered command, in order,
+// under its original number.
+func (c *Client) attached(cn *conn) {
+	c.mu.Lock()
+	c.opened = true
+	c.conn = cn
+	calls := make([]*call, 0, len(c.calls))
+	for _, cl := range c.calls {
+		cl.sent = true
+		calls = append(calls, cl)
+	}
+	slices.SortFunc(calls, func(a, b *call) int { return int(a.seq) - int(b.seq) })
+	low := c.lowestUnackedLocked()
+	c.mu.Unlock()
+	for _, cl := range calls {
+		c.write(cn, &wire.ClientMsg{Kind: wire.CCommand, Session: c.session, Seq: cl.seq, LowestUnacked: low, Payload: cl.payload})
+	}
+}
+
+func (c *Client) response(m *wire.ClientMsg) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cl, ok := c.calls[m.Seq]
+	if !ok {
+		return
+	}
+	switch m.Status {
+	case wire.StatusOK:
+		cl.done <- result{reply: m.Payload}
+	case wire.StatusSessionExpired:
+		c.expireLocked()
+		return
+	case wire.StatusUnavailable, wire.StatusNotLeader:
+		return // not applied; resent after the next attach
+	case wire.StatusEvicted:
+		cl.done <- result{err: fmt.Errorf("%w: the answer was already acknowledged and evicted", ErrOutcomeUnknown)}
+	default:
+		cl.done <- result{err: fmt.Errorf("%w: %s", ErrNotApplied, strings.TrimSpace(string(m.Payload)))}
+	}
+	delete(c.calls, m.Seq)
+	c.cond.Broadcast()
+}
+
+func (c *Client) queryResponse(m *wire.ClientMsg) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	q, ok := c.queries[m.RequestID]
+	if !ok {
+		return
+	}
+	switch m.Status {
+	case wire.StatusOK:
+		q.done <- result{reply: m.Payload}
+	case wire.StatusUnavailable, wire.StatusNotLeader:
+		return // retried on the next connection
+	default:
+		q.done <- result{err: fmt.Errorf("%w: %s", ErrNotApplied, m.Payload)}
+	}
+	delete(c.queries, m.RequestID)
+}
+
+// expire ends the client: the cluster no longer knows the session.
+func (c *Client) expire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expireLocked()
+}
+
+func (c *Client) expireLocked() {
+	if c.err == nil {
+		c.err = ErrSessionExpired
+	}
+	c.failAll(ErrSessionExpired)
+}

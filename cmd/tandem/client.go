@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tandem-cluster/tandem/client"
+	"github.com/tandem-cluster/tandem/examples/counter"
+)
+
+const clientHelp = `Usage: tandem client [flags] [increment [delta] | decrement [delta] | get | reset]
+
+Sends counter commands to a cluster. With no command it runs the seed's sequence — INCREMENT,
+INCREMENT, GET — showing each request and reply (never a RESET, so repeated runs accumulate).
+get is a linearizable query; the others go through the log, exactly once.
+
+Exit codes: 0 ok; 1 failed, nothing applied; 2 usage; 3 outcome unknown (the command may have
+been applied); 4 refused by the cluster, not applied.
+
+Flags (before or after the command):
+`
+
+const clientExamples = `
+Examples:
+  tandem client                          # INCREMENT, INCREMENT, GET
+  tandem client increment 5
+  tandem client get --endpoints 10.0.0.1:9000,10.0.0.2:9000
+  tandem client --count 10000 --concurrency 64   # throughput probe
+`
+
+func runClient(args []string) int {
+	fs := flag.NewFlagSet("client", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	endpoints := fs.String("endpoints", envOr("TANDEM_ENDPOINTS", "127.0.0.1:9000,127.0.0.1:9001,127.0.0.1:9002"), "client endpoints of the members, comma-separated [TANDEM_ENDPOINTS]")
+	timeout := fs.Duration("timeout", 10*time.Second, "bound on the whole call")
+	count := fs.Int("count", 0, "send this many increments (throughput probe)")
+	concurrency := fs.Int("concurrency", 16, "with --count: goroutines sending at once")
+	fs.Usage = func() {
+		fmt.Fprint(os.Stderr, clientHelp)
+		fs.PrintDefaults()
+		fmt.Fprint(os.Stderr, clientExamples)
+	}
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		return exitUsage
+	}
+	var reqs []counter.Request
+	switch {
+	case *count > 0:
+		if len(pos) > 0 {
+			fmt.Fprintln(os.Stderr, "tandem client: --count sends increments; give no command with it")
+			return exitUsage
+		}
+	case len(pos) == 0:
+		reqs = []counter.Request{{Op: counter.OpIncrement}, {Op: counter.OpIncrement}, {Op: counter.OpGet}}
+	default:
+		req, err := counter.ParseCommand(pos[0], pos[1:])
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tandem client: %v\n", err)
+			return exitUsage
+		}
+		reqs = []counter.Request{req}
+	}
+	eps := strings.Split(*endpoints, ",")
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	c, err := client.Dial(ctx, client.Config{Endpoints: eps})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem client: cannot reach the cluster at %s within %s: %v\n", *endpoints, *timeout, err)
+		return exitFailed
+	}
+	defer c.Close()
+	if *count > 0 {
+		return probe(ctx, c, *count, *concurrency)
+	}
+	verbose := len(pos) == 0
+	for _, req := range reqs {
+		if verbose {
+			fmt.Println("──────────────────────────────────────")
+			fmt.Printf("  → request: %s\n", describe(req))
+		}
+		resp, err := do(ctx, c, req)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tandem client: %s: %v\n", describe(req), err)
+			return exitCode(err)
+		}
+		if verbose {
+			fmt.Printf("  ← reply:   %s\n", resp)
+		} else {
+			fmt.Println(resp)
+		}
+		if !resp.OK {
+			return exitNotApplied
+		}
+	}
+	return exitOK
+}
+
+func do(ctx context.Context, c *client.Client, req counter.Request) (counter.Response, error) {
+	var raw []byte
+	var err error
+	if req.Op == counter.OpGet {
+		raw, err = c.Query(ctx, counter.EncodeRequest(req))
+	} else {
+		raw, err = c.Send(ctx, counter.EncodeRequest(req))
+	}
+	if err != nil {
+		return counter.Response{}, err
+	}
+	return counter.DecodeResponse(raw)
+}
+
+func exitCode(err error) int {
+	switch {
+	case errors.Is(err, client.ErrOutcomeUnknown):
+		return exitUnknown
+	case errors.Is(err, client.ErrNotApplied):
+		return exitNotApplied
+	}
+	return exitFailed
+}
+
+// probe sends n increments from c goroutines and prints time, errors and latency percentiles:
+// the SOFAJRaft counter client's throughput probe.
+func probe(ctx context.Context, c *client.Client, n, conc int) int {
+	var mu sync.Mutex
+	lat := make([]time.Duration, 0, n)
+	errs := map[string]int{}
+	next := 0
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				if next >= n {
+					mu.Unlock()
+					return
+				}
+				next++
+				mu.Unlock()
+				t0 := time.Now()
+				_, err := do(ctx, c, counter.Request{Op: counter.OpIncrement})
+				d := time.Since(t0)
+				mu.Lock()
+				if err != nil {
+					errs[err.Error()]++
+				} else {
+					lat = append(lat, d)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	}
+	fmt.Printf("%d increments from %d goroutines in %s: %.0f ops/s, %d errors\n",
+		n, conc, el.Round(time.Millisecond), float64(len(lat))/el.Seconds(), n-len(lat))
+	fmt.Printf("latency p50 %s  p90 %s  p99 %s  max %s\n", pct(0.5), pct(0.9), pct(0.99), pct(1))
+	for e, k := range errs {
+		fmt.Printf("  %d × %s\n", k, e)
+	}
+	if len(errs) > 0 {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// describe names a request the way the seed prints it.
+func describe(r counter.Request) string {
+	name := map[counter.Op]string{counter.OpIncrement: "INCREMENT", counter.OpDecrement: "DECREMENT",
+		counter.OpGet: "GET", counter.OpReset: "RESET"}[r.Op]
+	if r.Delta > 1 {
+		return fmt.Sprintf("%s %d", name, r.Delta)
+	}
+	return name
+}

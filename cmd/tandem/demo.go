@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tandem-cluster/tandem/client"
+	"github.com/tandem-cluster/tandem/examples/counter"
+	"github.com/tandem-cluster/tandem/node"
+	"github.com/tandem-cluster/tandem/service"
+)
+
+const demoHelp = `Usage: tandem demo [flags]
+
+Runs the seed's walk-through in one process: three members over real TCP on free loopback ports,
+real archives (fsync on) in a temporary directory, and the real client. It shows the election,
+commands, the leader stopped and a new election with the client carrying on by itself, the old
+leader catching up, and a restart of the whole cluster with the counter recovered. It cleans up
+after itself.
+
+Flags:
+`
+
+// demoMember is one member run by the demo.
+type demoMember struct {
+	cfg    node.Config
+	n      *node.Node
+	cancel context.CancelFunc
+	done   chan error
+}
+
+type demo struct {
+	out     io.Writer
+	r       *renderer
+	members []*demoMember
+	mu      sync.Mutex
+}
+
+func runDemo(args []string) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	keep := fs.Bool("keep", false, "keep the data directory")
+	fs.Usage = func() { fmt.Fprint(os.Stderr, demoHelp); fs.PrintDefaults() }
+	if _, err := parseInterspersed(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	dir, err := os.MkdirTemp("", "tandem-demo-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem demo: %v\n", err)
+		return exitFailed
+	}
+	if !*keep {
+		defer os.RemoveAll(dir)
+	}
+	d := &demo{out: os.Stdout, r: newRenderer(os.Stdout)}
+	start := time.Now()
+	if err := d.run(dir); err != nil {
+		d.stopAll()
+		fmt.Fprintf(os.Stderr, "tandem demo: FAILED: %v\n", err)
+		return exitFailed
+	}
+	fmt.Fprintf(d.out, "\nDemo finished in %s. Data was in %s%s.\n", time.Since(start).Round(time.Millisecond), dir,
+		map[bool]string{true: " (kept)", false: " (removed)"}[*keep])
+	return exitOK
+}
+
+func (d *demo) step(format string, args ...any) {
+	fmt.Fprintf(d.out, "\n%s\n", d.r.paint("1", "▶ "+fmt.Sprintf(format, args...)))
+}
+
+func freePorts(n int) ([]string, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	var addrs []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		addrs = append(addrs, l.Addr().String())
+	}
+	return addrs, nil
+}
+
+func (d *demo) start(i int) error {
+	m := d.members[i]
+	n, err := node.New(m.cfg, counter.New())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.n, m.cancel, m.done = n, cancel, make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case ev := <-n.Events():
+				if ev.Kind == node.EventRoleChange && ev.Role == service.Leader {
+					d.mu.Lock()
+					fmt.Fprintf(d.out, "   %s\n", d.r.paint(roleColor(ev.Role), fmt.Sprintf("node %d: ROLE CHANGE: LEADER (term %d)", i, ev.Term)))
+					d.mu.Unlock()
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() { m.done <- n.Run(ctx) }()
+	return nil
+}
+
+func (d *demo) stop(i int) error {
+	m := d.members[i]
+	if m.cancel == nil {
+		return nil
+	}
+	m.cancel()
+	err := <-m.done
+	m.cancel = nil
+	return err
+}
+
+func (d *demo) stopAll() {
+	for i := range d.members {
+		_ = d.stop(i)
+	}
+}
+
+func (d *demo) leader(timeout time.Duration) (int, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		for i, m := range d.members {
+			if m.cancel != nil && m.n.Status().Role == service.Leader {
+				return i, nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return -1, fmt.Errorf("no leader within %s", timeout)
+}
+
+func (d *demo) send(ctx context.Context, c *client.Client, req counter.Request) (counter.Response, error) {
+	fmt.Fprintf(d.out, "   → %s\n", describe(req))
+	resp, err := do(ctx, c, req)
+	if err != nil {
+		return resp, err
+	}
+	fmt.Fprintf(d.out, "   ← %s\n", resp)
+	return resp, nil
+}
+
+func (d *demo) run(dir string) error {
+	addrs, err := freePorts(6)
+	if err != nil {
+		return err
+	}
+	var members []node.Member
+	var endpoints []string
+	for i := range 3 {
+		members = append(members, node.Member{ID: i, ClientAddr: addrs[2*i], MemberAddr: addrs[2*i+1]})
+		endpoints = append(endpoints, addrs[2*i])
+	}
+	for i := range 3 {
+		cfg := node.DefaultConfig()
+		cfg.ID, cfg.Members = i, members
+		cfg.DataDir = fmt.Sprintf("%s/node-%d", dir, i)
+		d.members = append(d.members, &demoMember{cfg: cfg})
+	}
+	d.step("Starting three members on %s", strings.Join(endpoints, ", "))
+	for i := range 3 {
+		if err := d.start(i); err != nil {
+			return err
+		}
+	}
+	t0 := time.Now()
+	l, err := d.leader(10 * time.Second)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "   leader elected: node %d after %s\n", l, time.Since(t0).Round(time.Millisecond))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	d.step("A client opens a session and sends commands")
+	c, err := client.Dial(ctx, client.Config{Endpoints: endpoints})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Fprintf(d.out, "   session %s…\n", c.SessionID()[:12])
+	for _, req := range []counter.Request{{Op: counter.OpReset}, {Op: counter.OpIncrement}, {Op: counter.OpIncrement}, {Op: counter.OpIncrement, Delta: 5}, {Op: counter.OpGet}} {
+		if _, err := d.send(ctx, c, req); err != nil {
+			return err
+		}
+	}
+
+	d.step("Stopping the leader, node %d, as Ctrl+C does (it hands leadership to a follower first)", l)
+	if err := d.stop(l); err != nil {
+		return err
+	}
+	t0 = time.Now()
+	fmt.Fprintln(d.out, "   the client keeps sending; it finds the new leader by itself")
+	if _, err := d.send(ctx, c, counter.Request{Op: counter.OpIncrement}); err != nil {
+		return err
+	}
+	nl, err := d.leader(10 * time.Second)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "   new leader node %d; first command acknowledged %s after the stop\n", nl, time.Since(t0).Round(time.Millisecond))
+	if _, err := d.send(ctx, c, counter.Request{Op: counter.OpDecrement}); err != nil {
+		return err
+	}
+
+	d.step("Restarting node %d: it rejoins as a follower and catches up", l)
+	if err := d.start(l); err != nil {
+		return err
+	}
+	if err := d.waitCaughtUp(l, 10*time.Second); err != nil {
+		return err
+	}
+	st := d.members[l].n.Status()
+	fmt.Fprintf(d.out, "   node %d: %s, applied index %d, leader node %d\n", l, st.Role, st.Applied, st.Leader)
+
+	before, err := d.send(ctx, c, counter.Request{Op: counter.OpGet})
+	if err != nil {
+		return err
+	}
+	d.step("Stopping all three members, then starting them again")
+	for i := range 3 {
+		if err := d.stop(i); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(d.out, "   all members down; the client waits:", c.Waiting())
+	for i := range 3 {
+		if err := d.start(i); err != nil {
+			return err
+		}
+	}
+	if _, err := d.leader(10 * time.Second); err != nil {
+		return err
+	}
+	after, err := d.send(ctx, c, counter.Request{Op: counter.OpGet})
+	if err != nil {
+		return err
+	}
+	if after.Value != before.Value {
+		return fmt.Errorf("counter was %d before the restart and %d after", before.Value, after.Value)
+	}
+	fmt.Fprintf(d.out, "   counter recovered from the archives: %d; the same session carries on\n", after.Value)
+	if _, err := d.send(ctx, c, counter.Request{Op: counter.OpIncrement}); err != nil {
+		return err
+	}
+	d.step("Stopping the cluster")
+	c.Close()
+	d.stopAll()
+	return nil
+}
+
+func (d *demo) waitCaughtUp(i int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		st := d.members[i].n.Status()
+		l := st.Leader
+		if l >= 0 && l != i && d.members[l].cancel != nil {
+			if st.Applied >= d.members[l].n.Status().Commit && st.Applied > 0 {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("node %d did not catch up within %s", i, timeout)
+}

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tandem-cluster/tandem/examples/counter"
+	"github.com/tandem-cluster/tandem/node"
+	"github.com/tandem-cluster/tandem/service"
+)
+
+// parseInterspersed parses flags that may stand before or after positional arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv(name); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+const nodeHelp = `Usage: tandem node <id> [flags]
+
+Runs member <id> of a cluster, serving the counter service. With no flags, member <id> of the
+seed's three-member localhost cluster: clients on 127.0.0.1:9000+id, members on 127.0.0.1:9100+id,
+data under ./data/node-<id>. Ctrl+C on the leader hands leadership to a caught-up follower first.
+
+Flags (each also read from the environment variable in brackets):
+`
+
+const nodeExamples = `
+Examples:
+  tandem node 0                                  # seed layout, member 0
+  tandem node 1 --data /var/lib/tandem/1
+  tandem node 0 --members "0,10.0.0.1:9000,10.0.0.1:9100|1,10.0.0.2:9000,10.0.0.2:9100|2,10.0.0.3:9000,10.0.0.3:9100"
+  TANDEM_MEMBERS="0,localhost:9000,localhost:9100,localhost:9200,localhost:9300,localhost:8010|..." tandem node 0
+                                                 # Aeron's member string is accepted too
+`
+
+func runNode(args []string) int {
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	def := node.DefaultConfig()
+	members := fs.String("members", envOr("TANDEM_MEMBERS", ""), "member list `id,client,member|…` or Aeron's six-field form [TANDEM_MEMBERS]")
+	size := fs.Int("size", 3, "with no --members: members in the localhost layout")
+	data := fs.String("data", envOr("TANDEM_DATA", ""), "data directory (default ./data/node-<id>) [TANDEM_DATA]")
+	clusterID := fs.String("cluster-id", envOr("TANDEM_CLUSTER_ID", def.ClusterID), "cluster id [TANDEM_CLUSTER_ID]")
+	clientBind := fs.String("client-bind", envOr("TANDEM_CLIENT_BIND", ""), "address to listen on for clients (default: the advertised one) [TANDEM_CLIENT_BIND]")
+	memberBind := fs.String("member-bind", envOr("TANDEM_MEMBER_BIND", ""), "address to listen on for members (default: the advertised one) [TANDEM_MEMBER_BIND]")
+	tick := fs.Duration("tick", envDuration("TANDEM_TICK", def.TickInterval), "raft tick [TANDEM_TICK]")
+	election := fs.Int("election-ticks", def.ElectionTicks, "election timeout in ticks (randomised up to twice)")
+	heartbeat := fs.Int("heartbeat-ticks", def.HeartbeatTicks, "heartbeat interval in ticks")
+	sessionTimeout := fs.Duration("session-timeout", envDuration("TANDEM_SESSION_TIMEOUT", def.SessionTimeout), "idle session timeout [TANDEM_SESSION_TIMEOUT]")
+	snapEntries := fs.Uint64("snapshot-entries", def.SnapshotIntervalEntries, "take a snapshot every this many log entries")
+	verbose := fs.Bool("verbose", false, "log debug detail")
+	fs.Usage = func() {
+		fmt.Fprint(os.Stderr, nodeHelp)
+		fs.PrintDefaults()
+		fmt.Fprint(os.Stderr, nodeExamples)
+	}
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		return exitUsage
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(os.Stderr, "tandem node: exactly one member id expected, e.g. tandem node 0")
+		return exitUsage
+	}
+	id, err := strconv.Atoi(pos[0])
+	if err != nil || id < 0 {
+		fmt.Fprintf(os.Stderr, "tandem node: member id %q is not a non-negative integer\n", pos[0])
+		return exitUsage
+	}
+	cfg := def
+	cfg.ID = id
+	cfg.ClusterID = *clusterID
+	if *members != "" {
+		if cfg.Members, err = node.ParseMembers(*members); err != nil {
+			fmt.Fprintf(os.Stderr, "tandem node: --members: %v\n", err)
+			return exitUsage
+		}
+	} else {
+		cfg.Members = node.LocalCluster(*size)
+	}
+	cfg.DataDir = *data
+	if cfg.DataDir == "" {
+		cfg.DataDir = filepath.Join("data", fmt.Sprintf("node-%d", id))
+	}
+	cfg.ClientBind, cfg.MemberBind = *clientBind, *memberBind
+	cfg.TickInterval, cfg.ElectionTicks, cfg.HeartbeatTicks = *tick, *election, *heartbeat
+	cfg.SessionTimeout = *sessionTimeout
+	cfg.SnapshotIntervalEntries = *snapEntries
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	n, err := node.New(cfg, counter.New(), node.WithLogger(logger))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
+		return exitUsage
+	}
+	r := newRenderer(os.Stdout)
+	r.startBanner(cfg)
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		r.line("stopping member %d (leaders hand over first)…", id)
+		stop()
+		<-sigs
+		os.Exit(130) // a second Ctrl+C does not wait
+	}()
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case ev := <-n.Events():
+				r.event(ev)
+			case <-done:
+				return
+			}
+		}
+	}()
+	err = n.Run(ctx)
+	close(done)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
+		return exitFailed
+	}
+	r.line("member %d stopped", id)
+	return exitOK
+}
+
+// renderer prints node events as the seed shows them: banners, colored on a terminal.
+type renderer struct {
+	w     io.Writer
+	color bool
+	term  uint64
+	lead  int
+}
+
+func newRenderer(w io.Writer) *renderer {
+	color := false
+	if f, ok := w.(*os.File); ok && os.Getenv("NO_COLOR") == "" {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			color = true
+		}
+	}
+	return &renderer{w: w, color: color, lead: -1}
+}
+
+func (r *renderer) paint(code, s string) string {
+	if !r.color {
+		return s
+	}
+	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+func (r *renderer) line(format string, args ...any) {
+	fmt.Fprintf(r.w, "%s %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
+func box(lines ...string) string {
+	width := 56
+	var b strings.Builder
+	b.WriteString("╔" + strings.Repeat("═", width) + "╗\n")
+	for _, l := range lines {
+		pad := width - 2 - len([]rune(l))
+		if pad < 0 {
+			pad = 0
+		}
+		b.WriteString("║  " + l + strings.Repeat(" ", pad) + "║\n")
+	}
+	b.WriteString("╚" + strings.Repeat("═", width) + "╝")
+	return b.String()
+}
+
+func (r *renderer) startBanner(cfg node.Config) {
+	self := cfg.Members[0]
+	for _, m := range cfg.Members {
+		if m.ID == cfg.ID {
+			self = m
+		}
+	}
+	fmt.Fprintln(r.w, r.paint("1;36", box(fmt.Sprintf("Tandem node started - Node %d", cfg.ID),
+		fmt.Sprintf("clients %s  members %s", self.ClientAddr, self.MemberAddr),
+		fmt.Sprintf("data %s", cfg.DataDir))))
+}
+
+func roleColor(role service.Role) string {
+	switch role {
+	case service.Leader:
+		return "1;32"
+	case service.Candidate, service.PreCandidate:
+		return "1;33"
+	}
+	return "1;34"
+}
+
+func (r *renderer) event(ev node.Event) {
+	switch ev.Kind {
+	case node.EventRoleChange:
+		bar := strings.Repeat("=", 40)
+		leader := "unknown"
+		if ev.Leader >= 0 {
+			leader = strconv.Itoa(ev.Leader)
+		}
+		fmt.Fprintln(r.w, r.paint(roleColor(ev.Role), fmt.Sprintf("%s\nROLE CHANGE: %s   (leader %s, term %d)\n%s", bar, ev.Role, leader, ev.Term, bar)))
+		if ev.Leader >= 0 && (ev.Leader != r.lead || ev.Term != r.term) {
+			fmt.Fprintln(r.w, r.paint("1;35", box("New leader elected", fmt.Sprintf("Leader Member ID: %d", ev.Leader), fmt.Sprintf("Term ID: %d", ev.Term))))
+			r.lead, r.term = ev.Leader, ev.Term
+		}
+	case node.EventSnapshotTaken:
+		r.line("snapshot taken at log index %d", ev.Index)
+	case node.EventSnapshotInstalled:
+		r.line("snapshot installed from the leader at log index %d", ev.Index)
+	case node.EventMemberUnreachable:
+		r.line("%s", r.paint("33", fmt.Sprintf("member %d unreachable", ev.Member)))
+	case node.EventMemberReachable:
+		r.line("%s", r.paint("32", fmt.Sprintf("member %d reachable", ev.Member)))
+	}
+}

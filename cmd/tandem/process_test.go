@@ -1,0 +1,312 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tandem-cluster/tandem/client"
+	"github.com/tandem-cluster/tandem/examples/counter"
+)
+
+// buildTandem builds the tandem binary once per test binary run.
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+func tandemBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tandem-bin-")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "tandem")
+		out, err := exec.Command("go", "build", "-o", buildOnce.path, ".").CombinedOutput()
+		if err != nil {
+			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatal(buildOnce.err)
+	}
+	return buildOnce.path
+}
+
+var roleLine = regexp.MustCompile(`ROLE CHANGE: (\S+)\s+\(leader (\S+), term (\d+)\)`)
+
+// proc is one `tandem node` process.
+type proc struct {
+	id    int
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	role  string
+	term  uint64
+	out   strings.Builder
+	exitc chan error
+}
+
+func (p *proc) state() (string, uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.role, p.term
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// procCluster runs real `tandem node` processes on ephemeral ports, each in its own process
+// group, killed when the test ends so a failure leaves no orphan.
+type procCluster struct {
+	t       *testing.T
+	bin     string
+	dir     string
+	members string
+	clients []string
+	procs   []*proc
+}
+
+func newProcCluster(t *testing.T, n int) *procCluster {
+	addrs, err := freePorts(2 * n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := &procCluster{t: t, bin: tandemBinary(t), dir: t.TempDir(), procs: make([]*proc, n)}
+	var parts []string
+	for i := range n {
+		parts = append(parts, fmt.Sprintf("%d,%s,%s", i, addrs[2*i], addrs[2*i+1]))
+		pc.clients = append(pc.clients, addrs[2*i])
+	}
+	pc.members = strings.Join(parts, "|")
+	t.Cleanup(pc.killAll)
+	return pc
+}
+
+func (pc *procCluster) start(i int) {
+	pc.t.Helper()
+	cmd := exec.Command(pc.bin, "node", strconv.Itoa(i), "--members", pc.members,
+		"--data", filepath.Join(pc.dir, fmt.Sprintf("node-%d", i)))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		pc.t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		pc.t.Fatal(err)
+	}
+	p := &proc{id: i, cmd: cmd, exitc: make(chan error, 1)}
+	pc.procs[i] = p
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.out.WriteString(line + "\n")
+			if m := roleLine.FindStringSubmatch(line); m != nil {
+				p.role = m[1]
+				p.term, _ = strconv.ParseUint(m[3], 10, 64)
+			}
+			p.mu.Unlock()
+		}
+		p.exitc <- cmd.Wait()
+	}()
+}
+
+func (pc *procCluster) kill(i int) {
+	p := pc.procs[i]
+	if p == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-p.exitc:
+	case <-time.After(10 * time.Second):
+		pc.t.Errorf("node %d did not exit after SIGKILL", i)
+	}
+	pc.procs[i] = nil
+}
+
+func (pc *procCluster) killAll() {
+	for i := range pc.procs {
+		pc.kill(i)
+	}
+}
+
+// leader waits for a running process whose last role line says LEADER in the highest term.
+func (pc *procCluster) leader(timeout time.Duration) int {
+	pc.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		best, bestTerm := -1, uint64(0)
+		for i, p := range pc.procs {
+			if p == nil {
+				continue
+			}
+			if role, term := p.state(); role == "LEADER" && term >= bestTerm {
+				best, bestTerm = i, term
+			}
+		}
+		if best >= 0 {
+			return best
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i, p := range pc.procs {
+		if p != nil {
+			pc.t.Logf("node %d output:\n%s", i, p.output())
+		}
+	}
+	pc.t.Fatalf("no leader within %s", timeout)
+	return -1
+}
+
+func increment(ctx context.Context, c *client.Client) (int64, error) {
+	raw, err := c.Send(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpIncrement}))
+	if err != nil {
+		return 0, err
+	}
+	r, err := counter.DecodeResponse(raw)
+	if err != nil {
+		return 0, err
+	}
+	if !r.OK {
+		return 0, fmt.Errorf("increment refused: %s", r.Err)
+	}
+	return r.Value, nil
+}
+
+func get(ctx context.Context, c *client.Client) (int64, error) {
+	raw, err := c.Query(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpGet}))
+	if err != nil {
+		return 0, err
+	}
+	r, err := counter.DecodeResponse(raw)
+	if err != nil {
+		return 0, err
+	}
+	return r.Value, nil
+}
+
+func TestProcessesSurviveLeaderKillAndFullRestart(t *testing.T) {
+	pc := newProcCluster(t, 3)
+	for i := range 3 {
+		pc.start(i)
+	}
+	l := pc.leader(15 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, client.Config{Endpoints: pc.clients})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// Pipelined increments from several goroutines while the leader is SIGKILLed.
+	var acked sync.Map
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	stopSending := make(chan struct{})
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; ; k++ {
+				select {
+				case <-stopSending:
+					return
+				default:
+				}
+				v, err := increment(ctx, c)
+				if err != nil {
+					errs <- fmt.Errorf("goroutine %d increment %d: %w", g, k, err)
+					return
+				}
+				if _, dup := acked.LoadOrStore(v, true); dup {
+					errs <- fmt.Errorf("value %d returned twice", v)
+					return
+				}
+			}
+		}()
+	}
+	countAcked := func() int {
+		n := 0
+		acked.Range(func(_, _ any) bool { n++; return true })
+		return n
+	}
+	waitAcked := func(n int) {
+		t.Helper()
+		for countAcked() < n {
+			select {
+			case err := <-errs:
+				t.Fatal(err)
+			case <-ctx.Done():
+				t.Fatalf("only %d increments acknowledged, waiting for %d", countAcked(), n)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	waitAcked(20) // increments are flowing: now kill the leader under them
+	pc.kill(l)
+	var nl int
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		nl = pc.leader(20 * time.Second)
+		if nl != l || time.Now().After(deadline) {
+			break
+		}
+	}
+	// Commands continue: at least 50 more are acknowledged after the kill.
+	waitAcked(countAcked() + 50)
+	close(stopSending)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	total := int64(countAcked())
+	v, err := get(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != total {
+		t.Fatalf("counter %d, acknowledged increments %d: every command was answered, so they must be equal", v, total)
+	}
+
+	// SIGKILL everything, restart: the same counter, the same client.
+	pc.start(l)
+	for i := range 3 {
+		pc.kill(i)
+	}
+	for i := range 3 {
+		pc.start(i)
+	}
+	pc.leader(15 * time.Second)
+	v2, err := get(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v2 != v {
+		t.Fatalf("counter %d after SIGKILL of every member, %d before", v2, v)
+	}
+	if _, err := increment(ctx, c); err != nil {
+		t.Fatalf("the client did not carry on after the restart: %v", err)
+	}
+}

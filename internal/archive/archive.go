@@ -1,0 +1,1036 @@
+package archive
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tandem-cluster/tandem/internal/vfs"
+)
+
+// Options configures an archive.
+type Options struct {
+	ClusterID string
+	MemberID  int
+	// SegmentBytes: a segment is closed and a new one started past this size (default 64 MiB).
+	SegmentBytes int64
+	// GrowBytes: segments grow in steps of this size (default 4 MiB), not record by record.
+	GrowBytes int64
+	// SnapshotsRetained: the newest snapshots kept (default 3).
+	SnapshotsRetained int
+	// LogMarginEntries: log kept behind the oldest retained snapshot, so a follower a little
+	// behind is caught up from the log rather than by a snapshot (default 10 000).
+	LogMarginEntries uint64
+	// CacheBytes bounds the entry cache (default 64 MiB).
+	CacheBytes int64
+	// NoSync turns syncing off. TEST ONLY: it exists so a test can show that the crash tests
+	// detect loss when syncing is missing.
+	NoSync bool
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.SegmentBytes == 0 {
+		o.SegmentBytes = 64 << 20
+	}
+	if o.GrowBytes == 0 {
+		o.GrowBytes = 4 << 20
+	}
+	if o.SnapshotsRetained == 0 {
+		o.SnapshotsRetained = 3
+	}
+	if o.LogMarginEntries == 0 {
+		o.LogMarginEntries = 10_000
+	}
+	if o.CacheBytes == 0 {
+		o.CacheBytes = 64 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+const formatVersion uint8 = 1
+
+// Record types.
+const (
+	recHeader    uint8 = 1
+	recEntry     uint8 = 2
+	recHardState uint8 = 3
+)
+
+const recordHeaderBytes = 4 + 1 + 4
+
+// maxRecordBytes bounds one record; a larger length field is corruption, not a reason to
+// allocate.
+const maxRecordBytes = 256 << 20
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrCorrupt wraps every corruption found on open or read: the member must not start on it.
+var ErrCorrupt = errors.New("archive: corrupt")
+
+type segment struct {
+	seq      uint64
+	path     string
+	f        vfs.File
+	end      int64 // end of the records
+	size     int64 // allocated size (records, then zeros)
+	first    uint64
+	prevTerm uint64
+	reset    bool
+	dirty    bool // written since the last sync
+}
+
+type loc struct {
+	term uint64
+	seg  *segment
+	off  int64
+	n    uint32
+}
+
+type snapMeta struct {
+	index, term uint64
+	path        string
+}
+
+// Archive is the durable raft log and snapshot store. It is used from one goroutine.
+type Archive struct {
+	fs   vfs.FS
+	dir  string
+	opts Options
+	log  *slog.Logger
+
+	segs     []*segment // in log order; the last one is written
+	first    uint64     // index of ents[0]
+	prevTerm uint64     // term of first-1
+	// Invariant: ents[i] is the entry at index first+i; indexes are contiguous.
+	ents []loc
+	hs   *pb.HardState
+
+	snaps  []snapMeta   // retained snapshots, oldest first
+	latest *pb.Snapshot // the newest snapshot, data included
+
+	cache      map[uint64]*pb.Entry
+	cacheFIFO  []uint64
+	cacheBytes int64
+
+	dirDirty bool
+	floor    uint64 // entries at or below it may be deleted with their segments
+	durable  uint64
+	err      error // sticky
+	buf      []byte
+	readOnly bool // Verify: change nothing
+}
+
+// Open opens (or initialises) the archive in dir, recovering from a crash: a torn tail is cut,
+// corruption anywhere else is refused with the file and offset.
+func Open(fsys vfs.FS, dir string, opts Options) (*Archive, error) {
+	opts.defaults()
+	a := &Archive{fs: fsys, dir: dir, opts: opts, log: opts.Logger, cache: map[uint64]*pb.Entry{}, first: 1}
+	for _, d := range []string{dir, a.logDir(), a.snapDir()} {
+		if err := fsys.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("archive: %w", err)
+		}
+	}
+	if err := a.checkIdentity(); err != nil {
+		return nil, err
+	}
+	if err := a.loadSnapshots(); err != nil {
+		return nil, err
+	}
+	if err := a.recoverLog(true, nil); err != nil {
+		a.closeFiles()
+		return nil, err
+	}
+	// What survived the crash may sit in the page cache only: make it durable before anything
+	// new depends on it.
+	for _, s := range a.segs {
+		s.dirty = true
+	}
+	a.dirDirty = true
+	if err := a.Sync(); err != nil {
+		a.closeFiles()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Archive) logDir() string  { return filepath.Join(a.dir, "log") }
+func (a *Archive) snapDir() string { return filepath.Join(a.dir, "snap") }
+
+// ---- identity ----
+
+func identityText(cluster string, member int) string {
+	return fmt.Sprintf("tandem-archive %d\ncluster %s\nmember %d\n", formatVersion, cluster, member)
+}
+
+func (a *Archive) checkIdentity() error {
+	path := filepath.Join(a.dir, "IDENTITY")
+	want := identityText(a.opts.ClusterID, a.opts.MemberID)
+	got, err := readFile(a.fs, path)
+	if errors.Is(err, fs.ErrNotExist) {
+		segs, _ := a.fs.ReadDir(a.logDir())
+		snaps, _ := a.fs.ReadDir(a.snapDir())
+		if len(segs) > 0 || len(snaps) > 0 {
+			return fmt.Errorf("archive: %s holds data but no IDENTITY file: refusing to guess whose it is", a.dir)
+		}
+		body := []byte(want)
+		body = binary.LittleEndian.AppendUint32(body, crc32.Checksum([]byte(want), castagnoli))
+		return writeFileDurably(a.fs, a.dir, "IDENTITY", body)
+	}
+	if err != nil {
+		return fmt.Errorf("archive: reading %s: %w", path, err)
+	}
+	if len(got) < 4 || crc32.Checksum(got[:len(got)-4], castagnoli) != binary.LittleEndian.Uint32(got[len(got)-4:]) {
+		return fmt.Errorf("%w: %s fails its checksum", ErrCorrupt, path)
+	}
+	text := string(got[:len(got)-4])
+	if text != want {
+		var v, member int
+		var cluster string
+		_, _ = fmt.Sscanf(strings.ReplaceAll(text, "\n", " "), "tandem-archive %d cluster %s member %d", &v, &cluster, &member)
+		return fmt.Errorf("archive: %s belongs to cluster %q member %d (format %d), not cluster %q member %d",
+			a.dir, cluster, member, v, a.opts.ClusterID, a.opts.MemberID)
+	}
+	return nil
+}
+
+func readFile(fsys vfs.FS, path string) ([]byte, error) {
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	n, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, n)
+	if n > 0 {
+		if _, err := f.ReadAt(b, 0); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// writeFileDurably writes dir/name through a temp file: write, sync, rename, sync the directory.
+func writeFileDurably(fsys vfs.FS, dir, name string, data []byte) error {
+	tmp := filepath.Join(dir, name+".tmp")
+	f, err := fsys.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := fsys.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	return fsys.SyncDir(dir)
+}
+
+// ---- records ----
+
+func appendRecord(dst []byte, typ uint8, payload []byte) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))
+	dst = append(dst, typ)
+	crc := crc32.Update(crc32.Update(0, castagnoli, []byte{typ}), castagnoli, payload)
+	dst = binary.LittleEndian.AppendUint32(dst, crc)
+	return append(dst, payload...)
+}
+
+// parseRecord parses the record at off. ok=false means no valid record there; end=true means
+// the zero end marker.
+func parseRecord(b []byte, off int64) (typ uint8, payload []byte, next int64, ok, end bool) {
+	if int64(len(b))-off < recordHeaderBytes {
+		return 0, nil, 0, false, allZero(b[off:])
+	}
+	h := b[off : off+recordHeaderBytes]
+	n := binary.LittleEndian.Uint32(h)
+	typ = h[4]
+	crc := binary.LittleEndian.Uint32(h[5:])
+	if n == 0 && typ == 0 && crc == 0 {
+		return 0, nil, 0, false, true
+	}
+	if n > maxRecordBytes || int64(n) > int64(len(b))-off-recordHeaderBytes || typ < recHeader || typ > recHardState {
+		return 0, nil, 0, false, false
+	}
+	payload = b[off+recordHeaderBytes : off+recordHeaderBytes+int64(n)]
+	if crc32.Update(crc32.Update(0, castagnoli, []byte{typ}), castagnoli, payload) != crc {
+		return 0, nil, 0, false, false
+	}
+	return typ, payload, off + recordHeaderBytes + int64(n), true, false
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validRecordAfter reports whether any valid record starts after off: then a bad record at off
+// is damage in the middle of the log, not a torn tail.
+func validRecordAfter(b []byte, off int64) (int64, bool) {
+	for p := off + 1; p+recordHeaderBytes <= int64(len(b)); p++ {
+		if _, _, _, ok, _ := parseRecord(b, p); ok {
+			return p, true
+		}
+	}
+	return 0, false
+}
+
+func encodeHeader(first, prevTerm uint64, reset bool) []byte {
+	b := []byte{formatVersion}
+	b = binary.LittleEndian.AppendUint64(b, first)
+	b = binary.LittleEndian.AppendUint64(b, prevTerm)
+	r := uint8(0)
+	if reset {
+		r = 1
+	}
+	return append(b, r)
+}
+
+func decodeHeader(p []byte) (first, prevTerm uint64, reset bool, err error) {
+	if len(p) != 18 || p[0] != formatVersion || p[17] > 1 {
+		return 0, 0, false, errors.New("bad segment header")
+	}
+	return binary.LittleEndian.Uint64(p[1:]), binary.LittleEndian.Uint64(p[9:]), p[17] == 1, nil
+}
+
+// ---- recovery ----
+
+// Report is what a scan of a data directory found.
+type Report struct {
+	Segments   int
+	Records    int
+	FirstIndex uint64
+	LastIndex  uint64
+	HardState  string
+	TornTail   string // where a torn tail was found (and cut, on Open), "" if none
+	Snapshots  []string
+}
+
+// recoverLog replays every segment into the in-memory index. With cut, a torn tail is cut from
+// the last segment; rep, if not nil, is filled in.
+func (a *Archive) recoverLog(cut bool, rep *Report) error {
+	names, err := a.fs.ReadDir(a.logDir())
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	var segNames []string
+	for _, n := range names {
+		if strings.HasSuffix(n, ".seg") {
+			segNames = append(segNames, n)
+		}
+	}
+	started := false
+	for k, name := range segNames {
+		path := filepath.Join(a.logDir(), name)
+		var seq uint64
+		if _, err := fmt.Sscanf(name, "%016x.seg", &seq); err != nil {
+			return fmt.Errorf("%w: unexpected file %s", ErrCorrupt, path)
+		}
+		b, err := readFile(a.fs, path)
+		if err != nil {
+			return fmt.Errorf("archive: reading %s: %w", path, err)
+		}
+		last := k == len(segNames)-1
+		s := &segment{seq: seq, path: path, size: int64(len(b))}
+		var off int64
+		for off < int64(len(b)) {
+			typ, payload, next, ok, end := parseRecord(b, off)
+			if end || !ok {
+				if p, found := validRecordAfter(b, off); found {
+					return fmt.Errorf("%w: %s offset %d: a bad record precedes a valid one at offset %d: refusing to cut the middle of the log",
+						ErrCorrupt, path, off, p)
+				}
+				if !end && !last {
+					return fmt.Errorf("%w: %s offset %d: bad record in a segment that is not the last", ErrCorrupt, path, off)
+				}
+				if !end || !allZero(b[off:]) {
+					if rep != nil {
+						rep.TornTail = fmt.Sprintf("%s offset %d (%d bytes after it)", path, off, int64(len(b))-off)
+					}
+					a.log.Warn("archive: cutting a torn tail", "file", path, "offset", off)
+					if cut {
+						if err := a.cutTail(path, off, int64(len(b))); err != nil {
+							return err
+						}
+					}
+				}
+				break
+			}
+			if rep != nil {
+				rep.Records++
+			}
+			if off == 0 && typ != recHeader {
+				return fmt.Errorf("%w: %s does not start with a segment header", ErrCorrupt, path)
+			}
+			switch typ {
+			case recHeader:
+				if off != 0 {
+					return fmt.Errorf("%w: %s offset %d: a second segment header", ErrCorrupt, path, off)
+				}
+				first, prevTerm, reset, err := decodeHeader(payload)
+				if err != nil {
+					return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+				}
+				s.first, s.prevTerm, s.reset = first, prevTerm, reset
+				if err := a.applyHeader(s, started); err != nil {
+					return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+				}
+				started = true
+			case recEntry:
+				e := new(pb.Entry)
+				if err := proto.Unmarshal(payload, e); err != nil {
+					return fmt.Errorf("%w: %s offset %d: %v", ErrCorrupt, path, off, err)
+				}
+				if e.GetIndex() != a.lastIndex()+1 {
+					return fmt.Errorf("%w: %s offset %d: entry %d does not follow %d", ErrCorrupt, path, off, e.GetIndex(), a.lastIndex())
+				}
+				a.ents = append(a.ents, loc{term: e.GetTerm(), seg: s, off: off, n: uint32(next - off)})
+			case recHardState:
+				hs := new(pb.HardState)
+				if err := proto.Unmarshal(payload, hs); err != nil {
+					return fmt.Errorf("%w: %s offset %d: %v", ErrCorrupt, path, off, err)
+				}
+				a.hs = hs
+			}
+			off = next
+		}
+		s.end = off
+		if s.end == 0 {
+			// A segment whose header never reached the disk: nothing in it counts.
+			if cut && last {
+				_ = a.fs.Remove(path)
+				a.dirDirty = true
+			}
+			continue
+		}
+		if cut {
+			if s.f, err = a.fs.OpenFile(path, os.O_RDWR, 0); err != nil {
+				return fmt.Errorf("archive: %w", err)
+			}
+		}
+		a.segs = append(a.segs, s)
+	}
+	if err := a.reconcileSnapshot(); err != nil {
+		return err
+	}
+	if rep != nil {
+		rep.Segments = len(a.segs)
+		rep.FirstIndex, rep.LastIndex = a.first, a.lastIndex()
+		if a.hs != nil {
+			rep.HardState = fmt.Sprintf("term %d vote %d commit %d", a.hs.GetTerm(), a.hs.GetVote(), a.hs.GetCommit())
+		}
+	}
+	a.durable = a.lastIndex()
+	return nil
+}
+
+// applyHeader starts a segment's entries during replay.
+func (a *Archive) applyHeader(s *segment, started bool) error {
+	if !started || s.reset || s.first < a.first {
+		a.ents = a.ents[:0]
+		a.first, a.prevTerm = s.first, s.prevTerm
+		return nil
+	}
+	if s.first > a.lastIndex()+1 {
+		return fmt.Errorf("segment starts at %d, the log ends at %d", s.first, a.lastIndex())
+	}
+	if t, err := a.Term(s.first - 1); err != nil || t != s.prevTerm {
+		return fmt.Errorf("segment at %d expects term %d before it, the log has %d", s.first, s.prevTerm, t)
+	}
+	a.ents = a.ents[:s.first-a.first]
+	return nil
+}
+
+// reconcileSnapshot lines the log up with the newest snapshot.
+func (a *Archive) reconcileSnapshot() error {
+	if a.latest == nil {
+		return nil
+	}
+	md := a.latest.GetMetadata()
+	si, st := md.GetIndex(), md.GetTerm()
+	if si < a.first-1 {
+		if len(a.ents) == 0 && len(a.segs) == 0 {
+			a.first, a.prevTerm = si+1, st
+			return nil
+		}
+		return fmt.Errorf("%w: the log starts at %d but the newest snapshot is at %d: entries in between are missing", ErrCorrupt, a.first, si)
+	}
+	if t, err := a.Term(si); err == nil && t == st && si <= a.lastIndex() {
+		return nil // the log continues the snapshot
+	}
+	// The snapshot replaced the log (received from the leader) but the reset segment did not
+	// reach the disk: the snapshot wins, as raft's ApplySnapshot would have it.
+	a.ents = a.ents[:0]
+	a.first, a.prevTerm = si+1, st
+	return nil
+}
+
+func (a *Archive) cutTail(path string, off, size int64) error {
+	f, err := a.fs.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// Cut, then zero-fill again: stale bytes beyond the cut must not survive to confuse the
+	// next recovery.
+	if err := f.Truncate(off); err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func (a *Archive) closeFiles() {
+	for _, s := range a.segs {
+		if s.f != nil {
+			_ = s.f.Close()
+		}
+	}
+}
+
+// ---- raft.Storage ----
+
+func (a *Archive) lastIndex() uint64 { return a.first + uint64(len(a.ents)) - 1 }
+
+// InitialState implements raft.Storage.
+func (a *Archive) InitialState() (*pb.HardState, *pb.ConfState, error) {
+	cs := new(pb.ConfState)
+	if a.latest != nil {
+		cs = proto.Clone(a.latest.GetMetadata().GetConfState()).(*pb.ConfState)
+	}
+	if a.hs == nil {
+		return new(pb.HardState), cs, nil
+	}
+	return proto.Clone(a.hs).(*pb.HardState), cs, nil
+}
+
+// FirstIndex implements raft.Storage.
+func (a *Archive) FirstIndex() (uint64, error) { return a.first, nil }
+
+// LastIndex implements raft.Storage.
+func (a *Archive) LastIndex() (uint64, error) { return a.lastIndex(), nil }
+
+// Term implements raft.Storage.
+func (a *Archive) Term(i uint64) (uint64, error) {
+	switch {
+	case i+1 < a.first:
+		return 0, raft.ErrCompacted
+	case i+1 == a.first:
+		return a.prevTerm, nil
+	case i > a.lastIndex():
+		return 0, raft.ErrUnavailable
+	}
+	return a.ents[i-a.first].term, nil
+}
+
+// Snapshot implements raft.Storage.
+func (a *Archive) Snapshot() (*pb.Snapshot, error) {
+	if a.latest == nil {
+		return new(pb.Snapshot), nil
+	}
+	return a.latest, nil
+}
+
+// Entries implements raft.Storage: entries [lo, hi) up to maxSize bytes (at least one), read
+// through the bounded cache.
+func (a *Archive) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
+	if lo < a.first {
+		return nil, raft.ErrCompacted
+	}
+	if hi > a.lastIndex()+1 {
+		return nil, raft.ErrUnavailable
+	}
+	var out []*pb.Entry
+	var size uint64
+	for i := lo; i < hi; i++ {
+		e, err := a.entry(i)
+		if err != nil {
+			return nil, err
+		}
+		size += uint64(proto.Size(e))
+		if len(out) > 0 && size > maxSize {
+			break
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func (a *Archive) entry(i uint64) (*pb.Entry, error) {
+	if e, ok := a.cache[i]; ok {
+		return e, nil
+	}
+	l := a.ents[i-a.first]
+	b := make([]byte, l.n)
+	if _, err := l.seg.f.ReadAt(b, l.off); err != nil {
+		return nil, fmt.Errorf("archive: reading entry %d from %s: %w", i, l.seg.path, err)
+	}
+	typ, payload, _, ok, _ := parseRecord(b, 0)
+	if !ok || typ != recEntry {
+		return nil, fmt.Errorf("%w: entry %d in %s offset %d fails its checksum on read", ErrCorrupt, i, l.seg.path, l.off)
+	}
+	e := new(pb.Entry)
+	if err := proto.Unmarshal(payload, e); err != nil {
+		return nil, fmt.Errorf("%w: entry %d: %v", ErrCorrupt, i, err)
+	}
+	a.remember(e)
+	return e, nil
+}
+
+func (a *Archive) remember(e *pb.Entry) {
+	sz := int64(proto.Size(e)) + 64
+	for a.cacheBytes+sz > a.opts.CacheBytes && len(a.cacheFIFO) > 0 {
+		old := a.cacheFIFO[0]
+		a.cacheFIFO = a.cacheFIFO[1:]
+		if oe, ok := a.cache[old]; ok {
+			a.cacheBytes -= int64(proto.Size(oe)) + 64
+			delete(a.cache, old)
+		}
+	}
+	if sz > a.opts.CacheBytes {
+		return
+	}
+	a.cache[e.GetIndex()] = e
+	a.cacheFIFO = append(a.cacheFIFO, e.GetIndex())
+	a.cacheBytes += sz
+}
+
+func (a *Archive) forgetFrom(i uint64) {
+	for idx, e := range a.cache {
+		if idx >= i {
+			a.cacheBytes -= int64(proto.Size(e)) + 64
+			delete(a.cache, idx)
+		}
+	}
+}
+
+// ---- writing ----
+
+// Err returns the sticky error, if any.
+func (a *Archive) Err() error { return a.err }
+
+// DurableIndex returns the last index known to be synced.
+func (a *Archive) DurableIndex() uint64 { return a.durable }
+
+func (a *Archive) fail(err error) error {
+	if a.err == nil {
+		a.err = fmt.Errorf("archive %s failed, refusing all further writes: %w", a.dir, err)
+		a.log.Error("archive failed; no further writes", "dir", a.dir, "err", err)
+	}
+	return a.err
+}
+
+func (a *Archive) current() *segment {
+	if len(a.segs) == 0 {
+		return nil
+	}
+	return a.segs[len(a.segs)-1]
+}
+
+// roll starts a new segment whose entries start at first.
+func (a *Archive) roll(first, prevTerm uint64, reset bool) error {
+	seq := uint64(1)
+	if c := a.current(); c != nil {
+		seq = c.seq + 1
+	}
+	path := filepath.Join(a.logDir(), fmt.Sprintf("%016x.seg", seq))
+	f, err := a.fs.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	s := &segment{seq: seq, path: path, f: f, first: first, prevTerm: prevTerm, reset: reset}
+	a.segs = append(a.segs, s)
+	a.dirDirty = true
+	buf := appendRecord(nil, recHeader, encodeHeader(first, prevTerm, reset))
+	if a.hs != nil {
+		raw, _ := proto.Marshal(a.hs)
+		buf = appendRecord(buf, recHardState, raw)
+	}
+	_, err = a.write(s, buf)
+	return err
+}
+
+// write appends buf to segment s, growing the file in large steps.
+func (a *Archive) write(s *segment, buf []byte) (int64, error) {
+	off := s.end
+	if need := off + int64(len(buf)); need > s.size {
+		grow := max(a.opts.GrowBytes, need-s.size)
+		if err := s.f.Truncate(s.size + grow); err != nil {
+			return 0, err
+		}
+		s.size += grow
+	}
+	if _, err := s.f.WriteAt(buf, off); err != nil {
+		return 0, err
+	}
+	s.end += int64(len(buf))
+	s.dirty = true
+	return off, nil
+}
+
+// Append writes entries (superseding any from the first one's index on), then the hard state.
+func (a *Archive) Append(hs *pb.HardState, ents []*pb.Entry) error {
+	if a.err != nil {
+		return a.err
+	}
+	if len(ents) > 0 {
+		fi := ents[0].GetIndex()
+		last := a.lastIndex()
+		if fi > last+1 {
+			return fmt.Errorf("archive: append at %d leaves a gap after %d", fi, last)
+		}
+		if fi < a.first {
+			return fmt.Errorf("archive: append at %d is below the first index %d", fi, a.first)
+		}
+		cur := a.current()
+		if fi <= last || cur == nil || cur.end >= a.opts.SegmentBytes {
+			// A truncation (or a full segment) starts a new segment, so every segment's
+			// header is exact and recovery never guesses.
+			pt, err := a.Term(fi - 1)
+			if err != nil {
+				return err
+			}
+			if err := a.roll(fi, pt, false); err != nil {
+				return a.fail(err)
+			}
+			a.ents = a.ents[:fi-a.first]
+			a.forgetFrom(fi)
+			if a.durable >= fi {
+				a.durable = fi - 1
+			}
+		}
+		s := a.current()
+		a.buf = a.buf[:0]
+		offs := make([]int64, len(ents))
+		for i, e := range ents {
+			raw, err := proto.Marshal(e)
+			if err != nil {
+				return err
+			}
+			offs[i] = int64(len(a.buf))
+			a.buf = appendRecord(a.buf, recEntry, raw)
+		}
+		base, err := a.write(s, a.buf)
+		if err != nil {
+			return a.fail(err)
+		}
+		for i, e := range ents {
+			end := int64(len(a.buf))
+			if i+1 < len(ents) {
+				end = offs[i+1]
+			}
+			a.ents = append(a.ents, loc{term: e.GetTerm(), seg: s, off: base + offs[i], n: uint32(end - offs[i])})
+			a.remember(e)
+		}
+	}
+	if !raft.IsEmptyHardState(hs) {
+		raw, err := proto.Marshal(hs)
+		if err != nil {
+			return err
+		}
+		if a.current() == nil {
+			pt, _ := a.Term(a.lastIndex())
+			if err := a.roll(a.lastIndex()+1, pt, false); err != nil {
+				return a.fail(err)
+			}
+		}
+		if _, err := a.write(a.current(), appendRecord(nil, recHardState, raw)); err != nil {
+			return a.fail(err)
+		}
+		a.hs = proto.Clone(hs).(*pb.HardState)
+	}
+	return nil
+}
+
+// Sync makes everything written durable: the data of every segment written since the last sync,
+// then the log directory if segments were created. Then it deletes what compaction released.
+func (a *Archive) Sync() error {
+	if a.err != nil {
+		return a.err
+	}
+	if !a.opts.NoSync {
+		for _, s := range a.segs {
+			if s.dirty {
+				if err := s.f.Sync(); err != nil {
+					return a.fail(err)
+				}
+			}
+		}
+		if a.dirDirty {
+			if err := a.fs.SyncDir(a.logDir()); err != nil {
+				return a.fail(err)
+			}
+		}
+	}
+	for _, s := range a.segs {
+		s.dirty = false
+	}
+	a.dirDirty = false
+	a.durable = a.lastIndex()
+	return a.compact()
+}
+
+// ---- snapshots ----
+
+func snapshotName(index, term uint64) string { return fmt.Sprintf("%016x-%016x.snap", index, term) }
+
+func encodeSnapshot(snap *pb.Snapshot) ([]byte, error) {
+	md, err := proto.Marshal(snap.GetMetadata())
+	if err != nil {
+		return nil, err
+	}
+	b := append([]byte("TNDS"), formatVersion)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(md)))
+	b = append(b, md...)
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(snap.GetData())))
+	b = append(b, snap.GetData()...)
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
+}
+
+// DecodeSnapshot decodes and verifies a snapshot file's bytes.
+func DecodeSnapshot(b []byte) (*pb.Snapshot, error) {
+	if len(b) < 4+1+4+8+4 || string(b[:4]) != "TNDS" {
+		return nil, fmt.Errorf("%w: not a snapshot", ErrCorrupt)
+	}
+	if b[4] != formatVersion {
+		return nil, fmt.Errorf("%w: snapshot format %d, this build reads %d", ErrCorrupt, b[4], formatVersion)
+	}
+	body := b[:len(b)-4]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
+		return nil, fmt.Errorf("%w: snapshot checksum mismatch", ErrCorrupt)
+	}
+	mdLen := int(binary.LittleEndian.Uint32(body[5:]))
+	if mdLen > len(body)-9-8 {
+		return nil, fmt.Errorf("%w: snapshot metadata length %d", ErrCorrupt, mdLen)
+	}
+	md := new(pb.SnapshotMetadata)
+	if err := proto.Unmarshal(body[9:9+mdLen], md); err != nil {
+		return nil, fmt.Errorf("%w: snapshot metadata: %v", ErrCorrupt, err)
+	}
+	rest := body[9+mdLen:]
+	dataLen := binary.LittleEndian.Uint64(rest)
+	if dataLen != uint64(len(rest)-8) {
+		return nil, fmt.Errorf("%w: snapshot data length %d, %d bytes present", ErrCorrupt, dataLen, len(rest)-8)
+	}
+	return &pb.Snapshot{Metadata: md, Data: append([]byte(nil), rest[8:]...)}, nil
+}
+
+func (a *Archive) loadSnapshots() error {
+	names, err := a.fs.ReadDir(a.snapDir())
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	for _, n := range names {
+		path := filepath.Join(a.snapDir(), n)
+		if strings.HasSuffix(n, ".tmp") {
+			if !a.readOnly {
+				_ = a.fs.Remove(path) // an unfinished write: never renamed, never relied on
+			}
+			continue
+		}
+		var idx, term uint64
+		if _, err := fmt.Sscanf(n, "%016x-%016x.snap", &idx, &term); err != nil {
+			return fmt.Errorf("%w: unexpected file %s", ErrCorrupt, path)
+		}
+		a.snaps = append(a.snaps, snapMeta{index: idx, term: term, path: path})
+	}
+	if len(a.snaps) == 0 {
+		return nil
+	}
+	newest := a.snaps[len(a.snaps)-1]
+	b, err := readFile(a.fs, newest.path)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	snap, err := DecodeSnapshot(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", newest.path, err)
+	}
+	if snap.GetMetadata().GetIndex() != newest.index || snap.GetMetadata().GetTerm() != newest.term {
+		return fmt.Errorf("%w: %s holds index %d term %d", ErrCorrupt, newest.path, snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm())
+	}
+	a.latest = snap
+	return nil
+}
+
+func (a *Archive) writeSnapshot(snap *pb.Snapshot) error {
+	md := snap.GetMetadata()
+	b, err := encodeSnapshot(snap)
+	if err != nil {
+		return err
+	}
+	name := snapshotName(md.GetIndex(), md.GetTerm())
+	if err := writeFileDurably(a.fs, a.snapDir(), name, b); err != nil {
+		return err
+	}
+	a.snaps = append(a.snaps, snapMeta{index: md.GetIndex(), term: md.GetTerm(), path: filepath.Join(a.snapDir(), name)})
+	a.latest = snap
+	// Retention: the newest few.
+	removed := false
+	for len(a.snaps) > a.opts.SnapshotsRetained {
+		if err := a.fs.Remove(a.snaps[0].path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		a.snaps = a.snaps[1:]
+		removed = true
+	}
+	if removed {
+		return a.fs.SyncDir(a.snapDir())
+	}
+	return nil
+}
+
+// SaveSnapshot stores a snapshot received from the leader and restarts the log after it. The
+// snapshot file is durable before the reset segment that points at it is written.
+func (a *Archive) SaveSnapshot(snap *pb.Snapshot) error {
+	if a.err != nil {
+		return a.err
+	}
+	md := snap.GetMetadata()
+	if a.latest != nil && md.GetIndex() <= a.latest.GetMetadata().GetIndex() {
+		return nil
+	}
+	if err := a.writeSnapshot(snap); err != nil {
+		return a.fail(err)
+	}
+	if err := a.roll(md.GetIndex()+1, md.GetTerm(), true); err != nil {
+		return a.fail(err)
+	}
+	a.ents = a.ents[:0]
+	a.first, a.prevTerm = md.GetIndex()+1, md.GetTerm()
+	a.forgetFrom(0)
+	a.durable = md.GetIndex()
+	a.floor = max(a.floor, md.GetIndex())
+	return nil
+}
+
+// CreateSnapshot records this member's snapshot at index and releases the log behind the oldest
+// retained snapshot minus the margin (deleted at the next Sync).
+func (a *Archive) CreateSnapshot(index uint64, cs *pb.ConfState, data []byte) error {
+	if a.err != nil {
+		return a.err
+	}
+	if a.latest != nil && index <= a.latest.GetMetadata().GetIndex() {
+		return nil
+	}
+	term, err := a.Term(index)
+	if err != nil {
+		return fmt.Errorf("archive: snapshot at %d: %w", index, err)
+	}
+	snap := &pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{Index: &index, Term: &term,
+		ConfState: proto.Clone(cs).(*pb.ConfState)}}
+	if err := a.writeSnapshot(snap); err != nil {
+		return a.fail(err)
+	}
+	oldest := a.snaps[0].index
+	if oldest > a.opts.LogMarginEntries {
+		a.floor = max(a.floor, oldest-a.opts.LogMarginEntries)
+	}
+	return nil
+}
+
+// compact deletes leading segments whose entries are all at or below the floor (or voided by a
+// later reset segment). Runs after a sync, so the snapshot and reset segments they depend on are
+// durable.
+func (a *Archive) compact() error {
+	for len(a.segs) > 1 {
+		next := a.segs[1]
+		if !next.reset && next.first-1 > a.floor {
+			break
+		}
+		s := a.segs[0]
+		_ = s.f.Close()
+		if err := a.fs.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return a.fail(err)
+		}
+		a.segs = a.segs[1:]
+		a.dirDirty = true
+		if next.first > a.first {
+			drop := next.first - a.first
+			for i := uint64(0); i < drop; i++ {
+				delete(a.cache, a.first+i)
+			}
+			a.ents = append(a.ents[:0:0], a.ents[drop:]...)
+			a.first, a.prevTerm = next.first, next.prevTerm
+		}
+	}
+	return nil
+}
+
+// Close closes the files. It does not sync.
+func (a *Archive) Close() error {
+	a.closeFiles()
+	return nil
+}
+
+// Verify checks every record and snapshot under dir without changing anything, writes a summary
+// to w, and returns the first corruption found.
+func Verify(fsys vfs.FS, dir string, w interface{ Write([]byte) (int, error) }) (Report, error) {
+	a := &Archive{fs: fsys, dir: dir, cache: map[uint64]*pb.Entry{}, first: 1, readOnly: true}
+	a.opts.defaults()
+	a.log = a.opts.Logger
+	var rep Report
+	if _, err := fsys.Stat(filepath.Join(dir, "IDENTITY")); err != nil {
+		return rep, fmt.Errorf("archive: %s is not a Tandem data directory: %w", dir, err)
+	}
+	id, _ := readFile(fsys, filepath.Join(dir, "IDENTITY"))
+	if len(id) > 4 {
+		fmt.Fprintf(w, "identity: %s\n", strings.ReplaceAll(strings.TrimSpace(string(id[:len(id)-4])), "\n", ", "))
+	}
+	if err := a.loadSnapshots(); err != nil {
+		return rep, err
+	}
+	for _, s := range a.snaps {
+		b, err := readFile(fsys, s.path)
+		if err != nil {
+			return rep, err
+		}
+		if _, err := DecodeSnapshot(b); err != nil {
+			return rep, fmt.Errorf("%s: %w", s.path, err)
+		}
+		line := fmt.Sprintf("snapshot %s: index %d term %d, %d bytes, checksum ok", filepath.Base(s.path), s.index, s.term, len(b))
+		rep.Snapshots = append(rep.Snapshots, line)
+		fmt.Fprintln(w, line)
+	}
+	if err := a.recoverLog(false, &rep); err != nil {
+		return rep, err
+	}
+	fmt.Fprintf(w, "log: %d segments, %d records, entries %d..%d, hard state: %s\n",
+		rep.Segments, rep.Records, rep.FirstIndex, rep.LastIndex, rep.HardState)
+	if rep.TornTail != "" {
+		fmt.Fprintf(w, "torn tail at %s (cut when the member next starts)\n", rep.TornTail)
+	} else {
+		fmt.Fprintln(w, "no torn tail")
+	}
+	fmt.Fprintln(w, "ok")
+	return rep, nil
+}

@@ -1,0 +1,181 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tandem-cluster/tandem/internal/container"
+	"github.com/tandem-cluster/tandem/internal/replica"
+)
+
+// Member is one member of the cluster.
+type Member struct {
+	// ID is the member id people see (0, 1, 2, …). Ids are never reused.
+	ID int
+	// ClientAddr and MemberAddr are the advertised endpoints (host:port) clients and members
+	// connect to.
+	ClientAddr string
+	MemberAddr string
+}
+
+// Config configures a member. DefaultConfig gives the architecture's defaults; fill in ID,
+// Members and DataDir (or use LocalCluster for the seed's localhost layout).
+type Config struct {
+	// ID is this member's id; it must be one of Members.
+	ID int
+	// ClusterID names the cluster; a data directory of another cluster is refused.
+	ClusterID string
+	// Members are the founding members. Used to bootstrap an empty data directory; afterwards the
+	// membership lives in the replicated log.
+	Members []Member
+	// ClientBind and MemberBind are the local addresses to listen on; empty means the advertised
+	// address of this member (separate so a member behind NAT or in a container can bind 0.0.0.0).
+	ClientBind string
+	MemberBind string
+	// DataDir holds the archive (log segments, snapshots, identity).
+	DataDir string
+
+	// TickInterval is raft's tick; HeartbeatTicks and ElectionTicks are counted in ticks. The
+	// defaults give a heartbeat of 200 ms and an election timeout randomised in [1 s, 2 s).
+	TickInterval   time.Duration
+	HeartbeatTicks int
+	ElectionTicks  int
+	// SessionTimeout closes a session the leader heard nothing from for this long.
+	SessionTimeout time.Duration
+	// SnapshotIntervalEntries and SnapshotIntervalTime (cluster time): a snapshot is taken at
+	// every multiple of the first and whenever cluster time crosses a multiple of the second.
+	SnapshotIntervalEntries uint64
+	SnapshotIntervalTime    time.Duration
+	// SnapshotsRetained is how many snapshots the archive keeps; LogMarginEntries how much log it
+	// keeps behind the oldest of them, for followers that are only a little behind.
+	SnapshotsRetained int
+	LogMarginEntries  uint64
+	// ShutdownTransferTimeout bounds the leadership hand-over when a leader is stopped.
+	ShutdownTransferTimeout time.Duration
+	// MaxFrameBytes bounds frames on the member port.
+	MaxFrameBytes int
+}
+
+// DefaultConfig returns the defaults: heartbeat 200 ms, election timeout 1–2 s, session timeout
+// 10 s, a snapshot every 1000 entries or 30 s of cluster time.
+func DefaultConfig() Config {
+	rc := replica.DefaultConfig()
+	cc := container.DefaultConfig()
+	return Config{
+		ClusterID:               "tandem",
+		TickInterval:            rc.TickInterval,
+		HeartbeatTicks:          rc.HeartbeatTicks,
+		ElectionTicks:           rc.ElectionTicks,
+		SessionTimeout:          rc.SessionTimeout,
+		SnapshotIntervalEntries: cc.SnapshotIntervalEntries,
+		SnapshotIntervalTime:    cc.SnapshotIntervalTime,
+		SnapshotsRetained:       3,
+		LogMarginEntries:        10_000,
+		ShutdownTransferTimeout: 3 * time.Second,
+		MaxFrameBytes:           4 << 20,
+	}
+}
+
+// LocalCluster returns the seed's localhost layout of n members: member i serves clients on
+// 127.0.0.1:9000+i and members on 127.0.0.1:9100+i.
+func LocalCluster(n int) []Member {
+	ms := make([]Member, n)
+	for i := range ms {
+		ms[i] = Member{ID: i, ClientAddr: fmt.Sprintf("127.0.0.1:%d", 9000+i), MemberAddr: fmt.Sprintf("127.0.0.1:%d", 9100+i)}
+	}
+	return ms
+}
+
+// ParseMembers reads a member list. It accepts Tandem's form "id,clientAddr,memberAddr|…" and
+// Aeron Cluster's "id,ingress,consensus,log,catchup,archive|…" (only the first two endpoints are
+// used: Tandem needs fewer ports). Line breaks, spaces and a trailing '|' are tolerated.
+func ParseMembers(s string) ([]Member, error) {
+	s = strings.NewReplacer("\n", "", "\r", "", " ", "", "\t", "").Replace(s)
+	var ms []Member
+	for i, part := range strings.Split(s, "|") {
+		if part == "" {
+			continue
+		}
+		f := strings.Split(part, ",")
+		if len(f) != 3 && len(f) != 6 {
+			return nil, fmt.Errorf("member %d %q: want id,clientAddr,memberAddr (or Aeron's six fields), got %d fields", i, part, len(f))
+		}
+		id, err := strconv.Atoi(f[0])
+		if err != nil || id < 0 {
+			return nil, fmt.Errorf("member %d %q: id %q is not a non-negative integer", i, part, f[0])
+		}
+		for _, a := range f[1:3] {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return nil, fmt.Errorf("member %d %q: address %q: %v", i, part, a, err)
+			}
+		}
+		ms = append(ms, Member{ID: id, ClientAddr: f[1], MemberAddr: f[2]})
+	}
+	if len(ms) == 0 {
+		return nil, errors.New("member list is empty")
+	}
+	return ms, nil
+}
+
+// self returns this member's entry.
+func (c *Config) self() (Member, bool) {
+	for _, m := range c.Members {
+		if m.ID == c.ID {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// Validate checks the configuration; every error names the field and its value.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.ClusterID == "" || len(c.ClusterID) > 64 {
+		errs = append(errs, fmt.Errorf("ClusterID (%q) must be 1 to 64 bytes", c.ClusterID))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("DataDir is empty"))
+	}
+	if _, ok := c.self(); !ok {
+		errs = append(errs, fmt.Errorf("ID (%d) is not one of the Members", c.ID))
+	}
+	for _, m := range c.Members {
+		for _, a := range []string{m.ClientAddr, m.MemberAddr} {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				errs = append(errs, fmt.Errorf("Members: member %d address %q: %v", m.ID, a, err))
+			}
+		}
+	}
+	if c.SnapshotsRetained < 1 {
+		errs = append(errs, fmt.Errorf("SnapshotsRetained (%d) must be at least 1", c.SnapshotsRetained))
+	}
+	if c.ShutdownTransferTimeout < 0 {
+		errs = append(errs, fmt.Errorf("ShutdownTransferTimeout (%s) must not be negative", c.ShutdownTransferTimeout))
+	}
+	if c.MaxFrameBytes < 64<<10 {
+		errs = append(errs, fmt.Errorf("MaxFrameBytes (%d) must be at least 65536", c.MaxFrameBytes))
+	}
+	if err := c.replicaConfig().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) replicaConfig() replica.Config {
+	rc := replica.DefaultConfig()
+	rc.MemberID = c.ID
+	for _, m := range c.Members {
+		rc.Members = append(rc.Members, replica.Member{ID: m.ID, ClientEndpoint: m.ClientAddr, MemberEndpoint: m.MemberAddr})
+	}
+	rc.TickInterval = c.TickInterval
+	rc.HeartbeatTicks = c.HeartbeatTicks
+	rc.ElectionTicks = c.ElectionTicks
+	rc.SessionTimeout = c.SessionTimeout
+	rc.Container.SnapshotIntervalEntries = c.SnapshotIntervalEntries
+	rc.Container.SnapshotIntervalTime = c.SnapshotIntervalTime
+	return rc
+}
