@@ -22,7 +22,8 @@ import (
 type Options struct {
 	ClusterID string
 	MemberID  int
-	// SegmentBytes: a segment is closed and a new one started past this size (default 64 MiB).
+	// SegmentBytes: once a segment holds this much, the next append starts a new one (default
+	// 64 MiB).
 	SegmentBytes int64
 	// GrowBytes: segments grow in steps of this size (default 4 MiB), not record by record.
 	GrowBytes int64
@@ -527,10 +528,17 @@ func (a *Archive) InitialState() (*pb.HardState, *pb.ConfState, error) {
 	if a.latest != nil {
 		cs = proto.Clone(a.latest.GetMetadata().GetConfState()).(*pb.ConfState)
 	}
-	if a.hs == nil {
-		return new(pb.HardState), cs, nil
+	h := new(pb.HardState)
+	if a.hs != nil {
+		h = proto.Clone(a.hs).(*pb.HardState)
 	}
-	return proto.Clone(a.hs).(*pb.HardState), cs, nil
+	// A snapshot holds only applied, hence committed, entries; the hard state recording a commit
+	// that far may not have been synced (raft does not sync for commit alone). Raft needs the
+	// commit index to cover what the state machine restarts from.
+	if a.latest != nil && h.GetCommit() < a.latest.GetMetadata().GetIndex() {
+		h.Commit = new(a.latest.GetMetadata().GetIndex())
+	}
+	return h, cs, nil
 }
 
 // FirstIndex implements raft.Storage.
@@ -661,6 +669,14 @@ func (a *Archive) roll(first, prevTerm uint64, reset bool) error {
 	seq := uint64(1)
 	if c := a.current(); c != nil {
 		seq = c.seq + 1
+		// Only the last segment may have a torn tail: finish the current one before starting
+		// the next (rolls are rare, so this costs little).
+		if c.dirty && !a.opts.NoSync {
+			if err := c.f.Sync(); err != nil {
+				return err
+			}
+			c.dirty = false
+		}
 	}
 	path := filepath.Join(a.logDir(), fmt.Sprintf("%016x.seg", seq))
 	f, err := a.fs.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)

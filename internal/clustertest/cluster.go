@@ -21,8 +21,9 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/tandem-cluster/tandem/internal/consensus"
+	"github.com/tandem-cluster/tandem/internal/archive"
 	"github.com/tandem-cluster/tandem/internal/replica"
+	"github.com/tandem-cluster/tandem/internal/vfs"
 	"github.com/tandem-cluster/tandem/internal/wire"
 	"github.com/tandem-cluster/tandem/service"
 )
@@ -40,15 +41,21 @@ type Options struct {
 	Tune func(cfg *replica.Config)
 	// LatencyMin/Max bound the one-way delay of a message (default 1–3 ms).
 	LatencyMin, LatencyMax time.Duration
-	// MarginEntries of log kept behind a snapshot (default 100).
+	// MarginEntries of log kept behind the oldest retained snapshot (default 100).
 	MarginEntries uint64
+	// SegmentBytes of the members' archives (default 64 KiB; small ones make compaction visible).
+	SegmentBytes int64
+	// CrashModes are what a crash may do to unsynced data (default: all of them, chosen per
+	// crash from the seed).
+	CrashModes []vfs.CrashMode
 }
 
 // Node is one simulated member.
 type Node struct {
 	ID       int
 	R        *replica.Replica // nil while the member is down
-	Store    *consensus.ModelStorage
+	FS       *vfs.Mem         // the member's disk: synced and unsynced data kept apart
+	Store    *archive.Archive // nil while the member is down
 	Svc      service.Service
 	Events   []replica.Event
 	Skew     time.Duration // added to the simulated clock on this member
@@ -94,6 +101,9 @@ func New(t *testing.T, opts Options) *Cluster {
 	if opts.MarginEntries == 0 {
 		opts.MarginEntries = 100
 	}
+	if opts.SegmentBytes == 0 {
+		opts.SegmentBytes = 64 << 10
+	}
 	c := &Cluster{
 		T:           t,
 		Rng:         rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
@@ -104,7 +114,7 @@ func New(t *testing.T, opts Options) *Cluster {
 		Delivered:   map[pb.MessageType]int{},
 	}
 	for i := 0; i < opts.Nodes; i++ {
-		n := &Node{ID: i, cluster: c, Store: consensus.NewModelStorage(opts.MarginEntries)}
+		n := &Node{ID: i, cluster: c, FS: vfs.NewMem()}
 		c.Nodes = append(c.Nodes, n)
 		c.Start(i)
 	}
@@ -137,6 +147,12 @@ func (c *Cluster) Start(id int) {
 		c.T.Fatalf("member %d is already running", id)
 	}
 	n.Svc = c.opts.NewService(id)
+	st, err := archive.Open(n.FS, "/data", archive.Options{ClusterID: "sim", MemberID: id,
+		SegmentBytes: c.opts.SegmentBytes, GrowBytes: 16 << 10, LogMarginEntries: c.opts.MarginEntries, SnapshotsRetained: 2})
+	if err != nil {
+		c.T.Fatalf("opening member %d's archive: %v", id, err)
+	}
+	n.Store = st
 	r, err := replica.New(c.config(id), n.Svc, n.Store, n, &outbox{c: c, n: n})
 	if err != nil {
 		c.T.Fatalf("starting member %d: %v", id, err)
@@ -159,14 +175,22 @@ func (c *Cluster) Stop(id int) {
 	if err := n.R.Close(); err != nil {
 		c.T.Fatalf("closing member %d: %v", id, err)
 	}
-	n.R = nil
+	n.R, n.Store = nil, nil
 }
 
-// Crash stops member id as a power loss would: what it never synced is gone.
+// Crash stops member id as a power loss would: what it never synced is dropped, cut short or
+// torn, by a mode drawn from the seed.
 func (c *Cluster) Crash(id int) {
 	n := c.Nodes[id]
-	n.R = nil
-	n.Store = n.Store.Reopen()
+	if n.R != nil {
+		_ = n.Store.Close()
+	}
+	n.R, n.Store = nil, nil
+	modes := c.opts.CrashModes
+	if len(modes) == 0 {
+		modes = []vfs.CrashMode{vfs.CrashDrop, vfs.CrashTruncate, vfs.CrashTear}
+	}
+	n.FS.Crash(c.Rng, modes[c.Rng.IntN(len(modes))])
 }
 
 // Restart crashes and starts member id.

@@ -157,7 +157,7 @@ func TestLeaderStoppedNewLeaderNoAckedLoss(t *testing.T) {
 
 func TestLaggingFollowerRejoinsBySnapshot(t *testing.T) {
 	c := New(t, Options{
-		Nodes: 3, Seed: 3, MarginEntries: 10,
+		Nodes: 3, Seed: 3, MarginEntries: 10, SegmentBytes: 2 << 10,
 		NewService: func(int) service.Service { return NewProbe() },
 		Tune:       func(cfg *replica.Config) { cfg.Container.SnapshotIntervalEntries = 20 },
 	})

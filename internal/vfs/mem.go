@@ -137,15 +137,19 @@ func crashData(rng *rand.Rand, mode CrashMode, nd *node) []byte {
 	if p < len(nd.synced) {
 		out = append(out, nd.synced[p:]...)
 	}
-	if mode == CrashTear && len(out) > start {
-		a := start + rng.IntN(len(out)-start)
-		b := a + 1 + rng.IntN(min(512, len(out)-a))
+	if mode == CrashTear && p < end {
+		// A torn write: the sectors being written when the power went hold garbage or zeros.
+		n := 1 + rng.IntN(min(512, end-p))
 		zero := rng.IntN(2) == 0
-		for i := a; i < b; i++ {
-			if zero {
-				out[i] = 0
+		for i := p; i < p+n; i++ {
+			b := byte(0)
+			if !zero {
+				b = byte(rng.Uint32())
+			}
+			if i < len(out) {
+				out[i] = b
 			} else {
-				out[i] = byte(rng.Uint32())
+				out = append(out, b)
 			}
 		}
 	}

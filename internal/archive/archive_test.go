@@ -1,0 +1,691 @@
+package archive
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tandem-cluster/tandem/internal/consensus"
+	"github.com/tandem-cluster/tandem/internal/vfs"
+)
+
+var _ consensus.Storage = (*Archive)(nil)
+
+const dir = "/data/node-0"
+
+func opts() Options {
+	return Options{ClusterID: "test", MemberID: 0, SegmentBytes: 4 << 10, GrowBytes: 1 << 10, LogMarginEntries: 20}
+}
+
+func entry(index, term uint64) *pb.Entry {
+	return &pb.Entry{Index: &index, Term: &term, Type: pb.EntryNormal.Enum(), Data: []byte(fmt.Sprintf("entry-%d-term-%d", index, term))}
+}
+
+func hs(term, commit uint64) *pb.HardState {
+	return &pb.HardState{Term: &term, Vote: new(uint64(1)), Commit: &commit}
+}
+
+func mustOpen(t *testing.T, fsys vfs.FS, o Options) *Archive {
+	t.Helper()
+	a, err := Open(fsys, dir, o)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return a
+}
+
+func appendRange(t *testing.T, a *Archive, lo, hi, term uint64) {
+	t.Helper()
+	var ents []*pb.Entry
+	for i := lo; i <= hi; i++ {
+		ents = append(ents, entry(i, term))
+	}
+	if err := a.Append(hs(term, hi), ents); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkPrefix asserts that the archive holds entries 1..last exactly as written (term 1).
+func checkPrefix(t *testing.T, a *Archive, last uint64) {
+	t.Helper()
+	if got, _ := a.LastIndex(); got != last {
+		t.Fatalf("last index %d, want %d", got, last)
+	}
+	first, _ := a.FirstIndex()
+	if last < first {
+		return
+	}
+	ents, err := a.Entries(first, last+1, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range ents {
+		if want := entry(first+uint64(i), e.GetTerm()); !proto.Equal(e, want) {
+			t.Fatalf("entry %d is %v, want %v", first+uint64(i), e, want)
+		}
+	}
+}
+
+func segFiles(m *vfs.Mem) []string {
+	var out []string
+	for name := range m.Files() {
+		if strings.HasSuffix(name, ".seg") {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func lastSeg(m *vfs.Mem) string {
+	segs := segFiles(m)
+	last := ""
+	for _, s := range segs {
+		if s > last {
+			last = s
+		}
+	}
+	return last
+}
+
+func TestAppendReadReopen(t *testing.T) {
+	m := vfs.NewMem()
+	a := mustOpen(t, m, opts())
+	for i := uint64(1); i <= 200; i += 10 {
+		appendRange(t, a, i, i+9, 1)
+	}
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if len(segFiles(m)) < 2 {
+		t.Fatalf("200 entries in 4 KiB segments used %d segment(s)", len(segFiles(m)))
+	}
+	checkPrefix(t, a, 200)
+	if _, err := a.Entries(1, 202, 1<<30); !errors.Is(err, raft.ErrUnavailable) {
+		t.Fatalf("reading past the end: %v", err)
+	}
+	ents, _ := a.Entries(1, 200, 1)
+	if len(ents) != 1 {
+		t.Fatalf("maxSize 1 returned %d entries, want exactly 1 (at least one, whatever the limit)", len(ents))
+	}
+	a.Close()
+	a = mustOpen(t, m, opts())
+	checkPrefix(t, a, 200)
+	h, _, _ := a.InitialState()
+	if h.GetCommit() != 200 || h.GetTerm() != 1 {
+		t.Fatalf("hard state after reopen: %v", h)
+	}
+}
+
+func TestTruncationIsDurable(t *testing.T) {
+	m := vfs.NewMem()
+	a := mustOpen(t, m, opts())
+	appendRange(t, a, 1, 10, 1)
+	_ = a.Sync()
+	appendRange(t, a, 6, 8, 2) // a new leader overwrote 6..10
+	_ = a.Sync()
+	m.Crash(rand.New(rand.NewPCG(1, 1)), vfs.CrashDrop)
+	a = mustOpen(t, m, opts())
+	if last, _ := a.LastIndex(); last != 8 {
+		t.Fatalf("last index %d after a durable truncation to 8", last)
+	}
+	for i := uint64(1); i <= 8; i++ {
+		want := uint64(1)
+		if i >= 6 {
+			want = 2
+		}
+		if term, _ := a.Term(i); term != want {
+			t.Fatalf("entry %d has term %d, want %d (a truncated entry came back)", i, term, want)
+		}
+	}
+}
+
+// recordEnds returns the end offset of every record of the last segment.
+func recordEnds(b []byte) []int64 {
+	var ends []int64
+	var off int64
+	for {
+		_, _, next, ok, _ := parseRecord(b, off)
+		if !ok {
+			return ends
+		}
+		ends = append(ends, next)
+		off = next
+	}
+}
+
+func TestTornTailAtEveryOffset(t *testing.T) {
+	base := vfs.NewMem()
+	a := mustOpen(t, base, opts())
+	appendRange(t, a, 1, 30, 1)
+	_ = a.Sync()
+	a.Close()
+	seg := lastSeg(base)
+	data := base.Files()
+	_ = data
+	var orig []byte
+	base.Corrupt(seg, func(b []byte) []byte { orig = bytes.Clone(b); return b })
+	ends := recordEnds(orig)
+	if len(ends) < 6 {
+		t.Fatalf("only %d records in the last segment", len(ends))
+	}
+	from := ends[len(ends)-6] // the last five records
+	// Count entries per end offset: which records are entries decides the surviving prefix.
+	for cut := from; cut <= ends[len(ends)-1]; cut++ {
+		m := vfs.NewMem()
+		a := mustOpen(t, m, opts())
+		appendRange(t, a, 1, 30, 1)
+		_ = a.Sync()
+		a.Close()
+		m.Corrupt(seg, func(b []byte) []byte { return b[:cut] })
+		a, err := Open(m, dir, opts())
+		if err != nil {
+			t.Fatalf("cut at %d: the member must start: %v", cut, err)
+		}
+		last, _ := a.LastIndex()
+		// Every complete record before the cut survives, nothing after.
+		complete := 0
+		for _, e := range ends {
+			if e <= cut {
+				complete++
+			}
+		}
+		var entries uint64
+		var off int64
+		for i := 0; i < complete; i++ {
+			typ, _, next, _, _ := parseRecord(orig, off)
+			if typ == recEntry {
+				entries++
+			}
+			off = next
+		}
+		first := a.segs[len(a.segs)-1].first
+		if want := first - 1 + entries; last != want {
+			t.Fatalf("cut at %d: last index %d, want %d", cut, last, want)
+		}
+		checkPrefix(t, a, last)
+		// It keeps working after the cut.
+		appendRange(t, a, last+1, last+3, 1)
+		if err := a.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		a.Close()
+		a = mustOpen(t, m, opts())
+		checkPrefix(t, a, last+3)
+	}
+}
+
+func TestBitFlipTailCutMiddleRefused(t *testing.T) {
+	build := func() (*vfs.Mem, string, []int64) {
+		m := vfs.NewMem()
+		a := mustOpen(t, m, opts())
+		appendRange(t, a, 1, 30, 1)
+		_ = a.Sync()
+		a.Close()
+		seg := lastSeg(m)
+		var ends []int64
+		m.Corrupt(seg, func(b []byte) []byte { ends = recordEnds(b); return b })
+		return m, seg, ends
+	}
+	// Tail: a bit in the last record.
+	m, seg, ends := build()
+	m.Corrupt(seg, func(b []byte) []byte { b[ends[len(ends)-1]-3] ^= 0x10; return b })
+	a, err := Open(m, dir, opts())
+	if err != nil {
+		t.Fatalf("a flipped bit in the last record must be cut, not refused: %v", err)
+	}
+	a.Close()
+	// Middle: a bit in an earlier record of the same segment.
+	m, seg, ends = build()
+	at := ends[len(ends)/2] - 2
+	m.Corrupt(seg, func(b []byte) []byte { b[at] ^= 0x01; return b })
+	_, err = Open(m, dir, opts())
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), seg) || !strings.Contains(err.Error(), "offset") {
+		t.Fatalf("a flipped bit in the middle must refuse with file and offset, got %v", err)
+	}
+	// Middle: in an earlier segment.
+	m, _, _ = build()
+	segs := segFiles(m)
+	first := segs[0]
+	for _, s := range segs {
+		if s < first {
+			first = s
+		}
+	}
+	m.Corrupt(first, func(b []byte) []byte { b[40] ^= 0x01; return b })
+	if _, err := Open(m, dir, opts()); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), first) {
+		t.Fatalf("corruption in an older segment must refuse naming it, got %v", err)
+	}
+	var out bytes.Buffer
+	if _, err := Verify(m, dir, &out); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Verify missed the corruption: %v\n%s", err, out.String())
+	}
+}
+
+func TestZeroFilledLastSectorIsTorn(t *testing.T) {
+	m := vfs.NewMem()
+	a := mustOpen(t, m, opts())
+	appendRange(t, a, 1, 30, 1)
+	_ = a.Sync()
+	a.Close()
+	seg := lastSeg(m)
+	var end int64
+	m.Corrupt(seg, func(b []byte) []byte {
+		ends := recordEnds(b)
+		end = ends[len(ends)-1]
+		for i := max(0, end-512); i < end; i++ {
+			b[i] = 0
+		}
+		return b
+	})
+	a, err := Open(m, dir, opts())
+	if err != nil {
+		t.Fatalf("a zero-filled last sector must be treated as torn: %v", err)
+	}
+	last, _ := a.LastIndex()
+	if last >= 30 || last < 1 {
+		t.Fatalf("last index %d after zeroing the last sector", last)
+	}
+	checkPrefix(t, a, last)
+}
+
+// crashRun appends batches, syncing now and then, crashes the model file system, and checks
+// that every entry reported durable survived. It returns how many durable entries were lost.
+func crashRun(t *testing.T, seed uint64, noSync bool) (lost int) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	m := vfs.NewMem()
+	o := opts()
+	o.NoSync = noSync
+	a := mustOpen(t, m, o)
+	var durable uint64
+	next := uint64(1)
+	for round := 0; round < 6; round++ {
+		for range 1 + rng.IntN(6) {
+			n := uint64(1 + rng.IntN(20))
+			appendRange(t, a, next, next+n-1, 1)
+			next += n
+			if rng.IntN(2) == 0 {
+				if err := a.Sync(); err != nil {
+					t.Fatal(err)
+				}
+				durable = a.DurableIndex()
+			}
+		}
+		m.Crash(rng, vfs.CrashMode(rng.IntN(3)))
+		var err error
+		a, err = Open(m, dir, o)
+		if err != nil {
+			t.Fatalf("seed %d: reopen after a crash: %v", seed, err)
+		}
+		last, _ := a.LastIndex()
+		if last < durable {
+			lost += int(durable - last)
+			durable = last
+		}
+		checkPrefix(t, a, last)
+		next = last + 1
+	}
+	return lost
+}
+
+func TestCrashNeverLosesDurableEntries(t *testing.T) {
+	for seed := uint64(1); seed <= 200; seed++ {
+		if lost := crashRun(t, seed, false); lost > 0 {
+			t.Fatalf("seed %d: %d entries reported durable were lost", seed, lost)
+		}
+	}
+}
+
+// Negative control: with syncing switched off the same test must see loss, or it proves nothing.
+func TestCrashTestDetectsMissingSync(t *testing.T) {
+	lost := 0
+	for seed := uint64(1); seed <= 200; seed++ {
+		lost += crashRun(t, seed, true)
+	}
+	if lost == 0 {
+		t.Fatalf("with syncing off no loss was detected: the crash test cannot see a missing fsync")
+	}
+	t.Logf("negative control: %d durable-reported entries lost without sync, as expected", lost)
+}
+
+func TestFullDiskStopsWritesLosesNothingAcknowledged(t *testing.T) {
+	m := vfs.NewMem()
+	a := mustOpen(t, m, opts())
+	appendRange(t, a, 1, 50, 1)
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	used := int64(0)
+	for _, n := range m.Files() {
+		used += n
+	}
+	m.SetSpaceLimit(used + 3000)
+	var err error
+	next := uint64(51)
+	for i := 0; i < 1000 && err == nil; i++ {
+		err = a.Append(hs(1, next), []*pb.Entry{entry(next, 1)})
+		if err == nil {
+			err = a.Sync()
+			next++
+		}
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("a full disk gave %v, want ENOSPC", err)
+	}
+	acked := a.DurableIndex()
+	if err2 := a.Append(nil, []*pb.Entry{entry(next, 1)}); !errors.Is(err2, syscall.ENOSPC) {
+		t.Fatalf("the archive accepted a write after failing: %v", err2)
+	}
+	if err2 := a.Sync(); err2 == nil {
+		t.Fatalf("Sync succeeded after a failure")
+	}
+	m.SetSpaceLimit(0)
+	m.Crash(rand.New(rand.NewPCG(3, 3)), vfs.CrashTruncate)
+	a = mustOpen(t, m, opts())
+	if last, _ := a.LastIndex(); last < acked {
+		t.Fatalf("after the full disk: last %d, but %d was acknowledged", last, acked)
+	}
+}
+
+func TestFailedSyncIsStickyAndNeverRetried(t *testing.T) {
+	m := vfs.NewMem()
+	a := mustOpen(t, m, opts())
+	appendRange(t, a, 1, 10, 1)
+	_ = a.Sync()
+	appendRange(t, a, 11, 20, 1)
+	m.InjectSyncError(1, syscall.EIO)
+	err := a.Sync()
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("sync error %v, want EIO", err)
+	}
+	if a.DurableIndex() != 10 {
+		t.Fatalf("durable index %d after a failed sync, want 10", a.DurableIndex())
+	}
+	syncs := m.Syncs
+	if err2 := a.Sync(); !errors.Is(err2, syscall.EIO) {
+		t.Fatalf("second Sync returned %v: a failed sync must stay failed", err2)
+	}
+	if m.Syncs != syncs {
+		t.Fatalf("the archive retried fsync after a failure")
+	}
+	if err := a.Append(nil, []*pb.Entry{entry(21, 1)}); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("write after a failed sync: %v", err)
+	}
+	m.Crash(rand.New(rand.NewPCG(4, 4)), vfs.CrashDrop)
+	a = mustOpen(t, m, opts())
+	checkPrefix(t, a, 10)
+}
+
+// A real small tmpfs: the kernel's own ENOSPC.
+func TestFullDiskRealTmpfs(t *testing.T) {
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v: %s); the model covers ENOSPC", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", mnt).Run() })
+	d := filepath.Join(mnt, "node")
+	o := opts()
+	o.GrowBytes = 16 << 10
+	o.SegmentBytes = 64 << 10
+	a, err := Open(vfs.OS(), d, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := uint64(1)
+	for i := 0; i < 100000 && err == nil; i++ {
+		err = a.Append(hs(1, next), []*pb.Entry{entry(next, 1)})
+		if err == nil {
+			err = a.Sync()
+			next++
+		}
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("filling a 256k tmpfs gave %v, want ENOSPC", err)
+	}
+	acked := a.DurableIndex()
+	if err := a.Sync(); err == nil {
+		t.Fatalf("the archive kept syncing after ENOSPC")
+	}
+	a.Close()
+	// Free space, as an operator would, and restart: nothing acknowledged is gone.
+	_ = os.Remove(filepath.Join(d, "IDENTITY.tmp"))
+	a, err = Open(vfs.OS(), d, o)
+	if err != nil {
+		t.Fatalf("reopen after ENOSPC: %v", err)
+	}
+	last, _ := a.LastIndex()
+	if last < acked {
+		t.Fatalf("last %d < acknowledged %d", last, acked)
+	}
+	checkPrefix(t, a, last)
+	a.Close()
+}
+
+func TestSnapshotRetentionAndCompactionBoundDisk(t *testing.T) {
+	m := vfs.NewMem()
+	o := opts()
+	o.SegmentBytes, o.GrowBytes, o.LogMarginEntries, o.SnapshotsRetained = 8<<10, 2<<10, 50, 2
+	a := mustOpen(t, m, o)
+	cs := &pb.ConfState{Voters: []uint64{1, 2, 3}}
+	// 1 M commands, 100 per entry (the replica batches many commands into one entry).
+	const commands, perEntry = 1_000_000, 100
+	payload := bytes.Repeat([]byte{7}, 16*perEntry)
+	var maxBytes int64
+	for i := uint64(1); i <= commands/perEntry; i++ {
+		term := uint64(1)
+		e := &pb.Entry{Index: &i, Term: &term, Data: payload}
+		if err := a.Append(hs(1, i), []*pb.Entry{e}); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			if err := a.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%100 == 0 {
+			if err := a.CreateSnapshot(i, cs, bytes.Repeat([]byte{1}, 512)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var total int64
+		for _, n := range m.Files() {
+			total += n
+		}
+		maxBytes = max(maxBytes, total)
+	}
+	_ = a.Sync()
+	first, _ := a.FirstIndex()
+	if first < commands/perEntry-300 {
+		t.Fatalf("log starts at %d after 10 000 entries: compaction did not run", first)
+	}
+	// Retained snapshots (2) + margin (50 entries) + one snapshot interval + a segment's slack.
+	bound := int64(2*1024 + (50+100+200)*(16*perEntry+64) + 2*o.SegmentBytes)
+	if maxBytes > bound {
+		t.Fatalf("disk use peaked at %d bytes, bound %d", maxBytes, bound)
+	}
+	snaps := 0
+	for name := range m.Files() {
+		if strings.HasSuffix(name, ".snap") {
+			snaps++
+		}
+	}
+	if snaps != 2 {
+		t.Fatalf("%d snapshots kept, want 2", snaps)
+	}
+	a.Close()
+	a = mustOpen(t, m, o)
+	last, _ := a.LastIndex()
+	if last != commands/perEntry {
+		t.Fatalf("after reopen last index %d", last)
+	}
+	s, _ := a.Snapshot()
+	if s.GetMetadata().GetIndex() != commands/perEntry {
+		t.Fatalf("newest snapshot at %d", s.GetMetadata().GetIndex())
+	}
+	t.Logf("1 M commands: disk use peaked at %d KiB", maxBytes>>10)
+}
+
+func TestSaveSnapshotResetsLogDurably(t *testing.T) {
+	m := vfs.NewMem()
+	a := mustOpen(t, m, opts())
+	appendRange(t, a, 1, 10, 1)
+	_ = a.Sync()
+	idx, term := uint64(100), uint64(3)
+	snap := &pb.Snapshot{Data: []byte("leader state"), Metadata: &pb.SnapshotMetadata{Index: &idx, Term: &term,
+		ConfState: &pb.ConfState{Voters: []uint64{1, 2, 3}}}}
+	if err := a.SaveSnapshot(snap); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Sync()
+	appendRange(t, a, 101, 105, 3)
+	_ = a.Sync()
+	m.Crash(rand.New(rand.NewPCG(5, 5)), vfs.CrashDrop)
+	a = mustOpen(t, m, opts())
+	if f, _ := a.FirstIndex(); f != 101 {
+		t.Fatalf("first index %d after a snapshot at 100", f)
+	}
+	if tm, _ := a.Term(100); tm != 3 {
+		t.Fatalf("term of the snapshot index: %d", tm)
+	}
+	if _, err := a.Entries(5, 6, 1<<20); !errors.Is(err, raft.ErrCompacted) {
+		t.Fatalf("an entry from before the snapshot is still readable: %v", err)
+	}
+	got, _ := a.Snapshot()
+	if !bytes.Equal(got.GetData(), []byte("leader state")) {
+		t.Fatalf("snapshot data %q", got.GetData())
+	}
+	_, cs, _ := a.InitialState()
+	if len(cs.GetVoters()) != 3 {
+		t.Fatalf("conf state %v", cs)
+	}
+}
+
+func TestCorruptNewestSnapshotRefused(t *testing.T) {
+	m := vfs.NewMem()
+	a := mustOpen(t, m, opts())
+	appendRange(t, a, 1, 10, 1)
+	_ = a.Sync()
+	if err := a.CreateSnapshot(10, &pb.ConfState{Voters: []uint64{1}}, []byte("state")); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	var snapPath string
+	for name := range m.Files() {
+		if strings.HasSuffix(name, ".snap") {
+			snapPath = name
+		}
+	}
+	m.Corrupt(snapPath, func(b []byte) []byte { b[len(b)-6] ^= 1; return b })
+	if _, err := Open(m, dir, opts()); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), snapPath) {
+		t.Fatalf("a corrupt snapshot must refuse naming the file: %v", err)
+	}
+}
+
+func TestIdentityMismatch(t *testing.T) {
+	m := vfs.NewMem()
+	a := mustOpen(t, m, opts())
+	a.Close()
+	o := opts()
+	o.ClusterID = "other"
+	_, err := Open(m, dir, o)
+	if err == nil || !strings.Contains(err.Error(), `"test"`) || !strings.Contains(err.Error(), `"other"`) {
+		t.Fatalf("opening another cluster's directory: %v", err)
+	}
+	o = opts()
+	o.MemberID = 2
+	if _, err := Open(m, dir, o); err == nil || !strings.Contains(err.Error(), "member 0") {
+		t.Fatalf("opening another member's directory: %v", err)
+	}
+}
+
+func TestVerifyReports(t *testing.T) {
+	m := vfs.NewMem()
+	a := mustOpen(t, m, opts())
+	appendRange(t, a, 1, 40, 1)
+	_ = a.Sync()
+	_ = a.CreateSnapshot(30, &pb.ConfState{Voters: []uint64{1}}, []byte("s"))
+	a.Close()
+	var out bytes.Buffer
+	rep, err := Verify(m, dir, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LastIndex != 40 || len(rep.Snapshots) != 1 || !strings.Contains(out.String(), "entries 1..40") {
+		t.Fatalf("report %+v\n%s", rep, out.String())
+	}
+}
+
+func FuzzParseRecord(f *testing.F) {
+	f.Add(appendRecord(nil, recEntry, []byte("payload")))
+	f.Add(appendRecord(nil, recHeader, encodeHeader(1, 0, false)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var off int64
+		for i := 0; i < 1000 && off < int64(len(b)); i++ {
+			typ, payload, next, ok, _ := parseRecord(b, off)
+			if !ok {
+				break
+			}
+			if next <= off || !bytes.Equal(appendRecord(nil, typ, payload), b[off:next]) {
+				t.Fatalf("record at %d does not re-encode to its bytes", off)
+			}
+			off = next
+		}
+		_, _ = validRecordAfter(b, 0)
+		_, _, _, _ = decodeHeader(b)
+	})
+}
+
+func FuzzDecodeSnapshot(f *testing.F) {
+	idx, term := uint64(5), uint64(2)
+	good, _ := encodeSnapshot(&pb.Snapshot{Data: []byte("abc"), Metadata: &pb.SnapshotMetadata{Index: &idx, Term: &term}})
+	f.Add(good)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := DecodeSnapshot(b)
+		if err != nil {
+			return
+		}
+		again, err := encodeSnapshot(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := DecodeSnapshot(again); err != nil {
+			t.Fatalf("re-encoded snapshot does not decode: %v", err)
+		}
+	})
+}
+
+func BenchmarkAppendSync(b *testing.B) {
+	a, err := Open(vfs.OS(), b.TempDir(), Options{ClusterID: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	payload := make([]byte, 64)
+	next := uint64(1)
+	ents := make([]*pb.Entry, 1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range ents {
+			idx, term := next, uint64(1)
+			ents[i] = &pb.Entry{Index: &idx, Term: &term, Data: payload}
+			next++
+		}
+		if err := a.Append(hs(1, next-1), ents); err != nil {
+			b.Fatal(err)
+		}
+		if err := a.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(ents))/b.Elapsed().Seconds(), "records/s")
+}
