@@ -54,6 +54,8 @@ type Config struct {
 	// keeps behind the oldest of them, for followers that are only a little behind.
 	SnapshotsRetained int
 	LogMarginEntries  uint64
+	// SegmentBytes: log segment size; the log is deleted a segment at a time (default 64 MiB).
+	SegmentBytes int64
 	// ShutdownTransferTimeout bounds the leadership hand-over when a leader is stopped.
 	ShutdownTransferTimeout time.Duration
 	// MaxFrameBytes bounds frames on the member port.
@@ -75,6 +77,7 @@ func DefaultConfig() Config {
 		SnapshotIntervalTime:    cc.SnapshotIntervalTime,
 		SnapshotsRetained:       3,
 		LogMarginEntries:        10_000,
+		SegmentBytes:            64 << 20,
 		ShutdownTransferTimeout: 3 * time.Second,
 		MaxFrameBytes:           4 << 20,
 	}
@@ -149,6 +152,9 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("Members: member %d address %q: %v", m.ID, a, err))
 			}
 		}
+	}
+	if c.SegmentBytes < 4<<10 {
+		errs = append(errs, fmt.Errorf("SegmentBytes (%d) must be at least 4096", c.SegmentBytes))
 	}
 	if c.SnapshotsRetained < 1 {
 		errs = append(errs, fmt.Errorf("SnapshotsRetained (%d) must be at least 1", c.SnapshotsRetained))

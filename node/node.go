@@ -243,6 +243,7 @@ func (n *Node) Run(ctx context.Context) error {
 		MemberID:          cfg.ID,
 		SnapshotsRetained: cfg.SnapshotsRetained,
 		LogMarginEntries:  cfg.LogMarginEntries,
+		SegmentBytes:      cfg.SegmentBytes,
 		Logger:            n.log,
 	})
 	if err != nil {
