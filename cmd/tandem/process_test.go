@@ -80,6 +80,8 @@ type procCluster struct {
 	members string
 	clients []string
 	procs   []*proc
+	// extraArgs are added to every `tandem node` command line.
+	extraArgs []string
 }
 
 func newProcCluster(t *testing.T, n int) *procCluster {
@@ -100,8 +102,9 @@ func newProcCluster(t *testing.T, n int) *procCluster {
 
 func (pc *procCluster) start(i int) {
 	pc.t.Helper()
-	cmd := exec.Command(pc.bin, "node", strconv.Itoa(i), "--members", pc.members,
-		"--data", filepath.Join(pc.dir, fmt.Sprintf("node-%d", i)))
+	args := append([]string{"node", strconv.Itoa(i), "--members", pc.members,
+		"--data", filepath.Join(pc.dir, fmt.Sprintf("node-%d", i))}, pc.extraArgs...)
+	cmd := exec.Command(pc.bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
