@@ -48,7 +48,11 @@ func runDemo(args []string) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
 	keep := fs.Bool("keep", false, "keep the data directory")
-	fs.Usage = func() { fmt.Fprint(os.Stderr, demoHelp); fs.PrintDefaults() }
+	fs.Usage = func() {
+		fmt.Fprint(os.Stderr, demoHelp)
+		fs.PrintDefaults()
+		fmt.Fprint(os.Stderr, "\nExamples:\n  tandem demo\n  tandem demo --keep     # look at the archives afterwards (tandem archive verify)\n")
+	}
 	if _, err := parseInterspersed(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestDemoRunsToCompletion(t *testing.T) {
+	out, stderr, code := runCLI(t, tandemBinary(t), "demo")
+	if code != 0 {
+		t.Fatalf("demo exited %d\n%s\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"leader elected", "OK: counter=1", "new leader node", "counter recovered from the archives", "Demo finished"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestHelpOnEveryVerb(t *testing.T) {
+	bin := tandemBinary(t)
+	for _, v := range verbs {
+		if v.name == "help" {
+			continue
+		}
+		_, stderr, code := runCLI(t, bin, v.name, "--help")
+		if code != 0 || !strings.Contains(stderr, "Usage: tandem "+v.name) || !strings.Contains(stderr, "xample") {
+			t.Fatalf("tandem %s --help exited %d without usage and examples:\n%s", v.name, code, stderr)
+		}
+		_, stderr2, _ := runCLI(t, bin, "help", v.name)
+		if stderr2 != stderr {
+			t.Fatalf("tandem help %s differs from tandem %s --help", v.name, v.name)
+		}
+	}
+	if _, stderr, code := runCLI(t, bin); code != exitUsage || !strings.Contains(stderr, "Quick start") {
+		t.Fatalf("bare tandem exited %d: %s", code, stderr)
+	}
+}
+
+// The seed's scenarios on real processes: the client sequence, flags on either side of the verb,
+// the throughput probe, Ctrl+C on the leader handing over, and archive verify.
+func TestSeedScenarios(t *testing.T) {
+	pc := newProcCluster(t, 3)
+	for i := range 3 {
+		pc.start(i)
+	}
+	l := pc.leader(15 * time.Second)
+	eps := strings.Join(pc.clients, ",")
+	out, stderr, code := runCLI(t, pc.bin, "client", "--endpoints", eps)
+	if code != 0 {
+		t.Fatalf("tandem client exited %d: %s", code, stderr)
+	}
+	for _, want := range []string{"→ request: INCREMENT", "← reply:   OK: counter=1", "← reply:   OK: counter=2", "→ request: GET", "← reply:   VALUE: 2"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("the seed's sequence lacks %q:\n%s", want, out)
+		}
+	}
+	if out, _, code := runCLI(t, pc.bin, "client", "--timeout", "5s", "increment", "5", "--endpoints", eps); code != 0 || strings.TrimSpace(out) != "OK: counter=7" {
+		t.Fatalf("flags around the verb: %q exit %d", out, code)
+	}
+	out, stderr, code = runCLI(t, pc.bin, "client", "--count", "200", "--concurrency", "8", "--endpoints", eps)
+	if code != 0 || !strings.Contains(out, "200 increments from 8 goroutines") || !strings.Contains(out, "0 errors") || !strings.Contains(out, "p99") {
+		t.Fatalf("probe exited %d:\n%s%s", code, out, stderr)
+	}
+
+	// Ctrl+C on the leader: it hands over and exits cleanly.
+	p := pc.procs[l]
+	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exitc:
+		if err != nil {
+			t.Fatalf("the leader exited with %v after Ctrl+C:\n%s", err, p.output())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the leader did not exit after Ctrl+C")
+	}
+	pc.procs[l] = nil
+	if !strings.Contains(p.output(), "stopped") {
+		t.Fatalf("no clean stop message:\n%s", p.output())
+	}
+	if nl := pc.leader(5 * time.Second); nl == l {
+		t.Fatalf("leadership did not move")
+	}
+	if out, _, code := runCLI(t, pc.bin, "client", "get", "--endpoints", eps); code != 0 || strings.TrimSpace(out) != "VALUE: 207" {
+		t.Fatalf("after the hand-over: %q exit %d", out, code)
+	}
+	out, stderr, code = runCLI(t, pc.bin, "archive", "verify", filepath.Join(pc.dir, "node-"+string(rune('0'+l))))
+	if code != 0 || !strings.Contains(out, "ok") || !strings.Contains(out, "entries") {
+		t.Fatalf("archive verify exited %d:\n%s%s", code, out, stderr)
+	}
+}
