@@ -266,3 +266,44 @@ func TestQueriesNeverStale(t *testing.T) {
 		t.Fatalf("only %d queries in the history", queries)
 	}
 }
+
+// A paused leader (SIGSTOP) still accepts connections but answers nothing: the client's
+// per-attempt deadline moves it to the new leader, and its command is applied once.
+func TestPausedLeaderDoesNotStallClient(t *testing.T) {
+	pc := newProcCluster(t, 3)
+	for i := range 3 {
+		pc.start(i)
+	}
+	l := pc.leader(15 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, client.Config{Endpoints: pc.clients})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before, err := increment(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pc.procs[l]
+	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT)
+	start := time.Now()
+	after, err := increment(ctx, c)
+	if err != nil {
+		t.Fatalf("increment with the leader paused: %v", err)
+	}
+	if after != before+1 {
+		t.Fatalf("increment returned %d after %d", after, before)
+	}
+	t.Logf("command acknowledged %s after the leader was paused", time.Since(start).Round(time.Millisecond))
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT)
+	// The paused member rejoins as a follower; the value is the same everywhere.
+	v, err := get(ctx, c)
+	if err != nil || v != after {
+		t.Fatalf("get %d %v, want %d", v, err, after)
+	}
+}

@@ -532,3 +532,39 @@ func TestCounterServiceAcrossFailover(t *testing.T) {
 		t.Fatalf("GET rendered %q", resp)
 	}
 }
+
+func TestPartitionedLeaderStepsDownAndRejoins(t *testing.T) {
+	c := newProbeCluster(t, 5, 13, nil)
+	old := c.WaitLeader(10 * electionTimeout)
+	cl := c.NewClient()
+	for range 5 {
+		value(t, c.Do(cl, "inc", 10*electionTimeout))
+	}
+	// The old leader and one follower on the minority side, the client with the majority.
+	buddy := (old + 1) % 5
+	c.Partition(old, buddy)
+	var nl int
+	if !c.RunUntil(func() bool {
+		nl = c.Leader()
+		return nl >= 0 && nl != old && c.Nodes[old].R.Status().Role != service.Leader
+	}, 10*electionTimeout) {
+		t.Fatalf("no new leader on the majority side, or the isolated leader did not step down: %s", c.Describe())
+	}
+	for range 5 {
+		value(t, c.Do(cl, "inc", 10*electionTimeout))
+	}
+	if got := probe(c, old).Counter(); got != 5 {
+		t.Fatalf("the isolated old leader applied %d increments, want the 5 from before", got)
+	}
+	// A one-way cut: the majority hears the old leader, which hears nothing back. Nothing moves.
+	c.Heal()
+	c.CutOneWay(nl, old)
+	c.Run(3 * electionTimeout)
+	c.Heal()
+	assertConverged(t, c)
+	for i := range c.Nodes {
+		if got := probe(c, i).Counter(); got != 10 {
+			t.Fatalf("member %d counter %d after healing, want 10", i, got)
+		}
+	}
+}

@@ -1,0 +1,168 @@
+package consensus
+
+import (
+	"errors"
+	"testing"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// memStorage is raft's MemoryStorage with the Storage extras, for unit tests of the core.
+type memStorage struct{ *raft.MemoryStorage }
+
+func (m memStorage) Append(hs *pb.HardState, ents []*pb.Entry) error {
+	if len(ents) > 0 {
+		if err := m.MemoryStorage.Append(ents); err != nil {
+			return err
+		}
+	}
+	if !raft.IsEmptyHardState(hs) {
+		return m.SetHardState(hs)
+	}
+	return nil
+}
+func (m memStorage) Sync() error                       { return nil }
+func (m memStorage) SaveSnapshot(s *pb.Snapshot) error { return m.ApplySnapshot(s) }
+func (m memStorage) Close() error                      { return nil }
+func (m memStorage) CreateSnapshot(i uint64, cs *pb.ConfState, d []byte) error {
+	_, err := m.MemoryStorage.CreateSnapshot(i, cs, d)
+	return err
+}
+
+type sink struct {
+	sent   []*pb.Message
+	failed map[uint64]error
+	ready  map[uint64]uint64
+	states []State
+	ents   int
+}
+
+func (s *sink) Send(m []*pb.Message)                       { s.sent = append(s.sent, m...) }
+func (s *sink) InstallSnapshot(*pb.Snapshot) error         { return nil }
+func (s *sink) ApplyEntry(*pb.Entry, *pb.ConfChange) error { s.ents++; return nil }
+func (s *sink) ReadReady(id, ix uint64)                    { s.ready[id] = ix }
+func (s *sink) ReadFailed(id uint64, err error)            { s.failed[id] = err }
+func (s *sink) StateChanged(st State)                      { s.states = append(s.states, st) }
+
+func newCore(t *testing.T, id uint64, peers ...uint64) (*Core, *sink) {
+	t.Helper()
+	var ps []raft.Peer
+	for _, p := range peers {
+		ps = append(ps, raft.Peer{ID: p})
+	}
+	c, err := New(Config{ID: id, ElectionTicks: 10, HeartbeatTicks: 1, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 16,
+		MaxUncommittedBytes: 1 << 20}, memStorage{raft.NewMemoryStorage()}, ps, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, &sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}
+}
+
+func TestFollowerFailsFastWithLeaderHint(t *testing.T) {
+	c, s := newCore(t, 1, 1, 2, 3)
+	if err := c.Process(s); err != nil {
+		t.Fatal(err)
+	}
+	// A heartbeat from leader 2 in term 5 teaches the follower who leads.
+	if err := c.Step(&pb.Message{Type: pb.MsgHeartbeat.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(5))}); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Process(s)
+	err := c.Propose([]byte("x"))
+	var nle *NotLeaderError
+	if !errors.Is(err, ErrNotLeader) || !errors.As(err, &nle) || nle.Leader != 2 || nle.Term != 5 {
+		t.Fatalf("Propose on a follower: %v, want NotLeaderError{Leader: 2, Term: 5}", err)
+	}
+	if _, err := c.ReadIndex(); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("ReadIndex on a follower: %v", err)
+	}
+	if err := c.Step(&pb.Message{Type: pb.MsgHup.Enum(), From: new(uint64(2)), To: new(uint64(1))}); err == nil {
+		t.Fatalf("a local message type from the network was accepted")
+	}
+}
+
+func TestSingleMemberLeaderProposesAndReads(t *testing.T) {
+	c, s := newCore(t, 1, 1)
+	for i := 0; i < 30 && c.State().Role != raft.StateLeader; i++ {
+		c.Tick()
+		if err := c.Process(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.State().Role != raft.StateLeader {
+		t.Fatalf("a single member did not elect itself")
+	}
+	before := s.ents
+	if err := c.Propose([]byte("cmd")); err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.ReadIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Process(s)
+	if s.ents != before+1 {
+		t.Fatalf("applied %d entries after one proposal", s.ents-before)
+	}
+	if ix, ok := s.ready[id]; !ok || ix < c.Applied()-1 {
+		t.Fatalf("read %d not ready (%v)", id, s.ready)
+	}
+	if _, ok := c.BestFollower(); ok {
+		t.Fatalf("a single member has no follower to hand over to")
+	}
+}
+
+func TestUnansweredReadFails(t *testing.T) {
+	a, sa := newCore(t, 1, 1, 2)
+	b, sb := newCore(t, 2, 1, 2)
+	cores := map[uint64]*Core{1: a, 2: b}
+	sinks := map[uint64]*sink{1: sa, 2: sb}
+	deliver := func() {
+		for moved := true; moved; {
+			moved = false
+			for id, s := range sinks {
+				msgs := s.sent
+				s.sent = nil
+				for _, m := range msgs {
+					moved = true
+					_ = cores[m.GetTo()].Step(m)
+				}
+				_ = cores[id].Process(s)
+			}
+		}
+	}
+	var leader *Core
+	var ls *sink
+	for i := 0; i < 100 && leader == nil; i++ {
+		a.Tick()
+		b.Tick()
+		_ = a.Process(sa)
+		_ = b.Process(sb)
+		deliver()
+		for id, c := range cores {
+			if c.State().Role == raft.StateLeader {
+				leader, ls = c, sinks[id]
+			}
+		}
+	}
+	if leader == nil {
+		t.Fatalf("no leader")
+	}
+	// Commit an entry of the term so reads are served, then cut the follower off.
+	_ = leader.Propose([]byte("x"))
+	_ = leader.Process(ls)
+	deliver()
+	id, err := leader.ReadIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 30 {
+		leader.Tick()
+		_ = leader.Process(ls)
+		ls.sent = nil // lost
+	}
+	if err := ls.failed[id]; !errors.Is(err, ErrReadTimeout) && !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("an unanswered read ended with %v, want ErrReadTimeout or ErrNotLeader", err)
+	}
+}

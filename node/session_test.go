@@ -1,0 +1,60 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/tandem-cluster/tandem/client"
+	"github.com/tandem-cluster/tandem/examples/counter"
+)
+
+// An idle client keeps its session alive with keep-alives; a client that stays silent past the
+// session timeout gets a typed error and its session is not silently reopened.
+func TestKeepAliveAndTypedExpiry(t *testing.T) {
+	c := newCluster(t, 1, func(cfg *Config) { cfg.SessionTimeout = 3 * time.Second })
+	c.start(0)
+	c.leader(15 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	alive, err := client.Dial(ctx, client.Config{Endpoints: c.clients, KeepAliveInterval: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alive.Close()
+	silent, err := client.Dial(ctx, client.Config{Endpoints: c.clients, KeepAliveInterval: time.Hour, AttemptTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	inc(ctx, t, alive)
+	inc(ctx, t, silent)
+
+	// Idle for twice the session timeout (polling the member's state meanwhile).
+	idleUntil := time.Now().Add(6 * time.Second)
+	for time.Now().Before(idleUntil) {
+		if c.members[0].n.Status().Role.String() != "LEADER" {
+			t.Fatalf("the member lost leadership while idle")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if v := inc(ctx, t, alive); v != 3 {
+		t.Fatalf("the kept-alive client's increment returned %d, want 3", v)
+	}
+	_, err = silent.Send(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpIncrement}))
+	if !errors.Is(err, client.ErrSessionExpired) {
+		t.Fatalf("the silent client's command returned %v, want ErrSessionExpired", err)
+	}
+	if _, err := silent.Send(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})); !errors.Is(err, client.ErrSessionExpired) {
+		t.Fatalf("an expired client must stay expired, got %v", err)
+	}
+	raw, err := alive.Query(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpGet}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := counter.DecodeResponse(raw); r.Value != 3 {
+		t.Fatalf("counter %d: a command on the expired session was applied", r.Value)
+	}
+}
