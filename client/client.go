@@ -276,6 +276,7 @@ func (c *Client) Send(ctx context.Context, payload []byte) ([]byte, error) {
 	case <-ctx.Done():
 		c.mu.Lock()
 		_, still := c.calls[cl.seq]
+		sent := cl.sent
 		delete(c.calls, cl.seq)
 		c.cond.Broadcast()
 		w := ""
@@ -286,6 +287,9 @@ func (c *Client) Send(ctx context.Context, payload []byte) ([]byte, error) {
 		if !still {
 			r := <-cl.done
 			return r.reply, r.err
+		}
+		if !sent {
+			return nil, fmt.Errorf("%w%s: %w", ErrNotApplied, w, ctx.Err())
 		}
 		return nil, fmt.Errorf("%w%s: %w", ErrOutcomeUnknown, w, ctx.Err())
 	}

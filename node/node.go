@@ -82,6 +82,7 @@ type Node struct {
 	events chan Event
 
 	inbox chan input
+	quit  chan struct{} // closed when the loop has ended: nobody reads inbox any more
 
 	mu          sync.Mutex
 	status      Status
@@ -106,6 +107,7 @@ func New(cfg Config, svc service.Service, opts ...Option) (*Node, error) {
 		log:         slog.New(slog.DiscardHandler),
 		events:      make(chan Event, 1024),
 		inbox:       make(chan input, 64<<10),
+		quit:        make(chan struct{}),
 		unreachable: map[int]bool{},
 		status:      Status{ID: cfg.ID, Leader: -1},
 	}
@@ -162,13 +164,22 @@ func (h handler) Unreachable(id uint64) {
 	default:
 	}
 }
+
+// deliver waits for room in the inbox (back-pressure on the sender) unless the loop has ended.
+func (n *Node) deliver(in input) {
+	select {
+	case n.inbox <- in:
+	case <-n.quit:
+	}
+}
+
 func (h handler) SnapshotStatus(id uint64, ok bool) {
-	h.n.inbox <- input{kind: inSnapStatus, peer: id, ok: ok} // must not be lost: raft waits for it
+	h.n.deliver(input{kind: inSnapStatus, peer: id, ok: ok}) // must not be lost: raft waits for it
 }
 func (h handler) ClientRequest(conn uint64, m *wire.ClientMsg) {
-	h.n.inbox <- input{kind: inClient, conn: conn, cm: m} // back-pressure on the client's reader
+	h.n.deliver(input{kind: inClient, conn: conn, cm: m}) // back-pressure on the client's reader
 }
-func (h handler) ClientGone(conn uint64) { h.n.inbox <- input{kind: inClientGone, conn: conn} }
+func (h handler) ClientGone(conn uint64) { h.n.deliver(input{kind: inClientGone, conn: conn}) }
 
 type wallClock struct{}
 
@@ -279,6 +290,7 @@ func (n *Node) Run(ctx context.Context) error {
 	tr.Start()
 	cs.Start()
 	err = n.loop(ctx, r)
+	close(n.quit)
 	cs.Stop()
 	tr.Stop()
 	if cerr := r.Close(); cerr != nil && err == nil {
@@ -389,9 +401,9 @@ func (n *Node) handOver(r *replica.Replica) {
 		case <-ticker.C:
 			r.Tick()
 		case in := <-n.inbox:
-			if in.kind != inClient { // no new client work while handing over
-				n.handle(r, in)
-			}
+			// Client requests are answered too: during the transfer raft refuses proposals,
+			// so they are redirected to the new leader instead of waiting for a timeout.
+			n.handle(r, in)
 		}
 		if err := r.Process(); err != nil {
 			return

@@ -24,6 +24,9 @@ const handshakeTimeout = 5 * time.Second
 // heartbeats every few hundred milliseconds; a snapshot stream sends chunks).
 const idleTimeout = 30 * time.Second
 
+// snapshotProgressChunks: a snapshot transfer logs its progress every this many chunks.
+const snapshotProgressChunks = 16
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func (t *Transport) acceptLoop() {
@@ -251,6 +254,10 @@ func (p *peer) sendSnapshot(m *pb.Message) error {
 		_ = conn.SetWriteDeadline(time.Now().Add(idleTimeout))
 		if _, err := w.Write(frame); err != nil {
 			return err
+		}
+		if n := off/chunk + 1; ch.Last || n%snapshotProgressChunks == 0 {
+			p.t.log.Info("snapshot transfer", "peer", p.id, "index", md.GetIndex(),
+				"sent_bytes", end, "total_bytes", total)
 		}
 		if ch.Last {
 			break

@@ -168,8 +168,9 @@ func (t *Transport) Send(msgs []*pb.Message) {
 			select {
 			case p.snapq <- m:
 			default:
-				// A transfer to this peer is under way; raft will ask again.
-				t.h.SnapshotStatus(p.id, false)
+				// A transfer to this peer is under way; raft will ask again. Reported from
+				// another goroutine: Send runs on the member's loop, which the report goes to.
+				go t.h.SnapshotStatus(p.id, false)
 			}
 			continue
 		}
