@@ -87,6 +87,10 @@ type Cluster struct {
 	SnapshotsSent int
 	// DropRate is the probability that a message is lost, DupRate that it is delivered twice.
 	DropRate, DupRate float64
+	// Reorder lets raft messages overtake each other on a link (client links keep TCP's order).
+	Reorder bool
+	// AfterEvent, if set, runs after every simulated event (invariant checkers).
+	AfterEvent func()
 }
 
 const clientBase = 1000
@@ -202,10 +206,18 @@ func (c *Cluster) Restart(id int) {
 // Up reports whether member id runs.
 func (c *Cluster) Up(id int) bool { return c.Nodes[id].R != nil }
 
-// Partition isolates the given members from all others, both ways (clients included).
+// Partition separates the given ids from all others, both ways. Ids are member ids, or
+// clientBase+i for the i-th client (clients not named stay on the other side).
 func (c *Cluster) Partition(ids ...int) {
+	all := make([]int, 0, len(c.Nodes)+len(c.clients))
+	for i := range c.Nodes {
+		all = append(all, i)
+	}
+	for i := range c.clients {
+		all = append(all, clientBase+i)
+	}
 	for _, a := range ids {
-		for b := 0; b < clientBase+len(c.clients); b++ {
+		for _, b := range all {
 			if !slices.Contains(ids, b) {
 				c.cut[[2]int{a, b}] = true
 				c.cut[[2]int{b, a}] = true
@@ -251,6 +263,9 @@ func (c *Cluster) RunUntil(cond func() bool, d time.Duration) bool {
 		ev := heap.Pop(&c.queue).(event)
 		c.now = ev.at
 		c.dispatch(ev)
+		if c.AfterEvent != nil {
+			c.AfterEvent()
+		}
 		if cond() {
 			return true
 		}
@@ -459,7 +474,11 @@ func (o *outbox) SendRaft(msgs []*pb.Message) {
 			copies = 2
 		}
 		for range copies {
-			c.push(event{at: c.arrival(o.n.ID, to), kind: evRaft, node: to, raw: raw})
+			at := c.now + c.latency()
+			if !c.Reorder {
+				at = c.arrival(o.n.ID, to)
+			}
+			c.push(event{at: at, kind: evRaft, node: to, raw: raw})
 		}
 	}
 }

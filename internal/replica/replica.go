@@ -325,6 +325,13 @@ func (r *Replica) Status() Status {
 	}
 }
 
+// Progress returns role, term, commit and applied index cheaply (no allocation), for checkers
+// that look after every step.
+func (r *Replica) Progress() (role service.Role, term, commit, applied uint64) {
+	bs := r.core.Status()
+	return roleOf(bs.RaftState), bs.GetTerm(), bs.GetCommit(), r.ctr.Applied()
+}
+
 // Err returns the error that stopped the member, if any.
 func (r *Replica) Err() error { return r.core.Err() }
 

@@ -1,0 +1,292 @@
+package clustertest
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/tandem-cluster/tandem/internal/replica"
+	"github.com/tandem-cluster/tandem/internal/wire"
+	"github.com/tandem-cluster/tandem/service"
+)
+
+// SimReport is what one simulated run did and found. A run that did little is visible in it.
+type SimReport struct {
+	Seed                             uint64
+	Nodes                            int
+	Ops, Acked, Unknown, Queries     int
+	Crashes, Partitions, LeaderTerms int
+	Final                            int64
+	Violations                       []string
+}
+
+func (r SimReport) String() string {
+	return fmt.Sprintf("seed %d: %d members, %d ops (%d acked increments, %d unknown, %d queries), %d crashes, %d partitions, %d leader terms, final %d",
+		r.Seed, r.Nodes, r.Ops, r.Acked, r.Unknown, r.Queries, r.Crashes, r.Partitions, r.LeaderTerms, r.Final)
+}
+
+type simOp struct {
+	client     int
+	query      bool
+	call, ret  int64
+	value      int64
+	known      bool
+	cl         *Client
+	seq        wire.Seq
+	queryID    uint64
+	resultSeen bool
+}
+
+// Simulate runs one seed of the swarm simulation: a 3- or 5-member cluster of the real replica on
+// the archive over the disk model, simulated clients issuing increments and queries, and faults
+// (message loss, duplication, reordering, partitions including one-way ones, crashes that drop,
+// cut or tear unsynced data) at rates drawn from the seed. Invariants are checked after every
+// event; the history is checked for linearizability at the end.
+func Simulate(t *testing.T, seed uint64, simTime time.Duration) SimReport {
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	nodes := 3
+	if rng.IntN(3) == 0 {
+		nodes = 5
+	}
+	snapEvery := uint64(20 + rng.IntN(200))
+	c := New(t, Options{
+		Nodes: nodes, Seed: seed, MarginEntries: uint64(5 + rng.IntN(50)), SegmentBytes: 2 << 10,
+		NewService: func(int) service.Service { return NewProbe() },
+		Tune:       func(cfg *replica.Config) { cfg.Container.SnapshotIntervalEntries = snapEvery },
+	})
+	// Swarm testing: each seed draws its own fault rates, so some seeds hammer one fault.
+	c.DropRate = []float64{0, 0.01, 0.05, 0.15}[rng.IntN(4)]
+	c.DupRate = []float64{0, 0.02, 0.1}[rng.IntN(3)]
+	c.Reorder = rng.IntN(2) == 0
+	pCrash := []float64{0, 0.01, 0.03}[rng.IntN(3)]
+	pPartition := []float64{0, 0.01, 0.03}[rng.IntN(3)]
+	pHeal := 0.1
+	pRestart := 0.15
+
+	rep := SimReport{Seed: seed, Nodes: nodes}
+	violate := func(format string, args ...any) {
+		if len(rep.Violations) < 20 {
+			rep.Violations = append(rep.Violations, fmt.Sprintf("t=%s ", c.Elapsed())+fmt.Sprintf(format, args...))
+		}
+	}
+
+	// Invariants checked after every event.
+	leaderOf := map[uint64]int{}
+	lastCommit := make([]uint64, nodes)
+	lastStart := make([]int, nodes)
+	lastApplied := make([]uint64, nodes)
+	stateAt := map[uint64]uint64{} // applied index → hash of the service state there
+	c.AfterEvent = func() {
+		for _, n := range c.Nodes {
+			if n.R == nil {
+				continue
+			}
+			if lastStart[n.ID] != n.Starts {
+				lastStart[n.ID], lastCommit[n.ID], lastApplied[n.ID] = n.Starts, 0, 0
+			}
+			role, term, commit, applied := n.R.Progress()
+			if role == service.Leader {
+				if l, ok := leaderOf[term]; ok && l != n.ID {
+					violate("two leaders in term %d: %d and %d", term, l, n.ID)
+				}
+				leaderOf[term] = n.ID
+			}
+			if commit < lastCommit[n.ID] {
+				violate("member %d's commit index went back from %d to %d", n.ID, lastCommit[n.ID], commit)
+			}
+			lastCommit[n.ID] = commit
+			if applied != lastApplied[n.ID] {
+				lastApplied[n.ID] = applied
+				h := fnv.New64a()
+				h.Write(probe0(c, n.ID).State())
+				sum := h.Sum64()
+				if prev, ok := stateAt[applied]; ok && prev != sum {
+					violate("member %d's state at applied index %d differs from another member's", n.ID, applied)
+				}
+				stateAt[applied] = sum
+			}
+		}
+	}
+
+	var ops []*simOp
+	clients := make([]*Client, 3)
+	for i := range clients {
+		clients[i] = c.NewClient()
+	}
+	issue := func(i int) {
+		cl := clients[i]
+		if cl.Expired {
+			clients[i] = c.NewClient() // a fresh session; the old one's unknown outcomes stay unknown
+			cl = clients[i]
+		}
+		if len(cl.Outstanding())+len(cl.queries) >= 3 {
+			return
+		}
+		op := &simOp{client: i, call: c.Now(), cl: cl}
+		if rng.IntN(3) == 0 {
+			op.query, op.queryID = true, cl.Query([]byte("get"))
+		} else {
+			op.seq = cl.Submit([]byte("inc"))
+		}
+		ops = append(ops, op)
+	}
+
+	down := map[int]bool{}
+	step := 100 * time.Millisecond
+	for c.Elapsed() < simTime {
+		for i := range clients {
+			if rng.IntN(2) == 0 {
+				issue(i)
+			}
+		}
+		switch r := rng.Float64(); {
+		case r < pCrash:
+			id := rng.IntN(nodes)
+			if !down[id] {
+				c.Crash(id)
+				down[id] = true
+				rep.Crashes++
+			}
+		case r < pCrash+pPartition:
+			// A side of members and clients: a client may be cut off with a minority (where a
+			// deposed leader could serve it stale reads if reads skipped ReadIndex).
+			var side []int
+			for id := range nodes {
+				if rng.IntN(2) == 0 {
+					side = append(side, id)
+				}
+			}
+			for i := range clients {
+				if rng.IntN(2) == 0 {
+					side = append(side, clientBase+i)
+				}
+			}
+			if rng.IntN(3) == 0 && len(side) > 0 {
+				c.CutOneWay(side[0], (side[0]+1)%nodes)
+			} else {
+				c.Partition(side...)
+			}
+			rep.Partitions++
+		case r < pCrash+pPartition+pHeal:
+			c.Heal()
+		}
+		for id := range down {
+			if rng.Float64() < pRestart {
+				c.Start(id)
+				delete(down, id)
+			}
+		}
+		c.Run(step)
+	}
+
+	// Quiesce: heal, restart everything, and let every client finish what it started.
+	c.Heal()
+	c.DropRate, c.DupRate = 0, 0
+	for id := range down {
+		c.Start(id)
+	}
+	done := func() bool {
+		for _, cl := range clients {
+			if !cl.Expired && (len(cl.Outstanding()) > 0 || len(cl.queries) > 0) {
+				return false
+			}
+		}
+		return true
+	}
+	if !c.RunUntil(done, 120*time.Second) {
+		violate("clients still waiting 120 s after the faults stopped: %s", c.Describe())
+	}
+	if !c.WaitConverged(60 * time.Second) {
+		violate("members did not converge after the faults stopped: %s", c.Describe())
+	}
+
+	// Collect the history.
+	var hist []porcupine.Operation
+	seen := map[int64]bool{}
+	var attempted int64
+	for _, op := range ops {
+		if op.query {
+			r, ok := op.cl.QueryResults[op.queryID]
+			if !ok {
+				continue // a read that never returned constrains nothing
+			}
+			v, _ := strconv.ParseInt(string(r.Reply), 10, 64)
+			rep.Queries++
+			hist = append(hist, porcupine.Operation{ClientId: op.client, Input: false, Call: op.call, Output: v, Return: r.At})
+			continue
+		}
+		attempted++
+		r, ok := op.cl.Results[op.seq]
+		if !ok || r.Status != wire.StatusOK {
+			rep.Unknown++
+			hist = append(hist, porcupine.Operation{ClientId: op.client, Input: true, Call: op.call, Output: nil, Return: math.MaxInt64})
+			continue
+		}
+		v, err := strconv.ParseInt(string(r.Reply), 10, 64)
+		if err != nil {
+			violate("increment reply %q", r.Reply)
+			continue
+		}
+		if seen[v] {
+			violate("increment result %d returned twice", v)
+		}
+		seen[v] = true
+		rep.Acked++
+		hist = append(hist, porcupine.Operation{ClientId: op.client, Input: true, Call: op.call, Output: v, Return: r.At})
+	}
+	rep.Ops = len(ops)
+	rep.LeaderTerms = len(leaderOf)
+	if l := c.Leader(); l >= 0 {
+		rep.Final = probe0(c, l).Counter()
+	}
+	if rep.Final < int64(rep.Acked) || rep.Final > attempted {
+		violate("acked %d ≤ final %d ≤ attempted %d does not hold", rep.Acked, rep.Final, attempted)
+	}
+	res := porcupine.CheckOperationsTimeout(counterModel, hist, 30*time.Second)
+	switch res {
+	case porcupine.Illegal:
+		violate("the history of %d operations is not linearizable", len(hist))
+	case porcupine.Unknown:
+		violate("the linearizability check timed out on %d operations", len(hist))
+	}
+	return rep
+}
+
+func probe0(c *Cluster, id int) *Probe { return c.Nodes[id].Svc.(*Probe) }
+
+// counterModel: an increment returns the new value (nil when its outcome is unknown: it may
+// take effect anywhere after its call, or never, which porcupine expresses by placing it last);
+// a query returns the current value.
+var counterModel = porcupine.Model{
+	Init: func() any { return int64(0) },
+	Step: func(state, input, output any) (bool, any) {
+		s := state.(int64)
+		if input.(bool) {
+			if output == nil {
+				return true, s + 1
+			}
+			return output.(int64) == s+1, s + 1
+		}
+		return output.(int64) == s, s
+	},
+	DescribeOperation: func(input, output any) string {
+		if input.(bool) {
+			return fmt.Sprintf("inc → %v", output)
+		}
+		return fmt.Sprintf("get → %v", output)
+	},
+}
+
+// sortedViolations is for stable failure output.
+func sortedViolations(v []string) string {
+	v = slices.Clone(v)
+	return strings.Join(v, "\n")
+}

@@ -1,0 +1,56 @@
+package clustertest
+
+import (
+	"os"
+	"strconv"
+	"testing"
+	"time"
+)
+
+func envInt(name string, def uint64) uint64 {
+	if v, err := strconv.ParseUint(os.Getenv(name), 10, 64); err == nil {
+		return v
+	}
+	return def
+}
+
+// TestSimulation runs the CI seed budget of the swarm simulation. A failing seed names the
+// command that replays it. For a soak:
+//
+//	TANDEM_SIM_SEEDS=10000 go test ./internal/clustertest -run TestSimulation -timeout 0
+func TestSimulation(t *testing.T) {
+	first := envInt("TANDEM_SIM_FIRST_SEED", 1)
+	n := envInt("TANDEM_SIM_SEEDS", 200)
+	simTime := time.Duration(envInt("TANDEM_SIM_SECONDS", 30)) * time.Second
+	var total SimReport
+	minOps, minCrashSeeds := int(^uint(0)>>1), 0
+	for seed := first; seed < first+n; seed++ {
+		t.Run("seed="+strconv.FormatUint(seed, 10), func(t *testing.T) {
+			rep := Simulate(t, seed, simTime)
+			if len(rep.Violations) > 0 {
+				t.Fatalf("%s\n%s\nreplay: go test ./internal/clustertest -run 'TestSimulation/seed=%d$' -v",
+					rep, sortedViolations(rep.Violations), seed)
+			}
+			if testing.Verbose() {
+				t.Log(rep)
+			}
+			minOps = min(minOps, rep.Ops)
+			if rep.Crashes > 0 {
+				minCrashSeeds++
+			}
+			total.Ops += rep.Ops
+			total.Acked += rep.Acked
+			total.Crashes += rep.Crashes
+			total.Partitions += rep.Partitions
+			total.LeaderTerms += rep.LeaderTerms
+			if rep.Ops < 50 || rep.Acked == 0 {
+				t.Fatalf("seed %d tested almost nothing: %s", seed, rep)
+			}
+		})
+	}
+	t.Logf("%d seeds: %d ops (%d acked increments), %d crashes in %d seeds, %d partitions, %d leader terms; fewest ops in a seed: %d",
+		n, total.Ops, total.Acked, total.Crashes, minCrashSeeds, total.Partitions, total.LeaderTerms, minOps)
+	if n >= 20 && (minCrashSeeds == 0 || total.Partitions == 0) {
+		t.Fatalf("the seed budget injected no crash or no partition: the simulation proves little")
+	}
+}
