@@ -15,6 +15,7 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tandem-cluster/tandem/internal/bugs"
 	"github.com/tandem-cluster/tandem/internal/vfs"
 )
 
@@ -793,7 +794,7 @@ func (a *Archive) Sync() error {
 	if a.err != nil {
 		return a.err
 	}
-	if !a.opts.NoSync {
+	if !a.opts.NoSync && !bugs.Active("skip-fsync") {
 		for _, s := range a.segs {
 			if s.dirty {
 				if err := s.f.Sync(); err != nil {

@@ -91,6 +91,18 @@ type Cluster struct {
 	Reorder bool
 	// AfterEvent, if set, runs after every simulated event (invariant checkers).
 	AfterEvent func()
+	// Fatalf reports a failure of the harness or a member (default: T.Fatalf). The simulator
+	// turns it into a violation of its run.
+	Fatalf func(format string, args ...any)
+}
+
+func (c *Cluster) fatalf(format string, args ...any) {
+	c.T.Helper()
+	if c.Fatalf != nil {
+		c.Fatalf(format, args...)
+		return
+	}
+	c.T.Fatalf(format, args...)
 }
 
 const clientBase = 1000
@@ -148,18 +160,18 @@ func (c *Cluster) config(id int) replica.Config {
 func (c *Cluster) Start(id int) {
 	n := c.Nodes[id]
 	if n.R != nil {
-		c.T.Fatalf("member %d is already running", id)
+		c.fatalf("member %d is already running", id)
 	}
 	n.Svc = c.opts.NewService(id)
 	st, err := archive.Open(n.FS, "/data", archive.Options{ClusterID: "sim", MemberID: id,
 		SegmentBytes: c.opts.SegmentBytes, GrowBytes: 16 << 10, LogMarginEntries: c.opts.MarginEntries, SnapshotsRetained: 2})
 	if err != nil {
-		c.T.Fatalf("opening member %d's archive: %v", id, err)
+		c.fatalf("opening member %d's archive: %v", id, err)
 	}
 	n.Store = st
 	r, err := replica.New(c.config(id), n.Svc, n.Store, n, &outbox{c: c, n: n})
 	if err != nil {
-		c.T.Fatalf("starting member %d: %v", id, err)
+		c.fatalf("starting member %d: %v", id, err)
 	}
 	n.R = r
 	n.Starts++
@@ -177,7 +189,7 @@ func (c *Cluster) Stop(id int) {
 		return
 	}
 	if err := n.R.Close(); err != nil {
-		c.T.Fatalf("closing member %d: %v", id, err)
+		c.fatalf("closing member %d: %v", id, err)
 	}
 	n.R, n.Store = nil, nil
 }
@@ -290,7 +302,7 @@ func (c *Cluster) WaitLeader(d time.Duration) int {
 		return true
 	}, d)
 	if !ok {
-		c.T.Fatalf("no leader after %s: %s", d, c.Describe())
+		c.fatalf("no leader after %s: %s", d, c.Describe())
 	}
 	return c.Leader()
 }
@@ -403,7 +415,7 @@ func (c *Cluster) dispatch(ev event) {
 		}
 		m := new(pb.Message)
 		if err := proto.Unmarshal(ev.raw, m); err != nil {
-			c.T.Fatalf("unmarshal raft message: %v", err)
+			c.fatalf("unmarshal raft message: %v", err)
 		}
 		c.Delivered[m.GetType()]++
 		if err := n.R.Step(m); err != nil {
@@ -440,7 +452,7 @@ func (c *Cluster) process(n *Node) {
 		return
 	}
 	if err := n.R.Process(); err != nil {
-		c.T.Fatalf("member %d stopped: %v (%s)", n.ID, err, c.Describe())
+		c.fatalf("member %d stopped: %v (%s)", n.ID, err, c.Describe())
 	}
 }
 
@@ -461,7 +473,7 @@ func (o *outbox) SendRaft(msgs []*pb.Message) {
 		// Marshal now, as the transport does: raft's messages share memory with its log.
 		raw, err := proto.Marshal(m)
 		if err != nil {
-			c.T.Fatalf("marshal raft message: %v", err)
+			c.fatalf("marshal raft message: %v", err)
 		}
 		if c.lost(o.n.ID, to) {
 			if m.GetType() == pb.MsgSnap {
@@ -503,7 +515,7 @@ func (c *Cluster) Do(cl *Client, payload string, d time.Duration) Result {
 	c.T.Helper()
 	seq := cl.Submit([]byte(payload))
 	if !c.RunUntil(func() bool { _, ok := cl.Results[seq]; return ok }, d) {
-		c.T.Fatalf("command %q (seq %d) unanswered after %s: %s", payload, seq, d, c.Describe())
+		c.fatalf("command %q (seq %d) unanswered after %s: %s", payload, seq, d, c.Describe())
 	}
 	return cl.Results[seq]
 }
@@ -513,7 +525,7 @@ func (c *Cluster) Ask(cl *Client, payload string, d time.Duration) string {
 	c.T.Helper()
 	id := cl.Query([]byte(payload))
 	if !c.RunUntil(func() bool { _, ok := cl.QueryResults[id]; return ok }, d) {
-		c.T.Fatalf("query %q unanswered after %s: %s", payload, d, c.Describe())
+		c.fatalf("query %q unanswered after %s: %s", payload, d, c.Describe())
 	}
 	return string(cl.QueryResults[id].Reply)
 }

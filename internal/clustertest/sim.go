@@ -50,7 +50,22 @@ type simOp struct {
 // (message loss, duplication, reordering, partitions including one-way ones, crashes that drop,
 // cut or tear unsynced data) at rates drawn from the seed. Invariants are checked after every
 // event; the history is checked for linearizability at the end.
-func Simulate(t *testing.T, seed uint64, simTime time.Duration) SimReport {
+// simAbort carries a member's or the harness's failure out of the run.
+type simAbort struct{ msg string }
+
+func Simulate(t *testing.T, seed uint64, simTime time.Duration) (rep SimReport) {
+	rep.Seed = seed
+	defer func() {
+		// A member that stops (a storage error, raft's own panic on an impossible log) is a
+		// finding of the run, reported with its seed like any other violation.
+		if r := recover(); r != nil {
+			msg := fmt.Sprint(r)
+			if a, ok := r.(simAbort); ok {
+				msg = a.msg
+			}
+			rep.Violations = append(rep.Violations, "a member or the harness stopped: "+msg)
+		}
+	}()
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	nodes := 3
 	if rng.IntN(3) == 0 {
@@ -62,6 +77,7 @@ func Simulate(t *testing.T, seed uint64, simTime time.Duration) SimReport {
 		NewService: func(int) service.Service { return NewProbe() },
 		Tune:       func(cfg *replica.Config) { cfg.Container.SnapshotIntervalEntries = snapEvery },
 	})
+	c.Fatalf = func(format string, args ...any) { panic(simAbort{fmt.Sprintf(format, args...)}) }
 	// Swarm testing: each seed draws its own fault rates, so some seeds hammer one fault.
 	c.DropRate = []float64{0, 0.01, 0.05, 0.15}[rng.IntN(4)]
 	c.DupRate = []float64{0, 0.02, 0.1}[rng.IntN(3)]
@@ -70,8 +86,14 @@ func Simulate(t *testing.T, seed uint64, simTime time.Duration) SimReport {
 	pPartition := []float64{0, 0.01, 0.03}[rng.IntN(3)]
 	pHeal := 0.1
 	pRestart := 0.15
+	// Clock skew: members' clocks disagree by up to half a second (cluster time must follow the
+	// leaders' clocks only).
+	for _, n := range c.Nodes {
+		n.Skew = time.Duration(rng.Int64N(int64(500 * time.Millisecond)))
+	}
+	var leaderSkew time.Duration = -1 // the largest skew of any member that led so far
 
-	rep := SimReport{Seed: seed, Nodes: nodes}
+	rep.Nodes = nodes
 	violate := func(format string, args ...any) {
 		if len(rep.Violations) < 20 {
 			rep.Violations = append(rep.Violations, fmt.Sprintf("t=%s ", c.Elapsed())+fmt.Sprintf(format, args...))
@@ -94,6 +116,7 @@ func Simulate(t *testing.T, seed uint64, simTime time.Duration) SimReport {
 			}
 			role, term, commit, applied := n.R.Progress()
 			if role == service.Leader {
+				leaderSkew = max(leaderSkew, n.Skew)
 				if l, ok := leaderOf[term]; ok && l != n.ID {
 					violate("two leaders in term %d: %d and %d", term, l, n.ID)
 				}
@@ -103,6 +126,13 @@ func Simulate(t *testing.T, seed uint64, simTime time.Duration) SimReport {
 				violate("member %d's commit index went back from %d to %d", n.ID, lastCommit[n.ID], commit)
 			}
 			lastCommit[n.ID] = commit
+			// Cluster time comes from leaders' stamps only: it never runs ahead of the fastest
+			// leader clock so far.
+			if leaderSkew >= 0 {
+				if ct := n.R.Container().ClusterTime(); ct > c.now+int64(leaderSkew) {
+					violate("member %d's cluster time is %s ahead of every leader's clock", n.ID, time.Duration(ct-c.now-int64(leaderSkew)))
+				}
+			}
 			if applied != lastApplied[n.ID] {
 				lastApplied[n.ID] = applied
 				h := fnv.New64a()

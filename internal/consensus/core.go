@@ -10,6 +10,8 @@ import (
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/tandem-cluster/tandem/internal/bugs"
 )
 
 // ErrNotLeader is returned (wrapped in a *NotLeaderError) when a proposal or read is made on a
@@ -133,7 +135,7 @@ func New(cfg Config, st Storage, peers []raft.Peer, applied uint64) (*Core, erro
 		MaxUncommittedEntriesSize: cfg.MaxUncommittedBytes,
 		CheckQuorum:               true,
 		PreVote:                   true,
-		DisableProposalForwarding: true,
+		DisableProposalForwarding: !bugs.Active("follower-forwards"),
 		ReadOnlyOption:            raft.ReadOnlySafe,
 		StepDownOnRemoval:         true,
 		Logger:                    &raftLogger{l: cfg.Logger.With("component", "raft")},
@@ -218,7 +220,7 @@ func (c *Core) Propose(data []byte) error {
 	if c.err != nil {
 		return ErrStopped
 	}
-	if c.rn.BasicStatus().RaftState != raft.StateLeader {
+	if c.rn.BasicStatus().RaftState != raft.StateLeader && !bugs.Active("follower-forwards") {
 		return c.notLeader()
 	}
 	if err := c.rn.Propose(data); err != nil {
@@ -337,6 +339,17 @@ func (c *Core) Process(h Handler) error {
 		if len(rd.Messages) > 0 {
 			h.Send(rd.Messages)
 		}
+		if bugs.Active("ack-before-commit") && c.state.Role == raft.StateLeader {
+			// Planted bug: treat what this member persisted as committed.
+			for _, e := range rd.Entries {
+				if e.GetIndex() != c.applied+1 || e.GetType() != pb.EntryNormal {
+					break
+				}
+				if err := c.apply(h, e); err != nil {
+					return err
+				}
+			}
+		}
 		if !raft.IsEmptySnap(rd.Snapshot) {
 			if err := h.InstallSnapshot(rd.Snapshot); err != nil {
 				return err
@@ -345,6 +358,9 @@ func (c *Core) Process(h Handler) error {
 			c.applied = rd.Snapshot.GetMetadata().GetIndex()
 		}
 		for _, e := range rd.CommittedEntries {
+			if e.GetIndex() <= c.applied {
+				continue // applied early (only under the planted ack-before-commit bug)
+			}
 			if err := c.apply(h, e); err != nil {
 				return err
 			}

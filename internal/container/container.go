@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tandem-cluster/tandem/internal/bugs"
 	"github.com/tandem-cluster/tandem/internal/wire"
 	"github.com/tandem-cluster/tandem/service"
 )
@@ -397,7 +398,7 @@ func (c *Container) command(it *wire.Item) {
 		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusEvicted})
 		return
 	}
-	if r, dup := s.window[it.Seq]; dup {
+	if r, dup := s.window[it.Seq]; dup && !bugs.Active("no-dedup") {
 		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusOK, Payload: r})
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 
+	"github.com/tandem-cluster/tandem/internal/bugs"
 	"github.com/tandem-cluster/tandem/internal/consensus"
 	"github.com/tandem-cluster/tandem/internal/container"
 	"github.com/tandem-cluster/tandem/internal/wire"
@@ -425,7 +426,7 @@ func (r *Replica) Close() error {
 
 // ClientRequest handles a request from a client connection.
 func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
-	if !r.isLeader() {
+	if !r.isLeader() && !(bugs.Active("follower-forwards") && m.Kind == wire.CCommand) {
 		r.redirect(conn, m)
 		return
 	}
@@ -587,8 +588,14 @@ func (r *Replica) propose(items []wire.Item) {
 // Process proposes what is pending, runs the consensus core (persist, send, apply) and serves
 // the queries whose read index was applied. Call it after every input.
 func (r *Replica) Process() error {
-	if r.isLeader() {
+	if r.isLeader() || bugs.Active("follower-forwards") {
 		r.flush()
+	}
+	if r.isLeader() && bugs.Active("read-without-readindex") {
+		r.readyReads = append(r.readyReads, readyRead{index: 0, reads: r.newReads})
+		r.newReads = nil
+	}
+	if r.isLeader() {
 		if len(r.newReads) > 0 {
 			reads := r.newReads
 			r.newReads = nil
