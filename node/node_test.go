@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -351,5 +352,102 @@ func TestParseMembers(t *testing.T) {
 		if _, err := ParseMembers(bad); err == nil {
 			t.Fatalf("ParseMembers(%q) accepted", bad)
 		}
+	}
+}
+
+func TestHostileInputOnClientPort(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	for i := range 3 {
+		c.start(i)
+	}
+	l, term := c.leader(15 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := c.dial(ctx)
+	before := inc(ctx, t, cl)
+	huge := binary.LittleEndian.AppendUint32(nil, 1<<30)
+	badCRC := wire.AppendFrame(nil, wire.FrameClient, wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.CQuery, RequestID: 1}))
+	badCRC[len(badCRC)-1] ^= 1
+	attacks := []struct {
+		name, reason string
+		bytes        []byte
+	}{
+		{"garbage", "reading", []byte("\x00\x01garbage garbage garbage garbage")},
+		{"oversized", "frame too large", append(huge, 1, 5)},
+		{"bad checksum", "checksum", badCRC},
+		{"member frame on the client port", "unexpected frame kind", wire.AppendFrame(nil, wire.FrameRaft, []byte("x"))},
+		{"unknown message kind", "bad request", wire.AppendFrame(nil, wire.FrameClient, []byte{wire.Version, 200})},
+		{"truncated", "unexpected EOF", wire.AppendFrame(nil, wire.FrameClient, wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.CQuery, RequestID: 1, Payload: []byte("abc")}))[:12]},
+	}
+	for _, a := range attacks {
+		conn, err := net.Dial("tcp", c.clients[l])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write(a.bytes); err != nil {
+			t.Fatal(err)
+		}
+		if a.name == "truncated" {
+			conn.(*net.TCPConn).CloseWrite()
+		}
+		expectClosed(t, conn, a.name)
+		conn.Close()
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(c.members[l].logs.String(), a.reason) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no log line with %q:\n%s", a.name, a.reason, c.members[l].logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	// Replayed and out-of-order commands on a raw session: each applied once.
+	conn, err := net.Dial("tcp", c.clients[l])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sid := wire.SessionID{0xab, 0xcd}
+	send := func(m wire.ClientMsg) {
+		if _, err := conn.Write(wire.AppendFrame(nil, wire.FrameClient, wire.AppendClientMsg(nil, &m))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	incReq := counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})
+	send(wire.ClientMsg{Kind: wire.COpen, Session: sid})
+	send(wire.ClientMsg{Kind: wire.CCommand, Session: sid, Seq: 2, LowestUnacked: 1, Payload: incReq}) // out of order
+	send(wire.ClientMsg{Kind: wire.CCommand, Session: sid, Seq: 1, LowestUnacked: 1, Payload: incReq})
+	send(wire.ClientMsg{Kind: wire.CCommand, Session: sid, Seq: 2, LowestUnacked: 1, Payload: incReq}) // replayed
+	send(wire.ClientMsg{Kind: wire.CCommand, Session: sid, Seq: 1, LowestUnacked: 1, Payload: incReq}) // replayed
+	replies := map[wire.Seq][]int64{}
+	r := bufio.NewReader(conn)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for n := 0; n < 4; {
+		_, body, _, err := wire.ReadFrame(r, 1<<20, nil)
+		if err != nil {
+			t.Fatalf("reading replies: %v (got %v)", err, replies)
+		}
+		m, err := wire.DecodeClientMsg(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Kind != wire.CResponse {
+			continue
+		}
+		resp, _ := counter.DecodeResponse(m.Payload)
+		replies[m.Seq] = append(replies[m.Seq], resp.Value)
+		n++
+	}
+	for seq, vs := range replies {
+		if len(vs) != 2 || vs[0] != vs[1] {
+			t.Fatalf("seq %d answered %v: a replay must get the original answer", seq, vs)
+		}
+	}
+	after := inc(ctx, t, cl)
+	if after != before+3 {
+		t.Fatalf("counter went from %d to %d: two commands, replayed, must count twice and the client's once more", before, after)
+	}
+	if nl, nt := c.leader(time.Second); nl != l || nt != term {
+		t.Fatalf("leader/term changed from %d/%d to %d/%d", l, term, nl, nt)
 	}
 }
