@@ -53,8 +53,16 @@ type simOp struct {
 // simAbort carries a member's or the harness's failure out of the run.
 type simAbort struct{ msg string }
 
-func Simulate(t *testing.T, seed uint64, simTime time.Duration) (rep SimReport) {
-	rep.Seed = seed
+// Simulate runs one seed: GenerateSchedule, then RunSchedule.
+func Simulate(t *testing.T, seed uint64, simTime time.Duration) SimReport {
+	return RunSchedule(t, GenerateSchedule(seed, simTime))
+}
+
+// RunSchedule runs a fault schedule against a simulated cluster with simulated clients whose
+// operations are drawn from the schedule's seed. Invariants are checked after every event; the
+// history is checked for linearizability at the end.
+func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
+	rep.Seed = sch.Seed
 	defer func() {
 		// A member that stops (a storage error, raft's own panic on an impossible log) is a
 		// finding of the run, reported with its seed like any other violation.
@@ -66,33 +74,19 @@ func Simulate(t *testing.T, seed uint64, simTime time.Duration) (rep SimReport) 
 			rep.Violations = append(rep.Violations, "a member or the harness stopped: "+msg)
 		}
 	}()
-	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	nodes := 3
-	if rng.IntN(3) == 0 {
-		nodes = 5
-	}
-	snapEvery := uint64(20 + rng.IntN(200))
+	rng := rand.New(rand.NewPCG(sch.Seed, 0xc11e)) // the clients' choices
+	nodes := sch.Nodes
 	c := New(t, Options{
-		Nodes: nodes, Seed: seed, MarginEntries: uint64(5 + rng.IntN(50)), SegmentBytes: 2 << 10,
+		Nodes: nodes, Seed: sch.Seed, MarginEntries: sch.Margin, SegmentBytes: 2 << 10,
 		NewService: func(int) service.Service { return NewProbe() },
-		Tune:       func(cfg *replica.Config) { cfg.Container.SnapshotIntervalEntries = snapEvery },
+		Tune:       func(cfg *replica.Config) { cfg.Container.SnapshotIntervalEntries = sch.SnapEvery },
 	})
 	c.Fatalf = func(format string, args ...any) { panic(simAbort{fmt.Sprintf(format, args...)}) }
-	// Swarm testing: each seed draws its own fault rates, so some seeds hammer one fault.
-	c.DropRate = []float64{0, 0.01, 0.05, 0.15}[rng.IntN(4)]
-	c.DupRate = []float64{0, 0.02, 0.1}[rng.IntN(3)]
-	c.Reorder = rng.IntN(2) == 0
-	pCrash := []float64{0, 0.01, 0.03}[rng.IntN(3)]
-	pPartition := []float64{0, 0.01, 0.03}[rng.IntN(3)]
-	pHeal := 0.1
-	pRestart := 0.15
-	// Clock skew: members' clocks disagree by up to half a second (cluster time must follow the
-	// leaders' clocks only).
-	for _, n := range c.Nodes {
-		n.Skew = time.Duration(rng.Int64N(int64(500 * time.Millisecond)))
+	c.DropRate, c.DupRate, c.Reorder = sch.Drop, sch.Dup, sch.Reorder
+	for i, n := range c.Nodes {
+		n.Skew = sch.Skews[i]
 	}
 	var leaderSkew time.Duration = -1 // the largest skew of any member that led so far
-
 	rep.Nodes = nodes
 	violate := func(format string, args ...any) {
 		if len(rep.Violations) < 20 {
@@ -147,7 +141,7 @@ func Simulate(t *testing.T, seed uint64, simTime time.Duration) (rep SimReport) 
 	}
 
 	var ops []*simOp
-	clients := make([]*Client, 3)
+	clients := make([]*Client, simClients)
 	for i := range clients {
 		clients[i] = c.NewClient()
 	}
@@ -171,47 +165,36 @@ func Simulate(t *testing.T, seed uint64, simTime time.Duration) (rep SimReport) 
 
 	down := map[int]bool{}
 	step := 100 * time.Millisecond
-	for c.Elapsed() < simTime {
+	next := 0
+	for c.Elapsed() < sch.Run {
 		for i := range clients {
 			if rng.IntN(2) == 0 {
 				issue(i)
 			}
 		}
-		switch r := rng.Float64(); {
-		case r < pCrash:
-			id := rng.IntN(nodes)
-			if !down[id] {
-				c.Crash(id)
-				down[id] = true
-				rep.Crashes++
-			}
-		case r < pCrash+pPartition:
-			// A side of members and clients: a client may be cut off with a minority (where a
-			// deposed leader could serve it stale reads if reads skipped ReadIndex).
-			var side []int
-			for id := range nodes {
-				if rng.IntN(2) == 0 {
-					side = append(side, id)
+		for next < len(sch.Faults) && sch.Faults[next].At <= c.Elapsed() {
+			f := sch.Faults[next]
+			next++
+			switch f.Op {
+			case "crash":
+				if !down[f.Args[0]] {
+					c.Crash(f.Args[0])
+					down[f.Args[0]] = true
+					rep.Crashes++
 				}
-			}
-			for i := range clients {
-				if rng.IntN(2) == 0 {
-					side = append(side, clientBase+i)
+			case "restart":
+				if down[f.Args[0]] {
+					c.Start(f.Args[0])
+					delete(down, f.Args[0])
 				}
-			}
-			if rng.IntN(3) == 0 && len(side) > 0 {
-				c.CutOneWay(side[0], (side[0]+1)%nodes)
-			} else {
-				c.Partition(side...)
-			}
-			rep.Partitions++
-		case r < pCrash+pPartition+pHeal:
-			c.Heal()
-		}
-		for id := range down {
-			if rng.Float64() < pRestart {
-				c.Start(id)
-				delete(down, id)
+			case "partition":
+				c.Partition(f.Args...)
+				rep.Partitions++
+			case "cut":
+				c.CutOneWay(f.Args[0], f.Args[1])
+				rep.Partitions++
+			case "heal":
+				c.Heal()
 			}
 		}
 		c.Run(step)
@@ -220,8 +203,10 @@ func Simulate(t *testing.T, seed uint64, simTime time.Duration) (rep SimReport) 
 	// Quiesce: heal, restart everything, and let every client finish what it started.
 	c.Heal()
 	c.DropRate, c.DupRate = 0, 0
-	for id := range down {
-		c.Start(id)
+	for id := range nodes { // in id order: map order must not reach the simulation
+		if down[id] {
+			c.Start(id)
+		}
 	}
 	done := func() bool {
 		for _, cl := range clients {

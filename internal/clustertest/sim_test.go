@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -26,10 +27,12 @@ func TestSimulation(t *testing.T) {
 	minOps, minCrashSeeds := int(^uint(0)>>1), 0
 	for seed := first; seed < first+n; seed++ {
 		t.Run("seed="+strconv.FormatUint(seed, 10), func(t *testing.T) {
-			rep := Simulate(t, seed, simTime)
+			sch := GenerateSchedule(seed, simTime)
+			rep := RunSchedule(t, sch)
 			if len(rep.Violations) > 0 {
-				t.Fatalf("%s\n%s\nreplay: go test ./internal/clustertest -run 'TestSimulation/seed=%d$' -v",
-					rep, sortedViolations(rep.Violations), seed)
+				t.Fatalf("%s\n%s\nreplay: go test ./internal/clustertest -run 'TestSimulation/seed=%d$' -v\n"+
+					"keep it as a regression: save this schedule as internal/clustertest/testdata/schedules/NAME.txt, with a comment on what it found:\n%s",
+					rep, sortedViolations(rep.Violations), seed, sch)
 			}
 			if testing.Verbose() {
 				t.Log(rep)
@@ -52,5 +55,46 @@ func TestSimulation(t *testing.T) {
 		n, total.Ops, total.Acked, total.Crashes, minCrashSeeds, total.Partitions, total.LeaderTerms, minOps)
 	if n >= 20 && (minCrashSeeds == 0 || total.Partitions == 0) {
 		t.Fatalf("the seed budget injected no crash or no partition: the simulation proves little")
+	}
+}
+
+// TestRegressionSchedules replays every schedule kept in testdata/schedules: each once found a
+// bug (the file says which), and must pass from then on.
+func TestRegressionSchedules(t *testing.T) {
+	files, err := filepath.Glob("testdata/schedules/*.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no schedules found: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			text, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sch, err := ParseSchedule(string(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep := RunSchedule(t, sch)
+			if len(rep.Violations) > 0 {
+				t.Fatalf("%s\n%s", rep, sortedViolations(rep.Violations))
+			}
+			if rep.Crashes == 0 || rep.Acked == 0 {
+				t.Fatalf("the schedule exercised nothing: %s", rep)
+			}
+		})
+	}
+}
+
+func TestScheduleRoundTrip(t *testing.T) {
+	for seed := uint64(1); seed <= 50; seed++ {
+		sch := GenerateSchedule(seed, 30*time.Second)
+		back, err := ParseSchedule(sch.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back.String() != sch.String() {
+			t.Fatalf("seed %d: the script does not read back the same:\n%s\n---\n%s", seed, sch, back)
+		}
 	}
 }
