@@ -7,3 +7,5 @@ require (
 	go.etcd.io/raft/v3 v3.7.0
 	google.golang.org/protobuf v1.36.11
 )
+
+require github.com/HdrHistogram/hdrhistogram-go v1.4.0

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -92,5 +93,21 @@ func TestSeedScenarios(t *testing.T) {
 	out, stderr, code = runCLI(t, pc.bin, "archive", "verify", filepath.Join(pc.dir, "node-"+string(rune('0'+l))))
 	if code != 0 || !strings.Contains(out, "ok") || !strings.Contains(out, "entries") {
 		t.Fatalf("archive verify exited %d:\n%s%s", code, out, stderr)
+	}
+}
+
+func TestBenchJSON(t *testing.T) {
+	out, stderr, code := runCLI(t, tandemBinary(t), "bench", "--duration", "1s", "--warmup", "200ms",
+		"--clients", "2", "--inflight", "4", "--workload", "mix", "--json")
+	if code != 0 {
+		t.Fatalf("bench exited %d: %s", code, stderr)
+	}
+	var r BenchResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("bench --json printed %q: %v", out, err)
+	}
+	if r.Ops == 0 || r.OpsPerSec <= 0 || r.P50us <= 0 || r.P99us < r.P50us || r.Nodes != 3 || !r.Fsync ||
+		r.Layout != "in-process" || r.Clients != 2 || r.Inflight != 4 {
+		t.Fatalf("implausible result: %+v", r)
 	}
 }

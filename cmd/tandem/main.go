@@ -35,6 +35,7 @@ func init() {
 		{"node", "run one cluster member (tandem node 0|1|2 for the seed's localhost cluster)", runNode},
 		{"client", "send counter commands to a cluster (increment, decrement, get, reset)", runClient},
 		{"demo", "three members and a client in one process: election, failover, restart", runDemo},
+		{"bench", "measure a three-member cluster: throughput and latency, fsync on", runBench},
 		{"clean", "remove the data of the localhost cluster (--all: also logs)", runClean},
 		{"archive", "inspect a data directory (tandem archive verify <dir>)", runArchive},
 		{"help", "show help for a verb", runHelp},

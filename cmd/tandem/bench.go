@@ -1,0 +1,386 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/tandem-cluster/tandem/client"
+	"github.com/tandem-cluster/tandem/examples/counter"
+	"github.com/tandem-cluster/tandem/node"
+	"github.com/tandem-cluster/tandem/service"
+)
+
+const benchHelp = `Usage: tandem bench [flags]
+
+Measures a three-member cluster with real TCP and real fsync, driven through the real client:
+--clients sessions, each with --inflight commands pipelined, for --duration after --warmup. Only
+acknowledged commands count (one increment is one operation). By default the members run in this
+process; --processes starts them as separate tandem node processes; --endpoints measures a
+running cluster.
+
+Flags:
+`
+
+const benchExamples = `
+Examples:
+  tandem bench                                   # in-process, 4 clients x 64 in flight, 10 s
+  tandem bench --processes --clients 8 --inflight 32 --json
+  tandem bench --clients 1 --inflight 1          # one command at a time: latency
+  tandem bench --workload query
+  tandem bench --endpoints 127.0.0.1:9000,127.0.0.1:9001,127.0.0.1:9002
+`
+
+// BenchResult is what --json prints.
+type BenchResult struct {
+	OpsPerSec float64 `json:"ops_per_sec"`
+	Ops       int64   `json:"ops"`
+	Errors    int64   `json:"errors"`
+	P50us     float64 `json:"p50_us"`
+	P90us     float64 `json:"p90_us"`
+	P99us     float64 `json:"p99_us"`
+	P999us    float64 `json:"p999_us"`
+	Maxus     float64 `json:"max_us"`
+	Nodes     int     `json:"nodes"`
+	Fsync     bool    `json:"fsync"`
+	Layout    string  `json:"layout"`
+	Clients   int     `json:"clients"`
+	Inflight  int     `json:"inflight"`
+	Workload  string  `json:"workload"`
+	Duration  float64 `json:"duration_s"`
+	// Per member, where known: CPU seconds used during the measurement and resident memory.
+	NodeCPUSeconds []float64 `json:"node_cpu_seconds,omitempty"`
+	NodeRSSMiB     []float64 `json:"node_rss_mib,omitempty"`
+}
+
+func runBench(args []string) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	clients := fs.Int("clients", 4, "client sessions")
+	inflight := fs.Int("inflight", 64, "commands in flight per session")
+	duration := fs.Duration("duration", 10*time.Second, "measured time")
+	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured time before it")
+	workload := fs.String("workload", "inc", "inc (increments), query (linearizable GETs) or mix (half each)")
+	endpoints := fs.String("endpoints", "", "measure a running cluster at these client endpoints")
+	processes := fs.Bool("processes", false, "run the members as separate tandem node processes")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	fs.Usage = func() { fmt.Fprint(os.Stderr, benchHelp); fs.PrintDefaults(); fmt.Fprint(os.Stderr, benchExamples) }
+	if _, err := parseInterspersed(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if *workload != "inc" && *workload != "query" && *workload != "mix" {
+		fmt.Fprintf(os.Stderr, "tandem bench: --workload %q: want inc, query or mix\n", *workload)
+		return exitUsage
+	}
+	if *clients < 1 || *inflight < 1 {
+		fmt.Fprintln(os.Stderr, "tandem bench: --clients and --inflight must be at least 1")
+		return exitUsage
+	}
+	res := BenchResult{Clients: *clients, Inflight: *inflight, Workload: *workload, Nodes: 3, Fsync: true}
+	var eps []string
+	var cpu func() []float64
+	var rss func() []float64
+	switch {
+	case *endpoints != "":
+		eps = strings.Split(*endpoints, ",")
+		res.Layout, res.Nodes = "external", len(eps)
+	case *processes:
+		res.Layout = "processes"
+		cl, err := startBenchProcesses()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
+			return exitFailed
+		}
+		defer cl.stop()
+		eps, cpu, rss = cl.clients, cl.cpu, cl.rss
+	default:
+		res.Layout = "in-process"
+		stop, e, err := startBenchInProcess()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
+			return exitFailed
+		}
+		defer stop()
+		eps = e
+		cpu = func() []float64 {
+			var ru syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+			return []float64{tvSeconds(ru.Utime) + tvSeconds(ru.Stime)}
+		}
+		rss = func() []float64 { return []float64{procRSSMiB(os.Getpid())} }
+	}
+	if err := runLoad(eps, *clients, *inflight, *warmup, *duration, *workload, &res, cpu, rss); err != nil {
+		fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
+		return exitFailed
+	}
+	if *asJSON {
+		b, _ := json.Marshal(res)
+		fmt.Println(string(b))
+		return exitOK
+	}
+	fmt.Printf("%s, %d members (%s, fsync on), %d clients x %d in flight, %s measured\n",
+		res.Workload, res.Nodes, res.Layout, res.Clients, res.Inflight, time.Duration(res.Duration*float64(time.Second)).Round(time.Millisecond))
+	fmt.Printf("throughput  %.0f ops/s (%d ops, %d errors)\n", res.OpsPerSec, res.Ops, res.Errors)
+	fmt.Printf("latency     p50 %.0f µs  p90 %.0f µs  p99 %.0f µs  p99.9 %.0f µs  max %.0f µs\n", res.P50us, res.P90us, res.P99us, res.P999us, res.Maxus)
+	for i := range res.NodeCPUSeconds {
+		fmt.Printf("member %d    cpu %.2f s  rss %.0f MiB\n", i, res.NodeCPUSeconds[i], res.NodeRSSMiB[i])
+	}
+	if res.Layout == "in-process" {
+		fmt.Println("(in-process: cpu and rss are the whole process, members and clients together)")
+	}
+	return exitOK
+}
+
+func tvSeconds(tv syscall.Timeval) float64 { return float64(tv.Sec) + float64(tv.Usec)/1e6 }
+
+// procRSSMiB reads VmRSS of a process from /proc (0 when unavailable).
+func procRSSMiB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// procCPUSeconds reads utime+stime of a process from /proc (clock ticks of 1/100 s).
+func procCPUSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / 100
+}
+
+func runLoad(eps []string, clients, inflight int, warmup, duration time.Duration, workload string,
+	res *BenchResult, cpu, rss func() []float64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), warmup+duration+30*time.Second)
+	defer cancel()
+	var cls []*client.Client
+	for range clients {
+		c, err := client.Dial(ctx, client.Config{Endpoints: eps, MaxInFlight: max(inflight, 1)})
+		if err != nil {
+			return fmt.Errorf("dial: %w", err)
+		}
+		defer c.Close()
+		cls = append(cls, c)
+	}
+	inc := counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})
+	get := counter.EncodeRequest(counter.Request{Op: counter.OpGet})
+	var measuring atomic.Bool
+	var ops, errs atomic.Int64
+	stopAt := time.Now().Add(warmup + duration)
+	var mu sync.Mutex
+	total := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
+	var wg sync.WaitGroup
+	for ci, c := range cls {
+		for k := range inflight {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
+				query := workload == "query" || (workload == "mix" && (ci+k)%2 == 1)
+				for time.Now().Before(stopAt) {
+					t0 := time.Now()
+					var err error
+					if query {
+						_, err = c.Query(ctx, get)
+					} else {
+						_, err = c.Send(ctx, inc)
+					}
+					if !measuring.Load() {
+						continue
+					}
+					if err != nil {
+						errs.Add(1)
+						continue
+					}
+					ops.Add(1)
+					_ = h.RecordValue(max(1, time.Since(t0).Microseconds()))
+				}
+				mu.Lock()
+				total.Merge(h)
+				mu.Unlock()
+			}()
+		}
+	}
+	time.Sleep(warmup) // the warm-up is a fixed stretch of load by definition
+	var cpu0 []float64
+	if cpu != nil {
+		cpu0 = cpu()
+	}
+	measuring.Store(true)
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	for time.Now().Before(stopAt) {
+		<-tick.C
+		el := time.Since(start).Seconds()
+		fmt.Fprintf(os.Stderr, "\r%5.1fs  %8.0f ops/s  %d errors", el, float64(ops.Load())/el, errs.Load())
+	}
+	tick.Stop()
+	wg.Wait()
+	el := time.Since(start)
+	fmt.Fprintln(os.Stderr)
+	res.Duration = el.Seconds()
+	res.Ops, res.Errors = ops.Load(), errs.Load()
+	res.OpsPerSec = float64(res.Ops) / el.Seconds()
+	res.P50us = float64(total.ValueAtQuantile(50))
+	res.P90us = float64(total.ValueAtQuantile(90))
+	res.P99us = float64(total.ValueAtQuantile(99))
+	res.P999us = float64(total.ValueAtQuantile(99.9))
+	res.Maxus = float64(total.Max())
+	if cpu != nil {
+		for i, v := range cpu() {
+			res.NodeCPUSeconds = append(res.NodeCPUSeconds, v-cpu0[i])
+		}
+		res.NodeRSSMiB = rss()
+	}
+	return nil
+}
+
+func benchMembers() ([]node.Member, []string, error) {
+	addrs, err := freePorts(6)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ms []node.Member
+	var eps []string
+	for i := range 3 {
+		ms = append(ms, node.Member{ID: i, ClientAddr: addrs[2*i], MemberAddr: addrs[2*i+1]})
+		eps = append(eps, addrs[2*i])
+	}
+	return ms, eps, nil
+}
+
+func startBenchInProcess() (stop func(), eps []string, err error) {
+	dir, err := os.MkdirTemp("", "tandem-bench-")
+	if err != nil {
+		return nil, nil, err
+	}
+	ms, eps, err := benchMembers()
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var nodes []*node.Node
+	for i := range 3 {
+		cfg := node.DefaultConfig()
+		cfg.ID, cfg.Members, cfg.DataDir = i, ms, filepath.Join(dir, fmt.Sprintf("node-%d", i))
+		n, err := node.New(cfg, counter.New())
+		if err != nil {
+			cancel()
+			return nil, nil, err
+		}
+		nodes = append(nodes, n)
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = n.Run(ctx) }()
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for !hasLeader(nodes) {
+		if time.Now().After(deadline) {
+			cancel()
+			return nil, nil, errors.New("no leader within 15 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return func() { cancel(); wg.Wait(); _ = os.RemoveAll(dir) }, eps, nil
+}
+
+func hasLeader(ns []*node.Node) bool {
+	for _, n := range ns {
+		if n.Status().Role == service.Leader {
+			return true
+		}
+	}
+	return false
+}
+
+type benchProcs struct {
+	dir     string
+	cmds    []*exec.Cmd
+	clients []string
+}
+
+func startBenchProcesses() (*benchProcs, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "tandem-bench-")
+	if err != nil {
+		return nil, err
+	}
+	ms, eps, err := benchMembers()
+	if err != nil {
+		return nil, err
+	}
+	var parts []string
+	for _, m := range ms {
+		parts = append(parts, fmt.Sprintf("%d,%s,%s", m.ID, m.ClientAddr, m.MemberAddr))
+	}
+	bp := &benchProcs{dir: dir, clients: eps}
+	for i := range 3 {
+		cmd := exec.Command(exe, "node", strconv.Itoa(i), "--members", strings.Join(parts, "|"),
+			"--data", filepath.Join(dir, fmt.Sprintf("node-%d", i)))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			bp.stop()
+			return nil, err
+		}
+		bp.cmds = append(bp.cmds, cmd)
+	}
+	return bp, nil
+}
+
+func (b *benchProcs) cpu() []float64 {
+	var out []float64
+	for _, c := range b.cmds {
+		out = append(out, procCPUSeconds(c.Process.Pid))
+	}
+	return out
+}
+
+func (b *benchProcs) rss() []float64 {
+	var out []float64
+	for _, c := range b.cmds {
+		out = append(out, procRSSMiB(c.Process.Pid))
+	}
+	return out
+}
+
+func (b *benchProcs) stop() {
+	for _, c := range b.cmds {
+		_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+		_ = c.Wait()
+	}
+	_ = os.RemoveAll(b.dir)
+}
