@@ -186,6 +186,31 @@ func expectClosed(t *testing.T, conn net.Conn, what string) {
 	}
 }
 
+// attack sends bytes on a fresh connection to addr and expects the member to close it and to log
+// a line containing reason.
+func attack(t *testing.T, addr string, bytes []byte, halfClose bool, logs *syncBuffer, name, reason string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write(bytes); err != nil {
+		t.Fatal(err)
+	}
+	if halfClose {
+		conn.(*net.TCPConn).CloseWrite()
+	}
+	expectClosed(t, conn, name)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), reason) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no log line with %q; logs:\n%s", name, reason, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func handshake(cluster string, from, to uint64) []byte {
 	return wire.AppendFrame(nil, wire.FrameHandshake, wire.AppendHandshake(nil, &wire.Handshake{ClusterID: cluster, SenderID: from, ReceiverID: to}))
 }
@@ -230,25 +255,8 @@ func TestHostileInputOnMemberPort(t *testing.T) {
 		}()...), "checksum"},
 	}
 	for _, a := range attacks {
-		conn, err := net.Dial("tcp", c.members[a.target].cfg.Members[a.target].MemberAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Write(a.bytes); err != nil {
-			t.Fatal(err)
-		}
-		if a.name == "truncated frame" {
-			conn.(*net.TCPConn).CloseWrite()
-		}
-		expectClosed(t, conn, a.name)
-		conn.Close()
-		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(c.members[a.target].logs.String(), a.reason) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no log line with %q; logs:\n%s", a.name, a.reason, c.members[a.target].logs.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		attack(t, c.members[a.target].cfg.Members[a.target].MemberAddr, a.bytes, a.name == "truncated frame",
+			c.members[a.target].logs, a.name, a.reason)
 	}
 	// No leader change, nothing lost, the cluster keeps serving.
 	after := inc(ctx, t, cl)
@@ -380,25 +388,7 @@ func TestHostileInputOnClientPort(t *testing.T) {
 		{"truncated", "unexpected EOF", wire.AppendFrame(nil, wire.FrameClient, wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.CQuery, RequestID: 1, Payload: []byte("abc")}))[:12]},
 	}
 	for _, a := range attacks {
-		conn, err := net.Dial("tcp", c.clients[l])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Write(a.bytes); err != nil {
-			t.Fatal(err)
-		}
-		if a.name == "truncated" {
-			conn.(*net.TCPConn).CloseWrite()
-		}
-		expectClosed(t, conn, a.name)
-		conn.Close()
-		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(c.members[l].logs.String(), a.reason) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no log line with %q:\n%s", a.name, a.reason, c.members[l].logs.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		attack(t, c.clients[l], a.bytes, a.name == "truncated", c.members[l].logs, a.name, a.reason)
 	}
 
 	// Replayed and out-of-order commands on a raw session: each applied once.

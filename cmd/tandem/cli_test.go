@@ -45,10 +45,7 @@ func TestHelpOnEveryVerb(t *testing.T) {
 // the throughput probe, Ctrl+C on the leader handing over, and archive verify.
 func TestSeedScenarios(t *testing.T) {
 	pc := newProcCluster(t, 3)
-	for i := range 3 {
-		pc.start(i)
-	}
-	l := pc.leader(15 * time.Second)
+	l := pc.startAll()
 	eps := strings.Join(pc.clients, ",")
 	out, stderr, code := runCLI(t, pc.bin, "client", "--endpoints", eps)
 	if code != 0 {

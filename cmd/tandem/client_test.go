@@ -61,10 +61,7 @@ func TestClientWithNoClusterFailsWithinTimeout(t *testing.T) {
 
 func TestCLIClientsAcrossLeaderKill(t *testing.T) {
 	pc := newProcCluster(t, 3)
-	for i := range 3 {
-		pc.start(i)
-	}
-	l := pc.leader(15 * time.Second)
+	l := pc.startAll()
 	eps := strings.Join(pc.clients, ",")
 	var attempted, acked, unknown atomic.Int64
 	var wg sync.WaitGroup
@@ -182,10 +179,7 @@ func TestSessionSurvivesOneMemberRestart(t *testing.T) { sessionAcrossDowntime(t
 // before the query started, checked over a concurrent history.
 func TestQueriesNeverStale(t *testing.T) {
 	pc := newProcCluster(t, 3)
-	for i := range 3 {
-		pc.start(i)
-	}
-	l := pc.leader(15 * time.Second)
+	l := pc.startAll()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	type op struct {
@@ -271,17 +265,10 @@ func TestQueriesNeverStale(t *testing.T) {
 // per-attempt deadline moves it to the new leader, and its command is applied once.
 func TestPausedLeaderDoesNotStallClient(t *testing.T) {
 	pc := newProcCluster(t, 3)
-	for i := range 3 {
-		pc.start(i)
-	}
-	l := pc.leader(15 * time.Second)
+	l := pc.startAll()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, client.Config{Endpoints: pc.clients})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := pc.dial(ctx)
 	before, err := increment(ctx, c)
 	if err != nil {
 		t.Fatal(err)

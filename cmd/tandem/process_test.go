@@ -132,6 +132,26 @@ func (pc *procCluster) start(i int) {
 	}()
 }
 
+// startAll starts every member and waits for a leader, which it returns.
+func (pc *procCluster) startAll() int {
+	pc.t.Helper()
+	for i := range pc.procs {
+		pc.start(i)
+	}
+	return pc.leader(15 * time.Second)
+}
+
+// dial opens a client session on the cluster, closed when the test ends.
+func (pc *procCluster) dial(ctx context.Context) *client.Client {
+	pc.t.Helper()
+	c, err := client.Dial(ctx, client.Config{Endpoints: pc.clients})
+	if err != nil {
+		pc.t.Fatal(err)
+	}
+	pc.t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func (pc *procCluster) kill(i int) {
 	p := pc.procs[i]
 	if p == nil {
@@ -209,17 +229,10 @@ func get(ctx context.Context, c *client.Client) (int64, error) {
 
 func TestProcessesSurviveLeaderKillAndFullRestart(t *testing.T) {
 	pc := newProcCluster(t, 3)
-	for i := range 3 {
-		pc.start(i)
-	}
-	l := pc.leader(15 * time.Second)
+	l := pc.startAll()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, client.Config{Endpoints: pc.clients})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := pc.dial(ctx)
 
 	// Pipelined increments from several goroutines while the leader is SIGKILLed.
 	var acked sync.Map
