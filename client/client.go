@@ -30,9 +30,17 @@ var (
 	ErrNotApplied = errors.New("tandem: not applied")
 	// ErrClosed: the client was closed.
 	ErrClosed = errors.New("tandem: client closed")
-	// ErrNoLeader wraps the waiting state when a call's context ends before any leader answered.
+	// ErrNoLeader (the client's "not leader" error: it follows redirects itself) is returned by
+	// Dial when its context ends before any member answered as the leader; the error says what
+	// the client could reach.
 	ErrNoLeader = errors.New("tandem: no leader reachable")
+	// ErrTimeout is wrapped (with context.DeadlineExceeded or context.Canceled) in every error
+	// returned because the caller's context ended: errors.Is(err, ErrTimeout).
+	ErrTimeout = errors.New("tandem: timed out")
 )
+
+// ctxErr is the caller's context error, marked as ErrTimeout.
+func ctxErr(ctx context.Context) error { return fmt.Errorf("%w: %w", ErrTimeout, ctx.Err()) }
 
 // Config configures a client.
 type Config struct {
@@ -175,7 +183,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		case <-ctx.Done():
 			w := c.Waiting()
 			c.Close()
-			return nil, fmt.Errorf("%w (%s): %w", ErrNoLeader, w, ctx.Err())
+			return nil, fmt.Errorf("%w (%s): %w", ErrNoLeader, w, ctxErr(ctx))
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
@@ -249,7 +257,7 @@ func (c *Client) Send(ctx context.Context, payload []byte) ([]byte, error) {
 	for c.err == nil && len(c.calls) >= c.cfg.MaxInFlight {
 		if ctx.Err() != nil {
 			c.mu.Unlock()
-			return nil, fmt.Errorf("%w: %w", ErrNotApplied, ctx.Err())
+			return nil, fmt.Errorf("%w: %w", ErrNotApplied, ctxErr(ctx))
 		}
 		c.waitCond(ctx)
 	}
@@ -289,9 +297,9 @@ func (c *Client) Send(ctx context.Context, payload []byte) ([]byte, error) {
 			return r.reply, r.err
 		}
 		if !sent {
-			return nil, fmt.Errorf("%w%s: %w", ErrNotApplied, w, ctx.Err())
+			return nil, fmt.Errorf("%w%s: %w", ErrNotApplied, w, ctxErr(ctx))
 		}
-		return nil, fmt.Errorf("%w%s: %w", ErrOutcomeUnknown, w, ctx.Err())
+		return nil, fmt.Errorf("%w%s: %w", ErrOutcomeUnknown, w, ctxErr(ctx))
 	}
 }
 
@@ -353,7 +361,7 @@ func (c *Client) Query(ctx context.Context, payload []byte) ([]byte, error) {
 			w = " (" + c.waitingLocked() + ")"
 		}
 		c.mu.Unlock()
-		return nil, fmt.Errorf("tandem: query%s: %w", w, ctx.Err())
+		return nil, fmt.Errorf("tandem: query%s: %w", w, ctxErr(ctx))
 	}
 }
 

@@ -20,6 +20,6 @@ func ExampleDial_noCluster() {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	_, err := client.Dial(ctx, client.Config{Endpoints: []string{addr}})
-	fmt.Println(errors.Is(err, client.ErrNoLeader), errors.Is(err, context.DeadlineExceeded))
-	// Output: true true
+	fmt.Println(errors.Is(err, client.ErrNoLeader), errors.Is(err, client.ErrTimeout), errors.Is(err, context.DeadlineExceeded))
+	// Output: true true true
 }

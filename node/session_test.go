@@ -58,3 +58,22 @@ func TestKeepAliveAndTypedExpiry(t *testing.T) {
 		t.Fatalf("counter %d: a command on the expired session was applied", r.Value)
 	}
 }
+
+// A command whose context ends while no member answers fails with ErrTimeout, and says whether it
+// may have been applied.
+func TestSendTimeoutIsTyped(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.start(0)
+	c.leader(15 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := c.dial(ctx)
+	inc(ctx, t, cl)
+	c.stop(0)
+	short, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel2()
+	_, err := cl.Send(short, counter.EncodeRequest(counter.Request{Op: counter.OpIncrement}))
+	if !errors.Is(err, client.ErrTimeout) || !(errors.Is(err, client.ErrNotApplied) || errors.Is(err, client.ErrOutcomeUnknown)) {
+		t.Fatalf("Send with the only member down: %v", err)
+	}
+}
