@@ -54,7 +54,8 @@ type Config struct {
 	// KeepAliveInterval: an idle client sends a keep-alive this often (default 2 s; the
 	// default session timeout is 10 s).
 	KeepAliveInterval time.Duration
-	// BackoffMin/Max bound the reconnect backoff, with jitter (default 20 ms and 1 s).
+	// BackoffMin/Max bound the reconnect backoff, with jitter (default 20 ms and 250 ms: an
+	// election takes 1–2 s, and a client should notice the new leader soon after).
 	BackoffMin, BackoffMax time.Duration
 	// MaxRedirects caps consecutive redirect hops before backing off (default 8).
 	MaxRedirects int
@@ -75,7 +76,7 @@ func (c *Config) defaults() {
 		c.BackoffMin = 20 * time.Millisecond
 	}
 	if c.BackoffMax == 0 {
-		c.BackoffMax = time.Second
+		c.BackoffMax = 250 * time.Millisecond
 	}
 	if c.MaxRedirects == 0 {
 		c.MaxRedirects = 8

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,6 +67,21 @@ type BenchResult struct {
 	// Per member, where known: CPU seconds used during the measurement and resident memory.
 	NodeCPUSeconds []float64 `json:"node_cpu_seconds,omitempty"`
 	NodeRSSMiB     []float64 `json:"node_rss_mib,omitempty"`
+	Payload        int       `json:"payload_bytes"`
+	// With --failover: time from a leader's SIGKILL to the next acknowledged command.
+	Failovers     int     `json:"failovers,omitempty"`
+	FailoverP50ms float64 `json:"failover_p50_ms,omitempty"`
+	FailoverP99ms float64 `json:"failover_p99_ms,omitempty"`
+	FailoverMaxms float64 `json:"failover_max_ms,omitempty"`
+}
+
+type loadSpec struct {
+	eps                []string
+	clients, inflight  int
+	warmup, duration   time.Duration
+	workload           string
+	payload, failovers int
+	procs              *benchProcs
 }
 
 func runBench(args []string) int {
@@ -77,6 +95,8 @@ func runBench(args []string) int {
 	endpoints := fs.String("endpoints", "", "measure a running cluster at these client endpoints")
 	processes := fs.Bool("processes", false, "run the members as separate tandem node processes")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	payload := fs.Int("payload", 0, "command size in bytes, 16 to 4096 (padding the increment; 0: the bare 3-byte request)")
+	failovers := fs.Int("failover", 0, "SIGKILL the leader this many times under load and report the time to the next acknowledged command (implies --processes)")
 	fs.Usage = func() { fmt.Fprint(os.Stderr, benchHelp); fs.PrintDefaults(); fmt.Fprint(os.Stderr, benchExamples) }
 	if _, err := parseInterspersed(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -88,11 +108,23 @@ func runBench(args []string) int {
 		fmt.Fprintf(os.Stderr, "tandem bench: --workload %q: want inc, query or mix\n", *workload)
 		return exitUsage
 	}
+	if *payload != 0 && (*payload < 16 || *payload > 4096) {
+		fmt.Fprintf(os.Stderr, "tandem bench: --payload %d: want 16 to 4096\n", *payload)
+		return exitUsage
+	}
+	if *failovers > 0 {
+		if *endpoints != "" {
+			fmt.Fprintln(os.Stderr, "tandem bench: --failover needs members it can kill: not with --endpoints")
+			return exitUsage
+		}
+		*processes = true
+	}
 	if *clients < 1 || *inflight < 1 {
 		fmt.Fprintln(os.Stderr, "tandem bench: --clients and --inflight must be at least 1")
 		return exitUsage
 	}
-	res := BenchResult{Clients: *clients, Inflight: *inflight, Workload: *workload, Nodes: 3, Fsync: true}
+	res := BenchResult{Clients: *clients, Inflight: *inflight, Workload: *workload, Nodes: 3, Fsync: true, Payload: *payload}
+	var bp *benchProcs
 	var eps []string
 	var cpu func() []float64
 	var rss func() []float64
@@ -108,6 +140,7 @@ func runBench(args []string) int {
 			return exitFailed
 		}
 		defer cl.stop()
+		bp = cl
 		eps, cpu, rss = cl.clients, cl.cpu, cl.rss
 	default:
 		res.Layout = "in-process"
@@ -125,7 +158,9 @@ func runBench(args []string) int {
 		}
 		rss = func() []float64 { return []float64{procRSSMiB(os.Getpid())} }
 	}
-	if err := runLoad(eps, *clients, *inflight, *warmup, *duration, *workload, &res, cpu, rss); err != nil {
+	load := loadSpec{eps: eps, clients: *clients, inflight: *inflight, warmup: *warmup, duration: *duration,
+		workload: *workload, payload: *payload, failovers: *failovers, procs: bp}
+	if err := runLoad(load, &res, cpu, rss); err != nil {
 		fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
 		return exitFailed
 	}
@@ -138,6 +173,10 @@ func runBench(args []string) int {
 		res.Workload, res.Nodes, res.Layout, res.Clients, res.Inflight, time.Duration(res.Duration*float64(time.Second)).Round(time.Millisecond))
 	fmt.Printf("throughput  %.0f ops/s (%d ops, %d errors)\n", res.OpsPerSec, res.Ops, res.Errors)
 	fmt.Printf("latency     p50 %.0f µs  p90 %.0f µs  p99 %.0f µs  p99.9 %.0f µs  max %.0f µs\n", res.P50us, res.P90us, res.P99us, res.P999us, res.Maxus)
+	if res.Failovers > 0 {
+		fmt.Printf("failover    %d leader kills: next acknowledged command after p50 %.0f ms  p99 %.0f ms  max %.0f ms\n",
+			res.Failovers, res.FailoverP50ms, res.FailoverP99ms, res.FailoverMaxms)
+	}
 	for i := range res.NodeCPUSeconds {
 		fmt.Printf("member %d    cpu %.2f s  rss %.0f MiB\n", i, res.NodeCPUSeconds[i], res.NodeRSSMiB[i])
 	}
@@ -146,6 +185,9 @@ func runBench(args []string) int {
 	}
 	return exitOK
 }
+
+// roleBanner matches the role-change line tandem node prints.
+var roleBanner = regexp.MustCompile(`ROLE CHANGE: (\S+)\s+\(leader (\S+), term (\d+)\)`)
 
 func tvSeconds(tv syscall.Timeval) float64 { return float64(tv.Sec) + float64(tv.Usec)/1e6 }
 
@@ -180,8 +222,12 @@ func procCPUSeconds(pid int) float64 {
 	return (u + st) / 100
 }
 
-func runLoad(eps []string, clients, inflight int, warmup, duration time.Duration, workload string,
-	res *BenchResult, cpu, rss func() []float64) error {
+func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
+	eps, clients, inflight, warmup, duration, workload := ls.eps, ls.clients, ls.inflight, ls.warmup, ls.duration, ls.workload
+	if ls.failovers > 0 {
+		// Each kill gets its own stretch of load: the election, the catch-up and a settle.
+		duration = max(duration, time.Duration(ls.failovers)*8*time.Second)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), warmup+duration+30*time.Second)
 	defer cancel()
 	var cls []*client.Client
@@ -195,6 +241,11 @@ func runLoad(eps []string, clients, inflight int, warmup, duration time.Duration
 	}
 	inc := counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})
 	get := counter.EncodeRequest(counter.Request{Op: counter.OpGet})
+	if ls.payload > 0 {
+		inc = counter.EncodeRequest(counter.Request{Op: counter.OpIncrement, Pad: max(1, ls.payload-len(inc)-2)})
+		get = counter.EncodeRequest(counter.Request{Op: counter.OpGet, Pad: max(1, ls.payload-len(get)-2)})
+	}
+	var lastAck atomic.Int64 // Unix nanos of the latest acknowledged command
 	var measuring atomic.Bool
 	var ops, errs atomic.Int64
 	stopAt := time.Now().Add(warmup + duration)
@@ -224,6 +275,7 @@ func runLoad(eps []string, clients, inflight int, warmup, duration time.Duration
 						continue
 					}
 					ops.Add(1)
+					lastAck.Store(time.Now().UnixNano())
 					_ = h.RecordValue(max(1, time.Since(t0).Microseconds()))
 				}
 				mu.Lock()
@@ -239,6 +291,16 @@ func runLoad(eps []string, clients, inflight int, warmup, duration time.Duration
 	}
 	measuring.Store(true)
 	start := time.Now()
+	if ls.failovers > 0 {
+		times, err := ls.procs.failovers(ls.failovers, &lastAck)
+		if err != nil {
+			return err
+		}
+		slices.Sort(times)
+		res.Failovers = len(times)
+		pick := func(q float64) float64 { return float64(times[min(len(times)-1, int(q*float64(len(times))))]) / 1e6 }
+		res.FailoverP50ms, res.FailoverP99ms, res.FailoverMaxms = pick(0.5), pick(0.99), pick(1)
+	}
 	tick := time.NewTicker(time.Second)
 	for time.Now().Before(stopAt) {
 		<-tick.C
@@ -257,11 +319,13 @@ func runLoad(eps []string, clients, inflight int, warmup, duration time.Duration
 	res.P99us = float64(total.ValueAtQuantile(99))
 	res.P999us = float64(total.ValueAtQuantile(99.9))
 	res.Maxus = float64(total.Max())
-	if cpu != nil {
+	if cpu != nil && ls.failovers == 0 { // restarted members' counters start again: not comparable
 		for i, v := range cpu() {
-			res.NodeCPUSeconds = append(res.NodeCPUSeconds, v-cpu0[i])
+			if i < len(cpu0) {
+				res.NodeCPUSeconds = append(res.NodeCPUSeconds, v-cpu0[i])
+			}
 		}
-		res.NodeRSSMiB = rss()
+		res.NodeRSSMiB = rss()[:len(res.NodeCPUSeconds)]
 	}
 	return nil
 }
@@ -328,6 +392,11 @@ type benchProcs struct {
 	dir     string
 	cmds    []*exec.Cmd
 	clients []string
+	members string
+	exe     string
+	mu      sync.Mutex
+	roles   []string
+	terms   []uint64
 }
 
 func startBenchProcesses() (*benchProcs, error) {
@@ -347,40 +416,134 @@ func startBenchProcesses() (*benchProcs, error) {
 	for _, m := range ms {
 		parts = append(parts, fmt.Sprintf("%d,%s,%s", m.ID, m.ClientAddr, m.MemberAddr))
 	}
-	bp := &benchProcs{dir: dir, clients: eps}
+	bp := &benchProcs{dir: dir, clients: eps, members: strings.Join(parts, "|"), exe: exe,
+		cmds: make([]*exec.Cmd, 3), roles: make([]string, 3), terms: make([]uint64, 3)}
 	for i := range 3 {
-		cmd := exec.Command(exe, "node", strconv.Itoa(i), "--members", strings.Join(parts, "|"),
-			"--data", filepath.Join(dir, fmt.Sprintf("node-%d", i)))
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
+		if err := bp.start(i); err != nil {
 			bp.stop()
 			return nil, err
 		}
-		bp.cmds = append(bp.cmds, cmd)
 	}
 	return bp, nil
 }
 
+// start runs member i, following the role banners it prints.
+func (b *benchProcs) start(i int) error {
+	cmd := exec.Command(b.exe, "node", strconv.Itoa(i), "--members", b.members,
+		"--data", filepath.Join(b.dir, fmt.Sprintf("node-%d", i)))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.cmds[i], b.roles[i], b.terms[i] = cmd, "", 0
+	b.mu.Unlock()
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if m := roleBanner.FindStringSubmatch(sc.Text()); m != nil {
+				term, _ := strconv.ParseUint(m[3], 10, 64)
+				b.mu.Lock()
+				if b.cmds[i] == cmd {
+					b.roles[i], b.terms[i] = m[1], term
+				}
+				b.mu.Unlock()
+			}
+		}
+	}()
+	return nil
+}
+
+// leader returns the member whose last banner says LEADER in the highest term, or -1.
+func (b *benchProcs) leader() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	best, term := -1, uint64(0)
+	for i, r := range b.roles {
+		if r == "LEADER" && b.terms[i] >= term && b.cmds[i] != nil {
+			best, term = i, b.terms[i]
+		}
+	}
+	return best
+}
+
+func (b *benchProcs) kill(i int) {
+	b.mu.Lock()
+	cmd := b.cmds[i]
+	b.cmds[i], b.roles[i] = nil, ""
+	b.mu.Unlock()
+	if cmd != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	}
+}
+
+// failovers kills the leader n times under load and returns, for each kill, the time to the
+// next acknowledged command; the killed member is restarted and left to catch up in between.
+func (b *benchProcs) failovers(n int, lastAck *atomic.Int64) ([]time.Duration, error) {
+	var out []time.Duration
+	for k := range n {
+		deadline := time.Now().Add(20 * time.Second)
+		l := b.leader()
+		for l < 0 || time.Since(time.Unix(0, lastAck.Load())) > 50*time.Millisecond {
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("failover %d: no leader with commands flowing", k+1)
+			}
+			time.Sleep(5 * time.Millisecond)
+			l = b.leader()
+		}
+		t0 := time.Now()
+		b.kill(l)
+		// The next acknowledgement: a few milliseconds of grace for answers the killed leader
+		// had already written to its sockets.
+		edge := t0.Add(5 * time.Millisecond).UnixNano()
+		for lastAck.Load() < edge {
+			if time.Since(t0) > 30*time.Second {
+				return nil, fmt.Errorf("failover %d: no command acknowledged within 30 s of the kill", k+1)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		out = append(out, time.Duration(lastAck.Load()-t0.UnixNano()))
+		fmt.Fprintf(os.Stderr, "\rfailover %d: leader %d killed, next acknowledgement after %s\n", k+1, l, out[k].Round(time.Millisecond))
+		if err := b.start(l); err != nil {
+			return nil, err
+		}
+		time.Sleep(3 * time.Second) // the restarted member catches up before the next kill
+	}
+	return out, nil
+}
+
 func (b *benchProcs) cpu() []float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	var out []float64
 	for _, c := range b.cmds {
-		out = append(out, procCPUSeconds(c.Process.Pid))
+		if c != nil {
+			out = append(out, procCPUSeconds(c.Process.Pid))
+		}
 	}
 	return out
 }
 
 func (b *benchProcs) rss() []float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	var out []float64
 	for _, c := range b.cmds {
-		out = append(out, procRSSMiB(c.Process.Pid))
+		if c != nil {
+			out = append(out, procRSSMiB(c.Process.Pid))
+		}
 	}
 	return out
 }
 
 func (b *benchProcs) stop() {
-	for _, c := range b.cmds {
-		_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
-		_ = c.Wait()
+	for i := range b.cmds {
+		b.kill(i)
 	}
 	_ = os.RemoveAll(b.dir)
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,8 +44,6 @@ func tandemBinary(t *testing.T) string {
 	}
 	return buildOnce.path
 }
-
-var roleLine = regexp.MustCompile(`ROLE CHANGE: (\S+)\s+\(leader (\S+), term (\d+)\)`)
 
 // proc is one `tandem node` process.
 type proc struct {
@@ -122,7 +119,7 @@ func (pc *procCluster) start(i int) {
 			line := sc.Text()
 			p.mu.Lock()
 			p.out.WriteString(line + "\n")
-			if m := roleLine.FindStringSubmatch(line); m != nil {
+			if m := roleBanner.FindStringSubmatch(line); m != nil {
 				p.role = m[1]
 				p.term, _ = strconv.ParseUint(m[3], 10, 64)
 			}

@@ -43,19 +43,31 @@ const codecVersion uint8 = 1
 // negative increment is a DECREMENT, so every request has one spelling.
 const MaxDelta = math.MaxInt64
 
-// Request is a counter request. Delta is used by increment and decrement; 0 means 1.
+// Request is a counter request. Delta is used by increment and decrement; 0 means 1. Pad
+// bytes of padding travel with it and are ignored: the benchmark uses them to measure payload
+// sizes.
 type Request struct {
 	Op    Op
 	Delta int64
+	Pad   int
 }
+
+// MaxPad bounds the padding of a request.
+const MaxPad = 64 << 10
 
 // ErrBadRequest wraps every request decoding and parsing error.
 var ErrBadRequest = errors.New("counter: bad request")
 
-// EncodeRequest encodes r: version, op, uvarint delta.
+// EncodeRequest encodes r: version, op, uvarint delta, and, when Pad > 0, uvarint pad length and
+// that many zero bytes.
 func EncodeRequest(r Request) []byte {
 	b := []byte{codecVersion, byte(r.Op)}
-	return binary.AppendUvarint(b, uint64(r.Delta))
+	b = binary.AppendUvarint(b, uint64(r.Delta))
+	if r.Pad > 0 {
+		b = binary.AppendUvarint(b, uint64(r.Pad))
+		b = append(b, make([]byte, r.Pad)...)
+	}
+	return b
 }
 
 // DecodeRequest decodes a request; it rejects unknown versions and ops, negative or oversized
@@ -72,13 +84,23 @@ func DecodeRequest(b []byte) (Request, error) {
 		return Request{}, fmt.Errorf("%w: op %d", ErrBadRequest, op)
 	}
 	d, n := binary.Uvarint(b[2:])
-	if n <= 0 || 2+n != len(b) {
+	if n <= 0 {
 		return Request{}, fmt.Errorf("%w: bad delta encoding", ErrBadRequest)
 	}
 	if d > math.MaxInt64 {
 		return Request{}, fmt.Errorf("%w: delta %d too large", ErrBadRequest, d)
 	}
-	return Request{Op: op, Delta: int64(d)}, nil
+	r := Request{Op: op, Delta: int64(d)}
+	rest := b[2+n:]
+	if len(rest) == 0 {
+		return r, nil
+	}
+	pad, k := binary.Uvarint(rest)
+	if k <= 0 || pad == 0 || pad > MaxPad || uint64(len(rest)-k) != pad {
+		return Request{}, fmt.Errorf("%w: bad padding", ErrBadRequest)
+	}
+	r.Pad = int(pad)
+	return r, nil
 }
 
 // Response is a counter reply.

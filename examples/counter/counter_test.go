@@ -63,7 +63,7 @@ func TestOverflowIsAnErrorNotWrapAround(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	s := New()
-	for _, b := range [][]byte{nil, {1}, {2, 1, 1}, {1, 9, 1}, {1, 1, 0x80}, {1, 1, 1, 0}, bytes.Repeat([]byte{0xff}, 12)} {
+	for _, b := range [][]byte{nil, {1}, {2, 1, 1}, {1, 9, 1}, {1, 1, 0x80}, {1, 1, 1, 0}, {1, 1, 1, 2, 0}, bytes.Repeat([]byte{0xff}, 12)} {
 		if r, _ := DecodeResponse(s.OnSessionMessage(nil, time.Time{}, b)); r.OK {
 			t.Fatalf("request %x accepted", b)
 		}
@@ -78,6 +78,10 @@ func TestBadInput(t *testing.T) {
 		if _, err := ParseCommand(args[0], args[1:]); err == nil {
 			t.Fatalf("ParseCommand(%q) accepted", args)
 		}
+	}
+	padded := EncodeRequest(Request{Op: OpIncrement, Delta: 3, Pad: 4000})
+	if r, err := DecodeRequest(padded); err != nil || r.Pad != 4000 || len(padded) < 4000 {
+		t.Fatalf("padded request: %+v %v", r, err)
 	}
 	if r, err := ParseCommand("INCR", []string{"7"}); err != nil || r != (Request{Op: OpIncrement, Delta: 7}) {
 		t.Fatalf("ParseCommand(INCR 7) = %+v, %v", r, err)
@@ -114,6 +118,7 @@ func TestSnapshotReplacesState(t *testing.T) {
 func FuzzDecodeRequest(f *testing.F) {
 	f.Add(EncodeRequest(Request{Op: OpIncrement, Delta: 5}))
 	f.Add(EncodeRequest(Request{Op: OpGet}))
+	f.Add(EncodeRequest(Request{Op: OpIncrement, Delta: 1, Pad: 100}))
 	f.Add([]byte{1, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeRequest(b)
