@@ -82,6 +82,7 @@ type loadSpec struct {
 	workload           string
 	payload, failovers int
 	procs              *benchProcs
+	etcd               bool // eps are etcd client endpoints
 }
 
 func runBench(args []string) int {
@@ -94,6 +95,7 @@ func runBench(args []string) int {
 	workload := fs.String("workload", "inc", "inc (increments), query (linearizable GETs) or mix (half each)")
 	endpoints := fs.String("endpoints", "", "measure a running cluster at these client endpoints")
 	processes := fs.Bool("processes", false, "run the members as separate tandem node processes")
+	etcdEps := fs.String("etcd", "", "measure an etcd cluster at these client endpoints instead (blind Put / linearizable Get through etcd's JSON gateway), for docs/bench-vs-etcd.sh")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	payload := fs.Int("payload", 0, "command size in bytes, 16 to 4096 (padding the increment; 0: the bare 3-byte request)")
 	failovers := fs.Int("failover", 0, "SIGKILL the leader this many times under load and report the time to the next acknowledged command (implies --processes)")
@@ -129,6 +131,9 @@ func runBench(args []string) int {
 	var cpu func() []float64
 	var rss func() []float64
 	switch {
+	case *etcdEps != "":
+		eps = strings.Split(*etcdEps, ",")
+		res.Layout, res.Nodes = "etcd", len(eps)
 	case *endpoints != "":
 		eps = strings.Split(*endpoints, ",")
 		res.Layout, res.Nodes = "external", len(eps)
@@ -159,7 +164,7 @@ func runBench(args []string) int {
 		rss = func() []float64 { return []float64{procRSSMiB(os.Getpid())} }
 	}
 	load := loadSpec{eps: eps, clients: *clients, inflight: *inflight, warmup: *warmup, duration: *duration,
-		workload: *workload, payload: *payload, failovers: *failovers, procs: bp}
+		workload: *workload, payload: *payload, failovers: *failovers, procs: bp, etcd: *etcdEps != ""}
 	if err := runLoad(load, &res, cpu, rss); err != nil {
 		fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
 		return exitFailed
@@ -230,20 +235,33 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), warmup+duration+30*time.Second)
 	defer cancel()
-	var cls []*client.Client
-	for range clients {
-		c, err := client.Dial(ctx, client.Config{Endpoints: eps, MaxInFlight: max(inflight, 1)})
-		if err != nil {
-			return fmt.Errorf("dial: %w", err)
+	// op returns the operation goroutine k of client ci runs in a loop.
+	var op func(ci, k int) func() error
+	if ls.etcd {
+		op = etcdOps(eps, clients, inflight, workload, ls.payload)
+	} else {
+		var cls []*client.Client
+		for range clients {
+			c, err := client.Dial(ctx, client.Config{Endpoints: eps, MaxInFlight: max(inflight, 1)})
+			if err != nil {
+				return fmt.Errorf("dial: %w", err)
+			}
+			defer c.Close()
+			cls = append(cls, c)
 		}
-		defer c.Close()
-		cls = append(cls, c)
-	}
-	inc := counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})
-	get := counter.EncodeRequest(counter.Request{Op: counter.OpGet})
-	if ls.payload > 0 {
-		inc = counter.EncodeRequest(counter.Request{Op: counter.OpIncrement, Pad: max(1, ls.payload-len(inc)-2)})
-		get = counter.EncodeRequest(counter.Request{Op: counter.OpGet, Pad: max(1, ls.payload-len(get)-2)})
+		inc := counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})
+		get := counter.EncodeRequest(counter.Request{Op: counter.OpGet})
+		if ls.payload > 0 {
+			inc = counter.EncodeRequest(counter.Request{Op: counter.OpIncrement, Pad: max(1, ls.payload-len(inc)-2)})
+			get = counter.EncodeRequest(counter.Request{Op: counter.OpGet, Pad: max(1, ls.payload-len(get)-2)})
+		}
+		op = func(ci, k int) func() error {
+			c := cls[ci]
+			if workload == "query" || (workload == "mix" && (ci+k)%2 == 1) {
+				return func() error { _, err := c.Query(ctx, get); return err }
+			}
+			return func() error { _, err := c.Send(ctx, inc); return err }
+		}
 	}
 	var lastAck atomic.Int64 // Unix nanos of the latest acknowledged command
 	var measuring atomic.Bool
@@ -252,21 +270,16 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 	var mu sync.Mutex
 	total := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
 	var wg sync.WaitGroup
-	for ci, c := range cls {
+	for ci := range clients {
 		for k := range inflight {
 			wg.Add(1)
+			do := op(ci, k)
 			go func() {
 				defer wg.Done()
 				h := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
-				query := workload == "query" || (workload == "mix" && (ci+k)%2 == 1)
 				for time.Now().Before(stopAt) {
 					t0 := time.Now()
-					var err error
-					if query {
-						_, err = c.Query(ctx, get)
-					} else {
-						_, err = c.Send(ctx, inc)
-					}
+					err := do()
 					if !measuring.Load() {
 						continue
 					}
