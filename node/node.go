@@ -72,6 +72,8 @@ type Status struct {
 	Applied       uint64
 	SnapshotIndex uint64
 	Members       []Member
+	// EventsDropped counts events lost because nobody read Events fast enough.
+	EventsDropped int
 }
 
 // Node is one running member: the replica behind a real clock, TCP and the archive.
@@ -127,6 +129,7 @@ func (n *Node) Status() Status {
 	defer n.mu.Unlock()
 	st := n.status
 	st.Members = append([]Member(nil), st.Members...)
+	st.EventsDropped = n.dropped
 	return st
 }
 

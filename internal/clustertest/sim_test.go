@@ -32,7 +32,7 @@ func TestSimulation(t *testing.T) {
 			if len(rep.Violations) > 0 {
 				t.Fatalf("%s\n%s\nreplay: go test ./internal/clustertest -run 'TestSimulation/seed=%d$' -v\n"+
 					"keep it as a regression: save this schedule as internal/clustertest/testdata/schedules/NAME.txt, with a comment on what it found:\n%s",
-					rep, sortedViolations(rep.Violations), seed, sch)
+					rep, joinViolations(rep.Violations), seed, sch)
 			}
 			if testing.Verbose() {
 				t.Log(rep)
@@ -77,7 +77,7 @@ func TestRegressionSchedules(t *testing.T) {
 			}
 			rep := RunSchedule(t, sch)
 			if len(rep.Violations) > 0 {
-				t.Fatalf("%s\n%s", rep, sortedViolations(rep.Violations))
+				t.Fatalf("%s\n%s", rep, joinViolations(rep.Violations))
 			}
 			if rep.Crashes == 0 || rep.Acked == 0 {
 				t.Fatalf("the schedule exercised nothing: %s", rep)

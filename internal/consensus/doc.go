@@ -1,6 +1,7 @@
 // Package consensus drives one etcd raft RawNode (go.etcd.io/raft/v3) for a Tandem member. It is
 // step-driven and does no I/O of its own: storage is the Storage seam (the archive, or
-// ModelStorage in simulations), and everything else goes out through a Handler.
+// the same archive over the vfs model in simulations), and everything else goes out through a
+// Handler.
 //
 // The raft configuration is fixed by the architecture: PreVote and CheckQuorum on (a partitioned
 // member cannot disturb the cluster, and an isolated leader steps down), proposal forwarding off
