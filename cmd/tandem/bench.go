@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,6 +98,7 @@ func runBench(args []string) int {
 	processes := fs.Bool("processes", false, "run the members as separate tandem node processes")
 	etcdEps := fs.String("etcd", "", "measure an etcd cluster at these client endpoints instead (blind Put / linearizable Get through etcd's JSON gateway), for docs/bench-vs-etcd.sh")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to the file (in-process members: members and clients)")
 	payload := fs.Int("payload", 0, "command size in bytes, 16 to 4096 (padding the increment; 0: the bare 3-byte request)")
 	failovers := fs.Int("failover", 0, "SIGKILL the leader this many times under load and report the time to the next acknowledged command (implies --processes)")
 	fs.Usage = func() { fmt.Fprint(os.Stderr, benchHelp); fs.PrintDefaults(); fmt.Fprint(os.Stderr, benchExamples) }
@@ -162,6 +164,19 @@ func runBench(args []string) int {
 			return []float64{tvSeconds(ru.Utime) + tvSeconds(ru.Stime)}
 		}
 		rss = func() []float64 { return []float64{procRSSMiB(os.Getpid())} }
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
+			return exitFailed
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
+			return exitFailed
+		}
+		defer pprof.StopCPUProfile()
 	}
 	load := loadSpec{eps: eps, clients: *clients, inflight: *inflight, warmup: *warmup, duration: *duration,
 		workload: *workload, payload: *payload, failovers: *failovers, procs: bp, etcd: *etcdEps != ""}
