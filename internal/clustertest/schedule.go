@@ -1,8 +1,10 @@
 package clustertest
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,7 +13,7 @@ import (
 // Fault is one scheduled fault.
 type Fault struct {
 	At   time.Duration // simulated time since the start
-	Op   string        // crash ID | restart ID | partition ID… | cut FROM TO | heal
+	Op   string        // crash ID | restart ID | partition ID… | cut FROM TO | heal | pause CLIENT | resume CLIENT
 	Args []int         // member ids; clients are clientBase+i
 }
 
@@ -50,6 +52,10 @@ func GenerateSchedule(seed uint64, run time.Duration) Schedule {
 	}
 	pCrash := []float64{0, 0.01, 0.03}[rng.IntN(3)]
 	pPartition := []float64{0, 0.01, 0.03}[rng.IntN(3)]
+	// A client that goes silent longer than the session timeout (a paused process) comes back
+	// to an expired session.
+	pPause := []float64{0, 0.005}[rng.IntN(2)]
+	pausedUntil := make([]time.Duration, simClients)
 	const pHeal, pRestart = 0.1, 0.15
 	down := make([]bool, sch.Nodes)
 	for at := time.Duration(0); at < run; at += 100 * time.Millisecond {
@@ -81,6 +87,13 @@ func GenerateSchedule(seed uint64, run time.Duration) Schedule {
 			}
 		case r < pCrash+pPartition+pHeal:
 			sch.Faults = append(sch.Faults, Fault{At: at, Op: "heal"})
+		case r < pCrash+pPartition+pHeal+pPause:
+			i := rng.IntN(simClients)
+			if pausedUntil[i] <= at {
+				pausedUntil[i] = at + 12*time.Second + time.Duration(rng.IntN(4))*time.Second
+				sch.Faults = append(sch.Faults, Fault{At: at, Op: "pause", Args: []int{i}},
+					Fault{At: pausedUntil[i], Op: "resume", Args: []int{i}})
+			}
 		}
 		for id := range sch.Nodes {
 			if down[id] && rng.Float64() < pRestart {
@@ -89,6 +102,7 @@ func GenerateSchedule(seed uint64, run time.Duration) Schedule {
 			}
 		}
 	}
+	slices.SortStableFunc(sch.Faults, func(a, b Fault) int { return cmp.Compare(a.At, b.At) })
 	return sch
 }
 

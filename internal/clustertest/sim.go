@@ -23,13 +23,14 @@ type SimReport struct {
 	Nodes                            int
 	Ops, Acked, Unknown, Queries     int
 	Crashes, Partitions, LeaderTerms int
+	Pauses, Expiries                 int // clients silenced past the session timeout; sessions found expired
 	Final                            int64
 	Violations                       []string
 }
 
 func (r SimReport) String() string {
-	return fmt.Sprintf("seed %d: %d members, %d ops (%d acked increments, %d unknown, %d queries), %d crashes, %d partitions, %d leader terms, final %d",
-		r.Seed, r.Nodes, r.Ops, r.Acked, r.Unknown, r.Queries, r.Crashes, r.Partitions, r.LeaderTerms, r.Final)
+	return fmt.Sprintf("seed %d: %d members, %d ops (%d acked increments, %d unknown, %d queries), %d crashes, %d partitions, %d client pauses, %d sessions expired, %d leader terms, final %d",
+		r.Seed, r.Nodes, r.Ops, r.Acked, r.Unknown, r.Queries, r.Crashes, r.Partitions, r.Pauses, r.Expiries, r.LeaderTerms, r.Final)
 }
 
 type simOp struct {
@@ -144,11 +145,16 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	for i := range clients {
 		clients[i] = c.NewClient()
 	}
+	paused := make([]bool, simClients)
 	issue := func(i int) {
+		if paused[i] {
+			return
+		}
 		cl := clients[i]
 		if cl.Expired {
 			clients[i] = c.NewClient() // a fresh session; the old one's unknown outcomes stay unknown
 			cl = clients[i]
+			rep.Expiries++
 		}
 		if len(cl.Outstanding())+len(cl.queries) >= 3 {
 			return
@@ -194,6 +200,13 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 				rep.Partitions++
 			case "heal":
 				c.Heal()
+			case "pause":
+				clients[f.Args[0]].Stop()
+				paused[f.Args[0]] = true
+				rep.Pauses++
+			case "resume":
+				clients[f.Args[0]].Resume()
+				paused[f.Args[0]] = false
 			}
 		}
 		c.Run(step)
@@ -201,6 +214,11 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 
 	// Quiesce: heal, restart everything, and let every client finish what it started.
 	c.Heal()
+	for i, p := range paused {
+		if p {
+			clients[i].Resume()
+		}
+	}
 	c.DropRate, c.DupRate = 0, 0
 	for id := range nodes { // in id order: map order must not reach the simulation
 		if down[id] {

@@ -46,15 +46,16 @@ func TestSimulation(t *testing.T) {
 			total.Crashes += rep.Crashes
 			total.Partitions += rep.Partitions
 			total.LeaderTerms += rep.LeaderTerms
+			total.Expiries += rep.Expiries
 			if rep.Ops < 50 || rep.Acked == 0 {
 				t.Fatalf("seed %d tested almost nothing: %s", seed, rep)
 			}
 		})
 	}
-	t.Logf("%d seeds: %d ops (%d acked increments), %d crashes in %d seeds, %d partitions, %d leader terms; fewest ops in a seed: %d",
-		n, total.Ops, total.Acked, total.Crashes, minCrashSeeds, total.Partitions, total.LeaderTerms, minOps)
-	if n >= 20 && (minCrashSeeds == 0 || total.Partitions == 0) {
-		t.Fatalf("the seed budget injected no crash or no partition: the simulation proves little")
+	t.Logf("%d seeds: %d ops (%d acked increments), %d crashes in %d seeds, %d partitions, %d expired sessions, %d leader terms; fewest ops in a seed: %d",
+		n, total.Ops, total.Acked, total.Crashes, minCrashSeeds, total.Partitions, total.Expiries, total.LeaderTerms, minOps)
+	if n >= 20 && (minCrashSeeds == 0 || total.Partitions == 0 || total.Expiries == 0) {
+		t.Fatalf("the seed budget injected no crash, no partition or no session expiry: the simulation proves little")
 	}
 }
 
