@@ -29,6 +29,11 @@ type Config struct {
 	SessionsMax int
 	// TimersMax bounds scheduled timers.
 	TimersMax int
+	// ClosedSessionsMax bounds how many closed session ids are remembered. An id is refused
+	// when it is opened again while remembered: a client that had its first open applied, lost
+	// the answer, and came back after the session expired must not get a fresh session under
+	// the same id and have its old commands applied a second time.
+	ClosedSessionsMax int
 }
 
 // DefaultConfig returns the defaults.
@@ -40,6 +45,7 @@ func DefaultConfig() Config {
 		ResponseBytesMax:        64 << 20,
 		SessionsMax:             10_000,
 		TimersMax:               100_000,
+		ClosedSessionsMax:       100_000,
 	}
 }
 
@@ -60,6 +66,9 @@ func (c Config) Validate() error {
 	}
 	if c.SessionsMax <= 0 {
 		errs = append(errs, fmt.Errorf("SessionsMax (%d) must be positive", c.SessionsMax))
+	}
+	if c.ClosedSessionsMax <= 0 {
+		errs = append(errs, fmt.Errorf("ClosedSessionsMax (%d) must be positive", c.ClosedSessionsMax))
 	}
 	if c.TimersMax <= 0 {
 		errs = append(errs, fmt.Errorf("TimersMax (%d) must be positive", c.TimersMax))
@@ -108,6 +117,10 @@ type Container struct {
 	timers      map[int64]int64 // correlation id → deadline (Unix nanos)
 	members     map[uint64]Member
 	bytesUsed   int64
+	// closed remembers recently closed session ids, oldest first in closedOrder.
+	// Invariant: len(closedOrder) == len(closed) <= cfg.ClosedSessionsMax.
+	closed      map[wire.SessionID]struct{}
+	closedOrder []wire.SessionID
 
 	// Derived: timer heap with lazy deletion (entries whose deadline no longer matches the map
 	// are stale).
@@ -140,6 +153,8 @@ func (c *Container) reset() {
 	c.timers = map[int64]int64{}
 	c.members = map[uint64]Member{}
 	c.timerQ = nil
+	c.closed = map[wire.SessionID]struct{}{}
+	c.closedOrder = nil
 }
 
 // Start replaces all state with a snapshot taken by TakeSnapshot (nil: empty state) at raft
@@ -172,6 +187,9 @@ func (c *Container) Start(snapshot []byte, index uint64) error {
 		for _, m := range st.members {
 			c.members[m.RaftID] = m
 		}
+		for _, id := range st.closed {
+			c.remember(id)
+		}
 		svcBytes = st.service
 	} else {
 		c.applied = index
@@ -191,6 +209,22 @@ func (c *Container) ClusterTime() int64 { return c.clusterTime }
 
 // SessionOpen reports whether a session is open.
 func (c *Container) SessionOpen(id wire.SessionID) bool { _, ok := c.sessions[id]; return ok }
+
+// SessionClosed reports whether id belongs to a session that was closed (and is still
+// remembered): opening it again is refused.
+func (c *Container) SessionClosed(id wire.SessionID) bool { _, ok := c.closed[id]; return ok }
+
+func (c *Container) remember(id wire.SessionID) {
+	if _, ok := c.closed[id]; ok {
+		return
+	}
+	c.closed[id] = struct{}{}
+	c.closedOrder = append(c.closedOrder, id)
+	if len(c.closedOrder) > c.cfg.ClosedSessionsMax {
+		delete(c.closed, c.closedOrder[0])
+		c.closedOrder = c.closedOrder[1:]
+	}
+}
 
 // SessionIDs returns the open sessions, sorted.
 func (c *Container) SessionIDs() []wire.SessionID {
@@ -352,6 +386,11 @@ func (c *Container) open(id wire.SessionID) {
 	if _, ok := c.sessions[id]; ok {
 		return // idempotent
 	}
+	if c.SessionClosed(id) {
+		c.egress(&wire.ClientMsg{Kind: wire.CSessionEvent, Session: id, Status: wire.StatusSessionExpired,
+			Reason: uint8(service.CloseTimeout)})
+		return
+	}
 	if len(c.sessions) >= c.cfg.SessionsMax || c.bytesUsed+sessionOverheadBytes > c.cfg.ResponseBytesMax {
 		c.egress(&wire.ClientMsg{Kind: wire.CSessionEvent, Session: id, Status: wire.StatusRejected})
 		return
@@ -372,6 +411,7 @@ func (c *Container) closeSession(id wire.SessionID, reason service.CloseReason) 
 	}
 	delete(c.sessions, id)
 	c.bytesUsed -= s.bytes
+	c.remember(id)
 	c.inLog = true
 	c.svc.OnSessionClose(s.handle, c.now(), reason)
 	c.egress(&wire.ClientMsg{Kind: wire.CSessionEvent, Session: id, Reason: uint8(reason)})

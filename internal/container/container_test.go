@@ -350,3 +350,36 @@ func FuzzDecodeSnapshot(f *testing.F) {
 		_ = st
 	})
 }
+
+func TestClosedSessionIsNeverReopened(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	h.apply(1, open(s1), cmd(s1, 1, 1, "a"))
+	h.apply(2, wire.Item{Kind: wire.ItemClose, Session: s1, Reason: uint8(service.CloseTimeout)})
+	h.apply(3, open(s1), cmd(s1, 1, 1, "a")) // the client's late retry of its first open and command
+	if h.c.SessionOpen(s1) || h.svc.state != 1 {
+		t.Fatalf("an expired session was reopened (open %v) and its command applied again (state %d)", h.c.SessionOpen(s1), h.svc.state)
+	}
+	if m := h.last(); m.Kind != wire.CResponse || m.Status != wire.StatusSessionExpired {
+		t.Fatalf("the retried command was answered %+v", m)
+	}
+	// Remembered across a snapshot.
+	snap, _ := h.c.TakeSnapshot()
+	h2 := newHarness(t, DefaultConfig())
+	if err := h2.c.Start(snap, h.ix); err != nil {
+		t.Fatal(err)
+	}
+	if !h2.c.SessionClosed(s1) {
+		t.Fatalf("the closed session id was forgotten by the snapshot")
+	}
+	// Bounded: the oldest ids are forgotten first.
+	cfg := DefaultConfig()
+	cfg.ClosedSessionsMax = 2
+	h3 := newHarness(t, cfg)
+	for i := byte(1); i <= 3; i++ {
+		id := wire.SessionID{i}
+		h3.apply(int64(i), open(id), wire.Item{Kind: wire.ItemClose, Session: id, Reason: uint8(service.CloseClient)})
+	}
+	if h3.c.SessionClosed(wire.SessionID{1}) || !h3.c.SessionClosed(wire.SessionID{3}) {
+		t.Fatalf("ClosedSessionsMax is not kept oldest-first")
+	}
+}

@@ -17,6 +17,7 @@ import (
 //	sessions: count u32, each: id [16] | floor u64 | replies u32, each: seq u64 | len u32 | bytes
 //	timers:   count u32, each (by correlation id): id i64 | deadline i64
 //	members:  count u32, each (by raft id): raft id u64 | removed u8 | len u32 | endpoints
+//	closed:   count u32, each (oldest close first): session id [16]
 //	service:  len u64 | bytes
 //	crc u32: CRC-32C of everything before it
 //
@@ -76,6 +77,10 @@ func (c *Container) TakeSnapshot() ([]byte, error) {
 		b = le.AppendUint32(b, uint32(len(m.Endpoints)))
 		b = append(b, m.Endpoints...)
 	}
+	b = le.AppendUint32(b, uint32(len(c.closedOrder)))
+	for _, id := range c.closedOrder {
+		b = append(b, id[:]...)
+	}
 	var svc bytes.Buffer
 	c.inLog = false
 	if err := c.svc.OnTakeSnapshot(&svc); err != nil {
@@ -92,6 +97,7 @@ type snapshotState struct {
 	sessions    []*session
 	timers      map[int64]int64
 	members     []Member
+	closed      []wire.SessionID
 	service     []byte
 }
 
@@ -193,6 +199,12 @@ func decodeSnapshot(data []byte) (*snapshotState, error) {
 		m := Member{RaftID: r.u64(), Removed: r.u8() == 1}
 		m.Endpoints = slices.Clone(r.take(int(r.u32())))
 		st.members = append(st.members, m)
+	}
+	n = r.count(16)
+	for range n {
+		var id wire.SessionID
+		copy(id[:], r.take(16))
+		st.closed = append(st.closed, id)
 	}
 	svcLen := r.u64()
 	if r.err == nil && svcLen != uint64(len(body)-r.off) {

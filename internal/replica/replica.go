@@ -445,6 +445,12 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 				Status: wire.StatusSessionExpired, Reason: uint8(service.CloseTimeout)})
 			return
 		}
+		if r.ctr.SessionClosed(m.Session) {
+			// The session existed and was closed: never a fresh session under the same id.
+			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session,
+				Status: wire.StatusSessionExpired, Reason: uint8(service.CloseTimeout)})
+			return
+		}
 		if r.opening[m.Session] {
 			r.attach(m.Session, conn, now)
 			return
