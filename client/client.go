@@ -115,29 +115,38 @@ type Client struct {
 	log     *slog.Logger
 	session wire.SessionID
 
-	mu        sync.Mutex
-	cond      *sync.Cond // signalled when in-flight room frees up or the client ends
-	conn      *conn      // attached connection, nil while (re)connecting
-	opened    bool       // the cluster confirmed the session once
-	nextSeq   wire.Seq
-	calls     map[wire.Seq]*call
-	nextQuery uint64
-	queries   map[uint64]*query
-	err       error // terminal: ErrSessionExpired or ErrClosed
-	leader    string
-	term      uint64
-	reach     map[string]bool // endpoint → reachable on the last attempt
-	reconnect chan struct{}
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when in-flight room frees up or the client ends
+	conn    *conn      // attached connection, nil while (re)connecting
+	opened  bool       // the cluster confirmed the session once
+	nextSeq wire.Seq
+	// lowUnacked is the lowest number in calls (nextSeq when calls is empty), kept as calls
+	// change so that sending a command does not scan them.
+	lowUnacked wire.Seq
+	calls      map[wire.Seq]*call
+	nextQuery  uint64
+	queries    map[uint64]*query
+	err        error // terminal: ErrSessionExpired or ErrClosed
+	leader     string
+	term       uint64
+	reach      map[string]bool // endpoint → reachable on the last attempt
+	reconnect  chan struct{}
 
 	closed chan struct{}
 	wg     sync.WaitGroup
 }
 
 type conn struct {
-	nc        net.Conn
-	endpoint  string
+	nc       net.Conn
+	endpoint string
+	// Outgoing frames are combined: a writer appends its frame to pending and, unless another
+	// goroutine is already writing, becomes the one that writes pending until it is empty. A
+	// single command costs one write and no hand-off; under load one write carries many frames.
 	wmu       sync.Mutex
-	w         *bufio.Writer
+	pending   []byte
+	spare     []byte
+	flushing  bool
+	broken    bool // a write failed: the connection is closed, frames are dropped (resent on reattach)
 	lastHeard time.Time
 	lastSent  time.Time
 	// awaitSince is when the client first sent something not followed by any answer yet (zero
@@ -153,14 +162,15 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, errors.New("tandem: Config.Endpoints is empty")
 	}
 	c := &Client{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		nextSeq:   1,
-		calls:     map[wire.Seq]*call{},
-		queries:   map[uint64]*query{},
-		reach:     map[string]bool{},
-		reconnect: make(chan struct{}, 1),
-		closed:    make(chan struct{}),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		nextSeq:    1,
+		lowUnacked: 1,
+		calls:      map[wire.Seq]*call{},
+		queries:    map[uint64]*query{},
+		reach:      map[string]bool{},
+		reconnect:  make(chan struct{}, 1),
+		closed:     make(chan struct{}),
 	}
 	c.cond = sync.NewCond(&c.mu)
 	if _, err := rand.Read(c.session[:]); err != nil {
@@ -243,6 +253,7 @@ func (c *Client) failAll(cause error) {
 		cl.done <- result{err: err}
 		delete(c.calls, seq)
 	}
+	c.lowUnacked = c.nextSeq
 	for id, q := range c.queries {
 		q.done <- result{err: cause}
 		delete(c.queries, id)
@@ -286,7 +297,7 @@ func (c *Client) Send(ctx context.Context, payload []byte) ([]byte, error) {
 		c.mu.Lock()
 		_, still := c.calls[cl.seq]
 		sent := cl.sent
-		delete(c.calls, cl.seq)
+		c.forget(cl.seq)
 		c.cond.Broadcast()
 		w := ""
 		if c.conn == nil {
@@ -325,12 +336,18 @@ func (c *Client) waitingLocked() string {
 	return fmt.Sprintf("reachable %d of %d, need %d", n, len(c.cfg.Endpoints), len(c.cfg.Endpoints)/2+1)
 }
 
-func (c *Client) lowestUnackedLocked() wire.Seq {
-	low := c.nextSeq
-	for seq := range c.calls {
-		low = min(low, seq)
+func (c *Client) lowestUnackedLocked() wire.Seq { return c.lowUnacked }
+
+// forget removes a call and moves lowUnacked past numbers no longer outstanding; c.mu held.
+// Numbers are handed out in increasing order, so the scan is amortised O(1) per call.
+func (c *Client) forget(seq wire.Seq) {
+	delete(c.calls, seq)
+	for c.lowUnacked < c.nextSeq {
+		if _, ok := c.calls[c.lowUnacked]; ok {
+			break
+		}
+		c.lowUnacked++
 	}
-	return low
 }
 
 // Query runs a read-only request linearizably: the leader confirms its leadership (ReadIndex)
@@ -366,26 +383,49 @@ func (c *Client) Query(ctx context.Context, payload []byte) ([]byte, error) {
 	}
 }
 
+// write sends m on cn. It returns once m is written or handed to the goroutine writing at the
+// moment (which writes it before it returns). A failed write closes the connection: the reader
+// notices, and unanswered commands are resent on the next attach.
 func (c *Client) write(cn *conn, m *wire.ClientMsg) {
-	frame := wire.AppendFrame(nil, wire.FrameClient, wire.AppendClientMsg(nil, m))
 	cn.wmu.Lock()
-	defer cn.wmu.Unlock()
-	_ = cn.nc.SetWriteDeadline(time.Now().Add(c.cfg.AttemptTimeout))
-	if _, err := cn.w.Write(frame); err == nil {
-		err = cn.w.Flush()
+	if cn.broken {
+		cn.wmu.Unlock()
+		return
+	}
+	cn.pending = wire.AppendClientFrame(cn.pending, m)
+	if cn.flushing {
+		cn.wmu.Unlock()
+		return
+	}
+	cn.flushing = true
+	for len(cn.pending) > 0 && !cn.broken {
+		buf := cn.pending
+		cn.pending, cn.spare = cn.spare[:0], nil
+		cn.wmu.Unlock()
+		_ = cn.nc.SetWriteDeadline(time.Now().Add(c.cfg.AttemptTimeout))
+		_, err := cn.nc.Write(buf)
+		c.mu.Lock()
+		cn.lastSent = time.Now()
+		if cn.awaitSince.IsZero() {
+			cn.awaitSince = cn.lastSent
+		}
+		c.mu.Unlock()
+		cn.wmu.Lock()
+		if cap(buf) <= maxSpareBytes {
+			cn.spare = buf[:0]
+		}
 		if err != nil {
+			cn.broken = true
+			cn.pending = nil
 			_ = cn.nc.Close()
 		}
-	} else {
-		_ = cn.nc.Close()
 	}
-	c.mu.Lock()
-	cn.lastSent = time.Now()
-	if cn.awaitSince.IsZero() {
-		cn.awaitSince = cn.lastSent
-	}
-	c.mu.Unlock()
+	cn.flushing = false
+	cn.wmu.Unlock()
 }
+
+// maxSpareBytes bounds the write buffer a connection keeps between writes.
+const maxSpareBytes = 1 << 20
 
 // ---- connection management ----
 
@@ -460,7 +500,7 @@ func (c *Client) session1(endpoint string) (redirected bool, err error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	cn := &conn{nc: nc, endpoint: endpoint, w: bufio.NewWriterSize(nc, 64<<10), lastHeard: time.Now()}
+	cn := &conn{nc: nc, endpoint: endpoint, lastHeard: time.Now()}
 	defer nc.Close()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -623,7 +663,7 @@ func (c *Client) response(m *wire.ClientMsg) {
 	default:
 		cl.done <- result{err: fmt.Errorf("%w: %s", ErrNotApplied, strings.TrimSpace(string(m.Payload)))}
 	}
-	delete(c.calls, m.Seq)
+	c.forget(m.Seq)
 	c.cond.Broadcast()
 }
 

@@ -64,7 +64,8 @@ type Config struct {
 }
 
 // Handler receives the core's output during Process, in the order of the Ready contract:
-// messages only after the state they depend on is persisted, then snapshot, then entries.
+// messages only after the state they depend on is persisted (a leader's appends and heartbeats
+// go out before its own write: see Process), then snapshot, then entries.
 type Handler interface {
 	// Send transmits messages. The messages may be retained by the handler (the core clones
 	// nothing it does not own: entries in them are immutable).
@@ -316,8 +317,9 @@ func (c *Core) fail(err error) {
 }
 
 // Process runs Ready cycles until raft has nothing more to do, following the Ready contract:
-//  1. persist the snapshot, then entries, then the hard state, and sync when raft.MustSync;
-//  2. send messages (only now: they may promise what was just persisted);
+//  1. persist the snapshot, then entries, then the hard state, and sync when raft.MustSync
+//     (a leader sends its appends and heartbeats just before: splitLeaderEarly);
+//  2. send the other messages (only now: they may promise what was just persisted);
 //  3. install the snapshot, then apply committed entries (ApplyConfChange for conf changes);
 //  4. report read states and expired reads; 5. Advance.
 //
@@ -329,6 +331,18 @@ func (c *Core) Process(h Handler) error {
 	c.expireReads(h)
 	for c.rn.HasReady() {
 		rd := c.rn.Ready()
+		msgs := rd.Messages
+		role := c.state.Role
+		if rd.SoftState != nil {
+			role = rd.SoftState.RaftState
+		}
+		if role == raft.StateLeader && len(msgs) > 0 {
+			var early []*pb.Message
+			early, msgs = splitLeaderEarly(msgs)
+			if len(early) > 0 {
+				h.Send(early)
+			}
+		}
 		if err := c.persist(&rd); err != nil {
 			c.fail(err)
 			return c.err
@@ -336,8 +350,8 @@ func (c *Core) Process(h Handler) error {
 		if rd.SoftState != nil || rd.HardState != nil {
 			c.noteState(h, rd.SoftState, rd.HardState)
 		}
-		if len(rd.Messages) > 0 {
-			h.Send(rd.Messages)
+		if len(msgs) > 0 {
+			h.Send(msgs)
 		}
 		if bugs.Active("ack-before-commit") && c.state.Role == raft.StateLeader {
 			// Planted bug: treat what this member persisted as committed.
@@ -378,6 +392,41 @@ func (c *Core) Process(h Handler) error {
 		c.rn.Advance(rd)
 	}
 	return nil
+}
+
+// splitLeaderEarly separates a leader's appends and heartbeats, which may go out before the
+// leader's own write of the same entries (Raft thesis §10.2.1: the leader writes its log in
+// parallel with replicating it), from everything else, which waits for the write.
+//
+// Why this is safe here: the loop is synchronous, so an entry's commit index can only advance
+// when a follower's acknowledgement is stepped, which happens after this Ready's write and sync
+// have finished. A commit index the leader sends, and every entry it applies and acknowledges,
+// is therefore durable on the leader and on the followers that acknowledged it. (In a
+// single-member cluster the leader commits on its own, but there is nobody to send to, and
+// entries are applied only after the write.)
+func splitLeaderEarly(msgs []*pb.Message) (early, late []*pb.Message) {
+	n := 0
+	for _, m := range msgs {
+		if t := m.GetType(); t == pb.MsgApp || t == pb.MsgHeartbeat {
+			n++
+		}
+	}
+	if n == len(msgs) {
+		return msgs, nil
+	}
+	if n == 0 {
+		return nil, msgs
+	}
+	early = make([]*pb.Message, 0, n)
+	late = make([]*pb.Message, 0, len(msgs)-n)
+	for _, m := range msgs {
+		if t := m.GetType(); t == pb.MsgApp || t == pb.MsgHeartbeat {
+			early = append(early, m)
+		} else {
+			late = append(late, m)
+		}
+	}
+	return early, late
 }
 
 func (c *Core) persist(rd *raft.Ready) error {

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"go.etcd.io/raft/v3"
@@ -164,5 +165,121 @@ func TestUnansweredReadFails(t *testing.T) {
 	}
 	if err := ls.failed[id]; !errors.Is(err, ErrReadTimeout) && !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("an unanswered read ended with %v, want ErrReadTimeout or ErrNotLeader", err)
+	}
+}
+
+// orderLog records the order of writes and sends.
+type orderLog struct{ events []string }
+
+type recordingStorage struct {
+	memStorage
+	log *orderLog
+}
+
+func (r recordingStorage) Append(hs *pb.HardState, ents []*pb.Entry) error {
+	if len(ents) > 0 {
+		r.log.events = append(r.log.events, "append")
+	}
+	return r.memStorage.Append(hs, ents)
+}
+
+type recordingSink struct {
+	sink
+	log *orderLog
+}
+
+func (s *recordingSink) Send(ms []*pb.Message) {
+	for _, m := range ms {
+		s.log.events = append(s.log.events, "send "+m.GetType().String())
+	}
+	s.sink.Send(ms)
+}
+
+// The leader sends its appends before writing them itself (its write overlaps the followers');
+// a follower acknowledges only after its write.
+func TestLeaderSendsAppendsBeforeItsOwnWriteFollowerAfter(t *testing.T) {
+	ol := &orderLog{}
+	cfg := Config{ID: 1, ElectionTicks: 10, HeartbeatTicks: 1, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 16, MaxUncommittedBytes: 1 << 20}
+	c, err := New(cfg, recordingStorage{memStorage{raft.NewMemoryStorage()}, ol}, []raft.Peer{{ID: 1}, {ID: 2}, {ID: 3}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &recordingSink{sink: sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}, log: ol}
+	if err := c.Process(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.rn.Campaign(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Process(s); err != nil {
+		t.Fatal(err)
+	}
+	var term uint64
+	for _, m := range s.sent {
+		if m.GetType() == pb.MsgPreVote {
+			term = m.GetTerm()
+		}
+	}
+	if err := c.Step(&pb.Message{Type: pb.MsgPreVoteResp.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(term)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Process(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Step(&pb.Message{Type: pb.MsgVoteResp.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(term)}); err != nil {
+		t.Fatal(err)
+	}
+	ol.events = nil
+	if err := c.Process(s); err != nil {
+		t.Fatal(err)
+	}
+	if c.State().Role != raft.StateLeader {
+		t.Fatalf("not leader: %+v", c.State())
+	}
+	if len(ol.events) < 2 || ol.events[0] != "send MsgApp" || !slices.Contains(ol.events, "append") {
+		t.Fatalf("new leader's events %v: want its MsgApp sent before its own append", ol.events)
+	}
+	// Follower 2 acknowledges the new term's first entry, so its progress leaves the probe state.
+	last, _ := c.storage.LastIndex()
+	if err := c.Step(&pb.Message{Type: pb.MsgAppResp.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(term), Index: new(last)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Process(s); err != nil {
+		t.Fatal(err)
+	}
+	ol.events = nil
+	if err := c.Propose([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Process(s); err != nil {
+		t.Fatal(err)
+	}
+	if len(ol.events) < 2 || ol.events[0] != "send MsgApp" || ol.events[len(ol.events)-1] != "append" {
+		t.Fatalf("leader's events for a proposal %v: want sends first, then the append", ol.events)
+	}
+
+	// A follower: an append from leader 2 is written before it is acknowledged.
+	fl := &orderLog{}
+	f, err := New(Config{ID: 3, ElectionTicks: 10, HeartbeatTicks: 1, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 16, MaxUncommittedBytes: 1 << 20},
+		recordingStorage{memStorage{raft.NewMemoryStorage()}, fl}, []raft.Peer{{ID: 1}, {ID: 2}, {ID: 3}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &recordingSink{sink: sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}, log: fl}
+	if err := f.Process(fs); err != nil {
+		t.Fatal(err)
+	}
+	fl.events = nil
+	app := &pb.Message{Type: pb.MsgApp.Enum(), From: new(uint64(2)), To: new(uint64(3)), Term: new(uint64(2)),
+		LogTerm: new(uint64(1)), Index: new(uint64(3)), Commit: new(uint64(3)),
+		Entries: []*pb.Entry{{Term: new(uint64(2)), Index: new(uint64(4)), Data: []byte("y")}}}
+	if err := f.Step(app); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Process(fs); err != nil {
+		t.Fatal(err)
+	}
+	if len(fl.events) != 2 || fl.events[0] != "append" || fl.events[1] != "send MsgAppResp" {
+		t.Fatalf("follower's events %v: want the append, then the acknowledgement", fl.events)
 	}
 }

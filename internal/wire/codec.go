@@ -367,6 +367,19 @@ func AppendFrame(dst []byte, kind FrameKind, body []byte) []byte {
 	return append(dst, body...)
 }
 
+// AppendClientFrame appends m as a FrameClient frame, encoding the body in place: the same bytes
+// as AppendFrame(dst, FrameClient, AppendClientMsg(nil, m)) without the intermediate buffer.
+func AppendClientFrame(dst []byte, m *ClientMsg) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, FrameHeaderBytes)...)
+	dst = AppendClientMsg(dst, m)
+	body := dst[start+FrameHeaderBytes:]
+	binary.LittleEndian.PutUint32(dst[start:], uint32(1+1+4+len(body)))
+	dst[start+4], dst[start+5] = Version, uint8(FrameClient)
+	binary.LittleEndian.PutUint32(dst[start+6:], crc32.Checksum(body, castagnoli))
+	return dst
+}
+
 // ReadFrame reads one frame. A length above maxBytes is rejected before anything is allocated.
 // The body aliases the returned buffer, which the next call may reuse.
 func ReadFrame(r io.Reader, maxBytes int, buf []byte) (FrameKind, []byte, []byte, error) {

@@ -217,3 +217,19 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		}
 	}
 }
+
+func TestAppendClientFrameMatchesTwoStepEncoding(t *testing.T) {
+	prefix := []byte("earlier frames")
+	for _, m := range sampleClientMsgs() {
+		want := AppendFrame(bytes.Clone(prefix), FrameClient, AppendClientMsg(nil, &m))
+		got := AppendClientFrame(bytes.Clone(prefix), &m)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%+v: in-place frame %x, want %x", m, got, want)
+		}
+	}
+	m := ClientMsg{Kind: CCommand, Seq: 7, Payload: []byte("x")}
+	buf := make([]byte, 0, 256)
+	if n := testing.AllocsPerRun(100, func() { buf = AppendClientFrame(buf[:0], &m) }); n != 0 {
+		t.Fatalf("AppendClientFrame into a buffer with room allocates %.0f times", n)
+	}
+}
