@@ -146,7 +146,7 @@ const (
 type input struct {
 	kind inputKind
 	msg  *pb.Message
-	cm   *wire.ClientMsg
+	cms  []wire.ClientMsg
 	conn uint64
 	peer uint64
 	ok   bool
@@ -179,8 +179,8 @@ func (n *Node) deliver(in input) {
 func (h handler) SnapshotStatus(id uint64, ok bool) {
 	h.n.deliver(input{kind: inSnapStatus, peer: id, ok: ok}) // must not be lost: raft waits for it
 }
-func (h handler) ClientRequest(conn uint64, m *wire.ClientMsg) {
-	h.n.deliver(input{kind: inClient, conn: conn, cm: m}) // back-pressure on the client's reader
+func (h handler) ClientRequests(conn uint64, ms []wire.ClientMsg) {
+	h.n.deliver(input{kind: inClient, conn: conn, cms: ms}) // back-pressure on the client's reader
 }
 func (h handler) ClientGone(conn uint64) { h.n.deliver(input{kind: inClientGone, conn: conn}) }
 
@@ -345,7 +345,9 @@ func (n *Node) handle(r *replica.Replica, in input) {
 			n.log.Warn("dropped raft message", "from", replica.MemberID(in.msg.GetFrom()), "err", err)
 		}
 	case inClient:
-		r.ClientRequest(replica.ConnID(in.conn), in.cm)
+		for i := range in.cms {
+			r.ClientRequest(replica.ConnID(in.conn), &in.cms[i])
+		}
 	case inClientGone:
 		r.ClientGone(replica.ConnID(in.conn))
 	case inUnreachable:

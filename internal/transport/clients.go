@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -14,7 +15,9 @@ import (
 
 // ClientHandler receives client requests. Called from connection goroutines: hand over quickly.
 type ClientHandler interface {
-	ClientRequest(conn uint64, m *wire.ClientMsg)
+	// ClientRequests delivers, in order, the requests read from one connection in one go
+	// (every complete frame that had arrived). The slice and the payloads are the handler's.
+	ClientRequests(conn uint64, ms []wire.ClientMsg)
 	ClientGone(conn uint64)
 }
 
@@ -23,10 +26,10 @@ type ClientConfig struct {
 	Listener net.Listener
 	// MaxFrameBytes bounds one request frame (default 2 MiB).
 	MaxFrameBytes int
-	// QueueMessages bounds each connection's outbound queue (default 8192); a client that does
-	// not read its answers fast enough is disconnected (it reattaches and retries), so the
-	// member never blocks on it.
-	QueueMessages int
+	// MaxQueuedBytes bounds the answers waiting to be written to one connection (default
+	// 16 MiB); a client that does not read its answers fast enough is disconnected (it
+	// reattaches and retries), so the member never blocks on it.
+	MaxQueuedBytes int
 	// IdleTimeout closes a connection that sent nothing for this long (default 60 s; clients
 	// send keep-alives well within it).
 	IdleTimeout time.Duration
@@ -49,11 +52,16 @@ type ClientServer struct {
 }
 
 type clientConn struct {
-	id    uint64
-	conn  net.Conn
-	queue chan []byte
-	once  sync.Once
-	done  chan struct{}
+	id   uint64
+	conn net.Conn
+	// out holds encoded frames waiting for the writer; wake has a token whenever out went from
+	// empty to not empty since the writer last looked. Answers are appended in place: no
+	// allocation and no channel operation per answer.
+	mu   sync.Mutex
+	out  []byte
+	wake chan struct{}
+	once sync.Once
+	done chan struct{}
 }
 
 // NewClientServer creates the client port server; Start runs it.
@@ -61,8 +69,8 @@ func NewClientServer(cfg ClientConfig, h ClientHandler) *ClientServer {
 	if cfg.MaxFrameBytes == 0 {
 		cfg.MaxFrameBytes = 2 << 20
 	}
-	if cfg.QueueMessages == 0 {
-		cfg.QueueMessages = 8192
+	if cfg.MaxQueuedBytes == 0 {
+		cfg.MaxQueuedBytes = 16 << 20
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 60 * time.Second
@@ -102,7 +110,8 @@ func (s *ClientServer) Rejected() int {
 	return s.rejected
 }
 
-// Send queues a message for a connection; it never blocks. A full queue disconnects the client.
+// Send queues a message for a connection; it never blocks. A client with more than
+// MaxQueuedBytes of answers waiting is disconnected.
 func (s *ClientServer) Send(conn uint64, m *wire.ClientMsg) {
 	s.mu.Lock()
 	c, ok := s.conns[conn]
@@ -110,13 +119,25 @@ func (s *ClientServer) Send(conn uint64, m *wire.ClientMsg) {
 	if !ok {
 		return
 	}
-	frame := wire.AppendFrame(nil, wire.FrameClient, wire.AppendClientMsg(nil, m))
-	select {
-	case c.queue <- frame:
-	default:
+	c.mu.Lock()
+	wasEmpty := len(c.out) == 0
+	c.out = wire.AppendClientFrame(c.out, m)
+	over := len(c.out) > s.cfg.MaxQueuedBytes
+	if over {
+		c.out = nil
+	}
+	c.mu.Unlock()
+	if over {
 		s.log.Warn("client too slow to read its answers; disconnecting it", "conn", conn,
 			"remote", c.conn.RemoteAddr().String())
 		c.close()
+		return
+	}
+	if wasEmpty {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -155,7 +176,7 @@ func (s *ClientServer) acceptLoop() {
 			return
 		}
 		s.nextID++
-		c := &clientConn{id: s.nextID, conn: nc, queue: make(chan []byte, s.cfg.QueueMessages), done: make(chan struct{})}
+		c := &clientConn{id: s.nextID, conn: nc, wake: make(chan struct{}, 1), done: make(chan struct{})}
 		s.conns[c.id] = c
 		s.mu.Unlock()
 		s.wg.Add(2)
@@ -174,9 +195,13 @@ func (s *ClientServer) readLoop(c *clientConn) {
 		s.h.ClientGone(c.id)
 	}()
 	r := bufio.NewReaderSize(c.conn, 64<<10)
-	var buf []byte
+	var buf, arena []byte
+	var batch []wire.ClientMsg
 	for {
-		_ = c.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if len(batch) == 0 {
+			// Only wait on the network with nothing held back.
+			_ = c.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		}
 		kind, body, nb, err := wire.ReadFrame(r, s.cfg.MaxFrameBytes, buf)
 		buf = nb
 		if err != nil {
@@ -194,10 +219,44 @@ func (s *ClientServer) readLoop(c *clientConn) {
 			s.rejectClient(c, "bad request: "+err.Error())
 			return
 		}
-		// The payload aliases the read buffer, which the next ReadFrame reuses.
-		m.Payload = append([]byte(nil), m.Payload...)
-		s.h.ClientRequest(c.id, &m)
+		// The payload aliases the read buffer, which the next ReadFrame reuses: copy it into
+		// the arena, which is only ever appended to (a full one is replaced, not reused).
+		if len(m.Payload) > 0 {
+			if cap(arena)-len(arena) < len(m.Payload) {
+				arena = make([]byte, 0, max(arenaBytes, len(m.Payload)))
+			}
+			start := len(arena)
+			arena = append(arena, m.Payload...)
+			m.Payload = arena[start:len(arena):len(arena)]
+		} else {
+			m.Payload = nil
+		}
+		batch = append(batch, m)
+		if len(batch) >= maxRequestBatch || !frameBuffered(r) {
+			s.h.ClientRequests(c.id, batch)
+			batch = nil
+		}
 	}
+}
+
+const (
+	// maxRequestBatch bounds the requests handed over at once from one connection.
+	maxRequestBatch = 1024
+	// arenaBytes is the size of the blocks request payloads are copied into.
+	arenaBytes = 64 << 10
+)
+
+// frameBuffered reports whether r already holds a whole frame, so reading it will not wait on
+// the network.
+func frameBuffered(r *bufio.Reader) bool {
+	if r.Buffered() < 4 {
+		return false
+	}
+	hdr, err := r.Peek(4)
+	if err != nil {
+		return false
+	}
+	return uint64(r.Buffered()) >= 4+uint64(binary.LittleEndian.Uint32(hdr))
 }
 
 func (s *ClientServer) rejectClient(c *clientConn, reason string) {
@@ -207,32 +266,30 @@ func (s *ClientServer) rejectClient(c *clientConn, reason string) {
 	s.log.Warn("closing client connection: "+reason, "conn", c.id, "remote", c.conn.RemoteAddr().String())
 }
 
+// writeLoop writes whatever answers have accumulated, in one write each time it wakes.
 func (s *ClientServer) writeLoop(c *clientConn) {
 	defer s.wg.Done()
-	w := bufio.NewWriterSize(c.conn, 64<<10)
+	var spare []byte
 	for {
-		var frame []byte
 		select {
 		case <-c.done:
 			return
-		case frame = <-c.queue:
+		case <-c.wake:
 		}
-		for {
-			if _, err := w.Write(frame); err != nil {
-				c.close()
-				return
-			}
-			select {
-			case frame = <-c.queue:
-				continue
-			default:
-			}
-			break
+		c.mu.Lock()
+		buf := c.out
+		c.out, spare = spare[:0], nil
+		c.mu.Unlock()
+		if len(buf) == 0 {
+			continue
 		}
 		_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if err := w.Flush(); err != nil {
+		if _, err := c.conn.Write(buf); err != nil {
 			c.close()
 			return
+		}
+		if cap(buf) <= 1<<20 {
+			spare = buf[:0]
 		}
 	}
 }

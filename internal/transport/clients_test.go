@@ -1,0 +1,137 @@
+package transport
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/tandem-cluster/tandem/internal/wire"
+)
+
+type clientRecorder struct {
+	batches chan []wire.ClientMsg
+	conns   chan uint64
+	gone    chan uint64
+}
+
+func (r *clientRecorder) ClientRequests(conn uint64, ms []wire.ClientMsg) {
+	r.batches <- ms
+	select {
+	case r.conns <- conn:
+	default:
+	}
+}
+func (r *clientRecorder) ClientGone(conn uint64) { r.gone <- conn }
+
+func startClientServer(t *testing.T, cfg ClientConfig) (*ClientServer, *clientRecorder, string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listener = l
+	rec := &clientRecorder{batches: make(chan []wire.ClientMsg, 1024), conns: make(chan uint64, 1), gone: make(chan uint64, 16)}
+	s := NewClientServer(cfg, rec)
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s, rec, l.Addr().String()
+}
+
+// Requests that arrive together are handed over together, in order, and their payloads stay
+// intact after the connection's buffers are reused.
+func TestClientRequestsBatchedInOrderWithStablePayloads(t *testing.T) {
+	s, rec, addr := startClientServer(t, ClientConfig{})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	const n = 3000
+	var out []byte
+	for i := range n {
+		out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Seq: wire.Seq(i + 1),
+			Payload: []byte(fmt.Sprintf("payload-%d-%s", i, bytes.Repeat([]byte("x"), i%97)))})
+	}
+	if _, err := nc.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	var got []wire.ClientMsg
+	batches := 0
+	deadline := time.After(10 * time.Second)
+	for len(got) < n {
+		select {
+		case b := <-rec.batches:
+			if len(b) > maxRequestBatch {
+				t.Fatalf("a batch of %d requests, limit %d", len(b), maxRequestBatch)
+			}
+			got = append(got, b...)
+			batches++
+		case <-deadline:
+			t.Fatalf("received %d of %d requests", len(got), n)
+		}
+	}
+	for i, m := range got {
+		want := fmt.Sprintf("payload-%d-%s", i, bytes.Repeat([]byte("x"), i%97))
+		if m.Seq != wire.Seq(i+1) || string(m.Payload) != want {
+			t.Fatalf("request %d: seq %d payload %q, want seq %d payload %q", i, m.Seq, m.Payload, i+1, want)
+		}
+	}
+	if batches >= n {
+		t.Fatalf("%d requests arrived in %d hand-overs: not batched", n, batches)
+	}
+
+	// Answers queued together reach the client in order.
+	conn := <-rec.conns
+	for i := range n {
+		s.Send(conn, &wire.ClientMsg{Kind: wire.CResponse, Seq: wire.Seq(i + 1), Payload: []byte("ok")})
+	}
+	r := bufio.NewReader(nc)
+	var buf []byte
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := range n {
+		_, body, nb, err := wire.ReadFrame(r, 1<<20, buf)
+		buf = nb
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		m, err := wire.DecodeClientMsg(body)
+		if err != nil || m.Seq != wire.Seq(i+1) {
+			t.Fatalf("answer %d: seq %d, %v", i, m.Seq, err)
+		}
+	}
+}
+
+// A client that does not read its answers is disconnected once too much waits for it; the member
+// never blocks on it.
+func TestClientThatDoesNotReadIsDisconnected(t *testing.T) {
+	s, rec, addr := startClientServer(t, ClientConfig{MaxQueuedBytes: 1 << 20})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write(wire.AppendClientFrame(nil, &wire.ClientMsg{Kind: wire.CKeepAlive})); err != nil {
+		t.Fatal(err)
+	}
+	<-rec.batches
+	conn := <-rec.conns
+	big := bytes.Repeat([]byte("y"), 64<<10)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s.Send(conn, &wire.ClientMsg{Kind: wire.CResponse, Seq: 1, Payload: big})
+		select {
+		case g := <-rec.gone:
+			if g != conn {
+				t.Fatalf("connection %d gone, want %d", g, conn)
+			}
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a client that never reads was not disconnected")
+		}
+	}
+}
