@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -398,6 +399,12 @@ func (c *Client) write(cn *conn, m *wire.ClientMsg) {
 		return
 	}
 	cn.flushing = true
+	cn.wmu.Unlock()
+	// Let goroutines that are ready to send (typically woken together by a burst of answers)
+	// add their frames first, so that one write carries them all. With nothing else to run this
+	// returns at once.
+	runtime.Gosched()
+	cn.wmu.Lock()
 	for len(cn.pending) > 0 && !cn.broken {
 		buf := cn.pending
 		cn.pending, cn.spare = cn.spare[:0], nil

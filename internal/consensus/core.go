@@ -102,7 +102,11 @@ type Core struct {
 	state     State
 	confState *pb.ConfState
 	applied   uint64
-	err       error // sticky storage error
+	// durable is the last index this core has synced (entries up to it are on disk as raft
+	// gave them); 0 until the first sync.
+	durable uint64
+	err     error // sticky storage error
+	syncRes chan error
 
 	readSeq uint64
 	// reads maps a ReadIndex request id to the tick it was issued at, for the timeout.
@@ -173,6 +177,7 @@ func New(cfg Config, st Storage, peers []raft.Peer, applied uint64) (*Core, erro
 		confState: proto.Clone(cs).(*pb.ConfState),
 		applied:   applied,
 		reads:     make(map[uint64]int),
+		syncRes:   make(chan error, 1),
 	}
 	bs := rn.BasicStatus()
 	c.state = State{Role: bs.RaftState, Leader: bs.Lead, Term: bs.GetTerm()}
@@ -343,9 +348,39 @@ func (c *Core) Process(h Handler) error {
 				h.Send(early)
 			}
 		}
-		if err := c.persist(&rd); err != nil {
+		syncing, err := c.write(&rd)
+		if err != nil {
 			c.fail(err)
 			return c.err
+		}
+		committed := rd.CommittedEntries
+		if syncing {
+			// While the sync runs on another goroutine, apply the committed entries this member
+			// had already synced before this Ready (on a leader, all of them: an entry commits
+			// only after a follower's acknowledgement is stepped, after the write that carried
+			// it). Only h.ApplyEntry runs meanwhile: no storage and no raft call (a conf change
+			// waits, since applying one may read the log).
+			bound := c.durable
+			if len(rd.Entries) > 0 {
+				bound = min(bound, rd.Entries[0].GetIndex()-1) // a rewritten suffix is not synced
+			}
+			n := 0
+			for n < len(committed) && committed[n].GetIndex() <= bound && committed[n].GetType() == pb.EntryNormal &&
+				!bugs.Active("ack-before-commit") {
+				if e := committed[n]; e.GetIndex() > c.applied {
+					if err := c.apply(h, e); err != nil {
+						<-c.syncRes
+						return err
+					}
+				}
+				n++
+			}
+			committed = committed[n:]
+			if err := <-c.syncRes; err != nil {
+				c.fail(err)
+				return c.err
+			}
+			c.noteDurable(&rd)
 		}
 		if rd.SoftState != nil || rd.HardState != nil {
 			c.noteState(h, rd.SoftState, rd.HardState)
@@ -371,7 +406,7 @@ func (c *Core) Process(h Handler) error {
 			c.confState = proto.Clone(rd.Snapshot.GetMetadata().GetConfState()).(*pb.ConfState)
 			c.applied = rd.Snapshot.GetMetadata().GetIndex()
 		}
-		for _, e := range rd.CommittedEntries {
+		for _, e := range committed {
 			if e.GetIndex() <= c.applied {
 				continue // applied early (only under the planted ack-before-commit bug)
 			}
@@ -429,23 +464,43 @@ func splitLeaderEarly(msgs []*pb.Message) (early, late []*pb.Message) {
 	return early, late
 }
 
-func (c *Core) persist(rd *raft.Ready) error {
-	if !raft.IsEmptySnap(rd.Snapshot) {
+// write persists the Ready's snapshot, entries and hard state. A snapshot is synced at once;
+// otherwise, when raft.MustSync, the sync is started on another goroutine and write reports
+// syncing: the caller receives its result from c.syncRes before anything depends on it.
+func (c *Core) write(rd *raft.Ready) (syncing bool, err error) {
+	snap := !raft.IsEmptySnap(rd.Snapshot)
+	if snap {
 		if err := c.storage.SaveSnapshot(rd.Snapshot); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if len(rd.Entries) > 0 || !raft.IsEmptyHardState(rd.HardState) {
 		if err := c.storage.Append(rd.HardState, rd.Entries); err != nil {
-			return err
+			return false, err
 		}
 	}
-	if rd.MustSync || !raft.IsEmptySnap(rd.Snapshot) {
+	switch {
+	case snap:
 		if err := c.storage.Sync(); err != nil {
-			return err
+			return false, err
 		}
+		c.noteDurable(rd)
+		return false, nil
+	case rd.MustSync:
+		go func() { c.syncRes <- c.storage.Sync() }()
+		return true, nil
 	}
-	return nil
+	return false, nil
+}
+
+// noteDurable records what the Ready's sync made durable.
+func (c *Core) noteDurable(rd *raft.Ready) {
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		c.durable = rd.Snapshot.GetMetadata().GetIndex()
+	}
+	if n := len(rd.Entries); n > 0 {
+		c.durable = rd.Entries[n-1].GetIndex()
+	}
 }
 
 func (c *Core) apply(h Handler, e *pb.Entry) error {

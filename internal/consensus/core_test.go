@@ -3,7 +3,9 @@ package consensus
 import (
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -281,5 +283,93 @@ func TestLeaderSendsAppendsBeforeItsOwnWriteFollowerAfter(t *testing.T) {
 	}
 	if len(fl.events) != 2 || fl.events[0] != "append" || fl.events[1] != "send MsgAppResp" {
 		t.Fatalf("follower's events %v: want the append, then the acknowledgement", fl.events)
+	}
+}
+
+// syncStorage is memStorage whose Sync records what it made durable and can be held until the
+// core has applied a given entry.
+type syncStorage struct {
+	memStorage
+	synced atomic.Uint64                 // last index made durable by a finished Sync
+	hold   atomic.Pointer[chan struct{}] // when set, Sync waits for it to be closed (or gives up)
+}
+
+func (s *syncStorage) Sync() error {
+	if h := s.hold.Load(); h != nil {
+		select {
+		case <-*h:
+		case <-time.After(10 * time.Second):
+			return errors.New("sync held: the core did not apply the durable entries while syncing")
+		}
+	}
+	last, _ := s.LastIndex()
+	s.synced.Store(last)
+	return nil
+}
+
+type applyLog struct {
+	sink
+	st         *syncStorage
+	releaseAt  uint64
+	violations []uint64 // applied before being synced
+}
+
+func (a *applyLog) ApplyEntry(e *pb.Entry, cc *pb.ConfChange) error {
+	if e.GetIndex() > a.st.synced.Load() {
+		a.violations = append(a.violations, e.GetIndex())
+	}
+	if h := a.st.hold.Load(); h != nil && e.GetIndex() == a.releaseAt {
+		a.st.hold.Store(nil)
+		close(*h)
+	}
+	return a.sink.ApplyEntry(e, cc)
+}
+
+// While a Ready's sync runs, the core applies the committed entries that earlier syncs made
+// durable (the sync is held until they are applied: were they not, Process would fail); an
+// entry synced by this Ready's own sync waits for it. Nothing is applied unsynced.
+func TestCoreAppliesDurableEntriesWhileSyncing(t *testing.T) {
+	st := &syncStorage{memStorage: memStorage{raft.NewMemoryStorage()}}
+	c, err := New(Config{ID: 3, ElectionTicks: 10, HeartbeatTicks: 1, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 16, MaxUncommittedBytes: 1 << 20},
+		st, []raft.Peer{{ID: 1}, {ID: 2}, {ID: 3}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &applyLog{sink: sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}, st: st}
+	if err := c.Process(a); err != nil {
+		t.Fatal(err)
+	}
+	app := func(prev uint64, commit uint64, idx ...uint64) {
+		t.Helper()
+		m := &pb.Message{Type: pb.MsgApp.Enum(), From: new(uint64(2)), To: new(uint64(3)), Term: new(uint64(2)),
+			LogTerm: new(uint64(1)), Index: new(prev), Commit: new(commit)}
+		if prev > 3 {
+			m.LogTerm = new(uint64(2))
+		}
+		for _, i := range idx {
+			m.Entries = append(m.Entries, &pb.Entry{Term: new(uint64(2)), Index: new(i), Data: []byte("x")})
+		}
+		if err := c.Step(m); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Process(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hold := func(at uint64) {
+		h := make(chan struct{})
+		a.releaseAt = at
+		st.hold.Store(&h)
+	}
+	app(3, 3, 4, 5) // entries 4 and 5 written and synced; the bootstrap entries 1–3 applied
+	hold(5)
+	app(5, 5, 6) // commits 4 and 5 (durable): applied while entry 6 is being synced
+	hold(6)
+	app(6, 7, 7) // commits 6 (durable) and 7, which arrives in this Ready: 7 waits for the sync
+	if c.Applied() != 7 {
+		t.Fatalf("applied %d, want 7", c.Applied())
+	}
+	if len(a.violations) > 0 {
+		t.Fatalf("entries %v applied before they were synced", a.violations)
 	}
 }

@@ -6,7 +6,9 @@ import (
 )
 
 // Storage is the durable raft log and snapshot store the core runs on (the archive in
-// production, over a file system seam). The core calls it from its one goroutine only.
+// production, over a file system seam). Calls never overlap: the core makes them from its
+// goroutine, except Sync, which it may run on a goroutine of its own while making no other call
+// (it applies already-durable entries meanwhile) and waits for before going on.
 //
 // Durability contract: Append and SaveSnapshot may buffer; nothing is durable until Sync returns
 // nil. After a crash, storage reopened from the same files holds a prefix of what was appended,
