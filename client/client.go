@@ -56,7 +56,7 @@ type Config struct {
 	// default session timeout is 10 s).
 	KeepAliveInterval time.Duration
 	// BackoffMin/Max bound the reconnect backoff, with jitter (default 20 ms and 250 ms: an
-	// election takes 1–2 s, and a client should notice the new leader soon after).
+	// election takes about 1 s, and a client should notice the new leader soon after).
 	BackoffMin, BackoffMax time.Duration
 	// MaxRedirects caps consecutive redirect hops before backing off (default 8).
 	MaxRedirects int

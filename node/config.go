@@ -40,7 +40,8 @@ type Config struct {
 	DataDir string
 
 	// TickInterval is raft's tick; HeartbeatTicks and ElectionTicks are counted in ticks. The
-	// defaults give a heartbeat of 200 ms and an election timeout randomised in [1 s, 2 s).
+	// defaults give a heartbeat of 100 ms and an election timeout randomised in [700 ms, 1.4 s)
+	// (why: replica.DefaultConfig).
 	TickInterval   time.Duration
 	HeartbeatTicks int
 	ElectionTicks  int
@@ -62,8 +63,8 @@ type Config struct {
 	MaxFrameBytes int
 }
 
-// DefaultConfig returns the defaults: heartbeat 200 ms, election timeout 1–2 s, session timeout
-// 10 s, a snapshot every 1000 entries or 30 s of cluster time.
+// DefaultConfig returns the defaults: heartbeat 100 ms, election timeout 0.7–1.4 s, session
+// timeout 10 s, a snapshot every 1000 entries or 30 s of cluster time.
 func DefaultConfig() Config {
 	rc := replica.DefaultConfig()
 	cc := container.DefaultConfig()

@@ -3,6 +3,7 @@ package clustertest
 import (
 	"cmp"
 	"fmt"
+	"github.com/tandem-cluster/tandem/internal/replica"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -30,14 +31,18 @@ type Schedule struct {
 	Reorder   bool
 	Skews     []time.Duration
 	Run       time.Duration
-	Faults    []Fault
+	// HeartbeatTicks and ElectionTicks override the defaults when not 0 (script: "ticks H E"),
+	// so a schedule found under other defaults replays with the timing it was found with.
+	HeartbeatTicks, ElectionTicks int
+	Faults                        []Fault
 }
 
 // GenerateSchedule draws a schedule from a seed. Swarm testing: each seed also draws its own
 // fault rates, so some seeds hammer one kind of fault and others mix them.
 func GenerateSchedule(seed uint64, run time.Duration) Schedule {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	sch := Schedule{Seed: seed, Nodes: 3, Run: run}
+	def := replica.DefaultConfig()
+	sch := Schedule{Seed: seed, Nodes: 3, Run: run, HeartbeatTicks: def.HeartbeatTicks, ElectionTicks: def.ElectionTicks}
 	if rng.IntN(3) == 0 {
 		sch.Nodes = 5
 	}
@@ -118,6 +123,9 @@ func (s Schedule) String() string {
 	}
 	fmt.Fprintf(&b, "seed %d\nnodes %d\nsnapshot-every %d\nmargin %d\ndrop %g\ndup %g\nreorder %t\nskews %s\nrun %s\n",
 		s.Seed, s.Nodes, s.SnapEvery, s.Margin, s.Drop, s.Dup, s.Reorder, strings.Join(skews, " "), s.Run)
+	if s.HeartbeatTicks != 0 || s.ElectionTicks != 0 {
+		fmt.Fprintf(&b, "ticks %d %d\n", s.HeartbeatTicks, s.ElectionTicks)
+	}
 	for _, f := range s.Faults {
 		fmt.Fprintf(&b, "at %s %s", f.At, f.Op)
 		for _, a := range f.Args {
@@ -164,6 +172,13 @@ func ParseSchedule(text string) (Schedule, error) {
 			}
 		case "run":
 			s.Run, err = time.ParseDuration(f[1])
+		case "ticks":
+			if len(f) != 3 {
+				return s, bad(fmt.Errorf("want: ticks HEARTBEAT ELECTION"))
+			}
+			if s.HeartbeatTicks, err = strconv.Atoi(f[1]); err == nil {
+				s.ElectionTicks, err = strconv.Atoi(f[2])
+			}
 		case "at":
 			if len(f) < 3 {
 				return s, bad(fmt.Errorf("want: at DURATION OP [ARGS]"))

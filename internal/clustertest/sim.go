@@ -79,7 +79,12 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	c := New(t, Options{
 		Nodes: nodes, Seed: sch.Seed, MarginEntries: sch.Margin, SegmentBytes: 2 << 10,
 		NewService: func(int) service.Service { return NewProbe() },
-		Tune:       func(cfg *replica.Config) { cfg.Container.SnapshotIntervalEntries = sch.SnapEvery },
+		Tune: func(cfg *replica.Config) {
+			cfg.Container.SnapshotIntervalEntries = sch.SnapEvery
+			if sch.HeartbeatTicks != 0 {
+				cfg.HeartbeatTicks, cfg.ElectionTicks = sch.HeartbeatTicks, sch.ElectionTicks
+			}
+		},
 	})
 	c.Fatalf = func(format string, args ...any) { panic(simAbort{fmt.Sprintf(format, args...)}) }
 	c.DropRate, c.DupRate, c.Reorder = sch.Drop, sch.Dup, sch.Reorder
@@ -241,7 +246,7 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	}
 
 	// Collect the history.
-	var hist []porcupine.Operation
+	var hist, unknown []porcupine.Operation
 	seen := map[int64]bool{}
 	var attempted int64
 	for _, op := range ops {
@@ -259,7 +264,7 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 		r, ok := op.cl.Results[op.seq]
 		if !ok || r.Status != wire.StatusOK {
 			rep.Unknown++
-			hist = append(hist, porcupine.Operation{ClientId: op.client, Input: true, Call: op.call, Output: nil, Return: math.MaxInt64})
+			unknown = append(unknown, porcupine.Operation{ClientId: op.client, Input: true, Call: op.call, Output: nil, Return: math.MaxInt64})
 			continue
 		}
 		v, err := strconv.ParseInt(string(r.Reply), 10, 64)
@@ -276,11 +281,20 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	}
 	rep.Ops = len(ops)
 	rep.LeaderTerms = len(leaderOf)
+	final := false
 	if l := c.Leader(); l >= 0 {
 		rep.Final = probe0(c, l).Counter()
+		final = true
 	}
 	if rep.Final < int64(rep.Acked) || rep.Final > attempted {
 		violate("acked %d ≤ final %d ≤ attempted %d does not hold", rep.Acked, rep.Final, attempted)
+	}
+	// Increments of unknown outcome may have taken effect or not. When the final value equals the
+	// acknowledged count, none did (each applies at most once), and they are left out of the
+	// check: kept, they only make porcupine's search explode (a seed with 11 of them did not
+	// finish in 30 s) while constraining nothing.
+	if !final || rep.Final > int64(rep.Acked) {
+		hist = append(hist, unknown...)
 	}
 	res := porcupine.CheckOperationsTimeout(counterModel, hist, 30*time.Second)
 	switch res {
