@@ -32,7 +32,11 @@ const benchHelp = `Usage: tandem bench [flags]
 
 Measures a three-member cluster with real TCP and real fsync, driven through the real client:
 --clients sessions, each with --inflight commands pipelined, for --duration after --warmup. Only
-acknowledged commands count (one increment is one operation). By default the members run in this
+acknowledged commands count (one increment is one operation). With --rate the load is open: commands
+are due at a fixed total rate, and each latency is measured from the moment its command was due,
+so a stall counts for every command it delayed (no coordinated omission). Before the run, the
+machine's own reference is measured: the p50 of an fsync after a 64 B append in the temporary
+directory, so figures from different days can be read against the disk they ran on. By default the members run in this
 process; --processes starts them as separate tandem node processes; --endpoints measures a
 running cluster.
 
@@ -41,7 +45,8 @@ Flags:
 
 const benchExamples = `
 Examples:
-  tandem bench                                   # in-process, 4 clients x 64 in flight, 10 s
+  tandem bench                                   # in-process, 4 clients x 256 in flight, 10 s
+  tandem bench --rate 50000                      # latency at a fixed 50 000 commands/s
   tandem bench --processes --clients 8 --inflight 32 --json
   tandem bench --clients 1 --inflight 1          # one command at a time: latency
   tandem bench --workload query
@@ -69,6 +74,15 @@ type BenchResult struct {
 	NodeCPUSeconds []float64 `json:"node_cpu_seconds,omitempty"`
 	NodeRSSMiB     []float64 `json:"node_rss_mib,omitempty"`
 	Payload        int       `json:"payload_bytes"`
+	// RatePerSec is the target of an open-loop run (0: closed loop, as fast as answers come).
+	RatePerSec float64 `json:"rate_per_sec,omitempty"`
+	// LateP50us / LateP99us: open loop only, how late the load generator itself started
+	// commands after they fell due (its sleeps overshoot on a busy or virtual machine); part of
+	// the latencies above, not the cluster's doing.
+	LateP50us float64 `json:"late_p50_us,omitempty"`
+	LateP99us float64 `json:"late_p99_us,omitempty"`
+	// FsyncP50us is the machine's reference: an fsync after a 64 B append, p50.
+	FsyncP50us float64 `json:"fsync_p50_us"`
 	// With --failover: time from a leader's SIGKILL to the next acknowledged command.
 	Failovers     int     `json:"failovers,omitempty"`
 	FailoverP50ms float64 `json:"failover_p50_ms,omitempty"`
@@ -83,14 +97,16 @@ type loadSpec struct {
 	workload           string
 	payload, failovers int
 	procs              *benchProcs
-	etcd               bool // eps are etcd client endpoints
+	etcd               bool    // eps are etcd client endpoints
+	rate               float64 // open-loop target, commands per second (0: closed loop)
 }
 
 func runBench(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
 	clients := fs.Int("clients", 4, "client sessions")
-	inflight := fs.Int("inflight", 64, "commands in flight per session")
+	inflight := fs.Int("inflight", 256, "commands in flight per session")
+	rate := fs.Float64("rate", 0, "open loop: commands due per second in total (latency counted from when each was due); 0 runs closed-loop")
 	duration := fs.Duration("duration", 10*time.Second, "measured time")
 	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured time before it")
 	workload := fs.String("workload", "inc", "inc (increments), query (linearizable GETs) or mix (half each)")
@@ -127,7 +143,16 @@ func runBench(args []string) int {
 		fmt.Fprintln(os.Stderr, "tandem bench: --clients and --inflight must be at least 1")
 		return exitUsage
 	}
-	res := BenchResult{Clients: *clients, Inflight: *inflight, Workload: *workload, Nodes: 3, Fsync: true, Payload: *payload}
+	if *rate < 0 {
+		fmt.Fprintln(os.Stderr, "tandem bench: --rate must not be negative")
+		return exitUsage
+	}
+	res := BenchResult{Clients: *clients, Inflight: *inflight, Workload: *workload, Nodes: 3, Fsync: true, Payload: *payload, RatePerSec: *rate}
+	if p50, err := fsyncReference(); err == nil {
+		res.FsyncP50us = float64(p50.Microseconds())
+	} else {
+		fmt.Fprintf(os.Stderr, "tandem bench: fsync reference: %v\n", err)
+	}
 	var bp *benchProcs
 	var eps []string
 	var cpu func() []float64
@@ -179,7 +204,7 @@ func runBench(args []string) int {
 		defer pprof.StopCPUProfile()
 	}
 	load := loadSpec{eps: eps, clients: *clients, inflight: *inflight, warmup: *warmup, duration: *duration,
-		workload: *workload, payload: *payload, failovers: *failovers, procs: bp, etcd: *etcdEps != ""}
+		workload: *workload, payload: *payload, failovers: *failovers, procs: bp, etcd: *etcdEps != "", rate: *rate}
 	if err := runLoad(load, &res, cpu, rss); err != nil {
 		fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
 		return exitFailed
@@ -191,6 +216,11 @@ func runBench(args []string) int {
 	}
 	fmt.Printf("%s, %d members (%s, fsync on), %d clients x %d in flight, %s measured\n",
 		res.Workload, res.Nodes, res.Layout, res.Clients, res.Inflight, time.Duration(res.Duration*float64(time.Second)).Round(time.Millisecond))
+	if res.RatePerSec > 0 {
+		fmt.Printf("open loop   %.0f commands/s due; latency from when each was due (the generator started them late by p50 %.0f µs, p99 %.0f µs)\n",
+			res.RatePerSec, res.LateP50us, res.LateP99us)
+	}
+	fmt.Printf("machine     fsync after a 64 B append: p50 %.0f µs\n", res.FsyncP50us)
 	fmt.Printf("throughput  %.0f ops/s (%d ops, %d errors)\n", res.OpsPerSec, res.Ops, res.Errors)
 	fmt.Printf("latency     p50 %.0f µs  p90 %.0f µs  p99 %.0f µs  p99.9 %.0f µs  max %.0f µs\n", res.P50us, res.P90us, res.P99us, res.P999us, res.Maxus)
 	if res.Failovers > 0 {
@@ -279,11 +309,18 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 		}
 	}
 	var lastAck atomic.Int64 // Unix nanos of the latest acknowledged command
+	var due atomic.Int64     // open loop: the number of the next command to fall due
+	var interval time.Duration
+	if ls.rate > 0 {
+		interval = time.Duration(float64(time.Second) / ls.rate)
+	}
+	loadStart := time.Now()
 	var measuring atomic.Bool
 	var ops, errs atomic.Int64
 	stopAt := time.Now().Add(warmup + duration)
 	var mu sync.Mutex
 	total := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
+	late := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
 	var wg sync.WaitGroup
 	for ci := range clients {
 		for k := range inflight {
@@ -292,11 +329,25 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 			go func() {
 				defer wg.Done()
 				h := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
+				hl := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
 				for time.Now().Before(stopAt) {
 					t0 := time.Now()
+					var lateBy time.Duration
+					if interval > 0 {
+						// The command is due at its slot whether or not the cluster kept up;
+						// a late answer delays nothing but is charged from the slot.
+						t0 = loadStart.Add(time.Duration(due.Add(1)-1) * interval)
+						if d := time.Until(t0); d > 0 {
+							time.Sleep(d)
+						}
+						lateBy = time.Since(t0)
+					}
 					err := do()
 					if !measuring.Load() {
 						continue
+					}
+					if interval > 0 {
+						_ = hl.RecordValue(max(1, lateBy.Microseconds()))
 					}
 					if err != nil {
 						errs.Add(1)
@@ -308,6 +359,7 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 				}
 				mu.Lock()
 				total.Merge(h)
+				late.Merge(hl)
 				mu.Unlock()
 			}()
 		}
@@ -347,6 +399,9 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 	res.P99us = float64(total.ValueAtQuantile(99))
 	res.P999us = float64(total.ValueAtQuantile(99.9))
 	res.Maxus = float64(total.Max())
+	if interval > 0 {
+		res.LateP50us, res.LateP99us = float64(late.ValueAtQuantile(50)), float64(late.ValueAtQuantile(99))
+	}
 	if cpu != nil && ls.failovers == 0 { // restarted members' counters start again: not comparable
 		for i, v := range cpu() {
 			if i < len(cpu0) {
@@ -356,6 +411,31 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 		res.NodeRSSMiB = rss()[:len(res.NodeCPUSeconds)]
 	}
 	return nil
+}
+
+// fsyncReference measures the machine: the median time of an fsync after a 64 B append, over
+// 200 appends to a file in the temporary directory.
+func fsyncReference() (time.Duration, error) {
+	f, err := os.CreateTemp("", "tandem-fsync-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	rec := make([]byte, 64)
+	ds := make([]time.Duration, 0, 200)
+	for range 200 {
+		if _, err := f.Write(rec); err != nil {
+			return 0, err
+		}
+		t0 := time.Now()
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2], nil
 }
 
 func benchMembers() ([]node.Member, []string, error) {
