@@ -99,6 +99,7 @@ type call struct {
 	seq     wire.Seq
 	payload []byte
 	done    chan result
+	cb      func([]byte, error) // SendAsync: called instead of done
 	sent    bool
 }
 
@@ -106,6 +107,13 @@ type query struct {
 	id      uint64
 	payload []byte
 	done    chan result
+	cb      func([]byte, error)
+}
+
+// callback is an asynchronous completion waiting to be run once c.mu is released.
+type callback struct {
+	f func([]byte, error)
+	r result
 }
 
 // Client is a session with a Tandem cluster. It is safe for concurrent use: many goroutines may
@@ -132,6 +140,8 @@ type Client struct {
 	term       uint64
 	reach      map[string]bool // endpoint → reachable on the last attempt
 	reconnect  chan struct{}
+	// cbs are completions of SendAsync/QueryAsync decided under mu, run by unlock.
+	cbs []callback
 
 	closed chan struct{}
 	wg     sync.WaitGroup
@@ -147,6 +157,7 @@ type conn struct {
 	pending   []byte
 	spare     []byte
 	flushing  bool
+	held      bool // the reader is handling a burst of answers: see holdWrites
 	broken    bool // a write failed: the connection is closed, frames are dropped (resent on reattach)
 	lastHeard time.Time
 	lastSent  time.Time
@@ -231,7 +242,7 @@ func (c *Client) Close() error {
 	}
 	c.failAll(ErrClosed)
 	cn := c.conn
-	c.mu.Unlock()
+	c.unlock()
 	select {
 	case <-c.closed:
 	default:
@@ -251,12 +262,12 @@ func (c *Client) failAll(cause error) {
 		if cl.sent {
 			err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, cause)
 		}
-		cl.done <- result{err: err}
+		c.finish(cl.done, cl.cb, result{err: err})
 		delete(c.calls, seq)
 	}
 	c.lowUnacked = c.nextSeq
 	for id, q := range c.queries {
-		q.done <- result{err: cause}
+		c.finish(q.done, q.cb, result{err: cause})
 		delete(c.queries, id)
 	}
 	c.cond.Broadcast()
@@ -314,6 +325,65 @@ func (c *Client) Send(ctx context.Context, payload []byte) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("%w%s: %w", ErrOutcomeUnknown, w, ctxErr(ctx))
 	}
+}
+
+// ErrInFlightFull is returned (wrapped in ErrNotApplied) by SendAsync when MaxInFlight commands
+// are already outstanding.
+var ErrInFlightFull = errors.New("tandem: MaxInFlight commands already outstanding")
+
+// SendAsync sends a command through the log like Send, without waiting: done is called exactly
+// once with the service's reply or an error (ErrOutcomeUnknown and ErrSessionExpired as for Send,
+// ErrClosed for a command never sent), unless SendAsync itself returns an error, in which case
+// the command was not sent and done is never called. It never blocks: with MaxInFlight commands
+// outstanding it returns an error wrapping ErrNotApplied and ErrInFlightFull.
+//
+// done runs on one of the client's goroutines (usually the one reading answers), after the
+// client's lock is released, so it may call SendAsync again; it must be quick, or answers behind
+// it wait. There is no per-command deadline: an unanswered command is resent across failovers
+// until it is answered, the session expires or the client is closed.
+func (c *Client) SendAsync(payload []byte, done func(reply []byte, err error)) error {
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return err
+	}
+	if len(c.calls) >= c.cfg.MaxInFlight {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: %w", ErrNotApplied, ErrInFlightFull)
+	}
+	cl := &call{seq: c.nextSeq, payload: slices.Clone(payload), cb: done}
+	c.nextSeq++
+	c.calls[cl.seq] = cl
+	cn := c.conn
+	cl.sent = cn != nil
+	low := c.lowestUnackedLocked()
+	c.mu.Unlock()
+	if cn != nil {
+		c.write(cn, &wire.ClientMsg{Kind: wire.CCommand, Session: c.session, Seq: cl.seq, LowestUnacked: low, Payload: cl.payload})
+	}
+	return nil
+}
+
+// QueryAsync runs a query like Query, without waiting: done is called exactly once with the
+// reply or an error, unless QueryAsync returns an error (the client is finished). done runs as
+// for SendAsync.
+func (c *Client) QueryAsync(payload []byte, done func(reply []byte, err error)) error {
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return err
+	}
+	c.nextQuery++
+	q := &query{id: c.nextQuery, payload: slices.Clone(payload), cb: done}
+	c.queries[q.id] = q
+	cn := c.conn
+	c.mu.Unlock()
+	if cn != nil {
+		c.write(cn, &wire.ClientMsg{Kind: wire.CQuery, RequestID: q.id, Payload: q.payload})
+	}
+	return nil
 }
 
 // waitCond waits on the condition until signalled or ctx ends; c.mu held.
@@ -394,17 +464,44 @@ func (c *Client) write(cn *conn, m *wire.ClientMsg) {
 		return
 	}
 	cn.pending = wire.AppendClientFrame(cn.pending, m)
-	if cn.flushing {
+	if cn.flushing || cn.held {
 		cn.wmu.Unlock()
 		return
 	}
-	cn.flushing = true
-	cn.wmu.Unlock()
-	// Let goroutines that are ready to send (typically woken together by a burst of answers)
-	// add their frames first, so that one write carries them all. With nothing else to run this
-	// returns at once.
-	runtime.Gosched()
+	c.flushLocked(cn, true)
+}
+
+// holdWrites makes writes on cn queue without being written until releaseWrites: the reader
+// holds them while it handles a burst of answers, so that the commands the answers' callbacks
+// send go out together in one write.
+func (c *Client) holdWrites(cn *conn) {
 	cn.wmu.Lock()
+	cn.held = true
+	cn.wmu.Unlock()
+}
+
+func (c *Client) releaseWrites(cn *conn) {
+	cn.wmu.Lock()
+	cn.held = false
+	if cn.flushing || len(cn.pending) == 0 || cn.broken {
+		cn.wmu.Unlock()
+		return
+	}
+	c.flushLocked(cn, false)
+}
+
+// flushLocked writes what is pending on cn until nothing is; called with cn.wmu held and not
+// flushing, it returns with cn.wmu released.
+func (c *Client) flushLocked(cn *conn, yield bool) {
+	cn.flushing = true
+	if yield {
+		cn.wmu.Unlock()
+		// Let goroutines that are ready to send (typically woken together by a burst of
+		// answers) add their frames first, so that one write carries them all. With nothing
+		// else to run this returns at once.
+		runtime.Gosched()
+		cn.wmu.Lock()
+	}
 	for len(cn.pending) > 0 && !cn.broken {
 		buf := cn.pending
 		cn.pending, cn.spare = cn.spare[:0], nil
@@ -582,7 +679,18 @@ func (c *Client) read(cn *conn) (redirected bool, err error) {
 		}
 		c.mu.Unlock()
 	}()
+	held := false
+	defer func() {
+		if held {
+			c.releaseWrites(cn)
+		}
+	}()
 	for {
+		if held && !wire.FrameBuffered(r) {
+			// The burst of answers is handled: send what their callbacks queued, in one write.
+			c.releaseWrites(cn)
+			held = false
+		}
 		kind, body, nb, err := wire.ReadFrame(r, 4<<20, buf)
 		buf = nb
 		if err != nil {
@@ -594,6 +702,10 @@ func (c *Client) read(cn *conn) (redirected bool, err error) {
 		m, err := wire.DecodeClientMsg(body)
 		if err != nil {
 			return false, fmt.Errorf("bad message from %s: %w", cn.endpoint, err)
+		}
+		if !held && (m.Kind == wire.CResponse || m.Kind == wire.CQueryResponse) {
+			c.holdWrites(cn)
+			held = true
 		}
 		m.Payload = slices.Clone(m.Payload)
 		c.mu.Lock()
@@ -650,25 +762,50 @@ func (c *Client) attached(cn *conn) {
 	}
 }
 
+// finish completes a command or query: a waiting Send/Query gets r on its channel; an
+// asynchronous one's callback is queued and run by unlock. c.mu held.
+func (c *Client) finish(done chan result, cb func([]byte, error), r result) {
+	if cb != nil {
+		c.cbs = append(c.cbs, callback{f: cb, r: r})
+		return
+	}
+	done <- r
+}
+
+// unlock releases c.mu, then runs the callbacks completed while it was held (they may call the
+// client again).
+func (c *Client) unlock() {
+	if len(c.cbs) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	cbs := c.cbs
+	c.cbs = nil
+	c.mu.Unlock()
+	for _, cb := range cbs {
+		cb.f(cb.r.reply, cb.r.err)
+	}
+}
+
 func (c *Client) response(m *wire.ClientMsg) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	cl, ok := c.calls[m.Seq]
 	if !ok {
 		return
 	}
 	switch m.Status {
 	case wire.StatusOK:
-		cl.done <- result{reply: m.Payload}
+		c.finish(cl.done, cl.cb, result{reply: m.Payload})
 	case wire.StatusSessionExpired:
 		c.expireLocked()
 		return
 	case wire.StatusUnavailable, wire.StatusNotLeader:
 		return // not applied; resent after the next attach
 	case wire.StatusEvicted:
-		cl.done <- result{err: fmt.Errorf("%w: the answer was already acknowledged and evicted", ErrOutcomeUnknown)}
+		c.finish(cl.done, cl.cb, result{err: fmt.Errorf("%w: the answer was already acknowledged and evicted", ErrOutcomeUnknown)})
 	default:
-		cl.done <- result{err: fmt.Errorf("%w: %s", ErrNotApplied, strings.TrimSpace(string(m.Payload)))}
+		c.finish(cl.done, cl.cb, result{err: fmt.Errorf("%w: %s", ErrNotApplied, strings.TrimSpace(string(m.Payload)))})
 	}
 	c.forget(m.Seq)
 	c.cond.Broadcast()
@@ -676,18 +813,18 @@ func (c *Client) response(m *wire.ClientMsg) {
 
 func (c *Client) queryResponse(m *wire.ClientMsg) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	q, ok := c.queries[m.RequestID]
 	if !ok {
 		return
 	}
 	switch m.Status {
 	case wire.StatusOK:
-		q.done <- result{reply: m.Payload}
+		c.finish(q.done, q.cb, result{reply: m.Payload})
 	case wire.StatusUnavailable, wire.StatusNotLeader:
 		return // retried on the next connection
 	default:
-		q.done <- result{err: fmt.Errorf("%w: %s", ErrNotApplied, m.Payload)}
+		c.finish(q.done, q.cb, result{err: fmt.Errorf("%w: %s", ErrNotApplied, m.Payload)})
 	}
 	delete(c.queries, m.RequestID)
 }
@@ -695,7 +832,7 @@ func (c *Client) queryResponse(m *wire.ClientMsg) {
 // expire ends the client: the cluster no longer knows the session.
 func (c *Client) expire() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	c.expireLocked()
 }
 

@@ -282,6 +282,8 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 	defer cancel()
 	// op returns the operation goroutine k of client ci runs in a loop.
 	var op func(ci, k int) func() error
+	// async, for Tandem: starts operation k of client ci without waiting; done gets its outcome.
+	var async func(ci, k int) func(done func(error)) error
 	if ls.etcd {
 		op = etcdOps(eps, clients, inflight, workload, ls.payload)
 	} else {
@@ -307,6 +309,16 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 			}
 			return func() error { _, err := c.Send(ctx, inc); return err }
 		}
+		async = func(ci, k int) func(done func(error)) error {
+			c := cls[ci]
+			cb := func(done func(error)) func([]byte, error) {
+				return func(_ []byte, err error) { done(err) }
+			}
+			if workload == "query" || (workload == "mix" && (ci+k)%2 == 1) {
+				return func(done func(error)) error { return c.QueryAsync(get, cb(done)) }
+			}
+			return func(done func(error)) error { return c.SendAsync(inc, cb(done)) }
+		}
 	}
 	var lastAck atomic.Int64 // Unix nanos of the latest acknowledged command
 	var due atomic.Int64     // open loop: the number of the next command to fall due
@@ -322,8 +334,61 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 	total := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
 	late := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
 	var wg sync.WaitGroup
+	if async != nil && interval == 0 {
+		// Closed loop through the asynchronous API: each of the inflight slots of a client
+		// starts its next command from the answer to the previous one, with no goroutine per
+		// command (the load generator stays small next to the members it measures).
+		for ci := range clients {
+			h := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
+			var hmu sync.Mutex
+			var slots sync.WaitGroup
+			for k := range inflight {
+				start := async(ci, k)
+				slots.Add(1)
+				var next func()
+				next = func() {
+					t0 := time.Now()
+					err := start(func(err error) {
+						if measuring.Load() {
+							if err != nil {
+								errs.Add(1)
+							} else {
+								ops.Add(1)
+								now := time.Now()
+								lastAck.Store(now.UnixNano())
+								hmu.Lock()
+								_ = h.RecordValue(max(1, now.Sub(t0).Microseconds()))
+								hmu.Unlock()
+							}
+						}
+						if time.Now().Before(stopAt) {
+							next()
+						} else {
+							slots.Done()
+						}
+					})
+					if err != nil { // the client is finished: this slot stops
+						errs.Add(1)
+						slots.Done()
+					}
+				}
+				next()
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				slots.Wait()
+				mu.Lock()
+				total.Merge(h)
+				mu.Unlock()
+			}()
+		}
+	}
 	for ci := range clients {
 		for k := range inflight {
+			if async != nil && interval == 0 {
+				break
+			}
 			wg.Add(1)
 			do := op(ci, k)
 			go func() {

@@ -424,13 +424,27 @@ func (c *Container) command(it *wire.Item) {
 		return
 	}
 	if it.LowestUnacked > s.floor {
+		old := s.floor
 		s.floor = it.LowestUnacked
-		for seq, r := range s.window {
-			if seq < s.floor {
-				delete(s.window, seq)
-				freed := entryOverheadBytes + int64(len(r))
-				s.bytes -= freed
-				c.bytesUsed -= freed
+		evict := func(seq wire.Seq, r []byte) {
+			delete(s.window, seq)
+			freed := entryOverheadBytes + int64(len(r))
+			s.bytes -= freed
+			c.bytesUsed -= freed
+		}
+		// The floor moves up by about one per command: walk the numbers it passed (amortised
+		// O(1) per command), unless it jumped further than the window holds.
+		if uint64(s.floor-old) <= uint64(len(s.window)) {
+			for seq := old; seq < s.floor; seq++ {
+				if r, ok := s.window[seq]; ok {
+					evict(seq, r)
+				}
+			}
+		} else {
+			for seq, r := range s.window {
+				if seq < s.floor {
+					evict(seq, r)
+				}
 			}
 		}
 	}

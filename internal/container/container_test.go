@@ -383,3 +383,38 @@ func TestClosedSessionIsNeverReopened(t *testing.T) {
 		t.Fatalf("ClosedSessionsMax is not kept oldest-first")
 	}
 }
+
+// The floor evicts answers below it whether it moves by a step (the numbers passed are walked)
+// or jumps past everything the window holds (the window is scanned); the byte accounting ends
+// the same either way.
+func TestWindowEvictionStepAndJump(t *testing.T) {
+	for _, jump := range []bool{false, true} {
+		h := newHarness(t, DefaultConfig())
+		h.apply(1, open(s1))
+		base := h.c.bytesUsed
+		for seq := wire.Seq(1); seq <= 10; seq++ {
+			h.apply(int64(seq+1), cmd(s1, seq, 1, "x"))
+		}
+		if len(h.c.sessions[s1].window) != 10 {
+			t.Fatalf("window holds %d answers, want 10", len(h.c.sessions[s1].window))
+		}
+		next, low := wire.Seq(11), wire.Seq(6)
+		if jump {
+			next, low = 1000, 1000
+		}
+		h.apply(20, cmd(s1, next, low, "y"))
+		s := h.c.sessions[s1]
+		for seq := range s.window {
+			if seq < low {
+				t.Fatalf("jump=%v: answer %d kept below the floor %d", jump, seq, low)
+			}
+		}
+		want := base + int64(len(s.window))*entryOverheadBytes
+		for _, r := range s.window {
+			want += int64(len(r))
+		}
+		if h.c.bytesUsed != want || s.bytes+base-sessionOverheadBytes != want {
+			t.Fatalf("jump=%v: bytes used %d (session %d), want %d", jump, h.c.bytesUsed, s.bytes, want)
+		}
+	}
+}

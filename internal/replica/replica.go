@@ -374,7 +374,7 @@ func (r *Replica) Tick() {
 		r.ticks-r.lastTimeProp >= r.cfg.HeartbeatTicks {
 		// Cluster time only moves with the log: an idle log needs an entry for a timer to fire.
 		r.lastTimeProp = r.ticks
-		r.propose(nil)
+		r.propose(nil, 0)
 	}
 }
 
@@ -553,27 +553,32 @@ func (r *Replica) enqueue(it wire.Item) {
 
 // flush proposes the pending items as batches of at most MaxBatchBytes.
 func (r *Replica) flush() {
-	for len(r.pending) > 0 {
+	rest := r.pending
+	for len(rest) > 0 {
 		n, size := 0, 0
-		for n < len(r.pending) {
-			sz := wire.BatchItemBytes(&r.pending[n])
+		for n < len(rest) {
+			sz := wire.BatchItemBytes(&rest[n])
 			if n > 0 && size+sz > r.cfg.MaxBatchBytes {
 				break
 			}
 			size += sz
 			n++
 		}
-		items := r.pending[:n]
-		r.propose(items)
-		r.pending = r.pending[n:]
+		r.propose(rest[:n], size)
+		rest = rest[n:]
 	}
-	r.pending = nil
+	// The encoded batches own their bytes: the slice is reused, without the payloads.
+	clear(r.pending)
+	r.pending = r.pending[:0]
 	r.pendingBytes = 0
 }
 
-func (r *Replica) propose(items []wire.Item) {
+// batchHeaderBytes covers a batch's fixed fields (version, timestamp, item count).
+const batchHeaderBytes = 32
+
+func (r *Replica) propose(items []wire.Item, size int) {
 	b := wire.Batch{TimestampNanos: r.clock.Now(), Items: items}
-	err := r.core.Propose(wire.AppendBatch(nil, &b))
+	err := r.core.Propose(wire.AppendBatch(make([]byte, 0, size+batchHeaderBytes), &b))
 	if err == nil {
 		return
 	}

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -232,7 +231,7 @@ func (s *ClientServer) readLoop(c *clientConn) {
 			m.Payload = nil
 		}
 		batch = append(batch, m)
-		if len(batch) >= maxRequestBatch || !frameBuffered(r) {
+		if len(batch) >= maxRequestBatch || !wire.FrameBuffered(r) {
 			s.h.ClientRequests(c.id, batch)
 			batch = nil
 		}
@@ -245,19 +244,6 @@ const (
 	// arenaBytes is the size of the blocks request payloads are copied into.
 	arenaBytes = 64 << 10
 )
-
-// frameBuffered reports whether r already holds a whole frame, so reading it will not wait on
-// the network.
-func frameBuffered(r *bufio.Reader) bool {
-	if r.Buffered() < 4 {
-		return false
-	}
-	hdr, err := r.Peek(4)
-	if err != nil {
-		return false
-	}
-	return uint64(r.Buffered()) >= 4+uint64(binary.LittleEndian.Uint32(hdr))
-}
 
 func (s *ClientServer) rejectClient(c *clientConn, reason string) {
 	s.mu.Lock()

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -378,6 +379,19 @@ func AppendClientFrame(dst []byte, m *ClientMsg) []byte {
 	dst[start+4], dst[start+5] = Version, uint8(FrameClient)
 	binary.LittleEndian.PutUint32(dst[start+6:], crc32.Checksum(body, castagnoli))
 	return dst
+}
+
+// FrameBuffered reports whether r already holds a whole frame, so that reading it will not
+// wait on the network.
+func FrameBuffered(r *bufio.Reader) bool {
+	if r.Buffered() < 4 {
+		return false
+	}
+	hdr, err := r.Peek(4)
+	if err != nil {
+		return false
+	}
+	return uint64(r.Buffered()) >= 4+uint64(binary.LittleEndian.Uint32(hdr))
 }
 
 // ReadFrame reads one frame. A length above maxBytes is rejected before anything is allocated.
