@@ -116,6 +116,7 @@ func runBench(args []string) int {
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to the file (in-process members: members and clients)")
 	payload := fs.Int("payload", 0, "command size in bytes, 16 to 4096 (padding the increment; 0: the bare 3-byte request)")
+	restart := fs.Int64("restart", 0, "instead of measuring load: acknowledge this many increments on in-process members, then restart a follower and time it until it follows and has applied everything committed")
 	failovers := fs.Int("failover", 0, "SIGKILL the leader this many times under load and report the time to the next acknowledged command (implies --processes)")
 	fs.Usage = func() { fmt.Fprint(os.Stderr, benchHelp); fs.PrintDefaults(); fmt.Fprint(os.Stderr, benchExamples) }
 	if _, err := parseInterspersed(fs, args); err != nil {
@@ -148,10 +149,28 @@ func runBench(args []string) int {
 		return exitUsage
 	}
 	res := BenchResult{Clients: *clients, Inflight: *inflight, Workload: *workload, Nodes: 3, Fsync: true, Payload: *payload, RatePerSec: *rate}
-	if p50, err := fsyncReference(); err == nil {
+	p50, err := fsyncReference()
+	if err == nil {
 		res.FsyncP50us = float64(p50.Microseconds())
 	} else {
 		fmt.Fprintf(os.Stderr, "tandem bench: fsync reference: %v\n", err)
+	}
+	if *restart > 0 {
+		rr, err := runRestart(*restart, p50)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
+			return exitFailed
+		}
+		if *asJSON {
+			b, _ := json.Marshal(rr)
+			fmt.Println(string(b))
+			return exitOK
+		}
+		fmt.Printf("restart     %d increments acknowledged in %.1f s (commit index %d); a follower stopped and started again\n",
+			rr.Commands, rr.LoadSeconds, rr.Applied)
+		fmt.Printf("            following and caught up after %.0f ms (it restarted from its snapshot at index %d)\n", rr.RestartMs, rr.SnapshotIndex)
+		fmt.Printf("machine     fsync after a 64 B append: p50 %.0f µs\n", rr.FsyncP50us)
+		return exitOK
 	}
 	var bp *benchProcs
 	var eps []string
