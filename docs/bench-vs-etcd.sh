@@ -5,7 +5,7 @@
 #   apt-get install etcd-server        # Debian's etcd 3.4
 #   docs/bench-vs-etcd.sh [CLIENTS] [INFLIGHT] [DURATION]
 set -euo pipefail
-clients=${1:-4}; inflight=${2:-64}; duration=${3:-10s}
+clients=${1:-4}; inflight=${2:-256}; duration=${3:-10s}
 command -v etcd >/dev/null || { echo "etcd not found: apt-get install etcd-server" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 go build -o /tmp/tandem-bench ./cmd/tandem

@@ -115,6 +115,7 @@ func runBench(args []string) int {
 	etcdEps := fs.String("etcd", "", "measure an etcd cluster at these client endpoints instead (blind Put / linearizable Get through etcd's JSON gateway), for docs/bench-vs-etcd.sh")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to the file (in-process members: members and clients)")
+	memProfile := fs.String("memprofile", "", "write an allocation profile of this process to the file at the end (go tool pprof -sample_index=alloc_space)")
 	payload := fs.Int("payload", 0, "command size in bytes, 16 to 4096 (padding the increment; 0: the bare 3-byte request)")
 	restart := fs.Int64("restart", 0, "instead of measuring load: acknowledge this many increments on in-process members, then restart a follower and time it until it follows and has applied everything committed")
 	failovers := fs.Int("failover", 0, "SIGKILL the leader this many times under load and report the time to the next acknowledged command (implies --processes)")
@@ -227,6 +228,17 @@ func runBench(args []string) int {
 	if err := runLoad(load, &res, cpu, rss); err != nil {
 		fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
 		return exitFailed
+	}
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err == nil {
+			err = pprof.Lookup("allocs").WriteTo(f, 0)
+			_ = f.Close()
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
+			return exitFailed
+		}
 	}
 	if *asJSON {
 		b, _ := json.Marshal(res)
