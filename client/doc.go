@@ -16,6 +16,8 @@
 // ErrOutcomeUnknown and are never resent on a new session.
 //
 // A Client is safe for concurrent use: commands from many goroutines are pipelined on the one
-// session (up to MaxInFlight) and answered by number. Pushes from Session.Offer are not surfaced
-// yet.
+// session (up to MaxInFlight) and answered by number. Commands sent at the same moment share one
+// write. For the highest rate without a goroutine per command, SendAsync and QueryAsync take a
+// callback instead of waiting (tandem bench drives the cluster that way). Pushes from
+// Session.Offer are not surfaced yet.
 package client
