@@ -157,7 +157,7 @@ type conn struct {
 	pending   []byte
 	spare     []byte
 	flushing  bool
-	held      bool // the reader is handling a burst of answers: see holdWrites
+	held      int  // holders (the reader in a burst of answers, Batch callers): see holdWrites
 	broken    bool // a write failed: the connection is closed, frames are dropped (resent on reattach)
 	lastHeard time.Time
 	lastSent  time.Time
@@ -365,6 +365,25 @@ func (c *Client) SendAsync(payload []byte, done func(reply []byte, err error)) e
 	return nil
 }
 
+// Batch runs fn and writes the commands and queries that fn starts with SendAsync and QueryAsync
+// together once it returns: one write instead of one per command, which is most of a command's
+// cost on the client when a goroutine starts several at once (a burst of due work, a replay).
+// fn must not wait for answers (no Send or Query inside it, and no waiting on a callback): they
+// are not written before fn returns. If the connection changes during fn, what was started on
+// the new one goes out at once.
+func (c *Client) Batch(fn func()) {
+	c.mu.Lock()
+	cn := c.conn
+	c.mu.Unlock()
+	if cn == nil {
+		fn()
+		return
+	}
+	c.holdWrites(cn)
+	defer c.releaseWrites(cn)
+	fn()
+}
+
 // QueryAsync runs a query like Query, without waiting: done is called exactly once with the
 // reply or an error, unless QueryAsync returns an error (the client is finished). done runs as
 // for SendAsync.
@@ -464,7 +483,7 @@ func (c *Client) write(cn *conn, m *wire.ClientMsg) {
 		return
 	}
 	cn.pending = wire.AppendClientFrame(cn.pending, m)
-	if cn.flushing || cn.held {
+	if cn.flushing || cn.held > 0 {
 		cn.wmu.Unlock()
 		return
 	}
@@ -476,14 +495,14 @@ func (c *Client) write(cn *conn, m *wire.ClientMsg) {
 // send go out together in one write.
 func (c *Client) holdWrites(cn *conn) {
 	cn.wmu.Lock()
-	cn.held = true
+	cn.held++
 	cn.wmu.Unlock()
 }
 
 func (c *Client) releaseWrites(cn *conn) {
 	cn.wmu.Lock()
-	cn.held = false
-	if cn.flushing || len(cn.pending) == 0 || cn.broken {
+	cn.held--
+	if cn.held > 0 || cn.flushing || len(cn.pending) == 0 || cn.broken {
 		cn.wmu.Unlock()
 		return
 	}

@@ -18,6 +18,7 @@
 // A Client is safe for concurrent use: commands from many goroutines are pipelined on the one
 // session (up to MaxInFlight) and answered by number. Commands sent at the same moment share one
 // write. For the highest rate without a goroutine per command, SendAsync and QueryAsync take a
-// callback instead of waiting (tandem bench drives the cluster that way). Pushes from
+// callback instead of waiting (tandem bench drives the cluster that way); Batch sends all that a
+// goroutine starts at once in one write. Pushes from
 // Session.Offer are not surfaced yet.
 package client

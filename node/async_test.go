@@ -171,3 +171,74 @@ func TestSendAsyncWindowFullAndClose(t *testing.T) {
 		t.Fatalf("SendAsync after Close: %v", err)
 	}
 }
+
+// Commands started inside Batch are held until it returns (nothing is answered meanwhile, so
+// nothing was written), then all go out and are each answered once.
+func TestBatchHoldsWritesUntilItReturns(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	for i := range 3 {
+		c.start(i)
+	}
+	c.leader(10 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := client.Dial(ctx, client.Config{Endpoints: c.clients, MaxInFlight: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := cl.Send(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})); err != nil {
+		t.Fatal(err) // attached, with the leader known
+	}
+	incReq := counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})
+	const n = 100
+	answers := make(chan int64, n)
+	failed := make(chan error, n)
+	cl.Batch(func() {
+		for range n {
+			err := cl.SendAsync(incReq, func(reply []byte, err error) {
+				if err != nil {
+					failed <- err
+					return
+				}
+				r, derr := counter.DecodeResponse(reply)
+				if derr != nil || !r.OK {
+					failed <- errors.New("bad reply " + string(reply))
+					return
+				}
+				answers <- r.Value
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}
+		// Held: no answer can come, however long we wait here. Without the hold the first
+		// answers arrive within milliseconds.
+		select {
+		case v := <-answers:
+			t.Errorf("answer %d arrived inside Batch: the commands were written before it returned", v)
+		case err := <-failed:
+			t.Errorf("failure inside Batch: %v", err)
+		case <-time.After(300 * time.Millisecond):
+		}
+	})
+	seen := map[int64]bool{}
+	for len(seen) < n && !t.Failed() {
+		select {
+		case v := <-answers:
+			if seen[v] {
+				t.Fatalf("value %d answered twice", v)
+			}
+			seen[v] = true
+		case err := <-failed:
+			t.Fatal(err)
+		case <-ctx.Done():
+			t.Fatalf("%d of %d answered", len(seen), n)
+		}
+	}
+	for v := int64(2); v <= n+1; v++ {
+		if !seen[v] {
+			t.Fatalf("value %d missing: %v", v, seen)
+		}
+	}
+}

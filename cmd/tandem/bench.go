@@ -303,6 +303,10 @@ func procCPUSeconds(pid int) float64 {
 	return (u + st) / 100
 }
 
+// pacerQuantum is the open loop's granularity: a command may wait up to this long past its due
+// time before it is started, and that wait is part of its latency.
+const pacerQuantum = 100 * time.Microsecond
+
 func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 	eps, clients, inflight, warmup, duration, workload := ls.eps, ls.clients, ls.inflight, ls.warmup, ls.duration, ls.workload
 	if ls.failovers > 0 {
@@ -315,6 +319,7 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 	var op func(ci, k int) func() error
 	// async, for Tandem: starts operation k of client ci without waiting; done gets its outcome.
 	var async func(ci, k int) func(done func(error)) error
+	var batch func(ci int, fn func()) // client ci's Batch
 	if ls.etcd {
 		op = etcdOps(eps, clients, inflight, workload, ls.payload)
 	} else {
@@ -340,6 +345,7 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 			}
 			return func() error { _, err := c.Send(ctx, inc); return err }
 		}
+		batch = func(ci int, fn func()) { cls[ci].Batch(fn) }
 		async = func(ci, k int) func(done func(error)) error {
 			c := cls[ci]
 			cb := func(done func(error)) func([]byte, error) {
@@ -415,9 +421,88 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 			}()
 		}
 	}
+	if async != nil && interval > 0 {
+		// Open loop through the asynchronous API: one pacer per client starts every command once
+		// it falls due, bounded by the client's inflight window. A sleep and a write per command
+		// would cost more than the command, so the pacer wakes at most every pacerQuantum and
+		// starts all that fell due in one client.Batch (one write). Latency runs from the due
+		// time to the answer; lateness (the quantum, a full window, a busy CPU) is reported too.
+		for ci := range clients {
+			starts := []func(done func(error)) error{async(ci, 0), async(ci, 1)}
+			every := interval * time.Duration(clients)
+			first := loadStart.Add(time.Duration(ci) * interval)
+			at := func(n int) time.Time { return first.Add(time.Duration(n) * every) }
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
+				hl := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
+				var hmu sync.Mutex
+				slots := make(chan struct{}, inflight)
+				issue := func(n int) { // holds a slot for command n
+					t0 := at(n)
+					if measuring.Load() {
+						_ = hl.RecordValue(max(1, time.Since(t0).Microseconds()))
+					}
+					err := starts[n%2](func(err error) {
+						<-slots
+						if !measuring.Load() {
+							return
+						}
+						if err != nil {
+							errs.Add(1)
+							return
+						}
+						ops.Add(1)
+						now := time.Now()
+						lastAck.Store(now.UnixNano())
+						hmu.Lock()
+						_ = h.RecordValue(max(1, now.Sub(t0).Microseconds()))
+						hmu.Unlock()
+					})
+					if err != nil {
+						<-slots
+						if measuring.Load() {
+							errs.Add(1)
+						}
+					}
+				}
+				for n := 0; at(n).Before(stopAt); {
+					if d := time.Until(at(n)); d > 0 {
+						time.Sleep(max(d, pacerQuantum))
+					}
+					slots <- struct{}{} // may wait for an answer: never inside the batch
+					now := time.Now()
+					batch(ci, func() {
+						for {
+							issue(n)
+							n++
+							if t := at(n); t.After(now) || !t.Before(stopAt) {
+								return
+							}
+							select {
+							case slots <- struct{}{}:
+							default:
+								return // the window is full: wait for a slot outside
+							}
+						}
+					})
+				}
+				for range inflight { // every outstanding command has answered
+					slots <- struct{}{}
+				}
+				mu.Lock()
+				hmu.Lock()
+				total.Merge(h)
+				hmu.Unlock()
+				late.Merge(hl)
+				mu.Unlock()
+			}()
+		}
+	}
 	for ci := range clients {
 		for k := range inflight {
-			if async != nil && interval == 0 {
+			if async != nil {
 				break
 			}
 			wg.Add(1)
