@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandem-cluster/tandem/internal/wire"
@@ -52,8 +53,9 @@ type Config struct {
 	// answer while requests are outstanding. A member that accepts connections but never answers
 	// (a paused process) is abandoned after it. Default 2 s (about an election timeout).
 	AttemptTimeout time.Duration
-	// KeepAliveInterval: an idle client sends a keep-alive this often (default 2 s; the
-	// default session timeout is 10 s).
+	// KeepAliveInterval: a client that has sent no command for this long sends a keep-alive
+	// (default 2 s; the default session timeout is 10 s). Queries do not name the session, so
+	// a client that only queries keeps its session alive with keep-alives.
 	KeepAliveInterval time.Duration
 	// BackoffMin/Max bound the reconnect backoff, with jitter (default 20 ms and 250 ms: an
 	// election takes about 1 s, and a client should notice the new leader soon after).
@@ -160,7 +162,9 @@ type conn struct {
 	held      int  // holders (the reader in a burst of answers, Batch callers): see holdWrites
 	broken    bool // a write failed: the connection is closed, frames are dropped (resent on reattach)
 	lastHeard time.Time
-	lastSent  time.Time
+	// sessionSent (Unix nanos) is when something naming the session was last written: queries
+	// do not, so they do not keep the session alive on the cluster and do not delay keep-alives.
+	sessionSent atomic.Int64
 	// awaitSince is when the client first sent something not followed by any answer yet (zero
 	// when every send was followed by an answer); guarded by Client.mu.
 	awaitSince time.Time
@@ -483,6 +487,9 @@ func (c *Client) write(cn *conn, m *wire.ClientMsg) {
 		return
 	}
 	cn.pending = wire.AppendClientFrame(cn.pending, m)
+	if m.Kind != wire.CQuery {
+		cn.sessionSent.Store(time.Now().UnixNano())
+	}
 	if cn.flushing || cn.held > 0 {
 		cn.wmu.Unlock()
 		return
@@ -528,9 +535,8 @@ func (c *Client) flushLocked(cn *conn, yield bool) {
 		_ = cn.nc.SetWriteDeadline(time.Now().Add(c.cfg.AttemptTimeout))
 		_, err := cn.nc.Write(buf)
 		c.mu.Lock()
-		cn.lastSent = time.Now()
 		if cn.awaitSince.IsZero() {
-			cn.awaitSince = cn.lastSent
+			cn.awaitSince = time.Now()
 		}
 		c.mu.Unlock()
 		cn.wmu.Lock()
@@ -675,7 +681,7 @@ func (c *Client) watch(cn *conn, done chan struct{}) {
 		attachedHere := c.conn == cn
 		waiting := !attachedHere || len(c.calls) > 0 || len(c.queries) > 0
 		silent := time.Since(cn.lastHeard)
-		idle := time.Since(cn.lastSent)
+		idle := time.Since(time.Unix(0, cn.sessionSent.Load()))
 		unanswered := !cn.awaitSince.IsZero() && time.Since(cn.awaitSince) > c.cfg.AttemptTimeout
 		c.mu.Unlock()
 		if unanswered || (waiting && silent > c.cfg.AttemptTimeout) {

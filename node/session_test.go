@@ -77,3 +77,30 @@ func TestSendTimeoutIsTyped(t *testing.T) {
 		t.Fatalf("Send with the only member down: %v", err)
 	}
 }
+
+// Queries do not name the session, so they do not keep it alive on the leader: a client that only
+// queries must still send keep-alives (it used to skip them because its connection was busy,
+// and lost its session after the timeout — found by tandem bench --workload query).
+func TestQueryingClientKeepsItsSession(t *testing.T) {
+	c := newCluster(t, 1, func(cfg *Config) { cfg.SessionTimeout = 2 * time.Second })
+	c.start(0)
+	c.leader(15 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := client.Dial(ctx, client.Config{Endpoints: c.clients, KeepAliveInterval: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	inc(ctx, t, cl)
+	get := counter.EncodeRequest(counter.Request{Op: counter.OpGet})
+	n := 0
+	for until := time.Now().Add(5 * time.Second); time.Now().Before(until); n++ {
+		if _, err := cl.Query(ctx, get); err != nil {
+			t.Fatalf("query %d: %v", n, err)
+		}
+	}
+	if v := inc(ctx, t, cl); v != 2 {
+		t.Fatalf("increment after %d queries returned %d, want 2", n, v)
+	}
+}
