@@ -16,17 +16,10 @@ import (
 // repeats, and the counter ends at n (exactly once, across the failover).
 func TestAsyncPipelineExactlyOnceAcrossLeaderChange(t *testing.T) {
 	c := newCluster(t, 3, nil)
-	for i := range 3 {
-		c.start(i)
-	}
-	c.leader(10 * time.Second)
+	c.startAll(10 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl, err := client.Dial(ctx, client.Config{Endpoints: c.clients, MaxInFlight: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := c.dialWith(ctx, client.Config{MaxInFlight: 64})
 
 	incReq := counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})
 	var mu sync.Mutex
@@ -137,16 +130,10 @@ func TestAsyncPipelineExactlyOnceAcrossLeaderChange(t *testing.T) {
 // at once; Close completes what is outstanding.
 func TestSendAsyncWindowFullAndClose(t *testing.T) {
 	c := newCluster(t, 3, nil)
-	for i := range 3 {
-		c.start(i)
-	}
-	c.leader(10 * time.Second)
+	c.startAll(10 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := client.Dial(ctx, client.Config{Endpoints: c.clients, MaxInFlight: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := c.dialWith(ctx, client.Config{MaxInFlight: 1})
 	for i := range 3 {
 		c.stop(i)
 	}
@@ -176,17 +163,10 @@ func TestSendAsyncWindowFullAndClose(t *testing.T) {
 // nothing was written), then all go out and are each answered once.
 func TestBatchHoldsWritesUntilItReturns(t *testing.T) {
 	c := newCluster(t, 3, nil)
-	for i := range 3 {
-		c.start(i)
-	}
-	c.leader(10 * time.Second)
+	c.startAll(10 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := client.Dial(ctx, client.Config{Endpoints: c.clients, MaxInFlight: 128})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := c.dialWith(ctx, client.Config{MaxInFlight: 128})
 	if _, err := cl.Send(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})); err != nil {
 		t.Fatal(err) // attached, with the leader known
 	}

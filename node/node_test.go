@@ -155,12 +155,29 @@ func (c *cluster) leader(timeout time.Duration) (int, uint64) {
 
 func (c *cluster) dial(ctx context.Context) *client.Client {
 	c.t.Helper()
-	cl, err := client.Dial(ctx, client.Config{Endpoints: c.clients})
+	return c.dialWith(ctx, client.Config{})
+}
+
+// dialWith dials the cluster's client endpoints with cfg's other settings; the client is closed
+// when the test ends.
+func (c *cluster) dialWith(ctx context.Context, cfg client.Config) *client.Client {
+	c.t.Helper()
+	cfg.Endpoints = c.clients
+	cl, err := client.Dial(ctx, cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { cl.Close() })
 	return cl
+}
+
+// startAll starts every member and waits (up to timeout) for a leader.
+func (c *cluster) startAll(timeout time.Duration) (int, uint64) {
+	c.t.Helper()
+	for i := range c.members {
+		c.start(i)
+	}
+	return c.leader(timeout)
 }
 
 func inc(ctx context.Context, t *testing.T, cl *client.Client) int64 {
@@ -222,10 +239,7 @@ func raftFrame(m *pb.Message) []byte {
 
 func TestHostileInputOnMemberPort(t *testing.T) {
 	c := newCluster(t, 3, nil)
-	for i := range 3 {
-		c.start(i)
-	}
-	l, term := c.leader(15 * time.Second)
+	l, term := c.startAll(15 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cl := c.dial(ctx)
@@ -275,10 +289,7 @@ func TestFarBehindFollowerGetsStreamedSnapshot(t *testing.T) {
 		cfg.SnapshotsRetained = 1
 		cfg.SegmentBytes = 4 << 10
 	})
-	for i := range 3 {
-		c.start(i)
-	}
-	l, _ := c.leader(15 * time.Second)
+	l, _ := c.startAll(15 * time.Second)
 	lag := (l + 1) % 3
 	c.stop(lag)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -365,10 +376,7 @@ func TestParseMembers(t *testing.T) {
 
 func TestHostileInputOnClientPort(t *testing.T) {
 	c := newCluster(t, 3, nil)
-	for i := range 3 {
-		c.start(i)
-	}
-	l, term := c.leader(15 * time.Second)
+	l, term := c.startAll(15 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cl := c.dial(ctx)

@@ -87,11 +87,7 @@ func TestQueryingClientKeepsItsSession(t *testing.T) {
 	c.leader(15 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl, err := client.Dial(ctx, client.Config{Endpoints: c.clients, KeepAliveInterval: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := c.dialWith(ctx, client.Config{KeepAliveInterval: 300 * time.Millisecond})
 	inc(ctx, t, cl)
 	get := counter.EncodeRequest(counter.Request{Op: counter.OpGet})
 	n := 0

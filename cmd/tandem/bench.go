@@ -163,9 +163,7 @@ func runBench(args []string) int {
 			return exitFailed
 		}
 		if *asJSON {
-			b, _ := json.Marshal(rr)
-			fmt.Println(string(b))
-			return exitOK
+			return printJSON(rr)
 		}
 		fmt.Printf("restart     %d increments acknowledged in %.1f s (commit index %d); a follower stopped and started again\n",
 			rr.Commands, rr.LoadSeconds, rr.Applied)
@@ -196,13 +194,13 @@ func runBench(args []string) int {
 		eps, cpu, rss = cl.clients, cl.cpu, cl.rss
 	default:
 		res.Layout = "in-process"
-		stop, e, err := startBenchInProcess()
+		lc, err := startLocalCluster()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
 			return exitFailed
 		}
-		defer stop()
-		eps = e
+		defer lc.close()
+		eps = lc.eps
 		cpu = func() []float64 {
 			var ru syscall.Rusage
 			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -241,9 +239,7 @@ func runBench(args []string) int {
 		}
 	}
 	if *asJSON {
-		b, _ := json.Marshal(res)
-		fmt.Println(string(b))
-		return exitOK
+		return printJSON(res)
 	}
 	fmt.Printf("%s, %d members (%s, fsync on), %d clients x %d in flight, %s measured\n",
 		res.Workload, res.Nodes, res.Layout, res.Clients, res.Inflight, time.Duration(res.Duration*float64(time.Second)).Round(time.Millisecond))
@@ -301,6 +297,17 @@ func procCPUSeconds(pid int) float64 {
 	u, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (u + st) / 100
+}
+
+// printJSON prints v as one line of JSON (--json).
+func printJSON(v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
+		return exitFailed
+	}
+	fmt.Println(string(b))
+	return exitOK
 }
 
 // pacerQuantum is the open loop's granularity: a command may wait up to this long past its due
@@ -633,48 +640,93 @@ func benchMembers() ([]node.Member, []string, error) {
 	return ms, eps, nil
 }
 
-func startBenchInProcess() (stop func(), eps []string, err error) {
+// localCluster is three counter members running in this process, each in its own temporary
+// data directory (tandem bench in-process, tandem bench --restart).
+type localCluster struct {
+	dir     string
+	eps     []string
+	members []*localMember
+}
+
+type localMember struct {
+	cfg    node.Config
+	n      *node.Node
+	cancel context.CancelFunc // nil while stopped
+	done   chan error
+}
+
+// startLocalCluster starts the three members and waits for a leader.
+func startLocalCluster() (*localCluster, error) {
 	dir, err := os.MkdirTemp("", "tandem-bench-")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	ms, eps, err := benchMembers()
 	if err != nil {
-		return nil, nil, err
+		_ = os.RemoveAll(dir)
+		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var nodes []*node.Node
-	for i := range 3 {
+	lc := &localCluster{dir: dir, eps: eps}
+	for i := range ms {
 		cfg := node.DefaultConfig()
 		cfg.ID, cfg.Members, cfg.DataDir = i, ms, filepath.Join(dir, fmt.Sprintf("node-%d", i))
-		n, err := node.New(cfg, counter.New())
-		if err != nil {
-			cancel()
-			return nil, nil, err
+		lc.members = append(lc.members, &localMember{cfg: cfg})
+		if err := lc.start(i); err != nil {
+			lc.close()
+			return nil, err
 		}
-		nodes = append(nodes, n)
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = n.Run(ctx) }()
 	}
 	deadline := time.Now().Add(15 * time.Second)
-	for !hasLeader(nodes) {
+	for lc.leader() < 0 {
 		if time.Now().After(deadline) {
-			cancel()
-			return nil, nil, errors.New("no leader within 15 s")
+			lc.close()
+			return nil, errors.New("no leader within 15 s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return func() { cancel(); wg.Wait(); _ = os.RemoveAll(dir) }, eps, nil
+	return lc, nil
 }
 
-func hasLeader(ns []*node.Node) bool {
-	for _, n := range ns {
-		if n.Status().Role == service.Leader {
-			return true
+// start runs member i from its data directory.
+func (lc *localCluster) start(i int) error {
+	m := lc.members[i]
+	n, err := node.New(m.cfg, counter.New())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.n, m.cancel, m.done = n, cancel, make(chan error, 1)
+	go func() { m.done <- n.Run(ctx) }()
+	return nil
+}
+
+// stop stops member i and returns what its Run returned.
+func (lc *localCluster) stop(i int) error {
+	m := lc.members[i]
+	if m.cancel == nil {
+		return nil
+	}
+	m.cancel()
+	m.cancel = nil
+	return <-m.done
+}
+
+// leader returns the running member that is leader, or -1.
+func (lc *localCluster) leader() int {
+	for i, m := range lc.members {
+		if m.cancel != nil && m.n.Status().Role == service.Leader {
+			return i
 		}
 	}
-	return false
+	return -1
+}
+
+// close stops every member and removes the data directories.
+func (lc *localCluster) close() {
+	for i := range lc.members {
+		_ = lc.stop(i)
+	}
+	_ = os.RemoveAll(lc.dir)
 }
 
 type benchProcs struct {

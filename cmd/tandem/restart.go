@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/tandem-cluster/tandem/client"
 	"github.com/tandem-cluster/tandem/examples/counter"
-	"github.com/tandem-cluster/tandem/node"
 	"github.com/tandem-cluster/tandem/service"
 )
 
@@ -32,70 +29,12 @@ type RestartResult struct {
 // again.
 func runRestart(n int64, fsync time.Duration) (RestartResult, error) {
 	res := RestartResult{FsyncP50us: float64(fsync.Microseconds())}
-	dir, err := os.MkdirTemp("", "tandem-restart-")
+	lc, err := startLocalCluster()
 	if err != nil {
 		return res, err
 	}
-	defer os.RemoveAll(dir)
-	ms, eps, err := benchMembers()
-	if err != nil {
-		return res, err
-	}
-	type member struct {
-		cfg    node.Config
-		n      *node.Node
-		cancel context.CancelFunc
-		done   chan error
-	}
-	members := make([]*member, 3)
-	start := func(i int) error {
-		m := members[i]
-		nn, err := node.New(m.cfg, counter.New())
-		if err != nil {
-			return err
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		m.n, m.cancel, m.done = nn, cancel, make(chan error, 1)
-		go func() { m.done <- nn.Run(ctx) }()
-		return nil
-	}
-	stop := func(i int) error {
-		m := members[i]
-		if m.cancel == nil {
-			return nil
-		}
-		m.cancel()
-		m.cancel = nil
-		return <-m.done
-	}
-	for i := range members {
-		cfg := node.DefaultConfig()
-		cfg.ID, cfg.Members, cfg.DataDir = i, ms, filepath.Join(dir, fmt.Sprintf("node-%d", i))
-		members[i] = &member{cfg: cfg}
-		if err := start(i); err != nil {
-			return res, err
-		}
-	}
-	defer func() {
-		for i := range members {
-			_ = stop(i)
-		}
-	}()
-	leader := func() int {
-		for i, m := range members {
-			if m.cancel != nil && m.n.Status().Role == service.Leader {
-				return i
-			}
-		}
-		return -1
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for leader() < 0 {
-		if time.Now().After(deadline) {
-			return res, errors.New("no leader within 15 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	defer lc.close()
+	members := lc.members
 
 	// Load: 4 sessions x 256 in flight until n increments are acknowledged.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -105,7 +44,7 @@ func runRestart(n int64, fsync time.Duration) (RestartResult, error) {
 	var wg sync.WaitGroup
 	t0 := time.Now()
 	for range 4 {
-		cl, err := client.Dial(ctx, client.Config{Endpoints: eps, MaxInFlight: 256})
+		cl, err := client.Dial(ctx, client.Config{Endpoints: lc.eps, MaxInFlight: 256})
 		if err != nil {
 			return res, err
 		}
@@ -154,18 +93,18 @@ loading:
 	}
 	res.Commands, res.LoadSeconds = acked.Load(), time.Since(t0).Seconds()
 
-	l := leader()
+	l := lc.leader()
 	f := (l + 1) % 3
 	target := members[l].n.Status().Commit
-	if err := stop(f); err != nil {
+	if err := lc.stop(f); err != nil {
 		return res, err
 	}
 	res.Applied = target
 	t1 := time.Now()
-	if err := start(f); err != nil {
+	if err := lc.start(f); err != nil {
 		return res, err
 	}
-	deadline = time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		st := members[f].n.Status()
 		if st.Role == service.Follower && st.Leader >= 0 && st.Applied >= target {
