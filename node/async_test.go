@@ -20,91 +20,12 @@ func TestAsyncPipelineExactlyOnceAcrossLeaderChange(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cl := c.dialWith(ctx, client.Config{MaxInFlight: 64})
-
-	incReq := counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})
-	var mu sync.Mutex
-	seen := map[int64]bool{}
-	var issued, answered int
-	var failures []error
-	stop := false
-	allDone := make(chan struct{})
-	var issue func()
-	done := func(reply []byte, err error) {
-		mu.Lock()
-		answered++
-		if err != nil {
-			failures = append(failures, err)
-		} else if r, derr := counter.DecodeResponse(reply); derr != nil || !r.OK {
-			failures = append(failures, errors.New("bad reply "+string(reply)))
-		} else if seen[r.Value] {
-			failures = append(failures, errors.New("value answered twice: "+string(reply)))
-		} else {
-			seen[r.Value] = true
-		}
-		more := !stop
-		finished := stop && answered == issued
-		mu.Unlock()
-		if more {
-			issue()
-		}
-		if finished {
-			close(allDone)
-		}
-	}
-	issue = func() {
-		mu.Lock()
-		issued++
-		mu.Unlock()
-		if err := cl.SendAsync(incReq, done); err != nil {
-			mu.Lock()
-			issued--
-			failures = append(failures, err)
-			mu.Unlock()
-		}
-	}
-	for range 64 {
-		issue()
-	}
-	waitAnswered := func(n int) {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			mu.Lock()
-			a := answered
-			mu.Unlock()
-			if a >= n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("only %d of %d answered", a, n)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	waitAnswered(500)
+	l := startIncLoop(t, cl, 64, 0)
+	l.waitAnswered(500)
 	old, _ := c.leader(time.Second)
 	c.stop(old)
-	waitAnswered(1500)
-	mu.Lock()
-	stop = true
-	finished := answered == issued
-	mu.Unlock()
-	if !finished {
-		select {
-		case <-allDone:
-		case <-ctx.Done():
-			t.Fatal("outstanding asynchronous increments were never answered")
-		}
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(failures) > 0 {
-		t.Fatalf("%d failures, first: %v", len(failures), failures[0])
-	}
-	for v := int64(1); v <= int64(answered); v++ {
-		if !seen[v] {
-			t.Fatalf("%d increments answered but value %d never was", answered, v)
-		}
-	}
+	l.waitAnswered(1500)
+	answered := l.finish(ctx)
 	got := make(chan int64, 1)
 	if err := cl.QueryAsync(counter.EncodeRequest(counter.Request{Op: counter.OpGet}), func(reply []byte, err error) {
 		r, derr := counter.DecodeResponse(reply)
@@ -221,4 +142,140 @@ func TestBatchHoldsWritesUntilItReturns(t *testing.T) {
 			t.Fatalf("value %d missing: %v", v, seen)
 		}
 	}
+}
+
+// A client that keeps as many commands in flight as the cluster's response window holds (the
+// client's documented maximum) is served without refusals. Before the leader's early check
+// took the command's own acknowledgements into account, every command after the first window
+// was refused "response window full" for ever: the window still held answers the client had
+// already acknowledged.
+func TestFullResponseWindowInFlightKeepsFlowing(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	c.startAll(10 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const window = 1024 // container.DefaultConfig().ResponseWindowMax
+	cl := c.dialWith(ctx, client.Config{MaxInFlight: window})
+	l := startIncLoop(t, cl, window, 5*window)
+	if n := l.finish(ctx); n < 5*window {
+		t.Fatalf("%d increments answered, want %d", n, 5*window)
+	}
+}
+
+// incLoop keeps increments in flight on a client through SendAsync: each answer starts the next,
+// until limit were issued (0: until finish). It checks every answer: no error, a well-formed
+// reply, no value answered twice.
+type incLoop struct {
+	t     *testing.T
+	cl    *client.Client
+	limit int
+	req   []byte
+
+	mu               sync.Mutex
+	issued, answered int
+	stopped          bool
+	failures         []error
+	seen             map[int64]bool
+	allDone          chan struct{} // closed once stopped (or the limit issued) and all answered
+}
+
+func startIncLoop(t *testing.T, cl *client.Client, window, limit int) *incLoop {
+	l := &incLoop{t: t, cl: cl, limit: limit, seen: map[int64]bool{}, allDone: make(chan struct{}),
+		req: counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})}
+	for range window {
+		l.issue()
+	}
+	return l
+}
+
+func (l *incLoop) done(reply []byte, err error) {
+	l.mu.Lock()
+	l.answered++
+	if err != nil {
+		l.failures = append(l.failures, err)
+	} else if r, derr := counter.DecodeResponse(reply); derr != nil || !r.OK {
+		l.failures = append(l.failures, errors.New("bad reply "+string(reply)))
+	} else if l.seen[r.Value] {
+		l.failures = append(l.failures, errors.New("value answered twice: "+string(reply)))
+	} else {
+		l.seen[r.Value] = true
+	}
+	more := !l.stopped && (l.limit == 0 || l.issued < l.limit)
+	if !more {
+		l.stopped = true
+	}
+	finished := l.stopped && l.answered == l.issued
+	l.mu.Unlock()
+	if more {
+		l.issue()
+	}
+	if finished {
+		close(l.allDone)
+	}
+}
+
+func (l *incLoop) issue() {
+	l.mu.Lock()
+	l.issued++
+	l.mu.Unlock()
+	if err := l.cl.SendAsync(l.req, l.done); err != nil {
+		l.mu.Lock()
+		l.issued--
+		l.failures = append(l.failures, err)
+		l.mu.Unlock()
+	}
+}
+
+// waitAnswered polls until n answers arrived (30 s at most).
+func (l *incLoop) waitAnswered(n int) {
+	l.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		l.mu.Lock()
+		a := l.answered
+		l.mu.Unlock()
+		if a >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("only %d of %d answered", a, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// finish stops issuing (with a limit: waits until it was reached), waits for every outstanding
+// answer, fails the test on any failure and checks the answers were 1…n; it returns n.
+func (l *incLoop) finish(ctx context.Context) int {
+	l.t.Helper()
+	l.mu.Lock()
+	already := l.stopped && l.answered == l.issued
+	if l.limit == 0 {
+		l.stopped = true
+	}
+	if !already && l.stopped && l.answered == l.issued {
+		close(l.allDone) // nothing outstanding: no answer will close it
+		already = true
+	}
+	l.mu.Unlock()
+	if !already {
+		select {
+		case <-l.allDone:
+		case <-ctx.Done():
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.t.Fatalf("outstanding asynchronous increments were never answered (%d of %d)", l.answered, l.issued)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.failures) > 0 {
+		l.t.Fatalf("%d failures, first: %v", len(l.failures), l.failures[0])
+	}
+	for v := int64(1); v <= int64(l.answered); v++ {
+		if !l.seen[v] {
+			l.t.Fatalf("%d increments answered but value %d never was", l.answered, v)
+		}
+	}
+	return l.answered
 }

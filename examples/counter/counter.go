@@ -120,7 +120,8 @@ func EncodeResponse(r Response) []byte {
 	if r.Query {
 		flags |= 2
 	}
-	b := []byte{codecVersion, flags}
+	b := make([]byte, 0, 2+binary.MaxVarintLen64+len(r.Err)) // one allocation
+	b = append(b, codecVersion, flags)
 	b = binary.AppendVarint(b, r.Value)
 	return append(b, r.Err...)
 }

@@ -85,8 +85,9 @@ const (
 
 // Egress receives what the container emits, on every member alike; the caller delivers a
 // message only where the session's client is attached. Called on the apply goroutine; must not
-// block. Recorded replies (CResponse payloads) are immutable and may be kept; push payloads are
-// copies owned by the callee.
+// block. m itself is valid only during the call (the container reuses it for the next answer):
+// copy *m to keep it. Recorded replies (CResponse payloads) are immutable and may be kept; push
+// payloads are copies owned by the callee.
 type Egress func(m *wire.ClientMsg)
 
 // Member is a member as recorded in the replicated state.
@@ -109,6 +110,7 @@ type Container struct {
 	cfg    Config
 	svc    service.Service
 	egress Egress
+	answer wire.ClientMsg // reused for every command's answer (see Egress): no allocation each
 
 	// Replicated state (in snapshots).
 	applied     uint64
@@ -260,9 +262,20 @@ func (c *Container) Members() []Member {
 	return ms
 }
 
-// Admit is the leader's early check of a command. The same limits are enforced again,
-// deterministically, at apply.
-func (c *Container) Admit(id wire.SessionID, seq wire.Seq, opening bool) wire.Status {
+// WindowFullMessage is the text of a command's refusal when its session's response window (or
+// the byte budget of all windows) is full.
+const WindowFullMessage = "response window full: acknowledge earlier commands first"
+
+// Admit is the leader's early check of a command seq carrying the client's lowest
+// unacknowledged number low. The same limits are enforced again, deterministically, at apply;
+// Admit only refuses what apply would surely refuse.
+//
+// The window is judged as apply will see it: applying the command first evicts every reply below
+// low, leaving at most the numbers low … seq-1. The window as it stands now still holds replies
+// the client has acknowledged since (the floor moves only when a command carrying it applies), so
+// a client with as many commands in flight as the window holds would otherwise be refused every
+// command once the window first filled.
+func (c *Container) Admit(id wire.SessionID, seq, low wire.Seq, opening bool) wire.Status {
 	s, ok := c.sessions[id]
 	if !ok {
 		if opening {
@@ -273,7 +286,9 @@ func (c *Container) Admit(id wire.SessionID, seq wire.Seq, opening bool) wire.St
 	if _, dup := s.window[seq]; dup || seq < s.floor {
 		return wire.StatusOK // answered from the record at apply
 	}
-	if len(s.window) >= c.cfg.ResponseWindowMax || c.bytesUsed+entryOverheadBytes > c.cfg.ResponseBytesMax {
+	windowFull := len(s.window) >= c.cfg.ResponseWindowMax &&
+		(low <= s.floor || low > seq || uint64(seq-low) >= uint64(c.cfg.ResponseWindowMax))
+	if windowFull || c.bytesUsed+entryOverheadBytes > c.cfg.ResponseBytesMax {
 		return wire.StatusRejected
 	}
 	return wire.StatusOK
@@ -458,7 +473,7 @@ func (c *Container) command(it *wire.Item) {
 	}
 	if len(s.window) >= c.cfg.ResponseWindowMax || c.bytesUsed+entryOverheadBytes > c.cfg.ResponseBytesMax {
 		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusRejected,
-			Payload: []byte("response window full: acknowledge earlier commands first")})
+			Payload: []byte(WindowFullMessage)})
 		return
 	}
 	c.inLog = true
@@ -475,7 +490,8 @@ func (c *Container) command(it *wire.Item) {
 		s.bytes += cost
 		c.bytesUsed += cost
 	}
-	c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusOK, Payload: reply})
+	c.answer = wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusOK, Payload: reply}
+	c.egress(&c.answer)
 }
 
 // ---- timers ----

@@ -145,8 +145,17 @@ func TestExactlyOnceWindow(t *testing.T) {
 	if m := h.last(); m.Status != wire.StatusRejected || h.svc.state != 3 {
 		t.Fatalf("command over the window: %+v, state %d", m, h.svc.state)
 	}
-	if h.c.Admit(s1, 4, false) != wire.StatusRejected {
+	if h.c.Admit(s1, 4, 1, false) != wire.StatusRejected {
 		t.Fatalf("Admit accepted a command over the window")
+	}
+	// A client that acknowledged 1 (its answer arrived) may send 4: applying it evicts 1 first.
+	// Refusing it because the window still holds 1 would refuse every command of a client
+	// keeping as many in flight as the window holds, for ever.
+	if h.c.Admit(s1, 4, 2, false) != wire.StatusOK {
+		t.Fatalf("Admit refused a command whose acknowledgements make room")
+	}
+	if h.c.Admit(s1, 5, 2, false) != wire.StatusRejected {
+		t.Fatalf("Admit accepted 5 with 2, 3, 4 still in flight in a window of 3")
 	}
 	// The client acknowledges 1..3: the window trims; 4 now applies; 2 is evicted.
 	h.apply(6, cmd(s1, 4, 4, "d"))
@@ -162,7 +171,7 @@ func TestExactlyOnceWindow(t *testing.T) {
 	if m := h.last(); m.Status != wire.StatusSessionExpired {
 		t.Fatalf("command on an unknown session: %+v", m)
 	}
-	if h.c.Admit(s2, 1, false) != wire.StatusSessionExpired || h.c.Admit(s2, 1, true) != wire.StatusOK {
+	if h.c.Admit(s2, 1, 1, false) != wire.StatusSessionExpired || h.c.Admit(s2, 1, 1, true) != wire.StatusOK {
 		t.Fatalf("Admit on an unknown session")
 	}
 }

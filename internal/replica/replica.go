@@ -142,7 +142,8 @@ type Outbox interface {
 	// SendRaft transmits raft messages; they are only produced after what they depend on is
 	// durable. The messages are the caller's to keep (entries in them are immutable).
 	SendRaft(msgs []*pb.Message)
-	// SendClient delivers a message on a client connection.
+	// SendClient delivers a message on a client connection. m is valid only during the call
+	// (the container reuses its answers): encode or copy it.
 	SendClient(conn ConnID, m *wire.ClientMsg)
 	// Event reports a state change for operators.
 	Event(ev Event)
@@ -469,9 +470,13 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 		r.attach(m.Session, conn, now)
 		r.enqueue(wire.Item{Kind: wire.ItemOpen, Session: m.Session})
 	case wire.CCommand:
-		st := r.ctr.Admit(m.Session, m.Seq, r.opening[m.Session])
+		st := r.ctr.Admit(m.Session, m.Seq, m.LowestUnacked, r.opening[m.Session])
 		if st != wire.StatusOK {
-			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq, Status: st})
+			reply := &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq, Status: st}
+			if st == wire.StatusRejected {
+				reply.Payload = []byte(container.WindowFullMessage)
+			}
+			r.out.SendClient(conn, reply)
 			return
 		}
 		if !r.admitPending(conn, m) {
