@@ -309,11 +309,13 @@ const maxInputsPerRound = 4096
 func (n *Node) loop(ctx context.Context, r *replica.Replica) error {
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
+	jobs := newJobs()
+	defer jobs.wait() // the storage is closed after the loop: no job may still run on it
 	n.updateStatus(r)
 	for {
 		select {
 		case <-ctx.Done():
-			n.handOver(r)
+			n.handOver(r, jobs)
 			return nil
 		case <-ticker.C:
 			r.Tick()
@@ -329,11 +331,76 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica) error {
 					break drain
 				}
 			}
+		case err := <-jobs.sync.done():
+			jobs.sync.busy = false
+			r.SyncDone(err)
+		case err := <-jobs.snap.done():
+			jobs.snap.busy = false
+			if err := r.SnapshotWritten(err); err != nil {
+				n.updateStatus(r)
+				return fmt.Errorf("member %d stopped: %w", n.cfg.ID, err)
+			}
 		}
 		if err := r.Process(); err != nil {
 			n.updateStatus(r)
 			return fmt.Errorf("member %d stopped: %w", n.cfg.ID, err)
 		}
+		jobs.start(r)
+	}
+}
+
+// jobs runs the member's disk work on goroutines of its own: the syncs of its log, one at a time,
+// and the writes of its snapshots, one at a time. While the disk works the loop goes on taking
+// input, and a leader applies and answers what commits meanwhile.
+type jobs struct{ sync, snap runner }
+
+func newJobs() *jobs {
+	return &jobs{sync: runner{res: make(chan error, 1)}, snap: runner{res: make(chan error, 1)}}
+}
+
+// start starts the sync and the snapshot write the replica waits for, if any.
+func (j *jobs) start(r *replica.Replica) {
+	if !j.sync.busy {
+		j.sync.start(r.TakeSync())
+	}
+	if !j.snap.busy {
+		j.snap.start(r.TakeSnapshotWrite())
+	}
+}
+
+// wait waits for what runs, without reporting it.
+func (j *jobs) wait() {
+	j.sync.wait()
+	j.snap.wait()
+}
+
+// runner runs one job at a time on a goroutine and reports its result on res.
+type runner struct {
+	res  chan error
+	busy bool
+}
+
+func (r *runner) start(job func() error) {
+	if job == nil {
+		return
+	}
+	r.busy = true
+	go func() { r.res <- job() }()
+}
+
+// done is the channel the running job reports on (nil, which never delivers, when none runs);
+// whoever receives from it sets busy to false.
+func (r *runner) done() <-chan error {
+	if !r.busy {
+		return nil
+	}
+	return r.res
+}
+
+func (r *runner) wait() {
+	if r.busy {
+		<-r.res
+		r.busy = false
 	}
 }
 
@@ -389,7 +456,7 @@ func (n *Node) updateStatus(r *replica.Replica) {
 
 // handOver, on a leader, transfers leadership to the most caught-up follower and waits (bounded)
 // for it to take over, so clients see a quick, clean failover rather than an election timeout.
-func (n *Node) handOver(r *replica.Replica) {
+func (n *Node) handOver(r *replica.Replica, jobs *jobs) {
 	if r.Status().Role != service.Leader || len(n.cfg.Members) < 2 || n.cfg.ShutdownTransferTimeout == 0 {
 		return
 	}
@@ -405,6 +472,14 @@ func (n *Node) handOver(r *replica.Replica) {
 		select {
 		case <-ticker.C:
 			r.Tick()
+		case err := <-jobs.sync.done():
+			jobs.sync.busy = false
+			r.SyncDone(err)
+		case err := <-jobs.snap.done():
+			jobs.snap.busy = false
+			if r.SnapshotWritten(err) != nil {
+				return
+			}
 		case in := <-n.inbox:
 			// Client requests are answered too: during the transfer raft refuses proposals,
 			// so they are redirected to the new leader instead of waiting for a timeout.
@@ -413,6 +488,7 @@ func (n *Node) handOver(r *replica.Replica) {
 		if err := r.Process(); err != nil {
 			return
 		}
+		jobs.start(r)
 		if r.Status().Role != service.Leader {
 			n.updateStatus(r)
 			return

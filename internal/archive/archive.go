@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,7 +10,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -26,7 +29,10 @@ type Options struct {
 	// SegmentBytes: once a segment holds this much, the next append starts a new one (default
 	// 64 MiB).
 	SegmentBytes int64
-	// GrowBytes: segments grow in steps of this size (default 4 MiB), not record by record.
+	// GrowBytes: segments grow in steps of this size (default 1 MiB), not record by record. The
+	// zeros of a step are flushed by the next sync, on the commit path: smaller steps spread that
+	// cost. At 250 K increments/s open loop (three members as processes, 2026-11-23), three runs
+	// each: 4 MiB steps gave p99 9.2–10.7 ms, 1 MiB 7.5–9.5 ms, 256 KiB 7.5–9.6 ms.
 	GrowBytes int64
 	// SnapshotsRetained: the newest snapshots kept (default 3).
 	SnapshotsRetained int
@@ -46,7 +52,7 @@ func (o *Options) defaults() {
 		o.SegmentBytes = 64 << 20
 	}
 	if o.GrowBytes == 0 {
-		o.GrowBytes = 4 << 20
+		o.GrowBytes = 1 << 20
 	}
 	if o.SnapshotsRetained == 0 {
 		o.SnapshotsRetained = 3
@@ -106,7 +112,12 @@ type snapMeta struct {
 	path        string
 }
 
-// Archive is the durable raft log and snapshot store. It is used from one goroutine.
+// Archive is the durable raft log and snapshot store. It is used from one goroutine, with one
+// exception: Sync may run on another goroutine while this one reads (Term, Entries, FirstIndex,
+// LastIndex, Snapshot) or records a snapshot (CreateSnapshot), but neither appends nor saves a
+// snapshot. Sync therefore touches only the segments' files and dirty marks, dirDirty, durable and
+// the sticky error (behind errMu); deleting what compaction released is left to Reclaim, which
+// runs on the owning goroutine after the sync.
 type Archive struct {
 	fs   vfs.FS
 	dir  string
@@ -127,10 +138,12 @@ type Archive struct {
 	cacheFIFO  []uint64
 	cacheBytes int64
 
+	surplus  []string // snapshot files the prepared snapshot's job deletes
 	dirDirty bool
 	floor    uint64 // entries at or below it may be deleted with their segments
 	durable  uint64
-	err      error // sticky
+	errMu    sync.Mutex
+	err      error // sticky; behind errMu, as Sync may set it on another goroutine
 	buf      []byte
 	readOnly bool // Verify: change nothing
 }
@@ -189,7 +202,7 @@ func (a *Archive) checkIdentity() error {
 		}
 		body := []byte(want)
 		body = binary.LittleEndian.AppendUint32(body, crc32.Checksum([]byte(want), castagnoli))
-		return writeFileDurably(a.fs, a.dir, "IDENTITY", body)
+		return writeFileDurably(a.fs, a.dir, "IDENTITY", ".tmp", body)
 	}
 	if err != nil {
 		return fmt.Errorf("archive: reading %s: %w", path, err)
@@ -227,9 +240,10 @@ func readFile(fsys vfs.FS, path string) ([]byte, error) {
 	return b, nil
 }
 
-// writeFileDurably writes dir/name through a temp file: write, sync, rename, sync the directory.
-func writeFileDurably(fsys vfs.FS, dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, name+".tmp")
+// writeFileDurably writes dir/name through the temporary file name+tmpSuffix (which must end in
+// .tmp: Open deletes such leftovers): write, sync, rename, sync the directory.
+func writeFileDurably(fsys vfs.FS, dir, name, tmpSuffix string, data []byte) error {
+	tmp := filepath.Join(dir, name+tmpSuffix)
 	f, err := fsys.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
@@ -645,12 +659,18 @@ func (a *Archive) forgetFrom(i uint64) {
 // ---- writing ----
 
 // Err returns the sticky error, if any.
-func (a *Archive) Err() error { return a.err }
+func (a *Archive) Err() error {
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
+	return a.err
+}
 
 // DurableIndex returns the last index known to be synced.
 func (a *Archive) DurableIndex() uint64 { return a.durable }
 
 func (a *Archive) fail(err error) error {
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
 	if a.err == nil {
 		a.err = fmt.Errorf("archive %s failed, refusing all further writes: %w", a.dir, err)
 		a.log.Error("archive failed; no further writes", "dir", a.dir, "err", err)
@@ -736,8 +756,8 @@ func writeZeros(f vfs.File, off, n int64) error {
 
 // Append writes entries (superseding any from the first one's index on), then the hard state.
 func (a *Archive) Append(hs *pb.HardState, ents []*pb.Entry) error {
-	if a.err != nil {
-		return a.err
+	if err := a.Err(); err != nil {
+		return err
 	}
 	if len(ents) > 0 {
 		fi := ents[0].GetIndex()
@@ -809,10 +829,11 @@ func (a *Archive) Append(hs *pb.HardState, ents []*pb.Entry) error {
 }
 
 // Sync makes everything written durable: the data of every segment written since the last sync,
-// then the log directory if segments were created. Then it deletes what compaction released.
+// then the log directory if segments were created. It may run on another goroutine than the
+// archive's (see Archive); what compaction released is deleted by the next Reclaim.
 func (a *Archive) Sync() error {
-	if a.err != nil {
-		return a.err
+	if err := a.Err(); err != nil {
+		return err
 	}
 	if !a.opts.NoSync && !bugs.Active("skip-fsync") {
 		for _, s := range a.segs {
@@ -833,6 +854,16 @@ func (a *Archive) Sync() error {
 	}
 	a.dirDirty = false
 	a.durable = a.lastIndex()
+	return nil
+}
+
+// Reclaim deletes the leading segments whose entries are all at or below the floor (or voided by
+// a later reset segment). Call it after a Sync returned nil, so the snapshot and reset segments
+// they depend on are durable.
+func (a *Archive) Reclaim() error {
+	if err := a.Err(); err != nil {
+		return err
+	}
 	return a.compact()
 }
 
@@ -926,7 +957,7 @@ func (a *Archive) writeSnapshot(snap *pb.Snapshot) error {
 		return err
 	}
 	name := snapshotName(md.GetIndex(), md.GetTerm())
-	if err := writeFileDurably(a.fs, a.snapDir(), name, b); err != nil {
+	if err := writeFileDurably(a.fs, a.snapDir(), name, ".tmp", b); err != nil {
 		return err
 	}
 	a.snaps = append(a.snaps, snapMeta{index: md.GetIndex(), term: md.GetTerm(), path: filepath.Join(a.snapDir(), name)})
@@ -949,8 +980,8 @@ func (a *Archive) writeSnapshot(snap *pb.Snapshot) error {
 // SaveSnapshot stores a snapshot received from the leader and restarts the log after it. The
 // snapshot file is durable before the reset segment that points at it is written.
 func (a *Archive) SaveSnapshot(snap *pb.Snapshot) error {
-	if a.err != nil {
-		return a.err
+	if err := a.Err(); err != nil {
+		return err
 	}
 	md := snap.GetMetadata()
 	if a.latest != nil && md.GetIndex() <= a.latest.GetMetadata().GetIndex() {
@@ -971,22 +1002,87 @@ func (a *Archive) SaveSnapshot(snap *pb.Snapshot) error {
 }
 
 // CreateSnapshot records this member's snapshot at index and releases the log behind the oldest
-// retained snapshot minus the margin (deleted at the next Sync).
+// retained snapshot minus the margin (deleted at the next Reclaim): PrepareSnapshot, its write
+// and AddSnapshot in one call.
 func (a *Archive) CreateSnapshot(index uint64, cs *pb.ConfState, data []byte) error {
-	if a.err != nil {
-		return a.err
+	snap, write, err := a.PrepareSnapshot(index, cs, data)
+	if err != nil || snap == nil {
+		return err
+	}
+	if err := write(); err != nil {
+		return a.fail(err)
+	}
+	return a.AddSnapshot(snap)
+}
+
+// PrepareSnapshot builds this member's snapshot at index (which the log must still hold) and
+// returns it with the job that writes it durably and deletes the snapshots it makes surplus. The
+// job makes only file system calls in the snapshot directory, under names nothing else uses: it
+// may run on another goroutine beside every other call, one such job at a time. Once it returned
+// nil, AddSnapshot records the snapshot; if it failed, nothing was recorded (the caller decides
+// whether that stops the member). A nil snapshot means there is nothing to do: a snapshot at
+// index or later is already recorded.
+func (a *Archive) PrepareSnapshot(index uint64, cs *pb.ConfState, data []byte) (*pb.Snapshot, func() error, error) {
+	if err := a.Err(); err != nil {
+		return nil, nil, err
 	}
 	if a.latest != nil && index <= a.latest.GetMetadata().GetIndex() {
-		return nil
+		return nil, nil, nil
 	}
 	term, err := a.Term(index)
 	if err != nil {
-		return fmt.Errorf("archive: snapshot at %d: %w", index, err)
+		return nil, nil, fmt.Errorf("archive: snapshot at %d: %w", index, err)
 	}
 	snap := &pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{Index: &index, Term: &term,
 		ConfState: proto.Clone(cs).(*pb.ConfState)}}
-	if err := a.writeSnapshot(snap); err != nil {
-		return a.fail(err)
+	b, err := encodeSnapshot(snap)
+	if err != nil {
+		return nil, nil, err
+	}
+	var surplus []string
+	for i := 0; i < len(a.snaps)+1-a.opts.SnapshotsRetained; i++ {
+		surplus = append(surplus, a.snaps[i].path)
+	}
+	a.surplus = surplus
+	fsys, dir, name := a.fs, a.snapDir(), snapshotName(index, term)
+	write := func() error {
+		// The temporary name is this job's own: a leader's snapshot installed meanwhile
+		// (SaveSnapshot) at the same index and term writes through name.tmp.
+		if err := writeFileDurably(fsys, dir, name, ".own.tmp", b); err != nil {
+			return err
+		}
+		for _, path := range surplus {
+			if err := fsys.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		if len(surplus) > 0 {
+			return fsys.SyncDir(dir)
+		}
+		return nil
+	}
+	return snap, write, nil
+}
+
+// AddSnapshot records a snapshot PrepareSnapshot built, once its job wrote it: raft is served it
+// from now on, and the log behind the oldest retained snapshot minus the margin is released
+// (deleted at the next Reclaim).
+func (a *Archive) AddSnapshot(snap *pb.Snapshot) error {
+	if err := a.Err(); err != nil {
+		return err
+	}
+	md := snap.GetMetadata()
+	path := filepath.Join(a.snapDir(), snapshotName(md.GetIndex(), md.GetTerm()))
+	// The job deleted the oldest beyond retention (a leader's snapshot installed meanwhile may
+	// have had some of them deleted already, and forgotten).
+	a.snaps = slices.DeleteFunc(a.snaps, func(sm snapMeta) bool { return slices.Contains(a.surplus, sm.path) })
+	a.surplus = nil
+	if !slices.ContainsFunc(a.snaps, func(sm snapMeta) bool { return sm.path == path }) {
+		a.snaps = append(a.snaps, snapMeta{index: md.GetIndex(), term: md.GetTerm(), path: path})
+		slices.SortFunc(a.snaps, func(x, y snapMeta) int { return cmp.Compare(x.index, y.index) })
+	}
+	if a.latest == nil || md.GetIndex() > a.latest.GetMetadata().GetIndex() {
+		a.latest = snap
 	}
 	oldest := a.snaps[0].index
 	if oldest > a.opts.LogMarginEntries {
@@ -995,9 +1091,6 @@ func (a *Archive) CreateSnapshot(index uint64, cs *pb.ConfState, data []byte) er
 	return nil
 }
 
-// compact deletes leading segments whose entries are all at or below the floor (or voided by a
-// later reset segment). Runs after a sync, so the snapshot and reset segments they depend on are
-// durable.
 func (a *Archive) compact() error {
 	for len(a.segs) > 1 {
 		next := a.segs[1]

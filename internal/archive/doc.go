@@ -51,6 +51,16 @@
 // call returns the first error, and a failed sync is never retried (after a writeback error Linux
 // may have dropped the dirty pages, and a second fsync would "succeed" without them).
 //
+// # Concurrency
+//
+// One goroutine owns the archive, with two exceptions that let the member's loop go on while the
+// disk works: Sync may run on another goroutine while the owner reads (Term, Entries,
+// FirstIndex, LastIndex, Snapshot) or records snapshots, and the write job PrepareSnapshot
+// returns may run on another goroutine beside everything (it touches only the snapshot
+// directory, under a temporary name of its own). Deleting segments is Reclaim's, on the owner's
+// goroutine after a sync; a snapshot counts once AddSnapshot, on the owner's goroutine, recorded
+// it.
+//
 // # Memory
 //
 // The archive keeps a small index per live entry (term and location) and reads entries from the

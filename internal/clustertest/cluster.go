@@ -48,6 +48,9 @@ type Options struct {
 	// CrashModes are what a crash may do to unsynced data (default: all of them, chosen per
 	// crash from the seed).
 	CrashModes []vfs.CrashMode
+	// SyncMin/Max bound how long a member's sync takes (default 0.1–2 ms): the sync runs when
+	// it ends, and meanwhile the member takes its inputs as the node's loop does.
+	SyncMin, SyncMax time.Duration
 }
 
 // Node is one simulated member.
@@ -61,6 +64,8 @@ type Node struct {
 	Skew     time.Duration // added to the simulated clock on this member
 	cluster  *Cluster
 	nextTick int64
+	sync     func() error // the sync the member waits for, run when its evSyncDone falls due
+	snap     func() error // the snapshot write under way, run when its evSnapWritten falls due
 	// Starts counts how often the member was started.
 	Starts int
 }
@@ -119,6 +124,9 @@ func New(t *testing.T, opts Options) *Cluster {
 	}
 	if opts.SegmentBytes == 0 {
 		opts.SegmentBytes = 64 << 10
+	}
+	if opts.SyncMax == 0 {
+		opts.SyncMin, opts.SyncMax = 100*time.Microsecond, 2*time.Millisecond
 	}
 	c := &Cluster{
 		T:           t,
@@ -191,7 +199,7 @@ func (c *Cluster) Stop(id int) {
 	if err := n.R.Close(); err != nil {
 		c.fatalf("closing member %d: %v", id, err)
 	}
-	n.R, n.Store = nil, nil
+	n.R, n.Store, n.sync, n.snap = nil, nil, nil, nil
 }
 
 // Crash stops member id as a power loss would: what it never synced is dropped, cut short or
@@ -201,7 +209,7 @@ func (c *Cluster) Crash(id int) {
 	if n.R != nil {
 		_ = n.Store.Close()
 	}
-	n.R, n.Store = nil, nil
+	n.R, n.Store, n.sync, n.snap = nil, nil, nil, nil // what was still under way never happened
 	modes := c.opts.CrashModes
 	if len(modes) == 0 {
 		modes = []vfs.CrashMode{vfs.CrashDrop, vfs.CrashTruncate, vfs.CrashTear}
@@ -343,6 +351,8 @@ const (
 	evToClient // member → client
 	evSnapReport
 	evClientTick
+	evSyncDone    // a member's sync ends
+	evSnapWritten // a member's snapshot write ends
 )
 
 type event struct {
@@ -350,7 +360,7 @@ type event struct {
 	seq  uint64
 	kind evKind
 	node int // member (evTick, evRaft target, evToNode target, evSnapReport sender)
-	gen  int // evTick: the start generation it belongs to
+	gen  int // evTick, evSyncDone, evSnapWritten: the start generation it belongs to
 	msg  *pb.Message
 	raw  []byte // evRaft: marshalled message
 	cm   *wire.ClientMsg
@@ -441,6 +451,27 @@ func (c *Cluster) dispatch(ev event) {
 		c.process(n)
 	case evToClient:
 		ev.cl.receive(ev.node, ev.cm)
+	case evSyncDone:
+		n := c.Nodes[ev.node]
+		if n.R == nil || ev.gen != n.Starts || n.sync == nil {
+			return // a sync of a previous life
+		}
+		job := n.sync
+		n.sync = nil
+		n.R.SyncDone(job())
+		c.process(n)
+	case evSnapWritten:
+		n := c.Nodes[ev.node]
+		if n.R == nil || ev.gen != n.Starts || n.snap == nil {
+			return
+		}
+		job := n.snap
+		n.snap = nil
+		if err := n.R.SnapshotWritten(job()); err != nil {
+			c.fatalf("member %d stopped: %v (%s)", n.ID, err, c.Describe())
+			return
+		}
+		c.process(n)
 	case evClientTick:
 		ev.cl.tick()
 		c.push(event{at: c.now + int64(clientTick), kind: evClientTick, cl: ev.cl})
@@ -453,6 +484,18 @@ func (c *Cluster) process(n *Node) {
 	}
 	if err := n.R.Process(); err != nil {
 		c.fatalf("member %d stopped: %v (%s)", n.ID, err, c.Describe())
+		return
+	}
+	if job := n.R.TakeSync(); job != nil {
+		n.sync = job
+		lo, hi := int64(c.opts.SyncMin), int64(c.opts.SyncMax)
+		c.push(event{at: c.now + lo + c.Rng.Int64N(hi-lo+1), kind: evSyncDone, node: n.ID, gen: n.Starts})
+	}
+	if job := n.R.TakeSnapshotWrite(); job != nil {
+		// A snapshot write takes a few syncs: file, directory, and the retention's directory.
+		n.snap = job
+		lo, hi := int64(2*c.opts.SyncMin), int64(5*c.opts.SyncMax)
+		c.push(event{at: c.now + lo + c.Rng.Int64N(hi-lo+1), kind: evSnapWritten, node: n.ID, gen: n.Starts})
 	}
 }
 

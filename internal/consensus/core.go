@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 
 	"go.etcd.io/raft/v3"
@@ -105,8 +106,9 @@ type Core struct {
 	// durable is the last index this core has synced (entries up to it are on disk as raft
 	// gave them); 0 until the first sync.
 	durable uint64
-	err     error // sticky storage error
-	syncRes chan error
+	err     error         // sticky storage error
+	pending *pendingReady // the Ready waiting for its sync, if any
+	snap    *pb.Snapshot  // the snapshot being written, if any
 
 	readSeq uint64
 	// reads maps a ReadIndex request id to the tick it was issued at, for the timeout.
@@ -177,7 +179,6 @@ func New(cfg Config, st Storage, peers []raft.Peer, applied uint64) (*Core, erro
 		confState: proto.Clone(cs).(*pb.ConfState),
 		applied:   applied,
 		reads:     make(map[uint64]int),
-		syncRes:   make(chan error, 1),
 	}
 	bs := rn.BasicStatus()
 	c.state = State{Role: bs.RaftState, Leader: bs.Lead, Term: bs.GetTerm()}
@@ -298,18 +299,50 @@ func (c *Core) ReportSnapshot(id uint64, ok bool) {
 	c.rn.ReportSnapshot(id, st)
 }
 
-// CreateSnapshot records the state machine's snapshot at index (≤ applied) with the membership
-// as of the applied index, and lets the storage compact the log behind it.
-func (c *Core) CreateSnapshot(index uint64, data []byte) error {
+// CreateSnapshot starts recording the state machine's snapshot at index (≤ applied) with the
+// membership as of the applied index. It returns the job that writes the snapshot (nil when
+// there is nothing to write): the driver runs it beside everything else (a goroutine, or later in
+// simulated time) and reports with SnapshotDone, which records it and lets the storage release
+// the log behind it. One snapshot at a time: while one is being written, CreateSnapshot refuses.
+func (c *Core) CreateSnapshot(index uint64, data []byte) (func() error, error) {
 	if c.err != nil {
-		return ErrStopped
+		return nil, ErrStopped
+	}
+	if c.snap != nil {
+		return nil, errors.New("consensus: a snapshot is already being written")
 	}
 	if index > c.applied {
-		return fmt.Errorf("consensus: snapshot index %d beyond applied %d", index, c.applied)
+		return nil, fmt.Errorf("consensus: snapshot index %d beyond applied %d", index, c.applied)
 	}
-	if err := c.storage.CreateSnapshot(index, c.confState, data); err != nil {
+	snap, write, err := c.storage.PrepareSnapshot(index, c.confState, data)
+	if err != nil {
 		c.fail(err)
-		return err
+		return nil, err
+	}
+	if snap == nil {
+		return nil, nil
+	}
+	c.snap = snap
+	return write, nil
+}
+
+// SnapshotDone reports the result of the job CreateSnapshot returned. A failed write stops the
+// core like any storage error (the disk refused a durable write: stop loudly, lose nothing).
+func (c *Core) SnapshotDone(err error) error {
+	snap := c.snap
+	if snap == nil {
+		panic("consensus: SnapshotDone without a snapshot being written")
+	}
+	c.snap = nil
+	if c.err != nil {
+		return c.err
+	}
+	if err == nil {
+		err = c.storage.AddSnapshot(snap)
+	}
+	if err != nil {
+		c.fail(err)
+		return c.err
 	}
 	return nil
 }
@@ -321,12 +354,22 @@ func (c *Core) fail(err error) {
 	}
 }
 
-// Process runs Ready cycles until raft has nothing more to do, following the Ready contract:
+// Process runs Ready cycles until raft has nothing more to do or a cycle waits for its sync,
+// following the Ready contract:
 //  1. persist the snapshot, then entries, then the hard state, and sync when raft.MustSync
 //     (a leader sends its appends and heartbeats just before: splitLeaderEarly);
 //  2. send the other messages (only now: they may promise what was just persisted);
 //  3. install the snapshot, then apply committed entries (ApplyConfChange for conf changes);
 //  4. report read states and expired reads; 5. Advance.
+//
+// The sync of step 1 is not run by Process: it leaves it pending (TakeSync hands it to the
+// driver, which runs it where it likes and reports with SyncDone), applies meanwhile what was
+// durable before, and returns. Until the driver reports, the driver goes on calling Step, Tick,
+// Propose and ReadIndex, and Process after each input: raft takes them in between Ready and
+// Advance (as its own node.go does), everything they produce waits for the next Ready, and a
+// leader applies at once the entries they commit that were already durable here
+// (applyDurable). Once the sync is reported, the next Process finishes the cycle (steps 2–5) and
+// goes on.
 //
 // A storage error stops the core for good (sticky); a handler error is returned as is.
 func (c *Core) Process(h Handler) error {
@@ -334,7 +377,29 @@ func (c *Core) Process(h Handler) error {
 		return c.err
 	}
 	c.expireReads(h)
-	for c.rn.HasReady() {
+	for {
+		if p := c.pending; p != nil {
+			if !p.done {
+				return c.applyDurable(h)
+			}
+			c.pending = nil
+			if p.err != nil {
+				c.fail(p.err)
+				return c.err
+			}
+			if err := c.storage.Reclaim(); err != nil {
+				c.fail(err)
+				return c.err
+			}
+			c.noteDurable(&p.rd)
+			if err := c.finish(h, &p.rd, p.msgs, p.committed); err != nil {
+				return err
+			}
+			continue
+		}
+		if !c.rn.HasReady() {
+			return nil
+		}
 		rd := c.rn.Ready()
 		msgs := rd.Messages
 		role := c.state.Role
@@ -354,78 +419,169 @@ func (c *Core) Process(h Handler) error {
 			return c.err
 		}
 		committed := rd.CommittedEntries
-		if syncing {
-			// While the sync runs on another goroutine, apply the committed entries this member
-			// had already synced before this Ready (on a leader, all of them: an entry commits
-			// only after a follower's acknowledgement is stepped, after the write that carried
-			// it). Only h.ApplyEntry runs meanwhile: no storage and no raft call (a conf change
-			// waits, since applying one may read the log).
-			bound := c.durable
-			if len(rd.Entries) > 0 {
-				bound = min(bound, rd.Entries[0].GetIndex()-1) // a rewritten suffix is not synced
+		if !syncing {
+			if err := c.finish(h, &rd, msgs, committed); err != nil {
+				return err
 			}
-			n := 0
-			for n < len(committed) && committed[n].GetIndex() <= bound && committed[n].GetType() == pb.EntryNormal &&
-				!bugs.Active("ack-before-commit") {
-				if e := committed[n]; e.GetIndex() > c.applied {
-					if err := c.apply(h, e); err != nil {
-						<-c.syncRes
-						return err
-					}
-				}
-				n++
-			}
-			committed = committed[n:]
-			if err := <-c.syncRes; err != nil {
-				c.fail(err)
-				return c.err
-			}
-			c.noteDurable(&rd)
+			continue
 		}
-		if rd.SoftState != nil || rd.HardState != nil {
-			c.noteState(h, rd.SoftState, rd.HardState)
+		// While the sync is pending, what this member synced before this Ready may be applied
+		// (a rewritten suffix is not synced).
+		bound := c.durable
+		if len(rd.Entries) > 0 {
+			bound = min(bound, rd.Entries[0].GetIndex()-1)
 		}
-		if len(msgs) > 0 {
-			h.Send(msgs)
+		p := &pendingReady{rd: rd, msgs: msgs, bound: bound}
+		p.job = c.storage.Sync
+		if role == raft.StateLeader {
+			p.leaderTerm = c.rn.BasicStatus().GetTerm()
 		}
-		if bugs.Active("ack-before-commit") && c.state.Role == raft.StateLeader {
-			// Planted bug: treat what this member persisted as committed.
-			for _, e := range rd.Entries {
-				if e.GetIndex() != c.applied+1 || e.GetType() != pb.EntryNormal {
-					break
-				}
+		// Raft's committed entries up to the bound (on a leader, all of them: an entry commits
+		// only after a follower's acknowledgement was stepped, after the Ready that sent it,
+		// whose sync had finished). Only h.ApplyEntry runs: a conf change waits for the sync,
+		// since applying one may read the log.
+		n := 0
+		for n < len(committed) && committed[n].GetIndex() <= bound && committed[n].GetType() == pb.EntryNormal &&
+			!bugs.Active("ack-before-commit") {
+			if e := committed[n]; e.GetIndex() > c.applied {
 				if err := c.apply(h, e); err != nil {
+					c.pending = p
 					return err
 				}
 			}
+			n++
 		}
-		if !raft.IsEmptySnap(rd.Snapshot) {
-			if err := h.InstallSnapshot(rd.Snapshot); err != nil {
-				return err
-			}
-			c.confState = proto.Clone(rd.Snapshot.GetMetadata().GetConfState()).(*pb.ConfState)
-			c.applied = rd.Snapshot.GetMetadata().GetIndex()
+		p.committed = committed[n:]
+		c.pending = p
+	}
+}
+
+// pendingReady is a Ready whose write waits for its sync.
+type pendingReady struct {
+	rd        raft.Ready
+	msgs      []*pb.Message // to send once the sync finished
+	committed []*pb.Entry   // to apply once the sync finished
+	// bound is the last index this member had synced before this Ready (and that the Ready
+	// does not rewrite); leaderTerm the term in which this member led when the Ready was taken
+	// (0 if it did not).
+	bound, leaderTerm uint64
+	job               func() error // the sync, until the driver takes it
+	done              bool
+	err               error
+}
+
+// TakeSync returns the sync the pending Ready waits for, once: the driver runs it (on another
+// goroutine, or later in simulated time) and reports the result with SyncDone. It returns nil when
+// no sync is waiting to be taken.
+//
+// While the sync runs the driver may call Step, Tick, Propose, ReadIndex, CreateSnapshot,
+// SnapshotDone and Process, which read the storage (Term, Entries, FirstIndex, LastIndex, Snapshot) and record
+// snapshots but never append: Storage.Sync is written to allow that.
+func (c *Core) TakeSync() func() error {
+	if c.pending == nil || c.pending.job == nil {
+		return nil
+	}
+	job := c.pending.job
+	c.pending.job = nil
+	return job
+}
+
+// SyncPending reports whether a Ready waits for its sync (taken or not).
+func (c *Core) SyncPending() bool { return c.pending != nil && !c.pending.done }
+
+// SyncDone reports the result of the sync TakeSync returned. The next Process finishes the Ready.
+func (c *Core) SyncDone(err error) {
+	if c.pending == nil || c.pending.job != nil || c.pending.done {
+		panic("consensus: SyncDone without a sync taken")
+	}
+	c.pending.done, c.pending.err = true, err
+}
+
+// applyDurable runs while a sync is pending: on a leader, it applies the entries that commit
+// meanwhile (a follower's acknowledgement stepped during the sync) if this member had synced them
+// before the pending Ready. Raft will hand them out again in a later Ready; they are skipped then.
+//
+// Why this is safe: the entries are committed (raft's commit index) and durable here; the leader
+// has led since the pending Ready was taken, in the same term, so its log only grew and the
+// storage holds, up to the bound, exactly raft's entries. It stops at a conf change, which waits
+// for the Ready that carries it.
+func (c *Core) applyDurable(h Handler) error {
+	p := c.pending
+	if p.leaderTerm == 0 || bugs.Active("ack-before-commit") {
+		return nil
+	}
+	bs := c.rn.BasicStatus()
+	if bs.RaftState != raft.StateLeader || bs.GetTerm() != p.leaderTerm {
+		return nil
+	}
+	hi := min(bs.GetCommit(), p.bound)
+	if hi <= c.applied {
+		return nil
+	}
+	ents, err := c.storage.Entries(c.applied+1, hi+1, math.MaxUint64)
+	switch {
+	case errors.Is(err, raft.ErrCompacted) || errors.Is(err, raft.ErrUnavailable):
+		return nil // not expected; the Ready that carries them applies them
+	case err != nil:
+		c.fail(err)
+		return c.err
+	}
+	for _, e := range ents {
+		if e.GetType() != pb.EntryNormal {
+			break
 		}
-		for _, e := range committed {
-			if e.GetIndex() <= c.applied {
-				continue // applied early (only under the planted ack-before-commit bug)
+		if err := c.apply(h, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish completes a Ready once what it wrote is durable: steps 2–5 of Process.
+func (c *Core) finish(h Handler, rd *raft.Ready, msgs []*pb.Message, committed []*pb.Entry) error {
+	if rd.SoftState != nil || rd.HardState != nil {
+		c.noteState(h, rd.SoftState, rd.HardState)
+	}
+	if len(msgs) > 0 {
+		h.Send(msgs)
+	}
+	if bugs.Active("ack-before-commit") && c.state.Role == raft.StateLeader {
+		// Planted bug: treat what this member persisted as committed.
+		for _, e := range rd.Entries {
+			if e.GetIndex() != c.applied+1 || e.GetType() != pb.EntryNormal {
+				break
 			}
 			if err := c.apply(h, e); err != nil {
 				return err
 			}
 		}
-		for _, rs := range rd.ReadStates {
-			if len(rs.RequestCtx) != 8 {
-				continue
-			}
-			id := binary.LittleEndian.Uint64(rs.RequestCtx)
-			if _, ok := c.reads[id]; ok {
-				delete(c.reads, id)
-				h.ReadReady(id, rs.Index)
-			}
-		}
-		c.rn.Advance(rd)
 	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := h.InstallSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+		c.confState = proto.Clone(rd.Snapshot.GetMetadata().GetConfState()).(*pb.ConfState)
+		c.applied = rd.Snapshot.GetMetadata().GetIndex()
+	}
+	for _, e := range committed {
+		if e.GetIndex() <= c.applied {
+			continue // applied while a sync was pending (or under the planted ack-before-commit bug)
+		}
+		if err := c.apply(h, e); err != nil {
+			return err
+		}
+	}
+	for _, rs := range rd.ReadStates {
+		if len(rs.RequestCtx) != 8 {
+			continue
+		}
+		id := binary.LittleEndian.Uint64(rs.RequestCtx)
+		if _, ok := c.reads[id]; ok {
+			delete(c.reads, id)
+			h.ReadReady(id, rs.Index)
+		}
+	}
+	c.rn.Advance(*rd)
 	return nil
 }
 
@@ -433,12 +589,15 @@ func (c *Core) Process(h Handler) error {
 // leader's own write of the same entries (Raft thesis §10.2.1: the leader writes its log in
 // parallel with replicating it), from everything else, which waits for the write.
 //
-// Why this is safe here: the loop is synchronous, so an entry's commit index can only advance
-// when a follower's acknowledgement is stepped, which happens after this Ready's write and sync
-// have finished. A commit index the leader sends, and every entry it applies and acknowledges,
-// is therefore durable on the leader and on the followers that acknowledged it. (In a
-// single-member cluster the leader commits on its own, but there is nobody to send to, and
-// entries are applied only after the write.)
+// Why this is safe: a message or an applied entry leaves this member only through a Ready, and a
+// Ready is taken only once the previous Ready's sync finished. When Ready k is taken, the commit
+// index can only cover entries some follower acknowledged, which this member sent in an earlier
+// Ready and wrote before that Ready's sync: so every commit index the leader sends, and every
+// entry it applies and acknowledges, is durable on it and on the followers that acknowledged it.
+// (Acknowledgements stepped while Ready k-1's sync is pending may commit k-1's entries; they are
+// applied only after that sync — applyDurable's bound. In a single-member cluster the leader
+// commits on its own, but there is nobody to send to, and entries are applied only after the
+// write's sync.)
 func splitLeaderEarly(msgs []*pb.Message) (early, late []*pb.Message) {
 	n := 0
 	for _, m := range msgs {
@@ -464,9 +623,8 @@ func splitLeaderEarly(msgs []*pb.Message) (early, late []*pb.Message) {
 	return early, late
 }
 
-// write persists the Ready's snapshot, entries and hard state. A snapshot is synced at once;
-// otherwise, when raft.MustSync, the sync is started on another goroutine and write reports
-// syncing: the caller receives its result from c.syncRes before anything depends on it.
+// write persists the Ready's snapshot, entries and hard state. A snapshot is synced at once (and
+// the log compacted); otherwise write reports whether raft.MustSync: the sync is left pending.
 func (c *Core) write(rd *raft.Ready) (syncing bool, err error) {
 	snap := !raft.IsEmptySnap(rd.Snapshot)
 	if snap {
@@ -479,18 +637,17 @@ func (c *Core) write(rd *raft.Ready) (syncing bool, err error) {
 			return false, err
 		}
 	}
-	switch {
-	case snap:
+	if snap {
 		if err := c.storage.Sync(); err != nil {
+			return false, err
+		}
+		if err := c.storage.Reclaim(); err != nil {
 			return false, err
 		}
 		c.noteDurable(rd)
 		return false, nil
-	case rd.MustSync:
-		go func() { c.syncRes <- c.storage.Sync() }()
-		return true, nil
 	}
-	return false, nil
+	return rd.MustSync, nil
 }
 
 // noteDurable records what the Ready's sync made durable.

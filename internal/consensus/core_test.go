@@ -3,9 +3,7 @@ package consensus
 import (
 	"errors"
 	"slices"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -26,11 +24,29 @@ func (m memStorage) Append(hs *pb.HardState, ents []*pb.Entry) error {
 	return nil
 }
 func (m memStorage) Sync() error                       { return nil }
+func (m memStorage) Reclaim() error                    { return nil }
 func (m memStorage) SaveSnapshot(s *pb.Snapshot) error { return m.ApplySnapshot(s) }
 func (m memStorage) Close() error                      { return nil }
-func (m memStorage) CreateSnapshot(i uint64, cs *pb.ConfState, d []byte) error {
-	_, err := m.MemoryStorage.CreateSnapshot(i, cs, d)
+func (m memStorage) PrepareSnapshot(i uint64, cs *pb.ConfState, d []byte) (*pb.Snapshot, func() error, error) {
+	return &pb.Snapshot{Data: d, Metadata: &pb.SnapshotMetadata{Index: &i, ConfState: cs}}, func() error { return nil }, nil
+}
+func (m memStorage) AddSnapshot(s *pb.Snapshot) error {
+	_, err := m.MemoryStorage.CreateSnapshot(s.GetMetadata().GetIndex(), s.GetMetadata().GetConfState(), s.GetData())
 	return err
+}
+
+// drive runs Process and every sync it leaves pending, inline, until raft has nothing to do.
+func drive(c *Core, h Handler) error {
+	for {
+		if err := c.Process(h); err != nil {
+			return err
+		}
+		job := c.TakeSync()
+		if job == nil {
+			return nil
+		}
+		c.SyncDone(job())
+	}
 }
 
 type sink struct {
@@ -64,14 +80,14 @@ func newCore(t *testing.T, id uint64, peers ...uint64) (*Core, *sink) {
 
 func TestFollowerFailsFastWithLeaderHint(t *testing.T) {
 	c, s := newCore(t, 1, 1, 2, 3)
-	if err := c.Process(s); err != nil {
+	if err := drive(c, s); err != nil {
 		t.Fatal(err)
 	}
 	// A heartbeat from leader 2 in term 5 teaches the follower who leads.
 	if err := c.Step(&pb.Message{Type: pb.MsgHeartbeat.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(5))}); err != nil {
 		t.Fatal(err)
 	}
-	_ = c.Process(s)
+	_ = drive(c, s)
 	err := c.Propose([]byte("x"))
 	var nle *NotLeaderError
 	if !errors.Is(err, ErrNotLeader) || !errors.As(err, &nle) || nle.Leader != 2 || nle.Term != 5 {
@@ -89,7 +105,7 @@ func TestSingleMemberLeaderProposesAndReads(t *testing.T) {
 	c, s := newCore(t, 1, 1)
 	for i := 0; i < 30 && c.State().Role != raft.StateLeader; i++ {
 		c.Tick()
-		if err := c.Process(s); err != nil {
+		if err := drive(c, s); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -104,7 +120,7 @@ func TestSingleMemberLeaderProposesAndReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = c.Process(s)
+	_ = drive(c, s)
 	if s.ents != before+1 {
 		t.Fatalf("applied %d entries after one proposal", s.ents-before)
 	}
@@ -131,7 +147,7 @@ func TestUnansweredReadFails(t *testing.T) {
 					moved = true
 					_ = cores[m.GetTo()].Step(m)
 				}
-				_ = cores[id].Process(s)
+				_ = drive(cores[id], s)
 			}
 		}
 	}
@@ -140,8 +156,8 @@ func TestUnansweredReadFails(t *testing.T) {
 	for i := 0; i < 100 && leader == nil; i++ {
 		a.Tick()
 		b.Tick()
-		_ = a.Process(sa)
-		_ = b.Process(sb)
+		_ = drive(a, sa)
+		_ = drive(b, sb)
 		deliver()
 		for id, c := range cores {
 			if c.State().Role == raft.StateLeader {
@@ -154,7 +170,7 @@ func TestUnansweredReadFails(t *testing.T) {
 	}
 	// Commit an entry of the term so reads are served, then cut the follower off.
 	_ = leader.Propose([]byte("x"))
-	_ = leader.Process(ls)
+	_ = drive(leader, ls)
 	deliver()
 	id, err := leader.ReadIndex()
 	if err != nil {
@@ -162,7 +178,7 @@ func TestUnansweredReadFails(t *testing.T) {
 	}
 	for range 30 {
 		leader.Tick()
-		_ = leader.Process(ls)
+		_ = drive(leader, ls)
 		ls.sent = nil // lost
 	}
 	if err := ls.failed[id]; !errors.Is(err, ErrReadTimeout) && !errors.Is(err, ErrNotLeader) {
@@ -207,13 +223,13 @@ func TestLeaderSendsAppendsBeforeItsOwnWriteFollowerAfter(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &recordingSink{sink: sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}, log: ol}
-	if err := c.Process(s); err != nil {
+	if err := drive(c, s); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.rn.Campaign(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Process(s); err != nil {
+	if err := drive(c, s); err != nil {
 		t.Fatal(err)
 	}
 	var term uint64
@@ -225,14 +241,14 @@ func TestLeaderSendsAppendsBeforeItsOwnWriteFollowerAfter(t *testing.T) {
 	if err := c.Step(&pb.Message{Type: pb.MsgPreVoteResp.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(term)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Process(s); err != nil {
+	if err := drive(c, s); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Step(&pb.Message{Type: pb.MsgVoteResp.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(term)}); err != nil {
 		t.Fatal(err)
 	}
 	ol.events = nil
-	if err := c.Process(s); err != nil {
+	if err := drive(c, s); err != nil {
 		t.Fatal(err)
 	}
 	if c.State().Role != raft.StateLeader {
@@ -246,14 +262,14 @@ func TestLeaderSendsAppendsBeforeItsOwnWriteFollowerAfter(t *testing.T) {
 	if err := c.Step(&pb.Message{Type: pb.MsgAppResp.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(term), Index: new(last)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Process(s); err != nil {
+	if err := drive(c, s); err != nil {
 		t.Fatal(err)
 	}
 	ol.events = nil
 	if err := c.Propose([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Process(s); err != nil {
+	if err := drive(c, s); err != nil {
 		t.Fatal(err)
 	}
 	if len(ol.events) < 2 || ol.events[0] != "send MsgApp" || ol.events[len(ol.events)-1] != "append" {
@@ -268,7 +284,7 @@ func TestLeaderSendsAppendsBeforeItsOwnWriteFollowerAfter(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs := &recordingSink{sink: sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}, log: fl}
-	if err := f.Process(fs); err != nil {
+	if err := drive(f, fs); err != nil {
 		t.Fatal(err)
 	}
 	fl.events = nil
@@ -278,7 +294,7 @@ func TestLeaderSendsAppendsBeforeItsOwnWriteFollowerAfter(t *testing.T) {
 	if err := f.Step(app); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Process(fs); err != nil {
+	if err := drive(f, fs); err != nil {
 		t.Fatal(err)
 	}
 	if len(fl.events) != 2 || fl.events[0] != "append" || fl.events[1] != "send MsgAppResp" {
@@ -286,60 +302,53 @@ func TestLeaderSendsAppendsBeforeItsOwnWriteFollowerAfter(t *testing.T) {
 	}
 }
 
-// syncStorage is memStorage whose Sync records what it made durable and can be held until the
-// core has applied a given entry.
+// syncStorage is memStorage whose Sync records what it made durable.
 type syncStorage struct {
 	memStorage
-	synced atomic.Uint64                 // last index made durable by a finished Sync
-	hold   atomic.Pointer[chan struct{}] // when set, Sync waits for it to be closed (or gives up)
+	synced uint64 // last index made durable by a finished Sync
 }
 
 func (s *syncStorage) Sync() error {
-	if h := s.hold.Load(); h != nil {
-		select {
-		case <-*h:
-		case <-time.After(10 * time.Second):
-			return errors.New("sync held: the core did not apply the durable entries while syncing")
-		}
-	}
-	last, _ := s.LastIndex()
-	s.synced.Store(last)
+	s.synced, _ = s.LastIndex()
 	return nil
 }
 
 type applyLog struct {
 	sink
 	st         *syncStorage
-	releaseAt  uint64
+	applied    []uint64
 	violations []uint64 // applied before being synced
 }
 
 func (a *applyLog) ApplyEntry(e *pb.Entry, cc *pb.ConfChange) error {
-	if e.GetIndex() > a.st.synced.Load() {
+	if e.GetIndex() > a.st.synced {
 		a.violations = append(a.violations, e.GetIndex())
 	}
-	if h := a.st.hold.Load(); h != nil && e.GetIndex() == a.releaseAt {
-		a.st.hold.Store(nil)
-		close(*h)
-	}
+	a.applied = append(a.applied, e.GetIndex())
 	return a.sink.ApplyEntry(e, cc)
 }
 
-// While a Ready's sync runs, the core applies the committed entries that earlier syncs made
-// durable (the sync is held until they are applied: were they not, Process would fail); an
-// entry synced by this Ready's own sync waits for it. Nothing is applied unsynced.
-func TestCoreAppliesDurableEntriesWhileSyncing(t *testing.T) {
+func newSyncCore(t *testing.T, id uint64) (*Core, *syncStorage, *applyLog) {
+	t.Helper()
 	st := &syncStorage{memStorage: memStorage{raft.NewMemoryStorage()}}
-	c, err := New(Config{ID: 3, ElectionTicks: 10, HeartbeatTicks: 1, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 16, MaxUncommittedBytes: 1 << 20},
+	c, err := New(Config{ID: id, ElectionTicks: 10, HeartbeatTicks: 1, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 16, MaxUncommittedBytes: 1 << 20},
 		st, []raft.Peer{{ID: 1}, {ID: 2}, {ID: 3}}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &applyLog{sink: sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}, st: st}
-	if err := c.Process(a); err != nil {
+	return c, st, &applyLog{sink: sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}, st: st}
+}
+
+// While a Ready's sync is pending, the core applies the committed entries that earlier syncs made
+// durable; an entry synced by this Ready's own sync waits for it. Nothing is applied unsynced,
+// and nothing is applied twice when the Ready finishes.
+func TestCoreAppliesDurableEntriesWhileSyncing(t *testing.T) {
+	c, _, a := newSyncCore(t, 3)
+	if err := drive(c, a); err != nil {
 		t.Fatal(err)
 	}
-	app := func(prev uint64, commit uint64, idx ...uint64) {
+	// app steps an append from leader 2 (term 2) and processes it, leaving its sync pending.
+	app := func(prev uint64, commit uint64, idx ...uint64) func() error {
 		t.Helper()
 		m := &pb.Message{Type: pb.MsgApp.Enum(), From: new(uint64(2)), To: new(uint64(3)), Term: new(uint64(2)),
 			LogTerm: new(uint64(1)), Index: new(prev), Commit: new(commit)}
@@ -355,21 +364,143 @@ func TestCoreAppliesDurableEntriesWhileSyncing(t *testing.T) {
 		if err := c.Process(a); err != nil {
 			t.Fatal(err)
 		}
+		job := c.TakeSync()
+		if job == nil || !c.SyncPending() {
+			t.Fatalf("no sync pending after an append of %v", idx)
+		}
+		if c.TakeSync() != nil {
+			t.Fatalf("the same sync taken twice")
+		}
+		return job
 	}
-	hold := func(at uint64) {
-		h := make(chan struct{})
-		a.releaseAt = at
-		st.hold.Store(&h)
+	finish := func(job func() error) {
+		t.Helper()
+		c.SyncDone(job())
+		if err := drive(c, a); err != nil {
+			t.Fatal(err)
+		}
 	}
-	app(3, 3, 4, 5) // entries 4 and 5 written and synced; the bootstrap entries 1–3 applied
-	hold(5)
-	app(5, 5, 6) // commits 4 and 5 (durable): applied while entry 6 is being synced
-	hold(6)
-	app(6, 7, 7) // commits 6 (durable) and 7, which arrives in this Ready: 7 waits for the sync
+	finish(app(3, 3, 4, 5)) // entries 4 and 5 written and synced; the bootstrap entries 1–3 applied
+	job := app(5, 5, 6)     // commits 4 and 5 (durable): applied while entry 6 is being synced
+	if c.Applied() != 5 {
+		t.Fatalf("applied %d while the sync of entry 6 is pending, want 5", c.Applied())
+	}
+	finish(job)
+	job = app(6, 7, 7) // commits 6 (durable) and 7, which arrives in this Ready: 7 waits for the sync
+	if c.Applied() != 6 {
+		t.Fatalf("applied %d while the sync of entry 7 is pending, want 6", c.Applied())
+	}
+	finish(job)
 	if c.Applied() != 7 {
 		t.Fatalf("applied %d, want 7", c.Applied())
 	}
 	if len(a.violations) > 0 {
 		t.Fatalf("entries %v applied before they were synced", a.violations)
+	}
+	if !slices.Equal(a.applied, []uint64{1, 2, 3, 4, 5, 6, 7}) {
+		t.Fatalf("applied %v, want 1…7 once each", a.applied)
+	}
+}
+
+// A leader steps acknowledgements while its own sync is pending: what they commit and it had
+// already synced is applied at once; what only the pending sync makes durable waits for it; a
+// sync error stops the core for good.
+func TestLeaderAppliesWhatCommitsDuringItsSync(t *testing.T) {
+	c, st, a := newSyncCore(t, 1)
+	for i := 0; i < 30 && c.State().Role == raft.StateFollower; i++ {
+		c.Tick()
+		if err := drive(c, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	term := c.State().Term
+	for _, from := range []uint64{2, 3} {
+		if err := c.Step(&pb.Message{Type: pb.MsgPreVoteResp.Enum(), From: new(from), To: new(uint64(1)), Term: new(term + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := drive(c, a); err != nil {
+		t.Fatal(err)
+	}
+	term = c.State().Term
+	for _, from := range []uint64{2, 3} {
+		if err := c.Step(&pb.Message{Type: pb.MsgVoteResp.Enum(), From: new(from), To: new(uint64(1)), Term: new(term)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := drive(c, a); err != nil {
+		t.Fatal(err)
+	}
+	if c.State().Role != raft.StateLeader {
+		t.Fatalf("member 1 is %s, not leader", c.State().Role)
+	}
+	ack := func(index uint64) {
+		t.Helper()
+		if err := c.Step(&pb.Message{Type: pb.MsgAppResp.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(term), Index: new(index)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last, _ := st.LastIndex() // the leader's empty entry, synced
+	ack(last)
+	if err := drive(c, a); err != nil {
+		t.Fatal(err)
+	}
+	// Proposal x is written and synced; proposal y is written and its sync left pending.
+	if err := c.Propose([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := drive(c, a); err != nil {
+		t.Fatal(err)
+	}
+	x := last + 1
+	if err := c.Propose([]byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Process(a); err != nil {
+		t.Fatal(err)
+	}
+	job := c.TakeSync()
+	if job == nil {
+		t.Fatal("no sync pending after a proposal")
+	}
+	ack(x + 1) // follower 2 has x and y: both commit, x is durable here, y is not yet
+	if err := c.Process(a); err != nil {
+		t.Fatal(err)
+	}
+	if c.Applied() != x {
+		t.Fatalf("applied %d during the sync of %d, want %d (committed and synced before)", c.Applied(), x+1, x)
+	}
+	c.SyncDone(job())
+	if err := drive(c, a); err != nil {
+		t.Fatal(err)
+	}
+	if c.Applied() != x+1 {
+		t.Fatalf("applied %d after the sync, want %d", c.Applied(), x+1)
+	}
+	if len(a.violations) > 0 {
+		t.Fatalf("entries %v applied before they were synced", a.violations)
+	}
+	for i := 1; i < len(a.applied); i++ {
+		if a.applied[i] != a.applied[i-1]+1 {
+			t.Fatalf("applied %v: not each index once, in order", a.applied)
+		}
+	}
+	// A failed sync stops the core.
+	if err := c.Propose([]byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Process(a); err != nil {
+		t.Fatal(err)
+	}
+	job = c.TakeSync()
+	if job == nil {
+		t.Fatal("no sync pending after a proposal")
+	}
+	c.SyncDone(errors.New("disk on fire"))
+	if err := c.Process(a); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Process after a failed sync: %v, want ErrStopped", err)
+	}
+	if err := c.Propose([]byte("after")); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Propose after a failed sync: %v, want ErrStopped", err)
 	}
 }

@@ -14,12 +14,14 @@
 //     batch of client items, ReadIndex for a round of queries, ReportUnreachable and
 //     ReportSnapshot as the transport learns them.
 //  2. Call Process after inputs. Process runs raft's Ready contract to the letter: it persists
-//     the snapshot, the entries and then the hard state (syncing when raft says MustSync), and
-//     only then hands messages to Handler.Send; it then installs a received snapshot, applies
+//     the snapshot, the entries and then the hard state, syncing when raft says MustSync — the
+//     sync is the driver's to run (TakeSync, SyncDone, then Process again), and inputs keep
+//     flowing meanwhile — and only then hands messages to Handler.Send; it then installs a received snapshot, applies
 //     committed entries in order (applying conf changes to raft first), reports read states and
 //     calls Advance.
 //  3. At index-aligned points chosen by the state machine, call CreateSnapshot with the state
-//     machine's bytes; the storage may compact the log behind it.
+//     machine's bytes, run the write job it returns and report with SnapshotDone; the storage
+//     may then compact the log behind it.
 //
 // Failing fast: Propose and ReadIndex on a member that is not the leader return a
 // *NotLeaderError carrying the leader hint (raft drops such proposals silently otherwise); a

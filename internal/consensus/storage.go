@@ -6,9 +6,12 @@ import (
 )
 
 // Storage is the durable raft log and snapshot store the core runs on (the archive in
-// production, over a file system seam). Calls never overlap: the core makes them from its
-// goroutine, except Sync, which it may run on a goroutine of its own while making no other call
-// (it applies already-durable entries meanwhile) and waits for before going on.
+// production, over a file system seam). Calls never overlap, with one exception: the driver runs
+// Sync where it likes (on a goroutine of its own, in production) while the core goes on reading
+// (Term, Entries, FirstIndex, LastIndex, Snapshot) and recording snapshots (PrepareSnapshot,
+// AddSnapshot, and the snapshot's own write job, which runs beside all of them too); it
+// never appends or saves a snapshot until the sync returned. Sync must therefore touch nothing
+// those calls use; deleting what compaction released is Reclaim's, called after the sync.
 //
 // Durability contract: Append and SaveSnapshot may buffer; nothing is durable until Sync returns
 // nil. After a crash, storage reopened from the same files holds a prefix of what was appended,
@@ -23,14 +26,22 @@ type Storage interface {
 	// Sync makes everything appended or saved so far durable (group commit: one sync for many
 	// appends).
 	Sync() error
+	// Reclaim deletes the log that snapshots released (AddSnapshot) once a Sync made what
+	// replaces it durable. The core calls it after every Sync that returned nil.
+	Reclaim() error
 	// SaveSnapshot stores a snapshot received from the leader, data included, and makes the
 	// log start after it (entries at or below its index are dropped). The snapshot file is
 	// durable before the record that points at it. Sync follows before the core relies on it.
 	SaveSnapshot(snap *pb.Snapshot) error
-	// CreateSnapshot records a snapshot this member took at index (≤ applied), with the
-	// membership cs and the container's bytes, and may compact the log behind it (keeping a
-	// trailing margin so slow followers can still be caught up from the log).
-	CreateSnapshot(index uint64, cs *pb.ConfState, data []byte) error
+	// PrepareSnapshot builds the snapshot this member took at index (≤ applied), with the
+	// membership cs and the container's bytes, and returns it with the job that writes it
+	// durably. The job touches nothing the other calls use: the driver runs it beside them (and
+	// beside Sync), one at a time. A nil snapshot means a snapshot at index or later exists.
+	PrepareSnapshot(index uint64, cs *pb.ConfState, data []byte) (*pb.Snapshot, func() error, error)
+	// AddSnapshot records a snapshot whose job succeeded; the storage may then compact the log
+	// behind it (keeping a trailing margin so slow followers can still be caught up from the
+	// log), deleting at the next Reclaim.
+	AddSnapshot(snap *pb.Snapshot) error
 	// Close releases files. It does not sync.
 	Close() error
 }

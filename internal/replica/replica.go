@@ -210,6 +210,11 @@ type Replica struct {
 	lastSnap  uint64
 	snapDue   []byte // snapshot bytes taken at snapDueIx, handed to storage after Process
 	snapDueIx uint64
+	// snapJob is the write of the snapshot at snapIx, until the driver takes it; snapWriting
+	// holds from CreateSnapshot to SnapshotWritten (snapshot points meanwhile are skipped).
+	snapJob     func() error
+	snapIx      uint64
+	snapWriting bool
 
 	// attached maps an open (or opening) session to the connection its client uses here.
 	attached map[wire.SessionID]ConnID
@@ -609,8 +614,15 @@ func (r *Replica) propose(items []wire.Item, size int) {
 }
 
 // Process proposes what is pending, runs the consensus core (persist, send, apply) and serves
-// the queries whose read index was applied. Call it after every input.
+// the queries whose read index was applied. Call it after every input and after SyncDone.
+//
+// When the core's cycle waits for a sync (TakeSync), Process only applies and serves what
+// commits meanwhile: client items and queries wait for the sync, then go out batched in the next
+// cycle (proposing them earlier would gain nothing, as nothing leaves before that cycle).
 func (r *Replica) Process() error {
+	if r.core.SyncPending() {
+		return r.afterCore(r.core.Process(r))
+	}
 	if r.isLeader() || bugs.Active("follower-forwards") {
 		r.flush()
 	}
@@ -631,16 +643,53 @@ func (r *Replica) Process() error {
 			}
 		}
 	}
-	err := r.core.Process(r)
+	return r.afterCore(r.core.Process(r))
+}
+
+// TakeSync returns, once, the sync the member's current cycle waits for (nil if none). The driver
+// runs it — on another goroutine, or later in simulated time — while it goes on feeding inputs
+// and calling Process, and reports the result with SyncDone, then calls Process.
+func (r *Replica) TakeSync() func() error { return r.core.TakeSync() }
+
+// SyncDone reports the result of the sync TakeSync returned.
+func (r *Replica) SyncDone(err error) { r.core.SyncDone(err) }
+
+// TakeSnapshotWrite returns, once, the job writing the snapshot the member took (nil if none). The
+// driver runs it like a sync — beside everything else — and reports with SnapshotWritten. Until
+// then the member goes on; the snapshot counts (Status, compaction, catching followers up) only
+// once written.
+func (r *Replica) TakeSnapshotWrite() func() error {
+	job := r.snapJob
+	r.snapJob = nil
+	return job
+}
+
+// SnapshotWritten reports the result of the job TakeSnapshotWrite returned. A failed write stops
+// the member (the returned error, as from Process).
+func (r *Replica) SnapshotWritten(err error) error {
+	r.snapWriting = false
+	if err := r.core.SnapshotDone(err); err != nil {
+		return err
+	}
+	r.lastSnap = max(r.lastSnap, r.snapIx) // a leader's snapshot may have been installed meanwhile
+	st := r.core.State()
+	r.out.Event(Event{Kind: EventSnapshotTaken, Index: r.snapIx, Term: st.Term, Role: r.role, Leader: MemberID(st.Leader)})
+	return nil
+}
+
+// afterCore hands a snapshot the apply loop took to storage and serves the reads now applied.
+func (r *Replica) afterCore(err error) error {
 	if r.snapDue != nil {
 		data, ix := r.snapDue, r.snapDueIx
 		r.snapDue = nil
-		if serr := r.core.CreateSnapshot(ix, data); serr == nil {
-			r.lastSnap = ix
-			r.out.Event(Event{Kind: EventSnapshotTaken, Index: ix, Term: r.core.State().Term,
-				Role: r.role, Leader: MemberID(r.core.State().Leader)})
-		} else if err == nil {
-			err = serr
+		job, serr := r.core.CreateSnapshot(ix, data)
+		switch {
+		case serr != nil:
+			if err == nil {
+				err = serr
+			}
+		case job != nil:
+			r.snapJob, r.snapIx, r.snapWriting = job, ix, true
 		}
 	}
 	r.serveReads()
@@ -711,7 +760,7 @@ func (r *Replica) ApplyEntry(e *pb.Entry, cc *pb.ConfChange) error {
 			return fmt.Errorf("replica: applying entry %d: %w", ix, err)
 		}
 	}
-	if due {
+	if due && !r.snapWriting {
 		data, err := r.ctr.TakeSnapshot()
 		if err != nil {
 			return fmt.Errorf("replica: snapshot at index %d: %w", ix, err)
