@@ -24,8 +24,7 @@ import (
 
 	"github.com/tandem-cluster/tandem/client"
 	"github.com/tandem-cluster/tandem/examples/counter"
-	"github.com/tandem-cluster/tandem/node"
-	"github.com/tandem-cluster/tandem/service"
+	"github.com/tandem-cluster/tandem/internal/container"
 )
 
 const benchHelp = `Usage: tandem bench [flags]
@@ -143,6 +142,10 @@ func runBench(args []string) int {
 	}
 	if *clients < 1 || *inflight < 1 {
 		fmt.Fprintln(os.Stderr, "tandem bench: --clients and --inflight must be at least 1")
+		return exitUsage
+	}
+	if window := container.DefaultConfig().ResponseWindowMax; *inflight > window {
+		fmt.Fprintf(os.Stderr, "tandem bench: --inflight %d exceeds a session's response window (%d): the cluster would refuse the commands beyond it\n", *inflight, window)
 		return exitUsage
 	}
 	if *rate < 0 {
@@ -624,109 +627,6 @@ func fsyncReference() (time.Duration, error) {
 	}
 	slices.Sort(ds)
 	return ds[len(ds)/2], nil
-}
-
-func benchMembers() ([]node.Member, []string, error) {
-	addrs, err := freePorts(6)
-	if err != nil {
-		return nil, nil, err
-	}
-	var ms []node.Member
-	var eps []string
-	for i := range 3 {
-		ms = append(ms, node.Member{ID: i, ClientAddr: addrs[2*i], MemberAddr: addrs[2*i+1]})
-		eps = append(eps, addrs[2*i])
-	}
-	return ms, eps, nil
-}
-
-// localCluster is three counter members running in this process, each in its own temporary
-// data directory (tandem bench in-process, tandem bench --restart).
-type localCluster struct {
-	dir     string
-	eps     []string
-	members []*localMember
-}
-
-type localMember struct {
-	cfg    node.Config
-	n      *node.Node
-	cancel context.CancelFunc // nil while stopped
-	done   chan error
-}
-
-// startLocalCluster starts the three members and waits for a leader.
-func startLocalCluster() (*localCluster, error) {
-	dir, err := os.MkdirTemp("", "tandem-bench-")
-	if err != nil {
-		return nil, err
-	}
-	ms, eps, err := benchMembers()
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
-	lc := &localCluster{dir: dir, eps: eps}
-	for i := range ms {
-		cfg := node.DefaultConfig()
-		cfg.ID, cfg.Members, cfg.DataDir = i, ms, filepath.Join(dir, fmt.Sprintf("node-%d", i))
-		lc.members = append(lc.members, &localMember{cfg: cfg})
-		if err := lc.start(i); err != nil {
-			lc.close()
-			return nil, err
-		}
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for lc.leader() < 0 {
-		if time.Now().After(deadline) {
-			lc.close()
-			return nil, errors.New("no leader within 15 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return lc, nil
-}
-
-// start runs member i from its data directory.
-func (lc *localCluster) start(i int) error {
-	m := lc.members[i]
-	n, err := node.New(m.cfg, counter.New())
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m.n, m.cancel, m.done = n, cancel, make(chan error, 1)
-	go func() { m.done <- n.Run(ctx) }()
-	return nil
-}
-
-// stop stops member i and returns what its Run returned.
-func (lc *localCluster) stop(i int) error {
-	m := lc.members[i]
-	if m.cancel == nil {
-		return nil
-	}
-	m.cancel()
-	m.cancel = nil
-	return <-m.done
-}
-
-// leader returns the running member that is leader, or -1.
-func (lc *localCluster) leader() int {
-	for i, m := range lc.members {
-		if m.cancel != nil && m.n.Status().Role == service.Leader {
-			return i
-		}
-	}
-	return -1
-}
-
-// close stops every member and removes the data directories.
-func (lc *localCluster) close() {
-	for i := range lc.members {
-		_ = lc.stop(i)
-	}
-	_ = os.RemoveAll(lc.dir)
 }
 
 type benchProcs struct {

@@ -108,3 +108,12 @@ func TestBenchJSON(t *testing.T) {
 		t.Fatalf("implausible result: %+v", r)
 	}
 }
+
+// An in-flight window the cluster cannot hold is refused up front, with the reason, instead of
+// a run whose every command fails.
+func TestBenchRefusesInflightBeyondTheWindow(t *testing.T) {
+	_, stderr, code := runCLI(t, tandemBinary(t), "bench", "--inflight", "2000")
+	if code != exitUsage || !strings.Contains(stderr, "response window (1024)") {
+		t.Fatalf("bench --inflight 2000: exit %d, %q", code, stderr)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -29,19 +28,11 @@ after itself.
 Flags:
 `
 
-// demoMember is one member run by the demo.
-type demoMember struct {
-	cfg    node.Config
-	n      *node.Node
-	cancel context.CancelFunc
-	done   chan error
-}
-
 type demo struct {
-	out     io.Writer
-	r       *renderer
-	members []*demoMember
-	mu      sync.Mutex
+	out io.Writer
+	r   *renderer
+	lc  *localCluster
+	mu  sync.Mutex
 }
 
 func runDemo(args []string) int {
@@ -70,7 +61,9 @@ func runDemo(args []string) int {
 	d := &demo{out: os.Stdout, r: newRenderer(os.Stdout)}
 	start := time.Now()
 	if err := d.run(dir); err != nil {
-		d.stopAll()
+		if d.lc != nil {
+			d.lc.stopAll()
+		}
 		fmt.Fprintf(os.Stderr, "tandem demo: FAILED: %v\n", err)
 		return exitFailed
 	}
@@ -83,33 +76,8 @@ func (d *demo) step(format string, args ...any) {
 	fmt.Fprintf(d.out, "\n%s\n", d.r.paint("1", "▶ "+fmt.Sprintf(format, args...)))
 }
 
-func freePorts(n int) ([]string, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	var addrs []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		addrs = append(addrs, l.Addr().String())
-	}
-	return addrs, nil
-}
-
-func (d *demo) start(i int) error {
-	m := d.members[i]
-	n, err := node.New(m.cfg, counter.New())
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m.n, m.cancel, m.done = n, cancel, make(chan error, 1)
+// showLeaders prints member i's becoming leader while it runs.
+func (d *demo) showLeaders(ctx context.Context, i int, n *node.Node) {
 	go func() {
 		for {
 			select {
@@ -124,38 +92,6 @@ func (d *demo) start(i int) error {
 			}
 		}
 	}()
-	go func() { m.done <- n.Run(ctx) }()
-	return nil
-}
-
-func (d *demo) stop(i int) error {
-	m := d.members[i]
-	if m.cancel == nil {
-		return nil
-	}
-	m.cancel()
-	err := <-m.done
-	m.cancel = nil
-	return err
-}
-
-func (d *demo) stopAll() {
-	for i := range d.members {
-		_ = d.stop(i)
-	}
-}
-
-func (d *demo) leader(timeout time.Duration) (int, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		for i, m := range d.members {
-			if m.cancel != nil && m.n.Status().Role == service.Leader {
-				return i, nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return -1, fmt.Errorf("no leader within %s", timeout)
 }
 
 func (d *demo) send(ctx context.Context, c *client.Client, req counter.Request) (counter.Response, error) {
@@ -169,30 +105,19 @@ func (d *demo) send(ctx context.Context, c *client.Client, req counter.Request) 
 }
 
 func (d *demo) run(dir string) error {
-	addrs, err := freePorts(6)
+	lc, err := newLocalCluster(dir)
 	if err != nil {
 		return err
 	}
-	var members []node.Member
-	var endpoints []string
-	for i := range 3 {
-		members = append(members, node.Member{ID: i, ClientAddr: addrs[2*i], MemberAddr: addrs[2*i+1]})
-		endpoints = append(endpoints, addrs[2*i])
-	}
-	for i := range 3 {
-		cfg := node.DefaultConfig()
-		cfg.ID, cfg.Members = i, members
-		cfg.DataDir = fmt.Sprintf("%s/node-%d", dir, i)
-		d.members = append(d.members, &demoMember{cfg: cfg})
-	}
+	lc.onStart = d.showLeaders
+	d.lc = lc
+	endpoints := lc.eps
 	d.step("Starting three members on %s", strings.Join(endpoints, ", "))
-	for i := range 3 {
-		if err := d.start(i); err != nil {
-			return err
-		}
+	if err := lc.startAll(); err != nil {
+		return err
 	}
 	t0 := time.Now()
-	l, err := d.leader(10 * time.Second)
+	l, err := lc.waitLeader(10 * time.Second)
 	if err != nil {
 		return err
 	}
@@ -214,7 +139,7 @@ func (d *demo) run(dir string) error {
 	}
 
 	d.step("Stopping the leader, node %d, as Ctrl+C does (it hands leadership to a follower first)", l)
-	if err := d.stop(l); err != nil {
+	if err := lc.stop(l); err != nil {
 		return err
 	}
 	t0 = time.Now()
@@ -222,7 +147,7 @@ func (d *demo) run(dir string) error {
 	if _, err := d.send(ctx, c, counter.Request{Op: counter.OpIncrement}); err != nil {
 		return err
 	}
-	nl, err := d.leader(10 * time.Second)
+	nl, err := lc.waitLeader(10 * time.Second)
 	if err != nil {
 		return err
 	}
@@ -232,13 +157,13 @@ func (d *demo) run(dir string) error {
 	}
 
 	d.step("Restarting node %d: it rejoins as a follower and catches up", l)
-	if err := d.start(l); err != nil {
+	if err := lc.start(l); err != nil {
 		return err
 	}
 	if err := d.waitCaughtUp(l, 10*time.Second); err != nil {
 		return err
 	}
-	st := d.members[l].n.Status()
+	st := lc.members[l].n.Status()
 	fmt.Fprintf(d.out, "   node %d: %s, applied index %d, leader node %d\n", l, st.Role, st.Applied, st.Leader)
 
 	before, err := d.send(ctx, c, counter.Request{Op: counter.OpGet})
@@ -246,18 +171,16 @@ func (d *demo) run(dir string) error {
 		return err
 	}
 	d.step("Stopping all three members, then starting them again")
-	for i := range 3 {
-		if err := d.stop(i); err != nil {
+	for i := range lc.members {
+		if err := lc.stop(i); err != nil {
 			return err
 		}
 	}
 	fmt.Fprintln(d.out, "   all members down; the client waits:", c.Waiting())
-	for i := range 3 {
-		if err := d.start(i); err != nil {
-			return err
-		}
+	if err := lc.startAll(); err != nil {
+		return err
 	}
-	if _, err := d.leader(10 * time.Second); err != nil {
+	if _, err := lc.waitLeader(10 * time.Second); err != nil {
 		return err
 	}
 	after, err := d.send(ctx, c, counter.Request{Op: counter.OpGet})
@@ -273,17 +196,17 @@ func (d *demo) run(dir string) error {
 	}
 	d.step("Stopping the cluster")
 	c.Close()
-	d.stopAll()
+	lc.stopAll()
 	return nil
 }
 
 func (d *demo) waitCaughtUp(i int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		st := d.members[i].n.Status()
+		st := d.lc.members[i].n.Status()
 		l := st.Leader
-		if l >= 0 && l != i && d.members[l].cancel != nil {
-			if st.Applied >= d.members[l].n.Status().Commit && st.Applied > 0 {
+		if l >= 0 && l != i && d.lc.members[l].cancel != nil {
+			if st.Applied >= d.lc.members[l].n.Status().Commit && st.Applied > 0 {
 				return nil
 			}
 		}
