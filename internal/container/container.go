@@ -58,8 +58,8 @@ func (c Config) Validate() error {
 	if c.SnapshotIntervalTime <= 0 {
 		errs = append(errs, fmt.Errorf("SnapshotIntervalTime (%s) must be positive", c.SnapshotIntervalTime))
 	}
-	if c.ResponseWindowMax <= 0 {
-		errs = append(errs, fmt.Errorf("ResponseWindowMax (%d) must be positive", c.ResponseWindowMax))
+	if c.ResponseWindowMax <= 0 || c.ResponseWindowMax > maxWindowSpan {
+		errs = append(errs, fmt.Errorf("ResponseWindowMax (%d) must be between 1 and %d", c.ResponseWindowMax, maxWindowSpan))
 	}
 	if c.ResponseBytesMax < sessionOverheadBytes {
 		errs = append(errs, fmt.Errorf("ResponseBytesMax (%d) must be at least %d", c.ResponseBytesMax, sessionOverheadBytes))
@@ -99,10 +99,10 @@ type Member struct {
 
 type session struct {
 	id     wire.SessionID
-	floor  wire.Seq            // every command below it was acknowledged to the client
-	window map[wire.Seq][]byte // recorded replies for seqs ≥ floor
-	bytes  int64               // accounted bytes of this session (overhead + window)
+	win    window // the floor (every command below it was acknowledged) and the replies above it
+	bytes  int64  // accounted bytes of this session (overhead + window)
 	handle *sessionHandle
+	closed bool // closed (and no longer in Container.sessions)
 }
 
 // Container applies committed entries to a service. Not safe for concurrent use.
@@ -176,9 +176,7 @@ func (c *Container) Start(snapshot []byte, index uint64) error {
 		for _, s := range st.sessions {
 			s.handle = &sessionHandle{c: c, id: s.id}
 			s.bytes = sessionOverheadBytes
-			for _, r := range s.window {
-				s.bytes += entryOverheadBytes + int64(len(r))
-			}
+			s.win.each(func(_ wire.Seq, r []byte) { s.bytes += entryOverheadBytes + int64(len(r)) })
 			c.bytesUsed += s.bytes
 			c.sessions[s.id] = s
 		}
@@ -270,11 +268,10 @@ const WindowFullMessage = "response window full: acknowledge earlier commands fi
 // unacknowledged number low. The same limits are enforced again, deterministically, at apply;
 // Admit only refuses what apply would surely refuse.
 //
-// The window is judged as apply will see it: applying the command first evicts every reply below
-// low, leaving at most the numbers low … seq-1. The window as it stands now still holds replies
-// the client has acknowledged since (the floor moves only when a command carrying it applies), so
-// a client with as many commands in flight as the window holds would otherwise be refused every
-// command once the window first filled.
+// The window is judged as apply will see it: applying the command first moves the floor up to
+// low (the window as it stands still holds replies the client has acknowledged since: the floor
+// moves only when a command carrying it applies), and then refuses a number ResponseWindowMax or
+// more above the floor.
 func (c *Container) Admit(id wire.SessionID, seq, low wire.Seq, opening bool) wire.Status {
 	s, ok := c.sessions[id]
 	if !ok {
@@ -283,15 +280,22 @@ func (c *Container) Admit(id wire.SessionID, seq, low wire.Seq, opening bool) wi
 		}
 		return wire.StatusSessionExpired
 	}
-	if _, dup := s.window[seq]; dup || seq < s.floor {
+	floor := max(s.win.floor, low)
+	if _, dup := s.win.get(seq); dup || seq < floor {
 		return wire.StatusOK // answered from the record at apply
 	}
-	windowFull := len(s.window) >= c.cfg.ResponseWindowMax &&
-		(low <= s.floor || low > seq || uint64(seq-low) >= uint64(c.cfg.ResponseWindowMax))
-	if windowFull || c.bytesUsed+entryOverheadBytes > c.cfg.ResponseBytesMax {
+	if c.beyondWindow(seq, floor) || c.bytesUsed+entryOverheadBytes > c.cfg.ResponseBytesMax {
 		return wire.StatusRejected
 	}
 	return wire.StatusOK
+}
+
+// beyondWindow reports whether seq lies too far above floor for the response window: a session
+// has at most ResponseWindowMax numbers from its lowest unacknowledged one to its newest. A
+// client keeps fewer in flight (client.Config.MaxInFlight), so it only meets this limit if it
+// ignores its own.
+func (c *Container) beyondWindow(seq, floor wire.Seq) bool {
+	return uint64(seq-floor) >= uint64(c.cfg.ResponseWindowMax)
 }
 
 // SetRole records this member's role and tells the service.
@@ -410,7 +414,7 @@ func (c *Container) open(id wire.SessionID) {
 		c.egress(&wire.ClientMsg{Kind: wire.CSessionEvent, Session: id, Status: wire.StatusRejected})
 		return
 	}
-	s := &session{id: id, window: map[wire.Seq][]byte{}, bytes: sessionOverheadBytes}
+	s := &session{id: id, bytes: sessionOverheadBytes}
 	s.handle = &sessionHandle{c: c, id: id}
 	c.sessions[id] = s
 	c.bytesUsed += s.bytes
@@ -425,6 +429,7 @@ func (c *Container) closeSession(id wire.SessionID, reason service.CloseReason) 
 		return
 	}
 	delete(c.sessions, id)
+	s.closed = true
 	c.bytesUsed -= s.bytes
 	c.remember(id)
 	c.inLog = true
@@ -438,40 +443,23 @@ func (c *Container) command(it *wire.Item) {
 		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusSessionExpired})
 		return
 	}
-	if it.LowestUnacked > s.floor {
-		old := s.floor
-		s.floor = it.LowestUnacked
-		evict := func(seq wire.Seq, r []byte) {
-			delete(s.window, seq)
+	if it.LowestUnacked > s.win.floor {
+		s.win.advance(it.LowestUnacked, func(r []byte) {
 			freed := entryOverheadBytes + int64(len(r))
 			s.bytes -= freed
 			c.bytesUsed -= freed
-		}
-		// The floor moves up by about one per command: walk the numbers it passed (amortised
-		// O(1) per command), unless it jumped further than the window holds.
-		if uint64(s.floor-old) <= uint64(len(s.window)) {
-			for seq := old; seq < s.floor; seq++ {
-				if r, ok := s.window[seq]; ok {
-					evict(seq, r)
-				}
-			}
-		} else {
-			for seq, r := range s.window {
-				if seq < s.floor {
-					evict(seq, r)
-				}
-			}
-		}
+		})
 	}
-	if it.Seq < s.floor {
+	if it.Seq < s.win.floor {
 		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusEvicted})
 		return
 	}
-	if r, dup := s.window[it.Seq]; dup && !bugs.Active("no-dedup") {
+	r, dup := s.win.get(it.Seq)
+	if dup && !bugs.Active("no-dedup") {
 		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusOK, Payload: r})
 		return
 	}
-	if len(s.window) >= c.cfg.ResponseWindowMax || c.bytesUsed+entryOverheadBytes > c.cfg.ResponseBytesMax {
+	if c.beyondWindow(it.Seq, s.win.floor) || c.bytesUsed+entryOverheadBytes > c.cfg.ResponseBytesMax {
 		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusRejected,
 			Payload: []byte(WindowFullMessage)})
 		return
@@ -481,11 +469,12 @@ func (c *Container) command(it *wire.Item) {
 	if reply == nil {
 		reply = []byte{}
 	}
-	if _, still := c.sessions[it.Session]; still {
-		// The budget was checked before applying; the reply itself may overshoot it by at most
-		// one reply, which the next admission sees. Recording is not optional: the command was
-		// applied, and a retry must get this reply, never a second application.
-		s.window[it.Seq] = reply
+	if !s.closed && !dup { // (a duplicate reaches here only under the planted no-dedup bug)
+		// The service may have closed the session meanwhile. The budget was checked before
+		// applying; the reply itself may overshoot it by at most one reply, which the next
+		// admission sees. Recording is not optional: the command was applied, and a retry must
+		// get this reply, never a second application.
+		s.win.put(it.Seq, reply)
 		cost := entryOverheadBytes + int64(len(reply))
 		s.bytes += cost
 		c.bytesUsed += cost

@@ -2,8 +2,10 @@ package container
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"testing"
 	"time"
@@ -360,6 +362,27 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	})
 }
 
+// A snapshot whose recorded replies lie below their session's floor or out of order is refused:
+// the window holds only numbers at or above the floor, in order.
+func TestSnapshotWithRepliesBelowTheFloorIsRefused(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	h.apply(1, open(s1), cmd(s1, 1, 1, "a"))
+	snap, err := h.c.TakeSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const floorAt = 4 + 1 + 8 + 8 + 4 + 16 // magic, version, applied, cluster time, count, id
+	if got := binary.LittleEndian.Uint64(snap[floorAt:]); got != 1 {
+		t.Fatalf("the layout moved: floor field holds %d", got)
+	}
+	binary.LittleEndian.PutUint64(snap[floorAt:], 2) // the reply of 1 is now below the floor
+	body := snap[:len(snap)-4]
+	binary.LittleEndian.PutUint32(snap[len(snap)-4:], crc32.Checksum(body, castagnoli))
+	if _, err := decodeSnapshot(snap); !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("decoding a reply below the floor: %v", err)
+	}
+}
+
 func TestClosedSessionIsNeverReopened(t *testing.T) {
 	h := newHarness(t, DefaultConfig())
 	h.apply(1, open(s1), cmd(s1, 1, 1, "a"))
@@ -393,9 +416,8 @@ func TestClosedSessionIsNeverReopened(t *testing.T) {
 	}
 }
 
-// The floor evicts answers below it whether it moves by a step (the numbers passed are walked)
-// or jumps past everything the window holds (the window is scanned); the byte accounting ends
-// the same either way.
+// The floor evicts answers below it whether it moves by a step or jumps past everything the
+// window holds; the byte accounting ends the same either way.
 func TestWindowEvictionStepAndJump(t *testing.T) {
 	for _, jump := range []bool{false, true} {
 		h := newHarness(t, DefaultConfig())
@@ -404,8 +426,8 @@ func TestWindowEvictionStepAndJump(t *testing.T) {
 		for seq := wire.Seq(1); seq <= 10; seq++ {
 			h.apply(int64(seq+1), cmd(s1, seq, 1, "x"))
 		}
-		if len(h.c.sessions[s1].window) != 10 {
-			t.Fatalf("window holds %d answers, want 10", len(h.c.sessions[s1].window))
+		if n := h.c.sessions[s1].win.count; n != 10 {
+			t.Fatalf("window holds %d answers, want 10", n)
 		}
 		next, low := wire.Seq(11), wire.Seq(6)
 		if jump {
@@ -413,17 +435,102 @@ func TestWindowEvictionStepAndJump(t *testing.T) {
 		}
 		h.apply(20, cmd(s1, next, low, "y"))
 		s := h.c.sessions[s1]
-		for seq := range s.window {
+		want, n := base, 0
+		s.win.each(func(seq wire.Seq, r []byte) {
 			if seq < low {
 				t.Fatalf("jump=%v: answer %d kept below the floor %d", jump, seq, low)
 			}
-		}
-		want := base + int64(len(s.window))*entryOverheadBytes
-		for _, r := range s.window {
-			want += int64(len(r))
+			want += entryOverheadBytes + int64(len(r))
+			n++
+		})
+		if wantN := int(next - low + 1); n != wantN || s.win.count != wantN {
+			t.Fatalf("jump=%v: %d answers (count %d) after the floor moved to %d, want %d", jump, n, s.win.count, low, wantN)
 		}
 		if h.c.bytesUsed != want || s.bytes+base-sessionOverheadBytes != want {
 			t.Fatalf("jump=%v: bytes used %d (session %d), want %d", jump, h.c.bytesUsed, s.bytes, want)
 		}
+	}
+}
+
+// A session spans at most ResponseWindowMax numbers from its floor, gaps included (a client
+// that gave up on a command moves its lowest unacknowledged number past it): a number that far
+// ahead is refused, at ingress and at apply alike, and nothing is applied.
+func TestWindowSpanIsBounded(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ResponseWindowMax = 4
+	h := newHarness(t, cfg)
+	h.apply(1, open(s1), cmd(s1, 1, 1, "a"), cmd(s1, 3, 1, "c")) // 2 never came
+	if h.c.Admit(s1, 5, 1, false) != wire.StatusRejected {
+		t.Fatalf("Admit accepted 5 with the floor at 1 in a window of 4")
+	}
+	h.apply(2, cmd(s1, 5, 1, "e"))
+	if m := h.last(); m.Status != wire.StatusRejected || h.svc.state != 2 {
+		t.Fatalf("a number beyond the window: %+v, state %d", m, h.svc.state)
+	}
+	if h.c.Admit(s1, 5, 2, false) != wire.StatusOK {
+		t.Fatalf("Admit refused 5 once the floor may move to 2")
+	}
+	h.apply(3, cmd(s1, 5, 2, "e"))
+	if m := h.last(); m.Status != wire.StatusOK || h.svc.state != 3 {
+		t.Fatalf("5 with the floor at 2: %+v, state %d", m, h.svc.state)
+	}
+	// 3 is still answered from the record, 1 is evicted.
+	h.apply(4, cmd(s1, 3, 2, "c"), cmd(s1, 1, 2, "a"))
+	if m := h.out[len(h.out)-2]; m.Status != wire.StatusOK || string(m.Payload) != "2" {
+		t.Fatalf("retry of 3: %+v", m)
+	}
+	if m := h.last(); m.Status != wire.StatusEvicted || h.svc.state != 3 {
+		t.Fatalf("retry of 1 below the floor: %+v, state %d", m, h.svc.state)
+	}
+}
+
+// The ring keeps every reply at its number through growth and wrap-around, and evicts exactly
+// the numbers the floor passes.
+func TestWindowRing(t *testing.T) {
+	var w window
+	reply := func(seq wire.Seq) []byte { return []byte(fmt.Sprint(seq)) }
+	recorded := map[wire.Seq]bool{}
+	evicted := 0
+	floor, next := wire.Seq(1), wire.Seq(1)
+	w.floor = floor
+	for step := range 5000 {
+		// Record a few (skipping some numbers), then move the floor a little.
+		for range 1 + step%5 {
+			if next%7 != 3 {
+				w.put(next, reply(next))
+				recorded[next] = true
+			}
+			next++
+		}
+		if step%3 != 0 {
+			to := min(floor+wire.Seq(1+step%4), next)
+			if next > 40 {
+				to = max(to, next-40) // a client keeps a bounded window in flight
+			}
+			w.advance(to, func(r []byte) { evicted++ })
+			for s := floor; s < to; s++ {
+				delete(recorded, s)
+			}
+			floor = to
+		}
+		if w.floor != floor || w.count != len(recorded) {
+			t.Fatalf("step %d: floor %d count %d, want %d and %d", step, w.floor, w.count, floor, len(recorded))
+		}
+		for s := floor; s < next; s++ {
+			r, ok := w.get(s)
+			if ok != recorded[s] || (ok && string(r) != string(reply(s))) {
+				t.Fatalf("step %d: get(%d) = %q, %v", step, s, r, ok)
+			}
+		}
+		if _, ok := w.get(floor - 1); ok && floor > 1 {
+			t.Fatalf("step %d: a number below the floor is still answered", step)
+		}
+	}
+	if evicted == 0 || len(w.ring) > 64 {
+		t.Fatalf("evicted %d, ring of %d slots: the floor should keep the ring small", evicted, len(w.ring))
+	}
+	w.advance(next+100, func([]byte) {})
+	if w.count != 0 || w.span != 0 || w.floor != next+100 {
+		t.Fatalf("a jump past everything left count %d span %d floor %d", w.count, w.span, w.floor)
 	}
 }

@@ -42,18 +42,13 @@ func (c *Container) TakeSnapshot() ([]byte, error) {
 	for _, id := range c.SessionIDs() {
 		s := c.sessions[id]
 		b = append(b, id[:]...)
-		b = le.AppendUint64(b, uint64(s.floor))
-		seqs := make([]wire.Seq, 0, len(s.window))
-		for seq := range s.window {
-			seqs = append(seqs, seq)
-		}
-		slices.Sort(seqs)
-		b = le.AppendUint32(b, uint32(len(seqs)))
-		for _, seq := range seqs {
+		b = le.AppendUint64(b, uint64(s.win.floor))
+		b = le.AppendUint32(b, uint32(s.win.count))
+		s.win.each(func(seq wire.Seq, reply []byte) {
 			b = le.AppendUint64(b, uint64(seq))
-			b = le.AppendUint32(b, uint32(len(s.window[seq])))
-			b = append(b, s.window[seq]...)
-		}
+			b = le.AppendUint32(b, uint32(len(reply)))
+			b = append(b, reply...)
+		})
 	}
 	ids := make([]int64, 0, len(c.timers))
 	for id := range c.timers {
@@ -171,17 +166,26 @@ func decodeSnapshot(data []byte) (*snapshotState, error) {
 	n := r.count(16 + 8 + 4)
 	var prev *wire.SessionID
 	for range n {
-		s := &session{window: map[wire.Seq][]byte{}}
+		s := &session{}
 		copy(s.id[:], r.take(16))
-		s.floor = wire.Seq(r.u64())
+		s.win.floor = wire.Seq(r.u64())
 		k := r.count(8 + 4)
+		next := s.win.floor // replies are recorded in increasing order, at or above the floor
 		for range k {
 			seq := wire.Seq(r.u64())
 			reply := slices.Clone(r.take(int(r.u32())))
 			if reply == nil {
 				reply = []byte{}
 			}
-			s.window[seq] = reply
+			if r.err != nil {
+				break
+			}
+			if seq < next || uint64(seq-s.win.floor) >= maxWindowSpan {
+				r.err = fmt.Errorf("%w: reply number %d out of order or out of the window (floor %d)", ErrBadSnapshot, seq, s.win.floor)
+				break
+			}
+			s.win.put(seq, reply)
+			next = seq + 1
 		}
 		if r.err == nil && prev != nil && compareIDs(*prev, s.id) >= 0 {
 			r.err = fmt.Errorf("%w: sessions out of order", ErrBadSnapshot)
