@@ -292,7 +292,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	tr.Start()
 	cs.Start()
-	err = n.loop(ctx, r)
+	err = n.loop(ctx, r, tr, cs)
 	close(n.quit)
 	cs.Stop()
 	tr.Stop()
@@ -306,7 +306,7 @@ func (n *Node) Run(ctx context.Context) error {
 // flood of input cannot delay ticks or the persisting of what came first.
 const maxInputsPerRound = 4096
 
-func (n *Node) loop(ctx context.Context, r *replica.Replica) error {
+func (n *Node) loop(ctx context.Context, r *replica.Replica, tr *transport.Transport, cs *transport.ClientServer) error {
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 	jobs := newJobs()
@@ -315,7 +315,7 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica) error {
 	for {
 		select {
 		case <-ctx.Done():
-			n.handOver(r, jobs)
+			n.handOver(r, jobs, tr, cs)
 			return nil
 		case <-ticker.C:
 			r.Tick()
@@ -341,11 +341,19 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica) error {
 				return fmt.Errorf("member %d stopped: %w", n.cfg.ID, err)
 			}
 		}
-		if err := r.Process(); err != nil {
+		// The disk work starts first (a leader's appends went out inside Process, ahead of its
+		// own write), then the round's answers go out together, then what was not urgent for
+		// the followers: announcing a commit must not delay telling the client.
+		err := r.Process()
+		if err == nil {
+			jobs.start(r)
+		}
+		cs.Flush()
+		tr.Flush()
+		if err != nil {
 			n.updateStatus(r)
 			return fmt.Errorf("member %d stopped: %w", n.cfg.ID, err)
 		}
-		jobs.start(r)
 	}
 }
 
@@ -456,7 +464,7 @@ func (n *Node) updateStatus(r *replica.Replica) {
 
 // handOver, on a leader, transfers leadership to the most caught-up follower and waits (bounded)
 // for it to take over, so clients see a quick, clean failover rather than an election timeout.
-func (n *Node) handOver(r *replica.Replica, jobs *jobs) {
+func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport, cs *transport.ClientServer) {
 	if r.Status().Role != service.Leader || len(n.cfg.Members) < 2 || n.cfg.ShutdownTransferTimeout == 0 {
 		return
 	}
@@ -485,10 +493,15 @@ func (n *Node) handOver(r *replica.Replica, jobs *jobs) {
 			// so they are redirected to the new leader instead of waiting for a timeout.
 			n.handle(r, in)
 		}
-		if err := r.Process(); err != nil {
+		err := r.Process()
+		if err == nil {
+			jobs.start(r)
+		}
+		cs.Flush()
+		tr.Flush()
+		if err != nil {
 			return
 		}
-		jobs.start(r)
 		if r.Status().Role != service.Leader {
 			n.updateStatus(r)
 			return

@@ -48,19 +48,21 @@ type ClientServer struct {
 	// rejected counts connections closed for a protocol violation.
 	rejected int
 	wg       sync.WaitGroup
+
+	// dirty lists the connections Send queued answers for since the last Flush. Only the
+	// member's loop (the caller of Send and Flush) touches it, and clientConn.dirty.
+	dirty []*clientConn
 }
 
 type clientConn struct {
 	id   uint64
 	conn net.Conn
-	// out holds encoded frames waiting for the writer; wake has a token whenever out went from
-	// empty to not empty since the writer last looked. Answers are appended in place: no
-	// allocation and no channel operation per answer.
-	mu   sync.Mutex
-	out  []byte
-	wake chan struct{}
-	once sync.Once
-	done chan struct{}
+	// q holds encoded answers: appended in place by Send (no allocation and no channel
+	// operation per answer), written through by Flush, the rest by the connection's writer.
+	q     *outq
+	dirty bool // listed in ClientServer.dirty (loop only)
+	once  sync.Once
+	done  chan struct{}
 }
 
 // NewClientServer creates the client port server; Start runs it.
@@ -109,8 +111,10 @@ func (s *ClientServer) Rejected() int {
 	return s.rejected
 }
 
-// Send queues a message for a connection; it never blocks. A client with more than
-// MaxQueuedBytes of answers waiting is disconnected.
+// Send queues a message for a connection; Flush sends what was queued. Neither blocks. A client
+// with more than MaxQueuedBytes of answers waiting is disconnected. Send and Flush are for one
+// goroutine (the member's loop): the answers of one round go out together, one write per
+// connection.
 func (s *ClientServer) Send(conn uint64, m *wire.ClientMsg) {
 	s.mu.Lock()
 	c, ok := s.conns[conn]
@@ -118,26 +122,37 @@ func (s *ClientServer) Send(conn uint64, m *wire.ClientMsg) {
 	if !ok {
 		return
 	}
-	c.mu.Lock()
-	wasEmpty := len(c.out) == 0
-	c.out = wire.AppendClientFrame(c.out, m)
-	over := len(c.out) > s.cfg.MaxQueuedBytes
-	if over {
-		c.out = nil
-	}
-	c.mu.Unlock()
+	over := false
+	c.q.appendFrames(func(b []byte) []byte {
+		b = wire.AppendClientFrame(b, m)
+		if len(b) > s.cfg.MaxQueuedBytes {
+			over = true
+			return b[:0]
+		}
+		return b
+	})
 	if over {
 		s.log.Warn("client too slow to read its answers; disconnecting it", "conn", conn,
 			"remote", c.conn.RemoteAddr().String())
 		c.close()
 		return
 	}
-	if wasEmpty {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
+	if !c.dirty {
+		c.dirty = true
+		s.dirty = append(s.dirty, c)
 	}
+}
+
+// Flush writes the answers Send queued since the last Flush: at once, from the caller's
+// goroutine, to every connection whose socket takes them (outq), through the connection's
+// writer otherwise.
+func (s *ClientServer) Flush() {
+	for i, c := range s.dirty {
+		c.dirty = false
+		c.q.flush()
+		s.dirty[i] = nil
+	}
+	s.dirty = s.dirty[:0]
 }
 
 func (c *clientConn) close() {
@@ -175,7 +190,8 @@ func (s *ClientServer) acceptLoop() {
 			return
 		}
 		s.nextID++
-		c := &clientConn{id: s.nextID, conn: nc, wake: make(chan struct{}, 1), done: make(chan struct{})}
+		c := &clientConn{id: s.nextID, conn: nc, q: newOutq(), done: make(chan struct{})}
+		c.q.attach(nc)
 		s.conns[c.id] = c
 		s.mu.Unlock()
 		s.wg.Add(2)
@@ -252,30 +268,23 @@ func (s *ClientServer) rejectClient(c *clientConn, reason string) {
 	s.log.Warn("closing client connection: "+reason, "conn", c.id, "remote", c.conn.RemoteAddr().String())
 }
 
-// writeLoop writes whatever answers have accumulated, in one write each time it wakes.
+// writeLoop writes what Flush could not write at once, in one write each time it wakes.
 func (s *ClientServer) writeLoop(c *clientConn) {
 	defer s.wg.Done()
-	var spare []byte
 	for {
 		select {
 		case <-c.done:
 			return
-		case <-c.wake:
+		case <-c.q.wake:
 		}
-		c.mu.Lock()
-		buf := c.out
-		c.out, spare = spare[:0], nil
-		c.mu.Unlock()
-		if len(buf) == 0 {
-			continue
-		}
-		_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.conn.Write(buf); err != nil {
+		err := c.q.drain(func(b []byte) error {
+			_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			_, err := c.conn.Write(b)
+			return err
+		})
+		if err != nil {
 			c.close()
 			return
-		}
-		if cap(buf) <= 1<<20 {
-			spare = buf[:0]
 		}
 	}
 }

@@ -87,7 +87,11 @@ func TestClientRequestsBatchedInOrderWithStablePayloads(t *testing.T) {
 	conn := <-rec.conns
 	for i := range n {
 		s.Send(conn, &wire.ClientMsg{Kind: wire.CResponse, Seq: wire.Seq(i + 1), Payload: []byte("ok")})
+		if i%7 == 0 {
+			s.Flush() // some written at once, some left to the writer: the order holds across both
+		}
 	}
+	s.Flush()
 	r := bufio.NewReader(nc)
 	var buf []byte
 	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -122,6 +126,7 @@ func TestClientThatDoesNotReadIsDisconnected(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		s.Send(conn, &wire.ClientMsg{Kind: wire.CResponse, Seq: 1, Payload: big})
+		s.Flush()
 		select {
 		case g := <-rec.gone:
 			if g != conn {

@@ -1,12 +1,14 @@
 package transport
 
 import (
-	"bufio"
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,9 +30,9 @@ type Config struct {
 	Listener net.Listener
 	// MaxFrameBytes bounds one frame (default 4 MiB); a larger one closes the connection.
 	MaxFrameBytes int
-	// QueueMessages bounds each peer's outbound queue (default 4096 messages); when full, messages
-	// are dropped and the peer is reported unreachable (raft retransmits).
-	QueueMessages int
+	// QueueBytes bounds each peer's outbound queue (default 64 MiB of encoded frames); a message
+	// that does not fit is dropped and the peer reported unreachable (raft retransmits).
+	QueueBytes int
 	// DialTimeout bounds one connection attempt (default 1 s).
 	DialTimeout time.Duration
 	// BackoffMin/Max bound reconnect backoff (defaults 50 ms and 2 s), with jitter.
@@ -48,8 +50,8 @@ func (c *Config) defaults() {
 	if c.MaxFrameBytes == 0 {
 		c.MaxFrameBytes = 4 << 20
 	}
-	if c.QueueMessages == 0 {
-		c.QueueMessages = 4096
+	if c.QueueBytes == 0 {
+		c.QueueBytes = 64 << 20
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = time.Second
@@ -90,6 +92,7 @@ type Transport struct {
 	h     Handler
 	log   *slog.Logger
 	peers map[uint64]*peer
+	order []*peer       // the peers by raft id, for flushing in a fixed order
 	snaps chan struct{} // semaphore of outbound snapshot transfers
 
 	ctx    context.Context
@@ -119,10 +122,11 @@ func New(cfg Config, h Handler) *Transport {
 		if id == cfg.SelfID {
 			continue
 		}
-		p := &peer{t: t, id: id, addr: addr, queue: make(chan []byte, cfg.QueueMessages),
-			snapq: make(chan *pb.Message, 1)}
+		p := &peer{t: t, id: id, addr: addr, q: newOutq(), snapq: make(chan *pb.Message, 1)}
 		t.peers[id] = p
+		t.order = append(t.order, p)
 	}
+	slices.SortFunc(t.order, func(a, b *peer) int { return cmp.Compare(a.id, b.id) })
 	return t
 }
 
@@ -156,9 +160,19 @@ func (t *Transport) Rejected() int {
 	return t.rejected
 }
 
-// Send queues messages for their peers. It must be called from the member's loop: messages are
-// marshalled here, because raft's messages share memory with its log. It never blocks.
+// Send queues messages for their peers, each framed into its peer's queue, and flushes at once
+// the queues that received an urgent message — anything but a leader's append without entries,
+// which only carries the commit index forward (outq: written at once, on the loop, when the
+// connection is idle). Flush hands the rest to the peers' writer goroutines; the member's loop
+// calls it after the round's answers to clients went out. Announcing a commit is not on any
+// command's path, and a write on the loop costs it more than the system call: on a machine whose
+// cores the members share, the receiver woken by a loopback write often takes the writer's core
+// for its own work first (about 50 µs per peer measured here, against 15 µs for the call).
+//
+// Send and Flush must be called from the member's loop only: messages are marshalled here,
+// because raft's messages share memory with its log. Neither blocks.
 func (t *Transport) Send(msgs []*pb.Message) {
+	urgent := false
 	for _, m := range msgs {
 		p, ok := t.peers[m.GetTo()]
 		if !ok {
@@ -174,25 +188,65 @@ func (t *Transport) Send(msgs []*pb.Message) {
 			}
 			continue
 		}
-		raw, err := proto.Marshal(m)
-		if err != nil {
-			t.log.Error("marshal raft message", "err", err)
+		var merr error
+		p.q.appendFrames(func(b []byte) []byte {
+			start := len(b)
+			out, err := proto.MarshalOptions{}.MarshalAppend(append(b, make([]byte, wire.FrameHeaderBytes)...), m)
+			switch {
+			case err != nil:
+				merr = err
+				return b[:start]
+			case len(out) > t.cfg.QueueBytes:
+				merr = errQueueFull
+				return out[:start]
+			}
+			wire.SealFrame(out[start:], wire.FrameRaft)
+			return out
+		})
+		if errors.Is(merr, errQueueFull) {
+			t.h.Unreachable(p.id)
 			continue
 		}
-		select {
-		case p.queue <- raw:
-		default:
-			t.h.Unreachable(p.id)
+		if merr != nil {
+			t.log.Error("marshal raft message", "err", merr)
+			continue
+		}
+		p.queued = true
+		if m.GetType() != pb.MsgApp || len(m.GetEntries()) > 0 {
+			p.urgent, urgent = true, true
+		}
+	}
+	if !urgent {
+		return
+	}
+	for _, p := range t.order {
+		if p.urgent {
+			p.urgent, p.queued = false, false
+			p.q.flush()
 		}
 	}
 }
+
+// Flush hands what Send queued without flushing to the peers' writers. Loop only.
+func (t *Transport) Flush() {
+	for _, p := range t.order {
+		if p.queued {
+			p.urgent, p.queued = false, false
+			p.q.signal()
+		}
+	}
+}
+
+var errQueueFull = errors.New("transport: peer queue full")
 
 type peer struct {
 	t     *Transport
 	id    uint64
 	addr  string
-	queue chan []byte
+	q     *outq // frames for the current connection, or for the next while it is dialled
 	snapq chan *pb.Message
+	// queued: Send queued frames since the last flush; urgent: one of them is urgent. Loop only.
+	queued, urgent bool
 }
 
 func (p *peer) backoff(attempt int) time.Duration {
@@ -242,7 +296,7 @@ func (p *peer) run() {
 		conn, err := p.dial()
 		if err != nil {
 			p.t.h.Unreachable(p.id)
-			p.drainAsUnreachable()
+			p.q.reset() // while the peer cannot be reached, stale messages must not pile up
 			if !p.sleep(p.backoff(attempt)) {
 				return
 			}
@@ -259,43 +313,23 @@ func (p *peer) run() {
 	}
 }
 
-// drainAsUnreachable empties the queue while the peer cannot be reached: raft retransmits, and
-// stale heartbeats must not pile up.
-func (p *peer) drainAsUnreachable() {
-	for {
-		select {
-		case <-p.queue:
-		default:
-			return
-		}
-	}
-}
-
+// write owns conn while it lasts: the queue writes to it directly from the loop when it is
+// idle, and this goroutine writes what the loop could not (one write for everything queued).
 func (p *peer) write(conn net.Conn) error {
-	w := bufio.NewWriterSize(conn, 256<<10)
-	var frame []byte
+	p.q.attach(conn)
+	defer p.q.reset()
 	for {
-		var raw []byte
 		select {
 		case <-p.t.ctx.Done():
 			return nil
-		case raw = <-p.queue:
+		case <-p.q.wake:
 		}
-		// Batch: everything queued goes out with one flush (one write syscall).
-		for {
-			frame = wire.AppendFrame(frame[:0], wire.FrameRaft, raw)
-			if _, err := w.Write(frame); err != nil {
-				return err
-			}
-			select {
-			case raw = <-p.queue:
-				continue
-			default:
-			}
-			break
-		}
-		_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if err := w.Flush(); err != nil {
+		err := p.q.drain(func(b []byte) error {
+			_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			_, err := conn.Write(b)
+			return err
+		})
+		if err != nil {
 			return err
 		}
 	}

@@ -374,11 +374,18 @@ func AppendClientFrame(dst []byte, m *ClientMsg) []byte {
 	start := len(dst)
 	dst = append(dst, make([]byte, FrameHeaderBytes)...)
 	dst = AppendClientMsg(dst, m)
-	body := dst[start+FrameHeaderBytes:]
-	binary.LittleEndian.PutUint32(dst[start:], uint32(1+1+4+len(body)))
-	dst[start+4], dst[start+5] = Version, uint8(FrameClient)
-	binary.LittleEndian.PutUint32(dst[start+6:], crc32.Checksum(body, castagnoli))
+	SealFrame(dst[start:], FrameClient)
 	return dst
+}
+
+// SealFrame fills in the header of frame, which holds FrameHeaderBytes of room followed by the
+// body, so that a body can be encoded in place behind its header: AppendFrame's bytes without
+// the copy.
+func SealFrame(frame []byte, kind FrameKind) {
+	body := frame[FrameHeaderBytes:]
+	binary.LittleEndian.PutUint32(frame, uint32(1+1+4+len(body)))
+	frame[4], frame[5] = Version, uint8(kind)
+	binary.LittleEndian.PutUint32(frame[6:], crc32.Checksum(body, castagnoli))
 }
 
 // FrameBuffered reports whether r already holds a whole frame, so that reading it will not
