@@ -341,12 +341,13 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica, tr *transport.Trans
 				return fmt.Errorf("member %d stopped: %w", n.cfg.ID, err)
 			}
 		}
-		// The disk work starts first (a leader's appends went out inside Process, ahead of its
-		// own write), then the round's answers go out together, then what was not urgent for
-		// the followers: announcing a commit must not delay telling the client.
+		// The disk work starts as soon as Process leaves it (a leader's appends went out inside
+		// Process, ahead of its own write), then the round's answers go out together, then what
+		// was not urgent for the followers: announcing a commit must not delay telling the
+		// client.
 		err := r.Process()
 		if err == nil {
-			jobs.start(r)
+			err = jobs.start(r)
 		}
 		cs.Flush()
 		tr.Flush()
@@ -366,14 +367,20 @@ func newJobs() *jobs {
 	return &jobs{sync: runner{res: make(chan error, 1)}, snap: runner{res: make(chan error, 1)}}
 }
 
-// start starts the sync and the snapshot write the replica waits for, if any.
-func (j *jobs) start(r *replica.Replica) {
+// start starts the sync and the snapshot write the replica waits for, if any, and then lets the
+// replica apply what was durable before the sync (Replica.TakeSync).
+func (j *jobs) start(r *replica.Replica) error {
+	synced := false
 	if !j.sync.busy {
-		j.sync.start(r.TakeSync())
+		synced = j.sync.start(r.TakeSync())
 	}
 	if !j.snap.busy {
 		j.snap.start(r.TakeSnapshotWrite())
 	}
+	if synced {
+		return r.Process()
+	}
+	return nil
 }
 
 // wait waits for what runs, without reporting it.
@@ -388,12 +395,13 @@ type runner struct {
 	busy bool
 }
 
-func (r *runner) start(job func() error) {
+func (r *runner) start(job func() error) bool {
 	if job == nil {
-		return
+		return false
 	}
 	r.busy = true
 	go func() { r.res <- job() }()
+	return true
 }
 
 // done is the channel the running job reports on (nil, which never delivers, when none runs);
@@ -495,7 +503,7 @@ func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport,
 		}
 		err := r.Process()
 		if err == nil {
-			jobs.start(r)
+			err = jobs.start(r)
 		}
 		cs.Flush()
 		tr.Flush()

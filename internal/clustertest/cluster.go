@@ -490,6 +490,11 @@ func (c *Cluster) process(n *Node) {
 		n.sync = job
 		lo, hi := int64(c.opts.SyncMin), int64(c.opts.SyncMax)
 		c.push(event{at: c.now + lo + c.Rng.Int64N(hi-lo+1), kind: evSyncDone, node: n.ID, gen: n.Starts})
+		// The sync runs: apply what was durable before it (the replica's driver contract).
+		if err := n.R.Process(); err != nil {
+			c.fatalf("member %d stopped: %v (%s)", n.ID, err, c.Describe())
+			return
+		}
 	}
 	if job := n.R.TakeSnapshotWrite(); job != nil {
 		// A snapshot write takes a few syncs: file, directory, and the retention's directory.

@@ -362,14 +362,14 @@ func (c *Core) fail(err error) {
 //  3. install the snapshot, then apply committed entries (ApplyConfChange for conf changes);
 //  4. report read states and expired reads; 5. Advance.
 //
-// The sync of step 1 is not run by Process: it leaves it pending (TakeSync hands it to the
-// driver, which runs it where it likes and reports with SyncDone), applies meanwhile what was
-// durable before, and returns. Until the driver reports, the driver goes on calling Step, Tick,
-// Propose and ReadIndex, and Process after each input: raft takes them in between Ready and
-// Advance (as its own node.go does), everything they produce waits for the next Ready, and a
-// leader applies at once the entries they commit that were already durable here
-// (applyDurable). Once the sync is reported, the next Process finishes the cycle (steps 2–5) and
-// goes on.
+// The sync of step 1 is not run by Process: it leaves it pending and returns at once. The driver
+// takes it (TakeSync), starts it where it likes, calls Process again — which now applies what was
+// durable before (applyWhileSyncing): the disk never waits for the apply — and reports the
+// sync's end with SyncDone. Until then the driver goes on calling Step, Tick, Propose and
+// ReadIndex, and Process after each input: raft takes them in between Ready and Advance (as its
+// own node.go does), everything they produce waits for the next Ready, and a leader applies at
+// once the entries they commit that were already durable here (applyDurable). Once the sync is
+// reported, the next Process finishes the cycle (steps 2–5) and goes on.
 //
 // A storage error stops the core for good (sticky); a handler error is returned as is.
 func (c *Core) Process(h Handler) error {
@@ -380,7 +380,7 @@ func (c *Core) Process(h Handler) error {
 	for {
 		if p := c.pending; p != nil {
 			if !p.done {
-				return c.applyDurable(h)
+				return c.applyWhileSyncing(h, p)
 			}
 			c.pending = nil
 			if p.err != nil {
@@ -392,7 +392,7 @@ func (c *Core) Process(h Handler) error {
 				return c.err
 			}
 			c.noteDurable(&p.rd)
-			if err := c.finish(h, &p.rd, p.msgs, p.committed); err != nil {
+			if err := c.finish(h, &p.rd, p.msgs, p.committed[p.next:]); err != nil {
 				return err
 			}
 			continue
@@ -426,41 +426,53 @@ func (c *Core) Process(h Handler) error {
 			continue
 		}
 		// While the sync is pending, what this member synced before this Ready may be applied
-		// (a rewritten suffix is not synced).
+		// (a rewritten suffix is not synced): applyWhileSyncing, once the sync runs. Nothing is
+		// applied before the driver has taken the sync, so that the disk starts at once.
 		bound := c.durable
 		if len(rd.Entries) > 0 {
 			bound = min(bound, rd.Entries[0].GetIndex()-1)
 		}
-		p := &pendingReady{rd: rd, msgs: msgs, bound: bound}
+		p := &pendingReady{rd: rd, msgs: msgs, committed: committed, bound: bound}
 		p.job = c.storage.Sync
 		if role == raft.StateLeader {
 			p.leaderTerm = c.rn.BasicStatus().GetTerm()
 		}
-		// Raft's committed entries up to the bound (on a leader, all of them: an entry commits
-		// only after a follower's acknowledgement was stepped, after the Ready that sent it,
-		// whose sync had finished). Only h.ApplyEntry runs: a conf change waits for the sync,
-		// since applying one may read the log.
-		n := 0
-		for n < len(committed) && committed[n].GetIndex() <= bound && committed[n].GetType() == pb.EntryNormal &&
-			!bugs.Active("ack-before-commit") {
-			if e := committed[n]; e.GetIndex() > c.applied {
-				if err := c.apply(h, e); err != nil {
-					c.pending = p
-					return err
-				}
-			}
-			n++
-		}
-		p.committed = committed[n:]
 		c.pending = p
+		return nil
 	}
+}
+
+// applyWhileSyncing runs while the pending Ready's sync runs (not before the driver took it):
+// it applies the Ready's committed entries up to the bound — what this member had synced before
+// it; on a leader, all of them: an entry commits only after a follower's acknowledgement was
+// stepped, after the Ready that sent it, whose sync had finished — and then, on a leader, what
+// commits meanwhile (applyDurable). Only h.ApplyEntry runs: a conf change waits for the sync,
+// since applying one may read the log. finish skips what was applied here.
+func (c *Core) applyWhileSyncing(h Handler, p *pendingReady) error {
+	if p.job != nil || bugs.Active("ack-before-commit") {
+		return nil
+	}
+	for p.next < len(p.committed) {
+		e := p.committed[p.next]
+		if e.GetIndex() > p.bound || e.GetType() != pb.EntryNormal {
+			break
+		}
+		if e.GetIndex() > c.applied {
+			if err := c.apply(h, e); err != nil {
+				return err
+			}
+		}
+		p.next++
+	}
+	return c.applyDurable(h)
 }
 
 // pendingReady is a Ready whose write waits for its sync.
 type pendingReady struct {
 	rd        raft.Ready
 	msgs      []*pb.Message // to send once the sync finished
-	committed []*pb.Entry   // to apply once the sync finished
+	committed []*pb.Entry   // to apply: committed[:next] while the sync runs, the rest after it
+	next      int
 	// bound is the last index this member had synced before this Ready (and that the Ready
 	// does not rewrite); leaderTerm the term in which this member led when the Ready was taken
 	// (0 if it did not).
@@ -470,9 +482,10 @@ type pendingReady struct {
 	err               error
 }
 
-// TakeSync returns the sync the pending Ready waits for, once: the driver runs it (on another
-// goroutine, or later in simulated time) and reports the result with SyncDone. It returns nil when
-// no sync is waiting to be taken.
+// TakeSync returns the sync the pending Ready waits for, once: the driver starts it (on another
+// goroutine, or later in simulated time), calls Process (which applies meanwhile what was durable
+// before), and reports the result with SyncDone. It returns nil when no sync is waiting to be
+// taken.
 //
 // While the sync runs the driver may call Step, Tick, Propose, ReadIndex, CreateSnapshot,
 // SnapshotDone and Process, which read the storage (Term, Entries, FirstIndex, LastIndex, Snapshot) and record

@@ -340,8 +340,9 @@ func newSyncCore(t *testing.T, id uint64) (*Core, *syncStorage, *applyLog) {
 }
 
 // While a Ready's sync is pending, the core applies the committed entries that earlier syncs made
-// durable; an entry synced by this Ready's own sync waits for it. Nothing is applied unsynced,
-// and nothing is applied twice when the Ready finishes.
+// durable — once the driver has taken the sync, so that the disk starts first; an entry synced
+// by this Ready's own sync waits for it. Nothing is applied unsynced, and nothing is applied
+// twice when the Ready finishes.
 func TestCoreAppliesDurableEntriesWhileSyncing(t *testing.T) {
 	c, _, a := newSyncCore(t, 3)
 	if err := drive(c, a); err != nil {
@@ -361,8 +362,12 @@ func TestCoreAppliesDurableEntriesWhileSyncing(t *testing.T) {
 		if err := c.Step(m); err != nil {
 			t.Fatal(err)
 		}
+		applied := c.Applied()
 		if err := c.Process(a); err != nil {
 			t.Fatal(err)
+		}
+		if c.Applied() != applied {
+			t.Fatalf("applied %d before the sync was taken: the disk should start first", c.Applied())
 		}
 		job := c.TakeSync()
 		if job == nil || !c.SyncPending() {
@@ -370,6 +375,9 @@ func TestCoreAppliesDurableEntriesWhileSyncing(t *testing.T) {
 		}
 		if c.TakeSync() != nil {
 			t.Fatalf("the same sync taken twice")
+		}
+		if err := c.Process(a); err != nil { // the driver calls Process once the sync runs
+			t.Fatal(err)
 		}
 		return job
 	}

@@ -15,8 +15,9 @@
 //     ReportSnapshot as the transport learns them.
 //  2. Call Process after inputs. Process runs raft's Ready contract to the letter: it persists
 //     the snapshot, the entries and then the hard state, syncing when raft says MustSync — the
-//     sync is the driver's to run (TakeSync, SyncDone, then Process again), and inputs keep
-//     flowing meanwhile — and only then hands messages to Handler.Send; it then installs a received snapshot, applies
+//     sync is the driver's to run (TakeSync, start it, Process to apply what was durable before
+//     while it runs, SyncDone, then Process again), and inputs keep flowing meanwhile — and only
+//     then hands messages to Handler.Send; it then installs a received snapshot, applies
 //     committed entries in order (applying conf changes to raft first), reports read states and
 //     calls Advance.
 //  3. At index-aligned points chosen by the state machine, call CreateSnapshot with the state

@@ -647,8 +647,10 @@ func (r *Replica) Process() error {
 }
 
 // TakeSync returns, once, the sync the member's current cycle waits for (nil if none). The driver
-// runs it — on another goroutine, or later in simulated time — while it goes on feeding inputs
-// and calling Process, and reports the result with SyncDone, then calls Process.
+// starts it — on another goroutine, or later in simulated time — and calls Process at once:
+// what was durable before is applied while the disk works, never before it starts. It goes on
+// feeding inputs and calling Process, and reports the sync's result with SyncDone, then calls
+// Process.
 func (r *Replica) TakeSync() func() error { return r.core.TakeSync() }
 
 // SyncDone reports the result of the sync TakeSync returned.

@@ -101,7 +101,8 @@ func BenchmarkLeaderPath(b *testing.B) {
 	}
 }
 
-// drive runs Process and every sync and snapshot write it leaves pending, inline.
+// drive runs Process and every sync and snapshot write it leaves pending, inline, as a driver
+// must (TakeSync, Process, SyncDone, Process).
 func drive(r *Replica) error {
 	for {
 		if err := r.Process(); err != nil {
@@ -115,6 +116,9 @@ func drive(r *Replica) error {
 		job := r.TakeSync()
 		if job == nil {
 			return nil
+		}
+		if err := r.Process(); err != nil { // applies what was durable before, "while it syncs"
+			return err
 		}
 		r.SyncDone(job())
 	}
