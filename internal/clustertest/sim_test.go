@@ -1,11 +1,14 @@
 package clustertest
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/anishathalye/porcupine"
 )
 
 func envInt(name string, def uint64) uint64 {
@@ -99,5 +102,58 @@ func TestScheduleRoundTrip(t *testing.T) {
 		if back.String() != sch.String() {
 			t.Fatalf("seed %d: the script does not read back the same:\n%s\n---\n%s", seed, sch, back)
 		}
+	}
+}
+
+// The history check that uses the final value still tells a linearizable history from one that
+// is not, with increments of unknown outcome around.
+func TestCheckCounterHistory(t *testing.T) {
+	inc := func(v, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{Input: true, Call: call, Output: v, Return: ret}
+	}
+	get := func(v, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{Input: false, Call: call, Output: v, Return: ret}
+	}
+	unknown := func(call int64) porcupine.Operation {
+		return porcupine.Operation{Input: true, Call: call, Output: nil, Return: math.MaxInt64}
+	}
+	cases := []struct {
+		name    string
+		hist    []porcupine.Operation
+		unknown []porcupine.Operation
+		final   int64
+		want    porcupine.CheckResult
+	}{
+		{"one of three unknowns applied", []porcupine.Operation{inc(1, 0, 10), get(1, 11, 12)},
+			[]porcupine.Operation{unknown(13), unknown(14), unknown(15)}, 2, porcupine.Ok},
+		{"none applied", []porcupine.Operation{inc(1, 0, 10), get(1, 11, 12)},
+			[]porcupine.Operation{unknown(13), unknown(14)}, 1, porcupine.Ok},
+		{"a stale read", []porcupine.Operation{inc(1, 0, 1), inc(2, 2, 3), get(1, 4, 5)},
+			[]porcupine.Operation{unknown(6)}, 3, porcupine.Illegal},
+		{"an unknown increment seen before it was called", []porcupine.Operation{inc(1, 0, 1), get(2, 2, 3)},
+			[]porcupine.Operation{unknown(4)}, 2, porcupine.Illegal},
+		{"a read sees one unknown increment", []porcupine.Operation{inc(1, 0, 1), get(2, 5, 6)},
+			[]porcupine.Operation{unknown(2), unknown(3)}, 2, porcupine.Ok},
+		{"a read sees two unknown increments, the final value one", []porcupine.Operation{inc(1, 0, 1), get(3, 5, 6)},
+			[]porcupine.Operation{unknown(2), unknown(3)}, 2, porcupine.Illegal},
+		{"the final value beyond what the history allows", []porcupine.Operation{inc(1, 0, 1), get(1, 5, 6)},
+			[]porcupine.Operation{unknown(7)}, 3, porcupine.Illegal},
+	}
+	for _, tc := range cases {
+		acked := int64(0)
+		for _, op := range tc.hist {
+			if op.Input.(bool) {
+				acked++
+			}
+		}
+		if got, _ := checkCounterHistory(tc.hist, tc.unknown, true, tc.final, acked, 20); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if sets, ok := combinations(4, 2, 100); !ok || len(sets) != 6 {
+		t.Errorf("combinations(4, 2): %v, %v", sets, ok)
+	}
+	if _, ok := combinations(30, 5, 100); ok {
+		t.Errorf("combinations(30, 5) fit in 100")
 	}
 }
