@@ -10,6 +10,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-cluster/tandem/internal/bugs"
@@ -407,6 +408,7 @@ func (c *Core) Process(h Handler) error {
 			role = rd.SoftState.RaftState
 		}
 		if role == raft.StateLeader && len(msgs) > 0 {
+			msgs = c.dropCommitAnnouncements(msgs)
 			var early []*pb.Message
 			early, msgs = splitLeaderEarly(msgs)
 			if len(early) > 0 {
@@ -597,6 +599,53 @@ func (c *Core) finish(h Handler, rd *raft.Ready, msgs []*pb.Message, committed [
 	c.rn.Advance(*rd)
 	return nil
 }
+
+// dropCommitAnnouncements removes from a leader's messages the appends without entries to a
+// follower that has acknowledged every entry they follow (StateReplicate, Match at or past the
+// append's index): such an append only announces a new commit index. Raft sends one to every
+// follower each time the commit index moves, and under light load that doubled the messages of
+// every command — the announcement, its acknowledgement, and on the follower a Ready of its own
+// (a hard state record, an apply, an answer). The follower learns the commit index instead from
+// the next append, which carries it, or the next heartbeat (raft sends min(Match, commit) with
+// each one), so under load it applies one round later and at rest within a heartbeat interval.
+//
+// Why this is safe: dropping any message is what a lossy network does, and raft copes; here raft
+// has recorded the commit as sent (sentCommit) and the heartbeat carries it again. Nothing else
+// waits for the follower's commit index: commands are answered by the leader, and a leader
+// elected later commits its own entry before it applies. Appends a follower may need — probes
+// (StateProbe), and the empty appends a throttled StateReplicate sends to recover lost
+// messages, whose index is past the follower's Match — are kept.
+func (c *Core) dropCommitAnnouncements(msgs []*pb.Message) []*pb.Message {
+	found := false
+	for _, m := range msgs {
+		if m.GetType() == pb.MsgApp && len(m.GetEntries()) == 0 {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return msgs
+	}
+	var caught [maxTrackedPeers]uint64 // followers in StateReplicate, by raft id: their Match+1
+	c.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if id < maxTrackedPeers && pr.State == tracker.StateReplicate {
+			caught[id] = pr.Match + 1
+		}
+	})
+	kept := msgs[:0] // the Ready's slice is ours until Advance
+	for _, m := range msgs {
+		if to := m.GetTo(); m.GetType() == pb.MsgApp && len(m.GetEntries()) == 0 && to < maxTrackedPeers &&
+			caught[to] > 0 && caught[to]-1 >= m.GetIndex() {
+			continue
+		}
+		kept = append(kept, m)
+	}
+	return kept
+}
+
+// maxTrackedPeers bounds the raft ids dropCommitAnnouncements looks at without allocating;
+// messages to higher ids are always sent.
+const maxTrackedPeers = 64
 
 // splitLeaderEarly separates a leader's appends and heartbeats, which may go out before the
 // leader's own write of the same entries (Raft thesis §10.2.1: the leader writes its log in

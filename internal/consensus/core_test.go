@@ -413,8 +413,10 @@ func TestCoreAppliesDurableEntriesWhileSyncing(t *testing.T) {
 // A leader steps acknowledgements while its own sync is pending: what they commit and it had
 // already synced is applied at once; what only the pending sync makes durable waits for it; a
 // sync error stops the core for good.
-func TestLeaderAppliesWhatCommitsDuringItsSync(t *testing.T) {
-	c, st, a := newSyncCore(t, 1)
+// electLeader makes raft id 1 of a three-member core the leader (its peers' votes are stepped
+// in) and returns its term.
+func electLeader(t *testing.T, c *Core, a *applyLog) uint64 {
+	t.Helper()
 	for i := 0; i < 30 && c.State().Role == raft.StateFollower; i++ {
 		c.Tick()
 		if err := drive(c, a); err != nil {
@@ -442,11 +444,95 @@ func TestLeaderAppliesWhatCommitsDuringItsSync(t *testing.T) {
 	if c.State().Role != raft.StateLeader {
 		t.Fatalf("member 1 is %s, not leader", c.State().Role)
 	}
-	ack := func(index uint64) {
+	return term
+}
+
+// ackFrom steps a follower's acknowledgement of every entry up to index into leader c.
+func ackFrom(t *testing.T, c *Core, term, from, index uint64) {
+	t.Helper()
+	if err := c.Step(&pb.Message{Type: pb.MsgAppResp.Enum(), From: new(from), To: new(uint64(1)), Term: new(term), Index: new(index)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A leader does not announce a new commit index with an append of no entries to a follower
+// that has acknowledged every entry (the next append or heartbeat carries the commit index); a
+// follower that has not acknowledged everything still gets its append.
+func TestLeaderDoesNotAnnounceCommitsToCaughtUpFollowers(t *testing.T) {
+	c, st, a := newSyncCore(t, 1)
+	term := electLeader(t, c, a)
+	last, _ := st.LastIndex()
+	ackFrom(t, c, term, 2, last)
+	ackFrom(t, c, term, 3, last)
+	if err := drive(c, a); err != nil {
+		t.Fatal(err)
+	}
+	propose := func(data string) uint64 {
 		t.Helper()
-		if err := c.Step(&pb.Message{Type: pb.MsgAppResp.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(term), Index: new(index)}); err != nil {
+		if err := c.Propose([]byte(data)); err != nil {
 			t.Fatal(err)
 		}
+		if err := drive(c, a); err != nil {
+			t.Fatal(err)
+		}
+		ix, _ := st.LastIndex()
+		return ix
+	}
+	emptyAppendsTo := func() map[uint64]uint64 { // raft id → commit index announced
+		got := map[uint64]uint64{}
+		for _, m := range a.sent {
+			if m.GetType() == pb.MsgApp && len(m.GetEntries()) == 0 {
+				got[m.GetTo()] = m.GetCommit()
+			}
+		}
+		return got
+	}
+	x := propose("x")
+	a.sent = nil
+	ackFrom(t, c, term, 2, x)
+	ackFrom(t, c, term, 3, x)
+	if err := drive(c, a); err != nil {
+		t.Fatal(err)
+	}
+	if c.Status().GetCommit() != x || c.Applied() != x {
+		t.Fatalf("commit %d applied %d, want %d", c.Status().GetCommit(), c.Applied(), x)
+	}
+	if got := emptyAppendsTo(); len(got) != 0 {
+		t.Fatalf("commit announced to caught-up followers: %v", got)
+	}
+	// Follower 3 lags: y commits with the leader and follower 2; 3 still gets an append.
+	y := propose("y")
+	a.sent = nil
+	ackFrom(t, c, term, 2, y)
+	if err := drive(c, a); err != nil {
+		t.Fatal(err)
+	}
+	if got := emptyAppendsTo(); got[3] != y || len(got) != 1 {
+		t.Fatalf("empty appends after y committed: %v, want one to raft id 3 announcing %d", got, y)
+	}
+	// The next heartbeat tells follower 2.
+	a.sent = nil
+	c.Tick()
+	if err := drive(c, a); err != nil {
+		t.Fatal(err)
+	}
+	heard := false
+	for _, m := range a.sent {
+		if m.GetType() == pb.MsgHeartbeat && m.GetTo() == 2 {
+			heard = m.GetCommit() == y
+		}
+	}
+	if !heard {
+		t.Fatalf("no heartbeat to raft id 2 carrying commit %d: %v", y, a.sent)
+	}
+}
+
+func TestLeaderAppliesWhatCommitsDuringItsSync(t *testing.T) {
+	c, st, a := newSyncCore(t, 1)
+	term := electLeader(t, c, a)
+	ack := func(index uint64) {
+		t.Helper()
+		ackFrom(t, c, term, 2, index)
 	}
 	last, _ := st.LastIndex() // the leader's empty entry, synced
 	ack(last)
