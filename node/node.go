@@ -258,6 +258,7 @@ func (n *Node) Run(ctx context.Context) error {
 		SnapshotsRetained: cfg.SnapshotsRetained,
 		LogMarginEntries:  cfg.LogMarginEntries,
 		SegmentBytes:      cfg.SegmentBytes,
+		SparePace:         archive.SparePaceDefault,
 		Logger:            n.log,
 	})
 	if err != nil {
@@ -292,7 +293,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	tr.Start()
 	cs.Start()
-	err = n.loop(ctx, r, tr, cs)
+	err = n.loop(ctx, r, newJobs(arch.TakeSpareJob), tr, cs)
 	close(n.quit)
 	cs.Stop()
 	tr.Stop()
@@ -306,10 +307,9 @@ func (n *Node) Run(ctx context.Context) error {
 // flood of input cannot delay ticks or the persisting of what came first.
 const maxInputsPerRound = 4096
 
-func (n *Node) loop(ctx context.Context, r *replica.Replica, tr *transport.Transport, cs *transport.ClientServer) error {
+func (n *Node) loop(ctx context.Context, r *replica.Replica, jobs *jobs, tr *transport.Transport, cs *transport.ClientServer) error {
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
-	jobs := newJobs()
 	defer jobs.wait() // the storage is closed after the loop: no job may still run on it
 	n.updateStatus(r)
 	for {
@@ -340,6 +340,8 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica, tr *transport.Trans
 				n.updateStatus(r)
 				return fmt.Errorf("member %d stopped: %w", n.cfg.ID, err)
 			}
+		case <-jobs.spare.done():
+			jobs.spare.busy = false // a failed spare only means the next segment grows as it fills
 		}
 		// The disk work starts as soon as Process leaves it (a leader's appends went out inside
 		// Process, ahead of its own write), then the round's answers go out together, then what
@@ -359,12 +361,17 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica, tr *transport.Trans
 }
 
 // jobs runs the member's disk work on goroutines of its own: the syncs of its log, one at a time,
-// and the writes of its snapshots, one at a time. While the disk works the loop goes on taking
-// input, and a leader applies and answers what commits meanwhile.
-type jobs struct{ sync, snap runner }
+// the writes of its snapshots, one at a time, and the preparing of its next log segment
+// (archive.TakeSpareJob). While the disk works the loop goes on taking input, and a leader
+// applies and answers what commits meanwhile.
+type jobs struct {
+	sync, snap, spare runner
+	takeSpare         func() func() error
+}
 
-func newJobs() *jobs {
-	return &jobs{sync: runner{res: make(chan error, 1)}, snap: runner{res: make(chan error, 1)}}
+func newJobs(takeSpare func() func() error) *jobs {
+	return &jobs{sync: runner{res: make(chan error, 1)}, snap: runner{res: make(chan error, 1)},
+		spare: runner{res: make(chan error, 1)}, takeSpare: takeSpare}
 }
 
 // start starts the sync and the snapshot write the replica waits for, if any, and then lets the
@@ -377,6 +384,9 @@ func (j *jobs) start(r *replica.Replica) error {
 	if !j.snap.busy {
 		j.snap.start(r.TakeSnapshotWrite())
 	}
+	if !j.spare.busy {
+		j.spare.start(j.takeSpare())
+	}
 	if synced {
 		return r.Process()
 	}
@@ -387,6 +397,7 @@ func (j *jobs) start(r *replica.Replica) error {
 func (j *jobs) wait() {
 	j.sync.wait()
 	j.snap.wait()
+	j.spare.wait()
 }
 
 // runner runs one job at a time on a goroutine and reports its result on res.
@@ -496,6 +507,8 @@ func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport,
 			if r.SnapshotWritten(err) != nil {
 				return
 			}
+		case <-jobs.spare.done():
+			jobs.spare.busy = false
 		case in := <-n.inbox:
 			// Client requests are answered too: during the transfer raft refuses proposals,
 			// so they are redirected to the new leader instead of waiting for a timeout.

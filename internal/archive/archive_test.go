@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -314,6 +315,13 @@ func crashRun(t *testing.T, seed uint64, noSync bool) (lost int) {
 			n := uint64(1 + rng.IntN(20))
 			appendRange(t, a, next, next+n-1, 1)
 			next += n
+			// The next segment's spare: prepared now, or left unprepared (its job taken and
+			// never run), so crashes meet both kinds of roll.
+			if job := a.TakeSpareJob(); job != nil && rng.IntN(3) > 0 {
+				if err := job(); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if rng.IntN(2) == 0 {
 				if err := a.Sync(); err != nil {
 					t.Fatal(err)
@@ -356,6 +364,190 @@ func TestCrashTestDetectsMissingSync(t *testing.T) {
 		t.Fatalf("with syncing off no loss was detected: the crash test cannot see a missing fsync")
 	}
 	t.Logf("negative control: %d durable-reported entries lost without sync, as expected", lost)
+}
+
+// A prepared spare becomes the next segment, already allocated: the roll writes no zeros, and
+// the new segment survives a crash like any other. A leftover spare is deleted by Open. A spare
+// that cannot be prepared (a full disk) leaves nothing behind and does not fail the archive.
+func TestSpareSegment(t *testing.T) {
+	m := vfs.NewMem()
+	o := opts()
+	a := mustOpen(t, m, o)
+	spare := filepath.Join(dir, "log", spareName)
+	job := a.TakeSpareJob()
+	if job == nil || a.TakeSpareJob() != nil {
+		t.Fatal("a fresh archive should offer one spare job")
+	}
+	if err := job(); err != nil {
+		t.Fatal(err)
+	}
+	want := o.SegmentBytes + o.GrowBytes
+	if got := m.Files()[spare]; got != want {
+		t.Fatalf("spare of %d bytes, want %d", got, want)
+	}
+	segs := len(segFiles(m))
+	next := uint64(1)
+	for len(segFiles(m)) == segs {
+		appendRange(t, a, next, next+4, 1)
+		next += 5
+	}
+	if _, ok := m.Files()[spare]; ok {
+		t.Fatal("the roll did not use the spare")
+	}
+	if got := m.Files()[lastSeg(m)]; got != want {
+		t.Fatalf("the new segment holds %d bytes, want the spare's %d (no growth)", got, want)
+	}
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	durable := a.DurableIndex()
+	if a.TakeSpareJob() == nil {
+		t.Fatal("no spare job offered after the spare was used")
+	} // taken and never run: the next roll grows a segment as before
+	m.Crash(rand.New(rand.NewPCG(1, 1)), vfs.CrashDrop)
+	a = mustOpen(t, m, o)
+	if last, _ := a.LastIndex(); last != durable {
+		t.Fatalf("after a crash: last index %d, want %d", last, durable)
+	}
+	checkPrefix(t, a, durable)
+
+	// A leftover spare (a crash while its job ran, over a recycled segment's records) is
+	// zero-filled again by the next run's job before it is used.
+	if err := a.TakeSpareJob()(); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	m.Corrupt(spare, func(b []byte) []byte {
+		return append(appendRecord(nil, recHeader, encodeHeader(1, 0, false)), b[20:]...)
+	})
+	a = mustOpen(t, m, o)
+	if job := a.TakeSpareJob(); job == nil {
+		t.Fatal("no job for the spare left by the previous run")
+	} else if err := job(); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := m.OpenFile(spare, os.O_RDONLY, 0); err != nil {
+		t.Fatal(err)
+	} else {
+		b := make([]byte, want)
+		n, _ := f.ReadAt(b, 0)
+		_ = f.Close()
+		if int64(n) != want || !allZero(b) {
+			t.Fatalf("the leftover spare holds %d bytes after its job (zeros: %v), want %d zeros", n, allZero(b), want)
+		}
+	}
+
+	// A full disk: the spare fails and is removed; the archive goes on until its own write
+	// meets the full disk. (First a roll uses the ready spare, so that a new one is wanted.)
+	next, _ = a.LastIndex()
+	next++
+	for m.Files()[spare] > 0 {
+		appendRange(t, a, next, next+4, 1)
+		next += 5
+	}
+	used := int64(0)
+	for _, n := range m.Files() {
+		used += n
+	}
+	m.SetSpaceLimit(used + o.SegmentBytes/2)
+	if err := a.TakeSpareJob()(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("preparing a spare on a full disk: %v, want ENOSPC", err)
+	}
+	if _, ok := m.Files()[spare]; ok || a.Err() != nil {
+		t.Fatalf("a failed spare left its file (%v) or failed the archive (%v)", ok, a.Err())
+	}
+	last, _ := a.LastIndex()
+	appendRange(t, a, last+1, last+2, 1)
+	if err := a.Sync(); err != nil {
+		t.Fatalf("the archive stopped after a failed spare: %v", err)
+	}
+}
+
+// A segment that compaction released becomes the spare instead of being deleted (a delete stalls
+// the disk): renamed, zero-filled over its old records by the spare's job, then the next segment.
+// A crash before the rename is durable finds the segment where it was.
+func TestReleasedSegmentIsRecycled(t *testing.T) {
+	m := vfs.NewMem()
+	o := opts()
+	o.LogMarginEntries = 5
+	a := mustOpen(t, m, o)
+	spare := filepath.Join(dir, "log", spareName)
+	cs := &pb.ConfState{Voters: []uint64{1}}
+	next := uint64(1)
+	step := func() {
+		t.Helper()
+		appendRange(t, a, next, next+9, 1)
+		next += 10
+		if err := a.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.CreateSnapshot(next-1, cs, []byte("state")); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Reclaim(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recycle := func() int64 {
+		t.Helper()
+		for i := 0; i < 200 && m.Files()[spare] == 0; i++ {
+			step()
+		}
+		size := m.Files()[spare]
+		if size == 0 {
+			t.Fatal("compaction released no segment to recycle")
+		}
+		return size
+	}
+	recycle()
+	// A crash before the directory sync: the rename never happened, the segment is back.
+	m.Crash(rand.New(rand.NewPCG(5, 5)), vfs.CrashDrop)
+	a = mustOpen(t, m, o)
+	if _, ok := m.Files()[spare]; ok {
+		t.Fatal("a spare survived the crash and Open")
+	}
+	checkPrefix(t, a, a.DurableIndex())
+	next = a.DurableIndex() + 1
+
+	size := recycle()
+	if err := a.Sync(); err != nil { // the rename is durable now
+		t.Fatal(err)
+	}
+	job := a.TakeSpareJob()
+	if job == nil {
+		t.Fatal("no job to zero the recycled segment")
+	}
+	if err := job(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := m.OpenFile(spare, os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, size+1)
+	n, _ := f.ReadAt(b, 0)
+	_ = f.Close()
+	if int64(n) != size || !allZero(b[:n]) {
+		t.Fatalf("the recycled spare holds %d bytes (zeros: %v), want %d bytes of zeros", n, allZero(b[:n]), size)
+	}
+	segs := segFiles(m)
+	for m.Files()[spare] > 0 {
+		appendRange(t, a, next, next+4, 1)
+		next += 5
+	}
+	if got := m.Files()[lastSeg(m)]; got != size || slices.Contains(segs, lastSeg(m)) {
+		t.Fatalf("the new segment %s holds %d bytes, want the recycled %d", lastSeg(m), got, size)
+	}
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	durable := a.DurableIndex()
+	m.Crash(rand.New(rand.NewPCG(6, 6)), vfs.CrashTear)
+	a = mustOpen(t, m, o)
+	if last, _ := a.LastIndex(); last < durable {
+		t.Fatalf("after a crash: last index %d, %d was durable", last, durable)
+	}
+	checkPrefix(t, a, durable)
 }
 
 func TestFullDiskStopsWritesLosesNothingAcknowledged(t *testing.T) {
@@ -712,7 +904,12 @@ func TestSyncRunsBesideReadsAndSnapshots(t *testing.T) {
 		cs := &pb.ConfState{Voters: []uint64{1, 2, 3}}
 		payload := bytes.Repeat([]byte{7}, 300)
 		var last, newest uint64
+		spares, spareDone := 0, make(chan error, 200)
 		for round := 0; round < 200; round++ {
+			if job := a.TakeSpareJob(); job != nil { // the next segment, prepared beside it all
+				spares++
+				go func() { spareDone <- job() }()
+			}
 			var batch []*pb.Entry
 			for range 5 {
 				last++
@@ -773,6 +970,14 @@ func TestSyncRunsBesideReadsAndSnapshots(t *testing.T) {
 		}
 		if first, _ := a.FirstIndex(); first < 500 {
 			t.Fatalf("log starts at %d after 1 000 entries and 10 snapshots: Reclaim did not compact", first)
+		}
+		for range spares {
+			if err := <-spareDone; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if spares < 2 { // a second job is offered only once a roll used the first spare
+			t.Fatalf("%d spare jobs: no roll used a spare", spares)
 		}
 		if len(a.snaps) != o.SnapshotsRetained {
 			t.Fatalf("%d snapshots kept, want %d", len(a.snaps), o.SnapshotsRetained)

@@ -5,12 +5,15 @@
 //
 //	<dir>/IDENTITY                        cluster id, member id, format version (CRC-protected)
 //	<dir>/log/<seq:016x>.seg              log segments; names sort in log order
+//	<dir>/log/next-segment.spare          the next segment, zero-filled ahead of need (never read
+//	                                      as log; a recycled segment while its job zeroes it)
 //	<dir>/snap/<index:016x>-<term:016x>.snap  snapshots; *.tmp files are unfinished and ignored
 //
 // # Segment format (version 1)
 //
-// A segment is a sequence of records, then zeros (segments grow in steps of GrowBytes, so the
-// tail of the last segment is zero-filled). Each record:
+// A segment is a sequence of records, then zeros: a segment is either the spare, zero-filled to
+// its whole size before it became the segment, or grown in steps of GrowBytes of zeros, so the
+// tail of the last segment is zero-filled. Each record:
 //
 //	length u32 | type u8 | crc u32 | payload[length]      (little-endian)
 //

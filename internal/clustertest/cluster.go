@@ -66,6 +66,7 @@ type Node struct {
 	nextTick int64
 	sync     func() error // the sync the member waits for, run when its evSyncDone falls due
 	snap     func() error // the snapshot write under way, run when its evSnapWritten falls due
+	spare    func() error // the next segment being prepared, run when its evSparePrepared falls due
 	// Starts counts how often the member was started.
 	Starts int
 }
@@ -199,7 +200,7 @@ func (c *Cluster) Stop(id int) {
 	if err := n.R.Close(); err != nil {
 		c.fatalf("closing member %d: %v", id, err)
 	}
-	n.R, n.Store, n.sync, n.snap = nil, nil, nil, nil
+	n.R, n.Store, n.sync, n.snap, n.spare = nil, nil, nil, nil, nil
 }
 
 // Crash stops member id as a power loss would: what it never synced is dropped, cut short or
@@ -209,7 +210,7 @@ func (c *Cluster) Crash(id int) {
 	if n.R != nil {
 		_ = n.Store.Close()
 	}
-	n.R, n.Store, n.sync, n.snap = nil, nil, nil, nil // what was still under way never happened
+	n.R, n.Store, n.sync, n.snap, n.spare = nil, nil, nil, nil, nil // what was still under way never happened
 	modes := c.opts.CrashModes
 	if len(modes) == 0 {
 		modes = []vfs.CrashMode{vfs.CrashDrop, vfs.CrashTruncate, vfs.CrashTear}
@@ -351,8 +352,9 @@ const (
 	evToClient // member → client
 	evSnapReport
 	evClientTick
-	evSyncDone    // a member's sync ends
-	evSnapWritten // a member's snapshot write ends
+	evSyncDone      // a member's sync ends
+	evSnapWritten   // a member's snapshot write ends
+	evSparePrepared // a member's next log segment is ready (archive.TakeSpareJob)
 )
 
 type event struct {
@@ -360,7 +362,7 @@ type event struct {
 	seq  uint64
 	kind evKind
 	node int // member (evTick, evRaft target, evToNode target, evSnapReport sender)
-	gen  int // evTick, evSyncDone, evSnapWritten: the start generation it belongs to
+	gen  int // evTick, evSyncDone, evSnapWritten, evSparePrepared: the start generation it belongs to
 	msg  *pb.Message
 	raw  []byte // evRaft: marshalled message
 	cm   *wire.ClientMsg
@@ -460,6 +462,15 @@ func (c *Cluster) dispatch(ev event) {
 		n.sync = nil
 		n.R.SyncDone(job())
 		c.process(n)
+	case evSparePrepared:
+		n := c.Nodes[ev.node]
+		if n.R == nil || ev.gen != n.Starts || n.spare == nil {
+			return // a job of a previous life: it never ran, as if the crash came first
+		}
+		job := n.spare
+		n.spare = nil
+		_ = job() // a failure leaves no spare: the next segment grows as it fills
+		c.process(n)
 	case evSnapWritten:
 		n := c.Nodes[ev.node]
 		if n.R == nil || ev.gen != n.Starts || n.snap == nil {
@@ -495,6 +506,12 @@ func (c *Cluster) process(n *Node) {
 			c.fatalf("member %d stopped: %v (%s)", n.ID, err, c.Describe())
 			return
 		}
+	}
+	if job := n.Store.TakeSpareJob(); job != nil {
+		// Zero-filling a segment ahead takes a while; rolls meanwhile grow their segment.
+		n.spare = job
+		lo, hi := int64(5*c.opts.SyncMax), int64(50*c.opts.SyncMax)
+		c.push(event{at: c.now + lo + c.Rng.Int64N(hi-lo+1), kind: evSparePrepared, node: n.ID, gen: n.Starts})
 	}
 	if job := n.R.TakeSnapshotWrite(); job != nil {
 		// A snapshot write takes a few syncs: file, directory, and the retention's directory.
