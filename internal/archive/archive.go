@@ -157,7 +157,8 @@ type Archive struct {
 	// beside everything (TakeSpareJob): zero-filled and synced, so that a roll writes no zeros
 	// and every append into it overwrites allocated blocks. It is the oldest segment, recycled
 	// once compaction released it (deleting it instead stalled every sync on the disk for
-	// ~30 ms here), or a new file when there is none to recycle.
+	// ~30 ms here), or a new file when there is none to recycle and the current segment is half
+	// full.
 	spareState    atomic.Int32 // spareNone, spareBusy (the job runs) or spareReady
 	spareWant     bool         // a job may be offered (owner only): set by Open, rolls and recycling
 	spareRecycled int64        // the spare's file is a released segment of this size, to zero (owner only)
@@ -790,9 +791,15 @@ func (a *Archive) newSegmentFile(path string) (vfs.File, int64, error) {
 // calls use) and need not report: the next roll uses the spare if the job finished, and creates
 // and grows a segment as before otherwise. A failed job (a full disk, say) leaves no spare and
 // no error: the segment that needs the space reports it, and the archive fails then. It returns
-// nil when no job is wanted (a spare is ready or being prepared, or the archive failed).
+// nil when no job is wanted: a spare is ready or being prepared, the archive failed, or there is
+// no segment to recycle and the current one is less than half full.
 func (a *Archive) TakeSpareJob() func() error {
 	if !a.spareWant || a.readOnly || a.Err() != nil || a.spareState.Load() != spareNone {
+		return nil
+	}
+	if cur := a.current(); a.spareRecycled == 0 && (cur == nil || cur.end < a.opts.SegmentBytes/2) {
+		// A new file costs a segment of disk and of writes: not before the current segment is
+		// half full (a short-lived or small log never pays for it).
 		return nil
 	}
 	a.spareWant = false

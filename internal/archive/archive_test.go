@@ -367,16 +367,26 @@ func TestCrashTestDetectsMissingSync(t *testing.T) {
 }
 
 // A prepared spare becomes the next segment, already allocated: the roll writes no zeros, and
-// the new segment survives a crash like any other. A leftover spare is deleted by Open. A spare
+// the new segment survives a crash like any other; a new file is prepared only once the current
+// segment is half full. A leftover spare is zero-filled again by the next run. A spare
 // that cannot be prepared (a full disk) leaves nothing behind and does not fail the archive.
 func TestSpareSegment(t *testing.T) {
 	m := vfs.NewMem()
 	o := opts()
 	a := mustOpen(t, m, o)
 	spare := filepath.Join(dir, "log", spareName)
+	next := uint64(1)
+	// No new spare while the first segment is less than half full.
+	for a.current() == nil || a.current().end < o.SegmentBytes/2 {
+		if a.TakeSpareJob() != nil {
+			t.Fatalf("a spare job offered with the segment %d of %d bytes full", a.current().end, o.SegmentBytes)
+		}
+		appendRange(t, a, next, next+4, 1)
+		next += 5
+	}
 	job := a.TakeSpareJob()
 	if job == nil || a.TakeSpareJob() != nil {
-		t.Fatal("a fresh archive should offer one spare job")
+		t.Fatal("a half-full segment should offer one spare job")
 	}
 	if err := job(); err != nil {
 		t.Fatal(err)
@@ -386,7 +396,6 @@ func TestSpareSegment(t *testing.T) {
 		t.Fatalf("spare of %d bytes, want %d", got, want)
 	}
 	segs := len(segFiles(m))
-	next := uint64(1)
 	for len(segFiles(m)) == segs {
 		appendRange(t, a, next, next+4, 1)
 		next += 5
@@ -400,6 +409,19 @@ func TestSpareSegment(t *testing.T) {
 	if err := a.Sync(); err != nil {
 		t.Fatal(err)
 	}
+	halfFill := func() {
+		t.Helper()
+		next, _ = a.LastIndex()
+		next++
+		for a.current().end < o.SegmentBytes/2 {
+			appendRange(t, a, next, next+4, 1)
+			next += 5
+		}
+		if err := a.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	halfFill()
 	durable := a.DurableIndex()
 	if a.TakeSpareJob() == nil {
 		t.Fatal("no spare job offered after the spare was used")
@@ -413,6 +435,7 @@ func TestSpareSegment(t *testing.T) {
 
 	// A leftover spare (a crash while its job ran, over a recycled segment's records) is
 	// zero-filled again by the next run's job before it is used.
+	halfFill()
 	if err := a.TakeSpareJob()(); err != nil {
 		t.Fatal(err)
 	}
@@ -445,6 +468,7 @@ func TestSpareSegment(t *testing.T) {
 		appendRange(t, a, next, next+4, 1)
 		next += 5
 	}
+	halfFill()
 	used := int64(0)
 	for _, n := range m.Files() {
 		used += n
