@@ -293,7 +293,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	tr.Start()
 	cs.Start()
-	err = n.loop(ctx, r, newJobs(arch.TakeSpareJob), tr, cs)
+	err = n.loop(ctx, r, newJobs(arch.TakeSpareJob, arch.StopSpareJob), tr, cs)
 	close(n.quit)
 	cs.Stop()
 	tr.Stop()
@@ -367,11 +367,12 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica, jobs *jobs, tr *tra
 type jobs struct {
 	sync, snap, spare runner
 	takeSpare         func() func() error
+	stopSpare         func()
 }
 
-func newJobs(takeSpare func() func() error) *jobs {
+func newJobs(takeSpare func() func() error, stopSpare func()) *jobs {
 	return &jobs{sync: runner{res: make(chan error, 1)}, snap: runner{res: make(chan error, 1)},
-		spare: runner{res: make(chan error, 1)}, takeSpare: takeSpare}
+		spare: runner{res: make(chan error, 1)}, takeSpare: takeSpare, stopSpare: stopSpare}
 }
 
 // start starts the sync and the snapshot write the replica waits for, if any, and then lets the
@@ -393,8 +394,10 @@ func (j *jobs) start(r *replica.Replica) error {
 	return nil
 }
 
-// wait waits for what runs, without reporting it.
+// wait waits for what runs, without reporting it. The spare's job is told to stop first: it is
+// only preparation, and its next start picks it up again.
 func (j *jobs) wait() {
+	j.stopSpare()
 	j.sync.wait()
 	j.snap.wait()
 	j.spare.wait()

@@ -162,6 +162,7 @@ type Archive struct {
 	spareState    atomic.Int32 // spareNone, spareBusy (the job runs) or spareReady
 	spareWant     bool         // a job may be offered (owner only): set by Open, rolls and recycling
 	spareRecycled int64        // the spare's file is a released segment of this size, to zero (owner only)
+	spareStop     atomic.Bool  // StopSpareJob: a running job stops after its current step
 }
 
 // SparePaceDefault paces a spare's zeros to at most ~100 MiB/s: a 65 MiB segment takes about a
@@ -482,8 +483,11 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 		}
 		s.end = off
 		if s.end == 0 {
-			// A segment whose header never reached the disk: nothing in it counts.
-			if cut && last {
+			// A segment whose header never reached the disk (the last one, after a crash in a
+			// roll), or one all zeros (no valid record follows them: checked above): nothing in it
+			// counts, and it goes, so that no later start reads it again and no compaction must
+			// find it.
+			if cut {
 				_ = a.fs.Remove(path)
 				a.dirDirty = true
 			}
@@ -811,6 +815,11 @@ func (a *Archive) TakeSpareJob() func() error {
 	a.spareRecycled = 0
 	return func() error {
 		err := a.prepareSpare(size, recycled)
+		if errors.Is(err, errSpareStopped) {
+			// The file stays as it is, a spare in name only: the next Open finds it and its job
+			// zero-fills it again. The state stays busy: a closing archive prepares no other.
+			return nil
+		}
 		if err != nil {
 			_ = a.fs.Remove(a.sparePath())
 			a.spareState.Store(spareNone)
@@ -822,12 +831,39 @@ func (a *Archive) TakeSpareJob() func() error {
 	}
 }
 
+// StopSpareJob makes a spare job that runs stop after the step it is writing (at most 1 MiB and
+// its sync), so a member that shuts down need not wait for a whole segment of zeros, and offers no
+// further job. The driver calls it before it waits for its jobs and closes the archive.
+func (a *Archive) StopSpareJob() {
+	a.spareStop.Store(true)
+	a.spareWant = false
+}
+
+// spareStep is how many bytes of zeros the spare's job writes and syncs at a time (a variable
+// only so that tests can cut a job short within their small segments).
+var spareStep int64 = 1 << 20
+
+// errSpareStopped is how prepareSpare reports StopSpareJob.
+var errSpareStopped = errors.New("archive: spare job stopped")
+
 // prepareSpare writes size bytes of zeros to the spare's file: over a recycled segment's records
 // (which the zeros make unreadable as a log), or into a new file.
 func (a *Archive) prepareSpare(size int64, recycled bool) error {
 	flag := os.O_CREATE | os.O_TRUNC | os.O_RDWR
 	if recycled {
 		flag = os.O_RDWR
+		// The rename that made the released segment the spare (release) is durable only at the
+		// next sync of the log directory. Were the zeros to reach the disk first, a crash could
+		// bring the segment's old name back over a file that starts with zeros and still holds
+		// records further on, and recovery would refuse it as a log corrupt in the middle (the
+		// member could not start). So the rename is made durable before the first zero is
+		// written. (Syncing the directory beside the owner's renames and creates is harmless: any
+		// of them may reach the disk early on a real file system, and recovery allows for that.)
+		if !a.opts.NoSync {
+			if err := a.fs.SyncDir(a.logDir()); err != nil {
+				return err
+			}
+		}
 	}
 	f, err := a.fs.OpenFile(a.sparePath(), flag, 0o644)
 	if err != nil {
@@ -836,9 +872,8 @@ func (a *Archive) prepareSpare(size int64, recycled bool) error {
 	defer f.Close()
 	// A step at a time, synced, and paced (Options.SparePace): writing a whole segment's zeros
 	// at once would keep the disk busy for a second and stall the commit path's syncs beside it.
-	const step = 1 << 20
 	for off := int64(0); off < size; {
-		n := min(size-off, step)
+		n := min(size-off, spareStep)
 		if err := writeZeros(f, off, n); err != nil {
 			return err
 		}
@@ -847,6 +882,9 @@ func (a *Archive) prepareSpare(size int64, recycled bool) error {
 			if err := f.Sync(); err != nil {
 				return err
 			}
+		}
+		if a.spareStop.Load() {
+			return errSpareStopped
 		}
 		if a.opts.SparePace > 0 {
 			time.Sleep(a.opts.SparePace)

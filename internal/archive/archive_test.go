@@ -574,20 +574,57 @@ func TestReleasedSegmentIsRecycled(t *testing.T) {
 	checkPrefix(t, a, durable)
 }
 
-// The spare's job may zero-fill a recycled segment before its rename is durable: a crash then
-// brings the old name back over zeros. That segment held only compacted entries (below every
-// retained snapshot), and recovery skips a segment without a header: nothing durable is lost.
-func TestRecycledSegmentZeroedBeforeItsRenameIsDurable(t *testing.T) {
-	reverted := 0
-	for seed := uint64(1); seed <= 50; seed++ {
-		m := vfs.NewMem()
+// stopFS stops the archive's spare job (StopSpareJob) once the spare's file has been synced
+// after steps steps of zeros: a crash then finds the job cut short where power would have cut it.
+type stopFS struct {
+	*vfs.Mem
+	steps  int
+	stop   func()
+	synced int
+}
+
+func (f *stopFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
+	file, err := f.Mem.OpenFile(name, flag, perm)
+	if err != nil || filepath.Base(name) != spareName {
+		return file, err
+	}
+	return &stopFile{File: file, fs: f}, nil
+}
+
+type stopFile struct {
+	vfs.File
+	fs *stopFS
+}
+
+func (f *stopFile) Sync() error {
+	err := f.File.Sync()
+	if f.fs.synced++; f.fs.synced == f.fs.steps {
+		f.fs.stop()
+	}
+	return err
+}
+
+// A crash at any point of the job that zero-fills a recycled segment loses nothing and lets the
+// member start. The segment's rename to the spare is durable before the first zero is written:
+// otherwise a crash could bring the old name back over a file that starts with zeros and still
+// holds records further on, which recovery must refuse as a log corrupt in the middle.
+func TestCrashWhileZeroingARecycledSegment(t *testing.T) {
+	defer func(s int64) { spareStep = s }(spareStep)
+	spareStep = 1 << 10 // several steps per test segment
+	partial := 0
+	for seed := uint64(1); seed <= 60; seed++ {
+		fsys := &stopFS{Mem: vfs.NewMem(), steps: 1 + int(seed%5)}
+		m := fsys.Mem
 		o := opts()
 		o.LogMarginEntries = 5
-		a := mustOpen(t, m, o)
+		a := mustOpen(t, fsys, o)
+		fsys.stop = a.StopSpareJob
 		spare := filepath.Join(dir, "log", spareName)
 		cs := &pb.ConfState{Voters: []uint64{1}}
 		next := uint64(1)
+		var before []string
 		for i := 0; i < 200 && m.Files()[spare] == 0; i++ {
+			before = segFiles(m)
 			appendRange(t, a, next, next+9, 1)
 			next += 10
 			if err := a.Sync(); err != nil {
@@ -600,16 +637,25 @@ func TestRecycledSegmentZeroedBeforeItsRenameIsDurable(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if m.Files()[spare] == 0 {
+		size := m.Files()[spare]
+		if size == 0 {
 			t.Fatal("nothing recycled")
 		}
-		if err := a.TakeSpareJob()(); err != nil { // zeroes the recycled file before the dir sync
+		recycled := slices.Min(before)
+		job := a.TakeSpareJob()
+		if job == nil {
+			t.Fatal("no job to zero the recycled segment")
+		}
+		if err := job(); err != nil { // stops after fsys.steps steps, or when the file is zeros
 			t.Fatal(err)
+		}
+		if int64(fsys.steps)*spareStep < size {
+			partial++
 		}
 		durable := a.DurableIndex()
 		m.Crash(rand.New(rand.NewPCG(seed, 1)), vfs.CrashMode(seed%3))
-		if _, ok := m.Files()[spare]; !ok {
-			reverted++
+		if slices.Contains(segFiles(m), recycled) {
+			t.Fatalf("seed %d: the recycled segment %s is back under its old name after the crash", seed, recycled)
 		}
 		a, err := Open(m, dir, o)
 		if err != nil {
@@ -620,9 +666,70 @@ func TestRecycledSegmentZeroedBeforeItsRenameIsDurable(t *testing.T) {
 		}
 		checkPrefix(t, a, durable)
 	}
-	if reverted == 0 {
-		t.Fatal("no crash brought the recycled segment's old name back: the case was not tested")
+	if partial == 0 {
+		t.Fatal("no job was cut short: the case was not tested")
 	}
+}
+
+// A segment that holds only zeros where it is not the last one (the spare's rename lost after its
+// zeros were durable, as an older build could leave it) is removed at Open: nothing in it counts,
+// and no later start or compaction must deal with it.
+func TestAllZeroSegmentIsRemovedAtOpen(t *testing.T) {
+	m := vfs.NewMem()
+	o := opts()
+	o.LogMarginEntries = 5
+	a := mustOpen(t, m, o)
+	spare := filepath.Join(dir, "log", spareName)
+	cs := &pb.ConfState{Voters: []uint64{1}}
+	next := uint64(1)
+	var before []string
+	for i := 0; i < 200 && m.Files()[spare] == 0; i++ {
+		before = segFiles(m)
+		appendRange(t, a, next, next+9, 1)
+		next += 10
+		if err := a.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.CreateSnapshot(next-1, cs, []byte("state")); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Reclaim(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m.Files()[spare] == 0 {
+		t.Fatal("nothing recycled")
+	}
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.TakeSpareJob()(); err != nil {
+		t.Fatal(err)
+	}
+	durable := a.DurableIndex()
+	a.Close()
+	recycled := slices.Min(before)
+	if err := m.Rename(spare, recycled); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SyncDir(filepath.Dir(spare)); err != nil {
+		t.Fatal(err)
+	}
+	if segs := segFiles(m); len(segs) < 2 || slices.Min(segs) != recycled {
+		t.Fatalf("segments %v: the zeroed one is not first of several", segs)
+	}
+	a = mustOpen(t, m, o)
+	if slices.Contains(segFiles(m), recycled) {
+		t.Fatalf("the all-zero segment %s survived Open", recycled)
+	}
+	checkPrefix(t, a, durable)
+	a.Close()
+	m.Crash(rand.New(rand.NewPCG(9, 9)), vfs.CrashDrop)
+	a = mustOpen(t, m, o)
+	if slices.Contains(segFiles(m), recycled) {
+		t.Fatalf("the all-zero segment %s came back after a crash: its removal was not made durable", recycled)
+	}
+	checkPrefix(t, a, durable)
 }
 
 func TestFullDiskStopsWritesLosesNothingAcknowledged(t *testing.T) {
