@@ -277,12 +277,7 @@ func (s *ClientServer) writeLoop(c *clientConn) {
 			return
 		case <-c.q.wake:
 		}
-		err := c.q.drain(func(b []byte) error {
-			_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			_, err := c.conn.Write(b)
-			return err
-		})
-		if err != nil {
+		if err := c.q.drainTo(c.conn, 10*time.Second); err != nil {
 			c.close()
 			return
 		}

@@ -4,6 +4,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // outq is the outbound byte queue of one connection, written through. The member's loop appends
@@ -104,6 +105,22 @@ func (q *outq) drain(write func([]byte) error) error {
 			return err
 		}
 	}
+}
+
+// drainTo drains the queue to conn (drain), each write under a deadline of timeout, and then
+// clears the deadline: the loop's direct writes (flush) go through the same socket, and a
+// deadline left to expire would make each of them fail with a timeout and fall back to the
+// writer goroutine from then on. Writer only.
+func (q *outq) drainTo(conn net.Conn, timeout time.Duration) error {
+	err := q.drain(func(b []byte) error {
+		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
+		_, err := conn.Write(b)
+		return err
+	})
+	if err == nil {
+		_ = conn.SetWriteDeadline(time.Time{})
+	}
+	return err
 }
 
 // maxSpareBytes bounds the buffer a queue keeps for reuse.

@@ -190,3 +190,38 @@ func TestOutqResetDropsWhatWasQueued(t *testing.T) {
 		t.Fatalf("read %q after a reset, want %q", buf, "fresh")
 	}
 }
+
+// deadlineConn records the write deadlines set on it and takes every write.
+type deadlineConn struct {
+	net.Conn
+	deadlines []time.Time
+	wrote     int
+}
+
+func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
+	c.deadlines = append(c.deadlines, t)
+	return nil
+}
+
+func (c *deadlineConn) Write(b []byte) (int, error) {
+	c.wrote += len(b)
+	return len(b), nil
+}
+
+// The writer goroutine's deadline covers its own writes only: once it has drained the queue the
+// deadline is cleared, or the loop's direct writes on the same socket would all fail with a
+// timeout once it expired, and go through the writer goroutine from then on.
+func TestDrainToClearsItsDeadline(t *testing.T) {
+	q := newOutq()
+	conn := &deadlineConn{}
+	q.appendFrames(func(b []byte) []byte { return append(b, "frame"...) })
+	if err := q.drainTo(conn, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if conn.wrote != len("frame") {
+		t.Fatalf("wrote %d bytes, want %d", conn.wrote, len("frame"))
+	}
+	if n := len(conn.deadlines); n < 2 || conn.deadlines[0].IsZero() || !conn.deadlines[n-1].IsZero() {
+		t.Fatalf("write deadlines %v: want one set for the write, then cleared", conn.deadlines)
+	}
+}

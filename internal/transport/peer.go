@@ -324,12 +324,7 @@ func (p *peer) write(conn net.Conn) error {
 			return nil
 		case <-p.q.wake:
 		}
-		err := p.q.drain(func(b []byte) error {
-			_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			_, err := conn.Write(b)
-			return err
-		})
-		if err != nil {
+		if err := p.q.drainTo(conn, 5*time.Second); err != nil {
 			return err
 		}
 	}
