@@ -23,7 +23,8 @@ type Config struct {
 	// ResponseWindowMax bounds the recorded replies per session (commands a client may have in
 	// flight and unacknowledged).
 	ResponseWindowMax int
-	// ResponseBytesMax is the byte budget of all recorded replies plus per-session overhead.
+	// ResponseBytesMax is the byte budget of the response windows: every recorded reply, every
+	// number a window spans (its ring slot) and a per-session overhead.
 	ResponseBytesMax int64
 	// SessionsMax bounds open sessions.
 	SessionsMax int
@@ -76,11 +77,17 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Byte accounting of the response table: what a session and a recorded reply cost beyond the
-// reply bytes. Deterministic constants, so every member refuses the same commands.
+// Byte accounting of the response table: what a session, a recorded reply (beyond its bytes)
+// and each number a window spans cost. Deterministic constants, charged for what every member
+// holds alike (the span is a function of the recorded replies and the floor, however the window
+// got there, snapshot or log), so every member refuses the same commands. A spanned number is a
+// slot of the window's ring, recorded or not: a client that skips numbers, or leaves a gap behind,
+// pays for the slots in between. The ring holds at most four times the span's slots (it doubles
+// as it grows and halves when a quarter full; window.go), at least eight.
 const (
 	sessionOverheadBytes = 256
 	entryOverheadBytes   = 32
+	slotBytes            = 24
 )
 
 // Egress receives what the container emits, on every member alike; the caller delivers a
@@ -175,7 +182,7 @@ func (c *Container) Start(snapshot []byte, index uint64) error {
 		c.applied, c.clusterTime, c.bytesUsed = st.applied, st.clusterTime, 0
 		for _, s := range st.sessions {
 			s.handle = &sessionHandle{c: c, id: s.id}
-			s.bytes = sessionOverheadBytes
+			s.bytes = sessionOverheadBytes + slotBytes*int64(s.win.span)
 			s.win.each(func(_ wire.Seq, r []byte) { s.bytes += entryOverheadBytes + int64(len(r)) })
 			c.bytesUsed += s.bytes
 			c.sessions[s.id] = s
@@ -284,7 +291,7 @@ func (c *Container) Admit(id wire.SessionID, seq, low wire.Seq, opening bool) wi
 	if _, dup := s.win.get(seq); dup || seq < floor {
 		return wire.StatusOK // answered from the record at apply
 	}
-	if c.beyondWindow(seq, floor) || c.bytesUsed+entryOverheadBytes > c.cfg.ResponseBytesMax {
+	if c.beyondWindow(seq, floor) || c.overBudget(s, seq, floor) {
 		return wire.StatusRejected
 	}
 	return wire.StatusOK
@@ -296,6 +303,24 @@ func (c *Container) Admit(id wire.SessionID, seq, low wire.Seq, opening bool) wi
 // ignores its own.
 func (c *Container) beyondWindow(seq, floor wire.Seq) bool {
 	return uint64(seq-floor) >= uint64(c.cfg.ResponseWindowMax)
+}
+
+// overBudget reports whether recording a reply for seq, once the session's floor is at floor
+// (at or above the window's, seq at or above it and within the window), would pass
+// ResponseBytesMax: a reply's overhead and the slots by which the span grows. (The reply's own
+// bytes are known only once applied: the budget may be passed by one reply, which the next
+// admission sees.) At apply the floor has moved already; at ingress the bytes it would free are
+// not counted, so ingress refuses no less than apply.
+func (c *Container) overBudget(s *session, seq, floor wire.Seq) bool {
+	span := max(0, s.win.span-int(floor-s.win.floor)) // the span once the floor is at floor
+	grow := max(0, int(seq-floor)+1-span)
+	return c.bytesUsed+entryOverheadBytes+slotBytes*int64(grow) > c.cfg.ResponseBytesMax
+}
+
+// charge adds n bytes (negative: frees them) to session s and the total.
+func (c *Container) charge(s *session, n int64) {
+	s.bytes += n
+	c.bytesUsed += n
 }
 
 // SetRole records this member's role and tells the service.
@@ -444,11 +469,9 @@ func (c *Container) command(it *wire.Item) {
 		return
 	}
 	if it.LowestUnacked > s.win.floor {
-		s.win.advance(it.LowestUnacked, func(r []byte) {
-			freed := entryOverheadBytes + int64(len(r))
-			s.bytes -= freed
-			c.bytesUsed -= freed
-		})
+		span := s.win.span
+		s.win.advance(it.LowestUnacked, func(r []byte) { c.charge(s, -entryOverheadBytes-int64(len(r))) })
+		c.charge(s, slotBytes*int64(s.win.span-span))
 	}
 	if it.Seq < s.win.floor {
 		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusEvicted})
@@ -459,7 +482,7 @@ func (c *Container) command(it *wire.Item) {
 		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusOK, Payload: r})
 		return
 	}
-	if c.beyondWindow(it.Seq, s.win.floor) || c.bytesUsed+entryOverheadBytes > c.cfg.ResponseBytesMax {
+	if c.beyondWindow(it.Seq, s.win.floor) || c.overBudget(s, it.Seq, s.win.floor) {
 		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusRejected,
 			Payload: []byte(WindowFullMessage)})
 		return
@@ -474,10 +497,9 @@ func (c *Container) command(it *wire.Item) {
 		// applying; the reply itself may overshoot it by at most one reply, which the next
 		// admission sees. Recording is not optional: the command was applied, and a retry must
 		// get this reply, never a second application.
+		span := s.win.span
 		s.win.put(it.Seq, reply)
-		cost := entryOverheadBytes + int64(len(reply))
-		s.bytes += cost
-		c.bytesUsed += cost
+		c.charge(s, entryOverheadBytes+int64(len(reply))+slotBytes*int64(s.win.span-span))
 	}
 	c.answer = wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusOK, Payload: reply}
 	c.egress(&c.answer)

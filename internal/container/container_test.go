@@ -435,7 +435,7 @@ func TestWindowEvictionStepAndJump(t *testing.T) {
 		}
 		h.apply(20, cmd(s1, next, low, "y"))
 		s := h.c.sessions[s1]
-		want, n := base, 0
+		want, n := base+slotBytes*int64(s.win.span), 0
 		s.win.each(func(seq wire.Seq, r []byte) {
 			if seq < low {
 				t.Fatalf("jump=%v: answer %d kept below the floor %d", jump, seq, low)
@@ -449,6 +449,67 @@ func TestWindowEvictionStepAndJump(t *testing.T) {
 		if h.c.bytesUsed != want || s.bytes+base-sessionOverheadBytes != want {
 			t.Fatalf("jump=%v: bytes used %d (session %d), want %d", jump, h.c.bytesUsed, s.bytes, want)
 		}
+	}
+}
+
+// The byte budget charges every number a window spans, recorded or not, alike on every member
+// however it got its state; the ring behind it shrinks when the floor passes most of it, and a
+// number whose slots would pass the budget is refused at ingress and at apply.
+func TestWindowChargesItsSpanAndItsRingShrinks(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	h.svc.onMsg = func(service.Session, []byte) []byte { return []byte("r") }
+	h.apply(1, open(s1))
+	s := h.c.sessions[s1]
+	check := func(what string, span int) {
+		t.Helper()
+		want := sessionOverheadBytes + int64(span)*slotBytes + int64(s.win.count)*(entryOverheadBytes+1)
+		if s.win.span != span || s.bytes != want || h.c.bytesUsed != want {
+			t.Fatalf("%s: span %d, session bytes %d, total %d; want span %d, %d bytes", what, s.win.span, s.bytes, h.c.bytesUsed, span, want)
+		}
+		if len(s.win.ring) > max(minRing, 4*span) {
+			t.Fatalf("%s: a ring of %d slots for a span of %d", what, len(s.win.ring), span)
+		}
+	}
+	for seq := wire.Seq(1); seq <= 100; seq++ {
+		h.apply(int64(seq+1), cmd(s1, seq, 1, "x"))
+	}
+	check("100 in flight", 100)
+	h.apply(200, cmd(s1, 101, 100, "x"))
+	check("all but two acknowledged", 2)
+	h.apply(201, cmd(s1, 600, 101, "x")) // a gap of 498 unrecorded numbers
+	check("a gap", 500)
+	snap, err := h.c.TakeSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2 := newHarness(t, DefaultConfig())
+	if err := h2.c.Start(snap, h.ix); err != nil {
+		t.Fatal(err)
+	}
+	if s2 := h2.c.sessions[s1]; h2.c.bytesUsed != h.c.bytesUsed || s2.bytes != s.bytes || s2.win.span != s.win.span {
+		t.Fatalf("restored from a snapshot: %d bytes (session %d, span %d), the member that applied the log has %d (%d, %d)",
+			h2.c.bytesUsed, s2.bytes, s2.win.span, h.c.bytesUsed, s.bytes, s.win.span)
+	}
+
+	cfg := DefaultConfig()
+	cfg.ResponseBytesMax = sessionOverheadBytes + 2*(entryOverheadBytes+1) + 50*slotBytes
+	h = newHarness(t, cfg)
+	h.svc.onMsg = func(service.Session, []byte) []byte { return []byte("r") }
+	h.apply(1, open(s1))
+	h.svc.calls = nil
+	if st := h.c.Admit(s1, 60, 1, false); st != wire.StatusRejected {
+		t.Fatalf("ingress admitted a number whose 60 slots pass the budget: %v", st)
+	}
+	h.apply(2, cmd(s1, 60, 1, "x"))
+	if m := h.last(); m.Status != wire.StatusRejected || len(h.svc.calls) != 0 {
+		t.Fatalf("apply took a number whose 60 slots pass the budget: %+v, calls %v", m, h.svc.calls)
+	}
+	if st := h.c.Admit(s1, 40, 1, false); st != wire.StatusOK {
+		t.Fatalf("ingress refused a number within the budget: %v", st)
+	}
+	h.apply(3, cmd(s1, 40, 1, "x"))
+	if m := h.last(); m.Status != wire.StatusOK {
+		t.Fatalf("apply refused a number within the budget: %+v", m)
 	}
 }
 

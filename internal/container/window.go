@@ -11,7 +11,9 @@ import "github.com/tandem-cluster/tandem/internal/wire"
 //
 // Invariants: len(ring) is 0 or a power of two, span <= len(ring) <= maxWindowSpan (rounded up
 // to a power of two), count is the number of non-nil slots, and every slot outside the span is
-// nil.
+// nil. The ring doubles as the span grows and halves (down to 8 slots) when the span is at most a
+// quarter of it, so it holds at most max(8, 4 × span) slots: the byte budget charges the span
+// (container.slotBytes), and an idle session keeps no big ring.
 type window struct {
 	floor wire.Seq // every number below it was acknowledged to the client
 	ring  [][]byte
@@ -47,10 +49,29 @@ func (w *window) put(seq wire.Seq, reply []byte) {
 
 // grow makes room for n numbers from the floor, keeping the slots in order.
 func (w *window) grow(n int) {
-	size := max(len(w.ring), 8)
+	size := max(len(w.ring), minRing)
 	for size < n {
 		size *= 2
 	}
+	w.resize(size)
+}
+
+// minRing is the smallest ring a window keeps once it has one.
+const minRing = 8
+
+// shrink halves the ring while the span fills at most a quarter of it.
+func (w *window) shrink() {
+	size := len(w.ring)
+	for size > minRing && w.span <= size/4 {
+		size /= 2
+	}
+	if size < len(w.ring) {
+		w.resize(size)
+	}
+}
+
+// resize moves the span's slots, in order, to a new ring of size slots (at least the span).
+func (w *window) resize(size int) {
 	ring := make([][]byte, size)
 	for i := range w.span {
 		ring[i] = w.ring[(w.head+i)&(len(w.ring)-1)]
@@ -68,6 +89,7 @@ func (w *window) advance(floor wire.Seq, evicted func([]byte)) {
 		w.each(func(_ wire.Seq, r []byte) { evicted(r) })
 		clear(w.ring)
 		w.floor, w.head, w.span, w.count = floor, 0, 0, 0
+		w.shrink()
 		return
 	}
 	for w.floor < floor {
@@ -80,6 +102,7 @@ func (w *window) advance(floor wire.Seq, evicted func([]byte)) {
 		w.span--
 		w.floor++
 	}
+	w.shrink()
 }
 
 // each calls fn for every recorded reply, in increasing order of number.
