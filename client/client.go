@@ -295,13 +295,14 @@ func (c *Client) Send(ctx context.Context, payload []byte) ([]byte, error) {
 	cl := &call{payload: slices.Clone(payload), done: make(chan result, 1)}
 	c.calls.add(cl)
 	cn := c.conn
+	flush := false
 	if cn != nil {
 		cl.sent = true
+		flush = c.queue(cn, &wire.ClientMsg{Kind: wire.CCommand, Session: c.session, Seq: cl.seq, LowestUnacked: c.lowestUnackedLocked(), Payload: cl.payload})
 	}
-	low := c.lowestUnackedLocked()
 	c.mu.Unlock()
-	if cn != nil {
-		c.write(cn, &wire.ClientMsg{Kind: wire.CCommand, Session: c.session, Seq: cl.seq, LowestUnacked: low, Payload: cl.payload})
+	if flush {
+		c.flush(cn)
 	}
 	select {
 	case r := <-cl.done:
@@ -357,10 +358,10 @@ func (c *Client) SendAsync(payload []byte, done func(reply []byte, err error)) e
 	c.calls.add(cl)
 	cn := c.conn
 	cl.sent = cn != nil
-	low := c.lowestUnackedLocked()
+	flush := cn != nil && c.queue(cn, &wire.ClientMsg{Kind: wire.CCommand, Session: c.session, Seq: cl.seq, LowestUnacked: c.lowestUnackedLocked(), Payload: cl.payload})
 	c.mu.Unlock()
-	if cn != nil {
-		c.write(cn, &wire.ClientMsg{Kind: wire.CCommand, Session: c.session, Seq: cl.seq, LowestUnacked: low, Payload: cl.payload})
+	if flush {
+		c.flush(cn)
 	}
 	return nil
 }
@@ -469,16 +470,35 @@ func (c *Client) Query(ctx context.Context, payload []byte) ([]byte, error) {
 // moment (which writes it before it returns). A failed write closes the connection: the reader
 // notices, and unanswered commands are resent on the next attach.
 func (c *Client) write(cn *conn, m *wire.ClientMsg) {
+	if c.queue(cn, m) {
+		c.flush(cn)
+	}
+}
+
+// queue appends m to what cn has to write, and reports whether the caller must then call
+// flush: no flush is under way or held to carry it. Commands are queued with c.mu held, in the
+// same critical section that numbers them (or, on a new connection, with the resends before
+// them), so they reach the cluster in the order of their numbers: the cluster answers in the
+// order it receives, and an answer frees a slot of MaxInFlight only when it is the lowest
+// unanswered one (a command written after a higher one would hold the whole span). It never
+// writes to the network (c.mu must not wait on a socket). Lock order: c.mu, then cn.wmu.
+func (c *Client) queue(cn *conn, m *wire.ClientMsg) bool {
 	cn.wmu.Lock()
+	defer cn.wmu.Unlock()
 	if cn.broken {
-		cn.wmu.Unlock()
-		return
+		return false
 	}
 	cn.pending = wire.AppendClientFrame(cn.pending, m)
 	if m.Kind != wire.CQuery {
 		cn.sessionSent.Store(time.Now().UnixNano())
 	}
-	if cn.flushing || cn.held > 0 {
+	return !cn.flushing && cn.held == 0
+}
+
+// flush writes what is queued on cn unless a flush is under way or held (which then writes it).
+func (c *Client) flush(cn *conn) {
+	cn.wmu.Lock()
+	if cn.flushing || cn.held > 0 || len(cn.pending) == 0 || cn.broken {
 		cn.wmu.Unlock()
 		return
 	}
@@ -768,15 +788,15 @@ func (c *Client) attached(cn *conn) {
 	c.mu.Lock()
 	c.opened = true
 	c.conn = cn
-	calls := make([]*call, 0, c.calls.n)
+	low := c.lowestUnackedLocked()
+	flush := false
 	c.calls.each(func(cl *call) {
 		cl.sent = true
-		calls = append(calls, cl)
+		flush = c.queue(cn, &wire.ClientMsg{Kind: wire.CCommand, Session: c.session, Seq: cl.seq, LowestUnacked: low, Payload: cl.payload}) || flush
 	})
-	low := c.lowestUnackedLocked()
 	c.mu.Unlock()
-	for _, cl := range calls {
-		c.write(cn, &wire.ClientMsg{Kind: wire.CCommand, Session: c.session, Seq: cl.seq, LowestUnacked: low, Payload: cl.payload})
+	if flush {
+		c.flush(cn)
 	}
 }
 
