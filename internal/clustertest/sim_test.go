@@ -52,15 +52,24 @@ func TestSimulation(t *testing.T) {
 			total.Partitions += rep.Partitions
 			total.LeaderTerms += rep.LeaderTerms
 			total.Expiries += rep.Expiries
+			total.CrashesInSync += rep.CrashesInSync
+			total.ArmedInSync += rep.ArmedInSync
+			total.MajorityCrashes += rep.MajorityCrashes
+			total.AllCrashes += rep.AllCrashes
+			total.Stalls += rep.Stalls
 			if rep.Ops < 50 || rep.Acked == 0 {
 				t.Fatalf("seed %d tested almost nothing: %s", seed, rep)
 			}
 		})
 	}
-	t.Logf("%d seeds: %d ops (%d acked increments), %d crashes in %d seeds, %d partitions, %d expired sessions, %d leader terms; fewest ops in a seed: %d",
-		n, total.Ops, total.Acked, total.Crashes, minCrashSeeds, total.Partitions, total.Expiries, total.LeaderTerms, minOps)
+	t.Logf("%d seeds: %d ops (%d acked increments), %d crashes in %d seeds (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d disk stalls, %d partitions, %d expired sessions, %d leader terms; fewest ops in a seed: %d",
+		n, total.Ops, total.Acked, total.Crashes, minCrashSeeds, total.CrashesInSync, total.ArmedInSync, total.MajorityCrashes, total.AllCrashes,
+		total.Stalls, total.Partitions, total.Expiries, total.LeaderTerms, minOps)
 	if ran >= 20 && (minCrashSeeds == 0 || total.Partitions == 0 || total.Expiries == 0) {
 		t.Fatalf("the seed budget injected no crash, no partition or no session expiry: the simulation proves little")
+	}
+	if ran >= 200 && (total.ArmedInSync == 0 || total.MajorityCrashes == 0 || total.AllCrashes == 0 || total.Stalls == 0) {
+		t.Fatalf("the seed budget injected no crash inside a sync, no crash of a majority, none of all members or no disk stall: the simulation proves little")
 	}
 }
 
