@@ -53,22 +53,23 @@ type simOp struct {
 	resultSeen bool
 }
 
-// Simulate runs one seed of the swarm simulation: a 3- or 5-member cluster of the real replica on
-// the archive over the disk model, simulated clients issuing increments and queries, and faults
-// (message loss, duplication, reordering, partitions including one-way ones, crashes that drop,
-// cut or tear unsynced data) at rates drawn from the seed. Invariants are checked after every
-// event; the history is checked for linearizability at the end.
 // simAbort carries a member's or the harness's failure out of the run.
 type simAbort struct{ msg string }
 
-// Simulate runs one seed: GenerateSchedule, then RunSchedule.
+// Simulate runs one seed of the swarm simulation: GenerateSchedule, then RunSchedule. A seed is a
+// 3- or 5-member cluster of the real replica on the archive over the disk model, simulated
+// clients issuing increments and queries, and faults at rates drawn from the seed: message loss,
+// duplication and reordering, partitions (one-way ones too), disks with heavy-tailed sync times
+// and stalls, crashes that drop, cut or tear unsynced data — of one member, of a majority or of
+// all of them at once, at random or inside a sync — and clients paused past the session timeout.
 func Simulate(t *testing.T, seed uint64, simTime time.Duration) SimReport {
 	return RunSchedule(t, GenerateSchedule(seed, simTime))
 }
 
 // RunSchedule runs a fault schedule against a simulated cluster with simulated clients whose
-// operations are drawn from the schedule's seed. Invariants are checked after every event; the
-// history is checked for linearizability at the end.
+// operations are drawn from the schedule's seed. Invariants are checked after every event, and
+// every promise a member makes against what its disk holds (durableLog); the history is checked
+// for linearizability at the end.
 func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	rep.Seed = sch.Seed
 	defer func() {
@@ -111,9 +112,11 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	}
 	var leaderSkew time.Duration = -1 // the largest skew of any member that led so far
 	rep.Nodes = nodes
+	var last string
 	violate := func(format string, args ...any) {
-		if len(rep.Violations) < 20 {
-			rep.Violations = append(rep.Violations, fmt.Sprintf("t=%s ", c.Elapsed())+fmt.Sprintf(format, args...))
+		if v := fmt.Sprintf(format, args...); len(rep.Violations) < 20 && v != last {
+			last = v // a broken invariant is seen again at every event until it holds again
+			rep.Violations = append(rep.Violations, fmt.Sprintf("t=%s ", c.Elapsed())+v)
 		}
 	}
 	c.Violation = violate
