@@ -71,11 +71,11 @@ type Schedule struct {
 //     in 1–50 ms (log-uniformly too, Hi ≥ 2·Lo), so a member's median sync is 0.3–7 ms, and the
 //     members of one seed differ: a slow disk in a cluster of fast ones is the common case. A
 //     message takes 1–3 ms each way, so a sync now often outlasts a round trip, as it does on
-//     real disks under load. Under the simulated clients' load a member syncs some 150–300 times a
-//     run; in a third of the seeds half the members stall on 0.5 % of their syncs and in
-//     another third on 2 % (about 1 or 4 stalls of such a member a run), for 0.1 s to 0.2–1 s:
-//     long enough to cost a leader its leadership (the election timeout is 0.7–1.4 s), not so
-//     often that nothing commits.
+//     real disks under load. Under the simulated clients' load a member syncs some 150–300
+//     times a run; in a third of the seeds half the members stall on 0.5 % of their syncs and
+//     in another third on 2 % (about 1 or 4 stalls of such a member a run), for 0.1 s to
+//     0.2–1 s: long enough to cost a leader its leadership (the election timeout is 0.7–1.4 s),
+//     not so often that nothing commits.
 //
 // The values are rounded so that the script form reads well.
 func GenerateSchedule(seed uint64, run time.Duration) Schedule {
