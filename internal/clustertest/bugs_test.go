@@ -13,21 +13,35 @@ import (
 // simulator finds a violation within the seed budget. Run it with:
 //
 //	go test -tags tandem_bugs ./internal/clustertest -run TestSimulatorCatchesPlantedBugs -v
+//
+// The durability checks (durableLog) see a broken durability promise when it is made; the
+// bugs that break one must also be caught with those checks off, by what the promise was for
+// (no loss, one leader a term, identical state): that is what the disks' timing and the crashes
+// inside syncs are there for. vote-not-synced is left out of that second round: a vote it lost
+// shows end to end only when a second candidate asks for votes in the same term after the crash,
+// which seeds rarely do (1 in 300 when this was written).
 func TestSimulatorCatchesPlantedBugs(t *testing.T) {
 	budget := envInt("TANDEM_BUG_SEEDS", 200)
-	for _, bug := range []string{"skip-fsync", "ack-before-commit", "read-without-readindex", "no-dedup", "follower-forwards"} {
-		t.Run(bug, func(t *testing.T) {
-			bugs.Set(bug)
-			defer bugs.Set("")
-			for seed := uint64(1); seed <= budget; seed++ {
-				var rep SimReport
-				t.Run("", func(t *testing.T) { rep = Simulate(t, seed, 30*time.Second) })
-				if len(rep.Violations) > 0 {
-					t.Logf("%s caught at seed %d: %s", bug, seed, rep.Violations[0])
-					return
-				}
+	catch := func(t *testing.T, bug string) {
+		bugs.Set(bug)
+		defer bugs.Set("")
+		for seed := uint64(1); seed <= budget; seed++ {
+			var rep SimReport
+			t.Run("", func(t *testing.T) { rep = Simulate(t, seed, 30*time.Second) })
+			if len(rep.Violations) > 0 {
+				t.Logf("%s caught at seed %d: %s", bug, seed, rep.Violations[0])
+				return
 			}
-			t.Fatalf("%s not caught in %d seeds", bug, budget)
-		})
+		}
+		t.Fatalf("%s not caught in %d seeds", bug, budget)
+	}
+	for _, bug := range []string{"skip-fsync", "ack-before-commit", "read-without-readindex", "no-dedup", "follower-forwards",
+		"send-before-persist", "vote-not-synced", "drop-empty-appends"} {
+		t.Run(bug, func(t *testing.T) { catch(t, bug) })
+	}
+	checkDurability = false
+	defer func() { checkDurability = true }()
+	for _, bug := range []string{"skip-fsync", "send-before-persist"} {
+		t.Run(bug+"/end-to-end", func(t *testing.T) { catch(t, bug) })
 	}
 }

@@ -45,12 +45,17 @@ type Options struct {
 	MarginEntries uint64
 	// SegmentBytes of the members' archives (default 64 KiB; small ones make compaction visible).
 	SegmentBytes int64
-	// CrashModes are what a crash may do to unsynced data (default: all of them, chosen per
-	// crash from the seed).
+	// CrashModes are what a crash may do to unsynced data, one chosen per crash from the seed
+	// (default: every mode in crashModes).
 	CrashModes []vfs.CrashMode
-	// SyncMin/Max bound how long a member's sync takes (default 0.1–2 ms): the sync runs when
-	// it ends, and meanwhile the member takes its inputs as the node's loop does.
+	// SyncMin/Max bound how long a member's sync takes (default 0.1–2 ms, uniformly) when Disks
+	// is empty: the sync runs when it ends, and meanwhile the member takes its inputs as the
+	// node's loop does. Snapshot writes take 2×SyncMin to 5×SyncMax, the preparing of the next
+	// log segment 5 to 50×SyncMax.
 	SyncMin, SyncMax time.Duration
+	// Disks, if not empty, has one Disk per member, which its syncs draw their time from
+	// instead (a snapshot write takes three draws, the next segment's preparing 5 to 50).
+	Disks []Disk
 }
 
 // Node is one simulated member.
@@ -65,6 +70,7 @@ type Node struct {
 	cluster  *Cluster
 	nextTick int64
 	sync     func() error // the sync the member waits for, run when its evSyncDone falls due
+	disk     *durableLog  // the archive as the core sees it, and what the disk holds durably
 	snap     func() error // the snapshot write under way, run when its evSnapWritten falls due
 	spare    func() error // the next segment being prepared, run when its evSparePrepared falls due
 	// Starts counts how often the member was started.
@@ -100,6 +106,37 @@ type Cluster struct {
 	// Fatalf reports a failure of the harness or a member (default: T.Fatalf). The simulator
 	// turns it into a violation of its run.
 	Fatalf func(format string, args ...any)
+	// Violation reports a member that broke a durability promise (durableLog; default: Fatalf).
+	Violation func(format string, args ...any)
+	// Stats counts the faults that happened.
+	Stats Stats
+	armed []*armedCrash // crash-in-sync groups waiting for their moment
+}
+
+// Stats counts the disk and crash faults a cluster went through.
+type Stats struct {
+	Syncs   int // syncs started
+	Crashes int // members crashed
+	// CrashesInSync counts the crashes of members that had a sync under way (what it was to
+	// make durable is lost), ArmedInSync the CrashInSync groups that found their moment inside
+	// a sync (the others crashed at the end of their window).
+	CrashesInSync, ArmedInSync int
+	// MajorityCrashes counts crashes that took down a majority of the members at once (all of
+	// them included), AllCrashes those that took down every member.
+	MajorityCrashes, AllCrashes int
+	// Stalls counts the syncs that stalled (Disk; snapshot writes and segment preparations
+	// stall too, uncounted).
+	Stalls int
+}
+
+// armedCrash is a CrashInSync group: its members crash together at a random moment inside the
+// next sync one of them starts, or at until if none starts one before.
+type armedCrash struct {
+	ids   []int
+	gens  []int // each member's Starts when armed: a member restarted since is left alone
+	until int64
+	timed bool // a moment inside a sync was drawn
+	done  bool
 }
 
 func (c *Cluster) fatalf(format string, args ...any) {
@@ -128,6 +165,12 @@ func New(t *testing.T, opts Options) *Cluster {
 	}
 	if opts.SyncMax == 0 {
 		opts.SyncMin, opts.SyncMax = 100*time.Microsecond, 2*time.Millisecond
+	}
+	if len(opts.CrashModes) == 0 {
+		opts.CrashModes = allCrashModes()
+	}
+	if len(opts.Disks) != 0 && len(opts.Disks) != opts.Nodes {
+		t.Fatalf("clustertest: %d disks for %d members", len(opts.Disks), opts.Nodes)
 	}
 	c := &Cluster{
 		T:           t,
@@ -178,7 +221,10 @@ func (c *Cluster) Start(id int) {
 		c.fatalf("opening member %d's archive: %v", id, err)
 	}
 	n.Store = st
-	r, err := replica.New(c.config(id), n.Svc, n.Store, n, &outbox{c: c, n: n})
+	if n.disk, err = newDurableLog(st, n.FS, "/data/log"); err != nil {
+		c.fatalf("reading member %d's archive: %v", id, err)
+	}
+	r, err := replica.New(c.config(id), n.Svc, n.disk, n, &outbox{c: c, n: n})
 	if err != nil {
 		c.fatalf("starting member %d: %v", id, err)
 	}
@@ -200,22 +246,108 @@ func (c *Cluster) Stop(id int) {
 	if err := n.R.Close(); err != nil {
 		c.fatalf("closing member %d: %v", id, err)
 	}
-	n.R, n.Store, n.sync, n.snap, n.spare = nil, nil, nil, nil, nil
+	n.R, n.Store, n.disk, n.sync, n.snap, n.spare = nil, nil, nil, nil, nil, nil
 }
 
 // Crash stops member id as a power loss would: what it never synced is dropped, cut short or
-// torn, by a mode drawn from the seed.
+// torn, by a mode of Options.CrashModes drawn from the seed.
 func (c *Cluster) Crash(id int) {
 	n := c.Nodes[id]
 	if n.R != nil {
 		_ = n.Store.Close()
+		c.Stats.Crashes++
+		if n.sync != nil {
+			c.Stats.CrashesInSync++
+		}
 	}
-	n.R, n.Store, n.sync, n.snap, n.spare = nil, nil, nil, nil, nil // what was still under way never happened
+	n.R, n.Store, n.disk, n.sync, n.snap, n.spare = nil, nil, nil, nil, nil, nil // what was still under way never happened
 	modes := c.opts.CrashModes
-	if len(modes) == 0 {
-		modes = []vfs.CrashMode{vfs.CrashDrop, vfs.CrashTruncate, vfs.CrashTear}
-	}
 	n.FS.Crash(c.Rng, modes[c.Rng.IntN(len(modes))])
+}
+
+// CrashGroup crashes the members of ids that are up, at once (a power loss of a rack, or of the
+// whole cluster), and counts it in Stats when it took down a majority or all of them.
+func (c *Cluster) CrashGroup(ids ...int) {
+	crashed := 0
+	for _, id := range ids {
+		if c.Up(id) {
+			crashed++
+			c.Crash(id)
+		}
+	}
+	if crashed > len(c.Nodes)/2 {
+		c.Stats.MajorityCrashes++
+	}
+	if crashed == len(c.Nodes) {
+		c.Stats.AllCrashes++
+	}
+}
+
+// CrashInSync arms a crash of the members of ids that are up: they crash together (CrashGroup)
+// at a random moment inside the next sync any of them starts (between TakeSync and the sync's
+// end: what it was to make durable is lost), or after window if none starts one before. A
+// member that restarts before then is left alone.
+func (c *Cluster) CrashInSync(window time.Duration, ids ...int) {
+	a := &armedCrash{until: c.now + int64(window)}
+	for _, id := range ids {
+		if n := c.Nodes[id]; n.R != nil {
+			a.ids, a.gens = append(a.ids, id), append(a.gens, n.Starts)
+		}
+	}
+	if len(a.ids) == 0 {
+		return
+	}
+	c.armed = append(c.armed, a)
+	c.push(event{at: a.until, kind: evCrash, armed: a})
+}
+
+// Disarm cancels every CrashInSync not yet struck.
+func (c *Cluster) Disarm() {
+	for _, a := range c.armed {
+		a.done = true
+	}
+	c.armed = nil
+}
+
+// armedFor draws, when member n starts a sync that ends at end, the moment inside it at which
+// the armed groups n belongs to crash.
+func (c *Cluster) armedFor(n *Node, end int64) {
+	kept := c.armed[:0]
+	for _, a := range c.armed {
+		if a.done {
+			continue
+		}
+		kept = append(kept, a)
+		if a.timed {
+			continue
+		}
+		for i, id := range a.ids {
+			if id == n.ID && a.gens[i] == n.Starts {
+				a.timed = true
+				c.Stats.ArmedInSync++
+				c.push(event{at: c.now + c.Rng.Int64N(max(end-c.now, 1)), kind: evCrash, armed: a, ok: true})
+				break
+			}
+		}
+	}
+	c.armed = kept
+}
+
+// fireArmed crashes an armed group at its moment: inside a sync (ev.ok), or at the end of its
+// window if no sync came.
+func (c *Cluster) fireArmed(ev event) {
+	a := ev.armed
+	if a.done || (!ev.ok && a.timed) {
+		return
+	}
+	a.done = true
+	var ids []int
+	for i, id := range a.ids {
+		if c.Nodes[id].R != nil && c.Nodes[id].Starts == a.gens[i] {
+			ids = append(ids, id)
+		}
+	}
+	c.CrashGroup(ids...)
 }
 
 // Restart crashes and starts member id.
@@ -355,6 +487,7 @@ const (
 	evSyncDone      // a member's sync ends
 	evSnapWritten   // a member's snapshot write ends
 	evSparePrepared // a member's next log segment is ready (archive.TakeSpareJob)
+	evCrash         // an armed crash falls due (CrashInSync)
 )
 
 type event struct {
@@ -368,8 +501,10 @@ type event struct {
 	cm   *wire.ClientMsg
 	conn replica.ConnID
 	peer int  // evSnapReport: target member
-	ok   bool // evSnapReport
+	ok   bool // evSnapReport; evCrash: the moment inside a sync (not the window's end)
 	cl   *Client
+	// armed is the group an evCrash belongs to.
+	armed *armedCrash
 }
 
 type eventQueue []event
@@ -483,6 +618,8 @@ func (c *Cluster) dispatch(ev event) {
 			return
 		}
 		c.process(n)
+	case evCrash:
+		c.fireArmed(ev)
 	case evClientTick:
 		ev.cl.tick()
 		c.push(event{at: c.now + int64(clientTick), kind: evClientTick, cl: ev.cl})
@@ -499,8 +636,16 @@ func (c *Cluster) process(n *Node) {
 	}
 	if job := n.R.TakeSync(); job != nil {
 		n.sync = job
-		lo, hi := int64(c.opts.SyncMin), int64(c.opts.SyncMax)
-		c.push(event{at: c.now + lo + c.Rng.Int64N(hi-lo+1), kind: evSyncDone, node: n.ID, gen: n.Starts})
+		c.Stats.Syncs++
+		d, stalled := c.diskTime(n, 1, c.opts.SyncMin, c.opts.SyncMax)
+		if stalled {
+			c.Stats.Stalls++
+		}
+		end := c.now + d
+		c.push(event{at: end, kind: evSyncDone, node: n.ID, gen: n.Starts})
+		if len(c.armed) > 0 {
+			c.armedFor(n, end)
+		}
 		// The sync runs: apply what was durable before it (the replica's driver contract).
 		if err := n.R.Process(); err != nil {
 			c.fatalf("member %d stopped: %v (%s)", n.ID, err, c.Describe())
@@ -508,17 +653,63 @@ func (c *Cluster) process(n *Node) {
 		}
 	}
 	if job := n.Store.TakeSpareJob(); job != nil {
-		// Zero-filling a segment ahead takes a while; rolls meanwhile grow their segment.
+		// Zero-filling a segment ahead takes a while (5 to 50 syncs' worth); rolls meanwhile
+		// grow their segment.
 		n.spare = job
-		lo, hi := int64(5*c.opts.SyncMax), int64(50*c.opts.SyncMax)
-		c.push(event{at: c.now + lo + c.Rng.Int64N(hi-lo+1), kind: evSparePrepared, node: n.ID, gen: n.Starts})
+		draws := 0 // without Disks, diskTime draws once, uniformly, as old runs did
+		if len(c.opts.Disks) > 0 {
+			draws = 5 + c.Rng.IntN(46)
+		}
+		d, _ := c.diskTime(n, draws, 5*c.opts.SyncMax, 50*c.opts.SyncMax)
+		c.push(event{at: c.now + d, kind: evSparePrepared, node: n.ID, gen: n.Starts})
 	}
 	if job := n.R.TakeSnapshotWrite(); job != nil {
 		// A snapshot write takes a few syncs: file, directory, and the retention's directory.
 		n.snap = job
-		lo, hi := int64(2*c.opts.SyncMin), int64(5*c.opts.SyncMax)
-		c.push(event{at: c.now + lo + c.Rng.Int64N(hi-lo+1), kind: evSnapWritten, node: n.ID, gen: n.Starts})
+		d, _ := c.diskTime(n, 3, 2*c.opts.SyncMin, 5*c.opts.SyncMax)
+		c.push(event{at: c.now + d, kind: evSnapWritten, node: n.ID, gen: n.Starts})
 	}
+	c.checkDurable(n)
+}
+
+// diskTime draws how long a job of member n's disk takes, a job of draws syncs' worth (1 for a
+// sync), and whether it stalled. Without Disks, uniformly between lo and hi, as the simulator
+// always did.
+func (c *Cluster) diskTime(n *Node, draws int, lo, hi time.Duration) (int64, bool) {
+	if len(c.opts.Disks) == 0 {
+		return int64(lo) + c.Rng.Int64N(int64(hi-lo)+1), false
+	}
+	var total time.Duration
+	stalled := false
+	for range draws {
+		t, s := c.opts.Disks[n.ID].syncTime(c.Rng)
+		total += t
+		stalled = stalled || s
+	}
+	return int64(total), stalled
+}
+
+// checkDurable reports what member n's durableLog found, and an applied index its disk does not
+// hold.
+func (c *Cluster) checkDurable(n *Node) {
+	if !checkDurability || n.disk == nil {
+		return
+	}
+	for _, f := range n.disk.failed {
+		c.violation("member %d: %s", n.ID, f)
+	}
+	n.disk.failed = nil
+	if _, _, _, applied := n.R.Progress(); applied > n.disk.durablePrefix() {
+		c.violation("member %d applied index %d, but its disk holds its log up to %d", n.ID, applied, n.disk.durablePrefix())
+	}
+}
+
+func (c *Cluster) violation(format string, args ...any) {
+	if c.Violation != nil {
+		c.Violation(format, args...)
+		return
+	}
+	c.fatalf(format, args...)
 }
 
 // lost decides whether a message from a to b is lost.
@@ -534,6 +725,11 @@ type outbox struct {
 func (o *outbox) SendRaft(msgs []*pb.Message) {
 	c := o.c
 	for _, m := range msgs {
+		if checkDurability {
+			if v := o.n.disk.promise(m); v != "" {
+				c.violation("member %d %s", o.n.ID, v)
+			}
+		}
 		to := replica.MemberID(m.GetTo())
 		// Marshal now, as the transport does: raft's messages share memory with its log.
 		raw, err := proto.Marshal(m)

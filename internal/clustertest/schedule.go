@@ -3,20 +3,29 @@ package clustertest
 import (
 	"cmp"
 	"fmt"
-	"github.com/tandem-cluster/tandem/internal/replica"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tandem-cluster/tandem/internal/replica"
+	"github.com/tandem-cluster/tandem/internal/vfs"
 )
 
 // Fault is one scheduled fault.
 type Fault struct {
-	At   time.Duration // simulated time since the start
-	Op   string        // crash ID | restart ID | partition ID… | cut FROM TO | heal | pause CLIENT | resume CLIENT
-	Args []int         // member ids; clients are clientBase+i
+	At time.Duration // simulated time since the start
+	// Op is one of: crash ID… (the members at once) | crash-in-sync ID… (armed: the members
+	// crash together inside the next sync one of them starts, or after syncCrashWindow) |
+	// restart ID… | partition ID… | cut FROM TO | heal | pause CLIENT | resume CLIENT.
+	Op   string
+	Args []int // member ids; clients are clientBase+i
 }
+
+// syncCrashWindow is how long a crash-in-sync waits for a sync before it crashes its members
+// anyway.
+const syncCrashWindow = 500 * time.Millisecond
 
 // Schedule is a run of the simulator written out: the cluster's shape, the network's fault
 // rates and every fault at its time. Its text form is a script kept in testdata/schedules, so a
@@ -34,15 +43,46 @@ type Schedule struct {
 	// HeartbeatTicks and ElectionTicks override the defaults when not 0 (script: "ticks H E"),
 	// so a schedule found under other defaults replays with the timing it was found with.
 	HeartbeatTicks, ElectionTicks int
-	Faults                        []Fault
+	// Disks has one Disk per member (script: "disk ID LO HI STALLP STALLMAX" lines); empty, the
+	// syncs take 0.1–2 ms uniformly, as they did before disks were drawn.
+	Disks []Disk
+	// CrashModes are what a crash may do to unsynced data (script: "crash-modes NAME…", names
+	// from crashModes); empty, legacyCrashModes.
+	CrashModes []vfs.CrashMode
+	Faults     []Fault
 }
 
 // GenerateSchedule draws a schedule from a seed. Swarm testing: each seed also draws its own
-// fault rates, so some seeds hammer one kind of fault and others mix them.
+// fault rates and disks, so some seeds hammer one kind of fault and others mix them.
+//
+// How the probabilities were chosen (a 30 s run has 300 steps of 100 ms; the CI budget is 200
+// seeds, and TestSimulation fails if a fault class never happened in it):
+//   - crashes (0, 1 or 3 % a step: 0, 3 or 9 a run) and partitions as before, and half the
+//     crashes are armed to strike inside a sync (crash-in-sync): a crash at a random moment
+//     mostly falls between syncs, where unsynced data is a HardState of a commit index at most;
+//     armed, it loses a Ready's entries and vote, exactly what the member must not have promised;
+//   - a majority or all of the members crash at once with 0, 0.3 or 1 % a step (0, about 1 or
+//     3 a run; a third of them take down every member), armed half the time, restarted together
+//     or one by one 0.2–3 s later: rarer than single crashes, because every one of them stops
+//     the cluster for a second or more and the run must still do work (TestSimulation fails a
+//     seed with fewer than 50 operations), but with a third of the seeds at 1 % the CI budget
+//     sees some hundreds of them;
+//   - disks: each member's syncs take Lo to Hi, log-uniformly, with Lo drawn in 0.1–1 ms and Hi
+//     in 1–50 ms (log-uniformly too, Hi ≥ 2·Lo), so a member's median sync is 0.3–7 ms, and the
+//     members of one seed differ: a slow disk in a cluster of fast ones is the common case. A
+//     message takes 1–3 ms each way, so a sync now often outlasts a round trip, as it does on
+//     real disks under load. Under the simulated clients' load a member syncs some 150–300
+//     times a run; in a third of the seeds half the members stall on 0.5 % of their syncs and
+//     in another third on 2 % (about 1 or 4 stalls of such a member a run), for 0.1 s to
+//     0.2–1 s: long enough to cost a leader its leadership (the election timeout is 0.7–1.4 s),
+//     not so often that nothing commits.
+//
+// The values are rounded so that the script form reads well.
 func GenerateSchedule(seed uint64, run time.Duration) Schedule {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	def := replica.DefaultConfig()
-	sch := Schedule{Seed: seed, Nodes: 3, Run: run, HeartbeatTicks: def.HeartbeatTicks, ElectionTicks: def.ElectionTicks}
+	sch := Schedule{Seed: seed, Nodes: 3, Run: run, HeartbeatTicks: def.HeartbeatTicks, ElectionTicks: def.ElectionTicks,
+		CrashModes: allCrashModes()}
 	if rng.IntN(3) == 0 {
 		sch.Nodes = 5
 	}
@@ -55,7 +95,17 @@ func GenerateSchedule(seed uint64, run time.Duration) Schedule {
 		// Members' clocks disagree by up to half a second.
 		sch.Skews = append(sch.Skews, time.Duration(rng.Int64N(int64(500*time.Millisecond))).Round(time.Millisecond))
 	}
+	stallP := []float64{0, 0.005, 0.02}[rng.IntN(3)]
+	for range sch.Nodes {
+		lo := logUniform(rng, 100*time.Microsecond, time.Millisecond).Round(10 * time.Microsecond)
+		d := Disk{Lo: lo, Hi: logUniform(rng, max(2*lo, time.Millisecond), 50*time.Millisecond).Round(100 * time.Microsecond)}
+		if stallP > 0 && rng.IntN(2) == 0 {
+			d.StallP, d.StallMax = stallP, time.Duration(2+rng.IntN(9))*100*time.Millisecond
+		}
+		sch.Disks = append(sch.Disks, d)
+	}
 	pCrash := []float64{0, 0.01, 0.03}[rng.IntN(3)]
+	pMass := []float64{0, 0.003, 0.01}[rng.IntN(3)]
 	pPartition := []float64{0, 0.01, 0.03}[rng.IntN(3)]
 	// A client that goes silent longer than the session timeout (a paused process) comes back
 	// to an expired session.
@@ -63,15 +113,43 @@ func GenerateSchedule(seed uint64, run time.Duration) Schedule {
 	pausedUntil := make([]time.Duration, simClients)
 	const pHeal, pRestart = 0.1, 0.15
 	down := make([]bool, sch.Nodes)
+	// restartAt: when a member down from a crash of several restarts (0: at random, pRestart a
+	// step); notBefore: an armed crash may strike until the end of its window.
+	restartAt := make([]time.Duration, sch.Nodes)
+	notBefore := make([]time.Duration, sch.Nodes)
+	crashOp := func() (string, time.Duration) {
+		if rng.IntN(2) == 0 {
+			return "crash-in-sync", syncCrashWindow
+		}
+		return "crash", 0
+	}
 	for at := time.Duration(0); at < run; at += 100 * time.Millisecond {
 		switch r := rng.Float64(); {
 		case r < pCrash:
 			id := rng.IntN(sch.Nodes)
 			if !down[id] {
-				down[id] = true
-				sch.Faults = append(sch.Faults, Fault{At: at, Op: "crash", Args: []int{id}})
+				op, window := crashOp()
+				down[id], notBefore[id], restartAt[id] = true, at+window, 0
+				sch.Faults = append(sch.Faults, Fault{At: at, Op: op, Args: []int{id}})
 			}
-		case r < pCrash+pPartition:
+		case r < pCrash+pMass:
+			k := sch.Nodes // all of them, a third of the time; else a majority
+			if rng.IntN(3) != 0 {
+				k = sch.Nodes/2 + 1
+			}
+			ids := rng.Perm(sch.Nodes)[:k]
+			slices.Sort(ids)
+			op, window := crashOp()
+			together := at + window + time.Duration(2+rng.IntN(29))*100*time.Millisecond
+			stagger := rng.IntN(2) == 0
+			for _, id := range ids {
+				down[id], restartAt[id] = true, together
+				if stagger {
+					restartAt[id] = at + window + time.Duration(2+rng.IntN(29))*100*time.Millisecond
+				}
+			}
+			sch.Faults = append(sch.Faults, Fault{At: at, Op: op, Args: ids})
+		case r < pCrash+pMass+pPartition:
 			// A side of members and clients: a client may be cut off with a minority (where a
 			// deposed leader could serve it stale reads if reads skipped ReadIndex).
 			var side []int
@@ -90,9 +168,9 @@ func GenerateSchedule(seed uint64, run time.Duration) Schedule {
 			} else if len(side) > 0 {
 				sch.Faults = append(sch.Faults, Fault{At: at, Op: "partition", Args: side})
 			}
-		case r < pCrash+pPartition+pHeal:
+		case r < pCrash+pMass+pPartition+pHeal:
 			sch.Faults = append(sch.Faults, Fault{At: at, Op: "heal"})
-		case r < pCrash+pPartition+pHeal+pPause:
+		case r < pCrash+pMass+pPartition+pHeal+pPause:
 			i := rng.IntN(simClients)
 			if pausedUntil[i] <= at {
 				pausedUntil[i] = at + 12*time.Second + time.Duration(rng.IntN(4))*time.Second
@@ -101,8 +179,10 @@ func GenerateSchedule(seed uint64, run time.Duration) Schedule {
 			}
 		}
 		for id := range sch.Nodes {
-			if down[id] && rng.Float64() < pRestart {
-				down[id] = false
+			switch {
+			case !down[id] || at <= notBefore[id]:
+			case restartAt[id] != 0 && at >= restartAt[id], restartAt[id] == 0 && rng.Float64() < pRestart:
+				down[id], restartAt[id] = false, 0
 				sch.Faults = append(sch.Faults, Fault{At: at, Op: "restart", Args: []int{id}})
 			}
 		}
@@ -125,6 +205,16 @@ func (s Schedule) String() string {
 		s.Seed, s.Nodes, s.SnapEvery, s.Margin, s.Drop, s.Dup, s.Reorder, strings.Join(skews, " "), s.Run)
 	if s.HeartbeatTicks != 0 || s.ElectionTicks != 0 {
 		fmt.Fprintf(&b, "ticks %d %d\n", s.HeartbeatTicks, s.ElectionTicks)
+	}
+	for i, d := range s.Disks {
+		fmt.Fprintf(&b, "disk %d %s\n", i, d)
+	}
+	if len(s.CrashModes) > 0 {
+		b.WriteString("crash-modes")
+		for _, m := range s.CrashModes {
+			b.WriteString(" " + crashModeName(m))
+		}
+		b.WriteByte('\n')
 	}
 	for _, f := range s.Faults {
 		fmt.Fprintf(&b, "at %s %s", f.At, f.Op)
@@ -179,6 +269,34 @@ func ParseSchedule(text string) (Schedule, error) {
 			if s.HeartbeatTicks, err = strconv.Atoi(f[1]); err == nil {
 				s.ElectionTicks, err = strconv.Atoi(f[2])
 			}
+		case "disk":
+			if len(f) != 6 {
+				return s, bad(fmt.Errorf("want: disk ID LO HI STALLP STALLMAX"))
+			}
+			var d Disk
+			id, ierr := strconv.Atoi(f[1])
+			if ierr != nil || id != len(s.Disks) {
+				return s, bad(fmt.Errorf("disk lines must name the members in order, from 0"))
+			}
+			if d.Lo, err = time.ParseDuration(f[2]); err == nil {
+				if d.Hi, err = time.ParseDuration(f[3]); err == nil {
+					if d.StallP, err = strconv.ParseFloat(f[4], 64); err == nil {
+						d.StallMax, err = time.ParseDuration(f[5])
+					}
+				}
+			}
+			if err == nil && (d.Lo <= 0 || d.Hi < d.Lo || d.StallP < 0 || d.StallP > 1) {
+				err = fmt.Errorf("want 0 < LO ≤ HI and 0 ≤ STALLP ≤ 1")
+			}
+			s.Disks = append(s.Disks, d)
+		case "crash-modes":
+			for _, name := range f[1:] {
+				m, ok := crashModeByName(name)
+				if !ok {
+					return s, bad(fmt.Errorf("unknown crash mode %q", name))
+				}
+				s.CrashModes = append(s.CrashModes, m)
+			}
 		case "at":
 			if len(f) < 3 {
 				return s, bad(fmt.Errorf("want: at DURATION OP [ARGS]"))
@@ -204,6 +322,9 @@ func ParseSchedule(text string) (Schedule, error) {
 	}
 	if s.Nodes == 0 || len(s.Skews) != s.Nodes || s.Run == 0 {
 		return s, fmt.Errorf("schedule needs nodes, one skew per member and run")
+	}
+	if len(s.Disks) != 0 && len(s.Disks) != s.Nodes {
+		return s, fmt.Errorf("schedule has %d disk lines for %d members", len(s.Disks), s.Nodes)
 	}
 	return s, nil
 }

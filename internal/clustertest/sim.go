@@ -24,14 +24,21 @@ type SimReport struct {
 	Nodes                            int
 	Ops, Acked, Unknown, Queries     int
 	Crashes, Partitions, LeaderTerms int
-	Pauses, Expiries                 int // clients silenced past the session timeout; sessions found expired
-	Final                            int64
-	Violations                       []string
+	// CrashesInSync counts the crashes of a member with a sync under way (of any fault),
+	// ArmedInSync the crash-in-sync faults that struck inside a sync; MajorityCrashes the
+	// crashes of a majority of the members at once (AllCrashes: of all of them); Stalls the
+	// disk jobs that stalled (Disk).
+	CrashesInSync, ArmedInSync, MajorityCrashes, AllCrashes, Stalls int
+	Syncs                                                           int // syncs of all members
+	Pauses, Expiries                                                int // clients silenced past the session timeout; sessions found expired
+	Final                                                           int64
+	Violations                                                      []string
 }
 
 func (r SimReport) String() string {
-	return fmt.Sprintf("seed %d: %d members, %d ops (%d acked increments, %d unknown, %d queries), %d crashes, %d partitions, %d client pauses, %d sessions expired, %d leader terms, final %d",
-		r.Seed, r.Nodes, r.Ops, r.Acked, r.Unknown, r.Queries, r.Crashes, r.Partitions, r.Pauses, r.Expiries, r.LeaderTerms, r.Final)
+	return fmt.Sprintf("seed %d: %d members, %d ops (%d acked increments, %d unknown, %d queries), %d crashes (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d disk stalls, %d partitions, %d client pauses, %d sessions expired, %d leader terms, final %d",
+		r.Seed, r.Nodes, r.Ops, r.Acked, r.Unknown, r.Queries, r.Crashes, r.CrashesInSync, r.ArmedInSync, r.MajorityCrashes, r.AllCrashes,
+		r.Stalls, r.Partitions, r.Pauses, r.Expiries, r.LeaderTerms, r.Final)
 }
 
 type simOp struct {
@@ -46,22 +53,23 @@ type simOp struct {
 	resultSeen bool
 }
 
-// Simulate runs one seed of the swarm simulation: a 3- or 5-member cluster of the real replica on
-// the archive over the disk model, simulated clients issuing increments and queries, and faults
-// (message loss, duplication, reordering, partitions including one-way ones, crashes that drop,
-// cut or tear unsynced data) at rates drawn from the seed. Invariants are checked after every
-// event; the history is checked for linearizability at the end.
 // simAbort carries a member's or the harness's failure out of the run.
 type simAbort struct{ msg string }
 
-// Simulate runs one seed: GenerateSchedule, then RunSchedule.
+// Simulate runs one seed of the swarm simulation: GenerateSchedule, then RunSchedule. A seed is a
+// 3- or 5-member cluster of the real replica on the archive over the disk model, simulated
+// clients issuing increments and queries, and faults at rates drawn from the seed: message loss,
+// duplication and reordering, partitions (one-way ones too), disks with heavy-tailed sync times
+// and stalls, crashes that drop, cut or tear unsynced data — of one member, of a majority or of
+// all of them at once, at random or inside a sync — and clients paused past the session timeout.
 func Simulate(t *testing.T, seed uint64, simTime time.Duration) SimReport {
 	return RunSchedule(t, GenerateSchedule(seed, simTime))
 }
 
 // RunSchedule runs a fault schedule against a simulated cluster with simulated clients whose
-// operations are drawn from the schedule's seed. Invariants are checked after every event; the
-// history is checked for linearizability at the end.
+// operations are drawn from the schedule's seed. Invariants are checked after every event, and
+// every promise a member makes against what its disk holds (durableLog); the history is checked
+// for linearizability at the end.
 func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	rep.Seed = sch.Seed
 	defer func() {
@@ -77,8 +85,13 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	}()
 	rng := rand.New(rand.NewPCG(sch.Seed, 0xc11e)) // the clients' choices
 	nodes := sch.Nodes
+	modes := sch.CrashModes
+	if len(modes) == 0 {
+		modes = legacyCrashModes
+	}
 	c := New(t, Options{
 		Nodes: nodes, Seed: sch.Seed, MarginEntries: sch.Margin, SegmentBytes: 2 << 10,
+		Disks: sch.Disks, CrashModes: modes,
 		NewService: func(int) service.Service { return NewProbe() },
 		Tune: func(cfg *replica.Config) {
 			cfg.Container.SnapshotIntervalEntries = sch.SnapEvery
@@ -88,17 +101,25 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 		},
 	})
 	c.Fatalf = func(format string, args ...any) { panic(simAbort{fmt.Sprintf(format, args...)}) }
+	defer func() {
+		rep.Crashes, rep.CrashesInSync, rep.ArmedInSync = c.Stats.Crashes, c.Stats.CrashesInSync, c.Stats.ArmedInSync
+		rep.MajorityCrashes, rep.AllCrashes, rep.Stalls = c.Stats.MajorityCrashes, c.Stats.AllCrashes, c.Stats.Stalls
+		rep.Syncs = c.Stats.Syncs
+	}()
 	c.DropRate, c.DupRate, c.Reorder = sch.Drop, sch.Dup, sch.Reorder
 	for i, n := range c.Nodes {
 		n.Skew = sch.Skews[i]
 	}
 	var leaderSkew time.Duration = -1 // the largest skew of any member that led so far
 	rep.Nodes = nodes
+	var last string
 	violate := func(format string, args ...any) {
-		if len(rep.Violations) < 20 {
-			rep.Violations = append(rep.Violations, fmt.Sprintf("t=%s ", c.Elapsed())+fmt.Sprintf(format, args...))
+		if v := fmt.Sprintf(format, args...); len(rep.Violations) < 20 && v != last {
+			last = v // a broken invariant is seen again at every event until it holds again
+			rep.Violations = append(rep.Violations, fmt.Sprintf("t=%s ", c.Elapsed())+v)
 		}
 	}
+	c.Violation = violate
 
 	// Invariants checked after every event.
 	leaderOf := map[uint64]int{}
@@ -174,7 +195,6 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 		ops = append(ops, op)
 	}
 
-	down := map[int]bool{}
 	step := 100 * time.Millisecond
 	next := 0
 	for c.Elapsed() < sch.Run {
@@ -188,15 +208,14 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 			next++
 			switch f.Op {
 			case "crash":
-				if !down[f.Args[0]] {
-					c.Crash(f.Args[0])
-					down[f.Args[0]] = true
-					rep.Crashes++
-				}
+				c.CrashGroup(f.Args...)
+			case "crash-in-sync":
+				c.CrashInSync(syncCrashWindow, f.Args...)
 			case "restart":
-				if down[f.Args[0]] {
-					c.Start(f.Args[0])
-					delete(down, f.Args[0])
+				for _, id := range f.Args {
+					if !c.Up(id) {
+						c.Start(id)
+					}
 				}
 			case "partition":
 				c.Partition(f.Args...)
@@ -226,8 +245,9 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 		}
 	}
 	c.DropRate, c.DupRate = 0, 0
-	for id := range nodes { // in id order: map order must not reach the simulation
-		if down[id] {
+	c.Disarm()
+	for id := range nodes {
+		if !c.Up(id) {
 			c.Start(id)
 		}
 	}

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/tandem-cluster/tandem/internal/wire"
+	"github.com/tandem-cluster/tandem/service"
 )
 
 func envInt(name string, def uint64) uint64 {
@@ -52,15 +55,25 @@ func TestSimulation(t *testing.T) {
 			total.Partitions += rep.Partitions
 			total.LeaderTerms += rep.LeaderTerms
 			total.Expiries += rep.Expiries
+			total.CrashesInSync += rep.CrashesInSync
+			total.ArmedInSync += rep.ArmedInSync
+			total.MajorityCrashes += rep.MajorityCrashes
+			total.AllCrashes += rep.AllCrashes
+			total.Stalls += rep.Stalls
+			total.Syncs += rep.Syncs
 			if rep.Ops < 50 || rep.Acked == 0 {
 				t.Fatalf("seed %d tested almost nothing: %s", seed, rep)
 			}
 		})
 	}
-	t.Logf("%d seeds: %d ops (%d acked increments), %d crashes in %d seeds, %d partitions, %d expired sessions, %d leader terms; fewest ops in a seed: %d",
-		n, total.Ops, total.Acked, total.Crashes, minCrashSeeds, total.Partitions, total.Expiries, total.LeaderTerms, minOps)
+	t.Logf("%d seeds: %d ops (%d acked increments), %d crashes in %d seeds (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d syncs (%d stalled), %d partitions, %d expired sessions, %d leader terms; fewest ops in a seed: %d",
+		n, total.Ops, total.Acked, total.Crashes, minCrashSeeds, total.CrashesInSync, total.ArmedInSync, total.MajorityCrashes, total.AllCrashes,
+		total.Syncs, total.Stalls, total.Partitions, total.Expiries, total.LeaderTerms, minOps)
 	if ran >= 20 && (minCrashSeeds == 0 || total.Partitions == 0 || total.Expiries == 0) {
 		t.Fatalf("the seed budget injected no crash, no partition or no session expiry: the simulation proves little")
+	}
+	if ran >= 200 && (total.ArmedInSync == 0 || total.MajorityCrashes == 0 || total.AllCrashes == 0 || total.Stalls == 0) {
+		t.Fatalf("the seed budget injected no crash inside a sync, no crash of a majority, none of all members or no disk stall: the simulation proves little")
 	}
 }
 
@@ -155,5 +168,68 @@ func TestCheckCounterHistory(t *testing.T) {
 	}
 	if _, ok := combinations(30, 5, 100); ok {
 		t.Errorf("combinations(30, 5) fit in 100")
+	}
+}
+
+// A schedule without the lines that came later (disks, crash modes) replays as it was written:
+// the syncs of then, the crash modes of then. Bad lines are refused with their line number.
+func TestParseScheduleOldAndBad(t *testing.T) {
+	old := "seed 3\nnodes 3\nsnapshot-every 50\nmargin 10\ndrop 0\ndup 0\nreorder false\nskews 0s 0s 0s\nrun 1s\nat 0s crash 1\n"
+	sch, err := ParseSchedule(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sch.Disks) != 0 || len(sch.CrashModes) != 0 || sch.String() != old {
+		t.Fatalf("an old script read back as:\n%s", sch)
+	}
+	for _, bad := range []string{
+		old + "disk 1 1ms 2ms 0 0s\n",                      // not in member order
+		old + "disk 0 1ms 2ms 0 0s\n",                      // one disk for three members
+		old + "disk 0 2ms 1ms 0 0s\ndisk 1 1ms 2ms 0 0s\n", // Hi below Lo
+		old + "disk 0 1ms 2ms 1.5 0s\n",                    // a probability above 1
+		old + "crash-modes drop melt\n",                    // an unknown mode
+		old + "disk 0 1ms 2ms 0\n",                         // a field short
+	} {
+		if _, err := ParseSchedule(bad); err == nil {
+			t.Errorf("accepted:\n%s", bad)
+		}
+	}
+}
+
+// A crash-in-sync strikes while the member's sync is under way and loses what the sync was to
+// make durable; with no sync in its window it strikes at the window's end. A crash of every
+// member counts as a majority crash and an all-member crash.
+func TestCrashInSync(t *testing.T) {
+	disk := Disk{Lo: 20 * time.Millisecond, Hi: 40 * time.Millisecond} // syncs far longer than a round trip
+	c := New(t, Options{Nodes: 3, Seed: 5, NewService: func(int) service.Service { return NewProbe() },
+		Disks: []Disk{disk, disk, disk}})
+	l := c.WaitLeader(10 * electionTimeout)
+	cl := c.NewClient()
+	c.Do(cl, "inc", 10*time.Second)
+	f := (l + 1) % 3
+	c.CrashInSync(time.Minute, f)
+	cl.Submit([]byte("inc")) // the follower's next sync: the append of this command
+	if !c.RunUntil(func() bool { return !c.Up(f) }, 5*time.Second) {
+		t.Fatalf("the armed crash did not strike: %s", c.Describe())
+	}
+	if c.Stats.ArmedInSync != 1 || c.Stats.CrashesInSync != 1 || c.Stats.Crashes != 1 {
+		t.Fatalf("stats after a crash inside a sync: %+v", c.Stats)
+	}
+	c.Start(f)
+	c.CrashInSync(300*time.Millisecond, f) // nothing to sync: the window's end
+	c.Run(time.Second)
+	if c.Up(f) || c.Stats.ArmedInSync != 1 || c.Stats.Crashes != 2 {
+		t.Fatalf("after an armed crash without a sync: up %v, %+v", c.Up(f), c.Stats)
+	}
+	c.Start(f)
+	c.CrashGroup(0, 1, 2)
+	if c.Stats.MajorityCrashes != 1 || c.Stats.AllCrashes != 1 {
+		t.Fatalf("after a crash of all: %+v", c.Stats)
+	}
+	for id := range 3 {
+		c.Start(id)
+	}
+	if got := c.Do(cl, "inc", 20*time.Second); got.Status != wire.StatusOK || string(got.Reply) != "3" {
+		t.Fatalf("after the crashes: %+v %s", got, got.Reply)
 	}
 }

@@ -415,6 +415,10 @@ func (c *Core) Process(h Handler) error {
 				h.Send(early)
 			}
 		}
+		if bugs.Active("send-before-persist") && len(msgs) > 0 {
+			h.Send(msgs) // planted bug: every role sends before its write is durable
+			msgs = nil
+		}
 		syncing, err := c.write(&rd)
 		if err != nil {
 			c.fail(err)
@@ -634,9 +638,9 @@ func (c *Core) dropCommitAnnouncements(msgs []*pb.Message) []*pb.Message {
 	})
 	kept := msgs[:0] // the Ready's slice is ours until Advance
 	for _, m := range msgs {
-		if to := m.GetTo(); m.GetType() == pb.MsgApp && len(m.GetEntries()) == 0 && to < maxTrackedPeers &&
-			caught[to] > 0 && caught[to]-1 >= m.GetIndex() {
-			continue
+		if to := m.GetTo(); m.GetType() == pb.MsgApp && len(m.GetEntries()) == 0 && (bugs.Active("drop-empty-appends") ||
+			to < maxTrackedPeers && caught[to] > 0 && caught[to]-1 >= m.GetIndex()) {
+			continue // (the planted bug drops probes and recovery appends too)
 		}
 		kept = append(kept, m)
 	}
@@ -708,6 +712,9 @@ func (c *Core) write(rd *raft.Ready) (syncing bool, err error) {
 		}
 		c.noteDurable(rd)
 		return false, nil
+	}
+	if bugs.Active("vote-not-synced") && len(rd.Entries) == 0 {
+		return false, nil // planted bug: a term or vote alone is written but not synced
 	}
 	return rd.MustSync, nil
 }

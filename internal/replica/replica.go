@@ -607,6 +607,16 @@ func (r *Replica) propose(items []wire.Item, size int) {
 	// Nothing was appended: tell each client now instead of letting it time out.
 	for i := range items {
 		it := &items[i]
+		// Only the item that proposed an open or a close gives its mark back: a session's open
+		// (or close) proposed in an earlier batch is still under way, and a later command of
+		// the session must still be admitted (or refused) on it. A failed close is proposed
+		// again: by the client, or by expireSessions at a later tick, attached here or not.
+		switch it.Kind {
+		case wire.ItemOpen:
+			delete(r.opening, it.Session)
+		case wire.ItemClose:
+			delete(r.closing, it.Session)
+		}
 		conn, ok := r.attached[it.Session]
 		if !ok {
 			continue
@@ -617,10 +627,6 @@ func (r *Replica) propose(items []wire.Item, size int) {
 		default:
 			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq,
 				Status: wire.StatusUnavailable, Payload: []byte(err.Error())})
-		}
-		delete(r.opening, it.Session)
-		if it.Kind == wire.ItemClose {
-			delete(r.closing, it.Session)
 		}
 	}
 }

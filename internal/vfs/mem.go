@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -476,4 +477,22 @@ func (m *Mem) String() string {
 		fmt.Fprintf(&b, "%s: %d bytes (%d synced)\n", name, len(nd.data), len(nd.synced))
 	}
 	return b.String()
+}
+
+// UnsyncedFiles returns, sorted, the files directly in dir whose data differs from what a crash
+// would keep of it (written or cut since their last sync). Names not yet made durable by a
+// directory sync are not counted: only file data. A test checks with it that a storage's sync
+// made durable what it wrote.
+func (m *Mem) UnsyncedFiles(dir string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dir = clean(dir)
+	var out []string
+	for name, nd := range m.names {
+		if filepath.Dir(name) == dir && !bytes.Equal(nd.data, nd.synced) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
