@@ -506,7 +506,10 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 				}
 				a.hs = hs
 			case recSynced:
-				if at := int64(binary.LittleEndian.Uint64(payload)); len(payload) != syncedPayloadBytes || at != off {
+				if len(payload) != syncedPayloadBytes {
+					return fmt.Errorf("%w: %s offset %d: a synced record of %d bytes", ErrCorrupt, path, off, len(payload))
+				}
+				if at := int64(binary.LittleEndian.Uint64(payload)); at != off {
 					return fmt.Errorf("%w: %s offset %d: a synced record names offset %d, not its own", ErrCorrupt, path, off, at)
 				}
 				s.vouched = off

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/tandem-cluster/tandem/internal/vfs"
 )
@@ -246,6 +249,101 @@ func TestFormat1SegmentsKeepTheirRule(t *testing.T) {
 		rep, err := Verify(m, dir, &out)
 		if err != nil || rep.LastSegmentVersion != segmentV2 || rep.SyncedOffset == 0 || rep.LastIndex != 40 {
 			t.Fatalf("after the upgrade: %v, report %+v\n%s", err, rep, out.String())
+		}
+	})
+}
+
+// A synced record this build would never write (a payload that is not 8 bytes, an offset not its
+// own) is corruption, refused without a panic, wherever it lies.
+func TestMalformedSyncedRecordRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		payload func(at int64) []byte
+		want    string
+	}{
+		{"short", func(int64) []byte { return []byte{1, 2, 3} }, "a synced record of 3 bytes"},
+		{"another offset", func(at int64) []byte { return binary.LittleEndian.AppendUint64(nil, uint64(at-1)) }, "not its own"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := vfs.NewMem()
+			seg, _, synced := syncedLog(t, m, false)
+			end := synced[len(synced)-1]
+			m.Corrupt(seg, func(b []byte) []byte {
+				var off int64 = end
+				for { // to the end of the records
+					_, _, next, ok, _ := parseRecord(b, off)
+					if !ok {
+						break
+					}
+					off = next
+				}
+				end = off
+				copy(b[off:], appendRecord(nil, recSynced, tc.payload(off)))
+				return b
+			})
+			if _, err := Open(m, dir, opts()); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), fmt.Sprintf("offset %d", end)) {
+				t.Fatalf("got %v, want a refusal saying %q at offset %d", err, tc.want, end)
+			}
+		})
+	}
+}
+
+// Whatever the last segment holds, Open returns (a log or an error, never a panic), and what it
+// recovered is what the next Open recovers.
+func FuzzRecoverSegment(f *testing.F) {
+	m := vfs.NewMem()
+	a, err := Open(m, dir, opts())
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i := uint64(1); i <= 12; i += 3 { // synced batches, then one that is not
+		var ents []*pb.Entry
+		for k := i; k < i+3; k++ {
+			ents = append(ents, entry(k, 1))
+		}
+		if err := a.Append(hs(1, i+2), ents); err != nil {
+			f.Fatal(err)
+		}
+		if i < 10 {
+			if err := a.Sync(); err != nil {
+				f.Fatal(err)
+			}
+		}
+	}
+	a.Close()
+	m.Corrupt(lastSeg(m), func(b []byte) []byte {
+		ends := recordEnds(b)
+		f.Add(bytes.Clone(b[:ends[len(ends)-1]+64]))
+		return b
+	})
+	f.Add(appendRecord(appendRecord(nil, recHeader, encodeHeader(segmentV1, 1, 0, false)), recSynced, make([]byte, 8)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m := vfs.NewMem()
+		a := mustOpen(t, m, opts())
+		a.Close()
+		f, err := m.OpenFile(filepath.Join(dir, "log", "0000000000000001.seg"), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = f.Write(b)
+		_ = f.Sync()
+		_ = m.SyncDir(filepath.Join(dir, "log"))
+		a, err = Open(m, dir, opts())
+		if err != nil {
+			return
+		}
+		last, _ := a.LastIndex()
+		first, _ := a.FirstIndex()
+		a.Close()
+		a, err = Open(m, dir, opts())
+		if err != nil {
+			t.Fatalf("a second Open refuses what the first recovered: %v", err)
+		}
+		if l, _ := a.LastIndex(); l != last {
+			t.Fatalf("last index %d, then %d", last, l)
+		}
+		if fi, _ := a.FirstIndex(); fi != first {
+			t.Fatalf("first index %d, then %d", first, fi)
 		}
 	})
 }
