@@ -340,11 +340,15 @@ func writeFileDurably(fsys vfs.FS, dir, name, tmpSuffix string, data []byte) err
 // ---- records ----
 
 func appendRecord(dst []byte, typ uint8, payload []byte) []byte {
+	start := len(dst)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))
-	dst = append(dst, typ)
-	crc := crc32.Update(crc32.Update(0, castagnoli, []byte{typ}), castagnoli, payload)
-	dst = binary.LittleEndian.AppendUint32(dst, crc)
-	return append(dst, payload...)
+	dst = append(dst, typ, 0, 0, 0, 0)
+	dst = append(dst, payload...)
+	// The CRC is taken over dst's own bytes, so that neither the type byte nor the payload is
+	// moved to the heap for crc32 (an allocation per record on the append path).
+	crc := crc32.Update(crc32.Update(0, castagnoli, dst[start+4:start+5]), castagnoli, dst[start+recordHeaderBytes:])
+	binary.LittleEndian.PutUint32(dst[start+5:], crc)
+	return dst
 }
 
 // parseRecord parses the record at off. ok=false means no valid record there; end=true means
@@ -364,7 +368,7 @@ func parseRecord(b []byte, off int64) (typ uint8, payload []byte, next int64, ok
 		return 0, nil, 0, false, false
 	}
 	payload = b[off+recordHeaderBytes : off+recordHeaderBytes+int64(n)]
-	if crc32.Update(crc32.Update(0, castagnoli, []byte{typ}), castagnoli, payload) != crc {
+	if crc32.Update(crc32.Update(0, castagnoli, b[off+4:off+5]), castagnoli, payload) != crc {
 		return 0, nil, 0, false, false
 	}
 	return typ, payload, off + recordHeaderBytes + int64(n), true, false
@@ -859,7 +863,9 @@ func (a *Archive) markSynced(buf []byte, s *segment) []byte {
 		return buf
 	}
 	s.vouched = s.end
-	return appendRecord(buf, recSynced, binary.LittleEndian.AppendUint64(nil, uint64(s.end)))
+	var payload [syncedPayloadBytes]byte
+	binary.LittleEndian.PutUint64(payload[:], uint64(s.end))
+	return appendRecord(buf, recSynced, payload[:])
 }
 
 // newSegmentFile creates the segment file at path: the spare renamed, if it is ready (its size is
