@@ -74,13 +74,34 @@ func (o *Options) defaults() {
 	}
 }
 
+// formatVersion is the version of the IDENTITY file and of snapshot files.
 const formatVersion uint8 = 1
+
+// Segment format versions (a segment header's first byte). Version 2 adds the synced record, and
+// with it a recovery that tells an unsynced tail with holes from damage to synced data (see
+// doc.go). Version-1 segments, written by older builds, are read with the rule of their time.
+const (
+	segmentV1 uint8 = 1
+	segmentV2 uint8 = 2
+)
+
+// segmentVersionWritten is the version of the segments this build writes (a variable only so
+// that tests can write version-1 segments as an older build did).
+var segmentVersionWritten = segmentV2
 
 // Record types.
 const (
 	recHeader    uint8 = 1
 	recEntry     uint8 = 2
 	recHardState uint8 = 3
+	recSynced    uint8 = 4 // version 2 on
+)
+
+// syncedPayloadBytes is a synced record's payload (the offset it vouches for, u64), and
+// syncedRecordBytes the whole record.
+const (
+	syncedPayloadBytes = 8
+	syncedRecordBytes  = recordHeaderBytes + syncedPayloadBytes
 )
 
 const recordHeaderBytes = 4 + 1 + 4
@@ -98,12 +119,19 @@ type segment struct {
 	seq      uint64
 	path     string
 	f        vfs.File
+	version  uint8 // of the segment's format (its header's)
 	end      int64 // end of the records
 	size     int64 // allocated size (records, then zeros)
 	first    uint64
 	prevTerm uint64
 	reset    bool
 	dirty    bool // written since the last sync
+	// syncedEnd is end as the last successful sync left it: every byte before it is durable.
+	// vouched is the largest offset a synced record in the segment names (each names its own
+	// offset, so vouched < end). The first write after a sync that moved syncedEnd past vouched
+	// starts with a synced record naming syncedEnd (markSynced).
+	syncedEnd int64
+	vouched   int64
 }
 
 type loc struct {
@@ -312,11 +340,15 @@ func writeFileDurably(fsys vfs.FS, dir, name, tmpSuffix string, data []byte) err
 // ---- records ----
 
 func appendRecord(dst []byte, typ uint8, payload []byte) []byte {
+	start := len(dst)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))
-	dst = append(dst, typ)
-	crc := crc32.Update(crc32.Update(0, castagnoli, []byte{typ}), castagnoli, payload)
-	dst = binary.LittleEndian.AppendUint32(dst, crc)
-	return append(dst, payload...)
+	dst = append(dst, typ, 0, 0, 0, 0)
+	dst = append(dst, payload...)
+	// The CRC is taken over dst's own bytes, so that neither the type byte nor the payload is
+	// moved to the heap for crc32 (an allocation per record on the append path).
+	crc := crc32.Update(crc32.Update(0, castagnoli, dst[start+4:start+5]), castagnoli, dst[start+recordHeaderBytes:])
+	binary.LittleEndian.PutUint32(dst[start+5:], crc)
+	return dst
 }
 
 // parseRecord parses the record at off. ok=false means no valid record there; end=true means
@@ -332,11 +364,11 @@ func parseRecord(b []byte, off int64) (typ uint8, payload []byte, next int64, ok
 	if n == 0 && typ == 0 && crc == 0 {
 		return 0, nil, 0, false, true
 	}
-	if n > maxRecordBytes || int64(n) > int64(len(b))-off-recordHeaderBytes || typ < recHeader || typ > recHardState {
+	if n > maxRecordBytes || int64(n) > int64(len(b))-off-recordHeaderBytes || typ < recHeader || typ > recSynced {
 		return 0, nil, 0, false, false
 	}
 	payload = b[off+recordHeaderBytes : off+recordHeaderBytes+int64(n)]
-	if crc32.Update(crc32.Update(0, castagnoli, []byte{typ}), castagnoli, payload) != crc {
+	if crc32.Update(crc32.Update(0, castagnoli, b[off+4:off+5]), castagnoli, payload) != crc {
 		return 0, nil, 0, false, false
 	}
 	return typ, payload, off + recordHeaderBytes + int64(n), true, false
@@ -351,19 +383,8 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// validRecordAfter reports whether any valid record starts after off: then a bad record at off
-// is damage in the middle of the log, not a torn tail.
-func validRecordAfter(b []byte, off int64) (int64, bool) {
-	for p := off + 1; p+recordHeaderBytes <= int64(len(b)); p++ {
-		if _, _, _, ok, _ := parseRecord(b, p); ok {
-			return p, true
-		}
-	}
-	return 0, false
-}
-
-func encodeHeader(first, prevTerm uint64, reset bool) []byte {
-	b := []byte{formatVersion}
+func encodeHeader(version uint8, first, prevTerm uint64, reset bool) []byte {
+	b := []byte{version}
 	b = binary.LittleEndian.AppendUint64(b, first)
 	b = binary.LittleEndian.AppendUint64(b, prevTerm)
 	r := uint8(0)
@@ -373,11 +394,14 @@ func encodeHeader(first, prevTerm uint64, reset bool) []byte {
 	return append(b, r)
 }
 
-func decodeHeader(p []byte) (first, prevTerm uint64, reset bool, err error) {
-	if len(p) != 18 || p[0] != formatVersion || p[17] > 1 {
-		return 0, 0, false, errors.New("bad segment header")
+func decodeHeader(p []byte) (version uint8, first, prevTerm uint64, reset bool, err error) {
+	if len(p) != 18 || p[17] > 1 {
+		return 0, 0, 0, false, errors.New("bad segment header")
 	}
-	return binary.LittleEndian.Uint64(p[1:]), binary.LittleEndian.Uint64(p[9:]), p[17] == 1, nil
+	if p[0] < segmentV1 || p[0] > segmentV2 {
+		return 0, 0, 0, false, fmt.Errorf("segment format %d, this build reads %d to %d", p[0], segmentV1, segmentV2)
+	}
+	return p[0], binary.LittleEndian.Uint64(p[1:]), binary.LittleEndian.Uint64(p[9:]), p[17] == 1, nil
 }
 
 // ---- recovery ----
@@ -391,6 +415,13 @@ type Report struct {
 	HardState  string
 	TornTail   string // where a torn tail was found (and cut, on Open), "" if none
 	Snapshots  []string
+	// The last segment: its file, format version and the end of its records (after any cut),
+	// and the largest offset a synced record in it names (everything before it was durable
+	// when that record was written; 0 if none, as in every version-1 segment).
+	LastSegment        string
+	LastSegmentVersion uint8
+	LastSegmentEnd     int64
+	SyncedOffset       int64
 }
 
 // recoverLog replays every segment into the in-memory index. With cut, a torn tail is cut from
@@ -422,15 +453,15 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 		var off int64
 		for off < int64(len(b)) {
 			typ, payload, next, ok, end := parseRecord(b, off)
+			if ok && typ == recSynced && s.version == segmentV1 {
+				ok = false // no such record before version 2: bad, as an older build saw it
+			}
 			if end || !ok {
-				if p, found := validRecordAfter(b, off); found {
-					return fmt.Errorf("%w: %s offset %d: a bad record precedes a valid one at offset %d: refusing to cut the middle of the log",
-						ErrCorrupt, path, off, p)
+				torn, err := a.badRecord(s, b, off, end, last)
+				if err != nil {
+					return err
 				}
-				if !end && !last {
-					return fmt.Errorf("%w: %s offset %d: bad record in a segment that is not the last", ErrCorrupt, path, off)
-				}
-				if !end || !allZero(b[off:]) {
+				if torn {
 					if rep != nil {
 						rep.TornTail = fmt.Sprintf("%s offset %d (%d bytes after it)", path, off, int64(len(b))-off)
 					}
@@ -454,11 +485,11 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 				if off != 0 {
 					return fmt.Errorf("%w: %s offset %d: a second segment header", ErrCorrupt, path, off)
 				}
-				first, prevTerm, reset, err := decodeHeader(payload)
+				version, first, prevTerm, reset, err := decodeHeader(payload)
 				if err != nil {
 					return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 				}
-				s.first, s.prevTerm, s.reset = first, prevTerm, reset
+				s.version, s.first, s.prevTerm, s.reset = version, first, prevTerm, reset
 				if err := a.applyHeader(s, started); err != nil {
 					return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 				}
@@ -478,6 +509,14 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 					return fmt.Errorf("%w: %s offset %d: %v", ErrCorrupt, path, off, err)
 				}
 				a.hs = hs
+			case recSynced:
+				if len(payload) != syncedPayloadBytes {
+					return fmt.Errorf("%w: %s offset %d: a synced record of %d bytes", ErrCorrupt, path, off, len(payload))
+				}
+				if at := int64(binary.LittleEndian.Uint64(payload)); at != off {
+					return fmt.Errorf("%w: %s offset %d: a synced record names offset %d, not its own", ErrCorrupt, path, off, at)
+				}
+				s.vouched = off
 			}
 			off = next
 		}
@@ -510,8 +549,49 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 			rep.HardState = fmt.Sprintf("term %d vote %d commit %d", a.hs.GetTerm(), a.hs.GetVote(), a.hs.GetCommit())
 		}
 	}
+	if rep != nil && len(a.segs) > 0 {
+		s := a.current()
+		rep.LastSegment, rep.LastSegmentVersion, rep.LastSegmentEnd, rep.SyncedOffset = s.path, s.version, s.end, s.vouched
+	}
 	a.durable = a.lastIndex()
 	return nil
+}
+
+// badRecord decides what a bad record (or the zero end marker, end) at off of segment s means:
+// the end of its records, a torn tail to cut (torn), or corruption (an error naming the file and
+// offset). Only the last segment can hold unsynced data (a segment is synced before the next
+// one starts), so only there can a tail be torn; the middle of a log is never cut.
+func (a *Archive) badRecord(s *segment, b []byte, off int64, end, last bool) (torn bool, err error) {
+	if end && allZero(b[off:]) {
+		return false, nil // the records end here; zeros follow
+	}
+	if !end && !last {
+		return false, fmt.Errorf("%w: %s offset %d: bad record in a segment that is not the last", ErrCorrupt, s.path, off)
+	}
+	if last && s.version >= segmentV2 && off > 0 {
+		// Every synced record names the offset it lies at, and everything before it was durable
+		// when it was written. One after off says off lies in synced data: damage, not a crash.
+		// None says nothing from off on was ever synced: a crash wrote some of it back and not
+		// the rest, in any order, and all of it goes, valid records after off included.
+		if at, found := syncedRecordAfter(b, off); found {
+			return false, fmt.Errorf("%w: %s offset %d: a bad record in data the synced record at offset %d says was durable: refusing to cut the middle of the log",
+				ErrCorrupt, s.path, off, at)
+		}
+		return true, nil
+	}
+	// A version-1 segment, one that is not the last (its records end with zeros, then junk),
+	// or a header that cannot be read, so that neither the version nor any synced record counts.
+	// A segment's header is durable before anything else is written to it (roll), so in a
+	// segment of this build a bad header followed by a valid record is damage too.
+	maxType := recHardState
+	if s.version >= segmentV2 || off == 0 {
+		maxType = recSynced
+	}
+	if p, found := validRecordAfter(b, off, maxType); found {
+		return false, fmt.Errorf("%w: %s offset %d: a bad record precedes a valid one at offset %d: refusing to cut the middle of the log",
+			ErrCorrupt, s.path, off, p)
+	}
+	return true, nil
 }
 
 // applyHeader starts a segment's entries during replay.
@@ -751,16 +831,41 @@ func (a *Archive) roll(first, prevTerm uint64, reset bool) error {
 	if err != nil {
 		return err
 	}
-	s := &segment{seq: seq, path: path, f: f, size: size, first: first, prevTerm: prevTerm, reset: reset}
+	s := &segment{seq: seq, path: path, f: f, version: segmentVersionWritten, size: size, first: first, prevTerm: prevTerm, reset: reset}
 	a.segs = append(a.segs, s)
 	a.dirDirty = true
-	buf := appendRecord(nil, recHeader, encodeHeader(first, prevTerm, reset))
+	if _, err := a.write(s, appendRecord(nil, recHeader, encodeHeader(s.version, first, prevTerm, reset))); err != nil {
+		return err
+	}
+	// The header is durable before anything else is written to the segment: then a crash never
+	// leaves a segment whose header is lost but whose later records survive, and recovery can
+	// take a bad header followed by a valid record for what it is, damage (see badRecord).
+	if !a.opts.NoSync {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
 	if a.hs != nil {
 		raw, _ := proto.Marshal(a.hs)
-		buf = appendRecord(buf, recHardState, raw)
+		if _, err := a.write(s, appendRecord(nil, recHardState, raw)); err != nil {
+			return err
+		}
 	}
-	_, err = a.write(s, buf)
-	return err
+	return nil
+}
+
+// markSynced appends to buf the synced record that vouches for s up to where the last sync left
+// it, if s grew since its last synced record and nothing was written since the sync (the record
+// must lie at the offset it names: buf is written at s.end). Syncing switched off (NoSync)
+// writes none: they would vouch for nothing.
+func (a *Archive) markSynced(buf []byte, s *segment) []byte {
+	if s.version < segmentV2 || a.opts.NoSync || s.syncedEnd <= s.vouched || s.end != s.syncedEnd {
+		return buf
+	}
+	s.vouched = s.end
+	var payload [syncedPayloadBytes]byte
+	binary.LittleEndian.PutUint64(payload[:], uint64(s.end))
+	return appendRecord(buf, recSynced, payload[:])
 }
 
 // newSegmentFile creates the segment file at path: the spare renamed, if it is ready (its size is
@@ -946,9 +1051,10 @@ func (a *Archive) Append(hs *pb.HardState, ents []*pb.Entry) error {
 			return fmt.Errorf("archive: append at %d is below the first index %d", fi, a.first)
 		}
 		cur := a.current()
-		if fi <= last || cur == nil || cur.end >= a.opts.SegmentBytes {
+		if fi <= last || cur == nil || cur.end >= a.opts.SegmentBytes || cur.version != segmentVersionWritten {
 			// A truncation (or a full segment) starts a new segment, so every segment's
-			// header is exact and recovery never guesses.
+			// header is exact and recovery never guesses; so does a segment of an older
+			// format (this build writes only its own).
 			pt, err := a.Term(fi - 1)
 			if err != nil {
 				return err
@@ -963,7 +1069,7 @@ func (a *Archive) Append(hs *pb.HardState, ents []*pb.Entry) error {
 			}
 		}
 		s := a.current()
-		a.buf = a.buf[:0]
+		a.buf = a.markSynced(a.buf[:0], s)
 		offs := make([]int64, len(ents))
 		for i, e := range ents {
 			raw, err := proto.Marshal(e)
@@ -991,13 +1097,14 @@ func (a *Archive) Append(hs *pb.HardState, ents []*pb.Entry) error {
 		if err != nil {
 			return err
 		}
-		if a.current() == nil {
+		if cur := a.current(); cur == nil || cur.version != segmentVersionWritten {
 			pt, _ := a.Term(a.lastIndex())
 			if err := a.roll(a.lastIndex()+1, pt, false); err != nil {
 				return a.fail(err)
 			}
 		}
-		if _, err := a.write(a.current(), appendRecord(nil, recHardState, raw)); err != nil {
+		s := a.current()
+		if _, err := a.write(s, appendRecord(a.markSynced(nil, s), recHardState, raw)); err != nil {
 			return a.fail(err)
 		}
 		a.hs = proto.Clone(hs).(*pb.HardState)
@@ -1028,6 +1135,7 @@ func (a *Archive) Sync() error {
 	}
 	for _, s := range a.segs {
 		s.dirty = false
+		s.syncedEnd = s.end
 	}
 	a.dirDirty = false
 	a.durable = a.lastIndex()
@@ -1352,6 +1460,18 @@ func Verify(fsys vfs.FS, dir string, w interface{ Write([]byte) (int, error) }) 
 	}
 	fmt.Fprintf(w, "log: %d segments, %d records, entries %d..%d, hard state: %s\n",
 		rep.Segments, rep.Records, rep.FirstIndex, rep.LastIndex, rep.HardState)
+	switch {
+	case rep.LastSegment == "":
+	case rep.LastSegmentVersion < segmentV2:
+		fmt.Fprintf(w, "last segment %s: format %d (no synced records), records end at offset %d\n",
+			filepath.Base(rep.LastSegment), rep.LastSegmentVersion, rep.LastSegmentEnd)
+	case rep.SyncedOffset == 0:
+		fmt.Fprintf(w, "last segment %s: format %d, records end at offset %d, no synced record yet\n",
+			filepath.Base(rep.LastSegment), rep.LastSegmentVersion, rep.LastSegmentEnd)
+	default:
+		fmt.Fprintf(w, "last segment %s: format %d, records end at offset %d, its last synced record vouches for the bytes before offset %d\n",
+			filepath.Base(rep.LastSegment), rep.LastSegmentVersion, rep.LastSegmentEnd, rep.SyncedOffset)
+	}
 	if rep.TornTail != "" {
 		fmt.Fprintf(w, "torn tail at %s (cut when the member next starts)\n", rep.TornTail)
 	} else {

@@ -9,7 +9,7 @@
 //	                                      as log; a recycled segment while its job zeroes it)
 //	<dir>/snap/<index:016x>-<term:016x>.snap  snapshots; *.tmp files are unfinished and ignored
 //
-// # Segment format (version 1)
+// # Segment format (version 2)
 //
 // A segment is a sequence of records, then zeros: a segment is either the spare, zero-filled to
 // its whole size before it became the segment, or grown in steps of GrowBytes of zeros, so the
@@ -25,10 +25,19 @@
 //	             prev term. A segment whose first index is at or below the end of the previous one
 //	             supersedes the older entries from there on (a raft log truncation); with reset=1
 //	             every older entry is void (a snapshot received from the leader replaced the log).
+//	             The header is synced before anything else is written to the segment.
 //	2 entry      a raft entry (protobuf). Within a segment, entries are contiguous and increasing:
 //	             a truncation always starts a new segment, so every segment's header is exact.
 //	3 hardstate  a raft HardState (protobuf); the last one wins. Every segment repeats the
 //	             current one right after its header, so deleting old segments never loses it.
+//	4 synced     offset u64: every byte of the segment before offset was durable when this record
+//	             was written. It is the first record of the first write after a sync that made the
+//	             segment longer than its last synced record says, and lies at the offset it names
+//	             (it rides in that write: no sync of its own, 17 bytes).
+//
+// Version 1 (older builds) is the same without synced records and without the early sync of the
+// header. This build reads both and writes only version 2: the first write after opening a log
+// whose last segment is of version 1 starts a new segment.
 //
 // # Snapshot format
 //
@@ -40,13 +49,33 @@
 //
 // # Recovery
 //
-// Open reads every segment. In the last segment, a record that is cut short, zero-filled or fails
-// its CRC is a torn tail if no valid record follows it anywhere after: the tail is cut and the
-// member starts. A bad record anywhere else — in an earlier segment, or followed by a valid
-// record — is corruption: Open refuses with the file and offset, and the member must be rebuilt
-// from its peers. The middle of a log is never "repaired": an acknowledged entry may live there.
-// (A crash that reorders unsynced appends can leave a valid record behind a torn one; Open then
-// refuses rather than guess, which is the safe side.)
+// Open reads every segment. A segment is synced before the next one is started, so only the last
+// one can hold data that was never synced, and a power loss may have written that data back in
+// any order (a page cache writes dirty pages back as it likes): some of it reached the disk,
+// some did not, a later part perhaps where an earlier one did not. At the first record of the
+// last segment that is cut short, zero-filled or fails its CRC (a bad record, at offset B):
+//
+//   - Version 2: if a valid synced record after B (found by trying every later offset; one that
+//     does not lie at the offset it names is not one of ours and does not count) names an
+//     offset past B, B lies in synced data: corruption. Otherwise nothing from B on was ever
+//     synced: it is a torn tail, cut at B, valid records after B included, and the member
+//     starts.
+//   - Version 1 (where a synced record is a bad record, as older builds saw it), or a header
+//     that cannot be read: a torn tail if no valid record follows B anywhere after it;
+//     corruption otherwise. (A header is synced before anything else is written to its
+//     segment, so a bad header followed by a valid record is damage.)
+//
+// In an earlier segment, a bad record, or a valid record after the zeros that end its records,
+// is corruption. Corruption makes Open refuse with the file and offset, and the member must be
+// rebuilt from its peers: the middle of a log is never "repaired", as an acknowledged entry may
+// live there. A cut zero-fills the segment from B on (and so do other bytes after the zeros that
+// end an earlier segment's records), so no later recovery meets what was cut.
+//
+// What a synced record cannot do: it is written with the next write after a sync, so damage to
+// the records of the last sync of the last segment (until the next write vouches for them) reads
+// like a torn tail and is cut, as a damaged last record always was. Such damage is a failing
+// disk, not a power loss; a power loss never harms synced data. The search for later records
+// costs time linear in the rest of the segment, whatever its bytes (see scan.go).
 //
 // # Failure
 //
@@ -68,5 +97,7 @@
 //
 // The archive keeps a small index per live entry (term and location) and reads entries from the
 // segment files through a cache bounded by Options.CacheBytes; compaction keeps the number of
-// live entries bounded (retained snapshots plus LogMarginEntries).
+// live entries bounded (retained snapshots plus LogMarginEntries). Open reads one segment at a
+// time, whole; a search for records after a bad one adds, while it runs, a CRC register per 16
+// bytes of the rest of the segment (a quarter of its size).
 package archive

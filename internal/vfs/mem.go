@@ -28,7 +28,21 @@ const (
 	// CrashTear keeps unsynced writes up to a random point and scribbles garbage or zeros over a
 	// random part of the unsynced region, as a torn sector write would.
 	CrashTear
+	// CrashReorder writes unsynced data back out of order, as a page cache does: each unsynced
+	// block of ReorderBlockBytes of a file independently reached the disk (it holds what was
+	// written) or did not (it holds what the disk had: the synced bytes, or zeros where the file
+	// had none, as an allocated but unwritten extent reads). So a later block may survive where
+	// an earlier one did not. The file is as long as its synced length or the end of its last
+	// block that reached the disk, whichever is larger (a truncation that was not synced is
+	// lost). Sometimes one block that reached the disk is torn: a part of what was being written
+	// to it (never its synced bytes) holds garbage or zeros.
+	CrashReorder
 )
+
+// ReorderBlockBytes is the unit CrashReorder writes back. A page cache writes 4 KiB pages; the
+// model uses 512 B (a disk sector) because the simulator's log segments are only 2 KiB, and a
+// 4 KiB unit would keep or lose a whole segment at once: it could never leave a hole in one.
+const ReorderBlockBytes = 512
 
 // ErrStaleHandle is returned by a file handle opened before a crash.
 var ErrStaleHandle = errors.New("vfs: file handle from before a crash")
@@ -133,10 +147,15 @@ func crashData(rng *rand.Rand, mode CrashMode, nd *node) []byte {
 	if mode == CrashDrop || start >= end {
 		return slices.Clone(nd.synced)
 	}
+	if mode == CrashReorder {
+		return crashReorder(rng, nd)
+	}
 	p := start + rng.IntN(end-start+1) // writes before p reached the disk, later ones did not
 	out := slices.Clone(nd.data[:min(p, len(nd.data))])
 	if p < len(nd.synced) {
-		out = append(out, nd.synced[p:]...)
+		// The disk's bytes from where the writes stop, at their own offsets (a file cut
+		// shorter than p keeps its synced bytes past the cut: the cut did not reach the disk).
+		out = append(out, nd.synced[len(out):]...)
 	}
 	if mode == CrashTear && p < end {
 		// A torn write: the sectors being written when the power went hold garbage or zeros.
@@ -155,6 +174,70 @@ func crashData(rng *rand.Rand, mode CrashMode, nd *node) []byte {
 		}
 	}
 	return out
+}
+
+// crashReorder is CrashReorder: every unsynced block reached the disk or not, on its own.
+func crashReorder(rng *rand.Rand, nd *node) []byte {
+	// What the disk had: the synced bytes, and zeros beyond them.
+	out := make([]byte, max(len(nd.data), len(nd.synced)))
+	copy(out, nd.synced)
+	size := len(nd.synced)
+	// A block is unsynced if any of its bytes differs from the disk's or lies past the synced
+	// length (zeros written to grow the file count: they make it longer).
+	var dirty []int
+	for b := 0; b < len(nd.data); b += ReorderBlockBytes {
+		if lo, hi := dirtyRange(nd, b); lo < hi {
+			dirty = append(dirty, b)
+		}
+	}
+	if len(dirty) == 0 {
+		return out[:size]
+	}
+	// How likely a block is to have reached the disk is drawn per file, so that crashes range
+	// from "almost nothing written back" to "almost everything, with a few holes".
+	keep := rng.Float64()
+	torn := -1
+	if rng.IntN(2) == 0 {
+		torn = rng.IntN(len(dirty))
+	}
+	for i, b := range dirty {
+		if i != torn && rng.Float64() >= keep {
+			continue // not written back: the disk's bytes stay
+		}
+		e := min(b+ReorderBlockBytes, len(nd.data))
+		copy(out[b:e], nd.data[b:e])
+		size = max(size, e)
+		if i == torn {
+			// Torn: part of what was being written holds garbage or zeros.
+			lo, hi := dirtyRange(nd, b)
+			from := lo + rng.IntN(hi-lo)
+			to := from + 1 + rng.IntN(hi-from)
+			zero := rng.IntN(2) == 0
+			for k := from; k < to; k++ {
+				out[k] = 0
+				if !zero {
+					out[k] = byte(rng.Uint32())
+				}
+			}
+		}
+	}
+	return out[:size]
+}
+
+// dirtyRange returns the part [lo, hi) of the block at b (within the file's current data) that
+// was written since the last sync: from its first to its last byte that differs from the synced
+// bytes or lies past them. lo == hi: the block is clean.
+func dirtyRange(nd *node, b int) (lo, hi int) {
+	e := min(b+ReorderBlockBytes, len(nd.data))
+	differs := func(k int) bool { return k >= len(nd.synced) || nd.data[k] != nd.synced[k] }
+	lo, hi = b, e
+	for lo < e && !differs(lo) {
+		lo++
+	}
+	for hi > lo && !differs(hi-1) {
+		hi--
+	}
+	return lo, hi
 }
 
 func clean(name string) string { return filepath.Clean(name) }

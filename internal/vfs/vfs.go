@@ -1,6 +1,7 @@
 // Package vfs is the file-system seam of the archive: the real os file system in production, and
-// a model in tests that keeps synced and unsynced data apart, so a simulated crash can drop, cut
-// or tear what was never synced and a test can prove that nothing acknowledged was lost.
+// a model in tests that keeps synced and unsynced data apart, so a simulated crash can drop, cut,
+// tear or write back out of order what was never synced and a test can prove that nothing
+// acknowledged was lost.
 package vfs
 
 import (
