@@ -58,6 +58,7 @@ var crashModes = []struct {
 	{"drop", vfs.CrashDrop},
 	{"cut", vfs.CrashTruncate},
 	{"tear", vfs.CrashTear},
+	{"reorder", vfs.CrashReorder},
 }
 
 // legacyCrashModes are the modes of a schedule script without a "crash-modes" line: the ones

@@ -216,6 +216,10 @@ func TestCrashInSync(t *testing.T) {
 		t.Fatalf("stats after a crash inside a sync: %+v", c.Stats)
 	}
 	c.Start(f)
+	if !c.WaitConverged(10 * time.Second) { // caught up, so an idle member has nothing to sync
+		t.Fatalf("the restarted follower did not catch up: %s", c.Describe())
+	}
+	c.Run(time.Second)
 	c.CrashInSync(300*time.Millisecond, f) // nothing to sync: the window's end
 	c.Run(time.Second)
 	if c.Up(f) || c.Stats.ArmedInSync != 1 || c.Stats.Crashes != 2 {
