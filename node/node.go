@@ -74,6 +74,12 @@ type Status struct {
 	Members       []Member
 	// EventsDropped counts events lost because nobody read Events fast enough.
 	EventsDropped int
+	// MemberConnsRefused and ClientConnsRefused count connections closed at once because their
+	// port had MaxMemberConns / MaxClientConns open; AcceptFailures counts failed accepts on
+	// either port (e.g. too many open files), each retried after a backoff.
+	MemberConnsRefused int
+	ClientConnsRefused int
+	AcceptFailures     int
 }
 
 // Node is one running member: the replica behind a real clock, TCP and the archive.
@@ -90,6 +96,11 @@ type Node struct {
 	status      Status
 	unreachable map[int]bool
 	dropped     int
+	// tr and cs are the running transports (nil before Run), for their counters in Status.
+	tr *transport.Transport
+	cs *transport.ClientServer
+
+	wrapListener func(port string, l net.Listener) net.Listener // tests only
 }
 
 // Option adjusts a node.
@@ -97,6 +108,11 @@ type Option func(*Node)
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(n *Node) { n.log = l } }
+
+// withListeners wraps the member's listeners ("member", "client"), so a test can make them fail.
+func withListeners(wrap func(port string, l net.Listener) net.Listener) Option {
+	return func(n *Node) { n.wrapListener = wrap }
+}
 
 // New checks the configuration and prepares a member running svc. Nothing is opened until Run.
 func New(cfg Config, svc service.Service, opts ...Option) (*Node, error) {
@@ -130,6 +146,11 @@ func (n *Node) Status() Status {
 	st := n.status
 	st.Members = append([]Member(nil), st.Members...)
 	st.EventsDropped = n.dropped
+	if n.tr != nil {
+		st.MemberConnsRefused = n.tr.Refused()
+		st.ClientConnsRefused = n.cs.Refused()
+		st.AcceptFailures = n.tr.AcceptFailures() + n.cs.AcceptFailures()
+	}
 	return st
 }
 
@@ -252,6 +273,9 @@ func (n *Node) Run(ctx context.Context) error {
 		_ = ml.Close()
 		return err
 	}
+	if n.wrapListener != nil {
+		ml, cl = n.wrapListener("member", ml), n.wrapListener("client", cl)
+	}
 	arch, err := archive.Open(vfs.OS(), cfg.DataDir, archive.Options{
 		ClusterID:         cfg.ClusterID,
 		MemberID:          cfg.ID,
@@ -277,10 +301,11 @@ func (n *Node) Run(ctx context.Context) error {
 		Peers:         peers,
 		Listener:      ml,
 		MaxFrameBytes: cfg.MaxFrameBytes,
+		MaxConns:      cfg.MaxMemberConns,
 		SnapshotDir:   filepath.Join(cfg.DataDir, "incoming"),
 		Logger:        n.log,
 	}, h)
-	cs := transport.NewClientServer(transport.ClientConfig{Listener: cl, Logger: n.log}, h)
+	cs := transport.NewClientServer(transport.ClientConfig{Listener: cl, MaxConns: cfg.MaxClientConns, Logger: n.log}, h)
 	rcfg := cfg.replicaConfig()
 	rcfg.Logger = n.log
 	out := &outbox{n: n, peers: tr, clients: cs}
@@ -291,6 +316,9 @@ func (n *Node) Run(ctx context.Context) error {
 		_ = cl.Close()
 		return fmt.Errorf("member %d: %w", cfg.ID, err)
 	}
+	n.mu.Lock()
+	n.tr, n.cs = tr, cs
+	n.mu.Unlock()
 	tr.Start()
 	cs.Start()
 	err = n.loop(ctx, r, newJobs(arch.TakeSpareJob, arch.StopSpareJob), tr, cs)

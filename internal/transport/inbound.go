@@ -29,19 +29,17 @@ const snapshotProgressChunks = 16
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// acceptLoop serves inbound connections until Stop; a failed accept is retried (accepter).
 func (t *Transport) acceptLoop() {
 	defer t.wg.Done()
+	open := func() int {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return len(t.inbound)
+	}
 	for {
-		conn, err := t.cfg.Listener.Accept()
-		if err != nil {
-			if t.ctx.Err() != nil {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			t.log.Error("member listener failed", "err", err)
+		conn := t.acc.next(open)
+		if conn == nil {
 			return
 		}
 		t.mu.Lock()
@@ -55,6 +53,7 @@ func (t *Transport) acceptLoop() {
 			delete(t.inbound, conn)
 			t.mu.Unlock()
 			_ = conn.Close()
+			t.acc.connClosed()
 		}()
 	}
 }

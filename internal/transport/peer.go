@@ -41,6 +41,10 @@ type Config struct {
 	SnapshotChunkBytes int
 	// MaxConcurrentSnapshots caps snapshot transfers sent at once (default 2).
 	MaxConcurrentSnapshots int
+	// MaxConns bounds the inbound connections served at once (default 1024; a peer needs two,
+	// one for messages and one for a snapshot transfer). One over it is closed at once, logged
+	// and counted (Refused).
+	MaxConns int
 	// SnapshotDir receives incoming snapshots; they are fsynced and verified before raft sees them.
 	SnapshotDir string
 	Logger      *slog.Logger
@@ -67,6 +71,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxConcurrentSnapshots == 0 {
 		c.MaxConcurrentSnapshots = 2
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 1024
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -99,6 +106,8 @@ type Transport struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	acc *accepter
+
 	mu      sync.Mutex
 	inbound map[net.Conn]struct{}
 	// Rejected counts inbound connections closed for a protocol violation (for tests and
@@ -118,6 +127,7 @@ func New(cfg Config, h Handler) *Transport {
 		cancel:  cancel,
 		inbound: map[net.Conn]struct{}{},
 	}
+	t.acc = newAccepter("member", cfg.Listener, cfg.MaxConns, cfg.Logger, ctx.Done())
 	for id, addr := range cfg.Peers {
 		if id == cfg.SelfID {
 			continue
@@ -159,6 +169,12 @@ func (t *Transport) Rejected() int {
 	defer t.mu.Unlock()
 	return t.rejected
 }
+
+// Refused returns how many inbound connections were closed at once because MaxConns were open.
+func (t *Transport) Refused() int { return int(t.acc.refused.Load()) }
+
+// AcceptFailures returns how many accepts on the member port failed (and were retried).
+func (t *Transport) AcceptFailures() int { return int(t.acc.failed.Load()) }
 
 // Send queues messages for their peers, each framed into its peer's queue, and flushes at once
 // the queues that received an urgent message — anything but a leader's append without entries,
