@@ -29,6 +29,9 @@ const snapshotProgressChunks = 16
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// errNotTaken: the handler did not take a message because the member is stopping.
+var errNotTaken = errors.New("transport: message not taken, the member is stopping")
+
 // acceptLoop serves inbound connections until Stop; a failed accept is retried (accepter).
 func (t *Transport) acceptLoop() {
 	defer t.wg.Done()
@@ -116,12 +119,16 @@ func (t *Transport) serve(conn net.Conn) {
 		}
 		if m.GetType() == pb.MsgSnap {
 			if err := t.receiveSnapshot(conn, r, m); err != nil {
-				t.reject(conn, "snapshot from raft id %d: %v", from, err)
+				if !errors.Is(err, errNotTaken) {
+					t.reject(conn, "snapshot from raft id %d: %v", from, err)
+				}
 				return
 			}
 			continue
 		}
-		t.h.Receive(m)
+		if !t.h.Receive(m) {
+			return // the member is stopping
+		}
 	}
 }
 
@@ -190,7 +197,9 @@ func (t *Transport) receiveSnapshot(conn net.Conn, r *bufio.Reader, m *pb.Messag
 		return errors.New("snapshot changed on disk after sync")
 	}
 	m.Snapshot.Data = data
-	t.h.Receive(m)
+	if !t.h.Receive(m) {
+		return errNotTaken // not acknowledged: the sender must not believe it applied
+	}
 	ack := wire.AppendFrame(nil, wire.FrameSnapshotAck, nil)
 	_ = conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
 	_, err = conn.Write(ack)
