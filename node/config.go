@@ -61,6 +61,13 @@ type Config struct {
 	ShutdownTransferTimeout time.Duration
 	// MaxFrameBytes bounds frames on the member port.
 	MaxFrameBytes int
+	// MaxMemberConns and MaxClientConns bound the connections each port serves at once; one
+	// over the limit is closed at once, logged and counted (Status). A peer uses at most two
+	// member connections (messages, and a snapshot transfer), a client one; the limits keep a
+	// connection flood from using up the process's file descriptors, which the log and the
+	// snapshots need too.
+	MaxMemberConns int
+	MaxClientConns int
 }
 
 // DefaultConfig returns the defaults: heartbeat 100 ms, election timeout 0.7–1.4 s, session
@@ -81,6 +88,8 @@ func DefaultConfig() Config {
 		SegmentBytes:            64 << 20,
 		ShutdownTransferTimeout: 3 * time.Second,
 		MaxFrameBytes:           4 << 20,
+		MaxMemberConns:          1024,
+		MaxClientConns:          4096,
 	}
 }
 
@@ -165,6 +174,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxFrameBytes < 64<<10 {
 		errs = append(errs, fmt.Errorf("MaxFrameBytes (%d) must be at least 65536", c.MaxFrameBytes))
+	}
+	if least := max(2*(len(c.Members)-1), 1); c.MaxMemberConns < least {
+		errs = append(errs, fmt.Errorf("MaxMemberConns (%d) must be at least %d (two per other member)", c.MaxMemberConns, least))
+	}
+	if c.MaxClientConns < 1 {
+		errs = append(errs, fmt.Errorf("MaxClientConns (%d) must be at least 1", c.MaxClientConns))
 	}
 	if err := c.replicaConfig().Validate(); err != nil {
 		errs = append(errs, err)

@@ -6,12 +6,15 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/tandem-cluster/tandem/internal/archive"
+	"github.com/tandem-cluster/tandem/internal/ratelog"
 	"github.com/tandem-cluster/tandem/internal/replica"
 	"github.com/tandem-cluster/tandem/internal/transport"
 	"github.com/tandem-cluster/tandem/internal/vfs"
@@ -74,6 +77,19 @@ type Status struct {
 	Members       []Member
 	// EventsDropped counts events lost because nobody read Events fast enough.
 	EventsDropped int
+	// RaftMessagesDropped counts raft messages from peers that were received but not stepped:
+	// refused by raft, or arriving as the member stopped. Client load drops none: raft's input
+	// has a path of its own, with back-pressure on the peer's connection when it is full.
+	RaftMessagesDropped int
+	// RaftSendsDropped counts raft messages to peers dropped because the peer's outbound queue was
+	// full (the peer is reported unreachable and raft retransmits).
+	RaftSendsDropped int
+	// MemberConnsRefused and ClientConnsRefused count connections closed at once because their
+	// port had MaxMemberConns / MaxClientConns open; AcceptFailures counts failed accepts on
+	// either port (e.g. too many open files), each retried after a backoff.
+	MemberConnsRefused int
+	ClientConnsRefused int
+	AcceptFailures     int
 }
 
 // Node is one running member: the replica behind a real clock, TCP and the archive.
@@ -83,13 +99,35 @@ type Node struct {
 	log    *slog.Logger
 	events chan Event
 
-	inbox chan input
-	quit  chan struct{} // closed when the loop has ended: nobody reads inbox any more
+	// raftIn carries what raft hears from the transport: peers' messages and snapshot reports.
+	// clientIn carries client requests and departures. The loop takes raftIn first, every round,
+	// and clientIn only up to a bound per round, so no client load delays raft's input behind
+	// its own. Both block their senders when full (back-pressure on the connection's reader);
+	// only Unreachable, which the loop itself calls, never blocks (keepUnreachable).
+	raftIn   chan input
+	clientIn chan input
+	quit     chan struct{} // closed when the loop has ended: nobody reads the inputs any more
+
+	// kept lists peers reported unreachable while raftIn was full, for the loop's next round;
+	// keptAny says the list may be non-empty, so that the loop need not lock to see it is not.
+	keptMu  sync.Mutex
+	kept    []uint64
+	keptAny atomic.Bool
+
+	// raftDropped counts raft messages received and not stepped (Status.RaftMessagesDropped);
+	// dropLog limits the lines saying so.
+	raftDropped atomic.Int64
+	dropLog     ratelog.Limiter
 
 	mu          sync.Mutex
 	status      Status
 	unreachable map[int]bool
 	dropped     int
+	// tr and cs are the running transports (nil before Run), for their counters in Status.
+	tr *transport.Transport
+	cs *transport.ClientServer
+
+	wrapListener func(port string, l net.Listener) net.Listener // tests only
 }
 
 // Option adjusts a node.
@@ -97,6 +135,23 @@ type Option func(*Node)
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(n *Node) { n.log = l } }
+
+// Capacities of the loop's inputs. raftInputsCap holds several rounds of what the peers send;
+// clientInputsCap is in client batches (of up to 1024 requests each).
+const (
+	raftInputsCap   = 4 << 10
+	clientInputsCap = 64 << 10
+)
+
+// withListeners wraps the member's listeners ("member", "client"), so a test can make them fail.
+func withListeners(wrap func(port string, l net.Listener) net.Listener) Option {
+	return func(n *Node) { n.wrapListener = wrap }
+}
+
+// withInputCaps shrinks the loop's inputs, so a test can fill them.
+func withInputCaps(raft, client int) Option {
+	return func(n *Node) { n.raftIn, n.clientIn = make(chan input, raft), make(chan input, client) }
+}
 
 // New checks the configuration and prepares a member running svc. Nothing is opened until Run.
 func New(cfg Config, svc service.Service, opts ...Option) (*Node, error) {
@@ -108,8 +163,10 @@ func New(cfg Config, svc service.Service, opts ...Option) (*Node, error) {
 		svc:         svc,
 		log:         slog.New(slog.DiscardHandler),
 		events:      make(chan Event, 1024),
-		inbox:       make(chan input, 64<<10),
+		raftIn:      make(chan input, raftInputsCap),
+		clientIn:    make(chan input, clientInputsCap),
 		quit:        make(chan struct{}),
+		dropLog:     ratelog.Limiter{Every: 5 * time.Second},
 		unreachable: map[int]bool{},
 		status:      Status{ID: cfg.ID, Leader: -1},
 	}
@@ -130,17 +187,25 @@ func (n *Node) Status() Status {
 	st := n.status
 	st.Members = append([]Member(nil), st.Members...)
 	st.EventsDropped = n.dropped
+	st.RaftMessagesDropped = int(n.raftDropped.Load())
+	if n.tr != nil {
+		st.RaftSendsDropped = n.tr.SendsDropped()
+		st.MemberConnsRefused = n.tr.Refused()
+		st.ClientConnsRefused = n.cs.Refused()
+		st.AcceptFailures = n.tr.AcceptFailures() + n.cs.AcceptFailures()
+	}
 	return st
 }
 
 type inputKind uint8
 
+// The kinds before inClient travel on raftIn, the others on clientIn.
 const (
 	inRaft inputKind = iota
-	inClient
-	inClientGone
 	inUnreachable
 	inSnapStatus
+	inClient
+	inClientGone
 )
 
 type input struct {
@@ -152,37 +217,91 @@ type input struct {
 	ok   bool
 }
 
-// handler adapts transport callbacks to the node's inbox.
+// handler adapts transport callbacks to the loop's inputs.
+//
+// When raft's input is full — the loop is behind, which raft-first rounds make rare — a peer's
+// message waits for room on its connection's reader rather than being dropped: the reader stops
+// reading, TCP slows the peer, whose bounded queue then drops and reports this member unreachable
+// (raft's own remedy: it probes and retransmits). Dropping here instead would lose what was
+// already sent, and a snapshot that was received, synced and then acknowledged to its sender.
 type handler struct{ n *Node }
 
-func (h handler) Receive(m *pb.Message) {
-	select {
-	case h.n.inbox <- input{kind: inRaft, msg: m}:
-	default: // overloaded: raft retransmits
+// Receive takes a peer's message, waiting for room (back-pressure on the peer's connection);
+// false if the member stopped first.
+func (h handler) Receive(m *pb.Message) bool {
+	if h.n.deliver(h.n.raftIn, input{kind: inRaft, msg: m}) {
+		return true
 	}
+	h.n.dropRaft(m, "the member is stopping")
+	return false
 }
+
+// Unreachable never blocks: Transport.Send calls it from the loop, which is the one that would
+// make room. A report that does not fit is kept for the loop's next round; reports of one peer
+// are alike, so keeping one per peer loses nothing.
 func (h handler) Unreachable(id uint64) {
 	select {
-	case h.n.inbox <- input{kind: inUnreachable, peer: id}:
+	case h.n.raftIn <- input{kind: inUnreachable, peer: id}:
 	default:
+		h.n.keepUnreachable(id)
 	}
 }
 
-// deliver waits for room in the inbox (back-pressure on the sender) unless the loop has ended.
-func (n *Node) deliver(in input) {
-	select {
-	case n.inbox <- in:
-	case <-n.quit:
-	}
-}
-
+// SnapshotStatus must not be lost: raft sends the peer nothing more until it hears the outcome.
+// The transport never calls it from the loop, so it can wait for room.
 func (h handler) SnapshotStatus(id uint64, ok bool) {
-	h.n.deliver(input{kind: inSnapStatus, peer: id, ok: ok}) // must not be lost: raft waits for it
+	h.n.deliver(h.n.raftIn, input{kind: inSnapStatus, peer: id, ok: ok})
 }
+
 func (h handler) ClientRequests(conn uint64, ms []wire.ClientMsg) {
-	h.n.deliver(input{kind: inClient, conn: conn, cms: ms}) // back-pressure on the client's reader
+	h.n.deliver(h.n.clientIn, input{kind: inClient, conn: conn, cms: ms}) // back-pressure on the client's reader
 }
-func (h handler) ClientGone(conn uint64) { h.n.deliver(input{kind: inClientGone, conn: conn}) }
+func (h handler) ClientGone(conn uint64) {
+	h.n.deliver(h.n.clientIn, input{kind: inClientGone, conn: conn})
+}
+
+// deliver waits for room in ch unless the loop has ended; false if it has.
+func (n *Node) deliver(ch chan<- input, in input) bool {
+	select {
+	case ch <- in:
+		return true
+	case <-n.quit:
+		return false
+	}
+}
+
+func (n *Node) keepUnreachable(id uint64) {
+	n.keptMu.Lock()
+	if !slices.Contains(n.kept, id) {
+		n.kept = append(n.kept, id)
+	}
+	n.keptAny.Store(true)
+	n.keptMu.Unlock()
+}
+
+// takeKept hands the kept unreachable reports to handle. Loop only.
+func (n *Node) takeKept(handle func(input)) {
+	if !n.keptAny.Load() {
+		return
+	}
+	n.keptMu.Lock()
+	kept := n.kept
+	n.kept = nil
+	n.keptAny.Store(false)
+	n.keptMu.Unlock()
+	for _, id := range kept {
+		handle(input{kind: inUnreachable, peer: id})
+	}
+}
+
+// dropRaft counts a received raft message that will not be stepped, and logs it (rate-limited).
+func (n *Node) dropRaft(m *pb.Message, why string, args ...any) {
+	total := n.raftDropped.Add(1)
+	if ok, held := n.dropLog.Allow(time.Now()); ok {
+		n.log.Warn("dropped raft message: "+why, append(args, "from", replica.MemberID(m.GetFrom()),
+			"type", m.GetType().String(), "dropped_total", total, "drops_not_logged", held)...)
+	}
+}
 
 type wallClock struct{}
 
@@ -252,6 +371,9 @@ func (n *Node) Run(ctx context.Context) error {
 		_ = ml.Close()
 		return err
 	}
+	if n.wrapListener != nil {
+		ml, cl = n.wrapListener("member", ml), n.wrapListener("client", cl)
+	}
 	arch, err := archive.Open(vfs.OS(), cfg.DataDir, archive.Options{
 		ClusterID:         cfg.ClusterID,
 		MemberID:          cfg.ID,
@@ -277,10 +399,11 @@ func (n *Node) Run(ctx context.Context) error {
 		Peers:         peers,
 		Listener:      ml,
 		MaxFrameBytes: cfg.MaxFrameBytes,
+		MaxConns:      cfg.MaxMemberConns,
 		SnapshotDir:   filepath.Join(cfg.DataDir, "incoming"),
 		Logger:        n.log,
 	}, h)
-	cs := transport.NewClientServer(transport.ClientConfig{Listener: cl, Logger: n.log}, h)
+	cs := transport.NewClientServer(transport.ClientConfig{Listener: cl, MaxConns: cfg.MaxClientConns, Logger: n.log}, h)
 	rcfg := cfg.replicaConfig()
 	rcfg.Logger = n.log
 	out := &outbox{n: n, peers: tr, clients: cs}
@@ -291,6 +414,9 @@ func (n *Node) Run(ctx context.Context) error {
 		_ = cl.Close()
 		return fmt.Errorf("member %d: %w", cfg.ID, err)
 	}
+	n.mu.Lock()
+	n.tr, n.cs = tr, cs
+	n.mu.Unlock()
 	tr.Start()
 	cs.Start()
 	err = n.loop(ctx, r, newJobs(arch.TakeSpareJob, arch.StopSpareJob), tr, cs)
@@ -303,34 +429,77 @@ func (n *Node) Run(ctx context.Context) error {
 	return err
 }
 
-// maxInputsPerRound bounds how many inputs are taken before the replica processes them, so a
-// flood of input cannot delay ticks or the persisting of what came first.
-const maxInputsPerRound = 4096
+// Bounds of one round of input, so a flood of it cannot delay ticks or the persisting of what came
+// first. Raft's input is taken first, every round, up to raftInputsPerRound; then client input,
+// up to clientInputsPerRound batches or clientRequestsPerRound requests. A round's work grows
+// with its requests (each is applied or served and answered in it): 16 Ki of them take a few
+// tens of milliseconds, less than a tick, and are still many times what a round holds at full
+// throughput (a few thousand: the commands in flight of every client).
+const (
+	raftInputsPerRound     = 4096
+	clientInputsPerRound   = 4096
+	clientRequestsPerRound = 16 << 10
+)
+
+// takeRound takes one round of input, first being the input that woke the loop: raft's input
+// first (first, if it is raft's, then what is queued), then client input (first, if it is a
+// client's, then what is queued), each handed to handle in that order.
+func (n *Node) takeRound(first input, handle func(input)) {
+	n.takeKept(handle)
+	firstIsRaft := first.kind < inClient
+	i := 0
+	if firstIsRaft {
+		handle(first)
+		i++
+	}
+raft:
+	for ; i < raftInputsPerRound; i++ {
+		select {
+		case in := <-n.raftIn:
+			handle(in)
+		default:
+			break raft
+		}
+	}
+	batches, requests := 0, 0
+	if !firstIsRaft {
+		handle(first)
+		batches, requests = 1, len(first.cms)
+	}
+	for batches < clientInputsPerRound && requests < clientRequestsPerRound {
+		select {
+		case in := <-n.clientIn:
+			handle(in)
+			batches++
+			requests += len(in.cms)
+		default:
+			return
+		}
+	}
+}
 
 func (n *Node) loop(ctx context.Context, r *replica.Replica, jobs *jobs, tr *transport.Transport, cs *transport.ClientServer) error {
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 	defer jobs.wait() // the storage is closed after the loop: no job may still run on it
 	n.updateStatus(r)
+	handle := func(in input) { n.handle(r, in) }
+	tick := func() {
+		n.takeKept(handle)
+		r.Tick()
+		n.updateStatus(r)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			n.handOver(r, jobs, tr, cs)
 			return nil
 		case <-ticker.C:
-			r.Tick()
-			n.updateStatus(r)
-		case in := <-n.inbox:
-			n.handle(r, in)
-		drain:
-			for i := 1; i < maxInputsPerRound; i++ {
-				select {
-				case in := <-n.inbox:
-					n.handle(r, in)
-				default:
-					break drain
-				}
-			}
+			tick()
+		case in := <-n.raftIn:
+			n.takeRound(in, handle)
+		case in := <-n.clientIn:
+			n.takeRound(in, handle)
 		case err := <-jobs.sync.done():
 			jobs.sync.busy = false
 			r.SyncDone(err)
@@ -342,6 +511,14 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica, jobs *jobs, tr *tra
 			}
 		case <-jobs.spare.done():
 			jobs.spare.busy = false // a failed spare only means the next segment grows as it fills
+		}
+		// Under a flood every case above is ready at once, and select picks one at random: a
+		// tick must not wait several long rounds for its turn (a leader whose ticks lag sends
+		// its heartbeats late, and its followers elect another).
+		select {
+		case <-ticker.C:
+			tick()
+		default:
 		}
 		// The disk work starts as soon as Process leaves it (a leader's appends went out inside
 		// Process, ahead of its own write), then the round's answers go out together, then what
@@ -439,7 +616,7 @@ func (n *Node) handle(r *replica.Replica, in input) {
 	case inRaft:
 		n.reachable(r, replica.MemberID(in.msg.GetFrom()), true)
 		if err := r.Step(in.msg); err != nil {
-			n.log.Warn("dropped raft message", "from", replica.MemberID(in.msg.GetFrom()), "err", err)
+			n.dropRaft(in.msg, "raft refused it", "err", err)
 		}
 	case inClient:
 		for i := range in.cms {
@@ -495,6 +672,7 @@ func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport,
 		return
 	}
 	r.TransferLeadership(to)
+	handle := func(in input) { n.handle(r, in) }
 	deadline := time.Now().Add(n.cfg.ShutdownTransferTimeout)
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
@@ -512,10 +690,12 @@ func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport,
 			}
 		case <-jobs.spare.done():
 			jobs.spare.busy = false
-		case in := <-n.inbox:
+		case in := <-n.raftIn:
+			n.takeRound(in, handle)
+		case in := <-n.clientIn:
 			// Client requests are answered too: during the transfer raft refuses proposals,
 			// so they are redirected to the new leader instead of waiting for a timeout.
-			n.handle(r, in)
+			n.takeRound(in, handle)
 		}
 		err := r.Process()
 		if err == nil {

@@ -54,6 +54,8 @@ type cluster struct {
 	t       *testing.T
 	members []*member
 	clients []string
+	// opts are added to every member's options when it starts.
+	opts func(i int) []Option
 }
 
 func freeAddrs(t *testing.T, n int) []string {
@@ -101,7 +103,11 @@ func newCluster(t *testing.T, n int, tune func(*Config)) *cluster {
 func (c *cluster) start(i int) {
 	m := c.members[i]
 	m.logs = &syncBuffer{}
-	n, err := New(m.cfg, counter.New(), WithLogger(slog.New(slog.NewTextHandler(m.logs, nil))))
+	opts := []Option{WithLogger(slog.New(slog.NewTextHandler(m.logs, nil)))}
+	if c.opts != nil {
+		opts = append(opts, c.opts(i)...)
+	}
+	n, err := New(m.cfg, counter.New(), opts...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -348,8 +354,10 @@ func TestValidateNamesFields(t *testing.T) {
 	cfg.ID = 5
 	cfg.Members = LocalCluster(3)
 	cfg.ElectionTicks = 1
+	cfg.MaxMemberConns, cfg.MaxClientConns = 3, 0
 	err := cfg.Validate()
-	for _, want := range []string{"DataDir", "ID (5)", "ElectionTicks (1)"} {
+	for _, want := range []string{"DataDir", "ID (5)", "ElectionTicks (1)", "MaxMemberConns (3) must be at least 4",
+		"MaxClientConns (0)"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("Validate() = %v, want it to name %q", err, want)
 		}

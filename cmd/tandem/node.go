@@ -85,6 +85,8 @@ func runNode(args []string) int {
 	heartbeat := fs.Int("heartbeat-ticks", def.HeartbeatTicks, "heartbeat interval in ticks")
 	sessionTimeout := fs.Duration("session-timeout", envDuration("TANDEM_SESSION_TIMEOUT", def.SessionTimeout), "idle session timeout [TANDEM_SESSION_TIMEOUT]")
 	snapEntries := fs.Uint64("snapshot-entries", def.SnapshotIntervalEntries, "take a snapshot every this many log entries")
+	maxClientConns := fs.Int("max-client-conns", def.MaxClientConns, "client connections served at once; more are refused (closed at once, logged)")
+	maxMemberConns := fs.Int("max-member-conns", def.MaxMemberConns, "member connections served at once; more are refused (closed at once, logged)")
 	verbose := fs.Bool("verbose", false, "log debug detail")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, nodeHelp)
@@ -126,6 +128,7 @@ func runNode(args []string) int {
 	cfg.TickInterval, cfg.ElectionTicks, cfg.HeartbeatTicks = *tick, *election, *heartbeat
 	cfg.SessionTimeout = *sessionTimeout
 	cfg.SnapshotIntervalEntries = *snapEntries
+	cfg.MaxClientConns, cfg.MaxMemberConns = *maxClientConns, *maxMemberConns
 
 	level := slog.LevelInfo
 	if *verbose {

@@ -79,6 +79,9 @@ type procCluster struct {
 	procs   []*proc
 	// extraArgs are added to every `tandem node` command line.
 	extraArgs []string
+	// shell, if set, runs before each member in the same process (`sh -c 'shell; exec tandem …'`),
+	// e.g. to lower its limits.
+	shell string
 }
 
 func newProcCluster(t *testing.T, n int) *procCluster {
@@ -102,6 +105,9 @@ func (pc *procCluster) start(i int) {
 	args := append([]string{"node", strconv.Itoa(i), "--members", pc.members,
 		"--data", filepath.Join(pc.dir, fmt.Sprintf("node-%d", i))}, pc.extraArgs...)
 	cmd := exec.Command(pc.bin, args...)
+	if pc.shell != "" {
+		cmd = exec.Command("sh", append([]string{"-c", pc.shell + `; exec "$0" "$@"`, pc.bin}, args...)...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

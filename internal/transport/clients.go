@@ -32,7 +32,10 @@ type ClientConfig struct {
 	// IdleTimeout closes a connection that sent nothing for this long (default 60 s; clients
 	// send keep-alives well within it).
 	IdleTimeout time.Duration
-	Logger      *slog.Logger
+	// MaxConns bounds the connections served at once (default 4096). One over it is closed at
+	// once, logged and counted (Refused).
+	MaxConns int
+	Logger   *slog.Logger
 }
 
 // ClientServer serves the client port.
@@ -40,6 +43,9 @@ type ClientServer struct {
 	cfg ClientConfig
 	h   ClientHandler
 	log *slog.Logger
+	acc *accepter
+	// done is closed by Stop (with closed set, under mu).
+	done chan struct{}
 
 	mu     sync.Mutex
 	conns  map[uint64]*clientConn
@@ -76,10 +82,15 @@ func NewClientServer(cfg ClientConfig, h ClientHandler) *ClientServer {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 60 * time.Second
 	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = 4096
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &ClientServer{cfg: cfg, h: h, log: cfg.Logger, conns: map[uint64]*clientConn{}}
+	done := make(chan struct{})
+	return &ClientServer{cfg: cfg, h: h, log: cfg.Logger, conns: map[uint64]*clientConn{}, done: done,
+		acc: newAccepter("client", cfg.Listener, cfg.MaxConns, cfg.Logger, done)}
 }
 
 // Start launches the accept loop.
@@ -91,6 +102,9 @@ func (s *ClientServer) Start() {
 // Stop closes the listener and every connection and waits.
 func (s *ClientServer) Stop() {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.done)
+	}
 	s.closed = true
 	conns := make([]*clientConn, 0, len(s.conns))
 	for _, c := range s.conns {
@@ -110,6 +124,12 @@ func (s *ClientServer) Rejected() int {
 	defer s.mu.Unlock()
 	return s.rejected
 }
+
+// Refused returns how many connections were closed at once because MaxConns were open.
+func (s *ClientServer) Refused() int { return int(s.acc.refused.Load()) }
+
+// AcceptFailures returns how many accepts on the client port failed (and were retried).
+func (s *ClientServer) AcceptFailures() int { return int(s.acc.failed.Load()) }
 
 // Send queues a message for a connection; Flush sends what was queued. Neither blocks. A client
 // with more than MaxQueuedBytes of answers waiting is disconnected. Send and Flush are for one
@@ -162,22 +182,17 @@ func (c *clientConn) close() {
 	})
 }
 
+// acceptLoop serves connections until Stop; a failed accept is retried (accepter).
 func (s *ClientServer) acceptLoop() {
 	defer s.wg.Done()
+	open := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.conns)
+	}
 	for {
-		nc, err := s.cfg.Listener.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			s.log.Error("client listener failed", "err", err)
+		nc := s.acc.next(open)
+		if nc == nil {
 			return
 		}
 		if tc, ok := nc.(*net.TCPConn); ok {
@@ -207,6 +222,7 @@ func (s *ClientServer) readLoop(c *clientConn) {
 		s.mu.Lock()
 		delete(s.conns, c.id)
 		s.mu.Unlock()
+		s.acc.connClosed()
 		s.h.ClientGone(c.id)
 	}()
 	r := bufio.NewReaderSize(c.conn, 64<<10)

@@ -29,19 +29,20 @@ const snapshotProgressChunks = 16
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// errNotTaken: the handler did not take a message because the member is stopping.
+var errNotTaken = errors.New("transport: message not taken, the member is stopping")
+
+// acceptLoop serves inbound connections until Stop; a failed accept is retried (accepter).
 func (t *Transport) acceptLoop() {
 	defer t.wg.Done()
+	open := func() int {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return len(t.inbound)
+	}
 	for {
-		conn, err := t.cfg.Listener.Accept()
-		if err != nil {
-			if t.ctx.Err() != nil {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			t.log.Error("member listener failed", "err", err)
+		conn := t.acc.next(open)
+		if conn == nil {
 			return
 		}
 		t.mu.Lock()
@@ -55,6 +56,7 @@ func (t *Transport) acceptLoop() {
 			delete(t.inbound, conn)
 			t.mu.Unlock()
 			_ = conn.Close()
+			t.acc.connClosed()
 		}()
 	}
 }
@@ -117,12 +119,16 @@ func (t *Transport) serve(conn net.Conn) {
 		}
 		if m.GetType() == pb.MsgSnap {
 			if err := t.receiveSnapshot(conn, r, m); err != nil {
-				t.reject(conn, "snapshot from raft id %d: %v", from, err)
+				if !errors.Is(err, errNotTaken) {
+					t.reject(conn, "snapshot from raft id %d: %v", from, err)
+				}
 				return
 			}
 			continue
 		}
-		t.h.Receive(m)
+		if !t.h.Receive(m) {
+			return // the member is stopping
+		}
 	}
 }
 
@@ -191,7 +197,9 @@ func (t *Transport) receiveSnapshot(conn net.Conn, r *bufio.Reader, m *pb.Messag
 		return errors.New("snapshot changed on disk after sync")
 	}
 	m.Snapshot.Data = data
-	t.h.Receive(m)
+	if !t.h.Receive(m) {
+		return errNotTaken // not acknowledged: the sender must not believe it applied
+	}
 	ack := wire.AppendFrame(nil, wire.FrameSnapshotAck, nil)
 	_ = conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
 	_, err = conn.Write(ack)

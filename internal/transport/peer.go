@@ -10,11 +10,13 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tandem-cluster/tandem/internal/ratelog"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
@@ -41,6 +43,10 @@ type Config struct {
 	SnapshotChunkBytes int
 	// MaxConcurrentSnapshots caps snapshot transfers sent at once (default 2).
 	MaxConcurrentSnapshots int
+	// MaxConns bounds the inbound connections served at once (default 1024; a peer needs two,
+	// one for messages and one for a snapshot transfer). One over it is closed at once, logged
+	// and counted (Refused).
+	MaxConns int
 	// SnapshotDir receives incoming snapshots; they are fsynced and verified before raft sees them.
 	SnapshotDir string
 	Logger      *slog.Logger
@@ -68,6 +74,9 @@ func (c *Config) defaults() {
 	if c.MaxConcurrentSnapshots == 0 {
 		c.MaxConcurrentSnapshots = 2
 	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 1024
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -77,11 +86,15 @@ func (c *Config) defaults() {
 // and must hand over quickly (queue to the member's loop).
 type Handler interface {
 	// Receive delivers a raft message from an authenticated peer. For MsgSnap the snapshot data
-	// is complete, fsynced and verified.
-	Receive(m *pb.Message)
-	// Unreachable reports that messages to the peer could not be sent.
+	// is complete, fsynced and verified. It may block (back-pressure on the peer's connection);
+	// it returns false if the message was not taken because the receiver is stopping, and a
+	// snapshot is then not acknowledged to its sender.
+	Receive(m *pb.Message) bool
+	// Unreachable reports that messages to the peer could not be sent. It is also called from
+	// Send, on the member's loop: it must not block.
 	Unreachable(id uint64)
-	// SnapshotStatus reports whether a snapshot reached the peer.
+	// SnapshotStatus reports whether a snapshot reached the peer. Never called from Send: it may
+	// block until the report is taken (raft waits for it).
 	SnapshotStatus(id uint64, ok bool)
 }
 
@@ -99,11 +112,18 @@ type Transport struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	acc *accepter
+
 	mu      sync.Mutex
 	inbound map[net.Conn]struct{}
 	// Rejected counts inbound connections closed for a protocol violation (for tests and
 	// metrics).
 	rejected int
+
+	// sendsDropped counts messages Send dropped because their peer's queue was full; dropLog
+	// limits the lines saying so. Loop only.
+	sendsDropped atomic.Int64
+	dropLog      ratelog.Limiter
 }
 
 // New creates a transport; Start runs it.
@@ -117,7 +137,9 @@ func New(cfg Config, h Handler) *Transport {
 		ctx:     ctx,
 		cancel:  cancel,
 		inbound: map[net.Conn]struct{}{},
+		dropLog: ratelog.Limiter{Every: acceptLogEvery},
 	}
+	t.acc = newAccepter("member", cfg.Listener, cfg.MaxConns, cfg.Logger, ctx.Done())
 	for id, addr := range cfg.Peers {
 		if id == cfg.SelfID {
 			continue
@@ -159,6 +181,15 @@ func (t *Transport) Rejected() int {
 	defer t.mu.Unlock()
 	return t.rejected
 }
+
+// Refused returns how many inbound connections were closed at once because MaxConns were open.
+func (t *Transport) Refused() int { return int(t.acc.refused.Load()) }
+
+// AcceptFailures returns how many accepts on the member port failed (and were retried).
+func (t *Transport) AcceptFailures() int { return int(t.acc.failed.Load()) }
+
+// SendsDropped returns how many messages Send dropped because their peer's queue was full.
+func (t *Transport) SendsDropped() int { return int(t.sendsDropped.Load()) }
 
 // Send queues messages for their peers, each framed into its peer's queue, and flushes at once
 // the queues that received an urgent message — anything but a leader's append without entries,
@@ -204,6 +235,11 @@ func (t *Transport) Send(msgs []*pb.Message) {
 			return out
 		})
 		if errors.Is(merr, errQueueFull) {
+			n := t.sendsDropped.Add(1)
+			if ok, held := t.dropLog.Allow(time.Now()); ok {
+				t.log.Warn("raft message dropped: the peer's queue is full; raft retransmits", "peer", p.id,
+					"queue_bytes", t.cfg.QueueBytes, "dropped_total", n, "drops_not_logged", held)
+			}
 			t.h.Unreachable(p.id)
 			continue
 		}

@@ -15,10 +15,11 @@ type peerRecorder struct {
 	unreachable chan uint64
 }
 
-func (r *peerRecorder) Receive(m *pb.Message) {
+func (r *peerRecorder) Receive(m *pb.Message) bool {
 	r.hold.RLock()
 	r.hold.RUnlock()
 	r.msgs <- m
+	return true
 }
 
 func (r *peerRecorder) Unreachable(id uint64) {
