@@ -50,7 +50,8 @@ type Config struct {
 	// MaxPendingItems bounds client items waiting to be proposed; beyond it requests are refused
 	// with StatusRejected.
 	MaxPendingItems int
-	// MaxPendingReads bounds queries waiting for their read index.
+	// MaxPendingReads bounds the queries taken and not yet answered (waiting for their read
+	// index, or for it to be applied); beyond it queries are refused with StatusRejected.
 	MaxPendingReads int
 	// MaxUncommittedBytes bounds the leader's uncommitted log tail (raft drops proposals beyond).
 	MaxUncommittedBytes uint64
@@ -231,6 +232,9 @@ type Replica struct {
 	newReads   []pendingRead
 	readWaits  map[uint64][]pendingRead // read id → reads
 	readyReads []readyRead
+	// readsPending counts the queries taken and not yet answered (served or failed), wherever
+	// they wait: what MaxPendingReads bounds. (readWaits and readyReads hold rounds of them.)
+	readsPending int
 }
 
 // New creates a replica on storage. The service is started from the storage's newest snapshot.
@@ -510,12 +514,13 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 		r.attach(m.Session, conn, now)
 		r.enqueue(wire.Item{Kind: wire.ItemClose, Session: m.Session, Reason: uint8(service.CloseClient)})
 	case wire.CQuery:
-		if len(r.newReads)+len(r.readWaits)+len(r.readyReads) >= r.cfg.MaxPendingReads {
+		if r.readsPending >= r.cfg.MaxPendingReads {
 			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CQueryResponse, RequestID: m.RequestID,
 				Status: wire.StatusRejected, Payload: []byte("too many pending queries")})
 			return
 		}
 		r.newReads = append(r.newReads, pendingRead{conn: conn, requestID: m.RequestID, payload: m.Payload})
+		r.readsPending++
 	default:
 		r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq,
 			Status: wire.StatusBadRequest, Payload: []byte(fmt.Sprintf("unexpected message kind %d", m.Kind))})
@@ -725,6 +730,7 @@ func (r *Replica) serveReads() {
 			keep = append(keep, rr)
 			continue
 		}
+		r.readsPending -= len(rr.reads)
 		for _, q := range rr.reads {
 			reply := r.ctr.Query(q.payload)
 			r.out.SendClient(q.conn, &wire.ClientMsg{Kind: wire.CQueryResponse, RequestID: q.requestID,
@@ -735,6 +741,7 @@ func (r *Replica) serveReads() {
 }
 
 func (r *Replica) failReads(reads []pendingRead, err error) {
+	r.readsPending -= len(reads)
 	for _, q := range reads {
 		if errors.Is(err, consensus.ErrNotLeader) {
 			r.redirect(q.conn, &wire.ClientMsg{Kind: wire.CQuery, RequestID: q.requestID})

@@ -361,7 +361,7 @@ func TestAdmissionRefusals(t *testing.T) {
 	if m := h.only(1); m.Status != wire.StatusOK {
 		t.Fatalf("the last number of the window: %+v", m)
 	}
-	// Queries: MaxPendingReads a round.
+	// Queries: MaxPendingReads unanswered at a time.
 	for id := uint64(1); id <= 3; id++ {
 		h.r.ClientRequest(2, &wire.ClientMsg{Kind: wire.CQuery, RequestID: id, Payload: counter.EncodeRequest(counter.Request{Op: counter.OpGet})})
 	}
@@ -563,5 +563,37 @@ func TestFailedExpiryIsProposedAgain(t *testing.T) {
 	}
 	if !h.r.Container().SessionOpen(b) {
 		t.Fatalf("the session that spoke was closed")
+	}
+}
+
+// MaxPendingReads bounds queries, not rounds of them: queries waiting for their read round count
+// until they are answered.
+func TestPendingReadsCountQueriesAcrossRounds(t *testing.T) {
+	h := newHarness(t, 3, func(c *Config) { c.MaxPendingReads = 2 })
+	h.lead()
+	h.out.takeRaft()
+	get := counter.EncodeRequest(counter.Request{Op: counter.OpGet})
+	for id := uint64(1); id <= 2; id++ {
+		h.r.ClientRequest(1, &wire.ClientMsg{Kind: wire.CQuery, RequestID: id, Payload: get})
+	}
+	h.drive() // one read round under way: no follower has answered it
+	h.request(1, wire.ClientMsg{Kind: wire.CQuery, RequestID: 3, Payload: get})
+	if m := h.only(1); m.RequestID != 3 || m.Status != wire.StatusRejected {
+		t.Fatalf("a third query while two wait for their round: %+v", m)
+	}
+	var ctx []byte
+	for _, m := range h.out.takeRaft() {
+		if m.GetType() == pb.MsgHeartbeat && m.GetTo() == RaftID(1) && len(m.GetContext()) > 0 {
+			ctx = m.GetContext()
+		}
+	}
+	h.step(pb.MsgHeartbeatResp, 1, &pb.Message{Context: ctx})
+	if got := h.out.take(1); len(got) != 2 || got[0].Status != wire.StatusOK || got[1].Status != wire.StatusOK {
+		t.Fatalf("the two queries after their round: %+v", got)
+	}
+	h.request(1, wire.ClientMsg{Kind: wire.CQuery, RequestID: 4, Payload: get})
+	h.out.takeRaft()
+	if got := h.out.take(1); len(got) != 0 {
+		t.Fatalf("a query once the others were answered was refused: %+v", got)
 	}
 }
