@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/tandem-cluster/tandem/internal/archive"
+	"github.com/tandem-cluster/tandem/internal/consensus"
 	"github.com/tandem-cluster/tandem/internal/replica"
 	"github.com/tandem-cluster/tandem/internal/transport"
 	"github.com/tandem-cluster/tandem/internal/vfs"
@@ -74,6 +76,9 @@ type Status struct {
 	Members       []Member
 	// EventsDropped counts events lost because nobody read Events fast enough.
 	EventsDropped int
+	// RaftRefused counts raft messages from the member port refused as invalid (something raft
+	// would crash on, or no honest member sends); each closed the connections of its claimed sender.
+	RaftRefused int
 }
 
 // Node is one running member: the replica behind a real clock, TCP and the archive.
@@ -86,10 +91,13 @@ type Node struct {
 	inbox chan input
 	quit  chan struct{} // closed when the loop has ended: nobody reads inbox any more
 
+	tr *transport.Transport // the member transport, set by Run before the loop starts
+
 	mu          sync.Mutex
 	status      Status
 	unreachable map[int]bool
 	dropped     int
+	refused     int
 }
 
 // Option adjusts a node.
@@ -130,6 +138,7 @@ func (n *Node) Status() Status {
 	st := n.status
 	st.Members = append([]Member(nil), st.Members...)
 	st.EventsDropped = n.dropped
+	st.RaftRefused = n.refused
 	return st
 }
 
@@ -232,7 +241,9 @@ func listen(what string, id int, addr string) (net.Listener, error) {
 // Run opens the archive, binds the ports and runs the member until ctx is cancelled or it fails.
 // On cancellation a leader first hands leadership to a caught-up follower (bounded by
 // ShutdownTransferTimeout), then the member stops and the service's OnTerminate is called. A
-// storage failure stops the member with an error that says why: it never acknowledges again.
+// storage failure stops the member with an error that says why: it never acknowledges again. So
+// does finding that its log lost entries it had acknowledged (consensus.ErrLostData: the leader
+// keeps saying entries beyond its log are committed — a wiped or restored data directory).
 func (n *Node) Run(ctx context.Context) error {
 	cfg := n.cfg
 	self, _ := cfg.self()
@@ -291,6 +302,7 @@ func (n *Node) Run(ctx context.Context) error {
 		_ = cl.Close()
 		return fmt.Errorf("member %d: %w", cfg.ID, err)
 	}
+	n.tr = tr
 	tr.Start()
 	cs.Start()
 	err = n.loop(ctx, r, newJobs(arch.TakeSpareJob, arch.StopSpareJob), tr, cs)
@@ -437,9 +449,25 @@ func (r *runner) wait() {
 func (n *Node) handle(r *replica.Replica, in input) {
 	switch in.kind {
 	case inRaft:
-		n.reachable(r, replica.MemberID(in.msg.GetFrom()), true)
-		if err := r.Step(in.msg); err != nil {
-			n.log.Warn("dropped raft message", "from", replica.MemberID(in.msg.GetFrom()), "err", err)
+		from := replica.MemberID(in.msg.GetFrom())
+		n.reachable(r, from, true)
+		err := r.Step(in.msg)
+		switch {
+		case err == nil:
+		case errors.Is(err, consensus.ErrInvalidMessage):
+			// Until members authenticate, whoever can connect to the member port can claim to
+			// be a member: raft never saw this message, and the connections it may have come
+			// from are closed (the real member reconnects).
+			closed := n.tr.DropInbound(in.msg.GetFrom())
+			n.mu.Lock()
+			n.refused++
+			n.mu.Unlock()
+			n.log.Warn("refused an invalid raft message; closing the connections it may have come from",
+				"from", from, "type", in.msg.GetType().String(), "closed", closed, "err", err)
+		case errors.Is(err, consensus.ErrLostData):
+			// The core has stopped; Process returns the error and the loop ends with it.
+		default:
+			n.log.Warn("dropped raft message", "from", from, "err", err)
 		}
 	case inClient:
 		for i := range in.cms {

@@ -77,7 +77,8 @@ func (c *Config) defaults() {
 // and must hand over quickly (queue to the member's loop).
 type Handler interface {
 	// Receive delivers a raft message from an authenticated peer. For MsgSnap the snapshot data
-	// is complete, fsynced and verified.
+	// is complete, fsynced and verified. A message the member refuses (it judges them later, on
+	// its loop) is answered with DropInbound.
 	Receive(m *pb.Message)
 	// Unreachable reports that messages to the peer could not be sent.
 	Unreachable(id uint64)
@@ -101,6 +102,9 @@ type Transport struct {
 
 	mu      sync.Mutex
 	inbound map[net.Conn]struct{}
+	// authed maps each inbound connection whose handshake was accepted to its sender; DropInbound
+	// closes them by sender.
+	authed map[net.Conn]*inboundPeer
 	// Rejected counts inbound connections closed for a protocol violation (for tests and
 	// metrics).
 	rejected int
@@ -117,6 +121,7 @@ func New(cfg Config, h Handler) *Transport {
 		ctx:     ctx,
 		cancel:  cancel,
 		inbound: map[net.Conn]struct{}{},
+		authed:  map[net.Conn]*inboundPeer{},
 	}
 	for id, addr := range cfg.Peers {
 		if id == cfg.SelfID {
@@ -151,6 +156,31 @@ func (t *Transport) Stop() {
 	}
 	t.mu.Unlock()
 	t.wg.Wait()
+}
+
+// inboundPeer is an authenticated inbound connection's sender, and whether DropInbound closed it.
+type inboundPeer struct {
+	id      uint64
+	dropped bool
+}
+
+// DropInbound closes every inbound connection from the peer with raft id id: the member refused
+// a message that came in on one of them (Handler.Receive cannot refuse at once: only the member's
+// loop can judge a message). Messages already read from them are still delivered. The peer's
+// own connections reconnect; a forger's must handshake again. Safe from any goroutine: a
+// connection that has closed meanwhile is simply not there any more.
+func (t *Transport) DropInbound(id uint64) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for conn, p := range t.authed {
+		if p.id == id && !p.dropped {
+			p.dropped = true
+			_ = conn.Close()
+			n++
+		}
+	}
+	return n
 }
 
 // Rejected returns how many inbound connections were closed for a protocol violation.
