@@ -119,8 +119,8 @@ func (e *LostDataError) Error() string {
 	if e.Bootstrapped {
 		how = fmt.Sprintf("member %d started with an empty data directory (its new log ends at index %d)", e.Member-1, e.Last)
 	}
-	return fmt.Sprintf("%s, but the leader (member %d, term %d) says index %d of it is committed "+
-		"(%d refusals): this member's data directory lost entries it had acknowledged (wiped, replaced "+
+	return fmt.Sprintf("%s, but the leader (member %d, term %d) keeps saying index %d of it is committed "+
+		"(%d heartbeats refused): this member's data directory lost entries it had acknowledged (wiped, replaced "+
 		"or restored from an older copy). Restore the directory; until Tandem can re-add a member "+
 		"(not yet built), a lost member cannot rejoin — the others keep serving while they are a "+
 		"majority", how, e.Leader-1, e.Term, e.Commit, e.Refusals)
@@ -204,9 +204,9 @@ func (c *Core) check(m *pb.Message) error {
 	case m.GetTo() != c.cfg.ID:
 		return invalid("%s for raft id %d delivered to raft id %d", t, m.GetTo(), c.cfg.ID)
 	case m.GetTerm() == 0 || m.GetTerm() > termMax:
-		return invalid("%s from %d has term %d", t, from, m.GetTerm())
+		return invalid("%s from raft id %d has term %d", t, from, m.GetTerm())
 	case m.GetIndex() > indexMax || m.GetCommit() > indexMax || m.GetLogTerm() > m.GetTerm() && t != pb.MsgAppResp:
-		return invalid("%s from %d term %d has index %d, log term %d, commit %d", t, from, m.GetTerm(),
+		return invalid("%s from raft id %d term %d has index %d, log term %d, commit %d", t, from, m.GetTerm(),
 			m.GetIndex(), m.GetLogTerm(), m.GetCommit())
 	}
 	bs := c.rn.BasicStatus()
@@ -239,7 +239,7 @@ func (c *Core) check(m *pb.Message) error {
 		}
 	case pb.MsgHeartbeatResp:
 		if len(m.GetContext()) != 0 && len(m.GetContext()) != 8 {
-			return invalid("heartbeat response from %d has a %d-byte context", from, len(m.GetContext()))
+			return invalid("heartbeat response from raft id %d has a %d-byte context", from, len(m.GetContext()))
 		}
 		if asLeader {
 			return c.checkHeartbeatResp(m, bs)
@@ -252,14 +252,14 @@ func (c *Core) check(m *pb.Message) error {
 // the normal entries raft's Propose makes.
 func (c *Core) checkProp(m *pb.Message) error {
 	if !bugs.Active("follower-forwards") {
-		return invalid("proposal from %d: proposals are not forwarded between members", m.GetFrom())
+		return invalid("proposal from raft id %d: proposals are not forwarded between members", m.GetFrom())
 	}
 	if m.GetFrom() == 0 || m.GetFrom() == c.cfg.ID || m.GetTo() != c.cfg.ID || len(m.GetEntries()) == 0 {
-		return invalid("malformed proposal from %d (%d entries)", m.GetFrom(), len(m.GetEntries()))
+		return invalid("malformed proposal from raft id %d (%d entries)", m.GetFrom(), len(m.GetEntries()))
 	}
 	for _, e := range m.GetEntries() {
 		if e.GetType() != pb.EntryNormal {
-			return invalid("proposal from %d carries a %s entry", m.GetFrom(), e.GetType())
+			return invalid("proposal from raft id %d carries a %s entry", m.GetFrom(), e.GetType())
 		}
 	}
 	return nil
@@ -293,7 +293,7 @@ func (c *Core) lastCertain(commit uint64) uint64 {
 // as evidence of lost data (LostDataError).
 func (c *Core) checkHeartbeat(m *pb.Message, bs raft.BasicStatus, acted bool) error {
 	if n := len(m.GetContext()); n != 0 && n != 8 {
-		return invalid("heartbeat from %d has a %d-byte context", m.GetFrom(), n)
+		return invalid("heartbeat from raft id %d has a %d-byte context", m.GetFrom(), n)
 	}
 	if !acted {
 		return nil
@@ -305,7 +305,7 @@ func (c *Core) checkHeartbeat(m *pb.Message, bs raft.BasicStatus, acted bool) er
 		}
 		return nil
 	}
-	err := invalid("heartbeat from %d in term %d commits index %d, but this log ends at %d",
+	err := invalid("heartbeat from raft id %d in term %d commits index %d, but this log ends at %d",
 		m.GetFrom(), m.GetTerm(), m.GetCommit(), last)
 	s := &c.val.suspect
 	if s.refusals == 0 || s.from != m.GetFrom() || s.term != m.GetTerm() {
@@ -332,7 +332,7 @@ func checkEntries(m *pb.Message) error {
 	prev := m.GetLogTerm()
 	for i, e := range m.GetEntries() {
 		if e.GetIndex() != m.GetIndex()+1+uint64(i) || e.GetTerm() < prev || e.GetTerm() > m.GetTerm() {
-			return invalid("append from %d at index %d (log term %d, term %d): entry %d has index %d and term %d",
+			return invalid("append from raft id %d at index %d (log term %d, term %d): entry %d has index %d and term %d",
 				m.GetFrom(), m.GetIndex(), m.GetLogTerm(), m.GetTerm(), i, e.GetIndex(), e.GetTerm())
 		}
 		prev = e.GetTerm()
@@ -343,10 +343,10 @@ func checkEntries(m *pb.Message) error {
 			// changes are built, this check learns their kinds.
 			var cc pb.ConfChange
 			if err := proto.Unmarshal(e.GetData(), &cc); err != nil || cc.GetType() != pb.ConfChangeAddNode || cc.GetNodeId() == 0 {
-				return invalid("append from %d: entry %d is a conf change Tandem never writes", m.GetFrom(), e.GetIndex())
+				return invalid("append from raft id %d: entry %d is a conf change Tandem never writes", m.GetFrom(), e.GetIndex())
 			}
 		default:
-			return invalid("append from %d: entry %d is of type %s", m.GetFrom(), e.GetIndex(), e.GetType())
+			return invalid("append from raft id %d: entry %d is of type %s", m.GetFrom(), e.GetIndex(), e.GetType())
 		}
 	}
 	return nil
@@ -357,7 +357,7 @@ func checkEntries(m *pb.Message) error {
 func checkSnapshot(m *pb.Message) error {
 	md := m.GetSnapshot().GetMetadata()
 	if md == nil || md.GetIndex() == 0 || md.GetIndex() > indexMax || md.GetTerm() == 0 || md.GetTerm() > m.GetTerm() {
-		return invalid("snapshot from %d in term %d has index %d and term %d", m.GetFrom(), m.GetTerm(),
+		return invalid("snapshot from raft id %d in term %d has index %d and term %d", m.GetFrom(), m.GetTerm(),
 			md.GetIndex(), md.GetTerm())
 	}
 	cs := pb.EnsureConfState(md.GetConfState())
@@ -368,7 +368,7 @@ func checkSnapshot(m *pb.Message) error {
 		err = cs.Equivalent(trk.ConfState())
 	}
 	if err != nil {
-		return invalid("snapshot from %d at index %d has a configuration raft cannot restore: %v", m.GetFrom(), md.GetIndex(), err)
+		return invalid("snapshot from raft id %d at index %d has a configuration raft cannot restore: %v", m.GetFrom(), md.GetIndex(), err)
 	}
 	return nil
 }
@@ -431,12 +431,12 @@ func (c *Core) noteSnapshot(m *pb.Message, commit uint64) {
 func (c *Core) checkAppResp(m *pb.Message, bs raft.BasicStatus) error {
 	if m.GetReject() {
 		if m.GetRejectHint() > m.GetIndex() {
-			return invalid("rejection from %d of index %d hints at index %d", m.GetFrom(), m.GetIndex(), m.GetRejectHint())
+			return invalid("rejection from raft id %d of index %d hints at index %d", m.GetFrom(), m.GetIndex(), m.GetRejectHint())
 		}
 		return nil
 	}
 	if last := c.lastCertain(bs.GetCommit()); m.GetIndex() > last {
-		return invalid("acknowledgement from %d in term %d of index %d, but this leader's log ends at %d",
+		return invalid("acknowledgement from raft id %d in term %d of index %d, but this leader's log ends at %d",
 			m.GetFrom(), m.GetTerm(), m.GetIndex(), last)
 	}
 	return nil
@@ -460,7 +460,7 @@ func (c *Core) checkHeartbeatResp(m *pb.Message, bs raft.BasicStatus) error {
 		}
 	}
 	if pos > queued {
-		return invalid("heartbeat response from %d acknowledges read %d, this leader queued %d", m.GetFrom(), pos, queued)
+		return invalid("heartbeat response from raft id %d acknowledges read %d, this leader queued %d", m.GetFrom(), pos, queued)
 	}
 	return nil
 }

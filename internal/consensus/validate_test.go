@@ -441,7 +441,7 @@ func TestLostDataStopsTheMember(t *testing.T) {
 		t.Fatalf("Process after the stop: %v, want ErrLostData", err)
 	}
 	for _, want := range []string{"member 1 started with an empty data directory", "the leader (member 0, term",
-		fmt.Sprintf("says index %d of it is committed", commit), "lost entries it had acknowledged", "Restore the directory"} {
+		fmt.Sprintf("keeps saying index %d of it is committed", commit), "lost entries it had acknowledged", "Restore the directory"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Fatalf("%q lacks %q", err, want)
 		}
