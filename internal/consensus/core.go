@@ -55,10 +55,12 @@ type Config struct {
 	ElectionTicks  int    // election timeout, randomised by raft in [ElectionTicks, 2×ElectionTicks)
 	HeartbeatTicks int
 	// MaxSizePerMsg bounds the entries in one append message; MaxInflightMsgs the append
-	// messages in flight to one follower; MaxUncommittedBytes the leader's uncommitted tail
-	// (proposals beyond it are dropped with ErrDropped).
+	// messages in flight to one follower and MaxInflightBytes their entries' bytes (0: no bound
+	// but the count); MaxUncommittedBytes the leader's uncommitted tail (proposals beyond it are
+	// dropped with ErrDropped).
 	MaxSizePerMsg       uint64
 	MaxInflightMsgs     int
+	MaxInflightBytes    uint64
 	MaxUncommittedBytes uint64
 	// ReadTimeoutTicks: a ReadIndex request unanswered this long fails with ErrReadTimeout.
 	ReadTimeoutTicks int
@@ -142,6 +144,7 @@ func New(cfg Config, st Storage, peers []raft.Peer, applied uint64) (*Core, erro
 		Applied:                   applied,
 		MaxSizePerMsg:             cfg.MaxSizePerMsg,
 		MaxInflightMsgs:           cfg.MaxInflightMsgs,
+		MaxInflightBytes:          cfg.MaxInflightBytes,
 		MaxUncommittedEntriesSize: cfg.MaxUncommittedBytes,
 		CheckQuorum:               true,
 		PreVote:                   true,

@@ -30,8 +30,11 @@ type Config struct {
 	Listener net.Listener
 	// MaxFrameBytes bounds one frame (default 4 MiB); a larger one closes the connection.
 	MaxFrameBytes int
-	// QueueBytes bounds each peer's outbound queue (default 64 MiB of encoded frames); a message
-	// that does not fit is dropped and the peer reported unreachable (raft retransmits).
+	// QueueBytes bounds each peer's outbound queue (default 16 MiB of encoded frames); a message
+	// that does not fit is dropped and the peer reported unreachable (raft retransmits). Raft
+	// bounds the log in flight to a follower (replica: 4 MiB), so the queue holds that, one more
+	// append and heartbeats; the bound is for what raft does not count (probes, which it resends
+	// for each heartbeat answer).
 	QueueBytes int
 	// DialTimeout bounds one connection attempt (default 1 s).
 	DialTimeout time.Duration
@@ -51,7 +54,7 @@ func (c *Config) defaults() {
 		c.MaxFrameBytes = 4 << 20
 	}
 	if c.QueueBytes == 0 {
-		c.QueueBytes = 64 << 20
+		c.QueueBytes = 16 << 20
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = time.Second
@@ -332,6 +335,14 @@ func (p *peer) run() {
 			}
 			attempt++
 			continue
+		}
+		if attempt > 0 {
+			// What was queued while the peer could not be reached is stale: raft was told it is
+			// unreachable and sends again what matters. Delivered now, the heartbeats of the
+			// last backoff (up to BackoffMax of them) would each be answered, and raft answers
+			// each answer to a probing leader with its probe again: up to MaxSizePerMsg of log
+			// per heartbeat, 15 MiB at once when a follower came back after a few seconds.
+			p.q.reset()
 		}
 		attempt = 0
 		err = p.write(conn)
