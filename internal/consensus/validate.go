@@ -102,6 +102,11 @@ const (
 // log is intact) clear the suspicion. What it cannot tell apart — until members authenticate — is
 // a forger who keeps impersonating the leader for that long while the real one is unreachable,
 // or a forged acknowledgement that made the leader believe this member holds more than it does.
+//
+// What it cannot see: a member that lost its data while leadership changed. The new leader never
+// saw its acknowledgements, catches it up like a member that is merely behind, and it rejoins —
+// raft's amnesia (ARCHITECTURE.md, decision 16), for the issue that makes a lost member rejoin
+// safely. Nothing local tells an empty data directory of a former member from a new one at start.
 type LostDataError struct {
 	Member uint64 // this member's raft id
 	Leader uint64 // the raft id of the sender that claims the commit index

@@ -483,3 +483,29 @@ func TestForgedHeartbeatsNeverStopAMember(t *testing.T) {
 		t.Fatalf("member 2 stopped after one forged heartbeat: %v", err)
 	}
 }
+
+// BenchmarkCheck measures Step's validation alone, on the two messages of every replicated
+// command: an append on a follower, its acknowledgement on the leader.
+func BenchmarkCheck(b *testing.B) {
+	f, _ := fixtureCore(b, false)
+	l, _ := fixtureCore(b, true)
+	app := msg(pb.MsgApp, 1, 2, 2)
+	app.Index, app.LogTerm, app.Commit = new(uint64(10)), new(uint64(2)), new(uint64(10))
+	app.Entries = []*pb.Entry{{Index: new(uint64(11)), Term: new(uint64(2)), Data: make([]byte, 256)}}
+	ack := msg(pb.MsgAppResp, 2, 1, 3)
+	ack.Index = new(uint64(12))
+	b.Run("append", func(b *testing.B) {
+		for b.Loop() {
+			if err := f.check(app); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ack", func(b *testing.B) {
+		for b.Loop() {
+			if err := l.check(ack); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

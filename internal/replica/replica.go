@@ -420,7 +420,9 @@ func (r *Replica) expireSessions(now int64) {
 }
 
 // Step feeds a raft message from a peer. Messages from raft ids outside the membership are
-// dropped: a stray or hostile sender must not move terms.
+// dropped: a stray or hostile sender must not move terms. The core refuses what raft would crash
+// on (consensus.ErrInvalidMessage: the driver drops the connection) and stops a member whose log
+// lost what it acknowledged (consensus.ErrLostData, also returned by the next Process).
 func (r *Replica) Step(m *pb.Message) error {
 	if m.GetTo() != RaftID(r.cfg.MemberID) {
 		return fmt.Errorf("replica: message for raft id %d delivered to raft id %d", m.GetTo(), RaftID(r.cfg.MemberID))
