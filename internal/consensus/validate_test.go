@@ -364,6 +364,10 @@ func TestStepRefusesWhatNoMemberSends(t *testing.T) {
 		msg(pb.MsgHeartbeat, 2, 2, term), // from itself
 		msg(pb.MsgHeartbeat, 0, 2, term), // from nobody
 		{Type: pb.MsgApp.Enum(), From: new(uint64(1)), To: new(uint64(2)), Term: new(term), LogTerm: new(term + 1)},
+		appWith(term, tc.last(2), &pb.Entry{Term: new(term)}, &pb.Entry{Term: new(term - 1)}), // terms go back
+		appWith(term, tc.last(2), &pb.Entry{Term: new(term + 1)}),                             // beyond the message's term
+		appWith(term, tc.last(2), &pb.Entry{Term: new(term), Type: pb.EntryConfChange.Enum(), Data: []byte{0xff}}),
+		appWith(term, tc.last(2), &pb.Entry{Term: new(term), Type: pb.EntryConfChangeV2.Enum()}),
 	} {
 		if err := tc.cores[m.GetTo()].Step(m); !errors.Is(err, ErrInvalidMessage) {
 			t.Errorf("Step(%s from %d to %d term %d) = %v, want ErrInvalidMessage", m.GetType(), m.GetFrom(), m.GetTo(), m.GetTerm(), err)
@@ -375,6 +379,18 @@ func TestStepRefusesWhatNoMemberSends(t *testing.T) {
 	if st := tc.cores[2].State(); st.Leader != 1 || st.Term != term {
 		t.Fatalf("member 2 sees leader %d term %d", st.Leader, st.Term)
 	}
+}
+
+// appWith is an append from member 1 to member 2 after index prev, its entries numbered from
+// prev+1.
+func appWith(term, prev uint64, ents ...*pb.Entry) *pb.Message {
+	m := msg(pb.MsgApp, 1, 2, term)
+	m.Index, m.LogTerm = new(prev), new(term)
+	for i, e := range ents {
+		e.Index = new(prev + 1 + uint64(i))
+	}
+	m.Entries = ents
+	return m
 }
 
 // replaceWithEmpty gives member id an empty storage, as a member whose data directory was wiped
