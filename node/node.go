@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/tandem-cluster/tandem/internal/archive"
+	"github.com/tandem-cluster/tandem/internal/consensus"
 	"github.com/tandem-cluster/tandem/internal/ratelog"
 	"github.com/tandem-cluster/tandem/internal/replica"
 	"github.com/tandem-cluster/tandem/internal/transport"
@@ -90,6 +92,9 @@ type Status struct {
 	MemberConnsRefused int
 	ClientConnsRefused int
 	AcceptFailures     int
+	// RaftRefused counts raft messages from the member port refused as invalid (something raft
+	// would crash on, or no honest member sends); each closed the connections of its claimed sender.
+	RaftRefused int
 }
 
 // Node is one running member: the replica behind a real clock, TCP and the archive.
@@ -118,6 +123,8 @@ type Node struct {
 	// dropLog limits the lines saying so.
 	raftDropped atomic.Int64
 	dropLog     ratelog.Limiter
+	// refuseLog limits the lines about messages refused as invalid (Status.RaftRefused).
+	refuseLog ratelog.Limiter
 
 	mu          sync.Mutex
 	status      Status
@@ -128,6 +135,7 @@ type Node struct {
 	cs *transport.ClientServer
 
 	wrapListener func(port string, l net.Listener) net.Listener // tests only
+	refused      int                                            // Status.RaftRefused, behind mu
 }
 
 // Option adjusts a node.
@@ -167,6 +175,7 @@ func New(cfg Config, svc service.Service, opts ...Option) (*Node, error) {
 		clientIn:    make(chan input, clientInputsCap),
 		quit:        make(chan struct{}),
 		dropLog:     ratelog.Limiter{Every: 5 * time.Second},
+		refuseLog:   ratelog.Limiter{Every: 5 * time.Second},
 		unreachable: map[int]bool{},
 		status:      Status{ID: cfg.ID, Leader: -1},
 	}
@@ -194,6 +203,7 @@ func (n *Node) Status() Status {
 		st.ClientConnsRefused = n.cs.Refused()
 		st.AcceptFailures = n.tr.AcceptFailures() + n.cs.AcceptFailures()
 	}
+	st.RaftRefused = n.refused
 	return st
 }
 
@@ -351,7 +361,9 @@ func listen(what string, id int, addr string) (net.Listener, error) {
 // Run opens the archive, binds the ports and runs the member until ctx is cancelled or it fails.
 // On cancellation a leader first hands leadership to a caught-up follower (bounded by
 // ShutdownTransferTimeout), then the member stops and the service's OnTerminate is called. A
-// storage failure stops the member with an error that says why: it never acknowledges again.
+// storage failure stops the member with an error that says why: it never acknowledges again. So
+// does finding that its log lost entries it had acknowledged (consensus.ErrLostData: the leader
+// keeps saying entries beyond its log are committed — a wiped or restored data directory).
 func (n *Node) Run(ctx context.Context) error {
 	cfg := n.cfg
 	self, _ := cfg.self()
@@ -614,8 +626,27 @@ func (r *runner) wait() {
 func (n *Node) handle(r *replica.Replica, in input) {
 	switch in.kind {
 	case inRaft:
-		n.reachable(r, replica.MemberID(in.msg.GetFrom()), true)
-		if err := r.Step(in.msg); err != nil {
+		from := replica.MemberID(in.msg.GetFrom())
+		n.reachable(r, from, true)
+		err := r.Step(in.msg)
+		switch {
+		case err == nil:
+		case errors.Is(err, consensus.ErrInvalidMessage):
+			// Until members authenticate, whoever can connect to the member port can claim to
+			// be a member: raft never saw this message, and the connections it may have come
+			// from are closed (the real member reconnects).
+			closed := n.tr.DropInbound(in.msg.GetFrom())
+			n.mu.Lock()
+			n.refused++
+			n.mu.Unlock()
+			if ok, held := n.refuseLog.Allow(time.Now()); ok {
+				n.log.Warn("refused an invalid raft message; closing the connections it may have come from",
+					"from", from, "type", in.msg.GetType().String(), "closed", closed, "err", err,
+					"refusals_not_logged", held)
+			}
+		case errors.Is(err, consensus.ErrLostData):
+			// The core has stopped; Process returns the error and the loop ends with it.
+		default:
 			n.dropRaft(in.msg, "raft refused it", "err", err)
 		}
 	case inClient:

@@ -21,8 +21,9 @@ Sends counter commands to a cluster. With no command it runs the seed's sequence
 INCREMENT, GET — showing each request and reply (never a RESET, so repeated runs accumulate).
 get is a linearizable query; the others go through the log, exactly once.
 
-Exit codes: 0 ok; 1 failed, nothing applied; 2 usage; 3 outcome unknown (the command may have
-been applied); 4 refused by the cluster, not applied.
+Exit codes: 0 ok; 1 failed, nothing applied; 3 outcome unknown (the command may have been
+applied); 4 refused by the cluster, not applied; 64 usage; 70 internal error (tandem help lists
+them all).
 
 Flags (before or after the command):
 `
@@ -33,6 +34,7 @@ Examples:
   tandem client increment 5
   tandem client get --endpoints 10.0.0.1:9000,10.0.0.2:9000
   tandem client --count 10000 --concurrency 64   # throughput probe
+  tandem client --count 25600 --payload 4096 --timeout 5m   # write 100 MB of commands
 `
 
 func runClient(args []string) int {
@@ -42,6 +44,7 @@ func runClient(args []string) int {
 	timeout := fs.Duration("timeout", 10*time.Second, "bound on the whole call")
 	count := fs.Int("count", 0, "send this many increments (throughput probe)")
 	concurrency := fs.Int("concurrency", 16, "with --count: goroutines sending at once")
+	payload := fs.Int("payload", 0, "with --count: pad each increment to this many bytes, 16 to 65536 (the padding is logged and replicated like any command)")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, clientHelp)
 		fs.PrintDefaults()
@@ -59,6 +62,10 @@ func runClient(args []string) int {
 	case *count > 0:
 		if len(pos) > 0 {
 			fmt.Fprintln(os.Stderr, "tandem client: --count sends increments; give no command with it")
+			return exitUsage
+		}
+		if *payload != 0 && (*payload < 16 || *payload > counter.MaxPad) {
+			fmt.Fprintf(os.Stderr, "tandem client: --payload %d: want 16 to %d\n", *payload, counter.MaxPad)
 			return exitUsage
 		}
 	case len(pos) == 0:
@@ -81,7 +88,12 @@ func runClient(args []string) int {
 	}
 	defer c.Close()
 	if *count > 0 {
-		return probe(ctx, c, *count, *concurrency)
+		req := counter.Request{Op: counter.OpIncrement}
+		if *payload > 0 {
+			// The request's own bytes (3) and the padding's length prefix (up to 3) come first.
+			req.Pad = *payload - len(counter.EncodeRequest(req)) - 3
+		}
+		return probe(ctx, c, *count, *concurrency, req)
 	}
 	verbose := len(pos) == 0
 	for _, req := range reqs {
@@ -132,7 +144,7 @@ func exitCode(err error) int {
 
 // probe sends n increments from c goroutines and prints time, errors and latency percentiles:
 // the SOFAJRaft counter client's throughput probe.
-func probe(ctx context.Context, c *client.Client, n, conc int) int {
+func probe(ctx context.Context, c *client.Client, n, conc int, req counter.Request) int {
 	var mu sync.Mutex
 	lat := make([]time.Duration, 0, n)
 	errs := map[string]int{}
@@ -152,7 +164,7 @@ func probe(ctx context.Context, c *client.Client, n, conc int) int {
 				next++
 				mu.Unlock()
 				t0 := time.Now()
-				_, err := do(ctx, c, counter.Request{Op: counter.OpIncrement})
+				_, err := do(ctx, c, req)
 				d := time.Since(t0)
 				mu.Lock()
 				if err != nil {

@@ -11,15 +11,21 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 )
 
-// Exit codes. A script can tell "not applied" (safe to retry) from "outcome unknown".
+// Exit codes. A script can tell "not applied" (safe to retry) from "outcome unknown", and a
+// mistake on the command line from a crash: Go itself exits with 2 when a panic is not
+// recovered (on any goroutine but the main one, whose panics run() turns into exitInternal), so
+// no code of tandem's own is 2.
 const (
 	exitOK         = 0
-	exitFailed     = 1 // not applied, or a failure before anything was sent
-	exitUsage      = 2
+	exitFailed     = 1 // not applied, or a failure before anything was sent; a member that stopped
 	exitUnknown    = 3 // the command may or may not have been applied
 	exitNotApplied = 4
+	exitUsage      = 64 // EX_USAGE (sysexits.h): a bad verb, flag or argument
+	exitInternal   = 70 // EX_SOFTWARE: a bug (a panic), with its stack on stderr
+	// exitInterrupted (130) is a second Ctrl+C on tandem node, which does not wait.
 )
 
 type verb struct {
@@ -43,7 +49,19 @@ func init() {
 }
 
 func main() {
-	os.Exit(dispatch(os.Args[1:]))
+	os.Exit(run(os.Args[1:]))
+}
+
+// run dispatches args and turns a panic on the main goroutine (where each verb runs) into
+// exitInternal with the stack on stderr, so that a crash is never taken for a usage error.
+func run(args []string) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(os.Stderr, "tandem: internal error (a bug, please report it with what follows): %v\n\n%s", r, debug.Stack())
+			code = exitInternal
+		}
+	}()
+	return dispatch(args)
 }
 
 func dispatch(args []string) int {
@@ -84,6 +102,16 @@ Quick start (four terminals):
   tandem client            # INCREMENT, INCREMENT, GET
 
 Run "tandem help <verb>" or "tandem <verb> --help" for a verb's flags and examples.
+
+Exit codes:
+  0   ok
+  1   failed: not applied, nothing sent, or a member stopped (the reason is on stderr)
+  2   crashed: Go's own code for a panic it could not recover (stack on stderr)
+  3   outcome unknown: the command may or may not have been applied (tandem client)
+  4   refused by the cluster or the service, not applied (tandem client)
+  64  usage: a bad verb, flag or argument
+  70  internal error: a panic (stack on stderr)
+  130 tandem node stopped by a second Ctrl+C, without waiting
 `)
 }
 

@@ -10,6 +10,7 @@ package clustertest
 
 import (
 	"container/heap"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-cluster/tandem/internal/archive"
+	"github.com/tandem-cluster/tandem/internal/consensus"
 	"github.com/tandem-cluster/tandem/internal/replica"
 	"github.com/tandem-cluster/tandem/internal/vfs"
 	"github.com/tandem-cluster/tandem/internal/wire"
@@ -566,6 +568,13 @@ func (c *Cluster) dispatch(ev event) {
 		}
 		c.Delivered[m.GetType()]++
 		if err := n.R.Step(m); err != nil {
+			if errors.Is(err, consensus.ErrInvalidMessage) || errors.Is(err, consensus.ErrLostData) {
+				// Every member here is honest: a refusal means a member lost what it acknowledged,
+				// or the validation refuses an honest message. Either is a finding.
+				c.fatalf("member %d refused a %s from member %d: %v (%s)", n.ID, m.GetType(),
+					replica.MemberID(m.GetFrom()), err, c.Describe())
+				return
+			}
 			c.T.Logf("m%d: step %s from %d: %v", n.ID, m.GetType(), m.GetFrom(), err)
 		}
 		c.process(n)

@@ -29,7 +29,7 @@ var ErrDropped = errors.New("consensus: proposal dropped (uncommitted limit)")
 // silently, for instance when leadership is lost while the heartbeat round is under way).
 var ErrReadTimeout = errors.New("consensus: read index timed out")
 
-// ErrStopped is returned after the core failed (a storage error): it is sticky.
+// ErrStopped is returned after the core failed (a storage error, or a LostDataError): it is sticky.
 var ErrStopped = errors.New("consensus: stopped after a storage error")
 
 // NotLeaderError carries the leader hint: the raft id of the member believed to be the leader (0
@@ -55,10 +55,12 @@ type Config struct {
 	ElectionTicks  int    // election timeout, randomised by raft in [ElectionTicks, 2×ElectionTicks)
 	HeartbeatTicks int
 	// MaxSizePerMsg bounds the entries in one append message; MaxInflightMsgs the append
-	// messages in flight to one follower; MaxUncommittedBytes the leader's uncommitted tail
-	// (proposals beyond it are dropped with ErrDropped).
+	// messages in flight to one follower and MaxInflightBytes their entries' bytes (0: no bound
+	// but the count); MaxUncommittedBytes the leader's uncommitted tail (proposals beyond it are
+	// dropped with ErrDropped).
 	MaxSizePerMsg       uint64
 	MaxInflightMsgs     int
+	MaxInflightBytes    uint64
 	MaxUncommittedBytes uint64
 	// ReadTimeoutTicks: a ReadIndex request unanswered this long fails with ErrReadTimeout.
 	ReadTimeoutTicks int
@@ -111,6 +113,8 @@ type Core struct {
 	pending *pendingReady // the Ready waiting for its sync, if any
 	snap    *pb.Snapshot  // the snapshot being written, if any
 
+	val validator // what Step's checks keep (validate.go)
+
 	readSeq uint64
 	// reads maps a ReadIndex request id to the tick it was issued at, for the timeout.
 	// Invariant: every id in reads was handed to raft and has not been reported yet.
@@ -140,6 +144,7 @@ func New(cfg Config, st Storage, peers []raft.Peer, applied uint64) (*Core, erro
 		Applied:                   applied,
 		MaxSizePerMsg:             cfg.MaxSizePerMsg,
 		MaxInflightMsgs:           cfg.MaxInflightMsgs,
+		MaxInflightBytes:          cfg.MaxInflightBytes,
 		MaxUncommittedEntriesSize: cfg.MaxUncommittedBytes,
 		CheckQuorum:               true,
 		PreVote:                   true,
@@ -160,7 +165,8 @@ func New(cfg Config, st Storage, peers []raft.Peer, applied uint64) (*Core, erro
 	if err != nil {
 		return nil, fmt.Errorf("consensus: storage: %w", err)
 	}
-	if last == 0 && raft.IsEmptySnap(snap) {
+	bootstrapped := last == 0 && raft.IsEmptySnap(snap)
+	if bootstrapped {
 		if len(peers) == 0 {
 			return nil, errors.New("consensus: empty storage and no peers to bootstrap")
 		}
@@ -175,12 +181,14 @@ func New(cfg Config, st Storage, peers []raft.Peer, applied uint64) (*Core, erro
 	c := &Core{
 		cfg:       cfg,
 		rn:        rn,
-		storage:   st,
 		log:       cfg.Logger,
 		confState: proto.Clone(cs).(*pb.ConfState),
 		applied:   applied,
 		reads:     make(map[uint64]int),
 	}
+	c.storage = watchedStorage{Storage: st, v: &c.val}
+	c.val.matched()
+	c.val.bootstrapped = bootstrapped
 	bs := rn.BasicStatus()
 	c.state = State{Role: bs.RaftState, Leader: bs.Lead, Term: bs.GetTerm()}
 	return c, nil
@@ -207,10 +215,14 @@ func (c *Core) Tick() {
 	c.rn.Tick()
 }
 
-// Step feeds a message received from a peer. Local message types are refused.
+// Step feeds a message received from a peer. A message raft would panic on, or that no honest
+// member sends, is refused with an error wrapping ErrInvalidMessage and never reaches raft (the
+// checks are listed in validate.go); the caller should drop the connection it came from. Heartbeats
+// refused persistently because this member's log lacks what the leader says it acknowledged stop
+// the core with a *LostDataError (ErrLostData), returned here and by every later Process.
 func (c *Core) Step(m *pb.Message) error {
-	if raft.IsLocalMsg(m.GetType()) {
-		return fmt.Errorf("consensus: refusing local message type %s from the network", m.GetType())
+	if err := c.check(m); err != nil {
+		return err
 	}
 	err := c.rn.Step(m)
 	if errors.Is(err, raft.ErrStepPeerNotFound) {
@@ -258,9 +270,11 @@ func (c *Core) ReadIndex() (uint64, error) {
 	if c.err != nil {
 		return 0, ErrStopped
 	}
-	if c.rn.BasicStatus().RaftState != raft.StateLeader {
+	bs := c.rn.BasicStatus()
+	if bs.RaftState != raft.StateLeader {
 		return 0, c.notLeader()
 	}
+	c.val.noteRead(bs.GetTerm())
 	c.readSeq++
 	id := c.readSeq
 	var ctx [8]byte

@@ -598,3 +598,49 @@ func TestLeaderAppliesWhatCommitsDuringItsSync(t *testing.T) {
 		t.Fatalf("Propose after a failed sync: %v, want ErrStopped", err)
 	}
 }
+
+// A leader catching a follower up keeps at most MaxInflightBytes of log (and one more append) in
+// flight to it: with only MaxInflightMsgs, it read and sent 256 appends of up to MaxSizePerMsg at
+// once (256 MiB per follower with the replica's settings).
+func TestLeaderBoundsTheBytesInFlightToAFollower(t *testing.T) {
+	const msgMax, inflightMax = 256 << 10, 1 << 20
+	c, err := New(Config{ID: 1, ElectionTicks: 10, HeartbeatTicks: 1, MaxSizePerMsg: msgMax, MaxInflightMsgs: 256,
+		MaxInflightBytes: inflightMax, MaxUncommittedBytes: 64 << 20}, memStorage{raft.NewMemoryStorage()},
+		[]raft.Peer{{ID: 1}, {ID: 2}, {ID: 3}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &applyLog{sink: sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}, st: &syncStorage{}}
+	s.st.memStorage = c.storage.(watchedStorage).Storage.(memStorage)
+	term := electLeader(t, c, s)
+	ackFrom(t, c, term, 3, 4) // member 3 follows; member 2 says nothing yet
+	for range 64 {            // 16 MiB of log member 2 lacks
+		if err := c.Propose(make([]byte, 256<<10)); err != nil {
+			t.Fatal(err)
+		}
+		if err := drive(c, s); err != nil {
+			t.Fatal(err)
+		}
+		ackFrom(t, c, term, 3, c.Status().GetCommit()+1)
+		if err := drive(c, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Member 2 acknowledges the start of the log: the leader replicates to it from there.
+	s.sent = nil
+	ackFrom(t, c, term, 2, 4)
+	if err := drive(c, s); err != nil {
+		t.Fatal(err)
+	}
+	var bytes int
+	for _, m := range s.sent {
+		if m.GetTo() == 2 && m.GetType() == pb.MsgApp {
+			for _, e := range m.GetEntries() {
+				bytes += len(e.GetData())
+			}
+		}
+	}
+	if bytes == 0 || bytes > inflightMax+msgMax {
+		t.Fatalf("%d bytes of log in flight to member 2 before it answered, want 1 to %d", bytes, inflightMax+msgMax)
+	}
+}

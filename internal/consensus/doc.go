@@ -24,11 +24,19 @@
 //     machine's bytes, run the write job it returns and report with SnapshotDone; the storage
 //     may then compact the log behind it.
 //
+// Untrusted input: Step refuses, with an error wrapping ErrInvalidMessage, every message raft would
+// panic on (or that would corrupt its log so that it panics later) and every type no honest member
+// sends over the network (proposals among them: forwarding is off); raft never sees it. The checks
+// and the argument that no honest message is refused are in validate.go. A member whose log lost
+// entries it had acknowledged (a wiped or restored data directory) gets honest heartbeats it must
+// refuse; when they persist, the core stops with a *LostDataError (ErrLostData).
+//
 // Failing fast: Propose and ReadIndex on a member that is not the leader return a
 // *NotLeaderError carrying the leader hint (raft drops such proposals silently otherwise); a
 // proposal over the uncommitted limit returns ErrDropped; a read that raft never answers fails
 // with ErrReadTimeout after ReadTimeoutTicks. Any storage error is sticky: the core stops and
-// every later call returns ErrStopped wrapping the cause, so nothing more is acknowledged.
+// every later call returns ErrStopped wrapping the cause, so nothing more is acknowledged (the
+// lost-data stop is sticky the same way).
 //
 // Raft ids start at 1 (0 means none): member i of the configuration is raft id i+1.
 package consensus

@@ -237,6 +237,23 @@ type Replica struct {
 	readsPending int
 }
 
+// Flow control of the leader's appends to each follower (raft's Config: MaxSizePerMsg,
+// MaxInflightMsgs, MaxInflightBytes).
+//
+// Why these: in normal replication a follower has a round trip's worth of appends in flight —
+// tens to hundreds of KiB even at 100 MB/s of commands — so neither bound slows it. A follower
+// catching up is different: raft reads up to raftMsgBytesMax of old log per append and sends as
+// many as the window allows; bounded by the count alone (256), that was 256 MiB per follower,
+// held by raft's messages and again by their encoding in the transport's queue — the leader's
+// RSS grew by 360–430 MiB catching up a follower 100 MB behind. With the byte bound (and the
+// transport dropping what it queued for a peer it could not reach) it grows by 16–30 MiB, and
+// throughput is unchanged (docs/PERFORMANCE.md, "Memory during catch-up").
+const (
+	raftMsgBytesMax      = 1 << 20
+	raftInflightMsgsMax  = 256
+	raftInflightBytesMax = 4 << 20
+)
+
 // New creates a replica on storage. The service is started from the storage's newest snapshot.
 func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out Outbox) (*Replica, error) {
 	if err := cfg.Validate(); err != nil {
@@ -287,8 +304,9 @@ func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out
 		ID:                  RaftID(cfg.MemberID),
 		ElectionTicks:       cfg.ElectionTicks,
 		HeartbeatTicks:      cfg.HeartbeatTicks,
-		MaxSizePerMsg:       1 << 20,
-		MaxInflightMsgs:     256,
+		MaxSizePerMsg:       raftMsgBytesMax,
+		MaxInflightMsgs:     raftInflightMsgsMax,
+		MaxInflightBytes:    raftInflightBytesMax,
 		MaxUncommittedBytes: cfg.MaxUncommittedBytes,
 		Logger:              cfg.Logger,
 	}, st, peers, applied)
@@ -406,7 +424,9 @@ func (r *Replica) expireSessions(now int64) {
 }
 
 // Step feeds a raft message from a peer. Messages from raft ids outside the membership are
-// dropped: a stray or hostile sender must not move terms.
+// dropped: a stray or hostile sender must not move terms. The core refuses what raft would crash
+// on (consensus.ErrInvalidMessage: the driver drops the connection) and stops a member whose log
+// lost what it acknowledged (consensus.ErrLostData, also returned by the next Process).
 func (r *Replica) Step(m *pb.Message) error {
 	if m.GetTo() != RaftID(r.cfg.MemberID) {
 		return fmt.Errorf("replica: message for raft id %d delivered to raft id %d", m.GetTo(), RaftID(r.cfg.MemberID))

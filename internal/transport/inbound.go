@@ -93,11 +93,23 @@ func (t *Transport) serve(conn net.Conn) {
 		return
 	}
 	from := hs.SenderID
+	self := &inboundPeer{id: from}
+	t.mu.Lock()
+	t.authed[conn] = self
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		delete(t.authed, conn)
+		t.mu.Unlock()
+	}()
 	for {
 		_ = conn.SetReadDeadline(time.Now().Add(idleTimeout))
 		kind, body, buf, err = wire.ReadFrame(r, t.cfg.MaxFrameBytes, buf)
 		if err != nil {
-			if errors.Is(err, io.EOF) || t.ctx.Err() != nil {
+			t.mu.Lock()
+			dropped := self.dropped // DropInbound closed it; its caller said why
+			t.mu.Unlock()
+			if dropped || errors.Is(err, io.EOF) || t.ctx.Err() != nil {
 				return
 			}
 			t.reject(conn, "reading from raft id %d: %v", from, err)

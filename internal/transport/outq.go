@@ -147,6 +147,9 @@ func (q *outq) reset() {
 	q.raw = nil
 	q.gen++
 	q.buf = q.buf[:0]
+	if cap(q.buf) > maxSpareBytes {
+		q.buf = nil // a burst's buffer is not kept for good
+	}
 	q.mu.Unlock()
 }
 

@@ -32,8 +32,11 @@ type Config struct {
 	Listener net.Listener
 	// MaxFrameBytes bounds one frame (default 4 MiB); a larger one closes the connection.
 	MaxFrameBytes int
-	// QueueBytes bounds each peer's outbound queue (default 64 MiB of encoded frames); a message
-	// that does not fit is dropped and the peer reported unreachable (raft retransmits).
+	// QueueBytes bounds each peer's outbound queue (default 16 MiB of encoded frames); a message
+	// that does not fit is dropped and the peer reported unreachable (raft retransmits). Raft
+	// bounds the log in flight to a follower (replica: 4 MiB), so the queue holds that, one more
+	// append and heartbeats; the bound is for what raft does not count (probes, which it resends
+	// for each heartbeat answer).
 	QueueBytes int
 	// DialTimeout bounds one connection attempt (default 1 s).
 	DialTimeout time.Duration
@@ -57,7 +60,7 @@ func (c *Config) defaults() {
 		c.MaxFrameBytes = 4 << 20
 	}
 	if c.QueueBytes == 0 {
-		c.QueueBytes = 64 << 20
+		c.QueueBytes = 16 << 20
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = time.Second
@@ -88,7 +91,8 @@ type Handler interface {
 	// Receive delivers a raft message from an authenticated peer. For MsgSnap the snapshot data
 	// is complete, fsynced and verified. It may block (back-pressure on the peer's connection);
 	// it returns false if the message was not taken because the receiver is stopping, and a
-	// snapshot is then not acknowledged to its sender.
+	// snapshot is then not acknowledged to its sender. A message the member refuses (it judges
+	// them later, on its loop) is answered with DropInbound.
 	Receive(m *pb.Message) bool
 	// Unreachable reports that messages to the peer could not be sent. It is also called from
 	// Send, on the member's loop: it must not block.
@@ -116,6 +120,9 @@ type Transport struct {
 
 	mu      sync.Mutex
 	inbound map[net.Conn]struct{}
+	// authed maps each inbound connection whose handshake was accepted to its sender; DropInbound
+	// closes them by sender.
+	authed map[net.Conn]*inboundPeer
 	// Rejected counts inbound connections closed for a protocol violation (for tests and
 	// metrics).
 	rejected int
@@ -138,6 +145,7 @@ func New(cfg Config, h Handler) *Transport {
 		cancel:  cancel,
 		inbound: map[net.Conn]struct{}{},
 		dropLog: ratelog.Limiter{Every: acceptLogEvery},
+		authed:  map[net.Conn]*inboundPeer{},
 	}
 	t.acc = newAccepter("member", cfg.Listener, cfg.MaxConns, cfg.Logger, ctx.Done())
 	for id, addr := range cfg.Peers {
@@ -173,6 +181,31 @@ func (t *Transport) Stop() {
 	}
 	t.mu.Unlock()
 	t.wg.Wait()
+}
+
+// inboundPeer is an authenticated inbound connection's sender, and whether DropInbound closed it.
+type inboundPeer struct {
+	id      uint64
+	dropped bool
+}
+
+// DropInbound closes every inbound connection from the peer with raft id id: the member refused
+// a message that came in on one of them (Handler.Receive cannot refuse at once: only the member's
+// loop can judge a message). Messages already read from them are still delivered. The peer's
+// own connections reconnect; a forger's must handshake again. Safe from any goroutine: a
+// connection that has closed meanwhile is simply not there any more.
+func (t *Transport) DropInbound(id uint64) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for conn, p := range t.authed {
+		if p.id == id && !p.dropped {
+			p.dropped = true
+			_ = conn.Close()
+			n++
+		}
+	}
+	return n
 }
 
 // Rejected returns how many inbound connections were closed for a protocol violation.
@@ -338,6 +371,14 @@ func (p *peer) run() {
 			}
 			attempt++
 			continue
+		}
+		if attempt > 0 {
+			// What was queued while the peer could not be reached is stale: raft was told it is
+			// unreachable and sends again what matters. Delivered now, the heartbeats of the
+			// last backoff (up to BackoffMax of them) would each be answered, and raft answers
+			// each answer to a probing leader with its probe again: up to MaxSizePerMsg of log
+			// per heartbeat, 15 MiB at once when a follower came back after a few seconds.
+			p.q.reset()
 		}
 		attempt = 0
 		err = p.write(conn)

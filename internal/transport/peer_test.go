@@ -149,3 +149,59 @@ func TestPeerThatStopsReadingNeverBlocksSend(t *testing.T) {
 		t.Fatal("the full queue was never reported as an unreachable peer")
 	}
 }
+
+// What was queued for a peer while it could not be reached is dropped when it comes back:
+// delivered late, a pile of heartbeats made the peer answer each, and a leader probing it
+// resent up to MaxSizePerMsg of log per answer (15 MiB at once after a few seconds' absence,
+// docs/PERFORMANCE.md). Raft was told the peer was unreachable, and resends what matters.
+func TestMessagesQueuedWhileUnreachableAreDropped(t *testing.T) {
+	la, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrB := lb.Addr().String()
+	lb.Close() // nobody listens there yet: dials fail
+	peers := map[uint64]string{1: la.Addr().String(), 2: addrB}
+	ra := &peerRecorder{msgs: make(chan *pb.Message, 1<<16), unreachable: make(chan uint64, 1)}
+	a := New(Config{ClusterID: "test", SelfID: 1, Peers: peers, Listener: la, SnapshotDir: t.TempDir(),
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond}, ra)
+	a.Start()
+	t.Cleanup(a.Stop)
+	hb := func(i uint64) *pb.Message {
+		return &pb.Message{Type: pb.MsgHeartbeat.Enum(), From: new(uint64(1)), To: new(uint64(2)), Commit: new(i)}
+	}
+	for i := range uint64(50) { // 0.5 s: several failed dials, then heartbeats queued in a backoff
+		a.Send([]*pb.Message{hb(i)})
+		a.Flush()
+		time.Sleep(10 * time.Millisecond)
+	}
+	lb, err = net.Listen("tcp", addrB) // Go listens with SO_REUSEADDR: only another listener could take it
+	if err != nil {
+		t.Fatalf("listening again on %s: %v", addrB, err)
+	}
+	rb := &peerRecorder{msgs: make(chan *pb.Message, 1<<16), unreachable: make(chan uint64, 1)}
+	b := New(Config{ClusterID: "test", SelfID: 2, Peers: peers, Listener: lb, SnapshotDir: t.TempDir()}, rb)
+	b.Start()
+	t.Cleanup(b.Stop)
+	const fresh = 1000
+	deadline := time.Now().Add(10 * time.Second)
+	for i := uint64(fresh); ; i++ {
+		a.Send([]*pb.Message{hb(i)})
+		a.Flush()
+		select {
+		case m := <-rb.msgs:
+			if m.GetCommit() < fresh {
+				t.Fatalf("heartbeat %d, queued while the peer was unreachable, was delivered", m.GetCommit())
+			}
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no heartbeat reached the peer once it listened")
+		}
+	}
+}
