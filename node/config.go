@@ -61,6 +61,10 @@ type Config struct {
 	ShutdownTransferTimeout time.Duration
 	// MaxFrameBytes bounds frames on the member port.
 	MaxFrameBytes int
+
+	// tune, if set, adjusts the replica's configuration (tests: limits the node does not
+	// expose).
+	tune func(*replica.Config)
 }
 
 // DefaultConfig returns the defaults: heartbeat 100 ms, election timeout 0.7–1.4 s, session
@@ -184,5 +188,8 @@ func (c *Config) replicaConfig() replica.Config {
 	rc.SessionTimeout = c.SessionTimeout
 	rc.Container.SnapshotIntervalEntries = c.SnapshotIntervalEntries
 	rc.Container.SnapshotIntervalTime = c.SnapshotIntervalTime
+	if c.tune != nil {
+		c.tune(&rc)
+	}
 	return rc
 }
