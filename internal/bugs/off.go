@@ -11,6 +11,7 @@
 //	read-without-readindex  the leader answers queries from local state, without a ReadIndex round
 //	no-dedup                the container applies a retried command again instead of answering it from the record
 //	follower-forwards       followers propose client commands (forwarded by raft) instead of redirecting
+//	resend-fresh-number     the client resends the commands unanswered on an earlier connection under fresh numbers
 package bugs
 
 // Active reports whether the named bug is switched on: never, in a normal build.
