@@ -15,7 +15,7 @@ import (
 //	go test -tags tandem_bugs ./internal/clustertest -run TestSimulatorCatchesPlantedBugs -v
 func TestSimulatorCatchesPlantedBugs(t *testing.T) {
 	budget := envInt("TANDEM_BUG_SEEDS", 200)
-	for _, bug := range []string{"skip-fsync", "ack-before-commit", "read-without-readindex", "no-dedup", "follower-forwards"} {
+	for _, bug := range []string{"skip-fsync", "ack-before-commit", "read-without-readindex", "no-dedup", "follower-forwards", "resend-fresh-number"} {
 		t.Run(bug, func(t *testing.T) {
 			bugs.Set(bug)
 			defer bugs.Set("")
