@@ -33,10 +33,12 @@ type Client struct {
 	core    *clientcore.Core
 	Session wire.SessionID
 	started bool
-	// stopped: the client is paused; what reaches it waits in backlog until Resume.
-	stopped bool
-	backlog []func()
-	conn    *simConn // the core's connection (dialing or established), nil when none
+	// stopped: the client is paused; what reaches it waits in backlog until Resume, unless the
+	// pause breaks its connection (breaks, drawn at Stop): then what reaches it is lost (broken)
+	// and the connection fails when it resumes.
+	stopped, breaks, broken bool
+	backlog                 []func()
+	conn                    *simConn // the core's connection (dialing or established), nil when none
 
 	Results      map[wire.Seq]Result
 	QueryResults map[uint64]Result
@@ -120,12 +122,19 @@ func (cl *Client) start() {
 	}
 }
 
-// Stop pauses the client (a stopped process): it sends nothing, and what reaches it waits until
-// Resume. Its session expires if the pause outlasts the session timeout.
-func (cl *Client) Stop() { cl.stopped = true }
+// Stop pauses the client (a stopped process): it sends nothing. What reaches it meanwhile waits
+// until Resume, as in a socket's buffer; or, for half the pauses (drawn here), the connection
+// breaks during the pause (the member restarted, a middlebox dropped it): what reached it is lost
+// and the client learns of the break when it resumes. Its session expires if the pause outlasts
+// the session timeout.
+func (cl *Client) Stop() {
+	cl.stopped = true
+	cl.breaks, cl.broken = cl.c.Rng.IntN(2) == 0, false
+}
 
-// Resume ends a pause: the client takes what reached it meanwhile, in order, then runs its
-// timers (abandoning a member that fell silent, sending a keep-alive).
+// Resume ends a pause: the client takes what reached it meanwhile, in order (or finds its
+// connection broken), then runs its timers (abandoning a member that fell silent, sending a
+// keep-alive).
 func (cl *Client) Resume() {
 	cl.stopped = false
 	backlog := cl.backlog
@@ -133,16 +142,27 @@ func (cl *Client) Resume() {
 	for _, f := range backlog {
 		f()
 	}
+	if cl.broken {
+		cl.broken = false
+		if sc := cl.conn; sc != nil {
+			(*simOutput)(cl).Hangup(sc.core) // the member learns of the break too
+			cl.core.Failed(sc.core, cl.c.now)
+		}
+	}
 	cl.core.Tick(cl.c.now)
 }
 
-// input runs f now, or on Resume if the client is stopped.
+// input runs f now, or on Resume if the client is stopped (or drops it, if the pause breaks the
+// connection).
 func (cl *Client) input(f func()) {
-	if cl.stopped {
+	switch {
+	case !cl.stopped:
+		f()
+	case cl.breaks:
+		cl.broken = true
+	default:
 		cl.backlog = append(cl.backlog, f)
-		return
 	}
-	f()
 }
 
 // Submit sends a command and returns its sequence number (the key of its result in Results).
