@@ -11,11 +11,10 @@ import (
 	"net"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/tandem-cluster/tandem/internal/clientcore"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
@@ -23,22 +22,33 @@ import (
 var (
 	// ErrSessionExpired: the cluster closed this client's session (it was idle past the session
 	// timeout, or the service closed it). The client is finished; Dial a new one.
-	ErrSessionExpired = errors.New("tandem: session expired")
+	ErrSessionExpired = clientcore.ErrSessionExpired
+	// ErrSessionRefused: the cluster refused to open the session: its session limit or its
+	// response byte budget is reached. Dial returns it at once, with the cluster's reason
+	// (nothing was applied, and the client does not retry: try later, or raise the limit).
+	ErrSessionRefused = clientcore.ErrSessionRefused
 	// ErrOutcomeUnknown: the command may or may not have been applied (the caller gave up
-	// waiting, or the session expired with the command unanswered). It is never resent.
-	ErrOutcomeUnknown = errors.New("tandem: outcome unknown")
-	// ErrNotApplied: the cluster refused the command and did not apply it (a limit was hit, or a
-	// malformed request). Safe to retry.
-	ErrNotApplied = errors.New("tandem: not applied")
+	// waiting, or the session ended with the command unanswered, after it was sent). It is
+	// never resent.
+	ErrOutcomeUnknown = clientcore.ErrOutcomeUnknown
+	// ErrNotApplied: the command was not applied: it was never sent, or the cluster refused it
+	// (a limit was hit, a malformed request; or it said "unavailable" to every attempt until the
+	// caller gave up). The error carries the cluster's reason. Safe to retry.
+	ErrNotApplied = clientcore.ErrNotApplied
+	// ErrTooLarge is wrapped, with ErrNotApplied, in the error for a command or query larger
+	// than the cluster accepts: the member announces its limit when the session attaches, and
+	// the client refuses a larger payload before sending it. The message names the limit.
+	ErrTooLarge = clientcore.ErrTooLarge
 	// ErrClosed: the client was closed.
-	ErrClosed = errors.New("tandem: client closed")
+	ErrClosed = clientcore.ErrClosed
 	// ErrNoLeader (the client's "not leader" error: it follows redirects itself) is returned by
 	// Dial when its context ends before any member answered as the leader; the error says what
 	// the client could reach.
 	ErrNoLeader = errors.New("tandem: no leader reachable")
 	// ErrTimeout is wrapped (with context.DeadlineExceeded or context.Canceled) in every error
-	// returned because the caller's context ended: errors.Is(err, ErrTimeout).
-	ErrTimeout = errors.New("tandem: timed out")
+	// returned because the caller's context ended, or Config.AsyncTimeout passed:
+	// errors.Is(err, ErrTimeout).
+	ErrTimeout = clientcore.ErrTimeout
 )
 
 // ctxErr is the caller's context error, marked as ErrTimeout.
@@ -51,24 +61,36 @@ type Config struct {
 	Endpoints []string
 	// AttemptTimeout bounds one attempt on one member: connecting, attaching, or waiting for any
 	// answer while requests are outstanding. A member that accepts connections but never answers
-	// (a paused process) is abandoned after it. Default 2 s (about an election timeout).
+	// (a paused process) is abandoned after it. Default 2 s (about an election timeout). The
+	// client's timers run every AttemptTimeout/8 (or BackoffMax if shorter): that is their
+	// resolution.
 	AttemptTimeout time.Duration
 	// KeepAliveInterval: a client that has sent no command for this long sends a keep-alive
 	// (default 2 s; the default session timeout is 10 s). Queries do not name the session, so
 	// a client that only queries keeps its session alive with keep-alives.
 	KeepAliveInterval time.Duration
 	// BackoffMin/Max bound the reconnect backoff, with jitter (default 20 ms and 250 ms: an
-	// election takes about 1 s, and a client should notice the new leader soon after).
+	// election takes about 1 s, and a client should notice the new leader soon after). A
+	// command or query the cluster answered "unavailable" (no quorum yet, an overloaded
+	// leader) is resent after the same backoff.
 	BackoffMin, BackoffMax time.Duration
 	// MaxRedirects caps consecutive redirect hops before backing off (default 8).
 	MaxRedirects int
 	// MaxInFlight bounds the commands in flight on the session, counted as the cluster counts
 	// its response window: the numbers from the lowest unanswered command to the newest, gaps
 	// included (commands answered out of order still count until the ones before them are).
-	// Send blocks beyond it, SendAsync refuses. It must not exceed the cluster's response
-	// window (default 1024). Default 512.
+	// Send blocks beyond it, SendAsync refuses. The cluster announces its window when the
+	// session attaches, and a smaller window lowers it. Default 512.
 	MaxInFlight int
-	Logger      *slog.Logger
+	// AsyncTimeout bounds how long a SendAsync or QueryAsync call waits for its answer (to
+	// within a tick of the timers, see AttemptTimeout): then its callback gets an error wrapping
+	// ErrTimeout and context.DeadlineExceeded — for a command, with ErrNotApplied if it was never
+	// sent or the cluster refused every attempt, with ErrOutcomeUnknown otherwise. The command is
+	// not sent again, and no longer holds a place in MaxInFlight. Default 30 s; negative: no
+	// bound (the callback waits for an answer, the end of the session or Close). Send and Query
+	// are bounded by their context instead.
+	AsyncTimeout time.Duration
+	Logger       *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -90,29 +112,52 @@ func (c *Config) defaults() {
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 512
 	}
+	if c.AsyncTimeout == 0 {
+		c.AsyncTimeout = 30 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
+// tick is the interval of the client's timers: their resolution. A silent member is noticed
+// within an eighth of AttemptTimeout late, a refused command is resent within BackoffMax of its
+// backoff.
+func (c *Config) tick() time.Duration {
+	return max(min(c.AttemptTimeout/8, c.BackoffMax), time.Millisecond)
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if len(c.Endpoints) == 0 {
+		errs = append(errs, errors.New("Endpoints is empty"))
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"AttemptTimeout", c.AttemptTimeout}, {"KeepAliveInterval", c.KeepAliveInterval}, {"BackoffMin", c.BackoffMin}, {"BackoffMax", c.BackoffMax}} {
+		if f.d < 0 {
+			errs = append(errs, fmt.Errorf("%s (%s) must not be negative", f.name, f.d))
+		}
+	}
+	if c.BackoffMax < c.BackoffMin {
+		errs = append(errs, fmt.Errorf("BackoffMax (%s) must not be below BackoffMin (%s)", c.BackoffMax, c.BackoffMin))
+	}
+	if c.MaxRedirects < 0 {
+		errs = append(errs, fmt.Errorf("MaxRedirects (%d) must not be negative", c.MaxRedirects))
+	}
+	if c.MaxInFlight < 0 {
+		errs = append(errs, fmt.Errorf("MaxInFlight (%d) must not be negative", c.MaxInFlight))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tandem: invalid client configuration: %w", err)
+	}
+	return nil
+}
+
 type result struct {
 	reply []byte
 	err   error
-}
-
-type call struct {
-	seq     wire.Seq
-	payload []byte
-	done    chan result
-	cb      func([]byte, error) // SendAsync: called instead of done
-	sent    bool
-}
-
-type query struct {
-	id      uint64
-	payload []byte
-	done    chan result
-	cb      func([]byte, error)
 }
 
 // callback is an asynchronous completion waiting to be run once c.mu is released.
@@ -124,79 +169,99 @@ type callback struct {
 // Client is a session with a Tandem cluster. It is safe for concurrent use: many goroutines may
 // Send and Query at once; their commands are pipelined on the one session and answered by
 // number.
+//
+// The protocol (numbering, failover, retries, completions) is internal/clientcore's state
+// machine, which the simulator drives too; the Client is its driver: the lock, the goroutines
+// (one dials and reads, one runs the timers), the socket and the coalescing of writes.
 type Client struct {
-	cfg     Config
-	log     *slog.Logger
-	session wire.SessionID
+	cfg  Config
+	log  *slog.Logger
+	base time.Time // the origin of the core's clock (a monotonic reading)
 
-	mu     sync.Mutex
-	cond   *sync.Cond // signalled when in-flight room frees up or the client ends
-	conn   *conn      // attached connection, nil while (re)connecting
-	opened bool       // the cluster confirmed the session once
-	// calls are the unanswered commands by number (calls.low is the lowest unacknowledged
-	// number the client reports, calls.next the next number it hands out).
-	calls     calls
-	nextQuery uint64
-	queries   map[uint64]*query
-	err       error // terminal: ErrSessionExpired or ErrClosed
-	leader    string
-	term      uint64
-	reach     map[string]bool // endpoint → reachable on the last attempt
-	reconnect chan struct{}
-	// cbs are completions of SendAsync/QueryAsync decided under mu, run by unlock.
-	cbs []callback
+	mu   sync.Mutex
+	cond *sync.Cond // signalled when in-flight room frees up or the client ends
+	core *clientcore.Core
+	// now is the core's clock (nanoseconds since base), read once per read from the network
+	// and per tick, not per command: a clock read costs about as much as the rest of queueing a
+	// command. Commands submitted meanwhile are stamped with it.
+	now int64
+	cur *conn // the connection the core uses, nil while there is none
+	// dial is the core's latest Dial not yet taken by run; dialing/dialCancel the one under way.
+	dial       *dialRequest
+	dialing    clientcore.ConnID
+	dialCancel context.CancelFunc
+	// What the core's outputs leave for unlock: a connection with frames to flush, whether a
+	// completion freed room (wake Send), and the callbacks of SendAsync/QueryAsync to run.
+	flushConn *conn
+	freed     bool
+	cbs       []callback
 
-	closed chan struct{}
-	wg     sync.WaitGroup
+	dialWake chan struct{} // 1-buffered: run has a dial to look at
+	closed   chan struct{}
+	wg       sync.WaitGroup
+}
+
+type dialRequest struct {
+	id       clientcore.ConnID
+	endpoint string
+	after    time.Duration
 }
 
 type conn struct {
+	id       clientcore.ConnID
 	nc       net.Conn
 	endpoint string
 	// Outgoing frames are combined: a writer appends its frame to pending and, unless another
 	// goroutine is already writing, becomes the one that writes pending until it is empty. A
 	// single command costs one write and no hand-off; under load one write carries many frames.
-	wmu       sync.Mutex
-	pending   []byte
-	spare     []byte
-	flushing  bool
-	held      int  // holders (the reader in a burst of answers, Batch callers): see holdWrites
-	broken    bool // a write failed: the connection is closed, frames are dropped (resent on reattach)
-	lastHeard time.Time
-	// sessionSent (Unix nanos) is when something naming the session was last written: queries
-	// do not, so they do not keep the session alive on the cluster and do not delay keep-alives.
-	sessionSent atomic.Int64
-	// awaitSince is when the client first sent something not followed by any answer yet (zero
-	// when every send was followed by an answer); guarded by Client.mu.
-	awaitSince time.Time
+	wmu      sync.Mutex
+	pending  []byte
+	spare    []byte
+	flushing bool
+	held     int  // holders (the reader in a burst of answers, Batch callers): see holdWrites
+	broken   bool // a write failed: the connection is closed, frames are dropped (resent on reattach)
 }
 
 // Dial opens a session with the cluster and returns once the session is open, or when ctx ends.
-// The client keeps the session open (keep-alives) and follows the leader until Close.
+// The client keeps the session open (keep-alives) and follows the leader until Close. If the
+// cluster refuses the session (its session limit), Dial returns ErrSessionRefused at once.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	cfg.defaults()
-	if len(cfg.Endpoints) == 0 {
-		return nil, errors.New("tandem: Config.Endpoints is empty")
-	}
-	c := &Client{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		calls:     newCalls(cfg.MaxInFlight),
-		queries:   map[uint64]*query{},
-		reach:     map[string]bool{},
-		reconnect: make(chan struct{}, 1),
-		closed:    make(chan struct{}),
-	}
-	c.cond = sync.NewCond(&c.mu)
-	if _, err := rand.Read(c.session[:]); err != nil {
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c.wg.Add(1)
+	c := &Client{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		base:     time.Now(),
+		dialWake: make(chan struct{}, 1),
+		closed:   make(chan struct{}),
+	}
+	c.cond = sync.NewCond(&c.mu)
+	var session wire.SessionID
+	if _, err := rand.Read(session[:]); err != nil {
+		return nil, err
+	}
+	c.core = clientcore.New(clientcore.Config{
+		Endpoints:         cfg.Endpoints,
+		AttemptTimeout:    cfg.AttemptTimeout,
+		KeepAliveInterval: cfg.KeepAliveInterval,
+		BackoffMin:        cfg.BackoffMin,
+		BackoffMax:        cfg.BackoffMax,
+		MaxRedirects:      cfg.MaxRedirects,
+		MaxInFlight:       cfg.MaxInFlight,
+		Jitter:            mrand.Int64N,
+	}, session, (*output)(c))
+	c.wg.Add(2)
 	go c.run()
+	go c.timers()
+	c.mu.Lock()
+	c.core.Start(c.clock())
+	c.unlock()
 	// Wait for the first attach.
 	for {
 		c.mu.Lock()
-		opened, err := c.opened, c.err
+		opened, err := c.core.Opened(), c.core.Err()
 		c.mu.Unlock()
 		if opened {
 			return c, nil
@@ -216,154 +281,103 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 }
 
 // SessionID returns the session id in hex.
-func (c *Client) SessionID() string { return fmt.Sprintf("%x", c.session[:]) }
+func (c *Client) SessionID() string {
+	id := c.core.Session()
+	return fmt.Sprintf("%x", id[:])
+}
 
 // Waiting describes what the client waits for while it has no leader, e.g.
 // "reachable 1 of 3, need 2"; "" while attached.
 func (c *Client) Waiting() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.conn != nil {
-		return ""
-	}
-	n := 0
-	for _, e := range c.cfg.Endpoints {
-		if c.reach[e] {
-			n++
-		}
-	}
-	total := len(c.cfg.Endpoints)
-	return fmt.Sprintf("reachable %d of %d, need %d", n, total, total/2+1)
+	return c.core.Waiting()
 }
 
-// Close ends the client. Unanswered commands fail with ErrOutcomeUnknown. The session is left
-// to expire (Close does not close it on the cluster: see CloseSession).
+// Close ends the client. Unanswered commands fail: with ErrOutcomeUnknown if they were sent,
+// ErrNotApplied if not (both wrapping ErrClosed). The session is not closed on the cluster: it
+// expires there after the session timeout.
 func (c *Client) Close() error {
 	c.mu.Lock()
-	if c.err == nil {
-		c.err = ErrClosed
-	}
-	c.failAll(ErrClosed)
-	cn := c.conn
+	c.core.Close(ErrClosed)
 	c.unlock()
 	select {
 	case <-c.closed:
 	default:
 		close(c.closed)
 	}
-	if cn != nil {
-		_ = cn.nc.Close()
-	}
 	c.wg.Wait()
 	return nil
 }
 
-// failAll fails every outstanding call; c.mu held.
-func (c *Client) failAll(cause error) {
-	c.calls.each(func(cl *call) {
-		err := cause
-		if cl.sent {
-			err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, cause)
-		}
-		c.finish(cl.done, cl.cb, result{err: err})
-	})
-	c.calls.clear()
-	for id, q := range c.queries {
-		c.finish(q.done, q.cb, result{err: cause})
-		delete(c.queries, id)
-	}
-	c.cond.Broadcast()
+// clock reads the clock into c.now; c.mu held.
+func (c *Client) clock() int64 {
+	c.now = max(c.now, int64(time.Since(c.base)))
+	return c.now
 }
 
 // Send sends a command through the log and returns the service's reply. It is applied exactly
 // once: across failovers the client resends it under the same number and the cluster answers a
-// resend from its record. If ctx ends first, the error wraps ErrOutcomeUnknown and ctx.Err().
+// resend from its record; a command the cluster answered "unavailable" is resent after a
+// backoff. If ctx ends first, the error wraps ctx.Err() and ErrOutcomeUnknown, or ErrNotApplied
+// if the command was never sent or the cluster refused every attempt.
 func (c *Client) Send(ctx context.Context, payload []byte) ([]byte, error) {
 	c.mu.Lock()
-	for c.err == nil && c.calls.span() >= c.cfg.MaxInFlight {
+	if err := c.core.Check("command", len(payload)); err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	for c.core.Err() == nil && !c.core.Room() {
 		if ctx.Err() != nil {
 			c.mu.Unlock()
 			return nil, fmt.Errorf("%w: %w", ErrNotApplied, ctxErr(ctx))
 		}
 		c.waitCond(ctx)
 	}
-	if c.err != nil {
-		err := c.err
-		c.mu.Unlock()
+	done := make(chan result, 1)
+	seq, err := c.core.Submit(c.now, slices.Clone(payload), done, 0)
+	c.unlock()
+	if err != nil {
 		return nil, err
 	}
-	cl := &call{payload: slices.Clone(payload), done: make(chan result, 1)}
-	c.calls.add(cl)
-	cn := c.conn
-	flush := false
-	if cn != nil {
-		cl.sent = true
-		flush = c.queue(cn, &wire.ClientMsg{Kind: wire.CCommand, Session: c.session, Seq: cl.seq, LowestUnacked: c.lowestUnackedLocked(), Payload: cl.payload})
-	}
-	c.mu.Unlock()
-	if flush {
-		c.flush(cn)
-	}
 	select {
-	case r := <-cl.done:
+	case r := <-done:
 		return r.reply, r.err
 	case <-ctx.Done():
 		c.mu.Lock()
-		_, still := c.calls.get(cl.seq)
-		sent := cl.sent
-		c.forget(cl.seq)
-		c.cond.Broadcast()
-		w := ""
-		if c.conn == nil {
-			w = " (" + c.waitingLocked() + ")"
-		}
-		c.mu.Unlock()
-		if !still {
-			r := <-cl.done
-			return r.reply, r.err
-		}
-		if !sent {
-			return nil, fmt.Errorf("%w%s: %w", ErrNotApplied, w, ctxErr(ctx))
-		}
-		return nil, fmt.Errorf("%w%s: %w", ErrOutcomeUnknown, w, ctxErr(ctx))
+		c.core.Cancel(c.now, seq, ctxErr(ctx)) // completes it, unless it was answered meanwhile
+		c.unlock()
+		r := <-done
+		return r.reply, r.err
 	}
 }
 
 // ErrInFlightFull is returned (wrapped in ErrNotApplied) by SendAsync when MaxInFlight commands
 // are already in flight (see Config.MaxInFlight).
-var ErrInFlightFull = errors.New("tandem: MaxInFlight commands already outstanding")
+var ErrInFlightFull = clientcore.ErrInFlightFull
 
 // SendAsync sends a command through the log like Send, without waiting: done is called exactly
-// once with the service's reply or an error (ErrOutcomeUnknown and ErrSessionExpired as for Send,
-// ErrClosed for a command never sent), unless SendAsync itself returns an error, in which case
-// the command was not sent and done is never called. It never blocks: with MaxInFlight commands
-// outstanding it returns an error wrapping ErrNotApplied and ErrInFlightFull.
+// once with the service's reply or an error (as for Send; ErrClosed and ErrSessionExpired wrapped
+// as for Send when the client ends first), within Config.AsyncTimeout, unless SendAsync itself
+// returns an error, in which case the command was not sent and done is never called. It never
+// blocks: with MaxInFlight commands outstanding it returns an error wrapping ErrNotApplied and
+// ErrInFlightFull.
 //
-// done runs on one of the client's goroutines (usually the one reading answers), after the
-// client's lock is released, so it may call SendAsync again; it must be quick, or answers behind
-// it wait. There is no per-command deadline: an unanswered command is resent across failovers
-// until it is answered, the session expires or the client is closed.
+// done runs on the client's reader goroutine (or, when the client ends, on the goroutine that
+// ended it), after the client's lock is released: it may call SendAsync again, which is how a
+// caller keeps a window of commands in flight without a goroutine each. It must not block for
+// long: answers to the session wait while it runs. Completions arrive in the order the cluster
+// answers, which is the order the commands were sent, except around a failover (resent
+// commands are answered from the record of the new leader) or when the session ends.
 func (c *Client) SendAsync(payload []byte, done func(reply []byte, err error)) error {
 	c.mu.Lock()
-	if c.err != nil {
-		err := c.err
-		c.mu.Unlock()
-		return err
+	var deadline int64
+	if c.cfg.AsyncTimeout > 0 {
+		deadline = c.now + int64(c.cfg.AsyncTimeout)
 	}
-	if c.calls.span() >= c.cfg.MaxInFlight {
-		c.mu.Unlock()
-		return fmt.Errorf("%w: %w", ErrNotApplied, ErrInFlightFull)
-	}
-	cl := &call{payload: slices.Clone(payload), cb: done}
-	c.calls.add(cl)
-	cn := c.conn
-	cl.sent = cn != nil
-	flush := cn != nil && c.queue(cn, &wire.ClientMsg{Kind: wire.CCommand, Session: c.session, Seq: cl.seq, LowestUnacked: c.lowestUnackedLocked(), Payload: cl.payload})
-	c.mu.Unlock()
-	if flush {
-		c.flush(cn)
-	}
-	return nil
+	_, err := c.core.Submit(c.now, slices.Clone(payload), done, deadline)
+	c.unlock()
+	return err
 }
 
 // Batch runs fn and writes the commands and queries that fn starts with SendAsync and QueryAsync
@@ -374,7 +388,7 @@ func (c *Client) SendAsync(payload []byte, done func(reply []byte, err error)) e
 // the new one goes out at once.
 func (c *Client) Batch(fn func()) {
 	c.mu.Lock()
-	cn := c.conn
+	cn := c.cur
 	c.mu.Unlock()
 	if cn == nil {
 		fn()
@@ -386,24 +400,40 @@ func (c *Client) Batch(fn func()) {
 }
 
 // QueryAsync runs a query like Query, without waiting: done is called exactly once with the
-// reply or an error, unless QueryAsync returns an error (the client is finished). done runs as
-// for SendAsync.
+// reply or an error, within Config.AsyncTimeout, unless QueryAsync returns an error (the client
+// is finished, or the query is too large). done runs as for SendAsync.
 func (c *Client) QueryAsync(payload []byte, done func(reply []byte, err error)) error {
 	c.mu.Lock()
-	if c.err != nil {
-		err := c.err
-		c.mu.Unlock()
-		return err
+	var deadline int64
+	if c.cfg.AsyncTimeout > 0 {
+		deadline = c.now + int64(c.cfg.AsyncTimeout)
 	}
-	c.nextQuery++
-	q := &query{id: c.nextQuery, payload: slices.Clone(payload), cb: done}
-	c.queries[q.id] = q
-	cn := c.conn
-	c.mu.Unlock()
-	if cn != nil {
-		c.write(cn, &wire.ClientMsg{Kind: wire.CQuery, RequestID: q.id, Payload: q.payload})
+	_, err := c.core.Query(c.now, slices.Clone(payload), done, deadline)
+	c.unlock()
+	return err
+}
+
+// Query runs a read-only request linearizably: the leader confirms its leadership (ReadIndex)
+// and the service's OnQuery answers once everything committed before the query is applied. It
+// needs no session and is retried on another member freely (it changes nothing).
+func (c *Client) Query(ctx context.Context, payload []byte) ([]byte, error) {
+	c.mu.Lock()
+	done := make(chan result, 1)
+	id, err := c.core.Query(c.now, slices.Clone(payload), done, 0)
+	c.unlock()
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	select {
+	case r := <-done:
+		return r.reply, r.err
+	case <-ctx.Done():
+		c.mu.Lock()
+		c.core.CancelQuery(c.now, id, ctxErr(ctx))
+		c.unlock()
+		r := <-done
+		return r.reply, r.err
+	}
 }
 
 // waitCond waits on the condition until signalled or ctx ends; c.mu held.
@@ -417,68 +447,80 @@ func (c *Client) waitCond(ctx context.Context) {
 	stop()
 }
 
-func (c *Client) waitingLocked() string {
-	n := 0
-	for _, e := range c.cfg.Endpoints {
-		if c.reach[e] {
-			n++
-		}
+// unlock releases c.mu after a call into the core, then does what the core's outputs left to
+// do without the lock: flush the frames it queued, and run the callbacks it completed (they may
+// call the client again).
+func (c *Client) unlock() {
+	cn := c.flushConn
+	c.flushConn = nil
+	if c.freed {
+		c.freed = false
+		c.cond.Broadcast()
 	}
-	return fmt.Sprintf("reachable %d of %d, need %d", n, len(c.cfg.Endpoints), len(c.cfg.Endpoints)/2+1)
-}
-
-func (c *Client) lowestUnackedLocked() wire.Seq { return c.calls.low }
-
-// forget removes a call (the lowest unacknowledged number moves past the numbers no longer
-// outstanding); c.mu held.
-func (c *Client) forget(seq wire.Seq) { c.calls.remove(seq) }
-
-// Query runs a read-only request linearizably: the leader confirms its leadership (ReadIndex)
-// and the service's OnQuery answers once everything committed before the query is applied. It
-// needs no session and is retried on another member freely (it changes nothing).
-func (c *Client) Query(ctx context.Context, payload []byte) ([]byte, error) {
-	c.mu.Lock()
-	if c.err != nil {
-		err := c.err
-		c.mu.Unlock()
-		return nil, err
-	}
-	c.nextQuery++
-	q := &query{id: c.nextQuery, payload: slices.Clone(payload), done: make(chan result, 1)}
-	c.queries[q.id] = q
-	cn := c.conn
+	cbs := c.cbs
+	c.cbs = nil
 	c.mu.Unlock()
 	if cn != nil {
-		c.write(cn, &wire.ClientMsg{Kind: wire.CQuery, RequestID: q.id, Payload: q.payload})
-	}
-	select {
-	case r := <-q.done:
-		return r.reply, r.err
-	case <-ctx.Done():
-		c.mu.Lock()
-		delete(c.queries, q.id)
-		w := ""
-		if c.conn == nil {
-			w = " (" + c.waitingLocked() + ")"
-		}
-		c.mu.Unlock()
-		return nil, fmt.Errorf("tandem: query%s: %w", w, ctxErr(ctx))
-	}
-}
-
-// write sends m on cn. It returns once m is written or handed to the goroutine writing at the
-// moment (which writes it before it returns). A failed write closes the connection: the reader
-// notices, and unanswered commands are resent on the next attach.
-func (c *Client) write(cn *conn, m *wire.ClientMsg) {
-	if c.queue(cn, m) {
 		c.flush(cn)
 	}
+	for _, cb := range cbs {
+		cb.f(cb.r.reply, cb.r.err)
+	}
 }
 
+// ---- the core's outputs (called with c.mu held) ----
+
+// output is the Client as the core's clientcore.Output (kept off the Client's exported methods).
+type output Client
+
+func (o *output) Dial(id clientcore.ConnID, endpoint string, after time.Duration) {
+	c := (*Client)(o)
+	c.dial = &dialRequest{id: id, endpoint: endpoint, after: after}
+	select {
+	case c.dialWake <- struct{}{}:
+	default:
+	}
+}
+
+func (o *output) Write(id clientcore.ConnID, m *wire.ClientMsg) {
+	c := (*Client)(o)
+	if cn := c.cur; cn != nil && cn.id == id && c.queue(cn, m) {
+		c.flushConn = cn
+	}
+}
+
+func (o *output) Hangup(id clientcore.ConnID) {
+	c := (*Client)(o)
+	if c.dial != nil && c.dial.id == id {
+		c.dial = nil
+	}
+	if c.dialing == id && c.dialCancel != nil {
+		c.dialCancel()
+	}
+	if cn := c.cur; cn != nil && cn.id == id {
+		c.cur = nil
+		_ = cn.nc.Close() // the reader ends
+	}
+}
+
+func (o *output) Complete(ref any, reply []byte, err error) {
+	c := (*Client)(o)
+	r := result{reply: reply, err: err}
+	switch ref := ref.(type) {
+	case func([]byte, error):
+		c.cbs = append(c.cbs, callback{f: ref, r: r})
+	case chan result:
+		ref <- r // buffered: the waiting Send or Query takes it
+	}
+	c.freed = true
+}
+
+// ---- writing ----
+
 // queue appends m to what cn has to write, and reports whether the caller must then call
-// flush: no flush is under way or held to carry it. Commands are queued with c.mu held, in the
-// same critical section that numbers them (or, on a new connection, with the resends before
-// them), so they reach the cluster in the order of their numbers: the cluster answers in the
+// flush: no flush is under way or held to carry it. The core writes a command in the same
+// critical section (c.mu) that numbers it (or, on a new connection, with the resends before
+// it), so commands reach the cluster in the order of their numbers: the cluster answers in the
 // order it receives, and an answer frees a slot of MaxInFlight only when it is the lowest
 // unanswered one (a command written after a higher one would hold the whole span). It never
 // writes to the network (c.mu must not wait on a socket). Lock order: c.mu, then cn.wmu.
@@ -489,9 +531,6 @@ func (c *Client) queue(cn *conn, m *wire.ClientMsg) bool {
 		return false
 	}
 	cn.pending = wire.AppendClientFrame(cn.pending, m)
-	if m.Kind != wire.CQuery {
-		cn.sessionSent.Store(time.Now().UnixNano())
-	}
 	return !cn.flushing && cn.held == 0
 }
 
@@ -525,7 +564,8 @@ func (c *Client) releaseWrites(cn *conn) {
 }
 
 // flushLocked writes what is pending on cn until nothing is; called with cn.wmu held and not
-// flushing, it returns with cn.wmu released.
+// flushing, it returns with cn.wmu released. A failed write closes the connection: the reader
+// notices, and the core resends what is unanswered on the next attach.
 func (c *Client) flushLocked(cn *conn, yield bool) {
 	cn.flushing = true
 	if yield {
@@ -542,11 +582,6 @@ func (c *Client) flushLocked(cn *conn, yield bool) {
 		cn.wmu.Unlock()
 		_ = cn.nc.SetWriteDeadline(time.Now().Add(c.cfg.AttemptTimeout))
 		_, err := cn.nc.Write(buf)
-		c.mu.Lock()
-		if cn.awaitSince.IsZero() {
-			cn.awaitSince = time.Now()
-		}
-		c.mu.Unlock()
 		cn.wmu.Lock()
 		if cap(buf) <= maxSpareBytes {
 			cn.spare = buf[:0]
@@ -564,154 +599,103 @@ func (c *Client) flushLocked(cn *conn, yield bool) {
 // maxSpareBytes bounds the write buffer a connection keeps between writes.
 const maxSpareBytes = 1 << 20
 
-// ---- connection management ----
+// ---- connections and timers ----
 
-func (c *Client) backoff(attempt int) time.Duration {
-	d := min(c.cfg.BackoffMin<<min(attempt, 16), c.cfg.BackoffMax)
-	return d/2 + time.Duration(mrand.Int64N(int64(d/2)+1))
-}
-
-// run keeps the session attached to the leader for as long as the client lives.
+// run makes the connections the core asks for, one at a time, and reads each until it ends.
 func (c *Client) run() {
 	defer c.wg.Done()
-	next := 0
-	attempt := 0
-	hops := 0
 	for {
 		select {
 		case <-c.closed:
 			return
-		default:
+		case <-c.dialWake:
 		}
 		c.mu.Lock()
-		endpoint := c.leader
-		c.leader = ""
+		req := c.dial
+		c.dial = nil
+		if req == nil {
+			c.mu.Unlock()
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		c.dialing, c.dialCancel = req.id, cancel
 		c.mu.Unlock()
-		if endpoint == "" || hops > c.cfg.MaxRedirects {
-			endpoint = c.cfg.Endpoints[next%len(c.cfg.Endpoints)]
-			next++
-			hops = 0
-		}
-		redirected, err := c.session1(endpoint)
-		if c.finished() {
-			return
-		}
-		if redirected {
-			hops++
-			if hops <= c.cfg.MaxRedirects {
-				continue // follow the hint at once
-			}
-		}
+		nc, err := c.connect(ctx, req)
+		c.mu.Lock()
+		c.dialing, c.dialCancel = 0, nil
+		cancel()
 		if err != nil {
-			c.log.Debug("tandem client: attempt failed", "endpoint", endpoint, "err", err)
+			c.log.Debug("tandem client: connecting failed", "endpoint", req.endpoint, "err", err)
+			c.core.Failed(req.id, c.clock())
+			c.unlock()
+			continue
 		}
-		select {
-		case <-c.closed:
-			return
-		case <-time.After(c.backoff(attempt)):
+		cn := &conn{id: req.id, nc: nc, endpoint: req.endpoint}
+		c.cur = cn
+		c.core.Connected(req.id, c.clock())
+		ok := c.cur == cn // (the core may have given up on it meanwhile: then it is closed)
+		c.unlock()
+		if !ok {
+			continue
 		}
-		attempt++
-		if err == nil {
-			attempt = 0
+		err = c.read(cn)
+		c.log.Debug("tandem client: connection ended", "endpoint", req.endpoint, "err", err)
+		_ = nc.Close()
+		c.mu.Lock()
+		if c.cur == cn {
+			c.cur = nil
 		}
+		c.core.Failed(cn.id, c.clock()) // (ignored if the core hung up itself)
+		c.unlock()
 	}
 }
 
-func (c *Client) finished() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err != nil
-}
-
-// session1 connects to one member, attaches and serves the session until the connection ends.
-// It reports whether it ended because of a redirect.
-func (c *Client) session1(endpoint string) (redirected bool, err error) {
+// connect waits req.after, then connects; ctx is cancelled if the core gives up on it first.
+func (c *Client) connect(ctx context.Context, req *dialRequest) (net.Conn, error) {
+	if req.after > 0 {
+		t := time.NewTimer(req.after)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-c.closed:
+			t.Stop()
+			return nil, ErrClosed
+		}
+	}
 	d := net.Dialer{Timeout: c.cfg.AttemptTimeout}
-	nc, err := d.Dial("tcp", endpoint)
-	c.mu.Lock()
-	c.reach[endpoint] = err == nil
-	c.mu.Unlock()
+	nc, err := d.DialContext(ctx, "tcp", req.endpoint)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	cn := &conn{nc: nc, endpoint: endpoint, lastHeard: time.Now()}
-	defer nc.Close()
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); c.watch(cn, done) }()
-	defer func() { close(done); wg.Wait() }()
-
-	c.mu.Lock()
-	kind := wire.CAttach
-	if !c.opened {
-		kind = wire.COpen
-	}
-	c.mu.Unlock()
-	c.write(cn, &wire.ClientMsg{Kind: kind, Session: c.session})
-	// Queries need no session: send them now.
-	c.mu.Lock()
-	qs := make([]*query, 0, len(c.queries))
-	for _, q := range c.queries {
-		qs = append(qs, q)
-	}
-	c.mu.Unlock()
-	for _, q := range qs {
-		c.write(cn, &wire.ClientMsg{Kind: wire.CQuery, RequestID: q.id, Payload: q.payload})
-	}
-	redirected, err = c.read(cn)
-	if err != nil {
-		c.mu.Lock()
-		c.reach[endpoint] = false // it stopped answering: do not count it until it does again
-		c.mu.Unlock()
-	}
-	return redirected, err
+	return nc, nil
 }
 
-// watch closes a connection that stays silent while the client waits for an answer (a paused
-// or half-open member), and sends keep-alives while idle.
-func (c *Client) watch(cn *conn, done chan struct{}) {
-	t := time.NewTicker(c.cfg.AttemptTimeout / 8)
+// timers ticks the core.
+func (c *Client) timers() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.tick())
 	defer t.Stop()
 	for {
 		select {
-		case <-done:
-			return
 		case <-c.closed:
-			_ = cn.nc.Close()
 			return
 		case <-t.C:
 		}
 		c.mu.Lock()
-		attachedHere := c.conn == cn
-		waiting := !attachedHere || c.calls.n > 0 || len(c.queries) > 0
-		silent := time.Since(cn.lastHeard)
-		idle := time.Since(time.Unix(0, cn.sessionSent.Load()))
-		unanswered := !cn.awaitSince.IsZero() && time.Since(cn.awaitSince) > c.cfg.AttemptTimeout
-		c.mu.Unlock()
-		if unanswered || (waiting && silent > c.cfg.AttemptTimeout) {
-			_ = cn.nc.Close()
-			return
-		}
-		if attachedHere && idle > c.cfg.KeepAliveInterval {
-			c.write(cn, &wire.ClientMsg{Kind: wire.CKeepAlive, Session: c.session})
-		}
+		c.core.Tick(c.clock())
+		c.unlock()
 	}
 }
 
-func (c *Client) read(cn *conn) (redirected bool, err error) {
+// read hands what arrives on cn to the core until the connection ends or the core leaves it.
+func (c *Client) read(cn *conn) error {
 	r := bufio.NewReaderSize(cn.nc, 64<<10)
 	var buf []byte
-	defer func() {
-		c.mu.Lock()
-		if c.conn == cn {
-			c.conn = nil
-		}
-		c.mu.Unlock()
-	}()
 	held := false
 	defer func() {
 		if held {
@@ -731,152 +715,30 @@ func (c *Client) read(cn *conn) (redirected bool, err error) {
 		kind, body, nb, err := wire.ReadFrame(r, 4<<20, buf)
 		buf = nb
 		if err != nil {
-			return false, err
+			return err
 		}
 		if kind != wire.FrameClient {
-			return false, fmt.Errorf("unexpected frame kind %d from %s", kind, cn.endpoint)
+			return fmt.Errorf("unexpected frame kind %d from %s", kind, cn.endpoint)
 		}
 		m, err := wire.DecodeClientMsg(body)
 		if err != nil {
-			return false, fmt.Errorf("bad message from %s: %w", cn.endpoint, err)
+			return fmt.Errorf("bad message from %s: %w", cn.endpoint, err)
 		}
 		if !held && (m.Kind == wire.CResponse || m.Kind == wire.CQueryResponse) {
 			c.holdWrites(cn)
 			held = true
 		}
 		m.Payload = slices.Clone(m.Payload)
+		c.mu.Lock()
 		if waited {
-			c.mu.Lock()
-			cn.lastHeard = time.Now()
-			cn.awaitSince = time.Time{} // (what is written during a burst waits for a later read)
-			c.mu.Unlock()
+			// (What is written during a burst waits for a later read to count as answered.)
+			c.core.Heard(cn.id, c.clock())
 		}
-		switch m.Kind {
-		case wire.CAttached:
-			c.attached(cn)
-		case wire.CResponse:
-			c.response(&m)
-		case wire.CQueryResponse:
-			c.queryResponse(&m)
-		case wire.CRedirect:
-			c.mu.Lock()
-			if m.Term >= c.term && m.Endpoint != "" {
-				c.term = m.Term
-				c.leader = m.Endpoint
-			}
-			c.mu.Unlock()
-			return true, nil
-		case wire.CSessionEvent:
-			if m.Status == wire.StatusSessionExpired || m.Reason != 0 {
-				c.expire()
-				return false, ErrSessionExpired
-			}
-		case wire.CKeepAliveAck:
-			if m.Status == wire.StatusSessionExpired {
-				c.expire()
-				return false, ErrSessionExpired
-			}
-		case wire.CPush:
-			// Unsolicited pushes are not surfaced yet; see the package documentation.
+		c.core.Received(cn.id, &m)
+		left := c.cur != cn
+		c.unlock()
+		if left {
+			return nil // the core hung up (a redirect, the session's end)
 		}
 	}
-}
-
-// attached makes cn the session's connection and resends every unanswered command, in order,
-// under its original number.
-func (c *Client) attached(cn *conn) {
-	c.mu.Lock()
-	c.opened = true
-	c.conn = cn
-	low := c.lowestUnackedLocked()
-	flush := false
-	c.calls.each(func(cl *call) {
-		cl.sent = true
-		flush = c.queue(cn, &wire.ClientMsg{Kind: wire.CCommand, Session: c.session, Seq: cl.seq, LowestUnacked: low, Payload: cl.payload}) || flush
-	})
-	c.mu.Unlock()
-	if flush {
-		c.flush(cn)
-	}
-}
-
-// finish completes a command or query: a waiting Send/Query gets r on its channel; an
-// asynchronous one's callback is queued and run by unlock. c.mu held.
-func (c *Client) finish(done chan result, cb func([]byte, error), r result) {
-	if cb != nil {
-		c.cbs = append(c.cbs, callback{f: cb, r: r})
-		return
-	}
-	done <- r
-}
-
-// unlock releases c.mu, then runs the callbacks completed while it was held (they may call the
-// client again).
-func (c *Client) unlock() {
-	if len(c.cbs) == 0 {
-		c.mu.Unlock()
-		return
-	}
-	cbs := c.cbs
-	c.cbs = nil
-	c.mu.Unlock()
-	for _, cb := range cbs {
-		cb.f(cb.r.reply, cb.r.err)
-	}
-}
-
-func (c *Client) response(m *wire.ClientMsg) {
-	c.mu.Lock()
-	defer c.unlock()
-	cl, ok := c.calls.get(m.Seq)
-	if !ok {
-		return
-	}
-	switch m.Status {
-	case wire.StatusOK:
-		c.finish(cl.done, cl.cb, result{reply: m.Payload})
-	case wire.StatusSessionExpired:
-		c.expireLocked()
-		return
-	case wire.StatusUnavailable, wire.StatusNotLeader:
-		return // not applied; resent after the next attach
-	case wire.StatusEvicted:
-		c.finish(cl.done, cl.cb, result{err: fmt.Errorf("%w: the answer was already acknowledged and evicted", ErrOutcomeUnknown)})
-	default:
-		c.finish(cl.done, cl.cb, result{err: fmt.Errorf("%w: %s", ErrNotApplied, strings.TrimSpace(string(m.Payload)))})
-	}
-	c.forget(m.Seq)
-	c.cond.Broadcast()
-}
-
-func (c *Client) queryResponse(m *wire.ClientMsg) {
-	c.mu.Lock()
-	defer c.unlock()
-	q, ok := c.queries[m.RequestID]
-	if !ok {
-		return
-	}
-	switch m.Status {
-	case wire.StatusOK:
-		c.finish(q.done, q.cb, result{reply: m.Payload})
-	case wire.StatusUnavailable, wire.StatusNotLeader:
-		return // retried on the next connection
-	default:
-		c.finish(q.done, q.cb, result{err: fmt.Errorf("%w: %s", ErrNotApplied, m.Payload)})
-	}
-	delete(c.queries, m.RequestID)
-}
-
-// expire ends the client: the cluster no longer knows the session.
-func (c *Client) expire() {
-	c.mu.Lock()
-	defer c.unlock()
-	c.expireLocked()
-}
-
-func (c *Client) expireLocked() {
-	if c.err == nil {
-		c.err = ErrSessionExpired
-	}
-	c.failAll(ErrSessionExpired)
 }

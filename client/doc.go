@@ -10,15 +10,27 @@
 //
 // Exactly once: every command carries its session's sequence number; after a failover the client
 // resends every unanswered command under the same number, and the cluster answers a resend from
-// its record instead of applying it again. The session lives in the replicated state, so it
-// survives leader changes and a restart of the whole cluster (Tandem's leader restarts every
-// session's idle clock). If the cluster did expire the session, unanswered commands fail with
-// ErrOutcomeUnknown and are never resent on a new session.
+// its record instead of applying it again. A command the cluster answered "unavailable" (no
+// quorum yet, an overloaded leader) is resent after a backoff on the same connection. The session
+// lives in the replicated state, so it survives leader changes and a restart of the whole cluster
+// (Tandem's leader restarts every session's idle clock). If the cluster did expire the session,
+// unanswered commands fail with ErrOutcomeUnknown and are never resent on a new session.
+//
+// Every failure says whether the command may have been applied: ErrNotApplied (never sent, or
+// refused by the cluster — a limit, a malformed request, or "unavailable" until the caller gave
+// up — with the cluster's reason) or ErrOutcomeUnknown. When a member attaches the session it
+// announces its limits: the largest command it accepts (a larger one is refused before it is
+// sent, with ErrTooLarge) and its response window (which lowers MaxInFlight if smaller). A
+// cluster at its session limit refuses the session: Dial returns ErrSessionRefused at once.
 //
 // A Client is safe for concurrent use: commands from many goroutines are pipelined on the one
 // session (up to MaxInFlight) and answered by number. Commands sent at the same moment share one
 // write. For the highest rate without a goroutine per command, SendAsync and QueryAsync take a
-// callback instead of waiting (tandem bench drives the cluster that way); Batch sends all that a
-// goroutine starts at once in one write. Pushes from
+// callback instead of waiting (tandem bench drives the cluster that way), each bounded by
+// Config.AsyncTimeout; Batch sends all that a goroutine starts at once in one write. Pushes from
 // Session.Offer are not surfaced yet.
+//
+// The protocol itself — numbering, failover, retries, keep-alives, completions — is a state
+// machine without I/O (internal/clientcore) that the deterministic simulator drives as well; this
+// package runs it over TCP.
 package client

@@ -68,6 +68,10 @@ type Config struct {
 	// snapshots need too.
 	MaxMemberConns int
 	MaxClientConns int
+
+	// tune, if set, adjusts the replica's configuration (tests: limits the node does not
+	// expose).
+	tune func(*replica.Config)
 }
 
 // DefaultConfig returns the defaults: heartbeat 100 ms, election timeout 0.7–1.4 s, session
@@ -199,5 +203,8 @@ func (c *Config) replicaConfig() replica.Config {
 	rc.SessionTimeout = c.SessionTimeout
 	rc.Container.SnapshotIntervalEntries = c.SnapshotIntervalEntries
 	rc.Container.SnapshotIntervalTime = c.SnapshotIntervalTime
+	if c.tune != nil {
+		c.tune(&rc)
+	}
 	return rc
 }

@@ -415,8 +415,11 @@ func (n *Node) Run(ctx context.Context) error {
 		SnapshotDir:   filepath.Join(cfg.DataDir, "incoming"),
 		Logger:        n.log,
 	}, h)
-	cs := transport.NewClientServer(transport.ClientConfig{Listener: cl, MaxConns: cfg.MaxClientConns, Logger: n.log}, h)
 	rcfg := cfg.replicaConfig()
+	// The client port takes a command as large as the replica accepts (and announces), and
+	// answers a larger one with a refusal that names the limit.
+	cs := transport.NewClientServer(transport.ClientConfig{Listener: cl, MaxConns: cfg.MaxClientConns, Logger: n.log,
+		MaxFrameBytes: rcfg.MaxCommandBytes + wire.CommandOverheadBytes}, h)
 	rcfg.Logger = n.log
 	out := &outbox{n: n, peers: tr, clients: cs}
 	r, err := replica.New(rcfg, n.svc, arch, wallClock{}, out)

@@ -112,13 +112,15 @@ func (c *cluster) start(i int) {
 		c.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m.n, m.cancel, m.done, m.events = n, cancel, make(chan error, 1), make(chan Event, 4096)
+	// (The goroutines keep their own references: a restart replaces the member's fields.)
+	events, done := make(chan Event, 4096), make(chan error, 1)
+	m.n, m.cancel, m.done, m.events = n, cancel, done, events
 	go func() {
 		for {
 			select {
 			case ev := <-n.Events():
 				select {
-				case m.events <- ev:
+				case events <- ev:
 				default:
 				}
 			case <-ctx.Done():
@@ -126,7 +128,7 @@ func (c *cluster) start(i int) {
 			}
 		}
 	}()
-	go func() { m.done <- n.Run(ctx) }()
+	go func() { done <- n.Run(ctx) }()
 }
 
 func (c *cluster) stop(i int) {

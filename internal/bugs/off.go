@@ -16,6 +16,7 @@
 //	vote-not-synced         a Ready whose only durable change is a term or vote is written but not synced
 //	drop-empty-appends      a leader drops every append without entries, probes and recovery appends included
 //	                        (consensus.dropCommitAnnouncements drops only commit announcements)
+//	resend-fresh-number     the client resends the commands unanswered on an earlier connection under fresh numbers
 package bugs
 
 // Active reports whether the named bug is switched on: never, in a normal build.

@@ -36,7 +36,7 @@ func TestSimulatorCatchesPlantedBugs(t *testing.T) {
 		t.Fatalf("%s not caught in %d seeds", bug, budget)
 	}
 	for _, bug := range []string{"skip-fsync", "ack-before-commit", "read-without-readindex", "no-dedup", "follower-forwards",
-		"send-before-persist", "vote-not-synced", "drop-empty-appends"} {
+		"send-before-persist", "vote-not-synced", "drop-empty-appends", "resend-fresh-number"} {
 		t.Run(bug, func(t *testing.T) { catch(t, bug) })
 	}
 	checkDurability = false

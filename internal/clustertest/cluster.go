@@ -96,6 +96,9 @@ type Cluster struct {
 	cut         map[[2]int]bool
 	lastArrival map[[2]int]int64
 	clients     []*Client
+	// conns are the clients' connections by the id the members know them by (client.go).
+	conns    map[replica.ConnID]*simConn
+	nextConn replica.ConnID
 	// Delivered counts raft messages delivered, by type, and SnapshotsSent snapshots.
 	Delivered     map[pb.MessageType]int
 	SnapshotsSent int
@@ -182,6 +185,7 @@ func New(t *testing.T, opts Options) *Cluster {
 		cut:         map[[2]int]bool{},
 		lastArrival: map[[2]int]int64{},
 		Delivered:   map[pb.MessageType]int{},
+		conns:       map[replica.ConnID]*simConn{},
 	}
 	for i := 0; i < opts.Nodes; i++ {
 		n := &Node{ID: i, cluster: c, FS: vfs.NewMem()}
@@ -202,7 +206,7 @@ func (c *Cluster) config(id int) replica.Config {
 	cfg.MemberID = id
 	for i := 0; i < c.opts.Nodes; i++ {
 		cfg.Members = append(cfg.Members, replica.Member{ID: i,
-			ClientEndpoint: fmt.Sprintf("sim:%d", 9000+i), MemberEndpoint: fmt.Sprintf("sim:%d", 9100+i)})
+			ClientEndpoint: clientEndpoint(i), MemberEndpoint: fmt.Sprintf("sim:%d", 9100+i)})
 	}
 	if c.opts.Tune != nil {
 		c.opts.Tune(&cfg)
@@ -249,6 +253,7 @@ func (c *Cluster) Stop(id int) {
 		c.fatalf("closing member %d: %v", id, err)
 	}
 	n.R, n.Store, n.disk, n.sync, n.snap, n.spare = nil, nil, nil, nil, nil, nil
+	c.resetConns(id) // the process exits: its clients' connections are reset
 }
 
 // Crash stops member id as a power loss would: what it never synced is dropped, cut short or
@@ -490,6 +495,13 @@ const (
 	evSnapWritten   // a member's snapshot write ends
 	evSparePrepared // a member's next log segment is ready (archive.TakeSpareJob)
 	evCrash         // an armed crash falls due (CrashInSync)
+	// A client's connection (client.go): the connect leaves the client, reaches the member,
+	// is established or fails at the client; the client's close reaches the member.
+	evClientDial
+	evClientSyn
+	evClientConnected
+	evClientFailed
+	evClientGone
 )
 
 type event struct {
@@ -501,12 +513,12 @@ type event struct {
 	msg  *pb.Message
 	raw  []byte // evRaft: marshalled message
 	cm   *wire.ClientMsg
-	conn replica.ConnID
 	peer int  // evSnapReport: target member
 	ok   bool // evSnapReport; evCrash: the moment inside a sync (not the window's end)
 	cl   *Client
 	// armed is the group an evCrash belongs to.
 	armed *armedCrash
+	sc    *simConn // evToNode, evToClient, evClient*: the client connection
 }
 
 type eventQueue []event
@@ -589,14 +601,11 @@ func (c *Cluster) dispatch(ev event) {
 			c.process(n)
 		}
 	case evToNode:
-		n := c.Nodes[ev.node]
-		if n.R == nil {
-			return // connection refused: the client times out and moves on
-		}
-		n.R.ClientRequest(ev.conn, ev.cm)
-		c.process(n)
+		c.toNode(ev.sc, ev.cm)
 	case evToClient:
-		ev.cl.receive(ev.node, ev.cm)
+		ev.sc.cl.receive(ev.sc, ev.cm)
+	case evClientDial, evClientSyn, evClientConnected, evClientFailed, evClientGone:
+		c.clientConnEvent(ev)
 	case evSyncDone:
 		n := c.Nodes[ev.node]
 		if n.R == nil || ev.gen != n.Starts || n.sync == nil {
@@ -767,13 +776,13 @@ func (o *outbox) SendRaft(msgs []*pb.Message) {
 
 func (o *outbox) SendClient(conn replica.ConnID, m *wire.ClientMsg) {
 	c := o.c
-	cl := c.clients[int(conn)-clientBase]
-	if c.lost(o.n.ID, int(conn)) {
-		return
+	sc := c.conns[conn]
+	if sc == nil || sc.closed || c.lost(o.n.ID, sc.cl.net()) {
+		return // the connection is gone (the client closes it for good), or the message is lost
 	}
 	cp := *m
 	cp.Payload = slices.Clone(m.Payload)
-	c.push(event{at: c.arrival(o.n.ID, int(conn)), kind: evToClient, node: o.n.ID, cm: &cp, cl: cl})
+	c.push(event{at: c.arrival(o.n.ID, sc.cl.net()), kind: evToClient, node: o.n.ID, cm: &cp, sc: sc})
 }
 
 func (o *outbox) Event(ev replica.Event) {

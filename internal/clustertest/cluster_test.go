@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tandem-cluster/tandem/examples/counter"
+	"github.com/tandem-cluster/tandem/internal/clientcore"
 	"github.com/tandem-cluster/tandem/internal/replica"
 	"github.com/tandem-cluster/tandem/internal/wire"
 	"github.com/tandem-cluster/tandem/service"
@@ -30,8 +32,8 @@ func probe(c *Cluster, id int) *Probe { return c.Nodes[id].Svc.(*Probe) }
 
 func value(t *testing.T, r Result) int64 {
 	t.Helper()
-	if r.Status != wire.StatusOK {
-		t.Fatalf("status %d: %s", r.Status, r.Reply)
+	if r.Err != nil {
+		t.Fatalf("error: %v", r.Err)
 	}
 	v, err := strconv.ParseInt(string(r.Reply), 10, 64)
 	if err != nil {
@@ -130,6 +132,11 @@ func TestLeaderStoppedNewLeaderNoAckedLoss(t *testing.T) {
 	}
 	if !c.RunUntil(func() bool { return len(cl.Outstanding()) == 0 }, 10*electionTimeout) {
 		t.Fatalf("in-flight increments never answered: %v", cl.Outstanding())
+	}
+	for _, r := range cl.Results {
+		if r.Err != nil {
+			t.Fatalf("a command failed: %v", r.Err)
+		}
 	}
 	acked = int64(len(cl.Results))
 	final := probe(c, newLeader).Counter()
@@ -321,7 +328,7 @@ func TestSessionSurvivesLeaderChangeAndFullRestart(t *testing.T) {
 	if v := value(t, c.Do(cl, "inc", 10*electionTimeout)); v != 3 {
 		t.Fatalf("after the restart the counter is %d, want 3", v)
 	}
-	if cl.Expired {
+	if cl.Expired() {
 		t.Fatalf("the session expired across a full restart")
 	}
 	if opens := c.Ask(cl, "opens", 10*electionTimeout); opens != "1" {
@@ -335,6 +342,9 @@ func TestIdleSessionExpiresThroughTheLog(t *testing.T) {
 	cl := c.NewClient()
 	value(t, c.Do(cl, "inc", 10*electionTimeout))
 	cl.Stop()
+	// Cut off too, so that the leader's notice of the expiry is lost: the client learns it
+	// from the command it sends when it comes back.
+	c.Partition(clientBase + 0)
 	timeout := replica.DefaultConfig().SessionTimeout
 	ok := c.RunUntil(func() bool {
 		for i := range c.Nodes {
@@ -355,12 +365,17 @@ func TestIdleSessionExpiresThroughTheLog(t *testing.T) {
 			t.Fatalf("member %d saw closes %q, want one %s", i, got, service.CloseTimeout)
 		}
 	}
-	// A silenced client that comes back learns that its session is gone.
+	// A silenced client that comes back learns that its session is gone, and its command is
+	// completed as not applied.
+	c.Heal()
 	cl.Resume()
-	cl.Submit([]byte("inc"))
-	c.RunUntil(func() bool { return cl.Expired }, 5*electionTimeout)
-	if !cl.Expired {
+	seq := cl.Submit([]byte("inc"))
+	c.RunUntil(func() bool { return cl.Expired() }, 5*electionTimeout)
+	if !cl.Expired() {
 		t.Fatalf("client was not told its session expired")
+	}
+	if r, ok := cl.Results[seq]; !ok || !errors.Is(r.Err, clientcore.ErrSessionExpired) {
+		t.Fatalf("the command on the expired session completed with %+v", r)
 	}
 	if got := probe(c, c.Leader()).Counter(); got != 1 {
 		t.Fatalf("a command on an expired session was applied: counter %d", got)
@@ -480,7 +495,7 @@ func trace(t *testing.T, seed uint64) string {
 	for _, n := range c.Nodes {
 		fmt.Fprintf(&b, "m%d events %v\n", n.ID, n.Events)
 	}
-	fmt.Fprintf(&b, "delivered %v redirects %d timeouts %d", c.Delivered, cl.Redirects, cl.Timeouts)
+	fmt.Fprintf(&b, "delivered %v redirects %d timeouts %d", c.Delivered, cl.Redirects(), cl.Timeouts())
 	return b.String()
 }
 
@@ -514,7 +529,7 @@ func TestCounterServiceAcrossFailover(t *testing.T) {
 	values := map[int64]bool{}
 	for _, r := range cl.Results {
 		resp, err := counter.DecodeResponse(r.Reply)
-		if err != nil || !resp.OK {
+		if r.Err != nil || err != nil || !resp.OK {
 			t.Fatalf("reply %q: %v", r.Reply, err)
 		}
 		if values[resp.Value] {

@@ -1,6 +1,7 @@
 package clustertest
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"github.com/tandem-cluster/tandem/internal/clientcore"
 	"github.com/tandem-cluster/tandem/internal/replica"
 	"github.com/tandem-cluster/tandem/internal/wire"
 	"github.com/tandem-cluster/tandem/service"
@@ -178,12 +180,12 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 			return
 		}
 		cl := clients[i]
-		if cl.Expired {
+		if cl.Expired() {
 			clients[i] = c.NewClient() // a fresh session; the old one's unknown outcomes stay unknown
 			cl = clients[i]
 			rep.Expiries++
 		}
-		if len(cl.Outstanding())+len(cl.queries) >= 3 {
+		if cl.Unanswered() >= 3 {
 			return
 		}
 		op := &simOp{client: i, call: c.Now(), cl: cl}
@@ -253,7 +255,7 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	}
 	done := func() bool {
 		for _, cl := range clients {
-			if !cl.Expired && (len(cl.Outstanding()) > 0 || len(cl.queries) > 0) {
+			if !cl.Expired() && cl.Unanswered() > 0 {
 				return false
 			}
 		}
@@ -273,7 +275,7 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	for _, op := range ops {
 		if op.query {
 			r, ok := op.cl.QueryResults[op.queryID]
-			if !ok {
+			if !ok || r.Err != nil {
 				continue // a read that never returned constrains nothing
 			}
 			v, _ := strconv.ParseInt(string(r.Reply), 10, 64)
@@ -281,9 +283,14 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 			hist = append(hist, porcupine.Operation{ClientId: op.client, Input: false, Call: op.call, Output: v, Return: r.At})
 			continue
 		}
-		attempted++
 		r, ok := op.cl.Results[op.seq]
-		if !ok || r.Status != wire.StatusOK {
+		if ok && errors.Is(r.Err, clientcore.ErrNotApplied) {
+			// The client library says the cluster did not apply it: held to that, the command
+			// never happened (if it did, the counter shows it and the checks below fail).
+			continue
+		}
+		attempted++
+		if !ok || r.Err != nil {
 			rep.Unknown++
 			unknown = append(unknown, porcupine.Operation{ClientId: op.client, Input: true, Call: op.call, Output: nil, Return: math.MaxInt64})
 			continue

@@ -10,7 +10,6 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
-	"github.com/tandem-cluster/tandem/internal/wire"
 	"github.com/tandem-cluster/tandem/service"
 )
 
@@ -233,7 +232,7 @@ func TestCrashInSync(t *testing.T) {
 	for id := range 3 {
 		c.Start(id)
 	}
-	if got := c.Do(cl, "inc", 20*time.Second); got.Status != wire.StatusOK || string(got.Reply) != "3" {
+	if got := c.Do(cl, "inc", 20*time.Second); got.Err != nil || string(got.Reply) != "3" {
 		t.Fatalf("after the crashes: %+v %s", got, got.Reply)
 	}
 }

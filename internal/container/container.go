@@ -436,7 +436,13 @@ func (c *Container) open(id wire.SessionID) {
 		return
 	}
 	if len(c.sessions) >= c.cfg.SessionsMax || c.bytesUsed+sessionOverheadBytes > c.cfg.ResponseBytesMax {
-		c.egress(&wire.ClientMsg{Kind: wire.CSessionEvent, Session: id, Status: wire.StatusRejected})
+		// The text is the refused client's to show; it is the same on every member (replicated
+		// state and configuration only).
+		why := fmt.Sprintf("session limit reached: %d sessions open (SessionsMax %d)", len(c.sessions), c.cfg.SessionsMax)
+		if len(c.sessions) < c.cfg.SessionsMax {
+			why = fmt.Sprintf("response byte budget full: %d of %d bytes used (ResponseBytesMax)", c.bytesUsed, c.cfg.ResponseBytesMax)
+		}
+		c.egress(&wire.ClientMsg{Kind: wire.CSessionEvent, Session: id, Status: wire.StatusRejected, Payload: []byte(why)})
 		return
 	}
 	s := &session{id: id, bytes: sessionOverheadBytes}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,7 +190,7 @@ func TestByteBudget(t *testing.T) {
 		t.Fatalf("a command over the byte budget was %+v", m)
 	}
 	h.apply(3, open(s2), open(wire.SessionID{3}))
-	if m := h.last(); m.Kind != wire.CSessionEvent || m.Status != wire.StatusRejected {
+	if m := h.last(); m.Kind != wire.CSessionEvent || m.Status != wire.StatusRejected || !strings.Contains(string(m.Payload), "ResponseBytesMax") {
 		t.Fatalf("a session over the byte budget: %+v", m)
 	}
 }
@@ -200,8 +201,8 @@ func TestSessionsOpenIdempotentCloseReasonsLimit(t *testing.T) {
 	h := newHarness(t, cfg)
 	h.apply(1, open(s1), open(s1))
 	h.apply(2, open(s2))
-	if m := h.last(); m.Status != wire.StatusRejected || h.c.SessionOpen(s2) {
-		t.Fatalf("second session over SessionsMax: %+v", m)
+	if m := h.last(); m.Status != wire.StatusRejected || h.c.SessionOpen(s2) || string(m.Payload) != "session limit reached: 1 sessions open (SessionsMax 1)" {
+		t.Fatalf("second session over SessionsMax: %+v (%q)", m, m.Payload)
 	}
 	h.svc.onMsg = func(s service.Session, msg []byte) []byte {
 		if err := h.svc.c.CloseSession(s.ID()); err != nil {

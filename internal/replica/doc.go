@@ -21,6 +21,12 @@
 //     when no leader is known.
 //   - COpen opens a session (idempotent); CAttach only attaches to an open one, so a client whose
 //     session expired is told so instead of silently getting a new session under the same id.
+//     The answer (CAttached) announces the member's limits: Config.MaxCommandBytes and the
+//     response window. A refused open (the session limit, the byte budget) is answered with a
+//     session event that says why.
+//   - A command or query over MaxCommandBytes is refused by any member, leader or not, with a
+//     "rejected" answer that names the limit; so is one whose frame the client port skipped for
+//     its size (wire.ClientMsg.OversizedBytes).
 //   - Only the leader decides session expiry, by its local clock; a new leader restarts every
 //     session's idle clock, so sessions survive leader changes and whole-cluster restarts.
 //   - When leadership is lost, attached clients are redirected; their unanswered commands are

@@ -53,6 +53,12 @@ type Config struct {
 	// MaxPendingReads bounds the queries taken and not yet answered (waiting for their read
 	// index, or for it to be applied); beyond it queries are refused with StatusRejected.
 	MaxPendingReads int
+	// MaxCommandBytes bounds a command's (and a query's) payload: a larger one is refused with
+	// StatusRejected, on any member, and never proposed. It is announced to clients when they
+	// attach (with the response window), so that they refuse larger commands themselves. At
+	// most wire.MaxPayloadBytes; the driver's client port should take frames of
+	// MaxCommandBytes+wire.CommandOverheadBytes.
+	MaxCommandBytes int
 	// MaxUncommittedBytes bounds the leader's uncommitted log tail (raft drops proposals beyond).
 	MaxUncommittedBytes uint64
 	Container           container.Config
@@ -77,6 +83,7 @@ func DefaultConfig() Config {
 		MaxBatchBytes:       256 << 10,
 		MaxPendingItems:     64 << 10,
 		MaxPendingReads:     64 << 10,
+		MaxCommandBytes:     wire.MaxPayloadBytes,
 		MaxUncommittedBytes: 64 << 20,
 		Container:           container.DefaultConfig(),
 	}
@@ -106,6 +113,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPendingReads <= 0 {
 		errs = append(errs, fmt.Errorf("MaxPendingReads (%d) must be positive", c.MaxPendingReads))
+	}
+	if c.MaxCommandBytes <= 0 || c.MaxCommandBytes > wire.MaxPayloadBytes {
+		errs = append(errs, fmt.Errorf("MaxCommandBytes (%d) must be between 1 and %d", c.MaxCommandBytes, wire.MaxPayloadBytes))
 	}
 	if len(c.Members) == 0 {
 		errs = append(errs, errors.New("Members is empty: a cluster needs at least one member"))
@@ -465,6 +475,9 @@ func (r *Replica) Close() error {
 
 // ClientRequest handles a request from a client connection.
 func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
+	if r.tooLarge(conn, m) {
+		return
+	}
 	if !r.isLeader() && !(bugs.Active("follower-forwards") && m.Kind == wire.CCommand) {
 		r.redirect(conn, m)
 		return
@@ -474,7 +487,7 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 	case wire.COpen, wire.CAttach:
 		if r.ctr.SessionOpen(m.Session) {
 			r.attach(m.Session, conn, now)
-			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CAttached, Session: m.Session})
+			r.out.SendClient(conn, r.attached1(m.Session))
 			return
 		}
 		if m.Kind == wire.CAttach {
@@ -545,6 +558,38 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 		r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq,
 			Status: wire.StatusBadRequest, Payload: []byte(fmt.Sprintf("unexpected message kind %d", m.Kind))})
 	}
+}
+
+// tooLarge refuses a command or query over MaxCommandBytes (whole, or only its head when the
+// client port skipped its oversized frame) with an answer that names the limit; any member
+// answers so, leader or not, as the limit is each member's own.
+func (r *Replica) tooLarge(conn ConnID, m *wire.ClientMsg) bool {
+	if len(m.Payload) <= r.cfg.MaxCommandBytes && m.OversizedBytes == 0 {
+		return false
+	}
+	why := fmt.Sprintf("too large: a payload of %d bytes, the limit is %d (MaxCommandBytes)", len(m.Payload), r.cfg.MaxCommandBytes)
+	if m.OversizedBytes > 0 {
+		why = fmt.Sprintf("too large: a request of %d bytes, the limit is %d bytes of payload (MaxCommandBytes)", m.OversizedBytes, r.cfg.MaxCommandBytes)
+	}
+	switch m.Kind {
+	case wire.CCommand:
+		r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq,
+			Status: wire.StatusRejected, Payload: []byte("command " + why)})
+	case wire.CQuery:
+		r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CQueryResponse, RequestID: m.RequestID,
+			Status: wire.StatusRejected, Payload: []byte("query " + why)})
+	default:
+		r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq,
+			Status: wire.StatusBadRequest, Payload: []byte(fmt.Sprintf("message kind %d %s", m.Kind, why))})
+	}
+	return true
+}
+
+// attached1 is the answer to an attach: the session is attached here, and the limits the client
+// must keep to.
+func (r *Replica) attached1(id wire.SessionID) *wire.ClientMsg {
+	return &wire.ClientMsg{Kind: wire.CAttached, Session: id,
+		CommandBytesMax: r.cfg.MaxCommandBytes, WindowMax: r.cfg.Container.ResponseWindowMax}
 }
 
 // inputNow returns the clock as read once per round of inputs (Process starts the next round):
@@ -904,8 +949,11 @@ func (r *Replica) egress(m *wire.ClientMsg) {
 	if !ok {
 		return
 	}
-	if m.Kind == wire.CSessionEvent {
+	switch m.Kind {
+	case wire.CSessionEvent:
 		delete(r.attached, m.Session)
+	case wire.CAttached:
+		m = r.attached1(m.Session) // with the limits, which the container does not know
 	}
 	r.out.SendClient(conn, m)
 }

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -23,7 +24,10 @@ type ClientHandler interface {
 // ClientConfig configures the client port.
 type ClientConfig struct {
 	Listener net.Listener
-	// MaxFrameBytes bounds one request frame (default 2 MiB).
+	// MaxFrameBytes bounds one request frame (default 2 MiB). A larger command or query is not
+	// read: its head is handed over with OversizedBytes set (the member answers it with a
+	// refusal that names its limit) and the rest of the frame is skipped, up to
+	// oversizedSkipBytesMax; any other oversized frame closes the connection.
 	MaxFrameBytes int
 	// MaxQueuedBytes bounds the answers waiting to be written to one connection (default
 	// 16 MiB); a client that does not read its answers fast enough is disconnected (it
@@ -236,6 +240,20 @@ func (s *ClientServer) readLoop(c *clientConn) {
 		kind, body, nb, err := wire.ReadFrame(r, s.cfg.MaxFrameBytes, buf)
 		buf = nb
 		if err != nil {
+			var tl *wire.FrameTooLargeError
+			if errors.As(err, &tl) {
+				m, err := skipOversized(r, tl)
+				if err != nil {
+					s.rejectClient(c, "reading: "+err.Error())
+					return
+				}
+				s.log.Warn("client request over the frame limit refused", "conn", c.id,
+					"remote", c.conn.RemoteAddr().String(), "bytes", tl.BodyBytes, "limit", tl.Limit)
+				batch = append(batch, m)
+				s.h.ClientRequests(c.id, batch) // at once: the skip may have taken a while
+				batch = nil
+				continue
+			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				s.rejectClient(c, "reading: "+err.Error())
 			}
@@ -270,7 +288,41 @@ func (s *ClientServer) readLoop(c *clientConn) {
 	}
 }
 
+// skipOversized reads the head of a frame over the limit (ReadFrame read its length only) and, if
+// it is a command or a query of this version and not beyond oversizedSkipBytesMax, skips the
+// rest and returns the request's head with OversizedBytes set, for the member to refuse. Any
+// other frame is an error that names the limit (the connection is closed).
+//
+// Why skip rather than close: a client that misjudged the limit (the member announces it when
+// a session attaches, so only an older or foreign client does) learns that its command was not
+// applied and why, instead of reconnecting and resending it until its timeout.
+func skipOversized(r io.Reader, tl *wire.FrameTooLargeError) (wire.ClientMsg, error) {
+	if tl.BodyBytes > oversizedSkipBytesMax {
+		return wire.ClientMsg{}, tl
+	}
+	var hdr [wire.FrameHeaderBytes - 4]byte // version, kind, crc
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return wire.ClientMsg{}, fmt.Errorf("%w (and then: %w)", tl, err)
+	}
+	head := make([]byte, min(tl.BodyBytes, wire.ClientHeadBytes))
+	if _, err := io.ReadFull(r, head); err != nil {
+		return wire.ClientMsg{}, fmt.Errorf("%w (and then: %w)", tl, err)
+	}
+	m, ok := wire.DecodeClientHead(head)
+	if hdr[0] != wire.Version || wire.FrameKind(hdr[1]) != wire.FrameClient || !ok {
+		return wire.ClientMsg{}, tl
+	}
+	if _, err := io.CopyN(io.Discard, r, tl.BodyBytes-int64(len(head))); err != nil {
+		return wire.ClientMsg{}, fmt.Errorf("%w (and then: %w)", tl, err)
+	}
+	m.OversizedBytes = int(tl.BodyBytes)
+	return m, nil
+}
+
 const (
+	// oversizedSkipBytesMax bounds the oversized command the client port skips to answer it;
+	// a larger frame is not a confused client's, and closes the connection.
+	oversizedSkipBytesMax = 64 << 20
 	// maxRequestBatch bounds the requests handed over at once from one connection.
 	maxRequestBatch = 1024
 	// arenaBytes is the size of the blocks request payloads are copied into.

@@ -140,3 +140,55 @@ func TestClientThatDoesNotReadIsDisconnected(t *testing.T) {
 		}
 	}
 }
+
+// A command or query over the frame limit is handed over as its head, marked oversized, and the
+// connection carries on with the next request; any other oversized frame closes it.
+func TestOversizedCommandHandedOverAsItsHead(t *testing.T) {
+	const limit = 1 << 10
+	_, rec, addr := startClientServer(t, ClientConfig{MaxFrameBytes: limit})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var out []byte
+	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Session: wire.SessionID{7}, Seq: 3, LowestUnacked: 2, Payload: make([]byte, 5*limit)})
+	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CQuery, RequestID: 11, Payload: make([]byte, 2*limit)})
+	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Session: wire.SessionID{7}, Seq: 4, LowestUnacked: 2, Payload: []byte("small")})
+	if _, err := nc.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	var got []wire.ClientMsg
+	for len(got) < 3 {
+		select {
+		case b := <-rec.batches:
+			got = append(got, b...)
+		case g := <-rec.gone:
+			t.Fatalf("connection %d closed after %d requests", g, len(got))
+		case <-time.After(10 * time.Second):
+			t.Fatalf("received %d of 3 requests", len(got))
+		}
+	}
+	cmd, q, small := got[0], got[1], got[2]
+	if cmd.Kind != wire.CCommand || cmd.Seq != 3 || cmd.LowestUnacked != 2 || cmd.Session != (wire.SessionID{7}) || cmd.Payload != nil || cmd.OversizedBytes <= 5*limit {
+		t.Fatalf("oversized command handed over as %+v", cmd)
+	}
+	if q.Kind != wire.CQuery || q.RequestID != 11 || q.OversizedBytes <= 2*limit {
+		t.Fatalf("oversized query handed over as %+v", q)
+	}
+	if small.Seq != 4 || string(small.Payload) != "small" || small.OversizedBytes != 0 {
+		t.Fatalf("the request after them: %+v", small)
+	}
+
+	// An oversized frame of another kind is not skipped.
+	if _, err := nc.Write(wire.AppendClientFrame(nil, &wire.ClientMsg{Kind: wire.CPush, Payload: make([]byte, 2*limit)})); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-rec.gone:
+	case b := <-rec.batches:
+		t.Fatalf("an oversized push was handed over: %+v", b)
+	case <-time.After(10 * time.Second):
+		t.Fatal("an oversized push did not close the connection")
+	}
+}

@@ -23,6 +23,12 @@ const (
 	MaxClusterIDBytes = 64
 	// FrameHeaderBytes is the size of a frame header: length, version, kind, CRC.
 	FrameHeaderBytes = 4 + 1 + 1 + 4
+	// CommandOverheadBytes is what a command's body adds to its payload, at most: version, kind,
+	// session, seq, lowest unacknowledged, the payload's length. A client port that takes
+	// commands of up to P payload bytes takes frame bodies of P+CommandOverheadBytes.
+	CommandOverheadBytes = 1 + 1 + 16 + 8 + 8 + binary.MaxVarintLen32
+	// MaxWindow bounds the response window a member announces (CAttached).
+	MaxWindow = 1 << 20
 )
 
 // Errors. Every decode error wraps ErrMalformed (or ErrVersion for an unknown version byte).
@@ -236,8 +242,12 @@ func DecodeBatch(data []byte) (Batch, error) {
 func AppendClientMsg(dst []byte, m *ClientMsg) []byte {
 	dst = append(dst, Version, uint8(m.Kind))
 	switch m.Kind {
-	case COpen, CAttach, CKeepAlive, CClose, CAttached:
+	case COpen, CAttach, CKeepAlive, CClose:
 		dst = append(dst, m.Session[:]...)
+	case CAttached:
+		dst = append(dst, m.Session[:]...)
+		dst = putU32(dst, uint32(m.CommandBytesMax))
+		dst = putU32(dst, uint32(m.WindowMax))
 	case CKeepAliveAck:
 		dst = append(dst, m.Session[:]...)
 		dst = append(dst, uint8(m.Status))
@@ -269,6 +279,7 @@ func AppendClientMsg(dst []byte, m *ClientMsg) []byte {
 	case CSessionEvent:
 		dst = append(dst, m.Session[:]...)
 		dst = append(dst, uint8(m.Status), m.Reason)
+		dst = putBytes(dst, m.Payload)
 	case CPush:
 		dst = append(dst, m.Session[:]...)
 		dst = putBytes(dst, m.Payload)
@@ -286,8 +297,15 @@ func DecodeClientMsg(data []byte) (ClientMsg, error) {
 		return ClientMsg{}, r.err
 	}
 	switch m.Kind {
-	case COpen, CAttach, CKeepAlive, CClose, CAttached:
+	case COpen, CAttach, CKeepAlive, CClose:
 		m.Session = r.session()
+	case CAttached:
+		m.Session = r.session()
+		m.CommandBytesMax = int(r.u32())
+		m.WindowMax = int(r.u32())
+		if r.err == nil && (m.CommandBytesMax > MaxPayloadBytes || m.WindowMax > MaxWindow) {
+			r.fail("limits %d bytes, window %d", m.CommandBytesMax, m.WindowMax)
+		}
 	case CKeepAliveAck:
 		m.Session = r.session()
 		m.Status = r.status()
@@ -323,6 +341,7 @@ func DecodeClientMsg(data []byte) (ClientMsg, error) {
 		m.Session = r.session()
 		m.Status = r.status()
 		m.Reason = r.u8()
+		m.Payload = r.bytes(MaxPayloadBytes)
 	case CPush:
 		m.Session = r.session()
 		m.Payload = r.bytes(MaxPayloadBytes)
@@ -413,7 +432,7 @@ func ReadFrame(r io.Reader, maxBytes int, buf []byte) (FrameKind, []byte, []byte
 		return 0, nil, buf, fmt.Errorf("%w: frame length %d shorter than its header", ErrMalformed, n)
 	}
 	if int64(n)-6 > int64(maxBytes) {
-		return 0, nil, buf, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n-6, maxBytes)
+		return 0, nil, buf, &FrameTooLargeError{BodyBytes: int64(n) - 6, Limit: maxBytes}
 	}
 	if _, err := io.ReadFull(r, hdr[4:]); err != nil {
 		return 0, nil, buf, unexpected(err)
@@ -437,6 +456,48 @@ func ReadFrame(r io.Reader, maxBytes int, buf []byte) (FrameKind, []byte, []byte
 		return 0, nil, buf, ErrChecksum
 	}
 	return kind, body, buf, nil
+}
+
+// FrameTooLargeError is ReadFrame's error for a frame over its limit (errors.Is ErrFrameTooLarge).
+// Only the frame's length was read: the rest of its header and BodyBytes of body follow on the
+// stream, for a reader that chooses to skip them instead of closing the connection.
+type FrameTooLargeError struct {
+	BodyBytes int64
+	Limit     int
+}
+
+func (e *FrameTooLargeError) Error() string {
+	return fmt.Sprintf("%v: %d bytes, limit %d", ErrFrameTooLarge, e.BodyBytes, e.Limit)
+}
+
+func (e *FrameTooLargeError) Unwrap() error { return ErrFrameTooLarge }
+
+// ClientHeadBytes is how much of a client message's body DecodeClientHead needs at most.
+const ClientHeadBytes = 1 + 1 + 16 + 8 + 8
+
+// DecodeClientHead decodes the head of a client message whose payload was not read (its frame
+// was over the reader's limit): for a command its session, number and lowest unacknowledged
+// number, for a query its request id. head holds the first bytes of the body (up to
+// ClientHeadBytes; the frame's checksum could not be checked). ok is false for any other kind,
+// and for a head too short or of another version.
+func DecodeClientHead(head []byte) (m ClientMsg, ok bool) {
+	r := &reader{b: head, what: "client message head"}
+	r.version()
+	m.Kind = ClientKind(r.u8())
+	switch m.Kind {
+	case CCommand:
+		m.Session = r.session()
+		m.Seq = Seq(r.u64())
+		m.LowestUnacked = Seq(r.u64())
+	case CQuery:
+		m.RequestID = r.u64()
+	default:
+		return ClientMsg{}, false
+	}
+	if r.err != nil {
+		return ClientMsg{}, false
+	}
+	return m, true
 }
 
 func unexpected(err error) error {

@@ -33,6 +33,7 @@ func sampleClientMsgs() []ClientMsg {
 		{Kind: CKeepAlive, Session: sid},
 		{Kind: CClose, Session: sid},
 		{Kind: CAttached, Session: sid},
+		{Kind: CAttached, Session: sid, CommandBytesMax: MaxPayloadBytes, WindowMax: 1024},
 		{Kind: CKeepAliveAck, Session: sid, Status: StatusSessionExpired},
 		{Kind: CCommand, Session: sid, Seq: 3, LowestUnacked: 2, Payload: []byte("x")},
 		{Kind: CResponse, Session: sid, Seq: 3, Status: StatusOK, Payload: []byte("OK")},
@@ -41,6 +42,7 @@ func sampleClientMsgs() []ClientMsg {
 		{Kind: CRedirect, Session: sid, Seq: 4, RequestID: 5, Status: StatusNotLeader, LeaderID: -1, Term: 7},
 		{Kind: CRedirect, LeaderID: 2, Term: 8, Endpoint: "10.0.0.2:9002"},
 		{Kind: CSessionEvent, Session: sid, Status: StatusRejected, Reason: 3},
+		{Kind: CSessionEvent, Session: sid, Status: StatusRejected, Payload: []byte("session limit reached")},
 		{Kind: CPush, Session: sid, Payload: []byte("hello")},
 	}
 }
@@ -254,5 +256,38 @@ func BenchmarkClientFrameRoundTrip(b *testing.B) {
 		if _, err := DecodeClientMsg(body); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A frame over the reader's limit says how long its body is (to skip it), and the head of a
+// command or query decodes without its payload.
+func TestOversizedFrameHead(t *testing.T) {
+	cmd := ClientMsg{Kind: CCommand, Session: sid, Seq: 9, LowestUnacked: 7, Payload: make([]byte, 5000)}
+	frame := AppendClientFrame(nil, &cmd)
+	r := bytes.NewReader(frame)
+	_, _, _, err := ReadFrame(r, 1000, nil)
+	var tl *FrameTooLargeError
+	if !errors.As(err, &tl) || !errors.Is(err, ErrFrameTooLarge) || tl.Limit != 1000 || tl.BodyBytes != int64(len(frame)-FrameHeaderBytes) {
+		t.Fatalf("ReadFrame over the limit: %v (%+v)", err, tl)
+	}
+	if r.Len() != len(frame)-4 {
+		t.Fatalf("ReadFrame consumed %d bytes of an oversized frame, want the length only", len(frame)-r.Len())
+	}
+	body := frame[FrameHeaderBytes:]
+	m, ok := DecodeClientHead(body[:ClientHeadBytes])
+	if !ok || m.Kind != CCommand || m.Session != sid || m.Seq != 9 || m.LowestUnacked != 7 || m.Payload != nil {
+		t.Fatalf("command head: %+v %v", m, ok)
+	}
+	q := AppendClientMsg(nil, &ClientMsg{Kind: CQuery, RequestID: 77, Payload: make([]byte, 100)})
+	if m, ok := DecodeClientHead(q[:ClientHeadBytes]); !ok || m.Kind != CQuery || m.RequestID != 77 {
+		t.Fatalf("query head: %+v %v", m, ok)
+	}
+	for _, bad := range [][]byte{body[:10], AppendClientMsg(nil, &ClientMsg{Kind: COpen, Session: sid}), {99, 2}} {
+		if m, ok := DecodeClientHead(bad); ok {
+			t.Fatalf("head %x decoded as %+v", bad, m)
+		}
+	}
+	if _, err := DecodeClientMsg(AppendClientMsg(nil, &ClientMsg{Kind: CAttached, Session: sid, WindowMax: MaxWindow + 1})); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("an announced window over MaxWindow decoded: %v", err)
 	}
 }

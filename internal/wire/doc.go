@@ -36,7 +36,8 @@
 // # Client messages (the body of a kind-5 frame)
 //
 //	version u8 | kind u8 | fields:
-//	  13 open, 1 attach, 4 keep-alive, 5 close, 6 attached: session
+//	  13 open, 1 attach, 4 keep-alive, 5 close: session
+//	  6 attached:          session | largest command payload accepted u32 | response window u32
 //	  12 keep-alive ack:   session | status u8
 //	  2 command:           session | seq u64 | lowest unacknowledged u64 | payload bytes
 //	  7 response:          session | seq u64 | status u8 | payload bytes
@@ -44,9 +45,16 @@
 //	  8 query response:    request id u64 | status u8 | payload bytes
 //	  9 redirect:          session | seq u64 | request id u64 | status u8 | leader member id i32
 //	                       (-1: unknown) | term u64 | leader client endpoint bytes(255)
-//	  10 session event:    session | status u8 | reason u8
+//	  10 session event:    session | status u8 | reason u8 | text bytes (why, e.g. a refused open)
 //	  11 push:             session | payload bytes
 //
 // Statuses: 0 ok, 1 session expired, 2 evicted (answer already acknowledged), 3 rejected (a limit;
 // not applied), 4 not leader, 5 bad request, 6 unavailable (not applied).
+//
+// The attached message carries the member's limits, which the client keeps to: it refuses a
+// larger command itself, and keeps no more commands in flight than the window (the numbers from
+// its lowest unacknowledged command to its newest). A request frame over the client port's
+// limit is not read: the member answers a command (a query) whose head decodes with a
+// "rejected" response (query response) naming the limit, skips the body and keeps the
+// connection; any other oversized frame closes it.
 package wire

@@ -94,6 +94,16 @@ type ClientMsg struct {
 	LeaderID int    // member id (not raft id), -1 when unknown
 	Term     uint64 // the term the hint is from; clients ignore hints older than the newest seen
 	Endpoint string // the leader's advertised client endpoint, "" when unknown
-	// CSessionEvent: service.CloseReason as a byte.
+	// CSessionEvent: service.CloseReason as a byte (the reason's text, if any, is in Payload).
 	Reason uint8
+	// CAttached: the member's limits, which a client keeps to. CommandBytesMax is the largest
+	// command or query payload it accepts; WindowMax its response window: the span of command
+	// numbers a session may have in flight, from its lowest unacknowledged number to its newest.
+	CommandBytesMax int
+	WindowMax       int
+
+	// OversizedBytes is not on the wire: the client port sets it on a request whose frame was
+	// over its limit. The port read only the head of the body (the kind and the numbers: no
+	// payload) and skipped the rest; this is the body's length, for the refusal.
+	OversizedBytes int
 }
