@@ -274,7 +274,6 @@ func (c *Core) ReadIndex() (uint64, error) {
 	if bs.RaftState != raft.StateLeader {
 		return 0, c.notLeader()
 	}
-	c.val.noteRead(bs.GetTerm())
 	c.readSeq++
 	id := c.readSeq
 	var ctx [8]byte
@@ -426,11 +425,11 @@ func (c *Core) Process(h Handler) error {
 			var early []*pb.Message
 			early, msgs = splitLeaderEarly(msgs)
 			if len(early) > 0 {
-				h.Send(early)
+				c.send(h, early)
 			}
 		}
 		if bugs.Active("send-before-persist") && len(msgs) > 0 {
-			h.Send(msgs) // planted bug: every role sends before its write is durable
+			c.send(h, msgs) // planted bug: every role sends before its write is durable
 			msgs = nil
 		}
 		syncing, err := c.write(&rd)
@@ -570,13 +569,19 @@ func (c *Core) applyDurable(h Handler) error {
 	return nil
 }
 
+// send hands msgs to the handler, noting what Step's checks need to know of them.
+func (c *Core) send(h Handler, msgs []*pb.Message) {
+	c.val.noteSent(msgs)
+	h.Send(msgs)
+}
+
 // finish completes a Ready once what it wrote is durable: steps 2–5 of Process.
 func (c *Core) finish(h Handler, rd *raft.Ready, msgs []*pb.Message, committed []*pb.Entry) error {
 	if rd.SoftState != nil || rd.HardState != nil {
 		c.noteState(h, rd.SoftState, rd.HardState)
 	}
 	if len(msgs) > 0 {
-		h.Send(msgs)
+		c.send(h, msgs)
 	}
 	if bugs.Active("ack-before-commit") && c.state.Role == raft.StateLeader {
 		// Planted bug: treat what this member persisted as committed.

@@ -143,8 +143,10 @@ type validator struct {
 	// nothing truncated), truncFrom the lowest index a truncation may have rewritten, from which
 	// the storage's terms no longer tell raft's.
 	floor, truncFrom uint64
-	// readTerm and reads count the ReadIndex requests this core made as leader in term readTerm.
-	readTerm, reads uint64
+	// readPos is the highest read position (raft's count of the reads it queued, which a
+	// heartbeat's context carries and its response echoes) this member sent as leader in term
+	// readTerm: an honest response echoes one of those, never more.
+	readTerm, readPos uint64
 	bootstrapped    bool // the storage was empty at New: the core bootstrapped a log
 	suspect         suspicion
 }
@@ -176,12 +178,17 @@ func (w watchedStorage) SaveSnapshot(snap *pb.Snapshot) error {
 	return w.Storage.SaveSnapshot(snap)
 }
 
-// noteRead counts a ReadIndex request made as leader in term.
-func (v *validator) noteRead(term uint64) {
-	if v.readTerm != term {
-		v.readTerm, v.reads = term, 0
+// noteSent records the read positions of the heartbeats among msgs (what this member sends).
+func (v *validator) noteSent(msgs []*pb.Message) {
+	for _, m := range msgs {
+		if m.GetType() != pb.MsgHeartbeat || len(m.GetContext()) != 8 {
+			continue
+		}
+		if t := m.GetTerm(); t != v.readTerm {
+			v.readTerm, v.readPos = t, 0
+		}
+		v.readPos = max(v.readPos, binary.LittleEndian.Uint64(m.GetContext()))
 	}
-	v.reads++
 }
 
 func invalid(format string, args ...any) error {
@@ -447,25 +454,24 @@ func (c *Core) checkAppResp(m *pb.Message, bs raft.BasicStatus) error {
 	return nil
 }
 
-// checkHeartbeatResp checks the read position a heartbeat response echoes. Raft's leader numbers
+// checkHeartbeatResp checks the read position a heartbeat response echoes. Raft's leader counts
 // the ReadIndex requests it queued in its term and sends the count in heartbeats; an
-// acknowledgement beyond it makes it slice past its queue. Every ReadIndex request this core
-// made as leader in this term is queued once the leader has committed an entry of its term (they
-// wait until then), so the count is exactly the requests made, or 0 before that commit. Honest
-// responses echo a count this leader sent in this term, never more than it has now.
+// acknowledgement by a quorum beyond what it queued makes it slice past its queue of reads. The
+// count only grows within a term (reads leave the queue as they are confirmed, and the
+// confirmed count grows by as many), so a position no greater than the highest this leader sent
+// in its term is within its queue. Honest responses echo a position it sent in this term.
 func (c *Core) checkHeartbeatResp(m *pb.Message, bs raft.BasicStatus) error {
 	if len(m.GetContext()) == 0 {
 		return nil
 	}
 	pos := binary.LittleEndian.Uint64(m.GetContext())
-	var queued uint64
+	var sent uint64
 	if c.val.readTerm == bs.GetTerm() {
-		if t, err := c.storage.Term(bs.GetCommit()); err == nil && t == bs.GetTerm() {
-			queued = c.val.reads
-		}
+		sent = c.val.readPos
 	}
-	if pos > queued {
-		return invalid("heartbeat response from raft id %d acknowledges read %d, this leader queued %d", m.GetFrom(), pos, queued)
+	if pos > sent {
+		return invalid("heartbeat response from raft id %d acknowledges read %d, this leader sent %d in term %d",
+			m.GetFrom(), pos, sent, bs.GetTerm())
 	}
 	return nil
 }
