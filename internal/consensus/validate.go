@@ -147,8 +147,8 @@ type validator struct {
 	// heartbeat's context carries and its response echoes) this member sent as leader in term
 	// readTerm: an honest response echoes one of those, never more.
 	readTerm, readPos uint64
-	bootstrapped    bool // the storage was empty at New: the core bootstrapped a log
-	suspect         suspicion
+	bootstrapped      bool // the storage was empty at New: the core bootstrapped a log
+	suspect           suspicion
 }
 
 // suspicion is the evidence the lost-data rule weighs: refused heartbeats from one sender and term.
