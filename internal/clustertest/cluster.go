@@ -730,6 +730,29 @@ func (c *Cluster) violation(format string, args ...any) {
 	c.fatalf(format, args...)
 }
 
+// checkExpiry checks a member's word that a session is gone: a client told so gives up on it
+// and on the commands it left unanswered. The member must have applied the session's close (it
+// remembers the id among its closed sessions); a member that never applied the session's open —
+// a new leader still applying its predecessors' log — must not take its own ignorance for an
+// expiry while the open is applied elsewhere. (A client's own close request answered while the
+// close is under way is not an expiry.)
+func (c *Cluster) checkExpiry(from *Node, m *wire.ClientMsg) {
+	if m.Kind == wire.CSessionEvent && m.Reason == uint8(service.CloseClient) {
+		return
+	}
+	ctr := from.R.Container()
+	if ctr.SessionClosed(m.Session) {
+		return
+	}
+	for _, n := range c.Nodes {
+		if n.R != nil && n.R.Container().SessionOpen(m.Session) {
+			c.violation("member %d told a client its session %x expired (message kind %d), but member %d has it open and member %d never closed it (applied %d)",
+				from.ID, m.Session[:4], m.Kind, n.ID, from.ID, ctr.Applied())
+			return
+		}
+	}
+}
+
 // lost decides whether a message from a to b is lost.
 func (c *Cluster) lost(a, b int) bool {
 	return c.cut[[2]int{a, b}] || (c.DropRate > 0 && c.Rng.Float64() < c.DropRate)
@@ -776,6 +799,9 @@ func (o *outbox) SendRaft(msgs []*pb.Message) {
 
 func (o *outbox) SendClient(conn replica.ConnID, m *wire.ClientMsg) {
 	c := o.c
+	if m.Status == wire.StatusSessionExpired {
+		c.checkExpiry(o.n, m)
+	}
 	sc := c.conns[conn]
 	if sc == nil || sc.closed || c.lost(o.n.ID, sc.cl.net()) {
 		return // the connection is gone (the client closes it for good), or the message is lost

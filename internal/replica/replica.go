@@ -218,6 +218,9 @@ type Replica struct {
 
 	ticks     int
 	role      service.Role
+	// appliedTerm is the term of the last entry applied (or of the snapshot started from): once
+	// it is the leader's own term, the leader has applied everything its predecessors committed.
+	appliedTerm uint64
 	now       int64 // the clock for this round of inputs, once nowRead (inputNow)
 	nowRead   bool
 	lastSnap  uint64
@@ -300,6 +303,7 @@ func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out
 	var data []byte
 	if !raft.IsEmptySnap(snap) {
 		applied = snap.GetMetadata().GetIndex()
+		r.appliedTerm = snap.GetMetadata().GetTerm()
 		data = snap.GetData()
 	}
 	if err := ctr.Start(data, applied); err != nil {
@@ -491,6 +495,11 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 			return
 		}
 		if m.Kind == wire.CAttach {
+			if r.unsure(m.Session) {
+				r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session,
+					Status: wire.StatusUnavailable, Payload: []byte(catchingUpMessage)})
+				return
+			}
 			// Reattaching never reopens: a session the cluster expired stays expired, so the
 			// commands it left unanswered cannot be applied a second time on a new session.
 			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session,
@@ -515,10 +524,16 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 		r.enqueue(wire.Item{Kind: wire.ItemOpen, Session: m.Session})
 	case wire.CCommand:
 		st := r.ctr.Admit(m.Session, m.Seq, m.LowestUnacked, r.opening[m.Session])
+		if st == wire.StatusSessionExpired && r.unsure(m.Session) {
+			st = wire.StatusUnavailable
+		}
 		if st != wire.StatusOK {
 			reply := &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq, Status: st}
-			if st == wire.StatusRejected {
+			switch st {
+			case wire.StatusRejected:
 				reply.Payload = []byte(container.WindowFullMessage)
+			case wire.StatusUnavailable:
+				reply.Payload = []byte(catchingUpMessage)
 			}
 			r.out.SendClient(conn, reply)
 			return
@@ -533,6 +548,8 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 		st := wire.StatusOK
 		if r.ctr.SessionOpen(m.Session) {
 			r.attach(m.Session, conn, now)
+		} else if r.unsure(m.Session) {
+			st = wire.StatusUnavailable
 		} else if !r.opening[m.Session] {
 			st = wire.StatusSessionExpired
 		}
@@ -590,6 +607,20 @@ func (r *Replica) tooLarge(conn ConnID, m *wire.ClientMsg) bool {
 func (r *Replica) attached1(id wire.SessionID) *wire.ClientMsg {
 	return &wire.ClientMsg{Kind: wire.CAttached, Session: id,
 		CommandBytesMax: r.cfg.MaxCommandBytes, WindowMax: r.cfg.Container.ResponseWindowMax}
+}
+
+// catchingUpMessage is the refusal of a request about a session a new leader does not know yet.
+const catchingUpMessage = "the leader is still applying its predecessors' log: retry"
+
+// unsure reports whether this leader cannot tell yet that session id is gone. A new leader
+// holds every committed entry but may not have applied them all: it learns how far its log is
+// committed only when an entry of its own term commits (raft's first entry of a term). Until it
+// applied that entry, a session it knows neither as open nor as closed may have been opened by
+// its predecessors, and telling its client "expired" would end a live session and leave its
+// unanswered commands' outcome unknown for ever; such requests are refused as unavailable
+// instead, and the client retries.
+func (r *Replica) unsure(id wire.SessionID) bool {
+	return r.appliedTerm < r.core.State().Term && !r.ctr.SessionOpen(id) && !r.ctr.SessionClosed(id) && !r.opening[id]
 }
 
 // inputNow returns the clock as read once per round of inputs (Process starts the next round):
@@ -825,6 +856,7 @@ func (r *Replica) Send(msgs []*pb.Message) { r.out.SendRaft(msgs) }
 // InstallSnapshot implements consensus.Handler.
 func (r *Replica) InstallSnapshot(snap *pb.Snapshot) error {
 	ix := snap.GetMetadata().GetIndex()
+	r.appliedTerm = snap.GetMetadata().GetTerm()
 	if err := r.ctr.Start(snap.GetData(), ix); err != nil {
 		return fmt.Errorf("replica: installing snapshot at index %d: %w", ix, err)
 	}
@@ -837,6 +869,7 @@ func (r *Replica) InstallSnapshot(snap *pb.Snapshot) error {
 // ApplyEntry implements consensus.Handler.
 func (r *Replica) ApplyEntry(e *pb.Entry, cc *pb.ConfChange) error {
 	ix := e.GetIndex()
+	r.appliedTerm = e.GetTerm()
 	var due bool
 	switch {
 	case cc != nil:

@@ -597,3 +597,70 @@ func TestPendingReadsCountQueriesAcrossRounds(t *testing.T) {
 		t.Fatalf("a query once the others were answered was refused: %+v", got)
 	}
 }
+
+// A new leader that has not yet applied what its predecessor committed does not take a session
+// it does not know for an expired one: it refuses the attach, a command and a keep-alive as
+// unavailable (the client retries), and attaches once it has applied an entry of its own term.
+func TestNewLeaderDoesNotExpireSessionsItHasNotApplied(t *testing.T) {
+	h := newHarness(t, 3, nil)
+	s := sessionID(7)
+	// Member 1 leads term 2 and appends the open of s, committing only the bootstrap.
+	h.term = 2
+	open := wire.AppendBatch(nil, &wire.Batch{TimestampNanos: h.clock.now, Items: []wire.Item{{Kind: wire.ItemOpen, Session: s}}})
+	h.step(pb.MsgApp, 1, &pb.Message{Index: new(uint64(3)), LogTerm: new(uint64(1)), Commit: new(uint64(3)),
+		Entries: []*pb.Entry{{Term: new(uint64(2)), Index: new(uint64(4))},
+			{Term: new(uint64(2)), Index: new(uint64(5)), Data: open}}})
+	if st := h.r.Status(); st.Applied != 3 || st.Leader != 1 {
+		t.Fatalf("after the append: %+v", st)
+	}
+	// Member 1 goes silent; member 0 is elected with member 2's votes.
+	h.out.takeRaft()
+	var ask *pb.Message
+	h.tickUntil(100, func() bool {
+		for _, m := range h.out.takeRaft() {
+			if m.GetType() == pb.MsgPreVote && m.GetTo() == RaftID(2) {
+				ask = m
+			}
+		}
+		return ask != nil
+	})
+	h.step(pb.MsgPreVoteResp, 2, &pb.Message{Term: new(ask.GetTerm())})
+	for _, m := range h.out.takeRaft() {
+		if m.GetType() == pb.MsgVote && m.GetTo() == RaftID(2) {
+			h.term = m.GetTerm()
+		}
+	}
+	h.step(pb.MsgVoteResp, 2, &pb.Message{})
+	if st := h.r.Status(); st.Role != service.Leader || st.Applied != 3 {
+		t.Fatalf("not a leader that has yet to apply its predecessor's entries: %+v", st)
+	}
+	h.request(1, wire.ClientMsg{Kind: wire.CAttach, Session: s})
+	if m := h.only(1); m.Kind != wire.CResponse || m.Status != wire.StatusUnavailable {
+		t.Fatalf("an attach to a session the new leader has not applied yet: %+v", m)
+	}
+	h.request(1, command(s, 1))
+	if m := h.only(1); m.Status != wire.StatusUnavailable {
+		t.Fatalf("a command of that session: %+v", m)
+	}
+	h.request(1, wire.ClientMsg{Kind: wire.CKeepAlive, Session: s})
+	if m := h.only(1); m.Kind != wire.CKeepAliveAck || m.Status == wire.StatusSessionExpired {
+		t.Fatalf("a keep-alive of that session: %+v", m)
+	}
+	// Member 2 acknowledges the leader's entries: the open is applied, the attach succeeds.
+	var last uint64
+	for _, m := range h.out.takeRaft() {
+		if m.GetType() == pb.MsgApp && m.GetTo() == RaftID(2) {
+			last = max(last, m.GetIndex()+uint64(len(m.GetEntries())))
+		}
+	}
+	h.step(pb.MsgAppResp, 2, &pb.Message{Index: new(last)})
+	h.request(1, wire.ClientMsg{Kind: wire.CAttach, Session: s})
+	if m := h.only(1); m.Kind != wire.CAttached {
+		t.Fatalf("an attach once the open is applied: %+v", m)
+	}
+	// A session nobody opened is expired as before, now that the leader has caught up.
+	h.request(2, wire.ClientMsg{Kind: wire.CAttach, Session: sessionID(8)})
+	if m := h.only(2); m.Kind != wire.CSessionEvent || m.Status != wire.StatusSessionExpired {
+		t.Fatalf("an attach to a session never opened: %+v", m)
+	}
+}
