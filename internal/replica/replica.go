@@ -216,16 +216,16 @@ type Replica struct {
 	ctr   *container.Container
 	store consensus.Storage
 
-	ticks     int
-	role      service.Role
+	ticks int
+	role  service.Role
 	// appliedTerm is the term of the last entry applied (or of the snapshot started from): once
 	// it is the leader's own term, the leader has applied everything its predecessors committed.
 	appliedTerm uint64
-	now       int64 // the clock for this round of inputs, once nowRead (inputNow)
-	nowRead   bool
-	lastSnap  uint64
-	snapDue   []byte // snapshot bytes taken at snapDueIx, handed to storage after Process
-	snapDueIx uint64
+	now         int64 // the clock for this round of inputs, once nowRead (inputNow)
+	nowRead     bool
+	lastSnap    uint64
+	snapDue     []byte // snapshot bytes taken at snapDueIx, handed to storage after Process
+	snapDueIx   uint64
 	// snapJob is the write of the snapshot at snapIx, until the driver takes it; snapWriting
 	// holds from CreateSnapshot to SnapshotWritten (snapshot points meanwhile are skipped).
 	snapJob     func() error
