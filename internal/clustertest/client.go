@@ -336,6 +336,9 @@ func (c *Cluster) toNode(sc *simConn, m *wire.ClientMsg) {
 		c.push(event{at: c.now + c.latency(), kind: evClientFailed, sc: sc})
 		return
 	}
+	if m.Kind == wire.CQuery {
+		c.noteRead(n, sc.id, m)
+	}
 	n.R.ClientRequest(sc.id, m)
 	c.process(n)
 }

@@ -99,6 +99,12 @@ type Cluster struct {
 	// conns are the clients' connections by the id the members know them by (client.go).
 	conns    map[replica.ConnID]*simConn
 	nextConn replica.ConnID
+	// acked is the highest applied index at which a member answered a command: everything up
+	// to it was committed and a client was told so. readNeeds holds, for each query a member
+	// took and has not answered, acked as it was then: the query must be served at an applied
+	// index at least that high (checkRead).
+	acked     uint64
+	readNeeds map[readKey]uint64
 	// Delivered counts raft messages delivered, by type, and SnapshotsSent snapshots.
 	Delivered     map[pb.MessageType]int
 	SnapshotsSent int
@@ -186,6 +192,7 @@ func New(t *testing.T, opts Options) *Cluster {
 		lastArrival: map[[2]int]int64{},
 		Delivered:   map[pb.MessageType]int{},
 		conns:       map[replica.ConnID]*simConn{},
+		readNeeds:   map[readKey]uint64{},
 	}
 	for i := 0; i < opts.Nodes; i++ {
 		n := &Node{ID: i, cluster: c, FS: vfs.NewMem()}
@@ -753,6 +760,40 @@ func (c *Cluster) checkExpiry(from *Node, m *wire.ClientMsg) {
 	}
 }
 
+// readKey names a query as a member took it: the connection and the client's request id.
+type readKey struct {
+	member    int
+	conn      replica.ConnID
+	requestID uint64
+}
+
+// noteRead records what a query a member takes now must see (every command answered before it
+// arrived). A query taken again on the same connection keeps its first, lower need.
+func (c *Cluster) noteRead(n *Node, conn replica.ConnID, m *wire.ClientMsg) {
+	k := readKey{n.ID, conn, m.RequestID}
+	if _, ok := c.readNeeds[k]; !ok {
+		c.readNeeds[k] = c.acked
+	}
+}
+
+// checkRead checks a query's answer: a linearizable read reflects every command acknowledged
+// before the query arrived, so the member serves it at an applied index at least as high as any
+// index at which a command had been answered by then. (ReadIndex gives that: the leader serves at
+// its commit index once a quorum confirmed it still leads, and that index is at least everything
+// committed before.) Porcupine sees a stale read only when the value it returns is wrong for
+// every order of the history; this sees it at once.
+func (c *Cluster) checkRead(n *Node, conn replica.ConnID, m *wire.ClientMsg) {
+	k := readKey{n.ID, conn, m.RequestID}
+	need, ok := c.readNeeds[k]
+	delete(c.readNeeds, k)
+	if ok && m.Status == wire.StatusOK {
+		if applied := n.R.Container().Applied(); applied < need {
+			c.violation("member %d answered a query at applied index %d, but a command had been answered at index %d before the query arrived",
+				n.ID, applied, need)
+		}
+	}
+}
+
 // lost decides whether a message from a to b is lost.
 func (c *Cluster) lost(a, b int) bool {
 	return c.cut[[2]int{a, b}] || (c.DropRate > 0 && c.Rng.Float64() < c.DropRate)
@@ -801,6 +842,12 @@ func (o *outbox) SendClient(conn replica.ConnID, m *wire.ClientMsg) {
 	c := o.c
 	if m.Status == wire.StatusSessionExpired {
 		c.checkExpiry(o.n, m)
+	}
+	switch {
+	case m.Kind == wire.CResponse && m.Status == wire.StatusOK:
+		c.acked = max(c.acked, o.n.R.Container().Applied())
+	case m.Kind == wire.CQueryResponse:
+		c.checkRead(o.n, conn, m)
 	}
 	sc := c.conns[conn]
 	if sc == nil || sc.closed || c.lost(o.n.ID, sc.cl.net()) {
