@@ -196,9 +196,10 @@ type Client struct {
 	freed     bool
 	cbs       []callback
 
-	dialWake chan struct{} // 1-buffered: run has a dial to look at
-	closed   chan struct{}
-	wg       sync.WaitGroup
+	dialWake  chan struct{} // 1-buffered: run has a dial to look at
+	closed    chan struct{} // closed by Close (once: closeOnce), which ends run and timers
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
 
 type dialRequest struct {
@@ -296,16 +297,14 @@ func (c *Client) Waiting() string {
 
 // Close ends the client. Unanswered commands fail: with ErrOutcomeUnknown if they were sent,
 // ErrNotApplied if not (both wrapping ErrClosed). The session is not closed on the cluster: it
-// expires there after the session timeout.
+// expires there after the session timeout. Close may be called more than once, from any
+// goroutine but one running a SendAsync or QueryAsync callback (it waits for the client's
+// goroutines, which run those).
 func (c *Client) Close() error {
 	c.mu.Lock()
 	c.core.Close(ErrClosed)
 	c.unlock()
-	select {
-	case <-c.closed:
-	default:
-		close(c.closed)
-	}
+	c.closeOnce.Do(func() { close(c.closed) })
 	c.wg.Wait()
 	return nil
 }
