@@ -295,11 +295,11 @@ func (c *Client) Waiting() string {
 	return c.core.Waiting()
 }
 
-// Close ends the client. Unanswered commands fail: with ErrOutcomeUnknown if they were sent,
-// ErrNotApplied if not (both wrapping ErrClosed). The session is not closed on the cluster: it
-// expires there after the session timeout. Close may be called more than once, from any
-// goroutine but one running a SendAsync or QueryAsync callback (it waits for the client's
-// goroutines, which run those).
+// Close ends the client. Unanswered commands fail: with ErrOutcomeUnknown if an attempt may have
+// been applied, ErrNotApplied if none was (never sent, or refused each time; both wrapping
+// ErrClosed). The session is not closed on the cluster: it expires there after the session
+// timeout. Close may be called more than once, from any goroutine but one running a SendAsync or
+// QueryAsync callback (it waits for the client's goroutines, which run those).
 func (c *Client) Close() error {
 	c.mu.Lock()
 	c.core.Close(ErrClosed)
@@ -362,12 +362,14 @@ var ErrInFlightFull = clientcore.ErrInFlightFull
 // blocks: with MaxInFlight commands outstanding it returns an error wrapping ErrNotApplied and
 // ErrInFlightFull.
 //
-// done runs on the client's reader goroutine (or, when the client ends, on the goroutine that
-// ended it), after the client's lock is released: it may call SendAsync again, which is how a
+// done runs on one of the client's goroutines — the one reading answers, or the one running its
+// timers when Config.AsyncTimeout passes — or, when the client ends, on the goroutine that ended
+// it; always after the client's lock is released: it may call SendAsync again, which is how a
 // caller keeps a window of commands in flight without a goroutine each. It must not block for
-// long: answers to the session wait while it runs. Completions arrive in the order the cluster
-// answers, which is the order the commands were sent, except around a failover (resent
-// commands are answered from the record of the new leader) or when the session ends.
+// long (answers to the session wait while it runs) nor call Close. Completions arrive in the
+// order the cluster answers, which is the order the commands were sent, except around a
+// failover (resent commands are answered from the record of the new leader), when a bound
+// passes or when the session ends.
 func (c *Client) SendAsync(payload []byte, done func(reply []byte, err error)) error {
 	c.mu.Lock()
 	var deadline int64
