@@ -339,16 +339,30 @@ func (c *Client) Send(ctx context.Context, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.await(ctx, done, func(cause error) { c.core.Cancel(c.now, seq, cause) })
+}
+
+// await returns the outcome sent on done, or, if ctx ends first, gives up on the call with
+// giveUp (c.mu held), which completes it unless it was answered meanwhile, and returns that.
+func (c *Client) await(ctx context.Context, done chan result, giveUp func(cause error)) ([]byte, error) {
 	select {
 	case r := <-done:
 		return r.reply, r.err
 	case <-ctx.Done():
-		c.mu.Lock()
-		c.core.Cancel(c.now, seq, ctxErr(ctx)) // completes it, unless it was answered meanwhile
-		c.unlock()
-		r := <-done
-		return r.reply, r.err
 	}
+	c.mu.Lock()
+	giveUp(ctxErr(ctx))
+	c.unlock()
+	r := <-done
+	return r.reply, r.err
+}
+
+// asyncDeadline is the deadline of an asynchronous call submitted now (0: none); c.mu held.
+func (c *Client) asyncDeadline() int64 {
+	if c.cfg.AsyncTimeout > 0 {
+		return c.now + int64(c.cfg.AsyncTimeout)
+	}
+	return 0
 }
 
 // ErrInFlightFull is returned (wrapped in ErrNotApplied) by SendAsync when MaxInFlight commands
@@ -372,11 +386,7 @@ var ErrInFlightFull = clientcore.ErrInFlightFull
 // passes or when the session ends.
 func (c *Client) SendAsync(payload []byte, done func(reply []byte, err error)) error {
 	c.mu.Lock()
-	var deadline int64
-	if c.cfg.AsyncTimeout > 0 {
-		deadline = c.now + int64(c.cfg.AsyncTimeout)
-	}
-	_, err := c.core.Submit(c.now, slices.Clone(payload), done, deadline)
+	_, err := c.core.Submit(c.now, slices.Clone(payload), done, c.asyncDeadline())
 	c.unlock()
 	return err
 }
@@ -405,11 +415,7 @@ func (c *Client) Batch(fn func()) {
 // is finished, or the query is too large). done runs as for SendAsync.
 func (c *Client) QueryAsync(payload []byte, done func(reply []byte, err error)) error {
 	c.mu.Lock()
-	var deadline int64
-	if c.cfg.AsyncTimeout > 0 {
-		deadline = c.now + int64(c.cfg.AsyncTimeout)
-	}
-	_, err := c.core.Query(c.now, slices.Clone(payload), done, deadline)
+	_, err := c.core.Query(c.now, slices.Clone(payload), done, c.asyncDeadline())
 	c.unlock()
 	return err
 }
@@ -425,16 +431,7 @@ func (c *Client) Query(ctx context.Context, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case r := <-done:
-		return r.reply, r.err
-	case <-ctx.Done():
-		c.mu.Lock()
-		c.core.CancelQuery(c.now, id, ctxErr(ctx))
-		c.unlock()
-		r := <-done
-		return r.reply, r.err
-	}
+	return c.await(ctx, done, func(cause error) { c.core.CancelQuery(c.now, id, cause) })
 }
 
 // waitCond waits on the condition until signalled or ctx ends; c.mu held.
