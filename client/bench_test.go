@@ -13,7 +13,7 @@ import (
 
 // fakeMember answers every command at once (no log, no fsync): what is measured is the client
 // (numbering, queueing, writing, reading, completing) and the loopback hop.
-func fakeMember(b *testing.B) string {
+func fakeMember(b testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

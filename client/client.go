@@ -196,9 +196,10 @@ type Client struct {
 	freed     bool
 	cbs       []callback
 
-	dialWake chan struct{} // 1-buffered: run has a dial to look at
-	closed   chan struct{}
-	wg       sync.WaitGroup
+	dialWake  chan struct{} // 1-buffered: run has a dial to look at
+	closed    chan struct{} // closed by Close (once: closeOnce), which ends run and timers
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
 
 type dialRequest struct {
@@ -294,18 +295,16 @@ func (c *Client) Waiting() string {
 	return c.core.Waiting()
 }
 
-// Close ends the client. Unanswered commands fail: with ErrOutcomeUnknown if they were sent,
-// ErrNotApplied if not (both wrapping ErrClosed). The session is not closed on the cluster: it
-// expires there after the session timeout.
+// Close ends the client. Unanswered commands fail: with ErrOutcomeUnknown if an attempt may have
+// been applied, ErrNotApplied if none was (never sent, or refused each time; both wrapping
+// ErrClosed). The session is not closed on the cluster: it expires there after the session
+// timeout. Close may be called more than once, from any goroutine but one running a SendAsync or
+// QueryAsync callback (it waits for the client's goroutines, which run those).
 func (c *Client) Close() error {
 	c.mu.Lock()
 	c.core.Close(ErrClosed)
 	c.unlock()
-	select {
-	case <-c.closed:
-	default:
-		close(c.closed)
-	}
+	c.closeOnce.Do(func() { close(c.closed) })
 	c.wg.Wait()
 	return nil
 }
@@ -340,16 +339,30 @@ func (c *Client) Send(ctx context.Context, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.await(ctx, done, func(cause error) { c.core.Cancel(c.now, seq, cause) })
+}
+
+// await returns the outcome sent on done, or, if ctx ends first, gives up on the call with
+// giveUp (c.mu held), which completes it unless it was answered meanwhile, and returns that.
+func (c *Client) await(ctx context.Context, done chan result, giveUp func(cause error)) ([]byte, error) {
 	select {
 	case r := <-done:
 		return r.reply, r.err
 	case <-ctx.Done():
-		c.mu.Lock()
-		c.core.Cancel(c.now, seq, ctxErr(ctx)) // completes it, unless it was answered meanwhile
-		c.unlock()
-		r := <-done
-		return r.reply, r.err
 	}
+	c.mu.Lock()
+	giveUp(ctxErr(ctx))
+	c.unlock()
+	r := <-done
+	return r.reply, r.err
+}
+
+// asyncDeadline is the deadline of an asynchronous call submitted now (0: none); c.mu held.
+func (c *Client) asyncDeadline() int64 {
+	if c.cfg.AsyncTimeout > 0 {
+		return c.now + int64(c.cfg.AsyncTimeout)
+	}
+	return 0
 }
 
 // ErrInFlightFull is returned (wrapped in ErrNotApplied) by SendAsync when MaxInFlight commands
@@ -363,19 +376,17 @@ var ErrInFlightFull = clientcore.ErrInFlightFull
 // blocks: with MaxInFlight commands outstanding it returns an error wrapping ErrNotApplied and
 // ErrInFlightFull.
 //
-// done runs on the client's reader goroutine (or, when the client ends, on the goroutine that
-// ended it), after the client's lock is released: it may call SendAsync again, which is how a
+// done runs on one of the client's goroutines — the one reading answers, or the one running its
+// timers when Config.AsyncTimeout passes — or, when the client ends, on the goroutine that ended
+// it; always after the client's lock is released: it may call SendAsync again, which is how a
 // caller keeps a window of commands in flight without a goroutine each. It must not block for
-// long: answers to the session wait while it runs. Completions arrive in the order the cluster
-// answers, which is the order the commands were sent, except around a failover (resent
-// commands are answered from the record of the new leader) or when the session ends.
+// long (answers to the session wait while it runs) nor call Close. Completions arrive in the
+// order the cluster answers, which is the order the commands were sent, except around a
+// failover (resent commands are answered from the record of the new leader), when a bound
+// passes or when the session ends.
 func (c *Client) SendAsync(payload []byte, done func(reply []byte, err error)) error {
 	c.mu.Lock()
-	var deadline int64
-	if c.cfg.AsyncTimeout > 0 {
-		deadline = c.now + int64(c.cfg.AsyncTimeout)
-	}
-	_, err := c.core.Submit(c.now, slices.Clone(payload), done, deadline)
+	_, err := c.core.Submit(c.now, slices.Clone(payload), done, c.asyncDeadline())
 	c.unlock()
 	return err
 }
@@ -404,11 +415,7 @@ func (c *Client) Batch(fn func()) {
 // is finished, or the query is too large). done runs as for SendAsync.
 func (c *Client) QueryAsync(payload []byte, done func(reply []byte, err error)) error {
 	c.mu.Lock()
-	var deadline int64
-	if c.cfg.AsyncTimeout > 0 {
-		deadline = c.now + int64(c.cfg.AsyncTimeout)
-	}
-	_, err := c.core.Query(c.now, slices.Clone(payload), done, deadline)
+	_, err := c.core.Query(c.now, slices.Clone(payload), done, c.asyncDeadline())
 	c.unlock()
 	return err
 }
@@ -424,16 +431,7 @@ func (c *Client) Query(ctx context.Context, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case r := <-done:
-		return r.reply, r.err
-	case <-ctx.Done():
-		c.mu.Lock()
-		c.core.CancelQuery(c.now, id, ctxErr(ctx))
-		c.unlock()
-		r := <-done
-		return r.reply, r.err
-	}
+	return c.await(ctx, done, func(cause error) { c.core.CancelQuery(c.now, id, cause) })
 }
 
 // waitCond waits on the condition until signalled or ctx ends; c.mu held.

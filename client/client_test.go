@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,5 +54,35 @@ func TestRedirectsWithoutALeaderBackOff(t *testing.T) {
 	// MaxRedirects (8) hops in a row, then a backoff of 10 ms or more that doubles up to 250 ms.
 	if n := accepts.Load(); n > 300 {
 		t.Fatalf("%d connections in one second: the client does not back off", n)
+	}
+}
+
+// Close may be called from several goroutines at once (a shutdown path beside a deferred
+// Close): each returns once the client has ended. It used to close its channel twice, and panic,
+// when two of them got past the check that it was still open together.
+func TestConcurrentCloseDoesNotPanic(t *testing.T) {
+	addr := fakeMember(t)
+	for range 400 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := client.Dial(ctx, client.Config{Endpoints: []string{addr}})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Go(func() {
+				<-start
+				if err := c.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if _, err := c.Send(context.Background(), []byte("x")); !errors.Is(err, client.ErrClosed) {
+			t.Fatalf("Send after Close: %v, want ErrClosed", err)
+		}
 	}
 }

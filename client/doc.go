@@ -14,7 +14,9 @@
 // quorum yet, an overloaded leader) is resent after a backoff on the same connection. The session
 // lives in the replicated state, so it survives leader changes and a restart of the whole cluster
 // (Tandem's leader restarts every session's idle clock). If the cluster did expire the session,
-// unanswered commands fail with ErrOutcomeUnknown and are never resent on a new session.
+// unanswered commands fail — with ErrOutcomeUnknown if an attempt may have been applied,
+// ErrNotApplied if none was (both wrapping ErrSessionExpired) — and are never resent on a new
+// session.
 //
 // Every failure says whether the command may have been applied: ErrNotApplied (never sent, or
 // refused by the cluster — a limit, a malformed request, or "unavailable" until the caller gave

@@ -22,8 +22,8 @@ INCREMENT, GET — showing each request and reply (never a RESET, so repeated ru
 get is a linearizable query; the others go through the log, exactly once.
 
 Exit codes: 0 ok; 1 failed, nothing applied; 3 outcome unknown (the command may have been
-applied); 4 refused by the cluster, not applied; 64 usage; 70 internal error (tandem help lists
-them all).
+applied); 4 refused by the cluster or the service, not applied; 64 usage; 70 internal error
+(tandem help lists them all).
 
 Flags (before or after the command):
 `

@@ -19,9 +19,14 @@ import (
 // recovered (on any goroutine but the main one, whose panics run() turns into exitInternal), so
 // no code of tandem's own is 2.
 const (
-	exitOK         = 0
-	exitFailed     = 1 // not applied, or a failure before anything was sent; a member that stopped
-	exitUnknown    = 3 // the command may or may not have been applied
+	exitOK = 0
+	// exitFailed: nothing was applied, and not for a refusal of the command: no session (the
+	// cluster unreachable, the session refused or ended), a query that timed out; a member
+	// that stopped.
+	exitFailed  = 1
+	exitUnknown = 3 // the command may or may not have been applied
+	// exitNotApplied: the command was not applied: client.ErrNotApplied (refused by the
+	// cluster, or never sent), or refused by the service.
 	exitNotApplied = 4
 	exitUsage      = 64 // EX_USAGE (sysexits.h): a bad verb, flag or argument
 	exitInternal   = 70 // EX_SOFTWARE: a bug (a panic), with its stack on stderr

@@ -166,6 +166,34 @@ func recordEnds(b []byte) []int64 {
 	}
 }
 
+// syncedBatches writes entries 1..30 in batches of three, each batch synced, in segments of
+// format version, and closes the archive. It returns the disk, the last segment's name and the
+// end of every record in it.
+func syncedBatches(t *testing.T, version uint8) (*vfs.Mem, string, []int64) {
+	t.Helper()
+	defer func(v uint8) { segmentVersionWritten = v }(segmentVersionWritten)
+	segmentVersionWritten = version
+	m := vfs.NewMem()
+	a := mustOpen(t, m, opts())
+	for i := uint64(1); i <= 30; i += 3 {
+		appendRange(t, a, i, i+2, 1)
+		if err := a.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Close()
+	seg := lastSeg(m)
+	var ends []int64
+	m.Corrupt(seg, func(b []byte) []byte {
+		if b[recordHeaderBytes] != version {
+			t.Fatalf("the header says format %d, want %d", b[recordHeaderBytes], version)
+		}
+		ends = recordEnds(b)
+		return b
+	})
+	return m, seg, ends
+}
+
 func TestTornTailAtEveryOffset(t *testing.T) {
 	base := vfs.NewMem()
 	a := mustOpen(t, base, opts())
@@ -231,23 +259,8 @@ func TestTornTailAtEveryOffset(t *testing.T) {
 // the last one before a synced record that vouches for it. One after the last synced record is
 // cut: it cannot be told from a crash's torn tail (see doc.go, Recovery).
 func TestBitFlipTailCutMiddleRefused(t *testing.T) {
-	build := func() (*vfs.Mem, string, []int64) {
-		m := vfs.NewMem()
-		a := mustOpen(t, m, opts())
-		for i := uint64(1); i <= 30; i += 3 {
-			appendRange(t, a, i, i+2, 1)
-			if err := a.Sync(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		a.Close()
-		seg := lastSeg(m)
-		var ends []int64
-		m.Corrupt(seg, func(b []byte) []byte { ends = recordEnds(b); return b })
-		return m, seg, ends
-	}
 	// Tail: a bit in the last record.
-	m, seg, ends := build()
+	m, seg, ends := syncedBatches(t, segmentV2)
 	m.Corrupt(seg, func(b []byte) []byte { b[ends[len(ends)-1]-3] ^= 0x10; return b })
 	a, err := Open(m, dir, opts())
 	if err != nil {
@@ -255,7 +268,7 @@ func TestBitFlipTailCutMiddleRefused(t *testing.T) {
 	}
 	a.Close()
 	// Middle: a bit in an earlier record of the same segment.
-	m, seg, ends = build()
+	m, seg, ends = syncedBatches(t, segmentV2)
 	at := ends[len(ends)/2] - 2
 	m.Corrupt(seg, func(b []byte) []byte { b[at] ^= 0x01; return b })
 	_, err = Open(m, dir, opts())
@@ -263,7 +276,7 @@ func TestBitFlipTailCutMiddleRefused(t *testing.T) {
 		t.Fatalf("a flipped bit in the middle must refuse with file and offset, got %v", err)
 	}
 	// Middle: in an earlier segment.
-	m, _, _ = build()
+	m, _, _ = syncedBatches(t, segmentV2)
 	segs := segFiles(m)
 	first := segs[0]
 	for _, s := range segs {

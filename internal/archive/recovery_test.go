@@ -168,39 +168,15 @@ func TestRollMakesTheHeaderDurable(t *testing.T) {
 // tail; a synced record in one is bad, as that build saw it. The first write after opening one
 // starts a segment of format 2.
 func TestFormat1SegmentsKeepTheirRule(t *testing.T) {
-	format1 := func(t *testing.T) (*vfs.Mem, string, []int64) {
-		t.Helper()
-		defer func(v uint8) { segmentVersionWritten = v }(segmentVersionWritten)
-		segmentVersionWritten = segmentV1
-		m := vfs.NewMem()
-		a := mustOpen(t, m, opts())
-		for i := uint64(1); i <= 30; i += 3 {
-			appendRange(t, a, i, i+2, 1)
-			if err := a.Sync(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		a.Close()
-		seg := lastSeg(m)
-		var ends []int64
-		m.Corrupt(seg, func(b []byte) []byte {
-			if b[recordHeaderBytes] != segmentV1 {
-				t.Fatalf("the header says format %d", b[recordHeaderBytes])
-			}
-			ends = recordEnds(b)
-			return b
-		})
-		return m, seg, ends
-	}
 	t.Run("bad record, valid one after: refused", func(t *testing.T) {
-		m, seg, ends := format1(t)
+		m, seg, ends := syncedBatches(t, segmentV1)
 		m.Corrupt(seg, func(b []byte) []byte { b[ends[len(ends)-4]+2] ^= 1; return b })
 		if _, err := Open(m, dir, opts()); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "precedes a valid one") {
 			t.Fatalf("format 1, a bad record followed by a valid one: %v, want refused", err)
 		}
 	})
 	t.Run("bad last record: cut", func(t *testing.T) {
-		m, seg, ends := format1(t)
+		m, seg, ends := syncedBatches(t, segmentV1)
 		m.Corrupt(seg, func(b []byte) []byte { b[ends[len(ends)-1]-1] ^= 1; return b })
 		a, err := Open(m, dir, opts())
 		if err != nil {
@@ -209,7 +185,7 @@ func TestFormat1SegmentsKeepTheirRule(t *testing.T) {
 		checkPrefix(t, a, 30) // the last record is the batch's hard state
 	})
 	t.Run("synced record: bad", func(t *testing.T) {
-		m, seg, ends := format1(t)
+		m, seg, ends := syncedBatches(t, segmentV1)
 		end := ends[len(ends)-1]
 		m.Corrupt(seg, func(b []byte) []byte {
 			copy(b[end:], appendRecord(nil, recSynced, binary.LittleEndian.AppendUint64(nil, uint64(end))))
@@ -222,7 +198,7 @@ func TestFormat1SegmentsKeepTheirRule(t *testing.T) {
 		}
 	})
 	t.Run("upgrade", func(t *testing.T) {
-		m, seg, _ := format1(t)
+		m, seg, _ := syncedBatches(t, segmentV1)
 		var before []byte
 		m.Corrupt(seg, func(b []byte) []byte { before = bytes.Clone(b); return b })
 		a := mustOpen(t, m, opts())

@@ -202,8 +202,9 @@ func (cl *Client) Unanswered() int {
 	return n + q
 }
 
-// Expired reports whether the session ended (the cluster expired it): its unanswered commands
-// were completed as of unknown outcome and are never resent.
+// Expired reports whether the session ended (the cluster expired or refused it): its
+// unanswered commands were completed (as of unknown outcome, or as not applied if no attempt
+// may have been) and are never resent.
 func (cl *Client) Expired() bool { return cl.core.Err() != nil }
 
 // Redirects counts redirects followed.

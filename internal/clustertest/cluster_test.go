@@ -365,8 +365,8 @@ func TestIdleSessionExpiresThroughTheLog(t *testing.T) {
 			t.Fatalf("member %d saw closes %q, want one %s", i, got, service.CloseTimeout)
 		}
 	}
-	// A silenced client that comes back learns that its session is gone, and its command is
-	// completed as not applied.
+	// A silenced client that comes back learns that its session is gone: its command fails with
+	// ErrSessionExpired (of unknown outcome to the client, which had sent it) and is not applied.
 	c.Heal()
 	cl.Resume()
 	seq := cl.Submit([]byte("inc"))

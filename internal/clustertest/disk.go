@@ -24,7 +24,8 @@ type Disk struct {
 	StallMax time.Duration
 }
 
-// stallMin is the shortest stall: a sync this long or longer counts as one in SimReport.
+// stallMin is the shortest stall (SimReport.Stalls counts the syncs that drew a stall, whatever
+// their length).
 const stallMin = 100 * time.Millisecond
 
 // syncTime draws how long one sync takes, and whether it stalled.

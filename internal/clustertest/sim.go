@@ -29,7 +29,8 @@ type SimReport struct {
 	// CrashesInSync counts the crashes of a member with a sync under way (of any fault),
 	// ArmedInSync the crash-in-sync faults that struck inside a sync; MajorityCrashes the
 	// crashes of a majority of the members at once (AllCrashes: of all of them); Stalls the
-	// disk jobs that stalled (Disk).
+	// syncs that stalled (Disk; stalled snapshot writes and segment preparations are not
+	// counted).
 	CrashesInSync, ArmedInSync, MajorityCrashes, AllCrashes, Stalls int
 	Syncs                                                           int // syncs of all members
 	Pauses, Expiries                                                int // clients silenced past the session timeout; sessions found expired

@@ -34,9 +34,10 @@
 // Failing fast: Propose and ReadIndex on a member that is not the leader return a
 // *NotLeaderError carrying the leader hint (raft drops such proposals silently otherwise); a
 // proposal over the uncommitted limit returns ErrDropped; a read that raft never answers fails
-// with ErrReadTimeout after ReadTimeoutTicks. Any storage error is sticky: the core stops and
-// every later call returns ErrStopped wrapping the cause, so nothing more is acknowledged (the
-// lost-data stop is sticky the same way).
+// with ErrReadTimeout after ReadTimeoutTicks. Any storage error is sticky: the core stops, so
+// nothing more is acknowledged — Process and SnapshotDone return the error that stopped it
+// (wrapping ErrStopped and the cause), Propose, ReadIndex and CreateSnapshot return ErrStopped.
+// The lost-data stop is sticky the same way.
 //
 // Raft ids start at 1 (0 means none): member i of the configuration is raft id i+1.
 package consensus

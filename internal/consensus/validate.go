@@ -35,8 +35,9 @@ import (
 //     follower-forwards, which needs it; even then an empty MsgProp ("stepped empty MsgProp") and
 //     a conf change in it (raft panics on an undecodable one) are refused.
 //   - Addressing and terms: From is another member (not 0, not this member), To is this member,
-//     Term is not 0 (raft takes a term-0 message for a local one and skips its term checks) and
-//     every term and index is below termMax / indexMax (no overflow of Term+1 or Index+n).
+//     Term is not 0 (raft takes a term-0 message for a local one and skips its term checks),
+//     every term and index is below termMax / indexMax (no overflow of Term+1 or Index+n), and
+//     LogTerm is at most Term but in votes and acknowledgements (logTermMayPassTerm).
 //   - MsgHeartbeat: the commit index is at most the last index this member's log is sure to
 //     hold (lastCertain), if raft would act on it ("tocommit(…) is out of range [lastIndex(…)]");
 //     its context is empty or 8 bytes (the leader decodes the echo as a uint64).
@@ -217,7 +218,8 @@ func (c *Core) check(m *pb.Message) error {
 		return invalid("%s for raft id %d delivered to raft id %d", t, m.GetTo(), c.cfg.ID)
 	case m.GetTerm() == 0 || m.GetTerm() > termMax:
 		return invalid("%s from raft id %d has term %d", t, from, m.GetTerm())
-	case m.GetIndex() > indexMax || m.GetCommit() > indexMax || m.GetLogTerm() > m.GetTerm() && t != pb.MsgAppResp:
+	case m.GetIndex() > indexMax || m.GetCommit() > indexMax || m.GetLogTerm() > termMax ||
+		m.GetLogTerm() > m.GetTerm() && !logTermMayPassTerm(t):
 		return invalid("%s from raft id %d term %d has index %d, log term %d, commit %d", t, from, m.GetTerm(),
 			m.GetIndex(), m.GetLogTerm(), m.GetCommit())
 	}
@@ -258,6 +260,15 @@ func (c *Core) check(m *pb.Message) error {
 		}
 	}
 	return nil
+}
+
+// logTermMayPassTerm reports whether an honest message of type t may carry a log term above its
+// term. An acknowledgement's is a hint from the follower's log. A vote's is the candidate's last
+// log term, which exceeds its term after a power loss kept a Ready's entries and lost the hard
+// state written after them (a member that jumped terms hearing a new leader): the member asks
+// honestly, and learns the cluster's term from the answers.
+func logTermMayPassTerm(t pb.MessageType) bool {
+	return t == pb.MsgAppResp || t == pb.MsgVote || t == pb.MsgPreVote
 }
 
 // checkProp lets a MsgProp through only under the planted bug follower-forwards, and only with

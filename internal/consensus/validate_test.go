@@ -525,3 +525,88 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	})
 }
+
+// restoredCore is member id on a storage recovered from a power loss: a snapshot at index 1,
+// entries of term 1 up to index 5, then entries of the terms in later, and the hard state hs.
+func restoredCore(t *testing.T, id uint64, hs *pb.HardState, later ...uint64) (*Core, *sink) {
+	t.Helper()
+	ms := raft.NewMemoryStorage()
+	if err := ms.ApplySnapshot(&pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: new(uint64(1)), Term: new(uint64(1)),
+		ConfState: confState(1, 2, 3)}}); err != nil {
+		t.Fatal(err)
+	}
+	var ents []*pb.Entry
+	for i := uint64(2); i <= 5; i++ {
+		ents = append(ents, &pb.Entry{Index: new(i), Term: new(uint64(1))})
+	}
+	for i, term := range later {
+		ents = append(ents, &pb.Entry{Index: new(uint64(6 + i)), Term: new(term)})
+	}
+	if err := ms.Append(ents); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.SetHardState(hs); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{ID: id, ElectionTicks: 10, HeartbeatTicks: 1, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 16,
+		MaxUncommittedBytes: 1 << 20}, memStorage{ms}, nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}
+	if err := drive(c, s); err != nil {
+		t.Fatal(err)
+	}
+	return c, s
+}
+
+// A member at term 1 that hears the leader of term 3 writes that term and the leader's entries
+// in one Ready: entries first, then the hard state. A power loss inside its sync may keep the
+// entries and lose the hard state (the archive then recovers entries of term 3 under a hard
+// state of term 1: a cut, torn or reordered writeback of the unsynced tail). Nothing was lost
+// that it had promised, and it asks for votes honestly, with its last log term beyond its
+// term. Its pre-vote must reach raft: the answer carries the cluster's term, which the member
+// learns from it. Refusing it as invalid (it once was: a log term above the message's term)
+// told an honest member nothing and closed its connections.
+func TestVoteWithALogTermBeyondItsTermIsNotRefused(t *testing.T) {
+	restored, rs := restoredCore(t, 1, &pb.HardState{Term: new(uint64(1)), Commit: new(uint64(5))}, 3, 3, 3)
+	peer, ps := restoredCore(t, 2, &pb.HardState{Term: new(uint64(3)), Vote: new(uint64(3)), Commit: new(uint64(5))}, 3)
+	if err := restored.rn.Campaign(); err != nil {
+		t.Fatal(err)
+	}
+	if err := drive(restored, rs); err != nil {
+		t.Fatal(err)
+	}
+	var asked bool
+	for _, m := range rs.sent {
+		if m.GetTo() != 2 || m.GetType() != pb.MsgPreVote {
+			continue
+		}
+		asked = true
+		if m.GetLogTerm() <= m.GetTerm() {
+			t.Fatalf("the pre-vote has log term %d and term %d: not the case under test", m.GetLogTerm(), m.GetTerm())
+		}
+		if err := peer.Step(m); err != nil {
+			t.Fatalf("an honest pre-vote (term %d, log term %d) was refused: %v", m.GetTerm(), m.GetLogTerm(), err)
+		}
+	}
+	if !asked {
+		t.Fatalf("the restored member sent no pre-vote to member 2: %v", rs.sent)
+	}
+	if err := drive(peer, ps); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ps.sent {
+		if m.GetTo() == 1 {
+			if err := restored.Step(m); err != nil {
+				t.Fatalf("the answer %s was refused: %v", m.GetType(), err)
+			}
+		}
+	}
+	if err := drive(restored, rs); err != nil {
+		t.Fatal(err)
+	}
+	if got := restored.State().Term; got != 3 {
+		t.Fatalf("the restored member is at term %d, want the cluster's 3, learnt from the answer", got)
+	}
+}

@@ -259,7 +259,7 @@ type Replica struct {
 // many as the window allows; bounded by the count alone (256), that was 256 MiB per follower,
 // held by raft's messages and again by their encoding in the transport's queue — the leader's
 // RSS grew by 360–430 MiB catching up a follower 100 MB behind. With the byte bound (and the
-// transport dropping what it queued for a peer it could not reach) it grows by 16–30 MiB, and
+// transport dropping what it queued for a peer it could not reach) it grows by 20–30 MiB, and
 // throughput is unchanged (docs/PERFORMANCE.md, "Memory during catch-up").
 const (
 	raftMsgBytesMax      = 1 << 20

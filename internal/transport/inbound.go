@@ -106,10 +106,7 @@ func (t *Transport) serve(conn net.Conn) {
 		_ = conn.SetReadDeadline(time.Now().Add(idleTimeout))
 		kind, body, buf, err = wire.ReadFrame(r, t.cfg.MaxFrameBytes, buf)
 		if err != nil {
-			t.mu.Lock()
-			dropped := self.dropped // DropInbound closed it; its caller said why
-			t.mu.Unlock()
-			if dropped || errors.Is(err, io.EOF) || t.ctx.Err() != nil {
+			if t.dropped(self) || errors.Is(err, io.EOF) || t.ctx.Err() != nil {
 				return
 			}
 			t.reject(conn, "reading from raft id %d: %v", from, err)
@@ -131,7 +128,7 @@ func (t *Transport) serve(conn net.Conn) {
 		}
 		if m.GetType() == pb.MsgSnap {
 			if err := t.receiveSnapshot(conn, r, m); err != nil {
-				if !errors.Is(err, errNotTaken) {
+				if !errors.Is(err, errNotTaken) && !t.dropped(self) {
 					t.reject(conn, "snapshot from raft id %d: %v", from, err)
 				}
 				return
@@ -142,6 +139,14 @@ func (t *Transport) serve(conn net.Conn) {
 			return // the member is stopping
 		}
 	}
+}
+
+// dropped reports whether DropInbound closed the connection of p: then its caller said why, and
+// what failed on the connection since is no protocol violation.
+func (t *Transport) dropped(p *inboundPeer) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return p.dropped
 }
 
 // receiveSnapshot reads the chunk stream that follows a MsgSnap, writes it to a file, syncs and

@@ -85,8 +85,9 @@ func (c *Config) defaults() {
 	}
 }
 
-// Handler receives what the transport learns. Its methods are called from transport goroutines
-// and must hand over quickly (queue to the member's loop).
+// Handler receives what the transport learns, to hand it to the member's loop. Its methods are
+// called from transport goroutines, and Unreachable also from Send: Receive and SnapshotStatus
+// may wait for the loop to take what they hand over, Unreachable must not wait.
 type Handler interface {
 	// Receive delivers a raft message from an authenticated peer. For MsgSnap the snapshot data
 	// is complete, fsynced and verified. It may block (back-pressure on the peer's connection);
@@ -127,8 +128,8 @@ type Transport struct {
 	// metrics).
 	rejected int
 
-	// sendsDropped counts messages Send dropped because their peer's queue was full; dropLog
-	// limits the lines saying so. Loop only.
+	// sendsDropped counts messages Send dropped because their peer's queue was full (read by
+	// SendsDropped from any goroutine); dropLog limits the lines saying so.
 	sendsDropped atomic.Int64
 	dropLog      ratelog.Limiter
 }

@@ -56,5 +56,5 @@
 // its lowest unacknowledged command to its newest). A request frame over the client port's
 // limit is not read: the member answers a command (a query) whose head decodes with a
 // "rejected" response (query response) naming the limit, skips the body and keeps the
-// connection; any other oversized frame closes it.
+// connection; any other oversized frame, and one over 64 MiB, closes it.
 package wire
