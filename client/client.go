@@ -690,6 +690,11 @@ func (c *Client) timers() {
 	}
 }
 
+// answerFrameBytesMax bounds a frame from a member: an answer carries at most
+// wire.MaxPayloadBytes of reply; the rest is a generous margin, so a member with other limits
+// is not cut off, while a broken or hostile one cannot make the client allocate without bound.
+const answerFrameBytesMax = 4 << 20
+
 // read hands what arrives on cn to the core until the connection ends or the core leaves it.
 func (c *Client) read(cn *conn) error {
 	r := bufio.NewReaderSize(cn.nc, 64<<10)
@@ -710,7 +715,7 @@ func (c *Client) read(cn *conn) error {
 		// per read from the network, not once per answer (a clock read costs ~60 ns on the
 		// project's virtual machines, about as much as decoding the answer).
 		waited := !wire.FrameBuffered(r)
-		kind, body, nb, err := wire.ReadFrame(r, 4<<20, buf)
+		kind, body, nb, err := wire.ReadFrame(r, answerFrameBytesMax, buf)
 		buf = nb
 		if err != nil {
 			return err

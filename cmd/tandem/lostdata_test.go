@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-cluster/tandem/internal/archive"
+	"github.com/tandem-cluster/tandem/internal/vfs"
 )
 
 // A follower whose data directory is deleted while it is down, then restarted: it used to panic
@@ -30,10 +34,20 @@ func TestWipedMemberStopsWithAClearError(t *testing.T) {
 	if victim == l {
 		victim = 1
 	}
-	// Let the victim acknowledge everything, so the leader's progress says it holds it all.
-	time.Sleep(300 * time.Millisecond)
-	pc.kill(victim)
+	// Let the victim hold the 40 commands, so the leader's progress says it holds them: its log
+	// (read, not changed, beside the running member) ends past them.
 	dir := filepath.Join(pc.dir, fmt.Sprintf("node-%d", victim))
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		rep, err := archive.Verify(vfs.OS(), dir, io.Discard)
+		if err == nil && rep.LastIndex >= 40 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the victim's log does not hold the 40 commands after 10 s: %+v, %v", rep, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pc.kill(victim)
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}

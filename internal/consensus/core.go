@@ -30,7 +30,7 @@ var ErrDropped = errors.New("consensus: proposal dropped (uncommitted limit)")
 var ErrReadTimeout = errors.New("consensus: read index timed out")
 
 // ErrStopped is returned after the core failed (a storage error, or a LostDataError): it is sticky.
-var ErrStopped = errors.New("consensus: stopped after a storage error")
+var ErrStopped = errors.New("consensus: stopped (a storage error, or lost data)")
 
 // NotLeaderError carries the leader hint: the raft id of the member believed to be the leader (0
 // when unknown) and the term the hint comes from.
