@@ -57,23 +57,46 @@ Examples:
 // GOGC is set).
 const generatorGCPercent = 800
 
+// errorCount counts the commands that failed, and keeps the first failure's text.
+type errorCount struct {
+	n     atomic.Int64
+	first atomic.Pointer[string]
+}
+
+func (e *errorCount) add(err error) {
+	e.n.Add(1)
+	if e.first.Load() == nil {
+		text := err.Error()
+		e.first.CompareAndSwap(nil, &text)
+	}
+}
+
+func (e *errorCount) firstText() string {
+	if p := e.first.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 // BenchResult is what --json prints.
 type BenchResult struct {
 	OpsPerSec float64 `json:"ops_per_sec"`
 	Ops       int64   `json:"ops"`
 	Errors    int64   `json:"errors"`
-	P50us     float64 `json:"p50_us"`
-	P90us     float64 `json:"p90_us"`
-	P99us     float64 `json:"p99_us"`
-	P999us    float64 `json:"p999_us"`
-	Maxus     float64 `json:"max_us"`
-	Nodes     int     `json:"nodes"`
-	Fsync     bool    `json:"fsync"`
-	Layout    string  `json:"layout"`
-	Clients   int     `json:"clients"`
-	Inflight  int     `json:"inflight"`
-	Workload  string  `json:"workload"`
-	Duration  float64 `json:"duration_s"`
+	// FirstError is the text of the first error, so a run with errors says what they were.
+	FirstError string  `json:"first_error,omitempty"`
+	P50us      float64 `json:"p50_us"`
+	P90us      float64 `json:"p90_us"`
+	P99us      float64 `json:"p99_us"`
+	P999us     float64 `json:"p999_us"`
+	Maxus      float64 `json:"max_us"`
+	Nodes      int     `json:"nodes"`
+	Fsync      bool    `json:"fsync"`
+	Layout     string  `json:"layout"`
+	Clients    int     `json:"clients"`
+	Inflight   int     `json:"inflight"`
+	Workload   string  `json:"workload"`
+	Duration   float64 `json:"duration_s"`
 	// Per member, where known: CPU seconds used during the measurement and resident memory.
 	NodeCPUSeconds []float64 `json:"node_cpu_seconds,omitempty"`
 	NodeRSSMiB     []float64 `json:"node_rss_mib,omitempty"`
@@ -265,6 +288,9 @@ func runBench(args []string) int {
 	}
 	fmt.Printf("machine     fsync after a 64 B append: p50 %.0f µs\n", res.FsyncP50us)
 	fmt.Printf("throughput  %.0f ops/s (%d ops, %d errors)\n", res.OpsPerSec, res.Ops, res.Errors)
+	if res.FirstError != "" {
+		fmt.Printf("errors      the first: %s\n", res.FirstError)
+	}
 	fmt.Printf("latency     p50 %.0f µs  p90 %.0f µs  p99 %.0f µs  p99.9 %.0f µs  max %.0f µs\n", res.P50us, res.P90us, res.P99us, res.P999us, res.Maxus)
 	if res.Failovers > 0 {
 		fmt.Printf("failover    %d leader kills: next acknowledged command after p50 %.0f ms  p99 %.0f ms  max %.0f ms\n",
@@ -388,7 +414,8 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 	}
 	loadStart := time.Now()
 	var measuring atomic.Bool
-	var ops, errs atomic.Int64
+	var ops atomic.Int64
+	var errs errorCount
 	stopAt := time.Now().Add(warmup + duration)
 	var mu sync.Mutex
 	total := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
@@ -411,7 +438,7 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 					err := start(func(err error) {
 						if measuring.Load() {
 							if err != nil {
-								errs.Add(1)
+								errs.add(err)
 							} else {
 								ops.Add(1)
 								now := time.Now()
@@ -428,7 +455,7 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 						}
 					})
 					if err != nil { // the client is finished: this slot stops
-						errs.Add(1)
+						errs.add(err)
 						slots.Done()
 					}
 				}
@@ -473,7 +500,7 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 							return
 						}
 						if err != nil {
-							errs.Add(1)
+							errs.add(err)
 							return
 						}
 						ops.Add(1)
@@ -486,7 +513,7 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 					if err != nil {
 						<-slots
 						if measuring.Load() {
-							errs.Add(1)
+							errs.add(err)
 						}
 					}
 				}
@@ -554,7 +581,7 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 						_ = hl.RecordValue(max(1, lateBy.Microseconds()))
 					}
 					if err != nil {
-						errs.Add(1)
+						errs.add(err)
 						continue
 					}
 					ops.Add(1)
@@ -589,14 +616,14 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 	for time.Now().Before(stopAt) {
 		<-tick.C
 		el := time.Since(start).Seconds()
-		fmt.Fprintf(os.Stderr, "\r%5.1fs  %8.0f ops/s  %d errors", el, float64(ops.Load())/el, errs.Load())
+		fmt.Fprintf(os.Stderr, "\r%5.1fs  %8.0f ops/s  %d errors", el, float64(ops.Load())/el, errs.n.Load())
 	}
 	tick.Stop()
 	wg.Wait()
 	el := time.Since(start)
 	fmt.Fprintln(os.Stderr)
 	res.Duration = el.Seconds()
-	res.Ops, res.Errors = ops.Load(), errs.Load()
+	res.Ops, res.Errors, res.FirstError = ops.Load(), errs.n.Load(), errs.firstText()
 	res.OpsPerSec = float64(res.Ops) / el.Seconds()
 	res.P50us = float64(total.ValueAtQuantile(50))
 	res.P90us = float64(total.ValueAtQuantile(90))

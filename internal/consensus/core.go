@@ -62,6 +62,9 @@ type Config struct {
 	MaxInflightMsgs     int
 	MaxInflightBytes    uint64
 	MaxUncommittedBytes uint64
+	// MaxCommittedBytesPerReady bounds the committed entries one Ready hands out to apply (raft's
+	// MaxCommittedSizePerReady; 0: MaxSizePerMsg, raft's default).
+	MaxCommittedBytesPerReady uint64
 	// ReadTimeoutTicks: a ReadIndex request unanswered this long fails with ErrReadTimeout.
 	ReadTimeoutTicks int
 	Logger           *slog.Logger
@@ -146,6 +149,7 @@ func New(cfg Config, st Storage, peers []raft.Peer, applied uint64) (*Core, erro
 		MaxInflightMsgs:           cfg.MaxInflightMsgs,
 		MaxInflightBytes:          cfg.MaxInflightBytes,
 		MaxUncommittedEntriesSize: cfg.MaxUncommittedBytes,
+		MaxCommittedSizePerReady:  cfg.MaxCommittedBytesPerReady,
 		CheckQuorum:               true,
 		PreVote:                   true,
 		DisableProposalForwarding: !bugs.Active("follower-forwards"),
