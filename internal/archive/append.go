@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"encoding/binary"
 	"fmt"
 	"path/filepath"
 
@@ -208,9 +207,7 @@ func (a *Archive) markSynced(buf []byte, s *segment) []byte {
 		return buf
 	}
 	s.vouched = s.end
-	var payload [syncedPayloadBytes]byte
-	binary.LittleEndian.PutUint64(payload[:], uint64(s.end))
-	return appendRecord(buf, recSynced, payload[:])
+	return appendSynced(buf, s.end)
 }
 
 // write appends buf to segment s, growing the file in large steps.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -168,15 +167,10 @@ func Open(fsys vfs.FS, dir string, opts Options) (*Archive, error) {
 		a.closeFiles()
 		return nil, err
 	}
-	// A spare left by the last run may be unfinished: its job zero-fills it again (deleting it
-	// would stall the disk, as deleting a segment does).
-	if fi, err := fsys.Stat(a.sparePath()); err == nil && fi.Size() > 0 {
-		a.spareRecycled = fi.Size()
-	} else if err := fsys.Remove(a.sparePath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := a.adoptSpare(); err != nil {
 		a.closeFiles()
-		return nil, fmt.Errorf("archive: %w", err)
+		return nil, err
 	}
-	a.spareWant = true
 	// What survived the crash may sit in the page cache only: make it durable before anything
 	// new depends on it.
 	for _, s := range a.segs {

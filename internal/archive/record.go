@@ -40,6 +40,7 @@ const recordHeaderBytes = 4 + 1 + 4
 // allocate.
 const maxRecordBytes = 256 << 20
 
+// appendRecord appends to dst a record of type typ carrying payload.
 func appendRecord(dst []byte, typ uint8, payload []byte) []byte {
 	start := len(dst)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))
@@ -75,6 +76,7 @@ func parseRecord(b []byte, off int64) (typ uint8, payload []byte, next int64, ok
 	return typ, payload, off + recordHeaderBytes + int64(n), true, false
 }
 
+// allZero reports whether b holds only zeros.
 func allZero(b []byte) bool {
 	for _, c := range b {
 		if c != 0 {
@@ -84,6 +86,11 @@ func allZero(b []byte) bool {
 	return true
 }
 
+// headerPayloadBytes is a segment header's payload: version u8 | first index u64 | prev term u64 |
+// reset u8.
+const headerPayloadBytes = 1 + 8 + 8 + 1
+
+// encodeHeader returns a segment header's payload.
 func encodeHeader(version uint8, first, prevTerm uint64, reset bool) []byte {
 	b := []byte{version}
 	b = binary.LittleEndian.AppendUint64(b, first)
@@ -95,8 +102,9 @@ func encodeHeader(version uint8, first, prevTerm uint64, reset bool) []byte {
 	return append(b, r)
 }
 
+// decodeHeader reads a segment header's payload, refusing a version this build cannot read.
 func decodeHeader(p []byte) (version uint8, first, prevTerm uint64, reset bool, err error) {
-	if len(p) != 18 || p[17] > 1 {
+	if len(p) != headerPayloadBytes || p[17] > 1 {
 		return 0, 0, 0, false, errors.New("bad segment header")
 	}
 	if p[0] < segmentV1 || p[0] > segmentV2 {
@@ -104,3 +112,14 @@ func decodeHeader(p []byte) (version uint8, first, prevTerm uint64, reset bool, 
 	}
 	return p[0], binary.LittleEndian.Uint64(p[1:]), binary.LittleEndian.Uint64(p[9:]), p[17] == 1, nil
 }
+
+// appendSynced appends to dst a synced record vouching for the bytes before off: it must be
+// written at off, the offset it names.
+func appendSynced(dst []byte, off int64) []byte {
+	var payload [syncedPayloadBytes]byte
+	binary.LittleEndian.PutUint64(payload[:], uint64(off))
+	return appendRecord(dst, recSynced, payload[:])
+}
+
+// syncedOffset is the offset a synced record's payload (of syncedPayloadBytes) names.
+func syncedOffset(payload []byte) int64 { return int64(binary.LittleEndian.Uint64(payload)) }

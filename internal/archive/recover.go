@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -120,7 +119,7 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 				if len(payload) != syncedPayloadBytes {
 					return fmt.Errorf("%w: %s offset %d: a synced record of %d bytes", ErrCorrupt, path, off, len(payload))
 				}
-				if at := int64(binary.LittleEndian.Uint64(payload)); at != off {
+				if at := syncedOffset(payload); at != off {
 					return fmt.Errorf("%w: %s offset %d: a synced record names offset %d, not its own", ErrCorrupt, path, off, at)
 				}
 				s.vouched = off

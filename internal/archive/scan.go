@@ -168,7 +168,7 @@ func syncedRecordAfter(b []byte, off int64) (at int64, found bool) {
 		if binary.LittleEndian.Uint32(b[p:]) != syncedPayloadBytes || b[p+4] != recSynced {
 			continue
 		}
-		if _, payload, _, ok, _ := parseRecord(b, p); ok && int64(binary.LittleEndian.Uint64(payload)) == p {
+		if _, payload, _, ok, _ := parseRecord(b, p); ok && syncedOffset(payload) == p {
 			return p, true
 		}
 	}

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"time"
@@ -25,6 +26,19 @@ const (
 // spareName is the spare's file in the log directory (not a segment name: recovery ignores it;
 // after a restart its job zero-fills it again).
 const spareName = "next-segment.spare"
+
+// adoptSpare, on Open, takes up the spare the last run left. It may be unfinished: its job
+// zero-fills it again (deleting it would stall the disk, as deleting a segment does). An empty one
+// is removed.
+func (a *Archive) adoptSpare() error {
+	if fi, err := a.fs.Stat(a.sparePath()); err == nil && fi.Size() > 0 {
+		a.spareRecycled = fi.Size()
+	} else if err := a.fs.Remove(a.sparePath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("archive: %w", err)
+	}
+	a.spareWant = true
+	return nil
+}
 
 // TakeSpareJob returns, at most once per segment, the job that prepares the next segment's file
 // ahead of need: it writes zeros over the segment compaction released last (see release), or
