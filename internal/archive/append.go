@@ -233,9 +233,8 @@ var zeroBlock = make([]byte, 256<<10)
 
 // writeZeros extends f from off by n bytes of written zeros. Writing them, rather than extending
 // the file with Truncate, allocates the blocks once: appends then overwrite allocated blocks, and
-// a sync after an append flushes data without committing new file metadata each time (on ext4,
-// three writers of 32 KiB appends measured fsync p50 404–415 µs instead of 529–951 µs: see
-// docs/PERFORMANCE.md). The zeros are synced with the next append's data.
+// a sync after an append flushes data without committing new file metadata each time, which
+// makes it faster (docs/PERFORMANCE.md). The zeros are synced with the next append's data.
 func writeZeros(f vfs.File, off, n int64) error {
 	for n > 0 {
 		chunk := min(n, int64(len(zeroBlock)))

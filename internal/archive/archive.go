@@ -26,7 +26,7 @@ type Options struct {
 	// GrowBytes: a segment that was not prepared ahead (the first after Open, or one needed
 	// before its spare was ready: see TakeSpareJob) grows in steps of this size (default
 	// 1 MiB), not record by record. The zeros of a step are flushed by the next sync, on the
-	// commit path: an fsync carrying a 1 MiB step took p50 1.9 ms here, against 0.12 ms without.
+	// commit path, which they make much slower (docs/PERFORMANCE.md): hence the spare.
 	GrowBytes int64
 	// SparePace is the pause after each MiB of zeros the spare's job writes (TakeSpareJob), so
 	// that preparing the next segment never keeps the disk busy for long (0: no pause, as in
@@ -45,6 +45,7 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// defaults fills in the zero fields.
 func (o *Options) defaults() {
 	if o.SegmentBytes == 0 {
 		o.SegmentBytes = 64 << 20
@@ -69,11 +70,14 @@ func (o *Options) defaults() {
 // formatVersion is the version of the IDENTITY file and of snapshot files.
 const formatVersion uint8 = 1
 
+// castagnoli is the CRC-32C table of every checksum the archive writes: records, IDENTITY,
+// snapshot files.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ErrCorrupt wraps every corruption found on open or read: the member must not start on it.
 var ErrCorrupt = errors.New("archive: corrupt")
 
+// segment is a log segment file: recovery finds it (recoverLog) or a roll starts it (roll).
 type segment struct {
 	seq      uint64
 	path     string
@@ -93,6 +97,7 @@ type segment struct {
 	vouched   int64
 }
 
+// loc is where an entry lies: its term, and its record in a segment (off, n bytes).
 type loc struct {
 	term uint64
 	seg  *segment
@@ -100,47 +105,67 @@ type loc struct {
 	n    uint32
 }
 
-// Archive is the durable raft log and snapshot store. It is used from one goroutine, with one
-// exception: Sync may run on another goroutine while this one reads (Term, Entries, FirstIndex,
-// LastIndex, Snapshot) or records a snapshot (CreateSnapshot), but neither appends nor saves a
-// snapshot. Sync therefore touches only the segments' files and dirty marks, dirDirty, durable and
-// the sticky error (behind errMu); deleting what compaction released is left to Reclaim, which
-// runs on the owning goroutine after the sync.
+// Archive is the durable raft log and snapshot store. One goroutine owns it; the calls that may
+// run beside the owner's (Sync, the snapshot's write job, the spare's job) are listed in doc.go
+// under Concurrency. Sync therefore touches only the segments' files and sync marks, dirDirty,
+// durable and the sticky error (behind errMu); deleting what compaction released is left to
+// Reclaim, which runs on the owning goroutine after the sync.
+//
+// What the parts rely on from one another:
+//   - Only the last segment can hold unsynced data: roll syncs the current segment before it
+//     starts the next, and makes the new header durable before anything else is written to it.
+//     Recovery (badRecord) cuts a torn tail only there, and reads a bad header followed by a
+//     valid record as damage.
+//   - Every segment's header is exact: a truncation or a full segment starts a new one (Append),
+//     so replay (applyHeader) never guesses where entries start.
+//   - What a record depends on is durable first: a snapshot file before the reset segment that
+//     points at it (SaveSnapshot), a sync before the deletion of what compaction released
+//     (the driver calls Reclaim after a Sync), the rename of a released segment to the spare before its zeros
+//     (prepareSpare).
+//   - The spare is never read as log: its name is not a segment's (spareName), and it becomes one
+//     only by a rename once its job made it all zeros (newSegmentFile).
+//   - After any write or sync error the archive is failed (fail): every mutating call returns it.
 type Archive struct {
 	fs   vfs.FS
 	dir  string
 	opts Options
 	log  *slog.Logger
 
+	// The log: recovery builds it (recover.go), Append extends it and compaction shortens it
+	// (append.go), the raft.Storage reads serve it (read.go).
 	segs     []*segment // in log order; the last one is written
 	first    uint64     // index of ents[0]
 	prevTerm uint64     // term of first-1
 	// Invariant: ents[i] is the entry at index first+i; indexes are contiguous.
-	ents []loc
-	hs   *pb.HardState
+	ents  []loc
+	hs    *pb.HardState // the last hard state written
+	floor uint64        // entries at or below it may be deleted with their segments
+	buf   []byte        // Append's records, reused
 
-	snaps  []snapMeta   // retained snapshots, oldest first
-	latest *pb.Snapshot // the newest snapshot, data included
+	// Written by Sync, which may run beside the owner's reads.
+	dirDirty bool   // the log directory changed (a segment created, renamed, deleted) since its last sync
+	durable  uint64 // the last index known to be synced
+	errMu    sync.Mutex
+	err      error // sticky; behind errMu, as Sync may set it on another goroutine
 
+	// The entry cache (read.go), bounded by opts.CacheBytes, evicted oldest first.
 	cache      map[uint64]*pb.Entry
 	cacheFIFO  []uint64
 	cacheBytes int64
 
-	surplus  []string // snapshot files the prepared snapshot's job deletes
-	dirDirty bool
-	floor    uint64 // entries at or below it may be deleted with their segments
-	durable  uint64
-	errMu    sync.Mutex
-	err      error // sticky; behind errMu, as Sync may set it on another goroutine
-	buf      []byte
+	// Snapshots (snapshot.go).
+	snaps   []snapMeta   // retained snapshots, oldest first
+	latest  *pb.Snapshot // the newest snapshot, data included
+	surplus []string     // snapshot files the prepared snapshot's job deletes
+
 	readOnly bool // Verify: change nothing
 
-	// The spare is the next segment's file, prepared ahead of need by a job the driver runs
-	// beside everything (TakeSpareJob): zero-filled and synced, so that a roll writes no zeros
-	// and every append into it overwrites allocated blocks. It is the oldest segment, recycled
-	// once compaction released it (deleting it instead stalled every sync on the disk for
-	// ~30 ms here), or a new file when there is none to recycle and the current segment is half
-	// full.
+	// The spare (spare.go) is the next segment's file, prepared ahead of need by a job the driver
+	// runs beside everything (TakeSpareJob): zero-filled and synced, so that a roll writes no
+	// zeros and every append into it overwrites allocated blocks. It is the oldest segment,
+	// recycled once compaction released it (deleting it instead stalled every sync on the disk
+	// beside it: docs/PERFORMANCE.md), or a new file when there is none to recycle and the
+	// current segment is half full.
 	spareState    atomic.Int32 // spareNone, spareBusy (the job runs) or spareReady
 	spareWant     bool         // a job may be offered (owner only): set by Open, rolls and recycling
 	spareRecycled int64        // the spare's file is a released segment of this size, to zero (owner only)

@@ -10,10 +10,9 @@ import (
 	"github.com/tandem-cluster/tandem/internal/vfs"
 )
 
-// SparePaceDefault paces a spare's zeros to at most ~100 MiB/s: a 65 MiB segment takes about a
-// second. Unpaced, the zeros of three members' spares on one disk stalled their commits for up to
-// 0.1 s (p99 of increments at 200 000/s open loop, members as processes: 109 ms unpaced, 16–41 ms
-// paced, 29 ms with segments grown as they fill).
+// SparePaceDefault paces a spare's zeros to at most ~100 MiB/s (a MiB per 10 ms pause): a 65 MiB
+// segment takes about a second. Unpaced, the zeros of three members' spares on one disk stalled
+// their commits (the p99 latencies are in docs/PERFORMANCE.md).
 const SparePaceDefault = 10 * time.Millisecond
 
 // Spare states.
@@ -123,7 +122,7 @@ func (a *Archive) prepareSpare(size int64, recycled bool) error {
 	}
 	defer f.Close()
 	// A step at a time, synced, and paced (Options.SparePace): writing a whole segment's zeros
-	// at once would keep the disk busy for a second and stall the commit path's syncs beside it.
+	// at once would keep the disk busy for long and stall the commit path's syncs beside it.
 	for off := int64(0); off < size; {
 		n := min(size-off, spareStep)
 		if err := writeZeros(f, off, n); err != nil {
