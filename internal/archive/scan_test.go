@@ -175,3 +175,14 @@ func TestGarbageTailRecoversInLinearTime(t *testing.T) {
 		})
 	}
 }
+
+// naiveValidRecordAfter is validRecordAfter as it was: parseRecord at every offset (quadratic on
+// a crafted tail). The tests hold the linear scan to its results.
+func naiveValidRecordAfter(b []byte, off int64, maxType uint8) (int64, bool) {
+	for p := off + 1; p+recordHeaderBytes <= int64(len(b)); p++ {
+		if typ, _, _, ok, _ := parseRecord(b, p); ok && typ <= maxType {
+			return p, true
+		}
+	}
+	return 0, false
+}
