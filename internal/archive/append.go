@@ -90,7 +90,8 @@ func (a *Archive) Append(hs *pb.HardState, ents []*pb.Entry) error {
 
 // Sync makes everything written durable: the data of every segment written since the last sync,
 // then the log directory if segments were created. It may run on another goroutine than the
-// archive's (see Archive); what compaction released is deleted by the next Reclaim.
+// archive's (see the package doc, Concurrency); what compaction released is deleted by the next
+// Reclaim.
 func (a *Archive) Sync() error {
 	if err := a.Err(); err != nil {
 		return err
@@ -131,6 +132,8 @@ func (a *Archive) Reclaim() error {
 	return a.compact()
 }
 
+// compact drops the leading segments Reclaim may delete: each is released (release) and the log
+// starts at the next segment's first entry.
 func (a *Archive) compact() error {
 	for len(a.segs) > 1 {
 		next := a.segs[1]

@@ -215,6 +215,7 @@ func (a *Archive) Close() error {
 	return nil
 }
 
+// closeFiles closes the segments' files.
 func (a *Archive) closeFiles() {
 	for _, s := range a.segs {
 		if s.f != nil {
@@ -223,12 +224,15 @@ func (a *Archive) closeFiles() {
 	}
 }
 
+// logDir, sparePath and snapDir are the archive's paths (see the package doc, Directory layout).
 func (a *Archive) logDir() string    { return filepath.Join(a.dir, "log") }
 func (a *Archive) sparePath() string { return filepath.Join(a.logDir(), spareName) }
 func (a *Archive) snapDir() string   { return filepath.Join(a.dir, "snap") }
 
+// lastIndex is the index of the last entry (first-1 when the log holds none).
 func (a *Archive) lastIndex() uint64 { return a.first + uint64(len(a.ents)) - 1 }
 
+// current is the segment written to, nil before the first.
 func (a *Archive) current() *segment {
 	if len(a.segs) == 0 {
 		return nil
@@ -243,6 +247,8 @@ func (a *Archive) Err() error {
 	return a.err
 }
 
+// fail makes err the sticky error, unless there is one already, and returns the sticky error:
+// every later mutating call returns it (see the package doc, Failure).
 func (a *Archive) fail(err error) error {
 	a.errMu.Lock()
 	defer a.errMu.Unlock()
@@ -253,6 +259,7 @@ func (a *Archive) fail(err error) error {
 	return a.err
 }
 
+// readFile reads the whole file at path.
 func readFile(fsys vfs.FS, path string) ([]byte, error) {
 	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {

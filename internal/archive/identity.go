@@ -10,10 +10,14 @@ import (
 	"strings"
 )
 
+// identityText is the IDENTITY file's text; the file holds it and then its CRC-32C (u32,
+// little-endian).
 func identityText(cluster string, member int) string {
 	return fmt.Sprintf("tandem-archive %d\ncluster %s\nmember %d\n", formatVersion, cluster, member)
 }
 
+// checkIdentity refuses a directory whose IDENTITY names another cluster or member, or fails its
+// checksum, or is missing beside data; a directory without data gets its IDENTITY written.
 func (a *Archive) checkIdentity() error {
 	path := filepath.Join(a.dir, "IDENTITY")
 	want := identityText(a.opts.ClusterID, a.opts.MemberID)

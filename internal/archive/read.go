@@ -79,6 +79,8 @@ func (a *Archive) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 	return out, nil
 }
 
+// entry reads entry i, which the log holds, through the cache; a record read from its segment is
+// checked again.
 func (a *Archive) entry(i uint64) (*pb.Entry, error) {
 	if e, ok := a.cache[i]; ok {
 		return e, nil
@@ -100,6 +102,8 @@ func (a *Archive) entry(i uint64) (*pb.Entry, error) {
 	return e, nil
 }
 
+// remember caches e, evicting the oldest entries to stay within Options.CacheBytes; an entry
+// larger than the whole cache is not kept.
 func (a *Archive) remember(e *pb.Entry) {
 	sz := int64(proto.Size(e)) + 64
 	for a.cacheBytes+sz > a.opts.CacheBytes && len(a.cacheFIFO) > 0 {
@@ -118,6 +122,7 @@ func (a *Archive) remember(e *pb.Entry) {
 	a.cacheBytes += sz
 }
 
+// forgetFrom evicts the cached entries from index i on (a truncation or a snapshot replaced them).
 func (a *Archive) forgetFrom(i uint64) {
 	for idx, e := range a.cache {
 		if idx >= i {

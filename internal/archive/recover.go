@@ -241,6 +241,7 @@ func (a *Archive) reconcileSnapshot() error {
 	return nil
 }
 
+// cutTail zero-fills the segment at path from off to its size, and syncs it.
 func (a *Archive) cutTail(path string, off, size int64) error {
 	f, err := a.fs.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {

@@ -79,6 +79,7 @@ type recordScan struct {
 	work    int64
 }
 
+// tables makes regs and powHigh, once.
 func (sc *recordScan) tables() {
 	if sc.regs != nil {
 		return

@@ -20,8 +20,10 @@ type snapMeta struct {
 	path        string
 }
 
+// snapshotName is a snapshot's file name; names sort by index.
 func snapshotName(index, term uint64) string { return fmt.Sprintf("%016x-%016x.snap", index, term) }
 
+// encodeSnapshot returns a snapshot file's bytes (see the package doc, Snapshot format).
 func encodeSnapshot(snap *pb.Snapshot) ([]byte, error) {
 	md, err := proto.Marshal(snap.GetMetadata())
 	if err != nil {
@@ -63,6 +65,8 @@ func DecodeSnapshot(b []byte) (*pb.Snapshot, error) {
 	return &pb.Snapshot{Metadata: md, Data: append([]byte(nil), rest[8:]...)}, nil
 }
 
+// loadSnapshots lists the retained snapshots and reads the newest, which must match its name;
+// unfinished .tmp files are deleted (unless read-only).
 func (a *Archive) loadSnapshots() error {
 	names, err := a.fs.ReadDir(a.snapDir())
 	if err != nil {
@@ -101,6 +105,8 @@ func (a *Archive) loadSnapshots() error {
 	return nil
 }
 
+// writeSnapshot writes a leader's snapshot durably and makes it the newest, then deletes the
+// oldest beyond Options.SnapshotsRetained.
 func (a *Archive) writeSnapshot(snap *pb.Snapshot) error {
 	md := snap.GetMetadata()
 	b, err := encodeSnapshot(snap)
