@@ -85,13 +85,20 @@
 //
 // # Concurrency
 //
-// One goroutine owns the archive, with two exceptions that let the member's loop go on while the
-// disk works: Sync may run on another goroutine while the owner reads (Term, Entries,
-// FirstIndex, LastIndex, Snapshot) or records snapshots, and the write job PrepareSnapshot
-// returns may run on another goroutine beside everything (it touches only the snapshot
-// directory, under a temporary name of its own). Deleting segments is Reclaim's, on the owner's
-// goroutine after a sync; a snapshot counts once AddSnapshot, on the owner's goroutine, recorded
-// it.
+// One goroutine owns the archive and makes every call, with three exceptions that let the
+// member's loop go on while the disk works:
+//
+//   - Sync may run on another goroutine while the owner reads (InitialState, Term, Entries,
+//     FirstIndex, LastIndex, Snapshot, Err), records snapshots (PrepareSnapshot, AddSnapshot,
+//     CreateSnapshot) or takes and stops the spare's job (TakeSpareJob, StopSpareJob); not while
+//     it appends, saves a leader's snapshot, reclaims, asks DurableIndex or closes. Deleting
+//     segments is Reclaim's, on the owner's goroutine after a sync.
+//   - The write job PrepareSnapshot returns may run on another goroutine beside every call, one
+//     such job at a time: it touches only the snapshot directory, under a temporary name of its
+//     own. The snapshot counts once AddSnapshot, on the owner's goroutine, recorded it.
+//   - The spare's job TakeSpareJob returns may run on another goroutine beside every call, one
+//     at a time: it touches only the spare's file, the sync of the log directory and the spare's
+//     state (atomic). The driver calls StopSpareJob and waits for the job before Close.
 //
 // # Memory
 //
@@ -100,4 +107,16 @@
 // live entries bounded (retained snapshots plus LogMarginEntries). Open reads one segment at a
 // time, whole; a search for records after a bad one adds, while it runs, a CRC register per 16
 // bytes of the rest of the segment (a quarter of its size).
+//
+// # Files
+//
+//	archive.go   Options, the Archive type and what its parts rely on, Open and Close, failure
+//	record.go    the record codec: records, the segment header, synced records
+//	recover.go   recovery: replaying segments, torn tail or corruption, the cut; Verify, Report
+//	scan.go      the search for a valid record after a bad one, linear in the rest of the segment
+//	read.go      the raft.Storage reads (Entries, Term, FirstIndex, ...) and the entry cache
+//	append.go    Append, Sync, Reclaim: writing records, rolling and growing segments, compaction
+//	spare.go     the spare segment: its job, its states, the renames between spare and segment
+//	snapshot.go  the snapshot file: format, SaveSnapshot, PrepareSnapshot, AddSnapshot, retention
+//	identity.go  the IDENTITY file
 package archive

@@ -11,8 +11,9 @@ import (
 // looked for at every byte offset. Checking the CRC of what each offset's header claims, as
 // parseRecord does, costs up to the claimed length, so a tail of crafted bytes (a client's
 // command is written verbatim into the log) where every fifth offset claims a record running to
-// the end of the segment cost time quadratic in its size: hours for a few MiB. The scan below
-// costs a bounded amount per offset, whatever the claimed length, because CRC-32C is linear:
+// the end of the segment cost time quadratic in its size (timings in docs/RELIABILITY.md). The
+// scan below costs a bounded amount per offset, whatever the claimed length, because CRC-32C is
+// linear:
 //
 //	with Q[i] the CRC register after the bytes b[o:i] from a zero start, and S(v, n) the
 //	register v after n more zero bytes (v·x^(8n) modulo the polynomial), the record at p with
@@ -78,6 +79,7 @@ type recordScan struct {
 	work    int64
 }
 
+// tables makes regs and powHigh, once.
 func (sc *recordScan) tables() {
 	if sc.regs != nil {
 		return
@@ -168,7 +170,7 @@ func syncedRecordAfter(b []byte, off int64) (at int64, found bool) {
 		if binary.LittleEndian.Uint32(b[p:]) != syncedPayloadBytes || b[p+4] != recSynced {
 			continue
 		}
-		if _, payload, _, ok, _ := parseRecord(b, p); ok && int64(binary.LittleEndian.Uint64(payload)) == p {
+		if _, payload, _, ok, _ := parseRecord(b, p); ok && syncedOffset(payload) == p {
 			return p, true
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -322,4 +323,255 @@ func FuzzRecoverSegment(f *testing.F) {
 			t.Fatalf("first index %d, then %d", first, fi)
 		}
 	})
+}
+
+// syncedBatches writes entries 1..30 in batches of three, each batch synced, in segments of
+// format version, and closes the archive. It returns the disk, the last segment's name and the
+// end of every record in it.
+func syncedBatches(t *testing.T, version uint8) (*vfs.Mem, string, []int64) {
+	t.Helper()
+	defer func(v uint8) { segmentVersionWritten = v }(segmentVersionWritten)
+	segmentVersionWritten = version
+	m := vfs.NewMem()
+	a := mustOpen(t, m, opts())
+	for i := uint64(1); i <= 30; i += 3 {
+		appendRange(t, a, i, i+2, 1)
+		if err := a.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Close()
+	seg := lastSeg(m)
+	var ends []int64
+	m.Corrupt(seg, func(b []byte) []byte {
+		if b[recordHeaderBytes] != version {
+			t.Fatalf("the header says format %d, want %d", b[recordHeaderBytes], version)
+		}
+		ends = recordEnds(b)
+		return b
+	})
+	return m, seg, ends
+}
+
+func TestTornTailAtEveryOffset(t *testing.T) {
+	base := vfs.NewMem()
+	a := mustOpen(t, base, opts())
+	appendRange(t, a, 1, 30, 1)
+	_ = a.Sync()
+	a.Close()
+	seg := lastSeg(base)
+	data := base.Files()
+	_ = data
+	var orig []byte
+	base.Corrupt(seg, func(b []byte) []byte { orig = bytes.Clone(b); return b })
+	ends := recordEnds(orig)
+	if len(ends) < 6 {
+		t.Fatalf("only %d records in the last segment", len(ends))
+	}
+	from := ends[len(ends)-6] // the last five records
+	// Count entries per end offset: which records are entries decides the surviving prefix.
+	for cut := from; cut <= ends[len(ends)-1]; cut++ {
+		m := vfs.NewMem()
+		a := mustOpen(t, m, opts())
+		appendRange(t, a, 1, 30, 1)
+		_ = a.Sync()
+		a.Close()
+		m.Corrupt(seg, func(b []byte) []byte { return b[:cut] })
+		a, err := Open(m, dir, opts())
+		if err != nil {
+			t.Fatalf("cut at %d: the member must start: %v", cut, err)
+		}
+		last, _ := a.LastIndex()
+		// Every complete record before the cut survives, nothing after.
+		complete := 0
+		for _, e := range ends {
+			if e <= cut {
+				complete++
+			}
+		}
+		var entries uint64
+		var off int64
+		for i := 0; i < complete; i++ {
+			typ, _, next, _, _ := parseRecord(orig, off)
+			if typ == recEntry {
+				entries++
+			}
+			off = next
+		}
+		first := a.segs[len(a.segs)-1].first
+		if want := first - 1 + entries; last != want {
+			t.Fatalf("cut at %d: last index %d, want %d", cut, last, want)
+		}
+		checkPrefix(t, a, last)
+		// It keeps working after the cut.
+		appendRange(t, a, last+1, last+3, 1)
+		if err := a.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		a.Close()
+		a = mustOpen(t, m, opts())
+		checkPrefix(t, a, last+3)
+	}
+}
+
+// A bad record in synced data is refused, naming the file and offset: in an older segment, or in
+// the last one before a synced record that vouches for it. One after the last synced record is
+// cut: it cannot be told from a crash's torn tail (see doc.go, Recovery).
+func TestBitFlipTailCutMiddleRefused(t *testing.T) {
+	// Tail: a bit in the last record.
+	m, seg, ends := syncedBatches(t, segmentV2)
+	m.Corrupt(seg, func(b []byte) []byte { b[ends[len(ends)-1]-3] ^= 0x10; return b })
+	a, err := Open(m, dir, opts())
+	if err != nil {
+		t.Fatalf("a flipped bit in the last record must be cut, not refused: %v", err)
+	}
+	a.Close()
+	// Middle: a bit in an earlier record of the same segment.
+	m, seg, ends = syncedBatches(t, segmentV2)
+	at := ends[len(ends)/2] - 2
+	m.Corrupt(seg, func(b []byte) []byte { b[at] ^= 0x01; return b })
+	_, err = Open(m, dir, opts())
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), seg) || !strings.Contains(err.Error(), "offset") {
+		t.Fatalf("a flipped bit in the middle must refuse with file and offset, got %v", err)
+	}
+	// Middle: in an earlier segment.
+	m, _, _ = syncedBatches(t, segmentV2)
+	segs := segFiles(m)
+	first := segs[0]
+	for _, s := range segs {
+		if s < first {
+			first = s
+		}
+	}
+	m.Corrupt(first, func(b []byte) []byte { b[40] ^= 0x01; return b })
+	if _, err := Open(m, dir, opts()); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), first) {
+		t.Fatalf("corruption in an older segment must refuse naming it, got %v", err)
+	}
+	var out bytes.Buffer
+	if _, err := Verify(m, dir, &out); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Verify missed the corruption: %v\n%s", err, out.String())
+	}
+}
+
+func TestZeroFilledLastSectorIsTorn(t *testing.T) {
+	m := vfs.NewMem()
+	a := mustOpen(t, m, opts())
+	appendRange(t, a, 1, 30, 1)
+	_ = a.Sync()
+	a.Close()
+	seg := lastSeg(m)
+	var end int64
+	m.Corrupt(seg, func(b []byte) []byte {
+		ends := recordEnds(b)
+		end = ends[len(ends)-1]
+		for i := max(0, end-512); i < end; i++ {
+			b[i] = 0
+		}
+		return b
+	})
+	a, err := Open(m, dir, opts())
+	if err != nil {
+		t.Fatalf("a zero-filled last sector must be treated as torn: %v", err)
+	}
+	last, _ := a.LastIndex()
+	if last >= 30 || last < 1 {
+		t.Fatalf("last index %d after zeroing the last sector", last)
+	}
+	checkPrefix(t, a, last)
+}
+
+// A segment that holds only zeros where it is not the last one (the spare's rename lost after its
+// zeros were durable, as an older build could leave it) is removed at Open: nothing in it counts,
+// and no later start or compaction must deal with it.
+func TestAllZeroSegmentIsRemovedAtOpen(t *testing.T) {
+	m := vfs.NewMem()
+	o := opts()
+	o.LogMarginEntries = 5
+	a := mustOpen(t, m, o)
+	spare := filepath.Join(dir, "log", spareName)
+	cs := &pb.ConfState{Voters: []uint64{1}}
+	next := uint64(1)
+	var before []string
+	for i := 0; i < 200 && m.Files()[spare] == 0; i++ {
+		before = segFiles(m)
+		appendRange(t, a, next, next+9, 1)
+		next += 10
+		if err := a.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.CreateSnapshot(next-1, cs, []byte("state")); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Reclaim(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m.Files()[spare] == 0 {
+		t.Fatal("nothing recycled")
+	}
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.TakeSpareJob()(); err != nil {
+		t.Fatal(err)
+	}
+	durable := a.DurableIndex()
+	a.Close()
+	recycled := slices.Min(before)
+	if err := m.Rename(spare, recycled); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SyncDir(filepath.Dir(spare)); err != nil {
+		t.Fatal(err)
+	}
+	if segs := segFiles(m); len(segs) < 2 || slices.Min(segs) != recycled {
+		t.Fatalf("segments %v: the zeroed one is not first of several", segs)
+	}
+	a = mustOpen(t, m, o)
+	if slices.Contains(segFiles(m), recycled) {
+		t.Fatalf("the all-zero segment %s survived Open", recycled)
+	}
+	checkPrefix(t, a, durable)
+	a.Close()
+	m.Crash(rand.New(rand.NewPCG(9, 9)), vfs.CrashDrop)
+	a = mustOpen(t, m, o)
+	if slices.Contains(segFiles(m), recycled) {
+		t.Fatalf("the all-zero segment %s came back after a crash: its removal was not made durable", recycled)
+	}
+	checkPrefix(t, a, durable)
+}
+
+func TestVerifyReports(t *testing.T) {
+	m := vfs.NewMem()
+	a := mustOpen(t, m, opts())
+	appendRange(t, a, 1, 40, 1)
+	_ = a.Sync()
+	_ = a.CreateSnapshot(30, &pb.ConfState{Voters: []uint64{1}}, []byte("s"))
+	a.Close()
+	var out bytes.Buffer
+	rep, err := Verify(m, dir, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LastIndex != 40 || len(rep.Snapshots) != 1 || !strings.Contains(out.String(), "entries 1..40") {
+		t.Fatalf("report %+v\n%s", rep, out.String())
+	}
+	if rep.LastSegmentVersion != segmentV2 || rep.SyncedOffset != 0 || !strings.Contains(out.String(), "no synced record yet") {
+		t.Fatalf("one sync, nothing written after it: report %+v\n%s", rep, out.String())
+	}
+	// The first write after a sync vouches for what it synced.
+	a = mustOpen(t, m, opts())
+	appendRange(t, a, 41, 42, 1)
+	end := a.current().end
+	_ = a.Sync()
+	appendRange(t, a, 43, 44, 1)
+	a.Close()
+	out.Reset()
+	if rep, err = Verify(m, dir, &out); err != nil {
+		t.Fatal(err)
+	}
+	line := fmt.Sprintf("last segment %s: format 2, records end at offset %d, its last synced record vouches for the bytes before offset %d\n", filepath.Base(lastSeg(m)), rep.LastSegmentEnd, end)
+	if rep.SyncedOffset != end || rep.LastIndex != 44 || !strings.Contains(out.String(), line) {
+		t.Fatalf("report %+v\n%s\nwant a line %q", rep, out.String(), line)
+	}
 }

@@ -1,0 +1,315 @@
+package archive
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tandem-cluster/tandem/internal/vfs"
+)
+
+// Report is what a scan of a data directory found.
+type Report struct {
+	Segments   int
+	Records    int
+	FirstIndex uint64
+	LastIndex  uint64
+	HardState  string
+	TornTail   string // where a torn tail was found (and cut, on Open), "" if none
+	Snapshots  []string
+	// The last segment: its file, format version and the end of its records (after any cut),
+	// and the largest offset a synced record in it names (everything before it was durable
+	// when that record was written; 0 if none, as in every version-1 segment).
+	LastSegment        string
+	LastSegmentVersion uint8
+	LastSegmentEnd     int64
+	SyncedOffset       int64
+}
+
+// recoverLog replays every segment into the in-memory index. With cut, a torn tail is cut from
+// the last segment; rep, if not nil, is filled in.
+func (a *Archive) recoverLog(cut bool, rep *Report) error {
+	names, err := a.fs.ReadDir(a.logDir())
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	var segNames []string
+	for _, n := range names {
+		if strings.HasSuffix(n, ".seg") {
+			segNames = append(segNames, n)
+		}
+	}
+	started := false
+	for k, name := range segNames {
+		path := filepath.Join(a.logDir(), name)
+		var seq uint64
+		if _, err := fmt.Sscanf(name, "%016x.seg", &seq); err != nil {
+			return fmt.Errorf("%w: unexpected file %s", ErrCorrupt, path)
+		}
+		b, err := readFile(a.fs, path)
+		if err != nil {
+			return fmt.Errorf("archive: reading %s: %w", path, err)
+		}
+		last := k == len(segNames)-1
+		s := &segment{seq: seq, path: path, size: int64(len(b))}
+		var off int64
+		for off < int64(len(b)) {
+			typ, payload, next, ok, end := parseRecord(b, off)
+			if ok && typ == recSynced && s.version == segmentV1 {
+				ok = false // no such record before version 2: bad, as an older build saw it
+			}
+			if end || !ok {
+				torn, err := a.badRecord(s, b, off, end, last)
+				if err != nil {
+					return err
+				}
+				if torn {
+					if rep != nil {
+						rep.TornTail = fmt.Sprintf("%s offset %d (%d bytes after it)", path, off, int64(len(b))-off)
+					}
+					a.log.Warn("archive: cutting a torn tail", "file", path, "offset", off)
+					if cut {
+						if err := a.cutTail(path, off, int64(len(b))); err != nil {
+							return err
+						}
+					}
+				}
+				break
+			}
+			if rep != nil {
+				rep.Records++
+			}
+			if off == 0 && typ != recHeader {
+				return fmt.Errorf("%w: %s does not start with a segment header", ErrCorrupt, path)
+			}
+			switch typ {
+			case recHeader:
+				if off != 0 {
+					return fmt.Errorf("%w: %s offset %d: a second segment header", ErrCorrupt, path, off)
+				}
+				version, first, prevTerm, reset, err := decodeHeader(payload)
+				if err != nil {
+					return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+				}
+				s.version, s.first, s.prevTerm, s.reset = version, first, prevTerm, reset
+				if err := a.applyHeader(s, started); err != nil {
+					return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+				}
+				started = true
+			case recEntry:
+				e := new(pb.Entry)
+				if err := proto.Unmarshal(payload, e); err != nil {
+					return fmt.Errorf("%w: %s offset %d: %v", ErrCorrupt, path, off, err)
+				}
+				if e.GetIndex() != a.lastIndex()+1 {
+					return fmt.Errorf("%w: %s offset %d: entry %d does not follow %d", ErrCorrupt, path, off, e.GetIndex(), a.lastIndex())
+				}
+				a.ents = append(a.ents, loc{term: e.GetTerm(), seg: s, off: off, n: uint32(next - off)})
+			case recHardState:
+				hs := new(pb.HardState)
+				if err := proto.Unmarshal(payload, hs); err != nil {
+					return fmt.Errorf("%w: %s offset %d: %v", ErrCorrupt, path, off, err)
+				}
+				a.hs = hs
+			case recSynced:
+				if len(payload) != syncedPayloadBytes {
+					return fmt.Errorf("%w: %s offset %d: a synced record of %d bytes", ErrCorrupt, path, off, len(payload))
+				}
+				if at := syncedOffset(payload); at != off {
+					return fmt.Errorf("%w: %s offset %d: a synced record names offset %d, not its own", ErrCorrupt, path, off, at)
+				}
+				s.vouched = off
+			}
+			off = next
+		}
+		s.end = off
+		if s.end == 0 {
+			// A segment whose header never reached the disk (the last one, after a crash in a
+			// roll), or one all zeros (no valid record follows them: checked above): nothing in it
+			// counts, and it goes, so that no later start reads it again and no compaction must
+			// find it.
+			if cut {
+				_ = a.fs.Remove(path)
+				a.dirDirty = true
+			}
+			continue
+		}
+		if cut {
+			if s.f, err = a.fs.OpenFile(path, os.O_RDWR, 0); err != nil {
+				return fmt.Errorf("archive: %w", err)
+			}
+		}
+		a.segs = append(a.segs, s)
+	}
+	if err := a.reconcileSnapshot(); err != nil {
+		return err
+	}
+	if rep != nil {
+		rep.Segments = len(a.segs)
+		rep.FirstIndex, rep.LastIndex = a.first, a.lastIndex()
+		if a.hs != nil {
+			rep.HardState = fmt.Sprintf("term %d vote %d commit %d", a.hs.GetTerm(), a.hs.GetVote(), a.hs.GetCommit())
+		}
+	}
+	if rep != nil && len(a.segs) > 0 {
+		s := a.current()
+		rep.LastSegment, rep.LastSegmentVersion, rep.LastSegmentEnd, rep.SyncedOffset = s.path, s.version, s.end, s.vouched
+	}
+	a.durable = a.lastIndex()
+	return nil
+}
+
+// badRecord decides what a bad record (or the zero end marker, end) at off of segment s means:
+// the end of its records, a torn tail to cut (torn), or corruption (an error naming the file and
+// offset). Only the last segment can hold unsynced data (a segment is synced before the next
+// one starts), so only there can a tail be torn; the middle of a log is never cut.
+func (a *Archive) badRecord(s *segment, b []byte, off int64, end, last bool) (torn bool, err error) {
+	if end && allZero(b[off:]) {
+		return false, nil // the records end here; zeros follow
+	}
+	if !end && !last {
+		return false, fmt.Errorf("%w: %s offset %d: bad record in a segment that is not the last", ErrCorrupt, s.path, off)
+	}
+	if last && s.version >= segmentV2 && off > 0 {
+		// Every synced record names the offset it lies at, and everything before it was durable
+		// when it was written. One after off says off lies in synced data: damage, not a crash.
+		// None says nothing from off on was ever synced: a crash wrote some of it back and not
+		// the rest, in any order, and all of it goes, valid records after off included.
+		if at, found := syncedRecordAfter(b, off); found {
+			return false, fmt.Errorf("%w: %s offset %d: a bad record in data the synced record at offset %d says was durable: refusing to cut the middle of the log",
+				ErrCorrupt, s.path, off, at)
+		}
+		return true, nil
+	}
+	// A version-1 segment, one that is not the last (its records end with zeros, then junk),
+	// or a header that cannot be read, so that neither the version nor any synced record counts.
+	// A segment's header is durable before anything else is written to it (roll), so in a
+	// segment of this build a bad header followed by a valid record is damage too.
+	maxType := recHardState
+	if s.version >= segmentV2 || off == 0 {
+		maxType = recSynced
+	}
+	if p, found := validRecordAfter(b, off, maxType); found {
+		return false, fmt.Errorf("%w: %s offset %d: a bad record precedes a valid one at offset %d: refusing to cut the middle of the log",
+			ErrCorrupt, s.path, off, p)
+	}
+	return true, nil
+}
+
+// applyHeader starts a segment's entries during replay.
+func (a *Archive) applyHeader(s *segment, started bool) error {
+	if !started || s.reset || s.first < a.first {
+		a.ents = a.ents[:0]
+		a.first, a.prevTerm = s.first, s.prevTerm
+		return nil
+	}
+	if s.first > a.lastIndex()+1 {
+		return fmt.Errorf("segment starts at %d, the log ends at %d", s.first, a.lastIndex())
+	}
+	if t, err := a.Term(s.first - 1); err != nil || t != s.prevTerm {
+		return fmt.Errorf("segment at %d expects term %d before it, the log has %d", s.first, s.prevTerm, t)
+	}
+	a.ents = a.ents[:s.first-a.first]
+	return nil
+}
+
+// reconcileSnapshot lines the log up with the newest snapshot.
+func (a *Archive) reconcileSnapshot() error {
+	if a.latest == nil {
+		return nil
+	}
+	md := a.latest.GetMetadata()
+	si, st := md.GetIndex(), md.GetTerm()
+	if si < a.first-1 {
+		if len(a.ents) == 0 && len(a.segs) == 0 {
+			a.first, a.prevTerm = si+1, st
+			return nil
+		}
+		return fmt.Errorf("%w: the log starts at %d but the newest snapshot is at %d: entries in between are missing", ErrCorrupt, a.first, si)
+	}
+	if t, err := a.Term(si); err == nil && t == st && si <= a.lastIndex() {
+		return nil // the log continues the snapshot
+	}
+	// The snapshot replaced the log (received from the leader) but the reset segment did not
+	// reach the disk: the snapshot wins, as raft's ApplySnapshot would have it.
+	a.ents = a.ents[:0]
+	a.first, a.prevTerm = si+1, st
+	return nil
+}
+
+// cutTail zero-fills the segment at path from off to its size, and syncs it.
+func (a *Archive) cutTail(path string, off, size int64) error {
+	f, err := a.fs.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// Cut, then zero-fill again: stale bytes beyond the cut must not survive to confuse the
+	// next recovery.
+	if err := f.Truncate(off); err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// Verify checks every record and snapshot under dir without changing anything, writes a summary
+// to w, and returns the first corruption found.
+func Verify(fsys vfs.FS, dir string, w interface{ Write([]byte) (int, error) }) (Report, error) {
+	a := &Archive{fs: fsys, dir: dir, cache: map[uint64]*pb.Entry{}, first: 1, readOnly: true}
+	a.opts.defaults()
+	a.log = a.opts.Logger
+	var rep Report
+	if _, err := fsys.Stat(filepath.Join(dir, "IDENTITY")); err != nil {
+		return rep, fmt.Errorf("archive: %s is not a Tandem data directory: %w", dir, err)
+	}
+	id, _ := readFile(fsys, filepath.Join(dir, "IDENTITY"))
+	if len(id) > 4 {
+		fmt.Fprintf(w, "identity: %s\n", strings.ReplaceAll(strings.TrimSpace(string(id[:len(id)-4])), "\n", ", "))
+	}
+	if err := a.loadSnapshots(); err != nil {
+		return rep, err
+	}
+	for _, s := range a.snaps {
+		b, err := readFile(fsys, s.path)
+		if err != nil {
+			return rep, err
+		}
+		if _, err := DecodeSnapshot(b); err != nil {
+			return rep, fmt.Errorf("%s: %w", s.path, err)
+		}
+		line := fmt.Sprintf("snapshot %s: index %d term %d, %d bytes, checksum ok", filepath.Base(s.path), s.index, s.term, len(b))
+		rep.Snapshots = append(rep.Snapshots, line)
+		fmt.Fprintln(w, line)
+	}
+	if err := a.recoverLog(false, &rep); err != nil {
+		return rep, err
+	}
+	fmt.Fprintf(w, "log: %d segments, %d records, entries %d..%d, hard state: %s\n",
+		rep.Segments, rep.Records, rep.FirstIndex, rep.LastIndex, rep.HardState)
+	switch {
+	case rep.LastSegment == "":
+	case rep.LastSegmentVersion < segmentV2:
+		fmt.Fprintf(w, "last segment %s: format %d (no synced records), records end at offset %d\n",
+			filepath.Base(rep.LastSegment), rep.LastSegmentVersion, rep.LastSegmentEnd)
+	case rep.SyncedOffset == 0:
+		fmt.Fprintf(w, "last segment %s: format %d, records end at offset %d, no synced record yet\n",
+			filepath.Base(rep.LastSegment), rep.LastSegmentVersion, rep.LastSegmentEnd)
+	default:
+		fmt.Fprintf(w, "last segment %s: format %d, records end at offset %d, its last synced record vouches for the bytes before offset %d\n",
+			filepath.Base(rep.LastSegment), rep.LastSegmentVersion, rep.LastSegmentEnd, rep.SyncedOffset)
+	}
+	if rep.TornTail != "" {
+		fmt.Fprintf(w, "torn tail at %s (cut when the member next starts)\n", rep.TornTail)
+	} else {
+		fmt.Fprintln(w, "no torn tail")
+	}
+	fmt.Fprintln(w, "ok")
+	return rep, nil
+}
