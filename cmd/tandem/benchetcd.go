@@ -9,6 +9,9 @@ import (
 	"strings"
 )
 
+// tandem bench --etcd: the same load against an etcd cluster, for the side-by-side of
+// docs/bench-vs-etcd.sh (which also drives etcd through its gRPC client, tools/etcdload).
+
 // etcdOps drives an etcd cluster through its JSON gateway (/v3/kv/put, /v3/kv/range), so the
 // comparison needs no etcd client library. Goroutine k of client ci talks to one member, over a
 // connection of its own (HTTP/1.1 has no pipelining: in-flight requests need connections).
@@ -26,7 +29,7 @@ func etcdOps(eps []string, clients, inflight int, workload string, payload int) 
 			ep = "http://" + ep
 		}
 		url, body := ep+"/v3/kv/put", put
-		if workload == "query" || (workload == "mix" && (ci+k)%2 == 1) {
+		if sendsQuery(workload, ci, k) {
 			url, body = ep+"/v3/kv/range", get
 		}
 		return func() error {
