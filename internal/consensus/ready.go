@@ -5,27 +5,14 @@ import (
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-cluster/tandem/internal/bugs"
 )
 
-// Process runs Ready cycles until raft has nothing more to do or a cycle waits for its sync,
-// following the Ready contract:
-//  1. persist the snapshot, then entries, then the hard state, and sync when raft.MustSync
-//     (a leader sends its appends and heartbeats just before: splitLeaderEarly);
-//  2. send the other messages (only now: they may promise what was just persisted);
-//  3. install the snapshot, then apply committed entries (ApplyConfChange for conf changes);
-//  4. report read states and expired reads; 5. Advance.
-//
-// The sync of step 1 is not run by Process: it leaves it pending and returns at once. The driver
-// takes it (TakeSync), starts it where it likes, calls Process again — which now applies what was
-// durable before (applyWhileSyncing): the disk never waits for the apply — and reports the
-// sync's end with SyncDone. Until then the driver goes on calling Step, Tick, Propose and
-// ReadIndex, and Process after each input: raft takes them in between Ready and Advance (as its
-// own node.go does), everything they produce waits for the next Ready, and a leader applies at
-// once the entries they commit that were already durable here (applyDurable). Once the sync is
-// reported, the next Process finishes the cycle (steps 2–5) and goes on.
+// Process runs Ready cycles, following raft's Ready contract, until raft has nothing more to do
+// or a cycle waits for its sync. What each call does depends on where the cycle stands (the
+// states of doc.go's diagram, the cases below); inputs (Step, Tick, Propose, ReadIndex) may come
+// between any two calls.
 //
 // A storage error stops the core for good (sticky); a handler error is returned as is.
 func (c *Core) Process(h Handler) error {
@@ -34,81 +21,91 @@ func (c *Core) Process(h Handler) error {
 	}
 	c.expireReads(h)
 	for {
-		if p := c.pending; p != nil {
-			if !p.done {
-				return c.applyWhileSyncing(h, p)
-			}
-			c.pending = nil
-			if p.err != nil {
-				c.fail(p.err)
-				return c.err
-			}
-			if err := c.storage.Reclaim(); err != nil {
-				c.fail(err)
-				return c.err
-			}
-			c.noteDurable(&p.rd)
-			if err := c.finish(h, &p.rd, p.msgs, p.committed[p.next:]); err != nil {
-				return err
-			}
-			continue
-		}
-		if !c.rn.HasReady() {
+		p := c.pending
+		switch {
+		case p == nil && !c.rn.HasReady(): // idle
 			return nil
-		}
-		rd := c.rn.Ready()
-		msgs := rd.Messages
-		role := c.state.Role
-		if rd.SoftState != nil {
-			role = rd.SoftState.RaftState
-		}
-		if role == raft.StateLeader && len(msgs) > 0 {
-			msgs = c.dropCommitAnnouncements(msgs)
-			var early []*pb.Message
-			early, msgs = splitLeaderEarly(msgs)
-			if len(early) > 0 {
-				c.send(h, early)
-			}
-		}
-		if bugs.Active("send-before-persist") && len(msgs) > 0 {
-			c.send(h, msgs) // planted bug: every role sends before its write is durable
-			msgs = nil
-		}
-		syncing, err := c.write(&rd)
-		if err != nil {
-			c.fail(err)
-			return c.err
-		}
-		committed := rd.CommittedEntries
-		if !syncing {
-			if err := c.finish(h, &rd, msgs, committed); err != nil {
+		case p == nil: // idle, with a Ready to take: written, then synced at once or pending
+			if err := c.takeReady(h); err != nil {
 				return err
 			}
-			continue
+		case p.job != nil: // written: the driver has not taken the sync
+			return nil // nothing is applied before the disk starts
+		case !p.done: // syncing
+			return c.applyWhileSyncing(h, p)
+		default: // synced
+			if err := c.finishSynced(h, p); err != nil {
+				return err
+			}
 		}
-		// While the sync is pending, what this member synced before this Ready may be applied
-		// (a rewritten suffix is not synced): applyWhileSyncing, once the sync runs. Nothing is
-		// applied before the driver has taken the sync, so that the disk starts at once.
-		bound := c.durable
-		if len(rd.Entries) > 0 {
-			bound = min(bound, rd.Entries[0].GetIndex()-1)
-		}
-		p := &pendingReady{rd: rd, msgs: msgs, committed: committed, bound: bound}
-		p.job = c.storage.Sync
-		if role == raft.StateLeader {
-			p.leaderTerm = c.rn.BasicStatus().GetTerm()
-		}
-		c.pending = p
-		return nil
 	}
+}
+
+// takeReady takes raft's Ready and writes it: a leader's appends and heartbeats go out first
+// (deviations.go, 1 and 2). A Ready that needs no sync is finished at once; otherwise it is left
+// pending with its sync for the driver to take.
+func (c *Core) takeReady(h Handler) error {
+	rd := c.rn.Ready()
+	msgs := rd.Messages
+	role := c.state.Role
+	if rd.SoftState != nil {
+		role = rd.SoftState.RaftState
+	}
+	if role == raft.StateLeader && len(msgs) > 0 {
+		msgs = c.dropCommitAnnouncements(msgs)
+		var early []*pb.Message
+		early, msgs = splitLeaderEarly(msgs)
+		if len(early) > 0 {
+			c.send(h, early)
+		}
+	}
+	if bugs.Active("send-before-persist") && len(msgs) > 0 {
+		c.send(h, msgs) // planted bug: every role sends before its write is durable
+		msgs = nil
+	}
+	syncing, err := c.write(&rd)
+	if err != nil {
+		c.fail(err)
+		return c.err
+	}
+	if !syncing {
+		return c.finish(h, &rd, msgs)
+	}
+	// While the sync runs, what this member synced before this Ready may be applied (a
+	// rewritten suffix is not synced): applyWhileSyncing.
+	bound := c.durable
+	if len(rd.Entries) > 0 {
+		bound = min(bound, rd.Entries[0].GetIndex()-1)
+	}
+	p := &pendingReady{rd: rd, msgs: msgs, bound: bound}
+	p.job = c.storage.Sync
+	if role == raft.StateLeader {
+		p.leaderTerm = c.rn.BasicStatus().GetTerm()
+	}
+	c.pending = p
+	return nil
+}
+
+// finishSynced finishes the pending Ready once the driver reported its sync: a failed sync stops
+// the core; otherwise the log that snapshots released is reclaimed and the Ready completed.
+func (c *Core) finishSynced(h Handler, p *pendingReady) error {
+	c.pending = nil
+	if p.err != nil {
+		c.fail(p.err)
+		return c.err
+	}
+	if err := c.storage.Reclaim(); err != nil {
+		c.fail(err)
+		return c.err
+	}
+	c.noteDurable(&p.rd)
+	return c.finish(h, &p.rd, p.msgs)
 }
 
 // pendingReady is a Ready whose write waits for its sync.
 type pendingReady struct {
-	rd        raft.Ready
-	msgs      []*pb.Message // to send once the sync finished
-	committed []*pb.Entry   // to apply: committed[:next] while the sync runs, the rest after it
-	next      int
+	rd   raft.Ready
+	msgs []*pb.Message // to send once the sync finished
 	// bound is the last index this member had synced before this Ready (and that the Ready
 	// does not rewrite); leaderTerm the term in which this member led when the Ready was taken
 	// (0 if it did not).
@@ -152,39 +149,17 @@ func (c *Core) send(h Handler, msgs []*pb.Message) {
 	h.Send(msgs)
 }
 
-// finish completes a Ready once what it wrote is durable: steps 2–5 of Process.
-func (c *Core) finish(h Handler, rd *raft.Ready, msgs []*pb.Message, committed []*pb.Entry) error {
+// finish completes a Ready once what it wrote is durable: it sends the messages that waited for
+// the write, applies (applyReady), reports read states and calls Advance.
+func (c *Core) finish(h Handler, rd *raft.Ready, msgs []*pb.Message) error {
 	if rd.SoftState != nil || rd.HardState != nil {
 		c.noteState(h, rd.SoftState, rd.HardState)
 	}
 	if len(msgs) > 0 {
 		c.send(h, msgs)
 	}
-	if bugs.Active("ack-before-commit") && c.state.Role == raft.StateLeader {
-		// Planted bug: treat what this member persisted as committed.
-		for _, e := range rd.Entries {
-			if e.GetIndex() != c.applied+1 || e.GetType() != pb.EntryNormal {
-				break
-			}
-			if err := c.apply(h, e); err != nil {
-				return err
-			}
-		}
-	}
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		if err := h.InstallSnapshot(rd.Snapshot); err != nil {
-			return err
-		}
-		c.confState = proto.Clone(rd.Snapshot.GetMetadata().GetConfState()).(*pb.ConfState)
-		c.applied = rd.Snapshot.GetMetadata().GetIndex()
-	}
-	for _, e := range committed {
-		if e.GetIndex() <= c.applied {
-			continue // applied while a sync was pending (or under the planted ack-before-commit bug)
-		}
-		if err := c.apply(h, e); err != nil {
-			return err
-		}
+	if err := c.applyReady(h, rd); err != nil {
+		return err
 	}
 	for _, rs := range rd.ReadStates {
 		if len(rs.RequestCtx) != 8 {
