@@ -70,7 +70,7 @@ type Config struct {
 
 // Handler receives the core's output during Process, in the order of the Ready contract:
 // messages only after the state they depend on is persisted (a leader's appends and heartbeats
-// go out before its own write: see Process), then snapshot, then entries.
+// go out before its own write: deviations.go, 1), then snapshot, then entries.
 type Handler interface {
 	// Send transmits messages. The messages may be retained by the handler (the core clones
 	// nothing it does not own: entries in them are immutable).
@@ -78,8 +78,9 @@ type Handler interface {
 	// InstallSnapshot replaces the state machine with a snapshot received from the leader; the
 	// snapshot is already durable.
 	InstallSnapshot(snap *pb.Snapshot) error
-	// ApplyEntry applies one committed entry. For a conf change the core has already applied it
-	// to raft; cc is its decoded form (nil for other entries).
+	// ApplyEntry applies one committed entry: in index order, each once, some while a sync runs
+	// (the apply rule, doc.go). For a conf change the core has already applied it to raft; cc is
+	// its decoded form (nil for other entries).
 	ApplyEntry(e *pb.Entry, cc *pb.ConfChange) error
 	// ReadReady reports that the reads registered under id may be served once the applied index
 	// reaches index. ReadFailed reports that they cannot be served here.
@@ -106,7 +107,7 @@ type Core struct {
 
 	state     State
 	confState *pb.ConfState
-	applied   uint64
+	applied   uint64 // the last index handed to the handler (the apply rule: apply.go)
 	// durable is the last index this core has synced (entries up to it are on disk as raft
 	// gave them); 0 until the first sync.
 	durable uint64
