@@ -74,7 +74,8 @@
 // the network (proposals among them: forwarding is off); raft never sees it. The checks, and the
 // argument that no honest message is refused, are in validate.go. A member whose log lost
 // entries it had acknowledged (a wiped or restored data directory) gets honest heartbeats it must
-// refuse; when they persist, the core stops with a *LostDataError (ErrLostData).
+// refuse; when they persist, the core stops with a *LostDataError (ErrLostData; the rule is in
+// lostdata.go).
 //
 // # Failing fast
 //
