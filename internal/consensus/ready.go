@@ -86,95 +86,6 @@ func (c *Core) takeReady(h Handler) error {
 	return nil
 }
 
-// finishSynced finishes the pending Ready once the driver reported its sync: a failed sync stops
-// the core; otherwise the log that snapshots released is reclaimed and the Ready completed.
-func (c *Core) finishSynced(h Handler, p *pendingReady) error {
-	c.pending = nil
-	if p.err != nil {
-		c.fail(p.err)
-		return c.err
-	}
-	if err := c.storage.Reclaim(); err != nil {
-		c.fail(err)
-		return c.err
-	}
-	c.noteDurable(&p.rd)
-	return c.finish(h, &p.rd, p.msgs)
-}
-
-// pendingReady is a Ready whose write waits for its sync.
-type pendingReady struct {
-	rd   raft.Ready
-	msgs []*pb.Message // to send once the sync finished
-	// bound is the last index this member had synced before this Ready (and that the Ready
-	// does not rewrite); leaderTerm the term in which this member led when the Ready was taken
-	// (0 if it did not).
-	bound, leaderTerm uint64
-	job               func() error // the sync, until the driver takes it
-	done              bool
-	err               error
-}
-
-// TakeSync returns the sync the pending Ready waits for, once: the driver starts it (on another
-// goroutine, or later in simulated time), calls Process (which applies meanwhile what was durable
-// before), and reports the result with SyncDone. It returns nil when no sync is waiting to be
-// taken.
-//
-// While the sync runs the driver may call Step, Tick, Propose, ReadIndex, CreateSnapshot,
-// SnapshotDone and Process, which read the storage (Term, Entries, FirstIndex, LastIndex, Snapshot) and record
-// snapshots but never append: Storage.Sync is written to allow that.
-func (c *Core) TakeSync() func() error {
-	if c.pending == nil || c.pending.job == nil {
-		return nil
-	}
-	job := c.pending.job
-	c.pending.job = nil
-	return job
-}
-
-// SyncPending reports whether a Ready waits for its sync (taken or not).
-func (c *Core) SyncPending() bool { return c.pending != nil && !c.pending.done }
-
-// SyncDone reports the result of the sync TakeSync returned. The next Process finishes the Ready.
-func (c *Core) SyncDone(err error) {
-	if c.pending == nil || c.pending.job != nil || c.pending.done {
-		panic("consensus: SyncDone without a sync taken")
-	}
-	c.pending.done, c.pending.err = true, err
-}
-
-// send hands msgs to the handler, noting what Step's checks need to know of them.
-func (c *Core) send(h Handler, msgs []*pb.Message) {
-	c.val.noteSent(msgs)
-	h.Send(msgs)
-}
-
-// finish completes a Ready once what it wrote is durable: it sends the messages that waited for
-// the write, applies (applyReady), reports read states and calls Advance.
-func (c *Core) finish(h Handler, rd *raft.Ready, msgs []*pb.Message) error {
-	if rd.SoftState != nil || rd.HardState != nil {
-		c.noteState(h, rd.SoftState, rd.HardState)
-	}
-	if len(msgs) > 0 {
-		c.send(h, msgs)
-	}
-	if err := c.applyReady(h, rd); err != nil {
-		return err
-	}
-	for _, rs := range rd.ReadStates {
-		if len(rs.RequestCtx) != 8 {
-			continue
-		}
-		id := binary.LittleEndian.Uint64(rs.RequestCtx)
-		if _, ok := c.reads[id]; ok {
-			delete(c.reads, id)
-			h.ReadReady(id, rs.Index)
-		}
-	}
-	c.rn.Advance(*rd)
-	return nil
-}
-
 // write persists the Ready's snapshot, entries and hard state. A snapshot is synced at once (and
 // the log compacted); otherwise write reports whether raft.MustSync: the sync is left pending.
 func (c *Core) write(rd *raft.Ready) (syncing bool, err error) {
@@ -205,6 +116,71 @@ func (c *Core) write(rd *raft.Ready) (syncing bool, err error) {
 	return rd.MustSync, nil
 }
 
+// send hands msgs to the handler, noting what Step's checks need to know of them.
+func (c *Core) send(h Handler, msgs []*pb.Message) {
+	c.val.noteSent(msgs)
+	h.Send(msgs)
+}
+
+// pendingReady is a Ready whose write waits for its sync.
+type pendingReady struct {
+	rd   raft.Ready
+	msgs []*pb.Message // to send once the sync finished
+	// bound is the last index this member had synced before this Ready (and that the Ready
+	// does not rewrite); leaderTerm the term in which this member led when the Ready was taken
+	// (0 if it did not).
+	bound, leaderTerm uint64
+	// Invariant: job is the sync until the driver takes it (nil after); done and err, the sync's
+	// result, are set by SyncDone only after that.
+	job  func() error
+	done bool
+	err  error
+}
+
+// TakeSync returns the sync the pending Ready waits for, once: the driver starts it (on another
+// goroutine, or later in simulated time), calls Process (which applies meanwhile what was durable
+// before), and reports the result with SyncDone. It returns nil when no sync is waiting to be
+// taken.
+//
+// While the sync runs the driver may call Step, Tick, Propose, ReadIndex, CreateSnapshot,
+// SnapshotDone and Process, which read the storage (Term, Entries, FirstIndex, LastIndex,
+// Snapshot) and record snapshots but never append: Storage.Sync is written to allow that.
+func (c *Core) TakeSync() func() error {
+	if c.pending == nil || c.pending.job == nil {
+		return nil
+	}
+	job := c.pending.job
+	c.pending.job = nil
+	return job
+}
+
+// SyncPending reports whether a Ready waits for its sync (taken or not).
+func (c *Core) SyncPending() bool { return c.pending != nil && !c.pending.done }
+
+// SyncDone reports the result of the sync TakeSync returned. The next Process finishes the Ready.
+func (c *Core) SyncDone(err error) {
+	if c.pending == nil || c.pending.job != nil || c.pending.done {
+		panic("consensus: SyncDone without a sync taken")
+	}
+	c.pending.done, c.pending.err = true, err
+}
+
+// finishSynced finishes the pending Ready once the driver reported its sync: a failed sync stops
+// the core; otherwise the log that snapshots released is reclaimed and the Ready completed.
+func (c *Core) finishSynced(h Handler, p *pendingReady) error {
+	c.pending = nil
+	if p.err != nil {
+		c.fail(p.err)
+		return c.err
+	}
+	if err := c.storage.Reclaim(); err != nil {
+		c.fail(err)
+		return c.err
+	}
+	c.noteDurable(&p.rd)
+	return c.finish(h, &p.rd, p.msgs)
+}
+
 // noteDurable records what the Ready's sync made durable.
 func (c *Core) noteDurable(rd *raft.Ready) {
 	if !raft.IsEmptySnap(rd.Snapshot) {
@@ -213,4 +189,30 @@ func (c *Core) noteDurable(rd *raft.Ready) {
 	if n := len(rd.Entries); n > 0 {
 		c.durable = rd.Entries[n-1].GetIndex()
 	}
+}
+
+// finish completes a Ready once what it wrote is durable: it sends the messages that waited for
+// the write, applies (applyReady), reports read states and calls Advance.
+func (c *Core) finish(h Handler, rd *raft.Ready, msgs []*pb.Message) error {
+	if rd.SoftState != nil || rd.HardState != nil {
+		c.noteState(h, rd.SoftState, rd.HardState)
+	}
+	if len(msgs) > 0 {
+		c.send(h, msgs)
+	}
+	if err := c.applyReady(h, rd); err != nil {
+		return err
+	}
+	for _, rs := range rd.ReadStates {
+		if len(rs.RequestCtx) != 8 {
+			continue
+		}
+		id := binary.LittleEndian.Uint64(rs.RequestCtx)
+		if _, ok := c.reads[id]; ok {
+			delete(c.reads, id)
+			h.ReadReady(id, rs.Index)
+		}
+	}
+	c.rn.Advance(*rd)
+	return nil
 }
