@@ -65,14 +65,15 @@ import (
 //     term since the Ready was taken (terms only grow: leading in that term now means leading
 //     throughout) and the entry is at or below raft's commit index;
 //   - durable here as raft has it: at or below the bound, the last index synced before the Ready
-//     that the Ready does not rewrite. The storage holds a prefix of what was appended containing
-//     all that was synced, so after a crash the member finds every entry it applied in its log or
-//     snapshot, and re-applies the same ones (committed entries never change, and every later
-//     leader holds them). The storage holds raft's own entries up to the bound while the member
-//     leads in the same term: a leader's log only grows in its term. A member that no longer
-//     leads may have stepped an append from a newer leader that rewrote raft's log past the
-//     commit index while the storage still holds the old entries: it applies only the Ready's
-//     committed entries, raft's own copies;
+//     that the Ready does not rewrite. When the Ready is taken the storage holds raft's entries
+//     up to the bound (whatever raft rewrote since the last write is among the Ready's entries,
+//     above the bound), and goes on holding them while the member leads in the same term (a
+//     leader's log only grows in its term). A member that no longer leads may step an append from
+//     a newer leader that rewrites raft's log past the commit index while the storage still holds
+//     the old entries: it applies only the Ready's committed entries, fixed when it was taken.
+//     Across a crash the storage keeps a prefix containing all that was synced: the member finds
+//     every entry it applied in its log or snapshot, and applies the same ones again (committed
+//     entries never change, and every later leader holds them);
 //   - not a conf change: a conf change waits for the Ready that carries it, where raft expects it
 //     applied (ApplyConfChange); Tandem writes them only at bootstrap.
 //
