@@ -67,10 +67,6 @@ import (
 // able to connect can send anything).
 var ErrInvalidMessage = errors.New("consensus: invalid message refused")
 
-// ErrLostData is matched by a *LostDataError: this member lost log entries the cluster counts as
-// acknowledged by it, and has stopped.
-var ErrLostData = errors.New("consensus: this member lost log entries it had acknowledged")
-
 // Plausibility bounds on terms and indexes from the network: no honest cluster gets near them
 // (an election every microsecond would take 146 000 years to reach termMax), and below them
 // raft's Term+1 and Index+n cannot overflow.
@@ -78,62 +74,6 @@ const (
 	termMax  = 1 << 62
 	indexMax = 1 << 62
 )
-
-// Lost-data rule: a member stops when heartbeats from one sender in one term — not older than
-// this member's term — were refused for committing beyond its log at least lostDataRefusalsMin
-// times over at least lostDataElections election timeouts (ElectionTicks each), with no
-// acceptable heartbeat from any leader in between (see LostDataError).
-const (
-	lostDataRefusalsMin = 3
-	lostDataElections   = 2
-)
-
-// LostDataError stops a member that was told, persistently, that entries beyond the end of its
-// log are committed: its data directory lost entries it had acknowledged (an honest leader sends
-// a follower a commit index only as far as the follower acknowledged holding the entries, in the
-// leader's term, after syncing them: see lastCertain). Raft cannot repair that: the leader never
-// lowers what it believes the follower holds, the follower's rejections look stale to it, and a
-// member that voted or acknowledged and then forgot may break the guarantees if it takes part.
-//
-// The rule that tells it from a forged heartbeat (one frame claiming the leader's id): the
-// refusals persist from the same sender in the same term, which is not older than this member's,
-// at least lostDataRefusalsMin times over lostDataElections election timeouts, and no heartbeat
-// from any leader of that term or a later one was acceptable meanwhile. A single forged frame
-// cannot meet it, and while the real leader is reachable its heartbeats (which pass when the
-// log is intact) clear the suspicion. What it cannot tell apart — until members authenticate — is
-// a forger who keeps impersonating the leader for that long while the real one is unreachable,
-// or a forged acknowledgement that made the leader believe this member holds more than it does.
-//
-// What it cannot see: a member that lost its data while leadership changed. The new leader never
-// saw its acknowledgements, catches it up like a member that is merely behind, and it rejoins —
-// raft's amnesia (ARCHITECTURE.md, decision 16), for the issue that makes a lost member rejoin
-// safely. Nothing local tells an empty data directory of a former member from a new one at start.
-type LostDataError struct {
-	Member uint64 // this member's raft id
-	Leader uint64 // the raft id of the sender that claims the commit index
-	Term   uint64 // its term
-	Commit uint64 // the highest commit index it claimed
-	Last   uint64 // where this member's log ends
-	// Bootstrapped: this member found its storage empty at this start and bootstrapped a log.
-	Bootstrapped bool
-	Refusals     int
-}
-
-func (e *LostDataError) Error() string {
-	// Member i of the configuration is raft id i+1 (doc.go): people see member numbers.
-	how := fmt.Sprintf("member %d's log ends at index %d", e.Member-1, e.Last)
-	if e.Bootstrapped {
-		how = fmt.Sprintf("member %d started with an empty data directory (its new log ends at index %d)", e.Member-1, e.Last)
-	}
-	return fmt.Sprintf("%s, but the leader (member %d, term %d) keeps saying index %d of it is committed "+
-		"(%d heartbeats refused): this member's data directory lost entries it had acknowledged (wiped, replaced "+
-		"or restored from an older copy). Restore the directory; until Tandem can re-add a member "+
-		"(not yet built), a lost member cannot rejoin — the others keep serving while they are a "+
-		"majority", how, e.Leader-1, e.Term, e.Commit, e.Refusals)
-}
-
-// Is makes errors.Is(err, ErrLostData) and errors.Is(err, ErrStopped) true: the core stops.
-func (e *LostDataError) Is(target error) bool { return target == ErrLostData || target == ErrStopped }
 
 // validator is the state Step's checks keep.
 type validator struct {
@@ -150,14 +90,6 @@ type validator struct {
 	readTerm, readPos uint64
 	bootstrapped      bool // the storage was empty at New: the core bootstrapped a log
 	suspect           suspicion
-}
-
-// suspicion is the evidence the lost-data rule weighs: refused heartbeats from one sender and term.
-type suspicion struct {
-	from, term   uint64
-	since        int // tick of the first refusal
-	refusals     int
-	commit, last uint64
 }
 
 func (v *validator) matched() { v.floor, v.truncFrom = math.MaxUint64, math.MaxUint64 }
@@ -330,19 +262,7 @@ func (c *Core) checkHeartbeat(m *pb.Message, bs raft.BasicStatus, acted bool) er
 	}
 	err := invalid("heartbeat from raft id %d in term %d commits index %d, but this log ends at %d",
 		m.GetFrom(), m.GetTerm(), m.GetCommit(), last)
-	s := &c.val.suspect
-	if s.refusals == 0 || s.from != m.GetFrom() || s.term != m.GetTerm() {
-		*s = suspicion{from: m.GetFrom(), term: m.GetTerm(), since: c.ticks}
-	}
-	s.refusals++
-	s.commit, s.last = max(s.commit, m.GetCommit()), last
-	if s.refusals >= lostDataRefusalsMin && c.ticks-s.since >= lostDataElections*c.cfg.ElectionTicks {
-		lost := &LostDataError{Member: c.cfg.ID, Leader: s.from, Term: s.term, Commit: s.commit, Last: s.last,
-			Bootstrapped: c.val.bootstrapped, Refusals: s.refusals}
-		if c.err == nil {
-			c.err = lost
-			c.log.Error("this member lost log entries it had acknowledged; it stops", "err", lost)
-		}
+	if lost := c.weighRefusal(m, last); lost != nil {
 		return lost
 	}
 	return err
