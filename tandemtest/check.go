@@ -24,17 +24,18 @@ const (
 	payloadShownMax   = 48
 )
 
-// roundTripEvery: only even-numbered members do the snapshot round trips, so that a service
-// that keeps state outside its snapshot shows it against the odd-numbered ones (and against
-// itself, in a one-member cluster, when it restarts).
-const roundTripEvery = 2
+// roundTrips reports whether a member does snapshot round trips: the even-numbered ones do, so
+// that a service that keeps state outside its snapshot shows it against the odd-numbered ones
+// (and against itself, in a one-member cluster, when it restarts).
+func roundTrips(member int) bool { return member%2 == 0 }
 
 // checker is the determinism check of a Cluster.
 type checker struct {
 	c       *Cluster
 	members []*memberCheck
 	// effects[i] is what the first member to apply log entry i did there; snapshots[i] what the
-	// first member checked at applied index i held.
+	// first member checked at applied index i held. Both are kept for the whole run: a member
+	// restarted from an old snapshot applies old entries again.
 	effects   map[uint64]effectRecord
 	snapshots map[uint64]snapshotRecord
 }
@@ -159,7 +160,7 @@ func (k *checker) member(id int, applied uint64) {
 		m.nextTrip = applied + max(every/2, 1)
 	}
 	m.checked, m.applied = true, applied
-	if id%roundTripEvery == 0 && applied >= m.nextTrip {
+	if roundTrips(id) && applied >= m.nextTrip {
 		m.nextTrip = applied + every
 		k.roundTrip(id, w, snap, applied)
 	}
