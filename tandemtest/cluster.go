@@ -27,8 +27,8 @@ type Options struct {
 	// Seed decides everything random in the run (see the package documentation).
 	Seed uint64
 	// NewService returns a new, empty service. It is called at every start of a member (a
-	// restarted member begins with a fresh value, as a new process would) and for the snapshot
-	// round trips of the determinism check.
+	// restarted member begins with a fresh value, as a new process would), for the snapshot
+	// round trips of the determinism check, and once by New, which refuses a nil service.
 	NewService func() service.Service
 	// CallTimeout bounds, in simulated time, how long Send, Query, WaitLeader and Check run the
 	// simulation, and New the first election (default 10 s).
