@@ -5,8 +5,9 @@
 //
 // Determinism needs the caller's help in one place: raft draws its election timeouts from
 // crypto/rand, so a test must call testing/cryptotest.SetGlobalRandom (New does, given a
-// *testing.T) and must not run in parallel. Given any other TB (the public tandemtest package's
-// examples), everything but raft's election timeouts follows the seed.
+// *testing.T) and must not run in parallel. Given any other TB, raft's election timeouts do not
+// follow the seed; the public tandemtest package passes a TB of its own and seeds for its
+// caller's *testing.T itself.
 package clustertest
 
 import (
