@@ -1,43 +1,3 @@
-// Package service is what a Tandem user implements and what the user's code may call.
-//
-// A Service is a deterministic state machine driven by callbacks, in the form of Aeron Cluster's
-// ClusteredService. Tandem runs one copy of it on every member of the cluster and feeds every copy
-// the same committed log, so every copy must end up in the same state. That requires:
-//
-//   - Determinism. A callback's effect on state may depend only on the service's state, the
-//     arguments of the callback and what the Cluster returns for cluster time and sessions. Never
-//     read the wall clock, random numbers, the environment, files, or iterate a Go map in an order
-//     that reaches state, replies or snapshot bytes. Cluster.MemberID and Cluster.Role are local
-//     facts of one member: they may be logged, never used to decide state.
-//   - Single-threadedness. All callbacks are made from one goroutine, one at a time; a service
-//     needs no locks for its own state, and must not keep the Cluster or a Session for use from
-//     another goroutine.
-//
-// # The reply contract
-//
-// OnSessionMessage returns the reply to the command. The reply is part of the log's outcome: the
-// container records it in the session's response window, so a client that retries the same command
-// (after a failover, say) gets exactly this reply back and the command is not applied a second
-// time. Every member computes the same reply; only the member the client is attached to (normally
-// the leader) delivers it. Nothing a service can observe depends on whether its member is the
-// leader. Session.Offer is for unsolicited pushes (notifications); pushes are not recorded, are
-// delivered only while the client is attached, and may be lost on failover.
-//
-// # The snapshot contract
-//
-// OnTakeSnapshot writes all of the service's state; OnStart with a non-nil snapshot must replace
-// all of the service's state with what that snapshot holds. OnStart is called once when the member
-// starts (with the newest local snapshot, or nil for an empty service) and again whenever the
-// member installs a snapshot received from the leader. A service that keeps anything across an
-// OnStart call it should have discarded diverges from the other members.
-//
-// # What may be called where
-//
-// Mutating calls (Cluster.ScheduleTimer, Cluster.CancelTimer, Cluster.CloseSession,
-// Session.Offer) are allowed only while a log entry is applied: from OnSessionOpen,
-// OnSessionClose, OnSessionMessage and OnTimerEvent. From OnStart, OnQuery, OnTakeSnapshot,
-// OnRoleChange and OnTerminate they return ErrNotAllowed: those callbacks are not driven by the log
-// (or run on one member only) and a mutation there would make the members diverge.
 package service
 
 import (
@@ -154,7 +114,8 @@ type Cluster interface {
 }
 
 // Service is a deterministic replicated service. See the package documentation for the
-// contracts every implementation must keep.
+// contracts every implementation must keep and the order of the calls. Embed Base for no-op
+// OnSessionOpen, OnSessionClose, OnTimerEvent, OnRoleChange and OnTerminate.
 type Service interface {
 	// OnStart is called when the member starts and whenever it installs a snapshot from the
 	// leader. snapshot is nil for an empty service; otherwise it is what OnTakeSnapshot wrote,

@@ -184,10 +184,14 @@ func ParseCommand(verb string, args []string) (Request, error) {
 	return r, nil
 }
 
-// Service is the counter service. Create it with New.
+// Service is the counter service. Create it with New. It keeps no per-session state, schedules
+// no timers and ignores roles and shutdown: service.Base has those callbacks.
 type Service struct {
+	service.Base
 	value int64
 }
+
+var _ service.Service = (*Service)(nil)
 
 // New returns a counter at zero.
 func New() *Service { return &Service{} }
@@ -273,18 +277,3 @@ func (s *Service) OnStart(_ service.Cluster, snap io.Reader) error {
 	s.value = int64(binary.LittleEndian.Uint64(b[1:9]))
 	return nil
 }
-
-// OnSessionOpen implements service.Service; the counter keeps no per-session state.
-func (s *Service) OnSessionOpen(service.Session, time.Time) {}
-
-// OnSessionClose implements service.Service.
-func (s *Service) OnSessionClose(service.Session, time.Time, service.CloseReason) {}
-
-// OnTimerEvent implements service.Service; the counter schedules no timers.
-func (s *Service) OnTimerEvent(int64, time.Time) {}
-
-// OnRoleChange implements service.Service.
-func (s *Service) OnRoleChange(service.Role) {}
-
-// OnTerminate implements service.Service.
-func (s *Service) OnTerminate() {}

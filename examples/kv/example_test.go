@@ -12,6 +12,7 @@ import (
 	"github.com/tandem-cluster/tandem/node"
 )
 
+// freeAddr returns a local address nothing listens on now.
 func freeAddr() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -21,39 +22,37 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
-// A one-member cluster running the store, and a client using it.
+// The store on a one-member cluster, and a client using it. (This is the code the README shows.)
 func Example() {
 	dir, _ := os.MkdirTemp("", "kv-example-")
 	defer os.RemoveAll(dir)
-	clientAddr := freeAddr()
+	clientAddr, memberAddr := freeAddr(), freeAddr()
 
 	cfg := node.DefaultConfig()
-	cfg.ID, cfg.DataDir = 0, dir
-	cfg.Members = []node.Member{{ID: 0, ClientAddr: clientAddr, MemberAddr: freeAddr()}}
+	cfg.ID, cfg.DataDir = 0, dir // this member, and where it keeps its log and snapshots
+	cfg.Members = []node.Member{{ID: 0, ClientAddr: clientAddr, MemberAddr: memberAddr}}
 	n, err := node.New(cfg, kv.New())
 	if err != nil {
 		panic(err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
+	ctx, stop := context.WithTimeout(context.Background(), time.Minute)
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
 
-	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := client.Dial(cctx, client.Config{Endpoints: []string{clientAddr}})
+	c, err := client.Dial(ctx, client.Config{Endpoints: []string{clientAddr}})
 	if err != nil {
 		panic(err)
 	}
-	reply, _ := c.Send(cctx, []byte("colour=blue"))
-	fmt.Println(string(reply))
-	value, _ := c.Query(cctx, []byte("colour"))
-	fmt.Println(string(value))
+	reply, err := c.Send(ctx, []byte("colour=blue")) // a command: through the log, exactly once
+	fmt.Println(string(reply), err)
+	value, err := c.Query(ctx, []byte("colour")) // a query: linearizable, no log entry
+	fmt.Println(string(value), err)
 
 	c.Close()
 	stop()
-	fmt.Println(<-done)
+	fmt.Println(<-done) // Run returns nil once ctx is cancelled and the member stopped
 	// Output:
-	// OK
-	// blue
+	// OK <nil>
+	// blue <nil>
 	// <nil>
 }

@@ -13,7 +13,12 @@ import (
 )
 
 // Store is the service.
-type Store struct{ m map[string]string }
+type Store struct {
+	service.Base // no-op OnSessionOpen, OnSessionClose, OnTimerEvent, OnRoleChange, OnTerminate
+	m            map[string]string
+}
+
+var _ service.Service = (*Store)(nil)
 
 // New returns an empty store.
 func New() *Store { return &Store{m: map[string]string{}} }
@@ -33,7 +38,7 @@ func (s *Store) OnSessionMessage(_ service.Session, _ time.Time, msg []byte) []b
 	if !ok || k == "" {
 		return []byte("ERROR: want key=value")
 	}
-	s.m[k] = v
+	s.m[k] = v // deterministic: same log, same state, on every member
 	return []byte("OK")
 }
 
@@ -42,18 +47,3 @@ func (s *Store) OnQuery(q []byte) []byte { return []byte(s.m[string(q)]) }
 
 // OnTakeSnapshot writes all state. encoding/json sorts map keys, so equal states give equal bytes.
 func (s *Store) OnTakeSnapshot(w io.Writer) error { return json.NewEncoder(w).Encode(s.m) }
-
-// OnSessionOpen implements service.Service.
-func (s *Store) OnSessionOpen(service.Session, time.Time) {}
-
-// OnSessionClose implements service.Service.
-func (s *Store) OnSessionClose(service.Session, time.Time, service.CloseReason) {}
-
-// OnTimerEvent implements service.Service.
-func (s *Store) OnTimerEvent(int64, time.Time) {}
-
-// OnRoleChange implements service.Service.
-func (s *Store) OnRoleChange(service.Role) {}
-
-// OnTerminate implements service.Service.
-func (s *Store) OnTerminate() {}

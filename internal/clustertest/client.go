@@ -42,6 +42,9 @@ type Client struct {
 
 	Results      map[wire.Seq]Result
 	QueryResults map[uint64]Result
+	// OnResult, if set, sees each outcome as it is stored: in QueryResults under key if query,
+	// else in Results under wire.Seq(key).
+	OnResult func(query bool, key uint64, r Result)
 	// onRaw, when set, sees every message that reaches the client on a connection SendRaw
 	// opened (tests that drive the protocol by hand).
 	onRaw func(m *wire.ClientMsg)
@@ -167,28 +170,45 @@ func (cl *Client) input(f func()) {
 
 // Submit sends a command and returns its sequence number (the key of its result in Results).
 func (cl *Client) Submit(payload []byte) wire.Seq {
+	seq, err := cl.TrySubmit(payload)
+	if err != nil {
+		cl.c.fatalf("client %d: submit: %v", cl.idx, err)
+	}
+	return seq
+}
+
+// TrySubmit is Submit, returning the client library's refusal (clientcore.ErrInFlightFull, a
+// closed session) instead of failing the test.
+func (cl *Client) TrySubmit(payload []byte) (wire.Seq, error) {
 	cl.start()
 	ref := new(wire.Seq)
 	seq, err := cl.core.Submit(cl.c.now, slices.Clone(payload), ref, 0)
 	if err != nil {
-		cl.c.fatalf("client %d: submit: %v", cl.idx, err)
-		return 0
+		return 0, err
 	}
 	*ref = seq
-	return seq
+	return seq, nil
 }
 
 // Query sends a query and returns its request id (the key of its result in QueryResults).
 func (cl *Client) Query(payload []byte) uint64 {
+	id, err := cl.TryQuery(payload)
+	if err != nil {
+		cl.c.fatalf("client %d: query: %v", cl.idx, err)
+	}
+	return id
+}
+
+// TryQuery is Query, returning the client library's refusal instead of failing the test.
+func (cl *Client) TryQuery(payload []byte) (uint64, error) {
 	cl.start()
 	ref := new(queryRef)
 	id, err := cl.core.Query(cl.c.now, slices.Clone(payload), ref, 0)
 	if err != nil {
-		cl.c.fatalf("client %d: query: %v", cl.idx, err)
-		return 0
+		return 0, err
 	}
 	*ref = queryRef(id)
-	return id
+	return id, nil
 }
 
 type queryRef uint64
@@ -302,8 +322,14 @@ func (o *simOutput) Complete(ref any, reply []byte, err error) {
 	switch ref := ref.(type) {
 	case *wire.Seq:
 		cl.Results[*ref] = r
+		if cl.OnResult != nil {
+			cl.OnResult(false, uint64(*ref), r)
+		}
 	case *queryRef:
 		cl.QueryResults[uint64(*ref)] = r
+		if cl.OnResult != nil {
+			cl.OnResult(true, uint64(*ref), r)
+		}
 	}
 }
 

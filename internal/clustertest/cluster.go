@@ -5,7 +5,9 @@
 //
 // Determinism needs the caller's help in one place: raft draws its election timeouts from
 // crypto/rand, so a test must call testing/cryptotest.SetGlobalRandom (New does, given a
-// *testing.T) and must not run in parallel.
+// *testing.T) and must not run in parallel. Given any other TB, raft's election timeouts do not
+// follow the seed; the public tandemtest package passes a TB of its own and seeds for its
+// caller's *testing.T itself.
 package clustertest
 
 import (
@@ -82,9 +84,16 @@ type Node struct {
 // Now implements replica.Clock.
 func (n *Node) Now() int64 { return n.cluster.now + int64(n.Skew) }
 
+// TB is what a cluster needs of its test: *testing.T, *testing.B and *testing.F have it.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+}
+
 // Cluster is the simulated cluster.
 type Cluster struct {
-	T     testing.TB
+	T     TB
 	Rng   *rand.Rand
 	Nodes []*Node
 	opts  Options
@@ -161,10 +170,13 @@ func (c *Cluster) fatalf(format string, args ...any) {
 
 const clientBase = 1000
 
-// New starts a cluster of opts.Nodes members, all up.
-func New(t *testing.T, opts Options) *Cluster {
+// New starts a cluster of opts.Nodes members, all up. Raft's randomness follows the seed only
+// when t is a *testing.T (see the package documentation).
+func New(t TB, opts Options) *Cluster {
 	t.Helper()
-	cryptotest.SetGlobalRandom(t, opts.Seed)
+	if tt, ok := t.(*testing.T); ok {
+		cryptotest.SetGlobalRandom(tt, opts.Seed)
+	}
 	if opts.LatencyMax == 0 {
 		opts.LatencyMin, opts.LatencyMax = time.Millisecond, 3*time.Millisecond
 	}
@@ -393,6 +405,12 @@ func (c *Cluster) Partition(ids ...int) {
 	}
 }
 
+// Connected reports whether messages between a and b get through both ways (ids as for
+// Partition): no partition separates them.
+func (c *Cluster) Connected(a, b int) bool {
+	return a == b || (!c.cut[[2]int{a, b}] && !c.cut[[2]int{b, a}])
+}
+
 // CutOneWay loses every message from a to b.
 func (c *Cluster) CutOneWay(a, b int) { c.cut[[2]int{a, b}] = true }
 
@@ -444,22 +462,25 @@ func (c *Cluster) RunUntil(cond func() bool, d time.Duration) bool {
 // WaitLeader runs until some member is leader and every running member agrees on it.
 func (c *Cluster) WaitLeader(d time.Duration) int {
 	c.T.Helper()
-	ok := c.RunUntil(func() bool {
-		l := c.Leader()
-		if l < 0 {
-			return false
-		}
-		for _, n := range c.Nodes {
-			if n.R != nil && n.R.Status().Leader != l && !c.isolated(n.ID) {
-				return false
-			}
-		}
-		return true
-	}, d)
-	if !ok {
+	if !c.RunUntil(c.LeaderAgreed, d) {
 		c.fatalf("no leader after %s: %s", d, c.Describe())
 	}
 	return c.Leader()
+}
+
+// LeaderAgreed reports whether some member is leader and every running member that is not cut
+// off from all others follows it.
+func (c *Cluster) LeaderAgreed() bool {
+	l := c.Leader()
+	if l < 0 {
+		return false
+	}
+	for _, n := range c.Nodes {
+		if n.R != nil && n.R.Status().Leader != l && !c.isolated(n.ID) {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Cluster) isolated(id int) bool {
@@ -896,21 +917,23 @@ func (c *Cluster) WaitApplied(index uint64, d time.Duration) bool {
 
 // WaitConverged runs until the leader committed its whole log (so everything before its term is
 // committed too) and every running member applied it.
-func (c *Cluster) WaitConverged(d time.Duration) bool {
-	return c.RunUntil(func() bool {
-		l := c.Leader()
-		if l < 0 {
+func (c *Cluster) WaitConverged(d time.Duration) bool { return c.RunUntil(c.Converged, d) }
+
+// Converged reports whether there is a leader, it committed its whole log, and every running
+// member applied it.
+func (c *Cluster) Converged() bool {
+	l := c.Leader()
+	if l < 0 {
+		return false
+	}
+	commit := c.Nodes[l].R.Status().Commit
+	if last, _ := c.Nodes[l].Store.LastIndex(); commit < last {
+		return false
+	}
+	for _, n := range c.Nodes {
+		if n.R != nil && n.R.Status().Applied < commit {
 			return false
 		}
-		commit := c.Nodes[l].R.Status().Commit
-		if last, _ := c.Nodes[l].Store.LastIndex(); commit < last {
-			return false
-		}
-		for _, n := range c.Nodes {
-			if n.R != nil && n.R.Status().Applied < commit {
-				return false
-			}
-		}
-		return true
-	}, d)
+	}
+	return true
 }
