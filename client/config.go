@@ -1,0 +1,109 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config configures a client.
+type Config struct {
+	// Endpoints are client addresses of cluster members (host:port). Any one reachable member
+	// is enough to find the leader.
+	Endpoints []string
+	// AttemptTimeout bounds one attempt on one member: connecting, attaching, or waiting for any
+	// answer while requests are outstanding. A member that accepts connections but never answers
+	// (a paused process) is abandoned after it. Default 2 s (about an election timeout). The
+	// client's timers run every AttemptTimeout/8 (or BackoffMax if shorter): that is their
+	// resolution.
+	AttemptTimeout time.Duration
+	// KeepAliveInterval: a client that has sent no command for this long sends a keep-alive
+	// (default 2 s; the default session timeout is 10 s). Queries do not name the session, so
+	// a client that only queries keeps its session alive with keep-alives.
+	KeepAliveInterval time.Duration
+	// BackoffMin/Max bound the reconnect backoff, with jitter (default 20 ms and 250 ms: an
+	// election takes about 1 s, and a client should notice the new leader soon after). A
+	// command or query the cluster answered "unavailable" (no quorum yet, an overloaded
+	// leader) is resent after the same backoff.
+	BackoffMin, BackoffMax time.Duration
+	// MaxRedirects caps consecutive redirect hops before backing off (default 8).
+	MaxRedirects int
+	// MaxInFlight bounds the commands in flight on the session, counted as the cluster counts
+	// its response window: the numbers from the lowest unanswered command to the newest, gaps
+	// included (commands answered out of order still count until the ones before them are).
+	// Send blocks beyond it, SendAsync refuses. The cluster announces its window when the
+	// session attaches, and a smaller window lowers it. Default 512.
+	MaxInFlight int
+	// AsyncTimeout bounds how long a SendAsync or QueryAsync call waits for its answer (to
+	// within a tick of the timers, see AttemptTimeout): then its callback gets an error wrapping
+	// ErrTimeout and context.DeadlineExceeded — for a command, with ErrNotApplied if it was never
+	// sent or the cluster refused every attempt, with ErrOutcomeUnknown otherwise. The command is
+	// not sent again, and no longer holds a place in MaxInFlight. Default 30 s; negative: no
+	// bound (the callback waits for an answer, the end of the session or Close). Send and Query
+	// are bounded by their context instead.
+	AsyncTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.AttemptTimeout == 0 {
+		c.AttemptTimeout = 2 * time.Second
+	}
+	if c.KeepAliveInterval == 0 {
+		c.KeepAliveInterval = 2 * time.Second
+	}
+	if c.BackoffMin == 0 {
+		c.BackoffMin = 20 * time.Millisecond
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = 250 * time.Millisecond
+	}
+	if c.MaxRedirects == 0 {
+		c.MaxRedirects = 8
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 512
+	}
+	if c.AsyncTimeout == 0 {
+		c.AsyncTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// tick is the interval of the client's timers: their resolution. A silent member is noticed
+// within an eighth of AttemptTimeout late, a refused command is resent within BackoffMax of its
+// backoff.
+func (c *Config) tick() time.Duration {
+	return max(min(c.AttemptTimeout/8, c.BackoffMax), time.Millisecond)
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if len(c.Endpoints) == 0 {
+		errs = append(errs, errors.New("Endpoints is empty"))
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"AttemptTimeout", c.AttemptTimeout}, {"KeepAliveInterval", c.KeepAliveInterval}, {"BackoffMin", c.BackoffMin}, {"BackoffMax", c.BackoffMax}} {
+		if f.d < 0 {
+			errs = append(errs, fmt.Errorf("%s (%s) must not be negative", f.name, f.d))
+		}
+	}
+	if c.BackoffMax < c.BackoffMin {
+		errs = append(errs, fmt.Errorf("BackoffMax (%s) must not be below BackoffMin (%s)", c.BackoffMax, c.BackoffMin))
+	}
+	if c.MaxRedirects < 0 {
+		errs = append(errs, fmt.Errorf("MaxRedirects (%d) must not be negative", c.MaxRedirects))
+	}
+	if c.MaxInFlight < 0 {
+		errs = append(errs, fmt.Errorf("MaxInFlight (%d) must not be negative", c.MaxInFlight))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tandem: invalid client configuration: %w", err)
+	}
+	return nil
+}

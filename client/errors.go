@@ -1,0 +1,49 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tandem-cluster/tandem/internal/clientcore"
+)
+
+// Errors callers branch on with errors.Is.
+var (
+	// ErrSessionExpired: the cluster closed this client's session (it was idle past the session
+	// timeout, or the service closed it). The client is finished; Dial a new one.
+	ErrSessionExpired = clientcore.ErrSessionExpired
+	// ErrSessionRefused: the cluster refused to open the session: its session limit or its
+	// response byte budget is reached. Dial returns it at once, with the cluster's reason
+	// (nothing was applied, and the client does not retry: try later, or raise the limit).
+	ErrSessionRefused = clientcore.ErrSessionRefused
+	// ErrOutcomeUnknown: the command may or may not have been applied (the caller gave up
+	// waiting, or the session ended with the command unanswered, after it was sent). It is
+	// never resent.
+	ErrOutcomeUnknown = clientcore.ErrOutcomeUnknown
+	// ErrNotApplied: the command was not applied: it was never sent, or the cluster refused it
+	// (a limit was hit, a malformed request; or it said "unavailable" to every attempt until the
+	// caller gave up). The error carries the cluster's reason. Safe to retry.
+	ErrNotApplied = clientcore.ErrNotApplied
+	// ErrTooLarge is wrapped, with ErrNotApplied, in the error for a command or query larger
+	// than the cluster accepts: the member announces its limit when the session attaches, and
+	// the client refuses a larger payload before sending it. The message names the limit.
+	ErrTooLarge = clientcore.ErrTooLarge
+	// ErrClosed: the client was closed.
+	ErrClosed = clientcore.ErrClosed
+	// ErrNoLeader (the client's "not leader" error: it follows redirects itself) is returned by
+	// Dial when its context ends before any member answered as the leader; the error says what
+	// the client could reach.
+	ErrNoLeader = errors.New("tandem: no leader reachable")
+	// ErrTimeout is wrapped (with context.DeadlineExceeded or context.Canceled) in every error
+	// returned because the caller's context ended, or Config.AsyncTimeout passed:
+	// errors.Is(err, ErrTimeout).
+	ErrTimeout = clientcore.ErrTimeout
+)
+
+// ctxErr is the caller's context error, marked as ErrTimeout.
+func ctxErr(ctx context.Context) error { return fmt.Errorf("%w: %w", ErrTimeout, ctx.Err()) }
+
+// ErrInFlightFull is returned (wrapped in ErrNotApplied) by SendAsync when MaxInFlight commands
+// are already in flight (see Config.MaxInFlight).
+var ErrInFlightFull = clientcore.ErrInFlightFull
