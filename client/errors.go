@@ -35,14 +35,26 @@ var (
 	// Dial when its context ends before any member answered as the leader; the error says what
 	// the client could reach.
 	ErrNoLeader = errors.New("tandem: no leader reachable")
-	// ErrTimeout is wrapped (with context.DeadlineExceeded or context.Canceled) in every error
-	// returned because the caller's context ended, or Config.AsyncTimeout passed:
-	// errors.Is(err, ErrTimeout).
+	// ErrTimeout is wrapped, with context.DeadlineExceeded, in every error returned because a
+	// deadline passed: the caller's context's, or Config.AsyncTimeout. A call whose context was
+	// cancelled is not a timeout: its error wraps context.Canceled instead (and, for a command,
+	// ErrNotApplied or ErrOutcomeUnknown as for any other).
 	ErrTimeout = clientcore.ErrTimeout
 )
 
-// ctxErr is the caller's context error, marked as ErrTimeout.
-func ctxErr(ctx context.Context) error { return fmt.Errorf("%w: %w", ErrTimeout, ctx.Err()) }
+// ctxErr is the error of a call given up on because ctx ended: past a deadline it wraps
+// ErrTimeout and context.DeadlineExceeded, cancelled it wraps context.Canceled. A cause the
+// caller gave (context.WithCancelCause) is wrapped too.
+func ctxErr(ctx context.Context) error {
+	err := ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w: %w", ErrTimeout, err)
+	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+		err = fmt.Errorf("%w (%w)", err, cause)
+	}
+	return err
+}
 
 // ErrInFlightFull is returned (wrapped in ErrNotApplied) by SendAsync when MaxInFlight commands
 // are already in flight (see Config.MaxInFlight).
