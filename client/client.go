@@ -113,12 +113,36 @@ func (c *Client) SessionID() string {
 	return fmt.Sprintf("%x", id[:])
 }
 
-// Waiting describes what the client waits for while it has no leader, e.g.
-// "reachable 1 of 3, need 2"; "" while attached.
-func (c *Client) Waiting() string {
+// Waiting is the client's view of its way to the cluster: whether its session is attached to
+// the leader, and if not, how many members it can reach. Its String is what the client's errors
+// quote while it waits, e.g. "reachable 1 of 3, need 2".
+type Waiting struct {
+	// Attached: the session is attached on a connection to the leader; commands flow.
+	Attached bool
+	// Leader is the client address of the member last known as the leader: the one attached to,
+	// or the one the newest redirect named; "" before either. While not attached it may be out of
+	// date (the client tries it first).
+	Leader string
+	// Reachable counts the configured endpoints that accepted a connection on their latest
+	// attempt (a member that accepts but never answers counts as unreachable once abandoned).
+	Reachable int
+	// Members is the number of configured endpoints (Config.Endpoints).
+	Members int
+	// Need is a majority of Members: how many must be up for the cluster to elect a leader
+	// (if Config.Endpoints lists every member).
+	Need int
+}
+
+// String says what the client waits for, e.g. "reachable 1 of 3, need 2", or "attached to
+// host:port" while attached.
+func (w Waiting) String() string { return clientcore.Waiting(w).String() }
+
+// Waiting says what the client waits for: while it has no leader, how many members it can reach
+// and how many it needs.
+func (c *Client) Waiting() Waiting {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.core.Waiting()
+	return Waiting(c.core.Waiting())
 }
 
 // clock reads the clock into c.now; c.mu held.

@@ -20,12 +20,28 @@ const (
 // Attached reports whether the session is attached on the current connection.
 func (s *Core) Attached() bool { return s.state == attached }
 
-// Waiting describes what the core waits for while not attached, e.g. "reachable 1 of 3, need
-// 2"; "" while attached.
-func (s *Core) Waiting() string {
-	if s.state == attached {
-		return ""
+// Waiting is what the core knows of its way to the cluster: whether the session is attached,
+// and if not, how many of the configured endpoints it could reach. The client package exports
+// it under the same name and documents its fields there.
+type Waiting struct {
+	Attached  bool
+	Leader    string
+	Reachable int
+	Members   int
+	Need      int
+}
+
+// String says what the client waits for, e.g. "reachable 1 of 3, need 2", or "attached to
+// host:port" while attached.
+func (w Waiting) String() string {
+	if w.Attached {
+		return "attached to " + w.Leader
 	}
+	return fmt.Sprintf("reachable %d of %d, need %d", w.Reachable, w.Members, w.Need)
+}
+
+// Waiting says what the core waits for.
+func (s *Core) Waiting() Waiting {
 	n := 0
 	for _, r := range s.reach {
 		if r {
@@ -33,12 +49,12 @@ func (s *Core) Waiting() string {
 		}
 	}
 	total := len(s.cfg.Endpoints)
-	return fmt.Sprintf("reachable %d of %d, need %d", n, total, total/2+1)
+	return Waiting{Attached: s.state == attached, Leader: s.leader, Reachable: n, Members: total, Need: total/2 + 1}
 }
 
 func (s *Core) waitingSuffix() string {
-	if w := s.Waiting(); w != "" {
-		return " (" + w + ")"
+	if w := s.Waiting(); !w.Attached {
+		return " (" + w.String() + ")"
 	}
 	return ""
 }
@@ -101,7 +117,7 @@ func (s *Core) Received(conn ConnID, m *wire.ClientMsg) {
 	case wire.CRedirect:
 		s.stats.Redirects++
 		if m.Term >= s.term && m.Endpoint != "" {
-			s.term, s.hint = m.Term, m.Endpoint
+			s.term, s.hint, s.leader = m.Term, m.Endpoint, m.Endpoint
 		}
 		s.hangup()
 		s.hops++
@@ -208,7 +224,7 @@ func (s *Core) onAttached(m *wire.ClientMsg) {
 	if s.state == attached {
 		return
 	}
-	s.state, s.opened = attached, true
+	s.state, s.opened, s.leader = attached, true, s.endpoint
 	s.attempt, s.hops, s.openRefusals, s.openRetryAt = 0, 0, 0, 0
 	if m.WindowMax > 0 {
 		s.windowMax = m.WindowMax

@@ -90,9 +90,12 @@ type Core struct {
 	attempt int    // consecutive failed attempts: the exponent of the backoff
 	hops    int    // consecutive redirects followed
 	hint    string // the leader's endpoint from the newest redirect, to try next
-	term    uint64 // the newest term a redirect came from: older hints are ignored
-	next    int    // the next configured endpoint to try
-	reach   []bool // per configured endpoint: reachable on its latest attempt
+	// leader is the endpoint of the member last known as the leader: attached to, or named by
+	// the newest redirect ("" before either). Reported by Waiting; may be out of date.
+	leader string
+	term   uint64 // the newest term a redirect came from: older hints are ignored
+	next   int    // the next configured endpoint to try
+	reach  []bool // per configured endpoint: reachable on its latest attempt
 
 	stats Stats
 	msg   wire.ClientMsg // what Write is handed (one per core: no allocation per frame)

@@ -527,3 +527,27 @@ func TestRefusedOpenIsRepeated(t *testing.T) {
 		t.Fatalf("attached: %q, want the refused command again", got)
 	}
 }
+
+// Waiting tells a program what the core waits for: the endpoints it reached on their latest
+// attempt, the majority it needs, the leader it last knew (attached to, or named by a redirect).
+func TestWaiting(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.s.Start(h.now)
+	if w := h.s.Waiting(); w != (Waiting{Members: 3, Need: 2}) || w.String() != "reachable 0 of 3, need 2" {
+		t.Fatalf("before any connection: %+v %q", w, w)
+	}
+	c := h.connect() // a
+	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 2, LeaderID: 1, Endpoint: "b"})
+	if w := h.s.Waiting(); w != (Waiting{Leader: "b", Reachable: 1, Members: 3, Need: 2}) {
+		t.Fatalf("after a redirect to b: %+v", w)
+	}
+	c = h.connect() // b
+	h.attach(c)
+	if w := h.s.Waiting(); w != (Waiting{Attached: true, Leader: "b", Reachable: 2, Members: 3, Need: 2}) || w.String() != "attached to b" {
+		t.Fatalf("attached to b: %+v %q", w, w)
+	}
+	h.s.Failed(c, h.at(time.Millisecond))
+	if w := h.s.Waiting(); w != (Waiting{Leader: "b", Reachable: 1, Members: 3, Need: 2}) || w.String() != "reachable 1 of 3, need 2" {
+		t.Fatalf("b failed: %+v %q", w, w)
+	}
+}
