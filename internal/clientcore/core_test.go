@@ -551,3 +551,50 @@ func TestWaiting(t *testing.T) {
 		t.Fatalf("b failed: %+v %q", w, w)
 	}
 }
+
+// The in-flight limit follows the window the member announces on each attach (a new leader
+// may have another), and never goes above MaxInFlight.
+func TestWindowFollowsEachAnnouncement(t *testing.T) {
+	h := newHarness(t, testConfig()) // MaxInFlight 8
+	h.s.Start(h.now)
+	fill := func(what string, want int) {
+		t.Helper()
+		n := 0
+		for ; n < 20; n++ {
+			if _, err := h.s.Submit(h.now, []byte("p"), what+string(rune('a'+n)), 0); err != nil {
+				if !errors.Is(err, ErrInFlightFull) {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+		if _, queries := h.s.Unanswered(); n != want || queries != 0 {
+			t.Fatalf("%s: %d more commands taken, want %d", what, n, want)
+		}
+	}
+	c := h.connect()
+	h.recv(c, wire.ClientMsg{Kind: wire.CAttached, WindowMax: 3})
+	fill("window 3", 3)
+	h.s.Failed(c, h.at(time.Millisecond))
+	c = h.connect()
+	h.recv(c, wire.ClientMsg{Kind: wire.CAttached, WindowMax: 5})
+	fill("window 5", 2) // 3 still in flight
+	h.s.Failed(c, h.at(time.Millisecond))
+	c = h.connect()
+	h.recv(c, wire.ClientMsg{Kind: wire.CAttached, WindowMax: 100})
+	fill("window 100", 3) // MaxInFlight 8
+	h.s.Failed(c, h.at(time.Millisecond))
+	c = h.connect()
+	h.recv(c, wire.ClientMsg{Kind: wire.CAttached, WindowMax: 2})
+	if h.s.Room() {
+		t.Fatal("8 in flight and a window of 2: room for more")
+	}
+	for seq := wire.Seq(1); seq <= 6; seq++ {
+		h.recv(c, wire.ClientMsg{Kind: wire.CResponse, Seq: seq, Payload: []byte("r")})
+	}
+	if h.s.Room() {
+		t.Fatal("2 in flight and a window of 2: room for more")
+	}
+	h.recv(c, wire.ClientMsg{Kind: wire.CResponse, Seq: 7, Payload: []byte("r")})
+	fill("window 2", 1)
+}
