@@ -38,10 +38,12 @@ type Client struct {
 	dialing    clientcore.ConnID
 	dialCancel context.CancelFunc
 	// What the core's outputs leave for unlock: a connection with frames to flush, whether a
-	// completion freed room (wake Send), and the callbacks of SendAsync/QueryAsync to run.
+	// completion freed room (wake Send), and the callbacks of SendAsync/QueryAsync and OnPush to
+	// run.
 	flushConn *conn
 	freed     bool
 	cbs       []callback
+	pushCB    func([]byte, error) // Config.OnPush as a callback (nil: pushes are dropped)
 
 	dialWake  chan struct{} // 1-buffered: run has a dial to look at
 	closed    chan struct{} // closed by Close (once: closeOnce), which ends run and timers
@@ -65,6 +67,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		closed:   make(chan struct{}),
 	}
 	c.cond = sync.NewCond(&c.mu)
+	if cfg.OnPush != nil {
+		c.pushCB = func(payload []byte, _ error) { cfg.OnPush(payload) }
+	}
 	var session wire.SessionID
 	if _, err := rand.Read(session[:]); err != nil {
 		return nil, err
@@ -217,4 +222,11 @@ func (o *output) Complete(ref any, reply []byte, err error) {
 		ref <- r // buffered: the waiting Send or Query takes it
 	}
 	c.freed = true
+}
+
+func (o *output) Push(payload []byte) {
+	c := (*Client)(o)
+	if c.pushCB != nil {
+		c.cbs = append(c.cbs, callback{f: c.pushCB, r: result{reply: payload}})
+	}
 }

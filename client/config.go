@@ -43,7 +43,21 @@ type Config struct {
 	// bound (the callback waits for an answer, the end of the session or Close). Send and Query
 	// are bounded by their context instead.
 	AsyncTimeout time.Duration
-	Logger       *slog.Logger
+	// OnPush, if set, receives what the service pushes to this session with Session.Offer, in
+	// the order the member sent it. It runs as SendAsync's callbacks do: on the goroutine that
+	// reads the connection, after the client's lock is released, in order with those callbacks;
+	// it may call SendAsync or QueryAsync, and must not block for long (answers wait while it
+	// runs), nor wait for an answer (Send, Query), nor call Close. payload is its to keep. It
+	// may be called before Dial returns (a push from the service's OnSessionOpen); a push that
+	// arrives once Close has begun is dropped.
+	//
+	// A push is best effort, at most once: it is not part of the log, so only the member the
+	// session is attached to (the leader) sends it, and only while the session is attached
+	// there; a follower drops it, and nothing is resent after a failover or a reconnect, so a
+	// push offered meanwhile is lost. A service that needs a message delivered puts it in a
+	// reply, or keeps it in its state for the client to query.
+	OnPush func(payload []byte)
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {

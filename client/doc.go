@@ -30,7 +30,7 @@
 // write. For the highest rate without a goroutine per command, SendAsync and QueryAsync take a
 // callback instead of waiting (tandem bench drives the cluster that way), each bounded by
 // Config.AsyncTimeout; Batch sends all that a goroutine starts at once in one write. Pushes from
-// Session.Offer are not surfaced yet.
+// Session.Offer reach Config.OnPush (best effort, at most once).
 //
 // The protocol itself — numbering, failover, retries, keep-alives, completions — is a state
 // machine without I/O (internal/clientcore) that the deterministic simulator drives as well; this

@@ -138,7 +138,9 @@ func (s *Core) Received(conn ConnID, m *wire.ClientMsg) {
 			s.terminate(ErrSessionExpired)
 		}
 	case wire.CPush:
-		// Unsolicited pushes are not surfaced yet.
+		if s.err == nil {
+			s.out.Push(m.Payload)
+		}
 	}
 }
 

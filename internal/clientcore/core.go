@@ -23,6 +23,10 @@ type Output interface {
 	// Complete delivers the outcome of the command or query submitted with ref: the reply, or
 	// an error. Exactly once per call.
 	Complete(ref any, reply []byte, err error)
+	// Push delivers a message the service pushed to the session (Session.Offer), in the order
+	// the connection delivered them; payload is that of the message handed to Received. Never
+	// after the session ended or Close.
+	Push(payload []byte)
 }
 
 // Config configures a core. Every duration and count must be positive (the client package

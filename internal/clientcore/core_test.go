@@ -34,6 +34,7 @@ type rec struct {
 	writes  []written
 	hangups []ConnID
 	done    map[string]outcome // by the ref, a name
+	pushes  []string
 }
 
 func (r *rec) Dial(conn ConnID, endpoint string, after time.Duration) {
@@ -52,6 +53,8 @@ func (r *rec) Complete(ref any, reply []byte, err error) {
 	}
 	r.done[name] = outcome{string(reply), err}
 }
+
+func (r *rec) Push(payload []byte) { r.pushes = append(r.pushes, string(payload)) }
 
 func (r *rec) lastDial() dialed { return r.dials[len(r.dials)-1] }
 
@@ -597,4 +600,26 @@ func TestWindowFollowsEachAnnouncement(t *testing.T) {
 	}
 	h.recv(c, wire.ClientMsg{Kind: wire.CResponse, Seq: 7, Payload: []byte("r")})
 	fill("window 2", 1)
+}
+
+// Pushes on the current connection reach the driver in order, before the attach too (a service
+// may push from OnSessionOpen); not from a connection the core left, nor once the session ended.
+func TestPushes(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.s.Start(h.now)
+	c := h.connect()
+	h.recv(c, wire.ClientMsg{Kind: wire.CPush, Payload: []byte("welcome")})
+	h.attach(c)
+	h.recv(c, wire.ClientMsg{Kind: wire.CPush, Payload: []byte("p1")})
+	h.recv(c, wire.ClientMsg{Kind: wire.CPush, Payload: []byte("p2")})
+	h.s.Failed(c, h.at(time.Millisecond))
+	h.recv(c, wire.ClientMsg{Kind: wire.CPush, Payload: []byte("stale")})
+	c = h.connect()
+	h.attach(c)
+	h.recv(c, wire.ClientMsg{Kind: wire.CPush, Payload: []byte("p3")})
+	h.s.Close(ErrClosed)
+	h.recv(c, wire.ClientMsg{Kind: wire.CPush, Payload: []byte("late")})
+	if got := strings.Join(h.out.pushes, " "); got != "welcome p1 p2 p3" {
+		t.Fatalf("pushes delivered: %q", got)
+	}
 }

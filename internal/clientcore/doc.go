@@ -27,8 +27,9 @@
 //     numbers, and the cluster answers in the order it receives (an answer frees room in the
 //     window only when it is for the lowest unanswered number).
 //  5. On Hangup(conn): close conn (or abandon the dial). Later reports for it are ignored.
-//  6. On Complete(ref, reply, err): hand the outcome to the caller — after the core's method
-//     returns, never by calling the core back from inside Output.
+//  6. On Complete(ref, reply, err): hand the outcome to the caller; on Push(payload), what the
+//     service pushed — both after the core's method returns, never by calling the core back
+//     from inside Output, and in the order the core gave them.
 //  7. Call Tick periodically: it is the resolution of every timer (the client ticks every
 //     AttemptTimeout/8, or BackoffMax if shorter, so that refused commands are resent close to
 //     their backoff). Call Submit, Query, Cancel and Close for the caller. Times passed in never

@@ -307,6 +307,9 @@ func (o *simOutput) Complete(ref any, reply []byte, err error) {
 	}
 }
 
+// Push drops what a service pushes: the simulated services push nothing.
+func (o *simOutput) Push([]byte) {}
+
 // ---- connections on the simulated network ----
 
 func (c *Cluster) newConn(cl *Client, member int, core clientcore.ConnID) *simConn {
