@@ -9,13 +9,18 @@ import (
 
 	"github.com/tandem-cluster/tandem/client"
 	"github.com/tandem-cluster/tandem/internal/wire"
+	"github.com/tandem-cluster/tandem/service"
 )
 
-// silentMember attaches sessions and never answers a command or a query.
-func silentMember(t *testing.T) string {
+// silentMember attaches sessions and never answers a command or a query; it confirms a close if
+// closes is set.
+func silentMember(t *testing.T, closes bool) string {
 	return serveFake(t, func(m *wire.ClientMsg, out []byte) []byte {
-		if m.Kind == wire.COpen || m.Kind == wire.CAttach {
+		switch {
+		case m.Kind == wire.COpen || m.Kind == wire.CAttach:
 			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CAttached, Session: m.Session})
+		case m.Kind == wire.CClose && closes:
+			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session, Reason: uint8(service.CloseClient)})
 		}
 		return out
 	})
@@ -24,7 +29,7 @@ func silentMember(t *testing.T) string {
 // A call whose context is cancelled says it was cancelled, not that it timed out; a call whose
 // deadline passes says it timed out. Before, both wrapped ErrTimeout.
 func TestCancelledCallIsNotATimeout(t *testing.T) {
-	addr := silentMember(t)
+	addr := silentMember(t, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// AttemptTimeout long: the silent member is not abandoned while the test waits.

@@ -45,9 +45,14 @@ type Client struct {
 	cbs       []callback
 	pushCB    func([]byte, error) // Config.OnPush as a callback (nil: pushes are dropped)
 
+	// closeWait, while Close waits for the cluster to close the session, is closed by unlock
+	// once the core no longer waits (the cluster's word, or Close giving up).
+	closeWait chan struct{}
+
 	dialWake  chan struct{} // 1-buffered: run has a dial to look at
 	closed    chan struct{} // closed by Close (once: closeOnce), which ends run and timers
 	closeOnce sync.Once
+	closeErr  error // what Close returns, set under closeOnce
 	wg        sync.WaitGroup
 }
 
@@ -165,6 +170,10 @@ func (c *Client) unlock() {
 	if c.freed {
 		c.freed = false
 		c.cond.Broadcast()
+	}
+	if c.closeWait != nil && !c.core.Closing() {
+		close(c.closeWait)
+		c.closeWait = nil
 	}
 	cbs := c.cbs
 	c.cbs = nil

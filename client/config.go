@@ -43,6 +43,10 @@ type Config struct {
 	// bound (the callback waits for an answer, the end of the session or Close). Send and Query
 	// are bounded by their context instead.
 	AsyncTimeout time.Duration
+	// CloseTimeout bounds how long Close waits for the cluster to confirm that it closed the
+	// session (see CloseContext). Default 2 s: a healthy cluster confirms within a commit; one
+	// in the middle of an election may not, and the session then expires on its own.
+	CloseTimeout time.Duration
 	// OnPush, if set, receives what the service pushes to this session with Session.Offer, in
 	// the order the member sent it. It runs as SendAsync's callbacks do: on the goroutine that
 	// reads the connection, after the client's lock is released, in order with those callbacks;
@@ -79,6 +83,9 @@ func (c *Config) defaults() {
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 512
 	}
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = 2 * time.Second
+	}
 	if c.AsyncTimeout == 0 {
 		c.AsyncTimeout = 30 * time.Second
 	}
@@ -102,7 +109,7 @@ func (c *Config) validate() error {
 	for _, f := range []struct {
 		name string
 		d    time.Duration
-	}{{"AttemptTimeout", c.AttemptTimeout}, {"KeepAliveInterval", c.KeepAliveInterval}, {"BackoffMin", c.BackoffMin}, {"BackoffMax", c.BackoffMax}} {
+	}{{"AttemptTimeout", c.AttemptTimeout}, {"KeepAliveInterval", c.KeepAliveInterval}, {"BackoffMin", c.BackoffMin}, {"BackoffMax", c.BackoffMax}, {"CloseTimeout", c.CloseTimeout}} {
 		if f.d < 0 {
 			errs = append(errs, fmt.Errorf("%s (%s) must not be negative", f.name, f.d))
 		}

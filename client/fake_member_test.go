@@ -6,9 +6,10 @@ import (
 	"testing"
 
 	"github.com/tandem-cluster/tandem/internal/wire"
+	"github.com/tandem-cluster/tandem/service"
 )
 
-// fakeMember answers every command at once (no log, no fsync): what is measured is the client
+// fakeMember answers every request at once (no log, no fsync): what is measured is the client
 // (numbering, queueing, writing, reading, completing) and the loopback hop.
 func fakeMember(b testing.TB) string {
 	return serveFake(b, func(m *wire.ClientMsg, out []byte) []byte {
@@ -19,6 +20,8 @@ func fakeMember(b testing.TB) string {
 			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq, Payload: []byte("OK: counter=1")})
 		case wire.CKeepAlive:
 			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CKeepAliveAck, Session: m.Session})
+		case wire.CClose:
+			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session, Reason: uint8(service.CloseClient)})
 		}
 		return out
 	})

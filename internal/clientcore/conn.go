@@ -221,7 +221,8 @@ func (s *Core) setReach(endpoint string, ok bool) {
 }
 
 // onAttached makes the connection the session's and sends every unanswered command not written
-// on it since (refused meanwhile), in order, under its original number.
+// on it since (refused meanwhile), in order, under its original number; or, while closing, the
+// close.
 func (s *Core) onAttached(m *wire.ClientMsg) {
 	if s.state == attached {
 		return
@@ -233,6 +234,10 @@ func (s *Core) onAttached(m *wire.ClientMsg) {
 	}
 	if m.CommandBytesMax > 0 {
 		s.commandBytesMax = m.CommandBytesMax
+	}
+	if s.closing {
+		s.writeClose() // (no call is left to resend)
+		return
 	}
 	s.calls.each(func(id uint64, cl *call) {
 		if cl.live == 0 {

@@ -69,6 +69,10 @@ type Core struct {
 	err     error // terminal: ErrSessionExpired, ErrSessionRefused or the cause given to Close
 	started bool
 	opened  bool // the cluster confirmed the session once: reattach, never reopen
+	// closing: CloseSession asks the cluster to close the session and waits for its word (err is
+	// set: nothing is submitted any more, but the connection and its failover carry on);
+	// closed: the cluster said the session is closed. Invariant: not both.
+	closing, closed bool
 
 	calls   ring[call] // calls.low is the lowest unacknowledged number the client reports
 	queries ring[query]
@@ -135,12 +139,63 @@ func (s *Core) Start(now int64) {
 	s.dial(0)
 }
 
-// Close ends the session for good (the cluster is not told: the session expires there):
-// unanswered calls complete with errors wrapping cause, and the connection is hung up.
-func (s *Core) Close(cause error) { s.terminate(cause) }
+// Close ends the session for good on this side, and the core with it (the cluster is not told,
+// or, during a CloseSession, no longer waited for: the session expires there): unanswered calls
+// complete with errors wrapping cause, and the connection is hung up.
+func (s *Core) Close(cause error) {
+	if s.closing {
+		s.closing = false
+		if s.state != idle {
+			s.hangup()
+		}
+		return
+	}
+	s.terminate(cause)
+}
 
-// terminate ends the session: every unanswered call completes with an error wrapping err.
+// CloseSession closes the session on the cluster. At once, as Close does, unanswered calls
+// complete with errors wrapping cause and nothing more can be submitted (Err returns cause); then
+// the core asks the leader to close the session (on the attached connection, or on the next one
+// once attached: it follows redirects and fails over as for commands) until the cluster says it
+// is closed: Closing turns false and Closed true. A close is asked for after what was written
+// before it, so a command given up on here may still be applied before the session closes. It
+// returns false, and only ends the core as Close does, when there is no session to close: it
+// ended already, or the cluster never confirmed it (an open the cluster may still apply expires
+// there).
+func (s *Core) CloseSession(now int64, cause error) bool {
+	if s.err != nil || !s.opened {
+		s.Close(cause)
+		return false
+	}
+	s.advance(now)
+	s.err, s.closing = cause, true
+	s.giveUpAll(cause)
+	if s.state == attached {
+		s.writeClose()
+	}
+	return true
+}
+
+// Closing reports whether CloseSession waits for the cluster to close the session.
+func (s *Core) Closing() bool { return s.closing }
+
+// Closed reports whether the cluster said the session is closed after CloseSession (closed as
+// asked, or found expired).
+func (s *Core) Closed() bool { return s.closed }
+
+func (s *Core) writeClose() {
+	s.msg = wire.ClientMsg{Kind: wire.CClose, Session: s.session}
+	s.send(true)
+}
+
+// terminate ends the session: every unanswered call completes with an error wrapping err. While
+// closing, the cluster's word that the session ended is the close's confirmation.
 func (s *Core) terminate(err error) {
+	if s.closing {
+		s.closing, s.closed = false, true
+		s.hangup()
+		return
+	}
 	if s.err != nil {
 		return
 	}
@@ -148,6 +203,11 @@ func (s *Core) terminate(err error) {
 	if s.state != idle {
 		s.hangup()
 	}
+	s.giveUpAll(err)
+}
+
+// giveUpAll completes every unanswered call with an error wrapping err.
+func (s *Core) giveUpAll(err error) {
 	s.calls.each(func(id uint64, cl *call) { s.giveUp(wire.Seq(id), cl, err, false) })
 	s.queries.each(func(id uint64, q *query) {
 		s.out.Complete(q.ref, nil, err)

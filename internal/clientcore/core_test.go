@@ -137,6 +137,8 @@ func kinds(ms []wire.ClientMsg) string {
 			b.WriteString("query ")
 		case wire.CKeepAlive:
 			b.WriteString("keepalive ")
+		case wire.CClose:
+			b.WriteString("close ")
 		default:
 			b.WriteString("? ")
 		}
@@ -621,5 +623,100 @@ func TestPushes(t *testing.T) {
 	h.recv(c, wire.ClientMsg{Kind: wire.CPush, Payload: []byte("late")})
 	if got := strings.Join(h.out.pushes, " "); got != "welcome p1 p2 p3" {
 		t.Fatalf("pushes delivered: %q", got)
+	}
+}
+
+// CloseSession gives up on what is unanswered at once, then asks the leader to close the
+// session, following failovers, until the cluster says it is closed. Nothing is submitted or
+// delivered meanwhile.
+func TestCloseSession(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.s.Start(h.now)
+	c := h.connect()
+	h.attach(c)
+	h.submit("sent", "p")
+	h.out.take()
+	if !h.s.CloseSession(h.now, ErrClosed) || !h.s.Closing() || h.s.Closed() {
+		t.Fatal("a close of an attached session is not under way")
+	}
+	if got := h.out.done["sent"]; !errors.Is(got.err, ErrOutcomeUnknown) || !errors.Is(got.err, ErrClosed) {
+		t.Fatalf("sent before the close: %+v", got)
+	}
+	if got := kinds(h.out.take()); got != "close" {
+		t.Fatalf("close wrote %q", got)
+	}
+	if _, err := h.s.Submit(h.now, []byte("p"), "late", 0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("submit while closing: %v", err)
+	}
+	h.recv(c, wire.ClientMsg{Kind: wire.CPush, Payload: []byte("push")})
+	if len(h.out.pushes) != 0 {
+		t.Fatal("a push was delivered while closing")
+	}
+	// No keep-alive while the close waits; a member silent for AttemptTimeout is abandoned.
+	h.s.Tick(h.at(900 * time.Millisecond))
+	if got := kinds(h.out.take()); got != "" || len(h.out.hangups) != 0 {
+		t.Fatalf("0.9 s into the close: wrote %q, hangups %v", got, h.out.hangups)
+	}
+	h.s.Tick(h.at(200 * time.Millisecond))
+	if !slices.Contains(h.out.hangups, c) {
+		t.Fatal("a member silent for 1.1 s after the close was not abandoned")
+	}
+	// The next member redirects to the leader; there the close is asked again once attached.
+	c = h.connect()
+	if got := kinds(h.out.take()); got != "attach" {
+		t.Fatalf("a new connection while closing wrote %q, want the attach only", got)
+	}
+	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 3, LeaderID: 2, Endpoint: "c"})
+	if d := h.out.lastDial(); d.endpoint != "c" {
+		t.Fatalf("redirect while closing: dialed %+v", d)
+	}
+	c = h.connect()
+	h.attach(c)
+	if got := kinds(h.out.take()); got != "attach close" {
+		t.Fatalf("attached while closing: wrote %q", got)
+	}
+	h.recv(c, wire.ClientMsg{Kind: wire.CSessionEvent, Reason: 1}) // service.CloseClient
+	if h.s.Closing() || !h.s.Closed() || !slices.Contains(h.out.hangups, c) {
+		t.Fatalf("after the cluster's word: closing %v, closed %v, hangups %v", h.s.Closing(), h.s.Closed(), h.out.hangups)
+	}
+	if !errors.Is(h.s.Err(), ErrClosed) {
+		t.Fatalf("Err after the close: %v", h.s.Err())
+	}
+
+	// A session found expired is closed too.
+	h2 := newHarness(t, testConfig())
+	h2.s.Start(h2.now)
+	c = h2.connect()
+	h2.attach(c)
+	h2.s.CloseSession(h2.now, ErrClosed)
+	h2.recv(c, wire.ClientMsg{Kind: wire.CSessionEvent, Status: wire.StatusSessionExpired, Reason: 3})
+	if h2.s.Closing() || !h2.s.Closed() {
+		t.Fatal("a session found expired while closing is not closed")
+	}
+
+	// Given up on: Close ends the core without the cluster's word.
+	h3 := newHarness(t, testConfig())
+	h3.s.Start(h3.now)
+	c = h3.connect()
+	h3.attach(c)
+	h3.s.CloseSession(h3.now, ErrClosed)
+	h3.s.Close(ErrClosed)
+	if h3.s.Closing() || h3.s.Closed() || !slices.Contains(h3.out.hangups, c) {
+		t.Fatal("Close during a close: the core did not end unconfirmed")
+	}
+	h3.s.Tick(h3.at(10 * time.Second))
+	if n := len(h3.out.dials); n != 1 {
+		t.Fatalf("the core dialed %d times after Close", n)
+	}
+
+	// No session to close: never confirmed by the cluster, or already ended.
+	h4 := newHarness(t, testConfig())
+	h4.s.Start(h4.now)
+	h4.connect()
+	if h4.s.CloseSession(h4.now, ErrClosed) || h4.s.Closing() || !errors.Is(h4.s.Err(), ErrClosed) {
+		t.Fatal("a session never opened: a close is under way")
+	}
+	if got := kinds(h4.out.take()); got != "open" {
+		t.Fatalf("a session never opened: wrote %q", got)
 	}
 }

@@ -34,12 +34,16 @@
 //     AttemptTimeout/8, or BackoffMax if shorter, so that refused commands are resent close to
 //     their backoff). Call Submit, Query, Cancel and Close for the caller. Times passed in never
 //     go back.
+//  8. To close the session on the cluster, call CloseSession, then keep driving the core (steps
+//     2 to 7) while Closing reports true: the core asks the leader to close the session and
+//     follows failovers until the cluster's word (Closed then reports true). To stop waiting,
+//     call Close: the core ends without it, and the session expires on the cluster.
 //
 // Outcomes: a reply; ErrNotApplied (never sent, or the cluster refused every attempt: a limit, a
 // bad request, or a refusal that lasted until the caller gave up); ErrOutcomeUnknown (an attempt
-// may have been applied) — each wrapping ErrSessionExpired, ErrSessionRefused or the Close cause
-// for what was unanswered when the session ended. A command given up on is never sent again, and the lowest
-// unacknowledged number moves past it (its place in the window is freed): a copy still on its way
-// is applied once at most, and once a later command carried the new number the cluster answers
-// it as evicted. At most once holds.
+// may have been applied) — each wrapping ErrSessionExpired, ErrSessionRefused or the cause given
+// to Close or CloseSession for what was unanswered when the session ended. A command given up on
+// is never sent again, and the lowest unacknowledged number moves past it (its place in the
+// window is freed): a copy still on its way is applied once at most, and once a later command
+// carried the new number the cluster answers it as evicted. At most once holds.
 package clientcore

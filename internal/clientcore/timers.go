@@ -11,7 +11,7 @@ import (
 // periodically (the resolution of every timer).
 func (s *Core) Tick(now int64) {
 	s.advance(now)
-	if s.err != nil || !s.started {
+	if (s.err != nil && !s.closing) || !s.started {
 		return
 	}
 	s.calls.each(func(id uint64, cl *call) {
@@ -28,7 +28,7 @@ func (s *Core) Tick(now int64) {
 	if s.state == idle {
 		return
 	}
-	waiting := s.state != attached || s.calls.n > 0 || s.queries.n > 0
+	waiting := s.state != attached || s.calls.n > 0 || s.queries.n > 0 || s.closing
 	if (s.awaiting && s.now-s.awaitSince > int64(s.cfg.AttemptTimeout)) ||
 		(waiting && s.now-s.lastHeard > int64(s.cfg.AttemptTimeout)) {
 		// A member that accepts but never answers (a paused process, a half-open connection).
@@ -38,7 +38,7 @@ func (s *Core) Tick(now int64) {
 		s.dial(s.backoff(&s.attempt))
 		return
 	}
-	if s.state == attached && s.now-s.sessionSent > int64(s.cfg.KeepAliveInterval) {
+	if s.state == attached && !s.closing && s.now-s.sessionSent > int64(s.cfg.KeepAliveInterval) {
 		s.msg = wire.ClientMsg{Kind: wire.CKeepAlive, Session: s.session}
 		s.send(true)
 	}
