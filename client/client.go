@@ -131,7 +131,7 @@ type Waiting struct {
 	Attached bool
 	// Leader is the client address of the member last known as the leader: the one attached to,
 	// or the one the newest redirect named; "" before either. While not attached it may be out of
-	// date (the client tries it first).
+	// date.
 	Leader string
 	// Reachable counts the configured endpoints that accepted a connection on their latest
 	// attempt (a member that accepts but never answers counts as unreachable once abandoned).

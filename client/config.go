@@ -32,8 +32,9 @@ type Config struct {
 	// MaxInFlight bounds the commands in flight on the session, counted as the cluster counts
 	// its response window: the numbers from the lowest unanswered command to the newest, gaps
 	// included (commands answered out of order still count until the ones before them are).
-	// Send blocks beyond it, SendAsync refuses. The cluster announces its window when the
-	// session attaches, and a smaller window lowers it. Default 512.
+	// Send blocks beyond it, SendAsync refuses. The cluster announces its window each time the
+	// session attaches (a new leader may announce another): the limit is the smaller of the two.
+	// Default 512.
 	MaxInFlight int
 	// AsyncTimeout bounds how long a SendAsync or QueryAsync call waits for its answer (to
 	// within a tick of the timers, see AttemptTimeout): then its callback gets an error wrapping
@@ -61,6 +62,7 @@ type Config struct {
 	// push offered meanwhile is lost. A service that needs a message delivered puts it in a
 	// reply, or keeps it in its state for the client to query.
 	OnPush func(payload []byte)
+	// Logger receives the client's debug records (connections made and lost). Default: none.
 	Logger *slog.Logger
 }
 

@@ -29,8 +29,12 @@ var (
 	// than the cluster accepts: the member announces its limit when the session attaches, and
 	// the client refuses a larger payload before sending it. The message names the limit.
 	ErrTooLarge = clientcore.ErrTooLarge
-	// ErrClosed: the client was closed.
+	// ErrClosed: the client was closed. Every call after Close returns it; the calls unanswered
+	// at Close complete with it, wrapped in ErrNotApplied or ErrOutcomeUnknown.
 	ErrClosed = clientcore.ErrClosed
+	// ErrInFlightFull is returned (wrapped in ErrNotApplied) by SendAsync when MaxInFlight
+	// commands are already in flight (see Config.MaxInFlight).
+	ErrInFlightFull = clientcore.ErrInFlightFull
 	// ErrNoLeader (the client's "not leader" error: it follows redirects itself) is returned by
 	// Dial when its context ends before any member answered as the leader; the error says what
 	// the client could reach.
@@ -55,7 +59,3 @@ func ctxErr(ctx context.Context) error {
 	}
 	return err
 }
-
-// ErrInFlightFull is returned (wrapped in ErrNotApplied) by SendAsync when MaxInFlight commands
-// are already in flight (see Config.MaxInFlight).
-var ErrInFlightFull = clientcore.ErrInFlightFull

@@ -30,8 +30,8 @@ func (c *Client) read(cn *conn) error {
 			held = false
 		}
 		// Frames already buffered arrived with the one read before them: the clock is read once
-		// per read from the network, not once per answer (a clock read costs ~60 ns on the
-		// project's virtual machines, about as much as decoding the answer).
+		// per read from the network, not once per answer (a clock read costs about as much as
+		// decoding the answer: docs/PERFORMANCE.md).
 		waited := !wire.FrameBuffered(r)
 		kind, body, nb, err := wire.ReadFrame(r, answerFrameBytesMax, buf)
 		buf = nb

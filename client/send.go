@@ -20,8 +20,10 @@ type callback struct {
 // Send sends a command through the log and returns the service's reply. It is applied exactly
 // once: across failovers the client resends it under the same number and the cluster answers a
 // resend from its record; a command the cluster answered "unavailable" is resent after a
-// backoff. If ctx ends first, the error wraps ctx.Err() and ErrOutcomeUnknown, or ErrNotApplied
-// if the command was never sent or the cluster refused every attempt.
+// backoff. While MaxInFlight commands are in flight it waits for room. If ctx ends first, the
+// error wraps ctx's (ErrTimeout and context.DeadlineExceeded past a deadline, context.Canceled
+// when cancelled) and ErrOutcomeUnknown, or ErrNotApplied if the command was never sent or the
+// cluster refused every attempt.
 func (c *Client) Send(ctx context.Context, payload []byte) ([]byte, error) {
 	c.mu.Lock()
 	if err := c.core.Check("command", len(payload)); err != nil {
@@ -120,7 +122,8 @@ func (c *Client) QueryAsync(payload []byte, done func(reply []byte, err error)) 
 
 // Query runs a read-only request linearizably: the leader confirms its leadership (ReadIndex)
 // and the service's OnQuery answers once everything committed before the query is applied. It
-// needs no session and is retried on another member freely (it changes nothing).
+// needs no session and is retried on another member freely (it changes nothing). If ctx ends
+// first, the error wraps ctx's, as for Send.
 func (c *Client) Query(ctx context.Context, payload []byte) ([]byte, error) {
 	c.mu.Lock()
 	done := make(chan result, 1)

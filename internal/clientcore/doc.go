@@ -12,7 +12,8 @@
 // keep-alives; resending every unanswered command under its original number on each new
 // connection (behind the open or attach: the member keeps their order), and a refused one
 // ("unavailable") after a backoff; completions, with a reply or a typed error that
-// says whether the command may have been applied; deadlines; session expiry and refusal.
+// says whether the command may have been applied; deadlines; session expiry and refusal; closing
+// the session on the cluster (CloseSession); handing on what the service pushes.
 //
 // The driver's contract, all from one goroutine at a time (the client holds its lock):
 //
@@ -46,4 +47,9 @@
 // is never sent again, and the lowest unacknowledged number moves past it (its place in the
 // window is freed): a copy still on its way is applied once at most, and once a later command
 // carried the new number the cluster answers it as evicted. At most once holds.
+//
+// Files: core.go (the Core, its start and its end: Close, CloseSession), conn.go (the
+// connection: dialing, attaching, failover, what arrives), calls.go (commands and queries:
+// numbering, answers, refusals, giving up), timers.go (Tick), ring.go (the ring of unanswered
+// calls).
 package clientcore
