@@ -45,14 +45,14 @@ func serveFake(b testing.TB, answer func(m *wire.ClientMsg, out []byte) []byte) 
 				defer c.Close()
 				r := bufio.NewReaderSize(c, 64<<10)
 				var buf, out []byte
+				var m wire.ClientMsg // (one per connection: answer's pointer would make one per message)
 				for {
 					_, body, nb, err := wire.ReadFrame(r, 1<<20, buf)
 					buf = nb
 					if err != nil {
 						return
 					}
-					m, err := wire.DecodeClientMsg(body)
-					if err != nil {
+					if m, err = wire.DecodeClientMsg(body); err != nil {
 						return
 					}
 					out = answer(&m, out)
