@@ -1,64 +1,12 @@
 package client_test
 
 import (
-	"bufio"
 	"context"
-	"net"
 	"sync"
 	"testing"
 
 	"github.com/tandem-cluster/tandem/client"
-	"github.com/tandem-cluster/tandem/internal/wire"
 )
-
-// fakeMember answers every command at once (no log, no fsync): what is measured is the client
-// (numbering, queueing, writing, reading, completing) and the loopback hop.
-func fakeMember(b testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReaderSize(c, 64<<10)
-				var buf, out []byte
-				for {
-					_, body, nb, err := wire.ReadFrame(r, 1<<20, buf)
-					buf = nb
-					if err != nil {
-						return
-					}
-					m, err := wire.DecodeClientMsg(body)
-					if err != nil {
-						return
-					}
-					switch m.Kind {
-					case wire.COpen, wire.CAttach:
-						out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CAttached, Session: m.Session})
-					case wire.CCommand:
-						out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq, Payload: []byte("OK: counter=1")})
-					case wire.CKeepAlive:
-						out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CKeepAliveAck, Session: m.Session})
-					}
-					if !wire.FrameBuffered(r) {
-						if _, err := c.Write(out); err != nil {
-							return
-						}
-						out = out[:0]
-					}
-				}
-			}()
-		}
-	}()
-	return l.Addr().String()
-}
 
 // BenchmarkClientSendAsyncWindow256 keeps 256 commands in flight through SendAsync, as tandem
 // bench does: the client's hot path.

@@ -149,8 +149,8 @@ func sessionAcrossDowntime(t *testing.T, members int) {
 	want := fmt.Sprintf("reachable 0 of %d, need %d", members, members/2+1)
 	said := ""
 	for time.Now().Before(downUntil) {
-		if w := c.Waiting(); w != "" {
-			said = w
+		if w := c.Waiting(); !w.Attached {
+			said = w.String()
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -34,6 +34,7 @@ type rec struct {
 	writes  []written
 	hangups []ConnID
 	done    map[string]outcome // by the ref, a name
+	pushes  []string
 }
 
 func (r *rec) Dial(conn ConnID, endpoint string, after time.Duration) {
@@ -52,6 +53,8 @@ func (r *rec) Complete(ref any, reply []byte, err error) {
 	}
 	r.done[name] = outcome{string(reply), err}
 }
+
+func (r *rec) Push(payload []byte) { r.pushes = append(r.pushes, string(payload)) }
 
 func (r *rec) lastDial() dialed { return r.dials[len(r.dials)-1] }
 
@@ -134,6 +137,8 @@ func kinds(ms []wire.ClientMsg) string {
 			b.WriteString("query ")
 		case wire.CKeepAlive:
 			b.WriteString("keepalive ")
+		case wire.CClose:
+			b.WriteString("close ")
 		default:
 			b.WriteString("? ")
 		}
@@ -525,5 +530,193 @@ func TestRefusedOpenIsRepeated(t *testing.T) {
 	h.attach(c)
 	if got := kinds(h.out.take()); got != "cmd1/1" {
 		t.Fatalf("attached: %q, want the refused command again", got)
+	}
+}
+
+// Waiting tells a program what the core waits for: the endpoints it reached on their latest
+// attempt, the majority it needs, the leader it last knew (attached to, or named by a redirect).
+func TestWaiting(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.s.Start(h.now)
+	if w := h.s.Waiting(); w != (Waiting{Members: 3, Need: 2}) || w.String() != "reachable 0 of 3, need 2" {
+		t.Fatalf("before any connection: %+v %q", w, w)
+	}
+	c := h.connect() // a
+	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 2, LeaderID: 1, Endpoint: "b"})
+	if w := h.s.Waiting(); w != (Waiting{Leader: "b", Reachable: 1, Members: 3, Need: 2}) {
+		t.Fatalf("after a redirect to b: %+v", w)
+	}
+	c = h.connect() // b
+	h.attach(c)
+	if w := h.s.Waiting(); w != (Waiting{Attached: true, Leader: "b", Reachable: 2, Members: 3, Need: 2}) || w.String() != "attached to b" {
+		t.Fatalf("attached to b: %+v %q", w, w)
+	}
+	h.s.Failed(c, h.at(time.Millisecond))
+	if w := h.s.Waiting(); w != (Waiting{Leader: "b", Reachable: 1, Members: 3, Need: 2}) || w.String() != "reachable 1 of 3, need 2" {
+		t.Fatalf("b failed: %+v %q", w, w)
+	}
+}
+
+// The in-flight limit follows the window the member announces on each attach (a new leader
+// may have another), and never goes above MaxInFlight.
+func TestWindowFollowsEachAnnouncement(t *testing.T) {
+	h := newHarness(t, testConfig()) // MaxInFlight 8
+	h.s.Start(h.now)
+	fill := func(what string, want int) {
+		t.Helper()
+		n := 0
+		for ; n < 20; n++ {
+			if _, err := h.s.Submit(h.now, []byte("p"), what+string(rune('a'+n)), 0); err != nil {
+				if !errors.Is(err, ErrInFlightFull) {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+		if _, queries := h.s.Unanswered(); n != want || queries != 0 {
+			t.Fatalf("%s: %d more commands taken, want %d", what, n, want)
+		}
+	}
+	c := h.connect()
+	h.recv(c, wire.ClientMsg{Kind: wire.CAttached, WindowMax: 3})
+	fill("window 3", 3)
+	h.s.Failed(c, h.at(time.Millisecond))
+	c = h.connect()
+	h.recv(c, wire.ClientMsg{Kind: wire.CAttached, WindowMax: 5})
+	fill("window 5", 2) // 3 still in flight
+	h.s.Failed(c, h.at(time.Millisecond))
+	c = h.connect()
+	h.recv(c, wire.ClientMsg{Kind: wire.CAttached, WindowMax: 100})
+	fill("window 100", 3) // MaxInFlight 8
+	h.s.Failed(c, h.at(time.Millisecond))
+	c = h.connect()
+	h.recv(c, wire.ClientMsg{Kind: wire.CAttached, WindowMax: 2})
+	if h.s.Room() {
+		t.Fatal("8 in flight and a window of 2: room for more")
+	}
+	for seq := wire.Seq(1); seq <= 6; seq++ {
+		h.recv(c, wire.ClientMsg{Kind: wire.CResponse, Seq: seq, Payload: []byte("r")})
+	}
+	if h.s.Room() {
+		t.Fatal("2 in flight and a window of 2: room for more")
+	}
+	h.recv(c, wire.ClientMsg{Kind: wire.CResponse, Seq: 7, Payload: []byte("r")})
+	fill("window 2", 1)
+}
+
+// Pushes on the current connection reach the driver in order, before the attach too (a service
+// may push from OnSessionOpen); not from a connection the core left, nor once the session ended.
+func TestPushes(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.s.Start(h.now)
+	c := h.connect()
+	h.recv(c, wire.ClientMsg{Kind: wire.CPush, Payload: []byte("welcome")})
+	h.attach(c)
+	h.recv(c, wire.ClientMsg{Kind: wire.CPush, Payload: []byte("p1")})
+	h.recv(c, wire.ClientMsg{Kind: wire.CPush, Payload: []byte("p2")})
+	h.s.Failed(c, h.at(time.Millisecond))
+	h.recv(c, wire.ClientMsg{Kind: wire.CPush, Payload: []byte("stale")})
+	c = h.connect()
+	h.attach(c)
+	h.recv(c, wire.ClientMsg{Kind: wire.CPush, Payload: []byte("p3")})
+	h.s.Close(ErrClosed)
+	h.recv(c, wire.ClientMsg{Kind: wire.CPush, Payload: []byte("late")})
+	if got := strings.Join(h.out.pushes, " "); got != "welcome p1 p2 p3" {
+		t.Fatalf("pushes delivered: %q", got)
+	}
+}
+
+// CloseSession gives up on what is unanswered at once, then asks the leader to close the
+// session, following failovers, until the cluster says it is closed. Nothing is submitted or
+// delivered meanwhile.
+func TestCloseSession(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.s.Start(h.now)
+	c := h.connect()
+	h.attach(c)
+	h.submit("sent", "p")
+	h.out.take()
+	if !h.s.CloseSession(h.now, ErrClosed) || !h.s.Closing() || h.s.Closed() {
+		t.Fatal("a close of an attached session is not under way")
+	}
+	if got := h.out.done["sent"]; !errors.Is(got.err, ErrOutcomeUnknown) || !errors.Is(got.err, ErrClosed) {
+		t.Fatalf("sent before the close: %+v", got)
+	}
+	if got := kinds(h.out.take()); got != "close" {
+		t.Fatalf("close wrote %q", got)
+	}
+	if _, err := h.s.Submit(h.now, []byte("p"), "late", 0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("submit while closing: %v", err)
+	}
+	h.recv(c, wire.ClientMsg{Kind: wire.CPush, Payload: []byte("push")})
+	if len(h.out.pushes) != 0 {
+		t.Fatal("a push was delivered while closing")
+	}
+	// No keep-alive while the close waits; a member silent for AttemptTimeout is abandoned.
+	h.s.Tick(h.at(900 * time.Millisecond))
+	if got := kinds(h.out.take()); got != "" || len(h.out.hangups) != 0 {
+		t.Fatalf("0.9 s into the close: wrote %q, hangups %v", got, h.out.hangups)
+	}
+	h.s.Tick(h.at(200 * time.Millisecond))
+	if !slices.Contains(h.out.hangups, c) {
+		t.Fatal("a member silent for 1.1 s after the close was not abandoned")
+	}
+	// The next member redirects to the leader; there the close is asked again once attached.
+	c = h.connect()
+	if got := kinds(h.out.take()); got != "attach" {
+		t.Fatalf("a new connection while closing wrote %q, want the attach only", got)
+	}
+	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 3, LeaderID: 2, Endpoint: "c"})
+	if d := h.out.lastDial(); d.endpoint != "c" {
+		t.Fatalf("redirect while closing: dialed %+v", d)
+	}
+	c = h.connect()
+	h.attach(c)
+	if got := kinds(h.out.take()); got != "attach close" {
+		t.Fatalf("attached while closing: wrote %q", got)
+	}
+	h.recv(c, wire.ClientMsg{Kind: wire.CSessionEvent, Reason: 1}) // service.CloseClient
+	if h.s.Closing() || !h.s.Closed() || !slices.Contains(h.out.hangups, c) {
+		t.Fatalf("after the cluster's word: closing %v, closed %v, hangups %v", h.s.Closing(), h.s.Closed(), h.out.hangups)
+	}
+	if !errors.Is(h.s.Err(), ErrClosed) {
+		t.Fatalf("Err after the close: %v", h.s.Err())
+	}
+
+	// A session found expired is closed too.
+	h2 := newHarness(t, testConfig())
+	h2.s.Start(h2.now)
+	c = h2.connect()
+	h2.attach(c)
+	h2.s.CloseSession(h2.now, ErrClosed)
+	h2.recv(c, wire.ClientMsg{Kind: wire.CSessionEvent, Status: wire.StatusSessionExpired, Reason: 3})
+	if h2.s.Closing() || !h2.s.Closed() {
+		t.Fatal("a session found expired while closing is not closed")
+	}
+
+	// Given up on: Close ends the core without the cluster's word.
+	h3 := newHarness(t, testConfig())
+	h3.s.Start(h3.now)
+	c = h3.connect()
+	h3.attach(c)
+	h3.s.CloseSession(h3.now, ErrClosed)
+	h3.s.Close(ErrClosed)
+	if h3.s.Closing() || h3.s.Closed() || !slices.Contains(h3.out.hangups, c) {
+		t.Fatal("Close during a close: the core did not end unconfirmed")
+	}
+	h3.s.Tick(h3.at(10 * time.Second))
+	if n := len(h3.out.dials); n != 1 {
+		t.Fatalf("the core dialed %d times after Close", n)
+	}
+
+	// No session to close: never confirmed by the cluster, or already ended.
+	h4 := newHarness(t, testConfig())
+	h4.s.Start(h4.now)
+	h4.connect()
+	if h4.s.CloseSession(h4.now, ErrClosed) || h4.s.Closing() || !errors.Is(h4.s.Err(), ErrClosed) {
+		t.Fatal("a session never opened: a close is under way")
+	}
+	if got := kinds(h4.out.take()); got != "open" {
+		t.Fatalf("a session never opened: wrote %q", got)
 	}
 }

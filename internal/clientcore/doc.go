@@ -12,7 +12,8 @@
 // keep-alives; resending every unanswered command under its original number on each new
 // connection (behind the open or attach: the member keeps their order), and a refused one
 // ("unavailable") after a backoff; completions, with a reply or a typed error that
-// says whether the command may have been applied; deadlines; session expiry and refusal.
+// says whether the command may have been applied; deadlines; session expiry and refusal; closing
+// the session on the cluster (CloseSession); handing on what the service pushes.
 //
 // The driver's contract, all from one goroutine at a time (the client holds its lock):
 //
@@ -27,18 +28,28 @@
 //     numbers, and the cluster answers in the order it receives (an answer frees room in the
 //     window only when it is for the lowest unanswered number).
 //  5. On Hangup(conn): close conn (or abandon the dial). Later reports for it are ignored.
-//  6. On Complete(ref, reply, err): hand the outcome to the caller — after the core's method
-//     returns, never by calling the core back from inside Output.
+//  6. On Complete(ref, reply, err): hand the outcome to the caller; on Push(payload), what the
+//     service pushed — both after the core's method returns, never by calling the core back
+//     from inside Output, and in the order the core gave them.
 //  7. Call Tick periodically: it is the resolution of every timer (the client ticks every
 //     AttemptTimeout/8, or BackoffMax if shorter, so that refused commands are resent close to
 //     their backoff). Call Submit, Query, Cancel and Close for the caller. Times passed in never
 //     go back.
+//  8. To close the session on the cluster, call CloseSession, then keep driving the core (steps
+//     2 to 7) while Closing reports true: the core asks the leader to close the session and
+//     follows failovers until the cluster's word (Closed then reports true). To stop waiting,
+//     call Close: the core ends without it, and the session expires on the cluster.
 //
 // Outcomes: a reply; ErrNotApplied (never sent, or the cluster refused every attempt: a limit, a
 // bad request, or a refusal that lasted until the caller gave up); ErrOutcomeUnknown (an attempt
-// may have been applied) — each wrapping ErrSessionExpired, ErrSessionRefused or the Close cause
-// for what was unanswered when the session ended. A command given up on is never sent again, and the lowest
-// unacknowledged number moves past it (its place in the window is freed): a copy still on its way
-// is applied once at most, and once a later command carried the new number the cluster answers
-// it as evicted. At most once holds.
+// may have been applied) — each wrapping ErrSessionExpired, ErrSessionRefused or the cause given
+// to Close or CloseSession for what was unanswered when the session ended. A command given up on
+// is never sent again, and the lowest unacknowledged number moves past it (its place in the
+// window is freed): a copy still on its way is applied once at most, and once a later command
+// carried the new number the cluster answers it as evicted. At most once holds.
+//
+// Files: core.go (the Core, its start and its end: Close, CloseSession), conn.go (the
+// connection: dialing, attaching, failover, what arrives), calls.go (commands and queries:
+// numbering, answers, refusals, giving up), timers.go (Tick), ring.go (the ring of unanswered
+// calls).
 package clientcore

@@ -227,6 +227,14 @@ func (cl *Client) Unanswered() int {
 // may have been) and are never resent.
 func (cl *Client) Expired() bool { return cl.core.Err() != nil }
 
+// CloseSession closes the session on the cluster as the client's Close does: what is unanswered
+// completes at once, then the core asks the leader to close the session until the cluster says
+// it did (Closed).
+func (cl *Client) CloseSession() { cl.core.CloseSession(cl.c.now, clientcore.ErrClosed) }
+
+// Closed reports whether the cluster said the session is closed, after CloseSession.
+func (cl *Client) Closed() bool { return cl.core.Closed() }
+
 // Redirects counts redirects followed.
 func (cl *Client) Redirects() int { return cl.core.Stats().Redirects }
 
@@ -332,6 +340,9 @@ func (o *simOutput) Complete(ref any, reply []byte, err error) {
 		}
 	}
 }
+
+// Push drops what a service pushes: the simulated services push nothing.
+func (o *simOutput) Push([]byte) {}
 
 // ---- connections on the simulated network ----
 

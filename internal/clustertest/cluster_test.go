@@ -382,6 +382,34 @@ func TestIdleSessionExpiresThroughTheLog(t *testing.T) {
 	}
 }
 
+// A client's close reaches the cluster across a crash of the leader: the client core asks the
+// leader, notices it went silent, follows the failover and asks the new one; it reports the
+// session closed only once the cluster said so, and every member applies the close once, as the
+// client's (CloseClient).
+func TestClientCloseAcrossLeaderCrash(t *testing.T) {
+	c := newProbeCluster(t, 3, 11, nil)
+	l := c.WaitLeader(10 * electionTimeout)
+	cl := c.NewClient()
+	value(t, c.Do(cl, "inc", 10*electionTimeout))
+	c.Crash(l)
+	cl.CloseSession()
+	if !c.RunUntil(cl.Closed, 20*electionTimeout) {
+		t.Fatalf("the close was not confirmed: %s", c.Describe())
+	}
+	if ld := c.Leader(); ld < 0 || c.Nodes[ld].R.Container().SessionOpen(cl.Session) {
+		t.Fatalf("the client was told its session closed, but leader %d has it open", ld)
+	}
+	c.Restart(l)
+	if !c.WaitConverged(20 * electionTimeout) {
+		t.Fatalf("no convergence after the restart: %s", c.Describe())
+	}
+	for i := range c.Nodes {
+		if got := strings.Join(probe(c, i).Closes(), ","); got != service.CloseClient.String() {
+			t.Fatalf("member %d saw closes %q, want one %s", i, got, service.CloseClient)
+		}
+	}
+}
+
 func TestTimersFireOnceInClusterTimeEverywhere(t *testing.T) {
 	c := New(t, Options{
 		Nodes: 3, Seed: 9,

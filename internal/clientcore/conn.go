@@ -1,0 +1,247 @@
+package clientcore
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/tandem-cluster/tandem/internal/bugs"
+	"github.com/tandem-cluster/tandem/internal/wire"
+)
+
+type connState uint8
+
+const (
+	idle      connState = iota // no connection: not started, or finished
+	dialing                    // Dial issued, not connected yet
+	connected                  // connected, open or attach sent, not answered yet
+	attached                   // the session is attached on this connection
+)
+
+// Attached reports whether the session is attached on the current connection.
+func (s *Core) Attached() bool { return s.state == attached }
+
+// Waiting is what the core knows of its way to the cluster: whether the session is attached,
+// and if not, how many of the configured endpoints it could reach. The client package exports
+// it under the same name and documents its fields there.
+type Waiting struct {
+	Attached  bool
+	Leader    string
+	Reachable int
+	Members   int
+	Need      int
+}
+
+// String says what the client waits for, e.g. "reachable 1 of 3, need 2", or "attached to
+// host:port" while attached.
+func (w Waiting) String() string {
+	if w.Attached {
+		return "attached to " + w.Leader
+	}
+	return fmt.Sprintf("reachable %d of %d, need %d", w.Reachable, w.Members, w.Need)
+}
+
+// Waiting says what the core waits for.
+func (s *Core) Waiting() Waiting {
+	n := 0
+	for _, r := range s.reach {
+		if r {
+			n++
+		}
+	}
+	total := len(s.cfg.Endpoints)
+	return Waiting{Attached: s.state == attached, Leader: s.leader, Reachable: n, Members: total, Need: total/2 + 1}
+}
+
+func (s *Core) waitingSuffix() string {
+	if w := s.Waiting(); !w.Attached {
+		return " (" + w.String() + ")"
+	}
+	return ""
+}
+
+// Connected reports that conn is established.
+func (s *Core) Connected(conn ConnID, now int64) {
+	if conn != s.conn || s.state != dialing {
+		s.out.Hangup(conn) // an attempt the core gave up on
+		return
+	}
+	s.advance(now)
+	s.state, s.lastHeard = connected, s.now
+	s.setReach(s.endpoint, true)
+	// The unanswered commands ride with the open or attach, in order (the member keeps it): a
+	// round trip saved after a failover. A member that is not the leader answers each with a
+	// redirect, and the core leaves at the first.
+	s.sendOpen()
+	if bugs.Active("resend-fresh-number") {
+		s.renumberSent()
+	}
+	s.calls.each(func(id uint64, cl *call) { s.writeCommand(wire.Seq(id), cl) })
+	s.queries.each(s.writeQuery)
+}
+
+// Failed reports that conn could not be established, or ended (a read or write failed, the
+// member closed it).
+func (s *Core) Failed(conn ConnID, now int64) {
+	if conn != s.conn || s.state == idle {
+		return
+	}
+	s.advance(now)
+	s.setReach(s.endpoint, false)
+	s.drop()
+	s.dial(s.backoff(&s.attempt))
+}
+
+// Heard reports that conn delivered data at now: call it before the messages of each read
+// from the network (messages read together may share one Heard).
+func (s *Core) Heard(conn ConnID, now int64) {
+	if conn != s.conn || s.state < connected {
+		return
+	}
+	s.advance(now)
+	s.lastHeard, s.awaiting = s.now, false
+}
+
+// Received handles a message read from conn. m (and its payload, handed to Complete as a
+// reply) is the caller's, not retained by the core.
+func (s *Core) Received(conn ConnID, m *wire.ClientMsg) {
+	if conn != s.conn || s.state < connected {
+		return // from a connection the core left
+	}
+	switch m.Kind {
+	case wire.CAttached:
+		s.onAttached(m)
+	case wire.CResponse:
+		s.onResponse(m)
+	case wire.CQueryResponse:
+		s.onQueryResponse(m)
+	case wire.CRedirect:
+		s.stats.Redirects++
+		if m.Term >= s.term && m.Endpoint != "" {
+			s.term, s.hint, s.leader = m.Term, m.Endpoint, m.Endpoint
+		}
+		s.hangup()
+		s.hops++
+		if s.hops <= s.cfg.MaxRedirects {
+			s.dial(0) // follow the hint at once
+		} else {
+			s.dial(s.backoff(&s.attempt))
+		}
+	case wire.CSessionEvent:
+		switch {
+		case m.Status == wire.StatusRejected && !s.opened:
+			s.terminate(fmt.Errorf("%w: %s", ErrSessionRefused, reason(m)))
+		case m.Status == wire.StatusSessionExpired || m.Reason != 0:
+			s.terminate(ErrSessionExpired)
+		}
+	case wire.CKeepAliveAck:
+		if m.Status == wire.StatusSessionExpired {
+			s.terminate(ErrSessionExpired)
+		}
+	case wire.CPush:
+		if s.err == nil {
+			s.out.Push(m.Payload)
+		}
+	}
+}
+
+// dial starts the next attempt, after a wait: on the leader a fresh redirect named, else on the
+// next configured endpoint. Redirects are followed at once up to MaxRedirects hops in a row
+// (with or without a hint: a member that knows no leader sends the client on to the next); then
+// the core backs off, and counts hops anew.
+func (s *Core) dial(after time.Duration) {
+	endpoint := s.hint
+	s.hint = ""
+	if s.hops > s.cfg.MaxRedirects {
+		endpoint, s.hops = "", 0
+	}
+	if endpoint == "" {
+		endpoint = s.cfg.Endpoints[s.next%len(s.cfg.Endpoints)]
+		s.next++
+	}
+	s.nextConn++
+	s.conn, s.state, s.endpoint = s.nextConn, dialing, endpoint
+	s.lastHeard, s.awaiting = s.now+int64(after), false
+	s.out.Dial(s.conn, endpoint, after)
+}
+
+// hangup closes the current connection.
+func (s *Core) hangup() {
+	s.out.Hangup(s.conn)
+	s.drop()
+}
+
+// drop forgets the current connection: what was written on it and not answered may have been
+// applied (lost), and resends wait for the next attach.
+func (s *Core) drop() {
+	s.calls.each(func(_ uint64, cl *call) {
+		if cl.live > 0 {
+			cl.lost, cl.live = true, 0
+		}
+		cl.retryAt = 0
+	})
+	s.queries.each(func(_ uint64, q *query) { q.retryAt = 0 })
+	s.conn, s.state, s.awaiting, s.openRetryAt = 0, idle, false, 0
+}
+
+// backoff returns the next wait of an exponential backoff with jitter, and counts the step.
+func (s *Core) backoff(step *int) time.Duration {
+	d := min(s.cfg.BackoffMin<<min(*step, 16), s.cfg.BackoffMax)
+	*step++
+	return d/2 + time.Duration(s.cfg.Jitter(int64(d/2)+1))
+}
+
+// send writes s.msg on the current connection.
+func (s *Core) send(namesSession bool) {
+	s.out.Write(s.conn, &s.msg)
+	if !s.awaiting {
+		s.awaiting, s.awaitSince = true, s.now
+	}
+	if namesSession {
+		s.sessionSent = s.now
+	}
+}
+
+// sendOpen asks the member to attach the session: open it if it never was (CAttach never opens,
+// so that a session the cluster expired is not opened afresh under the same id).
+func (s *Core) sendOpen() {
+	s.msg = wire.ClientMsg{Kind: wire.CAttach, Session: s.session}
+	if !s.opened {
+		s.msg.Kind = wire.COpen
+	}
+	s.send(true)
+	s.openRetryAt = 0
+}
+
+func (s *Core) setReach(endpoint string, ok bool) {
+	for i, e := range s.cfg.Endpoints {
+		if e == endpoint {
+			s.reach[i] = ok
+		}
+	}
+}
+
+// onAttached makes the connection the session's and sends every unanswered command not written
+// on it since (refused meanwhile), in order, under its original number; or, while closing, the
+// close.
+func (s *Core) onAttached(m *wire.ClientMsg) {
+	if s.state == attached {
+		return
+	}
+	s.state, s.opened, s.leader = attached, true, s.endpoint
+	s.attempt, s.hops, s.openRefusals, s.openRetryAt = 0, 0, 0, 0
+	if m.WindowMax > 0 {
+		s.windowMax = m.WindowMax
+	}
+	if m.CommandBytesMax > 0 {
+		s.commandBytesMax = m.CommandBytesMax
+	}
+	if s.closing {
+		s.writeClose() // (no call is left to resend)
+		return
+	}
+	s.calls.each(func(id uint64, cl *call) {
+		if cl.live == 0 {
+			s.writeCommand(wire.Seq(id), cl)
+		}
+	})
+}

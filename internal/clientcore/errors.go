@@ -1,0 +1,21 @@
+package clientcore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Errors. The client package exports them under the same names and documents them there.
+var (
+	ErrSessionExpired = errors.New("tandem: session expired")
+	ErrSessionRefused = errors.New("tandem: session refused")
+	ErrOutcomeUnknown = errors.New("tandem: outcome unknown")
+	ErrNotApplied     = errors.New("tandem: not applied")
+	ErrClosed         = errors.New("tandem: client closed")
+	ErrTimeout        = errors.New("tandem: timed out")
+	ErrInFlightFull   = errors.New("tandem: MaxInFlight commands already outstanding")
+	ErrTooLarge       = errors.New("tandem: too large")
+	// ErrDeadline is the cause given to a call that reached its deadline.
+	ErrDeadline = fmt.Errorf("%w: %w", ErrTimeout, context.DeadlineExceeded)
+)
