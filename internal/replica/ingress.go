@@ -118,13 +118,7 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 		r.attach(m.Session, conn, now)
 		r.enqueue(wire.Item{Kind: wire.ItemClose, Session: m.Session, Reason: uint8(service.CloseClient)})
 	case wire.CQuery:
-		if r.readsPending >= r.cfg.MaxPendingReads {
-			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CQueryResponse, RequestID: m.RequestID,
-				Status: wire.StatusRejected, Payload: []byte("too many pending queries")})
-			return
-		}
-		r.newReads = append(r.newReads, pendingRead{conn: conn, requestID: m.RequestID, payload: m.Payload})
-		r.readsPending++
+		r.takeQuery(conn, m)
 	default:
 		r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq,
 			Status: wire.StatusBadRequest, Payload: []byte(fmt.Sprintf("unexpected message kind %d", m.Kind))})

@@ -314,22 +314,8 @@ func (r *Replica) Process() error {
 	if r.isLeader() || bugs.Active("follower-forwards") {
 		r.flush()
 	}
-	if r.isLeader() && bugs.Active("read-without-readindex") {
-		r.readyReads = append(r.readyReads, readyRead{index: 0, reads: r.newReads})
-		r.newReads = nil
-	}
 	if r.isLeader() {
-		if len(r.newReads) > 0 {
-			reads := r.newReads
-			r.newReads = nil
-			// One ReadIndex round serves every query that arrived since the last one.
-			id, err := r.core.ReadIndex()
-			if err != nil {
-				r.failReads(reads, err)
-			} else {
-				r.readWaits[id] = reads
-			}
-		}
+		r.startReads()
 	}
 	return r.afterCore(r.core.Process(r))
 }
