@@ -16,7 +16,7 @@ import (
 type Member struct {
 	// ID is the member id people see (0, 1, 2, …). Ids are never reused.
 	ID int
-	// ClientAddr and MemberAddr are the advertised endpoints (host:port) clients and members
+	// ClientAddr and MemberAddr are the advertised addresses (host:port) clients and members
 	// connect to.
 	ClientAddr string
 	MemberAddr string
@@ -108,7 +108,7 @@ func LocalCluster(n int) []Member {
 }
 
 // ParseMembers reads a member list. It accepts Tandem's form "id,clientAddr,memberAddr|…" and
-// Aeron Cluster's "id,ingress,consensus,log,catchup,archive|…" (only the first two endpoints are
+// Aeron Cluster's "id,ingress,consensus,log,catchup,archive|…" (only the first two addresses are
 // used: Tandem needs fewer ports). Line breaks, spaces and a trailing '|' are tolerated.
 func ParseMembers(s string) ([]Member, error) {
 	s = strings.NewReplacer("\n", "", "\r", "", " ", "", "\t", "").Replace(s)
@@ -195,7 +195,7 @@ func (c *Config) replicaConfig() replica.Config {
 	rc := replica.DefaultConfig()
 	rc.MemberID = c.ID
 	for _, m := range c.Members {
-		rc.Members = append(rc.Members, replica.Member{ID: m.ID, ClientEndpoint: m.ClientAddr, MemberEndpoint: m.MemberAddr})
+		rc.Members = append(rc.Members, replica.Member{ID: m.ID, ClientAddr: m.ClientAddr, MemberAddr: m.MemberAddr})
 	}
 	rc.TickInterval = c.TickInterval
 	rc.HeartbeatTicks = c.HeartbeatTicks

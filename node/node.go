@@ -687,7 +687,7 @@ func (n *Node) updateStatus(r *replica.Replica) {
 	st := r.Status()
 	ms := make([]Member, 0, len(st.Members))
 	for _, m := range st.Members {
-		ms = append(ms, Member{ID: m.ID, ClientAddr: m.ClientEndpoint, MemberAddr: m.MemberEndpoint})
+		ms = append(ms, Member{ID: m.ID, ClientAddr: m.ClientAddr, MemberAddr: m.MemberAddr})
 	}
 	n.mu.Lock()
 	n.status = Status{ID: st.MemberID, Role: st.Role, Term: st.Term, Leader: st.Leader, Commit: st.Commit,

@@ -17,7 +17,7 @@ import (
 // own data directory under dir: tandem demo, tandem bench in-process and tandem bench --restart.
 type localCluster struct {
 	dir     string
-	eps     []string // client endpoints
+	eps     []string // the members' client addresses, which clients dial
 	members []*localMember
 	// onStart, if set, runs when member i starts, with a context that ends when it stops (the
 	// demo prints role changes from n.Events()).
@@ -148,8 +148,8 @@ func (lc *localCluster) close() {
 	_ = os.RemoveAll(lc.dir)
 }
 
-// benchMembers chooses three members' addresses on free loopback ports; it returns them and the
-// client endpoints.
+// benchMembers chooses three members' addresses on free loopback ports; it returns them and their
+// client addresses.
 func benchMembers() ([]node.Member, []string, error) {
 	addrs, err := freePorts(6)
 	if err != nil {

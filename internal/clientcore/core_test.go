@@ -204,12 +204,12 @@ func TestRedirects(t *testing.T) {
 	h := newHarness(t, testConfig())
 	h.s.Start(h.now)
 	c := h.connect()
-	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 5, LeaderID: 2, Endpoint: "c"})
+	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 5, LeaderID: 2, LeaderAddr: "c"})
 	if d := h.out.lastDial(); d.endpoint != "c" || d.after != 0 || !slices.Contains(h.out.hangups, c) {
 		t.Fatalf("redirect to c (term 5): dial %+v, hangups %v", d, h.out.hangups)
 	}
 	c = h.connect()
-	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 4, LeaderID: 0, Endpoint: "a"})
+	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 4, LeaderID: 0, LeaderAddr: "a"})
 	if d := h.out.lastDial(); d.endpoint != "b" {
 		t.Fatalf("after an old hint the core dials %q, want the next configured endpoint", d.endpoint)
 	}

@@ -213,7 +213,7 @@ func (c *Cluster) config(id int) replica.Config {
 	cfg.MemberID = id
 	for i := 0; i < c.opts.Nodes; i++ {
 		cfg.Members = append(cfg.Members, replica.Member{ID: i,
-			ClientEndpoint: clientEndpoint(i), MemberEndpoint: fmt.Sprintf("sim:%d", 9100+i)})
+			ClientAddr: clientAddr(i), MemberAddr: fmt.Sprintf("sim:%d", 9100+i)})
 	}
 	if c.opts.Tune != nil {
 		c.opts.Tune(&cfg)

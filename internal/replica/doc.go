@@ -17,7 +17,7 @@
 //
 // Decisions written down here because users can observe them:
 //   - Followers never forward: every client request to a follower is answered with a redirect
-//     (leader id, term, the leader's advertised client endpoint), or a redirect with leader -1
+//     (leader id, term, the leader's advertised client address), or a redirect with leader -1
 //     when no leader is known.
 //   - COpen opens a session (idempotent); CAttach only attaches to an open one, so a client whose
 //     session expired is told so instead of silently getting a new session under the same id.

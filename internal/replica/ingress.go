@@ -211,7 +211,7 @@ func (r *Replica) redirect(conn ConnID, m *wire.ClientMsg) {
 	if st.Leader != 0 && st.Leader != RaftID(r.cfg.MemberID) {
 		red.LeaderID = MemberID(st.Leader)
 		if lm, ok := r.member(red.LeaderID); ok {
-			red.Endpoint = lm.ClientEndpoint
+			red.LeaderAddr = lm.ClientAddr
 		}
 	}
 	r.out.SendClient(conn, red)

@@ -185,7 +185,7 @@ func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out
 	r.lastSnap = applied
 	peers := make([]raft.Peer, 0, len(cfg.Members))
 	for _, m := range cfg.Members {
-		peers = append(peers, raft.Peer{ID: RaftID(m.ID), Context: encodeEndpoints(m)})
+		peers = append(peers, raft.Peer{ID: RaftID(m.ID), Context: encodeAddrs(m)})
 	}
 	core, err := consensus.New(consensus.Config{
 		ID:                        RaftID(cfg.MemberID),

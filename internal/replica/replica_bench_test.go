@@ -45,7 +45,7 @@ func BenchmarkLeaderPath(b *testing.B) {
 		b.Fatal(err)
 	}
 	cfg := DefaultConfig()
-	cfg.Members = []Member{{ID: 0, ClientEndpoint: "c", MemberEndpoint: "m"}}
+	cfg.Members = []Member{{ID: 0, ClientAddr: "c", MemberAddr: "m"}}
 	out := &countingOutbox{}
 	r, err := New(cfg, counter.New(), st, &stepClock{}, out)
 	if err != nil {

@@ -82,7 +82,7 @@ func newHarness(t *testing.T, members int, tune func(*Config)) *harness {
 	t.Helper()
 	cfg := DefaultConfig()
 	for i := range members {
-		cfg.Members = append(cfg.Members, Member{ID: i, ClientEndpoint: fmt.Sprintf("client-%d", i), MemberEndpoint: fmt.Sprintf("member-%d", i)})
+		cfg.Members = append(cfg.Members, Member{ID: i, ClientAddr: fmt.Sprintf("client-%d", i), MemberAddr: fmt.Sprintf("member-%d", i)})
 	}
 	if tune != nil {
 		tune(&cfg)
@@ -231,11 +231,11 @@ func TestFollowerRedirects(t *testing.T) {
 	// No leader known: a redirect that names none.
 	h.request(7, command(sessionID(1), 1))
 	m := h.only(7)
-	if m.Kind != wire.CRedirect || m.LeaderID != -1 || m.Endpoint != "" || m.Status != wire.StatusNotLeader || m.Seq != 1 {
+	if m.Kind != wire.CRedirect || m.LeaderID != -1 || m.LeaderAddr != "" || m.Status != wire.StatusNotLeader || m.Seq != 1 {
 		t.Fatalf("without a leader: %+v", m)
 	}
 	// Member 2 leads in term 5 (its heartbeat says so): commands, opens and queries are sent
-	// there, with the term of the hint and the leader's client endpoint; nothing is proposed.
+	// there, with the term of the hint and the leader's client address; nothing is proposed.
 	h.term = 5
 	h.step(pb.MsgHeartbeat, 2, &pb.Message{Commit: new(uint64(0))})
 	h.out.takeRaft()
@@ -246,7 +246,7 @@ func TestFollowerRedirects(t *testing.T) {
 	} {
 		h.request(7, req)
 		m := h.only(7)
-		if m.Kind != wire.CRedirect || m.LeaderID != 2 || m.Term != 5 || m.Endpoint != "client-2" ||
+		if m.Kind != wire.CRedirect || m.LeaderID != 2 || m.Term != 5 || m.LeaderAddr != "client-2" ||
 			m.Session != req.Session || m.Seq != req.Seq || m.RequestID != req.RequestID {
 			t.Fatalf("%+v redirected as %+v", req, m)
 		}

@@ -25,7 +25,7 @@ type Config struct {
 	ClusterID string
 	// SelfID is this member's raft id.
 	SelfID uint64
-	// Peers maps raft ids of the other members to their advertised member endpoints.
+	// Peers maps raft ids of the other members to their advertised member addresses.
 	Peers map[uint64]string
 	// Listener accepts member connections (bound by the caller, so "address in use" is reported
 	// where the port is known).
