@@ -328,15 +328,18 @@ func (o *outbox) SendRaft(msgs []*pb.Message) { o.peers.Send(msgs) }
 func (o *outbox) SendClient(conn replica.ConnID, m *wire.ClientMsg) {
 	o.clients.Send(uint64(conn), m)
 }
-func (o *outbox) Event(ev replica.Event) {
+
+// Changed turns the replica's changes into the node's events (replica.Change says why the two
+// are named apart).
+func (o *outbox) Changed(ch replica.Change) {
 	kind := EventRoleChange
-	switch ev.Kind {
-	case replica.EventSnapshotTaken:
+	switch ch.Kind {
+	case replica.ChangeSnapshotTaken:
 		kind = EventSnapshotTaken
-	case replica.EventSnapshotInstalled:
+	case replica.ChangeSnapshotInstalled:
 		kind = EventSnapshotInstalled
 	}
-	o.n.emit(Event{Kind: kind, Role: ev.Role, Leader: ev.Leader, Term: ev.Term, Index: ev.Index})
+	o.n.emit(Event{Kind: kind, Role: ch.Role, Leader: ch.Leader, Term: ch.Term, Index: ch.Index})
 }
 
 func (n *Node) emit(ev Event) {
@@ -679,12 +682,12 @@ func (n *Node) reachable(r *replica.Replica, id int, ok bool) {
 	if !ok {
 		kind = EventMemberUnreachable
 	}
-	st := r.Status()
+	st := r.Summary()
 	n.emit(Event{Kind: kind, Member: id, Role: st.Role, Leader: st.Leader, Term: st.Term})
 }
 
 func (n *Node) updateStatus(r *replica.Replica) {
-	st := r.Status()
+	st := r.Summary()
 	ms := make([]Member, 0, len(st.Members))
 	for _, m := range st.Members {
 		ms = append(ms, Member{ID: m.ID, ClientAddr: m.ClientAddr, MemberAddr: m.MemberAddr})
@@ -698,7 +701,7 @@ func (n *Node) updateStatus(r *replica.Replica) {
 // handOver, on a leader, transfers leadership to the most caught-up follower and waits (bounded)
 // for it to take over, so clients see a quick, clean failover rather than an election timeout.
 func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport, cs *transport.ClientServer) {
-	if r.Status().Role != service.Leader || len(n.cfg.Members) < 2 || n.cfg.ShutdownTransferTimeout == 0 {
+	if r.Summary().Role != service.Leader || len(n.cfg.Members) < 2 || n.cfg.ShutdownTransferTimeout == 0 {
 		return
 	}
 	to, ok := r.BestFollower()
@@ -740,7 +743,7 @@ func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport,
 		if err != nil {
 			return
 		}
-		if r.Status().Role != service.Leader {
+		if r.Summary().Role != service.Leader {
 			n.updateStatus(r)
 			return
 		}

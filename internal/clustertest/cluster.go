@@ -67,7 +67,7 @@ type Node struct {
 	FS       *vfs.Mem         // the member's disk: synced and unsynced data kept apart
 	Store    *archive.Archive // nil while the member is down
 	Svc      service.Service
-	Events   []replica.Event
+	Changes  []replica.Change
 	Skew     time.Duration // added to the simulated clock on this member
 	cluster  *Cluster
 	nextTick int64
@@ -406,7 +406,7 @@ func (c *Cluster) Leader() int {
 		if n.R == nil {
 			continue
 		}
-		st := n.R.Status()
+		st := n.R.Summary()
 		if st.Role == service.Leader && st.Term >= term {
 			best, term = n.ID, st.Term
 		}
@@ -450,7 +450,7 @@ func (c *Cluster) WaitLeader(d time.Duration) int {
 			return false
 		}
 		for _, n := range c.Nodes {
-			if n.R != nil && n.R.Status().Leader != l && !c.isolated(n.ID) {
+			if n.R != nil && n.R.Summary().Leader != l && !c.isolated(n.ID) {
 				return false
 			}
 		}
@@ -480,7 +480,7 @@ func (c *Cluster) Describe() string {
 			fmt.Fprintf(&b, " | m%d down", n.ID)
 			continue
 		}
-		st := n.R.Status()
+		st := n.R.Summary()
 		fmt.Fprintf(&b, " | m%d %s term=%d leader=%d commit=%d applied=%d snap=%d",
 			n.ID, st.Role, st.Term, st.Leader, st.Commit, st.Applied, st.SnapshotIndex)
 	}
@@ -858,8 +858,8 @@ func (o *outbox) SendClient(conn replica.ConnID, m *wire.ClientMsg) {
 	c.push(event{at: c.arrival(o.n.ID, sc.cl.net()), kind: evToClient, node: o.n.ID, cm: &cp, sc: sc})
 }
 
-func (o *outbox) Event(ev replica.Event) {
-	o.n.Events = append(o.n.Events, ev)
+func (o *outbox) Changed(ch replica.Change) {
+	o.n.Changes = append(o.n.Changes, ch)
 }
 
 // Do submits a command from cl and runs until it is answered; it fails the test after d.
@@ -886,7 +886,7 @@ func (c *Cluster) Ask(cl *Client, payload string, d time.Duration) string {
 func (c *Cluster) WaitApplied(index uint64, d time.Duration) bool {
 	return c.RunUntil(func() bool {
 		for _, n := range c.Nodes {
-			if n.R != nil && n.R.Status().Applied < index {
+			if n.R != nil && n.R.Summary().Applied < index {
 				return false
 			}
 		}
@@ -902,12 +902,12 @@ func (c *Cluster) WaitConverged(d time.Duration) bool {
 		if l < 0 {
 			return false
 		}
-		commit := c.Nodes[l].R.Status().Commit
+		commit := c.Nodes[l].R.Summary().Commit
 		if last, _ := c.Nodes[l].Store.LastIndex(); commit < last {
 			return false
 		}
 		for _, n := range c.Nodes {
-			if n.R != nil && n.R.Status().Applied < commit {
+			if n.R != nil && n.R.Summary().Applied < commit {
 				return false
 			}
 		}

@@ -28,7 +28,7 @@ func (r *Replica) InstallSnapshot(snap *pb.Snapshot) error {
 	}
 	r.lastSnap = ix
 	st := r.core.State()
-	r.out.Event(Event{Kind: EventSnapshotInstalled, Index: ix, Term: st.Term, Role: r.role, Leader: MemberID(st.Leader)})
+	r.out.Changed(Change{Kind: ChangeSnapshotInstalled, Index: ix, Term: st.Term, Role: r.role, Leader: MemberID(st.Leader)})
 	return nil
 }
 
@@ -100,7 +100,7 @@ func (r *Replica) StateChanged(st consensus.State) {
 	if wasLeader && role != service.Leader {
 		r.stepDown()
 	}
-	r.out.Event(Event{Kind: EventState, Role: role, Leader: MemberID(st.Leader), Term: st.Term})
+	r.out.Changed(Change{Kind: ChangeRole, Role: role, Leader: MemberID(st.Leader), Term: st.Term})
 }
 
 // stepDown drops the leader-only state and sends every attached client to the new leader; their

@@ -29,34 +29,40 @@ type Outbox interface {
 	// SendClient delivers a message on a client connection. m is valid only during the call
 	// (the container reuses its answers): encode or copy it.
 	SendClient(conn ConnID, m *wire.ClientMsg)
-	// Event reports a state change for operators.
-	Event(ev Event)
+	// Changed reports a change of the member's state, for operators.
+	Changed(ch Change)
 }
 
-// EventKind classifies events.
-type EventKind uint8
+// A replica reports what it alone knows, in types named apart from the node's on purpose: node
+// owns the public Event and Status, which add what only the driver sees (wall-clock time, peers'
+// reachability, the transports' counters), and one name means one thing to a reader. So the
+// replica reports a Change through Outbox.Changed, and sums itself up in a Summary; node turns
+// them into its Events and its Status.
 
-// Event kinds.
+// ChangeKind classifies the changes a replica reports.
+type ChangeKind uint8
+
+// Change kinds.
 const (
-	// EventState: role, leader or term changed.
-	EventState EventKind = iota + 1
-	// EventSnapshotTaken: this member wrote a snapshot at Index.
-	EventSnapshotTaken
-	// EventSnapshotInstalled: this member installed the leader's snapshot at Index.
-	EventSnapshotInstalled
+	// ChangeRole: role, leader or term changed.
+	ChangeRole ChangeKind = iota + 1
+	// ChangeSnapshotTaken: this member wrote a snapshot at Index.
+	ChangeSnapshotTaken
+	// ChangeSnapshotInstalled: this member installed the leader's snapshot at Index.
+	ChangeSnapshotInstalled
 )
 
-// Event is a state change of the member.
-type Event struct {
-	Kind   EventKind
+// Change is a change of the member's state.
+type Change struct {
+	Kind   ChangeKind
 	Role   service.Role
 	Leader int // member id, -1 when unknown
 	Term   uint64
-	Index  uint64
+	Index  uint64 // the snapshot's, for snapshot changes
 }
 
-// Status is a summary of the member's state.
-type Status struct {
+// Summary sums up the member's state (Replica.Summary).
+type Summary struct {
 	MemberID      int
 	Role          service.Role
 	Term          uint64
@@ -205,10 +211,10 @@ func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out
 	return r, nil
 }
 
-// Status summarises the member's state.
-func (r *Replica) Status() Status {
+// Summary sums up the member's state.
+func (r *Replica) Summary() Summary {
 	bs := r.core.Status()
-	return Status{
+	return Summary{
 		MemberID:      r.cfg.MemberID,
 		Role:          roleOf(bs.RaftState),
 		Term:          bs.GetTerm(),
@@ -349,7 +355,7 @@ func (r *Replica) SnapshotWritten(err error) error {
 	}
 	r.lastSnap = max(r.lastSnap, r.snapIx) // a leader's snapshot may have been installed meanwhile
 	st := r.core.State()
-	r.out.Event(Event{Kind: EventSnapshotTaken, Index: r.snapIx, Term: st.Term, Role: r.role, Leader: MemberID(st.Leader)})
+	r.out.Changed(Change{Kind: ChangeSnapshotTaken, Index: r.snapIx, Term: st.Term, Role: r.role, Leader: MemberID(st.Leader)})
 	return nil
 }
 
