@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -68,6 +69,10 @@ type Config struct {
 	// snapshots need too.
 	MaxMemberConns int
 	MaxClientConns int
+
+	// Logger receives the member's log lines (nil: they are discarded). The node never prints;
+	// its state changes also come as Events.
+	Logger *slog.Logger
 
 	// tune, if set, adjusts the replica's configuration (tests: limits the node does not
 	// expose).

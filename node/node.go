@@ -141,9 +141,6 @@ type Node struct {
 // Option adjusts a node.
 type Option func(*Node)
 
-// WithLogger sets the logger (default: discard).
-func WithLogger(l *slog.Logger) Option { return func(n *Node) { n.log = l } }
-
 // Capacities of the loop's inputs. raftInputsCap holds several rounds of what the peers send;
 // clientInputsCap is in client batches (of up to 1024 requests each).
 const (
@@ -166,10 +163,14 @@ func New(cfg Config, svc service.Service, opts ...Option) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("node: invalid configuration: %w", err)
 	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	n := &Node{
 		cfg:         cfg,
 		svc:         svc,
-		log:         slog.New(slog.DiscardHandler),
+		log:         log,
 		events:      make(chan Event, 1024),
 		raftIn:      make(chan input, raftInputsCap),
 		clientIn:    make(chan input, clientInputsCap),

@@ -103,11 +103,13 @@ func newCluster(t *testing.T, n int, tune func(*Config)) *cluster {
 func (c *cluster) start(i int) {
 	m := c.members[i]
 	m.logs = &syncBuffer{}
-	opts := []Option{WithLogger(slog.New(slog.NewTextHandler(m.logs, nil)))}
+	var opts []Option
 	if c.opts != nil {
-		opts = append(opts, c.opts(i)...)
+		opts = c.opts(i)
 	}
-	n, err := New(m.cfg, counter.New(), opts...)
+	cfg := m.cfg
+	cfg.Logger = slog.New(slog.NewTextHandler(m.logs, nil))
+	n, err := New(cfg, counter.New(), opts...)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -134,8 +134,8 @@ func runNode(args []string) int {
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	n, err := node.New(cfg, counter.New(), node.WithLogger(logger))
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	n, err := node.New(cfg, counter.New())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
 		return exitUsage
