@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -9,12 +10,13 @@ import (
 	"github.com/tandem-cluster/tandem/examples/counter"
 )
 
-// runOne runs a one-member cluster configured by cfg (ID, Members and DataDir filled in) with
-// opts until the test ends, and returns the node and Run's result channel.
-func runOne(t *testing.T, cfg Config, opts ...Option) (*Node, context.CancelFunc, <-chan error) {
+// runOne runs a one-member cluster configured by cfg (Members filled in if nil, DataDir always)
+// with opts until the test ends. stop cancels Run and returns what it returned.
+func runOne(t *testing.T, cfg Config, opts ...Option) (n *Node, stop func() error) {
 	t.Helper()
 	if cfg.Members == nil {
-		cfg.Members = []Member{{ID: 0, ClientAddr: freeAddrs(t, 1)[0], MemberAddr: freeAddrs(t, 1)[0]}}
+		addrs := freeAddrs(t, 2)
+		cfg.Members = []Member{{ID: 0, ClientAddr: addrs[0], MemberAddr: addrs[1]}}
 	}
 	cfg.DataDir = t.TempDir()
 	n, err := New(cfg, counter.New(), opts...)
@@ -22,13 +24,23 @@ func runOne(t *testing.T, cfg Config, opts ...Option) (*Node, context.CancelFunc
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		runErr = n.Run(ctx)
+		close(done)
+	}()
+	stop = func() error {
 		cancel()
-		<-done
-	})
-	return n, cancel, done
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("Run did not return within 20 s of its context's end")
+		}
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return n, stop
 }
 
 // The member's log lines go to Config.Logger: a connection without a valid handshake on the
@@ -37,7 +49,7 @@ func TestConfigLoggerGetsTheMembersLines(t *testing.T) {
 	logs := &syncBuffer{}
 	cfg := DefaultConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	n, _, _ := runOne(t, cfg)
+	n, _ := runOne(t, cfg)
 	waitRole(t, n, 10*time.Second)
 	attack(t, n.cfg.Members[0].MemberAddr, []byte("GET / HTTP/1.1\r\n\r\n"), false, logs, "garbage", "no valid handshake")
 }
@@ -50,5 +62,23 @@ func waitRole(t *testing.T, n *Node, timeout time.Duration) {
 			t.Fatalf("no leader within %s: %+v", timeout, n.Status())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A Node runs once: a second Run, while the first runs or after it returned, returns
+// ErrRunTwice (it used to bind the ports again, run, and panic closing the loop's channel).
+func TestRunTwiceReturnsAnError(t *testing.T) {
+	n, stop := runOne(t, DefaultConfig())
+	waitRole(t, n, 10*time.Second)
+	if err := n.Run(context.Background()); !errors.Is(err, ErrRunTwice) {
+		t.Fatalf("Run while running: %v, want ErrRunTwice", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("the first Run: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := n.Run(ctx); !errors.Is(err, ErrRunTwice) {
+		t.Fatalf("Run after Run returned: %v, want ErrRunTwice", err)
 	}
 }

@@ -113,6 +113,8 @@ type Node struct {
 	clientIn chan input
 	quit     chan struct{} // closed when the loop has ended: nobody reads the inputs any more
 
+	ran atomic.Bool // Run was called: a Node runs once
+
 	// kept lists peers reported unreachable while raftIn was full, for the loop's next round;
 	// keptAny says the list may be non-empty, so that the loop need not lock to see it is not.
 	keptMu  sync.Mutex
@@ -137,6 +139,10 @@ type Node struct {
 	wrapListener func(port string, l net.Listener) net.Listener // tests only
 	refused      int                                            // Status.RaftRefused, behind mu
 }
+
+// ErrRunTwice is returned by a second call of Run: a Node runs once (its inputs, events and
+// listeners end with the run). To run the member again, make another Node with New.
+var ErrRunTwice = errors.New("node: Run was called twice: a Node runs once; make another with New")
 
 // Option adjusts a node.
 type Option func(*Node)
@@ -369,6 +375,9 @@ func listen(what string, id int, addr string) (net.Listener, error) {
 // does finding that its log lost entries it had acknowledged (consensus.ErrLostData: the leader
 // keeps saying entries beyond its log are committed — a wiped or restored data directory).
 func (n *Node) Run(ctx context.Context) error {
+	if !n.ran.CompareAndSwap(false, true) {
+		return ErrRunTwice
+	}
 	cfg := n.cfg
 	self, _ := cfg.self()
 	clientBind, memberBind := cfg.ClientBind, cfg.MemberBind
