@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"testing"
 	"time"
 
@@ -80,5 +81,50 @@ func TestRunTwiceReturnsAnError(t *testing.T) {
 	cancel()
 	if err := n.Run(ctx); !errors.Is(err, ErrRunTwice) {
 		t.Fatalf("Run after Run returned: %v, want ErrRunTwice", err)
+	}
+}
+
+// Events is closed when Run returns: after a clean stop, and after a Run that failed to start.
+func TestEventsClosedWhenRunReturns(t *testing.T) {
+	n, stop := runOne(t, DefaultConfig())
+	waitRole(t, n, 10*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	drained(t, n.Events(), "after a clean stop")
+
+	// A member port someone else holds: Run fails at once, and closes Events too.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfg := DefaultConfig()
+	cfg.Members = []Member{{ID: 0, ClientAddr: freeAddrs(t, 1)[0], MemberAddr: taken.Addr().String()}}
+	cfg.DataDir = t.TempDir()
+	n2, err := New(cfg, counter.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.Run(context.Background()); err == nil {
+		t.Fatal("Run on a taken port returned nil")
+	}
+	drained(t, n2.Events(), "after a failed start")
+}
+
+// drained reads events until the channel is closed, failing the test if it is not within a few
+// seconds.
+func drained(t *testing.T, events <-chan Event, when string) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case _, ok := <-events:
+			if !ok {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("Events not closed %s", when)
+		}
 	}
 }

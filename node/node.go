@@ -193,7 +193,9 @@ func New(cfg Config, svc service.Service, opts ...Option) (*Node, error) {
 }
 
 // Events returns the event stream. It is buffered; when nobody reads it, events are dropped
-// rather than stalling the member.
+// rather than stalling the member (Status.EventsDropped counts them). It is closed when Run
+// returns, however it ends, so `for ev := range n.Events()` ends with the member; a Node that
+// never runs never closes it.
 func (n *Node) Events() <-chan Event { return n.events }
 
 // Status returns the member's state as of its last loop iteration.
@@ -378,6 +380,8 @@ func (n *Node) Run(ctx context.Context) error {
 	if !n.ran.CompareAndSwap(false, true) {
 		return ErrRunTwice
 	}
+	// Every event is emitted from this goroutine (the loop's), so nothing sends once Run returns.
+	defer close(n.events)
 	cfg := n.cfg
 	self, _ := cfg.self()
 	clientBind, memberBind := cfg.ClientBind, cfg.MemberBind

@@ -118,15 +118,10 @@ func (c *cluster) start(i int) {
 	events, done := make(chan Event, 4096), make(chan error, 1)
 	m.n, m.cancel, m.done, m.events = n, cancel, done, events
 	go func() {
-		for {
+		for ev := range n.Events() { // closed when Run returns
 			select {
-			case ev := <-n.Events():
-				select {
-				case events <- ev:
-				default:
-				}
-			case <-ctx.Done():
-				return
+			case events <- ev:
+			default:
 			}
 		}
 	}()

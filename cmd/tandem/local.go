@@ -19,9 +19,9 @@ type localCluster struct {
 	dir     string
 	eps     []string // the members' client addresses, which clients dial
 	members []*localMember
-	// onStart, if set, runs when member i starts, with a context that ends when it stops (the
-	// demo prints role changes from n.Events()).
-	onStart func(ctx context.Context, i int, n *node.Node)
+	// onStart, if set, runs when member i starts, before its Run (the demo prints role changes
+	// from n.Events(), which is closed when the member stops).
+	onStart func(i int, n *node.Node)
 }
 
 type localMember struct {
@@ -80,7 +80,7 @@ func (lc *localCluster) start(i int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.n, m.cancel, m.done = n, cancel, make(chan error, 1)
 	if lc.onStart != nil {
-		lc.onStart(ctx, i, n)
+		lc.onStart(i, n)
 	}
 	go func() { m.done <- n.Run(ctx) }()
 	return nil

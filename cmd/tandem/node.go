@@ -154,19 +154,15 @@ func runNode(args []string) int {
 		<-sigs
 		os.Exit(130) // a second Ctrl+C does not wait
 	}()
-	done := make(chan struct{})
+	rendered := make(chan struct{})
 	go func() {
-		for {
-			select {
-			case ev := <-n.Events():
-				r.event(ev)
-			case <-done:
-				return
-			}
+		for ev := range n.Events() { // closed when Run returns
+			r.event(ev)
 		}
+		close(rendered)
 	}()
 	err = n.Run(ctx)
-	close(done)
+	<-rendered // every event is printed before the last line
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
 		return exitFailed
