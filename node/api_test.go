@@ -5,9 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/tandem-cluster/tandem/client"
 	"github.com/tandem-cluster/tandem/examples/counter"
 )
 
@@ -16,8 +18,9 @@ import (
 func runOne(t *testing.T, cfg Config, opts ...Option) (n *Node, stop func() error) {
 	t.Helper()
 	if cfg.Members == nil {
-		addrs := freeAddrs(t, 2)
-		cfg.Members = []Member{{ID: 0, ClientAddr: addrs[0], MemberAddr: addrs[1]}}
+		cl, ml := listenLocal(t), listenLocal(t)
+		cfg.Members = []Member{{ID: 0, ClientAddr: cl.Addr().String(), MemberAddr: ml.Addr().String()}}
+		opts = append(opts, WithListeners(cl, ml))
 	}
 	cfg.DataDir = t.TempDir()
 	n, err := New(cfg, counter.New(), opts...)
@@ -100,7 +103,7 @@ func TestEventsClosedWhenRunReturns(t *testing.T) {
 	}
 	defer taken.Close()
 	cfg := DefaultConfig()
-	cfg.Members = []Member{{ID: 0, ClientAddr: freeAddrs(t, 1)[0], MemberAddr: taken.Addr().String()}}
+	cfg.Members = []Member{{ID: 0, ClientAddr: "127.0.0.1:1", MemberAddr: taken.Addr().String()}}
 	cfg.DataDir = t.TempDir()
 	n2, err := New(cfg, counter.New())
 	if err != nil {
@@ -126,5 +129,53 @@ func drained(t *testing.T, events <-chan Event, when string) {
 		case <-timeout:
 			t.Fatalf("Events not closed %s", when)
 		}
+	}
+}
+
+// listenLocal binds an ephemeral loopback port, closed when the test ends if nothing else did.
+func listenLocal(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// With WithListeners a member serves on listeners bound before it was configured (their ports
+// in Members), so no other process can take a port between choosing and binding it; Run closes
+// them when it returns.
+func TestWithListenersServesOnTheGivenListeners(t *testing.T) {
+	cl, ml := listenLocal(t), listenLocal(t)
+	cfg := DefaultConfig()
+	cfg.Members = []Member{{ID: 0, ClientAddr: cl.Addr().String(), MemberAddr: ml.Addr().String()}}
+	n, stop := runOne(t, cfg, WithListeners(cl, ml))
+	waitRole(t, n, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, client.Config{Endpoints: []string{cl.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := inc(ctx, t, c); v != 1 {
+		t.Fatalf("first increment returned %d", v)
+	}
+	c.Close()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []net.Listener{cl, ml} {
+		if conn, err := net.DialTimeout("tcp", l.Addr().String(), time.Second); err == nil {
+			conn.Close()
+			t.Fatalf("%s still accepts connections after Run returned", l.Addr())
+		}
+	}
+
+	// A bind address and a listener for the same port are one too many.
+	cfg.ClientBind, cfg.DataDir = "127.0.0.1:0", t.TempDir()
+	if _, err := New(cfg, counter.New(), WithListeners(listenLocal(t), nil)); err == nil ||
+		!strings.Contains(err.Error(), "ClientBind") {
+		t.Fatalf("New with ClientBind and a client listener: %v", err)
 	}
 }

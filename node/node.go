@@ -136,6 +136,9 @@ type Node struct {
 	tr *transport.Transport
 	cs *transport.ClientServer
 
+	// clientL and memberL are the listeners given with WithListeners (nil: Run binds the port).
+	clientL, memberL net.Listener
+
 	wrapListener func(port string, l net.Listener) net.Listener // tests only
 	refused      int                                            // Status.RaftRefused, behind mu
 }
@@ -147,6 +150,18 @@ var ErrRunTwice = errors.New("node: Run was called twice: a Node runs once; make
 // Option adjusts a node.
 type Option func(*Node)
 
+// WithListeners makes Run serve clients on client and members on member instead of binding
+// Config.ClientBind and Config.MemberBind (or the advertised addresses); either may be nil, and
+// that port is bound as usual. Run closes them when it returns, however it ends, as
+// http.Server.Serve does; if Run is never called they stay the caller's to close.
+//
+// It lets a test or an embedder bind "127.0.0.1:0" first and put the port it got into Members
+// (which still say where the others reach this member), with no moment in which another process
+// could take the port, and lets a supervisor hand over sockets it bound (socket activation).
+func WithListeners(client, member net.Listener) Option {
+	return func(n *Node) { n.clientL, n.memberL = client, member }
+}
+
 // Capacities of the loop's inputs. raftInputsCap holds several rounds of what the peers send;
 // clientInputsCap is in client batches (of up to 1024 requests each).
 const (
@@ -154,8 +169,8 @@ const (
 	clientInputsCap = 64 << 10
 )
 
-// withListeners wraps the member's listeners ("member", "client"), so a test can make them fail.
-func withListeners(wrap func(port string, l net.Listener) net.Listener) Option {
+// wrapListeners wraps the member's listeners ("member", "client"), so a test can make them fail.
+func wrapListeners(wrap func(port string, l net.Listener) net.Listener) Option {
 	return func(n *Node) { n.wrapListener = wrap }
 }
 
@@ -188,6 +203,12 @@ func New(cfg Config, svc service.Service, opts ...Option) (*Node, error) {
 	}
 	for _, o := range opts {
 		o(n)
+	}
+	if n.clientL != nil && cfg.ClientBind != "" {
+		return nil, fmt.Errorf("node: ClientBind (%q) and a client listener (WithListeners) are both given: one or the other", cfg.ClientBind)
+	}
+	if n.memberL != nil && cfg.MemberBind != "" {
+		return nil, fmt.Errorf("node: MemberBind (%q) and a member listener (WithListeners) are both given: one or the other", cfg.MemberBind)
 	}
 	return n, nil
 }
@@ -391,13 +412,21 @@ func (n *Node) Run(ctx context.Context) error {
 	if memberBind == "" {
 		memberBind = self.MemberAddr
 	}
-	ml, err := listen("member", cfg.ID, memberBind)
-	if err != nil {
-		return err
+	ml, cl := n.memberL, n.clientL
+	var err error
+	if ml == nil {
+		ml, err = listen("member", cfg.ID, memberBind)
 	}
-	cl, err := listen("client", cfg.ID, clientBind)
+	if err == nil && cl == nil {
+		cl, err = listen("client", cfg.ID, clientBind)
+	}
 	if err != nil {
-		_ = ml.Close()
+		// Run owns the listeners it was given: it closes them however it ends.
+		for _, l := range []net.Listener{ml, cl} {
+			if l != nil {
+				_ = l.Close()
+			}
+		}
 		return err
 	}
 	if n.wrapListener != nil {
