@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +178,46 @@ func TestWithListenersServesOnTheGivenListeners(t *testing.T) {
 	if _, err := New(cfg, counter.New(), WithListeners(listenLocal(t), nil)); err == nil ||
 		!strings.Contains(err.Error(), "ClientBind") {
 		t.Fatalf("New with ClientBind and a client listener: %v", err)
+	}
+}
+
+// A follower restarted on a wiped data directory stops itself, and Run's error says why in
+// terms a program can test: ErrLostData, and ErrStopped. The two others keep serving.
+func TestRunReturnsErrLostDataForAWipedMember(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	l, _ := c.startAll(15 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := c.dial(ctx)
+	for range 40 {
+		inc(ctx, t, cl)
+	}
+	victim := (l + 1) % 3
+	m := c.members[victim]
+	// Applied implies durable in its log: the leader saw it acknowledge the 40 commands.
+	for deadline := time.Now().Add(10 * time.Second); m.n.Status().Applied < c.members[l].n.Status().Commit; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the victim did not apply the commands: %+v", m.n.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.stop(victim)
+	if err := os.RemoveAll(m.cfg.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	c.start(victim)
+	var err error
+	select {
+	case err = <-m.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the wiped member still runs after 30 s")
+	}
+	m.cancel()
+	m.cancel = nil // Run returned: nothing for the cluster's cleanup to stop
+	if !errors.Is(err, ErrLostData) || !errors.Is(err, ErrStopped) {
+		t.Fatalf("Run returned %v, want ErrLostData and ErrStopped", err)
+	}
+	if v := inc(ctx, t, cl); v != 41 {
+		t.Fatalf("counter %d after 41 increments", v)
 	}
 }

@@ -143,6 +143,21 @@ type Node struct {
 	refused      int                                            // Status.RaftRefused, behind mu
 }
 
+// Errors Run returns when the member stops itself (wrapped, with the cause: test with errors.Is).
+// They are the consensus core's, under public names.
+var (
+	// ErrStopped: the member stopped rather than acknowledge what it might not keep: its storage
+	// failed (a write, sync or snapshot write error; a failed sync is never retried, as the
+	// kernel may have dropped the data), or it lost data (ErrLostData). It never acknowledged
+	// anything after the failure. Fix the cause (a full or failing disk) before restarting it.
+	ErrStopped = consensus.ErrStopped
+	// ErrLostData: the member's log lacks entries it had acknowledged — the leader keeps saying
+	// entries beyond the end of its log are committed — so its data directory was wiped, replaced
+	// or restored from an older copy. Restarting it as it is cannot help: restore the directory.
+	// The others keep serving while they are a majority. Run's error wraps ErrStopped too.
+	ErrLostData = consensus.ErrLostData
+)
+
 // ErrRunTwice is returned by a second call of Run: a Node runs once (its inputs, events and
 // listeners end with the run). To run the member again, make another Node with New.
 var ErrRunTwice = errors.New("node: Run was called twice: a Node runs once; make another with New")
@@ -395,8 +410,8 @@ func listen(what string, id int, addr string) (net.Listener, error) {
 // On cancellation a leader first hands leadership to a caught-up follower (bounded by
 // ShutdownTransferTimeout), then the member stops and the service's OnTerminate is called. A
 // storage failure stops the member with an error that says why: it never acknowledges again. So
-// does finding that its log lost entries it had acknowledged (consensus.ErrLostData: the leader
-// keeps saying entries beyond its log are committed — a wiped or restored data directory).
+// does finding that its log lost entries it had acknowledged (ErrLostData: the leader keeps
+// saying entries beyond its log are committed — a wiped or restored data directory).
 func (n *Node) Run(ctx context.Context) error {
 	if !n.ran.CompareAndSwap(false, true) {
 		return ErrRunTwice
