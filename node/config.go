@@ -35,6 +35,7 @@ type Config struct {
 	Members []Member
 	// ClientBind and MemberBind are the local addresses to listen on; empty means the advertised
 	// address of this member (separate so a member behind NAT or in a container can bind 0.0.0.0).
+	// A port whose listener is given with WithListeners takes no bind address.
 	ClientBind string
 	MemberBind string
 	// DataDir holds the archive (log segments, snapshots, identity).
