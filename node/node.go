@@ -508,9 +508,9 @@ func (n *Node) Run(ctx context.Context) error {
 // Bounds of one round of input, so a flood of it cannot delay ticks or the persisting of what came
 // first. Raft's input is taken first, every round, up to raftInputsPerRound; then client input,
 // up to clientInputsPerRound batches or clientRequestsPerRound requests. A round's work grows
-// with its requests (each is applied or served and answered in it): 16 Ki of them take a few
-// tens of milliseconds, less than a tick, and are still many times what a round holds at full
-// throughput (a few thousand: the commands in flight of every client).
+// with its requests (each is applied or served and answered in it): 16 Ki of them take less than
+// a tick, and are still many times what a round holds at full throughput (a few thousand: the
+// commands in flight of every client).
 const (
 	raftInputsPerRound     = 4096
 	clientInputsPerRound   = 4096

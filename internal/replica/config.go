@@ -50,10 +50,10 @@ type Config struct {
 //
 // The architecture started from the seeds' heartbeat 200 ms and election timeout 1–2 s. With
 // those, a follower notices a dead leader about 1.5 s after its last heartbeat (median), so the
-// median failover measured 1.9 s, short of the performance goal (1.5 s). Etcd's own defaults are
-// a 100 ms heartbeat and a 1 s election timeout; 700 ms keeps seven heartbeats of margin, and
-// more than the longest fsync stall seen on the project's machines under load (~330 ms), against
-// needless elections (PreVote and CheckQuorum guard the rest).
+// median failover missed the performance goal (1.5 s; docs/PERFORMANCE.md). Etcd's own defaults
+// are a 100 ms heartbeat and a 1 s election timeout; 700 ms keeps seven heartbeats of margin, and
+// more than the longest fsync stall seen on the project's machines under load, against needless
+// elections (PreVote and CheckQuorum guard the rest).
 func DefaultConfig() Config {
 	return Config{
 		TickInterval:        100 * time.Millisecond,

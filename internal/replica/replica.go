@@ -125,10 +125,10 @@ type Replica struct {
 // tens to hundreds of KiB even at 100 MB/s of commands — so neither bound slows it. A follower
 // catching up is different: raft reads up to raftMsgBytesMax of old log per append and sends as
 // many as the window allows; bounded by the count alone (256), that was 256 MiB per follower,
-// held by raft's messages and again by their encoding in the transport's queue — the leader's
-// RSS grew by 360–430 MiB catching up a follower 100 MB behind. With the byte bound (and the
-// transport dropping what it queued for a peer it could not reach) it grows by 20–30 MiB, and
-// throughput is unchanged (docs/PERFORMANCE.md, "Memory during catch-up").
+// held by raft's messages and again by their encoding in the transport's queue. With the byte
+// bound (and the transport dropping what it queued for a peer it could not reach) the leader's
+// memory grows by a small fraction of that while it catches a follower up, and throughput is
+// unchanged (docs/PERFORMANCE.md, "Memory during catch-up").
 const (
 	raftMsgBytesMax      = 1 << 20
 	raftInflightMsgsMax  = 256
@@ -140,10 +140,10 @@ const (
 // handed it out and been advanced; a leader applies and answers what commits during its sync
 // from its own log (consensus.applyDurable), so its clients go on at the rate of its syncs while
 // raft's count went down by at most this much per Ready. With raft's default (1 MiB, the message
-// size) 4 KiB commands at ~25 000/s outran the count by far: it reached the 64 MiB limit within
-// seconds, raft dropped proposals, and clients waited out backoffs ("unavailable"). 8 MiB a
-// Ready keeps up with 100 MB/s of commands at 12 Readies a second, and bounds what a member
-// replaying its log holds at once.
+// size) a leader taking 4 KiB commands at full speed outran the count: it reached the
+// uncommitted limit within seconds, raft dropped proposals, and clients waited out backoffs
+// ("unavailable"). 8 MiB a Ready keeps up with 100 MB/s of commands at 12 Readies a second, and
+// bounds what a member replaying its log holds at once.
 const raftCommittedBytesPerReadyMax = 8 << 20
 
 // New creates a replica on storage. The service is started from the storage's newest snapshot.
