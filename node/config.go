@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -16,7 +17,7 @@ import (
 type Member struct {
 	// ID is the member id people see (0, 1, 2, …). Ids are never reused.
 	ID int
-	// ClientAddr and MemberAddr are the advertised endpoints (host:port) clients and members
+	// ClientAddr and MemberAddr are the advertised addresses (host:port) clients and members
 	// connect to.
 	ClientAddr string
 	MemberAddr string
@@ -34,6 +35,7 @@ type Config struct {
 	Members []Member
 	// ClientBind and MemberBind are the local addresses to listen on; empty means the advertised
 	// address of this member (separate so a member behind NAT or in a container can bind 0.0.0.0).
+	// A port whose listener is given with WithListeners takes no bind address.
 	ClientBind string
 	MemberBind string
 	// DataDir holds the archive (log segments, snapshots, identity).
@@ -68,6 +70,10 @@ type Config struct {
 	// snapshots need too.
 	MaxMemberConns int
 	MaxClientConns int
+
+	// Logger receives the member's log lines (nil: they are discarded). The node never prints;
+	// its state changes also come as Events.
+	Logger *slog.Logger
 
 	// tune, if set, adjusts the replica's configuration (tests: limits the node does not
 	// expose).
@@ -108,7 +114,7 @@ func LocalCluster(n int) []Member {
 }
 
 // ParseMembers reads a member list. It accepts Tandem's form "id,clientAddr,memberAddr|…" and
-// Aeron Cluster's "id,ingress,consensus,log,catchup,archive|…" (only the first two endpoints are
+// Aeron Cluster's "id,ingress,consensus,log,catchup,archive|…" (only the first two addresses are
 // used: Tandem needs fewer ports). Line breaks, spaces and a trailing '|' are tolerated.
 func ParseMembers(s string) ([]Member, error) {
 	s = strings.NewReplacer("\n", "", "\r", "", " ", "", "\t", "").Replace(s)
@@ -195,7 +201,7 @@ func (c *Config) replicaConfig() replica.Config {
 	rc := replica.DefaultConfig()
 	rc.MemberID = c.ID
 	for _, m := range c.Members {
-		rc.Members = append(rc.Members, replica.Member{ID: m.ID, ClientEndpoint: m.ClientAddr, MemberEndpoint: m.MemberAddr})
+		rc.Members = append(rc.Members, replica.Member{ID: m.ID, ClientAddr: m.ClientAddr, MemberAddr: m.MemberAddr})
 	}
 	rc.TickInterval = c.TickInterval
 	rc.HeartbeatTicks = c.HeartbeatTicks

@@ -113,6 +113,8 @@ type Node struct {
 	clientIn chan input
 	quit     chan struct{} // closed when the loop has ended: nobody reads the inputs any more
 
+	ran atomic.Bool // Run was called: a Node runs once
+
 	// kept lists peers reported unreachable while raftIn was full, for the loop's next round;
 	// keptAny says the list may be non-empty, so that the loop need not lock to see it is not.
 	keptMu  sync.Mutex
@@ -134,15 +136,46 @@ type Node struct {
 	tr *transport.Transport
 	cs *transport.ClientServer
 
+	// clientL and memberL are the listeners given with WithListeners (nil: Run binds the port).
+	clientL, memberL net.Listener
+
 	wrapListener func(port string, l net.Listener) net.Listener // tests only
 	refused      int                                            // Status.RaftRefused, behind mu
 }
 
+// Errors Run returns when the member stops itself (wrapped, with the cause: test with errors.Is).
+// They are the consensus core's, under public names.
+var (
+	// ErrStopped: the member stopped rather than acknowledge what it might not keep: its storage
+	// failed (a write, sync or snapshot write error; a failed sync is never retried, as the
+	// kernel may have dropped the data), or it lost data (ErrLostData). It never acknowledged
+	// anything after the failure. Fix the cause (a full or failing disk) before restarting it.
+	ErrStopped = consensus.ErrStopped
+	// ErrLostData: the member's log lacks entries it had acknowledged — the leader keeps saying
+	// entries beyond the end of its log are committed — so its data directory was wiped, replaced
+	// or restored from an older copy. Restarting it as it is cannot help: restore the directory.
+	// The others keep serving while they are a majority. Run's error wraps ErrStopped too.
+	ErrLostData = consensus.ErrLostData
+)
+
+// ErrRunTwice is returned by a second call of Run: a Node runs once (its inputs, events and
+// listeners end with the run). To run the member again, make another Node with New.
+var ErrRunTwice = errors.New("node: Run was called twice: a Node runs once; make another with New")
+
 // Option adjusts a node.
 type Option func(*Node)
 
-// WithLogger sets the logger (default: discard).
-func WithLogger(l *slog.Logger) Option { return func(n *Node) { n.log = l } }
+// WithListeners makes Run serve clients on client and members on member instead of binding
+// Config.ClientBind and Config.MemberBind (or the advertised addresses); either may be nil, and
+// that port is bound as usual. Run closes them when it returns, however it ends, as
+// http.Server.Serve does; if Run is never called they stay the caller's to close.
+//
+// It lets a test or an embedder bind "127.0.0.1:0" first and put the port it got into Members
+// (which still say where the others reach this member), with no moment in which another process
+// could take the port, and lets a supervisor hand over sockets it bound (socket activation).
+func WithListeners(client, member net.Listener) Option {
+	return func(n *Node) { n.clientL, n.memberL = client, member }
+}
 
 // Capacities of the loop's inputs. raftInputsCap holds several rounds of what the peers send;
 // clientInputsCap is in client batches (of up to 1024 requests each).
@@ -151,8 +184,8 @@ const (
 	clientInputsCap = 64 << 10
 )
 
-// withListeners wraps the member's listeners ("member", "client"), so a test can make them fail.
-func withListeners(wrap func(port string, l net.Listener) net.Listener) Option {
+// wrapListeners wraps the member's listeners ("member", "client"), so a test can make them fail.
+func wrapListeners(wrap func(port string, l net.Listener) net.Listener) Option {
 	return func(n *Node) { n.wrapListener = wrap }
 }
 
@@ -166,10 +199,14 @@ func New(cfg Config, svc service.Service, opts ...Option) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("node: invalid configuration: %w", err)
 	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	n := &Node{
 		cfg:         cfg,
 		svc:         svc,
-		log:         slog.New(slog.DiscardHandler),
+		log:         log,
 		events:      make(chan Event, 1024),
 		raftIn:      make(chan input, raftInputsCap),
 		clientIn:    make(chan input, clientInputsCap),
@@ -182,11 +219,19 @@ func New(cfg Config, svc service.Service, opts ...Option) (*Node, error) {
 	for _, o := range opts {
 		o(n)
 	}
+	if n.clientL != nil && cfg.ClientBind != "" {
+		return nil, fmt.Errorf("node: ClientBind (%q) and a client listener (WithListeners) are both given: one or the other", cfg.ClientBind)
+	}
+	if n.memberL != nil && cfg.MemberBind != "" {
+		return nil, fmt.Errorf("node: MemberBind (%q) and a member listener (WithListeners) are both given: one or the other", cfg.MemberBind)
+	}
 	return n, nil
 }
 
 // Events returns the event stream. It is buffered; when nobody reads it, events are dropped
-// rather than stalling the member.
+// rather than stalling the member (Status.EventsDropped counts them). It is closed when Run
+// returns, however it ends, so `for ev := range n.Events()` ends with the member; a Node that
+// never runs never closes it.
 func (n *Node) Events() <-chan Event { return n.events }
 
 // Status returns the member's state as of its last loop iteration.
@@ -328,15 +373,18 @@ func (o *outbox) SendRaft(msgs []*pb.Message) { o.peers.Send(msgs) }
 func (o *outbox) SendClient(conn replica.ConnID, m *wire.ClientMsg) {
 	o.clients.Send(uint64(conn), m)
 }
-func (o *outbox) Event(ev replica.Event) {
+
+// Changed turns the replica's changes into the node's events (replica.Change says why the two
+// are named apart).
+func (o *outbox) Changed(ch replica.Change) {
 	kind := EventRoleChange
-	switch ev.Kind {
-	case replica.EventSnapshotTaken:
+	switch ch.Kind {
+	case replica.ChangeSnapshotTaken:
 		kind = EventSnapshotTaken
-	case replica.EventSnapshotInstalled:
+	case replica.ChangeSnapshotInstalled:
 		kind = EventSnapshotInstalled
 	}
-	o.n.emit(Event{Kind: kind, Role: ev.Role, Leader: ev.Leader, Term: ev.Term, Index: ev.Index})
+	o.n.emit(Event{Kind: kind, Role: ch.Role, Leader: ch.Leader, Term: ch.Term, Index: ch.Index})
 }
 
 func (n *Node) emit(ev Event) {
@@ -362,9 +410,14 @@ func listen(what string, id int, addr string) (net.Listener, error) {
 // On cancellation a leader first hands leadership to a caught-up follower (bounded by
 // ShutdownTransferTimeout), then the member stops and the service's OnTerminate is called. A
 // storage failure stops the member with an error that says why: it never acknowledges again. So
-// does finding that its log lost entries it had acknowledged (consensus.ErrLostData: the leader
-// keeps saying entries beyond its log are committed — a wiped or restored data directory).
+// does finding that its log lost entries it had acknowledged (ErrLostData: the leader keeps
+// saying entries beyond its log are committed — a wiped or restored data directory).
 func (n *Node) Run(ctx context.Context) error {
+	if !n.ran.CompareAndSwap(false, true) {
+		return ErrRunTwice
+	}
+	// Every event is emitted from this goroutine (the loop's), so nothing sends once Run returns.
+	defer close(n.events)
 	cfg := n.cfg
 	self, _ := cfg.self()
 	clientBind, memberBind := cfg.ClientBind, cfg.MemberBind
@@ -374,13 +427,21 @@ func (n *Node) Run(ctx context.Context) error {
 	if memberBind == "" {
 		memberBind = self.MemberAddr
 	}
-	ml, err := listen("member", cfg.ID, memberBind)
-	if err != nil {
-		return err
+	ml, cl := n.memberL, n.clientL
+	var err error
+	if ml == nil {
+		ml, err = listen("member", cfg.ID, memberBind)
 	}
-	cl, err := listen("client", cfg.ID, clientBind)
+	if err == nil && cl == nil {
+		cl, err = listen("client", cfg.ID, clientBind)
+	}
 	if err != nil {
-		_ = ml.Close()
+		// Run owns the listeners it was given: it closes them however it ends.
+		for _, l := range []net.Listener{ml, cl} {
+			if l != nil {
+				_ = l.Close()
+			}
+		}
 		return err
 	}
 	if n.wrapListener != nil {
@@ -447,9 +508,9 @@ func (n *Node) Run(ctx context.Context) error {
 // Bounds of one round of input, so a flood of it cannot delay ticks or the persisting of what came
 // first. Raft's input is taken first, every round, up to raftInputsPerRound; then client input,
 // up to clientInputsPerRound batches or clientRequestsPerRound requests. A round's work grows
-// with its requests (each is applied or served and answered in it): 16 Ki of them take a few
-// tens of milliseconds, less than a tick, and are still many times what a round holds at full
-// throughput (a few thousand: the commands in flight of every client).
+// with its requests (each is applied or served and answered in it): 16 Ki of them take less than
+// a tick, and are still many times what a round holds at full throughput (a few thousand: the
+// commands in flight of every client).
 const (
 	raftInputsPerRound     = 4096
 	clientInputsPerRound   = 4096
@@ -679,15 +740,15 @@ func (n *Node) reachable(r *replica.Replica, id int, ok bool) {
 	if !ok {
 		kind = EventMemberUnreachable
 	}
-	st := r.Status()
+	st := r.Summary()
 	n.emit(Event{Kind: kind, Member: id, Role: st.Role, Leader: st.Leader, Term: st.Term})
 }
 
 func (n *Node) updateStatus(r *replica.Replica) {
-	st := r.Status()
+	st := r.Summary()
 	ms := make([]Member, 0, len(st.Members))
 	for _, m := range st.Members {
-		ms = append(ms, Member{ID: m.ID, ClientAddr: m.ClientEndpoint, MemberAddr: m.MemberEndpoint})
+		ms = append(ms, Member{ID: m.ID, ClientAddr: m.ClientAddr, MemberAddr: m.MemberAddr})
 	}
 	n.mu.Lock()
 	n.status = Status{ID: st.MemberID, Role: st.Role, Term: st.Term, Leader: st.Leader, Commit: st.Commit,
@@ -698,7 +759,7 @@ func (n *Node) updateStatus(r *replica.Replica) {
 // handOver, on a leader, transfers leadership to the most caught-up follower and waits (bounded)
 // for it to take over, so clients see a quick, clean failover rather than an election timeout.
 func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport, cs *transport.ClientServer) {
-	if r.Status().Role != service.Leader || len(n.cfg.Members) < 2 || n.cfg.ShutdownTransferTimeout == 0 {
+	if r.Summary().Role != service.Leader || len(n.cfg.Members) < 2 || n.cfg.ShutdownTransferTimeout == 0 {
 		return
 	}
 	to, ok := r.BestFollower()
@@ -740,7 +801,7 @@ func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport,
 		if err != nil {
 			return
 		}
-		if r.Status().Role != service.Leader {
+		if r.Summary().Role != service.Leader {
 			n.updateStatus(r)
 			return
 		}

@@ -42,7 +42,11 @@ func (s *syncBuffer) String() string {
 }
 
 type member struct {
-	cfg    Config
+	cfg Config
+	// client and member are the ports bound for the member's first start (WithListeners); a
+	// restart binds its addresses again, as a restarted process does.
+	client, member net.Listener
+
 	n      *Node
 	logs   *syncBuffer
 	cancel context.CancelFunc
@@ -58,39 +62,24 @@ type cluster struct {
 	opts func(i int) []Option
 }
 
-func freeAddrs(t *testing.T, n int) []string {
-	var ls []net.Listener
-	var out []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return out
-}
-
+// newCluster configures n members on ephemeral loopback ports, bound now and handed to each
+// member's first Run (WithListeners).
 func newCluster(t *testing.T, n int, tune func(*Config)) *cluster {
-	addrs := freeAddrs(t, 2*n)
 	var ms []Member
 	c := &cluster{t: t}
 	for i := range n {
-		ms = append(ms, Member{ID: i, ClientAddr: addrs[2*i], MemberAddr: addrs[2*i+1]})
-		c.clients = append(c.clients, addrs[2*i])
+		c.members = append(c.members, &member{client: listenLocal(t), member: listenLocal(t)})
+		ms = append(ms, Member{ID: i, ClientAddr: c.members[i].client.Addr().String(), MemberAddr: c.members[i].member.Addr().String()})
+		c.clients = append(c.clients, ms[i].ClientAddr)
 	}
 	dir := t.TempDir()
-	for i := range n {
+	for i, m := range c.members {
 		cfg := DefaultConfig()
 		cfg.ID, cfg.Members, cfg.DataDir = i, ms, fmt.Sprintf("%s/node-%d", dir, i)
 		if tune != nil {
 			tune(&cfg)
 		}
-		c.members = append(c.members, &member{cfg: cfg})
+		m.cfg = cfg
 	}
 	t.Cleanup(func() {
 		for i := range c.members {
@@ -103,11 +92,17 @@ func newCluster(t *testing.T, n int, tune func(*Config)) *cluster {
 func (c *cluster) start(i int) {
 	m := c.members[i]
 	m.logs = &syncBuffer{}
-	opts := []Option{WithLogger(slog.New(slog.NewTextHandler(m.logs, nil)))}
+	var opts []Option
+	if m.client != nil {
+		opts = append(opts, WithListeners(m.client, m.member))
+		m.client, m.member = nil, nil // Run closes them
+	}
 	if c.opts != nil {
 		opts = append(opts, c.opts(i)...)
 	}
-	n, err := New(m.cfg, counter.New(), opts...)
+	cfg := m.cfg
+	cfg.Logger = slog.New(slog.NewTextHandler(m.logs, nil))
+	n, err := New(cfg, counter.New(), opts...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -116,15 +111,10 @@ func (c *cluster) start(i int) {
 	events, done := make(chan Event, 4096), make(chan error, 1)
 	m.n, m.cancel, m.done, m.events = n, cancel, done, events
 	go func() {
-		for {
+		for ev := range n.Events() { // closed when Run returns
 			select {
-			case ev := <-n.Events():
-				select {
-				case events <- ev:
-				default:
-				}
-			case <-ctx.Done():
-				return
+			case events <- ev:
+			default:
 			}
 		}
 	}()
@@ -339,13 +329,11 @@ func TestFarBehindFollowerGetsStreamedSnapshot(t *testing.T) {
 
 func TestBusyPortNamesPortAndMember(t *testing.T) {
 	c := newCluster(t, 1, nil)
-	l, err := net.Listen("tcp", c.members[0].cfg.Members[0].ClientAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	// The cluster bound the member's ports for its first start; this Run, given none, binds them
+	// itself and finds the client port busy (still held by the test).
+	c.members[0].member.Close()
 	n, _ := New(c.members[0].cfg, counter.New())
-	err = n.Run(context.Background())
+	err := n.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "member 0") || !strings.Contains(err.Error(), c.members[0].cfg.Members[0].ClientAddr) {
 		t.Fatalf("busy port error: %v", err)
 	}

@@ -37,7 +37,7 @@ func TestMemberServesAfterFailedAccepts(t *testing.T) {
 		if i != 0 {
 			return nil
 		}
-		return []Option{withListeners(func(_ string, l net.Listener) net.Listener {
+		return []Option{wrapListeners(func(_ string, l net.Listener) net.Listener {
 			fl := &failingListener{Listener: l}
 			fl.fails.Store(fails)
 			return fl

@@ -213,7 +213,7 @@ func (c *Cluster) leaderAgreed() bool {
 		if n.R == nil || !c.sim.Connected(l, id) {
 			continue
 		}
-		if n.R.Status().Leader != l {
+		if n.R.Summary().Leader != l {
 			return false
 		}
 		side++

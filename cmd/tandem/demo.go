@@ -77,18 +77,13 @@ func (d *demo) step(format string, args ...any) {
 }
 
 // showLeaders prints member i's becoming leader while it runs.
-func (d *demo) showLeaders(ctx context.Context, i int, n *node.Node) {
+func (d *demo) showLeaders(i int, n *node.Node) {
 	go func() {
-		for {
-			select {
-			case ev := <-n.Events():
-				if ev.Kind == node.EventRoleChange && ev.Role == service.Leader {
-					d.mu.Lock()
-					fmt.Fprintf(d.out, "   %s\n", d.r.paint(roleColor(ev.Role), fmt.Sprintf("node %d: ROLE CHANGE: LEADER (term %d)", i, ev.Term)))
-					d.mu.Unlock()
-				}
-			case <-ctx.Done():
-				return
+		for ev := range n.Events() { // closed when the member's Run returns
+			if ev.Kind == node.EventRoleChange && ev.Role == service.Leader {
+				d.mu.Lock()
+				fmt.Fprintf(d.out, "   %s\n", d.r.paint(roleColor(ev.Role), fmt.Sprintf("node %d: ROLE CHANGE: LEADER (term %d)", i, ev.Term)))
+				d.mu.Unlock()
 			}
 		}
 	}()

@@ -14,6 +14,8 @@ func TestUsageErrorsExitWithTheUsageCode(t *testing.T) {
 		{"frobnicate"},
 		{"node", "--no-such-flag"},
 		{"node", "zero"},
+		{"node", "0", "--client-fd", "1"}, // stdout is no listening socket
+		{"node", "0", "--member-fd", "9"}, // nor is a descriptor the process does not have
 		{"client", "frobnicate"},
 		{"client", "--count", "many"},
 		{"bench", "--duration", "soon"},

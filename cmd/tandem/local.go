@@ -17,32 +17,40 @@ import (
 // own data directory under dir: tandem demo, tandem bench in-process and tandem bench --restart.
 type localCluster struct {
 	dir     string
-	eps     []string // client endpoints
+	eps     []string // the members' client addresses, which clients dial
 	members []*localMember
-	// onStart, if set, runs when member i starts, with a context that ends when it stops (the
-	// demo prints role changes from n.Events()).
-	onStart func(ctx context.Context, i int, n *node.Node)
+	// onStart, if set, runs when member i starts, before its Run (the demo prints role changes
+	// from n.Events(), which is closed when the member stops).
+	onStart func(i int, n *node.Node)
 }
 
 type localMember struct {
-	cfg    node.Config
-	n      *node.Node
-	cancel context.CancelFunc // nil while stopped
-	done   chan error
+	cfg node.Config
+	// client and member are the member's ports, bound by newLocalCluster, until its first start
+	// hands them to Run (node.WithListeners); a restart binds the addresses again.
+	client, member net.Listener
+	n              *node.Node
+	cancel         context.CancelFunc // nil while stopped
+	done           chan error
 }
 
-// newLocalCluster configures three members on free loopback ports with their data under dir.
-// Nothing runs yet.
+// newLocalCluster binds three members' ports on ephemeral loopback ports and configures the
+// members with their data under dir. Nothing runs yet.
 func newLocalCluster(dir string) (*localCluster, error) {
-	ms, eps, err := benchMembers()
+	ls, err := listenLocal(6)
 	if err != nil {
 		return nil, err
 	}
-	lc := &localCluster{dir: dir, eps: eps}
-	for i := range ms {
-		cfg := node.DefaultConfig()
-		cfg.ID, cfg.Members, cfg.DataDir = i, ms, filepath.Join(dir, fmt.Sprintf("node-%d", i))
-		lc.members = append(lc.members, &localMember{cfg: cfg})
+	lc := &localCluster{dir: dir}
+	var ms []node.Member
+	for i := range 3 {
+		lc.members = append(lc.members, &localMember{client: ls[2*i], member: ls[2*i+1]})
+		ms = append(ms, node.Member{ID: i, ClientAddr: ls[2*i].Addr().String(), MemberAddr: ls[2*i+1].Addr().String()})
+		lc.eps = append(lc.eps, ms[i].ClientAddr)
+	}
+	for i, m := range lc.members {
+		m.cfg = node.DefaultConfig()
+		m.cfg.ID, m.cfg.Members, m.cfg.DataDir = i, ms, filepath.Join(dir, fmt.Sprintf("node-%d", i))
 	}
 	return lc, nil
 }
@@ -73,14 +81,19 @@ func startLocalCluster() (*localCluster, error) {
 // start runs member i from its data directory.
 func (lc *localCluster) start(i int) error {
 	m := lc.members[i]
-	n, err := node.New(m.cfg, counter.New())
+	var opts []node.Option
+	if m.client != nil {
+		opts = append(opts, node.WithListeners(m.client, m.member))
+		m.client, m.member = nil, nil // Run closes them
+	}
+	n, err := node.New(m.cfg, counter.New(), opts...)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.n, m.cancel, m.done = n, cancel, make(chan error, 1)
 	if lc.onStart != nil {
-		lc.onStart(ctx, i, n)
+		lc.onStart(i, n)
 	}
 	go func() { m.done <- n.Run(ctx) }()
 	return nil
@@ -142,14 +155,40 @@ func (lc *localCluster) waitLeader(timeout time.Duration) (int, error) {
 	}
 }
 
-// close stops every member and removes the data directories.
+// close stops every member, closes the ports of members that never ran and removes the data
+// directories.
 func (lc *localCluster) close() {
 	lc.stopAll()
+	for _, m := range lc.members {
+		if m.client != nil {
+			_ = m.client.Close()
+			_ = m.member.Close()
+		}
+	}
 	_ = os.RemoveAll(lc.dir)
 }
 
-// benchMembers chooses three members' addresses on free loopback ports; it returns them and the
-// client endpoints.
+// listenLocal binds n ephemeral loopback ports.
+func listenLocal(n int) ([]net.Listener, error) {
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			for _, l := range ls {
+				_ = l.Close()
+			}
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// benchMembers chooses three members' addresses on free loopback ports for `tandem bench
+// --processes`; it returns them and their client addresses. The ports are free a moment ago and
+// bound again by the processes: another process may take one meanwhile (in-process members take
+// their bound ports instead: newLocalCluster; processes could inherit them: tandem node
+// --client-fd, --member-fd).
 func benchMembers() ([]node.Member, []string, error) {
 	addrs, err := freePorts(6)
 	if err != nil {
@@ -164,7 +203,9 @@ func benchMembers() ([]node.Member, []string, error) {
 	return ms, eps, nil
 }
 
-// freePorts returns n loopback addresses whose ports were free a moment ago.
+// freePorts returns n loopback addresses whose ports were free a moment ago (and may be taken by
+// another process by the time they are used: only for benchMembers, and for tests that want
+// addresses nothing listens on).
 func freePorts(n int) ([]string, error) {
 	var ls []net.Listener
 	defer func() {

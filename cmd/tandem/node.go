@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -80,6 +81,8 @@ func runNode(args []string) int {
 	clusterID := fs.String("cluster-id", envOr("TANDEM_CLUSTER_ID", def.ClusterID), "cluster id [TANDEM_CLUSTER_ID]")
 	clientBind := fs.String("client-bind", envOr("TANDEM_CLIENT_BIND", ""), "address to listen on for clients (default: the advertised one) [TANDEM_CLIENT_BIND]")
 	memberBind := fs.String("member-bind", envOr("TANDEM_MEMBER_BIND", ""), "address to listen on for members (default: the advertised one) [TANDEM_MEMBER_BIND]")
+	clientFD := fs.Int("client-fd", 0, "serve clients on this inherited listening socket instead of binding one (socket activation; 0: bind)")
+	memberFD := fs.Int("member-fd", 0, "serve members on this inherited listening socket instead of binding one (socket activation; 0: bind)")
 	tick := fs.Duration("tick", envDuration("TANDEM_TICK", def.TickInterval), "raft tick [TANDEM_TICK]")
 	election := fs.Int("election-ticks", def.ElectionTicks, "election timeout in ticks (randomised up to twice)")
 	heartbeat := fs.Int("heartbeat-ticks", def.HeartbeatTicks, "heartbeat interval in ticks")
@@ -134,8 +137,18 @@ func runNode(args []string) int {
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	n, err := node.New(cfg, counter.New(), node.WithLogger(logger))
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cl, err := inheritedListener("--client-fd", *clientFD)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
+		return exitUsage
+	}
+	ml, err := inheritedListener("--member-fd", *memberFD)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
+		return exitUsage
+	}
+	n, err := node.New(cfg, counter.New(), node.WithListeners(cl, ml))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
 		return exitUsage
@@ -154,25 +167,39 @@ func runNode(args []string) int {
 		<-sigs
 		os.Exit(130) // a second Ctrl+C does not wait
 	}()
-	done := make(chan struct{})
+	rendered := make(chan struct{})
 	go func() {
-		for {
-			select {
-			case ev := <-n.Events():
-				r.event(ev)
-			case <-done:
-				return
-			}
+		for ev := range n.Events() { // closed when Run returns
+			r.event(ev)
 		}
+		close(rendered)
 	}()
 	err = n.Run(ctx)
-	close(done)
+	<-rendered // every event is printed before the last line
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
 		return exitFailed
 	}
 	r.line("member %d stopped", id)
 	return exitOK
+}
+
+// inheritedListener is the listening socket the process inherited as file descriptor fd (from a
+// supervisor's socket activation, or a test that bound the port first); nil for fd 0.
+func inheritedListener(flag string, fd int) (net.Listener, error) {
+	if fd == 0 {
+		return nil, nil
+	}
+	if fd < 3 {
+		return nil, fmt.Errorf("%s %d: descriptors 0 to 2 are stdin, stdout and stderr", flag, fd)
+	}
+	f := os.NewFile(uintptr(fd), fmt.Sprintf("%s %d", flag, fd))
+	defer f.Close() // the listener holds a duplicate
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s %d is not a listening socket: %w", flag, fd, err)
+	}
+	return l, nil
 }
 
 // renderer prints node events as the seed shows them: banners, colored on a terminal.

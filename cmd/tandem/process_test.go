@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,6 +78,10 @@ type procCluster struct {
 	members string
 	clients []string
 	procs   []*proc
+	// ports are each member's client and member ports, bound by newProcCluster, until its first
+	// start hands them to the process (--client-fd, --member-fd); a restart binds the addresses
+	// again, as a restarted process does.
+	ports [][2]net.Listener
 	// extraArgs are added to every `tandem node` command line.
 	extraArgs []string
 	// shell, if set, runs before each member in the same process (`sh -c 'shell; exec tandem …'`),
@@ -85,15 +90,18 @@ type procCluster struct {
 }
 
 func newProcCluster(t *testing.T, n int) *procCluster {
-	addrs, err := freePorts(2 * n)
+	ls, err := listenLocal(2 * n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pc := &procCluster{t: t, bin: tandemBinary(t), dir: t.TempDir(), procs: make([]*proc, n)}
 	var parts []string
 	for i := range n {
-		parts = append(parts, fmt.Sprintf("%d,%s,%s", i, addrs[2*i], addrs[2*i+1]))
-		pc.clients = append(pc.clients, addrs[2*i])
+		client, member := ls[2*i], ls[2*i+1]
+		pc.ports = append(pc.ports, [2]net.Listener{client, member})
+		t.Cleanup(func() { client.Close(); member.Close() })
+		parts = append(parts, fmt.Sprintf("%d,%s,%s", i, client.Addr(), member.Addr()))
+		pc.clients = append(pc.clients, client.Addr().String())
 	}
 	pc.members = strings.Join(parts, "|")
 	t.Cleanup(pc.killAll)
@@ -109,12 +117,28 @@ func (pc *procCluster) start(i int) {
 		cmd = exec.Command("sh", append([]string{"-c", pc.shell + `; exec "$0" "$@"`, pc.bin}, args...)...)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if ports := pc.ports[i]; ports[0] != nil {
+		pc.ports[i] = [2]net.Listener{}
+		for _, l := range ports {
+			f, err := l.(*net.TCPListener).File() // a duplicate: the process gets it as fd 3, 4
+			if err != nil {
+				pc.t.Fatal(err)
+			}
+			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+			_ = l.Close()
+		}
+		cmd.Args = append(cmd.Args, "--client-fd", "3", "--member-fd", "4")
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		pc.t.Fatal(err)
 	}
 	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	for _, f := range cmd.ExtraFiles {
+		_ = f.Close() // the process has its own; a crash must leave no listener behind
+	}
+	if err != nil {
 		pc.t.Fatal(err)
 	}
 	p := &proc{id: i, cmd: cmd, exitc: make(chan error, 1)}

@@ -116,8 +116,8 @@ func (s *Core) Received(conn ConnID, m *wire.ClientMsg) {
 		s.onQueryResponse(m)
 	case wire.CRedirect:
 		s.stats.Redirects++
-		if m.Term >= s.term && m.Endpoint != "" {
-			s.term, s.hint, s.leader = m.Term, m.Endpoint, m.Endpoint
+		if m.Term >= s.term && m.LeaderAddr != "" {
+			s.term, s.hint, s.leader = m.Term, m.LeaderAddr, m.LeaderAddr
 		}
 		s.hangup()
 		s.hops++

@@ -209,12 +209,12 @@ func TestRedirects(t *testing.T) {
 	h := newHarness(t, testConfig())
 	h.s.Start(h.now)
 	c := h.connect()
-	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 5, LeaderID: 2, Endpoint: "c"})
+	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 5, LeaderID: 2, LeaderAddr: "c"})
 	if d := h.out.lastDial(); d.endpoint != "c" || d.after != 0 || !slices.Contains(h.out.hangups, c) {
 		t.Fatalf("redirect to c (term 5): dial %+v, hangups %v", d, h.out.hangups)
 	}
 	c = h.connect()
-	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 4, LeaderID: 0, Endpoint: "a"})
+	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 4, LeaderID: 0, LeaderAddr: "a"})
 	if d := h.out.lastDial(); d.endpoint != "b" {
 		t.Fatalf("after an old hint the core dials %q, want the next configured endpoint", d.endpoint)
 	}
@@ -542,7 +542,7 @@ func TestWaiting(t *testing.T) {
 		t.Fatalf("before any connection: %+v %q", w, w)
 	}
 	c := h.connect() // a
-	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 2, LeaderID: 1, Endpoint: "b"})
+	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 2, LeaderID: 1, LeaderAddr: "b"})
 	if w := h.s.Waiting(); w != (Waiting{Leader: "b", Reachable: 1, Members: 3, Need: 2}) {
 		t.Fatalf("after a redirect to b: %+v", w)
 	}
@@ -666,7 +666,7 @@ func TestCloseSession(t *testing.T) {
 	if got := kinds(h.out.take()); got != "attach" {
 		t.Fatalf("a new connection while closing wrote %q, want the attach only", got)
 	}
-	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 3, LeaderID: 2, Endpoint: "c"})
+	h.recv(c, wire.ClientMsg{Kind: wire.CRedirect, Term: 3, LeaderID: 2, LeaderAddr: "c"})
 	if d := h.out.lastDial(); d.endpoint != "c" {
 		t.Fatalf("redirect while closing: dialed %+v", d)
 	}

@@ -70,17 +70,17 @@ type simConn struct {
 // before the library's core drove it resent on the same connection after 250 ms instead). With
 // these values the 1 000-seed run does as many operations as it did then.
 const (
-	clientTick          = 50 * time.Millisecond
-	clientAttemptMax    = 150 * time.Millisecond
-	clientKeepAlive     = time.Second
-	clientInFlightMax   = 256
-	clientBackoffMin    = 10 * time.Millisecond
-	clientBackoffMax    = 100 * time.Millisecond
-	clientRedirectsMax  = 8
-	clientEndpointFirst = 9000
+	clientTick         = 50 * time.Millisecond
+	clientAttemptMax   = 150 * time.Millisecond
+	clientKeepAlive    = time.Second
+	clientInFlightMax  = 256
+	clientBackoffMin   = 10 * time.Millisecond
+	clientBackoffMax   = 100 * time.Millisecond
+	clientRedirectsMax = 8
+	clientAddrFirst    = 9000
 )
 
-func clientEndpoint(member int) string { return fmt.Sprintf("sim:%d", clientEndpointFirst+member) }
+func clientAddr(member int) string { return fmt.Sprintf("sim:%d", clientAddrFirst+member) }
 
 // NewClient adds a simulated client. It opens its session on the first Submit or Query.
 func (c *Cluster) NewClient() *Client {
@@ -93,12 +93,12 @@ func (c *Cluster) NewClient() *Client {
 	}
 	binary.LittleEndian.PutUint64(cl.Session[:8], c.Rng.Uint64())
 	binary.LittleEndian.PutUint64(cl.Session[8:], c.Rng.Uint64())
-	// The first endpoint tried is drawn too, as a client's configuration would list them in
+	// The first member dialled is drawn too, as a client's configuration would list them in
 	// any order.
 	first := c.Rng.IntN(len(c.Nodes))
 	var eps []string
 	for i := range c.Nodes {
-		eps = append(eps, clientEndpoint((first+i)%len(c.Nodes)))
+		eps = append(eps, clientAddr((first+i)%len(c.Nodes)))
 	}
 	cl.core = clientcore.New(clientcore.Config{
 		Endpoints:         eps,
@@ -283,17 +283,17 @@ func (cl *Client) receive(sc *simConn, m *wire.ClientMsg) {
 
 type simOutput Client
 
-func (o *simOutput) Dial(id clientcore.ConnID, endpoint string, after time.Duration) {
+func (o *simOutput) Dial(id clientcore.ConnID, addr string, after time.Duration) {
 	cl := (*Client)(o)
 	c := cl.c
 	member := -1
 	for i := range c.Nodes {
-		if clientEndpoint(i) == endpoint {
+		if clientAddr(i) == addr {
 			member = i
 		}
 	}
 	if member < 0 {
-		c.fatalf("client %d dials %q, which is no member's endpoint", cl.idx, endpoint)
+		c.fatalf("client %d dials %q, which is no member's client address", cl.idx, addr)
 		return
 	}
 	sc := c.newConn(cl, member, id)

@@ -69,7 +69,7 @@ type Node struct {
 	FS       *vfs.Mem         // the member's disk: synced and unsynced data kept apart
 	Store    *archive.Archive // nil while the member is down
 	Svc      service.Service
-	Events   []replica.Event
+	Changes  []replica.Change
 	Skew     time.Duration // added to the simulated clock on this member
 	cluster  *Cluster
 	nextTick int64
@@ -225,7 +225,7 @@ func (c *Cluster) config(id int) replica.Config {
 	cfg.MemberID = id
 	for i := 0; i < c.opts.Nodes; i++ {
 		cfg.Members = append(cfg.Members, replica.Member{ID: i,
-			ClientEndpoint: clientEndpoint(i), MemberEndpoint: fmt.Sprintf("sim:%d", 9100+i)})
+			ClientAddr: clientAddr(i), MemberAddr: fmt.Sprintf("sim:%d", 9100+i)})
 	}
 	if c.opts.Tune != nil {
 		c.opts.Tune(&cfg)
@@ -424,7 +424,7 @@ func (c *Cluster) Leader() int {
 		if n.R == nil {
 			continue
 		}
-		st := n.R.Status()
+		st := n.R.Summary()
 		if st.Role == service.Leader && st.Term >= term {
 			best, term = n.ID, st.Term
 		}
@@ -476,7 +476,7 @@ func (c *Cluster) LeaderAgreed() bool {
 		return false
 	}
 	for _, n := range c.Nodes {
-		if n.R != nil && n.R.Status().Leader != l && !c.isolated(n.ID) {
+		if n.R != nil && n.R.Summary().Leader != l && !c.isolated(n.ID) {
 			return false
 		}
 	}
@@ -501,7 +501,7 @@ func (c *Cluster) Describe() string {
 			fmt.Fprintf(&b, " | m%d down", n.ID)
 			continue
 		}
-		st := n.R.Status()
+		st := n.R.Summary()
 		fmt.Fprintf(&b, " | m%d %s term=%d leader=%d commit=%d applied=%d snap=%d",
 			n.ID, st.Role, st.Term, st.Leader, st.Commit, st.Applied, st.SnapshotIndex)
 	}
@@ -879,8 +879,8 @@ func (o *outbox) SendClient(conn replica.ConnID, m *wire.ClientMsg) {
 	c.push(event{at: c.arrival(o.n.ID, sc.cl.net()), kind: evToClient, node: o.n.ID, cm: &cp, sc: sc})
 }
 
-func (o *outbox) Event(ev replica.Event) {
-	o.n.Events = append(o.n.Events, ev)
+func (o *outbox) Changed(ch replica.Change) {
+	o.n.Changes = append(o.n.Changes, ch)
 }
 
 // Do submits a command from cl and runs until it is answered; it fails the test after d.
@@ -907,7 +907,7 @@ func (c *Cluster) Ask(cl *Client, payload string, d time.Duration) string {
 func (c *Cluster) WaitApplied(index uint64, d time.Duration) bool {
 	return c.RunUntil(func() bool {
 		for _, n := range c.Nodes {
-			if n.R != nil && n.R.Status().Applied < index {
+			if n.R != nil && n.R.Summary().Applied < index {
 				return false
 			}
 		}
@@ -926,12 +926,12 @@ func (c *Cluster) Converged() bool {
 	if l < 0 {
 		return false
 	}
-	commit := c.Nodes[l].R.Status().Commit
+	commit := c.Nodes[l].R.Summary().Commit
 	if last, _ := c.Nodes[l].Store.LastIndex(); commit < last {
 		return false
 	}
 	for _, n := range c.Nodes {
-		if n.R != nil && n.R.Status().Applied < commit {
+		if n.R != nil && n.R.Summary().Applied < commit {
 			return false
 		}
 	}

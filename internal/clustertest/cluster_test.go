@@ -157,7 +157,7 @@ func TestLeaderStoppedNewLeaderNoAckedLoss(t *testing.T) {
 
 	c.Start(old)
 	assertConverged(t, c)
-	if st := c.Nodes[old].R.Status(); st.Role != service.Follower {
+	if st := c.Nodes[old].R.Summary(); st.Role != service.Follower {
 		t.Fatalf("old leader rejoined as %s, want follower", st.Role)
 	}
 }
@@ -175,7 +175,7 @@ func TestLaggingFollowerRejoinsBySnapshot(t *testing.T) {
 	for range 100 {
 		value(t, c.Do(cl, "inc", 10*electionTimeout))
 	}
-	if c.Nodes[l].R.Status().SnapshotIndex == 0 {
+	if c.Nodes[l].R.Summary().SnapshotIndex == 0 {
 		t.Fatalf("leader took no snapshot: %s", c.Describe())
 	}
 	sent := c.SnapshotsSent
@@ -185,8 +185,8 @@ func TestLaggingFollowerRejoinsBySnapshot(t *testing.T) {
 		t.Fatalf("the lagging follower caught up without a snapshot")
 	}
 	installed := false
-	for _, ev := range c.Nodes[follower].Events {
-		installed = installed || ev.Kind == replica.EventSnapshotInstalled
+	for _, ev := range c.Nodes[follower].Changes {
+		installed = installed || ev.Kind == replica.ChangeSnapshotInstalled
 	}
 	if !installed {
 		t.Fatalf("member %d reported no snapshot installed", follower)
@@ -236,11 +236,11 @@ func TestWholeClusterRestartFromSnapshotAndLog(t *testing.T) {
 	assertConverged(t, c)
 	for i := range c.Nodes {
 		si, _ := c.Nodes[i].Store.Snapshot()
-		if c.Nodes[i].R.Status().Applied <= si.GetMetadata().GetIndex() {
+		if c.Nodes[i].R.Summary().Applied <= si.GetMetadata().GetIndex() {
 			t.Fatalf("member %d did not replay the log after its snapshot", i)
 		}
-		for _, ev := range c.Nodes[i].Events {
-			if ev.Kind == replica.EventSnapshotInstalled {
+		for _, ev := range c.Nodes[i].Changes {
+			if ev.Kind == replica.ChangeSnapshotInstalled {
 				t.Fatalf("member %d needed a snapshot from the leader after a full restart", i)
 			}
 		}
@@ -521,7 +521,7 @@ func trace(t *testing.T, seed uint64) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n", c.Describe())
 	for _, n := range c.Nodes {
-		fmt.Fprintf(&b, "m%d events %v\n", n.ID, n.Events)
+		fmt.Fprintf(&b, "m%d changes %v\n", n.ID, n.Changes)
 	}
 	fmt.Fprintf(&b, "delivered %v redirects %d timeouts %d", c.Delivered, cl.Redirects(), cl.Timeouts())
 	return b.String()
@@ -589,7 +589,7 @@ func TestPartitionedLeaderStepsDownAndRejoins(t *testing.T) {
 	var nl int
 	if !c.RunUntil(func() bool {
 		nl = c.Leader()
-		return nl >= 0 && nl != old && c.Nodes[old].R.Status().Role != service.Leader
+		return nl >= 0 && nl != old && c.Nodes[old].R.Summary().Role != service.Leader
 	}, 10*electionTimeout) {
 		t.Fatalf("no new leader on the majority side, or the isolated leader did not step down: %s", c.Describe())
 	}

@@ -99,9 +99,11 @@ type Egress func(m *wire.ClientMsg)
 
 // Member is a member as recorded in the replicated state.
 type Member struct {
-	RaftID    uint64
-	Endpoints []byte
-	Removed   bool // ids are never reused: a removed member stays recorded
+	RaftID uint64
+	// Addrs is the context of the member's conf change: its advertised addresses, encoded by the
+	// replica (replica.Member), opaque here.
+	Addrs   []byte
+	Removed bool // ids are never reused: a removed member stays recorded
 }
 
 type session struct {
@@ -365,12 +367,13 @@ func (c *Container) ApplyEmpty(index uint64) bool {
 	return c.snapshotPoint(index, c.clusterTime, c.clusterTime)
 }
 
-// ApplyMember records a membership change.
-func (c *Container) ApplyMember(index uint64, raftID uint64, endpoints []byte, removed bool) bool {
+// ApplyMember records a membership change; addrs is the change's context (Member.Addrs), kept
+// from the last change that carried one.
+func (c *Container) ApplyMember(index uint64, raftID uint64, addrs []byte, removed bool) bool {
 	m := c.members[raftID]
 	m.RaftID = raftID
-	if len(endpoints) > 0 {
-		m.Endpoints = slices.Clone(endpoints)
+	if len(addrs) > 0 {
+		m.Addrs = slices.Clone(addrs)
 	}
 	m.Removed = m.Removed || removed
 	c.members[raftID] = m

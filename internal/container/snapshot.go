@@ -16,7 +16,7 @@ import (
 //	magic "TNDC" | version u8 | applied u64 | clusterTime i64
 //	sessions: count u32, each: id [16] | floor u64 | replies u32, each: seq u64 | len u32 | bytes
 //	timers:   count u32, each (by correlation id): id i64 | deadline i64
-//	members:  count u32, each (by raft id): raft id u64 | removed u8 | len u32 | endpoints
+//	members:  count u32, each (by raft id): raft id u64 | removed u8 | len u32 | addrs (Member.Addrs)
 //	closed:   count u32, each (oldest close first): session id [16]
 //	service:  len u64 | bytes
 //	crc u32: CRC-32C of everything before it
@@ -69,8 +69,8 @@ func (c *Container) TakeSnapshot() ([]byte, error) {
 			removed = 1
 		}
 		b = append(b, removed)
-		b = le.AppendUint32(b, uint32(len(m.Endpoints)))
-		b = append(b, m.Endpoints...)
+		b = le.AppendUint32(b, uint32(len(m.Addrs)))
+		b = append(b, m.Addrs...)
 	}
 	b = le.AppendUint32(b, uint32(len(c.closedOrder)))
 	for _, id := range c.closedOrder {
@@ -201,7 +201,7 @@ func decodeSnapshot(data []byte) (*snapshotState, error) {
 	n = r.count(8 + 1 + 4)
 	for range n {
 		m := Member{RaftID: r.u64(), Removed: r.u8() == 1}
-		m.Endpoints = slices.Clone(r.take(int(r.u32())))
+		m.Addrs = slices.Clone(r.take(int(r.u32())))
 		st.members = append(st.members, m)
 	}
 	n = r.count(16)

@@ -27,7 +27,7 @@ func (o *countingOutbox) SendClient(_ ConnID, m *wire.ClientMsg) {
 		o.last = *m
 	}
 }
-func (o *countingOutbox) Event(Event) {}
+func (o *countingOutbox) Changed(Change) {}
 
 type stepClock struct{ now int64 }
 
@@ -45,14 +45,14 @@ func BenchmarkLeaderPath(b *testing.B) {
 		b.Fatal(err)
 	}
 	cfg := DefaultConfig()
-	cfg.Members = []Member{{ID: 0, ClientEndpoint: "c", MemberEndpoint: "m"}}
+	cfg.Members = []Member{{ID: 0, ClientAddr: "c", MemberAddr: "m"}}
 	out := &countingOutbox{}
 	r, err := New(cfg, counter.New(), st, &stepClock{}, out)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	for i := 0; r.Status().Role != service.Leader; i++ {
+	for i := 0; r.Summary().Role != service.Leader; i++ {
 		if i > 10*cfg.ElectionTicks {
 			b.Fatal("a single member did not elect itself")
 		}

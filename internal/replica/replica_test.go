@@ -22,9 +22,9 @@ import (
 
 // recorder is an Outbox that keeps everything the replica sends.
 type recorder struct {
-	raft   []*pb.Message
-	client []sentClient
-	events []Event
+	raft    []*pb.Message
+	client  []sentClient
+	changes []Change
 }
 
 type sentClient struct {
@@ -38,7 +38,7 @@ func (o *recorder) SendClient(conn ConnID, m *wire.ClientMsg) {
 	cp.Payload = slices.Clone(m.Payload) // the container reuses its answers
 	o.client = append(o.client, sentClient{conn, cp})
 }
-func (o *recorder) Event(ev Event) { o.events = append(o.events, ev) }
+func (o *recorder) Changed(ch Change) { o.changes = append(o.changes, ch) }
 
 // take returns, and forgets, what was sent to conn.
 func (o *recorder) take(conn ConnID) []wire.ClientMsg {
@@ -82,7 +82,7 @@ func newHarness(t *testing.T, members int, tune func(*Config)) *harness {
 	t.Helper()
 	cfg := DefaultConfig()
 	for i := range members {
-		cfg.Members = append(cfg.Members, Member{ID: i, ClientEndpoint: fmt.Sprintf("client-%d", i), MemberEndpoint: fmt.Sprintf("member-%d", i)})
+		cfg.Members = append(cfg.Members, Member{ID: i, ClientAddr: fmt.Sprintf("client-%d", i), MemberAddr: fmt.Sprintf("member-%d", i)})
 	}
 	if tune != nil {
 		tune(&cfg)
@@ -139,7 +139,7 @@ func (h *harness) tickUntil(limit int, cond func() bool) {
 		h.drive()
 	}
 	if !cond() {
-		h.t.Fatalf("not reached in %d ticks: %+v", limit, h.r.Status())
+		h.t.Fatalf("not reached in %d ticks: %+v", limit, h.r.Summary())
 	}
 }
 
@@ -149,7 +149,7 @@ func (h *harness) tickUntil(limit int, cond func() bool) {
 func (h *harness) lead() {
 	h.t.Helper()
 	if len(h.r.Members()) == 1 {
-		h.tickUntil(100, func() bool { return h.r.Status().Role == service.Leader })
+		h.tickUntil(100, func() bool { return h.r.Summary().Role == service.Leader })
 		return
 	}
 	var ask *pb.Message
@@ -169,12 +169,12 @@ func (h *harness) lead() {
 		}
 	}
 	if ask == nil {
-		h.t.Fatalf("no vote asked after a granted pre-vote: %+v", h.r.Status())
+		h.t.Fatalf("no vote asked after a granted pre-vote: %+v", h.r.Summary())
 	}
 	h.term = ask.GetTerm()
 	h.step(pb.MsgVoteResp, 1, &pb.Message{})
-	if h.r.Status().Role != service.Leader {
-		h.t.Fatalf("not leader with two votes of three: %+v", h.r.Status())
+	if h.r.Summary().Role != service.Leader {
+		h.t.Fatalf("not leader with two votes of three: %+v", h.r.Summary())
 	}
 	h.ackAll()
 }
@@ -231,11 +231,11 @@ func TestFollowerRedirects(t *testing.T) {
 	// No leader known: a redirect that names none.
 	h.request(7, command(sessionID(1), 1))
 	m := h.only(7)
-	if m.Kind != wire.CRedirect || m.LeaderID != -1 || m.Endpoint != "" || m.Status != wire.StatusNotLeader || m.Seq != 1 {
+	if m.Kind != wire.CRedirect || m.LeaderID != -1 || m.LeaderAddr != "" || m.Status != wire.StatusNotLeader || m.Seq != 1 {
 		t.Fatalf("without a leader: %+v", m)
 	}
 	// Member 2 leads in term 5 (its heartbeat says so): commands, opens and queries are sent
-	// there, with the term of the hint and the leader's client endpoint; nothing is proposed.
+	// there, with the term of the hint and the leader's client address; nothing is proposed.
 	h.term = 5
 	h.step(pb.MsgHeartbeat, 2, &pb.Message{Commit: new(uint64(0))})
 	h.out.takeRaft()
@@ -246,7 +246,7 @@ func TestFollowerRedirects(t *testing.T) {
 	} {
 		h.request(7, req)
 		m := h.only(7)
-		if m.Kind != wire.CRedirect || m.LeaderID != 2 || m.Term != 5 || m.Endpoint != "client-2" ||
+		if m.Kind != wire.CRedirect || m.LeaderID != 2 || m.Term != 5 || m.LeaderAddr != "client-2" ||
 			m.Session != req.Session || m.Seq != req.Seq || m.RequestID != req.RequestID {
 			t.Fatalf("%+v redirected as %+v", req, m)
 		}
@@ -610,7 +610,7 @@ func TestNewLeaderDoesNotExpireSessionsItHasNotApplied(t *testing.T) {
 	h.step(pb.MsgApp, 1, &pb.Message{Index: new(uint64(3)), LogTerm: new(uint64(1)), Commit: new(uint64(3)),
 		Entries: []*pb.Entry{{Term: new(uint64(2)), Index: new(uint64(4))},
 			{Term: new(uint64(2)), Index: new(uint64(5)), Data: open}}})
-	if st := h.r.Status(); st.Applied != 3 || st.Leader != 1 {
+	if st := h.r.Summary(); st.Applied != 3 || st.Leader != 1 {
 		t.Fatalf("after the append: %+v", st)
 	}
 	// Member 1 goes silent; member 0 is elected with member 2's votes.
@@ -631,7 +631,7 @@ func TestNewLeaderDoesNotExpireSessionsItHasNotApplied(t *testing.T) {
 		}
 	}
 	h.step(pb.MsgVoteResp, 2, &pb.Message{})
-	if st := h.r.Status(); st.Role != service.Leader || st.Applied != 3 {
+	if st := h.r.Summary(); st.Role != service.Leader || st.Applied != 3 {
 		t.Fatalf("not a leader that has yet to apply its predecessor's entries: %+v", st)
 	}
 	h.request(1, wire.ClientMsg{Kind: wire.CAttach, Session: s})

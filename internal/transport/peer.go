@@ -25,7 +25,7 @@ type Config struct {
 	ClusterID string
 	// SelfID is this member's raft id.
 	SelfID uint64
-	// Peers maps raft ids of the other members to their advertised member endpoints.
+	// Peers maps raft ids of the other members to their advertised member addresses.
 	Peers map[uint64]string
 	// Listener accepts member connections (bound by the caller, so "address in use" is reported
 	// where the port is known).
@@ -232,7 +232,7 @@ func (t *Transport) SendsDropped() int { return int(t.sendsDropped.Load()) }
 // calls it after the round's answers to clients went out. Announcing a commit is not on any
 // command's path, and a write on the loop costs it more than the system call: on a machine whose
 // cores the members share, the receiver woken by a loopback write often takes the writer's core
-// for its own work first (about 50 µs per peer measured here, against 15 µs for the call).
+// for its own work first (several times the cost of the call: docs/PERFORMANCE.md).
 //
 // Send and Flush must be called from the member's loop only: messages are marshalled here,
 // because raft's messages share memory with its log. Neither blocks.

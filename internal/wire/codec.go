@@ -18,8 +18,8 @@ const (
 	MaxPayloadBytes = 1 << 20
 	// MaxBatchItems bounds the items of one log batch.
 	MaxBatchItems = 1 << 16
-	// MaxEndpointBytes bounds an endpoint string; MaxClusterIDBytes a cluster id.
-	MaxEndpointBytes  = 255
+	// MaxAddrBytes bounds an address (host:port); MaxClusterIDBytes a cluster id.
+	MaxAddrBytes      = 255
 	MaxClusterIDBytes = 64
 	// FrameHeaderBytes is the size of a frame header: length, version, kind, CRC.
 	FrameHeaderBytes = 4 + 1 + 1 + 4
@@ -275,7 +275,7 @@ func AppendClientMsg(dst []byte, m *ClientMsg) []byte {
 		dst = append(dst, uint8(m.Status))
 		dst = putU32(dst, uint32(int32(m.LeaderID)))
 		dst = putU64(dst, m.Term)
-		dst = putBytes(dst, []byte(m.Endpoint))
+		dst = putBytes(dst, []byte(m.LeaderAddr))
 	case CSessionEvent:
 		dst = append(dst, m.Session[:]...)
 		dst = append(dst, uint8(m.Status), m.Reason)
@@ -333,7 +333,7 @@ func DecodeClientMsg(data []byte) (ClientMsg, error) {
 		m.Status = r.status()
 		m.LeaderID = int(int32(r.u32()))
 		m.Term = r.u64()
-		m.Endpoint = string(r.bytes(MaxEndpointBytes))
+		m.LeaderAddr = string(r.bytes(MaxAddrBytes))
 		if r.err == nil && m.LeaderID < -1 {
 			r.fail("leader id %d", m.LeaderID)
 		}

@@ -40,7 +40,7 @@ func sampleClientMsgs() []ClientMsg {
 		{Kind: CQuery, RequestID: 99, Payload: []byte("get")},
 		{Kind: CQueryResponse, RequestID: 99, Status: StatusUnavailable, Payload: []byte("no quorum")},
 		{Kind: CRedirect, Session: sid, Seq: 4, RequestID: 5, Status: StatusNotLeader, LeaderID: -1, Term: 7},
-		{Kind: CRedirect, LeaderID: 2, Term: 8, Endpoint: "10.0.0.2:9002"},
+		{Kind: CRedirect, LeaderID: 2, Term: 8, LeaderAddr: "10.0.0.2:9002"},
 		{Kind: CSessionEvent, Session: sid, Status: StatusRejected, Reason: 3},
 		{Kind: CSessionEvent, Session: sid, Status: StatusRejected, Payload: []byte("session limit reached")},
 		{Kind: CPush, Session: sid, Payload: []byte("hello")},
@@ -136,9 +136,9 @@ func TestOversizedLengthsRejected(t *testing.T) {
 	if _, err := DecodeClientMsg(AppendClientMsg(nil, &m)); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("payload over MaxPayloadBytes accepted: %v", err)
 	}
-	r := ClientMsg{Kind: CRedirect, LeaderID: 1, Endpoint: strings.Repeat("a", MaxEndpointBytes+1)}
+	r := ClientMsg{Kind: CRedirect, LeaderID: 1, LeaderAddr: strings.Repeat("a", MaxAddrBytes+1)}
 	if _, err := DecodeClientMsg(AppendClientMsg(nil, &r)); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("endpoint over MaxEndpointBytes accepted: %v", err)
+		t.Fatalf("address over MaxAddrBytes accepted: %v", err)
 	}
 	h := Handshake{ClusterID: strings.Repeat("c", MaxClusterIDBytes+1), SenderID: 1, ReceiverID: 2}
 	if _, err := DecodeHandshake(AppendHandshake(nil, &h)); !errors.Is(err, ErrMalformed) {

@@ -44,7 +44,7 @@
 //	  3 query:             request id u64 | payload bytes
 //	  8 query response:    request id u64 | status u8 | payload bytes
 //	  9 redirect:          session | seq u64 | request id u64 | status u8 | leader member id i32
-//	                       (-1: unknown) | term u64 | leader client endpoint bytes(255)
+//	                       (-1: unknown) | term u64 | leader client address bytes(255)
 //	  10 session event:    session | status u8 | reason u8 | text bytes (why, e.g. a refused open)
 //	  11 push:             session | payload bytes
 //

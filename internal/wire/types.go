@@ -91,9 +91,9 @@ type ClientMsg struct {
 	Status    Status
 	Payload   []byte // command, query, reply or push bytes; error text when Status != OK
 	// CRedirect.
-	LeaderID int    // member id (not raft id), -1 when unknown
-	Term     uint64 // the term the hint is from; clients ignore hints older than the newest seen
-	Endpoint string // the leader's advertised client endpoint, "" when unknown
+	LeaderID   int    // member id (not raft id), -1 when unknown
+	Term       uint64 // the term the hint is from; clients ignore hints older than the newest seen
+	LeaderAddr string // the leader's advertised client address, "" when unknown
 	// CSessionEvent: service.CloseReason as a byte (the reason's text, if any, is in Payload).
 	Reason uint8
 	// CAttached: the member's limits, which a client keeps to. CommandBytesMax is the largest

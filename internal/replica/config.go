@@ -1,0 +1,122 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tandem-cluster/tandem/internal/container"
+	"github.com/tandem-cluster/tandem/internal/wire"
+)
+
+// The replica's configuration: its fields, defaults and validation.
+
+// Config configures a replica.
+type Config struct {
+	MemberID int
+	// Members are the founding members, used to bootstrap an empty data directory. After that
+	// the membership comes from the replicated log and snapshots.
+	Members []Member
+	// TickInterval is the length of one raft tick; the driver calls Tick at this interval.
+	TickInterval   time.Duration
+	HeartbeatTicks int
+	// ElectionTicks: raft randomises the election timeout in [ElectionTicks, 2×ElectionTicks).
+	ElectionTicks int
+	// SessionTimeout: the leader closes a session it has heard nothing from for this long.
+	SessionTimeout time.Duration
+	// MaxBatchBytes bounds the encoded size of one raft entry's batch of client items.
+	MaxBatchBytes int
+	// MaxPendingItems bounds client items waiting to be proposed; beyond it requests are refused
+	// with StatusRejected.
+	MaxPendingItems int
+	// MaxPendingReads bounds the queries taken and not yet answered (waiting for their read
+	// index, or for it to be applied); beyond it queries are refused with StatusRejected.
+	MaxPendingReads int
+	// MaxCommandBytes bounds a command's (and a query's) payload: a larger one is refused with
+	// StatusRejected, on any member, and never proposed. It is announced to clients when they
+	// attach (with the response window), so that they refuse larger commands themselves. At
+	// most wire.MaxPayloadBytes; the driver's client port should take frames of
+	// MaxCommandBytes+wire.CommandOverheadBytes.
+	MaxCommandBytes int
+	// MaxUncommittedBytes bounds the leader's uncommitted log tail (raft drops proposals beyond).
+	MaxUncommittedBytes uint64
+	Container           container.Config
+	Logger              *slog.Logger
+}
+
+// DefaultConfig returns the defaults: heartbeat 100 ms, election timeout randomised in
+// [700 ms, 1.4 s), session timeout 10 s.
+//
+// The architecture started from the seeds' heartbeat 200 ms and election timeout 1–2 s. With
+// those, a follower notices a dead leader about 1.5 s after its last heartbeat (median), so the
+// median failover missed the performance goal (1.5 s; docs/PERFORMANCE.md). Etcd's own defaults
+// are a 100 ms heartbeat and a 1 s election timeout; 700 ms keeps seven heartbeats of margin, and
+// more than the longest fsync stall seen on the project's machines under load, against needless
+// elections (PreVote and CheckQuorum guard the rest).
+func DefaultConfig() Config {
+	return Config{
+		TickInterval:        100 * time.Millisecond,
+		HeartbeatTicks:      1,
+		ElectionTicks:       7,
+		SessionTimeout:      10 * time.Second,
+		MaxBatchBytes:       256 << 10,
+		MaxPendingItems:     64 << 10,
+		MaxPendingReads:     64 << 10,
+		MaxCommandBytes:     wire.MaxPayloadBytes,
+		MaxUncommittedBytes: 64 << 20,
+		Container:           container.DefaultConfig(),
+	}
+}
+
+// Validate checks a configuration; errors name the field and value.
+func (c Config) Validate() error {
+	var errs []error
+	if c.TickInterval <= 0 {
+		errs = append(errs, fmt.Errorf("TickInterval (%s) must be positive", c.TickInterval))
+	}
+	if c.HeartbeatTicks <= 0 {
+		errs = append(errs, fmt.Errorf("HeartbeatTicks (%d) must be positive", c.HeartbeatTicks))
+	}
+	if c.ElectionTicks <= c.HeartbeatTicks {
+		errs = append(errs, fmt.Errorf("ElectionTicks (%d) must be larger than HeartbeatTicks (%d)", c.ElectionTicks, c.HeartbeatTicks))
+	}
+	if c.SessionTimeout < time.Duration(2*c.ElectionTicks)*c.TickInterval {
+		errs = append(errs, fmt.Errorf("SessionTimeout (%s) must be at least two election timeouts (%s)",
+			c.SessionTimeout, time.Duration(2*c.ElectionTicks)*c.TickInterval))
+	}
+	if c.MaxBatchBytes < 1024 {
+		errs = append(errs, fmt.Errorf("MaxBatchBytes (%d) must be at least 1024", c.MaxBatchBytes))
+	}
+	if c.MaxPendingItems <= 0 {
+		errs = append(errs, fmt.Errorf("MaxPendingItems (%d) must be positive", c.MaxPendingItems))
+	}
+	if c.MaxPendingReads <= 0 {
+		errs = append(errs, fmt.Errorf("MaxPendingReads (%d) must be positive", c.MaxPendingReads))
+	}
+	if c.MaxCommandBytes <= 0 || c.MaxCommandBytes > wire.MaxPayloadBytes {
+		errs = append(errs, fmt.Errorf("MaxCommandBytes (%d) must be between 1 and %d", c.MaxCommandBytes, wire.MaxPayloadBytes))
+	}
+	if len(c.Members) == 0 {
+		errs = append(errs, errors.New("Members is empty: a cluster needs at least one member"))
+	}
+	seen := map[int]bool{}
+	found := false
+	for _, m := range c.Members {
+		if m.ID < 0 {
+			errs = append(errs, fmt.Errorf("Members: member id %d is negative", m.ID))
+		}
+		if seen[m.ID] {
+			errs = append(errs, fmt.Errorf("Members: member id %d appears twice", m.ID))
+		}
+		seen[m.ID] = true
+		found = found || m.ID == c.MemberID
+	}
+	if len(c.Members) > 0 && !found {
+		errs = append(errs, fmt.Errorf("MemberID (%d) is not one of Members", c.MemberID))
+	}
+	if err := c.Container.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,158 @@
+package replica
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/tandem-cluster/tandem/internal/consensus"
+	"github.com/tandem-cluster/tandem/internal/wire"
+	"github.com/tandem-cluster/tandem/service"
+)
+
+// The consensus.Handler side: what the core calls back during Process (send, install a snapshot,
+// apply an entry, read states, role changes), the step-down that follows a lost leadership, and
+// the egress of what the container answers.
+
+// Send implements consensus.Handler.
+func (r *Replica) Send(msgs []*pb.Message) { r.out.SendRaft(msgs) }
+
+// InstallSnapshot implements consensus.Handler.
+func (r *Replica) InstallSnapshot(snap *pb.Snapshot) error {
+	ix := snap.GetMetadata().GetIndex()
+	r.appliedTerm = snap.GetMetadata().GetTerm()
+	if err := r.ctr.Start(snap.GetData(), ix); err != nil {
+		return fmt.Errorf("replica: installing snapshot at index %d: %w", ix, err)
+	}
+	r.lastSnap = ix
+	st := r.core.State()
+	r.out.Changed(Change{Kind: ChangeSnapshotInstalled, Index: ix, Term: st.Term, Role: r.role, Leader: MemberID(st.Leader)})
+	return nil
+}
+
+// ApplyEntry implements consensus.Handler.
+func (r *Replica) ApplyEntry(e *pb.Entry, cc *pb.ConfChange) error {
+	ix := e.GetIndex()
+	r.appliedTerm = e.GetTerm()
+	var due bool
+	switch {
+	case cc != nil:
+		due = r.ctr.ApplyMember(ix, cc.GetNodeId(), cc.GetContext(), cc.GetType() == pb.ConfChangeRemoveNode)
+	case len(e.GetData()) == 0:
+		due = r.ctr.ApplyEmpty(ix)
+	default:
+		b, err := wire.DecodeBatch(e.GetData())
+		if err != nil {
+			// A committed entry that does not decode cannot be skipped (the others applied it).
+			return fmt.Errorf("replica: committed entry %d does not decode: %w", ix, err)
+		}
+		if due, err = r.ctr.ApplyBatch(ix, &b); err != nil {
+			return fmt.Errorf("replica: applying entry %d: %w", ix, err)
+		}
+	}
+	if due && !r.snapWriting {
+		data, err := r.ctr.TakeSnapshot()
+		if err != nil {
+			return fmt.Errorf("replica: snapshot at index %d: %w", ix, err)
+		}
+		r.snapDue, r.snapDueIx = data, ix
+	}
+	return nil
+}
+
+// ReadReady implements consensus.Handler.
+func (r *Replica) ReadReady(id uint64, index uint64) {
+	reads, ok := r.readWaits[id]
+	if !ok {
+		return
+	}
+	delete(r.readWaits, id)
+	r.readyReads = append(r.readyReads, readyRead{index: index, reads: reads})
+}
+
+// ReadFailed implements consensus.Handler.
+func (r *Replica) ReadFailed(id uint64, err error) {
+	reads, ok := r.readWaits[id]
+	if !ok {
+		return
+	}
+	delete(r.readWaits, id)
+	r.failReads(reads, err)
+}
+
+// StateChanged implements consensus.Handler.
+func (r *Replica) StateChanged(st consensus.State) {
+	role := roleOf(st.Role)
+	wasLeader := r.isLeader()
+	r.role = role
+	r.ctr.SetRole(role)
+	if role == service.Leader && !wasLeader {
+		// A new term restarts every session's idle clock: the new leader cannot know when the
+		// clients last spoke to the old one.
+		now := r.clock.Now()
+		clear(r.lastActivity)
+		for _, id := range r.ctr.SessionIDs() {
+			r.lastActivity[id] = now
+		}
+	}
+	if wasLeader && role != service.Leader {
+		r.stepDown()
+	}
+	r.out.Changed(Change{Kind: ChangeRole, Role: role, Leader: MemberID(st.Leader), Term: st.Term})
+}
+
+// stepDown drops the leader-only state and sends every attached client to the new leader; their
+// in-flight commands are retried there under the same numbers, and dedup answers them once.
+func (r *Replica) stepDown() {
+	for _, it := range r.pending {
+		if conn, ok := r.attached[it.Session]; ok {
+			r.redirect(conn, &wire.ClientMsg{Session: it.Session, Seq: it.Seq})
+		}
+	}
+	r.pending, r.pendingBytes = nil, 0
+	st := r.core.State()
+	r.failReads(r.newReads, &consensus.NotLeaderError{Leader: st.Leader, Term: st.Term})
+	r.newReads = nil
+	for _, rr := range r.readyReads {
+		r.failReads(rr.reads, &consensus.NotLeaderError{Leader: st.Leader, Term: st.Term})
+	}
+	r.readyReads = nil
+	ids := make([]wire.SessionID, 0, len(r.attached))
+	for id := range r.attached {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b wire.SessionID) int { return strings.Compare(string(a[:]), string(b[:])) })
+	for _, id := range ids {
+		r.redirect(r.attached[id], &wire.ClientMsg{Session: id})
+		delete(r.attached, id)
+	}
+	clear(r.opening)
+	clear(r.closing)
+	clear(r.lastActivity)
+}
+
+// egress routes what the container emits: to the client if it is attached here, else nowhere
+// (followers compute the same replies and drop them; so does replay after a restart).
+func (r *Replica) egress(m *wire.ClientMsg) {
+	switch m.Kind {
+	case wire.CAttached:
+		delete(r.opening, m.Session)
+	case wire.CSessionEvent:
+		delete(r.opening, m.Session)
+		delete(r.closing, m.Session)
+		delete(r.lastActivity, m.Session)
+	}
+	conn, ok := r.attached[m.Session]
+	if !ok {
+		return
+	}
+	switch m.Kind {
+	case wire.CSessionEvent:
+		delete(r.attached, m.Session)
+	case wire.CAttached:
+		m = r.attached1(m.Session) // with the limits, which the container does not know
+	}
+	r.out.SendClient(conn, m)
+}

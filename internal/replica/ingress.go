@@ -1,0 +1,281 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/tandem-cluster/tandem/internal/bugs"
+	"github.com/tandem-cluster/tandem/internal/consensus"
+	"github.com/tandem-cluster/tandem/internal/container"
+	"github.com/tandem-cluster/tandem/internal/wire"
+	"github.com/tandem-cluster/tandem/service"
+)
+
+// Ingress and admission, on the leader: a client's request is checked against the sessions (the
+// opening and closing marks of what is proposed and not yet applied, the "unsure" rule of a new
+// leader), answered at once or queued, and the queue is proposed in batches of raft entries
+// (flush, propose). Session expiry is decided here too, by the leader's clock.
+
+func (r *Replica) expireSessions(now int64) {
+	timeout := r.cfg.SessionTimeout.Nanoseconds()
+	for _, id := range r.ctr.SessionIDs() {
+		last, ok := r.lastActivity[id]
+		if !ok {
+			r.lastActivity[id] = now
+			continue
+		}
+		if now-last > timeout && !r.closing[id] {
+			r.closing[id] = true
+			r.enqueue(wire.Item{Kind: wire.ItemClose, Session: id, Reason: uint8(service.CloseTimeout)})
+		}
+	}
+}
+
+// ClientRequest handles a request from a client connection.
+func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
+	if r.tooLarge(conn, m) {
+		return
+	}
+	if !r.isLeader() && !(bugs.Active("follower-forwards") && m.Kind == wire.CCommand) {
+		r.redirect(conn, m)
+		return
+	}
+	now := r.inputNow()
+	switch m.Kind {
+	case wire.COpen, wire.CAttach:
+		if r.ctr.SessionOpen(m.Session) {
+			r.attach(m.Session, conn, now)
+			r.out.SendClient(conn, r.attached1(m.Session))
+			return
+		}
+		if m.Kind == wire.CAttach {
+			if r.unsure(m.Session) {
+				r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session,
+					Status: wire.StatusUnavailable, Payload: []byte(catchingUpMessage)})
+				return
+			}
+			// Reattaching never reopens: a session the cluster expired stays expired, so the
+			// commands it left unanswered cannot be applied a second time on a new session.
+			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session,
+				Status: wire.StatusSessionExpired, Reason: uint8(service.CloseTimeout)})
+			return
+		}
+		if r.ctr.SessionClosed(m.Session) {
+			// The session existed and was closed: never a fresh session under the same id.
+			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session,
+				Status: wire.StatusSessionExpired, Reason: uint8(service.CloseTimeout)})
+			return
+		}
+		if r.opening[m.Session] {
+			r.attach(m.Session, conn, now)
+			return
+		}
+		if !r.admitPending(conn, m) {
+			return
+		}
+		r.opening[m.Session] = true
+		r.attach(m.Session, conn, now)
+		r.enqueue(wire.Item{Kind: wire.ItemOpen, Session: m.Session})
+	case wire.CCommand:
+		st := r.ctr.Admit(m.Session, m.Seq, m.LowestUnacked, r.opening[m.Session])
+		if st == wire.StatusSessionExpired && r.unsure(m.Session) {
+			st = wire.StatusUnavailable
+		}
+		if st != wire.StatusOK {
+			reply := &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq, Status: st}
+			switch st {
+			case wire.StatusRejected:
+				reply.Payload = []byte(container.WindowFullMessage)
+			case wire.StatusUnavailable:
+				reply.Payload = []byte(catchingUpMessage)
+			}
+			r.out.SendClient(conn, reply)
+			return
+		}
+		if !r.admitPending(conn, m) {
+			return
+		}
+		r.attach(m.Session, conn, now)
+		r.enqueue(wire.Item{Kind: wire.ItemCommand, Session: m.Session, Seq: m.Seq,
+			LowestUnacked: m.LowestUnacked, Payload: m.Payload})
+	case wire.CKeepAlive:
+		st := wire.StatusOK
+		if r.ctr.SessionOpen(m.Session) {
+			r.attach(m.Session, conn, now)
+		} else if r.unsure(m.Session) {
+			st = wire.StatusUnavailable
+		} else if !r.opening[m.Session] {
+			st = wire.StatusSessionExpired
+		}
+		r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CKeepAliveAck, Session: m.Session, Status: st})
+	case wire.CClose:
+		if !r.ctr.SessionOpen(m.Session) || r.closing[m.Session] {
+			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session,
+				Status: wire.StatusSessionExpired, Reason: uint8(service.CloseClient)})
+			return
+		}
+		r.closing[m.Session] = true
+		r.attach(m.Session, conn, now)
+		r.enqueue(wire.Item{Kind: wire.ItemClose, Session: m.Session, Reason: uint8(service.CloseClient)})
+	case wire.CQuery:
+		r.takeQuery(conn, m)
+	default:
+		r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq,
+			Status: wire.StatusBadRequest, Payload: []byte(fmt.Sprintf("unexpected message kind %d", m.Kind))})
+	}
+}
+
+// tooLarge refuses a command or query over MaxCommandBytes (whole, or only its head when the
+// client port skipped its oversized frame) with an answer that names the limit; any member
+// answers so, leader or not, as the limit is each member's own.
+func (r *Replica) tooLarge(conn ConnID, m *wire.ClientMsg) bool {
+	if len(m.Payload) <= r.cfg.MaxCommandBytes && m.OversizedBytes == 0 {
+		return false
+	}
+	why := fmt.Sprintf("too large: a payload of %d bytes, the limit is %d (MaxCommandBytes)", len(m.Payload), r.cfg.MaxCommandBytes)
+	if m.OversizedBytes > 0 {
+		why = fmt.Sprintf("too large: a request of %d bytes, the limit is %d bytes of payload (MaxCommandBytes)", m.OversizedBytes, r.cfg.MaxCommandBytes)
+	}
+	switch m.Kind {
+	case wire.CCommand:
+		r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq,
+			Status: wire.StatusRejected, Payload: []byte("command " + why)})
+	case wire.CQuery:
+		r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CQueryResponse, RequestID: m.RequestID,
+			Status: wire.StatusRejected, Payload: []byte("query " + why)})
+	default:
+		r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq,
+			Status: wire.StatusBadRequest, Payload: []byte(fmt.Sprintf("message kind %d %s", m.Kind, why))})
+	}
+	return true
+}
+
+// attached1 is the answer to an attach: the session is attached here, and the limits the client
+// must keep to.
+func (r *Replica) attached1(id wire.SessionID) *wire.ClientMsg {
+	return &wire.ClientMsg{Kind: wire.CAttached, Session: id,
+		CommandBytesMax: r.cfg.MaxCommandBytes, WindowMax: r.cfg.Container.ResponseWindowMax}
+}
+
+// catchingUpMessage is the refusal of a request about a session a new leader does not know yet.
+const catchingUpMessage = "the leader is still applying its predecessors' log: retry"
+
+// unsure reports whether this leader cannot tell yet that session id is gone. A new leader
+// holds every committed entry but may not have applied them all: it learns how far its log is
+// committed only when an entry of its own term commits (raft's first entry of a term). Until it
+// applied that entry, a session it knows neither as open nor as closed may have been opened by
+// its predecessors, and telling its client "expired" would end a live session and leave its
+// unanswered commands' outcome unknown for ever; such requests are refused as unavailable
+// instead, and the client retries.
+func (r *Replica) unsure(id wire.SessionID) bool {
+	return r.appliedTerm < r.core.State().Term && !r.ctr.SessionOpen(id) && !r.ctr.SessionClosed(id) && !r.opening[id]
+}
+
+// inputNow returns the clock as read once per round of inputs (Process starts the next round):
+// when a client last spoke needs no finer grain than a round, and a clock read costs about as
+// much as the rest of a command's ingress.
+func (r *Replica) inputNow() int64 {
+	if !r.nowRead {
+		r.now, r.nowRead = r.clock.Now(), true
+	}
+	return r.now
+}
+
+func (r *Replica) admitPending(conn ConnID, m *wire.ClientMsg) bool {
+	if len(r.pending) < r.cfg.MaxPendingItems {
+		return true
+	}
+	r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq,
+		Status: wire.StatusRejected, Payload: []byte("leader ingress queue full")})
+	return false
+}
+
+func (r *Replica) attach(id wire.SessionID, conn ConnID, now int64) {
+	r.attached[id] = conn
+	r.lastActivity[id] = now
+}
+
+// ClientGone forgets a closed client connection. Its sessions stay open until they expire.
+func (r *Replica) ClientGone(conn ConnID) {
+	for id, c := range r.attached {
+		if c == conn {
+			delete(r.attached, id)
+		}
+	}
+}
+
+func (r *Replica) redirect(conn ConnID, m *wire.ClientMsg) {
+	st := r.core.State()
+	red := &wire.ClientMsg{Kind: wire.CRedirect, Session: m.Session, Seq: m.Seq, RequestID: m.RequestID,
+		LeaderID: -1, Term: st.Term, Status: wire.StatusNotLeader}
+	if st.Leader != 0 && st.Leader != RaftID(r.cfg.MemberID) {
+		red.LeaderID = MemberID(st.Leader)
+		if lm, ok := r.member(red.LeaderID); ok {
+			red.LeaderAddr = lm.ClientAddr
+		}
+	}
+	r.out.SendClient(conn, red)
+}
+
+func (r *Replica) enqueue(it wire.Item) {
+	r.pending = append(r.pending, it)
+	r.pendingBytes += wire.BatchItemBytes(&it)
+}
+
+// flush proposes the pending items as batches of at most MaxBatchBytes.
+func (r *Replica) flush() {
+	rest := r.pending
+	for len(rest) > 0 {
+		n, size := 0, 0
+		for n < len(rest) {
+			sz := wire.BatchItemBytes(&rest[n])
+			if n > 0 && size+sz > r.cfg.MaxBatchBytes {
+				break
+			}
+			size += sz
+			n++
+		}
+		r.propose(rest[:n], size)
+		rest = rest[n:]
+	}
+	// The encoded batches own their bytes: the slice is reused, without the payloads.
+	clear(r.pending)
+	r.pending = r.pending[:0]
+	r.pendingBytes = 0
+}
+
+// batchHeaderBytes covers a batch's fixed fields (version, timestamp, item count).
+const batchHeaderBytes = 32
+
+func (r *Replica) propose(items []wire.Item, size int) {
+	b := wire.Batch{TimestampNanos: r.clock.Now(), Items: items}
+	err := r.core.Propose(wire.AppendBatch(make([]byte, 0, size+batchHeaderBytes), &b))
+	if err == nil {
+		return
+	}
+	// Nothing was appended: tell each client now instead of letting it time out.
+	for i := range items {
+		it := &items[i]
+		// Only the item that proposed an open or a close gives its mark back: a session's open
+		// (or close) proposed in an earlier batch is still under way, and a later command of
+		// the session must still be admitted (or refused) on it. A failed close is proposed
+		// again: by the client, or by expireSessions at a later tick, attached here or not.
+		switch it.Kind {
+		case wire.ItemOpen:
+			delete(r.opening, it.Session)
+		case wire.ItemClose:
+			delete(r.closing, it.Session)
+		}
+		conn, ok := r.attached[it.Session]
+		if !ok {
+			continue
+		}
+		switch {
+		case errors.Is(err, consensus.ErrNotLeader):
+			r.redirect(conn, &wire.ClientMsg{Session: it.Session, Seq: it.Seq})
+		default:
+			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq,
+				Status: wire.StatusUnavailable, Payload: []byte(err.Error())})
+		}
+	}
+}

@@ -1,0 +1,69 @@
+// Package transport is a member's TCP: the member port (Transport), which carries raft messages
+// and snapshot transfers between members, and the client port (ClientServer), which carries
+// client requests and their answers. Everything on both is framed as package wire describes
+// (length, version, kind, CRC-32C), and every read and every queue is bounded. It judges no
+// message: the member's loop (package node) does, and tells the transport what it refused.
+//
+// # Member port
+//
+// The caller's part:
+//
+//  1. Bind the listener (so "address in use" is reported where the port is known), then New
+//     with the Config (cluster id, this member's raft id, the peers' advertised member
+//     addresses) and a Handler, and Start.
+//  2. From the member's loop only: Send the messages of a Ready once what they depend on is
+//     durable — they are marshalled at once, as raft's messages share memory with its log — and
+//     Flush after the round's answers to clients went out. Neither blocks.
+//  3. Take what the Handler is given. Receive delivers a peer's message and may block until the
+//     loop takes it (back-pressure on that peer's connection); Unreachable is also called from
+//     Send, so it must not block; SnapshotStatus must reach raft, which sends the peer nothing
+//     more until it hears it.
+//  4. When the loop refuses a message, DropInbound closes the connections of its claimed sender.
+//  5. Stop closes the listener and every connection and waits for the goroutines.
+//
+// Connections: one outbound connection per peer, dialled with backoff and jitter, plus one per
+// snapshot transfer. Each peer has a queue of encoded frames (QueueBytes) that the loop writes
+// straight to the socket when it is idle (one non-blocking write); the peer's writer goroutine
+// writes what the socket did not take. A message that does not fit its queue is dropped,
+// counted (SendsDropped) and its peer reported unreachable; raft retransmits. What was queued
+// while a peer could not be reached is dropped when it comes back: raft sends again what
+// matters.
+//
+// Inbound connections are believed only after a handshake (magic, version, cluster id, sender
+// and receiver raft id). Another cluster, a sender that is not a peer, a message whose sender
+// or receiver differs from the handshake's, a frame over MaxFrameBytes, a bad checksum: each
+// closes the connection with a logged reason and counts it (Rejected), and nothing from that
+// connection reaches raft. Until members authenticate each other, whoever reaches the port and
+// knows the cluster id can claim to be a member; the consensus core refuses the messages raft
+// would crash on.
+//
+// Snapshots: a MsgSnap travels as its metadata, and the data follows as a stream of checksummed
+// chunks on a connection of its own (at most MaxConcurrentSnapshots transfers at once). The
+// receiver writes the stream to SnapshotDir, syncs it and checks the whole snapshot's CRC, and
+// only then hands the MsgSnap, with its data, to Receive; it acknowledges the transfer after
+// that. The sender reports the outcome with SnapshotStatus.
+//
+// # Client port
+//
+//  1. Bind the listener, then NewClientServer with the ClientConfig and a ClientHandler, and
+//     Start.
+//  2. ClientRequests delivers, in order, the requests read from one connection in one go, with
+//     the connection's id; ClientGone tells that a connection closed.
+//  3. From the member's loop only: Send queues an answer for a connection (it is encoded at
+//     once), Flush writes the round's answers, one write per connection where the socket takes
+//     it. Neither blocks.
+//  4. Stop closes the listener and every connection and waits.
+//
+// A command or query over MaxFrameBytes is not read: its head is handed over, marked with its
+// size (wire.ClientMsg.OversizedBytes), so the member can refuse it with its limit, and the rest
+// is skipped (up to oversizedSkipBytesMax); any other oversized frame closes the connection. A client that does not read its
+// answers is disconnected once MaxQueuedBytes wait for it (it reattaches and retries), so the
+// member never waits for a client. A connection silent for IdleTimeout is closed.
+//
+// # Both ports
+//
+// At most MaxConns connections are served at once; one over the limit is closed at once, logged
+// (rate-limited) and counted (Refused), so a connection flood cannot use up the descriptors the
+// log and the snapshots need. A failed accept ("too many open files") is retried after a backoff
+// and counted (AcceptFailures): the port never stops accepting while the member runs.
+package transport
