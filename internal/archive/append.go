@@ -96,7 +96,7 @@ func (a *Archive) Sync() error {
 	if err := a.Err(); err != nil {
 		return err
 	}
-	if !a.opts.NoSync && !bugs.Active("skip-fsync") {
+	if !a.opts.NoSync && !bugs.Active(bugs.SkipFsync) {
 		for _, s := range a.segs {
 			if s.dirty {
 				if err := s.f.Sync(); err != nil {

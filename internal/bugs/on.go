@@ -2,11 +2,11 @@
 
 package bugs
 
-var active string
+var active Bug
 
-// Active reports whether the named bug is switched on.
-func Active(name string) bool { return active == name }
+// Active reports whether bug b is switched on.
+func Active(b Bug) bool { return active == b }
 
-// Set switches one bug on ("" for none). Not safe for concurrent use: the simulator is one
+// Set switches bug b on ("" for none). Not safe for concurrent use: the simulator is one
 // goroutine.
-func Set(name string) { active = name }
+func Set(b Bug) { active = b }

@@ -72,7 +72,7 @@ func (s *Core) Connected(conn ConnID, now int64) {
 	// round trip saved after a failover. A member that is not the leader answers each with a
 	// redirect, and the core leaves at the first.
 	s.sendOpen()
-	if bugs.Active("resend-fresh-number") {
+	if bugs.Active(bugs.ResendFreshNumber) {
 		s.renumberSent()
 	}
 	s.calls.each(func(id uint64, cl *call) { s.writeCommand(wire.Seq(id), cl) })

@@ -22,7 +22,7 @@ import (
 // which seeds rarely do (1 in 300 when this was written).
 func TestSimulatorCatchesPlantedBugs(t *testing.T) {
 	budget := envInt("TANDEM_BUG_SEEDS", 200)
-	catch := func(t *testing.T, bug string) {
+	catch := func(t *testing.T, bug bugs.Bug) {
 		bugs.Set(bug)
 		defer bugs.Set("")
 		for seed := uint64(1); seed <= budget; seed++ {
@@ -35,13 +35,12 @@ func TestSimulatorCatchesPlantedBugs(t *testing.T) {
 		}
 		t.Fatalf("%s not caught in %d seeds", bug, budget)
 	}
-	for _, bug := range []string{"skip-fsync", "ack-before-commit", "read-without-readindex", "no-dedup", "follower-forwards",
-		"send-before-persist", "vote-not-synced", "drop-empty-appends", "resend-fresh-number"} {
-		t.Run(bug, func(t *testing.T) { catch(t, bug) })
+	for _, bug := range bugs.All {
+		t.Run(string(bug), func(t *testing.T) { catch(t, bug) })
 	}
 	checkDurability = false
 	defer func() { checkDurability = true }()
-	for _, bug := range []string{"skip-fsync", "send-before-persist"} {
-		t.Run(bug+"/end-to-end", func(t *testing.T) { catch(t, bug) })
+	for _, bug := range []bugs.Bug{bugs.SkipFsync, bugs.SendBeforePersist} {
+		t.Run(string(bug)+"/end-to-end", func(t *testing.T) { catch(t, bug) })
 	}
 }

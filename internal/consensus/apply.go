@@ -94,7 +94,7 @@ func (c *Core) applyReady(h Handler, rd *raft.Ready) error {
 		c.applied = rd.Snapshot.GetMetadata().GetIndex()
 	}
 	hi := lastIndex(rd.CommittedEntries)
-	if bugs.Active("ack-before-commit") && c.state.Role == raft.StateLeader {
+	if bugs.Active(bugs.AckBeforeCommit) && c.state.Role == raft.StateLeader {
 		hi = max(hi, c.durable) // planted bug: what this member persisted counts as committed
 	}
 	return c.applyDurable(h, rd.CommittedEntries, hi, true)

@@ -151,7 +151,7 @@ func New(cfg Config, st Storage, peers []raft.Peer, applied uint64) (*Core, erro
 		MaxCommittedSizePerReady:  cfg.MaxCommittedBytesPerReady,
 		CheckQuorum:               true,
 		PreVote:                   true,
-		DisableProposalForwarding: !bugs.Active("follower-forwards"),
+		DisableProposalForwarding: !bugs.Active(bugs.FollowerForwards),
 		ReadOnlyOption:            raft.ReadOnlySafe,
 		StepDownOnRemoval:         true,
 		Logger:                    &raftLogger{l: cfg.Logger.With("component", "raft")},
@@ -243,7 +243,7 @@ func (c *Core) Propose(data []byte) error {
 	if c.err != nil {
 		return ErrStopped
 	}
-	if c.rn.BasicStatus().RaftState != raft.StateLeader && !bugs.Active("follower-forwards") {
+	if c.rn.BasicStatus().RaftState != raft.StateLeader && !bugs.Active(bugs.FollowerForwards) {
 		return c.notLeader()
 	}
 	if err := c.rn.Propose(data); err != nil {

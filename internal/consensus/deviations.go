@@ -123,7 +123,7 @@ func (c *Core) dropCommitAnnouncements(msgs []*pb.Message) []*pb.Message {
 	})
 	kept := msgs[:0] // the Ready's slice is ours until Advance
 	for _, m := range msgs {
-		if to := m.GetTo(); m.GetType() == pb.MsgApp && len(m.GetEntries()) == 0 && (bugs.Active("drop-empty-appends") ||
+		if to := m.GetTo(); m.GetType() == pb.MsgApp && len(m.GetEntries()) == 0 && (bugs.Active(bugs.DropEmptyAppends) ||
 			to < maxTrackedPeers && caught[to] > 0 && caught[to]-1 >= m.GetIndex()) {
 			continue // (the planted bug drops probes and recovery appends too)
 		}

@@ -59,7 +59,7 @@ func (c *Core) takeReady(h Handler) error {
 			c.send(h, early)
 		}
 	}
-	if bugs.Active("send-before-persist") && len(msgs) > 0 {
+	if bugs.Active(bugs.SendBeforePersist) && len(msgs) > 0 {
 		c.send(h, msgs) // planted bug: every role sends before its write is durable
 		msgs = nil
 	}
@@ -110,7 +110,7 @@ func (c *Core) write(rd *raft.Ready) (syncing bool, err error) {
 		c.noteDurable(rd)
 		return false, nil
 	}
-	if bugs.Active("vote-not-synced") && len(rd.Entries) == 0 {
+	if bugs.Active(bugs.VoteNotSynced) && len(rd.Entries) == 0 {
 		return false, nil // planted bug: a term or vote alone is written but not synced
 	}
 	return rd.MustSync, nil

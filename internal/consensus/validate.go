@@ -206,7 +206,7 @@ func logTermMayPassTerm(t pb.MessageType) bool {
 // checkProp lets a MsgProp through only under the planted bug follower-forwards, and only with
 // the normal entries raft's Propose makes.
 func (c *Core) checkProp(m *pb.Message) error {
-	if !bugs.Active("follower-forwards") {
+	if !bugs.Active(bugs.FollowerForwards) {
 		return invalid("proposal from raft id %d: proposals are not forwarded between members", m.GetFrom())
 	}
 	if m.GetFrom() == 0 || m.GetFrom() == c.cfg.ID || m.GetTo() != c.cfg.ID || len(m.GetEntries()) == 0 {

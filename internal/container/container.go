@@ -487,7 +487,7 @@ func (c *Container) command(it *wire.Item) {
 		return
 	}
 	r, dup := s.win.get(it.Seq)
-	if dup && !bugs.Active("no-dedup") {
+	if dup && !bugs.Active(bugs.NoDedup) {
 		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusOK, Payload: r})
 		return
 	}

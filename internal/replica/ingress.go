@@ -36,7 +36,7 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 	if r.tooLarge(conn, m) {
 		return
 	}
-	if !r.isLeader() && !(bugs.Active("follower-forwards") && m.Kind == wire.CCommand) {
+	if !r.isLeader() && !(bugs.Active(bugs.FollowerForwards) && m.Kind == wire.CCommand) {
 		r.redirect(conn, m)
 		return
 	}

@@ -41,7 +41,7 @@ func (r *Replica) takeQuery(conn ConnID, m *wire.ClientMsg) {
 // round (Process calls it once the batched commands are proposed). The round's id maps to its
 // queries in readWaits until ReadReady or ReadFailed.
 func (r *Replica) startReads() {
-	if bugs.Active("read-without-readindex") {
+	if bugs.Active(bugs.ReadWithoutReadIndex) {
 		r.readyReads = append(r.readyReads, readyRead{index: 0, reads: r.newReads})
 		r.newReads = nil
 	}

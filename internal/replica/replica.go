@@ -317,7 +317,7 @@ func (r *Replica) Process() error {
 	if r.core.SyncPending() {
 		return r.afterCore(r.core.Process(r))
 	}
-	if r.isLeader() || bugs.Active("follower-forwards") {
+	if r.isLeader() || bugs.Active(bugs.FollowerForwards) {
 		r.flush()
 	}
 	if r.isLeader() {

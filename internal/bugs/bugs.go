@@ -1,0 +1,45 @@
+// Package bugs plants known bugs in real code paths, to prove that the simulator catches them.
+// Built normally, Active is a constant false and the planted paths compile away. Built with
+// -tags tandem_bugs, a test switches one bug on with Set
+// (internal/clustertest.TestSimulatorCatchesPlantedBugs switches each in turn).
+//
+// A planted bug is one `if bugs.Active(bugs.X)` at the decision point it corrupts: the bug is the
+// branch, never a copy of the code around it.
+package bugs
+
+// Bug names one planted bug.
+type Bug string
+
+// The planted bugs, and where they live.
+const (
+	// SkipFsync: the archive's Sync does not sync files (archive).
+	SkipFsync Bug = "skip-fsync"
+	// AckBeforeCommit: the leader applies (and answers) its own entries before a quorum has them
+	// (consensus).
+	AckBeforeCommit Bug = "ack-before-commit"
+	// ReadWithoutReadIndex: the leader answers queries from its state, without a ReadIndex round
+	// (replica).
+	ReadWithoutReadIndex Bug = "read-without-readindex"
+	// NoDedup: the container applies a retried command again instead of answering it from the
+	// record (container).
+	NoDedup Bug = "no-dedup"
+	// FollowerForwards: followers propose client commands, forwarded by raft, instead of
+	// redirecting (consensus, replica).
+	FollowerForwards Bug = "follower-forwards"
+	// SendBeforePersist: every role sends a Ready's messages before its entries and hard state
+	// are durable; a leader's appends and heartbeats go first anyway (consensus.splitLeaderEarly).
+	SendBeforePersist Bug = "send-before-persist"
+	// VoteNotSynced: a Ready whose only durable change is a term or a vote is written but not
+	// synced (consensus).
+	VoteNotSynced Bug = "vote-not-synced"
+	// DropEmptyAppends: a leader drops every append without entries, probes and recovery appends
+	// included; consensus.dropCommitAnnouncements drops only commit announcements.
+	DropEmptyAppends Bug = "drop-empty-appends"
+	// ResendFreshNumber: the client resends the commands unanswered on an earlier connection
+	// under fresh numbers (clientcore).
+	ResendFreshNumber Bug = "resend-fresh-number"
+)
+
+// All is every planted bug.
+var All = []Bug{SkipFsync, AckBeforeCommit, ReadWithoutReadIndex, NoDedup, FollowerForwards,
+	SendBeforePersist, VoteNotSynced, DropEmptyAppends, ResendFreshNumber}
