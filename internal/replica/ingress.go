@@ -109,7 +109,17 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 		}
 		r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CKeepAliveAck, Session: m.Session, Status: st})
 	case wire.CClose:
-		if !r.ctr.SessionOpen(m.Session) || r.closing[m.Session] {
+		switch {
+		case r.closing[m.Session]:
+			// A close is under way (the client's, resent, or the leader's expiry): the client
+			// hears that the session is closed when it is, not before (the proposal may fail).
+			r.attach(m.Session, conn, now)
+			return
+		case r.unsure(m.Session):
+			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session,
+				Status: wire.StatusUnavailable, Payload: []byte(catchingUpMessage)})
+			return
+		case !r.ctr.SessionOpen(m.Session):
 			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session,
 				Status: wire.StatusSessionExpired, Reason: uint8(service.CloseClient)})
 			return
