@@ -25,8 +25,11 @@ func startCluster(n int, newService func() service.Service) (endpoints []string,
 		panic(err)
 	}
 	var members []node.Member
+	var listeners [][2]net.Listener // each member's client and member ports, bound here
 	for i := range n {
-		members = append(members, node.Member{ID: i, ClientAddr: freeAddr(), MemberAddr: freeAddr()})
+		cl, ml := listen(), listen()
+		listeners = append(listeners, [2]net.Listener{cl, ml})
+		members = append(members, node.Member{ID: i, ClientAddr: cl.Addr().String(), MemberAddr: ml.Addr().String()})
 		endpoints = append(endpoints, members[i].ClientAddr)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -34,7 +37,7 @@ func startCluster(n int, newService func() service.Service) (endpoints []string,
 	for i := range n {
 		cfg := node.DefaultConfig()
 		cfg.ID, cfg.Members, cfg.DataDir = i, members, fmt.Sprintf("%s/member-%d", dir, i)
-		nd, err := node.New(cfg, newService())
+		nd, err := node.New(cfg, newService(), node.WithListeners(listeners[i][0], listeners[i][1]))
 		if err != nil {
 			panic(err)
 		}
@@ -51,14 +54,13 @@ func startCluster(n int, newService func() service.Service) (endpoints []string,
 	}
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr() string {
+// listen binds a free loopback port.
+func listen() net.Listener {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return l
 }
 
 // pusher is a service for the tests: it offers "welcome" to each session that opens; the

@@ -12,26 +12,20 @@ import (
 	"github.com/tandem-cluster/tandem/node"
 )
 
-// freeAddr returns a local address nothing listens on now.
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // The store on a one-member cluster, and a client using it. (This is the code the README shows.)
 func Example() {
 	dir, _ := os.MkdirTemp("", "kv-example-")
 	defer os.RemoveAll(dir)
-	clientAddr, memberAddr := freeAddr(), freeAddr()
+	// The member's two ports, bound here on free ports (a member of a real cluster binds the
+	// addresses of its Members entry itself).
+	cl, _ := net.Listen("tcp", "127.0.0.1:0")
+	ml, _ := net.Listen("tcp", "127.0.0.1:0")
+	clientAddr := cl.Addr().String()
 
 	cfg := node.DefaultConfig()
 	cfg.ID, cfg.DataDir = 0, dir // this member, and where it keeps its log and snapshots
-	cfg.Members = []node.Member{{ID: 0, ClientAddr: clientAddr, MemberAddr: memberAddr}}
-	n, err := node.New(cfg, kv.New())
+	cfg.Members = []node.Member{{ID: 0, ClientAddr: clientAddr, MemberAddr: ml.Addr().String()}}
+	n, err := node.New(cfg, kv.New(), node.WithListeners(cl, ml))
 	if err != nil {
 		panic(err)
 	}
