@@ -171,7 +171,13 @@ func (d *demo) run(dir string) error {
 			return err
 		}
 	}
-	fmt.Fprintln(d.out, "   all members down; the client waits:", c.Waiting())
+	// The client notices as it next reads from its connection, and learns that the others are
+	// down as it tries them: show what it waits for once it has.
+	w := c.Waiting()
+	for deadline := time.Now().Add(5 * time.Second); (w.Attached || w.Reachable > 0) && time.Now().Before(deadline); w = c.Waiting() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Fprintln(d.out, "   all members down; the client waits:", w)
 	if err := lc.startAll(); err != nil {
 		return err
 	}
