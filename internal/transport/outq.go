@@ -14,9 +14,9 @@ import (
 // connection's writer goroutine, which writes it blocking, under a deadline.
 //
 // Why: a hand-off to a writer goroutine costs a thread wake-up, and on the 2-core virtual machines
-// this project measures on that was the largest single delay of a command: a leader's append
-// reached the first follower 120 µs (p50) after the loop queued it, against ~35 µs for the
-// loopback hop itself (docs/PERFORMANCE.md). The loop still never blocks on a socket.
+// this project measures on that was the largest single delay of a command, several times the
+// loopback hop itself (docs/PERFORMANCE.md, "Where a command's time goes"). The loop still never
+// blocks on a socket.
 //
 // Appending and flush are for one goroutine only (the member's loop); drain is for the writer.
 // Invariant: bytes reach the socket in the order they were appended, because only the holder
