@@ -632,3 +632,8 @@ func (h *sessionHandle) Offer(msg []byte) error {
 	c.egress(&wire.ClientMsg{Kind: wire.CPush, Session: h.id, Payload: slices.Clone(msg)})
 	return nil
 }
+
+// ClusterVersionMax is the highest cluster version this build can apply. The cluster version is
+// replicated state: it decides how entries are applied, and is raised only by a log entry that
+// every member can apply (versions.go).
+const ClusterVersionMax uint16 = 2

@@ -116,6 +116,10 @@ type Replica struct {
 	// readsPending counts the queries taken and not yet answered (served or failed), wherever
 	// they wait: what MaxPendingReads bounds. (readWaits and readyReads hold rounds of them.)
 	readsPending int
+
+	// peerClusterMax: the highest cluster version each other member said it can apply
+	// (PeerClusterVersion); absent until its handshake was seen.
+	peerClusterMax map[int]uint16
 }
 
 // Flow control of the leader's appends to each follower (raft's Config: MaxSizePerMsg,
@@ -376,4 +380,15 @@ func (r *Replica) afterCore(err error) error {
 	}
 	r.serveReads()
 	return err
+}
+
+// PeerClusterVersion reports the highest cluster version a member can apply, as it said in its
+// member handshake (the transport learns it on every connection, in both directions). The
+// leader raises the cluster version only once every member reported that it can apply the new
+// one (versions.go).
+func (r *Replica) PeerClusterVersion(memberID int, max uint16) {
+	if r.peerClusterMax == nil {
+		r.peerClusterMax = make(map[int]uint16)
+	}
+	r.peerClusterMax[memberID] = max
 }
