@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -56,6 +57,9 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 			}
 			// Reattaching never reopens: a session the cluster expired stays expired, so the
 			// commands it left unanswered cannot be applied a second time on a new session.
+			if r.confirmFirst(conn, m) {
+				return
+			}
 			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session,
 				Status: wire.StatusSessionExpired, Reason: uint8(service.CloseTimeout)})
 			return
@@ -81,6 +85,9 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 		if st == wire.StatusSessionExpired && r.unsure(m.Session) {
 			st = wire.StatusUnavailable
 		}
+		if st == wire.StatusSessionExpired && r.confirmFirst(conn, m) {
+			return
+		}
 		if st != wire.StatusOK {
 			reply := &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq, Status: st}
 			switch st {
@@ -105,6 +112,9 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 		} else if r.unsure(m.Session) {
 			st = wire.StatusUnavailable
 		} else if !r.opening[m.Session] {
+			if r.confirmFirst(conn, m) {
+				return
+			}
 			st = wire.StatusSessionExpired
 		}
 		r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CKeepAliveAck, Session: m.Session, Status: st})
@@ -119,7 +129,12 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session,
 				Status: wire.StatusUnavailable, Payload: []byte(catchingUpMessage)})
 			return
+		case r.opening[m.Session]:
+			// The open is proposed and not applied: the close follows it in the log.
 		case !r.ctr.SessionOpen(m.Session):
+			if r.confirmFirst(conn, m) {
+				return
+			}
 			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session,
 				Status: wire.StatusSessionExpired, Reason: uint8(service.CloseClient)})
 			return
@@ -179,6 +194,50 @@ const catchingUpMessage = "the leader is still applying its predecessors' log: r
 // instead, and the client retries.
 func (r *Replica) unsure(id wire.SessionID) bool {
 	return r.appliedTerm < r.core.State().Term && !r.ctr.SessionOpen(id) && !r.ctr.SessionClosed(id) && !r.opening[id]
+}
+
+// confirmFirst holds back the answer that session m.Session is gone (expired or never opened)
+// until a ReadIndex round confirms this member still leads and it applied the round's read
+// index, then handles m again (verdict), and reports true; false when the answer may go now,
+// as it is being handled again after such a round.
+//
+// Why: "your session is gone" is a read of the replicated state, and a leader that was deposed
+// without knowing it (a partition) may not have applied the open that its successor committed;
+// its client would end a live session, and leave the outcome of its unanswered commands unknown
+// for ever. The simulator found it (seed 223605, schedule stale-leader-says-expired.txt). The
+// closed-session answers need no round: a closed id never opens again, so a stale state that
+// holds it closed is right. Such answers are rare (a client that was away), so the round costs
+// nothing in the common case.
+func (r *Replica) confirmFirst(conn ConnID, m *wire.ClientMsg) bool {
+	if r.confirming {
+		return false
+	}
+	if r.readsPending >= r.cfg.MaxPendingReads {
+		r.refuse(conn, m, "too many pending reads to confirm the session's state: retry")
+		return true
+	}
+	req := *m
+	req.Payload = bytes.Clone(m.Payload)
+	r.newReads = append(r.newReads, pendingRead{conn: conn, req: &req})
+	r.readsPending++
+	return true
+}
+
+// verdict handles a request held back by confirmFirst, once its round's read index is applied.
+func (r *Replica) verdict(conn ConnID, m *wire.ClientMsg) {
+	r.confirming = true
+	defer func() { r.confirming = false }()
+	r.ClientRequest(conn, m)
+}
+
+// refuse answers a request about a session as unavailable (not applied; the client retries).
+func (r *Replica) refuse(conn ConnID, m *wire.ClientMsg, why string) {
+	if m.Kind == wire.CKeepAlive {
+		r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CKeepAliveAck, Session: m.Session, Status: wire.StatusUnavailable})
+		return
+	}
+	r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq,
+		Status: wire.StatusUnavailable, Payload: []byte(why)})
 }
 
 // inputNow returns the clock as read once per round of inputs (Process starts the next round):

@@ -13,11 +13,13 @@ import (
 // MaxPendingReads bounds the queries wherever they wait (readsPending). A lost leadership fails
 // them all with a redirect (stepDown); the client asks again.
 
-// pendingRead is one query, from taking to answering.
+// pendingRead is one query, from taking to answering; or, with req, a request whose answer that
+// its session is gone waits for the round (confirmFirst).
 type pendingRead struct {
 	conn      ConnID
 	requestID uint64
 	payload   []byte
+	req       *wire.ClientMsg
 }
 
 // readyRead is a round of queries whose read index is known: they are served once it is applied.
@@ -69,6 +71,10 @@ func (r *Replica) serveReads() {
 		}
 		r.readsPending -= len(rr.reads)
 		for _, q := range rr.reads {
+			if q.req != nil {
+				r.verdict(q.conn, q.req)
+				continue
+			}
 			reply := r.ctr.Query(q.payload)
 			r.out.SendClient(q.conn, &wire.ClientMsg{Kind: wire.CQueryResponse, RequestID: q.requestID,
 				Status: wire.StatusOK, Payload: reply})
@@ -82,7 +88,14 @@ func (r *Replica) serveReads() {
 func (r *Replica) failReads(reads []pendingRead, err error) {
 	r.readsPending -= len(reads)
 	for _, q := range reads {
-		if errors.Is(err, consensus.ErrNotLeader) {
+		switch {
+		case q.req != nil && errors.Is(err, consensus.ErrNotLeader):
+			r.redirect(q.conn, q.req)
+			continue
+		case q.req != nil:
+			r.refuse(q.conn, q.req, err.Error())
+			continue
+		case errors.Is(err, consensus.ErrNotLeader):
 			r.redirect(q.conn, &wire.ClientMsg{Kind: wire.CQuery, RequestID: q.requestID})
 			continue
 		}

@@ -117,6 +117,9 @@ type Replica struct {
 	// they wait: what MaxPendingReads bounds. (readWaits and readyReads hold rounds of them.)
 	readsPending int
 
+	// confirming: a request held back by confirmFirst is being handled again (verdict).
+	confirming bool
+
 	// peerClusterMax: the highest cluster version each other member said it can apply
 	// (PeerClusterVersion); absent until its handshake was seen.
 	peerClusterMax map[int]uint16

@@ -179,6 +179,23 @@ func (h *harness) lead() {
 	h.ackAll()
 }
 
+// confirmRound has member from answer the leader's read round (the heartbeat carrying a read
+// context), and reports whether there was one.
+func (h *harness) confirmRound(from int) bool {
+	h.t.Helper()
+	var ctx []byte
+	for _, m := range h.out.takeRaft() {
+		if m.GetType() == pb.MsgHeartbeat && len(m.GetContext()) > 0 && m.GetTo() == RaftID(from) {
+			ctx = m.GetContext()
+		}
+	}
+	if ctx == nil {
+		return false
+	}
+	h.step(pb.MsgHeartbeatResp, from, &pb.Message{Context: ctx})
+	return true
+}
+
 // ackAll has member 1 acknowledge every entry the leader sent it.
 func (h *harness) ackAll() {
 	h.t.Helper()
@@ -667,9 +684,63 @@ func TestNewLeaderDoesNotExpireSessionsItHasNotApplied(t *testing.T) {
 	if m := h.only(1); m.Kind != wire.CAttached {
 		t.Fatalf("an attach once the open is applied: %+v", m)
 	}
-	// A session nobody opened is expired as before, now that the leader has caught up.
+	// A session nobody opened is expired as before, now that the leader has caught up, once a
+	// read round confirmed that it still leads (TestStaleLeaderDoesNotSayASessionIsGone).
 	h.request(2, wire.ClientMsg{Kind: wire.CAttach, Session: sessionID(8)})
+	if got := h.out.take(2); len(got) != 0 {
+		t.Fatalf("an attach to a session never opened was answered before a read round: %+v", got)
+	}
+	if !h.confirmRound(2) {
+		t.Fatalf("no read round for the attach")
+	}
 	if m := h.only(2); m.Kind != wire.CSessionEvent || m.Status != wire.StatusSessionExpired {
 		t.Fatalf("an attach to a session never opened: %+v", m)
+	}
+}
+
+// A leader deposed without knowing it (cut off from the others, who elected a successor that
+// opened the session) must not tell a client its session is gone: its state may lack the open.
+// Every such answer waits for a read round that confirms the leadership; the stale leader's
+// round never completes, and when it learns of the newer term the client is redirected.
+func TestStaleLeaderDoesNotSayASessionIsGone(t *testing.T) {
+	h := newHarness(t, 3, nil)
+	h.lead()
+	s := sessionID(9)
+	for conn, m := range map[ConnID]wire.ClientMsg{
+		1: {Kind: wire.CAttach, Session: s},
+		2: command(s, 1),
+		3: {Kind: wire.CKeepAlive, Session: s},
+		4: {Kind: wire.CClose, Session: s},
+	} {
+		h.request(conn, m)
+		if got := h.out.take(conn); len(got) != 0 {
+			t.Fatalf("%v answered before a read round confirmed the leadership: %+v", m.Kind, got)
+		}
+	}
+	// The successor's term reaches the old leader: the held requests go to the new leader.
+	h.term++
+	h.step(pb.MsgHeartbeat, 1, &pb.Message{})
+	for conn := ConnID(1); conn <= 4; conn++ {
+		if m := h.only(conn); m.Kind != wire.CRedirect || m.LeaderID != 1 {
+			t.Fatalf("connection %d: a held request was answered %+v, want a redirect to member 1", conn, m)
+		}
+	}
+}
+
+// A close that arrives while the session's open is proposed and not applied follows the open
+// into the log, instead of being told the session is gone (it is about to open).
+func TestCloseWhileOpeningFollowsTheOpen(t *testing.T) {
+	h := newHarness(t, 3, nil)
+	h.lead()
+	s := sessionID(10)
+	h.request(1, wire.ClientMsg{Kind: wire.COpen, Session: s})
+	h.request(1, wire.ClientMsg{Kind: wire.CClose, Session: s})
+	if got := h.out.take(1); len(got) != 0 {
+		t.Fatalf("answered before the open and the close were applied: %+v", got)
+	}
+	h.ackAll()
+	got := h.out.take(1)
+	if len(got) != 2 || got[0].Kind != wire.CAttached || got[1].Kind != wire.CSessionEvent || got[1].Reason != uint8(service.CloseClient) {
+		t.Fatalf("open then close answered %+v, want attached then closed by the client", got)
 	}
 }
