@@ -53,6 +53,12 @@ type Config struct {
 	// every multiple of the first and whenever cluster time crosses a multiple of the second.
 	SnapshotIntervalEntries uint64
 	SnapshotIntervalTime    time.Duration
+	// MaxClusterVersion is the highest cluster version this member applies and says it can
+	// (0: the highest this build applies). The leader raises the cluster version only once
+	// every member can apply the new one, so setting it on any one member holds the cluster at
+	// that version: during a rolling upgrade, to keep the option of going back to the older
+	// build until the new one has proved itself (docs/COMPATIBILITY.md).
+	MaxClusterVersion uint16
 	// SnapshotsRetained is how many snapshots the archive keeps; LogMarginEntries how much log it
 	// keeps behind the oldest of them, for followers that are only a little behind.
 	SnapshotsRetained int
@@ -209,6 +215,7 @@ func (c *Config) replicaConfig() replica.Config {
 	rc.SessionTimeout = c.SessionTimeout
 	rc.Container.SnapshotIntervalEntries = c.SnapshotIntervalEntries
 	rc.Container.SnapshotIntervalTime = c.SnapshotIntervalTime
+	rc.Container.ClusterVersionMax = c.MaxClusterVersion
 	if c.tune != nil {
 		c.tune(&rc)
 	}

@@ -38,6 +38,8 @@ const (
 	// EventMemberUnreachable / EventMemberReachable: a peer stopped or started answering.
 	EventMemberUnreachable
 	EventMemberReachable
+	// EventClusterVersion: the entry at Index raised the cluster version to ClusterVersion.
+	EventClusterVersion
 )
 
 func (k EventKind) String() string {
@@ -52,6 +54,8 @@ func (k EventKind) String() string {
 		return "member-unreachable"
 	case EventMemberReachable:
 		return "member-reachable"
+	case EventClusterVersion:
+		return "cluster-version"
 	}
 	return "unknown"
 }
@@ -63,8 +67,10 @@ type Event struct {
 	Role   service.Role
 	Leader int // -1 when unknown
 	Term   uint64
-	Index  uint64 // snapshot index for snapshot events
+	Index  uint64 // snapshot index for snapshot events; the raise's, for EventClusterVersion
 	Member int    // the peer, for reachability events
+	// ClusterVersion is the cluster version now in force, for EventClusterVersion.
+	ClusterVersion uint16
 }
 
 // Status is a summary of the member's state.
@@ -77,6 +83,10 @@ type Status struct {
 	Applied       uint64
 	SnapshotIndex uint64
 	Members       []Member
+	// ClusterVersion is the cluster version in force at Applied: how entries are applied
+	// (docs/COMPATIBILITY.md). ClusterVersionMax is the highest this member applies and reports.
+	ClusterVersion    uint16
+	ClusterVersionMax uint16
 	// EventsDropped counts events lost because nobody read Events fast enough.
 	EventsDropped int
 	// RaftMessagesDropped counts raft messages from peers that were received but not stepped:
@@ -156,6 +166,12 @@ var (
 	// or restored from an older copy. Restarting it as it is cannot help: restore the directory.
 	// The others keep serving while they are a majority. Run's error wraps ErrStopped too.
 	ErrLostData = consensus.ErrLostData
+	// ErrCannotApply: the member met a committed entry, or a snapshot, that its build cannot
+	// apply — a cluster version above what it applies (MaxClusterVersion, or the build's
+	// highest), or an entry kind it does not know: a newer build wrote it. The member stops at
+	// that index rather than skip what the others applied. Run it on a build that applies it
+	// (docs/COMPATIBILITY.md); its data is intact.
+	ErrCannotApply = replica.ErrCannotApply
 )
 
 // ErrRunTwice is returned by a second call of Run: a Node runs once (its inputs, events and
@@ -383,8 +399,11 @@ func (o *outbox) Changed(ch replica.Change) {
 		kind = EventSnapshotTaken
 	case replica.ChangeSnapshotInstalled:
 		kind = EventSnapshotInstalled
+	case replica.ChangeClusterVersion:
+		kind = EventClusterVersion
 	}
-	o.n.emit(Event{Kind: kind, Role: ch.Role, Leader: ch.Leader, Term: ch.Term, Index: ch.Index})
+	o.n.emit(Event{Kind: kind, Role: ch.Role, Leader: ch.Leader, Term: ch.Term, Index: ch.Index,
+		ClusterVersion: ch.ClusterVersion})
 }
 
 func (n *Node) emit(ev Event) {
@@ -752,7 +771,8 @@ func (n *Node) updateStatus(r *replica.Replica) {
 	}
 	n.mu.Lock()
 	n.status = Status{ID: st.MemberID, Role: st.Role, Term: st.Term, Leader: st.Leader, Commit: st.Commit,
-		Applied: st.Applied, SnapshotIndex: st.SnapshotIndex, Members: ms}
+		Applied: st.Applied, SnapshotIndex: st.SnapshotIndex, Members: ms,
+		ClusterVersion: st.ClusterVersion, ClusterVersionMax: st.ClusterVersionMax}
 	n.mu.Unlock()
 }
 

@@ -28,6 +28,9 @@ const (
 	// exitNotApplied: the command was not applied: client.ErrNotApplied (refused by the
 	// cluster, or never sent), or refused by the service.
 	exitNotApplied = 4
+	// exitCannotApply: tandem node stopped at a committed entry or snapshot its build cannot
+	// apply (a newer cluster version, a newer build's entry): run a build that can.
+	exitCannotApply = 5
 	exitUsage      = 64 // EX_USAGE (sysexits.h): a bad verb, flag or argument
 	exitInternal   = 70 // EX_SOFTWARE: a bug (a panic), with its stack on stderr
 	// exitInterrupted (130) is a second Ctrl+C on tandem node, which does not wait.
@@ -114,6 +117,8 @@ Exit codes:
   2   crashed: Go's own code for a panic it could not recover (stack on stderr)
   3   outcome unknown: the command may or may not have been applied (tandem client)
   4   refused by the cluster or the service, not applied (tandem client)
+  5   tandem node met a log entry or snapshot this build cannot apply (a newer
+      cluster version): its data is intact; run it on a build that applies it
   64  usage: a bad verb, flag or argument
   70  internal error: a panic (stack on stderr)
   130 tandem node stopped by a second Ctrl+C, without waiting

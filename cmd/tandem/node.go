@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -90,6 +91,7 @@ func runNode(args []string) int {
 	snapEntries := fs.Uint64("snapshot-entries", def.SnapshotIntervalEntries, "take a snapshot every this many log entries")
 	maxClientConns := fs.Int("max-client-conns", def.MaxClientConns, "client connections served at once; more are refused (closed at once, logged)")
 	maxMemberConns := fs.Int("max-member-conns", def.MaxMemberConns, "member connections served at once; more are refused (closed at once, logged)")
+	maxClusterVersion := fs.Uint("max-cluster-version", 0, "apply and report cluster versions up to this one only (0: this build's highest): on any one member, holds the cluster's version during a rolling upgrade (docs/COMPATIBILITY.md)")
 	verbose := fs.Bool("verbose", false, "log debug detail")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, nodeHelp)
@@ -131,6 +133,11 @@ func runNode(args []string) int {
 	cfg.TickInterval, cfg.ElectionTicks, cfg.HeartbeatTicks = *tick, *election, *heartbeat
 	cfg.SessionTimeout = *sessionTimeout
 	cfg.SnapshotIntervalEntries = *snapEntries
+	if *maxClusterVersion > math.MaxUint16 {
+		fmt.Fprintf(os.Stderr, "tandem node: --max-cluster-version %d is not a cluster version\n", *maxClusterVersion)
+		return exitUsage
+	}
+	cfg.MaxClusterVersion = uint16(*maxClusterVersion)
 	cfg.MaxClientConns, cfg.MaxMemberConns = *maxClientConns, *maxMemberConns
 
 	level := slog.LevelInfo
@@ -178,6 +185,9 @@ func runNode(args []string) int {
 	<-rendered // every event is printed before the last line
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
+		if errors.Is(err, node.ErrCannotApply) {
+			return exitCannotApply
+		}
 		return exitFailed
 	}
 	r.line("member %d stopped", id)
@@ -289,5 +299,7 @@ func (r *renderer) event(ev node.Event) {
 		r.line("%s", r.paint("33", fmt.Sprintf("member %d unreachable", ev.Member)))
 	case node.EventMemberReachable:
 		r.line("%s", r.paint("32", fmt.Sprintf("member %d reachable", ev.Member)))
+	case node.EventClusterVersion:
+		r.line("cluster version %d in force from log index %d (every member applies it)", ev.ClusterVersion, ev.Index)
 	}
 }

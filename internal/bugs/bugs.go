@@ -38,8 +38,11 @@ const (
 	// ResendFreshNumber: the client resends the commands unanswered on an earlier connection
 	// under fresh numbers (clientcore).
 	ResendFreshNumber Bug = "resend-fresh-number"
+	// RaiseUnreported: the leader raises the cluster version to the highest it applies itself,
+	// without waiting for every member to report that it applies it (replica).
+	RaiseUnreported Bug = "raise-unreported"
 )
 
 // All is every planted bug.
 var All = []Bug{SkipFsync, AckBeforeCommit, ReadWithoutReadIndex, NoDedup, FollowerForwards,
-	SendBeforePersist, VoteNotSynced, DropEmptyAppends, ResendFreshNumber}
+	SendBeforePersist, VoteNotSynced, DropEmptyAppends, ResendFreshNumber, RaiseUnreported}

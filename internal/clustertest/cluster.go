@@ -60,6 +60,9 @@ type Options struct {
 	// Disks, if not empty, has one Disk per member, which its syncs draw their time from
 	// instead (a snapshot write takes three draws, the next segment's preparing 5 to 50).
 	Disks []Disk
+	// ClusterVersionMax, if not empty, has one entry per member: the highest cluster version it
+	// applies when it starts (0: this build's), as an older build would (Node.ClusterVersionMax).
+	ClusterVersionMax []uint16
 }
 
 // Node is one simulated member.
@@ -79,6 +82,10 @@ type Node struct {
 	spare    func() error // the next segment being prepared, run when its evSparePrepared falls due
 	// Starts counts how often the member was started.
 	Starts int
+	// ClusterVersionMax is the highest cluster version the member applies from its next start
+	// (0: this build's): a member of an older build. Set it to 0 and restart the member to
+	// upgrade it.
+	ClusterVersionMax uint16
 }
 
 // Now implements replica.Clock.
@@ -206,8 +213,14 @@ func New(t TB, opts Options) *Cluster {
 		conns:       map[replica.ConnID]*simConn{},
 		readNeeds:   map[readKey]uint64{},
 	}
+	if len(opts.ClusterVersionMax) != 0 && len(opts.ClusterVersionMax) != opts.Nodes {
+		t.Fatalf("clustertest: %d cluster versions for %d members", len(opts.ClusterVersionMax), opts.Nodes)
+	}
 	for i := 0; i < opts.Nodes; i++ {
 		n := &Node{ID: i, cluster: c, FS: vfs.NewMem()}
+		if len(opts.ClusterVersionMax) != 0 {
+			n.ClusterVersionMax = opts.ClusterVersionMax[i]
+		}
 		c.Nodes = append(c.Nodes, n)
 		c.Start(i)
 	}
@@ -249,12 +262,23 @@ func (c *Cluster) Start(id int) {
 	if n.disk, err = newDurableLog(st, n.FS, "/data/log"); err != nil {
 		c.fatalf("reading member %d's archive: %v", id, err)
 	}
-	r, err := replica.New(c.config(id), n.Svc, n.disk, n, &outbox{c: c, n: n})
+	cfg := c.config(id)
+	cfg.Container.ClusterVersionMax = n.ClusterVersionMax
+	r, err := replica.New(cfg, n.Svc, n.disk, n, &outbox{c: c, n: n})
 	if err != nil {
 		c.fatalf("starting member %d: %v", id, err)
 	}
 	n.R = r
 	n.Starts++
+	// The member handshakes with every member that is up, which learn what it applies and
+	// tell it what they do (the transport reports both ways; a partition does not matter: the
+	// handshake is modelled as having happened before it).
+	for _, o := range c.Nodes {
+		if o.ID != id && o.R != nil {
+			o.R.PeerClusterVersion(id, r.Summary().ClusterVersionMax)
+			r.PeerClusterVersion(o.ID, o.R.Summary().ClusterVersionMax)
+		}
+	}
 	// Stagger the members' ticks so they are not in lock step.
 	n.nextTick = c.now + int64(c.Rng.IntN(int(c.config(id).TickInterval)))
 	c.push(event{at: n.nextTick, kind: evTick, node: id, gen: n.Starts})

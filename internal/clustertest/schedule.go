@@ -18,7 +18,9 @@ type Fault struct {
 	At time.Duration // simulated time since the start
 	// Op is one of: crash ID… (the members at once) | crash-in-sync ID… (armed: the members
 	// crash together inside the next sync one of them starts, or after syncCrashWindow) |
-	// restart ID… | partition ID… | cut FROM TO | heal | pause CLIENT | resume CLIENT.
+	// restart ID… | partition ID… | cut FROM TO | heal | pause CLIENT | resume CLIENT |
+	// upgrade ID (the member, of an older build, stops cleanly if it is up and starts on this
+	// build: a rolling upgrade's step; one that is down comes back upgraded).
 	Op   string
 	Args []int // member ids; clients are clientBase+i
 }
@@ -49,7 +51,10 @@ type Schedule struct {
 	// CrashModes are what a crash may do to unsynced data (script: "crash-modes NAME…", names
 	// from crashModes); empty, legacyCrashModes.
 	CrashModes []vfs.CrashMode
-	Faults     []Fault
+	// OldBuild lists the members that start as a build that applies cluster version 1 only
+	// (script: "old-build ID…"), until an upgrade fault upgrades them.
+	OldBuild []int
+	Faults   []Fault
 }
 
 // GenerateSchedule draws a schedule from a seed. Swarm testing: each seed also draws its own
@@ -187,8 +192,34 @@ func GenerateSchedule(seed uint64, run time.Duration) Schedule {
 			}
 		}
 	}
+	drawUpgrade(&sch, seed)
 	slices.SortStableFunc(sch.Faults, func(a, b Fault) int { return cmp.Compare(a.At, b.At) })
 	return sch
+}
+
+// drawUpgrade makes a third of the seeds a rolling upgrade: some members start as an older build
+// (cluster version 1 only) and are upgraded one at a time, at least a second apart, between a
+// sixth and five sixths of the run; in half of those one of them is never upgraded, so the
+// cluster must stay at version 1 to the end. It draws from a stream of its own, so the faults of
+// every seed are those they were before upgrades were simulated (the seeds in RELIABILITY.md
+// stay valid).
+func drawUpgrade(sch *Schedule, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 0x01d))
+	if rng.IntN(3) != 0 {
+		return
+	}
+	k := 1 + rng.IntN(sch.Nodes)
+	sch.OldBuild = rng.Perm(sch.Nodes)[:k]
+	slices.Sort(sch.OldBuild)
+	upgraded := sch.OldBuild
+	if rng.IntN(2) == 0 {
+		upgraded = upgraded[:k-1]
+	}
+	at := sch.Run / 6
+	for _, id := range rng.Perm(len(upgraded)) {
+		at += time.Second + time.Duration(rng.Int64N(int64(max(sch.Run*2/3/time.Duration(k), time.Second)))).Round(100*time.Millisecond)
+		sch.Faults = append(sch.Faults, Fault{At: at, Op: "upgrade", Args: []int{upgraded[id]}})
+	}
 }
 
 // simClients is how many clients a simulated run has.
@@ -213,6 +244,13 @@ func (s Schedule) String() string {
 		b.WriteString("crash-modes")
 		for _, m := range s.CrashModes {
 			b.WriteString(" " + crashModeName(m))
+		}
+		b.WriteByte('\n')
+	}
+	if len(s.OldBuild) > 0 {
+		b.WriteString("old-build")
+		for _, id := range s.OldBuild {
+			fmt.Fprintf(&b, " %d", id)
 		}
 		b.WriteByte('\n')
 	}
@@ -297,6 +335,14 @@ func ParseSchedule(text string) (Schedule, error) {
 				}
 				s.CrashModes = append(s.CrashModes, m)
 			}
+		case "old-build":
+			for _, a := range f[1:] {
+				id, aerr := strconv.Atoi(a)
+				if aerr != nil {
+					return s, bad(aerr)
+				}
+				s.OldBuild = append(s.OldBuild, id)
+			}
 		case "at":
 			if len(f) < 3 {
 				return s, bad(fmt.Errorf("want: at DURATION OP [ARGS]"))
@@ -325,6 +371,11 @@ func ParseSchedule(text string) (Schedule, error) {
 	}
 	if len(s.Disks) != 0 && len(s.Disks) != s.Nodes {
 		return s, fmt.Errorf("schedule has %d disk lines for %d members", len(s.Disks), s.Nodes)
+	}
+	for _, id := range s.OldBuild {
+		if id < 0 || id >= s.Nodes {
+			return s, fmt.Errorf("old-build names member %d of %d", id, s.Nodes)
+		}
 	}
 	return s, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/tandem-cluster/tandem/internal/clientcore"
+	"github.com/tandem-cluster/tandem/internal/container"
 	"github.com/tandem-cluster/tandem/internal/replica"
 	"github.com/tandem-cluster/tandem/internal/wire"
 	"github.com/tandem-cluster/tandem/service"
@@ -35,13 +36,17 @@ type SimReport struct {
 	Syncs                                                           int // syncs of all members
 	Pauses, Expiries                                                int // clients silenced past the session timeout; sessions found expired
 	Final                                                           int64
-	Violations                                                      []string
+	// Upgrades counts the members upgraded from an older build; ClusterVersion is the cluster
+	// version at the end.
+	Upgrades       int
+	ClusterVersion uint16
+	Violations     []string
 }
 
 func (r SimReport) String() string {
-	return fmt.Sprintf("seed %d: %d members, %d ops (%d acked increments, %d unknown, %d queries), %d crashes (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d disk stalls, %d partitions, %d client pauses, %d sessions expired, %d leader terms, final %d",
+	return fmt.Sprintf("seed %d: %d members, %d ops (%d acked increments, %d unknown, %d queries), %d crashes (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d disk stalls, %d partitions, %d client pauses, %d sessions expired, %d leader terms, %d upgrades, cluster version %d, final %d",
 		r.Seed, r.Nodes, r.Ops, r.Acked, r.Unknown, r.Queries, r.Crashes, r.CrashesInSync, r.ArmedInSync, r.MajorityCrashes, r.AllCrashes,
-		r.Stalls, r.Partitions, r.Pauses, r.Expiries, r.LeaderTerms, r.Final)
+		r.Stalls, r.Partitions, r.Pauses, r.Expiries, r.LeaderTerms, r.Upgrades, r.ClusterVersion, r.Final)
 }
 
 type simOp struct {
@@ -92,9 +97,13 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	if len(modes) == 0 {
 		modes = legacyCrashModes
 	}
+	versions := make([]uint16, nodes)
+	for _, id := range sch.OldBuild {
+		versions[id] = 1 // an older build: applies cluster version 1 only
+	}
 	c := New(t, Options{
 		Nodes: nodes, Seed: sch.Seed, MarginEntries: sch.Margin, SegmentBytes: 2 << 10,
-		Disks: sch.Disks, CrashModes: modes,
+		Disks: sch.Disks, CrashModes: modes, ClusterVersionMax: versions,
 		NewService: func(int) service.Service { return NewProbe() },
 		Tune: func(cfg *replica.Config) {
 			cfg.Container.SnapshotIntervalEntries = sch.SnapEvery
@@ -228,6 +237,14 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 				rep.Partitions++
 			case "heal":
 				c.Heal()
+			case "upgrade":
+				id := f.Args[0]
+				c.Nodes[id].ClusterVersionMax = 0
+				if c.Up(id) {
+					c.Stop(id)
+					c.Start(id)
+				}
+				rep.Upgrades++
 			case "pause":
 				clients[f.Args[0]].Stop()
 				paused[f.Args[0]] = true
@@ -267,6 +284,10 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	}
 	if !c.WaitConverged(60 * time.Second) {
 		violate("members did not converge after the faults stopped: %s", c.Describe())
+	}
+	checkClusterVersion(c, violate)
+	if l := c.Leader(); l >= 0 {
+		rep.ClusterVersion = c.Nodes[l].R.Summary().ClusterVersion
 	}
 
 	// Collect the history.
@@ -325,6 +346,38 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 		violate("the linearizability check timed out on %d operations", n)
 	}
 	return rep
+}
+
+// checkClusterVersion checks, once the faults stopped and every member is up, that the cluster
+// version is what the members' builds allow: the highest all of them apply, reached by the
+// leader's raise (liveness: every member reported), and never more (safety: a member of an
+// older build would have stopped at the raise, which the run reports as a member that stopped).
+func checkClusterVersion(c *Cluster, violate func(string, ...any)) {
+	want := container.ClusterVersionMax
+	for _, n := range c.Nodes {
+		if n.ClusterVersionMax != 0 {
+			want = min(want, n.ClusterVersionMax)
+		}
+	}
+	agreed := func() bool {
+		for _, n := range c.Nodes {
+			if n.R == nil || n.R.Summary().ClusterVersion != want {
+				return false
+			}
+		}
+		return true
+	}
+	if !c.RunUntil(agreed, 30*time.Second) {
+		var got []string
+		for _, n := range c.Nodes {
+			if n.R != nil {
+				sum := n.R.Summary()
+				got = append(got, fmt.Sprintf("member %d at %d (applies up to %d)", n.ID, sum.ClusterVersion, sum.ClusterVersionMax))
+			}
+		}
+		violate("the cluster version is not %d, the highest every member applies, 30 s after the faults stopped: %s",
+			want, strings.Join(got, ", "))
+	}
 }
 
 // checkCounterHistory checks with porcupine the history of acknowledged increments and queries,

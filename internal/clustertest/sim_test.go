@@ -10,6 +10,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"github.com/tandem-cluster/tandem/internal/container"
 	"github.com/tandem-cluster/tandem/service"
 )
 
@@ -31,6 +32,7 @@ func TestSimulation(t *testing.T) {
 	simTime := time.Duration(envInt("TANDEM_SIM_SECONDS", 30)) * time.Second
 	var total SimReport
 	minOps, minCrashSeeds, ran := int(^uint(0)>>1), 0, 0
+	heldBack := 0 // seeds that ended below this build's cluster version (a member stayed old)
 	for seed := first; seed < first+n; seed++ {
 		t.Run("seed="+strconv.FormatUint(seed, 10), func(t *testing.T) {
 			sch := GenerateSchedule(seed, simTime)
@@ -60,16 +62,23 @@ func TestSimulation(t *testing.T) {
 			total.AllCrashes += rep.AllCrashes
 			total.Stalls += rep.Stalls
 			total.Syncs += rep.Syncs
+			total.Upgrades += rep.Upgrades
+			if rep.ClusterVersion < container.ClusterVersionMax {
+				heldBack++
+			}
 			if rep.Ops < 50 || rep.Acked == 0 {
 				t.Fatalf("seed %d tested almost nothing: %s", seed, rep)
 			}
 		})
 	}
-	t.Logf("%d seeds: %d ops (%d acked increments), %d crashes in %d seeds (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d syncs (%d stalled), %d partitions, %d expired sessions, %d leader terms; fewest ops in a seed: %d",
+	t.Logf("%d seeds: %d ops (%d acked increments), %d crashes in %d seeds (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d syncs (%d stalled), %d partitions, %d expired sessions, %d leader terms, %d members upgraded (%d seeds held at an older cluster version); fewest ops in a seed: %d",
 		n, total.Ops, total.Acked, total.Crashes, minCrashSeeds, total.CrashesInSync, total.ArmedInSync, total.MajorityCrashes, total.AllCrashes,
-		total.Syncs, total.Stalls, total.Partitions, total.Expiries, total.LeaderTerms, minOps)
+		total.Syncs, total.Stalls, total.Partitions, total.Expiries, total.LeaderTerms, total.Upgrades, heldBack, minOps)
 	if ran >= 20 && (minCrashSeeds == 0 || total.Partitions == 0 || total.Expiries == 0) {
 		t.Fatalf("the seed budget injected no crash, no partition or no session expiry: the simulation proves little")
+	}
+	if ran >= 50 && (total.Upgrades == 0 || heldBack == 0) {
+		t.Fatalf("the seed budget upgraded no member, or held no cluster at an older version: the simulation proves little of versions")
 	}
 	if ran >= 200 && (total.ArmedInSync == 0 || total.MajorityCrashes == 0 || total.AllCrashes == 0 || total.Stalls == 0) {
 		t.Fatalf("the seed budget injected no crash inside a sync, no crash of a majority, none of all members or no disk stall: the simulation proves little")

@@ -35,6 +35,11 @@ type Config struct {
 	// the answer, and came back after the session expired must not get a fresh session under
 	// the same id and have its old commands applied a second time.
 	ClosedSessionsMax int
+	// ClusterVersionMax is the highest cluster version this member applies (0: ClusterVersionMax,
+	// what this build can). A member configured lower acts as a build that can apply no more: it
+	// reports so to the leader, which then never raises the cluster version past it, and it stops
+	// at an entry or snapshot that needs more.
+	ClusterVersionMax uint16
 }
 
 // DefaultConfig returns the defaults.
@@ -70,6 +75,9 @@ func (c Config) Validate() error {
 	}
 	if c.ClosedSessionsMax <= 0 {
 		errs = append(errs, fmt.Errorf("ClosedSessionsMax (%d) must be positive", c.ClosedSessionsMax))
+	}
+	if c.ClusterVersionMax > ClusterVersionMax {
+		errs = append(errs, fmt.Errorf("ClusterVersionMax (%d) is above what this build applies (%d)", c.ClusterVersionMax, ClusterVersionMax))
 	}
 	if c.TimersMax <= 0 {
 		errs = append(errs, fmt.Errorf("TimersMax (%d) must be positive", c.TimersMax))
@@ -128,9 +136,12 @@ type Container struct {
 	timers      map[int64]int64 // correlation id → deadline (Unix nanos)
 	members     map[uint64]Member
 	bytesUsed   int64
-	// closed remembers recently closed session ids, oldest first in closedOrder.
+	// clusterVersion decides how entries are applied (versions.go); 1 in an empty state.
+	clusterVersion uint16
+	// closed remembers recently closed session ids, oldest first in closedOrder, with the
+	// reason of each close from cluster version 2 on (0 before: not recorded).
 	// Invariant: len(closedOrder) == len(closed) <= cfg.ClosedSessionsMax.
-	closed      map[wire.SessionID]struct{}
+	closed      map[wire.SessionID]uint8
 	closedOrder []wire.SessionID
 
 	// Derived: timer heap with lazy deletion (entries whose deadline no longer matches the map
@@ -149,6 +160,9 @@ func New(cfg Config, svc service.Service, egress Egress) (*Container, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.ClusterVersionMax == 0 {
+		cfg.ClusterVersionMax = ClusterVersionMax
+	}
 	if egress == nil {
 		egress = func(*wire.ClientMsg) {}
 	}
@@ -159,12 +173,12 @@ func New(cfg Config, svc service.Service, egress Egress) (*Container, error) {
 }
 
 func (c *Container) reset() {
-	c.applied, c.clusterTime, c.bytesUsed = 0, 0, 0
+	c.applied, c.clusterTime, c.bytesUsed, c.clusterVersion = 0, 0, 0, 1
 	c.sessions = map[wire.SessionID]*session{}
 	c.timers = map[int64]int64{}
 	c.members = map[uint64]Member{}
 	c.timerQ = nil
-	c.closed = map[wire.SessionID]struct{}{}
+	c.closed = map[wire.SessionID]uint8{}
 	c.closedOrder = nil
 }
 
@@ -181,7 +195,10 @@ func (c *Container) Start(snapshot []byte, index uint64) error {
 		if index != 0 && st.applied != index {
 			return fmt.Errorf("container: snapshot holds index %d, raft says %d", st.applied, index)
 		}
-		c.applied, c.clusterTime, c.bytesUsed = st.applied, st.clusterTime, 0
+		if st.clusterVersion > c.cfg.ClusterVersionMax {
+			return &ClusterVersionError{Index: st.applied, Version: st.clusterVersion, Max: c.cfg.ClusterVersionMax, Snapshot: true}
+		}
+		c.applied, c.clusterTime, c.bytesUsed, c.clusterVersion = st.applied, st.clusterTime, 0, st.clusterVersion
 		for _, s := range st.sessions {
 			s.handle = &sessionHandle{c: c, id: s.id}
 			s.bytes = sessionOverheadBytes + slotBytes*int64(s.win.span)
@@ -196,8 +213,8 @@ func (c *Container) Start(snapshot []byte, index uint64) error {
 		for _, m := range st.members {
 			c.members[m.RaftID] = m
 		}
-		for _, id := range st.closed {
-			c.remember(id)
+		for i, id := range st.closed {
+			c.remember(id, st.closedReasons[i])
 		}
 		svcBytes = st.service
 	} else {
@@ -223,11 +240,25 @@ func (c *Container) SessionOpen(id wire.SessionID) bool { _, ok := c.sessions[id
 // remembered): opening it again is refused.
 func (c *Container) SessionClosed(id wire.SessionID) bool { _, ok := c.closed[id]; return ok }
 
-func (c *Container) remember(id wire.SessionID) {
+// ClosedReason returns why a remembered closed session was closed: the reason recorded from
+// cluster version 2 on; for one closed before, service.CloseTimeout, which is what every answer
+// about a closed session said before the reason was recorded.
+func (c *Container) ClosedReason(id wire.SessionID) service.CloseReason {
+	if r := c.closed[id]; r != 0 {
+		return service.CloseReason(r)
+	}
+	return service.CloseTimeout
+}
+
+// remember records a closed session id, and its close reason from cluster version 2 on.
+func (c *Container) remember(id wire.SessionID, reason uint8) {
 	if _, ok := c.closed[id]; ok {
 		return
 	}
-	c.closed[id] = struct{}{}
+	if !c.recordsCloseReasons() {
+		reason = 0
+	}
+	c.closed[id] = reason
 	c.closedOrder = append(c.closedOrder, id)
 	if len(c.closedOrder) > c.cfg.ClosedSessionsMax {
 		delete(c.closed, c.closedOrder[0])
@@ -435,7 +466,7 @@ func (c *Container) open(id wire.SessionID) {
 	}
 	if c.SessionClosed(id) {
 		c.egress(&wire.ClientMsg{Kind: wire.CSessionEvent, Session: id, Status: wire.StatusSessionExpired,
-			Reason: uint8(service.CloseTimeout)})
+			Reason: uint8(c.ClosedReason(id))})
 		return
 	}
 	if len(c.sessions) >= c.cfg.SessionsMax || c.bytesUsed+sessionOverheadBytes > c.cfg.ResponseBytesMax {
@@ -465,7 +496,7 @@ func (c *Container) closeSession(id wire.SessionID, reason service.CloseReason) 
 	delete(c.sessions, id)
 	s.closed = true
 	c.bytesUsed -= s.bytes
-	c.remember(id)
+	c.remember(id, uint8(reason))
 	c.inLog = true
 	c.svc.OnSessionClose(s.handle, c.now(), reason)
 	c.egress(&wire.ClientMsg{Kind: wire.CSessionEvent, Session: id, Reason: uint8(reason)})
@@ -632,8 +663,3 @@ func (h *sessionHandle) Offer(msg []byte) error {
 	c.egress(&wire.ClientMsg{Kind: wire.CPush, Session: h.id, Payload: slices.Clone(msg)})
 	return nil
 }
-
-// ClusterVersionMax is the highest cluster version this build can apply. The cluster version is
-// replicated state: it decides how entries are applied, and is raised only by a log entry that
-// every member can apply (versions.go).
-const ClusterVersionMax uint16 = 2

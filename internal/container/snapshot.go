@@ -14,17 +14,28 @@ import (
 // Snapshot layout (all integers little-endian):
 //
 //	magic "TNDC" | version u8 | applied u64 | clusterTime i64
+//	format 2 only: cluster version u16
 //	sessions: count u32, each: id [16] | floor u64 | replies u32, each: seq u64 | len u32 | bytes
 //	timers:   count u32, each (by correlation id): id i64 | deadline i64
 //	members:  count u32, each (by raft id): raft id u64 | removed u8 | len u32 | addrs (Member.Addrs)
 //	closed:   count u32, each (oldest close first): session id [16]
+//	          format 2 only, after each id: close reason u8 (0: closed before it was recorded)
 //	service:  len u64 | bytes
 //	crc u32: CRC-32C of everything before it
 //
 // Everything is sorted, so two members that applied the same index write the same bytes.
+//
+// Format 1 is what every build up to 045a031 wrote, and what this one writes while the cluster
+// version is 1 (a member that applies only version 1 may install it); from cluster version 2
+// on it writes format 2. The format follows replicated state, so members still write equal
+// bytes at equal indexes. It reads both: format 1 holds cluster version 1.
 var snapshotMagic = [4]byte{'T', 'N', 'D', 'C'}
 
-const snapshotVersion uint8 = 1
+// Snapshot formats this build reads; it writes the one the cluster version asks for.
+const (
+	snapshotFormat1 uint8 = 1
+	snapshotFormat2 uint8 = 2
+)
 
 // ErrBadSnapshot wraps every snapshot decoding error.
 var ErrBadSnapshot = errors.New("container: bad snapshot")
@@ -35,9 +46,16 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 func (c *Container) TakeSnapshot() ([]byte, error) {
 	le := binary.LittleEndian
 	b := append([]byte(nil), snapshotMagic[:]...)
-	b = append(b, snapshotVersion)
+	format := snapshotFormat1
+	if c.clusterVersion >= 2 {
+		format = snapshotFormat2
+	}
+	b = append(b, format)
 	b = le.AppendUint64(b, c.applied)
 	b = le.AppendUint64(b, uint64(c.clusterTime))
+	if format >= snapshotFormat2 {
+		b = le.AppendUint16(b, c.clusterVersion)
+	}
 	b = le.AppendUint32(b, uint32(len(c.sessions)))
 	for _, id := range c.SessionIDs() {
 		s := c.sessions[id]
@@ -75,6 +93,9 @@ func (c *Container) TakeSnapshot() ([]byte, error) {
 	b = le.AppendUint32(b, uint32(len(c.closedOrder)))
 	for _, id := range c.closedOrder {
 		b = append(b, id[:]...)
+		if format >= snapshotFormat2 {
+			b = append(b, c.closed[id])
+		}
 	}
 	var svc bytes.Buffer
 	c.inLog = false
@@ -87,13 +108,15 @@ func (c *Container) TakeSnapshot() ([]byte, error) {
 }
 
 type snapshotState struct {
-	applied     uint64
-	clusterTime int64
-	sessions    []*session
-	timers      map[int64]int64
-	members     []Member
-	closed      []wire.SessionID
-	service     []byte
+	applied        uint64
+	clusterTime    int64
+	sessions       []*session
+	timers         map[int64]int64
+	members        []Member
+	clusterVersion uint16
+	closed         []wire.SessionID
+	closedReasons  []uint8 // one per closed id
+	service        []byte
 }
 
 type snapReader struct {
@@ -118,6 +141,12 @@ func (r *snapReader) take(n int) []byte {
 func (r *snapReader) u8() uint8 {
 	if p := r.take(1); p != nil {
 		return p[0]
+	}
+	return 0
+}
+func (r *snapReader) u16() uint16 {
+	if p := r.take(2); p != nil {
+		return binary.LittleEndian.Uint16(p)
 	}
 	return 0
 }
@@ -153,8 +182,9 @@ func decodeSnapshot(data []byte) (*snapshotState, error) {
 	if !bytes.Equal(body[:4], snapshotMagic[:]) {
 		return nil, fmt.Errorf("%w: bad magic", ErrBadSnapshot)
 	}
-	if body[4] != snapshotVersion {
-		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrBadSnapshot, body[4], snapshotVersion)
+	format := body[4]
+	if format != snapshotFormat1 && format != snapshotFormat2 {
+		return nil, fmt.Errorf("%w: format %d, this build reads formats %d and %d", ErrBadSnapshot, format, snapshotFormat1, snapshotFormat2)
 	}
 	if crc32.Checksum(body, castagnoli) != sum {
 		return nil, fmt.Errorf("%w: checksum mismatch", ErrBadSnapshot)
@@ -163,6 +193,13 @@ func decodeSnapshot(data []byte) (*snapshotState, error) {
 	st := &snapshotState{timers: map[int64]int64{}}
 	st.applied = r.u64()
 	st.clusterTime = int64(r.u64())
+	st.clusterVersion = 1
+	if format >= snapshotFormat2 {
+		st.clusterVersion = r.u16()
+		if r.err == nil && st.clusterVersion < 2 {
+			r.err = fmt.Errorf("%w: format %d with cluster version %d", ErrBadSnapshot, format, st.clusterVersion)
+		}
+	}
 	n := r.count(16 + 8 + 4)
 	var prev *wire.SessionID
 	for range n {
@@ -204,11 +241,20 @@ func decodeSnapshot(data []byte) (*snapshotState, error) {
 		m.Addrs = slices.Clone(r.take(int(r.u32())))
 		st.members = append(st.members, m)
 	}
-	n = r.count(16)
+	closedBytes := 16
+	if format >= snapshotFormat2 {
+		closedBytes++
+	}
+	n = r.count(closedBytes)
 	for range n {
 		var id wire.SessionID
 		copy(id[:], r.take(16))
+		reason := uint8(0)
+		if format >= snapshotFormat2 {
+			reason = r.u8()
+		}
 		st.closed = append(st.closed, id)
+		st.closedReasons = append(st.closedReasons, reason)
 	}
 	svcLen := r.u64()
 	if r.err == nil && svcLen != uint64(len(body)-r.off) {

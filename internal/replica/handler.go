@@ -43,13 +43,9 @@ func (r *Replica) ApplyEntry(e *pb.Entry, cc *pb.ConfChange) error {
 	case len(e.GetData()) == 0:
 		due = r.ctr.ApplyEmpty(ix)
 	default:
-		b, err := wire.DecodeBatch(e.GetData())
-		if err != nil {
-			// A committed entry that does not decode cannot be skipped (the others applied it).
-			return fmt.Errorf("replica: committed entry %d does not decode: %w", ix, err)
-		}
-		if due, err = r.ctr.ApplyBatch(ix, &b); err != nil {
-			return fmt.Errorf("replica: applying entry %d: %w", ix, err)
+		var err error
+		if due, err = r.applyData(ix, e.GetData()); err != nil {
+			return err
 		}
 	}
 	if due && !r.snapWriting {
@@ -60,6 +56,48 @@ func (r *Replica) ApplyEntry(e *pb.Entry, cc *pb.ConfChange) error {
 		r.snapDue, r.snapDueIx = data, ix
 	}
 	return nil
+}
+
+// applyData applies a committed entry's data. An entry that does not decode, or of a kind this
+// build does not know, cannot be skipped (the others applied it): the member stops at its index
+// (ErrCannotApply).
+func (r *Replica) applyData(ix uint64, data []byte) (bool, error) {
+	kind, err := wire.EntryKindOf(data)
+	if err != nil {
+		return false, fmt.Errorf("%w: the entry at index %d: %w", ErrCannotApply, ix, err)
+	}
+	switch kind {
+	case wire.EntryBatch:
+		b, err := wire.DecodeBatch(data)
+		if err != nil {
+			return false, fmt.Errorf("%w: the entry at index %d: %w", ErrCannotApply, ix, err)
+		}
+		due, err := r.ctr.ApplyBatch(ix, &b)
+		if err != nil {
+			return false, fmt.Errorf("replica: applying entry %d: %w", ix, err)
+		}
+		return due, nil
+	case wire.EntryClusterVersion:
+		v, err := wire.DecodeClusterVersion(data)
+		if err != nil {
+			return false, fmt.Errorf("%w: the entry at index %d: %w", ErrCannotApply, ix, err)
+		}
+		before := r.ctr.ClusterVersion()
+		r.raising = false // this leader's raise, or another's: the version in force is known anew
+		due, err := r.ctr.ApplyClusterVersion(ix, v)
+		if err != nil {
+			return false, fmt.Errorf("%w: %w", ErrCannotApply, err)
+		}
+		if after := r.ctr.ClusterVersion(); after != before {
+			r.log.Info("cluster version raised", "from", before, "to", after, "index", ix)
+			st := r.core.State()
+			r.out.Changed(Change{Kind: ChangeClusterVersion, Index: ix, Term: st.Term, Role: r.role,
+				Leader: MemberID(st.Leader), ClusterVersion: after})
+		}
+		return due, nil
+	}
+	return false, fmt.Errorf("%w: the entry at index %d is of %v, which this build does not know (a newer build wrote it)",
+		ErrCannotApply, ix, kind)
 }
 
 // ReadReady implements consensus.Handler.
@@ -111,7 +149,7 @@ func (r *Replica) stepDown() {
 			r.redirect(conn, &wire.ClientMsg{Session: it.Session, Seq: it.Seq})
 		}
 	}
-	r.pending, r.pendingBytes = nil, 0
+	r.pending, r.pendingBytes, r.raising = nil, 0, false
 	st := r.core.State()
 	r.failReads(r.newReads, &consensus.NotLeaderError{Leader: st.Leader, Term: st.Term})
 	r.newReads = nil

@@ -57,17 +57,22 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 			}
 			// Reattaching never reopens: a session the cluster expired stays expired, so the
 			// commands it left unanswered cannot be applied a second time on a new session.
+			// (A session id this member never saw closed is one that expired long ago.)
 			if r.confirmFirst(conn, m) {
 				return
 			}
+			reason := service.CloseTimeout
+			if r.ctr.SessionClosed(m.Session) {
+				reason = r.ctr.ClosedReason(m.Session)
+			}
 			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session,
-				Status: wire.StatusSessionExpired, Reason: uint8(service.CloseTimeout)})
+				Status: wire.StatusSessionExpired, Reason: uint8(reason)})
 			return
 		}
 		if r.ctr.SessionClosed(m.Session) {
 			// The session existed and was closed: never a fresh session under the same id.
 			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session,
-				Status: wire.StatusSessionExpired, Reason: uint8(service.CloseTimeout)})
+				Status: wire.StatusSessionExpired, Reason: uint8(r.ctr.ClosedReason(m.Session))})
 			return
 		}
 		if r.opening[m.Session] {

@@ -50,6 +50,8 @@ const (
 	ChangeSnapshotTaken
 	// ChangeSnapshotInstalled: this member installed the leader's snapshot at Index.
 	ChangeSnapshotInstalled
+	// ChangeClusterVersion: the entry at Index raised the cluster version to ClusterVersion.
+	ChangeClusterVersion
 )
 
 // Change is a change of the member's state.
@@ -58,7 +60,9 @@ type Change struct {
 	Role   service.Role
 	Leader int // member id, -1 when unknown
 	Term   uint64
-	Index  uint64 // the snapshot's, for snapshot changes
+	Index  uint64 // the snapshot's, for snapshot changes; the raise's, for a cluster version
+	// ClusterVersion: the version now in force, for ChangeClusterVersion.
+	ClusterVersion uint16
 }
 
 // Summary sums up the member's state (Replica.Summary).
@@ -71,6 +75,10 @@ type Summary struct {
 	Applied       uint64
 	SnapshotIndex uint64
 	Members       []Member
+	// ClusterVersion is the cluster version in force here (at Applied); ClusterVersionMax the
+	// highest this member applies.
+	ClusterVersion    uint16
+	ClusterVersionMax uint16
 }
 
 // Replica is one member: consensus core, container and the leader's ingress, driven step by step.
@@ -117,12 +125,13 @@ type Replica struct {
 	// they wait: what MaxPendingReads bounds. (readWaits and readyReads hold rounds of them.)
 	readsPending int
 
-	// confirming: a request held back by confirmFirst is being handled again (verdict).
-	confirming bool
-
 	// peerClusterMax: the highest cluster version each other member said it can apply
 	// (PeerClusterVersion); absent until its handshake was seen.
 	peerClusterMax map[int]uint16
+	// confirming: a request held back by confirmFirst is being handled again (verdict).
+	confirming bool
+	// raising: this leader proposed a raise of the cluster version that has not been applied.
+	raising bool
 }
 
 // Flow control of the leader's appends to each follower (raft's Config: MaxSizePerMsg,
@@ -230,6 +239,9 @@ func (r *Replica) Summary() Summary {
 		Applied:       r.ctr.Applied(),
 		SnapshotIndex: r.lastSnap,
 		Members:       r.Members(),
+
+		ClusterVersion:    r.ctr.ClusterVersion(),
+		ClusterVersionMax: r.ctr.ClusterVersionMax(),
 	}
 }
 
@@ -270,6 +282,7 @@ func (r *Replica) Tick() {
 	}
 	now := r.clock.Now()
 	r.expireSessions(now)
+	r.maybeRaiseClusterVersion()
 	if d, ok := r.ctr.NextTimerDeadline(); ok && d <= now && len(r.pending) == 0 &&
 		r.ticks-r.lastTimeProp >= r.cfg.HeartbeatTicks {
 		// Cluster time only moves with the log: an idle log needs an entry for a timer to fire.
@@ -383,15 +396,4 @@ func (r *Replica) afterCore(err error) error {
 	}
 	r.serveReads()
 	return err
-}
-
-// PeerClusterVersion reports the highest cluster version a member can apply, as it said in its
-// member handshake (the transport learns it on every connection, in both directions). The
-// leader raises the cluster version only once every member reported that it can apply the new
-// one (versions.go).
-func (r *Replica) PeerClusterVersion(memberID int, max uint16) {
-	if r.peerClusterMax == nil {
-		r.peerClusterMax = make(map[int]uint16)
-	}
-	r.peerClusterMax[memberID] = max
 }

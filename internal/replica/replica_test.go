@@ -2,8 +2,10 @@ package replica
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -742,5 +744,25 @@ func TestCloseWhileOpeningFollowsTheOpen(t *testing.T) {
 	got := h.out.take(1)
 	if len(got) != 2 || got[0].Kind != wire.CAttached || got[1].Kind != wire.CSessionEvent || got[1].Reason != uint8(service.CloseClient) {
 		t.Fatalf("open then close answered %+v, want attached then closed by the client", got)
+	}
+}
+
+// A committed entry of a kind this build does not know stops the member at its index: it never
+// skips what the others applied.
+func TestUnknownEntryKindStopsTheMember(t *testing.T) {
+	h := newHarness(t, 3, nil)
+	h.term = 2
+	m := &pb.Message{Index: new(uint64(3)), LogTerm: new(uint64(1)), Commit: new(uint64(4)),
+		Entries: []*pb.Entry{{Term: new(uint64(2)), Index: new(uint64(4)), Data: []byte{wire.Version, 99}}}}
+	m.Type, m.From, m.To, m.Term = pb.MsgApp.Enum(), new(RaftID(1)), new(RaftID(0)), new(h.term)
+	if err := h.r.Step(m); err != nil {
+		t.Fatal(err)
+	}
+	err := drive(h.r)
+	if !errors.Is(err, ErrCannotApply) || !strings.Contains(err.Error(), "index 4") {
+		t.Fatalf("applying an entry of an unknown kind: %v", err)
+	}
+	if st := h.r.Summary(); st.Applied != 3 {
+		t.Fatalf("applied %d: the unknown entry was skipped", st.Applied)
 	}
 }

@@ -41,9 +41,6 @@ var (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// entryKindBatch is the kind byte of a log batch (room for other entry kinds later).
-const entryKindBatch uint8 = 1
-
 // ---- primitive writers ----
 
 func putU64(dst []byte, v uint64) []byte { return binary.LittleEndian.AppendUint64(dst, v) }

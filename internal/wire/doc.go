@@ -27,11 +27,19 @@
 //
 // # Log entry (the data of a raft EntryNormal entry)
 //
-//	version u8 | kind u8 = 1 (batch) | leader timestamp i64 (Unix ns) | item count uvarint |
-//	items: kind u8 | session [16] | per kind:
-//	  1 open:    nothing more
-//	  2 command: seq u64 | lowest unacknowledged u64 | payload bytes(MaxPayloadBytes)
-//	  3 close:   reason u8 (service.CloseReason)
+//	version u8 | kind u8 | per kind:
+//	  1 batch:           leader timestamp i64 (Unix ns) | item count uvarint |
+//	                     items: kind u8 | session [16] | per kind:
+//	                       1 open:    nothing more
+//	                       2 command: seq u64 | lowest unacknowledged u64 | payload bytes(MaxPayloadBytes)
+//	                       3 close:   reason u8 (service.CloseReason)
+//	  2 cluster version: cluster version u16 (raises the cluster version to it; never lowers it)
+//
+// What an entry means is fixed by the cluster version in force where it is applied (replicated
+// state; container's doc). A new entry kind, item kind or way of applying one belongs to a
+// cluster version and is proposed only once the cluster runs it; a member that meets an entry it
+// cannot decode, or a cluster version above what it can apply, stops at that entry's index and
+// never skips it (the others applied it).
 //
 // # Client messages (the body of a kind-5 frame)
 //

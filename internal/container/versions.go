@@ -1,0 +1,71 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+)
+
+// The cluster version: how committed entries are applied.
+//
+// Builds change what an entry does (a new entry or item kind, a new rule in applying one, new
+// replicated state). Two members that apply one log differently diverge, so such a change is
+// tied to a cluster version, replicated like any state: a member applies every entry the way
+// the cluster version in force at that entry says, whatever its build can do beyond it. The
+// version rises only through a log entry (wire.EntryClusterVersion), which the leader proposes
+// once every member has said, in its member handshake, that it can apply the new version
+// (replica's versions.go); it never goes down. A member that meets a raise, or a snapshot, above
+// what it can apply stops there with a ClusterVersionError naming the index: it never skips an
+// entry the others applied.
+//
+// The versions:
+//
+//	1  the meaning of the log written by every build up to and including 045a031 (no version
+//	   recorded), and the cluster version entry.
+//	2  a closed session's close reason is remembered (snapshot format 2 records it), so a client
+//	   that comes back to a closed session hears why it was closed (closed by the client, by the
+//	   service, by the leader for want of keep-alives) instead of "timed out" whatever the reason.
+
+// ClusterVersionMax is the highest cluster version this build can apply.
+const ClusterVersionMax uint16 = 2
+
+// ErrClusterVersion is wrapped by a ClusterVersionError.
+var ErrClusterVersion = errors.New("container: cluster version above what this member applies")
+
+// ClusterVersionError: an entry (or a snapshot) at Index needs cluster version Version; this
+// member applies up to Max. The member must stop: every member that could applied it.
+type ClusterVersionError struct {
+	Index    uint64
+	Version  uint16
+	Max      uint16
+	Snapshot bool // the snapshot at Index holds the version; else the entry at Index raises to it
+}
+
+func (e *ClusterVersionError) Error() string {
+	what := "the entry at index %d raises the cluster version to %d"
+	if e.Snapshot {
+		what = "the snapshot at index %d holds cluster version %d"
+	}
+	return fmt.Sprintf(what+", and this member applies cluster versions up to %d: it stops here; run a build that applies version %d (docs/COMPATIBILITY.md)",
+		e.Index, e.Version, e.Max, e.Version)
+}
+
+func (e *ClusterVersionError) Unwrap() error { return ErrClusterVersion }
+
+// ClusterVersion returns the cluster version in force (after the last applied entry).
+func (c *Container) ClusterVersion() uint16 { return c.clusterVersion }
+
+// ClusterVersionMax returns the highest cluster version this member applies (Config).
+func (c *Container) ClusterVersionMax() uint16 { return c.cfg.ClusterVersionMax }
+
+// ApplyClusterVersion applies an entry that raises the cluster version to v; one at or below the
+// version in force changes nothing. It reports whether the index is a snapshot point.
+func (c *Container) ApplyClusterVersion(index uint64, v uint16) (bool, error) {
+	if v > c.cfg.ClusterVersionMax {
+		return false, &ClusterVersionError{Index: index, Version: v, Max: c.cfg.ClusterVersionMax}
+	}
+	c.clusterVersion = max(c.clusterVersion, v)
+	return c.ApplyEmpty(index), nil
+}
+
+// recordsCloseReasons: from cluster version 2 on, a closed session's reason is remembered.
+func (c *Container) recordsCloseReasons() bool { return c.clusterVersion >= 2 }

@@ -1,0 +1,135 @@
+package container
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/tandem-cluster/tandem/internal/wire"
+	"github.com/tandem-cluster/tandem/service"
+)
+
+func (h *harness) raise(v uint16) error {
+	h.t.Helper()
+	h.ix++
+	_, err := h.c.ApplyClusterVersion(h.ix, v)
+	return err
+}
+
+// closeAndReopen closes s1 for reason, then opens it again, and returns the reason the refusal
+// of the reopening names.
+func closeAndReopen(h *harness, reason service.CloseReason) service.CloseReason {
+	h.apply(1, open(s1))
+	h.apply(2, wire.Item{Kind: wire.ItemClose, Session: s1, Reason: uint8(reason)})
+	h.apply(3, open(s1))
+	m := h.last()
+	if m.Kind != wire.CSessionEvent || m.Status != wire.StatusSessionExpired {
+		h.t.Fatalf("reopening a closed session was answered %+v", m)
+	}
+	return service.CloseReason(m.Reason)
+}
+
+// Cluster version 1 applies as every build up to 045a031 did: a closed session's reason is not
+// kept (every answer says "timed out"), and snapshots are of format 1, byte for byte what those
+// builds wrote. Version 2 keeps the reason, in snapshot format 2.
+func TestClusterVersionGatesCloseReasons(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	if v := h.c.ClusterVersion(); v != 1 {
+		t.Fatalf("an empty state is at cluster version %d, want 1", v)
+	}
+	if got := closeAndReopen(h, service.CloseClient); got != service.CloseTimeout {
+		t.Fatalf("at cluster version 1 the refusal says %v, want %v (as before versions)", got, service.CloseTimeout)
+	}
+	snap1, err := h.c.TakeSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap1[4] != snapshotFormat1 {
+		t.Fatalf("at cluster version 1 the snapshot is of format %d", snap1[4])
+	}
+
+	h2 := newHarness(t, DefaultConfig())
+	if err := h2.raise(2); err != nil {
+		t.Fatal(err)
+	}
+	if got := closeAndReopen(h2, service.CloseClient); got != service.CloseClient {
+		t.Fatalf("at cluster version 2 the refusal says %v, want %v", got, service.CloseClient)
+	}
+	snap2, err := h2.c.TakeSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap2[4] != snapshotFormat2 {
+		t.Fatalf("at cluster version 2 the snapshot is of format %d", snap2[4])
+	}
+	// Both formats read back, with the version and the reasons.
+	for _, tc := range []struct {
+		snap    []byte
+		version uint16
+		reason  service.CloseReason
+	}{{snap1, 1, service.CloseTimeout}, {snap2, 2, service.CloseClient}} {
+		h3 := newHarness(t, DefaultConfig())
+		if err := h3.c.Start(tc.snap, 0); err != nil {
+			t.Fatal(err)
+		}
+		if h3.c.ClusterVersion() != tc.version || h3.c.ClosedReason(s1) != tc.reason {
+			t.Fatalf("format %d read back as version %d, reason %v", tc.snap[4], h3.c.ClusterVersion(), h3.c.ClosedReason(s1))
+		}
+		again, err := h3.c.TakeSnapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(again, tc.snap) {
+			t.Fatalf("format %d: a snapshot of the restored state differs from the one restored", tc.snap[4])
+		}
+	}
+}
+
+// A session closed at version 1 keeps "no reason recorded" after the raise; one closed after it
+// has its reason.
+func TestRaiseKeepsEarlierClosesAsTheyWere(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	h.apply(1, open(s1), wire.Item{Kind: wire.ItemClose, Session: s1, Reason: uint8(service.CloseService)})
+	if err := h.raise(2); err != nil {
+		t.Fatal(err)
+	}
+	h.apply(2, open(s2), wire.Item{Kind: wire.ItemClose, Session: s2, Reason: uint8(service.CloseService)})
+	if h.c.ClosedReason(s1) != service.CloseTimeout || h.c.ClosedReason(s2) != service.CloseService {
+		t.Fatalf("reasons %v, %v", h.c.ClosedReason(s1), h.c.ClosedReason(s2))
+	}
+}
+
+func TestClusterVersionNeverGoesDownAndStopsAboveTheMax(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	if err := h.raise(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.raise(1); err != nil || h.c.ClusterVersion() != 2 {
+		t.Fatalf("a raise to 1 at version 2: %v, version %d", err, h.c.ClusterVersion())
+	}
+	err := h.raise(ClusterVersionMax + 1)
+	var cve *ClusterVersionError
+	if !errors.As(err, &cve) || !errors.Is(err, ErrClusterVersion) || cve.Index != h.ix || cve.Version != ClusterVersionMax+1 {
+		t.Fatalf("a raise above what this build applies: %v", err)
+	}
+
+	// A member configured to apply version 1 only acts as a build that can do no more: it
+	// stops at a raise to 2, and at a snapshot of version 2.
+	cfg := DefaultConfig()
+	cfg.ClusterVersionMax = 1
+	old := newHarness(t, cfg)
+	if err := old.raise(2); !errors.Is(err, ErrClusterVersion) {
+		t.Fatalf("a member that applies version 1 applied a raise to 2: %v", err)
+	}
+	snap, err := h.c.TakeSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.c.Start(snap, 0); !errors.As(err, &cve) || !cve.Snapshot {
+		t.Fatalf("a member that applies version 1 started from a version-2 snapshot: %v", err)
+	}
+	cfg.ClusterVersionMax = ClusterVersionMax + 1
+	if err := cfg.Validate(); err == nil {
+		t.Fatalf("a ClusterVersionMax above the build's was accepted")
+	}
+}
