@@ -70,6 +70,17 @@ func (o *Options) defaults() {
 // formatVersion is the version of the IDENTITY file and of snapshot files.
 const formatVersion uint8 = 1
 
+// The formats this build reads and writes, for `tandem version`: every kind of file carries its
+// format version (doc.go), and a build reads the formats of the build before it as well as its
+// own. It writes only the newest, upgrading on write: a log opened with an older last segment
+// goes on in a new segment of the current format.
+const (
+	IdentityFormat   = formatVersion // the IDENTITY file
+	SnapshotFormat   = formatVersion // snapshot files (their container part has its own format)
+	SegmentFormatMin = segmentV1     // oldest log segment format read
+	SegmentFormatMax = segmentV2     // the log segment format written
+)
+
 // castagnoli is the CRC-32C table of every checksum the archive writes: records, IDENTITY,
 // snapshot files.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

@@ -35,6 +35,10 @@ var snapshotMagic = [4]byte{'T', 'N', 'D', 'C'}
 const (
 	snapshotFormat1 uint8 = 1
 	snapshotFormat2 uint8 = 2
+
+	// SnapshotFormatMin and SnapshotFormatMax bound the formats this build reads.
+	SnapshotFormatMin = snapshotFormat1
+	SnapshotFormatMax = snapshotFormat2
 )
 
 // ErrBadSnapshot wraps every snapshot decoding error.
