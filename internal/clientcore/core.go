@@ -15,7 +15,7 @@ type Output interface {
 	// Dial: wait after, then connect to endpoint; report with Connected or Failed under conn.
 	Dial(conn ConnID, endpoint string, after time.Duration)
 	// Write queues m on connection conn (the current one; frames in the order written). m is
-	// valid only during the call: encode it.
+	// valid only during the call: encode it, in client protocol version m.Version (always set).
 	Write(conn ConnID, m *wire.ClientMsg)
 	// Hangup closes conn (connected or still dialing). The core has forgotten it: what the
 	// driver reports for it later is ignored.

@@ -44,7 +44,8 @@
 // the client; from then on the client writes at that version too. No common version: the member
 // answers with a version refusal naming both ranges and closes the connection once it is written.
 // A connection whose first message is anything else speaks version 1 (the only version before
-// negotiation); a later open or attach whose range leaves out the connection's version is refused.
+// negotiation); a later open or attach whose range leaves out the connection's version closes the
+// connection (the client's next connection negotiates anew).
 //
 // # Member handshake (first frame on a member connection; frozen)
 //

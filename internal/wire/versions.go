@@ -1,9 +1,6 @@
 package wire
 
-import (
-	"errors"
-	"fmt"
-)
+import "fmt"
 
 // Protocol versions this build speaks. Each connection speaks one version, negotiated when it
 // opens (doc.go, "Versions"): the highest both sides speak.
@@ -223,6 +220,3 @@ func errClientVersion(v uint8) error {
 func frozenClientKind(k ClientKind) bool {
 	return k == COpen || k == CAttach || k == CVersionRefused
 }
-
-// ErrProtocolRefused is what a side that was refused a version reports, wrapped with the text.
-var ErrProtocolRefused = errors.New("wire: no common protocol version")
