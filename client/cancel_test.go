@@ -18,9 +18,9 @@ func silentMember(t *testing.T, closes bool) string {
 	return serveFake(t, func(m *wire.ClientMsg, out []byte) []byte {
 		switch {
 		case m.Kind == wire.COpen || m.Kind == wire.CAttach:
-			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CAttached, Session: m.Session})
+			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CAttached, Session: m.Session}, wire.ClientProtocolMax)
 		case m.Kind == wire.CClose && closes:
-			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session, Reason: uint8(service.CloseClient)})
+			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session, Reason: uint8(service.CloseClient)}, wire.ClientProtocolMax)
 		}
 		return out
 	})

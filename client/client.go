@@ -58,7 +58,8 @@ type Client struct {
 
 // Dial opens a session with the cluster and returns once the session is open, or when ctx ends.
 // The client keeps the session open (keep-alives) and follows the leader until Close. If the
-// cluster refuses the session (its session limit), Dial returns ErrSessionRefused at once.
+// cluster refuses the session (its session limit), Dial returns ErrSessionRefused at once; if
+// every configured member refuses the client's protocol versions, ErrProtocolVersion.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	cfg.defaults()
 	if err := cfg.validate(); err != nil {
@@ -88,6 +89,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		MaxRedirects:      cfg.MaxRedirects,
 		MaxInFlight:       cfg.MaxInFlight,
 		Jitter:            mrand.Int64N,
+		Protocol:          cfg.protocol,
 	}, session, (*output)(c))
 	c.wg.Add(2)
 	go c.run()

@@ -40,7 +40,7 @@ func TestRedirectsWithoutALeaderBackOff(t *testing.T) {
 					if _, _, _, err := wire.ReadFrame(bufio.NewReader(c), 1<<20, nil); err != nil {
 						return
 					}
-					_, _ = c.Write(wire.AppendClientFrame(nil, &wire.ClientMsg{Kind: wire.CRedirect, LeaderID: -1, Term: 1, Status: wire.StatusNotLeader}))
+					_, _ = c.Write(wire.AppendClientFrame(nil, &wire.ClientMsg{Kind: wire.CRedirect, LeaderID: -1, Term: 1, Status: wire.StatusNotLeader}, wire.ClientProtocolMax))
 				}()
 			}
 		}()

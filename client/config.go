@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
 // Config configures a client.
@@ -64,6 +66,10 @@ type Config struct {
 	OnPush func(payload []byte)
 	// Logger receives the client's debug records (connections made and lost). Default: none.
 	Logger *slog.Logger
+
+	// protocol narrows the client protocol versions the client speaks (zero: this build's,
+	// wire.ClientProtocol): for this package's tests of mixed versions only.
+	protocol wire.Range
 }
 
 func (c *Config) defaults() {

@@ -35,6 +35,14 @@ var (
 	// ErrInFlightFull is returned (wrapped in ErrNotApplied) by SendAsync when MaxInFlight
 	// commands are already in flight (see Config.MaxInFlight).
 	ErrInFlightFull = clientcore.ErrInFlightFull
+	// ErrProtocolVersion: every configured member refused this client's protocol versions (a
+	// member or a client too far apart in builds: see docs/COMPATIBILITY.md). The error names the
+	// client's range and each member's. A member that refuses is tried again with the backoff,
+	// as one that is down would be (it may be upgraded meanwhile); the client ends only once
+	// every configured member refused on its latest answer: Dial returns it, and calls
+	// unanswered then complete with it (wrapped in ErrNotApplied or ErrOutcomeUnknown; a
+	// command the members refused with its open was not applied).
+	ErrProtocolVersion = clientcore.ErrProtocolVersion
 	// ErrNoLeader (the client's "not leader" error: it follows redirects itself) is returned by
 	// Dial when its context ends before any member answered as the leader; the error says what
 	// the client could reach.

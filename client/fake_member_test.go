@@ -15,13 +15,13 @@ func fakeMember(b testing.TB) string {
 	return serveFake(b, func(m *wire.ClientMsg, out []byte) []byte {
 		switch m.Kind {
 		case wire.COpen, wire.CAttach:
-			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CAttached, Session: m.Session})
+			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CAttached, Session: m.Session}, wire.ClientProtocolMax)
 		case wire.CCommand:
-			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq, Payload: []byte("OK: counter=1")})
+			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq, Payload: []byte("OK: counter=1")}, wire.ClientProtocolMax)
 		case wire.CKeepAlive:
-			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CKeepAliveAck, Session: m.Session})
+			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CKeepAliveAck, Session: m.Session}, wire.ClientProtocolMax)
 		case wire.CClose:
-			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session, Reason: uint8(service.CloseClient)})
+			out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session, Reason: uint8(service.CloseClient)}, wire.ClientProtocolMax)
 		}
 		return out
 	})

@@ -39,7 +39,7 @@ func (c *Client) queue(cn *conn, m *wire.ClientMsg) bool {
 	if cn.broken {
 		return false
 	}
-	cn.pending = wire.AppendClientFrame(cn.pending, m)
+	cn.pending = wire.AppendClientFrame(cn.pending, m, m.Version) // (the core sets the connection's)
 	return !cn.flushing && cn.held == 0
 }
 

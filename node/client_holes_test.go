@@ -274,9 +274,9 @@ func TestOversizedFrameAnsweredWithItsLimit(t *testing.T) {
 	sid := wire.SessionID{0xee}
 	incReq := counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})
 	var out []byte
-	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.COpen, Session: sid})
-	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Session: sid, Seq: 1, LowestUnacked: 1, Payload: bytes.Repeat([]byte("x"), 64<<10)})
-	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Session: sid, Seq: 2, LowestUnacked: 1, Payload: incReq})
+	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.COpen, Session: sid}, wire.ClientProtocolMax)
+	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Session: sid, Seq: 1, LowestUnacked: 1, Payload: bytes.Repeat([]byte("x"), 64<<10)}, wire.ClientProtocolMax)
+	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Session: sid, Seq: 2, LowestUnacked: 1, Payload: incReq}, wire.ClientProtocolMax)
 	if _, err := conn.Write(out); err != nil {
 		t.Fatal(err)
 	}

@@ -187,7 +187,7 @@ func queryFlood(t *testing.T, addr string, stop <-chan struct{}, wg *sync.WaitGr
 	var burst []byte
 	for i := range 2048 {
 		burst = wire.AppendClientFrame(burst, &wire.ClientMsg{Kind: wire.CQuery, RequestID: uint64(i),
-			Payload: counter.EncodeRequest(counter.Request{Op: counter.OpGet})})
+			Payload: counter.EncodeRequest(counter.Request{Op: counter.OpGet})}, wire.ClientProtocolMax)
 	}
 	wg.Go(func() { _, _ = io.Copy(io.Discard, conn) })
 	wg.Go(func() {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tandem-cluster/tandem/internal/archive"
 	"github.com/tandem-cluster/tandem/internal/consensus"
+	"github.com/tandem-cluster/tandem/internal/container"
 	"github.com/tandem-cluster/tandem/internal/ratelog"
 	"github.com/tandem-cluster/tandem/internal/replica"
 	"github.com/tandem-cluster/tandem/internal/transport"
@@ -151,6 +152,11 @@ type Node struct {
 
 	wrapListener func(port string, l net.Listener) net.Listener // tests only
 	refused      int                                            // Status.RaftRefused, behind mu
+
+	// memberProtocol, clientProtocol and clusterVersionMax narrow what the member speaks and
+	// reports (WithVersions; zero: this build's).
+	memberProtocol, clientProtocol wire.Range
+	clusterVersionMax              uint16
 }
 
 // Errors Run returns when the member stops itself (wrapped, with the cause: test with errors.Is).
@@ -191,6 +197,14 @@ type Option func(*Node)
 // could take the port, and lets a supervisor hand over sockets it bound (socket activation).
 func WithListeners(client, member net.Listener) Option {
 	return func(n *Node) { n.clientL, n.memberL = client, member }
+}
+
+// WithVersions makes the member speak only the member protocol versions member and the client
+// protocol versions client, and report clusterMax as the highest cluster version it can apply;
+// a zero range or 0 keeps this build's. It is for tests of mixed versions, inside this module
+// (package wire is internal): one build playing an older or a newer one.
+func WithVersions(member, client wire.Range, clusterMax uint16) Option {
+	return func(n *Node) { n.memberProtocol, n.clientProtocol, n.clusterVersionMax = member, client, clusterMax }
 }
 
 // Capacities of the loop's inputs. raftInputsCap holds several rounds of what the peers send;
@@ -275,6 +289,7 @@ const (
 	inRaft inputKind = iota
 	inUnreachable
 	inSnapStatus
+	inPeerClusterVersion
 	inClient
 	inClientGone
 )
@@ -286,6 +301,8 @@ type input struct {
 	conn uint64
 	peer uint64
 	ok   bool
+	// clusterMax: inPeerClusterVersion's, the highest cluster version the peer can apply.
+	clusterMax uint16
 }
 
 // handler adapts transport callbacks to the loop's inputs.
@@ -322,6 +339,12 @@ func (h handler) Unreachable(id uint64) {
 // The transport never calls it from the loop, so it can wait for room.
 func (h handler) SnapshotStatus(id uint64, ok bool) {
 	h.n.deliver(h.n.raftIn, input{kind: inSnapStatus, peer: id, ok: ok})
+}
+
+// peerClusterVersion hands the loop what a peer said, in a handshake or its reply, about the
+// highest cluster version it can apply. Called from the transport's connection goroutines.
+func (h handler) peerClusterVersion(id uint64, max uint16) {
+	h.n.deliver(h.n.raftIn, input{kind: inPeerClusterVersion, peer: id, clusterMax: max})
 }
 
 func (h handler) ClientRequests(conn uint64, ms []wire.ClientMsg) {
@@ -485,21 +508,28 @@ func (n *Node) Run(ctx context.Context) error {
 		peers[replica.RaftID(m.ID)] = m.MemberAddr
 	}
 	h := handler{n}
+	clusterMax := container.ClusterVersionMax
+	if n.clusterVersionMax != 0 {
+		clusterMax = n.clusterVersionMax
+	}
 	tr := transport.New(transport.Config{
-		ClusterID:     cfg.ClusterID,
-		SelfID:        replica.RaftID(cfg.ID),
-		Peers:         peers,
-		Listener:      ml,
-		MaxFrameBytes: cfg.MaxFrameBytes,
-		MaxConns:      cfg.MaxMemberConns,
-		SnapshotDir:   filepath.Join(cfg.DataDir, "incoming"),
-		Logger:        n.log,
+		ClusterID:          cfg.ClusterID,
+		SelfID:             replica.RaftID(cfg.ID),
+		Peers:              peers,
+		Listener:           ml,
+		MaxFrameBytes:      cfg.MaxFrameBytes,
+		MaxConns:           cfg.MaxMemberConns,
+		SnapshotDir:        filepath.Join(cfg.DataDir, "incoming"),
+		Logger:             n.log,
+		MemberProtocol:     n.memberProtocol,
+		ClusterVersionMax:  clusterMax,
+		PeerClusterVersion: h.peerClusterVersion,
 	}, h)
 	rcfg := cfg.replicaConfig()
 	// The client port takes a command as large as the replica accepts (and announces), and
 	// answers a larger one with a refusal that names the limit.
 	cs := transport.NewClientServer(transport.ClientConfig{Listener: cl, MaxConns: cfg.MaxClientConns, Logger: n.log,
-		MaxFrameBytes: rcfg.MaxCommandBytes + wire.CommandOverheadBytes}, h)
+		MaxFrameBytes: rcfg.MaxCommandBytes + wire.CommandOverheadBytes, ClientProtocol: n.clientProtocol}, h)
 	rcfg.Logger = n.log
 	out := &outbox{n: n, peers: tr, clients: cs}
 	r, err := replica.New(rcfg, n.svc, arch, wallClock{}, out)
@@ -743,6 +773,8 @@ func (n *Node) handle(r *replica.Replica, in input) {
 		r.ReportUnreachable(replica.MemberID(in.peer))
 	case inSnapStatus:
 		r.ReportSnapshot(replica.MemberID(in.peer), in.ok)
+	case inPeerClusterVersion:
+		r.PeerClusterVersion(replica.MemberID(in.peer), in.clusterMax)
 	}
 }
 

@@ -227,7 +227,7 @@ func attack(t *testing.T, addr string, bytes []byte, halfClose bool, logs *syncB
 }
 
 func handshake(cluster string, from, to uint64) []byte {
-	return wire.AppendFrame(nil, wire.FrameHandshake, wire.AppendHandshake(nil, &wire.Handshake{ClusterID: cluster, SenderID: from, ReceiverID: to}))
+	return wire.AppendFrame(nil, wire.FrameHandshake, wire.AppendHandshake(nil, &wire.Handshake{ClusterID: cluster, SenderID: from, ReceiverID: to, Protocol: wire.MemberProtocol}))
 }
 
 func raftFrame(m *pb.Message) []byte {
@@ -380,7 +380,7 @@ func TestHostileInputOnClientPort(t *testing.T) {
 	cl := c.dial(ctx)
 	before := inc(ctx, t, cl)
 	huge := binary.LittleEndian.AppendUint32(nil, 1<<30)
-	badCRC := wire.AppendFrame(nil, wire.FrameClient, wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.CQuery, RequestID: 1}))
+	badCRC := wire.AppendFrame(nil, wire.FrameClient, wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.CQuery, RequestID: 1}, wire.ClientProtocolMax))
 	badCRC[len(badCRC)-1] ^= 1
 	attacks := []struct {
 		name, reason string
@@ -391,7 +391,7 @@ func TestHostileInputOnClientPort(t *testing.T) {
 		{"bad checksum", "checksum", badCRC},
 		{"member frame on the client port", "unexpected frame kind", wire.AppendFrame(nil, wire.FrameRaft, []byte("x"))},
 		{"unknown message kind", "bad request", wire.AppendFrame(nil, wire.FrameClient, []byte{wire.Version, 200})},
-		{"truncated", "unexpected EOF", wire.AppendFrame(nil, wire.FrameClient, wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.CQuery, RequestID: 1, Payload: []byte("abc")}))[:12]},
+		{"truncated", "unexpected EOF", wire.AppendFrame(nil, wire.FrameClient, wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.CQuery, RequestID: 1, Payload: []byte("abc")}, wire.ClientProtocolMax))[:12]},
 	}
 	for _, a := range attacks {
 		attack(t, c.clients[l], a.bytes, a.name == "truncated", c.members[l].logs, a.name, a.reason)
@@ -405,7 +405,7 @@ func TestHostileInputOnClientPort(t *testing.T) {
 	defer conn.Close()
 	sid := wire.SessionID{0xab, 0xcd}
 	send := func(m wire.ClientMsg) {
-		if _, err := conn.Write(wire.AppendFrame(nil, wire.FrameClient, wire.AppendClientMsg(nil, &m))); err != nil {
+		if _, err := conn.Write(wire.AppendFrame(nil, wire.FrameClient, wire.AppendClientMsg(nil, &m, wire.ClientProtocolMax))); err != nil {
 			t.Fatal(err)
 		}
 	}

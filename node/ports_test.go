@@ -82,7 +82,7 @@ func TestMemberServesAfterFailedAccepts(t *testing.T) {
 // query sends a query on conn and waits for its answer.
 func query(conn net.Conn) error {
 	m := wire.ClientMsg{Kind: wire.CQuery, RequestID: 7}
-	if _, err := conn.Write(wire.AppendClientFrame(nil, &m)); err != nil {
+	if _, err := conn.Write(wire.AppendClientFrame(nil, &m, wire.ClientProtocolMax)); err != nil {
 		return err
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))

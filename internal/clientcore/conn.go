@@ -2,6 +2,7 @@ package clientcore
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tandem-cluster/tandem/internal/bugs"
@@ -67,6 +68,7 @@ func (s *Core) Connected(conn ConnID, now int64) {
 	}
 	s.advance(now)
 	s.state, s.lastHeard = connected, s.now
+	s.version = s.cfg.Protocol.Min
 	s.setReach(s.endpoint, true)
 	// The unanswered commands ride with the open or attach, in order (the member keeps it): a
 	// round trip saved after a failover. A member that is not the leader answers each with a
@@ -102,11 +104,18 @@ func (s *Core) Heard(conn ConnID, now int64) {
 }
 
 // Received handles a message read from conn. m (and its payload, handed to Complete as a
-// reply) is the caller's, not retained by the core.
+// reply) is the caller's, not retained by the core. m.Version is the version the message was
+// encoded in (the attached message's is the connection's from then on); 0, in a message not
+// decoded from bytes (the simulator's), leaves the connection's version as it is.
 func (s *Core) Received(conn ConnID, m *wire.ClientMsg) {
 	if conn != s.conn || s.state < connected {
 		return // from a connection the core left
 	}
+	if m.Kind == wire.CVersionRefused {
+		s.onVersionRefused(m)
+		return
+	}
+	s.setRefused(s.endpoint, "") // it speaks the core's version
 	switch m.Kind {
 	case wire.CAttached:
 		s.onAttached(m)
@@ -190,8 +199,9 @@ func (s *Core) backoff(step *int) time.Duration {
 	return d/2 + time.Duration(s.cfg.Jitter(int64(d/2)+1))
 }
 
-// send writes s.msg on the current connection.
+// send writes s.msg on the current connection, in the connection's version.
 func (s *Core) send(namesSession bool) {
+	s.msg.Version = s.version
 	s.out.Write(s.conn, &s.msg)
 	if !s.awaiting {
 		s.awaiting, s.awaitSince = true, s.now
@@ -204,7 +214,7 @@ func (s *Core) send(namesSession bool) {
 // sendOpen asks the member to attach the session: open it if it never was (CAttach never opens,
 // so that a session the cluster expired is not opened afresh under the same id).
 func (s *Core) sendOpen() {
-	s.msg = wire.ClientMsg{Kind: wire.CAttach, Session: s.session}
+	s.msg = wire.ClientMsg{Kind: wire.CAttach, Session: s.session, Protocol: s.cfg.Protocol}
 	if !s.opened {
 		s.msg.Kind = wire.COpen
 	}
@@ -229,6 +239,9 @@ func (s *Core) onAttached(m *wire.ClientMsg) {
 	}
 	s.state, s.opened, s.leader = attached, true, s.endpoint
 	s.attempt, s.hops, s.openRefusals, s.openRetryAt = 0, 0, 0, 0
+	if m.Version != 0 {
+		s.version = m.Version // the member's choice: everything from now on is written in it
+	}
 	if m.WindowMax > 0 {
 		s.windowMax = m.WindowMax
 	}
@@ -244,4 +257,34 @@ func (s *Core) onAttached(m *wire.ClientMsg) {
 			s.writeCommand(wire.Seq(id), cl)
 		}
 	})
+}
+
+// onVersionRefused: the member speaks none of the core's versions, and closes the connection. It
+// cannot serve this client, as a member that is down cannot: the core tries the others with its
+// backoff (a member may be upgraded meanwhile), and ends with ErrProtocolVersion once every
+// configured member refused on its latest answer.
+func (s *Core) onVersionRefused(m *wire.ClientMsg) {
+	// The member read nothing after the open it refused: what was written behind it on this
+	// connection was not applied here (a copy from an earlier connection stays lost).
+	s.calls.each(func(_ uint64, cl *call) { cl.live = 0 })
+	s.setRefused(s.endpoint, fmt.Sprintf("%s speaks %s (%s)", s.endpoint, m.Protocol, m.Payload))
+	all := len(s.versionRefusals) > 0
+	for _, r := range s.versionRefusals {
+		all = all && r != ""
+	}
+	if all {
+		s.terminate(fmt.Errorf("%w: this client speaks %s, and every member refused it: %s",
+			ErrProtocolVersion, s.cfg.Protocol, strings.Join(s.versionRefusals, "; ")))
+		return
+	}
+	s.hangup()
+	s.dial(s.backoff(&s.attempt))
+}
+
+func (s *Core) setRefused(endpoint, why string) {
+	for i, e := range s.cfg.Endpoints {
+		if e == endpoint {
+			s.versionRefusals[i] = why
+		}
+	}
 }

@@ -15,7 +15,7 @@ type Output interface {
 	// Dial: wait after, then connect to endpoint; report with Connected or Failed under conn.
 	Dial(conn ConnID, endpoint string, after time.Duration)
 	// Write queues m on connection conn (the current one; frames in the order written). m is
-	// valid only during the call: encode it.
+	// valid only during the call: encode it, in client protocol version m.Version (always set).
 	Write(conn ConnID, m *wire.ClientMsg)
 	// Hangup closes conn (connected or still dialing). The core has forgotten it: what the
 	// driver reports for it later is ignored.
@@ -50,6 +50,9 @@ type Config struct {
 	MaxInFlight int
 	// Jitter returns a random number in [0, n).
 	Jitter func(n int64) int64
+	// Protocol is the client protocol versions the core speaks (zero: this build's,
+	// wire.ClientProtocol). Narrower only in tests of mixed versions.
+	Protocol wire.Range
 }
 
 // Stats counts failover steps.
@@ -105,14 +108,23 @@ type Core struct {
 	next   int    // the next configured endpoint to try
 	reach  []bool // per configured endpoint: reachable on its latest attempt
 
+	// version is the client protocol version of what the core writes on the current connection:
+	// the lowest it speaks until the member's attached message says which it chose (doc.go).
+	version uint16
+	// versionRefusals, per configured endpoint, says why it refused the core's versions on its latest
+	// answer ("": it did not). When every one did, the core ends with ErrProtocolVersion.
+	versionRefusals []string
+
 	stats Stats
 	msg   wire.ClientMsg // what Write is handed (one per core: no allocation per frame)
 }
 
 // New returns the core of a session; Start begins connecting.
 func New(cfg Config, session wire.SessionID, out Output) *Core {
+	cfg.Protocol = cfg.Protocol.OrDefault(wire.ClientProtocol)
 	return &Core{cfg: cfg, out: out, session: session, calls: newRing[call](cfg.MaxInFlight),
-		queries: newRing[query](16), reach: make([]bool, len(cfg.Endpoints))}
+		queries: newRing[query](16), reach: make([]bool, len(cfg.Endpoints)),
+		versionRefusals: make([]string, len(cfg.Endpoints))}
 }
 
 // Session returns the session id.

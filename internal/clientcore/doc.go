@@ -48,6 +48,16 @@
 // window is freed): a copy still on its way is applied once at most, and once a later command
 // carried the new number the cluster answers it as evicted. At most once holds.
 //
+// Versions: the core speaks Config.Protocol (this build's client protocol versions by default).
+// On each new connection it writes the open or attach, with its range, and the calls behind it,
+// in its lowest version (a member that does not speak it refuses at the open and reads nothing
+// after it, so those calls were not applied there); once attached, everything it writes is in the
+// version of the attached message (Output.Write hands the version in m.Version). A message with
+// Version 0, one not decoded from bytes (the simulator's), leaves the connection's version as it
+// is. A member's version refusal is a member that cannot serve: the core tries the next with its
+// backoff, and ends with ErrProtocolVersion (naming the ranges) once every configured member
+// refused on its latest answer.
+//
 // Files: core.go (the Core, its start and its end: Close, CloseSession), conn.go (the
 // connection: dialing, attaching, failover, what arrives), calls.go (commands and queries:
 // numbering, answers, refusals, giving up), timers.go (Tick), ring.go (the ring of unanswered

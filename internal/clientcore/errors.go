@@ -16,6 +16,9 @@ var (
 	ErrTimeout        = errors.New("tandem: timed out")
 	ErrInFlightFull   = errors.New("tandem: MaxInFlight commands already outstanding")
 	ErrTooLarge       = errors.New("tandem: too large")
+	// ErrProtocolVersion ends a core whose every configured member refused its client protocol
+	// versions (the error names the ranges).
+	ErrProtocolVersion = errors.New("tandem: no common protocol version")
 	// ErrDeadline is the cause given to a call that reached its deadline.
 	ErrDeadline = fmt.Errorf("%w: %w", ErrTimeout, context.DeadlineExceeded)
 )

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/tandem-cluster/tandem/internal/ratelog"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
@@ -40,6 +42,9 @@ type ClientConfig struct {
 	// once, logged and counted (Refused).
 	MaxConns int
 	Logger   *slog.Logger
+	// ClientProtocol is the client protocol versions this member speaks (zero: this build's,
+	// wire.ClientProtocol). Narrower only in tests of mixed versions.
+	ClientProtocol wire.Range
 }
 
 // ClientServer serves the client port.
@@ -62,6 +67,8 @@ type ClientServer struct {
 	// dirty lists the connections Send queued answers for since the last Flush. Only the
 	// member's loop (the caller of Send and Flush) touches it, and clientConn.dirty.
 	dirty []*clientConn
+	// versionLog limits the lines about clients refused for their versions.
+	versionLog ratelog.Limiter
 }
 
 type clientConn struct {
@@ -73,6 +80,10 @@ type clientConn struct {
 	dirty bool // listed in ClientServer.dirty (loop only)
 	once  sync.Once
 	done  chan struct{}
+	// version is the client protocol version negotiated on the connection, which everything
+	// written on it is encoded in: 0 until the reader fixed it, before it handed over the first
+	// request (so before the loop answers anything). Set once.
+	version atomic.Uint32
 }
 
 // NewClientServer creates the client port server; Start runs it.
@@ -92,9 +103,11 @@ func NewClientServer(cfg ClientConfig, h ClientHandler) *ClientServer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.ClientProtocol = cfg.ClientProtocol.OrDefault(wire.ClientProtocol)
 	done := make(chan struct{})
 	return &ClientServer{cfg: cfg, h: h, log: cfg.Logger, conns: map[uint64]*clientConn{}, done: done,
-		acc: newAccepter("client", cfg.Listener, cfg.MaxConns, cfg.Logger, done)}
+		acc:        newAccepter("client", cfg.Listener, cfg.MaxConns, cfg.Logger, done),
+		versionLog: ratelog.Limiter{Every: acceptLogEvery}}
 }
 
 // Start launches the accept loop.
@@ -135,10 +148,10 @@ func (s *ClientServer) Refused() int { return int(s.acc.refused.Load()) }
 // AcceptFailures returns how many accepts on the client port failed (and were retried).
 func (s *ClientServer) AcceptFailures() int { return int(s.acc.failed.Load()) }
 
-// Send queues a message for a connection; Flush sends what was queued. Neither blocks. A client
-// with more than MaxQueuedBytes of answers waiting is disconnected. Send and Flush are for one
-// goroutine (the member's loop): the answers of one round go out together, one write per
-// connection.
+// Send queues a message for a connection, encoded in the connection's client protocol version;
+// Flush sends what was queued. Neither blocks. A client with more than MaxQueuedBytes of answers
+// waiting is disconnected. Send and Flush are for one goroutine (the member's loop): the answers
+// of one round go out together, one write per connection.
 func (s *ClientServer) Send(conn uint64, m *wire.ClientMsg) {
 	s.mu.Lock()
 	c, ok := s.conns[conn]
@@ -147,8 +160,12 @@ func (s *ClientServer) Send(conn uint64, m *wire.ClientMsg) {
 		return
 	}
 	over := false
+	v := uint16(c.version.Load())
+	if v == 0 {
+		v = 1 // (not reached: the loop answers requests, which come after the version is fixed)
+	}
 	c.q.appendFrames(func(b []byte) []byte {
-		b = wire.AppendClientFrame(b, m)
+		b = wire.AppendClientFrame(b, m, v)
 		if len(b) > s.cfg.MaxQueuedBytes {
 			over = true
 			return b[:0]
@@ -249,6 +266,10 @@ func (s *ClientServer) readLoop(c *clientConn) {
 				}
 				s.log.Warn("client request over the frame limit refused", "conn", c.id,
 					"remote", c.conn.RemoteAddr().String(), "bytes", tl.BodyBytes, "limit", tl.Limit)
+				if refusal := s.negotiate(c, &m); refusal != "" {
+					s.refuseVersion(c, refusal)
+					return
+				}
 				batch = append(batch, m)
 				s.h.ClientRequests(c.id, batch) // at once: the skip may have taken a while
 				batch = nil
@@ -266,6 +287,10 @@ func (s *ClientServer) readLoop(c *clientConn) {
 		m, err := wire.DecodeClientMsg(body)
 		if err != nil {
 			s.rejectClient(c, "bad request: "+err.Error())
+			return
+		}
+		if refusal := s.negotiate(c, &m); refusal != "" {
+			s.refuseVersion(c, refusal)
 			return
 		}
 		// The payload aliases the read buffer, which the next ReadFrame reuses: copy it into
@@ -286,6 +311,69 @@ func (s *ClientServer) readLoop(c *clientConn) {
 			batch = nil
 		}
 	}
+}
+
+// negotiate fixes the connection's version on its first request, and checks every later open and
+// attach against it; it returns why the connection is refused ("" if it is not). An open or
+// attach carries the client's range: the version is the highest common one. Any other first
+// request is from a client that does not negotiate, which speaks version 1.
+func (s *ClientServer) negotiate(c *clientConn, m *wire.ClientMsg) string {
+	cur := uint16(c.version.Load())
+	own := s.cfg.ClientProtocol
+	if m.Kind != wire.COpen && m.Kind != wire.CAttach {
+		if cur != 0 {
+			return ""
+		}
+		if !own.Contains(1) {
+			return fmt.Sprintf("client protocol: this member speaks %s, the client sent a request before any open "+
+				"or attach, as a client that speaks [1,1] does: no common version", own)
+		}
+		c.version.Store(1)
+		return ""
+	}
+	if cur != 0 {
+		if m.Protocol.Contains(cur) {
+			return ""
+		}
+		return fmt.Sprintf("client protocol: this connection speaks version %d, and the client now speaks %s", cur, m.Protocol)
+	}
+	v, ok := own.Common(m.Protocol)
+	if !ok {
+		return fmt.Sprintf("client protocol: this member speaks %s, the client speaks %s: no common version", own, m.Protocol)
+	}
+	c.version.Store(uint32(v))
+	return ""
+}
+
+// refuseVersion refuses the connection for its version; the caller then closes it, and nothing
+// more is read from it. On a connection whose version was not fixed yet nothing was handed over,
+// so nothing else is written to it: the refusal is written at once, from the reader, then the
+// connection is shut for writing and what the client sent meanwhile is read and dropped until it
+// closes its end (bounded): closing with unread data would reset the connection, and the client
+// might lose the refusal. A connection whose version was fixed may have answers on their way
+// (the loop's): it is closed without a word, and the client's next connection negotiates anew.
+func (s *ClientServer) refuseVersion(c *clientConn, text string) {
+	s.mu.Lock()
+	s.rejected++
+	s.mu.Unlock()
+	if ok, held := s.versionLog.Allow(time.Now()); ok {
+		s.log.Warn("closing client connection: "+text, "conn", c.id, "remote", c.conn.RemoteAddr().String(),
+			"refusals_not_logged", held)
+	}
+	if c.version.Load() != 0 {
+		return
+	}
+	own := s.cfg.ClientProtocol
+	m := wire.ClientMsg{Kind: wire.CVersionRefused, Protocol: own, Payload: []byte(text)}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(refusalLingerTimeout))
+	if _, err := c.conn.Write(wire.AppendClientFrame(nil, &m, own.Max)); err != nil {
+		return
+	}
+	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(refusalLingerTimeout))
+	_, _ = io.CopyN(io.Discard, c.conn, refusalLingerBytesMax)
 }
 
 // skipOversized reads the head of a frame over the limit (ReadFrame read its length only) and, if
@@ -327,6 +415,10 @@ const (
 	maxRequestBatch = 1024
 	// arenaBytes is the size of the blocks request payloads are copied into.
 	arenaBytes = 64 << 10
+	// refusalLingerTimeout and refusalLingerBytesMax bound how long a refused connection is kept
+	// for its refusal to reach the client, and how much of what it sends meanwhile is read.
+	refusalLingerTimeout  = 5 * time.Second
+	refusalLingerBytesMax = 4 << 20
 )
 
 func (s *ClientServer) rejectClient(c *clientConn, reason string) {

@@ -53,7 +53,7 @@ func TestClientRequestsBatchedInOrderWithStablePayloads(t *testing.T) {
 	var out []byte
 	for i := range n {
 		out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Seq: wire.Seq(i + 1),
-			Payload: []byte(fmt.Sprintf("payload-%d-%s", i, bytes.Repeat([]byte("x"), i%97)))})
+			Payload: []byte(fmt.Sprintf("payload-%d-%s", i, bytes.Repeat([]byte("x"), i%97)))}, wire.ClientProtocolMax)
 	}
 	if _, err := nc.Write(out); err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func TestClientThatDoesNotReadIsDisconnected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	if _, err := nc.Write(wire.AppendClientFrame(nil, &wire.ClientMsg{Kind: wire.CKeepAlive})); err != nil {
+	if _, err := nc.Write(wire.AppendClientFrame(nil, &wire.ClientMsg{Kind: wire.CKeepAlive}, wire.ClientProtocolMax)); err != nil {
 		t.Fatal(err)
 	}
 	<-rec.batches
@@ -152,9 +152,9 @@ func TestOversizedCommandHandedOverAsItsHead(t *testing.T) {
 	}
 	defer nc.Close()
 	var out []byte
-	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Session: wire.SessionID{7}, Seq: 3, LowestUnacked: 2, Payload: make([]byte, 5*limit)})
-	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CQuery, RequestID: 11, Payload: make([]byte, 2*limit)})
-	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Session: wire.SessionID{7}, Seq: 4, LowestUnacked: 2, Payload: []byte("small")})
+	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Session: wire.SessionID{7}, Seq: 3, LowestUnacked: 2, Payload: make([]byte, 5*limit)}, wire.ClientProtocolMax)
+	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CQuery, RequestID: 11, Payload: make([]byte, 2*limit)}, wire.ClientProtocolMax)
+	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Session: wire.SessionID{7}, Seq: 4, LowestUnacked: 2, Payload: []byte("small")}, wire.ClientProtocolMax)
 	if _, err := nc.Write(out); err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestOversizedCommandHandedOverAsItsHead(t *testing.T) {
 	}
 
 	// An oversized frame of another kind is not skipped.
-	if _, err := nc.Write(wire.AppendClientFrame(nil, &wire.ClientMsg{Kind: wire.CPush, Payload: make([]byte, 2*limit)})); err != nil {
+	if _, err := nc.Write(wire.AppendClientFrame(nil, &wire.ClientMsg{Kind: wire.CPush, Payload: make([]byte, 2*limit)}, wire.ClientProtocolMax)); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -29,8 +29,21 @@
 // while a peer could not be reached is dropped when it comes back: raft sends again what
 // matters.
 //
-// Inbound connections are believed only after a handshake (magic, version, cluster id, sender
-// and receiver raft id). Another cluster, a sender that is not a peer, a message whose sender
+// Versions: every connection negotiates its member protocol version when it opens (package wire,
+// "Versions"). The dialler sends its handshake (its range, MemberProtocol, and the highest
+// cluster version it can apply, ClusterVersionMax) and waits for the acceptor's reply, bounded
+// by handshakeTimeout, before it sends anything. The acceptor, once the handshake passed its
+// checks, answers: accepted at the highest common version, or refused with a text naming both
+// ranges, which both sides log (rate-limited) before the connection is closed; the dialler
+// treats a refusal as a failed connection and retries with its backoff, as the peer may be
+// upgraded meanwhile. A handshake of a build from before negotiation (045a031 or older) is
+// refused with a log line saying that the whole cluster must be restarted on one build. Each
+// side reports the other's highest cluster version to Config.PeerClusterVersion, on every
+// connection accepted. There is one member protocol version so far: the negotiated one is
+// recorded (PeerVersion) and nothing depends on it yet.
+//
+// Inbound connections are believed only after a handshake (magic, layout, cluster id, sender
+// and receiver raft id, a common version). Another cluster, a sender that is not a peer, a message whose sender
 // or receiver differs from the handshake's, a frame over MaxFrameBytes, a bad checksum: each
 // closes the connection with a logged reason and counts it (Rejected), and nothing from that
 // connection reaches raft. Until members authenticate each other, whoever reaches the port and
@@ -53,6 +66,15 @@
 //     once), Flush writes the round's answers, one write per connection where the socket takes
 //     it. Neither blocks.
 //  4. Stop closes the listener and every connection and waits.
+//
+// Versions: a connection's client protocol version is fixed by its first request: an open or
+// attach carries the client's range, and the version is the highest common one with
+// ClientConfig.ClientProtocol; any other first request makes it version 1 (a client that does
+// not negotiate). Send encodes everything for the connection in that version, so the loop (and
+// the replica) never needs to know it: a version-1 client never receives limits or texts. A
+// client with no common version gets a version refusal naming both ranges, written by the
+// reader, and the connection is closed once it is written; nothing behind the open is read. A
+// later open or attach whose range leaves out the connection's version closes the connection.
 //
 // A command or query over MaxFrameBytes is not read: its head is handed over, marked with its
 // size (wire.ClientMsg.OversizedBytes), so the member can refuse it with its limit, and the rest

@@ -76,6 +76,11 @@ func (t *Transport) serve(conn net.Conn) {
 		return
 	}
 	hs, err := wire.DecodeHandshake(body)
+	if errors.Is(err, wire.ErrLegacyHandshake) {
+		t.refuse(conn, "handshake from raft id %d: the peer runs a build from before version negotiation "+
+			"(045a031 or older): stop the whole cluster and restart it on this build (docs/COMPATIBILITY.md)", hs.SenderID)
+		return
+	}
 	if err != nil {
 		t.reject(conn, "bad handshake: %v", err)
 		return
@@ -93,7 +98,28 @@ func (t *Transport) serve(conn net.Conn) {
 		return
 	}
 	from := hs.SenderID
-	self := &inboundPeer{id: from}
+	v, ok := t.cfg.MemberProtocol.Common(hs.Protocol)
+	reply := wire.HandshakeReply{Accepted: ok, Version: v, Protocol: t.cfg.MemberProtocol,
+		ClusterVersionMax: t.cfg.ClusterVersionMax}
+	if !ok {
+		reply.Text = fmt.Sprintf("member protocol: raft id %d speaks %s, raft id %d speaks %s: no common version",
+			t.cfg.SelfID, t.cfg.MemberProtocol, from, hs.Protocol)
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
+	_, werr := conn.Write(wire.AppendFrame(nil, wire.FrameHandshakeReply, wire.AppendHandshakeReply(nil, &reply)))
+	_ = conn.SetWriteDeadline(time.Time{})
+	if !ok {
+		t.refuse(conn, "%s", reply.Text)
+		return
+	}
+	if werr != nil {
+		t.reject(conn, "answering the handshake of raft id %d: %v", from, werr)
+		return
+	}
+	if f := t.cfg.PeerClusterVersion; f != nil {
+		f(from, hs.ClusterVersionMax)
+	}
+	self := &inboundPeer{id: from, version: v}
 	t.mu.Lock()
 	t.authed[conn] = self
 	t.mu.Unlock()
@@ -257,7 +283,7 @@ func (p *peer) sendSnapshot(m *pb.Message) error {
 	if err != nil {
 		return err
 	}
-	conn, err := p.dial()
+	conn, _, err := p.dial()
 	if err != nil {
 		return err
 	}

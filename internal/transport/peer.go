@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -53,6 +54,18 @@ type Config struct {
 	// SnapshotDir receives incoming snapshots; they are fsynced and verified before raft sees them.
 	SnapshotDir string
 	Logger      *slog.Logger
+
+	// MemberProtocol is the member protocol versions this member speaks (zero: this build's,
+	// wire.MemberProtocol). Narrower only in tests of mixed versions.
+	MemberProtocol wire.Range
+	// ClusterVersionMax is the highest cluster (log) version this member can apply, which its
+	// handshakes and handshake replies report to the peers (the node passes
+	// container.ClusterVersionMax).
+	ClusterVersionMax uint16
+	// PeerClusterVersion, if set, is told the highest cluster version a peer can apply each time
+	// a connection with it is accepted, in either direction (the handshake, the handshake
+	// reply). Called from the connection's goroutine, never from Send: it may wait.
+	PeerClusterVersion func(raftID uint64, max uint16)
 }
 
 func (c *Config) defaults() {
@@ -83,6 +96,7 @@ func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.MemberProtocol = c.MemberProtocol.OrDefault(wire.MemberProtocol)
 }
 
 // Handler receives what the transport learns, to hand it to the member's loop. Its methods are
@@ -132,6 +146,8 @@ type Transport struct {
 	// SendsDropped from any goroutine); dropLog limits the lines saying so.
 	sendsDropped atomic.Int64
 	dropLog      ratelog.Limiter
+	// versionLog limits the lines about peers refused for their versions.
+	versionLog ratelog.Limiter
 }
 
 // New creates a transport; Start runs it.
@@ -145,15 +161,16 @@ func New(cfg Config, h Handler) *Transport {
 		ctx:     ctx,
 		cancel:  cancel,
 		inbound: map[net.Conn]struct{}{},
-		dropLog: ratelog.Limiter{Every: acceptLogEvery},
-		authed:  map[net.Conn]*inboundPeer{},
+		dropLog: ratelog.Limiter{Every: acceptLogEvery}, versionLog: ratelog.Limiter{Every: acceptLogEvery},
+		authed: map[net.Conn]*inboundPeer{},
 	}
 	t.acc = newAccepter("member", cfg.Listener, cfg.MaxConns, cfg.Logger, ctx.Done())
 	for id, addr := range cfg.Peers {
 		if id == cfg.SelfID {
 			continue
 		}
-		p := &peer{t: t, id: id, addr: addr, q: newOutq(), snapq: make(chan *pb.Message, 1)}
+		p := &peer{t: t, id: id, addr: addr, q: newOutq(), snapq: make(chan *pb.Message, 1),
+			refuseLog: ratelog.Limiter{Every: acceptLogEvery}}
 		t.peers[id] = p
 		t.order = append(t.order, p)
 	}
@@ -184,9 +201,11 @@ func (t *Transport) Stop() {
 	t.wg.Wait()
 }
 
-// inboundPeer is an authenticated inbound connection's sender, and whether DropInbound closed it.
+// inboundPeer is an authenticated inbound connection's sender, the version negotiated on it, and
+// whether DropInbound closed it.
 type inboundPeer struct {
 	id      uint64
+	version uint16
 	dropped bool
 }
 
@@ -317,6 +336,20 @@ type peer struct {
 	snapq chan *pb.Message
 	// queued: Send queued frames since the last flush; urgent: one of them is urgent. Loop only.
 	queued, urgent bool
+	// version is the member protocol version negotiated on the current outbound connection (0:
+	// none). Every version so far frames messages alike; a later one that does not reads it.
+	version atomic.Uint32
+	// refuseLog limits the lines about handshakes this peer refused or left unanswered.
+	refuseLog ratelog.Limiter
+}
+
+// PeerVersion returns the member protocol version negotiated on the outbound connection to the
+// peer with raft id id, 0 while there is none.
+func (t *Transport) PeerVersion(id uint64) uint16 {
+	if p, ok := t.peers[id]; ok {
+		return uint16(p.version.Load())
+	}
+	return 0
 }
 
 func (p *peer) backoff(attempt int) time.Duration {
@@ -325,27 +358,87 @@ func (p *peer) backoff(attempt int) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1)) // jitter: [d/2, d]
 }
 
-// dial connects and performs the handshake.
-func (p *peer) dial() (net.Conn, error) {
+// dial connects and performs the handshake: it sends its own and waits for the peer's reply
+// (bounded by handshakeTimeout) before anything else is sent. It returns the negotiated version.
+func (p *peer) dial() (net.Conn, uint16, error) {
 	d := net.Dialer{Timeout: p.t.cfg.DialTimeout}
 	conn, err := d.DialContext(p.t.ctx, "tcp", p.addr)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 		_ = tc.SetKeepAlive(true)
 		_ = tc.SetKeepAlivePeriod(5 * time.Second)
 	}
-	hs := wire.Handshake{ClusterID: p.t.cfg.ClusterID, SenderID: p.t.cfg.SelfID, ReceiverID: p.id}
+	hs := wire.Handshake{ClusterID: p.t.cfg.ClusterID, SenderID: p.t.cfg.SelfID, ReceiverID: p.id,
+		Protocol: p.t.cfg.MemberProtocol, ClusterVersionMax: p.t.cfg.ClusterVersionMax}
 	frame := wire.AppendFrame(nil, wire.FrameHandshake, wire.AppendHandshake(nil, &hs))
 	_ = conn.SetWriteDeadline(time.Now().Add(p.t.cfg.DialTimeout))
 	if _, err := conn.Write(frame); err != nil {
 		_ = conn.Close()
-		return nil, err
+		return nil, 0, err
 	}
 	_ = conn.SetWriteDeadline(time.Time{})
-	return conn, nil
+	v, err := p.awaitReply(conn)
+	if err != nil {
+		_ = conn.Close()
+		return nil, 0, err
+	}
+	return conn, v, nil
+}
+
+// handshakeReplyBytesMax bounds the frame of a handshake reply: its fields and its text.
+const handshakeReplyBytesMax = 64 + wire.MaxRefusalTextBytes
+
+// awaitReply reads the peer's answer to the handshake. A refusal, or no answer, is logged
+// (rate-limited per peer: the dialler retries with its backoff, as the peer may be upgraded or
+// reconfigured meanwhile) and returned as an error: the connection failed.
+func (p *peer) awaitReply(conn net.Conn) (uint16, error) {
+	_ = conn.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	defer conn.SetReadDeadline(time.Time{})
+	// Read from conn itself, not through a buffer: what follows on a snapshot connection (the
+	// acknowledgement) is read by another reader.
+	kind, body, _, err := wire.ReadFrame(conn, handshakeReplyBytesMax, nil)
+	if err != nil {
+		if p.t.ctx.Err() == nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+			err = fmt.Errorf("the peer closed the connection without answering the handshake: it refused it " +
+				"(see its log), or it runs a build from before version negotiation (045a031 or older)")
+			p.logRefusal(err)
+		}
+		return 0, err
+	}
+	if kind != wire.FrameHandshakeReply {
+		return 0, fmt.Errorf("answered the handshake with frame kind %d", kind)
+	}
+	rep, err := wire.DecodeHandshakeReply(body)
+	if err != nil {
+		return 0, err
+	}
+	if !rep.Accepted {
+		err := fmt.Errorf("%w: %s", errHandshakeRefused, rep.Text)
+		p.logRefusal(err)
+		return 0, err
+	}
+	if !p.t.cfg.MemberProtocol.Contains(rep.Version) || !rep.Protocol.Contains(rep.Version) {
+		err := fmt.Errorf("the peer chose member protocol version %d, outside this member's %s or its own %s",
+			rep.Version, p.t.cfg.MemberProtocol, rep.Protocol)
+		p.logRefusal(err)
+		return 0, err
+	}
+	if f := p.t.cfg.PeerClusterVersion; f != nil {
+		f(p.id, rep.ClusterVersionMax)
+	}
+	return rep.Version, nil
+}
+
+var errHandshakeRefused = errors.New("the peer refused the handshake")
+
+func (p *peer) logRefusal(err error) {
+	if ok, held := p.refuseLog.Allow(time.Now()); ok {
+		p.t.log.Warn("member connection failed at the handshake; retrying with backoff", "peer", p.id,
+			"addr", p.addr, "err", err, "failures_not_logged", held)
+	}
 }
 
 func (p *peer) sleep(d time.Duration) bool {
@@ -363,7 +456,7 @@ func (p *peer) run() {
 	defer p.t.wg.Done()
 	attempt := 0
 	for p.t.ctx.Err() == nil {
-		conn, err := p.dial()
+		conn, v, err := p.dial()
 		if err != nil {
 			p.t.h.Unreachable(p.id)
 			p.q.reset() // while the peer cannot be reached, stale messages must not pile up
@@ -382,7 +475,9 @@ func (p *peer) run() {
 			p.q.reset()
 		}
 		attempt = 0
+		p.version.Store(uint32(v))
 		err = p.write(conn)
+		p.version.Store(0)
 		_ = conn.Close()
 		if err != nil && p.t.ctx.Err() == nil {
 			p.t.log.Debug("member connection lost", "peer", p.id, "err", err)
@@ -406,6 +501,20 @@ func (p *peer) write(conn net.Conn) error {
 			return err
 		}
 	}
+}
+
+// refuse closes a connection whose peer speaks no version this member speaks, counted as
+// rejected and logged at most once per acceptLogEvery (the peer retries with its backoff, for as
+// long as it runs).
+func (t *Transport) refuse(conn net.Conn, reason string, args ...any) {
+	t.mu.Lock()
+	t.rejected++
+	t.mu.Unlock()
+	if ok, held := t.versionLog.Allow(time.Now()); ok {
+		t.log.Error("closing member connection: "+fmt.Sprintf(reason, args...), "remote", conn.RemoteAddr().String(),
+			"refusals_not_logged", held)
+	}
+	_ = conn.Close()
 }
 
 func (t *Transport) reject(conn net.Conn, reason string, args ...any) {

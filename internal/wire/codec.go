@@ -9,7 +9,9 @@ import (
 	"io"
 )
 
-// Version is the version byte of every encoding in this package.
+// Version is the version byte of frames, log batches and snapshot chunks. The client protocol's
+// version byte is the version each message is encoded in (ClientProtocol); the handshake has a
+// layout byte of its own.
 const Version uint8 = 1
 
 // Limits.
@@ -44,6 +46,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // ---- primitive writers ----
 
 func putU64(dst []byte, v uint64) []byte { return binary.LittleEndian.AppendUint64(dst, v) }
+func putU16(dst []byte, v uint16) []byte { return binary.LittleEndian.AppendUint16(dst, v) }
 func putU32(dst []byte, v uint32) []byte { return binary.LittleEndian.AppendUint32(dst, v) }
 func putBytes(dst []byte, b []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(b)))
@@ -71,6 +74,16 @@ func (r *reader) u8() uint8 {
 	}
 	v := r.b[r.off]
 	r.off++
+	return v
+}
+
+func (r *reader) u16() uint16 {
+	if r.err != nil || r.off+2 > len(r.b) {
+		r.fail("truncated")
+		return 0
+	}
+	v := binary.LittleEndian.Uint16(r.b[r.off:])
+	r.off += 2
 	return v
 }
 
@@ -234,17 +247,27 @@ func DecodeBatch(data []byte) (Batch, error) {
 
 // ---- client messages ----
 
-// AppendClientMsg appends the encoding of m to dst: version, kind, then the kind's fields
-// (see doc.go).
-func AppendClientMsg(dst []byte, m *ClientMsg) []byte {
-	dst = append(dst, Version, uint8(m.Kind))
+// AppendClientMsg appends the encoding of m in client protocol version version to dst: version,
+// kind, then the kind's fields (see doc.go). version picks the layouts: 1 the first ones, any
+// other today's; the caller passes the version negotiated on the connection (or, for an open or
+// attach, whose layout is the same at every version, the lowest the client speaks).
+func AppendClientMsg(dst []byte, m *ClientMsg, version uint16) []byte {
+	dst = append(dst, uint8(version), uint8(m.Kind))
 	switch m.Kind {
-	case COpen, CAttach, CKeepAlive, CClose:
+	case COpen, CAttach:
+		dst = append(dst, m.Session[:]...)
+		if m.Protocol != (Range{}) {
+			dst = putU16(dst, m.Protocol.Min)
+			dst = putU16(dst, m.Protocol.Max)
+		}
+	case CKeepAlive, CClose:
 		dst = append(dst, m.Session[:]...)
 	case CAttached:
 		dst = append(dst, m.Session[:]...)
-		dst = putU32(dst, uint32(m.CommandBytesMax))
-		dst = putU32(dst, uint32(m.WindowMax))
+		if version != 1 {
+			dst = putU32(dst, uint32(m.CommandBytesMax))
+			dst = putU32(dst, uint32(m.WindowMax))
+		}
 	case CKeepAliveAck:
 		dst = append(dst, m.Session[:]...)
 		dst = append(dst, uint8(m.Status))
@@ -276,30 +299,54 @@ func AppendClientMsg(dst []byte, m *ClientMsg) []byte {
 	case CSessionEvent:
 		dst = append(dst, m.Session[:]...)
 		dst = append(dst, uint8(m.Status), m.Reason)
-		dst = putBytes(dst, m.Payload)
+		if version != 1 {
+			dst = putBytes(dst, m.Payload)
+		}
 	case CPush:
 		dst = append(dst, m.Session[:]...)
 		dst = putBytes(dst, m.Payload)
+	case CVersionRefused:
+		dst = putU16(dst, m.Protocol.Min)
+		dst = putU16(dst, m.Protocol.Max)
+		dst = putBytes(dst, m.Payload[:min(len(m.Payload), MaxRefusalTextBytes)])
 	}
 	return dst
 }
 
-// DecodeClientMsg decodes a client message. Payload aliases data.
+// DecodeClientMsg decodes a client message of a version this build speaks (ClientProtocol), or
+// of a kind whose layout is frozen (open, attach, version refused) whatever its version byte;
+// another version is an error wrapping ErrVersion. m.Version is the message's version byte.
+// Payload aliases data.
 func DecodeClientMsg(data []byte) (ClientMsg, error) {
 	r := &reader{b: data, what: "client message"}
-	r.version()
+	v := r.u8()
 	var m ClientMsg
+	m.Version = uint16(v)
 	m.Kind = ClientKind(r.u8())
 	if r.err != nil {
 		return ClientMsg{}, r.err
 	}
+	if !frozenClientKind(m.Kind) && !ClientProtocol.Contains(m.Version) {
+		return ClientMsg{}, errClientVersion(v)
+	}
 	switch m.Kind {
-	case COpen, CAttach, CKeepAlive, CClose:
+	case COpen, CAttach:
+		m.Session = r.session()
+		m.Protocol = Range{1, 1} // none: a client from before version negotiation
+		if r.err == nil && r.off < len(data) {
+			m.Protocol = Range{r.u16(), r.u16()}
+			if r.err == nil && !m.Protocol.Valid() {
+				r.fail("protocol range %s", m.Protocol)
+			}
+		}
+	case CKeepAlive, CClose:
 		m.Session = r.session()
 	case CAttached:
 		m.Session = r.session()
-		m.CommandBytesMax = int(r.u32())
-		m.WindowMax = int(r.u32())
+		if m.Version != 1 {
+			m.CommandBytesMax = int(r.u32())
+			m.WindowMax = int(r.u32())
+		}
 		if r.err == nil && (m.CommandBytesMax > MaxPayloadBytes || m.WindowMax > MaxWindow) {
 			r.fail("limits %d bytes, window %d", m.CommandBytesMax, m.WindowMax)
 		}
@@ -338,10 +385,18 @@ func DecodeClientMsg(data []byte) (ClientMsg, error) {
 		m.Session = r.session()
 		m.Status = r.status()
 		m.Reason = r.u8()
-		m.Payload = r.bytes(MaxPayloadBytes)
+		if m.Version != 1 {
+			m.Payload = r.bytes(MaxPayloadBytes)
+		}
 	case CPush:
 		m.Session = r.session()
 		m.Payload = r.bytes(MaxPayloadBytes)
+	case CVersionRefused:
+		m.Protocol = Range{r.u16(), r.u16()}
+		m.Payload = r.bytes(MaxRefusalTextBytes)
+		if r.err == nil && !m.Protocol.Valid() {
+			r.fail("protocol range %s", m.Protocol)
+		}
 	default:
 		r.fail("message kind %d", m.Kind)
 	}
@@ -371,9 +426,11 @@ const (
 	FrameSnapshotChunk FrameKind = 3 // a piece of a snapshot stream
 	FrameSnapshotAck   FrameKind = 4 // the receiver synced and verified a snapshot
 	FrameClient        FrameKind = 5 // a client-protocol message
+	// FrameHandshakeReply: member connection: the acceptor's answer to the handshake.
+	FrameHandshakeReply FrameKind = 6
 )
 
-const maxFrameKind = FrameClient
+const maxFrameKind = FrameHandshakeReply
 
 // AppendFrame appends a frame: u32 length of everything after it, version, kind, CRC-32C of the
 // body, body.
@@ -384,12 +441,13 @@ func AppendFrame(dst []byte, kind FrameKind, body []byte) []byte {
 	return append(dst, body...)
 }
 
-// AppendClientFrame appends m as a FrameClient frame, encoding the body in place: the same bytes
-// as AppendFrame(dst, FrameClient, AppendClientMsg(nil, m)) without the intermediate buffer.
-func AppendClientFrame(dst []byte, m *ClientMsg) []byte {
+// AppendClientFrame appends m, encoded in version, as a FrameClient frame, encoding the body in
+// place: the same bytes as AppendFrame(dst, FrameClient, AppendClientMsg(nil, m, version))
+// without the intermediate buffer.
+func AppendClientFrame(dst []byte, m *ClientMsg, version uint16) []byte {
 	start := len(dst)
 	dst = append(dst, make([]byte, FrameHeaderBytes)...)
-	dst = AppendClientMsg(dst, m)
+	dst = AppendClientMsg(dst, m, version)
 	SealFrame(dst[start:], FrameClient)
 	return dst
 }
@@ -479,8 +537,12 @@ const ClientHeadBytes = 1 + 1 + 16 + 8 + 8
 // and for a head too short or of another version.
 func DecodeClientHead(head []byte) (m ClientMsg, ok bool) {
 	r := &reader{b: head, what: "client message head"}
-	r.version()
+	v := r.u8()
+	m.Version = uint16(v)
 	m.Kind = ClientKind(r.u8())
+	if r.err != nil || !ClientProtocol.Contains(m.Version) {
+		return ClientMsg{}, false
+	}
 	switch m.Kind {
 	case CCommand:
 		m.Session = r.session()
@@ -502,48 +564,6 @@ func unexpected(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
-}
-
-// ---- member handshake ----
-
-var handshakeMagic = [4]byte{'T', 'N', 'D', 'M'}
-
-// Handshake is the first frame on a member connection.
-type Handshake struct {
-	ClusterID  string
-	SenderID   uint64 // raft id of the sender
-	ReceiverID uint64 // raft id the sender believes it talks to
-}
-
-// AppendHandshake appends the encoding of h.
-func AppendHandshake(dst []byte, h *Handshake) []byte {
-	dst = append(dst, handshakeMagic[:]...)
-	dst = append(dst, Version)
-	dst = putBytes(dst, []byte(h.ClusterID))
-	dst = putU64(dst, h.SenderID)
-	return putU64(dst, h.ReceiverID)
-}
-
-// DecodeHandshake decodes a handshake.
-func DecodeHandshake(data []byte) (Handshake, error) {
-	r := &reader{b: data, what: "handshake"}
-	if len(data) < 4 || [4]byte(data[:4]) != handshakeMagic {
-		r.fail("bad magic")
-		return Handshake{}, r.err
-	}
-	r.off = 4
-	r.version()
-	var h Handshake
-	h.ClusterID = string(r.bytes(MaxClusterIDBytes))
-	h.SenderID = r.u64()
-	h.ReceiverID = r.u64()
-	if r.err == nil && (h.SenderID == 0 || h.ReceiverID == 0) {
-		r.fail("raft id 0")
-	}
-	if err := r.end(); err != nil {
-		return Handshake{}, err
-	}
-	return h, nil
 }
 
 // ---- snapshot chunks ----

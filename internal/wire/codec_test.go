@@ -26,10 +26,12 @@ func sampleBatches() []Batch {
 	}
 }
 
+// sampleClientMsgs are messages of every kind, in both versions, as DecodeClientMsg returns them
+// (Version set): encoded at their Version, they decode to themselves.
 func sampleClientMsgs() []ClientMsg {
-	return []ClientMsg{
-		{Kind: COpen, Session: sid},
-		{Kind: CAttach, Session: sid},
+	ms := []ClientMsg{
+		{Kind: COpen, Session: sid, Protocol: Range{1, 2}},
+		{Kind: CAttach, Session: sid, Protocol: Range{1, 2}},
 		{Kind: CKeepAlive, Session: sid},
 		{Kind: CClose, Session: sid},
 		{Kind: CAttached, Session: sid},
@@ -44,7 +46,20 @@ func sampleClientMsgs() []ClientMsg {
 		{Kind: CSessionEvent, Session: sid, Status: StatusRejected, Reason: 3},
 		{Kind: CSessionEvent, Session: sid, Status: StatusRejected, Payload: []byte("session limit reached")},
 		{Kind: CPush, Session: sid, Payload: []byte("hello")},
+		{Kind: CVersionRefused, Protocol: Range{1, 2}, Payload: []byte("client protocol: no common version")},
 	}
+	for i := range ms {
+		ms[i].Version = ClientProtocolMax
+	}
+	return append(ms,
+		ClientMsg{Version: 1, Kind: COpen, Session: sid, Protocol: Range{1, 1}},
+		ClientMsg{Version: 1, Kind: CAttached, Session: sid},
+		ClientMsg{Version: 1, Kind: CSessionEvent, Session: sid, Status: StatusSessionExpired, Reason: 2},
+		ClientMsg{Version: 1, Kind: CCommand, Session: sid, Seq: 3, LowestUnacked: 2, Payload: []byte("x")},
+		ClientMsg{Version: 1, Kind: CResponse, Session: sid, Seq: 3, Payload: []byte("OK")},
+		ClientMsg{Version: 3, Kind: COpen, Session: sid, Protocol: Range{3, 3}}, // frozen: any version
+		ClientMsg{Version: 9, Kind: CVersionRefused, Protocol: Range{9, 9}, Payload: []byte("no")},
+	)
 }
 
 // normalize makes nil and empty payloads compare equal (the encoding does not tell them apart).
@@ -80,13 +95,175 @@ func TestBatchRoundTrip(t *testing.T) {
 
 func TestClientMsgRoundTrip(t *testing.T) {
 	for _, m := range sampleClientMsgs() {
-		got, err := DecodeClientMsg(AppendClientMsg(nil, &m))
+		got, err := DecodeClientMsg(AppendClientMsg(nil, &m, m.Version))
 		if err != nil {
 			t.Fatalf("%+v: %v", m, err)
 		}
 		if !reflect.DeepEqual(normalize(got), normalize(m)) {
 			t.Fatalf("round trip of %+v gave %+v", m, got)
 		}
+	}
+}
+
+// The two client protocol versions differ in CAttached (version 1: the session only) and
+// CSessionEvent (version 1: no text); the bytes of version 1 are 045a031's.
+func TestClientMsgVersion1Layouts(t *testing.T) {
+	attached := ClientMsg{Kind: CAttached, Session: sid, CommandBytesMax: 1000, WindowMax: 64}
+	want := append([]byte{1, byte(CAttached)}, sid[:]...)
+	if got := AppendClientMsg(nil, &attached, 1); !bytes.Equal(got, want) {
+		t.Fatalf("v1 attached: %x, want %x (the session only)", got, want)
+	}
+	if got := AppendClientMsg(nil, &attached, 2); len(got) != len(want)+8 || got[0] != 2 {
+		t.Fatalf("v2 attached: %x, want the limits after the session", got)
+	}
+	ev := ClientMsg{Kind: CSessionEvent, Session: sid, Status: StatusRejected, Reason: 4, Payload: []byte("why")}
+	want = append(append([]byte{1, byte(CSessionEvent)}, sid[:]...), byte(StatusRejected), 4)
+	if got := AppendClientMsg(nil, &ev, 1); !bytes.Equal(got, want) {
+		t.Fatalf("v1 session event: %x, want %x (no text)", got, want)
+	}
+	m, err := DecodeClientMsg(AppendClientMsg(nil, &ev, 2))
+	if err != nil || string(m.Payload) != "why" || m.Version != 2 {
+		t.Fatalf("v2 session event: %+v %v", m, err)
+	}
+	// A v2 attached read as v1 has trailing bytes; a v1 one read as v2 is truncated.
+	v2 := AppendClientMsg(nil, &attached, 2)
+	v2[0] = 1
+	if _, err := DecodeClientMsg(v2); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("v2 attached under a version-1 byte: %v", err)
+	}
+	// A 045a031 client's open: no range, which means [1,1].
+	open := append([]byte{1, byte(COpen)}, sid[:]...)
+	m, err = DecodeClientMsg(open)
+	if err != nil || m.Kind != COpen || m.Protocol != (Range{1, 1}) || m.Version != 1 {
+		t.Fatalf("045a031 open: %+v %v", m, err)
+	}
+	if got := AppendClientMsg(nil, &ClientMsg{Kind: COpen, Session: sid}, 1); !bytes.Equal(got, open) {
+		t.Fatalf("an open with no range: %x, want 045a031's %x", got, open)
+	}
+	// Versions this build does not speak: refused, naming what it speaks; the frozen kinds read.
+	for _, v := range []uint16{0, 3, 255} {
+		_, err := DecodeClientMsg(AppendClientMsg(nil, &ClientMsg{Kind: CCommand, Session: sid, Seq: 1}, v))
+		if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "[1,2]") {
+			t.Fatalf("command at version %d: %v", v, err)
+		}
+		m, err := DecodeClientMsg(AppendClientMsg(nil, &ClientMsg{Kind: CAttach, Session: sid, Protocol: Range{v, v + 1}}, v))
+		if v == 0 {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("attach with range [0,1]: %v", err)
+			}
+			continue
+		}
+		if err != nil || m.Protocol != (Range{v, v + 1}) || m.Version != v {
+			t.Fatalf("attach at version %d: %+v %v", v, m, err)
+		}
+	}
+	bad := AppendClientMsg(nil, &ClientMsg{Kind: COpen, Session: sid, Protocol: Range{3, 2}}, 1)
+	if _, err := DecodeClientMsg(bad); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("open with range [3,2]: %v", err)
+	}
+}
+
+func TestRange(t *testing.T) {
+	for _, c := range []struct {
+		a, b Range
+		v    uint16
+		ok   bool
+	}{
+		{Range{1, 2}, Range{1, 1}, 1, true},
+		{Range{1, 2}, Range{1, 5}, 2, true},
+		{Range{2, 4}, Range{3, 9}, 4, true},
+		{Range{1, 1}, Range{3, 3}, 0, false},
+		{Range{3, 3}, Range{1, 2}, 0, false},
+		{Range{0, 2}, Range{1, 2}, 0, false},
+		{Range{2, 1}, Range{1, 2}, 0, false},
+	} {
+		if v, ok := c.a.Common(c.b); v != c.v || ok != c.ok {
+			t.Fatalf("%s common %s = %d %v, want %d %v", c.a, c.b, v, ok, c.v, c.ok)
+		}
+	}
+	if s := (Range{1, 2}).String(); s != "[1,2]" {
+		t.Fatalf("String = %q", s)
+	}
+}
+
+func TestHandshakeLayouts(t *testing.T) {
+	h := Handshake{ClusterID: "tandem", SenderID: 1, ReceiverID: 3, Protocol: Range{1, 4}, ClusterVersionMax: 2}
+	enc := AppendHandshake(nil, &h)
+	want := append([]byte("TNDM\x02\x06tandem"), 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 4, 0, 2, 0)
+	if !bytes.Equal(enc, want) {
+		t.Fatalf("layout 2: %x, want %x", enc, want)
+	}
+	got, err := DecodeHandshake(enc)
+	if err != nil || got != h {
+		t.Fatalf("layout 2 round trip: %+v %v", got, err)
+	}
+	// Layout 1, as 045a031 writes it: refused with its own error, what it says still read.
+	legacy := append([]byte("TNDM\x01\x06tandem"), 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0)
+	if !bytes.Equal(AppendLegacyHandshake(nil, &Handshake{ClusterID: "tandem", SenderID: 2, ReceiverID: 1}), legacy) {
+		t.Fatal("AppendLegacyHandshake does not write 045a031's bytes")
+	}
+	got, err = DecodeHandshake(legacy)
+	if !errors.Is(err, ErrLegacyHandshake) || !errors.Is(err, ErrVersion) || got.SenderID != 2 || got.ClusterID != "tandem" {
+		t.Fatalf("layout 1: %+v %v, want ErrLegacyHandshake and the sender", got, err)
+	}
+	if _, err := DecodeHandshake(legacy[:10]); !errors.Is(err, ErrLegacyHandshake) || !errors.Is(err, ErrMalformed) {
+		t.Fatalf("truncated layout 1: %v", err)
+	}
+	for _, layout := range []byte{0, 3, 255} {
+		bad := bytes.Clone(enc)
+		bad[4] = layout
+		if _, err := DecodeHandshake(bad); !errors.Is(err, ErrVersion) || errors.Is(err, ErrLegacyHandshake) {
+			t.Fatalf("layout %d: %v", layout, err)
+		}
+	}
+	h.Protocol = Range{2, 1}
+	if _, err := DecodeHandshake(AppendHandshake(nil, &h)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("range [2,1]: %v", err)
+	}
+}
+
+func TestHandshakeReply(t *testing.T) {
+	for _, h := range []HandshakeReply{
+		{Accepted: true, Version: 1, Protocol: Range{1, 1}, ClusterVersionMax: 2},
+		{Protocol: Range{3, 3}, ClusterVersionMax: 7, Text: "member protocol: this member speaks [3,3], member 1 speaks [1,1]: no common version"},
+	} {
+		enc := AppendHandshakeReply(nil, &h)
+		got, err := DecodeHandshakeReply(enc)
+		if err != nil || got != h {
+			t.Fatalf("round trip of %+v: %+v %v", h, got, err)
+		}
+		for n := range len(enc) {
+			if _, err := DecodeHandshakeReply(enc[:n]); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("truncated to %d: %v", n, err)
+			}
+		}
+		if _, err := DecodeHandshakeReply(append(bytes.Clone(enc), 0)); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("trailing byte: %v", err)
+		}
+	}
+	for _, bad := range []HandshakeReply{
+		{Accepted: true, Version: 0, Protocol: Range{1, 1}},
+		{Version: 1, Protocol: Range{1, 1}},
+		{Accepted: true, Version: 1},
+		{Protocol: Range{1, 1}, Text: strings.Repeat("x", MaxRefusalTextBytes+1)},
+	} {
+		if _, err := DecodeHandshakeReply(AppendHandshakeReply(nil, &bad)); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("%+v decoded: %v", bad, err)
+		}
+	}
+	status := AppendHandshakeReply(nil, &HandshakeReply{Accepted: true, Version: 1, Protocol: Range{1, 1}})
+	status[0] = 2
+	if _, err := DecodeHandshakeReply(status); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("status 2: %v", err)
+	}
+}
+
+// A refusal's text is cut to its limit by the encoder, so it always decodes.
+func TestVersionRefusedTextBounded(t *testing.T) {
+	m := ClientMsg{Kind: CVersionRefused, Protocol: Range{1, 2}, Payload: bytes.Repeat([]byte("x"), 3*MaxRefusalTextBytes)}
+	got, err := DecodeClientMsg(AppendClientMsg(nil, &m, 2))
+	if err != nil || len(got.Payload) != MaxRefusalTextBytes {
+		t.Fatalf("long refusal: %d bytes of text, %v", len(got.Payload), err)
 	}
 }
 
@@ -104,13 +281,16 @@ func TestDecodersRejectDamage(t *testing.T) {
 		cases["batch"] = append(cases["batch"], AppendBatch(nil, &b))
 	}
 	for _, m := range sampleClientMsgs() {
-		cases["client"] = append(cases["client"], AppendClientMsg(nil, &m))
+		cases["client"] = append(cases["client"], AppendClientMsg(nil, &m, m.Version))
 	}
-	cases["handshake"] = [][]byte{AppendHandshake(nil, &Handshake{ClusterID: "tandem", SenderID: 1, ReceiverID: 2})}
+	cases["handshake"] = [][]byte{AppendHandshake(nil, &Handshake{ClusterID: "tandem", SenderID: 1, ReceiverID: 2, Protocol: Range{1, 1}})}
 	cases["chunk"] = [][]byte{AppendSnapshotChunk(nil, &SnapshotChunk{Index: 5, Term: 2, Offset: 0, Total: 3, Last: true, Data: []byte("abc"), CRC: 7})}
 	for name, encs := range cases {
 		for _, enc := range encs {
 			for n := 0; n < len(enc); n++ {
+				if name == "client" && n == 2+16 && (ClientKind(enc[1]) == COpen || ClientKind(enc[1]) == CAttach) {
+					continue // an open or attach without its range: a 045a031 client's, [1,1]
+				}
 				if err := decs[name](enc[:n]); !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrVersion) {
 					t.Fatalf("%s truncated to %d of %d bytes: %v", name, n, len(enc), err)
 				}
@@ -124,6 +304,9 @@ func TestDecodersRejectDamage(t *testing.T) {
 				vpos = 4
 			}
 			bad[vpos] = 99
+			if name == "client" && frozenClientKind(ClientKind(enc[1])) {
+				continue // the same layout at every version
+			}
 			if err := decs[name](bad); !errors.Is(err, ErrVersion) && !errors.Is(err, ErrMalformed) {
 				t.Fatalf("%s with version 99: %v", name, err)
 			}
@@ -133,14 +316,14 @@ func TestDecodersRejectDamage(t *testing.T) {
 
 func TestOversizedLengthsRejected(t *testing.T) {
 	m := ClientMsg{Kind: CCommand, Session: sid, Seq: 1, Payload: make([]byte, MaxPayloadBytes+1)}
-	if _, err := DecodeClientMsg(AppendClientMsg(nil, &m)); !errors.Is(err, ErrMalformed) {
+	if _, err := DecodeClientMsg(AppendClientMsg(nil, &m, 2)); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("payload over MaxPayloadBytes accepted: %v", err)
 	}
 	r := ClientMsg{Kind: CRedirect, LeaderID: 1, LeaderAddr: strings.Repeat("a", MaxAddrBytes+1)}
-	if _, err := DecodeClientMsg(AppendClientMsg(nil, &r)); !errors.Is(err, ErrMalformed) {
+	if _, err := DecodeClientMsg(AppendClientMsg(nil, &r, 2)); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("address over MaxAddrBytes accepted: %v", err)
 	}
-	h := Handshake{ClusterID: strings.Repeat("c", MaxClusterIDBytes+1), SenderID: 1, ReceiverID: 2}
+	h := Handshake{ClusterID: strings.Repeat("c", MaxClusterIDBytes+1), SenderID: 1, ReceiverID: 2, Protocol: Range{1, 1}}
 	if _, err := DecodeHandshake(AppendHandshake(nil, &h)); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("cluster id over the limit accepted: %v", err)
 	}
@@ -223,15 +406,15 @@ func BenchmarkDecodeBatch(b *testing.B) {
 func TestAppendClientFrameMatchesTwoStepEncoding(t *testing.T) {
 	prefix := []byte("earlier frames")
 	for _, m := range sampleClientMsgs() {
-		want := AppendFrame(bytes.Clone(prefix), FrameClient, AppendClientMsg(nil, &m))
-		got := AppendClientFrame(bytes.Clone(prefix), &m)
+		want := AppendFrame(bytes.Clone(prefix), FrameClient, AppendClientMsg(nil, &m, m.Version))
+		got := AppendClientFrame(bytes.Clone(prefix), &m, m.Version)
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%+v: in-place frame %x, want %x", m, got, want)
 		}
 	}
 	m := ClientMsg{Kind: CCommand, Seq: 7, Payload: []byte("x")}
 	buf := make([]byte, 0, 256)
-	if n := testing.AllocsPerRun(100, func() { buf = AppendClientFrame(buf[:0], &m) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { buf = AppendClientFrame(buf[:0], &m, 2) }); n != 0 {
 		t.Fatalf("AppendClientFrame into a buffer with room allocates %.0f times", n)
 	}
 }
@@ -245,7 +428,7 @@ func BenchmarkClientFrameRoundTrip(b *testing.B) {
 	br := bufio.NewReader(r)
 	b.ReportAllocs()
 	for b.Loop() {
-		out = AppendClientFrame(out[:0], &m)
+		out = AppendClientFrame(out[:0], &m, ClientProtocolMax)
 		r.Reset(out)
 		br.Reset(r)
 		_, body, nb, err := ReadFrame(br, 1<<20, buf)
@@ -263,7 +446,7 @@ func BenchmarkClientFrameRoundTrip(b *testing.B) {
 // command or query decodes without its payload.
 func TestOversizedFrameHead(t *testing.T) {
 	cmd := ClientMsg{Kind: CCommand, Session: sid, Seq: 9, LowestUnacked: 7, Payload: make([]byte, 5000)}
-	frame := AppendClientFrame(nil, &cmd)
+	frame := AppendClientFrame(nil, &cmd, 2)
 	r := bytes.NewReader(frame)
 	_, _, _, err := ReadFrame(r, 1000, nil)
 	var tl *FrameTooLargeError
@@ -278,16 +461,16 @@ func TestOversizedFrameHead(t *testing.T) {
 	if !ok || m.Kind != CCommand || m.Session != sid || m.Seq != 9 || m.LowestUnacked != 7 || m.Payload != nil {
 		t.Fatalf("command head: %+v %v", m, ok)
 	}
-	q := AppendClientMsg(nil, &ClientMsg{Kind: CQuery, RequestID: 77, Payload: make([]byte, 100)})
+	q := AppendClientMsg(nil, &ClientMsg{Kind: CQuery, RequestID: 77, Payload: make([]byte, 100)}, 1)
 	if m, ok := DecodeClientHead(q[:ClientHeadBytes]); !ok || m.Kind != CQuery || m.RequestID != 77 {
 		t.Fatalf("query head: %+v %v", m, ok)
 	}
-	for _, bad := range [][]byte{body[:10], AppendClientMsg(nil, &ClientMsg{Kind: COpen, Session: sid}), {99, 2}} {
+	for _, bad := range [][]byte{body[:10], AppendClientMsg(nil, &ClientMsg{Kind: COpen, Session: sid}, 2), {99, 2}, {3, 2}} {
 		if m, ok := DecodeClientHead(bad); ok {
 			t.Fatalf("head %x decoded as %+v", bad, m)
 		}
 	}
-	if _, err := DecodeClientMsg(AppendClientMsg(nil, &ClientMsg{Kind: CAttached, Session: sid, WindowMax: MaxWindow + 1})); !errors.Is(err, ErrMalformed) {
+	if _, err := DecodeClientMsg(AppendClientMsg(nil, &ClientMsg{Kind: CAttached, Session: sid, WindowMax: MaxWindow + 1}, 2)); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("an announced window over MaxWindow decoded: %v", err)
 	}
 }

@@ -13,11 +13,51 @@
 // crc is the CRC-32C (Castagnoli) of the body. A reader refuses a length above its limit before
 // allocating, a bad version, an unknown kind and a bad CRC. Kinds: 1 handshake, 2 raft message
 // (protobuf raftpb.Message), 3 snapshot chunk, 4 snapshot acknowledgement (empty), 5 client
-// message.
+// message, 6 handshake reply. The frame's version byte is always 1: the frame layout is frozen,
+// what a connection speaks is negotiated on it (below).
 //
-// # Member handshake (first frame on a member connection)
+// # Versions
 //
-//	magic "TNDM" | version u8 | cluster id bytes(64) | sender raft id u64 | receiver raft id u64
+// Every connection speaks one protocol version, negotiated when it opens: the highest version in
+// both sides' ranges (Range.Common). This build speaks member protocol MemberProtocol ([1,1]) and
+// client protocol ClientProtocol ([1,2]). The messages that negotiate are frozen forever — the
+// member handshake and its reply, and the client's open, attach and version refusal read the same
+// whatever the versions they negotiate — so that any two builds can always tell each other what
+// they speak. Every other message's layout follows the version negotiated on its connection from
+// then on: a later build that changes a layout raises its version, and still writes the old layout
+// on a connection that negotiated the old version.
+//
+// Member connections: the dialler sends the handshake with its range and the highest cluster (log)
+// version it can apply; the acceptor checks the cluster id and the ids, then answers with a
+// handshake reply: accepted at the highest common version, or refused (no common version, with a
+// text naming both ranges), and then closes. The dialler sends nothing before the reply; a refused
+// dialler retries with its backoff (the peer may be upgraded meanwhile). Each side learns the
+// other's cluster version max (the handshake, the reply). Member protocol 1 is the first
+// negotiating one: the handshake of builds up to 045a031 (layout 1, no range) is refused
+// (ErrLegacyHandshake): moving from such a build needs a whole-cluster restart.
+//
+// Client connections: the first open or attach carries the client's range (none: a 045a031
+// client, [1,1]) and is encoded at the client's lowest version, as is whatever the client sends
+// behind it before the answer (a member that does not speak the client's lowest version refuses
+// at the open and reads nothing after it). The member picks the highest common version and writes
+// everything on the connection at it, starting with the attached message, whose version byte tells
+// the client; from then on the client writes at that version too. No common version: the member
+// answers with a version refusal naming both ranges and closes the connection once it is written.
+// A connection whose first message is anything else speaks version 1 (the only version before
+// negotiation); a later open or attach whose range leaves out the connection's version closes the
+// connection (the client's next connection negotiates anew).
+//
+// # Member handshake (first frame on a member connection; frozen)
+//
+//	magic "TNDM" | layout u8 = 2 | cluster id bytes(64) | sender raft id u64 |
+//	receiver raft id u64 | protocol min u16 | protocol max u16 | cluster version max u16
+//
+// Layout 1 (builds up to 045a031) ended after the receiver raft id; it is recognised and refused.
+//
+// # Handshake reply (frame kind 6, the acceptor's answer; frozen)
+//
+//	status u8 (0 accepted, 1 refused) | chosen version u16 (0 when refused) |
+//	acceptor's protocol min u16 | max u16 | cluster version max u16 | text bytes(1024)
 //
 // # Snapshot chunk
 //
@@ -43,9 +83,13 @@
 //
 // # Client messages (the body of a kind-5 frame)
 //
-//	version u8 | kind u8 | fields:
-//	  13 open, 1 attach, 4 keep-alive, 5 close: session
+//	version u8 (the client protocol version the message is encoded in) | kind u8 | fields:
+//	  13 open, 1 attach:   session | protocol min u16 | protocol max u16 (frozen; the range is
+//	                       absent in a 045a031 client's: [1,1])
+//	  14 version refused:  member's protocol min u16 | max u16 | text bytes(1024) (frozen)
+//	  4 keep-alive, 5 close: session
 //	  6 attached:          session | largest command payload accepted u32 | response window u32
+//	                       (version 1: session only)
 //	  12 keep-alive ack:   session | status u8
 //	  2 command:           session | seq u64 | lowest unacknowledged u64 | payload bytes
 //	  7 response:          session | seq u64 | status u8 | payload bytes
@@ -54,12 +98,17 @@
 //	  9 redirect:          session | seq u64 | request id u64 | status u8 | leader member id i32
 //	                       (-1: unknown) | term u64 | leader client address bytes(255)
 //	  10 session event:    session | status u8 | reason u8 | text bytes (why, e.g. a refused open)
+//	                       (version 1: no text)
 //	  11 push:             session | payload bytes
+//
+// A frozen kind decodes whatever its version byte (a member refuses a version it does not speak
+// with kind 14, whose version byte is the member's highest); any other kind of a version this
+// build does not speak is an error wrapping ErrVersion that names the versions it speaks.
 //
 // Statuses: 0 ok, 1 session expired, 2 evicted (answer already acknowledged), 3 rejected (a limit;
 // not applied), 4 not leader, 5 bad request, 6 unavailable (not applied).
 //
-// The attached message carries the member's limits, which the client keeps to: it refuses a
+// The attached message carries the member's limits (from version 2), which the client keeps to: it refuses a
 // larger command itself, and keeps no more commands in flight than the window (the numbers from
 // its lowest unacknowledged command to its newest). A request frame over the client port's
 // limit is not read: the member answers a command (a query) whose head decodes with a

@@ -29,14 +29,14 @@ func FuzzDecodeBatch(f *testing.F) {
 
 func FuzzDecodeClientMsg(f *testing.F) {
 	for _, m := range sampleClientMsgs() {
-		f.Add(AppendClientMsg(nil, &m))
+		f.Add(AppendClientMsg(nil, &m, m.Version))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := DecodeClientMsg(data)
 		if err != nil {
 			return
 		}
-		m2, err := DecodeClientMsg(AppendClientMsg(nil, &m))
+		m2, err := DecodeClientMsg(AppendClientMsg(nil, &m, m.Version))
 		if err != nil || !reflect.DeepEqual(normalize(m), normalize(m2)) {
 			t.Fatalf("round trip of %+v: %+v, %v", m, m2, err)
 		}
@@ -59,7 +59,8 @@ func FuzzReadFrame(f *testing.F) {
 }
 
 func FuzzDecodeHandshake(f *testing.F) {
-	f.Add(AppendHandshake(nil, &Handshake{ClusterID: "tandem", SenderID: 1, ReceiverID: 3}))
+	f.Add(AppendHandshake(nil, &Handshake{ClusterID: "tandem", SenderID: 1, ReceiverID: 3, Protocol: Range{1, 2}, ClusterVersionMax: 2}))
+	f.Add(AppendLegacyHandshake(nil, &Handshake{ClusterID: "tandem", SenderID: 1, ReceiverID: 3}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := DecodeHandshake(data)
 		if err != nil {
@@ -68,6 +69,21 @@ func FuzzDecodeHandshake(f *testing.F) {
 		h2, err := DecodeHandshake(AppendHandshake(nil, &h))
 		if err != nil || h2 != h {
 			t.Fatalf("handshake round trip: %+v %v", h2, err)
+		}
+	})
+}
+
+func FuzzDecodeHandshakeReply(f *testing.F) {
+	f.Add(AppendHandshakeReply(nil, &HandshakeReply{Accepted: true, Version: 1, Protocol: Range{1, 1}, ClusterVersionMax: 2}))
+	f.Add(AppendHandshakeReply(nil, &HandshakeReply{Protocol: Range{3, 3}, Text: "no common version"}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := DecodeHandshakeReply(data)
+		if err != nil {
+			return
+		}
+		h2, err := DecodeHandshakeReply(AppendHandshakeReply(nil, &h))
+		if err != nil || h2 != h {
+			t.Fatalf("handshake reply round trip: %+v %v", h2, err)
 		}
 	})
 }

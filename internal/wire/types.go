@@ -62,6 +62,9 @@ const (
 	// CAttach never opens: a client that lost its session must not get a fresh one under the
 	// same id, or commands it left unanswered could be applied twice.
 	COpen ClientKind = 13
+	// CVersionRefused: reply to COpen or CAttach: the member speaks no client protocol version
+	// in the client's range, and closes the connection after it. Its layout is frozen.
+	CVersionRefused ClientKind = 14
 )
 
 // Status of a reply.
@@ -81,6 +84,10 @@ const (
 // ClientMsg is one message of the client protocol. Which fields are meaningful depends on Kind;
 // the codec documents each layout in doc.go.
 type ClientMsg struct {
+	// Version is the client protocol version the message is encoded in (its version byte), set
+	// by DecodeClientMsg. 0 in a message not decoded from bytes (one the simulator hands over):
+	// it says nothing about the connection's version.
+	Version uint16
 	Kind    ClientKind
 	Session SessionID
 	// CCommand, CResponse.
@@ -101,6 +108,10 @@ type ClientMsg struct {
 	// numbers a session may have in flight, from its lowest unacknowledged number to its newest.
 	CommandBytesMax int
 	WindowMax       int
+	// Protocol: in COpen and CAttach the client protocol versions the client speaks (a zero
+	// Range is encoded as none, which a member reads as [1,1], what a 045a031 client sends); in
+	// CVersionRefused the versions the member speaks (and Payload the refusal's text).
+	Protocol Range
 
 	// OversizedBytes is not on the wire: the client port sets it on a request whose frame was
 	// over its limit. The port read only the head of the body (the kind and the numbers: no

@@ -1,0 +1,222 @@
+package wire
+
+import "fmt"
+
+// Protocol versions this build speaks. Each connection speaks one version, negotiated when it
+// opens (doc.go, "Versions"): the highest both sides speak.
+const (
+	// MemberProtocolMin/Max: the member protocol (raft messages, snapshot transfers). Version 1
+	// is the first negotiating one; the builds before it (up to 045a031) are refused at the
+	// handshake (ErrLegacyHandshake).
+	MemberProtocolMin uint16 = 1
+	MemberProtocolMax uint16 = 1
+	// ClientProtocolMin/Max: the client protocol. Version 1 is the layouts of 045a031's clients
+	// (CAttached carries the session only, CSessionEvent no text); version 2 adds the member's
+	// limits to CAttached and a text to CSessionEvent.
+	ClientProtocolMin uint16 = 1
+	ClientProtocolMax uint16 = 2
+)
+
+// MaxRefusalTextBytes bounds the text of a handshake reply and of a version refusal.
+const MaxRefusalTextBytes = 1024
+
+// ErrLegacyHandshake: the handshake is in layout 1, a build from before version negotiation
+// (045a031 or older). Such a member cannot join this build's cluster: the whole cluster must be
+// stopped and restarted on one build. It wraps ErrVersion.
+var ErrLegacyHandshake = fmt.Errorf("%w: handshake of a build from before version negotiation (045a031 or older)", ErrVersion)
+
+// Range is a closed range of protocol versions, [Min, Max]. A valid range has 1 <= Min <= Max.
+type Range struct{ Min, Max uint16 }
+
+// MemberProtocol and ClientProtocol are the ranges this build speaks.
+var (
+	MemberProtocol = Range{MemberProtocolMin, MemberProtocolMax}
+	ClientProtocol = Range{ClientProtocolMin, ClientProtocolMax}
+)
+
+// Common returns the highest version both r and o contain; ok is false if they have none in
+// common (or either is not valid).
+func (r Range) Common(o Range) (v uint16, ok bool) {
+	if !r.Valid() || !o.Valid() {
+		return 0, false
+	}
+	lo, hi := max(r.Min, o.Min), min(r.Max, o.Max)
+	if lo > hi {
+		return 0, false
+	}
+	return hi, true
+}
+
+// Contains reports whether v is in r.
+func (r Range) Contains(v uint16) bool { return r.Min <= v && v <= r.Max }
+
+// Valid reports whether 1 <= Min <= Max.
+func (r Range) Valid() bool { return r.Min >= 1 && r.Min <= r.Max }
+
+// String is "[min,max]".
+func (r Range) String() string { return fmt.Sprintf("[%d,%d]", r.Min, r.Max) }
+
+// OrDefault returns r, or def if r is zero (a configuration's "this build's").
+func (r Range) OrDefault(def Range) Range {
+	if r == (Range{}) {
+		return def
+	}
+	return r
+}
+
+// ---- member handshake ----
+
+var handshakeMagic = [4]byte{'T', 'N', 'D', 'M'}
+
+// Handshake layouts: the byte after the magic.
+const (
+	handshakeLayoutLegacy uint8 = 1 // builds up to 045a031: no versions; refused
+	handshakeLayout       uint8 = 2
+)
+
+// Handshake is the first frame on a member connection. Its layout is frozen: it is read the same
+// whatever the versions it negotiates.
+type Handshake struct {
+	ClusterID  string
+	SenderID   uint64 // raft id of the sender
+	ReceiverID uint64 // raft id the sender believes it talks to
+	// Protocol is the member protocol versions the sender speaks.
+	Protocol Range
+	// ClusterVersionMax is the highest cluster (log) version the sender can apply.
+	ClusterVersionMax uint16
+}
+
+// AppendHandshake appends the encoding of h (layout 2).
+func AppendHandshake(dst []byte, h *Handshake) []byte {
+	dst = append(dst, handshakeMagic[:]...)
+	dst = append(dst, handshakeLayout)
+	dst = putBytes(dst, []byte(h.ClusterID))
+	dst = putU64(dst, h.SenderID)
+	dst = putU64(dst, h.ReceiverID)
+	dst = putU16(dst, h.Protocol.Min)
+	dst = putU16(dst, h.Protocol.Max)
+	return putU16(dst, h.ClusterVersionMax)
+}
+
+// DecodeHandshake decodes a handshake. A layout-1 handshake (a build from before version
+// negotiation) is an error wrapping ErrLegacyHandshake; the Handshake returned with it holds
+// what that layout carries (cluster id, sender, receiver), for the refusal's log line.
+func DecodeHandshake(data []byte) (Handshake, error) {
+	r := &reader{b: data, what: "handshake"}
+	if len(data) < 4 || [4]byte(data[:4]) != handshakeMagic {
+		r.fail("bad magic")
+		return Handshake{}, r.err
+	}
+	r.off = 4
+	layout := r.u8()
+	if r.err != nil {
+		return Handshake{}, r.err
+	}
+	var h Handshake
+	switch layout {
+	case handshakeLayoutLegacy:
+		h.ClusterID = string(r.bytes(MaxClusterIDBytes))
+		h.SenderID = r.u64()
+		h.ReceiverID = r.u64()
+		if err := r.end(); err != nil {
+			return Handshake{}, fmt.Errorf("%w (%w)", ErrLegacyHandshake, err)
+		}
+		return h, ErrLegacyHandshake
+	case handshakeLayout:
+	default:
+		return Handshake{}, fmt.Errorf("%w: handshake layout %d, this build reads %d", ErrVersion, layout, handshakeLayout)
+	}
+	h.ClusterID = string(r.bytes(MaxClusterIDBytes))
+	h.SenderID = r.u64()
+	h.ReceiverID = r.u64()
+	h.Protocol = Range{r.u16(), r.u16()}
+	h.ClusterVersionMax = r.u16()
+	if r.err == nil && (h.SenderID == 0 || h.ReceiverID == 0) {
+		r.fail("raft id 0")
+	}
+	if r.err == nil && !h.Protocol.Valid() {
+		r.fail("protocol range %s", h.Protocol)
+	}
+	if err := r.end(); err != nil {
+		return Handshake{}, err
+	}
+	return h, nil
+}
+
+// AppendLegacyHandshake appends a handshake in layout 1, as builds up to 045a031 send it: for
+// tests of its refusal.
+func AppendLegacyHandshake(dst []byte, h *Handshake) []byte {
+	dst = append(dst, handshakeMagic[:]...)
+	dst = append(dst, handshakeLayoutLegacy)
+	dst = putBytes(dst, []byte(h.ClusterID))
+	dst = putU64(dst, h.SenderID)
+	return putU64(dst, h.ReceiverID)
+}
+
+// HandshakeReply is the acceptor's answer to a handshake (frame kind 6). Its layout is frozen.
+type HandshakeReply struct {
+	// Accepted: the connection speaks Version from now on. Refused: Version is 0, Text says why,
+	// and the acceptor closes the connection.
+	Accepted bool
+	Version  uint16
+	// Protocol is the member protocol versions the acceptor speaks; ClusterVersionMax the
+	// highest cluster version it can apply.
+	Protocol          Range
+	ClusterVersionMax uint16
+	Text              string
+}
+
+// AppendHandshakeReply appends the encoding of h.
+func AppendHandshakeReply(dst []byte, h *HandshakeReply) []byte {
+	status := uint8(1)
+	if h.Accepted {
+		status = 0
+	}
+	dst = append(dst, status)
+	dst = putU16(dst, h.Version)
+	dst = putU16(dst, h.Protocol.Min)
+	dst = putU16(dst, h.Protocol.Max)
+	dst = putU16(dst, h.ClusterVersionMax)
+	return putBytes(dst, []byte(h.Text))
+}
+
+// DecodeHandshakeReply decodes a handshake reply.
+func DecodeHandshakeReply(data []byte) (HandshakeReply, error) {
+	r := &reader{b: data, what: "handshake reply"}
+	var h HandshakeReply
+	status := r.u8()
+	h.Version = r.u16()
+	h.Protocol = Range{r.u16(), r.u16()}
+	h.ClusterVersionMax = r.u16()
+	h.Text = string(r.bytes(MaxRefusalTextBytes))
+	if r.err == nil {
+		switch {
+		case status > 1:
+			r.fail("status %d", status)
+		case !h.Protocol.Valid():
+			r.fail("protocol range %s", h.Protocol)
+		case status == 0 && h.Version == 0:
+			r.fail("accepted at version 0")
+		case status == 1 && h.Version != 0:
+			r.fail("refused with version %d", h.Version)
+		}
+	}
+	h.Accepted = status == 0
+	if err := r.end(); err != nil {
+		return HandshakeReply{}, err
+	}
+	return h, nil
+}
+
+// ---- client protocol versions ----
+
+// errClientVersion is the error for a client message of a version this build does not speak.
+func errClientVersion(v uint8) error {
+	return fmt.Errorf("%w: client message version %d, this build speaks %s", ErrVersion, v, ClientProtocol)
+}
+
+// frozenClientKind reports whether kind's layout is the same at every version: the messages that
+// negotiate the version, which must always be readable.
+func frozenClientKind(k ClientKind) bool {
+	return k == COpen || k == CAttach || k == CVersionRefused
+}
