@@ -7,6 +7,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tandem-cluster/tandem/internal/archive"
+	"github.com/tandem-cluster/tandem/internal/container"
+	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
 func TestDemoRunsToCompletion(t *testing.T) {
@@ -115,5 +119,46 @@ func TestBenchRefusesInflightBeyondTheWindow(t *testing.T) {
 	_, stderr, code := runCLI(t, tandemBinary(t), "bench", "--inflight", "2000")
 	if code != exitUsage || !strings.Contains(stderr, "response window (1024)") {
 		t.Fatalf("bench --inflight 2000: exit %d, %q", code, stderr)
+	}
+}
+
+// tandem version prints the build and every version it speaks, applies and reads; every verb
+// takes --version.
+func TestVersion(t *testing.T) {
+	bin := tandemBinary(t)
+	out, stderr, code := runCLI(t, bin, "version", "--json")
+	if code != 0 {
+		t.Fatalf("tandem version --json exited %d: %s", code, stderr)
+	}
+	var v buildVersions
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("tandem version --json: %v\n%s", err, out)
+	}
+	want := currentVersions()
+	// The binary may carry a version-control stamp that the test binary lacks.
+	v.Commit, v.Modified, v.Time, want.Commit, want.Modified, want.Time = "", false, "", "", false, ""
+	if v != want {
+		t.Fatalf("tandem version --json says %+v, this build %+v", v, want)
+	}
+	if v.MemberProtocol != [2]uint16{wire.MemberProtocolMin, wire.MemberProtocolMax} ||
+		v.ClientProtocol != [2]uint16{wire.ClientProtocolMin, wire.ClientProtocolMax} ||
+		v.ClusterVersionMax != container.ClusterVersionMax || v.GoVersion == "" ||
+		v.SegmentFormat != [2]uint8{archive.SegmentFormatMin, archive.SegmentFormatMax} ||
+		v.StateFormat != [2]uint8{container.SnapshotFormatMin, container.SnapshotFormatMax} {
+		t.Fatalf("tandem version --json: %+v", v)
+	}
+	text, _, code := runCLI(t, bin, "version")
+	for _, want := range []string{"tandem " + version, "member protocol", "client protocol   1 to 2", "cluster version   applies up to 2", "log segments 1 to 2"} {
+		if code != 0 || !strings.Contains(text, want) {
+			t.Fatalf("tandem version exited %d without %q:\n%s", code, want, text)
+		}
+	}
+	for _, verb := range []string{"node", "client", "bench", "demo"} {
+		if out, _, code := runCLI(t, bin, verb, "--version"); code != 0 || out != text {
+			t.Fatalf("tandem %s --version exited %d:\n%s", verb, code, out)
+		}
+	}
+	if _, _, code := runCLI(t, bin, "version", "extra"); code != exitUsage {
+		t.Fatalf("tandem version extra exited %d", code)
 	}
 }

@@ -31,8 +31,8 @@ const (
 	// exitCannotApply: tandem node stopped at a committed entry or snapshot its build cannot
 	// apply (a newer cluster version, a newer build's entry): run a build that can.
 	exitCannotApply = 5
-	exitUsage      = 64 // EX_USAGE (sysexits.h): a bad verb, flag or argument
-	exitInternal   = 70 // EX_SOFTWARE: a bug (a panic), with its stack on stderr
+	exitUsage       = 64 // EX_USAGE (sysexits.h): a bad verb, flag or argument
+	exitInternal    = 70 // EX_SOFTWARE: a bug (a panic), with its stack on stderr
 	// exitInterrupted (130) is a second Ctrl+C on tandem node, which does not wait.
 )
 
@@ -52,6 +52,7 @@ func init() {
 		{"bench", "measure a three-member cluster: throughput and latency, fsync on", runBench},
 		{"clean", "remove the data of the localhost cluster (--all: also logs)", runClean},
 		{"archive", "inspect a data directory (tandem archive verify <dir>)", runArchive},
+		{"version", "this build's version, protocols, cluster version and disk formats", runVersion},
 		{"help", "show help for a verb", runHelp},
 	}
 }
@@ -81,6 +82,9 @@ func dispatch(args []string) int {
 	if name == "-h" || name == "--help" {
 		usage()
 		return exitOK
+	}
+	if wantsVersion(args) {
+		return runVersion(nil) // every verb takes --version
 	}
 	for _, v := range verbs {
 		if v.name == name {
