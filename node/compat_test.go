@@ -22,6 +22,7 @@ import (
 	"github.com/tandem-cluster/tandem/client"
 	"github.com/tandem-cluster/tandem/examples/counter"
 	"github.com/tandem-cluster/tandem/internal/archive"
+	"github.com/tandem-cluster/tandem/internal/container"
 	"github.com/tandem-cluster/tandem/internal/vfs"
 	"github.com/tandem-cluster/tandem/internal/wire"
 	"github.com/tandem-cluster/tandem/node"
@@ -77,6 +78,11 @@ func TestDataOf045a031(t *testing.T) {
 	// from the archive's snapshot and fails Run if the container cannot read it).
 	c.waitAll(time.Second, "the old snapshot as each member's newest", func(st node.Status) bool {
 		return st.SnapshotIndex >= snapshot045a031
+	})
+	// The old data holds cluster version 1 (no version recorded); every member of this build
+	// applies 2, so the leader raises it, in the log, once each has said so in its handshake.
+	c.waitAll(10*time.Second, "the cluster version raised to this build's", func(st node.Status) bool {
+		return st.ClusterVersion == container.ClusterVersionMax
 	})
 	c.checkRecordedMembers(recorded)
 	c.checkRedirect(l, recorded)
@@ -259,7 +265,7 @@ func (c *oldCluster) checkRedirect(l int, recorded []node.Member) {
 	}
 	defer conn.Close()
 	m := wire.ClientMsg{Kind: wire.COpen, Session: wire.SessionID{0x17}}
-	if _, err := conn.Write(wire.AppendClientFrame(nil, &m)); err != nil {
+	if _, err := conn.Write(wire.AppendClientFrame(nil, &m, wire.ClientProtocolMin)); err != nil {
 		t.Fatal(err)
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -200,8 +200,8 @@ func WithListeners(client, member net.Listener) Option {
 }
 
 // WithVersions makes the member speak only the member protocol versions member and the client
-// protocol versions client, and report clusterMax as the highest cluster version it can apply;
-// a zero range or 0 keeps this build's. It is for tests of mixed versions, inside this module
+// protocol versions client, and apply (and report) cluster versions up to clusterMax only, as
+// MaxClusterVersion does; a zero range or 0 keeps this build's. It is for tests of mixed versions, inside this module
 // (package wire is internal): one build playing an older or a newer one.
 func WithVersions(member, client wire.Range, clusterMax uint16) Option {
 	return func(n *Node) { n.memberProtocol, n.clientProtocol, n.clusterVersionMax = member, client, clusterMax }
@@ -508,9 +508,15 @@ func (n *Node) Run(ctx context.Context) error {
 		peers[replica.RaftID(m.ID)] = m.MemberAddr
 	}
 	h := handler{n}
+	// The highest cluster version this member applies is the one it reports: a member that
+	// reported less than it applies would only hold the cluster back, and one that reported more
+	// would stop at the raise it allowed.
 	clusterMax := container.ClusterVersionMax
+	if cfg.MaxClusterVersion != 0 {
+		clusterMax = cfg.MaxClusterVersion
+	}
 	if n.clusterVersionMax != 0 {
-		clusterMax = n.clusterVersionMax
+		clusterMax = min(clusterMax, n.clusterVersionMax)
 	}
 	tr := transport.New(transport.Config{
 		ClusterID:          cfg.ClusterID,
@@ -526,6 +532,7 @@ func (n *Node) Run(ctx context.Context) error {
 		PeerClusterVersion: h.peerClusterVersion,
 	}, h)
 	rcfg := cfg.replicaConfig()
+	rcfg.Container.ClusterVersionMax = clusterMax
 	// The client port takes a command as large as the replica accepts (and announces), and
 	// answers a larger one with a refusal that names the limit.
 	cs := transport.NewClientServer(transport.ClientConfig{Listener: cl, MaxConns: cfg.MaxClientConns, Logger: n.log,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tandem-cluster/tandem/internal/bugs"
 	"github.com/tandem-cluster/tandem/internal/wire"
+	"github.com/tandem-cluster/tandem/service"
 )
 
 type connState uint8
@@ -140,7 +141,7 @@ func (s *Core) Received(conn ConnID, m *wire.ClientMsg) {
 		case m.Status == wire.StatusRejected && !s.opened:
 			s.terminate(fmt.Errorf("%w: %s", ErrSessionRefused, reason(m)))
 		case m.Status == wire.StatusSessionExpired || m.Reason != 0:
-			s.terminate(ErrSessionExpired)
+			s.terminate(sessionEnded(m.Reason))
 		}
 	case wire.CKeepAliveAck:
 		if m.Status == wire.StatusSessionExpired {
@@ -209,6 +210,21 @@ func (s *Core) send(namesSession bool) {
 	if namesSession {
 		s.sessionSent = s.now
 	}
+}
+
+// sessionEnded is the error a session ends with when the cluster says it is closed, naming why
+// (from cluster version 2 on, the reason is recorded for as long as the cluster remembers the
+// session; before, an answer about a closed session always said "timed out").
+func sessionEnded(reason uint8) error {
+	switch service.CloseReason(reason) {
+	case service.CloseClient:
+		return fmt.Errorf("%w: closed by a client", ErrSessionExpired)
+	case service.CloseService:
+		return fmt.Errorf("%w: closed by the service", ErrSessionExpired)
+	case service.CloseTimeout:
+		return fmt.Errorf("%w: timed out (the cluster heard nothing from the client for the session timeout)", ErrSessionExpired)
+	}
+	return ErrSessionExpired
 }
 
 // sendOpen asks the member to attach the session: open it if it never was (CAttach never opens,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tandem-cluster/tandem/internal/wire"
+	"github.com/tandem-cluster/tandem/service"
 )
 
 const ms = int64(time.Millisecond)
@@ -718,5 +719,19 @@ func TestCloseSession(t *testing.T) {
 	}
 	if got := kinds(h4.out.take()); got != "open" {
 		t.Fatalf("a session never opened: wrote %q", got)
+	}
+}
+
+// A session the cluster says is closed ends with ErrSessionExpired naming why, when the cluster
+// recorded it (cluster version 2); a reason of 0 (not recorded) says no more than before.
+func TestSessionEndedNamesTheReason(t *testing.T) {
+	for reason, want := range map[uint8]string{
+		uint8(service.CloseClient): "closed by a client", uint8(service.CloseService): "closed by the service",
+		uint8(service.CloseTimeout): "timed out", 0: ErrSessionExpired.Error(),
+	} {
+		err := sessionEnded(reason)
+		if !errors.Is(err, ErrSessionExpired) || !strings.Contains(err.Error(), want) {
+			t.Errorf("reason %d: %v, want one saying %q", reason, err, want)
+		}
 	}
 }
