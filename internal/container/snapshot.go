@@ -44,6 +44,10 @@ const (
 // ErrBadSnapshot wraps every snapshot decoding error.
 var ErrBadSnapshot = errors.New("container: bad snapshot")
 
+// ErrNewerFormat: the snapshot is of a format newer than this build reads (a newer build wrote
+// it, at a cluster version this build does not apply). It comes wrapped with ErrBadSnapshot.
+var ErrNewerFormat = errors.New("a newer build's snapshot format")
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // TakeSnapshot returns the snapshot of the state at the applied index.
@@ -187,8 +191,11 @@ func decodeSnapshot(data []byte) (*snapshotState, error) {
 		return nil, fmt.Errorf("%w: bad magic", ErrBadSnapshot)
 	}
 	format := body[4]
-	if format != snapshotFormat1 && format != snapshotFormat2 {
-		return nil, fmt.Errorf("%w: format %d, this build reads formats %d and %d", ErrBadSnapshot, format, snapshotFormat1, snapshotFormat2)
+	if format > SnapshotFormatMax {
+		return nil, fmt.Errorf("%w: %w: format %d, this build reads formats %d to %d", ErrBadSnapshot, ErrNewerFormat, format, SnapshotFormatMin, SnapshotFormatMax)
+	}
+	if format < SnapshotFormatMin {
+		return nil, fmt.Errorf("%w: format %d, this build reads formats %d to %d", ErrBadSnapshot, format, SnapshotFormatMin, SnapshotFormatMax)
 	}
 	if crc32.Checksum(body, castagnoli) != sum {
 		return nil, fmt.Errorf("%w: checksum mismatch", ErrBadSnapshot)

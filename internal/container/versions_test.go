@@ -133,3 +133,22 @@ func TestClusterVersionNeverGoesDownAndStopsAboveTheMax(t *testing.T) {
 		t.Fatalf("a ClusterVersionMax above the build's was accepted")
 	}
 }
+
+// A snapshot of a format newer than this build reads is a newer build's (ErrNewerFormat, which
+// the member turns into a stop that names it), not a damaged one only.
+func TestNewerSnapshotFormatIsNamed(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	snap, err := h.c.TakeSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap[4] = SnapshotFormatMax + 1
+	err = newHarness(t, DefaultConfig()).c.Start(snap, 0)
+	if !errors.Is(err, ErrNewerFormat) || !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("a snapshot of format %d: %v", snap[4], err)
+	}
+	snap[4] = 0
+	if err := newHarness(t, DefaultConfig()).c.Start(snap, 0); errors.Is(err, ErrNewerFormat) || !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("a snapshot of format 0: %v", err)
+	}
+}

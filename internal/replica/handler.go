@@ -24,7 +24,7 @@ func (r *Replica) InstallSnapshot(snap *pb.Snapshot) error {
 	ix := snap.GetMetadata().GetIndex()
 	r.appliedTerm = snap.GetMetadata().GetTerm()
 	if err := r.ctr.Start(snap.GetData(), ix); err != nil {
-		return fmt.Errorf("replica: installing snapshot at index %d: %w", ix, err)
+		return cannotApply(fmt.Errorf("replica: installing snapshot at index %d: %w", ix, err))
 	}
 	r.lastSnap = ix
 	st := r.core.State()

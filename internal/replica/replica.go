@@ -202,7 +202,7 @@ func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out
 		data = snap.GetData()
 	}
 	if err := ctr.Start(data, applied); err != nil {
-		return nil, fmt.Errorf("replica: starting the service from the snapshot at index %d: %w", applied, err)
+		return nil, cannotApply(fmt.Errorf("replica: starting the service from the snapshot at index %d: %w", applied, err))
 	}
 	r.lastSnap = applied
 	peers := make([]raft.Peer, 0, len(cfg.Members))

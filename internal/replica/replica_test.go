@@ -13,6 +13,7 @@ import (
 
 	"github.com/tandem-cluster/tandem/examples/counter"
 	"github.com/tandem-cluster/tandem/internal/archive"
+	"github.com/tandem-cluster/tandem/internal/container"
 	"github.com/tandem-cluster/tandem/internal/vfs"
 	"github.com/tandem-cluster/tandem/internal/wire"
 	"github.com/tandem-cluster/tandem/service"
@@ -764,5 +765,44 @@ func TestUnknownEntryKindStopsTheMember(t *testing.T) {
 	}
 	if st := h.r.Summary(); st.Applied != 3 {
 		t.Fatalf("applied %d: the unknown entry was skipped", st.Applied)
+	}
+}
+
+// A member that applies cluster version 1 only, started on a snapshot of cluster version 2 (its
+// data was upgraded, then it was downgraded), stops with ErrCannotApply (tandem node's exit code
+// 5) instead of misreading the snapshot.
+func TestSnapshotAboveTheClusterVersionStopsTheMember(t *testing.T) {
+	ctr, err := container.New(container.DefaultConfig(), counter.New(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctr.Start(nil, 9); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctr.ApplyClusterVersion(10, 2); err != nil {
+		t.Fatal(err)
+	}
+	data, err := ctr.TakeSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := vfs.NewMem()
+	st, err := archive.Open(fs, "/data", archive.Options{ClusterID: "test", MemberID: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := &pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{Index: new(uint64(10)), Term: new(uint64(2)),
+		ConfState: &pb.ConfState{Voters: []uint64{1, 2, 3}}}}
+	if err := st.SaveSnapshot(snap); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	for i := range 3 {
+		cfg.Members = append(cfg.Members, Member{ID: i, ClientAddr: fmt.Sprintf("client-%d", i), MemberAddr: fmt.Sprintf("member-%d", i)})
+	}
+	cfg.Container.ClusterVersionMax = 1
+	_, err = New(cfg, counter.New(), st, &fixedClock{}, &recorder{})
+	if !errors.Is(err, ErrCannotApply) || !errors.Is(err, container.ErrClusterVersion) {
+		t.Fatalf("starting a member that applies version 1 on a version-2 snapshot: %v", err)
 	}
 }

@@ -2,9 +2,11 @@ package replica
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/tandem-cluster/tandem/internal/bugs"
+	"github.com/tandem-cluster/tandem/internal/container"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
@@ -28,6 +30,15 @@ import (
 // that does not decode, of a kind this build does not know, or a cluster version above what it
 // applies. The member stops at that index; it never skips the entry, which the others applied.
 var ErrCannotApply = errors.New("replica: a committed entry this member cannot apply")
+
+// cannotApply wraps err with ErrCannotApply when it says that a snapshot needs what this member
+// does not apply (a cluster version above its own, or a newer build's format).
+func cannotApply(err error) error {
+	if errors.Is(err, container.ErrClusterVersion) || errors.Is(err, container.ErrNewerFormat) {
+		return fmt.Errorf("%w: %w", ErrCannotApply, err)
+	}
+	return err
+}
 
 // PeerClusterVersion reports the highest cluster version a member can apply, as it said in its
 // member handshake (the transport learns it on every connection, in both directions). The
