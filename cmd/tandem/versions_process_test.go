@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A member downgraded after the cluster version was raised (here: restarted with
+// --max-cluster-version 1, as a build that applies only version 1) stops at what it cannot apply
+// with exit code 5 and a message naming the index and the remedy, never a panic; the others keep
+// serving; started again as it was, it catches up.
+func TestDowngradedMemberStopsWithExitCode5(t *testing.T) {
+	pc := newProcCluster(t, 3)
+	l := pc.startAll()
+	waitOutput := func(p *proc, want string) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); !strings.Contains(p.output(), want); {
+			if time.Now().After(deadline) {
+				t.Fatalf("member %d did not print %q in 15 s:\n%s", p.id, want, p.output())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	victim := (l + 1) % 3
+	waitOutput(pc.procs[victim], "cluster version 2 in force")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := pc.dial(ctx)
+	for range 20 {
+		if _, err := increment(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc.kill(victim)
+	pc.extraArgs = []string{"--max-cluster-version", "1"}
+	pc.start(victim)
+	pc.extraArgs = nil
+	p := pc.procs[victim]
+	var exitErr error
+	select {
+	case exitErr = <-p.exitc:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the downgraded member still runs after 20 s; output:\n%s", p.output())
+	}
+	pc.procs[victim] = nil
+	out := p.output()
+	var ee *exec.ExitError
+	if !errors.As(exitErr, &ee) || ee.ExitCode() != exitCannotApply {
+		t.Fatalf("the downgraded member exited with %v, want code %d; output:\n%s", exitErr, exitCannotApply, out)
+	}
+	for _, want := range []string{"cluster version", "applies cluster versions up to 1", "run a build that applies version 2"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("the downgraded member's output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "panic:") {
+		t.Fatalf("the downgraded member panicked:\n%s", out)
+	}
+	// The others serve meanwhile; the member, upgraded again, catches up.
+	if _, err := increment(ctx, c); err != nil {
+		t.Fatalf("the cluster stopped serving: %v", err)
+	}
+	pc.start(victim)
+	waitOutput(pc.procs[victim], "ROLE CHANGE: FOLLOWER")
+	if n, err := increment(ctx, c); err != nil || n != 22 {
+		t.Fatalf("an increment after the member came back: %d, %v", n, err)
+	}
+}
