@@ -10,7 +10,16 @@ func FuzzDecodeBatch(f *testing.F) {
 	for _, b := range sampleBatches()[:3] {
 		f.Add(AppendBatch(nil, &b))
 	}
+	f.Add(AppendClusterVersion(nil, 2))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// Every log entry kind: what the replica decodes at apply.
+		if k, err := EntryKindOf(data); err == nil && k == EntryClusterVersion {
+			if v, err := DecodeClusterVersion(data); err == nil {
+				if v2, err := DecodeClusterVersion(AppendClusterVersion(nil, v)); err != nil || v2 != v {
+					t.Fatalf("cluster version %d re-decodes as %d, %v", v, v2, err)
+				}
+			}
+		}
 		b, err := DecodeBatch(data)
 		if err != nil {
 			return
