@@ -189,14 +189,35 @@ func TestRange(t *testing.T) {
 func TestHandshakeLayouts(t *testing.T) {
 	h := Handshake{ClusterID: "tandem", SenderID: 1, ReceiverID: 3, Protocol: Range{1, 4}, ClusterVersionMax: 2}
 	enc := AppendHandshake(nil, &h)
-	want := append([]byte("TNDM\x02\x06tandem"), 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 4, 0, 2, 0)
+	want := append([]byte("TNDM\x02\x06tandem"), 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 4, 0, 2, 0, 0)
 	if !bytes.Equal(enc, want) {
 		t.Fatalf("layout 2: %x, want %x", enc, want)
 	}
 	got, err := DecodeHandshake(enc)
-	if err != nil || got != h {
+	if err != nil || !reflect.DeepEqual(got, h) {
 		t.Fatalf("layout 2 round trip: %+v %v", got, err)
 	}
+	// Extensions: what a later build adds; a receiver finds the ones it knows and skips the rest.
+	h.Extensions = []Extension{{Tag: 1, Value: []byte("cluster")}, {Tag: 9, Value: []byte{}}}
+	got, err = DecodeHandshake(AppendHandshake(nil, &h))
+	if v, ok := got.Extension(1); err != nil || !ok || string(v) != "cluster" || len(got.Extensions) != 2 {
+		t.Fatalf("extensions: %+v %v", got, err)
+	}
+	if _, ok := got.Extension(2); ok {
+		t.Fatalf("an extension that was not sent was found")
+	}
+	h.Extensions = []Extension{{Tag: 9}, {Tag: 1}}
+	if _, err := DecodeHandshake(AppendHandshake(nil, &h)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("extensions out of order: %v", err)
+	}
+	h.Extensions = make([]Extension, MaxExtensions+1)
+	for i := range h.Extensions {
+		h.Extensions[i].Tag = uint8(i)
+	}
+	if _, err := DecodeHandshake(AppendHandshake(nil, &h)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("%d extensions: %v", len(h.Extensions), err)
+	}
+	h.Extensions = nil
 	// Layout 1, as 045a031 writes it: refused with its own error, what it says still read.
 	legacy := append([]byte("TNDM\x01\x06tandem"), 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0)
 	if !bytes.Equal(AppendLegacyHandshake(nil, &Handshake{ClusterID: "tandem", SenderID: 2, ReceiverID: 1}), legacy) {
@@ -226,10 +247,11 @@ func TestHandshakeReply(t *testing.T) {
 	for _, h := range []HandshakeReply{
 		{Accepted: true, Version: 1, Protocol: Range{1, 1}, ClusterVersionMax: 2},
 		{Protocol: Range{3, 3}, ClusterVersionMax: 7, Text: "member protocol: this member speaks [3,3], member 1 speaks [1,1]: no common version"},
+		{Accepted: true, Version: 1, Protocol: Range{1, 1}, ClusterVersionMax: 2, Extensions: []Extension{{Tag: 3, Value: []byte("x")}}},
 	} {
 		enc := AppendHandshakeReply(nil, &h)
 		got, err := DecodeHandshakeReply(enc)
-		if err != nil || got != h {
+		if err != nil || !reflect.DeepEqual(got, h) {
 			t.Fatalf("round trip of %+v: %+v %v", h, got, err)
 		}
 		for n := range len(enc) {

@@ -50,14 +50,21 @@
 // # Member handshake (first frame on a member connection; frozen)
 //
 //	magic "TNDM" | layout u8 = 2 | cluster id bytes(64) | sender raft id u64 |
-//	receiver raft id u64 | protocol min u16 | protocol max u16 | cluster version max u16
+//	receiver raft id u64 | protocol min u16 | protocol max u16 | cluster version max u16 |
+//	extensions
 //
 // Layout 1 (builds up to 045a031) ended after the receiver raft id; it is recognised and refused.
 //
 // # Handshake reply (frame kind 6, the acceptor's answer; frozen)
 //
 //	status u8 (0 accepted, 1 refused) | chosen version u16 (0 when refused) |
-//	acceptor's protocol min u16 | max u16 | cluster version max u16 | text bytes(1024)
+//	acceptor's protocol min u16 | max u16 | cluster version max u16 | text bytes(1024) |
+//	extensions
+//
+// extensions: count u8 (at most 16) | each, tags strictly increasing: tag u8 | value bytes(256).
+// A frozen message grows only there: a later build adds a tagged field (a cluster's identity,
+// the digest of its founding members) and a receiver ignores the tags it does not know. This
+// build sends none.
 //
 // # Snapshot chunk
 //

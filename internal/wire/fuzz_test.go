@@ -69,6 +69,8 @@ func FuzzReadFrame(f *testing.F) {
 
 func FuzzDecodeHandshake(f *testing.F) {
 	f.Add(AppendHandshake(nil, &Handshake{ClusterID: "tandem", SenderID: 1, ReceiverID: 3, Protocol: Range{1, 2}, ClusterVersionMax: 2}))
+	f.Add(AppendHandshake(nil, &Handshake{ClusterID: "tandem", SenderID: 1, ReceiverID: 3, Protocol: Range{1, 2}, ClusterVersionMax: 2,
+		Extensions: []Extension{{Tag: 1, Value: []byte("id")}, {Tag: 7, Value: []byte{}}}}))
 	f.Add(AppendLegacyHandshake(nil, &Handshake{ClusterID: "tandem", SenderID: 1, ReceiverID: 3}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := DecodeHandshake(data)
@@ -76,7 +78,7 @@ func FuzzDecodeHandshake(f *testing.F) {
 			return
 		}
 		h2, err := DecodeHandshake(AppendHandshake(nil, &h))
-		if err != nil || h2 != h {
+		if err != nil || !reflect.DeepEqual(h2, h) {
 			t.Fatalf("handshake round trip: %+v %v", h2, err)
 		}
 	})
@@ -91,7 +93,7 @@ func FuzzDecodeHandshakeReply(f *testing.F) {
 			return
 		}
 		h2, err := DecodeHandshakeReply(AppendHandshakeReply(nil, &h))
-		if err != nil || h2 != h {
+		if err != nil || !reflect.DeepEqual(h2, h) {
 			t.Fatalf("handshake reply round trip: %+v %v", h2, err)
 		}
 	})

@@ -84,6 +84,64 @@ type Handshake struct {
 	Protocol Range
 	// ClusterVersionMax is the highest cluster (log) version the sender can apply.
 	ClusterVersionMax uint16
+	// Extensions carry what later builds add (Extension).
+	Extensions []Extension
+}
+
+// Extension is a tagged field of a frozen message (the handshake and its reply): a later build
+// adds what it needs there (a cluster's identity, the digest of its founding members) without a
+// new layout, and a receiver ignores the tags it does not know. Encoded after the fixed fields:
+//
+//	count u8 (at most MaxExtensions) | each, tags strictly increasing: tag u8 | value bytes(MaxExtensionBytes)
+type Extension struct {
+	Tag   uint8
+	Value []byte
+}
+
+// Limits of extensions.
+const (
+	MaxExtensions     = 16
+	MaxExtensionBytes = 256
+)
+
+func appendExtensions(dst []byte, exts []Extension) []byte {
+	dst = append(dst, uint8(len(exts)))
+	for _, e := range exts {
+		dst = append(dst, e.Tag)
+		dst = putBytes(dst, e.Value)
+	}
+	return dst
+}
+
+func (r *reader) extensions() []Extension {
+	n := int(r.u8())
+	if r.err == nil && n > MaxExtensions {
+		r.fail("%d extensions, at most %d", n, MaxExtensions)
+	}
+	var exts []Extension
+	for i := 0; i < n && r.err == nil; i++ {
+		e := Extension{Tag: r.u8(), Value: r.bytes(MaxExtensionBytes)}
+		if r.err == nil && i > 0 && e.Tag <= exts[i-1].Tag {
+			r.fail("extension tags out of order")
+		}
+		exts = append(exts, e)
+	}
+	return exts
+}
+
+// Extension returns the value of the extension tagged tag, and whether there is one.
+func (h *Handshake) Extension(tag uint8) ([]byte, bool) { return findExtension(h.Extensions, tag) }
+
+// Extension returns the value of the extension tagged tag, and whether there is one.
+func (h *HandshakeReply) Extension(tag uint8) ([]byte, bool) { return findExtension(h.Extensions, tag) }
+
+func findExtension(exts []Extension, tag uint8) ([]byte, bool) {
+	for _, e := range exts {
+		if e.Tag == tag {
+			return e.Value, true
+		}
+	}
+	return nil, false
 }
 
 // AppendHandshake appends the encoding of h (layout 2).
@@ -95,7 +153,8 @@ func AppendHandshake(dst []byte, h *Handshake) []byte {
 	dst = putU64(dst, h.ReceiverID)
 	dst = putU16(dst, h.Protocol.Min)
 	dst = putU16(dst, h.Protocol.Max)
-	return putU16(dst, h.ClusterVersionMax)
+	dst = putU16(dst, h.ClusterVersionMax)
+	return appendExtensions(dst, h.Extensions)
 }
 
 // DecodeHandshake decodes a handshake. A layout-1 handshake (a build from before version
@@ -131,6 +190,7 @@ func DecodeHandshake(data []byte) (Handshake, error) {
 	h.ReceiverID = r.u64()
 	h.Protocol = Range{r.u16(), r.u16()}
 	h.ClusterVersionMax = r.u16()
+	h.Extensions = r.extensions()
 	if r.err == nil && (h.SenderID == 0 || h.ReceiverID == 0) {
 		r.fail("raft id 0")
 	}
@@ -164,6 +224,8 @@ type HandshakeReply struct {
 	Protocol          Range
 	ClusterVersionMax uint16
 	Text              string
+	// Extensions carry what later builds add (Extension).
+	Extensions []Extension
 }
 
 // AppendHandshakeReply appends the encoding of h.
@@ -177,7 +239,8 @@ func AppendHandshakeReply(dst []byte, h *HandshakeReply) []byte {
 	dst = putU16(dst, h.Protocol.Min)
 	dst = putU16(dst, h.Protocol.Max)
 	dst = putU16(dst, h.ClusterVersionMax)
-	return putBytes(dst, []byte(h.Text))
+	dst = putBytes(dst, []byte(h.Text))
+	return appendExtensions(dst, h.Extensions)
 }
 
 // DecodeHandshakeReply decodes a handshake reply.
@@ -189,6 +252,7 @@ func DecodeHandshakeReply(data []byte) (HandshakeReply, error) {
 	h.Protocol = Range{r.u16(), r.u16()}
 	h.ClusterVersionMax = r.u16()
 	h.Text = string(r.bytes(MaxRefusalTextBytes))
+	h.Extensions = r.extensions()
 	if r.err == nil {
 		switch {
 		case status > 1:
