@@ -83,8 +83,9 @@
 // Each connection speaks one client protocol version, the highest both the client and the member
 // speak (this build: 1 and 2; 1 is what clients and members up to 045a031 speak). The client
 // opens (or attaches) in the lowest version it speaks, with its range; what it sends behind the
-// open before the answer is in that version too, and a member that does not speak it refuses at
-// the open and reads nothing after it. The member answers in the version it chose, and the client
+// open before the answer is in that version too, and a member that does not read it refuses at
+// the open and reads nothing after it; when their ranges meet, the client reconnects to it at
+// once writing in the common version. The member answers in the version it chose, and the client
 // writes in that version from then on. A member that refuses the client's versions is treated as
 // one that cannot serve: the client tries the others (ErrProtocolVersion once every one refused).
 //

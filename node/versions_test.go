@@ -2,7 +2,9 @@ package node
 
 import (
 	"bufio"
+	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,5 +60,27 @@ func TestPreNegotiationClientIsServedInVersion1(t *testing.T) {
 		default:
 			t.Fatalf("unexpected %+v", m)
 		}
+	}
+}
+
+// A member of a later build that no longer reads client protocol 1 (it speaks [2,2]) meets this
+// build's client, which speaks [1,2] and writes its open, and the commands it resends behind it,
+// in its lowest version: the member refuses that open with its range instead of reading version-1
+// commands it cannot decode, and the client reconnects at once writing in version 2, attaches and
+// is served.
+func TestClientReconnectsInAVersionTheMemberReads(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.opts = func(int) []Option { return []Option{WithVersions(wire.Range{}, wire.Range{Min: 2, Max: 2}, 0)} }
+	c.startAll(15 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl := c.dial(ctx)
+	for i := range 3 {
+		if got := inc(ctx, t, cl); got != int64(i+1) {
+			t.Fatalf("increment %d answered %d", i, got)
+		}
+	}
+	if logs := c.members[0].logs.String(); !strings.Contains(logs, "the client wrote in version 1") {
+		t.Fatalf("the member did not refuse the version-1 open; its log:\n%s", logs)
 	}
 }

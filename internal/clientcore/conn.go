@@ -70,6 +70,11 @@ func (s *Core) Connected(conn ConnID, now int64) {
 	s.advance(now)
 	s.state, s.lastHeard = connected, s.now
 	s.version = s.cfg.Protocol.Min
+	if r, ok := s.speaks[s.endpoint]; ok {
+		if v, ok := s.cfg.Protocol.Common(r); ok {
+			s.version = v // the member refused the lowest version, and said what it reads
+		}
+	}
 	s.setReach(s.endpoint, true)
 	// The unanswered commands ride with the open or attach, in order (the member keeps it): a
 	// round trip saved after a failover. A member that is not the leader answers each with a
@@ -253,6 +258,13 @@ func (s *Core) onAttached(m *wire.ClientMsg) {
 	if s.state == attached {
 		return
 	}
+	if m.Version != 0 && !s.cfg.Protocol.Contains(m.Version) {
+		// Not a version this client speaks: a member that does not follow the protocol.
+		s.setRefused(s.endpoint, fmt.Sprintf("%s answered in version %d, outside %s", s.endpoint, m.Version, s.cfg.Protocol))
+		s.hangup()
+		s.dial(s.backoff(&s.attempt))
+		return
+	}
 	s.state, s.opened, s.leader = attached, true, s.endpoint
 	s.attempt, s.hops, s.openRefusals, s.openRetryAt = 0, 0, 0, 0
 	if m.Version != 0 {
@@ -283,6 +295,18 @@ func (s *Core) onVersionRefused(m *wire.ClientMsg) {
 	// The member read nothing after the open it refused: what was written behind it on this
 	// connection was not applied here (a copy from an earlier connection stays lost).
 	s.calls.each(func(_ uint64, cl *call) { cl.live = 0 })
+	if v, ok := s.cfg.Protocol.Common(m.Protocol); ok && v != s.version && m.Protocol.Valid() {
+		// The ranges meet, but the member does not read the version the open was written in
+		// (the core's lowest): reconnect to it at once, writing in the common version.
+		if s.speaks == nil {
+			s.speaks = make(map[string]wire.Range)
+		}
+		s.speaks[s.endpoint] = m.Protocol
+		s.hint = s.endpoint
+		s.hangup()
+		s.dial(0)
+		return
+	}
 	s.setRefused(s.endpoint, fmt.Sprintf("%s speaks %s (%s)", s.endpoint, m.Protocol, m.Payload))
 	all := len(s.versionRefusals) > 0
 	for _, r := range s.versionRefusals {

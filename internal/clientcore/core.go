@@ -114,6 +114,10 @@ type Core struct {
 	// versionRefusals, per configured endpoint, says why it refused the core's versions on its latest
 	// answer ("": it did not). When every one did, the core ends with ErrProtocolVersion.
 	versionRefusals []string
+	// speaks, per endpoint, is the range a member said it speaks when it refused the version the
+	// core wrote its open in although the ranges meet; the next connection to it writes in the
+	// common version.
+	speaks map[string]wire.Range
 
 	stats Stats
 	msg   wire.ClientMsg // what Write is handed (one per core: no allocation per frame)

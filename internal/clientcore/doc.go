@@ -50,8 +50,10 @@
 //
 // Versions: the core speaks Config.Protocol (this build's client protocol versions by default).
 // On each new connection it writes the open or attach, with its range, and the calls behind it,
-// in its lowest version (a member that does not speak it refuses at the open and reads nothing
-// after it, so those calls were not applied there); once attached, everything it writes is in the
+// in its lowest version, or, to a member that refused that version while speaking one in common
+// with the core, in the common version (a member that does not read the open's version refuses
+// it and reads nothing after it, so those calls were not applied there; the core reconnects to it
+// at once); once attached, everything it writes is in the
 // version of the attached message (Output.Write hands the version in m.Version). A message with
 // Version 0, one not decoded from bytes (the simulator's), leaves the connection's version as it
 // is. A member's version refusal is a member that cannot serve: the core tries the next with its

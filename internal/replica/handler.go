@@ -23,12 +23,18 @@ func (r *Replica) Send(msgs []*pb.Message) { r.out.SendRaft(msgs) }
 func (r *Replica) InstallSnapshot(snap *pb.Snapshot) error {
 	ix := snap.GetMetadata().GetIndex()
 	r.appliedTerm = snap.GetMetadata().GetTerm()
+	before := r.ctr.ClusterVersion()
 	if err := r.ctr.Start(snap.GetData(), ix); err != nil {
 		return cannotApply(fmt.Errorf("replica: installing snapshot at index %d: %w", ix, err))
 	}
 	r.lastSnap = ix
 	st := r.core.State()
 	r.out.Changed(Change{Kind: ChangeSnapshotInstalled, Index: ix, Term: st.Term, Role: r.role, Leader: MemberID(st.Leader)})
+	if after := r.ctr.ClusterVersion(); after != before {
+		// The raise came inside the snapshot: said as if the entry had been applied here.
+		r.out.Changed(Change{Kind: ChangeClusterVersion, Index: ix, Term: st.Term, Role: r.role,
+			Leader: MemberID(st.Leader), ClusterVersion: after})
+	}
 	return nil
 }
 

@@ -293,6 +293,11 @@ func (s *ClientServer) readLoop(c *clientConn) {
 			s.refuseVersion(c, refusal)
 			return
 		}
+		if !s.inRange(&m) {
+			s.rejectClient(c, fmt.Sprintf("bad request: a message in client protocol version %d, which this member does not speak (%s)",
+				m.Version, s.cfg.ClientProtocol))
+			return
+		}
 		// The payload aliases the read buffer, which the next ReadFrame reuses: copy it into
 		// the arena, which is only ever appended to (a full one is replaced, not reused).
 		if len(m.Payload) > 0 {
@@ -341,8 +346,22 @@ func (s *ClientServer) negotiate(c *clientConn, m *wire.ClientMsg) string {
 	if !ok {
 		return fmt.Sprintf("client protocol: this member speaks %s, the client speaks %s: no common version", own, m.Protocol)
 	}
+	if m.Version != 0 && !own.Contains(m.Version) {
+		// The ranges meet, but the client wrote its open (and what it pipelines behind it) in a
+		// version this member does not read: refused, with this member's range, so that the
+		// client reconnects writing in a common version (clientcore does, at once).
+		return fmt.Sprintf("client protocol: this member speaks %s, the client wrote in version %d (it speaks %s): "+
+			"reconnect writing in version %d", own, m.Version, m.Protocol, v)
+	}
 	c.version.Store(uint32(v))
 	return ""
+}
+
+// inRange reports whether a request (not an open or attach, which negotiate judges) is written in
+// a version this port reads: the negotiated one, or the one the client opened in, which it keeps
+// to until the member's answer tells it the negotiated one.
+func (s *ClientServer) inRange(m *wire.ClientMsg) bool {
+	return m.Version == 0 || s.cfg.ClientProtocol.Contains(m.Version)
 }
 
 // refuseVersion refuses the connection for its version; the caller then closes it, and nothing

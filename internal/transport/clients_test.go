@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,5 +192,68 @@ func TestOversizedCommandHandedOverAsItsHead(t *testing.T) {
 		t.Fatalf("an oversized push was handed over: %+v", b)
 	case <-time.After(10 * time.Second):
 		t.Fatal("an oversized push did not close the connection")
+	}
+}
+
+// A port that speaks [2,2] meets a client of [1,2] that wrote its open, and a command behind it,
+// in version 1: the open is refused with the port's range (the client reconnects writing in
+// version 2), and nothing in version 1 is handed over. On a connection opened in version 2, a
+// message in version 1 closes the connection unread.
+func TestPortReadsOnlyVersionsItSpeaks(t *testing.T) {
+	_, rec, addr := startClientServer(t, ClientConfig{ClientProtocol: wire.Range{Min: 2, Max: 2}})
+	dial := func() (net.Conn, *bufio.Reader) {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		return nc, bufio.NewReader(nc)
+	}
+	nc, r := dial()
+	out := wire.AppendClientFrame(nil, &wire.ClientMsg{Kind: wire.COpen, Protocol: wire.Range{Min: 1, Max: 2}}, 1)
+	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Seq: 1, LowestUnacked: 1, Payload: []byte("x")}, 1)
+	if _, err := nc.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, body, _, err := wire.ReadFrame(r, 1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := wire.DecodeClientMsg(body)
+	if err != nil || m.Kind != wire.CVersionRefused || m.Protocol != (wire.Range{Min: 2, Max: 2}) ||
+		!strings.Contains(string(m.Payload), "wrote in version 1") {
+		t.Fatalf("an open in version 1 to a [2,2] port was answered %+v (%q), %v", m, m.Payload, err)
+	}
+
+	nc, _ = dial()
+	out = wire.AppendClientFrame(nil, &wire.ClientMsg{Kind: wire.COpen, Protocol: wire.Range{Min: 1, Max: 2}}, 2)
+	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Seq: 1, LowestUnacked: 1, Payload: []byte("x")}, 1)
+	if _, err := nc.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	expectClientClosed(t, nc)
+	deadline := time.After(time.Second)
+	for {
+		select {
+		case b := <-rec.batches:
+			for _, m := range b {
+				if m.Kind == wire.CCommand {
+					t.Fatalf("a command in version 1 was handed over by a [2,2] port: %+v", m)
+				}
+			}
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// expectClientClosed waits until the port closes nc (a read returns EOF or a reset).
+func expectClientClosed(t *testing.T, nc net.Conn) {
+	t.Helper()
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := io.Copy(io.Discard, nc)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the port kept the connection open")
 	}
 }

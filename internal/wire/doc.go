@@ -38,8 +38,10 @@
 //
 // Client connections: the first open or attach carries the client's range (none: a 045a031
 // client, [1,1]) and is encoded at the client's lowest version, as is whatever the client sends
-// behind it before the answer (a member that does not speak the client's lowest version refuses
-// at the open and reads nothing after it). The member picks the highest common version and writes
+// behind it before the answer. A member that does not read the version the open was written in
+// refuses it and reads nothing after it, even when the ranges meet: its refusal names its range,
+// and the client reconnects writing in the common version; a member reads nothing in a version
+// outside its range. The member picks the highest common version and writes
 // everything on the connection at it, starting with the attached message, whose version byte tells
 // the client; from then on the client writes at that version too. No common version: the member
 // answers with a version refusal naming both ranges and closes the connection once it is written.
