@@ -31,7 +31,8 @@ type Config struct {
 	// ClusterID names the cluster; a data directory of another cluster is refused.
 	ClusterID string
 	// Members are the founding members. Used to bootstrap an empty data directory; afterwards the
-	// membership lives in the replicated log.
+	// membership lives in the replicated log. No two may share an id, and no address may appear
+	// twice in the list (as two members' addresses, or as one's client and member address).
 	Members []Member
 	// ClientBind and MemberBind are the local addresses to listen on; empty means the advertised
 	// address of this member (separate so a member behind NAT or in a container can bind 0.0.0.0).
@@ -179,6 +180,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, duplicateAddrs(c.Members)...)
 	if c.SegmentBytes < 4<<10 {
 		errs = append(errs, fmt.Errorf("SegmentBytes (%d) must be at least 4096", c.SegmentBytes))
 	}
@@ -201,6 +203,35 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// duplicateAddrs names every address that two members' entries share, or that one member
+// gives as both its client and its member address: each address is one listener, so such a list
+// is a typo, and a cluster started on it would send one member's traffic to another. (A
+// repeated id is refused by replica.Config.Validate.) Addresses are compared as written, the
+// host without regard to case: two names of one host (localhost and 127.0.0.1) are not seen.
+func duplicateAddrs(ms []Member) []error {
+	type use struct {
+		id   int
+		kind string
+	}
+	seen := map[string]use{}
+	var errs []error
+	for _, m := range ms {
+		for _, a := range []struct{ kind, addr string }{{"client", m.ClientAddr}, {"member", m.MemberAddr}} {
+			key := a.addr
+			if host, port, err := net.SplitHostPort(a.addr); err == nil {
+				key = net.JoinHostPort(strings.ToLower(host), port)
+			}
+			if u, ok := seen[key]; ok {
+				errs = append(errs, fmt.Errorf("Members: address %q is both member %d's %s address and member %d's %s address",
+					a.addr, u.id, u.kind, m.ID, a.kind))
+				continue
+			}
+			seen[key] = use{m.ID, a.kind}
+		}
+	}
+	return errs
 }
 
 func (c *Config) replicaConfig() replica.Config {

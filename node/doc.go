@@ -45,9 +45,13 @@
 // DataDir holds the member's archive: IDENTITY (the cluster id and member id: a directory of
 // another cluster or member is refused), log/ (the log, in segments of SegmentBytes, deleted
 // from the oldest as snapshots make them unneeded), snap/ (the newest SnapshotsRetained
-// snapshots) and incoming/ (snapshots in transfer from the leader). It belongs to one member: two processes must never run on one directory (this is not yet
-// enforced by a lock). A member restarted on its directory recovers: a torn tail of unsynced
-// writes is cut, anything else damaged is refused with the file and offset.
+// snapshots), incoming/ (snapshots in transfer from the leader) and LOCK. It belongs to one
+// member: Run locks it (flock(2) on LOCK, which holds the pid) before it binds the ports and
+// releases it when it returns, so a second process or Node on the directory fails at once with
+// ErrDataDirInUse naming the holder's pid. The kernel releases the lock of a process that died:
+// the LOCK file it leaves behind does not stop a restart. A member restarted on its directory
+// recovers: a torn tail of unsynced writes is cut, anything else damaged is refused with the file
+// and offset.
 //
 // # Stopping, and what Run returns
 //

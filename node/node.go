@@ -184,6 +184,11 @@ var (
 // listeners end with the run). To run the member again, make another Node with New.
 var ErrRunTwice = errors.New("node: Run was called twice: a Node runs once; make another with New")
 
+// ErrDataDirInUse is returned by Run when another process, or another Node in this one, runs on
+// Config.DataDir (the lock file DataDir/LOCK is held): two members on one directory would each
+// overwrite what the other wrote. The error names the holder's pid: stop it first.
+var ErrDataDirInUse = archive.ErrInUse
+
 // Option adjusts a node.
 type Option func(*Node)
 
@@ -461,6 +466,22 @@ func (n *Node) Run(ctx context.Context) error {
 	// Every event is emitted from this goroutine (the loop's), so nothing sends once Run returns.
 	defer close(n.events)
 	cfg := n.cfg
+	// The data directory is the member's for as long as Run runs: its lock (archive.LockDir) is
+	// taken here, before anything else — before the ports, so that a second process on the
+	// directory is told who holds it rather than that a port is in use — and released last (the
+	// defers run after the archive is closed and the transport, which receives snapshots into
+	// incoming/, has stopped). It is held by Run, not by the archive, because the archive is not
+	// all that lives in the directory.
+	lock, err := archive.LockDir(vfs.OS(), cfg.DataDir)
+	if err != nil {
+		for _, l := range []net.Listener{n.memberL, n.clientL} {
+			if l != nil {
+				_ = l.Close()
+			}
+		}
+		return fmt.Errorf("member %d: %w", cfg.ID, err)
+	}
+	defer lock.Close()
 	self, _ := cfg.self()
 	clientBind, memberBind := cfg.ClientBind, cfg.MemberBind
 	if clientBind == "" {
@@ -470,7 +491,6 @@ func (n *Node) Run(ctx context.Context) error {
 		memberBind = self.MemberAddr
 	}
 	ml, cl := n.memberL, n.clientL
-	var err error
 	if ml == nil {
 		ml, err = listen("member", cfg.ID, memberBind)
 	}

@@ -22,7 +22,8 @@ const (
 	exitOK = 0
 	// exitFailed: nothing was applied, and not for a refusal of the command: no session (the
 	// cluster unreachable, the session refused or ended), a query that timed out; a member
-	// that stopped.
+	// that stopped, or could not start (its data directory in use: archive.ErrInUse); tandem
+	// clean keeping a directory a running member holds.
 	exitFailed  = 1
 	exitUnknown = 3 // the command may or may not have been applied
 	// exitNotApplied: the command was not applied: client.ErrNotApplied (refused by the
@@ -117,7 +118,8 @@ Run "tandem help <verb>" or "tandem <verb> --help" for a verb's flags and exampl
 
 Exit codes:
   0   ok
-  1   failed: not applied, nothing sent, or a member stopped (the reason is on stderr)
+  1   failed: not applied, nothing sent, a member stopped or could not start (its data
+      directory in use), tandem clean kept a directory in use (the reason is on stderr)
   2   crashed: Go's own code for a panic it could not recover (stack on stderr)
   3   outcome unknown: the command may or may not have been applied (tandem client)
   4   refused by the cluster or the service, not applied (tandem client)

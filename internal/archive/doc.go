@@ -4,6 +4,8 @@
 // # Directory layout
 //
 //	<dir>/IDENTITY                        cluster id, member id, format version (CRC-protected)
+//	<dir>/LOCK                            the directory's lock (LockDir): flock(2) held by the one
+//	                                      process using the directory; holds its pid in decimal
 //	<dir>/log/<seq:016x>.seg              log segments; names sort in log order
 //	<dir>/log/next-segment.spare          the next segment, zero-filled ahead of need (never read
 //	                                      as log; a recycled segment while its job zeroes it)
@@ -111,6 +113,7 @@
 // # Files
 //
 //	archive.go   Options, the Archive type and what its parts rely on, Open and Close, failure
+//	lock.go      LockDir: one process per data directory
 //	record.go    the record codec: records, the segment header, synced records
 //	recover.go   recovery: replaying segments, torn tail or corruption, the cut; Verify, Report
 //	scan.go      the search for a valid record after a bad one, linear in the rest of the segment

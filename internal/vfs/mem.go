@@ -63,6 +63,10 @@ type Mem struct {
 	syncedNames map[string]*node
 	dirs        map[string]bool
 	epoch       int // bumped by every crash: older handles are stale
+	// locks maps a file to the open file that holds its lock (Lock), as flock(2) locks the file,
+	// whatever its name. Invariant: every holder is open and of the current epoch (Close and
+	// Crash, which ends every process, release).
+	locks map[*node]*memFile
 
 	spaceLimit int64 // 0: unlimited
 	syncErr    error
@@ -73,7 +77,8 @@ type Mem struct {
 
 // NewMem returns an empty model file system.
 func NewMem() *Mem {
-	return &Mem{names: map[string]*node{}, syncedNames: map[string]*node{}, dirs: map[string]bool{"/": true, ".": true}}
+	return &Mem{names: map[string]*node{}, syncedNames: map[string]*node{}, dirs: map[string]bool{"/": true, ".": true},
+		locks: map[*node]*memFile{}}
 }
 
 // SetSpaceLimit makes writes fail with ENOSPC once the total size of all files would exceed
@@ -101,11 +106,13 @@ func (m *Mem) used() int64 {
 }
 
 // Crash simulates a power loss: each file keeps its synced data plus, depending on mode, part of
-// its unsynced writes; unsynced directory operations are lost. Open handles become stale.
+// its unsynced writes; unsynced directory operations are lost. Open handles become stale, and
+// every lock is released (the processes that held them are gone; the files stay).
 func (m *Mem) Crash(rng *rand.Rand, mode CrashMode) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.epoch++
+	clear(m.locks)
 	names := map[string]*node{}
 	keys := make([]string, 0, len(m.syncedNames))
 	for k := range m.syncedNames {
@@ -271,6 +278,27 @@ func (m *Mem) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 	f := &memFile{m: m, nd: nd, name: name, epoch: m.epoch, append: flag&os.O_APPEND != 0,
 		write: flag&(os.O_WRONLY|os.O_RDWR) != 0}
 	return f, nil
+}
+
+// Lock implements FS: the model of flock(2), one lock per file held by one open file. A crash
+// releases every lock (Crash).
+func (m *Mem) Lock(name string) (File, error) {
+	f, err := m.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	mf := f.(*memFile)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := mf.check(); err != nil { // a crash came between the open and here
+		return nil, err
+	}
+	if _, held := m.locks[mf.nd]; held {
+		mf.closed = true
+		return nil, fmt.Errorf("lock %s: %w", mf.name, ErrLocked)
+	}
+	m.locks[mf.nd] = mf
+	return mf, nil
 }
 
 // Remove implements FS.
@@ -548,6 +576,9 @@ func (f *memFile) Close() error {
 	f.m.mu.Lock()
 	defer f.m.mu.Unlock()
 	f.closed = true
+	if f.m.locks[f.nd] == f {
+		delete(f.m.locks, f.nd)
+	}
 	return nil
 }
 

@@ -5,9 +5,13 @@
 package vfs
 
 import (
+	"errors"
 	"io"
 	"os"
 )
+
+// ErrLocked is returned by FS.Lock when another open file holds the lock.
+var ErrLocked = errors.New("vfs: locked by another open file")
 
 // File is an open file.
 type File interface {
@@ -43,4 +47,11 @@ type FS interface {
 	Stat(name string) (os.FileInfo, error)
 	// SyncDir makes the directory's entries (creates, removes, renames) durable.
 	SyncDir(dir string) error
+	// Lock opens the file name for reading and writing (creating it) and takes an exclusive
+	// advisory lock on it (flock(2)), held until the returned file is closed or the process
+	// ends, however it ends: the kernel releases it, the file stays. If another open file holds
+	// the lock (in another process, or from another Lock in this one: the lock belongs to the
+	// open file, not to the process) it fails at once with an error wrapping ErrLocked. The
+	// lock binds only those who take it: reads and writes are not checked.
+	Lock(name string) (File, error)
 }
