@@ -178,6 +178,11 @@ var (
 	// that index rather than skip what the others applied. Run it on a build that applies it
 	// (docs/COMPATIBILITY.md); its data is intact.
 	ErrCannotApply = replica.ErrCannotApply
+	// ErrMembersDiffer: the configured member ids (Config.Members) differ from the cluster's
+	// membership recorded in the data directory, which wins: the member stops at start, naming
+	// both lists. Start it with the recorded list. (Addresses that differ are only logged: a
+	// member dials its configured addresses, so a cluster can move by a restart.)
+	ErrMembersDiffer = replica.ErrMembersDiffer
 )
 
 // ErrRunTwice is returned by a second call of Run: a Node runs once (its inputs, events and

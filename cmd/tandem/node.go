@@ -188,6 +188,9 @@ func runNode(args []string) int {
 		if errors.Is(err, node.ErrCannotApply) {
 			return exitCannotApply
 		}
+		if errors.Is(err, node.ErrMembersDiffer) {
+			return exitUsage // a member list that disagrees with the data: fix the flags
+		}
 		return exitFailed
 	}
 	r.line("member %d stopped", id)

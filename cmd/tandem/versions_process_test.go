@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,5 +69,44 @@ func TestDowngradedMemberStopsWithExitCode5(t *testing.T) {
 	waitOutput(pc.procs[victim], "ROLE CHANGE: FOLLOWER")
 	if n, err := increment(ctx, c); err != nil || n != 22 {
 		t.Fatalf("an increment after the member came back: %d, %v", n, err)
+	}
+}
+
+// A member started with a member list that differs from the cluster's recorded membership exits
+// with the usage code, naming both lists (the data's membership wins).
+func TestMemberListAgainstTheDataIsAUsageError(t *testing.T) {
+	pc := newProcCluster(t, 3)
+	l := pc.startAll()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := pc.dial(ctx)
+	if _, err := increment(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	victim := (l + 1) % 3
+	pc.kill(victim)
+	full := pc.members
+	parts := strings.Split(full, "|")
+	// Itself and one other: the list --size 2 would give member 0 or 1.
+	mine := []string{parts[victim], parts[(victim+1)%3]}
+	slices.Sort(mine)
+	pc.members = strings.Join(mine, "|")
+	pc.start(victim)
+	pc.members = full
+	p := pc.procs[victim]
+	var exitErr error
+	select {
+	case exitErr = <-p.exitc:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the member with a wrong list still runs after 20 s; output:\n%s", p.output())
+	}
+	pc.procs[victim] = nil
+	var ee *exec.ExitError
+	if !errors.As(exitErr, &ee) || ee.ExitCode() != exitUsage || !strings.Contains(p.output(), "differ from the cluster's membership") {
+		t.Fatalf("exited with %v, want code %d naming the difference; output:\n%s", exitErr, exitUsage, p.output())
+	}
+	pc.start(victim)
+	if _, err := increment(ctx, c); err != nil {
+		t.Fatal(err)
 	}
 }

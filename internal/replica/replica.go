@@ -130,6 +130,10 @@ type Replica struct {
 	peerClusterMax map[int]uint16
 	// confirming: a request held back by confirmFirst is being handled again (verdict).
 	confirming bool
+	// startCommit is the commit index the storage held at start; membersChecked: the
+	// configured members were compared with the recorded ones (configured.go).
+	startCommit    uint64
+	membersChecked bool
 	// raising: this leader proposed a raise of the cluster version that has not been applied.
 	raising bool
 }
@@ -190,6 +194,9 @@ func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out
 		return nil, err
 	}
 	r.ctr = ctr
+	if hs, _, err := st.InitialState(); err == nil {
+		r.startCommit = hs.GetCommit()
+	}
 	snap, err := st.Snapshot()
 	if err != nil {
 		return nil, fmt.Errorf("replica: reading snapshot: %w", err)
@@ -395,5 +402,8 @@ func (r *Replica) afterCore(err error) error {
 		}
 	}
 	r.serveReads()
+	if err == nil {
+		err = r.checkConfiguredMembers()
+	}
 	return err
 }
