@@ -78,7 +78,7 @@ const (
 	IdentityFormat   = formatVersion // the IDENTITY file
 	SnapshotFormat   = formatVersion // snapshot files (their container part has its own format)
 	SegmentFormatMin = segmentV1     // oldest log segment format read
-	SegmentFormatMax = segmentV2     // the log segment format written
+	SegmentFormatMax = segmentV3     // the log segment format written
 )
 
 // castagnoli is the CRC-32C table of every checksum the archive writes: records, IDENTITY,
@@ -106,6 +106,18 @@ type segment struct {
 	// starts with a synced record naming syncedEnd (markSynced).
 	syncedEnd int64
 	vouched   int64
+	// durableSize is how long the file is known to be durably (its zeros synced: grow, or the
+	// spare's job); claimed is the largest size an allocated record in the segment names (the
+	// first write after durableSize grew past it carries one: prefix). Invariant: claimed <=
+	// durableSize <= size.
+	durableSize int64
+	claimed     int64
+	// voteEnd is the end of the last hard-state record that changed the term or the vote (0 if
+	// none since the segment started): Sync vouches for it at once (vouchVote). vouchTail is the
+	// length of the synced record Sync wrote at end for it, which the owner adds to end at its
+	// next write (settle): Sync never moves end, which the owner reads beside it.
+	voteEnd   int64
+	vouchTail int64
 }
 
 // loc is where an entry lies: its term, and its record in a segment (off, n bytes).
@@ -170,6 +182,9 @@ type Archive struct {
 	surplus []string     // snapshot files the prepared snapshot's job deletes
 
 	readOnly bool // Verify: change nothing
+	// newest is the sequence number the newest-segment file names (lost.go), 0 if none: every
+	// segment up to it had its header and first allocated record durable.
+	newest uint64
 
 	// The spare (spare.go) is the next segment's file, prepared ahead of need by a job the driver
 	// runs beside everything (TakeSpareJob): zero-filled and synced, so that a roll writes no
