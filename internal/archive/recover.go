@@ -1,7 +1,10 @@
 package archive
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,7 +35,7 @@ type Report struct {
 
 // recoverLog replays every segment into the in-memory index. With cut, a torn tail is cut from
 // the last segment; rep, if not nil, is filled in.
-func (a *Archive) recoverLog(cut bool, rep *Report) error {
+func (a *Archive) recoverLog(cut bool, rep *Report) (err error) {
 	names, err := a.fs.ReadDir(a.logDir())
 	if err != nil {
 		return fmt.Errorf("archive: %w", err)
@@ -47,6 +50,16 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 		return err
 	}
 	started := false
+	emptied := "" // the last segment before the first kept one that held no record
+	// The cuts and removals wait until every check passed: a directory refused for lost synced
+	// data is left as it was found, for whoever rebuilds the member.
+	var fixes []func() error
+	defer func() {
+		if err != nil {
+			a.closeFiles()
+			a.segs = nil
+		}
+	}()
 	for k, name := range segNames {
 		path := filepath.Join(a.logDir(), name)
 		var seq uint64
@@ -81,9 +94,8 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 					}
 					a.log.Warn("archive: cutting a torn tail", "file", path, "offset", off)
 					if cut {
-						if err := a.cutTail(path, off, int64(len(b))); err != nil {
-							return err
-						}
+						at, size := off, int64(len(b))
+						fixes = append(fixes, func() error { return a.cutTail(path, at, size) })
 					}
 				}
 				break
@@ -157,9 +169,11 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 					return err
 				}
 			}
+			if len(a.segs) == 0 {
+				emptied = path
+			}
 			if cut {
-				_ = a.fs.Remove(path)
-				a.dirDirty = true
+				fixes = append(fixes, func() error { _ = a.fs.Remove(path); a.dirDirty = true; return nil })
 			}
 			continue
 		}
@@ -173,8 +187,25 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 	if err := a.reconcileSnapshot(); err != nil {
 		return err
 	}
+	if a.latest == nil && a.first > 1 && len(a.segs) > 0 {
+		// Only a snapshot lets a log start later (compaction follows one, a reset segment
+		// follows the leader's): the entries before it were synced, and are gone.
+		file := a.segs[0].path
+		if emptied != "" {
+			file = emptied
+		}
+		if err := a.lost(file, -1, "the log starts at index %d and no snapshot holds the entries before it: entries 1..%d (an older segment is missing or empty)",
+			a.first, a.first-1); err != nil {
+			return err
+		}
+	}
 	if err := a.checkEnd(); err != nil {
 		return err
+	}
+	for _, fix := range fixes {
+		if err := fix(); err != nil {
+			return fmt.Errorf("archive: %w", err)
+		}
 	}
 	if rep != nil {
 		rep.Segments = len(a.segs)
@@ -355,13 +386,22 @@ func Verify(fsys vfs.FS, dir string, w interface{ Write([]byte) (int, error) }) 
 	a.opts.defaults()
 	a.log = a.opts.Logger
 	var rep Report
-	if _, err := fsys.Stat(filepath.Join(dir, "IDENTITY")); err != nil {
+	path := filepath.Join(dir, "IDENTITY")
+	if _, err := fsys.Stat(path); err != nil {
 		return rep, fmt.Errorf("archive: %s is not a Tandem data directory: %w", dir, err)
 	}
-	id, _ := readFile(fsys, filepath.Join(dir, "IDENTITY"))
-	if len(id) > 4 {
-		fmt.Fprintf(w, "identity: %s\n", strings.ReplaceAll(strings.TrimSpace(string(id[:len(id)-4])), "\n", ", "))
+	id, err := readFile(fsys, path)
+	if err != nil {
+		return rep, fmt.Errorf("archive: reading %s: %w", path, err)
 	}
+	// The IDENTITY file ends with the CRC-32C of what precedes it (identity.go); Open refuses
+	// one that fails it, and so does Verify.
+	if len(id) < 4 || crc32.Checksum(id[:len(id)-4], castagnoli) != binary.LittleEndian.Uint32(id[len(id)-4:]) ||
+		!strings.HasPrefix(string(id), "tandem-archive ") {
+		return rep, fmt.Errorf("%w: %s is damaged (%d bytes; its checksum fails or it is not an IDENTITY file): the member will not start on it",
+			ErrCorrupt, path, len(id))
+	}
+	fmt.Fprintf(w, "identity: %s, checksum ok\n", strings.ReplaceAll(strings.TrimSpace(string(id[:len(id)-4])), "\n", ", "))
 	if err := a.loadSnapshots(); err != nil {
 		return rep, err
 	}
@@ -378,6 +418,9 @@ func Verify(fsys vfs.FS, dir string, w interface{ Write([]byte) (int, error) }) 
 		fmt.Fprintln(w, line)
 	}
 	if err := a.recoverLog(false, &rep); err != nil {
+		if errors.Is(err, ErrLostSyncedData) {
+			fmt.Fprintf(w, "LOST SYNCED DATA: %v\n", err)
+		}
 		return rep, err
 	}
 	fmt.Fprintf(w, "log: %d segments, %d records, entries %d..%d, hard state: %s\n",
