@@ -25,8 +25,9 @@ type Options struct {
 	SegmentBytes int64
 	// GrowBytes: a segment that was not prepared ahead (the first after Open, or one needed
 	// before its spare was ready: see TakeSpareJob) grows in steps of this size (default
-	// 1 MiB), not record by record. The zeros of a step are flushed by the next sync, on the
-	// commit path, which they make much slower (docs/PERFORMANCE.md): hence the spare.
+	// 1 MiB), not record by record. The zeros of a step are synced before records go into them
+	// (so that a file cut shorter is told from a crash: doc.go, Recovery), on the commit path,
+	// which they make much slower (docs/PERFORMANCE.md): hence the spare.
 	GrowBytes int64
 	// SparePace is the pause after each MiB of zeros the spare's job writes (TakeSpareJob), so
 	// that preparing the next segment never keeps the disk busy for long (0: no pause, as in
@@ -147,6 +148,12 @@ type loc struct {
 //     (prepareSpare).
 //   - The spare is never read as log: its name is not a segment's (spareName), and it becomes one
 //     only by a rename once its job made it all zeros (newSegmentFile).
+//   - A file is durably as long as its allocated records say: grow syncs its zeros before the
+//     record that names them, and the spare is synced before it becomes a segment. The
+//     newest-segment file names a segment only once its header, first allocated record and name
+//     are durable (roll). Recovery (checkLength, checkEnd) reads anything less as lost synced data.
+//   - A hard state that changed the term or the vote is vouched for by a synced record before
+//     Sync returns (vouchVote): a damaged one is never cut as torn.
 //   - After any write or sync error the archive is failed (fail): every mutating call returns it.
 type Archive struct {
 	fs   vfs.FS
