@@ -148,7 +148,7 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("tandem version --json: %+v", v)
 	}
 	text, _, code := runCLI(t, bin, "version")
-	for _, want := range []string{"tandem " + version, "member protocol", "client protocol   1 to 2", "cluster version   applies up to 2", "log segments 1 to 2"} {
+	for _, want := range []string{"tandem " + version, "member protocol", "client protocol   1 to 2", "cluster version   applies up to 2", "log segments 1 to 3"} {
 		if code != 0 || !strings.Contains(text, want) {
 			t.Fatalf("tandem version exited %d without %q:\n%s", code, want, text)
 		}

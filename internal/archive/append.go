@@ -17,6 +17,9 @@ func (a *Archive) Append(hs *pb.HardState, ents []*pb.Entry) error {
 	if err := a.Err(); err != nil {
 		return err
 	}
+	if cur := a.current(); cur != nil {
+		a.settle(cur)
+	}
 	if len(ents) > 0 {
 		fi := ents[0].GetIndex()
 		last := a.lastIndex()
@@ -45,14 +48,14 @@ func (a *Archive) Append(hs *pb.HardState, ents []*pb.Entry) error {
 			}
 		}
 		s := a.current()
-		a.buf = a.markSynced(a.buf[:0], s)
+		a.buf = append(a.buf[:0], headroom[:]...)
 		offs := make([]int64, len(ents))
 		for i, e := range ents {
 			raw, err := proto.Marshal(e)
 			if err != nil {
 				return err
 			}
-			offs[i] = int64(len(a.buf))
+			offs[i] = int64(len(a.buf) - prefixBytesMax)
 			a.buf = appendRecord(a.buf, recEntry, raw)
 		}
 		base, err := a.write(s, a.buf)
@@ -60,7 +63,7 @@ func (a *Archive) Append(hs *pb.HardState, ents []*pb.Entry) error {
 			return a.fail(err)
 		}
 		for i, e := range ents {
-			end := int64(len(a.buf))
+			end := int64(len(a.buf) - prefixBytesMax)
 			if i+1 < len(ents) {
 				end = offs[i+1]
 			}
@@ -80,8 +83,11 @@ func (a *Archive) Append(hs *pb.HardState, ents []*pb.Entry) error {
 			}
 		}
 		s := a.current()
-		if _, err := a.write(s, appendRecord(a.markSynced(nil, s), recHardState, raw)); err != nil {
+		if _, err := a.write(s, appendRecord(headroom[:], recHardState, raw)); err != nil {
 			return a.fail(err)
+		}
+		if a.hs == nil || a.hs.GetTerm() != hs.GetTerm() || a.hs.GetVote() != hs.GetVote() {
+			s.voteEnd = s.end // Sync vouches for it (vouchVote)
 		}
 		a.hs = proto.Clone(hs).(*pb.HardState)
 	}
@@ -104,6 +110,9 @@ func (a *Archive) Sync() error {
 				}
 			}
 		}
+		if err := a.vouchVote(); err != nil {
+			return a.fail(err)
+		}
 		if a.dirDirty {
 			if err := a.fs.SyncDir(a.logDir()); err != nil {
 				return a.fail(err)
@@ -117,6 +126,34 @@ func (a *Archive) Sync() error {
 	a.dirDirty = false
 	a.durable = a.lastIndex()
 	return nil
+}
+
+// vouchVote, in Sync once the segments are synced, writes and syncs a synced record after a hard
+// state that changed the term or the vote, so that damage to a synced term or vote is never read
+// as a torn tail (which would revert it): the one record of recovery that a later write must
+// vouch for before Sync returns. It costs a second sync only for the Readys that carry an
+// election's term or vote. Sync does not move the segment's end (the owner reads it beside
+// Sync): the record's length waits in vouchTail for the owner's next write (settle).
+func (a *Archive) vouchVote() error {
+	s := a.current()
+	if s == nil || s.version < segmentV3 || s.voteEnd <= s.vouched || s.vouchTail != 0 {
+		return nil
+	}
+	// write grows the file with room for this record after every write: no growth here.
+	if _, err := s.f.WriteAt(appendSynced(nil, s.end), s.end); err != nil {
+		return err
+	}
+	if err := s.f.Sync(); err != nil {
+		return err
+	}
+	s.vouched, s.vouchTail = s.end, syncedRecordBytes
+	return nil
+}
+
+// settle adds to s's end the synced record vouchVote wrote after it, on the owner's goroutine.
+func (a *Archive) settle(s *segment) {
+	s.end += s.vouchTail
+	s.vouchTail = 0
 }
 
 // DurableIndex returns the last index known to be synced.
@@ -164,6 +201,7 @@ func (a *Archive) roll(first, prevTerm uint64, reset bool) error {
 	seq := uint64(1)
 	if c := a.current(); c != nil {
 		seq = c.seq + 1
+		a.settle(c)
 		// Only the last segment may have a torn tail: finish the current one before starting
 		// the next (rolls are rare, so this costs little).
 		if c.dirty && !a.opts.NoSync {
@@ -179,9 +217,18 @@ func (a *Archive) roll(first, prevTerm uint64, reset bool) error {
 		return err
 	}
 	s := &segment{seq: seq, path: path, f: f, version: segmentVersionWritten, size: size, first: first, prevTerm: prevTerm, reset: reset}
+	if !a.opts.NoSync {
+		s.durableSize = size // the spare's zeros, synced by its job (0 for a new file)
+	}
 	a.segs = append(a.segs, s)
 	a.dirDirty = true
-	if _, err := a.write(s, appendRecord(nil, recHeader, encodeHeader(s.version, first, prevTerm, reset))); err != nil {
+	// The header (write grows a new file first, durably), then the allocated record naming the
+	// file's durable size (with the header's write in version 3: write puts it before the next
+	// records, and there are none).
+	if _, err := a.write(s, appendRecord(make([]byte, prefixBytesMax), recHeader, encodeHeader(s.version, first, prevTerm, reset))); err != nil {
+		return err
+	}
+	if _, err := a.write(s, make([]byte, prefixBytesMax)); err != nil {
 		return err
 	}
 	// The header is durable before anything else is written to the segment: then a crash never
@@ -191,10 +238,19 @@ func (a *Archive) roll(first, prevTerm uint64, reset bool) error {
 		if err := f.Sync(); err != nil {
 			return err
 		}
+		// Then its name, then the file that names the newest segment (newestName): once that
+		// names seq, a log without this segment lost it; before, a crash may undo the roll.
+		if err := a.fs.SyncDir(a.logDir()); err != nil {
+			return err
+		}
+		a.dirDirty = false
+		if err := a.writeNewest(seq); err != nil {
+			return err
+		}
 	}
 	if a.hs != nil {
 		raw, _ := proto.Marshal(a.hs)
-		if _, err := a.write(s, appendRecord(nil, recHardState, raw)); err != nil {
+		if _, err := a.write(s, appendRecord(make([]byte, prefixBytesMax), recHardState, raw)); err != nil {
 			return err
 		}
 	}
@@ -213,22 +269,71 @@ func (a *Archive) markSynced(buf []byte, s *segment) []byte {
 	return appendSynced(buf, s.end)
 }
 
-// write appends buf to segment s, growing the file in large steps.
-func (a *Archive) write(s *segment, buf []byte) (int64, error) {
-	off := s.end
-	if need := off + int64(len(buf)); need > s.size {
-		grow := max(a.opts.GrowBytes, need-s.size)
-		if err := writeZeros(s.f, s.size, grow); err != nil {
+// prefixBytesMax is the headroom every write's records start after: room for the records write
+// puts first (prefix), a synced record and an allocated record.
+const prefixBytesMax = syncedRecordBytes + allocatedRecordBytes
+
+// headroom is prefixBytesMax zero bytes to start a write's buffer with (copied, never written).
+var headroom [prefixBytesMax]byte
+
+// prefix appends to buf the records due at s.end before a write's own: the synced record
+// (markSynced), then, in version 3, an allocated record if the file's durable size grew past
+// the last one named. Never before the header (s.end 0).
+func (a *Archive) prefix(buf []byte, s *segment) []byte {
+	buf = a.markSynced(buf, s)
+	if s.version >= segmentV3 && s.end > 0 && s.durableSize > s.claimed {
+		s.claimed = s.durableSize
+		buf = appendAllocated(buf, s.durableSize)
+	}
+	return buf
+}
+
+// write appends recs[prefixBytesMax:] to segment s, after the records prefix puts in the headroom
+// before it, growing the file first if needed; it returns the offset of recs[prefixBytesMax].
+func (a *Archive) write(s *segment, recs []byte) (int64, error) {
+	body := int64(len(recs) - prefixBytesMax)
+	// Room for the prefix, the records, and the synced record vouchVote may write after them.
+	if need := s.end + prefixBytesMax + body + syncedRecordBytes; need > s.size {
+		if err := a.grow(s, need); err != nil {
 			return 0, err
 		}
-		s.size += grow
 	}
-	if _, err := s.f.WriteAt(buf, off); err != nil {
+	var p [prefixBytesMax]byte
+	pre := a.prefix(p[:0], s)
+	start := prefixBytesMax - len(pre)
+	copy(recs[start:], pre)
+	off := s.end + int64(len(pre))
+	if len(recs) == start {
+		return off, nil
+	}
+	if _, err := s.f.WriteAt(recs[start:], s.end); err != nil {
 		return 0, err
 	}
-	s.end += int64(len(buf))
+	s.end += int64(len(recs) - start)
 	s.dirty = true
 	return off, nil
+}
+
+// grow extends s's file with zeros to at least need bytes, in steps of GrowBytes, and syncs them
+// before any record is written into them: then the file is durably that long before any
+// allocated record says so (prefix), and recovery may take a file shorter than an allocated
+// record in it says for what it is, lost synced data, never a crash. The sync also makes durable
+// what was written before (markSynced may vouch for it). It costs a sync per GrowBytes on the
+// commit path, of zeros the next sync would flush anyway; a spare prepared ahead needs none.
+func (a *Archive) grow(s *segment, need int64) error {
+	n := max(a.opts.GrowBytes, need-s.size)
+	if err := writeZeros(s.f, s.size, n); err != nil {
+		return err
+	}
+	s.size += n
+	if a.opts.NoSync {
+		return nil
+	}
+	if err := s.f.Sync(); err != nil {
+		return err
+	}
+	s.durableSize, s.syncedEnd, s.dirty = s.size, s.end, false
+	return nil
 }
 
 // zeroBlock is what segments are grown with.
@@ -237,7 +342,7 @@ var zeroBlock = make([]byte, 256<<10)
 // writeZeros extends f from off by n bytes of written zeros. Writing them, rather than extending
 // the file with Truncate, allocates the blocks once: appends then overwrite allocated blocks, and
 // a sync after an append flushes data without committing new file metadata each time, which
-// makes it faster (docs/PERFORMANCE.md). The zeros are synced with the next append's data.
+// makes it faster (docs/PERFORMANCE.md). The zeros are synced before records go into them (grow).
 func writeZeros(f vfs.File, off, n int64) error {
 	for n > 0 {
 		chunk := min(n, int64(len(zeroBlock)))

@@ -25,8 +25,9 @@ type Options struct {
 	SegmentBytes int64
 	// GrowBytes: a segment that was not prepared ahead (the first after Open, or one needed
 	// before its spare was ready: see TakeSpareJob) grows in steps of this size (default
-	// 1 MiB), not record by record. The zeros of a step are flushed by the next sync, on the
-	// commit path, which they make much slower (docs/PERFORMANCE.md): hence the spare.
+	// 1 MiB), not record by record. The zeros of a step are synced before records go into them
+	// (so that a file cut shorter is told from a crash: doc.go, Recovery), on the commit path,
+	// which they make much slower (docs/PERFORMANCE.md): hence the spare.
 	GrowBytes int64
 	// SparePace is the pause after each MiB of zeros the spare's job writes (TakeSpareJob), so
 	// that preparing the next segment never keeps the disk busy for long (0: no pause, as in
@@ -78,7 +79,7 @@ const (
 	IdentityFormat   = formatVersion // the IDENTITY file
 	SnapshotFormat   = formatVersion // snapshot files (their container part has its own format)
 	SegmentFormatMin = segmentV1     // oldest log segment format read
-	SegmentFormatMax = segmentV2     // the log segment format written
+	SegmentFormatMax = segmentV3     // the log segment format written
 )
 
 // castagnoli is the CRC-32C table of every checksum the archive writes: records, IDENTITY,
@@ -106,6 +107,18 @@ type segment struct {
 	// starts with a synced record naming syncedEnd (markSynced).
 	syncedEnd int64
 	vouched   int64
+	// durableSize is how long the file is known to be durably (its zeros synced: grow, or the
+	// spare's job); claimed is the largest size an allocated record in the segment names (the
+	// first write after durableSize grew past it carries one: prefix). Invariant: claimed <=
+	// durableSize <= size.
+	durableSize int64
+	claimed     int64
+	// voteEnd is the end of the last hard-state record that changed the term or the vote (0 if
+	// none since the segment started): Sync vouches for it at once (vouchVote). vouchTail is the
+	// length of the synced record Sync wrote at end for it, which the owner adds to end at its
+	// next write (settle): Sync never moves end, which the owner reads beside it.
+	voteEnd   int64
+	vouchTail int64
 }
 
 // loc is where an entry lies: its term, and its record in a segment (off, n bytes).
@@ -135,6 +148,12 @@ type loc struct {
 //     (prepareSpare).
 //   - The spare is never read as log: its name is not a segment's (spareName), and it becomes one
 //     only by a rename once its job made it all zeros (newSegmentFile).
+//   - A file is durably as long as its allocated records say: grow syncs its zeros before the
+//     record that names them, and the spare is synced before it becomes a segment. The
+//     newest-segment file names a segment only once its header, first allocated record and name
+//     are durable (roll). Recovery (checkLength, checkEnd) reads anything less as lost synced data.
+//   - A hard state that changed the term or the vote is vouched for by a synced record before
+//     Sync returns (vouchVote): a damaged one is never cut as torn.
 //   - After any write or sync error the archive is failed (fail): every mutating call returns it.
 type Archive struct {
 	fs   vfs.FS
@@ -170,6 +189,9 @@ type Archive struct {
 	surplus []string     // snapshot files the prepared snapshot's job deletes
 
 	readOnly bool // Verify: change nothing
+	// newest is the sequence number the newest-segment file names (lost.go), 0 if none: every
+	// segment up to it had its header and first allocated record durable.
+	newest uint64
 
 	// The spare (spare.go) is the next segment's file, prepared ahead of need by a job the driver
 	// runs beside everything (TakeSpareJob): zero-filled and synced, so that a roll writes no

@@ -9,15 +9,18 @@ import (
 
 // Segment format versions (a segment header's first byte). Version 2 adds the synced record, and
 // with it a recovery that tells an unsynced tail with holes from damage to synced data (see
-// doc.go). Version-1 segments, written by older builds, are read with the rule of their time.
+// doc.go). Version 3 adds the allocated record, with which recovery tells a segment cut short
+// from a crash. Segments of older versions, written by older builds, are read with the rules of
+// their time.
 const (
 	segmentV1 uint8 = 1
 	segmentV2 uint8 = 2
+	segmentV3 uint8 = 3
 )
 
 // segmentVersionWritten is the version of the segments this build writes (a variable only so
 // that tests can write version-1 segments as an older build did).
-var segmentVersionWritten = segmentV2
+var segmentVersionWritten = segmentV3
 
 // Record types.
 const (
@@ -25,13 +28,32 @@ const (
 	recEntry     uint8 = 2
 	recHardState uint8 = 3
 	recSynced    uint8 = 4 // version 2 on
+	recAllocated uint8 = 5 // version 3 on
 )
+
+// recTypeMax is the highest record type of a segment of the given version.
+func recTypeMax(version uint8) uint8 {
+	switch {
+	case version >= segmentV3:
+		return recAllocated
+	case version >= segmentV2:
+		return recSynced
+	}
+	return recHardState
+}
 
 // syncedPayloadBytes is a synced record's payload (the offset it vouches for, u64), and
 // syncedRecordBytes the whole record.
 const (
 	syncedPayloadBytes = 8
 	syncedRecordBytes  = recordHeaderBytes + syncedPayloadBytes
+)
+
+// allocatedPayloadBytes is an allocated record's payload (the size it vouches for, u64), and
+// allocatedRecordBytes the whole record.
+const (
+	allocatedPayloadBytes = 8
+	allocatedRecordBytes  = recordHeaderBytes + allocatedPayloadBytes
 )
 
 const recordHeaderBytes = 4 + 1 + 4
@@ -66,7 +88,7 @@ func parseRecord(b []byte, off int64) (typ uint8, payload []byte, next int64, ok
 	if n == 0 && typ == 0 && crc == 0 {
 		return 0, nil, 0, false, true
 	}
-	if n > maxRecordBytes || int64(n) > int64(len(b))-off-recordHeaderBytes || typ < recHeader || typ > recSynced {
+	if n > maxRecordBytes || int64(n) > int64(len(b))-off-recordHeaderBytes || typ < recHeader || typ > recAllocated {
 		return 0, nil, 0, false, false
 	}
 	payload = b[off+recordHeaderBytes : off+recordHeaderBytes+int64(n)]
@@ -107,8 +129,8 @@ func decodeHeader(p []byte) (version uint8, first, prevTerm uint64, reset bool, 
 	if len(p) != headerPayloadBytes || p[17] > 1 {
 		return 0, 0, 0, false, errors.New("bad segment header")
 	}
-	if p[0] < segmentV1 || p[0] > segmentV2 {
-		return 0, 0, 0, false, fmt.Errorf("segment format %d, this build reads %d to %d", p[0], segmentV1, segmentV2)
+	if p[0] < segmentV1 || p[0] > segmentV3 {
+		return 0, 0, 0, false, fmt.Errorf("segment format %d, this build reads %d to %d", p[0], segmentV1, segmentV3)
 	}
 	return p[0], binary.LittleEndian.Uint64(p[1:]), binary.LittleEndian.Uint64(p[9:]), p[17] == 1, nil
 }
@@ -123,3 +145,11 @@ func appendSynced(dst []byte, off int64) []byte {
 
 // syncedOffset is the offset a synced record's payload (of syncedPayloadBytes) names.
 func syncedOffset(payload []byte) int64 { return int64(binary.LittleEndian.Uint64(payload)) }
+
+// appendAllocated appends to dst an allocated record: the segment's file was durably at least
+// size bytes long (zeros beyond its records, synced) before the record was written.
+func appendAllocated(dst []byte, size int64) []byte {
+	var payload [allocatedPayloadBytes]byte
+	binary.LittleEndian.PutUint64(payload[:], uint64(size))
+	return appendRecord(dst, recAllocated, payload[:])
+}

@@ -1,7 +1,10 @@
 package archive
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,7 +35,7 @@ type Report struct {
 
 // recoverLog replays every segment into the in-memory index. With cut, a torn tail is cut from
 // the last segment; rep, if not nil, is filled in.
-func (a *Archive) recoverLog(cut bool, rep *Report) error {
+func (a *Archive) recoverLog(cut bool, rep *Report) (err error) {
 	names, err := a.fs.ReadDir(a.logDir())
 	if err != nil {
 		return fmt.Errorf("archive: %w", err)
@@ -43,7 +46,20 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 			segNames = append(segNames, n)
 		}
 	}
+	if a.newest, err = a.readNewest(); err != nil {
+		return err
+	}
 	started := false
+	emptied := "" // the last segment before the first kept one that held no record
+	// The cuts and removals wait until every check passed: a directory refused for lost synced
+	// data is left as it was found, for whoever rebuilds the member.
+	var fixes []func() error
+	defer func() {
+		if err != nil {
+			a.closeFiles()
+			a.segs = nil
+		}
+	}()
 	for k, name := range segNames {
 		path := filepath.Join(a.logDir(), name)
 		var seq uint64
@@ -59,10 +75,15 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 		var off int64
 		for off < int64(len(b)) {
 			typ, payload, next, ok, end := parseRecord(b, off)
-			if ok && typ == recSynced && s.version == segmentV1 {
-				ok = false // no such record before version 2: bad, as an older build saw it
+			if ok && off > 0 && typ > recTypeMax(s.version) {
+				ok = false // no such record in a segment of this version: bad, as its build saw it
 			}
 			if end || !ok {
+				// What the allocated records say was durable is checked first: a tail cut
+				// short by a lost end of file must not be cut as torn.
+				if err := a.checkLength(s, int64(len(b)), off); err != nil {
+					return err
+				}
 				torn, err := a.badRecord(s, b, off, end, last)
 				if err != nil {
 					return err
@@ -73,9 +94,8 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 					}
 					a.log.Warn("archive: cutting a torn tail", "file", path, "offset", off)
 					if cut {
-						if err := a.cutTail(path, off, int64(len(b))); err != nil {
-							return err
-						}
+						at, size := off, int64(len(b))
+						fixes = append(fixes, func() error { return a.cutTail(path, at, size) })
 					}
 				}
 				break
@@ -123,18 +143,37 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 					return fmt.Errorf("%w: %s offset %d: a synced record names offset %d, not its own", ErrCorrupt, path, off, at)
 				}
 				s.vouched = off
+			case recAllocated:
+				if len(payload) != allocatedPayloadBytes {
+					return fmt.Errorf("%w: %s offset %d: an allocated record of %d bytes", ErrCorrupt, path, off, len(payload))
+				}
+				s.claimed = max(s.claimed, syncedOffset(payload))
 			}
 			off = next
 		}
+		if off >= int64(len(b)) {
+			if err := a.checkLength(s, int64(len(b)), off); err != nil {
+				return err
+			}
+		}
 		s.end = off
+		s.durableSize = s.claimed
 		if s.end == 0 {
 			// A segment whose header never reached the disk (the last one, after a crash in a
 			// roll), or one all zeros (no valid record follows them: checked above): nothing in it
 			// counts, and it goes, so that no later start reads it again and no compaction must
-			// find it.
+			// find it. Unless it is the last and the newest-segment file names it or a later
+			// one: its header was durable then.
+			if last && seq <= a.newest {
+				if err := a.lost(path, 0, "the segment's header, durable since it was started, is gone (%d bytes, no record)", len(b)); err != nil {
+					return err
+				}
+			}
+			if len(a.segs) == 0 {
+				emptied = path
+			}
 			if cut {
-				_ = a.fs.Remove(path)
-				a.dirDirty = true
+				fixes = append(fixes, func() error { _ = a.fs.Remove(path); a.dirDirty = true; return nil })
 			}
 			continue
 		}
@@ -147,6 +186,26 @@ func (a *Archive) recoverLog(cut bool, rep *Report) error {
 	}
 	if err := a.reconcileSnapshot(); err != nil {
 		return err
+	}
+	if a.latest == nil && a.first > 1 && len(a.segs) > 0 {
+		// Only a snapshot lets a log start later (compaction follows one, a reset segment
+		// follows the leader's): the entries before it were synced, and are gone.
+		file := a.segs[0].path
+		if emptied != "" {
+			file = emptied
+		}
+		if err := a.lost(file, -1, "the log starts at index %d and no snapshot holds the entries before it: entries 1..%d (an older segment is missing or empty)",
+			a.first, a.first-1); err != nil {
+			return err
+		}
+	}
+	if err := a.checkEnd(); err != nil {
+		return err
+	}
+	for _, fix := range fixes {
+		if err := fix(); err != nil {
+			return fmt.Errorf("archive: %w", err)
+		}
 	}
 	if rep != nil {
 		rep.Segments = len(a.segs)
@@ -172,7 +231,15 @@ func (a *Archive) badRecord(s *segment, b []byte, off int64, end, last bool) (to
 		return false, nil // the records end here; zeros follow
 	}
 	if !end && !last {
-		return false, fmt.Errorf("%w: %s offset %d: bad record in a segment that is not the last", ErrCorrupt, s.path, off)
+		// A segment is synced whole before the next one starts (roll).
+		return false, a.lost(s.path, off, "a bad record in a segment that is not the last (synced whole before the next one started): the records from here on")
+	}
+	if off == 0 && s.seq <= a.newest {
+		// Its header was durable before the newest-segment file named it or a later one.
+		if err := a.lost(s.path, off, "the segment's header, durable since it was started, is damaged"); err != nil {
+			return false, err
+		}
+		return true, nil
 	}
 	if last && s.version >= segmentV2 && off > 0 {
 		// Every synced record names the offset it lies at, and everything before it was durable
@@ -180,8 +247,9 @@ func (a *Archive) badRecord(s *segment, b []byte, off int64, end, last bool) (to
 		// None says nothing from off on was ever synced: a crash wrote some of it back and not
 		// the rest, in any order, and all of it goes, valid records after off included.
 		if at, found := syncedRecordAfter(b, off); found {
-			return false, fmt.Errorf("%w: %s offset %d: a bad record in data the synced record at offset %d says was durable: refusing to cut the middle of the log",
-				ErrCorrupt, s.path, off, at)
+			if err := a.lost(s.path, off, "a bad record in data the synced record at offset %d says was durable: the records from here to offset %d at least (refusing to cut the middle of the log)", at, at); err != nil {
+				return false, err
+			}
 		}
 		return true, nil
 	}
@@ -189,15 +257,67 @@ func (a *Archive) badRecord(s *segment, b []byte, off int64, end, last bool) (to
 	// or a header that cannot be read, so that neither the version nor any synced record counts.
 	// A segment's header is durable before anything else is written to it (roll), so in a
 	// segment of this build a bad header followed by a valid record is damage too.
-	maxType := recHardState
-	if s.version >= segmentV2 || off == 0 {
-		maxType = recSynced
+	maxType := recTypeMax(s.version)
+	if off == 0 {
+		maxType = recTypeMax(segmentVersionWritten)
 	}
 	if p, found := validRecordAfter(b, off, maxType); found {
+		if off == 0 {
+			// A header is durable before anything else is written to its segment (roll).
+			return false, a.lost(s.path, off, "a damaged segment header precedes a valid record at offset %d: the segment's records", p)
+		}
 		return false, fmt.Errorf("%w: %s offset %d: a bad record precedes a valid one at offset %d: refusing to cut the middle of the log",
 			ErrCorrupt, s.path, off, p)
 	}
 	return true, nil
+}
+
+// checkLength refuses a segment of n bytes, whose records were read up to off, that is shorter
+// than an allocated record in it says its file was durably (a crash never shortens a file below
+// what a sync made durable, and grow syncs the zeros before the record that names them), or a
+// segment of version 3 the newest-segment file vouches for (its header and first allocated record
+// were durable before that file named it) without an allocated record.
+func (a *Archive) checkLength(s *segment, n, off int64) error {
+	if s.version < segmentV3 {
+		return nil
+	}
+	if n < s.claimed {
+		return a.lost(s.path, n, "the file is %d bytes but was durably at least %d (the allocated record it still holds says so): its end was cut off, with any records from offset %d on",
+			n, s.claimed, off)
+	}
+	if s.claimed == 0 && s.seq <= a.newest {
+		return a.lost(s.path, off, "the segment's first allocated record, durable since it was started, is gone: the file (%d bytes) was cut short or damaged there", n)
+	}
+	return nil
+}
+
+// checkEnd refuses a log that ends before what was durable: the newest-segment file names a
+// segment after the last one present (it was deleted, or lost with its directory entry), or the
+// hard state's commit index lies beyond the last entry and the snapshot (entries up to the
+// commit index were written, and synced, before the hard state naming it).
+func (a *Archive) checkEnd() error {
+	var seq uint64
+	if c := a.current(); c != nil {
+		seq = c.seq
+	}
+	if a.newest > seq {
+		missing := filepath.Join(a.logDir(), fmt.Sprintf("%016x.seg", a.newest))
+		if err := a.lost(missing, -1, "the newest segment is missing (%s names it; the log present ends at index %d): its entries and hard state, and those of any segment before it that is missing too",
+			newestName, a.lastIndex()); err != nil {
+			return err
+		}
+	}
+	if a.hs != nil && a.hs.GetCommit() > a.lastIndex() {
+		where := a.logDir()
+		if c := a.current(); c != nil {
+			where = c.path
+		}
+		if err := a.lost(where, -1, "the hard state says entries up to index %d are committed, but the log ends at index %d: entries %d..%d",
+			a.hs.GetCommit(), a.lastIndex(), a.lastIndex()+1, a.hs.GetCommit()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // applyHeader starts a segment's entries during replay.
@@ -266,13 +386,22 @@ func Verify(fsys vfs.FS, dir string, w interface{ Write([]byte) (int, error) }) 
 	a.opts.defaults()
 	a.log = a.opts.Logger
 	var rep Report
-	if _, err := fsys.Stat(filepath.Join(dir, "IDENTITY")); err != nil {
+	path := filepath.Join(dir, "IDENTITY")
+	if _, err := fsys.Stat(path); err != nil {
 		return rep, fmt.Errorf("archive: %s is not a Tandem data directory: %w", dir, err)
 	}
-	id, _ := readFile(fsys, filepath.Join(dir, "IDENTITY"))
-	if len(id) > 4 {
-		fmt.Fprintf(w, "identity: %s\n", strings.ReplaceAll(strings.TrimSpace(string(id[:len(id)-4])), "\n", ", "))
+	id, err := readFile(fsys, path)
+	if err != nil {
+		return rep, fmt.Errorf("archive: reading %s: %w", path, err)
 	}
+	// The IDENTITY file ends with the CRC-32C of what precedes it (identity.go); Open refuses
+	// one that fails it, and so does Verify.
+	if len(id) < 4 || crc32.Checksum(id[:len(id)-4], castagnoli) != binary.LittleEndian.Uint32(id[len(id)-4:]) ||
+		!strings.HasPrefix(string(id), "tandem-archive ") {
+		return rep, fmt.Errorf("%w: %s is damaged (%d bytes; its checksum fails or it is not an IDENTITY file): the member will not start on it",
+			ErrCorrupt, path, len(id))
+	}
+	fmt.Fprintf(w, "identity: %s, checksum ok\n", strings.ReplaceAll(strings.TrimSpace(string(id[:len(id)-4])), "\n", ", "))
 	if err := a.loadSnapshots(); err != nil {
 		return rep, err
 	}
@@ -289,6 +418,9 @@ func Verify(fsys vfs.FS, dir string, w interface{ Write([]byte) (int, error) }) 
 		fmt.Fprintln(w, line)
 	}
 	if err := a.recoverLog(false, &rep); err != nil {
+		if errors.Is(err, ErrLostSyncedData) {
+			fmt.Fprintf(w, "LOST SYNCED DATA: %v\n", err)
+		}
 		return rep, err
 	}
 	fmt.Fprintf(w, "log: %d segments, %d records, entries %d..%d, hard state: %s\n",

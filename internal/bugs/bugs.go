@@ -41,6 +41,10 @@ const (
 	// RaiseUnreported: the leader raises the cluster version to the highest it applies itself,
 	// without waiting for every member to report that it applies it (replica).
 	RaiseUnreported Bug = "raise-unreported"
+	// LostAsTorn: recovery takes lost synced data (a segment cut short or missing, damage that a
+	// synced record vouches for) for a torn tail, cuts it and starts (archive.lost). Not in All
+	// yet: the simulator has no fault class that loses synced data to catch it with.
+	LostAsTorn Bug = "lost-as-torn"
 )
 
 // All is every planted bug.
