@@ -42,11 +42,10 @@ const (
 	// without waiting for every member to report that it applies it (replica).
 	RaiseUnreported Bug = "raise-unreported"
 	// LostAsTorn: recovery takes lost synced data (a segment cut short or missing, damage that a
-	// synced record vouches for) for a torn tail, cuts it and starts (archive.lost). Not in All
-	// yet: the simulator has no fault class that loses synced data to catch it with.
+	// synced record vouches for) for a torn tail, cuts it and starts (archive.lost).
 	LostAsTorn Bug = "lost-as-torn"
 )
 
 // All is every planted bug.
 var All = []Bug{SkipFsync, AckBeforeCommit, ReadWithoutReadIndex, NoDedup, FollowerForwards,
-	SendBeforePersist, VoteNotSynced, DropEmptyAppends, ResendFreshNumber, RaiseUnreported}
+	SendBeforePersist, VoteNotSynced, DropEmptyAppends, ResendFreshNumber, RaiseUnreported, LostAsTorn}

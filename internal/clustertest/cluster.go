@@ -82,6 +82,12 @@ type Node struct {
 	spare    func() error // the next segment being prepared, run when its evSparePrepared falls due
 	// Starts counts how often the member was started.
 	Starts int
+	// Lost says what the member's disk lost of what it had made durable (LoseSyncedData) when it
+	// refused to start on it: it stays down ("" while it is healthy).
+	Lost string
+	// reported is the highest cluster version the member said it applies when it last started
+	// (what the others remember of it while it is down).
+	reported uint16
 	// ClusterVersionMax is the highest cluster version the member applies from its next start
 	// (0: this build's): a member of an older build. Set it to 0 and restart the member to
 	// upgrade it.
@@ -252,11 +258,24 @@ func (c *Cluster) Start(id int) {
 	if n.R != nil {
 		c.fatalf("member %d is already running", id)
 	}
+	if err := c.TryStart(id); err != nil {
+		c.fatalf("opening member %d's archive: %v", id, err)
+	}
+}
+
+// TryStart starts member id from what its storage holds, and returns the archive's refusal to
+// open it (corruption, lost synced data) instead of failing the run; anything else that goes
+// wrong still does.
+func (c *Cluster) TryStart(id int) error {
+	n := c.Nodes[id]
+	if n.R != nil {
+		c.fatalf("member %d is already running", id)
+	}
 	n.Svc = c.opts.NewService(id)
 	st, err := archive.Open(n.FS, "/data", archive.Options{ClusterID: "sim", MemberID: id,
 		SegmentBytes: c.opts.SegmentBytes, GrowBytes: 16 << 10, LogMarginEntries: c.opts.MarginEntries, SnapshotsRetained: 2})
 	if err != nil {
-		c.fatalf("opening member %d's archive: %v", id, err)
+		return err
 	}
 	n.Store = st
 	if n.disk, err = newDurableLog(st, n.FS, "/data/log"); err != nil {
@@ -270,6 +289,7 @@ func (c *Cluster) Start(id int) {
 	}
 	n.R = r
 	n.Starts++
+	n.reported = r.Summary().ClusterVersionMax
 	// The member handshakes with every member that is up, which learn what it applies and
 	// tell it what they do (the transport reports both ways; a partition does not matter: the
 	// handshake is modelled as having happened before it).
@@ -283,6 +303,7 @@ func (c *Cluster) Start(id int) {
 	n.nextTick = c.now + int64(c.Rng.IntN(int(c.config(id).TickInterval)))
 	c.push(event{at: n.nextTick, kind: evTick, node: id, gen: n.Starts})
 	c.process(n)
+	return nil
 }
 
 // Stop stops member id cleanly (OnTerminate); its storage keeps everything, synced or not, as a

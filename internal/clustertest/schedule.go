@@ -20,7 +20,8 @@ type Fault struct {
 	// crash together inside the next sync one of them starts, or after syncCrashWindow) |
 	// restart ID… | partition ID… | cut FROM TO | heal | pause CLIENT | resume CLIENT |
 	// upgrade ID (the member, of an older build, stops cleanly if it is up and starts on this
-	// build: a rolling upgrade's step; one that is down comes back upgraded).
+	// build: a rolling upgrade's step; one that is down comes back upgraded) |
+	// lose ID MODE (the member's disk loses synced data, loseModes[MODE]: LoseSyncedData).
 	Op   string
 	Args []int // member ids; clients are clientBase+i
 }
@@ -193,8 +194,22 @@ func GenerateSchedule(seed uint64, run time.Duration) Schedule {
 		}
 	}
 	drawUpgrade(&sch, seed)
+	drawLoss(&sch, seed)
 	slices.SortStableFunc(sch.Faults, func(a, b Fault) int { return cmp.Compare(a.At, b.At) })
 	return sch
+}
+
+// drawLoss makes a third of the seeds lose synced data on one member, once, at a moment between
+// a sixth and two thirds of the run (LoseSyncedData: the member stays down after it), with the
+// seed's other faults — crashes of the other members included — going on around it. A stream of
+// its own, as drawUpgrade's.
+func drawLoss(sch *Schedule, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 0x1057))
+	if rng.IntN(3) != 0 {
+		return
+	}
+	at := (sch.Run/6 + time.Duration(rng.Int64N(int64(sch.Run/2)))).Round(100 * time.Millisecond)
+	sch.Faults = append(sch.Faults, Fault{At: at, Op: "lose", Args: []int{rng.IntN(sch.Nodes), rng.IntN(len(loseModes))}})
 }
 
 // drawUpgrade makes a third of the seeds a rolling upgrade: some members start as an older build

@@ -63,6 +63,7 @@ func TestSimulation(t *testing.T) {
 			total.Stalls += rep.Stalls
 			total.Syncs += rep.Syncs
 			total.Upgrades += rep.Upgrades
+			total.LostData += rep.LostData
 			if rep.ClusterVersion < container.ClusterVersionMax {
 				heldBack++
 			}
@@ -71,11 +72,14 @@ func TestSimulation(t *testing.T) {
 			}
 		})
 	}
-	t.Logf("%d seeds: %d ops (%d acked increments), %d crashes in %d seeds (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d syncs (%d stalled), %d partitions, %d expired sessions, %d leader terms, %d members upgraded (%d seeds held at an older cluster version); fewest ops in a seed: %d",
+	t.Logf("%d seeds: %d ops (%d acked increments), %d crashes in %d seeds (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d syncs (%d stalled), %d partitions, %d expired sessions, %d leader terms, %d members upgraded (%d seeds held at an older cluster version), %d members that lost synced data refused to start; fewest ops in a seed: %d",
 		n, total.Ops, total.Acked, total.Crashes, minCrashSeeds, total.CrashesInSync, total.ArmedInSync, total.MajorityCrashes, total.AllCrashes,
-		total.Syncs, total.Stalls, total.Partitions, total.Expiries, total.LeaderTerms, total.Upgrades, heldBack, minOps)
+		total.Syncs, total.Stalls, total.Partitions, total.Expiries, total.LeaderTerms, total.Upgrades, heldBack, total.LostData, minOps)
 	if ran >= 20 && (minCrashSeeds == 0 || total.Partitions == 0 || total.Expiries == 0) {
 		t.Fatalf("the seed budget injected no crash, no partition or no session expiry: the simulation proves little")
+	}
+	if ran >= 50 && total.LostData == 0 {
+		t.Fatalf("the seed budget lost no member's synced data: the simulation proves nothing of it")
 	}
 	if ran >= 50 && (total.Upgrades == 0 || heldBack == 0) {
 		t.Fatalf("the seed budget upgraded no member, or held no cluster at an older version: the simulation proves little of versions")
