@@ -26,8 +26,8 @@ type LostSyncedDataError struct {
 
 // lostRemedy is what the operator is told to do.
 const lostRemedy = "this member's disk lost data it had made durable; do not start it as it is: " +
-	"rebuild it from the others (move its data directory aside and restore a copy of a healthy " +
-	"member's, or wait for member replacement; README.md, \"When a member refuses to start\")"
+	"leave it down (the others serve while they are a majority) and replace the member " +
+	"(README.md, \"When a member refuses to start\")"
 
 func (e *LostSyncedDataError) Error() string {
 	at := e.File
