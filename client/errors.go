@@ -43,6 +43,12 @@ var (
 	// unanswered then complete with it (wrapped in ErrNotApplied or ErrOutcomeUnknown; a
 	// command the members refused with its open was not applied).
 	ErrProtocolVersion = clientcore.ErrProtocolVersion
+	// ErrWrongCluster: every configured member refused the session, one at least because it
+	// belongs to another cluster than the one the session first attached to (its attached
+	// message named another cluster identity: a member started on another cluster's data
+	// directory, or an endpoint of another cluster). The error names both identities. Like a
+	// version refusal, such a member is skipped while others serve.
+	ErrWrongCluster = clientcore.ErrWrongCluster
 	// ErrNoLeader (the client's "not leader" error: it follows redirects itself) is returned by
 	// Dial when its context ends before any member answered as the leader; the error says what
 	// the client could reach.

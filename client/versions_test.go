@@ -44,12 +44,12 @@ func TestClientWithoutCommonVersionFails(t *testing.T) {
 	defer stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, client.WithProtocol(client.Config{Endpoints: endpoints}, wire.Range{Min: 3, Max: 3}))
+	c, err := client.Dial(ctx, client.WithProtocol(client.Config{Endpoints: endpoints}, wire.Range{Min: 4, Max: 4}))
 	if err == nil {
 		c.Close()
 		t.Fatal("Dial succeeded")
 	}
-	if !errors.Is(err, client.ErrProtocolVersion) || !strings.Contains(err.Error(), "[3,3]") || !strings.Contains(err.Error(), "[1,2]") {
-		t.Fatalf("Dial: %v, want ErrProtocolVersion naming [3,3] and [1,2]", err)
+	if !errors.Is(err, client.ErrProtocolVersion) || !strings.Contains(err.Error(), "[4,4]") || !strings.Contains(err.Error(), "[1,3]") {
+		t.Fatalf("Dial: %v, want ErrProtocolVersion naming [4,4] and [1,3]", err)
 	}
 }

@@ -41,6 +41,9 @@ const (
 	EventMemberReachable
 	// EventClusterVersion: the entry at Index raised the cluster version to ClusterVersion.
 	EventClusterVersion
+	// EventClusterIdentity: the cluster's identity (ClusterUUID) is known here: the entry at
+	// Index recorded it, a snapshot at Index held it, or (Index 0) the member started knowing it.
+	EventClusterIdentity
 )
 
 func (k EventKind) String() string {
@@ -57,6 +60,8 @@ func (k EventKind) String() string {
 		return "member-reachable"
 	case EventClusterVersion:
 		return "cluster-version"
+	case EventClusterIdentity:
+		return "cluster-identity"
 	}
 	return "unknown"
 }
@@ -72,6 +77,8 @@ type Event struct {
 	Member int    // the peer, for reachability events
 	// ClusterVersion is the cluster version now in force, for EventClusterVersion.
 	ClusterVersion uint16
+	// ClusterUUID is the cluster's identity, for EventClusterIdentity (as in Status).
+	ClusterUUID string
 }
 
 // Status is a summary of the member's state.
@@ -88,6 +95,12 @@ type Status struct {
 	// (docs/COMPATIBILITY.md). ClusterVersionMax is the highest this member applies and reports.
 	ClusterVersion    uint16
 	ClusterVersionMax uint16
+	// ClusterUUID is the cluster's identity: 32 lowercase hex digits (16 random bytes a leader
+	// drew once, when the cluster was new and ran cluster version 3), "" until this member knows
+	// it. Unlike the human cluster name (Config.ClusterID), no two clusters share one: members
+	// refuse a peer of another identity at the handshake, and clients an endpoint of another.
+	// A string, so that it prints and compares as operators read it.
+	ClusterUUID string
 	// EventsDropped counts events lost because nobody read Events fast enough.
 	EventsDropped int
 	// RaftMessagesDropped counts raft messages from peers that were received but not stepped:
@@ -136,6 +149,9 @@ type Node struct {
 	// dropLog limits the lines saying so.
 	raftDropped atomic.Int64
 	dropLog     ratelog.Limiter
+	// identityErr: keeping the cluster's identity in IDENTITY failed (or it differs from the one
+	// there); the loop stops the member with it. The loop's goroutine only.
+	identityErr error
 	// refuseLog limits the lines about messages refused as invalid (Status.RaftRefused).
 	refuseLog ratelog.Limiter
 
@@ -416,6 +432,7 @@ type outbox struct {
 	n       *Node
 	peers   *transport.Transport
 	clients *transport.ClientServer
+	arch    *archive.Archive
 }
 
 func (o *outbox) SendRaft(msgs []*pb.Message) { o.peers.Send(msgs) }
@@ -434,9 +451,28 @@ func (o *outbox) Changed(ch replica.Change) {
 		kind = EventSnapshotInstalled
 	case replica.ChangeClusterVersion:
 		kind = EventClusterVersion
+	case replica.ChangeClusterIdentity:
+		kind = EventClusterIdentity
+		// Kept in the data directory before anything else learns it, then checked in every
+		// member handshake from now on.
+		if err := o.arch.SetClusterUUID(ch.ClusterUUID); err != nil {
+			if o.n.identityErr == nil {
+				o.n.identityErr = err
+			}
+			return
+		}
+		o.peers.SetClusterUUID(ch.ClusterUUID)
 	}
 	o.n.emit(Event{Kind: kind, Role: ch.Role, Leader: ch.Leader, Term: ch.Term, Index: ch.Index,
-		ClusterVersion: ch.ClusterVersion})
+		ClusterVersion: ch.ClusterVersion, ClusterUUID: uuidString(ch.ClusterUUID)})
+}
+
+// uuidString is a cluster identity as Status and Event show it: "" when not known.
+func uuidString(u wire.ClusterUUID) string {
+	if u.IsZero() {
+		return ""
+	}
+	return u.String()
 }
 
 func (n *Node) emit(ev Event) {
@@ -545,6 +581,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	tr := transport.New(transport.Config{
 		ClusterID:          cfg.ClusterID,
+		ClusterUUID:        wire.ClusterUUID(arch.ClusterUUID()),
 		SelfID:             replica.RaftID(cfg.ID),
 		Peers:              peers,
 		Listener:           ml,
@@ -563,8 +600,11 @@ func (n *Node) Run(ctx context.Context) error {
 	cs := transport.NewClientServer(transport.ClientConfig{Listener: cl, MaxConns: cfg.MaxClientConns, Logger: n.log,
 		MaxFrameBytes: rcfg.MaxCommandBytes + wire.CommandOverheadBytes, ClientProtocol: n.clientProtocol}, h)
 	rcfg.Logger = n.log
-	out := &outbox{n: n, peers: tr, clients: cs}
+	out := &outbox{n: n, peers: tr, clients: cs, arch: arch}
 	r, err := replica.New(rcfg, n.svc, arch, wallClock{}, out)
+	if err == nil {
+		err = n.startIdentity(r, arch, tr)
+	}
 	if err != nil {
 		_ = arch.Close()
 		_ = ml.Close()
@@ -682,6 +722,9 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica, jobs *jobs, tr *tra
 		// was not urgent for the followers: announcing a commit must not delay telling the
 		// client.
 		err := r.Process()
+		if err == nil {
+			err = n.identityErr // the cluster's identity could not be kept (outbox.Changed)
+		}
 		if err == nil {
 			err = jobs.start(r)
 		}
@@ -827,6 +870,25 @@ func (n *Node) reachable(r *replica.Replica, id int, ok bool) {
 	n.emit(Event{Kind: kind, Member: id, Role: st.Role, Leader: st.Leader, Term: st.Term})
 }
 
+// startIdentity reconciles, at start, the cluster's identity the data directory's IDENTITY file
+// holds with the one the state (the snapshot started from) holds: the state's is written to
+// IDENTITY if it holds none; two that differ stop the member (the directory mixes two clusters'
+// data). The transport checks the one known from the start; the log's replay may teach it later.
+func (n *Node) startIdentity(r *replica.Replica, arch *archive.Archive, tr *transport.Transport) error {
+	u := r.Summary().ClusterUUID
+	if !u.IsZero() {
+		if err := arch.SetClusterUUID(u); err != nil {
+			return err
+		}
+		tr.SetClusterUUID(u)
+	}
+	if known := wire.ClusterUUID(arch.ClusterUUID()); !known.IsZero() {
+		n.log.Info("cluster identity", "cluster", n.cfg.ClusterID, "cluster_uuid", known.String())
+		n.emit(Event{Kind: EventClusterIdentity, Leader: -1, ClusterUUID: known.String()})
+	}
+	return nil
+}
+
 func (n *Node) updateStatus(r *replica.Replica) {
 	st := r.Summary()
 	ms := make([]Member, 0, len(st.Members))
@@ -836,7 +898,8 @@ func (n *Node) updateStatus(r *replica.Replica) {
 	n.mu.Lock()
 	n.status = Status{ID: st.MemberID, Role: st.Role, Term: st.Term, Leader: st.Leader, Commit: st.Commit,
 		Applied: st.Applied, SnapshotIndex: st.SnapshotIndex, Members: ms,
-		ClusterVersion: st.ClusterVersion, ClusterVersionMax: st.ClusterVersionMax}
+		ClusterVersion: st.ClusterVersion, ClusterVersionMax: st.ClusterVersionMax,
+		ClusterUUID: uuidString(st.ClusterUUID)}
 	n.mu.Unlock()
 }
 
@@ -877,6 +940,9 @@ func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport,
 			n.takeRound(in, handle)
 		}
 		err := r.Process()
+		if err == nil {
+			err = n.identityErr // the cluster's identity could not be kept (outbox.Changed)
+		}
 		if err == nil {
 			err = jobs.start(r)
 		}

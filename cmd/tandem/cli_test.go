@@ -144,11 +144,12 @@ func TestVersion(t *testing.T) {
 		v.ClientProtocol != [2]uint16{wire.ClientProtocolMin, wire.ClientProtocolMax} ||
 		v.ClusterVersionMax != container.ClusterVersionMax || v.GoVersion == "" ||
 		v.SegmentFormat != [2]uint8{archive.SegmentFormatMin, archive.SegmentFormatMax} ||
+		v.IdentityFormat != [2]uint8{archive.IdentityFormatMin, archive.IdentityFormat} ||
 		v.StateFormat != [2]uint8{container.SnapshotFormatMin, container.SnapshotFormatMax} {
 		t.Fatalf("tandem version --json: %+v", v)
 	}
 	text, _, code := runCLI(t, bin, "version")
-	for _, want := range []string{"tandem " + version, "member protocol", "client protocol   1 to 2", "cluster version   applies up to 2", "log segments 1 to 3"} {
+	for _, want := range []string{"tandem " + version, "member protocol", "client protocol   1 to 3", "cluster version   applies up to 3", "reads identity 1 to 2", "log segments 1 to 3", "state snapshots 1 to 3"} {
 		if code != 0 || !strings.Contains(text, want) {
 			t.Fatalf("tandem version exited %d without %q:\n%s", code, want, text)
 		}

@@ -221,6 +221,9 @@ type renderer struct {
 	color bool
 	term  uint64
 	lead  int
+	// uuid is the cluster identity printed already: it is said once, however often the member
+	// learns it again (a restart replays the entry that recorded it).
+	uuid string
 }
 
 func newRenderer(w io.Writer) *renderer {
@@ -304,5 +307,10 @@ func (r *renderer) event(ev node.Event) {
 		r.line("%s", r.paint("32", fmt.Sprintf("member %d reachable", ev.Member)))
 	case node.EventClusterVersion:
 		r.line("cluster version %d in force from log index %d (every member applies it)", ev.ClusterVersion, ev.Index)
+	case node.EventClusterIdentity:
+		if ev.ClusterUUID != r.uuid {
+			r.uuid = ev.ClusterUUID
+			r.line("cluster identity %s", ev.ClusterUUID)
+		}
 	}
 }

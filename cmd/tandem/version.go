@@ -49,7 +49,7 @@ func currentVersions() buildVersions {
 		MemberProtocol:    [2]uint16{wire.MemberProtocolMin, wire.MemberProtocolMax},
 		ClientProtocol:    [2]uint16{wire.ClientProtocolMin, wire.ClientProtocolMax},
 		ClusterVersionMax: container.ClusterVersionMax,
-		IdentityFormat:    [2]uint8{archive.IdentityFormat, archive.IdentityFormat},
+		IdentityFormat:    [2]uint8{archive.IdentityFormatMin, archive.IdentityFormat},
 		SegmentFormat:     [2]uint8{archive.SegmentFormatMin, archive.SegmentFormatMax},
 		SnapshotFormat:    [2]uint8{archive.SnapshotFormat, archive.SnapshotFormat},
 		StateFormat:       [2]uint8{container.SnapshotFormatMin, container.SnapshotFormatMax},

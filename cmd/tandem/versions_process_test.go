@@ -27,7 +27,7 @@ func TestDowngradedMemberStopsWithExitCode5(t *testing.T) {
 		}
 	}
 	victim := (l + 1) % 3
-	waitOutput(pc.procs[victim], "cluster version 2 in force")
+	waitOutput(pc.procs[victim], "cluster version 3 in force")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := pc.dial(ctx)
@@ -53,7 +53,7 @@ func TestDowngradedMemberStopsWithExitCode5(t *testing.T) {
 	if !errors.As(exitErr, &ee) || ee.ExitCode() != exitCannotApply {
 		t.Fatalf("the downgraded member exited with %v, want code %d; output:\n%s", exitErr, exitCannotApply, out)
 	}
-	for _, want := range []string{"cluster version", "applies cluster versions up to 1", "run a build that applies version 2"} {
+	for _, want := range []string{"cluster version", "applies cluster versions up to 1", "run a build that applies version 3"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("the downgraded member's output lacks %q:\n%s", want, out)
 		}

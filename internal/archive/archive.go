@@ -76,10 +76,10 @@ const formatVersion uint8 = 1
 // own. It writes only the newest, upgrading on write: a log opened with an older last segment
 // goes on in a new segment of the current format.
 const (
-	IdentityFormat   = formatVersion // the IDENTITY file
-	SnapshotFormat   = formatVersion // snapshot files (their container part has its own format)
-	SegmentFormatMin = segmentV1     // oldest log segment format read
-	SegmentFormatMax = segmentV3     // the log segment format written
+	IdentityFormat   = identityFormat2 // the IDENTITY file (identity.go)
+	SnapshotFormat   = formatVersion   // snapshot files (their container part has its own format)
+	SegmentFormatMin = segmentV1       // oldest log segment format read
+	SegmentFormatMax = segmentV3       // the log segment format written
 )
 
 // castagnoli is the CRC-32C table of every checksum the archive writes: records, IDENTITY,
@@ -189,6 +189,8 @@ type Archive struct {
 	surplus []string     // snapshot files the prepared snapshot's job deletes
 
 	readOnly bool // Verify: change nothing
+	// clusterUUID is the cluster's identity the IDENTITY file holds (identity.go), zero if none.
+	clusterUUID ClusterUUID
 	// newest is the sequence number the newest-segment file names (lost.go), 0 if none: every
 	// segment up to it had its header and first allocated record durable.
 	newest uint64

@@ -3,7 +3,8 @@
 //
 // # Directory layout
 //
-//	<dir>/IDENTITY                        cluster id, member id, format version (CRC-protected)
+//	<dir>/IDENTITY                        cluster id, member id, format version, and from format 2
+//	                                      the cluster's uuid (CRC-protected; identity.go)
 //	<dir>/LOCK                            the directory's lock (LockDir): flock(2) held by the one
 //	                                      process using the directory; holds its pid in decimal
 //	<dir>/log/<seq:016x>.seg              log segments; names sort in log order
@@ -154,6 +155,8 @@
 //   - The write job PrepareSnapshot returns may run on another goroutine beside every call, one
 //     such job at a time: it touches only the snapshot directory, under a temporary name of its
 //     own. The snapshot counts once AddSnapshot, on the owner's goroutine, recorded it.
+//   - SetClusterUUID, on the owner's goroutine, may run beside Sync and both jobs: it replaces
+//     only IDENTITY, through IDENTITY.tmp, and syncs the data directory (none of them touch it).
 //   - The spare's job TakeSpareJob returns may run on another goroutine beside every call, one
 //     at a time: it touches only the spare's file, the sync of the log directory and the spare's
 //     state (atomic). The driver calls StopSpareJob and waits for the job before Close.

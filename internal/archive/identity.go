@@ -2,6 +2,7 @@ package archive
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -10,17 +11,81 @@ import (
 	"strings"
 )
 
-// identityText is the IDENTITY file's text; the file holds it and then its CRC-32C (u32,
-// little-endian).
-func identityText(cluster string, member int) string {
-	return fmt.Sprintf("tandem-archive %d\ncluster %s\nmember %d\n", formatVersion, cluster, member)
+// The IDENTITY file: whose data the directory holds. Its text, then its CRC-32C (u32,
+// little-endian):
+//
+//	tandem-archive <format>\ncluster <name>\nmember <id>\n       (format 1)
+//	tandem-archive 2\ncluster <name>\nmember <id>\nuuid <hex>\n (format 2)
+//
+// Format 2 adds the cluster's identity (32 lowercase hex digits: the 16 random bytes the
+// cluster's log recorded, wire.ClusterUUID), which the member writes once it applied it
+// (SetClusterUUID). A directory whose member has not learned it (a new cluster, a cluster below
+// cluster version 3, an older build's) keeps format 1; this build reads both. The file is
+// replaced whole, through a temporary name (writeFileDurably): it is the old or the new one,
+// never torn.
+const (
+	identityFormat1 uint8 = 1
+	identityFormat2 uint8 = 2
+
+	// IdentityFormatMin is the oldest IDENTITY format this build reads (IdentityFormat the
+	// newest, which it writes once the cluster's identity is known).
+	IdentityFormatMin = identityFormat1
+)
+
+// ClusterUUID is a cluster's identity as IDENTITY holds it (wire.ClusterUUID's bytes: the
+// archive does not import the wire package). The zero value is "not known".
+type ClusterUUID = [16]byte
+
+// identityText is the IDENTITY file's text; the file holds it and then its CRC-32C.
+func identityText(cluster string, member int, uuid ClusterUUID) string {
+	if uuid == (ClusterUUID{}) {
+		return fmt.Sprintf("tandem-archive %d\ncluster %s\nmember %d\n", identityFormat1, cluster, member)
+	}
+	return fmt.Sprintf("tandem-archive %d\ncluster %s\nmember %d\nuuid %s\n", identityFormat2, cluster, member, hex.EncodeToString(uuid[:]))
+}
+
+// identityBody is the IDENTITY file's bytes: the text and its checksum.
+func identityBody(text string) []byte {
+	return binary.LittleEndian.AppendUint32([]byte(text), crc32.Checksum([]byte(text), castagnoli))
+}
+
+// parseIdentity reads an IDENTITY text of either format. ok is false if it is not one.
+func parseIdentity(text string) (format uint8, cluster string, member int, uuid ClusterUUID, ok bool) {
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	if len(lines) < 3 {
+		return 0, "", 0, uuid, false
+	}
+	if _, err := fmt.Sscanf(lines[0], "tandem-archive %d", &format); err != nil {
+		return 0, "", 0, uuid, false
+	}
+	cluster, okc := strings.CutPrefix(lines[1], "cluster ")
+	if _, err := fmt.Sscanf(lines[2], "member %d", &member); err != nil || !okc {
+		return 0, "", 0, uuid, false
+	}
+	switch {
+	case format == identityFormat1 && len(lines) == 3:
+	case format == identityFormat2 && len(lines) == 4:
+		h, okU := strings.CutPrefix(lines[3], "uuid ")
+		b, err := hex.DecodeString(h)
+		if !okU || err != nil || len(b) != len(uuid) {
+			return 0, "", 0, uuid, false
+		}
+		copy(uuid[:], b)
+		if uuid == (ClusterUUID{}) {
+			return 0, "", 0, uuid, false
+		}
+	default:
+		return format, cluster, member, uuid, false
+	}
+	// Exact: the text must be what this build would write for what it holds.
+	return format, cluster, member, uuid, identityText(cluster, member, uuid) == text
 }
 
 // checkIdentity refuses a directory whose IDENTITY names another cluster or member, or fails its
-// checksum, or is missing beside data; a directory without data gets its IDENTITY written.
+// checksum, or is missing beside data; a directory without data gets its IDENTITY written. It
+// keeps the cluster's identity the file holds (ClusterUUID).
 func (a *Archive) checkIdentity() error {
 	path := filepath.Join(a.dir, "IDENTITY")
-	want := identityText(a.opts.ClusterID, a.opts.MemberID)
 	got, err := readFile(a.fs, path)
 	if errors.Is(err, fs.ErrNotExist) {
 		segs, _ := a.fs.ReadDir(a.logDir())
@@ -28,9 +93,7 @@ func (a *Archive) checkIdentity() error {
 		if len(segs) > 0 || len(snaps) > 0 {
 			return fmt.Errorf("archive: %s holds data but no IDENTITY file: refusing to guess whose it is", a.dir)
 		}
-		body := []byte(want)
-		body = binary.LittleEndian.AppendUint32(body, crc32.Checksum([]byte(want), castagnoli))
-		return writeFileDurably(a.fs, a.dir, "IDENTITY", ".tmp", body)
+		return writeFileDurably(a.fs, a.dir, "IDENTITY", ".tmp", identityBody(identityText(a.opts.ClusterID, a.opts.MemberID, ClusterUUID{})))
 	}
 	if err != nil {
 		return fmt.Errorf("archive: reading %s: %w", path, err)
@@ -39,12 +102,53 @@ func (a *Archive) checkIdentity() error {
 		return fmt.Errorf("%w: %s fails its checksum", ErrCorrupt, path)
 	}
 	text := string(got[:len(got)-4])
-	if text != want {
-		var v, member int
-		var cluster string
-		_, _ = fmt.Sscanf(strings.ReplaceAll(text, "\n", " "), "tandem-archive %d cluster %s member %d", &v, &cluster, &member)
-		return fmt.Errorf("archive: %s belongs to cluster %q member %d (format %d), not cluster %q member %d",
-			a.dir, cluster, member, v, a.opts.ClusterID, a.opts.MemberID)
+	format, cluster, member, uuid, ok := parseIdentity(text)
+	if !ok {
+		if format > IdentityFormat {
+			return fmt.Errorf("archive: %s is of format %d, this build reads formats %d to %d (a newer build wrote it)",
+				path, format, IdentityFormatMin, IdentityFormat)
+		}
+		return fmt.Errorf("%w: %s is not an IDENTITY file this build reads", ErrCorrupt, path)
 	}
+	if cluster != a.opts.ClusterID || member != a.opts.MemberID {
+		return fmt.Errorf("archive: %s belongs to cluster %q member %d (format %d), not cluster %q member %d",
+			a.dir, cluster, member, format, a.opts.ClusterID, a.opts.MemberID)
+	}
+	a.clusterUUID = uuid
+	return nil
+}
+
+// ClusterUUID returns the cluster's identity the IDENTITY file holds: zero if it holds none (a
+// member that has not applied its cluster's identity entry). Called on the owning goroutine.
+func (a *Archive) ClusterUUID() ClusterUUID { return a.clusterUUID }
+
+// ErrClusterUUIDDiffers: the cluster's identity the member applied is not the one its IDENTITY
+// file holds. The data directory holds another cluster's data than its log says: the member must
+// not go on.
+var ErrClusterUUIDDiffers = errors.New("archive: the cluster identity differs from the one IDENTITY holds")
+
+// SetClusterUUID records the cluster's identity u (not zero) in the IDENTITY file, durably,
+// before it returns; setting the one it holds already writes nothing. Another one than the file
+// holds is refused (ErrClusterUUIDDiffers), as a cluster's identity never changes. Called on
+// the owning goroutine; it may run beside Sync and the snapshot and spare jobs, which touch
+// neither IDENTITY nor its temporary name.
+func (a *Archive) SetClusterUUID(u ClusterUUID) error {
+	if u == (ClusterUUID{}) {
+		return errors.New("archive: SetClusterUUID with the zero identity")
+	}
+	if a.clusterUUID == u {
+		return nil
+	}
+	if a.clusterUUID != (ClusterUUID{}) {
+		return fmt.Errorf("%w: %s holds %x, the member applied %x", ErrClusterUUIDDiffers, filepath.Join(a.dir, "IDENTITY"), a.clusterUUID, u)
+	}
+	if err := a.Err(); err != nil {
+		return err
+	}
+	body := identityBody(identityText(a.opts.ClusterID, a.opts.MemberID, u))
+	if err := writeFileDurably(a.fs, a.dir, "IDENTITY", ".tmp", body); err != nil {
+		return a.fail(fmt.Errorf("writing IDENTITY: %w", err))
+	}
+	a.clusterUUID = u
 	return nil
 }

@@ -121,6 +121,10 @@ func (s *Core) Received(conn ConnID, m *wire.ClientMsg) {
 		s.onVersionRefused(m)
 		return
 	}
+	if m.Kind == wire.CAttached && !m.ClusterUUID.IsZero() && !s.cluster.IsZero() && m.ClusterUUID != s.cluster {
+		s.onWrongCluster(m)
+		return
+	}
 	s.setRefused(s.endpoint, "") // it speaks the core's version
 	switch m.Kind {
 	case wire.CAttached:
@@ -267,6 +271,9 @@ func (s *Core) onAttached(m *wire.ClientMsg) {
 	}
 	s.state, s.opened, s.leader = attached, true, s.endpoint
 	s.attempt, s.hops, s.openRefusals, s.openRetryAt = 0, 0, 0, 0
+	if s.cluster.IsZero() {
+		s.cluster = m.ClusterUUID // the first cluster identity heard is the session's cluster
+	}
 	if m.Version != 0 {
 		s.version = m.Version // the member's choice: everything from now on is written in it
 	}
@@ -308,11 +315,41 @@ func (s *Core) onVersionRefused(m *wire.ClientMsg) {
 		return
 	}
 	s.setRefused(s.endpoint, fmt.Sprintf("%s speaks %s (%s)", s.endpoint, m.Protocol, m.Payload))
-	all := len(s.versionRefusals) > 0
-	for _, r := range s.versionRefusals {
-		all = all && r != ""
+	s.refusedNext()
+}
+
+// onWrongCluster: the member belongs to another cluster than the one the session first attached
+// to (its attached message names another identity: a member started on another cluster's data,
+// or an endpoint of another cluster in the list). It cannot serve this session, as a member that
+// refused the versions cannot: the core tries the others, and ends with ErrWrongCluster once
+// every configured member refused on its latest answer, one of them for its cluster.
+func (s *Core) onWrongCluster(m *wire.ClientMsg) {
+	s.calls.each(func(_ uint64, cl *call) { cl.live = 0 })
+	s.setRefused(s.endpoint, fmt.Sprintf("%s belongs to cluster %s", s.endpoint, m.ClusterUUID))
+	for i, e := range s.cfg.Endpoints {
+		if e == s.endpoint {
+			s.clusterRefused[i] = true
+		}
 	}
-	if all {
+	s.refusedNext()
+}
+
+// refusedNext, after a refusal, ends the core if every configured member refused on its latest
+// answer (ErrWrongCluster if one did for its cluster, else ErrProtocolVersion), or tries the next
+// after a backoff.
+func (s *Core) refusedNext() {
+	all := len(s.versionRefusals) > 0
+	wrong := false
+	for i, r := range s.versionRefusals {
+		all = all && r != ""
+		wrong = wrong || r != "" && s.clusterRefused[i]
+	}
+	switch {
+	case all && wrong:
+		s.terminate(fmt.Errorf("%w: the session belongs to cluster %s, and every member refused it: %s",
+			ErrWrongCluster, s.cluster, strings.Join(s.versionRefusals, "; ")))
+		return
+	case all:
 		s.terminate(fmt.Errorf("%w: this client speaks %s, and every member refused it: %s",
 			ErrProtocolVersion, s.cfg.Protocol, strings.Join(s.versionRefusals, "; ")))
 		return
@@ -325,6 +362,7 @@ func (s *Core) setRefused(endpoint, why string) {
 	for i, e := range s.cfg.Endpoints {
 		if e == endpoint {
 			s.versionRefusals[i] = why
+			s.clusterRefused[i] = false
 		}
 	}
 }

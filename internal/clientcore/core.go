@@ -118,6 +118,11 @@ type Core struct {
 	// core wrote its open in although the ranges meet; the next connection to it writes in the
 	// common version.
 	speaks map[string]wire.Range
+	// cluster is the cluster identity of the first attached message that named one (zero until
+	// then): a member whose attached message names another is refused (onWrongCluster).
+	// clusterRefused, per configured endpoint, says that its refusal in versionRefusals is one.
+	cluster        wire.ClusterUUID
+	clusterRefused []bool
 
 	stats Stats
 	msg   wire.ClientMsg // what Write is handed (one per core: no allocation per frame)
@@ -128,7 +133,7 @@ func New(cfg Config, session wire.SessionID, out Output) *Core {
 	cfg.Protocol = cfg.Protocol.OrDefault(wire.ClientProtocol)
 	return &Core{cfg: cfg, out: out, session: session, calls: newRing[call](cfg.MaxInFlight),
 		queries: newRing[query](16), reach: make([]bool, len(cfg.Endpoints)),
-		versionRefusals: make([]string, len(cfg.Endpoints))}
+		versionRefusals: make([]string, len(cfg.Endpoints)), clusterRefused: make([]bool, len(cfg.Endpoints))}
 }
 
 // Session returns the session id.

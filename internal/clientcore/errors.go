@@ -19,6 +19,10 @@ var (
 	// ErrProtocolVersion ends a core whose every configured member refused its client protocol
 	// versions (the error names the ranges).
 	ErrProtocolVersion = errors.New("tandem: no common protocol version")
+	// ErrWrongCluster ends a core whose every configured member refused it, one at least because
+	// it belongs to another cluster than the one the session first attached to (the error names
+	// both identities).
+	ErrWrongCluster = errors.New("tandem: another cluster")
 	// ErrDeadline is the cause given to a call that reached its deadline.
 	ErrDeadline = fmt.Errorf("%w: %w", ErrTimeout, context.DeadlineExceeded)
 )

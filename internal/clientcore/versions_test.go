@@ -101,3 +101,54 @@ func TestVersionRefusalForgottenWhenTheMemberAnswers(t *testing.T) {
 		t.Fatalf("Err() = %v", h.s.Err())
 	}
 }
+
+// A session that attached to cluster A refuses an endpoint whose attached message names cluster
+// B: it tries the others, an endpoint of A serves it, and once every endpoint refused it, one for
+// its cluster, the core ends with ErrWrongCluster naming both identities.
+func TestEndpointOfAnotherClusterRefused(t *testing.T) {
+	a := wire.ClusterUUID{0x3f, 0x2a, 15: 1}
+	b := wire.ClusterUUID{0x9c, 0x1d, 15: 2}
+	cfg := testConfig()
+	cfg.Endpoints = []string{"a", "b"}
+	h := newHarness(t, cfg)
+	h.s.Start(h.now)
+	c := h.connect() // a
+	h.recv(c, wire.ClientMsg{Version: 3, Kind: wire.CAttached, Session: h.s.Session(), ClusterUUID: a})
+	if h.s.cluster != a {
+		t.Fatalf("the session's cluster is %v after attaching to %v", h.s.cluster, a)
+	}
+	h.s.Failed(c, h.at(0))
+	hung := len(h.out.hangups)
+	c = h.connect() // b: another cluster's
+	h.recv(c, wire.ClientMsg{Version: 3, Kind: wire.CAttached, Session: h.s.Session(), ClusterUUID: b})
+	if len(h.out.hangups) != hung+1 || h.s.Err() != nil || h.s.Waiting().Attached {
+		t.Fatalf("an endpoint of another cluster: hangups %d (want %d), err %v, attached %v",
+			len(h.out.hangups), hung+1, h.s.Err(), h.s.Waiting().Attached)
+	}
+	c = h.connect() // a again: serves
+	h.recv(c, wire.ClientMsg{Version: 3, Kind: wire.CAttached, Session: h.s.Session(), ClusterUUID: a})
+	if !h.s.Waiting().Attached || h.s.Err() != nil {
+		t.Fatalf("the session's own cluster did not serve it: %v", h.s.Err())
+	}
+	// An attached message with no identity (a member that does not know it yet) is accepted.
+	h.s.Failed(c, h.at(0))
+	c = h.connect() // b, not knowing its identity
+	h.recv(c, wire.ClientMsg{Version: 2, Kind: wire.CAttached, Session: h.s.Session()})
+	if !h.s.Waiting().Attached {
+		t.Fatalf("an attached message naming no cluster was refused")
+	}
+	// Both endpoints now belong to B (a was replaced too): the core ends.
+	h.submit("x", "p")
+	for range 2 {
+		h.s.Failed(c, h.at(0))
+		c = h.connect()
+		h.recv(c, wire.ClientMsg{Version: 3, Kind: wire.CAttached, Session: h.s.Session(), ClusterUUID: b})
+	}
+	err := h.s.Err()
+	if !errors.Is(err, ErrWrongCluster) || !strings.Contains(err.Error(), a.String()) || !strings.Contains(err.Error(), b.String()) {
+		t.Fatalf("Err() = %v, want ErrWrongCluster naming %v and %v", err, a, b)
+	}
+	if o := h.out.done["x"]; !errors.Is(o.err, ErrWrongCluster) {
+		t.Fatalf("the submitted command completed with %v", o.err)
+	}
+}

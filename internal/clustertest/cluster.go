@@ -283,6 +283,11 @@ func (c *Cluster) TryStart(id int) error {
 	}
 	cfg := c.config(id)
 	cfg.Container.ClusterVersionMax = n.ClusterVersionMax
+	if cfg.Rand == nil {
+		// The cluster's identity is drawn from the seed too (a source of its own per member and
+		// start, so that the other random choices of a seed stay as they were).
+		cfg.Rand = &rngReader{r: rand.New(rand.NewPCG(c.opts.Seed^uint64(id+1)*0x9e3779b97f4a7c15, uint64(n.Starts)))}
+	}
 	r, err := replica.New(cfg, n.Svc, n.disk, n, &outbox{c: c, n: n})
 	if err != nil {
 		c.fatalf("starting member %d: %v", id, err)
@@ -981,4 +986,14 @@ func (c *Cluster) Converged() bool {
 		}
 	}
 	return true
+}
+
+// rngReader reads bytes from a seeded generator (replica.Config.Rand in the simulator).
+type rngReader struct{ r *rand.Rand }
+
+func (g *rngReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(g.r.Uint32())
+	}
+	return len(p), nil
 }

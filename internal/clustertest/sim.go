@@ -292,6 +292,7 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 		violate("members did not converge after the faults stopped: %s", c.Describe())
 	}
 	checkClusterVersion(c, violate)
+	checkClusterIdentity(c, violate)
 	if l := c.Leader(); l >= 0 {
 		rep.ClusterVersion = c.Nodes[l].R.Summary().ClusterVersion
 	}
@@ -395,6 +396,40 @@ func checkClusterVersion(c *Cluster, violate func(string, ...any)) {
 			what = "above %d, the highest every member applies (one lost its data and is down),"
 		}
 		violate("the cluster version is "+what+" 30 s after the faults stopped: %s", want, strings.Join(got, ", "))
+	}
+}
+
+// checkClusterIdentity checks, after checkClusterVersion, that a cluster at version 3 or more has
+// one identity, held by every member: the leader proposed it (liveness) and every member applied
+// the same one (safety: the first identity entry wins everywhere).
+func checkClusterIdentity(c *Cluster, violate func(string, ...any)) {
+	for _, n := range c.Nodes {
+		if n.R == nil || n.R.Summary().ClusterVersion < 3 {
+			return
+		}
+	}
+	agreed := func() bool {
+		var first wire.ClusterUUID
+		for _, n := range c.Nodes {
+			if n.R == nil {
+				return false
+			}
+			u := n.R.Summary().ClusterUUID
+			if u.IsZero() || !first.IsZero() && u != first {
+				return false
+			}
+			first = u
+		}
+		return true
+	}
+	if !c.RunUntil(agreed, 30*time.Second) {
+		var got []string
+		for _, n := range c.Nodes {
+			if n.R != nil {
+				got = append(got, fmt.Sprintf("member %d: %v", n.ID, n.R.Summary().ClusterUUID))
+			}
+		}
+		violate("the members do not hold one cluster identity 30 s after the cluster version reached 3: %s", strings.Join(got, ", "))
 	}
 }
 

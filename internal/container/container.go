@@ -138,6 +138,9 @@ type Container struct {
 	bytesUsed   int64
 	// clusterVersion decides how entries are applied (versions.go); 1 in an empty state.
 	clusterVersion uint16
+	// clusterUUID is the cluster's identity, from the first identity entry applied (zero until
+	// then). Invariant: zero whenever clusterVersion < 3; once set, it never changes.
+	clusterUUID wire.ClusterUUID
 	// closed remembers recently closed session ids, oldest first in closedOrder, with the
 	// reason of each close from cluster version 2 on (0 before: not recorded).
 	// Invariant: len(closedOrder) == len(closed) <= cfg.ClosedSessionsMax.
@@ -174,6 +177,7 @@ func New(cfg Config, svc service.Service, egress Egress) (*Container, error) {
 
 func (c *Container) reset() {
 	c.applied, c.clusterTime, c.bytesUsed, c.clusterVersion = 0, 0, 0, 1
+	c.clusterUUID = wire.ClusterUUID{}
 	c.sessions = map[wire.SessionID]*session{}
 	c.timers = map[int64]int64{}
 	c.members = map[uint64]Member{}
@@ -199,6 +203,7 @@ func (c *Container) Start(snapshot []byte, index uint64) error {
 			return &ClusterVersionError{Index: st.applied, Version: st.clusterVersion, Max: c.cfg.ClusterVersionMax, Snapshot: true}
 		}
 		c.applied, c.clusterTime, c.bytesUsed, c.clusterVersion = st.applied, st.clusterTime, 0, st.clusterVersion
+		c.clusterUUID = st.clusterUUID
 		for _, s := range st.sessions {
 			s.handle = &sessionHandle{c: c, id: s.id}
 			s.bytes = sessionOverheadBytes + slotBytes*int64(s.win.span)

@@ -17,7 +17,8 @@
 //     empty state) and its index. Start replaces all state and calls the service's OnStart; it
 //     is called again whenever a snapshot from the leader is installed.
 //  2. Apply every committed entry exactly once, in log order: ApplyBatch for a batch of client
-//     items (wire.Batch), ApplyMember for a membership change, ApplyEmpty for anything else. Each
+//     items (wire.Batch), ApplyMember for a membership change, ApplyClusterVersion and
+//     ApplyClusterIdentity for those entries (versions.go), ApplyEmpty for anything else. Each
 //     reports whether the entry's index is a snapshot point (a multiple of
 //     SnapshotIntervalEntries, or cluster time crossing a multiple of SnapshotIntervalTime).
 //  3. At a snapshot point, before the next entry is applied, TakeSnapshot returns the bytes to

@@ -14,7 +14,8 @@ import (
 // Snapshot layout (all integers little-endian):
 //
 //	magic "TNDC" | version u8 | applied u64 | clusterTime i64
-//	format 2 only: cluster version u16
+//	format 2 and 3: cluster version u16
+//	format 3 only: cluster uuid [16] (zero: none recorded yet)
 //	sessions: count u32, each: id [16] | floor u64 | replies u32, each: seq u64 | len u32 | bytes
 //	timers:   count u32, each (by correlation id): id i64 | deadline i64
 //	members:  count u32, each (by raft id): raft id u64 | removed u8 | len u32 | addrs (Member.Addrs)
@@ -26,19 +27,22 @@ import (
 // Everything is sorted, so two members that applied the same index write the same bytes.
 //
 // Format 1 is what every build up to 045a031 wrote, and what this one writes while the cluster
-// version is 1 (a member that applies only version 1 may install it); from cluster version 2
-// on it writes format 2. The format follows replicated state, so members still write equal
-// bytes at equal indexes. It reads both: format 1 holds cluster version 1.
+// version is 1 (a member that applies only version 1 may install it); at cluster version 2 it
+// writes format 2, and from cluster version 3 on format 3 (which adds the cluster's identity).
+// The format follows replicated state, so members still write equal bytes at equal indexes. It
+// reads all three: format 1 holds cluster version 1, format 2 a version of 2, format 3 one of 3
+// or more.
 var snapshotMagic = [4]byte{'T', 'N', 'D', 'C'}
 
 // Snapshot formats this build reads; it writes the one the cluster version asks for.
 const (
 	snapshotFormat1 uint8 = 1
 	snapshotFormat2 uint8 = 2
+	snapshotFormat3 uint8 = 3
 
 	// SnapshotFormatMin and SnapshotFormatMax bound the formats this build reads.
 	SnapshotFormatMin = snapshotFormat1
-	SnapshotFormatMax = snapshotFormat2
+	SnapshotFormatMax = snapshotFormat3
 )
 
 // ErrBadSnapshot wraps every snapshot decoding error.
@@ -55,7 +59,10 @@ func (c *Container) TakeSnapshot() ([]byte, error) {
 	le := binary.LittleEndian
 	b := append([]byte(nil), snapshotMagic[:]...)
 	format := snapshotFormat1
-	if c.clusterVersion >= 2 {
+	switch {
+	case c.clusterVersion >= 3:
+		format = snapshotFormat3
+	case c.clusterVersion == 2:
 		format = snapshotFormat2
 	}
 	b = append(b, format)
@@ -63,6 +70,9 @@ func (c *Container) TakeSnapshot() ([]byte, error) {
 	b = le.AppendUint64(b, uint64(c.clusterTime))
 	if format >= snapshotFormat2 {
 		b = le.AppendUint16(b, c.clusterVersion)
+	}
+	if format >= snapshotFormat3 {
+		b = append(b, c.clusterUUID[:]...)
 	}
 	b = le.AppendUint32(b, uint32(len(c.sessions)))
 	for _, id := range c.SessionIDs() {
@@ -122,6 +132,7 @@ type snapshotState struct {
 	timers         map[int64]int64
 	members        []Member
 	clusterVersion uint16
+	clusterUUID    wire.ClusterUUID
 	closed         []wire.SessionID
 	closedReasons  []uint8 // one per closed id
 	service        []byte
@@ -207,9 +218,13 @@ func decodeSnapshot(data []byte) (*snapshotState, error) {
 	st.clusterVersion = 1
 	if format >= snapshotFormat2 {
 		st.clusterVersion = r.u16()
-		if r.err == nil && st.clusterVersion < 2 {
+		if r.err == nil && (st.clusterVersion < 2 || format == snapshotFormat2 && st.clusterVersion != 2 ||
+			format == snapshotFormat3 && st.clusterVersion < 3) {
 			r.err = fmt.Errorf("%w: format %d with cluster version %d", ErrBadSnapshot, format, st.clusterVersion)
 		}
+	}
+	if format >= snapshotFormat3 {
+		copy(st.clusterUUID[:], r.take(len(st.clusterUUID)))
 	}
 	n := r.count(16 + 8 + 4)
 	var prev *wire.SessionID

@@ -3,6 +3,8 @@ package container
 import (
 	"errors"
 	"fmt"
+
+	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
 // The cluster version: how committed entries are applied.
@@ -24,9 +26,13 @@ import (
 //	2  a closed session's close reason is remembered (snapshot format 2 records it), so a client
 //	   that comes back to a closed session hears why it was closed (closed by the client, by the
 //	   service, by the leader for want of keep-alives) instead of "timed out" whatever the reason.
+//	3  the cluster identity entry (wire.EntryClusterIdentity): the state records the cluster's
+//	   id (ClusterUUID), which a leader draws and proposes once the version is in force and the
+//	   state holds none; the first one applied wins, a later one changes nothing. Snapshot
+//	   format 3 records it.
 
 // ClusterVersionMax is the highest cluster version this build can apply.
-const ClusterVersionMax uint16 = 2
+const ClusterVersionMax uint16 = 3
 
 // ErrClusterVersion is wrapped by a ClusterVersionError.
 var ErrClusterVersion = errors.New("container: cluster version above what this member applies")
@@ -65,6 +71,32 @@ func (c *Container) ApplyClusterVersion(index uint64, v uint16) (bool, error) {
 	}
 	c.clusterVersion = max(c.clusterVersion, v)
 	return c.ApplyEmpty(index), nil
+}
+
+// ClusterUUID returns the cluster's identity as the applied log recorded it: zero until an
+// identity entry was applied (always below cluster version 3).
+func (c *Container) ClusterUUID() wire.ClusterUUID { return c.clusterUUID }
+
+// ErrIdentityBeforeVersion: an identity entry was committed while the cluster version in force
+// was below 3. No build proposes one then, so the log is not one this member can trust to apply:
+// it stops there.
+var ErrIdentityBeforeVersion = errors.New("container: a cluster identity entry below cluster version 3")
+
+// ApplyClusterIdentity applies an entry that records the cluster's identity u (not zero). The
+// first one applied is the cluster's; a later one changes nothing (two leaders may each have
+// proposed one: the log's order decides, alike on every member). It reports whether the index is
+// a snapshot point and whether u became the cluster's identity here.
+func (c *Container) ApplyClusterIdentity(index uint64, u wire.ClusterUUID) (due, recorded bool, err error) {
+	if c.clusterVersion < 3 {
+		return false, false, fmt.Errorf("%w: the entry at index %d, at cluster version %d", ErrIdentityBeforeVersion, index, c.clusterVersion)
+	}
+	if u.IsZero() {
+		return false, false, fmt.Errorf("container: the entry at index %d records a zero cluster identity", index)
+	}
+	if c.clusterUUID.IsZero() {
+		c.clusterUUID, recorded = u, true
+	}
+	return c.ApplyEmpty(index), recorded, nil
 }
 
 // recordsCloseReasons: from cluster version 2 on, a closed session's reason is remembered.

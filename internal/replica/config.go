@@ -3,6 +3,7 @@ package replica
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -43,6 +44,9 @@ type Config struct {
 	MaxUncommittedBytes uint64
 	Container           container.Config
 	Logger              *slog.Logger
+	// Rand is where a leader draws a new cluster's identity (identity.go); nil: crypto/rand. The
+	// simulator passes its seeded source, so that a run repeats byte for byte.
+	Rand io.Reader
 }
 
 // DefaultConfig returns the defaults: heartbeat 100 ms, election timeout randomised in

@@ -23,7 +23,7 @@ func (r *Replica) Send(msgs []*pb.Message) { r.out.SendRaft(msgs) }
 func (r *Replica) InstallSnapshot(snap *pb.Snapshot) error {
 	ix := snap.GetMetadata().GetIndex()
 	r.appliedTerm = snap.GetMetadata().GetTerm()
-	before := r.ctr.ClusterVersion()
+	before, uuidBefore := r.ctr.ClusterVersion(), r.ctr.ClusterUUID()
 	if err := r.ctr.Start(snap.GetData(), ix); err != nil {
 		return cannotApply(fmt.Errorf("replica: installing snapshot at index %d: %w", ix, err))
 	}
@@ -34,6 +34,10 @@ func (r *Replica) InstallSnapshot(snap *pb.Snapshot) error {
 		// The raise came inside the snapshot: said as if the entry had been applied here.
 		r.out.Changed(Change{Kind: ChangeClusterVersion, Index: ix, Term: st.Term, Role: r.role,
 			Leader: MemberID(st.Leader), ClusterVersion: after})
+	}
+	if after := r.ctr.ClusterUUID(); after != uuidBefore {
+		r.out.Changed(Change{Kind: ChangeClusterIdentity, Index: ix, Term: st.Term, Role: r.role,
+			Leader: MemberID(st.Leader), ClusterUUID: after})
 	}
 	return nil
 }
@@ -101,6 +105,8 @@ func (r *Replica) applyData(ix uint64, data []byte) (bool, error) {
 				Leader: MemberID(st.Leader), ClusterVersion: after})
 		}
 		return due, nil
+	case wire.EntryClusterIdentity:
+		return r.applyIdentity(ix, data)
 	}
 	return false, fmt.Errorf("%w: the entry at index %d is of %v, which this build does not know (a newer build wrote it)",
 		ErrCannotApply, ix, kind)
@@ -155,7 +161,7 @@ func (r *Replica) stepDown() {
 			r.redirect(conn, &wire.ClientMsg{Session: it.Session, Seq: it.Seq})
 		}
 	}
-	r.pending, r.pendingBytes, r.raising = nil, 0, false
+	r.pending, r.pendingBytes, r.raising, r.identifying = nil, 0, false, false
 	st := r.core.State()
 	r.failReads(r.newReads, &consensus.NotLeaderError{Leader: st.Leader, Term: st.Term})
 	r.newReads = nil

@@ -184,7 +184,8 @@ func (r *Replica) tooLarge(conn ConnID, m *wire.ClientMsg) bool {
 // must keep to.
 func (r *Replica) attached1(id wire.SessionID) *wire.ClientMsg {
 	return &wire.ClientMsg{Kind: wire.CAttached, Session: id,
-		CommandBytesMax: r.cfg.MaxCommandBytes, WindowMax: r.cfg.Container.ResponseWindowMax}
+		CommandBytesMax: r.cfg.MaxCommandBytes, WindowMax: r.cfg.Container.ResponseWindowMax,
+		ClusterUUID: r.ctr.ClusterUUID()}
 }
 
 // catchingUpMessage is the refusal of a request about a session a new leader does not know yet.

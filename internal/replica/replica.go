@@ -52,6 +52,9 @@ const (
 	ChangeSnapshotInstalled
 	// ChangeClusterVersion: the entry at Index raised the cluster version to ClusterVersion.
 	ChangeClusterVersion
+	// ChangeClusterIdentity: the cluster's identity became known here (ClusterUUID): the entry
+	// at Index recorded it, or a snapshot at Index (installed, or started from) holds it.
+	ChangeClusterIdentity
 )
 
 // Change is a change of the member's state.
@@ -63,6 +66,8 @@ type Change struct {
 	Index  uint64 // the snapshot's, for snapshot changes; the raise's, for a cluster version
 	// ClusterVersion: the version now in force, for ChangeClusterVersion.
 	ClusterVersion uint16
+	// ClusterUUID: the cluster's identity, for ChangeClusterIdentity.
+	ClusterUUID wire.ClusterUUID
 }
 
 // Summary sums up the member's state (Replica.Summary).
@@ -79,6 +84,8 @@ type Summary struct {
 	// highest this member applies.
 	ClusterVersion    uint16
 	ClusterVersionMax uint16
+	// ClusterUUID is the cluster's identity as applied here; zero until known.
+	ClusterUUID wire.ClusterUUID
 }
 
 // Replica is one member: consensus core, container and the leader's ingress, driven step by step.
@@ -136,6 +143,9 @@ type Replica struct {
 	membersChecked bool
 	// raising: this leader proposed a raise of the cluster version that has not been applied.
 	raising bool
+	// identifying: this leader proposed the cluster's identity and has not applied an identity
+	// entry since.
+	identifying bool
 }
 
 // Flow control of the leader's appends to each follower (raft's Config: MaxSizePerMsg,
@@ -249,6 +259,7 @@ func (r *Replica) Summary() Summary {
 
 		ClusterVersion:    r.ctr.ClusterVersion(),
 		ClusterVersionMax: r.ctr.ClusterVersionMax(),
+		ClusterUUID:       r.ctr.ClusterUUID(),
 	}
 }
 
@@ -290,6 +301,7 @@ func (r *Replica) Tick() {
 	now := r.clock.Now()
 	r.expireSessions(now)
 	r.maybeRaiseClusterVersion()
+	r.maybeProposeIdentity()
 	if d, ok := r.ctr.NextTimerDeadline(); ok && d <= now && len(r.pending) == 0 &&
 		r.ticks-r.lastTimeProp >= r.cfg.HeartbeatTicks {
 		// Cluster time only moves with the log: an idle log needs an entry for a timer to fire.

@@ -42,6 +42,11 @@
 // connection accepted. There is one member protocol version so far: the negotiated one is
 // recorded (PeerVersion) and nothing depends on it yet.
 //
+// Cluster identity (identity.go): once the member knows its cluster's identity (Config.ClusterUUID
+// at start, SetClusterUUID when the member applies it), its handshakes and replies carry it, and
+// the acceptor refuses a handshake naming another (the reply's text names both), the dialler a
+// reply naming another; both sides log it. A side that knows none yet accepts.
+//
 // Inbound connections are believed only after a handshake (magic, layout, cluster id, sender
 // and receiver raft id, a common version). Another cluster, a sender that is not a peer, a message whose sender
 // or receiver differs from the handshake's, a frame over MaxFrameBytes, a bad checksum: each

@@ -98,12 +98,20 @@ func (t *Transport) serve(conn net.Conn) {
 		return
 	}
 	from := hs.SenderID
+	theirs, err := wire.ClusterUUIDOf(hs.Extensions)
+	if err != nil {
+		t.reject(conn, "bad handshake from raft id %d: %v", from, err)
+		return
+	}
 	v, ok := t.cfg.MemberProtocol.Common(hs.Protocol)
 	reply := wire.HandshakeReply{Accepted: ok, Version: v, Protocol: t.cfg.MemberProtocol,
-		ClusterVersionMax: t.cfg.ClusterVersionMax}
+		ClusterVersionMax: t.cfg.ClusterVersionMax, Extensions: wire.ClusterUUIDExtensions(t.ClusterUUID())}
 	if !ok {
 		reply.Text = fmt.Sprintf("member protocol: raft id %d speaks %s, raft id %d speaks %s: no common version",
 			t.cfg.SelfID, t.cfg.MemberProtocol, from, hs.Protocol)
+	}
+	if text, same := t.otherCluster(from, theirs); ok && !same {
+		ok, reply.Accepted, reply.Version, reply.Text = false, false, 0, text
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
 	_, werr := conn.Write(wire.AppendFrame(nil, wire.FrameHandshakeReply, wire.AppendHandshakeReply(nil, &reply)))

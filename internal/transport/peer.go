@@ -66,6 +66,10 @@ type Config struct {
 	// a connection with it is accepted, in either direction (the handshake, the handshake
 	// reply). Called from the connection's goroutine, never from Send: it may wait.
 	PeerClusterVersion func(raftID uint64, max uint16)
+	// ClusterUUID is the cluster's identity as this member knows it at start (zero: none yet);
+	// SetClusterUUID sets it later. Once known, every handshake and reply carries it, and a peer
+	// that names another is refused (identity.go).
+	ClusterUUID wire.ClusterUUID
 }
 
 func (c *Config) defaults() {
@@ -148,6 +152,9 @@ type Transport struct {
 	dropLog      ratelog.Limiter
 	// versionLog limits the lines about peers refused for their versions.
 	versionLog ratelog.Limiter
+	// clusterUUID is this member's cluster identity (identity.go): read by every connection's
+	// goroutine, set by the member's loop (SetClusterUUID).
+	clusterUUID atomic.Pointer[wire.ClusterUUID]
 }
 
 // New creates a transport; Start runs it.
@@ -165,6 +172,7 @@ func New(cfg Config, h Handler) *Transport {
 		authed: map[net.Conn]*inboundPeer{},
 	}
 	t.acc = newAccepter("member", cfg.Listener, cfg.MaxConns, cfg.Logger, ctx.Done())
+	t.SetClusterUUID(cfg.ClusterUUID)
 	for id, addr := range cfg.Peers {
 		if id == cfg.SelfID {
 			continue
@@ -372,7 +380,8 @@ func (p *peer) dial() (net.Conn, uint16, error) {
 		_ = tc.SetKeepAlivePeriod(5 * time.Second)
 	}
 	hs := wire.Handshake{ClusterID: p.t.cfg.ClusterID, SenderID: p.t.cfg.SelfID, ReceiverID: p.id,
-		Protocol: p.t.cfg.MemberProtocol, ClusterVersionMax: p.t.cfg.ClusterVersionMax}
+		Protocol: p.t.cfg.MemberProtocol, ClusterVersionMax: p.t.cfg.ClusterVersionMax,
+		Extensions: wire.ClusterUUIDExtensions(p.t.ClusterUUID())}
 	frame := wire.AppendFrame(nil, wire.FrameHandshake, wire.AppendHandshake(nil, &hs))
 	_ = conn.SetWriteDeadline(time.Now().Add(p.t.cfg.DialTimeout))
 	if _, err := conn.Write(frame); err != nil {
@@ -417,6 +426,15 @@ func (p *peer) awaitReply(conn net.Conn) (uint16, error) {
 	}
 	if !rep.Accepted {
 		err := fmt.Errorf("%w: %s", errHandshakeRefused, rep.Text)
+		p.logRefusal(err)
+		return 0, err
+	}
+	theirs, err := wire.ClusterUUIDOf(rep.Extensions)
+	if err != nil {
+		return 0, err
+	}
+	if text, ok := p.t.otherCluster(p.id, theirs); !ok {
+		err := fmt.Errorf("%w: %s", errOtherCluster, text)
 		p.logRefusal(err)
 		return 0, err
 	}

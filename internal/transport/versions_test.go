@@ -234,7 +234,8 @@ func readClientFrames(t *testing.T, nc net.Conn, n int) (ms []wire.ClientMsg, er
 
 // A client from before negotiation (an open with no range, version byte 1) gets everything in
 // version 1: the attached message without limits, a session event without text. A client whose
-// open says [1,2] gets version 2. The answers are what the member's loop sends, unchanged.
+// open says [1,2] gets version 2; one that speaks 3 or more gets version 3 (the attached message
+// carries the cluster's identity). The answers are what the member's loop sends, unchanged.
 func TestClientPortNegotiatesAndEncodesAtTheVersion(t *testing.T) {
 	s, rec, addr := startClientServer(t, ClientConfig{})
 	for _, c := range []struct {
@@ -243,7 +244,8 @@ func TestClientPortNegotiatesAndEncodesAtTheVersion(t *testing.T) {
 	}{
 		{append([]byte{1, byte(wire.COpen)}, make([]byte, 16)...), 1},
 		{wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.COpen, Protocol: wire.Range{Min: 1, Max: 2}}, 1), 2},
-		{wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.CAttach, Protocol: wire.Range{Min: 2, Max: 9}}, 2), 2},
+		{wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.CAttach, Protocol: wire.Range{Min: 2, Max: 2}}, 2), 2},
+		{wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.CAttach, Protocol: wire.Range{Min: 2, Max: 9}}, 2), 3},
 	} {
 		nc, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -265,7 +267,7 @@ func TestClientPortNegotiatesAndEncodesAtTheVersion(t *testing.T) {
 			t.Fatal("the open was not handed over")
 		}
 		drainBatches(rec)
-		s.Send(conn, &wire.ClientMsg{Kind: wire.CAttached, CommandBytesMax: 1000, WindowMax: 64})
+		s.Send(conn, &wire.ClientMsg{Kind: wire.CAttached, CommandBytesMax: 1000, WindowMax: 64, ClusterUUID: wire.ClusterUUID{7, 15: 7}})
 		s.Send(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Status: wire.StatusRejected, Payload: []byte("why")})
 		s.Flush()
 		ms, err := readClientFrames(t, nc, 2)
@@ -279,8 +281,11 @@ func TestClientPortNegotiatesAndEncodesAtTheVersion(t *testing.T) {
 		if c.version == 1 && (att.CommandBytesMax != 0 || att.WindowMax != 0 || ev.Payload != nil) {
 			t.Fatalf("version 1 answers carry version 2 fields: %+v %+v", att, ev)
 		}
-		if c.version == 2 && (att.CommandBytesMax != 1000 || att.WindowMax != 64 || string(ev.Payload) != "why") {
-			t.Fatalf("version 2 answers lost fields: %+v %+v", att, ev)
+		if c.version >= 2 && (att.CommandBytesMax != 1000 || att.WindowMax != 64 || string(ev.Payload) != "why") {
+			t.Fatalf("version %d answers lost fields: %+v %+v", c.version, att, ev)
+		}
+		if uuid := (wire.ClusterUUID{7, 15: 7}); c.version < 3 && !att.ClusterUUID.IsZero() || c.version == 3 && att.ClusterUUID != uuid {
+			t.Fatalf("version %d attached carries cluster uuid %v", c.version, att.ClusterUUID)
 		}
 	}
 }
@@ -308,8 +313,8 @@ func TestClientPortRefusesWithoutCommonVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	out := wire.AppendClientFrame(nil, &wire.ClientMsg{Kind: wire.COpen, Protocol: wire.Range{Min: 3, Max: 3}}, 3)
-	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Seq: 1}, 3)
+	out := wire.AppendClientFrame(nil, &wire.ClientMsg{Kind: wire.COpen, Protocol: wire.Range{Min: 5, Max: 5}}, 5)
+	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Seq: 1}, 5)
 	if _, err := nc.Write(out); err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +324,7 @@ func TestClientPortRefusesWithoutCommonVersion(t *testing.T) {
 	}
 	m := ms[0]
 	if m.Kind != wire.CVersionRefused || m.Protocol != wire.ClientProtocol ||
-		!strings.Contains(string(m.Payload), "this member speaks [1,2], the client speaks [3,3]: no common version") {
+		!strings.Contains(string(m.Payload), "this member speaks [1,3], the client speaks [5,5]: no common version") {
 		t.Fatalf("refusal %+v (%q)", m, m.Payload)
 	}
 	select {

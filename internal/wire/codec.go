@@ -268,6 +268,9 @@ func AppendClientMsg(dst []byte, m *ClientMsg, version uint16) []byte {
 			dst = putU32(dst, uint32(m.CommandBytesMax))
 			dst = putU32(dst, uint32(m.WindowMax))
 		}
+		if version >= 3 {
+			dst = append(dst, m.ClusterUUID[:]...)
+		}
 	case CKeepAliveAck:
 		dst = append(dst, m.Session[:]...)
 		dst = append(dst, uint8(m.Status))
@@ -346,6 +349,9 @@ func DecodeClientMsg(data []byte) (ClientMsg, error) {
 		if m.Version != 1 {
 			m.CommandBytesMax = int(r.u32())
 			m.WindowMax = int(r.u32())
+		}
+		if m.Version >= 3 {
+			m.ClusterUUID = ClusterUUID(r.session())
 		}
 		if r.err == nil && (m.CommandBytesMax > MaxPayloadBytes || m.WindowMax > MaxWindow) {
 			r.fail("limits %d bytes, window %d", m.CommandBytesMax, m.WindowMax)

@@ -36,6 +36,7 @@ func sampleClientMsgs() []ClientMsg {
 		{Kind: CClose, Session: sid},
 		{Kind: CAttached, Session: sid},
 		{Kind: CAttached, Session: sid, CommandBytesMax: MaxPayloadBytes, WindowMax: 1024},
+		{Kind: CAttached, Session: sid, CommandBytesMax: 64, WindowMax: 8, ClusterUUID: ClusterUUID{0x3f, 0x2a, 15: 9}},
 		{Kind: CKeepAliveAck, Session: sid, Status: StatusSessionExpired},
 		{Kind: CCommand, Session: sid, Seq: 3, LowestUnacked: 2, Payload: []byte("x")},
 		{Kind: CResponse, Session: sid, Seq: 3, Status: StatusOK, Payload: []byte("OK")},
@@ -54,6 +55,7 @@ func sampleClientMsgs() []ClientMsg {
 	return append(ms,
 		ClientMsg{Version: 1, Kind: COpen, Session: sid, Protocol: Range{1, 1}},
 		ClientMsg{Version: 1, Kind: CAttached, Session: sid},
+		ClientMsg{Version: 2, Kind: CAttached, Session: sid, CommandBytesMax: 64, WindowMax: 8},
 		ClientMsg{Version: 1, Kind: CSessionEvent, Session: sid, Status: StatusSessionExpired, Reason: 2},
 		ClientMsg{Version: 1, Kind: CCommand, Session: sid, Seq: 3, LowestUnacked: 2, Payload: []byte("x")},
 		ClientMsg{Version: 1, Kind: CResponse, Session: sid, Seq: 3, Payload: []byte("OK")},
@@ -141,9 +143,9 @@ func TestClientMsgVersion1Layouts(t *testing.T) {
 		t.Fatalf("an open with no range: %x, want 045a031's %x", got, open)
 	}
 	// Versions this build does not speak: refused, naming what it speaks; the frozen kinds read.
-	for _, v := range []uint16{0, 3, 255} {
+	for _, v := range []uint16{0, 4, 255} {
 		_, err := DecodeClientMsg(AppendClientMsg(nil, &ClientMsg{Kind: CCommand, Session: sid, Seq: 1}, v))
-		if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "[1,2]") {
+		if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "[1,3]") {
 			t.Fatalf("command at version %d: %v", v, err)
 		}
 		m, err := DecodeClientMsg(AppendClientMsg(nil, &ClientMsg{Kind: CAttach, Session: sid, Protocol: Range{v, v + 1}}, v))
@@ -160,6 +162,104 @@ func TestClientMsgVersion1Layouts(t *testing.T) {
 	bad := AppendClientMsg(nil, &ClientMsg{Kind: COpen, Session: sid, Protocol: Range{3, 2}}, 1)
 	if _, err := DecodeClientMsg(bad); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("open with range [3,2]: %v", err)
+	}
+}
+
+// Version 3 adds the cluster's identity to CAttached, after the limits; versions 1 and 2 keep
+// their layouts (no identity: it is dropped when encoding for them).
+func TestClientMsgVersion3Attached(t *testing.T) {
+	u := ClusterUUID{1, 2, 3, 15: 0xff}
+	attached := ClientMsg{Kind: CAttached, Session: sid, CommandBytesMax: 1000, WindowMax: 64, ClusterUUID: u}
+	v2 := AppendClientMsg(nil, &attached, 2)
+	v3 := AppendClientMsg(nil, &attached, 3)
+	if len(v3) != len(v2)+16 || v3[0] != 3 || !bytes.Equal(v3[2:len(v2)], v2[2:]) || !bytes.Equal(v3[len(v2):], u[:]) {
+		t.Fatalf("v3 attached %x: want v2's fields (%x) then the uuid", v3, v2)
+	}
+	m, err := DecodeClientMsg(v3)
+	if err != nil || m.ClusterUUID != u || m.CommandBytesMax != 1000 || m.WindowMax != 64 {
+		t.Fatalf("v3 attached decodes as %+v, %v", m, err)
+	}
+	m, err = DecodeClientMsg(v2)
+	if err != nil || !m.ClusterUUID.IsZero() {
+		t.Fatalf("v2 attached decodes as %+v, %v: want no uuid", m, err)
+	}
+	// A v3 attached cut before its uuid is truncated.
+	if _, err := DecodeClientMsg(v3[:len(v3)-1]); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("v3 attached without its last byte: %v", err)
+	}
+}
+
+func TestClusterIdentityEntry(t *testing.T) {
+	u := ClusterUUID{0x3f, 0x2a, 15: 1}
+	enc := AppendClusterIdentity(nil, u)
+	want := append([]byte{Version, 3}, u[:]...)
+	if !bytes.Equal(enc, want) {
+		t.Fatalf("identity entry %x, want %x", enc, want)
+	}
+	if k, err := EntryKindOf(enc); err != nil || k != EntryClusterIdentity || k.String() != "cluster identity" {
+		t.Fatalf("kind %v, %v", k, err)
+	}
+	got, err := DecodeClusterIdentity(enc)
+	if err != nil || got != u {
+		t.Fatalf("decoded %v, %v", got, err)
+	}
+	for name, bad := range map[string][]byte{
+		"zero uuid":    AppendClusterIdentity(nil, ClusterUUID{}),
+		"short":        enc[:len(enc)-1],
+		"trailing":     append(append([]byte(nil), enc...), 0),
+		"another kind": AppendClusterVersion(nil, 3),
+		"version 9":    append([]byte{9}, enc[1:]...),
+		"no uuid":      enc[:2],
+	} {
+		if _, err := DecodeClusterIdentity(bad); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
+	if s := u.String(); len(s) != 32 || s[:4] != "3f2a" {
+		t.Fatalf("String %q", s)
+	}
+	if p, err := ParseClusterUUID(u.String()); err != nil || p != u {
+		t.Fatalf("ParseClusterUUID: %v %v", p, err)
+	}
+	if _, err := ParseClusterUUID("3f2a"); err == nil {
+		t.Fatalf("a short uuid parsed")
+	}
+	if (ClusterUUID{}).String() != "none" {
+		t.Fatalf("zero uuid String %q", ClusterUUID{}.String())
+	}
+}
+
+// The cluster uuid extension of the handshake and its reply: absent when not known, 16 bytes
+// when known; another length, or zero, is malformed.
+func TestClusterUUIDExtension(t *testing.T) {
+	u := ClusterUUID{9, 8, 7, 15: 6}
+	h := Handshake{ClusterID: "tandem", SenderID: 1, ReceiverID: 2, Protocol: Range{1, 1}, ClusterVersionMax: 3,
+		Extensions: ClusterUUIDExtensions(u)}
+	got, err := DecodeHandshake(AppendHandshake(nil, &h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err := ClusterUUIDOf(got.Extensions); err != nil || g != u {
+		t.Fatalf("handshake uuid %v, %v", g, err)
+	}
+	rep := HandshakeReply{Accepted: true, Version: 1, Protocol: Range{1, 1}, ClusterVersionMax: 3, Extensions: ClusterUUIDExtensions(u)}
+	gotRep, err := DecodeHandshakeReply(AppendHandshakeReply(nil, &rep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err := ClusterUUIDOf(gotRep.Extensions); err != nil || g != u {
+		t.Fatalf("reply uuid %v, %v", g, err)
+	}
+	if exts := ClusterUUIDExtensions(ClusterUUID{}); exts != nil {
+		t.Fatalf("extensions for the zero uuid: %v", exts)
+	}
+	if g, err := ClusterUUIDOf(nil); err != nil || !g.IsZero() {
+		t.Fatalf("no extension: %v, %v", g, err)
+	}
+	for _, v := range [][]byte{{1, 2}, make([]byte, 16), make([]byte, 17)} {
+		if _, err := ClusterUUIDOf([]Extension{{Tag: ExtClusterUUID, Value: v}}); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("uuid extension of %d bytes %x: %v", len(v), v, err)
+		}
 	}
 }
 

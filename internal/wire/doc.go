@@ -20,7 +20,7 @@
 //
 // Every connection speaks one protocol version, negotiated when it opens: the highest version in
 // both sides' ranges (Range.Common). This build speaks member protocol MemberProtocol ([1,1]) and
-// client protocol ClientProtocol ([1,2]). The messages that negotiate are frozen forever — the
+// client protocol ClientProtocol ([1,3]). The messages that negotiate are frozen forever — the
 // member handshake and its reply, and the client's open, attach and version refusal read the same
 // whatever the versions they negotiate — so that any two builds can always tell each other what
 // they speak. Every other message's layout follows the version negotiated on its connection from
@@ -64,9 +64,12 @@
 //	extensions
 //
 // extensions: count u8 (at most 16) | each, tags strictly increasing: tag u8 | value bytes(256).
-// A frozen message grows only there: a later build adds a tagged field (a cluster's identity,
-// the digest of its founding members) and a receiver ignores the tags it does not know. This
-// build sends none.
+// A frozen message grows only there: a later build adds a tagged field and a receiver ignores the
+// tags it does not know. Tags this build knows:
+//
+//	1 cluster uuid: [16] (ExtClusterUUID): the sender's cluster identity, sent once it knows
+//	  it. An acceptor that knows its own refuses a handshake naming another (a data directory
+//	  of another cluster), and a dialler a reply naming another; a side that knows none accepts.
 //
 // # Snapshot chunk
 //
@@ -83,6 +86,9 @@
 //	                       2 command: seq u64 | lowest unacknowledged u64 | payload bytes(MaxPayloadBytes)
 //	                       3 close:   reason u8 (service.CloseReason)
 //	  2 cluster version: cluster version u16 (raises the cluster version to it; never lowers it)
+//	  3 cluster identity: uuid [16], not zero (cluster version 3 on): the cluster's identity,
+//	                     proposed once by a leader of a cluster that holds none; the first one
+//	                     applied is the cluster's, a later one changes nothing
 //
 // What an entry means is fixed by the cluster version in force where it is applied (replicated
 // state; container's doc). A new entry kind, item kind or way of applying one belongs to a
@@ -97,8 +103,9 @@
 //	                       absent in a 045a031 client's: [1,1])
 //	  14 version refused:  member's protocol min u16 | max u16 | text bytes(1024) (frozen)
 //	  4 keep-alive, 5 close: session
-//	  6 attached:          session | largest command payload accepted u32 | response window u32
-//	                       (version 1: session only)
+//	  6 attached:          session | largest command payload accepted u32 | response window u32 |
+//	                       cluster uuid [16] (zero: not known yet)
+//	                       (version 1: session only; version 2: no cluster uuid)
 //	  12 keep-alive ack:   session | status u8
 //	  2 command:           session | seq u64 | lowest unacknowledged u64 | payload bytes
 //	  7 response:          session | seq u64 | status u8 | payload bytes

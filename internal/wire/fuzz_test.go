@@ -11,12 +11,20 @@ func FuzzDecodeBatch(f *testing.F) {
 		f.Add(AppendBatch(nil, &b))
 	}
 	f.Add(AppendClusterVersion(nil, 2))
+	f.Add(AppendClusterIdentity(nil, ClusterUUID{0x3f, 15: 1}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Every log entry kind: what the replica decodes at apply.
 		if k, err := EntryKindOf(data); err == nil && k == EntryClusterVersion {
 			if v, err := DecodeClusterVersion(data); err == nil {
 				if v2, err := DecodeClusterVersion(AppendClusterVersion(nil, v)); err != nil || v2 != v {
 					t.Fatalf("cluster version %d re-decodes as %d, %v", v, v2, err)
+				}
+			}
+		}
+		if k, err := EntryKindOf(data); err == nil && k == EntryClusterIdentity {
+			if u, err := DecodeClusterIdentity(data); err == nil {
+				if u2, err := DecodeClusterIdentity(AppendClusterIdentity(nil, u)); err != nil || u2 != u {
+					t.Fatalf("cluster identity %v re-decodes as %v, %v", u, u2, err)
 				}
 			}
 		}
@@ -71,6 +79,8 @@ func FuzzDecodeHandshake(f *testing.F) {
 	f.Add(AppendHandshake(nil, &Handshake{ClusterID: "tandem", SenderID: 1, ReceiverID: 3, Protocol: Range{1, 2}, ClusterVersionMax: 2}))
 	f.Add(AppendHandshake(nil, &Handshake{ClusterID: "tandem", SenderID: 1, ReceiverID: 3, Protocol: Range{1, 2}, ClusterVersionMax: 2,
 		Extensions: []Extension{{Tag: 1, Value: []byte("id")}, {Tag: 7, Value: []byte{}}}}))
+	f.Add(AppendHandshake(nil, &Handshake{ClusterID: "tandem", SenderID: 1, ReceiverID: 3, Protocol: Range{1, 2}, ClusterVersionMax: 3,
+		Extensions: ClusterUUIDExtensions(ClusterUUID{0x9c, 0x1d, 15: 2})}))
 	f.Add(AppendLegacyHandshake(nil, &Handshake{ClusterID: "tandem", SenderID: 1, ReceiverID: 3}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := DecodeHandshake(data)
@@ -87,6 +97,8 @@ func FuzzDecodeHandshake(f *testing.F) {
 func FuzzDecodeHandshakeReply(f *testing.F) {
 	f.Add(AppendHandshakeReply(nil, &HandshakeReply{Accepted: true, Version: 1, Protocol: Range{1, 1}, ClusterVersionMax: 2}))
 	f.Add(AppendHandshakeReply(nil, &HandshakeReply{Protocol: Range{3, 3}, Text: "no common version"}))
+	f.Add(AppendHandshakeReply(nil, &HandshakeReply{Accepted: true, Version: 1, Protocol: Range{1, 1}, ClusterVersionMax: 3,
+		Extensions: ClusterUUIDExtensions(ClusterUUID{0x3f, 0x2a, 15: 3})}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := DecodeHandshakeReply(data)
 		if err != nil {

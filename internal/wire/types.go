@@ -108,6 +108,9 @@ type ClientMsg struct {
 	// numbers a session may have in flight, from its lowest unacknowledged number to its newest.
 	CommandBytesMax int
 	WindowMax       int
+	// CAttached (version 3 on): the cluster's identity (ClusterUUID), zero while the member does
+	// not know it yet (a new cluster before its identity entry, or below cluster version 3).
+	ClusterUUID ClusterUUID
 	// Protocol: in COpen and CAttach the client protocol versions the client speaks (a zero
 	// Range is encoded as none, which a member reads as [1,1], what a 045a031 client sends); in
 	// CVersionRefused the versions the member speaks (and Payload the refusal's text).

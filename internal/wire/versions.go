@@ -12,9 +12,10 @@ const (
 	MemberProtocolMax uint16 = 1
 	// ClientProtocolMin/Max: the client protocol. Version 1 is the layouts of 045a031's clients
 	// (CAttached carries the session only, CSessionEvent no text); version 2 adds the member's
-	// limits to CAttached and a text to CSessionEvent.
+	// limits to CAttached and a text to CSessionEvent; version 3 the cluster's identity
+	// (ClusterUUID) to CAttached.
 	ClientProtocolMin uint16 = 1
-	ClientProtocolMax uint16 = 2
+	ClientProtocolMax uint16 = 3
 )
 
 // MaxRefusalTextBytes bounds the text of a handshake reply and of a version refusal.
@@ -127,6 +128,40 @@ func (r *reader) extensions() []Extension {
 		exts = append(exts, e)
 	}
 	return exts
+}
+
+// Extension tags of the handshake and its reply.
+const (
+	// ExtClusterUUID: the sender's cluster identity (ClusterUUID, 16 bytes), sent once the
+	// sender knows it. Absent: the sender knows none yet (a new cluster before its identity
+	// entry, a cluster below cluster version 3, or an older build).
+	ExtClusterUUID uint8 = 1
+)
+
+// ClusterUUIDExtensions returns the extensions that carry u: none for the zero uuid.
+func ClusterUUIDExtensions(u ClusterUUID) []Extension {
+	if u.IsZero() {
+		return nil
+	}
+	return []Extension{{Tag: ExtClusterUUID, Value: append([]byte(nil), u[:]...)}}
+}
+
+// ClusterUUIDOf returns the cluster identity an ExtClusterUUID extension among exts carries: the
+// zero uuid if there is none. One of another length than 16, or zero, is malformed.
+func ClusterUUIDOf(exts []Extension) (ClusterUUID, error) {
+	v, ok := findExtension(exts, ExtClusterUUID)
+	if !ok {
+		return ClusterUUID{}, nil
+	}
+	var u ClusterUUID
+	if len(v) != len(u) {
+		return ClusterUUID{}, fmt.Errorf("%w: cluster uuid extension of %d bytes, want %d", ErrMalformed, len(v), len(u))
+	}
+	copy(u[:], v)
+	if u.IsZero() {
+		return ClusterUUID{}, fmt.Errorf("%w: zero cluster uuid extension", ErrMalformed)
+	}
+	return u, nil
 }
 
 // Extension returns the value of the extension tagged tag, and whether there is one.

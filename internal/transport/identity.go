@@ -1,0 +1,46 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/tandem-cluster/tandem/internal/wire"
+)
+
+// The cluster's identity in the member handshake.
+//
+// Two clusters may share a human name (--cluster-id, "tandem" by default), member ids and ports,
+// so the handshake's name and ids cannot tell a member that runs on another cluster's data
+// directory from one of this cluster: such a member once led this cluster, and the others
+// installed its snapshot. The cluster's identity (wire.ClusterUUID, drawn once and committed in
+// the log) can. Each side sends it in its handshake or reply (wire.ExtClusterUUID) once it knows
+// it; the acceptor refuses a handshake that names another, and the dialler drops a connection
+// whose reply names another, each logging both identities. A side that knows none yet (a new
+// cluster before its identity entry, a cluster below cluster version 3, an older build) cannot
+// tell, and accepts: the check protects from the moment a cluster has its identity.
+
+var errOtherCluster = errors.New("the peer belongs to another cluster")
+
+// SetClusterUUID sets the cluster's identity this member's handshakes carry and check (the node
+// calls it once the member applied it). Safe from any goroutine; connections already accepted
+// are not checked again.
+func (t *Transport) SetClusterUUID(u wire.ClusterUUID) { t.clusterUUID.Store(&u) }
+
+// ClusterUUID returns the cluster's identity the transport checks (zero: none yet).
+func (t *Transport) ClusterUUID() wire.ClusterUUID {
+	if p := t.clusterUUID.Load(); p != nil {
+		return *p
+	}
+	return wire.ClusterUUID{}
+}
+
+// otherCluster reports whether a peer's cluster identity, theirs, may be this member's: same is
+// false only when both are known and differ, and text then names both.
+func (t *Transport) otherCluster(peer uint64, theirs wire.ClusterUUID) (text string, same bool) {
+	mine := t.ClusterUUID()
+	if mine.IsZero() || theirs.IsZero() || mine == theirs {
+		return "", true
+	}
+	return fmt.Sprintf("this member (raft id %d) belongs to cluster %s %s; raft id %d to cluster %s %s: "+
+		"a data directory of another cluster?", t.cfg.SelfID, t.cfg.ClusterID, mine, peer, t.cfg.ClusterID, theirs), false
+}
