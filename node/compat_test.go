@@ -106,12 +106,12 @@ func TestDataOf045a031(t *testing.T) {
 	c.stop()
 
 	// The directories, now holding the old build's segments and snapshots and this build's, still
-	// verify clean. This build wrote on in a segment of its own format (version 2), and its
+	// verify clean. This build wrote on in a segment of its own format (the newest), and its
 	// snapshots are the newest.
 	for i := range 3 {
 		rep := verifyArchive(t, filepath.Join(dir, fmt.Sprintf("node-%d", i)))
-		if rep.LastSegmentVersion != 2 || rep.LastIndex <= last045a031+added || rep.Segments < 2 {
-			t.Fatalf("node-%d after the upgrade: want a version-2 segment after the old one, ending past %d: %+v",
+		if rep.LastSegmentVersion != archive.SegmentFormatMax || rep.LastIndex <= last045a031+added || rep.Segments < 2 {
+			t.Fatalf("node-%d after the upgrade: want a segment of this build's format after the old one, ending past %d: %+v",
 				i, last045a031+added, rep)
 		}
 	}

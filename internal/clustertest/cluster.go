@@ -291,6 +291,7 @@ func (c *Cluster) TryStart(id int) error {
 	r, err := replica.New(cfg, n.Svc, n.disk, n, &outbox{c: c, n: n})
 	if err != nil {
 		c.fatalf("starting member %d: %v", id, err)
+		return nil // (a test's Fatalf that does not stop the goroutine: the member stays down)
 	}
 	n.R = r
 	n.Starts++
