@@ -187,6 +187,29 @@ func (a *Archive) recoverLog(cut bool, rep *Report) (err error) {
 	if err := a.reconcileSnapshot(); err != nil {
 		return err
 	}
+	if a.hs == nil && a.latest == nil && len(a.ents) > 0 {
+		// Entries and no hard state anywhere: the remains of the member's first write (raft's
+		// bootstrap writes its entries and its hard state together, and every segment repeats
+		// the hard state after its header), torn by a crash before its sync ended. Nothing of it
+		// was ever acknowledged, and raft cannot start on a log without the hard state that
+		// made it (the member would belong to no configuration): it goes, and the member
+		// bootstraps afresh. A hard state lost after that sync is refused instead: the synced
+		// record vouching for it (vouchVote) says it was durable.
+		first := a.ents[0]
+		s := first.seg
+		if s != a.current() {
+			return a.lost(s.path, first.off, "entries in more than one segment and no hard state anywhere (each segment repeats it after its header)")
+		}
+		if rep != nil {
+			rep.TornTail = fmt.Sprintf("%s offset %d (the member's first write: entries without their hard state)", s.path, first.off)
+		}
+		a.log.Warn("archive: cutting the member's torn first write (entries without their hard state)", "file", s.path, "offset", first.off)
+		if cut {
+			path, at, size := s.path, first.off, s.size
+			fixes = append(fixes, func() error { return a.cutTail(path, at, size) })
+		}
+		a.ents, s.end = nil, first.off
+	}
 	if a.latest == nil && a.first > 1 && len(a.segs) > 0 {
 		// Only a snapshot lets a log start later (compaction follows one, a reset segment
 		// follows the leader's): the entries before it were synced, and are gone.
