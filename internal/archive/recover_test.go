@@ -356,7 +356,9 @@ func syncedBatches(t *testing.T, version uint8) (*vfs.Mem, string, []int64) {
 func TestTornTailAtEveryOffset(t *testing.T) {
 	base := vfs.NewMem()
 	a := mustOpen(t, base, opts())
-	appendRange(t, a, 1, 30, 1)
+	appendRange(t, a, 1, 1, 1)
+	_ = a.Sync() // the member's first write, with its hard state, is durable (a torn first write is cut whole: TestTornFirstWriteIsCut)
+	appendRange(t, a, 2, 30, 1)
 	_ = a.Sync()
 	a.Close()
 	seg := lastSeg(base)
@@ -373,7 +375,9 @@ func TestTornTailAtEveryOffset(t *testing.T) {
 	for cut := from; cut <= ends[len(ends)-1]; cut++ {
 		m := vfs.NewMem()
 		a := mustOpen(t, m, opts())
-		appendRange(t, a, 1, 30, 1)
+		appendRange(t, a, 1, 1, 1)
+		_ = a.Sync() // the member's first write, with its hard state, is durable (a torn first write is cut whole: TestTornFirstWriteIsCut)
+		appendRange(t, a, 2, 30, 1)
 		_ = a.Sync()
 		a.Close()
 		// A crash leaves the file as long as it was durably (grow syncs the zeros before
@@ -459,7 +463,9 @@ func TestBitFlipTailCutMiddleRefused(t *testing.T) {
 func TestZeroFilledLastSectorIsTorn(t *testing.T) {
 	m := vfs.NewMem()
 	a := mustOpen(t, m, opts())
-	appendRange(t, a, 1, 30, 1)
+	appendRange(t, a, 1, 1, 1)
+	_ = a.Sync() // the member's first write, with its hard state, is durable (a torn first write is cut whole: TestTornFirstWriteIsCut)
+	appendRange(t, a, 2, 30, 1)
 	_ = a.Sync()
 	a.Close()
 	seg := lastSeg(m)
@@ -578,4 +584,41 @@ func TestVerifyReports(t *testing.T) {
 	if rep.SyncedOffset != end || rep.LastIndex != 44 || !strings.Contains(out.String(), line) {
 		t.Fatalf("report %+v\n%s\nwant a line %q", rep, out.String(), line)
 	}
+}
+
+// A crash that tears a member's very first write (raft's bootstrap: entries and the hard state
+// that goes with them) can leave entries without any hard state. Raft cannot start on that (the
+// member would belong to no configuration, for ever): the entries were never acknowledged, and
+// are cut, so the member bootstraps afresh (regression schedule torn-first-write.txt).
+func TestTornFirstWriteIsCut(t *testing.T) {
+	m := vfs.NewMem()
+	a := mustOpen(t, m, opts())
+	appendRange(t, a, 1, 3, 1) // entries 1..3, then the hard state; never synced
+	a.Close()
+	seg := lastSeg(m)
+	m.Corrupt(seg, func(b []byte) []byte {
+		ends := recordEnds(b)
+		clear(b[ends[len(ends)-2]:]) // the hard state record did not reach the disk
+		return b
+	})
+	a, err := Open(m, dir, opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last, _ := a.LastIndex(); last != 0 {
+		t.Fatalf("last index %d: entries without their hard state were kept", last)
+	}
+	if hs, _, _ := a.InitialState(); hs.GetTerm() != 0 {
+		t.Fatalf("hard state %v", hs)
+	}
+	appendRange(t, a, 1, 3, 1) // the bootstrap again
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	checkPrefix(t, a, 3)
+	a.Close()
+	if a, err = Open(m, dir, opts()); err != nil {
+		t.Fatal(err)
+	}
+	checkPrefix(t, a, 3)
 }
