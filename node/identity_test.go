@@ -1,6 +1,9 @@
 package node
 
 import (
+	"context"
+	"github.com/tandem-cluster/tandem/client"
+	"github.com/tandem-cluster/tandem/examples/counter"
 	"os"
 	"strings"
 	"testing"
@@ -116,5 +119,60 @@ func TestDataDirectoryOfAnotherClusterRefused(t *testing.T) {
 		if st := c.members[0].n.Status(); st.ClusterUUID != "" && st.ClusterUUID != uB {
 			t.Fatalf("the stray member reports identity %s", st.ClusterUUID)
 		}
+	}
+}
+
+// A client that attached to cluster A, whose endpoint list also names a member of cluster B
+// (another cluster, same defaults), is refused by B when A is down — B's member knows the
+// identity the attach names is not its own — and nothing of its session is applied on B; once A
+// is back, the command completes there.
+func TestClientRefusesAnEndpointOfAnotherCluster(t *testing.T) {
+	a, b := newCluster(t, 1, nil), newCluster(t, 1, nil)
+	a.startAll(15 * time.Second)
+	b.startAll(15 * time.Second)
+	for _, c := range []*cluster{a, b} {
+		deadline := time.Now().Add(10 * time.Second)
+		for c.members[0].n.Status().ClusterUUID == "" {
+			if time.Now().After(deadline) {
+				t.Fatalf("no cluster identity after 10 s: %+v", c.members[0].n.Status())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := client.Dial(ctx, client.Config{Endpoints: []string{a.clients[0], b.clients[0]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if got := inc(ctx, t, cl); got != 1 {
+		t.Fatalf("first increment on A: %d", got)
+	}
+	a.stop(0)
+	short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
+	_, err = cl.Send(short, counter.EncodeRequest(counter.Request{Op: counter.OpIncrement}))
+	cancelShort()
+	if err == nil {
+		t.Fatalf("an increment was answered while A was down: B served a session of A")
+	}
+	if logs := b.members[0].logs.String(); strings.Contains(logs, "panic") {
+		t.Fatalf("B: %s", logs)
+	}
+	if st := b.members[0].n.Status(); st.Applied == 0 {
+		t.Fatalf("B applied nothing at all: %+v", st)
+	}
+	// B's counter is still 0: nothing of A's session reached it.
+	bc := b.dial(ctx)
+	raw, err := bc.Query(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpGet}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := counter.DecodeResponse(raw); r.Value != 0 {
+		t.Fatalf("B's counter is %d: a session of A was served by B", r.Value)
+	}
+	a.start(0)
+	if got := inc(ctx, t, cl); got < 2 {
+		t.Fatalf("increment on A once it is back: %d", got)
 	}
 }

@@ -122,7 +122,12 @@ func (s *Core) Received(conn ConnID, m *wire.ClientMsg) {
 		return
 	}
 	if m.Kind == wire.CAttached && !m.ClusterUUID.IsZero() && !s.cluster.IsZero() && m.ClusterUUID != s.cluster {
-		s.onWrongCluster(m)
+		s.onWrongCluster(fmt.Sprintf("%s belongs to cluster %s", s.endpoint, m.ClusterUUID))
+		return
+	}
+	if m.Kind == wire.CSessionEvent && m.Status == wire.StatusWrongCluster {
+		// The member read the cluster the open or attach named, and is of another.
+		s.onWrongCluster(fmt.Sprintf("%s: %s", s.endpoint, m.Payload))
 		return
 	}
 	s.setRefused(s.endpoint, "") // it speaks the core's version
@@ -239,7 +244,9 @@ func sessionEnded(reason uint8) error {
 // sendOpen asks the member to attach the session: open it if it never was (CAttach never opens,
 // so that a session the cluster expired is not opened afresh under the same id).
 func (s *Core) sendOpen() {
-	s.msg = wire.ClientMsg{Kind: wire.CAttach, Session: s.session, Protocol: s.cfg.Protocol}
+	// The cluster the session attached to before, if any: a member of another refuses at once
+	// (a session event StatusWrongCluster), before anything written behind the open.
+	s.msg = wire.ClientMsg{Kind: wire.CAttach, Session: s.session, Protocol: s.cfg.Protocol, ClusterUUID: s.cluster}
 	if !s.opened {
 		s.msg.Kind = wire.COpen
 	}
@@ -323,9 +330,9 @@ func (s *Core) onVersionRefused(m *wire.ClientMsg) {
 // or an endpoint of another cluster in the list). It cannot serve this session, as a member that
 // refused the versions cannot: the core tries the others, and ends with ErrWrongCluster once
 // every configured member refused on its latest answer, one of them for its cluster.
-func (s *Core) onWrongCluster(m *wire.ClientMsg) {
+func (s *Core) onWrongCluster(why string) {
 	s.calls.each(func(_ uint64, cl *call) { cl.live = 0 })
-	s.setRefused(s.endpoint, fmt.Sprintf("%s belongs to cluster %s", s.endpoint, m.ClusterUUID))
+	s.setRefused(s.endpoint, why)
 	for i, e := range s.cfg.Endpoints {
 		if e == s.endpoint {
 			s.clusterRefused[i] = true

@@ -44,6 +44,13 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 	now := r.inputNow()
 	switch m.Kind {
 	case wire.COpen, wire.CAttach:
+		if own := r.ctr.ClusterUUID(); !m.ClusterUUID.IsZero() && !own.IsZero() && own != m.ClusterUUID {
+			// The client attached to another cluster before (a data directory, or an endpoint,
+			// of another cluster): nothing of its session is here. Refused before anything else.
+			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session, Status: wire.StatusWrongCluster,
+				Payload: []byte(fmt.Sprintf("this member belongs to cluster %s, not %s", own, m.ClusterUUID))})
+			return
+		}
 		if r.ctr.SessionOpen(m.Session) {
 			r.attach(m.Session, conn, now)
 			r.out.SendClient(conn, r.attached1(m.Session))

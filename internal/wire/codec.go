@@ -259,6 +259,9 @@ func AppendClientMsg(dst []byte, m *ClientMsg, version uint16) []byte {
 		if m.Protocol != (Range{}) {
 			dst = putU16(dst, m.Protocol.Min)
 			dst = putU16(dst, m.Protocol.Max)
+			if !m.ClusterUUID.IsZero() {
+				dst = append(dst, m.ClusterUUID[:]...) // the cluster the client attached to before
+			}
 		}
 	case CKeepAlive, CClose:
 		dst = append(dst, m.Session[:]...)
@@ -341,6 +344,12 @@ func DecodeClientMsg(data []byte) (ClientMsg, error) {
 			if r.err == nil && !m.Protocol.Valid() {
 				r.fail("protocol range %s", m.Protocol)
 			}
+			if r.err == nil && r.off < len(data) {
+				m.ClusterUUID = ClusterUUID(r.session())
+				if r.err == nil && m.ClusterUUID.IsZero() {
+					r.fail("a zero cluster identity")
+				}
+			}
 		}
 	case CKeepAlive, CClose:
 		m.Session = r.session()
@@ -414,7 +423,7 @@ func DecodeClientMsg(data []byte) (ClientMsg, error) {
 
 func (r *reader) status() Status {
 	s := Status(r.u8())
-	if r.err == nil && s > StatusUnavailable {
+	if r.err == nil && s > StatusWrongCluster {
 		r.fail("status %d", s)
 	}
 	return s

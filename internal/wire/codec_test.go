@@ -596,3 +596,26 @@ func TestOversizedFrameHead(t *testing.T) {
 		t.Fatalf("an announced window over MaxWindow decoded: %v", err)
 	}
 }
+
+// An open or attach may name the cluster its session attached to before; the layout is frozen,
+// so the field follows the range, and is absent (zero) before the first attach.
+func TestOpenNamesItsCluster(t *testing.T) {
+	u := ClusterUUID{0x17, 0x18}
+	for _, m := range []ClientMsg{
+		{Kind: CAttach, Session: SessionID{1}, Protocol: ClientProtocol, ClusterUUID: u},
+		{Kind: COpen, Session: SessionID{2}, Protocol: ClientProtocol},
+	} {
+		got, err := DecodeClientMsg(AppendClientMsg(nil, &m, 1))
+		if err != nil || got.ClusterUUID != m.ClusterUUID || got.Protocol != m.Protocol || got.Session != m.Session {
+			t.Fatalf("round trip of %+v: %+v, %v", m, got, err)
+		}
+	}
+	zero := append(AppendClientMsg(nil, &ClientMsg{Kind: CAttach, Protocol: ClientProtocol}, 1), make([]byte, 16)...)
+	if _, err := DecodeClientMsg(zero); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("an attach naming the zero cluster: %v", err)
+	}
+	ev := ClientMsg{Kind: CSessionEvent, Status: StatusWrongCluster, Payload: []byte("this member belongs to cluster x")}
+	if got, err := DecodeClientMsg(AppendClientMsg(nil, &ev, ClientProtocolMax)); err != nil || got.Status != StatusWrongCluster {
+		t.Fatalf("a wrong-cluster event: %+v, %v", got, err)
+	}
+}

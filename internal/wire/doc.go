@@ -99,8 +99,9 @@
 // # Client messages (the body of a kind-5 frame)
 //
 //	version u8 (the client protocol version the message is encoded in) | kind u8 | fields:
-//	  13 open, 1 attach:   session | protocol min u16 | protocol max u16 (frozen; the range is
-//	                       absent in a 045a031 client's: [1,1])
+//	  13 open, 1 attach:   session | protocol min u16 | protocol max u16 | cluster uuid [16]
+//	                       (frozen; the range is absent in a 045a031 client's: [1,1]; the uuid,
+//	                       of the cluster the session attached to before, absent until then)
 //	  14 version refused:  member's protocol min u16 | max u16 | text bytes(1024) (frozen)
 //	  4 keep-alive, 5 close: session
 //	  6 attached:          session | largest command payload accepted u32 | response window u32 |
@@ -122,7 +123,9 @@
 // build does not speak is an error wrapping ErrVersion that names the versions it speaks.
 //
 // Statuses: 0 ok, 1 session expired, 2 evicted (answer already acknowledged), 3 rejected (a limit;
-// not applied), 4 not leader, 5 bad request, 6 unavailable (not applied).
+// not applied), 4 not leader, 5 bad request, 6 unavailable (not applied), 7 wrong cluster (in a
+// session event: the member is of another cluster than the one the open or attach named; nothing
+// on the connection was applied).
 //
 // The attached message carries the member's limits (from version 2), which the client keeps to: it refuses a
 // larger command itself, and keeps no more commands in flight than the window (the numbers from

@@ -79,6 +79,9 @@ const (
 	StatusNotLeader      Status = 4 // used inside Response when no redirect target is known: not applied
 	StatusBadRequest     Status = 5 // malformed request: not applied
 	StatusUnavailable    Status = 6 // the member cannot serve now (no quorum, shutting down): not applied
+	// StatusWrongCluster (client protocol 3 on, in a session event): the member belongs to another
+	// cluster than the one the client's open or attach named; nothing on the connection applied.
+	StatusWrongCluster Status = 7
 )
 
 // ClientMsg is one message of the client protocol. Which fields are meaningful depends on Kind;
