@@ -123,10 +123,12 @@ type Status struct {
 
 // Node is one running member: the replica behind a real clock, TCP and the archive.
 type Node struct {
-	cfg    Config
-	svc    service.Service
-	log    *slog.Logger
-	events chan Event
+	cfg Config
+	// founding is the founding member list's digest the member handshakes carry (members.go).
+	founding foundingMembers
+	svc      service.Service
+	log      *slog.Logger
+	events   chan Event
 
 	// raftIn carries what raft hears from the transport: peers' messages and snapshot reports.
 	// clientIn carries client requests and departures. The loop takes raftIn first, every round,
@@ -568,6 +570,12 @@ func (n *Node) Run(ctx context.Context) error {
 	for _, m := range cfg.Members {
 		peers[replica.RaftID(m.ID)] = m.MemberAddr
 	}
+	if last, _ := arch.LastIndex(); last == 0 {
+		if snap, _ := arch.Snapshot(); snap.GetMetadata().GetIndex() == 0 {
+			// An empty directory: this member founds with its configured list (members.go).
+			n.founding.p.Store(digestOf(cfg.replicaConfig().Members))
+		}
+	}
 	h := handler{n}
 	// The highest cluster version this member applies is the one it reports: a member that
 	// reported less than it applies would only hold the cluster back, and one that reported more
@@ -592,6 +600,7 @@ func (n *Node) Run(ctx context.Context) error {
 		MemberProtocol:     n.memberProtocol,
 		ClusterVersionMax:  clusterMax,
 		PeerClusterVersion: h.peerClusterVersion,
+		Members:            n.founding.get,
 	}, h)
 	rcfg := cfg.replicaConfig()
 	rcfg.Container.ClusterVersionMax = clusterMax
@@ -891,6 +900,7 @@ func (n *Node) startIdentity(r *replica.Replica, arch *archive.Archive, tr *tran
 
 func (n *Node) updateStatus(r *replica.Replica) {
 	st := r.Summary()
+	n.founding.recorded(st.Members)
 	ms := make([]Member, 0, len(st.Members))
 	for _, m := range st.Members {
 		ms = append(ms, Member{ID: m.ID, ClientAddr: m.ClientAddr, MemberAddr: m.MemberAddr})

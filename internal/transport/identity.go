@@ -44,3 +44,39 @@ func (t *Transport) otherCluster(peer uint64, theirs wire.ClusterUUID) (text str
 	return fmt.Sprintf("this member (raft id %d) belongs to cluster %s %s; raft id %d to cluster %s %s: "+
 		"a data directory of another cluster?", t.cfg.SelfID, t.cfg.ClusterID, mine, peer, t.cfg.ClusterID, theirs), false
 }
+
+// The founding member list in the member handshake.
+//
+// Members bootstrapped with different lists write different conf change entries at the same
+// indexes, all of term 1, and raft takes entries equal in index and term for the same: talking,
+// they would each apply their own membership from one log. So every handshake and reply carries
+// a digest of the sender's founding list (wire.ExtMembersDigest; the node derives it from the
+// membership recorded in its data, or from its configured list before it has any), and each side
+// refuses a peer whose digest differs, naming its own list: a member started with a typo in its
+// list cannot join the others (nor they it), and says so. A side that sends none (an older
+// build) is not checked.
+
+var errOtherMembers = errors.New("the peer was founded with another member list")
+
+// membersDigest returns this member's founding-list digest (zero: none).
+func (t *Transport) membersDigest() wire.MembersDigest {
+	if t.cfg.Members == nil {
+		return wire.MembersDigest{}
+	}
+	d, _ := t.cfg.Members()
+	return d
+}
+
+// otherMembers reports whether a peer's founding-list digest, theirs, may be this member's: same
+// is false only when both are known and differ, and text then names this member's list.
+func (t *Transport) otherMembers(peer uint64, theirs wire.MembersDigest) (text string, same bool) {
+	if t.cfg.Members == nil || theirs == (wire.MembersDigest{}) {
+		return "", true
+	}
+	mine, list := t.cfg.Members()
+	if mine == (wire.MembersDigest{}) || mine == theirs {
+		return "", true
+	}
+	return fmt.Sprintf("founding members differ: raft id %d was founded with %q (digest %x), raft id %d with another list (digest %x): "+
+		"start every member with the same member list", t.cfg.SelfID, list, mine[:4], peer, theirs[:4]), false
+}

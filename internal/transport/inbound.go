@@ -103,14 +103,22 @@ func (t *Transport) serve(conn net.Conn) {
 		t.reject(conn, "bad handshake from raft id %d: %v", from, err)
 		return
 	}
+	digest, err := wire.MembersDigestOf(hs.Extensions)
+	if err != nil {
+		t.reject(conn, "bad handshake from raft id %d: %v", from, err)
+		return
+	}
 	v, ok := t.cfg.MemberProtocol.Common(hs.Protocol)
 	reply := wire.HandshakeReply{Accepted: ok, Version: v, Protocol: t.cfg.MemberProtocol,
-		ClusterVersionMax: t.cfg.ClusterVersionMax, Extensions: wire.ClusterUUIDExtensions(t.ClusterUUID())}
+		ClusterVersionMax: t.cfg.ClusterVersionMax, Extensions: wire.HandshakeExtensions(t.ClusterUUID(), t.membersDigest())}
 	if !ok {
 		reply.Text = fmt.Sprintf("member protocol: raft id %d speaks %s, raft id %d speaks %s: no common version",
 			t.cfg.SelfID, t.cfg.MemberProtocol, from, hs.Protocol)
 	}
 	if text, same := t.otherCluster(from, theirs); ok && !same {
+		ok, reply.Accepted, reply.Version, reply.Text = false, false, 0, text
+	}
+	if text, same := t.otherMembers(from, digest); ok && !same {
 		ok, reply.Accepted, reply.Version, reply.Text = false, false, 0, text
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))

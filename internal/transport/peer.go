@@ -70,6 +70,10 @@ type Config struct {
 	// SetClusterUUID sets it later. Once known, every handshake and reply carries it, and a peer
 	// that names another is refused (identity.go).
 	ClusterUUID wire.ClusterUUID
+	// Members, if set, returns the digest of this member's founding member list and its text:
+	// every handshake and reply carries the digest, and a peer whose digest differs is refused
+	// (identity.go). Called from the connections' goroutines.
+	Members func() (wire.MembersDigest, string)
 }
 
 func (c *Config) defaults() {
@@ -381,7 +385,7 @@ func (p *peer) dial() (net.Conn, uint16, error) {
 	}
 	hs := wire.Handshake{ClusterID: p.t.cfg.ClusterID, SenderID: p.t.cfg.SelfID, ReceiverID: p.id,
 		Protocol: p.t.cfg.MemberProtocol, ClusterVersionMax: p.t.cfg.ClusterVersionMax,
-		Extensions: wire.ClusterUUIDExtensions(p.t.ClusterUUID())}
+		Extensions: wire.HandshakeExtensions(p.t.ClusterUUID(), p.t.membersDigest())}
 	frame := wire.AppendFrame(nil, wire.FrameHandshake, wire.AppendHandshake(nil, &hs))
 	_ = conn.SetWriteDeadline(time.Now().Add(p.t.cfg.DialTimeout))
 	if _, err := conn.Write(frame); err != nil {
@@ -435,6 +439,15 @@ func (p *peer) awaitReply(conn net.Conn) (uint16, error) {
 	}
 	if text, ok := p.t.otherCluster(p.id, theirs); !ok {
 		err := fmt.Errorf("%w: %s", errOtherCluster, text)
+		p.logRefusal(err)
+		return 0, err
+	}
+	digest, err := wire.MembersDigestOf(rep.Extensions)
+	if err != nil {
+		return 0, err
+	}
+	if text, ok := p.t.otherMembers(p.id, digest); !ok {
+		err := fmt.Errorf("%w: %s", errOtherMembers, text)
 		p.logRefusal(err)
 		return 0, err
 	}

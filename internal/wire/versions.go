@@ -136,7 +136,39 @@ const (
 	// sender knows it. Absent: the sender knows none yet (a new cluster before its identity
 	// entry, a cluster below cluster version 3, or an older build).
 	ExtClusterUUID uint8 = 1
+	// ExtMembersDigest: a digest of the sender's founding member list (MembersDigest, 16
+	// bytes): members founded with different lists must not talk, or raft would take their
+	// bootstrap entries, equal in index and term, for the same.
+	ExtMembersDigest uint8 = 2
 )
+
+// MembersDigest is the first 16 bytes of the SHA-256 of a member list's canonical text.
+type MembersDigest [16]byte
+
+// HandshakeExtensions returns the extensions of a handshake or reply: the cluster's identity and
+// the members digest, each when not zero.
+func HandshakeExtensions(u ClusterUUID, d MembersDigest) []Extension {
+	exts := ClusterUUIDExtensions(u)
+	if d != (MembersDigest{}) {
+		exts = append(exts, Extension{Tag: ExtMembersDigest, Value: append([]byte(nil), d[:]...)})
+	}
+	return exts
+}
+
+// MembersDigestOf returns the members digest an ExtMembersDigest extension among exts carries:
+// zero if there is none. One of another length than 16 is malformed.
+func MembersDigestOf(exts []Extension) (MembersDigest, error) {
+	var d MembersDigest
+	v, ok := findExtension(exts, ExtMembersDigest)
+	if !ok {
+		return d, nil
+	}
+	if len(v) != len(d) {
+		return d, fmt.Errorf("%w: members digest extension of %d bytes, want %d", ErrMalformed, len(v), len(d))
+	}
+	copy(d[:], v)
+	return d, nil
+}
 
 // ClusterUUIDExtensions returns the extensions that carry u: none for the zero uuid.
 func ClusterUUIDExtensions(u ClusterUUID) []Extension {
