@@ -70,6 +70,10 @@
 //	1 cluster uuid: [16] (ExtClusterUUID): the sender's cluster identity, sent once it knows
 //	  it. An acceptor that knows its own refuses a handshake naming another (a data directory
 //	  of another cluster), and a dialler a reply naming another; a side that knows none accepts.
+//	2 members digest: [16] (ExtMembersDigest): the first 16 bytes of the SHA-256 of the
+//	  sender's founding member list ("id,client,member|…" by id), sent by a member founding on
+//	  an empty directory and by one that read its recorded membership back. Each side refuses a
+//	  peer whose digest differs from its own (transport's identity.go); absent, not checked.
 //
 // # Snapshot chunk
 //
