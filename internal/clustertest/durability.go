@@ -132,9 +132,13 @@ func (d *durableLog) promise(m *pb.Message) string {
 	switch {
 	case m.GetTerm() > hs.term:
 		return fmt.Sprintf("sent %s in term %d, but its disk holds term %d", t, m.GetTerm(), hs.term)
-	case t == pb.MsgVote && (hs.term != m.GetTerm() || hs.vote != m.GetFrom()):
+	// A vote asked or granted in term T is a promise that the member votes for no one else in T:
+	// kept if its disk holds T and that vote, or a later term (in which it can never vote in T
+	// again: raft hands out in one Ready a grant in T and the later term's state, when it
+	// granted in T and then moved on before the Ready was taken).
+	case t == pb.MsgVote && hs.term == m.GetTerm() && hs.vote != m.GetFrom():
 		return fmt.Sprintf("asked for votes in term %d, but its disk holds term %d, vote %d", m.GetTerm(), hs.term, hs.vote)
-	case t == pb.MsgVoteResp && !m.GetReject() && (hs.term != m.GetTerm() || hs.vote != m.GetTo()):
+	case t == pb.MsgVoteResp && !m.GetReject() && hs.term == m.GetTerm() && hs.vote != m.GetTo():
 		return fmt.Sprintf("granted its vote to raft id %d in term %d, but its disk holds term %d, vote %d",
 			m.GetTo(), m.GetTerm(), hs.term, hs.vote)
 	case t == pb.MsgAppResp && !m.GetReject() && m.GetIndex() > d.durablePrefix():

@@ -66,6 +66,11 @@ func TestDurableLogPromises(t *testing.T) {
 	want(d, msg(pb.MsgVoteResp, 2, 0, 1, 2, true), "")
 	want(d, msg(pb.MsgVote, 2, 5, 1, 2, false), "asked for votes in term 2") // it voted for 3
 	want(d, msg(pb.MsgVote, 3, 5, 1, 2, false), "disk holds term 2")
+	// A grant (or a request) in an earlier term than the disk holds keeps its promise: the
+	// member can never vote in that term again (soak seed 258 405: a Ready carried a grant in
+	// term 4 and the state of term 5).
+	want(d, msg(pb.MsgVoteResp, 1, 0, 1, 2, false), "")
+	want(d, msg(pb.MsgVote, 1, 5, 1, 2, false), "")
 
 	// A rewritten suffix is not durable as the log now has it until the next sync.
 	if err := d.Append(&pb.HardState{Term: new(uint64(3)), Vote: new(uint64(1))}, ents(3, 4, 4)); err != nil {
