@@ -662,3 +662,19 @@ func TestLeaderBoundsTheBytesInFlightToAFollower(t *testing.T) {
 		t.Fatalf("%d bytes of log in flight to member 2 before it answered, want 1 to %d", bytes, inflightMax+msgMax)
 	}
 }
+
+// Deviation 6: answers to appends from an earlier term than the member's are dropped, the rest
+// kept in order.
+func TestDropStaleAppendAnswers(t *testing.T) {
+	msg := func(typ pb.MessageType, term uint64) *pb.Message {
+		return &pb.Message{Type: typ.Enum(), Term: new(term)}
+	}
+	in := []*pb.Message{msg(pb.MsgAppResp, 3), msg(pb.MsgAppResp, 4), msg(pb.MsgHeartbeatResp, 3), msg(pb.MsgVoteResp, 4)}
+	got := dropStaleAppendAnswers(in, 4)
+	if len(got) != 3 || got[0] != in[1] || got[1] != in[2] || got[2] != in[3] {
+		t.Fatalf("kept %v", got)
+	}
+	if got := dropStaleAppendAnswers(in[1:], 4); len(got) != 3 {
+		t.Fatalf("dropped an answer of the member's own term: %v", got)
+	}
+}

@@ -101,6 +101,39 @@ import (
 // and stops a member whose log lost what it had acknowledged (LostDataError). Why an honest
 // message is never refused is argued at each check in validate.go.
 
+// 6. A member does not send an append's answer from an earlier term than its own
+// (dropStaleAppendAnswers).
+//
+// Raft queues an answer to an append, to go out with the Ready that persists what it answers
+// (msgsAfterAppend). A member may step, between two Readys, an append of term t (the answer
+// acknowledges its entries up to index i) and then one of a newer leader that truncates those
+// entries before they were ever written; raft still sends the first answer, of term t, with the
+// Ready that persists the truncation. A leader of term t that has not yet learned of the newer
+// term would count an acknowledgement of entries this member never held. (The simulator's
+// durability check found it: soak seed 267 237, a follower whose disk stalled through a newer
+// leader's rewrite of its tail.)
+//
+// Why dropping them is safe: an answer of an earlier term is useless to every leader but the
+// deposed one (raft ignores messages of lower terms), and dropping a message is what a lossy
+// network does; the deposed leader learns the newer term from the next message this member
+// sends it, or the newer leader's.
+
+// dropStaleAppendAnswers removes the answers to appends (MsgAppResp) of a term below term, the
+// member's own after the Ready: deviation 6.
+func dropStaleAppendAnswers(msgs []*pb.Message, term uint64) []*pb.Message {
+	kept := msgs[:0:0]
+	for _, m := range msgs {
+		if m.GetType() == pb.MsgAppResp && m.GetTerm() < term {
+			continue
+		}
+		kept = append(kept, m)
+	}
+	if len(kept) == len(msgs) {
+		return msgs
+	}
+	return kept
+}
+
 // dropCommitAnnouncements removes from a leader's messages the appends without entries to a
 // follower that has acknowledged every entry they follow (StateReplicate, Match at or past the
 // append's index): they only announce a new commit index. Deviation 2, at the top of this file.

@@ -66,6 +66,8 @@
 //  4. A Ready hands out more committed entries than raft's default
 //     (Config.MaxCommittedBytesPerReady), so that raft's uncommitted count keeps up with 3.
 //  5. Messages from the network are checked before raft sees them.
+//  6. A member does not send an append's answer from an earlier term than its own (raft would:
+//     it may acknowledge entries a newer leader truncated before they were ever written).
 //
 // # Untrusted input
 //

@@ -51,6 +51,13 @@ func (c *Core) takeReady(h Handler) error {
 	if rd.SoftState != nil {
 		role = rd.SoftState.RaftState
 	}
+	if len(msgs) > 0 {
+		term := c.state.Term
+		if !raft.IsEmptyHardState(rd.HardState) {
+			term = rd.HardState.GetTerm()
+		}
+		msgs = dropStaleAppendAnswers(msgs, term) // deviations.go, 6
+	}
 	if role == raft.StateLeader && len(msgs) > 0 {
 		msgs = c.dropCommitAnnouncements(msgs)
 		var early []*pb.Message
