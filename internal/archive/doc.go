@@ -10,7 +10,7 @@
 //	<dir>/log/<seq:016x>.seg              log segments; names sort in log order
 //	<dir>/log/next-segment.spare          the next segment, zero-filled ahead of need (never read
 //	                                      as log; a recycled segment while its job zeroes it)
-//	<dir>/log/newest-segment              seq u64 | crc u32: the newest segment made durable
+//	<dir>/log/newest-segment              format u8 = 1 | seq u64 | crc u32: the newest segment made durable
 //	<dir>/snap/<index:016x>-<term:016x>.snap  snapshots; *.tmp files are unfinished and ignored
 //
 // # Segment format (version 3)

@@ -60,12 +60,16 @@ func (a *Archive) lost(file string, off int64, format string, args ...any) error
 // name like IDENTITY: it is either the old or the new one, never torn.
 const newestName = "newest-segment"
 
-// newestBytes is the file's size: seq u64 | crc u32 (CRC-32C of seq; little-endian).
-const newestBytes = 8 + 4
+// newestBytes is the file's size: format u8 = newestFormat | seq u64 | crc u32 (CRC-32C of the
+// nine bytes before it; little-endian). Like every file of the archive it carries its format.
+const (
+	newestBytes  = 1 + 8 + 4
+	newestFormat = 1
+)
 
 // writeNewest makes seq the newest segment's, durably.
 func (a *Archive) writeNewest(seq uint64) error {
-	b := binary.LittleEndian.AppendUint64(nil, seq)
+	b := binary.LittleEndian.AppendUint64([]byte{newestFormat}, seq)
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	return writeFileDurably(a.fs, a.logDir(), newestName, ".tmp", b)
 }
@@ -82,8 +86,11 @@ func (a *Archive) readNewest() (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("archive: reading %s: %w", path, err)
 	}
-	if len(b) != newestBytes || crc32.Checksum(b[:8], castagnoli) != binary.LittleEndian.Uint32(b[8:]) {
+	if len(b) == newestBytes && crc32.Checksum(b[:9], castagnoli) == binary.LittleEndian.Uint32(b[9:]) && b[0] != newestFormat {
+		return 0, fmt.Errorf("archive: %s is of format %d, this build reads format %d (a newer build wrote it)", path, b[0], newestFormat)
+	}
+	if len(b) != newestBytes || crc32.Checksum(b[:9], castagnoli) != binary.LittleEndian.Uint32(b[9:]) {
 		return 0, a.lost(path, -1, "the file that names the newest segment is damaged (%d bytes, checksum fails)", len(b))
 	}
-	return binary.LittleEndian.Uint64(b), nil
+	return binary.LittleEndian.Uint64(b[1:]), nil
 }
