@@ -11,8 +11,9 @@ import (
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
-// The founding member list's digest, which every member handshake carries (the transport's
-// identity.go says why). A member that starts on an empty directory founds with its configured
+// The founding member list's digests — of its ids, and of the whole list — which every member
+// handshake carries (the transport's identity.go says why; ids that differ are refused,
+// addresses that differ only logged). A member that starts on an empty directory founds with its configured
 // list, and sends that list's digest at once; a member with data sends the digest of the
 // membership recorded in it, once it has read it back (until then it sends none, and is not
 // checked: a restart must not be refused for addresses its flags moved). The recorded
@@ -21,9 +22,9 @@ import (
 
 // membersDigest is a member list's digest and its canonical text.
 type membersDigest struct {
-	digest wire.MembersDigest
-	text   string
-	ms     []replica.Member // sorted by id
+	ids, addrs wire.MembersDigest // of the ids; of the whole list
+	text       string
+	ms         []replica.Member // sorted by id
 }
 
 func digestOf(ms []replica.Member) *membersDigest {
@@ -34,18 +35,22 @@ func digestOf(ms []replica.Member) *membersDigest {
 		parts[i] = fmt.Sprintf("%d,%s,%s", m.ID, m.ClientAddr, m.MemberAddr)
 	}
 	text := strings.Join(parts, "|")
-	sum := sha256.Sum256([]byte(text))
-	return &membersDigest{digest: wire.MembersDigest(sum[:16]), text: text, ms: ms}
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = fmt.Sprint(m.ID)
+	}
+	idSum, sum := sha256.Sum256([]byte(strings.Join(ids, ","))), sha256.Sum256([]byte(text))
+	return &membersDigest{ids: wire.MembersDigest(idSum[:16]), addrs: wire.MembersDigest(sum[:16]), text: text, ms: ms}
 }
 
 // foundingMembers holds the digest the handshakes carry (nil: none yet).
 type foundingMembers struct{ p atomic.Pointer[membersDigest] }
 
-func (f *foundingMembers) get() (wire.MembersDigest, string) {
+func (f *foundingMembers) get() (ids, addrs wire.MembersDigest, text string) {
 	if d := f.p.Load(); d != nil {
-		return d.digest, d.text
+		return d.ids, d.addrs, d.text
 	}
-	return wire.MembersDigest{}, ""
+	return
 }
 
 // recorded sets the digest from the membership the member read back from its data.

@@ -435,6 +435,14 @@ func (c *Container) ApplyBatch(index uint64, b *wire.Batch) (bool, error) {
 		case wire.ItemCommand:
 			c.command(it)
 		case wire.ItemClose:
+			if _, open := c.sessions[it.Session]; !open {
+				// A close of a session that is not open (its open failed, or it closed meanwhile)
+				// is answered too: the leader that proposed it waits for an answer, and so does
+				// its client. Egress only: no state changes.
+				c.egress(&wire.ClientMsg{Kind: wire.CSessionEvent, Session: it.Session,
+					Status: wire.StatusSessionExpired, Reason: it.Reason})
+				continue
+			}
 			c.closeSession(it.Session, service.CloseReason(it.Reason))
 		default:
 			return false, fmt.Errorf("container: entry %d: unknown item kind %d", index, it.Kind)

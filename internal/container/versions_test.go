@@ -275,3 +275,18 @@ func TestSnapshotFormat3RefusedBelowVersion3(t *testing.T) {
 		t.Fatalf("a member that applies version 2 started from a version-3 snapshot: %v", err)
 	}
 }
+
+// A close item of a session that is not open (its open failed to commit, or it closed already)
+// is answered with a session event, so that the leader that proposed it, and its client, stop
+// waiting; nothing else happens.
+func TestCloseOfASessionNotOpenIsAnswered(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	h.apply(1, wire.Item{Kind: wire.ItemClose, Session: s1, Reason: uint8(service.CloseClient)})
+	m := h.last()
+	if m.Kind != wire.CSessionEvent || m.Session != s1 || m.Status != wire.StatusSessionExpired {
+		t.Fatalf("a close of a session never opened was answered %+v", m)
+	}
+	if h.c.SessionClosed(s1) || len(h.svc.calls) != 0 {
+		t.Fatalf("a close of a session never opened changed state: closed %v, calls %v", h.c.SessionClosed(s1), h.svc.calls)
+	}
+}

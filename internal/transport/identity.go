@@ -47,36 +47,61 @@ func (t *Transport) otherCluster(peer uint64, theirs wire.ClusterUUID) (text str
 
 // The founding member list in the member handshake.
 //
-// Members bootstrapped with different lists write different conf change entries at the same
-// indexes, all of term 1, and raft takes entries equal in index and term for the same: talking,
-// they would each apply their own membership from one log. So every handshake and reply carries
-// a digest of the sender's founding list (wire.ExtMembersDigest; the node derives it from the
-// membership recorded in its data, or from its configured list before it has any), and each side
-// refuses a peer whose digest differs, naming its own list: a member started with a typo in its
-// list cannot join the others (nor they it), and says so. A side that sends none (an older
-// build) is not checked.
+// Members bootstrapped with different member ids write different conf change entries at the
+// same indexes, all of term 1, and raft takes entries equal in index and term for the same:
+// talking, they would each apply their own configuration from one log. So every handshake and
+// reply carries a digest of the ids of the sender's founding members (wire.ExtMembersDigest; the
+// node derives it from the membership recorded in its data, or from its configured list before
+// it has any), and each side refuses a peer whose digest differs, naming its own list: a member
+// started with another member set cannot join the others (nor they it), and says so. A second
+// digest covers the addresses too (wire.ExtAddressesDigest); a difference there is only logged:
+// one address may be spelled two ways (localhost and 127.0.0.1), and clusters that worked so
+// must not be cut apart. A side that sends none (an older build) is not checked.
 
-var errOtherMembers = errors.New("the peer was founded with another member list")
+var errOtherMembers = errors.New("the peer was founded with other members")
 
-// membersDigest returns this member's founding-list digest (zero: none).
-func (t *Transport) membersDigest() wire.MembersDigest {
+// membersDigests returns this member's founding digests (zero: none).
+func (t *Transport) membersDigests() (ids, addrs wire.MembersDigest) {
 	if t.cfg.Members == nil {
-		return wire.MembersDigest{}
+		return
 	}
-	d, _ := t.cfg.Members()
-	return d
+	ids, addrs, _ = t.cfg.Members()
+	return
 }
 
-// otherMembers reports whether a peer's founding-list digest, theirs, may be this member's: same
-// is false only when both are known and differ, and text then names this member's list.
-func (t *Transport) otherMembers(peer uint64, theirs wire.MembersDigest) (text string, same bool) {
-	if t.cfg.Members == nil || theirs == (wire.MembersDigest{}) {
-		return "", true
+// otherMembers judges a peer's founding digests: same is false only when both sides' id digests
+// are known and differ, and text then names this member's list. A difference in addresses alone
+// is logged.
+func (t *Transport) otherMembers(peer uint64, exts []wire.Extension) (text string, same bool, err error) {
+	theirIDs, err := wire.MembersDigestOf(exts, wire.ExtMembersDigest)
+	if err != nil {
+		return "", false, err
 	}
-	mine, list := t.cfg.Members()
-	if mine == (wire.MembersDigest{}) || mine == theirs {
-		return "", true
+	theirAddrs, err := wire.MembersDigestOf(exts, wire.ExtAddressesDigest)
+	if err != nil {
+		return "", false, err
 	}
-	return fmt.Sprintf("founding members differ: raft id %d was founded with %q (digest %x), raft id %d with another list (digest %x): "+
-		"start every member with the same member list", t.cfg.SelfID, list, mine[:4], peer, theirs[:4]), false
+	if t.cfg.Members == nil || theirIDs == (wire.MembersDigest{}) {
+		return "", true, nil
+	}
+	ids, addrs, list := t.cfg.Members()
+	if ids == (wire.MembersDigest{}) {
+		return "", true, nil
+	}
+	if ids != theirIDs {
+		return fmt.Sprintf("founding members differ: raft id %d was founded with %q, raft id %d with other member ids: "+
+			"start every member with the same member list", t.cfg.SelfID, list, peer), false, nil
+	}
+	if theirAddrs != (wire.MembersDigest{}) && addrs != theirAddrs {
+		t.log.Warn("a peer was founded with the same members at addresses spelled otherwise (only logged: both may be right)",
+			"peer", peer, "founded_with", list)
+	}
+	return "", true, nil
+}
+
+// handshakeExtensions are this member's handshake and reply extensions: its cluster's identity
+// and its founding digests, each when known.
+func (t *Transport) handshakeExtensions() []wire.Extension {
+	ids, addrs := t.membersDigests()
+	return wire.HandshakeExtensions(t.ClusterUUID(), ids, addrs)
 }

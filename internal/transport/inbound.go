@@ -103,14 +103,14 @@ func (t *Transport) serve(conn net.Conn) {
 		t.reject(conn, "bad handshake from raft id %d: %v", from, err)
 		return
 	}
-	digest, err := wire.MembersDigestOf(hs.Extensions)
+	membersText, sameMembers, err := t.otherMembers(from, hs.Extensions)
 	if err != nil {
 		t.reject(conn, "bad handshake from raft id %d: %v", from, err)
 		return
 	}
 	v, ok := t.cfg.MemberProtocol.Common(hs.Protocol)
 	reply := wire.HandshakeReply{Accepted: ok, Version: v, Protocol: t.cfg.MemberProtocol,
-		ClusterVersionMax: t.cfg.ClusterVersionMax, Extensions: wire.HandshakeExtensions(t.ClusterUUID(), t.membersDigest())}
+		ClusterVersionMax: t.cfg.ClusterVersionMax, Extensions: t.handshakeExtensions()}
 	if !ok {
 		reply.Text = fmt.Sprintf("member protocol: raft id %d speaks %s, raft id %d speaks %s: no common version",
 			t.cfg.SelfID, t.cfg.MemberProtocol, from, hs.Protocol)
@@ -118,8 +118,8 @@ func (t *Transport) serve(conn net.Conn) {
 	if text, same := t.otherCluster(from, theirs); ok && !same {
 		ok, reply.Accepted, reply.Version, reply.Text = false, false, 0, text
 	}
-	if text, same := t.otherMembers(from, digest); ok && !same {
-		ok, reply.Accepted, reply.Version, reply.Text = false, false, 0, text
+	if ok && !sameMembers {
+		ok, reply.Accepted, reply.Version, reply.Text = false, false, 0, membersText
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
 	_, werr := conn.Write(wire.AppendFrame(nil, wire.FrameHandshakeReply, wire.AppendHandshakeReply(nil, &reply)))

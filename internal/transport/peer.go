@@ -70,10 +70,11 @@ type Config struct {
 	// SetClusterUUID sets it later. Once known, every handshake and reply carries it, and a peer
 	// that names another is refused (identity.go).
 	ClusterUUID wire.ClusterUUID
-	// Members, if set, returns the digest of this member's founding member list and its text:
-	// every handshake and reply carries the digest, and a peer whose digest differs is refused
-	// (identity.go). Called from the connections' goroutines.
-	Members func() (wire.MembersDigest, string)
+	// Members, if set, returns the digests of this member's founding member ids and of its
+	// list with addresses, and the list's text: every handshake and reply carries the digests,
+	// a peer whose id digest differs is refused, an address difference logged (identity.go).
+	// Called from the connections' goroutines.
+	Members func() (ids, addrs wire.MembersDigest, text string)
 }
 
 func (c *Config) defaults() {
@@ -385,7 +386,7 @@ func (p *peer) dial() (net.Conn, uint16, error) {
 	}
 	hs := wire.Handshake{ClusterID: p.t.cfg.ClusterID, SenderID: p.t.cfg.SelfID, ReceiverID: p.id,
 		Protocol: p.t.cfg.MemberProtocol, ClusterVersionMax: p.t.cfg.ClusterVersionMax,
-		Extensions: wire.HandshakeExtensions(p.t.ClusterUUID(), p.t.membersDigest())}
+		Extensions: p.t.handshakeExtensions()}
 	frame := wire.AppendFrame(nil, wire.FrameHandshake, wire.AppendHandshake(nil, &hs))
 	_ = conn.SetWriteDeadline(time.Now().Add(p.t.cfg.DialTimeout))
 	if _, err := conn.Write(frame); err != nil {
@@ -442,11 +443,11 @@ func (p *peer) awaitReply(conn net.Conn) (uint16, error) {
 		p.logRefusal(err)
 		return 0, err
 	}
-	digest, err := wire.MembersDigestOf(rep.Extensions)
+	text, ok, err := p.t.otherMembers(p.id, rep.Extensions)
 	if err != nil {
 		return 0, err
 	}
-	if text, ok := p.t.otherMembers(p.id, digest); !ok {
+	if !ok {
 		err := fmt.Errorf("%w: %s", errOtherMembers, text)
 		p.logRefusal(err)
 		return 0, err

@@ -70,10 +70,12 @@
 //	1 cluster uuid: [16] (ExtClusterUUID): the sender's cluster identity, sent once it knows
 //	  it. An acceptor that knows its own refuses a handshake naming another (a data directory
 //	  of another cluster), and a dialler a reply naming another; a side that knows none accepts.
-//	2 members digest: [16] (ExtMembersDigest): the first 16 bytes of the SHA-256 of the
-//	  sender's founding member list ("id,client,member|…" by id), sent by a member founding on
-//	  an empty directory and by one that read its recorded membership back. Each side refuses a
-//	  peer whose digest differs from its own (transport's identity.go); absent, not checked.
+//	2 members digest: [16] (ExtMembersDigest): the first 16 bytes of the SHA-256 of the ids
+//	  of the sender's founding members ("0,1,2"), sent by a member founding on an empty
+//	  directory and by one that read its recorded membership back. Each side refuses a peer
+//	  whose digest differs from its own (transport's identity.go); absent, not checked.
+//	3 addresses digest: [16] (ExtAddressesDigest): the same over the whole founding list
+//	  ("id,client,member|…" by id); a difference is only logged.
 //
 // # Snapshot chunk
 //

@@ -136,30 +136,37 @@ const (
 	// sender knows it. Absent: the sender knows none yet (a new cluster before its identity
 	// entry, a cluster below cluster version 3, or an older build).
 	ExtClusterUUID uint8 = 1
-	// ExtMembersDigest: a digest of the sender's founding member list (MembersDigest, 16
-	// bytes): members founded with different lists must not talk, or raft would take their
-	// bootstrap entries, equal in index and term, for the same.
+	// ExtMembersDigest: a digest of the ids of the sender's founding members (MembersDigest, 16
+	// bytes): members founded with different ids must not talk, or raft would take their
+	// bootstrap entries, equal in index and term, for the same configuration.
 	ExtMembersDigest uint8 = 2
+	// ExtAddressesDigest: a digest of the sender's founding member list with its addresses:
+	// a difference is only logged (the same address may be spelled two ways).
+	ExtAddressesDigest uint8 = 3
 )
 
 // MembersDigest is the first 16 bytes of the SHA-256 of a member list's canonical text.
 type MembersDigest [16]byte
 
 // HandshakeExtensions returns the extensions of a handshake or reply: the cluster's identity and
-// the members digest, each when not zero.
-func HandshakeExtensions(u ClusterUUID, d MembersDigest) []Extension {
+// the members digests (ids, and with addresses), each when not zero.
+func HandshakeExtensions(u ClusterUUID, ids, addrs MembersDigest) []Extension {
 	exts := ClusterUUIDExtensions(u)
-	if d != (MembersDigest{}) {
-		exts = append(exts, Extension{Tag: ExtMembersDigest, Value: append([]byte(nil), d[:]...)})
+	if ids != (MembersDigest{}) {
+		exts = append(exts, Extension{Tag: ExtMembersDigest, Value: append([]byte(nil), ids[:]...)})
+	}
+	if addrs != (MembersDigest{}) {
+		exts = append(exts, Extension{Tag: ExtAddressesDigest, Value: append([]byte(nil), addrs[:]...)})
 	}
 	return exts
 }
 
-// MembersDigestOf returns the members digest an ExtMembersDigest extension among exts carries:
-// zero if there is none. One of another length than 16 is malformed.
-func MembersDigestOf(exts []Extension) (MembersDigest, error) {
+// MembersDigestOf returns the digest an extension tagged tag (ExtMembersDigest or
+// ExtAddressesDigest) among exts carries: zero if there is none. One of another length than 16
+// is malformed.
+func MembersDigestOf(exts []Extension, tag uint8) (MembersDigest, error) {
 	var d MembersDigest
-	v, ok := findExtension(exts, ExtMembersDigest)
+	v, ok := findExtension(exts, tag)
 	if !ok {
 		return d, nil
 	}
