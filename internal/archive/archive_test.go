@@ -336,3 +336,31 @@ func TestSyncRunsBesideReadsAndSnapshots(t *testing.T) {
 		_ = b.Close()
 	}
 }
+
+// compactUntilRecycled appends, syncs, snapshots and reclaims in rounds of ten entries until
+// compaction released a segment to become the spare (at most 200 rounds; the test fails if none
+// was), and returns the segments as they were before the round that released it.
+func compactUntilRecycled(t *testing.T, a *Archive, m *vfs.Mem) (before []string) {
+	t.Helper()
+	spare := filepath.Join(dir, "log", spareName)
+	cs := &pb.ConfState{Voters: []uint64{1}}
+	next := uint64(1)
+	for i := 0; i < 200 && m.Files()[spare] == 0; i++ {
+		before = segFiles(m)
+		appendRange(t, a, next, next+9, 1)
+		next += 10
+		if err := a.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.CreateSnapshot(next-1, cs, []byte("state")); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Reclaim(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m.Files()[spare] == 0 {
+		t.Fatal("nothing recycled")
+	}
+	return before
+}

@@ -498,26 +498,7 @@ func TestAllZeroSegmentIsRemovedAtOpen(t *testing.T) {
 	o.LogMarginEntries = 5
 	a := mustOpen(t, m, o)
 	spare := filepath.Join(dir, "log", spareName)
-	cs := &pb.ConfState{Voters: []uint64{1}}
-	next := uint64(1)
-	var before []string
-	for i := 0; i < 200 && m.Files()[spare] == 0; i++ {
-		before = segFiles(m)
-		appendRange(t, a, next, next+9, 1)
-		next += 10
-		if err := a.Sync(); err != nil {
-			t.Fatal(err)
-		}
-		if err := a.CreateSnapshot(next-1, cs, []byte("state")); err != nil {
-			t.Fatal(err)
-		}
-		if err := a.Reclaim(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if m.Files()[spare] == 0 {
-		t.Fatal("nothing recycled")
-	}
+	before := compactUntilRecycled(t, a, m)
 	if err := a.Sync(); err != nil {
 		t.Fatal(err)
 	}

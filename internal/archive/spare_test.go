@@ -268,27 +268,8 @@ func TestCrashWhileZeroingARecycledSegment(t *testing.T) {
 		a := mustOpen(t, fsys, o)
 		fsys.stop = a.StopSpareJob
 		spare := filepath.Join(dir, "log", spareName)
-		cs := &pb.ConfState{Voters: []uint64{1}}
-		next := uint64(1)
-		var before []string
-		for i := 0; i < 200 && m.Files()[spare] == 0; i++ {
-			before = segFiles(m)
-			appendRange(t, a, next, next+9, 1)
-			next += 10
-			if err := a.Sync(); err != nil {
-				t.Fatal(err)
-			}
-			if err := a.CreateSnapshot(next-1, cs, []byte("state")); err != nil {
-				t.Fatal(err)
-			}
-			if err := a.Reclaim(); err != nil {
-				t.Fatal(err)
-			}
-		}
+		before := compactUntilRecycled(t, a, m)
 		size := m.Files()[spare]
-		if size == 0 {
-			t.Fatal("nothing recycled")
-		}
 		recycled := slices.Min(before)
 		job := a.TakeSpareJob()
 		if job == nil {
