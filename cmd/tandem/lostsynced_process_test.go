@@ -48,19 +48,12 @@ func TestDamagedDiskLosesNothingAcknowledged(t *testing.T) {
 
 	pc.start(0)
 	pc.start(2)
-	p := pc.procs[2]
-	select {
-	case err := <-p.exitc:
-		pc.procs[2] = nil
-		out := p.output()
-		if err == nil || !strings.Contains(out, "lost synced data") || !strings.Contains(out, "do not start it as it is") {
-			t.Fatalf("member 2 exited with %v; want a refusal naming the lost data and the remedy; output:\n%s", err, out)
-		}
-		if strings.Contains(out, "panic:") {
-			t.Fatalf("member 2 panicked:\n%s", out)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("member 2 still runs on a damaged disk after 20 s; output:\n%s", p.output())
+	out, code := pc.waitExit(2, 20*time.Second, "member 2, on a damaged disk,")
+	if code == 0 || !strings.Contains(out, "lost synced data") || !strings.Contains(out, "do not start it as it is") {
+		t.Fatalf("member 2 exited with code %d; want a refusal naming the lost data and the remedy; output:\n%s", code, out)
+	}
+	if strings.Contains(out, "panic:") {
+		t.Fatalf("member 2 panicked:\n%s", out)
 	}
 	// Member 0 alone, for more than an election timeout: it must not lead (it has no quorum).
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {

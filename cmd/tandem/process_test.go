@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -157,6 +158,29 @@ func (pc *procCluster) start(i int) {
 		}
 		p.exitc <- cmd.Wait()
 	}()
+}
+
+// waitExit waits (up to d) for member i, expected to stop by itself, to exit, and returns its
+// output and exit code (-1 for a signal); the test fails if it still runs after d, naming what.
+func (pc *procCluster) waitExit(i int, d time.Duration, what string) (out string, code int) {
+	pc.t.Helper()
+	p := pc.procs[i]
+	var err error
+	select {
+	case err = <-p.exitc:
+	case <-time.After(d):
+		pc.t.Fatalf("%s still runs after %s; output:\n%s", what, d, p.output())
+	}
+	pc.procs[i] = nil
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		pc.t.Fatalf("%s: %v", what, err)
+	}
+	return p.output(), code
 }
 
 // startAll starts every member and waits for a leader, which it returns.

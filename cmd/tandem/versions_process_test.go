@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -40,18 +38,9 @@ func TestDowngradedMemberStopsWithExitCode5(t *testing.T) {
 	pc.extraArgs = []string{"--max-cluster-version", "1"}
 	pc.start(victim)
 	pc.extraArgs = nil
-	p := pc.procs[victim]
-	var exitErr error
-	select {
-	case exitErr = <-p.exitc:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("the downgraded member still runs after 20 s; output:\n%s", p.output())
-	}
-	pc.procs[victim] = nil
-	out := p.output()
-	var ee *exec.ExitError
-	if !errors.As(exitErr, &ee) || ee.ExitCode() != exitCannotApply {
-		t.Fatalf("the downgraded member exited with %v, want code %d; output:\n%s", exitErr, exitCannotApply, out)
+	out, code := pc.waitExit(victim, 20*time.Second, "the downgraded member")
+	if code != exitCannotApply {
+		t.Fatalf("the downgraded member exited with code %d, want %d; output:\n%s", code, exitCannotApply, out)
 	}
 	for _, want := range []string{"cluster version", "applies cluster versions up to 1", "run a build that applies version 3"} {
 		if !strings.Contains(out, want) {
@@ -93,17 +82,9 @@ func TestMemberListAgainstTheDataIsAUsageError(t *testing.T) {
 	pc.members = strings.Join(mine, "|")
 	pc.start(victim)
 	pc.members = full
-	p := pc.procs[victim]
-	var exitErr error
-	select {
-	case exitErr = <-p.exitc:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("the member with a wrong list still runs after 20 s; output:\n%s", p.output())
-	}
-	pc.procs[victim] = nil
-	var ee *exec.ExitError
-	if !errors.As(exitErr, &ee) || ee.ExitCode() != exitUsage || !strings.Contains(p.output(), "differ from the cluster's membership") {
-		t.Fatalf("exited with %v, want code %d naming the difference; output:\n%s", exitErr, exitUsage, p.output())
+	out, code := pc.waitExit(victim, 20*time.Second, "the member with a wrong list")
+	if code != exitUsage || !strings.Contains(out, "differ from the cluster's membership") {
+		t.Fatalf("exited with code %d, want %d naming the difference; output:\n%s", code, exitUsage, out)
 	}
 	pc.start(victim)
 	if _, err := increment(ctx, c); err != nil {
