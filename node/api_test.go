@@ -181,9 +181,13 @@ func TestWithListenersServesOnTheGivenListeners(t *testing.T) {
 	}
 }
 
-// A follower restarted on a wiped data directory stops itself, and Run's error says why in
-// terms a program can test: ErrLostData, and ErrStopped. The two others keep serving.
-func TestRunReturnsErrLostDataForAWipedMember(t *testing.T) {
+// A follower restarted on a wiped data directory starts unverified (Status.Unverified: no vote,
+// no campaign); the leader, which would never believe it holds less than it acknowledged, hands
+// leadership over, and the new leader repairs it; verified (with a vote floor at the terms it
+// heard), it counts again: with the old leader stopped, it and the third serve on, nothing lost.
+// (A wiped member no leader can repair stops with ErrLostData: consensus.TestLostDataStopsTheMember,
+// cmd/tandem.TestWipedMemberWaitsWhenNoOtherLeaderCanRepairIt.)
+func TestWipedMemberRejoinsVerified(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	l, _ := c.startAll(15 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -201,22 +205,30 @@ func TestRunReturnsErrLostDataForAWipedMember(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	if st := m.n.Status(); st.Unverified {
+		t.Fatalf("a founder that took part is unverified: %+v", st)
+	}
 	c.stop(victim)
 	if err := os.RemoveAll(m.cfg.DataDir); err != nil {
 		t.Fatal(err)
 	}
 	c.start(victim)
-	var err error
-	select {
-	case err = <-m.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the wiped member still runs after 30 s")
+	m = c.members[victim]
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st := m.n.Status()
+		if !st.Unverified && st.VoteFloor > 0 && st.Applied >= 40 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the wiped member was not repaired and verified within 30 s: %+v", st)
+		}
+		select {
+		case err := <-m.done:
+			t.Fatalf("the wiped member stopped: %v", err)
+		default:
+		}
 	}
-	m.cancel()
-	m.cancel = nil // Run returned: nothing for the cluster's cleanup to stop
-	if !errors.Is(err, ErrLostData) || !errors.Is(err, ErrStopped) {
-		t.Fatalf("Run returned %v, want ErrLostData and ErrStopped", err)
-	}
+	c.stop(l)
 	if v := inc(ctx, t, cl); v != 41 {
 		t.Fatalf("counter %d after 41 increments", v)
 	}

@@ -101,6 +101,11 @@ type Status struct {
 	// refuse a peer of another identity at the handshake, and clients an endpoint of another.
 	// A string, so that it prints and compares as operators read it.
 	ClusterUUID string
+	// Unverified: this member started on an empty log (a new founder, or a data directory that
+	// was wiped) and neither votes nor campaigns until it is verified; VoteFloor: once verified
+	// so, it grants no vote in a term up to this one (README, "When a member refuses to start").
+	Unverified bool
+	VoteFloor  uint64
 	// EventsDropped counts events lost because nobody read Events fast enough.
 	EventsDropped int
 	// RaftMessagesDropped counts raft messages from peers that were received but not stepped:
@@ -152,8 +157,15 @@ type Node struct {
 	raftDropped atomic.Int64
 	dropLog     ratelog.Limiter
 	// identityErr: keeping the cluster's identity in IDENTITY failed (or it differs from the one
-	// there); the loop stops the member with it. The loop's goroutine only.
+	// there), or keeping whether this member may vote in VERIFICATION failed; the loop stops the
+	// member with it. The loop's goroutine only.
 	identityErr error
+	// standing is what this member's handshakes say of it (replica.Standing), kept by the loop
+	// (noteStanding) for the transport's goroutines; unverified is whether the member may not
+	// vote yet, which the loop's goroutine alone reads: meanwhile the standing's last index is
+	// kept after every round (consensus/verify.go).
+	standing   atomic.Pointer[wire.Standing]
+	unverified bool
 	// refuseLog limits the lines about messages refused as invalid (Status.RaftRefused).
 	refuseLog ratelog.Limiter
 
@@ -318,6 +330,7 @@ const (
 	inUnreachable
 	inSnapStatus
 	inPeerClusterVersion
+	inPeerStanding
 	inClient
 	inClientGone
 )
@@ -331,6 +344,8 @@ type input struct {
 	ok   bool
 	// clusterMax: inPeerClusterVersion's, the highest cluster version the peer can apply.
 	clusterMax uint16
+	// standing: inPeerStanding's, what the peer said of itself.
+	standing wire.Standing
 }
 
 // handler adapts transport callbacks to the loop's inputs.
@@ -373,6 +388,29 @@ func (h handler) SnapshotStatus(id uint64, ok bool) {
 // highest cluster version it can apply. Called from the transport's connection goroutines.
 func (h handler) peerClusterVersion(id uint64, max uint16) {
 	h.n.deliver(h.n.raftIn, input{kind: inPeerClusterVersion, peer: id, clusterMax: max})
+}
+
+// peerStanding hands the loop what a peer said of itself in a handshake or its reply: before
+// anything from that connection (consensus/verify.go). Called from the transport's connection
+// goroutines.
+func (h handler) peerStanding(id uint64, s wire.Standing) {
+	h.n.deliver(h.n.raftIn, input{kind: inPeerStanding, peer: id, standing: s})
+}
+
+// standing is what this member's handshakes say of it.
+func (h handler) standing() wire.Standing {
+	if s := h.n.standing.Load(); s != nil {
+		return *s
+	}
+	return wire.Standing{}
+}
+
+// noteStanding keeps what this member's handshakes say of it. Loop only.
+func (n *Node) noteStanding(r *replica.Replica) {
+	s := r.Standing()
+	if old := n.standing.Load(); old == nil || *old != s {
+		n.standing.Store(&s)
+	}
 }
 
 func (h handler) ClientRequests(conn uint64, ms []wire.ClientMsg) {
@@ -432,6 +470,7 @@ func (wallClock) Now() int64 { return time.Now().UnixNano() }
 // outbox connects the replica's output to the transports.
 type outbox struct {
 	n       *Node
+	r       *replica.Replica // set once the replica exists
 	peers   *transport.Transport
 	clients *transport.ClientServer
 	arch    *archive.Archive
@@ -445,8 +484,19 @@ func (o *outbox) SendClient(conn replica.ConnID, m *wire.ClientMsg) {
 // Changed turns the replica's changes into the node's events (replica.Change says why the two
 // are named apart).
 func (o *outbox) Changed(ch replica.Change) {
+	if o.r != nil && (ch.Kind == replica.ChangeRole || ch.Kind == replica.ChangeVerification) {
+		o.n.noteStanding(o.r)
+	}
 	kind := EventRoleChange
 	switch ch.Kind {
+	case replica.ChangeVerification:
+		// Kept in the data directory, so that a restart neither forgets that this member may
+		// not vote yet nor its vote floor (consensus/verify.go).
+		o.n.unverified = ch.Unverified
+		if err := o.arch.SetVerification(ch.Unverified, ch.VoteFloor); err != nil && o.n.identityErr == nil {
+			o.n.identityErr = err
+		}
+		return
 	case replica.ChangeSnapshotTaken:
 		kind = EventSnapshotTaken
 	case replica.ChangeSnapshotInstalled:
@@ -601,9 +651,12 @@ func (n *Node) Run(ctx context.Context) error {
 		ClusterVersionMax:  clusterMax,
 		PeerClusterVersion: h.peerClusterVersion,
 		Members:            n.founding.get,
+		Standing:           h.standing,
+		PeerStanding:       h.peerStanding,
 	}, h)
 	rcfg := cfg.replicaConfig()
 	rcfg.Container.ClusterVersionMax = clusterMax
+	rcfg.Unverified, rcfg.VoteFloor = arch.Verification()
 	// The client port takes a command as large as the replica accepts (and announces), and
 	// answers a larger one with a refusal that names the limit.
 	cs := transport.NewClientServer(transport.ClientConfig{Listener: cl, MaxConns: cfg.MaxClientConns, Logger: n.log,
@@ -612,6 +665,9 @@ func (n *Node) Run(ctx context.Context) error {
 	out := &outbox{n: n, peers: tr, clients: cs, arch: arch}
 	r, err := replica.New(rcfg, n.svc, arch, wallClock{}, out)
 	if err == nil {
+		out.r = r
+		n.unverified = r.Summary().Unverified
+		n.noteStanding(r)
 		err = n.startIdentity(r, arch, tr)
 	}
 	if err != nil {
@@ -737,6 +793,9 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica, jobs *jobs, tr *tra
 		if err == nil {
 			err = jobs.start(r)
 		}
+		if n.unverified {
+			n.noteStanding(r) // its log grows as the leader repairs it
+		}
 		cs.Flush()
 		tr.Flush()
 		if err != nil {
@@ -859,6 +918,8 @@ func (n *Node) handle(r *replica.Replica, in input) {
 		r.ReportSnapshot(replica.MemberID(in.peer), in.ok)
 	case inPeerClusterVersion:
 		r.PeerClusterVersion(replica.MemberID(in.peer), in.clusterMax)
+	case inPeerStanding:
+		r.PeerStanding(replica.MemberID(in.peer), in.standing)
 	}
 }
 
@@ -909,7 +970,7 @@ func (n *Node) updateStatus(r *replica.Replica) {
 	n.status = Status{ID: st.MemberID, Role: st.Role, Term: st.Term, Leader: st.Leader, Commit: st.Commit,
 		Applied: st.Applied, SnapshotIndex: st.SnapshotIndex, Members: ms,
 		ClusterVersion: st.ClusterVersion, ClusterVersionMax: st.ClusterVersionMax,
-		ClusterUUID: uuidString(st.ClusterUUID)}
+		ClusterUUID: uuidString(st.ClusterUUID), Unverified: st.Unverified, VoteFloor: st.VoteFloor}
 	n.mu.Unlock()
 }
 

@@ -72,3 +72,62 @@ func TestDamagedDiskLosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("the counter is %d after %d acknowledged increments", got, n)
 	}
 }
+
+// The scenario with a wiped directory instead of a damaged one: member 0 is down while
+// 1 and 2 acknowledge n increments; 1 and 2 are killed and member 2's directory is deleted; 0
+// and 2 start. Member 2, on an empty log, must not vote until it is verified, so 0 (which lacks
+// the increments) cannot lead: before, 2 bootstrapped a fresh log, voted for 0, and the cluster
+// lost what it had acknowledged. Once 1 is back, 0 or 1 leads, repairs 2, and 2 (verified, having
+// heard the others' terms) counts: with 0 killed, 1 and 2 serve on, every increment kept.
+func TestWipedMemberWaitsForACompleteCopyThenRejoins(t *testing.T) {
+	pc := newProcCluster(t, 3)
+	pc.startAll()
+	pc.kill(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	c := pc.dial(ctx)
+	const n = 300
+	for range n {
+		if _, err := increment(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	pc.kill(1)
+	pc.kill(2)
+	if err := os.RemoveAll(filepath.Join(pc.dir, "node-2")); err != nil {
+		t.Fatal(err)
+	}
+	pc.start(0)
+	pc.start(2)
+	// Longer than several election timeouts: no leader, as 2 may not vote.
+	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, i := range []int{0, 2} {
+			if role, _ := pc.procs[i].state(); role == "LEADER" {
+				t.Fatalf("member %d leads with member 2 wiped and member 1 down; outputs:\n%s\n%s", i,
+					pc.procs[0].output(), pc.procs[2].output())
+			}
+		}
+	}
+	pc.start(1)
+	pc.leader(20 * time.Second)
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(pc.procs[2].output(), "this member is verified"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("member 2 not verified 30 s after member 1 came back; output:\n%s", pc.procs[2].output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pc.kill(0)
+	pc.leader(20 * time.Second)
+	c = pc.dial(ctx)
+	got, err := increment(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != n+1 {
+		t.Fatalf("the counter is %d after %d acknowledged increments", got, n+1)
+	}
+	if out := pc.procs[2].output(); strings.Contains(out, "panic:") {
+		t.Fatalf("member 2 panicked:\n%s", out)
+	}
+}

@@ -191,6 +191,9 @@ type Archive struct {
 	readOnly bool // Verify: change nothing
 	// clusterUUID is the cluster's identity the IDENTITY file holds (identity.go), zero if none.
 	clusterUUID ClusterUUID
+	// unverified and voteFloor are what the VERIFICATION file holds (verification.go).
+	unverified bool
+	voteFloor  uint64
 	// newest is the sequence number the newest-segment file names (lost.go), 0 if none: every
 	// segment up to it had its header and first allocated record durable.
 	newest uint64
@@ -224,6 +227,10 @@ func Open(fsys vfs.FS, dir string, opts Options) (*Archive, error) {
 		return nil, err
 	}
 	if err := a.recoverLog(true, nil); err != nil {
+		a.closeFiles()
+		return nil, err
+	}
+	if err := a.loadVerification(); err != nil {
 		a.closeFiles()
 		return nil, err
 	}

@@ -465,6 +465,18 @@ func Verify(fsys vfs.FS, dir string, w interface{ Write([]byte) (int, error) }) 
 	} else {
 		fmt.Fprintln(w, "no torn tail")
 	}
+	if err := a.loadVerification(); err != nil {
+		if errors.Is(err, ErrLostSyncedData) {
+			fmt.Fprintf(w, "LOST SYNCED DATA: %v\n", err)
+		}
+		return rep, err
+	}
+	switch {
+	case a.unverified:
+		fmt.Fprintln(w, "verification: unverified (started on an empty log: it votes once verified)")
+	case a.voteFloor > 0:
+		fmt.Fprintf(w, "verification: verified, votes only in terms after %d\n", a.voteFloor)
+	}
 	fmt.Fprintln(w, "ok")
 	return rep, nil
 }

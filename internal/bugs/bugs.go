@@ -44,8 +44,12 @@ const (
 	// LostAsTorn: recovery takes lost synced data (a segment cut short or missing, damage that a
 	// synced record vouches for) for a torn tail, cuts it and starts (archive.lost).
 	LostAsTorn Bug = "lost-as-torn"
+	// EmptyLogVotes: a member that starts on an empty log (a wiped data directory) votes and
+	// campaigns at once, as if it had never been a member (consensus.unverifiedAtStart).
+	EmptyLogVotes Bug = "empty-log-votes"
 )
 
 // All is every planted bug.
 var All = []Bug{SkipFsync, AckBeforeCommit, ReadWithoutReadIndex, NoDedup, FollowerForwards,
-	SendBeforePersist, VoteNotSynced, DropEmptyAppends, ResendFreshNumber, RaiseUnreported, LostAsTorn}
+	SendBeforePersist, VoteNotSynced, DropEmptyAppends, ResendFreshNumber, RaiseUnreported, LostAsTorn,
+	EmptyLogVotes}

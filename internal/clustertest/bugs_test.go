@@ -38,9 +38,9 @@ func TestSimulatorCatchesPlantedBugs(t *testing.T) {
 	for _, bug := range bugs.All {
 		t.Run(string(bug), func(t *testing.T) { catch(t, bug) })
 	}
-	checkDurability, checkLostDetection = false, false
-	defer func() { checkDurability, checkLostDetection = true, true }()
-	for _, bug := range []bugs.Bug{bugs.SkipFsync, bugs.SendBeforePersist, bugs.LostAsTorn} {
+	checkDurability, checkLostDetection, checkWipedVotes = false, false, false
+	defer func() { checkDurability, checkLostDetection, checkWipedVotes = true, true, true }()
+	for _, bug := range []bugs.Bug{bugs.SkipFsync, bugs.SendBeforePersist, bugs.LostAsTorn, bugs.EmptyLogVotes} {
 		t.Run(string(bug)+"/end-to-end", func(t *testing.T) { catch(t, bug) })
 	}
 }

@@ -83,8 +83,14 @@ type Node struct {
 	// Starts counts how often the member was started.
 	Starts int
 	// Lost says what the member's disk lost of what it had made durable (LoseSyncedData) when it
-	// refused to start on it: it stays down ("" while it is healthy).
+	// refused to start on it, or when it stopped for lost data after a wipe: it stays down (""
+	// while it is healthy).
 	Lost string
+	// Wiped is set while a member whose data directory was wiped (LoseSyncedData, mode wipe) has
+	// not yet been repaired: the highest commit index any member had reached when it was wiped.
+	// Until its own commit index reaches it, the member must neither vote nor campaign
+	// (checkWipedVotes).
+	Wiped uint64
 	// reported is the highest cluster version the member said it applies when it last started
 	// (what the others remember of it while it is down).
 	reported uint16
@@ -121,6 +127,9 @@ type Cluster struct {
 	// conns are the clients' connections by the id the members know them by (client.go).
 	conns    map[replica.ConnID]*simConn
 	nextConn replica.ConnID
+	// stormAt and stormEvents count the events of the current storm window (RunUntil).
+	stormAt     int64
+	stormEvents int
 	// acked is the highest applied index at which a member answered a command: everything up
 	// to it was committed and a client was told so. readNeeds holds, for each query a member
 	// took and has not answered, acked as it was then: the query must be served at an applied
@@ -283,6 +292,7 @@ func (c *Cluster) TryStart(id int) error {
 	}
 	cfg := c.config(id)
 	cfg.Container.ClusterVersionMax = n.ClusterVersionMax
+	cfg.Unverified, cfg.VoteFloor = st.Verification()
 	if cfg.Rand == nil {
 		// The cluster's identity is drawn from the seed too (a source of its own per member and
 		// start, so that the other random choices of a seed stay as they were).
@@ -303,6 +313,8 @@ func (c *Cluster) TryStart(id int) error {
 		if o.ID != id && o.R != nil {
 			o.R.PeerClusterVersion(id, r.Summary().ClusterVersionMax)
 			r.PeerClusterVersion(o.ID, o.R.Summary().ClusterVersionMax)
+			o.R.PeerStanding(id, r.Standing())
+			r.PeerStanding(o.ID, o.R.Standing())
 		}
 	}
 	// Stagger the members' ticks so they are not in lock step.
@@ -483,6 +495,13 @@ func (c *Cluster) Leader() int {
 	return best
 }
 
+// A storm is more than stormEventsMax events within stormWindow of simulated time (a busy run has
+// a few thousand).
+const (
+	stormWindow    = 100 * time.Millisecond
+	stormEventsMax = 1_000_000
+)
+
 // Run advances simulated time by d.
 func (c *Cluster) Run(d time.Duration) {
 	c.RunUntil(func() bool { return false }, d)
@@ -498,6 +517,16 @@ func (c *Cluster) RunUntil(cond func() bool, d time.Duration) bool {
 	for c.queue.Len() > 0 && c.queue[0].at <= end {
 		ev := heap.Pop(&c.queue).(event)
 		c.now = ev.at
+		if c.now-c.stormAt >= int64(stormWindow) {
+			c.stormAt, c.stormEvents = c.now, 0
+		}
+		if c.stormEvents++; c.stormEvents > stormEventsMax {
+			// Members trading messages as fast as the network carries them (raft does, with a
+			// follower whose log diverged from what it acknowledged): a finding, and a run that
+			// would take hours of real time.
+			c.fatalf("a storm: over %d events within %s of simulated time (%s)", stormEventsMax, stormWindow, c.Describe())
+			return false
+		}
 		c.dispatch(ev)
 		if c.AfterEvent != nil {
 			c.AfterEvent()
@@ -659,6 +688,19 @@ func (c *Cluster) dispatch(ev event) {
 		}
 		c.Delivered[m.GetType()]++
 		if err := n.R.Step(m); err != nil {
+			if n.Wiped != 0 && errors.Is(err, consensus.ErrLostData) {
+				// A wiped member the leader still counts as holding what it forgot: it stops,
+				// rightly, and stays down, as a member waiting to be rebuilt does.
+				c.Crash(n.ID)
+				n.Lost = "wiped, then stopped: " + err.Error()
+				return
+			}
+			if n.Wiped != 0 && m.GetType() == pb.MsgHeartbeat && errors.Is(err, consensus.ErrInvalidMessage) {
+				// A leader's heartbeat saying that what the wiped member forgot is committed: the
+				// lost-data rule's evidence, refused, as it must be.
+				c.process(n)
+				return
+			}
 			if errors.Is(err, consensus.ErrInvalidMessage) || errors.Is(err, consensus.ErrLostData) {
 				// Every member here is honest: a refusal means a member lost what it acknowledged,
 				// or the validation refuses an honest message. Either is a finding.
@@ -884,6 +926,7 @@ func (o *outbox) SendRaft(msgs []*pb.Message) {
 				c.violation("member %d %s", o.n.ID, v)
 			}
 		}
+		c.checkWipedVotes(o.n, m)
 		to := replica.MemberID(m.GetTo())
 		// Marshal now, as the transport does: raft's messages share memory with its log.
 		raw, err := proto.Marshal(m)
@@ -932,6 +975,12 @@ func (o *outbox) SendClient(conn replica.ConnID, m *wire.ClientMsg) {
 
 func (o *outbox) Changed(ch replica.Change) {
 	o.n.Changes = append(o.n.Changes, ch)
+	if ch.Kind == replica.ChangeVerification {
+		// Kept in the data directory as the node does, so that a restart keeps it.
+		if err := o.n.Store.SetVerification(ch.Unverified, ch.VoteFloor); err != nil {
+			o.c.fatalf("member %d: recording its verification: %v", o.n.ID, err)
+		}
+	}
 }
 
 // Do submits a command from cl and runs until it is answered; it fails the test after d.

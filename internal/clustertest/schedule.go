@@ -200,7 +200,8 @@ func GenerateSchedule(seed uint64, run time.Duration) Schedule {
 }
 
 // drawLoss makes a third of the seeds lose synced data on one member, once, at a moment between
-// a sixth and two thirds of the run (LoseSyncedData: the member stays down after it), with the
+// a sixth and two thirds of the run (LoseSyncedData: the member stays down after it, unless its
+// directory was wiped), with the
 // seed's other faults — crashes of the other members included — going on around it. A stream of
 // its own, as drawUpgrade's.
 func drawLoss(sch *Schedule, seed uint64) {
@@ -209,7 +210,21 @@ func drawLoss(sch *Schedule, seed uint64) {
 		return
 	}
 	at := (sch.Run/6 + time.Duration(rng.Int64N(int64(sch.Run/2)))).Round(100 * time.Millisecond)
-	sch.Faults = append(sch.Faults, Fault{At: at, Op: "lose", Args: []int{rng.IntN(sch.Nodes), rng.IntN(len(loseModes))}})
+	id, mode := rng.IntN(sch.Nodes), rng.IntN(len(loseModes))
+	sch.Faults = append(sch.Faults, Fault{At: at, Op: "lose", Args: []int{id, mode}})
+	if loseModes[mode] == "wipe" && sch.Nodes > 1 {
+		// Another member is cut off for the two seconds before: it lags, so that the entries
+		// committed meanwhile are held by the leader and the member about to be wiped only —
+		// what a wiped member's vote would lose (the wipe heals the partition).
+		// The wipe crashes the leader: every member that is down comes back three seconds
+		// later, as an operator brings machines back (until then a cluster of three waits).
+		all := make([]int, sch.Nodes)
+		for i := range all {
+			all[i] = i
+		}
+		sch.Faults = append(sch.Faults, Fault{At: at - 2*time.Second, Op: "partition", Args: []int{(id + 1) % sch.Nodes}},
+			Fault{At: at + 3*time.Second, Op: "restart", Args: all})
+	}
 }
 
 // drawUpgrade makes a third of the seeds a rolling upgrade: some members start as an older build

@@ -39,16 +39,19 @@ type SimReport struct {
 	// Upgrades counts the members upgraded from an older build; ClusterVersion is the cluster
 	// version at the end; LostData the members whose disk lost synced data (and that refused to
 	// start on it).
-	Upgrades       int
-	LostData       int
-	ClusterVersion uint16
-	Violations     []string
+	Upgrades int
+	LostData int
+	// Wipes counts the members whose data directory was wiped (and that started on the empty
+	// one), WipedStopped those of them a leader stopped for lost data (the others rejoined).
+	Wipes, WipedStopped int
+	ClusterVersion      uint16
+	Violations          []string
 }
 
 func (r SimReport) String() string {
-	return fmt.Sprintf("seed %d: %d members, %d ops (%d acked increments, %d unknown, %d queries), %d crashes (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d disk stalls, %d partitions, %d client pauses, %d sessions expired, %d leader terms, %d upgrades, cluster version %d, %d members lost synced data, final %d",
+	return fmt.Sprintf("seed %d: %d members, %d ops (%d acked increments, %d unknown, %d queries), %d crashes (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d disk stalls, %d partitions, %d client pauses, %d sessions expired, %d leader terms, %d upgrades, cluster version %d, %d members lost synced data, %d wiped (%d stopped), final %d",
 		r.Seed, r.Nodes, r.Ops, r.Acked, r.Unknown, r.Queries, r.Crashes, r.CrashesInSync, r.ArmedInSync, r.MajorityCrashes, r.AllCrashes,
-		r.Stalls, r.Partitions, r.Pauses, r.Expiries, r.LeaderTerms, r.Upgrades, r.ClusterVersion, r.LostData, r.Final)
+		r.Stalls, r.Partitions, r.Pauses, r.Expiries, r.LeaderTerms, r.Upgrades, r.ClusterVersion, r.LostData, r.Wipes, r.WipedStopped, r.Final)
 }
 
 type simOp struct {
@@ -232,7 +235,10 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 					}
 				}
 			case "lose":
-				if _, done := c.LoseSyncedData(f.Args[0], loseModes[f.Args[1]%len(loseModes)]); done {
+				mode := loseModes[f.Args[1]%len(loseModes)]
+				if _, done := c.LoseSyncedData(f.Args[0], mode); done && strings.HasPrefix(mode, "wipe") {
+					rep.Wipes++
+				} else if done {
 					rep.LostData++
 				}
 			case "partition":
@@ -293,6 +299,11 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	}
 	checkClusterVersion(c, violate)
 	checkClusterIdentity(c, violate)
+	for _, n := range c.Nodes {
+		if strings.HasPrefix(n.Lost, "wiped") {
+			rep.WipedStopped++
+		}
+	}
 	if l := c.Leader(); l >= 0 {
 		rep.ClusterVersion = c.Nodes[l].R.Summary().ClusterVersion
 	}

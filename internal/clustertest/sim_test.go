@@ -64,6 +64,8 @@ func TestSimulation(t *testing.T) {
 			total.Syncs += rep.Syncs
 			total.Upgrades += rep.Upgrades
 			total.LostData += rep.LostData
+			total.Wipes += rep.Wipes
+			total.WipedStopped += rep.WipedStopped
 			if rep.ClusterVersion < container.ClusterVersionMax {
 				heldBack++
 			}
@@ -72,14 +74,14 @@ func TestSimulation(t *testing.T) {
 			}
 		})
 	}
-	t.Logf("%d seeds: %d ops (%d acked increments), %d crashes in %d seeds (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d syncs (%d stalled), %d partitions, %d expired sessions, %d leader terms, %d members upgraded (%d seeds held at an older cluster version), %d members that lost synced data refused to start; fewest ops in a seed: %d",
+	t.Logf("%d seeds: %d ops (%d acked increments), %d crashes in %d seeds (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d syncs (%d stalled), %d partitions, %d expired sessions, %d leader terms, %d members upgraded (%d seeds held at an older cluster version), %d members that lost synced data refused to start, %d members wiped (%d stopped, the others rejoined); fewest ops in a seed: %d",
 		n, total.Ops, total.Acked, total.Crashes, minCrashSeeds, total.CrashesInSync, total.ArmedInSync, total.MajorityCrashes, total.AllCrashes,
-		total.Syncs, total.Stalls, total.Partitions, total.Expiries, total.LeaderTerms, total.Upgrades, heldBack, total.LostData, minOps)
+		total.Syncs, total.Stalls, total.Partitions, total.Expiries, total.LeaderTerms, total.Upgrades, heldBack, total.LostData, total.Wipes, total.WipedStopped, minOps)
 	if ran >= 20 && (minCrashSeeds == 0 || total.Partitions == 0 || total.Expiries == 0) {
 		t.Fatalf("the seed budget injected no crash, no partition or no session expiry: the simulation proves little")
 	}
-	if ran >= 50 && total.LostData == 0 {
-		t.Fatalf("the seed budget lost no member's synced data: the simulation proves nothing of it")
+	if ran >= 50 && (total.LostData == 0 || total.Wipes == 0) {
+		t.Fatalf("the seed budget lost no member's synced data, or wiped none: the simulation proves nothing of it")
 	}
 	if ran >= 50 && (total.Upgrades == 0 || heldBack == 0) {
 		t.Fatalf("the seed budget upgraded no member, or held no cluster at an older version: the simulation proves little of versions")

@@ -65,7 +65,12 @@ type Config struct {
 	MaxCommittedBytesPerReady uint64
 	// ReadTimeoutTicks: a ReadIndex request unanswered this long fails with ErrReadTimeout.
 	ReadTimeoutTicks int
-	Logger           *slog.Logger
+	// Unverified starts the member unverified although its log is not empty, and VoteFloor
+	// drops vote requests up to that term: what its data directory recorded of an earlier start
+	// (verify.go). A member whose log is empty at New starts unverified anyway.
+	Unverified bool
+	VoteFloor  uint64
+	Logger     *slog.Logger
 }
 
 // Handler receives the core's output during Process, in the order of the Ready contract:
@@ -115,7 +120,8 @@ type Core struct {
 	pending *pendingReady // the Ready waiting for its sync, if any
 	snap    *pb.Snapshot  // the snapshot being written, if any
 
-	val validator // what Step's checks keep (validate.go)
+	val validator    // what Step's checks keep (validate.go)
+	ver verification // whether this member may vote yet (verify.go)
 
 	readSeq uint64
 	// reads maps a ReadIndex request id to the tick it was issued at, for the timeout.
@@ -192,6 +198,7 @@ func New(cfg Config, st Storage, peers []raft.Peer, applied uint64) (*Core, erro
 	c.storage = watchedStorage{Storage: st, v: &c.val}
 	c.val.matched()
 	c.val.bootstrapped = bootstrapped
+	c.ver.unverified, c.ver.floor = unverifiedAtStart(cfg, bootstrapped), cfg.VoteFloor
 	bs := rn.BasicStatus()
 	c.state = State{Role: bs.RaftState, Leader: bs.Lead, Term: bs.GetTerm()}
 	return c, nil
@@ -212,9 +219,15 @@ func (c *Core) Applied() uint64 { return c.applied }
 // ConfState returns the membership as of the applied index.
 func (c *Core) ConfState() *pb.ConfState { return c.confState }
 
-// Tick advances raft's logical clock by one tick and times out old reads.
+// Tick advances raft's logical clock by one tick and times out old reads. An unverified member's
+// election clock stands still: it never campaigns (verify.go).
 func (c *Core) Tick() {
 	c.ticks++
+	if c.ver.unverified {
+		if c.checkVerified(); c.ver.unverified {
+			return
+		}
+	}
 	c.rn.Tick()
 }
 
@@ -226,6 +239,9 @@ func (c *Core) Tick() {
 func (c *Core) Step(m *pb.Message) error {
 	if err := c.check(m); err != nil {
 		return err
+	}
+	if c.dropVote(m) || c.dropForgetful(m) {
+		return nil // an unverified member does not vote; a forgetful member's rejection (verify.go)
 	}
 	err := c.rn.Step(m)
 	if errors.Is(err, raft.ErrStepPeerNotFound) {
@@ -302,6 +318,31 @@ func (c *Core) BestFollower() (uint64, bool) {
 		}
 	}
 	return best, best != 0
+}
+
+// ActiveFollowerBut is BestFollower among the voters other than but that this leader heard from
+// in the current election timeout (raft's RecentActive): false when there is none.
+func (c *Core) ActiveFollowerBut(but uint64) (uint64, bool) {
+	var best, match uint64
+	for id, pr := range c.rn.Status().Progress {
+		if id == c.cfg.ID || id == but || pr.IsLearner || !pr.RecentActive {
+			continue
+		}
+		if best == 0 || pr.Match > match || (pr.Match == match && id < best) {
+			best, match = id, pr.Match
+		}
+	}
+	return best, best != 0
+}
+
+// Match returns what this leader believes member id holds (raft's progress), and whether it
+// tracks id (it leads and id is in the configuration).
+func (c *Core) Match(id uint64) (uint64, bool) {
+	if c.rn.BasicStatus().RaftState != raft.StateLeader {
+		return 0, false
+	}
+	pr, ok := c.rn.Status().Progress[id]
+	return pr.Match, ok
 }
 
 // ReportUnreachable tells raft that a message to id could not be delivered.

@@ -65,6 +65,18 @@ func (s *sink) ReadReady(id, ix uint64)                    { s.ready[id] = ix }
 func (s *sink) ReadFailed(id uint64, err error)            { s.failed[id] = err }
 func (s *sink) StateChanged(st State)                      { s.states = append(s.states, st) }
 
+// meet tells each core what the others would say of themselves in their member handshakes, as
+// the transport does when they connect (verify.go): founders on empty logs verify each other.
+func meet(cores map[uint64]*Core) {
+	for id, c := range cores {
+		for oid, o := range cores {
+			if oid != id {
+				c.PeerStanding(oid, o.Status().GetTerm(), o.Blank())
+			}
+		}
+	}
+}
+
 func newCore(t *testing.T, id uint64, peers ...uint64) (*Core, *sink) {
 	t.Helper()
 	var ps []raft.Peer
@@ -136,6 +148,7 @@ func TestSingleMemberLeaderProposesAndReads(t *testing.T) {
 func TestUnansweredReadFails(t *testing.T) {
 	a, sa := newCore(t, 1, 1, 2)
 	b, sb := newCore(t, 2, 1, 2)
+	meet(map[uint64]*Core{1: a, 2: b})
 	cores := map[uint64]*Core{1: a, 2: b}
 	sinks := map[uint64]*sink{1: sa, 2: sb}
 	deliver := func() {
@@ -435,6 +448,8 @@ func TestCoreAppliesDurableEntriesWhileSyncing(t *testing.T) {
 // in) and returns its term.
 func electLeader(t *testing.T, c *Core, a *applyLog) uint64 {
 	t.Helper()
+	c.PeerStanding(2, 1, true) // what 2's and 3's handshakes said: founders too (verify.go)
+	c.PeerStanding(3, 1, true)
 	for i := 0; i < 30 && c.State().Role == raft.StateFollower; i++ {
 		c.Tick()
 		if err := drive(c, a); err != nil {

@@ -40,10 +40,11 @@ const (
 // a forger who keeps impersonating the leader for that long while the real one is unreachable,
 // or a forged acknowledgement that made the leader believe this member holds more than it does.
 //
-// What it cannot see: a member that lost its data while leadership changed. The new leader never
-// saw its acknowledgements, catches it up like a member that is merely behind, and it rejoins —
-// raft's amnesia (ARCHITECTURE.md, decision 16), for the issue that makes a lost member rejoin
-// safely. Nothing local tells an empty data directory of a former member from a new one at start.
+// A member that lost its data while leadership changed is another case: the new leader never saw
+// its acknowledgements and repairs it like a member that is merely behind. That is safe because a
+// member on an empty log neither votes nor campaigns until it is verified (verify.go), and a
+// leader that does see a member rejoin so hands leadership over (replica/rejoin.go): this rule
+// stops only a member no other leader could take over for.
 type LostDataError struct {
 	Member uint64 // this member's raft id
 	Leader uint64 // the raft id of the sender that claims the commit index
@@ -63,8 +64,9 @@ func (e *LostDataError) Error() string {
 	}
 	return fmt.Sprintf("%s, but the leader (member %d, term %d) keeps saying index %d of it is committed "+
 		"(%d heartbeats refused): this member's data directory lost entries it had acknowledged (wiped, replaced "+
-		"or restored from an older copy). Restore the directory; until Tandem can re-add a member "+
-		"(not yet built), a lost member cannot rejoin — the others keep serving while they are a "+
+		"or restored from an older copy), and that leader cannot repair it. Start it again on an empty data "+
+		"directory once another member can lead (a leader hands leadership over for a member that rejoins so): "+
+		"it rejoins without voting until a leader has repaired it; the others keep serving while they are a "+
 		"majority", how, e.Leader-1, e.Term, e.Commit, e.Refusals)
 }
 

@@ -221,5 +221,6 @@ func (c *Core) finish(h Handler, rd *raft.Ready, msgs []*pb.Message) error {
 		}
 	}
 	c.rn.Advance(*rd)
+	c.checkVerified()
 	return nil
 }

@@ -32,6 +32,7 @@ func newTestCluster(t testing.TB) *testCluster {
 		tc.cores[id] = c
 		tc.sinks[id] = &sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}
 	}
+	meet(tc.cores)
 	for id := uint64(1); id <= 3; id++ {
 		tc.drive(id)
 	}
@@ -457,7 +458,7 @@ func TestLostDataStopsTheMember(t *testing.T) {
 		t.Fatalf("Process after the stop: %v, want ErrLostData", err)
 	}
 	for _, want := range []string{"member 1 started with an empty data directory", "the leader (member 0, term",
-		fmt.Sprintf("keeps saying index %d of it is committed", commit), "lost entries it had acknowledged", "Restore the directory"} {
+		fmt.Sprintf("keeps saying index %d of it is committed", commit), "lost entries it had acknowledged", "Start it again on an empty data directory"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Fatalf("%q lacks %q", err, want)
 		}

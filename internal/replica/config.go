@@ -47,6 +47,11 @@ type Config struct {
 	// Rand is where a leader draws a new cluster's identity (identity.go); nil: crypto/rand. The
 	// simulator passes its seeded source, so that a run repeats byte for byte.
 	Rand io.Reader
+	// Unverified and VoteFloor are what the data directory recorded of whether this member may
+	// vote (archive.Verification; consensus/verify.go): a member on an empty log starts
+	// unverified anyway. ChangeVerification reports what to record.
+	Unverified bool
+	VoteFloor  uint64
 }
 
 // DefaultConfig returns the defaults: heartbeat 100 ms, election timeout randomised in

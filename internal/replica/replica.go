@@ -55,6 +55,9 @@ const (
 	// ChangeClusterIdentity: the cluster's identity became known here (ClusterUUID): the entry
 	// at Index recorded it, or a snapshot at Index (installed, or started from) holds it.
 	ChangeClusterIdentity
+	// ChangeVerification: whether this member may vote changed (Unverified, VoteFloor: what the
+	// driver records in the data directory, so that a restart keeps it; consensus/verify.go).
+	ChangeVerification
 )
 
 // Change is a change of the member's state.
@@ -68,6 +71,9 @@ type Change struct {
 	ClusterVersion uint16
 	// ClusterUUID: the cluster's identity, for ChangeClusterIdentity.
 	ClusterUUID wire.ClusterUUID
+	// Unverified and VoteFloor, for ChangeVerification.
+	Unverified bool
+	VoteFloor  uint64
 }
 
 // Summary sums up the member's state (Replica.Summary).
@@ -86,6 +92,10 @@ type Summary struct {
 	ClusterVersionMax uint16
 	// ClusterUUID is the cluster's identity as applied here; zero until known.
 	ClusterUUID wire.ClusterUUID
+	// Unverified: this member started on an empty log and may not vote yet; VoteFloor: it drops
+	// vote requests up to this term (consensus/verify.go).
+	Unverified bool
+	VoteFloor  uint64
 }
 
 // Replica is one member: consensus core, container and the leader's ingress, driven step by step.
@@ -135,6 +145,12 @@ type Replica struct {
 	// peerClusterMax: the highest cluster version each other member said it can apply
 	// (PeerClusterVersion); absent until its handshake was seen.
 	peerClusterMax map[int]uint16
+	// rejoined maps a member that rejoined on a log lacking what this leader counts it as
+	// holding to the term this leader learnt it in (rejoin.go).
+	rejoined map[int]uint64
+	// unverified and voteFloor: whether this member may vote, as last reported (ChangeVerification).
+	unverified bool
+	voteFloor  uint64
 	// confirming: a request held back by confirmFirst is being handled again (verdict).
 	confirming bool
 	// startCommit is the commit index the storage held at start; membersChecked: the
@@ -235,12 +251,15 @@ func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out
 		MaxInflightBytes:          raftInflightBytesMax,
 		MaxUncommittedBytes:       cfg.MaxUncommittedBytes,
 		MaxCommittedBytesPerReady: raftCommittedBytesPerReadyMax,
+		Unverified:                cfg.Unverified,
+		VoteFloor:                 cfg.VoteFloor,
 		Logger:                    cfg.Logger,
 	}, st, peers, applied)
 	if err != nil {
 		return nil, err
 	}
 	r.core = core
+	r.unverified, r.voteFloor = cfg.Unverified, cfg.VoteFloor
 	return r, nil
 }
 
@@ -260,6 +279,8 @@ func (r *Replica) Summary() Summary {
 		ClusterVersion:    r.ctr.ClusterVersion(),
 		ClusterVersionMax: r.ctr.ClusterVersionMax(),
 		ClusterUUID:       r.ctr.ClusterUUID(),
+		Unverified:        r.core.Unverified(),
+		VoteFloor:         r.core.VoteFloor(),
 	}
 }
 
@@ -295,6 +316,8 @@ func (r *Replica) isLeader() bool { return r.role == service.Leader }
 func (r *Replica) Tick() {
 	r.ticks++
 	r.core.Tick()
+	r.noteVerification()
+	r.retryRejoined()
 	if !r.isLeader() {
 		return
 	}
@@ -414,8 +437,37 @@ func (r *Replica) afterCore(err error) error {
 		}
 	}
 	r.serveReads()
+	r.noteVerification()
 	if err == nil {
 		err = r.checkConfiguredMembers()
 	}
 	return err
+}
+
+// PeerStanding reports what a member said of itself in its member handshake (the transport
+// learns it on every connection, in both directions, before anything from that connection): a
+// member on an empty log decides from it when it may vote (consensus/verify.go).
+func (r *Replica) PeerStanding(memberID int, s wire.Standing) {
+	r.core.PeerStanding(RaftID(memberID), s.Term, s.Blank)
+	r.noteVerification()
+	r.noteRejoined(memberID, s)
+}
+
+// Standing is what this member's handshakes say of it: its term, the last index of its log,
+// whether it is blank, whether it is unverified.
+func (r *Replica) Standing() wire.Standing {
+	return wire.Standing{Term: r.core.Status().GetTerm(), Last: r.core.LastIndex(), Blank: r.core.Blank(),
+		Unverified: r.core.Unverified()}
+}
+
+// noteVerification reports a change of whether this member may vote (ChangeVerification).
+func (r *Replica) noteVerification() {
+	u, f := r.core.Unverified(), r.core.VoteFloor()
+	if u == r.unverified && f == r.voteFloor {
+		return
+	}
+	r.unverified, r.voteFloor = u, f
+	st := r.core.State()
+	r.out.Changed(Change{Kind: ChangeVerification, Unverified: u, VoteFloor: f, Term: st.Term, Role: r.role,
+		Leader: MemberID(st.Leader)})
 }

@@ -100,8 +100,23 @@ func (t *Transport) otherMembers(peer uint64, exts []wire.Extension) (text strin
 }
 
 // handshakeExtensions are this member's handshake and reply extensions: its cluster's identity
-// and its founding digests, each when known.
+// and its founding digests, each when known, and its standing.
 func (t *Transport) handshakeExtensions() []wire.Extension {
 	ids, addrs := t.membersDigests()
-	return wire.HandshakeExtensions(t.ClusterUUID(), ids, addrs)
+	exts := wire.HandshakeExtensions(t.ClusterUUID(), ids, addrs)
+	if t.cfg.Standing != nil {
+		exts = append(exts, wire.StandingExtension(t.cfg.Standing()))
+	}
+	return exts
+}
+
+// reportStanding hands Config.PeerStanding what a peer's handshake or reply said of it, if it
+// said anything; a malformed standing is an error (the connection is dropped).
+func (t *Transport) reportStanding(peer uint64, exts []wire.Extension) error {
+	s, ok, err := wire.StandingOf(exts)
+	if err != nil || !ok || t.cfg.PeerStanding == nil {
+		return err
+	}
+	t.cfg.PeerStanding(peer, s)
+	return nil
 }

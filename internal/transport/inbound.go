@@ -135,6 +135,10 @@ func (t *Transport) serve(conn net.Conn) {
 	if f := t.cfg.PeerClusterVersion; f != nil {
 		f(from, hs.ClusterVersionMax)
 	}
+	if err := t.reportStanding(from, hs.Extensions); err != nil {
+		t.reject(conn, "bad handshake from raft id %d: %v", from, err)
+		return
+	}
 	self := &inboundPeer{id: from, version: v}
 	t.mu.Lock()
 	t.authed[conn] = self

@@ -75,6 +75,13 @@ type Config struct {
 	// a peer whose id digest differs is refused, an address difference logged (identity.go).
 	// Called from the connections' goroutines.
 	Members func() (ids, addrs wire.MembersDigest, text string)
+	// Standing, if set, returns what this member's handshakes and replies say of it (its term,
+	// whether it is blank); PeerStanding, if set, is told what a peer's said of it, each time a
+	// connection with it is accepted, before anything from that connection is delivered (a
+	// member on an empty log decides from it whether it may vote: consensus/verify.go). Called
+	// from the connections' goroutines.
+	Standing     func() wire.Standing
+	PeerStanding func(raftID uint64, s wire.Standing)
 }
 
 func (c *Config) defaults() {
@@ -460,6 +467,9 @@ func (p *peer) awaitReply(conn net.Conn) (uint16, error) {
 	}
 	if f := p.t.cfg.PeerClusterVersion; f != nil {
 		f(p.id, rep.ClusterVersionMax)
+	}
+	if err := p.t.reportStanding(p.id, rep.Extensions); err != nil {
+		return 0, err
 	}
 	return rep.Version, nil
 }

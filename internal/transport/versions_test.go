@@ -333,3 +333,41 @@ func TestClientPortRefusesWithoutCommonVersion(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// Each side hears what the other says of itself (wire.Standing), in the handshake and in the
+// reply, and the acceptor hears it before any message from that connection is delivered: a
+// member on an empty log decides from it whether it may vote (consensus/verify.go).
+func TestHandshakesCarryStanding(t *testing.T) {
+	type report struct {
+		from uint64
+		s    wire.Standing
+	}
+	sa, sb := make(chan report, 16), make(chan report, 16)
+	ca := Config{Standing: func() wire.Standing { return wire.Standing{Term: 7} },
+		PeerStanding: func(id uint64, s wire.Standing) { sa <- report{id, s} }}
+	cb := Config{Standing: func() wire.Standing { return wire.Standing{Term: 1, Blank: true} },
+		PeerStanding: func(id uint64, s wire.Standing) { sb <- report{id, s} }}
+	a, _, _, rb, _, _, _, _ := startTwo(t, ca, cb)
+	a.Send([]*pb.Message{msgFrom(1, 2)})
+	select {
+	case <-rb.msgs:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a message did not pass")
+	}
+	select { // b accepted a's connection: a's standing came with the handshake, before the message
+	case got := <-sb:
+		if want := (report{1, wire.Standing{Term: 7}}); got != want {
+			t.Fatalf("b heard %+v, want %+v", got, want)
+		}
+	default:
+		t.Fatal("a message was delivered before the standing of the connection it came on")
+	}
+	select { // a's reply from b
+	case got := <-sa:
+		if want := (report{2, wire.Standing{Term: 1, Blank: true}}); got != want {
+			t.Fatalf("a heard %+v, want %+v", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a never heard b's standing")
+	}
+}

@@ -619,3 +619,25 @@ func TestOpenNamesItsCluster(t *testing.T) {
 		t.Fatalf("a wrong-cluster event: %+v, %v", got, err)
 	}
 }
+
+// A standing survives the handshake's extensions; a malformed one is refused; unknown flags are
+// ignored.
+func TestStandingExtension(t *testing.T) {
+	for _, s := range []Standing{{}, {Term: 1, Last: 3, Blank: true, Unverified: true}, {Term: 1 << 40, Last: 1 << 50}} {
+		got, ok, err := StandingOf([]Extension{StandingExtension(s)})
+		if err != nil || !ok || got != s {
+			t.Fatalf("%+v came back as %+v, %v, %v", s, got, ok, err)
+		}
+	}
+	if _, ok, err := StandingOf(nil); ok || err != nil {
+		t.Fatalf("no extension: %v, %v", ok, err)
+	}
+	if _, _, err := StandingOf([]Extension{{Tag: ExtStanding, Value: make([]byte, 9)}}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a 9-byte standing (an earlier draft's): %v", err)
+	}
+	e := StandingExtension(Standing{Term: 3})
+	e.Value[16] |= 0x80
+	if got, _, err := StandingOf([]Extension{e}); err != nil || got != (Standing{Term: 3}) {
+		t.Fatalf("an unknown flag: %+v, %v", got, err)
+	}
+}

@@ -1,6 +1,9 @@
 package wire
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // Protocol versions this build speaks. Each connection speaks one version, negotiated when it
 // opens (doc.go, "Versions"): the highest both sides speak.
@@ -143,7 +146,57 @@ const (
 	// ExtAddressesDigest: a digest of the sender's founding member list with its addresses:
 	// a difference is only logged (the same address may be spelled two ways).
 	ExtAddressesDigest uint8 = 3
+	// ExtStanding: what the sender says of itself (Standing), for peers that decide from it
+	// whether a member on an empty log may vote (consensus/verify.go): term u64 | last index
+	// u64 | flags u8 (StandingBlank, StandingUnverified; others ignored). Absent: an older build,
+	// which such a peer cannot count on.
+	ExtStanding uint8 = 4
 )
+
+// Standing is what a member says of itself in its handshakes: its raft term; the last index of
+// its log; whether it is blank (never took part in anything: term at most 1, no vote); whether
+// it is unverified (it started on an empty log and may not vote yet).
+type Standing struct {
+	Term, Last        uint64
+	Blank, Unverified bool
+}
+
+// Flags of ExtStanding.
+const (
+	StandingBlank      uint8 = 1
+	StandingUnverified uint8 = 2
+)
+
+const standingBytes = 8 + 8 + 1
+
+// StandingExtension returns the extension that carries s.
+func StandingExtension(s Standing) Extension {
+	var flags uint8
+	if s.Blank {
+		flags |= StandingBlank
+	}
+	if s.Unverified {
+		flags |= StandingUnverified
+	}
+	v := binary.LittleEndian.AppendUint64(make([]byte, 0, standingBytes), s.Term)
+	v = binary.LittleEndian.AppendUint64(v, s.Last)
+	return Extension{Tag: ExtStanding, Value: append(v, flags)}
+}
+
+// StandingOf returns the standing an ExtStanding extension among exts carries, and whether there
+// is one. One of another length than standingBytes is malformed; unknown flags are ignored.
+func StandingOf(exts []Extension) (Standing, bool, error) {
+	v, ok := findExtension(exts, ExtStanding)
+	if !ok {
+		return Standing{}, false, nil
+	}
+	if len(v) != standingBytes {
+		return Standing{}, false, fmt.Errorf("%w: standing extension of %d bytes, want %d", ErrMalformed, len(v), standingBytes)
+	}
+	flags := v[16]
+	return Standing{Term: binary.LittleEndian.Uint64(v), Last: binary.LittleEndian.Uint64(v[8:]),
+		Blank: flags&StandingBlank != 0, Unverified: flags&StandingUnverified != 0}, true, nil
+}
 
 // MembersDigest is the first 16 bytes of the SHA-256 of a member list's canonical text.
 type MembersDigest [16]byte

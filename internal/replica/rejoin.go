@@ -1,0 +1,76 @@
+package replica
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/tandem-cluster/tandem/internal/wire"
+)
+
+// A member that rejoins on a log lacking what this leader believes it holds — its data
+// directory was wiped, and it starts unverified (consensus/verify.go) — cannot be repaired by
+// this leader: raft's progress never lowers what a follower is believed to hold, so the leader
+// would go on probing past the end of the member's log, and the member, refusing its heartbeats,
+// would stop for lost data (consensus.LostDataError). The leader hands leadership over instead,
+// to its most caught-up other voter: a new leader's progress starts from what the member has, and
+// repairs it. It learns of such a member from the member's handshake (unverified, and a log that
+// ends before the leader's match index: PeerStanding), and tries again every election timeout
+// while it still leads in that term (a transfer raft abandoned, or no other voter to take over).
+
+// noteRejoined records a member's standing on the leader, and hands leadership over when the
+// member rejoined on a log that lacks what this leader counts it as holding.
+func (r *Replica) noteRejoined(memberID int, s wire.Standing) {
+	if !s.Unverified || !r.isLeader() {
+		return
+	}
+	match, ok := r.core.Match(RaftID(memberID))
+	if !ok || match <= s.Last {
+		return
+	}
+	r.rejoinedLacking(memberID, match, s.Last)
+}
+
+// rejoinedLacking hands leadership over for a member that lacks what it acknowledged to this
+// leader (match: the leader's progress; last: where the member's log ends, as it said), saying so
+// once a term.
+func (r *Replica) rejoinedLacking(memberID int, match, last uint64) {
+	if r.rejoined == nil {
+		r.rejoined = make(map[int]uint64)
+	}
+	term := r.core.State().Term
+	if t, ok := r.rejoined[memberID]; ok && t == term {
+		r.handOverFor(memberID) // said once a term: each reconnection would say it again
+		return
+	}
+	r.rejoined[memberID] = term
+	r.log.Warn("a member rejoined on a log that lacks what it had acknowledged (a wiped data directory?): "+
+		"handing leadership over, so that a new leader repairs it", "member", memberID, "its_last_index", last,
+		"acknowledged", match)
+	r.handOverFor(memberID)
+}
+
+// retryRejoined hands leadership over again, once an election timeout, while this member still
+// leads in the term it learnt of a rejoined member in; it forgets them once it no longer leads.
+func (r *Replica) retryRejoined() {
+	if len(r.rejoined) == 0 {
+		return
+	}
+	term := r.core.State().Term
+	for _, id := range slices.Sorted(maps.Keys(r.rejoined)) { // in order: the simulator repeats runs
+		if !r.isLeader() || r.rejoined[id] != term {
+			delete(r.rejoined, id)
+		} else if r.ticks%r.cfg.ElectionTicks == 0 {
+			r.handOverFor(id)
+		}
+	}
+}
+
+// handOverFor hands leadership to the most caught-up other voter this leader heard from lately;
+// with none, it goes on leading (a transfer to a member that is down would only stop it from
+// taking commands for an election timeout), and the rejoined member waits, or stops for lost
+// data (consensus.LostDataError).
+func (r *Replica) handOverFor(memberID int) {
+	if to, ok := r.core.ActiveFollowerBut(RaftID(memberID)); ok {
+		r.core.TransferLeadership(to)
+	}
+}
