@@ -7,20 +7,24 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/tandem-cluster/tandem/internal/archive"
 	"github.com/tandem-cluster/tandem/internal/vfs"
 )
 
-const cleanHelp = `Usage: tandem clean [--all] [--data DIR]
+const cleanHelp = `Usage: tandem clean [--all] [--data DIR] [ID...]
 
-Removes the data of the localhost cluster (./data/node-*), as the seed's "run.sh clean" does.
+Removes the data of the localhost cluster (./data/node-*), as the seed's "run.sh clean" does;
+with member ids, only theirs (./data/node-ID): a member started again on an empty directory
+rejoins without voting until the leader has repaired it (README, "Rebuilding a member").
 With --all it also removes the whole data directory and any logs in it ("run.sh cleanall").
 A member's directory that a running member holds (its LOCK file is locked) is kept and named with
 the member's pid; the rest is still removed, and clean exits 1. Stop the members first.
 
 Examples:
   tandem clean
+  tandem clean 2
   tandem clean --all
 `
 
@@ -30,10 +34,15 @@ func runClean(args []string) int {
 	all := fs.Bool("all", false, "remove the whole data directory, logs included")
 	data := fs.String("data", "data", "the data directory")
 	fs.Usage = func() { fmt.Fprint(os.Stderr, cleanHelp); fs.PrintDefaults() }
-	if _, err := parseInterspersed(fs, args); err != nil {
+	ids, err := parseInterspersed(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
+		return exitUsage
+	}
+	if len(ids) > 0 && *all {
+		fmt.Fprintln(os.Stderr, "tandem clean: --all removes every member's data; give member ids without it")
 		return exitUsage
 	}
 	// What is removed, each whole: the members' directories, or with --all every entry of the
@@ -51,6 +60,22 @@ func runClean(args []string) int {
 		}
 		for _, n := range names {
 			units = append(units, filepath.Join(*data, n))
+		}
+	} else if len(ids) > 0 {
+		for _, a := range ids {
+			id, err := strconv.Atoi(a)
+			if err != nil || id < 0 {
+				fmt.Fprintf(os.Stderr, "tandem clean: %q is not a member id\n", a)
+				return exitUsage
+			}
+			u := filepath.Join(*data, fmt.Sprintf("node-%d", id))
+			if _, err := os.Stat(u); err == nil {
+				units = append(units, u)
+			}
+		}
+		if len(units) == 0 {
+			fmt.Printf("nothing to clean under %s for members %v\n", *data, ids)
+			return exitOK
 		}
 	} else {
 		units, _ = filepath.Glob(filepath.Join(*data, "node-*"))

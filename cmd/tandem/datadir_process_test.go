@@ -117,8 +117,17 @@ func TestDataDirectoryInUseIsRefused(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(nodeDir(1), "LOCK")); err != nil {
 		t.Fatalf("the killed member's LOCK file: %v", err)
 	}
+	// With a member id, only that member's directory (rebuilding one member).
+	stdout, stderr, code = runWithin(t, 20*time.Second, pc.bin, "clean", "--data", pc.dir, "1")
+	if _, err := os.Stat(filepath.Join(nodeDir(2), "IDENTITY")); code != exitOK || !strings.Contains(stdout, "removed "+nodeDir(1)) ||
+		strings.Contains(stdout, nodeDir(2)) || err != nil {
+		t.Fatalf("tandem clean 1 exited %d (member 2's directory: %v); stdout:\n%s\nstderr:\n%s", code, err, stdout, stderr)
+	}
+	if _, _, code := runWithin(t, 20*time.Second, pc.bin, "clean", "--data", pc.dir, "x"); code != exitUsage {
+		t.Fatalf("tandem clean x exited %d, want %d", code, exitUsage)
+	}
 	stdout, stderr, code = runWithin(t, 20*time.Second, pc.bin, "clean", "--data", pc.dir)
-	if code != exitOK || !strings.Contains(stdout, "removed "+nodeDir(1)) || !strings.Contains(stdout, "removed "+nodeDir(2)) {
+	if code != exitOK || strings.Contains(stdout, "removed "+nodeDir(1)) || !strings.Contains(stdout, "removed "+nodeDir(2)) {
 		t.Fatalf("tandem clean after the members stopped exited %d; stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 	stdout, stderr, code = runWithin(t, 20*time.Second, pc.bin, "clean", "--all", "--data", pc.dir)

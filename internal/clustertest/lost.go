@@ -154,8 +154,8 @@ func (c *Cluster) wipe(id int, crashLeader bool) string {
 		what += fmt.Sprintf(", leader %d crashed with it", l)
 		c.Heal()
 	}
+	n.Wiped = max(commit, 1) // before the start: what it sends from its first step on is checked
 	c.Start(id)
-	n.Wiped = max(commit, 1)
 	return what
 }
 

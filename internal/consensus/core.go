@@ -321,7 +321,10 @@ func (c *Core) BestFollower() (uint64, bool) {
 }
 
 // ActiveFollowerBut is BestFollower among the voters other than but that this leader heard from
-// in the current election timeout (raft's RecentActive): false when there is none.
+// in the current election timeout (raft's RecentActive): false when there is none. (Either may
+// name a member that is unverified, which drops the transfer: the leader takes commands again an
+// election timeout later. What a peer said of that in its handshake is as old as the connection,
+// and a member is unverified for seconds after it starts on an empty log.)
 func (c *Core) ActiveFollowerBut(but uint64) (uint64, bool) {
 	var best, match uint64
 	for id, pr := range c.rn.Status().Progress {

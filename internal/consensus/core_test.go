@@ -71,9 +71,17 @@ func meet(cores map[uint64]*Core) {
 	for id, c := range cores {
 		for oid, o := range cores {
 			if oid != id {
-				c.PeerStanding(oid, o.Status().GetTerm(), o.Blank())
+				c.PeerStanding(oid, o.Status().GetTerm(), o.Blank(), o.Unverified())
 			}
 		}
+	}
+}
+
+// knowPeers tells c what its peers' handshakes would say of verified founders that hold nothing:
+// c follows and votes like any member (verify.go), and a test may step a leader's messages into it.
+func knowPeers(c *Core, ids ...uint64) {
+	for _, id := range ids {
+		c.PeerStanding(id, 1, true, false)
 	}
 }
 
@@ -88,6 +96,7 @@ func newCore(t *testing.T, id uint64, peers ...uint64) (*Core, *sink) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	knowPeers(c, peers...)
 	return c, &sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}
 }
 
@@ -297,6 +306,7 @@ func TestLeaderSendsAppendsBeforeItsOwnWriteFollowerAfter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	knowPeers(f, 1, 2)
 	fs := &recordingSink{sink: sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}, log: fl}
 	if err := drive(f, fs); err != nil {
 		t.Fatal(err)
@@ -365,6 +375,7 @@ func newSyncCore(t *testing.T, id uint64) (*Core, *syncStorage, *applyLog) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	knowPeers(c, 1, 2, 3)
 	return c, st, &applyLog{sink: sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}, st: st}
 }
 
@@ -448,8 +459,8 @@ func TestCoreAppliesDurableEntriesWhileSyncing(t *testing.T) {
 // in) and returns its term.
 func electLeader(t *testing.T, c *Core, a *applyLog) uint64 {
 	t.Helper()
-	c.PeerStanding(2, 1, true) // what 2's and 3's handshakes said: founders too (verify.go)
-	c.PeerStanding(3, 1, true)
+	c.PeerStanding(2, 1, true, true) // what 2's and 3's handshakes said: founders too (verify.go)
+	c.PeerStanding(3, 1, true, true)
 	for i := 0; i < 30 && c.State().Role == raft.StateFollower; i++ {
 		c.Tick()
 		if err := drive(c, a); err != nil {

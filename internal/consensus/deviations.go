@@ -117,6 +117,9 @@ import (
 // deposed one (raft ignores messages of lower terms), and dropping a message is what a lossy
 // network does; the deposed leader learns the newer term from the next message this member
 // sends it, or the newer leader's.
+//
+// 7. A member on an empty log neither votes nor campaigns until it is verified, and a leader
+// drops a rejection at a follower's match index: both in verify.go, with the argument.
 
 // dropStaleAppendAnswers removes the answers to appends (MsgAppResp) of a term below term, the
 // member's own after the Ready: deviation 6.

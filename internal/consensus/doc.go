@@ -68,6 +68,9 @@
 //  5. Messages from the network are checked before raft sees them.
 //  6. A member does not send an append's answer from an earlier term than its own (raft would:
 //     it may acknowledge entries a newer leader truncated before they were ever written).
+//  7. A member on an empty log neither votes nor campaigns until it is verified (raft assumes a
+//     member never forgets; a wiped one did), and a leader drops a rejection at a follower's
+//     match index (raft would probe again at once, for ever). Argued in verify.go.
 //
 // # Untrusted input
 //
@@ -77,7 +80,8 @@
 // argument that no honest message is refused, are in validate.go. A member whose log lost
 // entries it had acknowledged (a wiped or restored data directory) gets honest heartbeats it must
 // refuse; when they persist, the core stops with a *LostDataError (ErrLostData; the rule is in
-// lostdata.go).
+// lostdata.go). Such a member starts unverified (verify.go) and rejoins once a leader that can
+// repair it leads.
 //
 // # Failing fast
 //

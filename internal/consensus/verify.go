@@ -21,36 +21,44 @@ import (
 //
 // So a member that starts on an empty log (or whose data directory says it never finished this,
 // Config.Unverified) is unverified: it neither campaigns (its election clock does not run) nor
-// votes (vote requests and TimeoutNow are dropped, as a lossy network would), while it follows a
-// leader as usual — its acknowledgements are honest, of entries it synced in this life. It
-// becomes verified in one of two ways, judged on what the peers said of themselves in their
-// member handshakes (PeerStanding: their term, and whether they are blank — term at most 1, no
-// vote, so never took part in anything):
+// votes (vote requests and TimeoutNow are dropped, as a lossy network would). It forgot its term
+// too, so it does not follow a leader either until it knows the term it may have reached: until
+// enough verified others (below) told it theirs, it drops every append, heartbeat and snapshot,
+// and then those of a term below the highest it heard — a deposed leader that does not know it
+// yet must not count on this member's acknowledgements, which its old self, in a later term,
+// would have refused. It becomes verified in one of two ways, judged on what the peers said of
+// themselves in their member handshakes (PeerStanding: their term; whether they are blank —
+// term at most 1, no vote, so never took part in anything; whether they are unverified too):
 //
 //   - As a founder of a new cluster: no leader has contacted it, no peer said it is not blank,
 //     and blank peers with itself make a quorum of voters — at once when every other voter said
 //     so, otherwise after one election timeout more without a peer that is not blank (a founder
 //     that never starts must not keep the others from forming the cluster). Nobody can have
 //     counted on what it forgot: a quorum holds nothing.
-//   - As a rejoining member (a late founder, or a wiped one): a leader has repaired it — its
-//     commit index, synced, reaches an entry of the leader's term, so its log holds every entry
-//     committed before it started (leader completeness) — and it heard the terms of at least
-//     n-q+1 other voters (n voters, quorum q). Any quorum that elected a candidate with this
-//     member's forgotten vote holds q-1 others, and n-q+1 others meet every such set, so the
-//     highest term they reported is at least the term of any forgotten vote. It then votes only
-//     in later terms (the vote floor, Config.VoteFloor), and the node records the floor in the
+//   - As a rejoining member (a late founder, or a wiped one): it heard the terms of at least
+//     n-q+1 other voters that are verified (n voters, quorum q) — any quorum that elected a
+//     candidate with this member's forgotten vote, or committed an entry with its forgotten
+//     acknowledgement, holds q-1 others, and n-q+1 others meet every such set, so the highest
+//     term they reported is at least any term this member reached — and a leader of at least
+//     that term has repaired it: its commit index, synced, reaches an entry of the leader's term,
+//     so its log holds every entry committed before (leader completeness). It then votes only in
+//     terms after its current one (the vote floor, Config.VoteFloor: a forgotten vote was in a
+//     term no later; its own campaigns start after it), and the node records the floor in the
 //     data directory, so a restart keeps it.
 //
 // What it cannot see: a founder that never started while the others ran, plus a wiped member,
 // plus the member holding the data down — the wiped member and the never-started founder are
 // both blank, and make a quorum. Two of three members without data is beyond what three members
-// can survive in any case. A wiped member the same leader still counts as holding its entries is
-// stopped by the lost-data rule instead (lostdata.go): that leader would never repair it.
+// can survive in any case. A peer of an older build says nothing of itself: a member on an empty
+// log among such peers follows no leader and never votes until they are upgraded. A wiped member
+// the same leader still counts as holding its entries is handed over for (replica/rejoin.go), or
+// stopped by the lost-data rule (lostdata.go).
 
-// standing is what a peer said of itself in its latest member handshake.
+// standing is what a peer said of itself in its member handshakes: the highest term; blank until
+// a report said otherwise; unverified as the newest report (of the highest term) said.
 type standing struct {
-	term  uint64
-	blank bool
+	term              uint64
+	blank, unverified bool
 }
 
 // verification is an unverified member's state (verify.go).
@@ -63,16 +71,41 @@ type verification struct {
 }
 
 // PeerStanding records what the member with raft id id said of itself in a member handshake: its
-// term, and whether it is blank (Blank). The latest report wins.
-func (c *Core) PeerStanding(id, term uint64, blank bool) {
+// term, whether it is blank (Blank) and whether it is unverified. Reports come from two
+// connections in any order: the highest term is kept, a member that said once it is not blank is
+// not blank, and of reports of the same term one that says verified wins.
+func (c *Core) PeerStanding(id, term uint64, blank, unverified bool) {
 	if id == c.cfg.ID {
 		return
 	}
 	if c.ver.peers == nil {
 		c.ver.peers = make(map[uint64]standing)
 	}
-	c.ver.peers[id] = standing{term: term, blank: blank}
+	s, ok := c.ver.peers[id]
+	switch {
+	case !ok:
+		s = standing{term: term, blank: blank, unverified: unverified}
+	case term > s.term:
+		s = standing{term: term, blank: s.blank && blank, unverified: unverified}
+	case term == s.term:
+		s.blank, s.unverified = s.blank && blank, s.unverified && unverified
+	default:
+		s.blank = s.blank && blank
+	}
+	c.ver.peers[id] = s
 	c.checkVerified()
+}
+
+// voters returns the voters of raft's configuration (sorted): raft's own, which holds the founding
+// configuration from the bootstrap on, before its entries are applied.
+func (c *Core) voters() []uint64 {
+	ids := c.rn.Status().Config.Voters.IDs()
+	voters := make([]uint64, 0, len(ids))
+	for id := range ids {
+		voters = append(voters, id)
+	}
+	slices.Sort(voters)
+	return voters
 }
 
 // Blank reports whether this member never took part in anything: its term is at most 1 and it
@@ -96,11 +129,19 @@ func (c *Core) Unverified() bool { return c.ver.unverified }
 // VoteFloor returns the term up to which this member drops vote requests (0: none).
 func (c *Core) VoteFloor() uint64 { return c.ver.floor }
 
-// dropVote reports whether a message that passed the checks must not reach raft: a vote, a
-// pre-vote or a TimeoutNow to an unverified member, or a vote request at or below the floor.
+// dropVote reports whether a message that passed the checks must not reach raft: to an
+// unverified member, a vote, a pre-vote, a TimeoutNow, or a leader's message before it knows the
+// term it may have reached (termKnown) or of a term below it; a vote request at or below the
+// floor (pre-votes need none: raft grants one only for a term past its own, which is at least the
+// floor).
 func (c *Core) dropVote(m *pb.Message) bool {
 	switch m.GetType() {
 	case pb.MsgApp, pb.MsgHeartbeat, pb.MsgSnap:
+		if c.ver.unverified {
+			if high, known := c.termKnown(); !known || m.GetTerm() < high {
+				return true
+			}
+		}
 		if m.GetTerm() >= c.rn.BasicStatus().GetTerm() {
 			c.ver.contacted = true
 		}
@@ -108,9 +149,32 @@ func (c *Core) dropVote(m *pb.Message) bool {
 		if c.ver.unverified {
 			return true
 		}
-		return m.GetType() != pb.MsgTimeoutNow && m.GetTerm() <= c.ver.floor
+		return m.GetType() == pb.MsgVote && m.GetTerm() <= c.ver.floor
 	}
 	return false
+}
+
+// termKnown returns the highest term the peers reported, and whether enough verified voters
+// reported it (n-q+1 of the others) for it to be at least any term this member reached before it
+// forgot. A founder among blank peers knows it too: nobody reached a term.
+func (c *Core) termKnown() (uint64, bool) {
+	voters := c.voters()
+	quorum := len(voters)/2 + 1
+	var others, heard int
+	var high uint64
+	for _, id := range voters {
+		if id == c.cfg.ID {
+			continue
+		}
+		others++
+		if s, ok := c.ver.peers[id]; ok {
+			high = max(high, s.term)
+			if !s.unverified {
+				heard++
+			}
+		}
+	}
+	return high, heard >= min(others, len(voters)-quorum+1)
 }
 
 // checkVerified verifies an unverified member once one of the two ways allows it.
@@ -118,12 +182,12 @@ func (c *Core) checkVerified() {
 	if !c.ver.unverified {
 		return
 	}
-	voters := c.confState.GetVoters()
+	voters := c.voters()
 	if !slices.Contains(voters, c.cfg.ID) {
 		return // a learner never votes; it stays unverified until promoted
 	}
 	quorum := len(voters)/2 + 1
-	var others, heard, blank int
+	var others, blank int
 	var floor uint64
 	notBlank := false
 	for _, id := range voters {
@@ -135,7 +199,6 @@ func (c *Core) checkVerified() {
 		if !ok {
 			continue
 		}
-		heard++
 		floor = max(floor, s.term)
 		if s.blank {
 			blank++
@@ -155,18 +218,21 @@ func (c *Core) checkVerified() {
 			}
 		}
 		c.verified(floor, "a founder of a new cluster: a quorum of voters holds nothing")
-	case heard >= min(others, len(voters)-quorum+1) && c.repaired():
-		c.verified(max(floor, c.rn.BasicStatus().GetTerm()), "repaired by the leader")
+	case c.repaired():
+		c.verified(c.rn.BasicStatus().GetTerm(), "repaired by the leader")
 	default:
 		c.ver.blankSince = 0
 	}
 }
 
-// repaired reports whether this member follows a leader and its synced log reaches a committed
-// entry of the leader's term.
+// repaired reports whether this member knows the term it may have reached, follows a leader of at
+// least that term, and its synced log reaches a committed entry of the leader's term.
 func (c *Core) repaired() bool {
 	bs := c.rn.BasicStatus()
 	if bs.RaftState != raft.StateFollower || bs.Lead == 0 || bs.Lead == c.cfg.ID {
+		return false
+	}
+	if high, known := c.termKnown(); !known || bs.GetTerm() < high {
 		return false
 	}
 	ci := bs.GetCommit()

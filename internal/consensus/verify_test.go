@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"fmt"
 	"testing"
 
 	"go.etcd.io/raft/v3"
@@ -116,8 +117,8 @@ func TestTwoFoundersWaitAnElectionTimeoutForTheThird(t *testing.T) {
 	}
 	// A peer that is not blank keeps a founder from verifying as one: member 3, on an empty log
 	// now, hears that the others took part in something.
-	cores[3].PeerStanding(1, cores[1].Status().GetTerm(), cores[1].Blank())
-	cores[3].PeerStanding(2, cores[2].Status().GetTerm(), cores[2].Blank())
+	cores[3].PeerStanding(1, cores[1].Status().GetTerm(), cores[1].Blank(), cores[1].Unverified())
+	cores[3].PeerStanding(2, cores[2].Status().GetTerm(), cores[2].Blank(), cores[2].Unverified())
 	for range 30 {
 		cores[3].Tick()
 	}
@@ -126,8 +127,9 @@ func TestTwoFoundersWaitAnElectionTimeoutForTheThird(t *testing.T) {
 	}
 }
 
-// A wiped member follows but does not vote until a new leader repaired it and it heard the terms
-// of enough others; then it votes only in terms after the highest it heard.
+// A wiped member follows no leader until enough verified others told it their terms (it forgot
+// its own), and votes only once a leader of at least that term repaired it; then only in terms
+// after its current one — its own campaigns included.
 func TestWipedMemberVotesOnlyOnceRepaired(t *testing.T) {
 	tc := newTestCluster(t)
 	tc.lax = true // leader 1 still counts the wiped member as holding what it forgot
@@ -153,6 +155,22 @@ func TestWipedMemberVotesOnlyOnceRepaired(t *testing.T) {
 	if wiped.Status().GetTerm() != term {
 		t.Fatalf("a dropped vote request moved the term from %d to %d", term, wiped.Status().GetTerm())
 	}
+	// Before it heard anyone, it follows nobody: the leader's heartbeats and appends are dropped.
+	for range 5 {
+		if err := tc.cores[1].Propose([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		tc.round()
+	}
+	if st := wiped.State(); st.Leader != 0 || st.Term != term {
+		t.Fatalf("the wiped member follows before it knows its term: %+v", st)
+	}
+	// It hears one verified other: not enough (n-q+1 = 2 of 3).
+	wiped.PeerStanding(1, tc.cores[1].State().Term, false, false)
+	if _, known := wiped.termKnown(); known {
+		t.Fatal("the term counts as known after one other of three")
+	}
+	wiped.PeerStanding(2, tc.cores[2].State().Term, false, false)
 	// Leadership moves to member 2, which repairs member 3 from scratch.
 	tc.cores[1].TransferLeadership(2)
 	for i := 0; i < 50 && tc.cores[2].State().Role != raft.StateLeader; i++ {
@@ -164,26 +182,16 @@ func TestWipedMemberVotesOnlyOnceRepaired(t *testing.T) {
 	for range 5 {
 		tc.round()
 	}
-	if wiped.Status().GetCommit() != tc.cores[2].Status().GetCommit() || !wiped.Unverified() {
-		t.Fatalf("commit %d (leader %d), unverified %v: want repaired and still unverified (no terms heard)",
-			wiped.Status().GetCommit(), tc.cores[2].Status().GetCommit(), wiped.Unverified())
-	}
-	// It hears the terms of the others (n-q+1 = 2 of them): verified, with the floor at the
-	// highest term heard.
-	high := tc.cores[2].State().Term + 3 // say member 1 had moved on to a later term meanwhile
-	wiped.PeerStanding(1, high, false)
-	if !wiped.Unverified() {
-		t.Fatal("verified after hearing one other of three")
-	}
-	wiped.PeerStanding(2, tc.cores[2].State().Term, false)
-	if wiped.Unverified() || wiped.VoteFloor() != high {
-		t.Fatalf("unverified %v, floor %d: want verified with floor %d", wiped.Unverified(), wiped.VoteFloor(), high)
+	lead := tc.cores[2].State().Term
+	if wiped.Unverified() || wiped.Status().GetCommit() != tc.cores[2].Status().GetCommit() || wiped.VoteFloor() != lead {
+		t.Fatalf("unverified %v, commit %d (leader %d), floor %d: want repaired and verified with floor %d",
+			wiped.Unverified(), wiped.Status().GetCommit(), tc.cores[2].Status().GetCommit(), wiped.VoteFloor(), lead)
 	}
 	// A vote request at the floor is dropped; one after it reaches raft.
 	for _, c := range []struct {
 		term     uint64
 		answered bool
-	}{{high, false}, {high + 1, true}} {
+	}{{lead, false}, {lead + 1, true}} {
 		m := msg(pb.MsgVote, 1, 3, c.term)
 		m.LogTerm, m.Index = new(c.term), new(uint64(1000))
 		m.Context = []byte("CampaignTransfer") // a transfer's vote: raft answers it although it hears a leader
@@ -197,8 +205,96 @@ func TestWipedMemberVotesOnlyOnceRepaired(t *testing.T) {
 		}
 		tc.sinks[3].sent = nil
 		if answered != c.answered {
-			t.Fatalf("vote request in term %d (floor %d): answered %v, want %v", c.term, high, answered, c.answered)
+			t.Fatalf("vote request in term %d (floor %d): answered %v, want %v", c.term, lead, answered, c.answered)
 		}
+	}
+}
+
+// A deposed leader that does not know it yet, and a member wiped after it acknowledged the new
+// leader's entries: the member, having forgotten its term, must not acknowledge the old leader's
+// appends, or both leaders commit different entries at one index. (Found by a review: the member
+// followed any leader before it knew its term.)
+func TestWipedMemberIgnoresADeposedLeader(t *testing.T) {
+	cores, sinks := freshCores(t, 3)
+	meet(cores)
+	for id := uint64(1); id <= 3; id++ {
+		if err := drive(cores[id], sinks[id]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Member 1 leads with 2; 3 hears nothing.
+	if err := cores[1].rn.Campaign(); err != nil {
+		t.Fatal(err)
+	}
+	tickAll(t, cores, sinks, 1, 2)
+	if cores[1].State().Role != raft.StateLeader {
+		t.Fatalf("1 not leader: %v", cores[1].State())
+	}
+	old := cores[1].State().Term
+	// 2 and 3, cut off from 1 (which does not tick: its check-quorum has not noticed), elect 2,
+	// which commits entries with 3's acknowledgements.
+	lead := uint64(0)
+	for i := 0; i < 100 && lead != 2; i++ {
+		lead = tickAll(t, cores, sinks, 2, 3)
+	}
+	if lead != 2 {
+		t.Fatalf("2 not leader: %v", cores[2].State())
+	}
+	for i := range 3 {
+		if err := cores[2].Propose(fmt.Appendf(nil, "new %d", i)); err != nil {
+			t.Fatal(err)
+		}
+		tickAll(t, cores, sinks, 2, 3)
+	}
+	newTerm, newCommit := cores[2].State().Term, cores[2].Status().GetCommit()
+	// 3 is wiped; its handshakes with 1 and 2 tell it their terms; then only 1 reaches it.
+	var peers []raft.Peer
+	for id := uint64(1); id <= 3; id++ {
+		peers = append(peers, raft.Peer{ID: id})
+	}
+	c3, err := New(Config{ID: 3, ElectionTicks: 10, HeartbeatTicks: 1, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 16,
+		MaxUncommittedBytes: 1 << 20}, memStorage{raft.NewMemoryStorage()}, peers, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cores[3], sinks[3] = c3, &sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}
+	c3.PeerStanding(1, old, false, false)
+	c3.PeerStanding(2, newTerm, false, false)
+	for i := range 30 {
+		cores[1].Tick()
+		cores[3].Tick()
+		if i%3 == 0 {
+			_ = cores[1].Propose(fmt.Appendf(nil, "old %d", i))
+		}
+		for range 20 { // deliver between 1 and 3 only
+			for _, id := range []uint64{1, 3} {
+				if err := drive(cores[id], sinks[id]); err != nil {
+					t.Fatal(err)
+				}
+				msgs := sinks[id].sent
+				sinks[id].sent = nil
+				for _, m := range msgs {
+					if to := m.GetTo(); to == 1 || to == 3 {
+						_ = cores[to].Step(m)
+					}
+				}
+			}
+		}
+	}
+	oldCommit := cores[1].Status().GetCommit()
+	for i := uint64(1); i <= min(oldCommit, newCommit); i++ {
+		a, _ := cores[1].storage.Term(i)
+		b, _ := cores[2].storage.Term(i)
+		if a != b {
+			t.Fatalf("index %d committed in term %d by member 1 and in term %d by member 2", i, a, b)
+		}
+	}
+	if oldCommit > newCommit-3 {
+		t.Fatalf("the deposed leader committed up to %d (the new leader's entries start after %d)", oldCommit, newCommit-3)
+	}
+	t.Logf("old %d new %d; c3 %+v unverified %v peers %+v", old, newTerm, c3.State(), c3.Unverified(), c3.ver.peers)
+	if c3.State().Leader == 1 {
+		t.Fatalf("the wiped member follows the deposed leader: %+v", c3.State())
 	}
 }
 

@@ -35,31 +35,47 @@ func (r *Replica) noteRejoined(memberID int, s wire.Standing) {
 // once a term.
 func (r *Replica) rejoinedLacking(memberID int, match, last uint64) {
 	if r.rejoined == nil {
-		r.rejoined = make(map[int]uint64)
+		r.rejoined = make(map[int]rejoined)
 	}
 	term := r.core.State().Term
-	if t, ok := r.rejoined[memberID]; ok && t == term {
+	if rj, ok := r.rejoined[memberID]; ok && rj.term == term {
 		r.handOverFor(memberID) // said once a term: each reconnection would say it again
 		return
 	}
-	r.rejoined[memberID] = term
+	r.rejoined[memberID] = rejoined{term: term}
 	r.log.Warn("a member rejoined on a log that lacks what it had acknowledged (a wiped data directory?): "+
 		"handing leadership over, so that a new leader repairs it", "member", memberID, "its_last_index", last,
 		"acknowledged", match)
 	r.handOverFor(memberID)
 }
 
-// retryRejoined hands leadership over again, once an election timeout, while this member still
-// leads in the term it learnt of a rejoined member in; it forgets them once it no longer leads.
+// rejoined is what a leader keeps of a member that rejoined lacking what it acknowledged: the term
+// the leader learnt it in, and how often it tried again to hand over.
+type rejoined struct {
+	term  uint64
+	tries int
+}
+
+// rejoinTries bounds the retries of a hand-over in one term: each one stops the leader from taking
+// commands while raft waits for the transfer (an election timeout, if it fails).
+const rejoinTries = 3
+
+// retryRejoined hands leadership over again, once an election timeout, at most rejoinTries times,
+// while this member still leads in the term it learnt of a rejoined member in; it forgets them
+// once it no longer leads.
 func (r *Replica) retryRejoined() {
 	if len(r.rejoined) == 0 {
 		return
 	}
 	term := r.core.State().Term
 	for _, id := range slices.Sorted(maps.Keys(r.rejoined)) { // in order: the simulator repeats runs
-		if !r.isLeader() || r.rejoined[id] != term {
+		rj := r.rejoined[id]
+		switch {
+		case !r.isLeader() || rj.term != term:
 			delete(r.rejoined, id)
-		} else if r.ticks%r.cfg.ElectionTicks == 0 {
+		case r.ticks%r.cfg.ElectionTicks == 0 && rj.tries < rejoinTries:
+			rj.tries++
+			r.rejoined[id] = rj
 			r.handOverFor(id)
 		}
 	}

@@ -147,7 +147,7 @@ type Replica struct {
 	peerClusterMax map[int]uint16
 	// rejoined maps a member that rejoined on a log lacking what this leader counts it as
 	// holding to the term this leader learnt it in (rejoin.go).
-	rejoined map[int]uint64
+	rejoined map[int]rejoined
 	// unverified and voteFloor: whether this member may vote, as last reported (ChangeVerification).
 	unverified bool
 	voteFloor  uint64
@@ -448,7 +448,7 @@ func (r *Replica) afterCore(err error) error {
 // learns it on every connection, in both directions, before anything from that connection): a
 // member on an empty log decides from it when it may vote (consensus/verify.go).
 func (r *Replica) PeerStanding(memberID int, s wire.Standing) {
-	r.core.PeerStanding(RaftID(memberID), s.Term, s.Blank)
+	r.core.PeerStanding(RaftID(memberID), s.Term, s.Blank, s.Unverified)
 	r.noteVerification()
 	r.noteRejoined(memberID, s)
 }

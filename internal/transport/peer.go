@@ -75,8 +75,9 @@ type Config struct {
 	// a peer whose id digest differs is refused, an address difference logged (identity.go).
 	// Called from the connections' goroutines.
 	Members func() (ids, addrs wire.MembersDigest, text string)
-	// Standing, if set, returns what this member's handshakes and replies say of it (its term,
-	// whether it is blank); PeerStanding, if set, is told what a peer's said of it, each time a
+	// Standing, if set, returns what this member's handshakes and replies say of it
+	// (wire.Standing: its term and last index, whether it is blank or unverified);
+	// PeerStanding, if set, is told what a peer's said of it, each time a
 	// connection with it is accepted, before anything from that connection is delivered (a
 	// member on an empty log decides from it whether it may vote: consensus/verify.go). Called
 	// from the connections' goroutines.
