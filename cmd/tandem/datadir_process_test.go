@@ -158,7 +158,7 @@ func TestKilledMemberRestartsDespiteItsLockFile(t *testing.T) {
 }
 
 // A member list that repeats an id or an address is a usage error (64) that names what is
-// repeated, before anything is created.
+// repeated, before anything is created; so is a list of the member alone without --size 1.
 func TestDuplicateMembersAreAUsageError(t *testing.T) {
 	bin := tandemBinary(t)
 	data := filepath.Join(t.TempDir(), "node-0")
@@ -170,6 +170,8 @@ func TestDuplicateMembersAreAUsageError(t *testing.T) {
 			`address "127.0.0.1:7101" is both member 0's member address and member 1's member address`},
 		{"0,127.0.0.1:7001,127.0.0.1:7101|1,127.0.0.1:7101,127.0.0.1:7102",
 			`address "127.0.0.1:7101" is both member 0's member address and member 1's client address`},
+		// The list of this member alone (the others forgotten): a one-member cluster, only on purpose.
+		{"0,127.0.0.1:7001,127.0.0.1:7101", "--members names one member only"},
 	} {
 		_, stderr, code := runWithin(t, 20*time.Second, bin, "node", "0", "--members", tc.members, "--data", data)
 		if code != exitUsage || !strings.Contains(stderr, tc.want) {

@@ -71,6 +71,18 @@ func TestDamagedDiskLosesNothingAcknowledged(t *testing.T) {
 	if got != n {
 		t.Fatalf("the counter is %d after %d acknowledged increments", got, n)
 	}
+	// The refusal's remedy: member 2 rebuilt on an empty directory rejoins, and once verified it
+	// counts: with member 0 killed, 1 and 2 serve on.
+	if err := os.RemoveAll(filepath.Join(pc.dir, "node-2")); err != nil {
+		t.Fatal(err)
+	}
+	pc.start(2)
+	pc.waitOutput(2, "this member is verified", 30*time.Second)
+	pc.kill(0)
+	pc.leader(20 * time.Second)
+	if v, err := increment(ctx, c); err != nil || v != n+1 {
+		t.Fatalf("after member 2 was rebuilt and member 0 killed: %d, %v; want %d", v, err, n+1)
+	}
 }
 
 // The scenario with a wiped directory instead of a damaged one: member 0 is down while

@@ -77,7 +77,7 @@ func runNode(args []string) int {
 	fs.SetOutput(os.Stderr)
 	def := node.DefaultConfig()
 	members := fs.String("members", envOr("TANDEM_MEMBERS", ""), "member list `id,client,member|…` or Aeron's six-field form [TANDEM_MEMBERS]")
-	size := fs.Int("size", 3, "with no --members: members in the localhost layout")
+	size := fs.Int("size", 3, "with no --members: members in the localhost layout; with a --members list of one, 1 confirms a one-member cluster")
 	data := fs.String("data", envOr("TANDEM_DATA", ""), "data directory (default ./data/node-<id>) [TANDEM_DATA]")
 	clusterID := fs.String("cluster-id", envOr("TANDEM_CLUSTER_ID", def.ClusterID), "cluster id [TANDEM_CLUSTER_ID]")
 	clientBind := fs.String("client-bind", envOr("TANDEM_CLIENT_BIND", ""), "address to listen on for clients (default: the advertised one) [TANDEM_CLIENT_BIND]")
@@ -120,6 +120,15 @@ func runNode(args []string) int {
 	if *members != "" {
 		if cfg.Members, err = node.ParseMembers(*members); err != nil {
 			fmt.Fprintf(os.Stderr, "tandem node: --members: %v\n", err)
+			return exitUsage
+		}
+		sizeSet := false
+		fs.Visit(func(f *flag.Flag) { sizeSet = sizeSet || f.Name == "size" })
+		// A list of this member alone founds a cluster of one, which never joins the others: the
+		// typo that once made a second cluster that clients read 0 from. On purpose, --size 1.
+		if len(cfg.Members) == 1 && (!sizeSet || *size != 1) {
+			fmt.Fprintf(os.Stderr, "tandem node: --members names one member only: that founds a one-member cluster, "+
+				"which never joins any other; list every member, or say --size 1 if one member is what you want\n")
 			return exitUsage
 		}
 	} else {

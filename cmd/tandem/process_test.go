@@ -113,6 +113,9 @@ func (pc *procCluster) start(i int) {
 	pc.t.Helper()
 	args := append([]string{"node", strconv.Itoa(i), "--members", pc.members,
 		"--data", filepath.Join(pc.dir, fmt.Sprintf("node-%d", i))}, pc.extraArgs...)
+	if len(pc.procs) == 1 {
+		args = append(args, "--size", "1") // a one-member cluster, on purpose
+	}
 	cmd := exec.Command(pc.bin, args...)
 	if pc.shell != "" {
 		cmd = exec.Command("sh", append([]string{"-c", pc.shell + `; exec "$0" "$@"`, pc.bin}, args...)...)

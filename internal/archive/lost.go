@@ -26,8 +26,9 @@ type LostSyncedDataError struct {
 
 // lostRemedy is what the operator is told to do.
 const lostRemedy = "this member's disk lost data it had made durable; do not start it as it is: " +
-	"leave it down (the others serve while they are a majority) and replace the member " +
-	"(README.md, \"When a member refuses to start\")"
+	"rebuild it — move this directory away (or tandem clean ID) and start the member again on an empty one: " +
+	"it rejoins without voting until the leader has repaired it; meanwhile the others serve while they are a " +
+	"majority (README.md, \"Rebuilding a member\")"
 
 func (e *LostSyncedDataError) Error() string {
 	at := e.File

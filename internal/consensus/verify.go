@@ -65,7 +65,7 @@ type standing struct {
 type verification struct {
 	unverified bool
 	floor      uint64 // votes in terms ≤ floor are dropped (0: none)
-	contacted  bool   // a leader has sent this member an append, a heartbeat or a snapshot
+	contacted  bool   // a leader has sent this member an append, a heartbeat or a snapshot (while unverified)
 	blankSince int    // the tick at which blank peers and this member first made a quorum (0: not yet)
 	peers      map[uint64]standing
 }
@@ -137,10 +137,11 @@ func (c *Core) VoteFloor() uint64 { return c.ver.floor }
 func (c *Core) dropVote(m *pb.Message) bool {
 	switch m.GetType() {
 	case pb.MsgApp, pb.MsgHeartbeat, pb.MsgSnap:
-		if c.ver.unverified {
-			if high, known := c.termKnown(); !known || m.GetTerm() < high {
-				return true
-			}
+		if !c.ver.unverified {
+			return false // (the path of every append: nothing more to look at)
+		}
+		if high, known := c.termKnown(); !known || m.GetTerm() < high {
+			return true
 		}
 		if m.GetTerm() >= c.rn.BasicStatus().GetTerm() {
 			c.ver.contacted = true
