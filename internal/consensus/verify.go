@@ -36,7 +36,7 @@ import (
 //     that never starts must not keep the others from forming the cluster). Nobody can have
 //     counted on what it forgot: a quorum holds nothing.
 //   - As a rejoining member (a late founder, or a wiped one): it heard the terms of at least
-//     n-q+1 other voters that are verified (n voters, quorum q) — any quorum that elected a
+//     n-q+1 other voters that are verified or blank (n voters, quorum q; termKnown) — any quorum that elected a
 //     candidate with this member's forgotten vote, or committed an entry with its forgotten
 //     acknowledgement, holds q-1 others, and n-q+1 others meet every such set, so the highest
 //     term they reported is at least any term this member reached — and a leader of at least
@@ -155,9 +155,12 @@ func (c *Core) dropVote(m *pb.Message) bool {
 	return false
 }
 
-// termKnown returns the highest term the peers reported, and whether enough verified voters
-// reported it (n-q+1 of the others) for it to be at least any term this member reached before it
-// forgot. A founder among blank peers knows it too: nobody reached a term.
+// termKnown returns the highest term the peers reported, and whether enough voters reported it
+// (n-q+1 of the others) for it to be at least any term this member reached before it forgot.
+// A report counts if its sender is verified, or blank: founders hear each other while all are
+// unverified, and a founder that a leader contacted before it verified must still follow it
+// (a standing is as old as its connection). A wiped member is blank too, so two members wiped at
+// once may count each other: the guarantee is for one member rebuilt at a time.
 func (c *Core) termKnown() (uint64, bool) {
 	voters := c.voters()
 	quorum := len(voters)/2 + 1
@@ -170,7 +173,7 @@ func (c *Core) termKnown() (uint64, bool) {
 		others++
 		if s, ok := c.ver.peers[id]; ok {
 			high = max(high, s.term)
-			if !s.unverified {
+			if !s.unverified || s.blank {
 				heard++
 			}
 		}

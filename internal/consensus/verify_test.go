@@ -337,3 +337,36 @@ func TestLeaderDropsRejectionsOfWhatWasAcknowledged(t *testing.T) {
 		}
 	}
 }
+
+// A founder that a leader contacted before it verified as a founder — its peers' handshakes said
+// they were unverified founders, and a standing is as old as its connection — still follows
+// that leader and is verified once repaired: blank peers' terms count. (Before, it dropped every
+// message of the leader for good, and the leader, one follower short, lost its quorum under load:
+// node.TestClientFloodDoesNotStarveRaft under -race.)
+func TestFounderContactedBeforeItVerifiedFollows(t *testing.T) {
+	cores, sinks := freshCores(t, 3)
+	cores[1].PeerStanding(2, 1, true, true) // 1 hears 2 at once; 3's handshake comes late
+	cores[2].PeerStanding(3, 1, true, true)
+	cores[3].PeerStanding(2, 1, true, true)
+	cores[2].PeerStanding(1, 1, true, true)
+	cores[3].PeerStanding(1, 1, true, true)
+	lead := uint64(0)
+	for i := 0; i < 100 && lead == 0; i++ {
+		cores[1].ver.blankSince = cores[1].ticks + 1 // keep 1 from verifying as a founder meanwhile
+		lead = tickAll(t, cores, sinks, 1, 2, 3)
+	}
+	if lead == 0 || lead == 1 {
+		t.Fatalf("leader %d: want 2 or 3 elected while 1 waited", lead)
+	}
+	if !cores[1].Unverified() {
+		t.Fatal("member 1 verified as a founder: the test did not set up what it means to")
+	}
+	cores[1].PeerStanding(3, 1, true, true) // 3's handshake, from before it verified
+	for range 30 {
+		tickAll(t, cores, sinks, 1, 2, 3)
+	}
+	if cores[1].Unverified() || cores[1].State().Leader != lead {
+		t.Fatalf("member 1: unverified %v, follows %d; want verified, following %d", cores[1].Unverified(),
+			cores[1].State().Leader, lead)
+	}
+}
