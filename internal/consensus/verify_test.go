@@ -338,11 +338,11 @@ func TestLeaderDropsRejectionsOfWhatWasAcknowledged(t *testing.T) {
 	}
 }
 
-// A founder that a leader contacted before it verified as a founder — its peers' handshakes said
-// they were unverified founders, and a standing is as old as its connection — still follows
-// that leader and is verified once repaired: blank peers' terms count. (Before, it dropped every
-// message of the leader for good, and the leader, one follower short, lost its quorum under load:
-// node.TestClientFloodDoesNotStarveRaft under -race.)
+// A founder whose peers' handshakes said one thing at the start (an unverified founder, blank)
+// and another later (a member that took part) cannot verify as a founder, and must still follow
+// the leader and be verified once repaired: a blank peer's term counts, although the peer said
+// it was unverified (a standing is as old as its connection). Before, it dropped every message of
+// the leader until the stale peer reconnected.
 func TestFounderContactedBeforeItVerifiedFollows(t *testing.T) {
 	cores, sinks := freshCores(t, 3)
 	cores[1].PeerStanding(2, 1, true, true) // 1 hears 2 at once; 3's handshake comes late
@@ -361,7 +361,9 @@ func TestFounderContactedBeforeItVerifiedFollows(t *testing.T) {
 	if !cores[1].Unverified() {
 		t.Fatal("member 1 verified as a founder: the test did not set up what it means to")
 	}
-	cores[1].PeerStanding(3, 1, true, true) // 3's handshake, from before it verified
+	// 3's handshake comes now: it took part (not blank), so 1 cannot verify as a founder, and 2's
+	// report is the stale one of an unverified founder.
+	cores[1].PeerStanding(3, cores[3].Status().GetTerm(), cores[3].Blank(), cores[3].Unverified())
 	for range 30 {
 		tickAll(t, cores, sinks, 1, 2, 3)
 	}
