@@ -17,21 +17,10 @@ import (
 // the cluster waits for a complete copy; once member 1 is back, 0 and 1 serve every acknowledged
 // increment.
 func TestDamagedDiskLosesNothingAcknowledged(t *testing.T) {
-	pc := newProcCluster(t, 3)
-	pc.startAll()
-	pc.kill(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c := pc.dial(ctx)
 	const n = 300
-	for range n {
-		if _, err := increment(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.Close()
-	pc.kill(1)
-	pc.kill(2)
+	pc := acknowledgedWithMember0Down(t, ctx, n)
 	segs, err := filepath.Glob(filepath.Join(pc.dir, "node-2", "log", "*.seg"))
 	if err != nil || len(segs) == 0 {
 		t.Fatalf("member 2's segments: %v %v", segs, err)
@@ -56,14 +45,10 @@ func TestDamagedDiskLosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("member 2 panicked:\n%s", out)
 	}
 	// Member 0 alone, for more than an election timeout: it must not lead (it has no quorum).
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if role, _ := pc.procs[0].state(); role == "LEADER" {
-			t.Fatalf("member 0 leads alone")
-		}
-	}
+	pc.noLeaderAmong(3*time.Second, 0)
 	pc.start(1)
 	pc.leader(20 * time.Second)
-	c = pc.dial(ctx)
+	c := pc.dial(ctx)
 	got, err := get(ctx, c)
 	if err != nil {
 		t.Fatal(err)
@@ -77,12 +62,7 @@ func TestDamagedDiskLosesNothingAcknowledged(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc.start(2)
-	pc.waitOutput(2, "this member is verified", 30*time.Second)
-	pc.kill(0)
-	pc.leader(20 * time.Second)
-	if v, err := increment(ctx, c); err != nil || v != n+1 {
-		t.Fatalf("after member 2 was rebuilt and member 0 killed: %d, %v; want %d", v, err, n+1)
-	}
+	pc.rebuiltServesWithout(ctx, 2, 0, n+1)
 }
 
 // The scenario with a wiped directory instead of a damaged one: member 0 is down while
@@ -92,13 +72,29 @@ func TestDamagedDiskLosesNothingAcknowledged(t *testing.T) {
 // lost what it had acknowledged. Once 1 is back, 0 or 1 leads, repairs 2, and 2 (verified, having
 // heard the others' terms) counts: with 0 killed, 1 and 2 serve on, every increment kept.
 func TestWipedMemberWaitsForACompleteCopyThenRejoins(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	const n = 300
+	pc := acknowledgedWithMember0Down(t, ctx, n)
+	if err := os.RemoveAll(filepath.Join(pc.dir, "node-2")); err != nil {
+		t.Fatal(err)
+	}
+	pc.start(0)
+	pc.start(2)
+	// Longer than several election timeouts: no leader, as 2 may not vote.
+	pc.noLeaderAmong(4*time.Second, 0, 2)
+	pc.start(1)
+	pc.leader(20 * time.Second)
+	pc.rebuiltServesWithout(ctx, 2, 0, n+1)
+}
+
+// acknowledgedWithMember0Down starts three members, kills member 0, has 1 and 2 acknowledge n
+// increments, and kills them: every member is down, and only 1 and 2 hold the increments.
+func acknowledgedWithMember0Down(t *testing.T, ctx context.Context, n int) *procCluster {
 	pc := newProcCluster(t, 3)
 	pc.startAll()
 	pc.kill(0)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
 	c := pc.dial(ctx)
-	const n = 300
 	for range n {
 		if _, err := increment(ctx, c); err != nil {
 			t.Fatal(err)
@@ -107,39 +103,33 @@ func TestWipedMemberWaitsForACompleteCopyThenRejoins(t *testing.T) {
 	c.Close()
 	pc.kill(1)
 	pc.kill(2)
-	if err := os.RemoveAll(filepath.Join(pc.dir, "node-2")); err != nil {
-		t.Fatal(err)
-	}
-	pc.start(0)
-	pc.start(2)
-	// Longer than several election timeouts: no leader, as 2 may not vote.
-	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		for _, i := range []int{0, 2} {
+	return pc
+}
+
+// noLeaderAmong fails the test if one of the members ids leads within d.
+func (pc *procCluster) noLeaderAmong(d time.Duration, ids ...int) {
+	pc.t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, i := range ids {
 			if role, _ := pc.procs[i].state(); role == "LEADER" {
-				t.Fatalf("member %d leads with member 2 wiped and member 1 down; outputs:\n%s\n%s", i,
-					pc.procs[0].output(), pc.procs[2].output())
+				pc.t.Fatalf("member %d leads among %v, which lack a complete copy; output:\n%s", i, ids, pc.procs[i].output())
 			}
 		}
 	}
-	pc.start(1)
+}
+
+// rebuiltServesWithout waits for member rebuilt, started on an empty directory, to be verified,
+// kills member killed, and checks that the others serve on: the next increment makes want.
+// The rebuilt member must not have panicked.
+func (pc *procCluster) rebuiltServesWithout(ctx context.Context, rebuilt, killed int, want int64) {
+	pc.t.Helper()
+	pc.waitOutput(rebuilt, "this member is verified", 30*time.Second)
+	pc.kill(killed)
 	pc.leader(20 * time.Second)
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(pc.procs[2].output(), "this member is verified"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("member 2 not verified 30 s after member 1 came back; output:\n%s", pc.procs[2].output())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if v, err := increment(ctx, pc.dial(ctx)); err != nil || v != want {
+		pc.t.Fatalf("with member %d rebuilt and member %d killed: %d, %v; want %d", rebuilt, killed, v, err, want)
 	}
-	pc.kill(0)
-	pc.leader(20 * time.Second)
-	c = pc.dial(ctx)
-	got, err := increment(ctx, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != n+1 {
-		t.Fatalf("the counter is %d after %d acknowledged increments", got, n+1)
-	}
-	if out := pc.procs[2].output(); strings.Contains(out, "panic:") {
-		t.Fatalf("member 2 panicked:\n%s", out)
+	if out := pc.procs[rebuilt].output(); strings.Contains(out, "panic:") {
+		pc.t.Fatalf("member %d panicked:\n%s", rebuilt, out)
 	}
 }

@@ -27,13 +27,6 @@ func (r *Replica) noteRejoined(memberID int, s wire.Standing) {
 	if !ok || match <= s.Last {
 		return
 	}
-	r.rejoinedLacking(memberID, match, s.Last)
-}
-
-// rejoinedLacking hands leadership over for a member that lacks what it acknowledged to this
-// leader (match: the leader's progress; last: where the member's log ends, as it said), saying so
-// once a term.
-func (r *Replica) rejoinedLacking(memberID int, match, last uint64) {
 	if r.rejoined == nil {
 		r.rejoined = make(map[int]rejoined)
 	}
@@ -44,7 +37,7 @@ func (r *Replica) rejoinedLacking(memberID int, match, last uint64) {
 	}
 	r.rejoined[memberID] = rejoined{term: term}
 	r.log.Warn("a member rejoined on a log that lacks what it had acknowledged (a wiped data directory?): "+
-		"handing leadership over, so that a new leader repairs it", "member", memberID, "its_last_index", last,
+		"handing leadership over, so that a new leader repairs it", "member", memberID, "its_last_index", s.Last,
 		"acknowledged", match)
 	r.handOverFor(memberID)
 }
