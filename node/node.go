@@ -882,7 +882,7 @@ func (r *runner) wait() {
 func (n *Node) handle(r *replica.Replica, in input) {
 	switch in.kind {
 	case inRaft:
-		from := replica.MemberID(in.msg.GetFrom())
+		from := r.IDOf(in.msg.GetFrom())
 		n.reachable(r, from, true)
 		err := r.Step(in.msg)
 		switch {
@@ -912,14 +912,14 @@ func (n *Node) handle(r *replica.Replica, in input) {
 	case inClientGone:
 		r.ClientGone(replica.ConnID(in.conn))
 	case inUnreachable:
-		n.reachable(r, replica.MemberID(in.peer), false)
-		r.ReportUnreachable(replica.MemberID(in.peer))
+		n.reachable(r, r.IDOf(in.peer), false)
+		r.ReportUnreachable(in.peer)
 	case inSnapStatus:
-		r.ReportSnapshot(replica.MemberID(in.peer), in.ok)
+		r.ReportSnapshot(in.peer, in.ok)
 	case inPeerClusterVersion:
-		r.PeerClusterVersion(replica.MemberID(in.peer), in.clusterMax)
+		r.PeerClusterVersion(in.peer, in.clusterMax)
 	case inPeerStanding:
-		r.PeerStanding(replica.MemberID(in.peer), in.standing)
+		r.PeerStanding(in.peer, in.standing)
 	}
 }
 
@@ -986,6 +986,7 @@ func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport,
 	}
 	r.TransferLeadership(to)
 	handle := func(in input) { n.handle(r, in) }
+	toID := r.IDOf(to)
 	deadline := time.Now().Add(n.cfg.ShutdownTransferTimeout)
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
@@ -1027,5 +1028,5 @@ func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport,
 			return
 		}
 	}
-	n.log.Warn("leadership transfer did not complete before shutdown", "to", to)
+	n.log.Warn("leadership transfer did not complete before shutdown", "to", toID)
 }

@@ -25,7 +25,7 @@ func TestDowngradedMemberStopsWithExitCode5(t *testing.T) {
 		}
 	}
 	victim := (l + 1) % 3
-	waitOutput(pc.procs[victim], "cluster version 3 in force")
+	waitOutput(pc.procs[victim], "cluster version 4 in force")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := pc.dial(ctx)

@@ -311,10 +311,10 @@ func (c *Cluster) TryStart(id int) error {
 	// handshake is modelled as having happened before it).
 	for _, o := range c.Nodes {
 		if o.ID != id && o.R != nil {
-			o.R.PeerClusterVersion(id, r.Summary().ClusterVersionMax)
-			r.PeerClusterVersion(o.ID, o.R.Summary().ClusterVersionMax)
-			o.R.PeerStanding(id, r.Standing())
-			r.PeerStanding(o.ID, o.R.Standing())
+			o.R.PeerClusterVersion(r.SelfRaftID(), r.Summary().ClusterVersionMax)
+			r.PeerClusterVersion(o.R.SelfRaftID(), o.R.Summary().ClusterVersionMax)
+			o.R.PeerStanding(r.SelfRaftID(), r.Standing())
+			r.PeerStanding(o.R.SelfRaftID(), o.R.Standing())
 		}
 	}
 	// Stagger the members' ticks so they are not in lock step.
@@ -725,7 +725,7 @@ func (c *Cluster) dispatch(ev event) {
 		}
 	case evSnapReport:
 		if n := c.Nodes[ev.node]; n.R != nil {
-			n.R.ReportSnapshot(ev.peer, ev.ok)
+			n.R.ReportSnapshot(replica.RaftID(ev.peer), ev.ok)
 			c.process(n)
 		}
 	case evToNode:

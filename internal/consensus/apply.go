@@ -108,20 +108,13 @@ func lastIndex(ents []*pb.Entry) uint64 {
 }
 
 func (c *Core) apply(h Handler, e *pb.Entry) error {
-	var cc *pb.ConfChange
-	switch e.GetType() {
-	case pb.EntryConfChange:
-		cc = new(pb.ConfChange)
-		if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-			return fmt.Errorf("consensus: conf change at index %d: %w", e.GetIndex(), err)
-		}
-		c.confState = c.rn.ApplyConfChange(cc)
-	case pb.EntryConfChangeV2:
-		return fmt.Errorf("consensus: joint conf changes are not supported (index %d)", e.GetIndex())
+	if e.GetType() != pb.EntryNormal {
+		return c.applyConfChange(h, e)
 	}
-	if err := h.ApplyEntry(e, cc); err != nil {
+	if err := h.ApplyEntry(e, nil); err != nil {
 		return err
 	}
 	c.applied = e.GetIndex()
+	c.conf.noteApplied(e, c.state.Term)
 	return nil
 }

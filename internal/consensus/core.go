@@ -70,7 +70,11 @@ type Config struct {
 	// (verify.go). A member whose log is empty at New starts unverified anyway.
 	Unverified bool
 	VoteFloor  uint64
-	Logger     *slog.Logger
+	// Joining: this member was added to a running cluster under a raft id of its own, never used
+	// before (confchange.go). On empty storage it bootstraps nothing — the leader sends it a
+	// snapshot and the log — and it is verified from the start: its raft id never voted.
+	Joining bool
+	Logger  *slog.Logger
 }
 
 // Handler receives the core's output during Process, in the order of the Ready contract:
@@ -85,8 +89,12 @@ type Handler interface {
 	InstallSnapshot(snap *pb.Snapshot) error
 	// ApplyEntry applies one committed entry: in index order, each once, some while a sync runs
 	// (the apply rule, doc.go). For a conf change the core has already applied it to raft; cc is
-	// its decoded form (nil for other entries).
-	ApplyEntry(e *pb.Entry, cc *pb.ConfChange) error
+	// its decoded form (a founding ConfChange as its V2 equivalent), nil for other entries and
+	// for a change applied as no change (confchange.go).
+	ApplyEntry(e *pb.Entry, cc *pb.ConfChangeV2) error
+	// AdmitConfChange checks a committed membership change at index before raft applies it; an
+	// error makes it no change, on every member alike (so it may only depend on the log).
+	AdmitConfChange(index uint64, cc *pb.ConfChangeV2) error
 	// ReadReady reports that the reads registered under id may be served once the applied index
 	// reaches index. ReadFailed reports that they cannot be served here.
 	ReadReady(id uint64, index uint64)
@@ -120,8 +128,9 @@ type Core struct {
 	pending *pendingReady // the Ready waiting for its sync, if any
 	snap    *pb.Snapshot  // the snapshot being written, if any
 
-	val validator    // what Step's checks keep (validate.go)
-	ver verification // whether this member may vote yet (verify.go)
+	val  validator    // what Step's checks keep (validate.go)
+	conf confTrack    // whether a membership change may be proposed (confchange.go)
+	ver  verification // whether this member may vote yet (verify.go)
 
 	readSeq uint64
 	// reads maps a ReadIndex request id to the tick it was issued at, for the timeout.
@@ -174,7 +183,7 @@ func New(cfg Config, st Storage, peers []raft.Peer, applied uint64) (*Core, erro
 	if err != nil {
 		return nil, fmt.Errorf("consensus: storage: %w", err)
 	}
-	bootstrapped := last == 0 && raft.IsEmptySnap(snap)
+	bootstrapped := last == 0 && raft.IsEmptySnap(snap) && !cfg.Joining
 	if bootstrapped {
 		if len(peers) == 0 {
 			return nil, errors.New("consensus: empty storage and no peers to bootstrap")
@@ -427,6 +436,9 @@ func (c *Core) noteState(h Handler, ss *raft.SoftState, hs *pb.HardState) {
 		return
 	}
 	wasLeader := c.state.Role == raft.StateLeader
+	if next.Term != c.state.Term || next.Role != c.state.Role {
+		c.conf.newTerm(next.Term)
+	}
 	c.state = next
 	if wasLeader && next.Role != raft.StateLeader {
 		c.failReads(h, c.notLeader())

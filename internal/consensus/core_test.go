@@ -56,14 +56,25 @@ type sink struct {
 	ready  map[uint64]uint64
 	states []State
 	ents   int
+	// refuseConf is what AdmitConfChange answers; confs records the conf change entries applied
+	// (nil: applied as no change).
+	refuseConf error
+	confs      []*pb.ConfChangeV2
 }
 
-func (s *sink) Send(m []*pb.Message)                       { s.sent = append(s.sent, m...) }
-func (s *sink) InstallSnapshot(*pb.Snapshot) error         { return nil }
-func (s *sink) ApplyEntry(*pb.Entry, *pb.ConfChange) error { s.ents++; return nil }
-func (s *sink) ReadReady(id, ix uint64)                    { s.ready[id] = ix }
-func (s *sink) ReadFailed(id uint64, err error)            { s.failed[id] = err }
-func (s *sink) StateChanged(st State)                      { s.states = append(s.states, st) }
+func (s *sink) Send(m []*pb.Message)                           { s.sent = append(s.sent, m...) }
+func (s *sink) InstallSnapshot(*pb.Snapshot) error             { return nil }
+func (s *sink) AdmitConfChange(uint64, *pb.ConfChangeV2) error { return s.refuseConf }
+func (s *sink) ApplyEntry(e *pb.Entry, cc *pb.ConfChangeV2) error {
+	s.ents++
+	if e.GetType() != pb.EntryNormal {
+		s.confs = append(s.confs, cc)
+	}
+	return nil
+}
+func (s *sink) ReadReady(id, ix uint64)                        { s.ready[id] = ix }
+func (s *sink) ReadFailed(id uint64, err error)                { s.failed[id] = err }
+func (s *sink) StateChanged(st State)                          { s.states = append(s.states, st) }
 
 // meet tells each core what the others would say of themselves in their member handshakes, as
 // the transport does when they connect (verify.go): founders on empty logs verify each other.
@@ -355,7 +366,7 @@ type applyLog struct {
 	violations []uint64          // applied before being synced (that entry, not another at its index)
 }
 
-func (a *applyLog) ApplyEntry(e *pb.Entry, cc *pb.ConfChange) error {
+func (a *applyLog) ApplyEntry(e *pb.Entry, cc *pb.ConfChangeV2) error {
 	if e.GetIndex() > a.st.synced || a.st.terms[e.GetIndex()] != e.GetTerm() {
 		a.violations = append(a.violations, e.GetIndex())
 	}

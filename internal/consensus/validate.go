@@ -281,12 +281,9 @@ func checkEntries(m *pb.Message) error {
 		prev = e.GetTerm()
 		switch e.GetType() {
 		case pb.EntryNormal:
-		case pb.EntryConfChange:
-			// Tandem writes conf changes only at bootstrap: each adds a voter. When membership
-			// changes are built, this check learns their kinds.
-			var cc pb.ConfChange
-			if err := proto.Unmarshal(e.GetData(), &cc); err != nil || cc.GetType() != pb.ConfChangeAddNode || cc.GetNodeId() == 0 {
-				return invalid("append from raft id %d: entry %d is a conf change Tandem never writes", m.GetFrom(), e.GetIndex())
+		case pb.EntryConfChange, pb.EntryConfChangeV2:
+			if err := checkConfChange(e); err != nil {
+				return invalid("append from raft id %d: entry %d is a conf change Tandem never writes: %v", m.GetFrom(), e.GetIndex(), err)
 			}
 		default:
 			return invalid("append from raft id %d: entry %d is of type %s", m.GetFrom(), e.GetIndex(), e.GetType())
@@ -294,6 +291,52 @@ func checkEntries(m *pb.Message) error {
 	}
 	return nil
 }
+
+// maxConfChanges bounds the changes of one conf change entry: Tandem writes at most two (a
+// replacement: a learner made voter, a voter removed).
+const maxConfChanges = 8
+
+// checkConfChange checks a conf change entry is of the kinds Tandem writes: a founding ConfChange
+// adds a voter; a ConfChangeV2 adds voters or learners and removes members (raft ids not 0), in
+// a transition raft knows, or is raft's own leaving of a joint configuration (no changes). What
+// raft itself would refuse to apply is left to apply time, where every member refuses it alike
+// (confchange.go): a follower cannot judge it against a configuration it has not applied yet.
+func checkConfChange(e *pb.Entry) error {
+	if e.GetType() == pb.EntryConfChange {
+		var cc pb.ConfChange
+		if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+			return err
+		}
+		if cc.GetType() != pb.ConfChangeAddNode || cc.GetNodeId() == 0 {
+			return fmt.Errorf("%v of raft id %d", cc.GetType(), cc.GetNodeId())
+		}
+		return nil
+	}
+	var cc pb.ConfChangeV2
+	if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+		return err
+	}
+	if t := cc.GetTransition(); t > pb.ConfChangeTransitionJointExplicit {
+		return fmt.Errorf("transition %v", t)
+	}
+	if len(cc.GetChanges()) > maxConfChanges {
+		return fmt.Errorf("%d changes", len(cc.GetChanges()))
+	}
+	for _, ch := range cc.GetChanges() {
+		switch ch.GetType() {
+		case pb.ConfChangeAddNode, pb.ConfChangeAddLearnerNode, pb.ConfChangeRemoveNode:
+		default:
+			return fmt.Errorf("a change of type %v", ch.GetType())
+		}
+		if ch.GetNodeId() == 0 || ch.GetNodeId() > raftIDMax {
+			return fmt.Errorf("a change of raft id %d", ch.GetNodeId())
+		}
+	}
+	return nil
+}
+
+// raftIDMax bounds the raft ids a conf change may name (ids are allocated one at a time).
+const raftIDMax = 1 << 32
 
 // checkSnapshot checks a MsgSnap's metadata, and that raft can restore its ConfState: the dry run
 // raft's restore would do, on a tracker of its own.

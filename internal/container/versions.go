@@ -30,9 +30,16 @@ import (
 //	   id (ClusterUUID), which a leader draws and proposes once the version is in force and the
 //	   state holds none; the first one applied wins, a later one changes nothing. Snapshot
 //	   format 3 records it.
+//	4  membership changes (raft's ConfChangeV2): a member added later is recorded with its
+//	   member id, addresses and whether it stays a learner, under a raft id never used before
+//	   (replica's members.go); nothing in the snapshot format changes.
 
 // ClusterVersionMax is the highest cluster version this build can apply.
-const ClusterVersionMax uint16 = 3
+const ClusterVersionMax uint16 = 4
+
+// ClusterVersionMembership is the cluster version from which membership changes are proposed
+// and applied.
+const ClusterVersionMembership uint16 = 4
 
 // ErrClusterVersion is wrapped by a ClusterVersionError.
 var ErrClusterVersion = errors.New("container: cluster version above what this member applies")

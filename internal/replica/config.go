@@ -16,6 +16,17 @@ import (
 // Config configures a replica.
 type Config struct {
 	MemberID int
+	// RaftID is this member's raft id: 0 for a founding member (RaftID(MemberID)); a member
+	// added later got its own when it joined (members.go).
+	RaftID uint64
+	// ClusterID is the cluster's name, which a joiner is told.
+	ClusterID string
+	// DescribeSelf, if set, adds what the driver alone knows (its build, which peers it cannot
+	// reach) to this member's status on the admin channel.
+	DescribeSelf func(*wire.MemberStatus)
+	// Joining: this member joined a running cluster (RaftID is set): on an empty log it
+	// bootstraps nothing and waits for the leader's snapshot (consensus.Config.Joining).
+	Joining bool
 	// Members are the founding members, used to bootstrap an empty data directory. After that
 	// the membership comes from the replicated log and snapshots.
 	Members []Member

@@ -29,27 +29,27 @@ func (r *Replica) InstallSnapshot(snap *pb.Snapshot) error {
 	}
 	r.lastSnap = ix
 	st := r.core.State()
-	r.out.Changed(Change{Kind: ChangeSnapshotInstalled, Index: ix, Term: st.Term, Role: r.role, Leader: MemberID(st.Leader)})
+	r.out.Changed(Change{Kind: ChangeSnapshotInstalled, Index: ix, Term: st.Term, Role: r.role, Leader: r.IDOf(st.Leader)})
 	if after := r.ctr.ClusterVersion(); after != before {
 		// The raise came inside the snapshot: said as if the entry had been applied here.
 		r.out.Changed(Change{Kind: ChangeClusterVersion, Index: ix, Term: st.Term, Role: r.role,
-			Leader: MemberID(st.Leader), ClusterVersion: after})
+			Leader: r.IDOf(st.Leader), ClusterVersion: after})
 	}
 	if after := r.ctr.ClusterUUID(); after != uuidBefore {
 		r.out.Changed(Change{Kind: ChangeClusterIdentity, Index: ix, Term: st.Term, Role: r.role,
-			Leader: MemberID(st.Leader), ClusterUUID: after})
+			Leader: r.IDOf(st.Leader), ClusterUUID: after})
 	}
 	return nil
 }
 
 // ApplyEntry implements consensus.Handler.
-func (r *Replica) ApplyEntry(e *pb.Entry, cc *pb.ConfChange) error {
+func (r *Replica) ApplyEntry(e *pb.Entry, cc *pb.ConfChangeV2) error {
 	ix := e.GetIndex()
 	r.appliedTerm = e.GetTerm()
 	var due bool
 	switch {
-	case cc != nil:
-		due = r.ctr.ApplyMember(ix, cc.GetNodeId(), cc.GetContext(), cc.GetType() == pb.ConfChangeRemoveNode)
+	case e.GetType() != pb.EntryNormal:
+		due = r.applyConfChange(e, cc)
 	case len(e.GetData()) == 0:
 		due = r.ctr.ApplyEmpty(ix)
 	default:
@@ -102,7 +102,7 @@ func (r *Replica) applyData(ix uint64, data []byte) (bool, error) {
 			r.log.Info("cluster version raised", "from", before, "to", after, "index", ix)
 			st := r.core.State()
 			r.out.Changed(Change{Kind: ChangeClusterVersion, Index: ix, Term: st.Term, Role: r.role,
-				Leader: MemberID(st.Leader), ClusterVersion: after})
+				Leader: r.IDOf(st.Leader), ClusterVersion: after})
 		}
 		return due, nil
 	case wire.EntryClusterIdentity:
@@ -150,7 +150,7 @@ func (r *Replica) StateChanged(st consensus.State) {
 	if wasLeader && role != service.Leader {
 		r.stepDown()
 	}
-	r.out.Changed(Change{Kind: ChangeRole, Role: role, Leader: MemberID(st.Leader), Term: st.Term})
+	r.out.Changed(Change{Kind: ChangeRole, Role: role, Leader: r.IDOf(st.Leader), Term: st.Term})
 }
 
 // stepDown drops the leader-only state and sends every attached client to the new leader; their
@@ -162,6 +162,7 @@ func (r *Replica) stepDown() {
 		}
 	}
 	r.pending, r.pendingBytes, r.raising, r.identifying = nil, 0, false, false
+	r.failChanges()
 	st := r.core.State()
 	r.failReads(r.newReads, &consensus.NotLeaderError{Leader: st.Leader, Term: st.Term})
 	r.newReads = nil

@@ -64,7 +64,7 @@ func (r *Replica) applyIdentity(ix uint64, data []byte) (bool, error) {
 		r.log.Info("cluster identity recorded", "cluster_uuid", u.String(), "index", ix)
 		st := r.core.State()
 		r.out.Changed(Change{Kind: ChangeClusterIdentity, Index: ix, Term: st.Term, Role: r.role,
-			Leader: MemberID(st.Leader), ClusterUUID: u})
+			Leader: r.IDOf(st.Leader), ClusterUUID: u})
 	}
 	return due, nil
 }

@@ -72,8 +72,8 @@ func TestLeaderProposesIdentityAfterRaiseTo3(t *testing.T) {
 			t.Fatalf("an identity proposed at cluster version %d", h.r.Summary().ClusterVersion)
 		}
 	}
-	h.r.PeerClusterVersion(1, 3)
-	h.r.PeerClusterVersion(2, 3)
+	h.r.PeerClusterVersion(RaftID(1), 3)
+	h.r.PeerClusterVersion(RaftID(2), 3)
 	var seen []wire.ClusterUUID
 	h.tickUntil(50, func() bool {
 		seen = append(seen, h.answer()...)

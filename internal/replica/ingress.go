@@ -37,6 +37,10 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 	if r.tooLarge(conn, m) {
 		return
 	}
+	if m.Kind == wire.CAdmin {
+		r.admin(conn, m) // some are answered by any member
+		return
+	}
 	if !r.isLeader() && !(bugs.Active(bugs.FollowerForwards) && m.Kind == wire.CCommand) {
 		r.redirect(conn, m)
 		return
@@ -290,9 +294,9 @@ func (r *Replica) redirect(conn ConnID, m *wire.ClientMsg) {
 	st := r.core.State()
 	red := &wire.ClientMsg{Kind: wire.CRedirect, Session: m.Session, Seq: m.Seq, RequestID: m.RequestID,
 		LeaderID: -1, Term: st.Term, Status: wire.StatusNotLeader}
-	if st.Leader != 0 && st.Leader != RaftID(r.cfg.MemberID) {
-		red.LeaderID = MemberID(st.Leader)
-		if lm, ok := r.member(red.LeaderID); ok {
+	if st.Leader != 0 && st.Leader != r.self {
+		red.LeaderID = r.IDOf(st.Leader)
+		if lm, _, ok := r.memberByRaftID(st.Leader); ok {
 			red.LeaderAddr = lm.ClientAddr
 		}
 	}

@@ -1,12 +1,15 @@
 package replica
 
 import (
+	"cmp"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
-// Members and their ids: the raft id of a member id and back, and the advertised addresses each
-// member's conf change carries, which the replicated membership is read from.
+// Members and their ids: the member id people see and the raft id raft uses, and the advertised
+// addresses each member's conf change carries, which the replicated membership is read from.
 //
 // One vocabulary, from node.Member down to the wire: a member has an id and two advertised
 // addresses (host:port), ClientAddr where clients reach it and MemberAddr where members do. They
@@ -15,56 +18,152 @@ import (
 // (node.Config.ClientBind, MemberBind) are where a member listens, which may differ (NAT,
 // containers). "Endpoint" is the client's word only: the client addresses a client is given to
 // dial (client.Config.Endpoints, tandem client --endpoints).
+//
+// Member ids and raft ids. A founding member's raft id is its member id + 1 (RaftID). A member
+// added later gets the next raft id never used in the cluster (ids are never reused: raft keeps
+// no memory of a removed id, and a reused one could vote twice in a term), and keeps the member
+// id it asked for, which the record of its conf change carries. So a member rebuilt in place
+// keeps its id, ports and name, under a new raft id (ARCHITECTURE decision 17). Two raft ids
+// share a member id only while a rebuilt member's new raft id, a learner, catches up to replace
+// the old one.
 
-// Member is one member of the cluster as configured: its id (what people see: 0, 1, 2…; the
-// raft id is ID+1) and its advertised addresses.
+// Member is one member of the cluster: its id (what people see: 0, 1, 2…), its raft id, and its
+// advertised addresses.
 type Member struct {
 	ID         int
 	ClientAddr string // advertised address clients use
 	MemberAddr string // advertised address members use
+	// RaftID is the member's raft id (0 in a configured founding list: RaftID(ID)).
+	RaftID uint64
+	// Learner: the member receives the log but does not vote (a joiner until it is promoted).
+	Learner bool
+	// StayLearner: the member joined as a learner to stay one (it is not promoted by itself).
+	StayLearner bool
 }
 
-// RaftID is the raft id of a member id.
+// RaftID is the raft id of a founding member id.
 func RaftID(memberID int) uint64 { return uint64(memberID) + 1 }
 
-// MemberID is the member id of a raft id (-1 for raft id 0, "none").
+// MemberID is the member id of a founding raft id (-1 for raft id 0, "none"). A member's own
+// mapping, which covers members added later, is Replica.IDOf.
 func MemberID(raftID uint64) int { return int(raftID) - 1 }
 
-// encodeAddrs is the context of a member's conf change: its advertised addresses, replicated so
-// every member (and a member that joins later) knows where the others are.
+// encodeAddrs is the record of a founding member's conf change: its advertised addresses,
+// replicated so every member (and a member that joins later) knows where the others are.
 func encodeAddrs(m Member) []byte {
 	return []byte(m.ClientAddr + "\n" + m.MemberAddr)
 }
 
-// decodeAddrs reads back what encodeAddrs wrote, for member id.
-func decodeAddrs(id int, b []byte) Member {
-	client, member, _ := strings.Cut(string(b), "\n")
-	return Member{ID: id, ClientAddr: client, MemberAddr: member}
+// encodeRecord is the record of a member added by a membership change (cluster version 4 on):
+// its member id, addresses, and whether it stays a learner.
+func encodeRecord(m Member) []byte {
+	stay := "0"
+	if m.StayLearner {
+		stay = "1"
+	}
+	return []byte(fmt.Sprintf("%d\n%s\n%s\n%s", m.ID, m.ClientAddr, m.MemberAddr, stay))
 }
 
-// Members returns the replicated membership, ordered by id.
+// decodeRecord reads back what encodeAddrs or encodeRecord wrote, for raft id raftID.
+func decodeRecord(raftID uint64, b []byte) Member {
+	parts := strings.Split(string(b), "\n")
+	m := Member{ID: MemberID(raftID), RaftID: raftID}
+	switch len(parts) {
+	case 2:
+		m.ClientAddr, m.MemberAddr = parts[0], parts[1]
+	case 4:
+		if id, err := strconv.Atoi(parts[0]); err == nil {
+			m.ID = id
+		}
+		m.ClientAddr, m.MemberAddr, m.StayLearner = parts[1], parts[2], parts[3] == "1"
+	}
+	return m
+}
+
+// validRecord reports whether b is a record encodeRecord could have written.
+func validRecord(b []byte) bool {
+	parts := strings.Split(string(b), "\n")
+	if len(parts) != 4 || (parts[3] != "0" && parts[3] != "1") {
+		return false
+	}
+	id, err := strconv.Atoi(parts[0])
+	return err == nil && id >= 0 && strconv.Itoa(id) == parts[0] && parts[1] != "" && parts[2] != ""
+}
+
+// Members returns the replicated membership (members of the applied configuration), ordered by
+// id, then raft id.
 func (r *Replica) Members() []Member {
 	var ms []Member
+	cs := r.core.ConfState()
 	for _, m := range r.ctr.Members() {
-		if !m.Removed {
-			ms = append(ms, decodeAddrs(MemberID(m.RaftID), m.Addrs))
+		if m.Removed {
+			continue
 		}
+		rm := decodeRecord(m.RaftID, m.Addrs)
+		rm.Learner = slices.Contains(cs.GetLearners(), m.RaftID)
+		ms = append(ms, rm)
 	}
+	slices.SortFunc(ms, func(a, b Member) int {
+		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.RaftID, b.RaftID))
+	})
 	return ms
 }
 
-// member returns member id of the replicated membership.
+// member returns member id's entry in the replicated membership: its voter if a rebuilt
+// member's learner shares its id.
 func (r *Replica) member(id int) (Member, bool) {
+	var found Member
+	ok := false
 	for _, m := range r.Members() {
-		if m.ID == id {
-			return m, true
+		if m.ID == id && (!ok || found.Learner) {
+			found, ok = m, true
 		}
 	}
-	return Member{}, false
+	return found, ok
 }
+
+// memberByRaftID returns the member of raft id id, removed or not (removed: true).
+func (r *Replica) memberByRaftID(id uint64) (m Member, removed, ok bool) {
+	for _, cm := range r.ctr.Members() {
+		if cm.RaftID == id {
+			return decodeRecord(id, cm.Addrs), cm.Removed, true
+		}
+	}
+	return Member{}, false, false
+}
+
+// IDOf returns the member id of raft id id (-1 for 0, "none"): from the replicated membership,
+// or the founding mapping for a raft id it does not hold (yet).
+func (r *Replica) IDOf(id uint64) int {
+	if id == 0 {
+		return -1
+	}
+	if m, _, ok := r.memberByRaftID(id); ok {
+		return m.ID
+	}
+	return MemberID(id)
+}
+
+// SelfRaftID is this member's raft id.
+func (r *Replica) SelfRaftID() uint64 { return r.self }
 
 // isMember reports whether raft id is a voter or learner of the applied configuration.
 func (r *Replica) isMember(raftID uint64) bool {
 	cs := r.core.ConfState()
-	return slices.Contains(cs.GetVoters(), raftID) || slices.Contains(cs.GetLearners(), raftID)
+	return slices.Contains(cs.GetVoters(), raftID) || slices.Contains(cs.GetLearners(), raftID) ||
+		slices.Contains(cs.GetVotersOutgoing(), raftID)
+}
+
+// nextRaftID is the raft id the next member added gets: one above every raft id the cluster has
+// used (recorded, removed ones included, or in the configuration).
+func (r *Replica) nextRaftID() uint64 {
+	next := uint64(1)
+	for _, m := range r.ctr.Members() {
+		next = max(next, m.RaftID+1)
+	}
+	cs := r.core.ConfState()
+	for _, id := range slices.Concat(cs.GetVoters(), cs.GetLearners(), cs.GetVotersOutgoing()) {
+		next = max(next, id+1)
+	}
+	return next
 }

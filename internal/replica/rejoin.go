@@ -19,27 +19,27 @@ import (
 
 // noteRejoined records a member's standing on the leader, and hands leadership over when the
 // member rejoined on a log that lacks what this leader counts it as holding.
-func (r *Replica) noteRejoined(memberID int, s wire.Standing) {
+func (r *Replica) noteRejoined(id uint64, s wire.Standing) {
 	if !s.Unverified || !r.isLeader() {
 		return
 	}
-	match, ok := r.core.Match(RaftID(memberID))
+	match, ok := r.core.Match(id)
 	if !ok || match <= s.Last {
 		return
 	}
 	if r.rejoined == nil {
-		r.rejoined = make(map[int]rejoined)
+		r.rejoined = make(map[uint64]rejoined)
 	}
 	term := r.core.State().Term
-	if rj, ok := r.rejoined[memberID]; ok && rj.term == term {
-		r.handOverFor(memberID) // said once a term: each reconnection would say it again
+	if rj, ok := r.rejoined[id]; ok && rj.term == term {
+		r.handOverFor(id) // said once a term: each reconnection would say it again
 		return
 	}
-	r.rejoined[memberID] = rejoined{term: term}
+	r.rejoined[id] = rejoined{term: term}
 	r.log.Warn("a member rejoined on a log that lacks what it had acknowledged (a wiped data directory?): "+
-		"handing leadership over, so that a new leader repairs it", "member", memberID, "its_last_index", s.Last,
+		"handing leadership over, so that a new leader repairs it", "member", r.IDOf(id), "raft_id", id, "its_last_index", s.Last,
 		"acknowledged", match)
-	r.handOverFor(memberID)
+	r.handOverFor(id)
 }
 
 // rejoined is what a leader keeps of a member that rejoined lacking what it acknowledged: the term
@@ -78,8 +78,8 @@ func (r *Replica) retryRejoined() {
 // with none, it goes on leading (a transfer to a member that is down would only stop it from
 // taking commands for an election timeout), and the rejoined member waits, or stops for lost
 // data (consensus.LostDataError).
-func (r *Replica) handOverFor(memberID int) {
-	if to, ok := r.core.ActiveFollowerBut(RaftID(memberID)); ok {
+func (r *Replica) handOverFor(id uint64) {
+	if to, ok := r.core.ActiveFollowerBut(id); ok {
 		r.core.TransferLeadership(to)
 	}
 }

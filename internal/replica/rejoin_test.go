@@ -23,12 +23,12 @@ func TestLeaderHandsOverForAMemberThatRejoinedLacking(t *testing.T) {
 		{Term: h.term, Last: match, Unverified: true}, // holds what it acknowledged
 		{Term: h.term, Last: 3},                       // verified
 	} {
-		h.r.PeerStanding(1, s)
+		h.r.PeerStanding(RaftID(1), s)
 		if to := h.r.core.Status().LeadTransferee; to != 0 {
 			t.Fatalf("standing %+v: leadership handed to raft id %d", s, to)
 		}
 	}
-	h.r.PeerStanding(1, wire.Standing{Term: 1, Last: 3, Blank: true, Unverified: true})
+	h.r.PeerStanding(RaftID(1), wire.Standing{Term: 1, Last: 3, Blank: true, Unverified: true})
 	if to := h.r.core.Status().LeadTransferee; to != RaftID(2) {
 		t.Fatalf("a member rejoined lacking what it acknowledged: leadership handed to raft id %d, want %d", to, RaftID(2))
 	}

@@ -58,6 +58,9 @@ const (
 	// ChangeVerification: whether this member may vote changed (Unverified, VoteFloor: what the
 	// driver records in the data directory, so that a restart keeps it; consensus/verify.go).
 	ChangeVerification
+	// ChangeMembers: the membership change at Index was applied (Replica.Members is the new
+	// membership; the driver points its transport at it).
+	ChangeMembers
 )
 
 // Change is a change of the member's state.
@@ -102,6 +105,7 @@ type Summary struct {
 // It is not safe for concurrent use.
 type Replica struct {
 	cfg   Config
+	self  uint64 // this member's raft id
 	log   *slog.Logger
 	clock Clock
 	out   Outbox
@@ -144,10 +148,10 @@ type Replica struct {
 
 	// peerClusterMax: the highest cluster version each other member said it can apply
 	// (PeerClusterVersion); absent until its handshake was seen.
-	peerClusterMax map[int]uint16
+	peerClusterMax map[uint64]uint16
 	// rejoined maps a member that rejoined on a log lacking what this leader counts it as
 	// holding to the term this leader learnt it in (rejoin.go).
-	rejoined map[int]rejoined
+	rejoined map[uint64]rejoined
 	// unverified and voteFloor: whether this member may vote, as last reported (ChangeVerification).
 	unverified bool
 	voteFloor  uint64
@@ -159,6 +163,12 @@ type Replica struct {
 	membersChecked bool
 	// raising: this leader proposed a raise of the cluster version that has not been applied.
 	raising bool
+	// removed: this member was removed from the cluster (membership.go); it stops.
+	removed *RemovedError
+	// changes: the membership changes this leader proposed and has not seen applied (admin.go).
+	changes    []*pendingChange
+	changeSeq  uint64
+	promoteLog int // the tick of the last line about a learner that is not caught up
 	// identifying: this leader proposed the cluster's identity and has not applied an identity
 	// entry since.
 	identifying bool
@@ -200,8 +210,13 @@ func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	self := cfg.RaftID
+	if self == 0 {
+		self = RaftID(cfg.MemberID)
+	}
 	r := &Replica{
 		cfg:          cfg,
+		self:         self,
 		log:          cfg.Logger,
 		clock:        clock,
 		out:          out,
@@ -243,7 +258,7 @@ func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out
 		peers = append(peers, raft.Peer{ID: RaftID(m.ID), Context: encodeAddrs(m)})
 	}
 	core, err := consensus.New(consensus.Config{
-		ID:                        RaftID(cfg.MemberID),
+		ID:                        self,
 		ElectionTicks:             cfg.ElectionTicks,
 		HeartbeatTicks:            cfg.HeartbeatTicks,
 		MaxSizePerMsg:             raftMsgBytesMax,
@@ -253,6 +268,7 @@ func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out
 		MaxCommittedBytesPerReady: raftCommittedBytesPerReadyMax,
 		Unverified:                cfg.Unverified,
 		VoteFloor:                 cfg.VoteFloor,
+		Joining:                   cfg.Joining,
 		Logger:                    cfg.Logger,
 	}, st, peers, applied)
 	if err != nil {
@@ -270,7 +286,7 @@ func (r *Replica) Summary() Summary {
 		MemberID:      r.cfg.MemberID,
 		Role:          roleOf(bs.RaftState),
 		Term:          bs.GetTerm(),
-		Leader:        MemberID(bs.Lead),
+		Leader:        r.IDOf(bs.Lead),
 		Commit:        bs.GetCommit(),
 		Applied:       r.ctr.Applied(),
 		SnapshotIndex: r.lastSnap,
@@ -325,6 +341,7 @@ func (r *Replica) Tick() {
 	r.expireSessions(now)
 	r.maybeRaiseClusterVersion()
 	r.maybeProposeIdentity()
+	r.maybePromote()
 	if d, ok := r.ctr.NextTimerDeadline(); ok && d <= now && len(r.pending) == 0 &&
 		r.ticks-r.lastTimeProp >= r.cfg.HeartbeatTicks {
 		// Cluster time only moves with the log: an idle log needs an entry for a timer to fire.
@@ -338,8 +355,8 @@ func (r *Replica) Tick() {
 // on (consensus.ErrInvalidMessage: the driver drops the connection) and stops a member whose log
 // lost what it acknowledged (consensus.ErrLostData, also returned by the next Process).
 func (r *Replica) Step(m *pb.Message) error {
-	if m.GetTo() != RaftID(r.cfg.MemberID) {
-		return fmt.Errorf("replica: message for raft id %d delivered to raft id %d", m.GetTo(), RaftID(r.cfg.MemberID))
+	if m.GetTo() != r.self {
+		return fmt.Errorf("replica: message for raft id %d delivered to raft id %d", m.GetTo(), r.self)
 	}
 	if !r.isMember(m.GetFrom()) {
 		return fmt.Errorf("replica: message from raft id %d, not a member", m.GetFrom())
@@ -347,20 +364,17 @@ func (r *Replica) Step(m *pb.Message) error {
 	return r.core.Step(m)
 }
 
-// ReportUnreachable tells raft a peer could not be reached.
-func (r *Replica) ReportUnreachable(memberID int) { r.core.ReportUnreachable(RaftID(memberID)) }
+// ReportUnreachable tells raft the peer of raft id id could not be reached.
+func (r *Replica) ReportUnreachable(id uint64) { r.core.ReportUnreachable(id) }
 
-// ReportSnapshot tells raft whether a snapshot reached a peer.
-func (r *Replica) ReportSnapshot(memberID int, ok bool) { r.core.ReportSnapshot(RaftID(memberID), ok) }
+// ReportSnapshot tells raft whether a snapshot reached the peer of raft id id.
+func (r *Replica) ReportSnapshot(id uint64, ok bool) { r.core.ReportSnapshot(id, ok) }
 
-// BestFollower returns the most caught-up other member (on the leader).
-func (r *Replica) BestFollower() (int, bool) {
-	id, ok := r.core.BestFollower()
-	return MemberID(id), ok
-}
+// BestFollower returns the raft id of the most caught-up other voter (on the leader).
+func (r *Replica) BestFollower() (uint64, bool) { return r.core.BestFollower() }
 
-// TransferLeadership asks the leader to hand over to another member.
-func (r *Replica) TransferLeadership(to int) { r.core.TransferLeadership(RaftID(to)) }
+// TransferLeadership asks the leader to hand over to the member of raft id to.
+func (r *Replica) TransferLeadership(to uint64) { r.core.TransferLeadership(to) }
 
 // Close terminates the service (OnTerminate) and closes the storage.
 func (r *Replica) Close() error {
@@ -417,7 +431,7 @@ func (r *Replica) SnapshotWritten(err error) error {
 	}
 	r.lastSnap = max(r.lastSnap, r.snapIx) // a leader's snapshot may have been installed meanwhile
 	st := r.core.State()
-	r.out.Changed(Change{Kind: ChangeSnapshotTaken, Index: r.snapIx, Term: st.Term, Role: r.role, Leader: MemberID(st.Leader)})
+	r.out.Changed(Change{Kind: ChangeSnapshotTaken, Index: r.snapIx, Term: st.Term, Role: r.role, Leader: r.IDOf(st.Leader)})
 	return nil
 }
 
@@ -441,16 +455,19 @@ func (r *Replica) afterCore(err error) error {
 	if err == nil {
 		err = r.checkConfiguredMembers()
 	}
+	if err == nil {
+		err = r.checkRemoved()
+	}
 	return err
 }
 
 // PeerStanding reports what a member said of itself in its member handshake (the transport
 // learns it on every connection, in both directions, before anything from that connection): a
 // member on an empty log decides from it when it may vote (consensus/verify.go).
-func (r *Replica) PeerStanding(memberID int, s wire.Standing) {
-	r.core.PeerStanding(RaftID(memberID), s.Term, s.Blank, s.Unverified)
+func (r *Replica) PeerStanding(id uint64, s wire.Standing) {
+	r.core.PeerStanding(id, s.Term, s.Blank, s.Unverified)
 	r.noteVerification()
-	r.noteRejoined(memberID, s)
+	r.noteRejoined(id, s)
 }
 
 // Standing is what this member's handshakes say of it: its term, the last index of its log,
@@ -469,5 +486,5 @@ func (r *Replica) noteVerification() {
 	r.unverified, r.voteFloor = u, f
 	st := r.core.State()
 	r.out.Changed(Change{Kind: ChangeVerification, Unverified: u, VoteFloor: f, Term: st.Term, Role: r.role,
-		Leader: MemberID(st.Leader)})
+		Leader: r.IDOf(st.Leader)})
 }

@@ -100,7 +100,7 @@ func newHarness(t *testing.T, members int, tune func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	for i := 1; i < members; i++ { // the others' handshakes: founders too (consensus/verify.go)
-		h.r.PeerStanding(i, wire.Standing{Term: 1, Blank: true})
+		h.r.PeerStanding(RaftID(i), wire.Standing{Term: 1, Blank: true})
 	}
 	t.Cleanup(func() { _ = h.r.Close() })
 	h.drive()

@@ -43,11 +43,11 @@ func cannotApply(err error) error {
 // PeerClusterVersion reports the highest cluster version a member can apply, as it said in its
 // member handshake (the transport learns it on every connection, in both directions). The
 // latest report wins.
-func (r *Replica) PeerClusterVersion(memberID int, max uint16) {
+func (r *Replica) PeerClusterVersion(id uint64, max uint16) {
 	if r.peerClusterMax == nil {
-		r.peerClusterMax = make(map[int]uint16)
+		r.peerClusterMax = make(map[uint64]uint16)
 	}
-	r.peerClusterMax[memberID] = max
+	r.peerClusterMax[id] = max
 }
 
 // clusterVersionTarget returns the highest cluster version every member of the applied
@@ -59,11 +59,10 @@ func (r *Replica) clusterVersionTarget() uint16 {
 	}
 	cs := r.core.ConfState()
 	for _, id := range slices.Concat(cs.GetVoters(), cs.GetLearners()) {
-		m := MemberID(id)
-		if m == r.cfg.MemberID {
+		if id == r.self {
 			continue
 		}
-		v, ok := r.peerClusterMax[m]
+		v, ok := r.peerClusterMax[id]
 		if !ok {
 			return 0
 		}

@@ -319,13 +319,13 @@ func (s *ClientServer) readLoop(c *clientConn) {
 }
 
 // negotiate fixes the connection's version on its first request, and checks every later open and
-// attach against it; it returns why the connection is refused ("" if it is not). An open or
-// attach carries the client's range: the version is the highest common one. Any other first
-// request is from a client that does not negotiate, which speaks version 1.
+// attach against it; it returns why the connection is refused ("" if it is not). An open, an
+// attach or an admin request carries the client's range: the version is the highest common one.
+// Any other first request is from a client that does not negotiate, which speaks version 1.
 func (s *ClientServer) negotiate(c *clientConn, m *wire.ClientMsg) string {
 	cur := uint16(c.version.Load())
 	own := s.cfg.ClientProtocol
-	if m.Kind != wire.COpen && m.Kind != wire.CAttach {
+	if m.Kind != wire.COpen && m.Kind != wire.CAttach && m.Kind != wire.CAdmin {
 		if cur != 0 {
 			return ""
 		}

@@ -234,8 +234,8 @@ func readClientFrames(t *testing.T, nc net.Conn, n int) (ms []wire.ClientMsg, er
 
 // A client from before negotiation (an open with no range, version byte 1) gets everything in
 // version 1: the attached message without limits, a session event without text. A client whose
-// open says [1,2] gets version 2; one that speaks 3 or more gets version 3 (the attached message
-// carries the cluster's identity). The answers are what the member's loop sends, unchanged.
+// open says [1,2] gets version 2; one that speaks 3 gets version 3 (the attached message carries
+// the cluster's identity), one that speaks more the highest. The answers are what the member's loop sends, unchanged.
 func TestClientPortNegotiatesAndEncodesAtTheVersion(t *testing.T) {
 	s, rec, addr := startClientServer(t, ClientConfig{})
 	for _, c := range []struct {
@@ -245,7 +245,8 @@ func TestClientPortNegotiatesAndEncodesAtTheVersion(t *testing.T) {
 		{append([]byte{1, byte(wire.COpen)}, make([]byte, 16)...), 1},
 		{wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.COpen, Protocol: wire.Range{Min: 1, Max: 2}}, 1), 2},
 		{wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.CAttach, Protocol: wire.Range{Min: 2, Max: 2}}, 2), 2},
-		{wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.CAttach, Protocol: wire.Range{Min: 2, Max: 9}}, 2), 3},
+		{wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.CAttach, Protocol: wire.Range{Min: 2, Max: 3}}, 2), 3},
+		{wire.AppendClientMsg(nil, &wire.ClientMsg{Kind: wire.CAttach, Protocol: wire.Range{Min: 2, Max: 9}}, 2), wire.ClientProtocolMax},
 	} {
 		nc, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -324,7 +325,7 @@ func TestClientPortRefusesWithoutCommonVersion(t *testing.T) {
 	}
 	m := ms[0]
 	if m.Kind != wire.CVersionRefused || m.Protocol != wire.ClientProtocol ||
-		!strings.Contains(string(m.Payload), "this member speaks [1,3], the client speaks [5,5]: no common version") {
+		!strings.Contains(string(m.Payload), "this member speaks [1,4], the client speaks [5,5]: no common version") {
 		t.Fatalf("refusal %+v (%q)", m, m.Payload)
 	}
 	select {

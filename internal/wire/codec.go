@@ -290,9 +290,14 @@ func AppendClientMsg(dst []byte, m *ClientMsg, version uint16) []byte {
 	case CQuery:
 		dst = putU64(dst, m.RequestID)
 		dst = putBytes(dst, m.Payload)
-	case CQueryResponse:
+	case CQueryResponse, CAdminResponse:
 		dst = putU64(dst, m.RequestID)
 		dst = append(dst, uint8(m.Status))
+		dst = putBytes(dst, m.Payload)
+	case CAdmin:
+		dst = putU64(dst, m.RequestID)
+		dst = putU16(dst, m.Protocol.Min)
+		dst = putU16(dst, m.Protocol.Max)
 		dst = putBytes(dst, m.Payload)
 	case CRedirect:
 		dst = append(dst, m.Session[:]...)
@@ -381,10 +386,20 @@ func DecodeClientMsg(data []byte) (ClientMsg, error) {
 	case CQuery:
 		m.RequestID = r.u64()
 		m.Payload = r.bytes(MaxPayloadBytes)
-	case CQueryResponse:
+	case CQueryResponse, CAdminResponse:
 		m.RequestID = r.u64()
 		m.Status = r.status()
 		m.Payload = r.bytes(MaxPayloadBytes)
+	case CAdmin:
+		m.RequestID = r.u64()
+		m.Protocol = Range{r.u16(), r.u16()}
+		m.Payload = r.bytes(MaxAdminBytes)
+		if r.err == nil && !m.Protocol.Valid() {
+			r.fail("protocol range %s", m.Protocol)
+		}
+		if r.err == nil && m.Version < 4 {
+			r.fail("an admin request in client protocol version %d (admin requests are version 4 on)", m.Version)
+		}
 	case CRedirect:
 		m.Session = r.session()
 		m.Seq = Seq(r.u64())

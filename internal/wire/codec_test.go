@@ -48,6 +48,8 @@ func sampleClientMsgs() []ClientMsg {
 		{Kind: CSessionEvent, Session: sid, Status: StatusRejected, Payload: []byte("session limit reached")},
 		{Kind: CPush, Session: sid, Payload: []byte("hello")},
 		{Kind: CVersionRefused, Protocol: Range{1, 2}, Payload: []byte("client protocol: no common version")},
+		{Kind: CAdmin, RequestID: 7, Protocol: Range{1, 4}, Payload: []byte(`{"op":"status"}`)},
+		{Kind: CAdminResponse, RequestID: 7, Status: StatusRejected, Payload: []byte(`{"error":"no"}`)},
 	}
 	for i := range ms {
 		ms[i].Version = ClientProtocolMax
@@ -143,9 +145,9 @@ func TestClientMsgVersion1Layouts(t *testing.T) {
 		t.Fatalf("an open with no range: %x, want 045a031's %x", got, open)
 	}
 	// Versions this build does not speak: refused, naming what it speaks; the frozen kinds read.
-	for _, v := range []uint16{0, 4, 255} {
+	for _, v := range []uint16{0, 5, 255} {
 		_, err := DecodeClientMsg(AppendClientMsg(nil, &ClientMsg{Kind: CCommand, Session: sid, Seq: 1}, v))
-		if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "[1,3]") {
+		if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "[1,4]") {
 			t.Fatalf("command at version %d: %v", v, err)
 		}
 		m, err := DecodeClientMsg(AppendClientMsg(nil, &ClientMsg{Kind: CAttach, Session: sid, Protocol: Range{v, v + 1}}, v))

@@ -123,6 +123,9 @@
 //	  10 session event:    session | status u8 | reason u8 | text bytes (why, e.g. a refused open)
 //	                       (version 1: no text)
 //	  11 push:             session | payload bytes
+//	  15 admin:            request id u64 | protocol min u16 | protocol max u16 | request bytes(64 KiB)
+//	                       (version 4 on; a JSON AdminRequest; negotiates like an open)
+//	  16 admin response:   request id u64 | status u8 | response bytes (a JSON AdminResponse)
 //
 // A frozen kind decodes whatever its version byte (a member refuses a version it does not speak
 // with kind 14, whose version byte is the member's highest); any other kind of a version this

@@ -65,6 +65,12 @@ const (
 	// CVersionRefused: reply to COpen or CAttach: the member speaks no client protocol version
 	// in the client's range, and closes the connection after it. Its layout is frozen.
 	CVersionRefused ClientKind = 14
+	// CAdmin (client protocol 4 on): request: an operator's request (wire.AdminRequest, JSON),
+	// with the client's protocol range: like an open, it may be a connection's first request.
+	// CAdminResponse: its answer (wire.AdminResponse, JSON). A follower answers a request only
+	// the leader can serve with a redirect carrying its request id.
+	CAdmin         ClientKind = 15
+	CAdminResponse ClientKind = 16
 )
 
 // Status of a reply.
@@ -96,7 +102,7 @@ type ClientMsg struct {
 	// CCommand, CResponse.
 	Seq           Seq
 	LowestUnacked Seq
-	// CQuery, CQueryResponse: a client-chosen correlation id.
+	// CQuery, CQueryResponse, CAdmin, CAdminResponse: a client-chosen correlation id.
 	RequestID uint64
 	Status    Status
 	Payload   []byte // command, query, reply or push bytes; error text when Status != OK

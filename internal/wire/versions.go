@@ -16,9 +16,9 @@ const (
 	// ClientProtocolMin/Max: the client protocol. Version 1 is the layouts of 045a031's clients
 	// (CAttached carries the session only, CSessionEvent no text); version 2 adds the member's
 	// limits to CAttached and a text to CSessionEvent; version 3 the cluster's identity
-	// (ClusterUUID) to CAttached.
+	// (ClusterUUID) to CAttached; version 4 the admin channel (CAdmin, CAdminResponse).
 	ClientProtocolMin uint16 = 1
-	ClientProtocolMax uint16 = 3
+	ClientProtocolMax uint16 = 4
 )
 
 // MaxRefusalTextBytes bounds the text of a handshake reply and of a version refusal.
