@@ -42,7 +42,7 @@ func TestDowngradedMemberStopsWithExitCode5(t *testing.T) {
 	if code != exitCannotApply {
 		t.Fatalf("the downgraded member exited with code %d, want %d; output:\n%s", code, exitCannotApply, out)
 	}
-	for _, want := range []string{"cluster version", "applies cluster versions up to 1", "run a build that applies version 3"} {
+	for _, want := range []string{"cluster version", "applies cluster versions up to 1", "run a build that applies version 4"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("the downgraded member's output lacks %q:\n%s", want, out)
 		}

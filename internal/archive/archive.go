@@ -20,6 +20,10 @@ import (
 type Options struct {
 	ClusterID string
 	MemberID  int
+	// RaftID: the raft id of a member that joined a running cluster, written in a new
+	// directory's IDENTITY (format 3) and checked against an existing one's; 0 for a founding
+	// member, or to take whatever the directory holds (RaftID()).
+	RaftID uint64
 	// SegmentBytes: once a segment holds this much, the next append starts a new one (default
 	// 64 MiB).
 	SegmentBytes int64
@@ -76,7 +80,7 @@ const formatVersion uint8 = 1
 // own. It writes only the newest, upgrading on write: a log opened with an older last segment
 // goes on in a new segment of the current format.
 const (
-	IdentityFormat   = identityFormat2 // the IDENTITY file (identity.go)
+	IdentityFormat   = identityFormat3 // the IDENTITY file (identity.go)
 	SnapshotFormat   = formatVersion   // snapshot files (their container part has its own format)
 	SegmentFormatMin = segmentV1       // oldest log segment format read
 	SegmentFormatMax = segmentV3       // the log segment format written
@@ -189,6 +193,8 @@ type Archive struct {
 	surplus []string     // snapshot files the prepared snapshot's job deletes
 
 	readOnly bool // Verify: change nothing
+	// raftID is the raft id the IDENTITY file holds (identity.go), 0 for a founding member's.
+	raftID uint64
 	// clusterUUID is the cluster's identity the IDENTITY file holds (identity.go), zero if none.
 	clusterUUID ClusterUUID
 	// unverified and voteFloor are what the VERIFICATION file holds (verification.go).

@@ -16,6 +16,12 @@ import (
 //
 //	tandem-archive <format>\ncluster <name>\nmember <id>\n       (format 1)
 //	tandem-archive 2\ncluster <name>\nmember <id>\nuuid <hex>\n (format 2)
+//	tandem-archive 3\ncluster <name>\nmember <id>\nuuid <hex>\nraft <id>\n (format 3)
+//
+// Format 3 adds the member's raft id, for a member that joined a running cluster (its raft id
+// was given when it joined: replica's members.go); a founding member's raft id is its member id
+// + 1, and its directory keeps format 1 or 2, which older builds read. A joined member's
+// directory is written in format 3 from the start (the uuid is then "none" until it is known).
 //
 // Format 2 adds the cluster's identity (32 lowercase hex digits: the 16 random bytes the
 // cluster's log recorded, wire.ClusterUUID), which the member writes once it applied it
@@ -26,6 +32,7 @@ import (
 const (
 	identityFormat1 uint8 = 1
 	identityFormat2 uint8 = 2
+	identityFormat3 uint8 = 3
 
 	// IdentityFormatMin is the oldest IDENTITY format this build reads (IdentityFormat the
 	// newest, which it writes once the cluster's identity is known).
@@ -37,7 +44,14 @@ const (
 type ClusterUUID = [16]byte
 
 // identityText is the IDENTITY file's text; the file holds it and then its CRC-32C.
-func identityText(cluster string, member int, uuid ClusterUUID) string {
+func identityText(cluster string, member int, uuid ClusterUUID, raftID uint64) string {
+	if raftID != 0 {
+		u := "none"
+		if uuid != (ClusterUUID{}) {
+			u = hex.EncodeToString(uuid[:])
+		}
+		return fmt.Sprintf("tandem-archive %d\ncluster %s\nmember %d\nuuid %s\nraft %d\n", identityFormat3, cluster, member, u, raftID)
+	}
 	if uuid == (ClusterUUID{}) {
 		return fmt.Sprintf("tandem-archive %d\ncluster %s\nmember %d\n", identityFormat1, cluster, member)
 	}
@@ -50,35 +64,47 @@ func identityBody(text string) []byte {
 }
 
 // parseIdentity reads an IDENTITY text of either format. ok is false if it is not one.
-func parseIdentity(text string) (format uint8, cluster string, member int, uuid ClusterUUID, ok bool) {
+func parseIdentity(text string) (format uint8, cluster string, member int, uuid ClusterUUID, raftID uint64, ok bool) {
 	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
 	if len(lines) < 3 {
-		return 0, "", 0, uuid, false
+		return 0, "", 0, uuid, 0, false
 	}
 	if _, err := fmt.Sscanf(lines[0], "tandem-archive %d", &format); err != nil {
-		return 0, "", 0, uuid, false
+		return 0, "", 0, uuid, 0, false
 	}
 	cluster, okc := strings.CutPrefix(lines[1], "cluster ")
 	if _, err := fmt.Sscanf(lines[2], "member %d", &member); err != nil || !okc {
-		return 0, "", 0, uuid, false
+		return 0, "", 0, uuid, 0, false
 	}
 	switch {
 	case format == identityFormat1 && len(lines) == 3:
+	case format == identityFormat3 && len(lines) == 5:
+		if _, err := fmt.Sscanf(lines[4], "raft %d", &raftID); err != nil || raftID == 0 {
+			return 0, "", 0, uuid, 0, false
+		}
+		if lines[3] != "uuid none" {
+			h, _ := strings.CutPrefix(lines[3], "uuid ")
+			b, err := hex.DecodeString(h)
+			if err != nil || len(b) != len(uuid) {
+				return 0, "", 0, uuid, 0, false
+			}
+			copy(uuid[:], b)
+		}
 	case format == identityFormat2 && len(lines) == 4:
 		h, okU := strings.CutPrefix(lines[3], "uuid ")
 		b, err := hex.DecodeString(h)
 		if !okU || err != nil || len(b) != len(uuid) {
-			return 0, "", 0, uuid, false
+			return 0, "", 0, uuid, 0, false
 		}
 		copy(uuid[:], b)
 		if uuid == (ClusterUUID{}) {
-			return 0, "", 0, uuid, false
+			return 0, "", 0, uuid, 0, false
 		}
 	default:
-		return format, cluster, member, uuid, false
+		return format, cluster, member, uuid, 0, false
 	}
 	// Exact: the text must be what this build would write for what it holds.
-	return format, cluster, member, uuid, identityText(cluster, member, uuid) == text
+	return format, cluster, member, uuid, raftID, identityText(cluster, member, uuid, raftID) == text
 }
 
 // checkIdentity refuses a directory whose IDENTITY names another cluster or member, or fails its
@@ -93,7 +119,8 @@ func (a *Archive) checkIdentity() error {
 		if len(segs) > 0 || len(snaps) > 0 {
 			return fmt.Errorf("archive: %s holds data but no IDENTITY file: refusing to guess whose it is", a.dir)
 		}
-		return writeFileDurably(a.fs, a.dir, "IDENTITY", ".tmp", identityBody(identityText(a.opts.ClusterID, a.opts.MemberID, ClusterUUID{})))
+		a.raftID = a.opts.RaftID
+		return writeFileDurably(a.fs, a.dir, "IDENTITY", ".tmp", identityBody(identityText(a.opts.ClusterID, a.opts.MemberID, ClusterUUID{}, a.raftID)))
 	}
 	if err != nil {
 		return fmt.Errorf("archive: reading %s: %w", path, err)
@@ -102,7 +129,7 @@ func (a *Archive) checkIdentity() error {
 		return fmt.Errorf("%w: %s fails its checksum", ErrCorrupt, path)
 	}
 	text := string(got[:len(got)-4])
-	format, cluster, member, uuid, ok := parseIdentity(text)
+	format, cluster, member, uuid, raftID, ok := parseIdentity(text)
 	if !ok {
 		if format > IdentityFormat {
 			return fmt.Errorf("archive: %s is of format %d, this build reads formats %d to %d (a newer build wrote it)",
@@ -114,9 +141,16 @@ func (a *Archive) checkIdentity() error {
 		return fmt.Errorf("archive: %s belongs to cluster %q member %d (format %d), not cluster %q member %d",
 			a.dir, cluster, member, format, a.opts.ClusterID, a.opts.MemberID)
 	}
-	a.clusterUUID = uuid
+	if a.opts.RaftID != 0 && raftID != a.opts.RaftID {
+		return fmt.Errorf("archive: %s belongs to member %d under raft id %d, not raft id %d", a.dir, member, raftID, a.opts.RaftID)
+	}
+	a.clusterUUID, a.raftID = uuid, raftID
 	return nil
 }
+
+// RaftID returns the raft id the IDENTITY file holds: that of a member that joined a running
+// cluster; 0 for a founding member (its raft id is its member id + 1).
+func (a *Archive) RaftID() uint64 { return a.raftID }
 
 // ClusterUUID returns the cluster's identity the IDENTITY file holds: zero if it holds none (a
 // member that has not applied its cluster's identity entry). Called on the owning goroutine.
@@ -145,7 +179,7 @@ func (a *Archive) SetClusterUUID(u ClusterUUID) error {
 	if err := a.Err(); err != nil {
 		return err
 	}
-	body := identityBody(identityText(a.opts.ClusterID, a.opts.MemberID, u))
+	body := identityBody(identityText(a.opts.ClusterID, a.opts.MemberID, u, a.raftID))
 	if err := writeFileDurably(a.fs, a.dir, "IDENTITY", ".tmp", body); err != nil {
 		return a.fail(fmt.Errorf("writing IDENTITY: %w", err))
 	}

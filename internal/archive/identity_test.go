@@ -86,14 +86,56 @@ func TestIdentityClusterUUID(t *testing.T) {
 		"tandem-archive 2\ncluster test\nmember 0\nuuid 00000000000000000000000000000000\n",
 		"tandem-archive 1\ncluster test\nmember 0\nuuid 3f2a0000000000000000000000000007\n",
 		"tandem-archive 1\ncluster test\nmember 0\nextra\n",
+		"tandem-archive 3\ncluster test\nmember 0\nuuid none\nraft 0\n",
+		"tandem-archive 3\ncluster test\nmember 0\nuuid 00000000000000000000000000000000\nraft 4\n",
+		"tandem-archive 3\ncluster test\nmember 0\nuuid none\n",
 	} {
 		m.Corrupt(path, func([]byte) []byte { return identityBody(bad) })
 		if _, err := Open(m, dir, opts()); err == nil {
 			t.Fatalf("IDENTITY %q opened", bad)
 		}
 	}
-	m.Corrupt(path, func([]byte) []byte { return identityBody("tandem-archive 3\ncluster test\nmember 0\nmore\nlines\n") })
+	m.Corrupt(path, func([]byte) []byte { return identityBody("tandem-archive 4\ncluster test\nmember 0\nmore\nlines\n") })
 	if _, err := Open(m, dir, opts()); err == nil || !strings.Contains(err.Error(), "newer build") {
-		t.Fatalf("IDENTITY of format 3: %v", err)
+		t.Fatalf("IDENTITY of format 4: %v", err)
+	}
+}
+
+// A member that joined a running cluster keeps its raft id in IDENTITY (format 3) from its first
+// start, with the cluster's identity once known; a founding member's directory keeps format 1 or
+// 2. The raft id asked for must be the one the directory holds. A joined member on an empty log
+// is not written unverified: its raft id never voted.
+func TestIdentityKeepsAJoinedMembersRaftID(t *testing.T) {
+	m := vfs.NewMem()
+	dir := "/data/node-3"
+	o := Options{ClusterID: "test", MemberID: 3, RaftID: 7}
+	a, err := Open(m, dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.RaftID() != 7 {
+		t.Fatalf("RaftID %d, want 7", a.RaftID())
+	}
+	if u, _ := a.Verification(); u {
+		t.Fatal("a joined member on an empty log was written unverified")
+	}
+	u := ClusterUUID{1, 15: 9}
+	if err := a.SetClusterUUID(u); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Close()
+	b, err := readFile(m, dir+"/IDENTITY")
+	if err != nil || !strings.HasPrefix(string(b), "tandem-archive 3\n") || !strings.Contains(string(b), "raft 7\n") {
+		t.Fatalf("IDENTITY %q %v", b, err)
+	}
+	o.RaftID = 0
+	a, err = Open(m, dir, o)
+	if err != nil || a.RaftID() != 7 || a.ClusterUUID() != u {
+		t.Fatalf("reopened: raft id %d uuid %x %v", a.RaftID(), a.ClusterUUID(), err)
+	}
+	_ = a.Close()
+	o.RaftID = 8
+	if _, err := Open(m, dir, o); err == nil || !strings.Contains(err.Error(), "raft id 7") {
+		t.Fatalf("opened under another raft id: %v", err)
 	}
 }

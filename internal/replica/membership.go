@@ -146,7 +146,7 @@ func (r *Replica) applyConfChange(e *pb.Entry, cc *pb.ConfChangeV2) bool {
 	if !touched {
 		due = r.ctr.ApplyEmpty(ix)
 	}
-	if cc != nil && len(cc.GetChanges()) > 0 {
+	if versioned && cc != nil && len(cc.GetChanges()) > 0 {
 		r.log.Info("membership changed", "index", ix, "change", r.describe(cc), "members", memberList(r.Members()))
 	}
 	if versioned {
