@@ -198,6 +198,13 @@ func TestRemovedPeerIsCutOff(t *testing.T) {
 	a.Stop()
 	b.Stop()
 	waitFor(t, "no goroutine of either transport outlives Stop", func() bool { return goroutines(transportGoroutines...) == 0 })
+	a.SetPeers(map[uint64]string{2: addrOf(b)})
+	if got := a.Peers(); len(got) != 0 {
+		t.Fatalf("Peers() = %v: SetPeers after Stop changed the set", got)
+	}
+	if n := goroutines(transportGoroutines...); n != 0 {
+		t.Fatalf("SetPeers after Stop started %d goroutines", n)
+	}
 }
 
 // A member that moved (same raft id, new address) is reached at its new address: the connection
@@ -224,22 +231,31 @@ func TestPeerAddressChangeReconnectsThere(t *testing.T) {
 }
 
 // Before Start, SetPeers only replaces the set: Start launches senders for the new one, and
-// none for the peer it replaced.
+// none for the peer it replaced (a MsgSnap handed to that one is reported failed).
 func TestSetPeersBeforeStart(t *testing.T) {
 	la, lb := listen(t), listen(t)
-	ra := newRecorder()
+	ra := &snapRecorder{peerRecorder: newRecorder(), reports: make(chan snapReport, 16)}
 	a := New(Config{ClusterID: "test", SelfID: 1, Peers: map[uint64]string{1: la.Addr().String(), 9: closedAddr(t)},
 		Listener: la, SnapshotDir: t.TempDir(), BackoffMax: 100 * time.Millisecond}, ra)
 	t.Cleanup(a.Stop)
+	a.Send([]*pb.Message{snapTo(9)})
 	peers := map[uint64]string{1: la.Addr().String(), 2: lb.Addr().String()}
 	a.SetPeers(peers)
 	if got, want := a.Peers(), map[uint64]string{2: lb.Addr().String()}; !maps.Equal(got, want) {
 		t.Fatalf("Peers() = %v, want %v", got, want)
 	}
+	select {
+	case r := <-ra.reports:
+		if want := (snapReport{9, false}); r != want {
+			t.Fatalf("reported %+v, want %+v", r, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the MsgSnap to raft id 9, replaced before Start, was never reported")
+	}
 	a.Start()
 	b, rb := startMember(t, Config{SelfID: 2, Peers: peers, Listener: lb})
 	sendUntilReceived(t, "raft id 1 reaches raft id 2, set before Start", a, 1, 2, rb)
-	sendUntilReceived(t, "raft id 2 is accepted by raft id 1", b, 2, 1, ra)
+	sendUntilReceived(t, "raft id 2 is accepted by raft id 1", b, 2, 1, ra.peerRecorder)
 	if n := goroutines("(*peer).run("); n != 2 {
 		t.Fatalf("%d senders, want 2: one each way between raft ids 1 and 2, none for the replaced raft id 9", n)
 	}
@@ -269,8 +285,8 @@ func snapTo(to uint64) *pb.Message {
 }
 
 // A snapshot transfer under way to a peer that is removed is abandoned and reported failed, once
-// (raft sends a peer nothing more until it hears of its MsgSnap); a MsgSnap sent to it after its
-// removal is dropped and reported failed too.
+// (raft sends a peer nothing more until it hears of its MsgSnap), and so is one queued behind it;
+// a MsgSnap sent to it after its removal is dropped and reported failed too.
 func TestSnapshotToRemovedPeerReportedFailedOnce(t *testing.T) {
 	la, lb := listen(t), listen(t)
 	peers := map[uint64]string{1: la.Addr().String(), 2: lb.Addr().String()}
@@ -284,6 +300,8 @@ func TestSnapshotToRemovedPeerReportedFailedOnce(t *testing.T) {
 
 	a.Send([]*pb.Message{snapTo(2)})
 	waitFor(t, "the snapshot transfer's connection is up beside the messages'", func() bool { return authedFrom(b, 1) == 2 })
+	// Raft sends one MsgSnap at a time; a second one waits in the queue all the same.
+	a.Send([]*pb.Message{snapTo(2)})
 	select {
 	case r := <-ra.reports:
 		t.Fatalf("reported %+v before the transfer could be acknowledged", r)
@@ -292,13 +310,15 @@ func TestSnapshotToRemovedPeerReportedFailedOnce(t *testing.T) {
 
 	a.SetPeers(map[uint64]string{1: la.Addr().String()})
 	want := snapReport{2, false}
-	select {
-	case r := <-ra.reports:
-		if r != want {
-			t.Fatalf("reported %+v for the abandoned transfer, want %+v", r, want)
+	for i := range 2 {
+		select {
+		case r := <-ra.reports:
+			if r != want {
+				t.Fatalf("reported %+v for an abandoned transfer, want %+v", r, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of the 2 MsgSnaps to the removed peer were reported", i)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the transfer to the removed peer was never reported")
 	}
 	dropped := a.SendsDropped()
 	a.Send([]*pb.Message{snapTo(2)})
@@ -317,6 +337,45 @@ func TestSnapshotToRemovedPeerReportedFailedOnce(t *testing.T) {
 	select {
 	case r := <-ra.reports:
 		t.Fatalf("reported %+v once more", r)
+	default:
+	}
+}
+
+// A MsgSnap waiting for a transfer slot (MaxConcurrentSnapshots) when its peer is removed is
+// reported failed, once, and the transfer holding the slot goes on unreported.
+func TestSnapshotWaitingForSlotReportedFailedOnRemoval(t *testing.T) {
+	la, lb, lc := listen(t), listen(t), listen(t)
+	peers := map[uint64]string{1: la.Addr().String(), 2: lb.Addr().String(), 3: lc.Addr().String()}
+	ra := &snapRecorder{peerRecorder: newRecorder(), reports: make(chan snapReport, 16)}
+	a := New(Config{ClusterID: "test", SelfID: 1, Peers: peers, Listener: la, SnapshotDir: t.TempDir(),
+		MaxConcurrentSnapshots: 1}, ra)
+	a.Start()
+	t.Cleanup(a.Stop)
+	startMember(t, Config{SelfID: 2, Peers: peers, Listener: lb})
+	c, rc := startMember(t, Config{SelfID: 3, Peers: peers, Listener: lc})
+	rc.hold.Lock() // raft id 3 takes nothing: its transfer holds the only slot
+	t.Cleanup(rc.hold.Unlock)
+
+	a.Send([]*pb.Message{snapTo(3)})
+	waitFor(t, "the transfer to raft id 3 is under way", func() bool { return authedFrom(c, 1) == 2 })
+	a.Send([]*pb.Message{snapTo(2)})
+	p2 := a.peers.Load().byID[2]
+	waitFor(t, "raft id 2's snapshot sender took its MsgSnap, and waits for the slot", func() bool { return len(p2.snapq) == 0 })
+
+	a.SetPeers(map[uint64]string{1: la.Addr().String(), 3: lc.Addr().String()})
+	select {
+	case r := <-ra.reports:
+		if want := (snapReport{2, false}); r != want {
+			t.Fatalf("reported %+v, want %+v", r, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the MsgSnap waiting for a slot was never reported")
+	}
+	// Left: raft id 1's for raft id 3, and the two of raft ids 2 and 3 each.
+	waitFor(t, "raft id 1's snapshot sender for raft id 2 ends", func() bool { return goroutines("(*peer).runSnapshots(") == 1+2+2 })
+	select {
+	case r := <-ra.reports:
+		t.Fatalf("reported %+v once more, or the transfer to raft id 3 that was not acknowledged", r)
 	default:
 	}
 }
