@@ -197,7 +197,9 @@ func TestRemovedPeerIsCutOff(t *testing.T) {
 
 	a.Stop()
 	b.Stop()
-	waitFor(t, "no goroutine of either transport outlives Stop", func() bool { return goroutines(transportGoroutines...) == 0 })
+	waitFor(t, "no goroutine of either transport outlives Stop", func() bool {
+		return goroutines(transportGoroutines...) == 0
+	})
 	a.SetPeers(map[uint64]string{2: addrOf(b)})
 	if got := a.Peers(); len(got) != 0 {
 		t.Fatalf("Peers() = %v: SetPeers after Stop changed the set", got)
@@ -281,7 +283,8 @@ func (r *snapRecorder) SnapshotStatus(id uint64, ok bool) { r.reports <- snapRep
 
 func snapTo(to uint64) *pb.Message {
 	return &pb.Message{Type: pb.MsgSnap.Enum(), From: new(uint64(1)), To: new(to), Term: new(uint64(2)),
-		Snapshot: &pb.Snapshot{Data: make([]byte, 3000), Metadata: &pb.SnapshotMetadata{Index: new(uint64(10)), Term: new(uint64(2))}}}
+		Snapshot: &pb.Snapshot{Data: make([]byte, 3000),
+			Metadata: &pb.SnapshotMetadata{Index: new(uint64(10)), Term: new(uint64(2))}}}
 }
 
 // A snapshot transfer under way to a peer that is removed is abandoned and reported failed, once
@@ -299,7 +302,9 @@ func TestSnapshotToRemovedPeerReportedFailedOnce(t *testing.T) {
 	t.Cleanup(rb.hold.Unlock)
 
 	a.Send([]*pb.Message{snapTo(2)})
-	waitFor(t, "the snapshot transfer's connection is up beside the messages'", func() bool { return authedFrom(b, 1) == 2 })
+	waitFor(t, "the snapshot transfer's connection is up beside the messages'", func() bool {
+		return authedFrom(b, 1) == 2
+	})
 	// Raft sends one MsgSnap at a time; a second one waits in the queue all the same.
 	a.Send([]*pb.Message{snapTo(2)})
 	select {
@@ -360,7 +365,9 @@ func TestSnapshotWaitingForSlotReportedFailedOnRemoval(t *testing.T) {
 	waitFor(t, "the transfer to raft id 3 is under way", func() bool { return authedFrom(c, 1) == 2 })
 	a.Send([]*pb.Message{snapTo(2)})
 	p2 := a.peers.Load().byID[2]
-	waitFor(t, "raft id 2's snapshot sender took its MsgSnap, and waits for the slot", func() bool { return len(p2.snapq) == 0 })
+	waitFor(t, "raft id 2's snapshot sender took its MsgSnap, and waits for the slot", func() bool {
+		return len(p2.snapq) == 0
+	})
 
 	a.SetPeers(map[uint64]string{1: la.Addr().String(), 3: lc.Addr().String()})
 	select {
@@ -372,7 +379,9 @@ func TestSnapshotWaitingForSlotReportedFailedOnRemoval(t *testing.T) {
 		t.Fatal("the MsgSnap waiting for a slot was never reported")
 	}
 	// Left: raft id 1's for raft id 3, and the two of raft ids 2 and 3 each.
-	waitFor(t, "raft id 1's snapshot sender for raft id 2 ends", func() bool { return goroutines("(*peer).runSnapshots(") == 1+2+2 })
+	waitFor(t, "raft id 1's snapshot sender for raft id 2 ends", func() bool {
+		return goroutines("(*peer).runSnapshots(") == 1+2+2
+	})
 	select {
 	case r := <-ra.reports:
 		t.Fatalf("reported %+v once more, or the transfer to raft id 3 that was not acknowledged", r)
@@ -418,5 +427,7 @@ func TestSetPeersConcurrentWithSend(t *testing.T) {
 	sendUntilReceived(t, "raft id 2, in every set, still receives", a, 1, 2, rb)
 	a.Stop()
 	b.Stop()
-	waitFor(t, "no goroutine of either transport outlives Stop", func() bool { return goroutines(transportGoroutines...) == 0 })
+	waitFor(t, "no goroutine of either transport outlives Stop", func() bool {
+		return goroutines(transportGoroutines...) == 0
+	})
 }
