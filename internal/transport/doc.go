@@ -19,7 +19,18 @@
 //     Send, so it must not block; SnapshotStatus must reach raft, which sends the peer nothing
 //     more until it hears it.
 //  4. When the loop refuses a message, DropInbound closes the connections of its claimed sender.
-//  5. Stop closes the listener and every connection and waits for the goroutines.
+//  5. When the loop applied a membership change, SetPeers replaces the peers (Peers returns them).
+//  6. Stop closes the listener and every connection and waits for the goroutines.
+//
+// Peers: the members this one talks to, by raft id with their advertised member addresses:
+// Config.Peers at start, then each set SetPeers gives (raft ids are never reused). A new peer
+// gets its outbound connection and its handshakes are accepted; a peer whose address changed has
+// its outbound connection closed and redialled at the new one; a removed peer's connections, in
+// both directions, are closed, its queue dropped, a snapshot transfer to it abandoned (reported
+// failed), and its handshakes refused. Send drops and counts (SendsDropped) a message for an id
+// that is not a peer, without telling raft it is unreachable: raft no longer tracks it. SetPeers
+// waits for nothing (the removed peers' goroutines end on their own, Stop waits for them), and
+// each set it publishes is never changed after, so Send reads it with one atomic load, no lock.
 //
 // Connections: one outbound connection per peer, dialled with backoff and jitter, plus one per
 // snapshot transfer. Each peer has a queue of encoded frames (QueueBytes) that the loop writes

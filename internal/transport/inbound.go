@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -93,7 +94,7 @@ func (t *Transport) serve(conn net.Conn) {
 		t.reject(conn, "handshake for member raft id %d, this is raft id %d", hs.ReceiverID, t.cfg.SelfID)
 		return
 	}
-	if _, ok := t.peers[hs.SenderID]; !ok {
+	if _, ok := t.peers.Load().byID[hs.SenderID]; !ok {
 		t.reject(conn, "handshake from raft id %d, which is not a peer", hs.SenderID)
 		return
 	}
@@ -141,8 +142,18 @@ func (t *Transport) serve(conn net.Conn) {
 	}
 	self := &inboundPeer{id: from, version: v}
 	t.mu.Lock()
-	t.authed[conn] = self
+	// Checked again under t.mu: SetPeers publishes a set without the peer before it closes the
+	// peer's connections (DropInbound, under t.mu), so a removal is either seen here or finds
+	// this connection registered.
+	_, still := t.peers.Load().byID[from]
+	if still {
+		t.authed[conn] = self
+	}
 	t.mu.Unlock()
+	if !still {
+		t.reject(conn, "handshake from raft id %d, which is not a peer any more", from)
+		return
+	}
 	defer func() {
 		t.mu.Lock()
 		delete(t.authed, conn)
@@ -271,27 +282,53 @@ func (t *Transport) receiveSnapshot(conn net.Conn, r *bufio.Reader, m *pb.Messag
 
 // runSnapshots sends snapshots to the peer one at a time, on a connection of their own so a large
 // transfer does not hold up heartbeats, and at most MaxConcurrentSnapshots across all peers.
+//
+// Raft sends a peer nothing more until it hears how its MsgSnap went, so each one handed over is
+// reported exactly once: after its transfer, or as failed when the peer is removed first (raft
+// ignores it if it no longer tracks the peer). When the transport stops, one not sent yet is not
+// reported: raft stops too.
 func (p *peer) runSnapshots() {
 	defer p.t.wg.Done()
 	for {
 		var m *pb.Message
 		select {
-		case <-p.t.ctx.Done():
+		case <-p.ctx.Done():
+			p.abandon(0)
 			return
 		case m = <-p.snapq:
 		}
 		select {
-		case <-p.t.ctx.Done():
+		case <-p.ctx.Done():
+			p.abandon(1) // m
 			return
 		case p.t.snaps <- struct{}{}:
 		}
 		err := p.sendSnapshot(m)
 		<-p.t.snaps
-		if err != nil && p.t.ctx.Err() == nil {
-			p.t.log.Warn("snapshot transfer failed; raft will retry", "peer", p.id,
-				"index", m.GetSnapshot().GetMetadata().GetIndex(), "err", err)
+		index := m.GetSnapshot().GetMetadata().GetIndex()
+		switch {
+		case err == nil || p.t.ctx.Err() != nil: // sent, or the member is stopping: nothing to say
+		case p.ctx.Err() != nil:
+			p.t.log.Info("snapshot transfer abandoned: the peer was removed", "peer", p.id, "index", index)
+		default:
+			p.t.log.Warn("snapshot transfer failed; raft will retry", "peer", p.id, "index", index, "err", err)
 		}
 		p.t.h.SnapshotStatus(p.id, err == nil)
+	}
+}
+
+// abandon ends the peer's snapshots once its ctx ended: the held ones runSnapshots took, and
+// any Send handed over since, are reported failed if the peer was removed; if the transport is
+// stopping, none is.
+func (p *peer) abandon(held int) {
+	if p.abandonSnapshots() {
+		held++
+	}
+	if p.t.ctx.Err() != nil {
+		return
+	}
+	for range held {
+		p.t.h.SnapshotStatus(p.id, false)
 	}
 }
 
@@ -303,11 +340,14 @@ func (p *peer) sendSnapshot(m *pb.Message) error {
 	if err != nil {
 		return err
 	}
-	conn, _, err := p.dial()
+	conn, _, _, err := p.dial()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	// Removed, the peer gets no more: the transfer is abandoned where it is.
+	stop := context.AfterFunc(p.ctx, func() { _ = conn.Close() })
+	defer stop()
 	w := bufio.NewWriterSize(conn, 256<<10)
 	frame := wire.AppendFrame(nil, wire.FrameRaft, raw)
 	if _, err := w.Write(frame); err != nil {

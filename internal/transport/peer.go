@@ -26,7 +26,8 @@ type Config struct {
 	ClusterID string
 	// SelfID is this member's raft id.
 	SelfID uint64
-	// Peers maps raft ids of the other members to their advertised member addresses.
+	// Peers maps raft ids of the other members to their advertised member addresses, as the
+	// member knows them at start; SetPeers replaces them when the membership changes.
 	Peers map[uint64]string
 	// Listener accepts member connections (bound by the caller, so "address in use" is reported
 	// where the port is known).
@@ -137,12 +138,18 @@ type Handler interface {
 // Transport carries raft messages between members over TCP: one outbound connection per peer
 // with a queue that batches writes, inbound connections authenticated by a handshake.
 type Transport struct {
-	cfg   Config
-	h     Handler
-	log   *slog.Logger
-	peers map[uint64]*peer
-	order []*peer       // the peers by raft id, for flushing in a fixed order
-	snaps chan struct{} // semaphore of outbound snapshot transfers
+	cfg Config
+	h   Handler
+	log *slog.Logger
+	// peers is the current peer set. A published set is never changed (SetPeers publishes a new
+	// one), so Send, on the member's loop for every batch, and the accept path read it with one
+	// atomic load and no lock.
+	peers atomic.Pointer[peerSet]
+	// peersMu serializes the writers of peers (Start, SetPeers, Stop): started and stopped tell
+	// SetPeers whether to launch a new peer's senders, or to do nothing.
+	peersMu          sync.Mutex
+	started, stopped bool
+	snaps            chan struct{} // semaphore of outbound snapshot transfers
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -159,10 +166,11 @@ type Transport struct {
 	// metrics).
 	rejected int
 
-	// sendsDropped counts messages Send dropped because their peer's queue was full (read by
-	// SendsDropped from any goroutine); dropLog limits the lines saying so.
-	sendsDropped atomic.Int64
-	dropLog      ratelog.Limiter
+	// sendsDropped counts messages Send dropped because their peer's queue was full or their
+	// receiver was not a peer (read by SendsDropped from any goroutine); dropLog and notPeerLog
+	// limit the lines saying so.
+	sendsDropped        atomic.Int64
+	dropLog, notPeerLog ratelog.Limiter
 	// versionLog limits the lines about peers refused for their versions.
 	versionLog ratelog.Limiter
 	// clusterUUID is this member's cluster identity (identity.go): read by every connection's
@@ -176,42 +184,47 @@ func New(cfg Config, h Handler) *Transport {
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Transport{
 		cfg: cfg, h: h, log: cfg.Logger,
-		peers:   map[uint64]*peer{},
 		snaps:   make(chan struct{}, cfg.MaxConcurrentSnapshots),
 		ctx:     ctx,
 		cancel:  cancel,
 		inbound: map[net.Conn]struct{}{},
-		dropLog: ratelog.Limiter{Every: acceptLogEvery}, versionLog: ratelog.Limiter{Every: acceptLogEvery},
-		authed: map[net.Conn]*inboundPeer{},
+		dropLog: ratelog.Limiter{Every: acceptLogEvery}, notPeerLog: ratelog.Limiter{Every: acceptLogEvery},
+		versionLog: ratelog.Limiter{Every: acceptLogEvery},
+		authed:     map[net.Conn]*inboundPeer{},
 	}
 	t.acc = newAccepter("member", cfg.Listener, cfg.MaxConns, cfg.Logger, ctx.Done())
 	t.SetClusterUUID(cfg.ClusterUUID)
+	byID := map[uint64]*peer{}
 	for id, addr := range cfg.Peers {
-		if id == cfg.SelfID {
-			continue
+		if id != cfg.SelfID {
+			byID[id] = t.newPeer(id, addr)
 		}
-		p := &peer{t: t, id: id, addr: addr, q: newOutq(), snapq: make(chan *pb.Message, 1),
-			refuseLog: ratelog.Limiter{Every: acceptLogEvery}}
-		t.peers[id] = p
-		t.order = append(t.order, p)
 	}
-	slices.SortFunc(t.order, func(a, b *peer) int { return cmp.Compare(a.id, b.id) })
+	t.peers.Store(newPeerSet(byID))
 	return t
 }
 
 // Start launches the accept loop and one sender per peer.
 func (t *Transport) Start() {
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	if t.started || t.stopped {
+		return
+	}
+	t.started = true
 	t.wg.Add(1)
 	go t.acceptLoop()
-	for _, p := range t.peers {
-		t.wg.Add(2)
-		go p.run()
-		go p.runSnapshots()
+	for _, p := range t.peers.Load().order {
+		t.startPeer(p)
 	}
 }
 
-// Stop closes every connection and waits for the goroutines.
+// Stop closes every connection and waits for the goroutines, those of peers removed meanwhile
+// too. SetPeers does nothing once Stop began.
 func (t *Transport) Stop() {
+	t.peersMu.Lock()
+	t.stopped = true // from now on nobody adds to wg: Wait below sees every goroutine
+	t.peersMu.Unlock()
 	t.cancel()
 	_ = t.cfg.Listener.Close()
 	t.mu.Lock()
@@ -262,7 +275,8 @@ func (t *Transport) Refused() int { return int(t.acc.refused.Load()) }
 // AcceptFailures returns how many accepts on the member port failed (and were retried).
 func (t *Transport) AcceptFailures() int { return int(t.acc.failed.Load()) }
 
-// SendsDropped returns how many messages Send dropped because their peer's queue was full.
+// SendsDropped returns how many messages Send dropped because their peer's queue was full or
+// their receiver was not a peer.
 func (t *Transport) SendsDropped() int { return int(t.sendsDropped.Load()) }
 
 // Send queues messages for their peers, each framed into its peer's queue, and flushes at once
@@ -277,18 +291,19 @@ func (t *Transport) SendsDropped() int { return int(t.sendsDropped.Load()) }
 // Send and Flush must be called from the member's loop only: messages are marshalled here,
 // because raft's messages share memory with its log. Neither blocks.
 func (t *Transport) Send(msgs []*pb.Message) {
+	ps := t.peers.Load()
 	urgent := false
 	for _, m := range msgs {
-		p, ok := t.peers[m.GetTo()]
+		p, ok := ps.byID[m.GetTo()]
 		if !ok {
+			t.dropNotPeer(m)
 			continue
 		}
 		if m.GetType() == pb.MsgSnap {
-			select {
-			case p.snapq <- m:
-			default:
-				// A transfer to this peer is under way; raft will ask again. Reported from
-				// another goroutine: Send runs on the member's loop, which the report goes to.
+			if !p.handSnapshot(m) {
+				// A transfer to this peer is under way (raft will ask again), or the peer was
+				// just removed. Reported from another goroutine: Send runs on the member's loop,
+				// which the report goes to.
 				go t.h.SnapshotStatus(p.id, false)
 			}
 			continue
@@ -329,7 +344,7 @@ func (t *Transport) Send(msgs []*pb.Message) {
 	if !urgent {
 		return
 	}
-	for _, p := range t.order {
+	for _, p := range ps.order {
 		if p.urgent {
 			p.urgent, p.queued = false, false
 			p.q.flush()
@@ -337,9 +352,26 @@ func (t *Transport) Send(msgs []*pb.Message) {
 	}
 }
 
+// dropNotPeer drops a message whose receiver is not a peer: one removed (raft, which no longer
+// tracks it, may still have had messages for it in the round that removed it), one not added
+// yet, or a caller's mistake. It is counted (SendsDropped) and logged, rate-limited; raft is not
+// told it is unreachable, as it does not track the id. A MsgSnap is still answered with a failed
+// SnapshotStatus, so that every MsgSnap gets exactly one report (raft ignores one for an id it
+// does not track).
+func (t *Transport) dropNotPeer(m *pb.Message) {
+	n := t.sendsDropped.Add(1)
+	if ok, held := t.notPeerLog.Allow(time.Now()); ok {
+		t.log.Info("raft message dropped: its receiver is not a peer (removed, or not added yet)", "to", m.GetTo(),
+			"type", m.GetType().String(), "dropped_total", n, "drops_not_logged", held)
+	}
+	if m.GetType() == pb.MsgSnap {
+		go t.h.SnapshotStatus(m.GetTo(), false) // not from the loop, which the report goes to
+	}
+}
+
 // Flush hands what Send queued without flushing to the peers' writers. Loop only.
 func (t *Transport) Flush() {
-	for _, p := range t.order {
+	for _, p := range t.peers.Load().order {
 		if p.queued {
 			p.urgent, p.queued = false, false
 			p.q.signal()
@@ -350,11 +382,23 @@ func (t *Transport) Flush() {
 var errQueueFull = errors.New("transport: peer queue full")
 
 type peer struct {
-	t     *Transport
-	id    uint64
-	addr  string
-	q     *outq // frames for the current connection, or for the next while it is dialled
+	t  *Transport
+	id uint64
+	// ctx ends when the peer is removed (cancel) or the transport stops: its goroutines end, and
+	// its dials and connections are cut short.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// addr is the peer's advertised address; SetPeers stores a new pointer when it changes, and
+	// signals moved, so that the connection dialled at the old one (a different pointer) is
+	// closed and the next one dialled at the new one.
+	addr  atomic.Pointer[string]
+	moved chan struct{} // 1-buffered
+	q     *outq         // frames for the current connection, or for the next while it is dialled
 	snapq chan *pb.Message
+	// snapMu orders Send's hand-over of a MsgSnap (snapq) with the peer's removal (gone), so that
+	// every MsgSnap is reported exactly once: by runSnapshots, or by whoever abandons it.
+	snapMu sync.Mutex
+	gone   bool
 	// queued: Send queued frames since the last flush; urgent: one of them is urgent. Loop only.
 	queued, urgent bool
 	// version is the member protocol version negotiated on the current outbound connection (0:
@@ -367,10 +411,157 @@ type peer struct {
 // PeerVersion returns the member protocol version negotiated on the outbound connection to the
 // peer with raft id id, 0 while there is none.
 func (t *Transport) PeerVersion(id uint64) uint16 {
-	if p, ok := t.peers[id]; ok {
+	if p, ok := t.peers.Load().byID[id]; ok {
 		return uint16(p.version.Load())
 	}
 	return 0
+}
+
+// peerSet is the transport's peers at one moment. Never changed once published (Transport.peers):
+// a change publishes a new set, which shares the peers that stay.
+type peerSet struct {
+	byID  map[uint64]*peer
+	order []*peer // by raft id, for flushing in a fixed order
+}
+
+func newPeerSet(byID map[uint64]*peer) *peerSet {
+	order := make([]*peer, 0, len(byID))
+	for _, p := range byID {
+		order = append(order, p)
+	}
+	slices.SortFunc(order, func(a, b *peer) int { return cmp.Compare(a.id, b.id) })
+	return &peerSet{byID: byID, order: order}
+}
+
+func (t *Transport) newPeer(id uint64, addr string) *peer {
+	ctx, cancel := context.WithCancel(t.ctx)
+	p := &peer{t: t, id: id, ctx: ctx, cancel: cancel, moved: make(chan struct{}, 1), q: newOutq(),
+		snapq: make(chan *pb.Message, 1), refuseLog: ratelog.Limiter{Every: acceptLogEvery}}
+	p.addr.Store(&addr)
+	return p
+}
+
+// startPeer launches the peer's senders. Under peersMu, before Stop: Stop's Wait sees them.
+func (t *Transport) startPeer(p *peer) {
+	t.wg.Add(2)
+	go p.run()
+	go p.runSnapshots()
+}
+
+// SetPeers replaces the peer set (raft id -> advertised member address; SelfID, if present, is
+// ignored): the member calls it each time it applied a membership change. A new peer gets its
+// senders, and its handshakes are accepted from now on. A peer whose address changed has its
+// outbound connection closed and the next one dialled at the new address (what was queued for it
+// is dropped; raft retransmits). A removed peer's senders end, its queue is dropped, a snapshot
+// transfer to it is abandoned (and reported failed), its inbound connections are closed as by
+// DropInbound, and its handshakes are refused from now on.
+//
+// Safe from any goroutine, and it never waits for a goroutine or a connection: the removed
+// peers' goroutines end on their own, and Stop waits for them. Before Start it only replaces the
+// set (Start launches its senders); once Stop began it does nothing.
+func (t *Transport) SetPeers(peers map[uint64]string) {
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	if t.stopped {
+		return
+	}
+	old := t.peers.Load()
+	byID := make(map[uint64]*peer, len(peers))
+	var added, moved, removed []uint64
+	for id, addr := range peers {
+		if id == t.cfg.SelfID {
+			continue
+		}
+		p, ok := old.byID[id]
+		if !ok {
+			p = t.newPeer(id, addr)
+			added = append(added, id)
+		} else if p.setAddr(addr) {
+			moved = append(moved, id)
+		}
+		byID[id] = p
+	}
+	// Publish first: from here on Send drops what is addressed to a removed peer, and a
+	// handshake of one is refused (serve checks the set again when it registers a connection,
+	// so one that passed its check before is among those DropInbound closes below).
+	t.peers.Store(newPeerSet(byID))
+	for _, id := range added {
+		if t.started {
+			t.startPeer(byID[id])
+		}
+	}
+	for id, p := range old.byID {
+		if _, ok := byID[id]; ok {
+			continue
+		}
+		removed = append(removed, id)
+		p.cancel()
+		if !t.started && p.abandonSnapshots() {
+			// No runSnapshots to report it: a MsgSnap sent before Start.
+			go t.h.SnapshotStatus(id, false)
+		}
+		t.DropInbound(id)
+	}
+	if len(added)+len(moved)+len(removed) > 0 {
+		slices.Sort(added)
+		slices.Sort(moved)
+		slices.Sort(removed)
+		t.log.Info("member transport: the peers changed", "added", added, "moved", moved, "removed", removed)
+	}
+}
+
+// Peers returns a copy of the peer set: raft id -> advertised member address.
+func (t *Transport) Peers() map[uint64]string {
+	ps := t.peers.Load()
+	out := make(map[uint64]string, len(ps.byID))
+	for id, p := range ps.byID {
+		out[id] = *p.addr.Load()
+	}
+	return out
+}
+
+// setAddr records the peer's address and reports whether it changed; the peer's sender then
+// closes a connection dialled at the old one. Under peersMu.
+func (p *peer) setAddr(addr string) bool {
+	if *p.addr.Load() == addr {
+		return false
+	}
+	p.addr.Store(&addr)
+	select {
+	case p.moved <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// handSnapshot hands a MsgSnap to runSnapshots; false if a transfer is under way or the peer was
+// removed: the caller reports it failed.
+func (p *peer) handSnapshot(m *pb.Message) bool {
+	p.snapMu.Lock()
+	defer p.snapMu.Unlock()
+	if p.gone {
+		return false
+	}
+	select {
+	case p.snapq <- m:
+		return true
+	default:
+		return false
+	}
+}
+
+// abandonSnapshots marks the peer gone, so that Send hands it no more snapshots, and reports
+// whether a MsgSnap was waiting for runSnapshots: its caller reports it failed.
+func (p *peer) abandonSnapshots() bool {
+	p.snapMu.Lock()
+	defer p.snapMu.Unlock()
+	p.gone = true
+	select {
+	case <-p.snapq:
+		return true
+	default:
+		return false
+	}
 }
 
 func (p *peer) backoff(attempt int) time.Duration {
@@ -380,13 +571,18 @@ func (p *peer) backoff(attempt int) time.Duration {
 }
 
 // dial connects and performs the handshake: it sends its own and waits for the peer's reply
-// (bounded by handshakeTimeout) before anything else is sent. It returns the negotiated version.
-func (p *peer) dial() (net.Conn, uint16, error) {
+// (bounded by handshakeTimeout) before anything else is sent. It returns the negotiated version
+// and the address it dialled (the pointer SetPeers stored: a new one means the peer moved since).
+// The peer's removal, or Stop, cuts it short.
+func (p *peer) dial() (net.Conn, uint16, *string, error) {
+	addr := p.addr.Load()
 	d := net.Dialer{Timeout: p.t.cfg.DialTimeout}
-	conn, err := d.DialContext(p.t.ctx, "tcp", p.addr)
+	conn, err := d.DialContext(p.ctx, "tcp", *addr)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
+	stop := context.AfterFunc(p.ctx, func() { _ = conn.Close() })
+	defer stop()
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 		_ = tc.SetKeepAlive(true)
@@ -399,15 +595,18 @@ func (p *peer) dial() (net.Conn, uint16, error) {
 	_ = conn.SetWriteDeadline(time.Now().Add(p.t.cfg.DialTimeout))
 	if _, err := conn.Write(frame); err != nil {
 		_ = conn.Close()
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
 	_ = conn.SetWriteDeadline(time.Time{})
 	v, err := p.awaitReply(conn)
+	if err == nil && !stop() {
+		err = p.ctx.Err() // removed, or stopping, as the handshake passed: conn is closed
+	}
 	if err != nil {
 		_ = conn.Close()
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
-	return conn, v, nil
+	return conn, v, addr, nil
 }
 
 // handshakeReplyBytesMax bounds the frame of a handshake reply: its fields and its text.
@@ -423,7 +622,7 @@ func (p *peer) awaitReply(conn net.Conn) (uint16, error) {
 	// acknowledgement) is read by another reader.
 	kind, body, _, err := wire.ReadFrame(conn, handshakeReplyBytesMax, nil)
 	if err != nil {
-		if p.t.ctx.Err() == nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		if p.ctx.Err() == nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
 			err = fmt.Errorf("the peer closed the connection without answering the handshake: it refused it " +
 				"(see its log), or it runs a build from before version negotiation (045a031 or older)")
 			p.logRefusal(err)
@@ -480,27 +679,39 @@ var errHandshakeRefused = errors.New("the peer refused the handshake")
 func (p *peer) logRefusal(err error) {
 	if ok, held := p.refuseLog.Allow(time.Now()); ok {
 		p.t.log.Warn("member connection failed at the handshake; retrying with backoff", "peer", p.id,
-			"addr", p.addr, "err", err, "failures_not_logged", held)
+			"addr", *p.addr.Load(), "err", err, "failures_not_logged", held)
 	}
 }
 
+// sleep waits for d, or less if the peer's address changed meanwhile (the new one is dialled at
+// once); false if the peer was removed or the transport stopped.
 func (p *peer) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
-	case <-p.t.ctx.Done():
+	case <-p.ctx.Done():
 		return false
-	case <-time.After(d):
-		return true
+	case <-p.moved:
+	case <-t.C:
 	}
+	return true
 }
+
+// errMoved: the connection was closed because the peer's address changed.
+var errMoved = errors.New("the peer's address changed; reconnecting at the new one")
 
 // run owns the outbound connection: connect (with backoff and jitter), then write batches of
-// queued messages with one flush per batch.
+// queued messages with one flush per batch. It ends when the peer is removed or the transport
+// stops, and then tells raft nothing: raft is told of a removed peer by its own configuration.
 func (p *peer) run() {
 	defer p.t.wg.Done()
 	attempt := 0
-	for p.t.ctx.Err() == nil {
-		conn, v, err := p.dial()
+	for p.ctx.Err() == nil {
+		conn, v, addr, err := p.dial()
 		if err != nil {
+			if p.ctx.Err() != nil {
+				return
+			}
 			p.t.h.Unreachable(p.id)
 			p.q.reset() // while the peer cannot be reached, stale messages must not pile up
 			if !p.sleep(p.backoff(attempt)) {
@@ -519,25 +730,41 @@ func (p *peer) run() {
 		}
 		attempt = 0
 		p.version.Store(uint32(v))
-		err = p.write(conn)
+		// Removed, the peer gets no more: a write under way is cut short too.
+		stop := context.AfterFunc(p.ctx, func() { _ = conn.Close() })
+		err = p.write(conn, addr)
+		stop()
 		p.version.Store(0)
 		_ = conn.Close()
-		if err != nil && p.t.ctx.Err() == nil {
-			p.t.log.Debug("member connection lost", "peer", p.id, "err", err)
+		if err != nil && p.ctx.Err() == nil {
+			// What was queued is dropped: raft, told the peer is unreachable, probes it and
+			// sends again what matters.
+			if errors.Is(err, errMoved) {
+				p.t.log.Info("member connection closed: the peer's address changed; reconnecting at the new one",
+					"peer", p.id, "old_addr", *addr, "addr", *p.addr.Load())
+			} else {
+				p.t.log.Debug("member connection lost", "peer", p.id, "err", err)
+			}
 			p.t.h.Unreachable(p.id)
 		}
 	}
 }
 
-// write owns conn while it lasts: the queue writes to it directly from the loop when it is
-// idle, and this goroutine writes what the loop could not (one write for everything queued).
-func (p *peer) write(conn net.Conn) error {
+// write owns conn, dialled at addr, while it lasts: the queue writes to it directly from the
+// loop when it is idle, and this goroutine writes what the loop could not (one write for
+// everything queued). It returns errMoved once the peer's address is no longer addr.
+func (p *peer) write(conn net.Conn, addr *string) error {
 	p.q.attach(conn)
 	defer p.q.reset()
 	for {
 		select {
-		case <-p.t.ctx.Done():
+		case <-p.ctx.Done():
 			return nil
+		case <-p.moved:
+			if p.addr.Load() != addr {
+				return errMoved
+			}
+			continue // a move the dial already saw: this connection is at the new address
 		case <-p.q.wake:
 		}
 		if err := p.q.drainTo(conn, 5*time.Second); err != nil {
