@@ -21,6 +21,11 @@ type Member struct {
 	// connect to.
 	ClientAddr string
 	MemberAddr string
+	// RaftID is the member's raft id (Status only: a founding member's is ID+1; one added later
+	// got a new one, never reused, when it joined). Learner: it receives the log but does not
+	// vote (Status only).
+	RaftID  uint64
+	Learner bool
 }
 
 // Config configures a member. DefaultConfig gives the architecture's defaults; fill in ID,
@@ -41,6 +46,13 @@ type Config struct {
 	MemberBind string
 	// DataDir holds the archive (log segments, snapshots, identity).
 	DataDir string
+	// Join, if set, are client addresses of members of a running cluster: a member whose data
+	// directory is empty joins that cluster through them (join.go) instead of founding one with
+	// Members, which then need only name this member. A directory with data ignores it.
+	Join []string
+	// Learner keeps a joining member a learner: it receives the log but does not vote until it
+	// is promoted (tandem cluster promote) or takes a voter's place (replace-member).
+	Learner bool
 
 	// TickInterval is raft's tick; HeartbeatTicks and ElectionTicks are counted in ticks. The
 	// defaults give a heartbeat of 100 ms and an election timeout randomised in [700 ms, 1.4 s)

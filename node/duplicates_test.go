@@ -8,7 +8,7 @@ import (
 // A member list that repeats an id or an address is refused, naming what is repeated and by
 // whom; a list of distinct entries is accepted.
 func TestValidateRefusesDuplicateIDsAndAddresses(t *testing.T) {
-	ok := []Member{{0, "h:1", "h:2"}, {1, "h:3", "h:4"}, {2, "h:5", "h:6"}}
+	ok := []Member{{ID: 0, ClientAddr: "h:1", MemberAddr: "h:2"}, {ID: 1, ClientAddr: "h:3", MemberAddr: "h:4"}, {ID: 2, ClientAddr: "h:5", MemberAddr: "h:6"}}
 	for _, tc := range []struct {
 		name string
 		edit func(ms []Member)

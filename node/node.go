@@ -44,6 +44,9 @@ const (
 	// EventClusterIdentity: the cluster's identity (ClusterUUID) is known here: the entry at
 	// Index recorded it, a snapshot at Index held it, or (Index 0) the member started knowing it.
 	EventClusterIdentity
+	// EventMembership: the membership change at Index was applied (Status.Members is the new
+	// membership).
+	EventMembership
 )
 
 func (k EventKind) String() string {
@@ -62,6 +65,8 @@ func (k EventKind) String() string {
 		return "cluster-version"
 	case EventClusterIdentity:
 		return "cluster-identity"
+	case EventMembership:
+		return "membership"
 	}
 	return "unknown"
 }
@@ -83,7 +88,10 @@ type Event struct {
 
 // Status is a summary of the member's state.
 type Status struct {
-	ID            int
+	ID int
+	// RaftID is this member's raft id: ID+1 for a founding member; a member that joined later
+	// got one never used before.
+	RaftID        uint64
 	Role          service.Role
 	Term          uint64
 	Leader        int // -1 when unknown
@@ -182,6 +190,9 @@ type Node struct {
 
 	wrapListener func(port string, l net.Listener) net.Listener // tests only
 	refused      int                                            // Status.RaftRefused, behind mu
+
+	// removedAt receives, from watchRemoval, the applied index of a membership without this member.
+	removedAt chan uint64
 
 	// memberProtocol, clientProtocol and clusterVersionMax narrow what the member speaks and
 	// reports (WithVersions; zero: this build's).
@@ -501,6 +512,11 @@ func (o *outbox) Changed(ch replica.Change) {
 		kind = EventSnapshotTaken
 	case replica.ChangeSnapshotInstalled:
 		kind = EventSnapshotInstalled
+	case replica.ChangeMembers:
+		if o.r != nil {
+			o.peers.SetPeers(peersOf(o.r.Members(), o.r.SelfRaftID()))
+		}
+		kind = EventMembership
 	case replica.ChangeClusterVersion:
 		kind = EventClusterVersion
 	case replica.ChangeClusterIdentity:
@@ -602,7 +618,24 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.wrapListener != nil {
 		ml, cl = n.wrapListener("member", ml), n.wrapListener("client", cl)
 	}
-	arch, err := archive.Open(vfs.OS(), cfg.DataDir, archive.Options{
+	// A member on an empty directory with Join joins the running cluster first: the raft id it is
+	// given goes into its IDENTITY before anything else (join.go).
+	var joined *wire.AdminResponse
+	if len(cfg.Join) > 0 {
+		has, herr := hasData(cfg.DataDir)
+		if herr == nil && !has {
+			resp, jerr := n.join(ctx)
+			if jerr != nil {
+				_ = ml.Close()
+				_ = cl.Close()
+				return fmt.Errorf("member %d: %w", cfg.ID, jerr)
+			}
+			joined = &resp
+		} else if herr == nil {
+			n.log.Info("the data directory holds this member's data: Join is not used (the membership comes from the data)")
+		}
+	}
+	aopts := archive.Options{
 		ClusterID:         cfg.ClusterID,
 		MemberID:          cfg.ID,
 		SnapshotsRetained: cfg.SnapshotsRetained,
@@ -610,17 +643,39 @@ func (n *Node) Run(ctx context.Context) error {
 		SegmentBytes:      cfg.SegmentBytes,
 		SparePace:         archive.SparePaceDefault,
 		Logger:            n.log,
-	})
+	}
+	if joined != nil {
+		aopts.RaftID = joined.RaftID
+	}
+	arch, err := archive.Open(vfs.OS(), cfg.DataDir, aopts)
+	if err == nil && joined != nil && joined.ClusterUUID != "" {
+		var u wire.ClusterUUID
+		if u, err = wire.ParseClusterUUID(joined.ClusterUUID); err == nil {
+			err = arch.SetClusterUUID(u)
+		}
+	}
 	if err != nil {
+		if arch != nil {
+			_ = arch.Close()
+		}
 		_ = ml.Close()
 		_ = cl.Close()
 		return fmt.Errorf("member %d: %w", cfg.ID, err)
 	}
-	peers := map[uint64]string{}
-	for _, m := range cfg.Members {
-		peers[replica.RaftID(m.ID)] = m.MemberAddr
+	selfRaft := replica.RaftID(cfg.ID)
+	if id := arch.RaftID(); id != 0 {
+		selfRaft = id // a member that joined a running cluster
 	}
-	if last, _ := arch.LastIndex(); last == 0 {
+	peers := map[uint64]string{}
+	if arch.RaftID() == 0 {
+		for _, m := range cfg.Members {
+			peers[replica.RaftID(m.ID)] = m.MemberAddr
+		}
+	}
+	if joined != nil {
+		peers = peersOf(fromAdmin(joined.Members), selfRaft)
+	}
+	if last, _ := arch.LastIndex(); last == 0 && arch.RaftID() == 0 {
 		if snap, _ := arch.Snapshot(); snap.GetMetadata().GetIndex() == 0 {
 			// An empty directory: this member founds with its configured list (members.go).
 			n.founding.p.Store(digestOf(cfg.replicaConfig().Members))
@@ -640,7 +695,7 @@ func (n *Node) Run(ctx context.Context) error {
 	tr := transport.New(transport.Config{
 		ClusterID:          cfg.ClusterID,
 		ClusterUUID:        wire.ClusterUUID(arch.ClusterUUID()),
-		SelfID:             replica.RaftID(cfg.ID),
+		SelfID:             selfRaft,
 		Peers:              peers,
 		Listener:           ml,
 		MaxFrameBytes:      cfg.MaxFrameBytes,
@@ -657,6 +712,7 @@ func (n *Node) Run(ctx context.Context) error {
 	rcfg := cfg.replicaConfig()
 	rcfg.Container.ClusterVersionMax = clusterMax
 	rcfg.Unverified, rcfg.VoteFloor = arch.Verification()
+	rcfg.RaftID, rcfg.Joining, rcfg.ClusterID, rcfg.DescribeSelf = selfRaft, arch.RaftID() != 0, cfg.ClusterID, n.describeSelf
 	// The client port takes a command as large as the replica accepts (and announces), and
 	// answers a larger one with a refusal that names the limit.
 	cs := transport.NewClientServer(transport.ClientConfig{Listener: cl, MaxConns: cfg.MaxClientConns, Logger: n.log,
@@ -666,6 +722,9 @@ func (n *Node) Run(ctx context.Context) error {
 	r, err := replica.New(rcfg, n.svc, arch, wallClock{}, out)
 	if err == nil {
 		out.r = r
+		if ms := r.Members(); len(ms) > 0 {
+			tr.SetPeers(peersOf(ms, selfRaft)) // the membership the data holds (its log's replay may move it)
+		}
 		n.unverified = r.Summary().Unverified
 		n.noteStanding(r)
 		err = n.startIdentity(r, arch, tr)
@@ -681,7 +740,11 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Unlock()
 	tr.Start()
 	cs.Start()
+	wctx, stopWatch := context.WithCancel(ctx)
+	n.removedAt = make(chan uint64, 1)
+	go n.watchRemoval(wctx, selfRaft, n.removedAt)
 	err = n.loop(ctx, r, newJobs(arch.TakeSpareJob, arch.StopSpareJob), tr, cs)
+	stopWatch()
 	close(n.quit)
 	cs.Stop()
 	tr.Stop()
@@ -773,6 +836,10 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica, jobs *jobs, tr *tra
 			}
 		case <-jobs.spare.done():
 			jobs.spare.busy = false // a failed spare only means the next segment grows as it fills
+		case ix := <-n.removedAt:
+			n.updateStatus(r)
+			return fmt.Errorf("member %d stopped: %w", n.cfg.ID, &replica.RemovedError{MemberID: n.cfg.ID,
+				RaftID: r.SelfRaftID(), Index: 0, Seen: ix})
 		}
 		// Under a flood every case above is ready at once, and select picks one at random: a
 		// tick must not wait several long rounds for its turn (a leader whose ticks lag sends
@@ -961,13 +1028,13 @@ func (n *Node) startIdentity(r *replica.Replica, arch *archive.Archive, tr *tran
 
 func (n *Node) updateStatus(r *replica.Replica) {
 	st := r.Summary()
-	n.founding.recorded(st.Members)
+	n.founding.recorded(r.Founders())
 	ms := make([]Member, 0, len(st.Members))
 	for _, m := range st.Members {
-		ms = append(ms, Member{ID: m.ID, ClientAddr: m.ClientAddr, MemberAddr: m.MemberAddr})
+		ms = append(ms, Member{ID: m.ID, ClientAddr: m.ClientAddr, MemberAddr: m.MemberAddr, RaftID: m.RaftID, Learner: m.Learner})
 	}
 	n.mu.Lock()
-	n.status = Status{ID: st.MemberID, Role: st.Role, Term: st.Term, Leader: st.Leader, Commit: st.Commit,
+	n.status = Status{ID: st.MemberID, RaftID: r.SelfRaftID(), Role: st.Role, Term: st.Term, Leader: st.Leader, Commit: st.Commit,
 		Applied: st.Applied, SnapshotIndex: st.SnapshotIndex, Members: ms,
 		ClusterVersion: st.ClusterVersion, ClusterVersionMax: st.ClusterVersionMax,
 		ClusterUUID: uuidString(st.ClusterUUID), Unverified: st.Unverified, VoteFloor: st.VoteFloor}
@@ -977,7 +1044,7 @@ func (n *Node) updateStatus(r *replica.Replica) {
 // handOver, on a leader, transfers leadership to the most caught-up follower and waits (bounded)
 // for it to take over, so clients see a quick, clean failover rather than an election timeout.
 func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport, cs *transport.ClientServer) {
-	if r.Summary().Role != service.Leader || len(n.cfg.Members) < 2 || n.cfg.ShutdownTransferTimeout == 0 {
+	if r.Summary().Role != service.Leader || len(r.Members()) < 2 || n.cfg.ShutdownTransferTimeout == 0 {
 		return
 	}
 	to, ok := r.BestFollower()

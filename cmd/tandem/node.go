@@ -93,6 +93,10 @@ func runNode(args []string) int {
 	maxMemberConns := fs.Int("max-member-conns", def.MaxMemberConns, "member connections served at once; more are refused (closed at once, logged)")
 	maxClusterVersion := fs.Uint("max-cluster-version", 0, "apply and report cluster versions up to this one only (0: this build's highest): on any one member, holds the cluster's version during a rolling upgrade (docs/COMPATIBILITY.md)")
 	verbose := fs.Bool("verbose", false, "log debug detail")
+	join := fs.String("join", envOr("TANDEM_JOIN", ""), "on an empty data directory, join the running cluster through these members' client addresses `host:port,…` (a data directory with data ignores it) [TANDEM_JOIN]")
+	learner := fs.Bool("learner", false, "with --join: stay a learner (no vote) until promoted or made a replacement")
+	clientAddr := fs.String("client-addr", "", "this member's advertised client address (default: from --members, or 127.0.0.1:9000+id)")
+	memberAddr := fs.String("member-addr", "", "this member's advertised member address (default: from --members, or 127.0.0.1:9100+id)")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, nodeHelp)
 		fs.PrintDefaults()
@@ -126,13 +130,51 @@ func runNode(args []string) int {
 		fs.Visit(func(f *flag.Flag) { sizeSet = sizeSet || f.Name == "size" })
 		// A list of this member alone founds a cluster of one, which never joins the others: the
 		// typo that once made a second cluster that clients read 0 from. On purpose, --size 1.
-		if len(cfg.Members) == 1 && (!sizeSet || *size != 1) {
+		if len(cfg.Members) == 1 && (!sizeSet || *size != 1) && *join == "" {
 			fmt.Fprintf(os.Stderr, "tandem node: --members names one member only: that founds a one-member cluster, "+
 				"which never joins any other; list every member, or say --size 1 if one member is what you want\n")
 			return exitUsage
 		}
 	} else {
-		cfg.Members = node.LocalCluster(*size)
+		cfg.Members = node.LocalCluster(max(*size, id+1))[:*size]
+	}
+	if *learner && *join == "" {
+		fmt.Fprintln(os.Stderr, "tandem node: --learner is for a member that joins (--join)")
+		return exitUsage
+	}
+	if *join != "" {
+		// A joiner needs its own addresses only: the cluster's membership comes from the cluster.
+		self := node.LocalCluster(id + 1)[id]
+		for _, m := range cfg.Members {
+			if m.ID == id {
+				self = m
+			}
+		}
+		cfg.Members = []node.Member{self}
+		cfg.Learner = *learner
+		for _, ep := range strings.Split(*join, ",") {
+			if ep = strings.TrimSpace(ep); ep != "" {
+				cfg.Join = append(cfg.Join, ep)
+			}
+		}
+	}
+	if *clientAddr != "" || *memberAddr != "" {
+		found := false
+		for i, m := range cfg.Members {
+			if m.ID == id {
+				found = true
+				if *clientAddr != "" {
+					cfg.Members[i].ClientAddr = *clientAddr
+				}
+				if *memberAddr != "" {
+					cfg.Members[i].MemberAddr = *memberAddr
+				}
+			}
+		}
+		if !found {
+			fmt.Fprintf(os.Stderr, "tandem node: --client-addr and --member-addr set member %d's addresses, which the member list does not name\n", id)
+			return exitUsage
+		}
 	}
 	cfg.DataDir = *data
 	if cfg.DataDir == "" {
@@ -199,6 +241,9 @@ func runNode(args []string) int {
 		}
 		if errors.Is(err, node.ErrMembersDiffer) {
 			return exitUsage // a member list that disagrees with the data: fix the flags
+		}
+		if errors.Is(err, node.ErrJoin) {
+			return exitFailed
 		}
 		return exitFailed
 	}
@@ -321,5 +366,7 @@ func (r *renderer) event(ev node.Event) {
 			r.uuid = ev.ClusterUUID
 			r.line("cluster identity %s", ev.ClusterUUID)
 		}
+	case node.EventMembership:
+		r.line("membership changed at log index %d (tandem cluster list-members)", ev.Index)
 	}
 }

@@ -72,9 +72,9 @@ func (s *sink) ApplyEntry(e *pb.Entry, cc *pb.ConfChangeV2) error {
 	}
 	return nil
 }
-func (s *sink) ReadReady(id, ix uint64)                        { s.ready[id] = ix }
-func (s *sink) ReadFailed(id uint64, err error)                { s.failed[id] = err }
-func (s *sink) StateChanged(st State)                          { s.states = append(s.states, st) }
+func (s *sink) ReadReady(id, ix uint64)         { s.ready[id] = ix }
+func (s *sink) ReadFailed(id uint64, err error) { s.failed[id] = err }
+func (s *sink) StateChanged(st State)           { s.states = append(s.states, st) }
 
 // meet tells each core what the others would say of themselves in their member handshakes, as
 // the transport does when they connect (verify.go): founders on empty logs verify each other.

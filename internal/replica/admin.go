@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 
 	"github.com/tandem-cluster/tandem/internal/container"
 	"github.com/tandem-cluster/tandem/internal/wire"
@@ -25,8 +26,9 @@ import (
 // list-members tells. A leader asked to remove itself hands leadership over first, and answers
 // "try again": the request then reaches the new leader.
 
-// catchUpLagMax: a learner whose log is within this many entries of the leader's, and which the
-// leader heard from lately, is caught up: it may become a voter.
+// catchUpLagMax: a learner the leader replicates to (raft's StateReplicate: its log matched, no
+// snapshot pending), heard from lately, and whose log is within this many entries of the
+// leader's, is caught up: it may become a voter.
 const catchUpLagMax = 1000
 
 // pendingChange is a membership change this leader proposed for a request, until it is applied.
@@ -82,7 +84,11 @@ func (r *Replica) admin(conn ConnID, m *wire.ClientMsg) {
 		return
 	}
 	if req.Op == wire.AdminListMembers {
-		r.answerAdmin(conn, m.RequestID, wire.StatusOK, &wire.AdminResponse{Members: r.adminMembers(), Index: r.ctr.Applied()})
+		resp := &wire.AdminResponse{Members: r.adminMembers(), Index: r.ctr.Applied(), ClusterID: r.cfg.ClusterID}
+		if u := r.ctr.ClusterUUID(); !u.IsZero() {
+			resp.ClusterUUID = u.String()
+		}
+		r.answerAdmin(conn, m.RequestID, wire.StatusOK, resp)
 		return
 	}
 	resp, aerr := r.change(conn, m.RequestID, req)
@@ -388,7 +394,8 @@ func (r *Replica) planRemove(req wire.AdminRequest) (*pb.ConfChangeV2, *adminErr
 func (r *Replica) caughtUp(m Member) *adminError {
 	pr, ok := r.core.Progress()[m.RaftID]
 	last := r.core.LastIndex()
-	if !ok || !pr.RecentActive || pr.Match+catchUpLagMax < last {
+	// Replicating (not probing, not waiting for a snapshot), heard from lately, and near the end.
+	if !ok || !pr.RecentActive || pr.State != tracker.StateReplicate || pr.Match == 0 || pr.Match+catchUpLagMax < last {
 		return notNow("member %d is not caught up yet (%d entries behind%s): try again later", m.ID, last-min(last, pr.Match),
 			map[bool]string{true: "", false: ", not heard from lately"}[ok && pr.RecentActive])
 	}

@@ -26,7 +26,7 @@ type MembersDifferError struct {
 
 func (e *MembersDifferError) Error() string {
 	return fmt.Sprintf("%v: configured %s; recorded %s. The data's membership is the cluster's: start the member with the recorded list "+
-		"(membership changes are not built yet)", ErrMembersDiffer, memberList(e.Configured), memberList(e.Recorded))
+		"(once the membership changed, the data directory's is used whatever the list says)", ErrMembersDiffer, memberList(e.Configured), memberList(e.Recorded))
 }
 
 func (e *MembersDifferError) Unwrap() error { return ErrMembersDiffer }
@@ -51,6 +51,13 @@ func (r *Replica) checkConfiguredMembers() error {
 		return nil // a new cluster: its bootstrap is not applied yet
 	}
 	r.membersChecked = true
+	if r.cfg.Joining || r.membershipChanged() {
+		// The membership changed since the cluster was founded: the configured list, which only
+		// founds a cluster, says nothing any more (a stale command line is not a typo).
+		r.log.Info("the membership comes from the data directory; the configured member list is not used",
+			"members", memberList(r.Members()))
+		return nil
+	}
 	configured := slices.Clone(r.cfg.Members)
 	slices.SortFunc(configured, func(a, b Member) int { return a.ID - b.ID })
 	ids := func(ms []Member) []int {
@@ -64,7 +71,7 @@ func (r *Replica) checkConfiguredMembers() error {
 		return &MembersDifferError{Configured: configured, Recorded: recorded}
 	}
 	for i, c := range configured {
-		if rec := recorded[i]; c != rec {
+		if rec := recorded[i]; c.ClientAddr != rec.ClientAddr || c.MemberAddr != rec.MemberAddr {
 			r.log.Warn("a member's configured addresses differ from those recorded in the cluster's membership: "+
 				"this member dials the configured ones; followers redirect clients to the recorded ones",
 				"member", c.ID, "configured", memberList([]Member{c}), "recorded", memberList([]Member{rec}))

@@ -167,3 +167,27 @@ func (r *Replica) nextRaftID() uint64 {
 	}
 	return next
 }
+
+// Founders returns the founding members (their conf changes are the log's first entries),
+// removed ones included, ordered by id: what the member handshake's founding digest is of.
+func (r *Replica) Founders() []Member {
+	var ms []Member
+	for _, m := range r.ctr.Members() {
+		if strings.Count(string(m.Addrs), "\n") == 1 {
+			ms = append(ms, decodeRecord(m.RaftID, m.Addrs))
+		}
+	}
+	slices.SortFunc(ms, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
+	return ms
+}
+
+// membershipChanged reports whether the membership is not the founding one any more (a member
+// was added or removed since).
+func (r *Replica) membershipChanged() bool {
+	for _, m := range r.ctr.Members() {
+		if m.Removed || strings.Count(string(m.Addrs), "\n") != 1 {
+			return true
+		}
+	}
+	return false
+}

@@ -34,12 +34,18 @@ type RemovedError struct {
 	MemberID int
 	RaftID   uint64
 	Index    uint64 // the change's index (0: known from the state, not from an applied change)
+	// Seen: the leader's applied index whose membership lacks this member (it learnt of its
+	// removal from the others, not from its log).
+	Seen uint64
 }
 
 func (e *RemovedError) Error() string {
 	at := ""
 	if e.Index != 0 {
 		at = fmt.Sprintf(" by the change at index %d", e.Index)
+	}
+	if e.Seen != 0 {
+		at = fmt.Sprintf(" (the leader's membership at index %d lacks it)", e.Seen)
 	}
 	return fmt.Sprintf("%v: member %d (raft id %d) was removed%s; its data directory cannot serve again: "+
 		"to bring it back, clean the directory (tandem clean %d) and join anew (tandem node %d --join ADDR)",

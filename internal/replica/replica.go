@@ -358,10 +358,18 @@ func (r *Replica) Step(m *pb.Message) error {
 	if m.GetTo() != r.self {
 		return fmt.Errorf("replica: message for raft id %d delivered to raft id %d", m.GetTo(), r.self)
 	}
-	if !r.isMember(m.GetFrom()) {
+	if !r.isMember(m.GetFrom()) && !r.awaitingState() {
 		return fmt.Errorf("replica: message from raft id %d, not a member", m.GetFrom())
 	}
 	return r.core.Step(m)
+}
+
+// awaitingState reports whether this member joined a running cluster and has applied no
+// configuration yet: it knows no members but those its transport was told of (the join's answer),
+// which authenticated the sender, and the leader's first messages bring it the rest.
+func (r *Replica) awaitingState() bool {
+	cs := r.core.ConfState()
+	return r.cfg.Joining && len(cs.GetVoters()) == 0 && len(cs.GetLearners()) == 0
 }
 
 // ReportUnreachable tells raft the peer of raft id id could not be reached.

@@ -1,0 +1,167 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"github.com/tandem-cluster/tandem/internal/admin"
+	"github.com/tandem-cluster/tandem/internal/replica"
+	"github.com/tandem-cluster/tandem/internal/wire"
+)
+
+// Joining a running cluster (Config.Join): a member on an empty data directory asks the cluster,
+// through any member's client address, to add it as a learner; the leader gives it a raft id
+// never used before (replica's members.go) and answers once the change is applied. The member
+// keeps the raft id in its IDENTITY before anything else, then starts like any member: the leader
+// sends it a snapshot and the log, and promotes it to voter once it is caught up (unless
+// Config.Learner). From then on its data directory is its membership: a restart needs no Join
+// (and ignores it). A joiner that crashes before it kept the answer asks again, and the leader
+// answers with the same raft id while it has sent the learner nothing it acknowledged: a crash
+// anywhere in joining adds at most one member.
+
+// ErrRemoved: this member was removed from the cluster (tandem cluster remove-member, or it was
+// replaced). It stops, and its data directory cannot serve again: clean it and join anew.
+var ErrRemoved = replica.ErrRemoved
+
+// ErrJoin: joining the running cluster failed (Config.Join); the error says why.
+var ErrJoin = errors.New("node: joining the cluster failed")
+
+// hasData reports whether the data directory holds a member's data (its IDENTITY file).
+func hasData(dir string) (bool, error) {
+	_, err := os.Stat(filepath.Join(dir, "IDENTITY"))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, err
+}
+
+// join asks the cluster to add this member and returns the leader's answer.
+func (n *Node) join(ctx context.Context) (wire.AdminResponse, error) {
+	self, _ := n.cfg.self()
+	req := wire.AdminRequest{Op: wire.AdminJoin, Learner: n.cfg.Learner,
+		Member: &wire.AdminMember{ID: self.ID, ClientAddr: self.ClientAddr, MemberAddr: self.MemberAddr}}
+	n.log.Info("joining the cluster", "through", n.cfg.Join, "member", self.ID)
+	resp, st, err := admin.Call(ctx, n.cfg.Join, req, admin.Options{})
+	switch {
+	case err != nil:
+		return resp, fmt.Errorf("%w through %v: %w", ErrJoin, n.cfg.Join, err)
+	case st != wire.StatusOK:
+		return resp, fmt.Errorf("%w through %v: %s", ErrJoin, n.cfg.Join, resp.Error)
+	case resp.RaftID == 0:
+		return resp, fmt.Errorf("%w through %v: the answer gave no raft id", ErrJoin, n.cfg.Join)
+	case resp.ClusterID != "" && resp.ClusterID != n.cfg.ClusterID:
+		return resp, fmt.Errorf("%w: the cluster through %v is %q, this member's ClusterID is %q", ErrJoin, n.cfg.Join,
+			resp.ClusterID, n.cfg.ClusterID)
+	}
+	n.log.Info("joined the cluster as a learner", "member", self.ID, "raft_id", resp.RaftID, "index", resp.Index)
+	return resp, nil
+}
+
+// peersOf is the transport's peer set for a membership: raft id → member address, without self.
+func peersOf(ms []replica.Member, self uint64) map[uint64]string {
+	peers := map[uint64]string{}
+	for _, m := range ms {
+		if m.RaftID != self && m.RaftID != 0 {
+			peers[m.RaftID] = m.MemberAddr
+		}
+	}
+	return peers
+}
+
+// fromAdmin converts the members of a join's answer.
+func fromAdmin(ams []wire.AdminMember) []replica.Member {
+	ms := make([]replica.Member, 0, len(ams))
+	for _, m := range ams {
+		ms = append(ms, replica.Member{ID: m.ID, RaftID: m.RaftID, ClientAddr: m.ClientAddr, MemberAddr: m.MemberAddr,
+			Learner: m.Role == "learner"})
+	}
+	return ms
+}
+
+// buildVersion is this build's version as status pages show it: the module version and the
+// commit it was built from, when known.
+func buildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 7 {
+			v += " " + s.Value[:7]
+		}
+	}
+	return v
+}
+
+// describeSelf adds what the node alone knows to its status on the admin channel. Loop only.
+func (n *Node) describeSelf(st *wire.MemberStatus) {
+	st.Build = buildVersion()
+	n.mu.Lock()
+	for id, down := range n.unreachable {
+		if down {
+			st.Unreachable = append(st.Unreachable, id)
+		}
+	}
+	n.mu.Unlock()
+	slices.Sort(st.Unreachable)
+}
+
+// A member removed while it was down, or a follower the leader stopped sending to before it
+// learnt of its own removal (raft sends nothing to a member it removed), hears from no leader: it
+// would campaign for ever, and the others refuse its handshakes. So a member that knows no leader
+// asks the others, every removalCheckEvery, for the membership (list-members, which the leader
+// answers): one of its own cluster that lacks its raft id means it was removed, and it stops
+// with ErrRemoved like a member that applied its removal.
+const removalCheckEvery = 3 * time.Second
+
+// watchRemoval runs beside the loop until ctx ends; removed is told the answer that lacks this
+// member.
+func (n *Node) watchRemoval(ctx context.Context, self uint64, removed chan<- uint64) {
+	t := time.NewTicker(removalCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := n.Status()
+		if st.Leader >= 0 {
+			continue
+		}
+		var eps []string
+		for _, m := range st.Members {
+			if m.RaftID != self {
+				eps = append(eps, m.ClientAddr)
+			}
+		}
+		if len(eps) == 0 {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, removalCheckEvery)
+		resp, code, err := admin.Call(cctx, eps, wire.AdminRequest{Op: wire.AdminListMembers}, admin.Options{})
+		cancel()
+		if err != nil || code != wire.StatusOK || len(resp.Members) == 0 || resp.ClusterID != n.cfg.ClusterID ||
+			(st.ClusterUUID != "" && resp.ClusterUUID != st.ClusterUUID) {
+			continue
+		}
+		if !slices.ContainsFunc(resp.Members, func(m wire.AdminMember) bool { return m.RaftID == self }) {
+			select {
+			case removed <- resp.Index:
+			case <-ctx.Done():
+			}
+			return
+		}
+	}
+}
