@@ -40,7 +40,7 @@ Examples:
 func runClient(args []string) int {
 	fs := flag.NewFlagSet("client", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
-	endpoints := fs.String("endpoints", envOr("TANDEM_ENDPOINTS", "127.0.0.1:9000,127.0.0.1:9001,127.0.0.1:9002"), "client endpoints of the members, comma-separated [TANDEM_ENDPOINTS]")
+	endpoints := fs.String("endpoints", defaultEndpoints(), "client endpoints of the members, comma-separated [TANDEM_ENDPOINTS]")
 	timeout := fs.Duration("timeout", 10*time.Second, "bound on the whole call")
 	count := fs.Int("count", 0, "send this many increments (throughput probe)")
 	concurrency := fs.Int("concurrency", 16, "with --count: goroutines sending at once")
@@ -117,6 +117,13 @@ func runClient(args []string) int {
 	}
 	return exitOK
 }
+
+// seedEndpoints are the client addresses of the seed's three-member localhost cluster.
+const seedEndpoints = "127.0.0.1:9000,127.0.0.1:9001,127.0.0.1:9002"
+
+// defaultEndpoints is --endpoints' default for the verbs that talk to a cluster:
+// TANDEM_ENDPOINTS, else the seed's cluster.
+func defaultEndpoints() string { return envOr("TANDEM_ENDPOINTS", seedEndpoints) }
 
 func do(ctx context.Context, c *client.Client, req counter.Request) (counter.Response, error) {
 	var raw []byte

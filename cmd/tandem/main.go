@@ -3,6 +3,7 @@
 //
 //	tandem node 0            member 0 of the seed's three-member localhost cluster
 //	tandem client increment  send a command to that cluster
+//	tandem cluster status    each member's view of the cluster
 //	tandem demo              all of it in one process, in a temporary directory
 //
 // Run `tandem help` for every verb.
@@ -49,6 +50,7 @@ func init() {
 	verbs = []verb{
 		{"node", "run one cluster member (tandem node 0|1|2 for the seed's localhost cluster)", runNode},
 		{"client", "send counter commands to a cluster (increment, decrement, get, reset)", runClient},
+		{"cluster", "show and change the membership (status, list-members, remove-member, promote, replace-member)", runCluster},
 		{"demo", "three members and a client in one process: election, failover, restart", runDemo},
 		{"bench", "measure a three-member cluster: throughput and latency, fsync on", runBench},
 		{"clean", "remove the data of the localhost cluster (--all: also logs)", runClean},
@@ -121,8 +123,9 @@ Exit codes:
   1   failed: not applied, nothing sent, a member stopped or could not start (its data
       directory in use), tandem clean kept a directory in use (the reason is on stderr)
   2   crashed: Go's own code for a panic it could not recover (stack on stderr)
-  3   outcome unknown: the command may or may not have been applied (tandem client)
-  4   refused by the cluster or the service, not applied (tandem client)
+  3   outcome unknown: the command or membership change may or may not have been
+      applied (tandem client, tandem cluster)
+  4   refused by the cluster or the service, not applied (tandem client, tandem cluster)
   5   tandem node met a log entry or snapshot this build cannot apply (a newer
       cluster version): its data is intact; run it on a build that applies it
   64  usage: a bad verb, flag or argument

@@ -190,7 +190,9 @@ func (c *caller) call(ctx context.Context, endpoints []string) (Result, error) {
 			next++
 		}
 		c.log.Debug("admin request", "op", c.op, "endpoint", ep)
+		sent := time.Now()
 		a := c.send(ctx, ep)
+		rtt := time.Since(sent)
 		if a.kind == gotClosed {
 			// A build from before the admin channel closes the connection on a CAdmin; so does a
 			// member that stops, or that has too many connections open.
@@ -211,7 +213,10 @@ func (c *caller) call(ctx context.Context, endpoints []string) (Result, error) {
 			last, lastWas = &res, gotAnswer
 			c.log.Debug("not now: trying again", "endpoint", ep, "why", res.Response.Error, "after", wait)
 			hint = ep // the leader answered: ask it again (if it handed over, it redirects)
-			if !backoff() {
+			if !backoff() || !timeFor(ctx, rtt) {
+				// Not tried again so close to the end that its answer could not come back in
+				// time: a change sent and not answered would be "outcome unknown", where this
+				// answer says it was not made.
 				return *last, nil
 			}
 			continue
@@ -286,6 +291,13 @@ func (c *caller) call(ctx context.Context, endpoints []string) (Result, error) {
 		return res, fmt.Errorf("%w: %v", ErrUnreachable, ctx.Err())
 	}
 	return res, fmt.Errorf("%w: %s", ErrUnreachable, joinWhy(down, why))
+}
+
+// timeFor reports whether ctx leaves time for another try that takes about as long as the last:
+// a few of its round trips, and retryMin/2 at least.
+func timeFor(ctx context.Context, rtt time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return !ok || time.Until(dl) > max(4*rtt, retryMin/2)
 }
 
 func leaderName(id int) string {

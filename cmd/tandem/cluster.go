@@ -1,0 +1,514 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tandem-cluster/tandem/internal/admin"
+	"github.com/tandem-cluster/tandem/internal/wire"
+)
+
+const clusterHelp = `Usage: tandem cluster [flags] <verb> [arguments]
+
+Shows and changes a running cluster's membership, through the members' client ports (the admin
+channel, client protocol 4: members of a build that has it).
+
+Verbs:
+  status                          every endpoint's own view of itself and of the cluster: id,
+                                  raft id, role, term, leader, commit, applied and snapshot index,
+                                  lag (the leader's view of the others), addresses, build, cluster
+                                  version. Each member answers for itself: no quorum needed
+  list-members                    the replicated membership, as the leader has it
+  remove-member ID [--force]      remove member ID (a leader asked to remove itself hands
+                                  leadership over first)
+  promote ID                      make learner ID a voter
+  replace-member OLD --with NEW [--force]
+                                  in one change, make learner NEW a voter and remove member OLD
+
+The leader refuses a change that would leave fewer live voters than the new configuration's
+quorum; --force makes it anyway. While it answers "not now" (another change under way, a
+hand-over, a learner catching up), tandem cluster tries again until --timeout.
+
+Exit codes: 0 ok; 1 not done: a member unreachable, no leader, "not now" until the timeout
+(status: not every endpoint answered, or they do not agree on one leader); 3 outcome unknown
+(the change may have been made: list-members tells); 4 refused by the cluster; 64 usage (or a
+request the members call malformed); 70 internal error (tandem help lists them all).
+
+Flags (before or after the verb):
+`
+
+const clusterExamples = `
+Examples:
+  tandem cluster status
+  tandem cluster status --json --endpoints 10.0.0.1:9000,10.0.0.2:9000,10.0.0.3:9000
+  tandem cluster list-members
+  tandem cluster remove-member 2
+  tandem cluster replace-member 2 --with 3 --timeout 1m
+`
+
+func runCluster(args []string) int { return clusterMain(args, os.Stdout, os.Stderr) }
+
+// clusterCmd is one tandem cluster invocation.
+type clusterCmd struct {
+	stdout, stderr io.Writer
+	endpoints      []string
+	timeout        time.Duration
+	json           bool
+}
+
+// fail prints a one-line reason on stderr and returns code.
+func (c *clusterCmd) fail(code int, format string, args ...any) int {
+	fmt.Fprintln(c.stderr, "tandem cluster: "+oneLine(fmt.Sprintf(format, args...)))
+	return code
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
+
+func clusterMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	endpoints := fs.String("endpoints", defaultEndpoints(), "client endpoints of the members, comma-separated [TANDEM_ENDPOINTS]")
+	timeout := fs.Duration("timeout", 10*time.Second, "bound on the whole command")
+	asJSON := fs.Bool("json", false, "print the members' answers as JSON")
+	force := fs.Bool("force", false, "remove-member, replace-member: make the change even if the live voters left could not make a quorum")
+	with := fs.String("with", "", "replace-member: the learner that takes the place")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, clusterHelp)
+		fs.PrintDefaults()
+		fmt.Fprint(stderr, clusterExamples)
+	}
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		return exitUsage
+	}
+	c := &clusterCmd{stdout: stdout, stderr: stderr, timeout: *timeout, json: *asJSON}
+	for _, ep := range strings.Split(*endpoints, ",") {
+		if ep = strings.TrimSpace(ep); ep != "" {
+			c.endpoints = append(c.endpoints, ep)
+		}
+	}
+	switch {
+	case len(c.endpoints) == 0:
+		return c.fail(exitUsage, "--endpoints names no member")
+	case *timeout <= 0:
+		return c.fail(exitUsage, "--timeout %s: want a positive duration", *timeout)
+	case len(pos) == 0:
+		return c.fail(exitUsage, "which verb? status, list-members, remove-member ID, promote ID, replace-member OLD --with NEW (tandem cluster --help)")
+	}
+	verb, rest := pos[0], pos[1:]
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["force"] && verb != wire.AdminRemoveMember && verb != wire.AdminReplaceMember {
+		return c.fail(exitUsage, "--force is for remove-member and replace-member, not %s", verb)
+	}
+	if set["with"] && verb != wire.AdminReplaceMember {
+		return c.fail(exitUsage, "--with is for replace-member, not %s", verb)
+	}
+	ids := func(n int, what string) ([]int, bool) {
+		if len(rest) != n {
+			c.fail(exitUsage, "%s takes %s (tandem cluster --help)", verb, what)
+			return nil, false
+		}
+		var out []int
+		for _, a := range rest {
+			id, err := parseMemberID(a)
+			if err != nil {
+				c.fail(exitUsage, "%s: %v", verb, err)
+				return nil, false
+			}
+			out = append(out, id)
+		}
+		return out, true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	switch verb {
+	case wire.AdminStatus:
+		if _, ok := ids(0, "no arguments"); !ok {
+			return exitUsage
+		}
+		return c.status(ctx)
+	case wire.AdminListMembers:
+		if _, ok := ids(0, "no arguments"); !ok {
+			return exitUsage
+		}
+		return c.change(ctx, wire.AdminRequest{Op: verb})
+	case wire.AdminRemoveMember, wire.AdminPromote:
+		id, ok := ids(1, "a member id")
+		if !ok {
+			return exitUsage
+		}
+		return c.change(ctx, wire.AdminRequest{Op: verb, ID: id[0], Force: *force})
+	case wire.AdminReplaceMember:
+		id, ok := ids(1, "the id of the member to replace, and --with the learner's")
+		if !ok {
+			return exitUsage
+		}
+		if !set["with"] {
+			return c.fail(exitUsage, "replace-member %d: --with NEW names the learner that takes its place", id[0])
+		}
+		nu, err := parseMemberID(*with)
+		if err != nil {
+			return c.fail(exitUsage, "replace-member --with: %v", err)
+		}
+		if nu == id[0] {
+			return c.fail(exitUsage, "replace-member %d --with %d: a member cannot take its own place", nu, nu)
+		}
+		return c.change(ctx, wire.AdminRequest{Op: verb, ID: id[0], Member: &wire.AdminMember{ID: nu}, Force: *force})
+	case wire.AdminJoin:
+		return c.fail(exitUsage, "join is the joining member's request: tandem node sends it when it starts")
+	}
+	return c.fail(exitUsage, "unknown verb %q: status, list-members, remove-member, promote or replace-member (tandem cluster --help)", verb)
+}
+
+func parseMemberID(s string) (int, error) {
+	id, err := strconv.Atoi(s)
+	if err != nil || id < 0 {
+		return 0, fmt.Errorf("%q is not a member id (a non-negative integer)", s)
+	}
+	return id, nil
+}
+
+// describeRequest names a request the way the command line said it.
+func describeRequest(req wire.AdminRequest) string {
+	switch req.Op {
+	case wire.AdminListMembers:
+		return req.Op
+	case wire.AdminReplaceMember:
+		return fmt.Sprintf("%s %d --with %d", req.Op, req.ID, req.Member.ID)
+	}
+	return fmt.Sprintf("%s %d", req.Op, req.ID)
+}
+
+// change sends a request the leader serves (list-members, or a change) and reports its answer.
+func (c *clusterCmd) change(ctx context.Context, req wire.AdminRequest) int {
+	what := describeRequest(req)
+	res, err := admin.Do(ctx, c.endpoints, req, admin.Options{})
+	if c.json && res.Raw != nil {
+		c.printJSON(res.Raw)
+	}
+	switch {
+	case errors.Is(err, admin.ErrOutcomeUnknown):
+		hint := ""
+		if !strings.Contains(err.Error(), "list-members") {
+			hint = " (tandem cluster list-members tells)"
+		}
+		return c.fail(exitUnknown, "%s: %v%s", what, err, hint)
+	case err != nil:
+		return c.fail(exitFailed, "%s: %v", what, err)
+	}
+	resp := res.Response
+	switch res.Status {
+	case wire.StatusOK:
+	case wire.StatusRejected:
+		return c.fail(exitNotApplied, "%s: refused: %s", what, resp.Error)
+	case wire.StatusBadRequest:
+		return c.fail(exitUsage, "%s: bad request: %s", what, resp.Error)
+	case wire.StatusUnavailable:
+		return c.fail(exitFailed, "%s: not done within %s: %s", what, c.timeout, resp.Error)
+	default:
+		return c.fail(exitFailed, "%s: not done: %s answered status %d: %s", what, res.Endpoint, res.Status, resp.Error)
+	}
+	if c.json {
+		return exitOK
+	}
+	raftID := func(id int) string {
+		for _, m := range resp.Members {
+			if m.ID == id && m.RaftID != 0 {
+				return fmt.Sprintf(" (raft id %d)", m.RaftID)
+			}
+		}
+		return ""
+	}
+	switch req.Op {
+	case wire.AdminListMembers:
+		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tRAFT ID\tROLE\tCLIENT\tMEMBER")
+		for _, m := range resp.Members {
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", m.ID, m.RaftID, orDash(m.Role), orDash(m.ClientAddr), orDash(m.MemberAddr))
+		}
+		_ = tw.Flush()
+	case wire.AdminRemoveMember:
+		fmt.Fprintf(c.stdout, "removed member %d at index %d; members: %s\n", req.ID, resp.Index, memberList(resp.Members))
+	case wire.AdminPromote:
+		fmt.Fprintf(c.stdout, "promoted member %d%s to voter at index %d; members: %s\n", req.ID, raftID(req.ID), resp.Index, memberList(resp.Members))
+	case wire.AdminReplaceMember:
+		fmt.Fprintf(c.stdout, "replaced member %d with member %d%s at index %d; members: %s\n", req.ID, req.Member.ID, raftID(req.Member.ID),
+			resp.Index, memberList(resp.Members))
+	}
+	return exitOK
+}
+
+// memberList is "0, 1, 3 (learner)".
+func memberList(ms []wire.AdminMember) string {
+	ms = slices.Clone(ms)
+	slices.SortStableFunc(ms, func(a, b wire.AdminMember) int { return a.ID - b.ID })
+	parts := make([]string, 0, len(ms))
+	for _, m := range ms {
+		s := strconv.Itoa(m.ID)
+		if m.Role != "" && m.Role != "voter" {
+			s += " (" + m.Role + ")"
+		}
+		parts = append(parts, s)
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func (c *clusterCmd) printJSON(raw []byte) {
+	var b bytes.Buffer
+	if err := json.Indent(&b, raw, "", "  "); err != nil {
+		b.Reset()
+		b.Write(raw)
+	}
+	b.WriteByte('\n')
+	_, _ = c.stdout.Write(b.Bytes())
+}
+
+// statusEntry is one endpoint's answer to status, as --json prints it.
+type statusEntry struct {
+	Endpoint string          `json:"endpoint"`
+	Status   json.RawMessage `json:"status,omitempty"`
+	Error    string          `json:"error,omitempty"`
+
+	st     *wire.MemberStatus
+	reason string // why there is no status, for the table (the endpoint not repeated)
+}
+
+// status asks every endpoint for its own status at once, prints them, and judges the cluster.
+func (c *clusterCmd) status(ctx context.Context) int {
+	entries := make([]statusEntry, len(c.endpoints))
+	var wg sync.WaitGroup
+	for i, ep := range c.endpoints {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			entries[i] = askStatus(ctx, ep)
+		}()
+	}
+	wg.Wait()
+	verdict := judge(entries)
+	if c.json {
+		b, err := json.MarshalIndent(entries, "", "  ")
+		if err != nil {
+			panic(err) // raw JSON from a member was checked when it was decoded
+		}
+		fmt.Fprintf(c.stdout, "%s\n", b)
+	} else {
+		c.statusTable(entries)
+		for _, id := range outsiders(entries) {
+			fmt.Fprintf(c.stdout, "note: member %d answers, but the leader does not count it among the members (removed?)\n", id)
+		}
+	}
+	if verdict != "" {
+		return c.fail(exitFailed, "degraded: %s", verdict)
+	}
+	if !c.json {
+		st := entries[0].st
+		fmt.Fprintf(c.stdout, "%d of %d endpoints answered; leader: member %d (term %d)\n", len(entries), len(entries), st.Leader, st.Term)
+	}
+	return exitOK
+}
+
+// outsiders are the members that answered and that the leader, which answered too, does not
+// track (its lag lists every other member it replicates to, by member id).
+func outsiders(entries []statusEntry) []int {
+	var leader *wire.MemberStatus
+	for _, e := range entries {
+		if e.st != nil && e.st.Role == "leader" {
+			leader = e.st
+		}
+	}
+	if leader == nil || leader.Lag == nil {
+		return nil
+	}
+	tracked := map[string]bool{}
+	for k := range leader.Lag {
+		tracked[strings.SplitN(k, "/", 2)[0]] = true // "2", or "2/raft-5" for a member rebuilt in place
+	}
+	var out []int
+	for _, e := range entries {
+		if e.st != nil && e.st.ID != leader.ID && !tracked[strconv.Itoa(e.st.ID)] {
+			out = append(out, e.st.ID)
+		}
+	}
+	return out
+}
+
+func askStatus(ctx context.Context, ep string) statusEntry {
+	e := statusEntry{Endpoint: ep}
+	res, err := admin.Do(ctx, []string{ep}, wire.AdminRequest{Op: wire.AdminStatus}, admin.Options{})
+	switch {
+	case err != nil:
+		e.Error = oneLine(err.Error())
+		e.reason = strings.Replace(e.Error, ep+": ", "", 1)
+		if errors.Is(err, admin.ErrUnreachable) {
+			e.reason = "unreachable: " + strings.TrimPrefix(e.reason, admin.ErrUnreachable.Error()+": ")
+		}
+		return e
+	case res.Status != wire.StatusOK || res.Response.Status == nil:
+		e.Error = oneLine(fmt.Sprintf("answered status %d without its status: %s", res.Status, res.Response.Error))
+		e.reason = e.Error
+		return e
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(res.Raw, &fields) == nil {
+		e.Status = fields["status"] // as the member sent it: fields this build does not know too
+	}
+	e.st = res.Response.Status
+	return e
+}
+
+// judge says what is wrong with the cluster the entries show ("" if nothing): an endpoint that
+// did not answer; no leader, or not one that all agree on.
+func judge(entries []statusEntry) string {
+	var problems, missing []string
+	leaders := map[int][]int{} // leader id → the members that name it
+	var leading []int          // the members that say they lead
+	byID := map[int]*wire.MemberStatus{}
+	for _, e := range entries {
+		if e.st == nil {
+			missing = append(missing, e.Endpoint)
+			continue
+		}
+		leaders[e.st.Leader] = append(leaders[e.st.Leader], e.st.ID)
+		byID[e.st.ID] = e.st
+		if e.st.Role == "leader" {
+			leading = append(leading, e.st.ID)
+		}
+	}
+	if len(missing) > 0 {
+		problems = append(problems, fmt.Sprintf("%d of %d endpoints did not answer (%s)", len(missing), len(entries), strings.Join(missing, ", ")))
+	}
+	if len(byID) == 0 {
+		return strings.Join(problems, "; ")
+	}
+	switch ids := slices.Sorted(mapKeys(leaders)); {
+	case len(ids) > 1:
+		var views []string
+		for _, l := range ids {
+			views = append(views, fmt.Sprintf("%s: %s", idList(leaders[l]), leaderName(l)))
+		}
+		problems = append(problems, "the members do not agree on the leader ("+strings.Join(views, "; ")+")")
+	case ids[0] == -1:
+		problems = append(problems, "no leader ("+idList(leaders[-1])+map[bool]string{true: " knows", false: " know"}[len(leaders[-1]) == 1]+" none)")
+	default:
+		if st, ok := byID[ids[0]]; ok && st.Role != "leader" {
+			problems = append(problems, fmt.Sprintf("member %d, which all name the leader, says it is a %s", ids[0], st.Role))
+		}
+	}
+	if len(leading) > 1 {
+		slices.Sort(leading)
+		problems = append(problems, fmt.Sprintf("%s all say they lead", idList(leading)))
+	}
+	return strings.Join(problems, "; ")
+}
+
+func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
+	return func(yield func(K) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func leaderName(id int) string {
+	if id < 0 {
+		return "none"
+	}
+	return fmt.Sprintf("member %d", id)
+}
+
+// idList is "member 2" or "members 0, 1".
+func idList(ids []int) string {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.Itoa(id)
+	}
+	if len(ids) == 1 {
+		return "member " + s[0]
+	}
+	return "members " + strings.Join(s, ", ")
+}
+
+func (c *clusterCmd) statusTable(entries []statusEntry) {
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	if slices.ContainsFunc(entries, func(e statusEntry) bool { return e.st != nil }) {
+		fmt.Fprintln(tw, "ID\tRAFT ID\tROLE\tTERM\tLEADER\tCOMMIT\tAPPLIED\tSNAPSHOT\tLAG\tCLIENT\tMEMBER\tBUILD\tCLUSTER VERSION")
+	}
+	for _, e := range entries {
+		st := e.st
+		if st == nil {
+			continue
+		}
+		role := st.Role
+		if st.Learner {
+			role += " (learner)"
+		}
+		if st.Unverified {
+			role += " (unverified)"
+		}
+		leader := "-"
+		if st.Leader >= 0 {
+			leader = strconv.Itoa(st.Leader)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%d\n", st.ID, st.RaftID, role, st.Term, leader, st.Commit,
+			st.Applied, st.SnapshotIndex, lagText(st.Lag), orDash(st.ClientAddr), orDash(st.MemberAddr), orDash(st.Build), st.ClusterVersion)
+	}
+	_ = tw.Flush()
+	for _, e := range entries {
+		if e.st == nil {
+			fmt.Fprintf(c.stdout, "%s: %s\n", e.Endpoint, e.reason)
+		}
+	}
+}
+
+// lagText is the leader's view of the others' lag, "1:0 2:14" by member id; "-" elsewhere.
+func lagText(lag map[string]uint64) string {
+	if len(lag) == 0 {
+		return "-"
+	}
+	keys := slices.SortedFunc(mapKeys(lag), func(a, b string) int {
+		ai, aerr := strconv.Atoi(a)
+		bi, berr := strconv.Atoi(b)
+		if aerr == nil && berr == nil {
+			return ai - bi
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s:%d", k, lag[k])
+	}
+	return strings.Join(parts, " ")
+}
