@@ -68,11 +68,20 @@ func (n *Node) join(ctx context.Context) (wire.AdminResponse, error) {
 }
 
 // peersOf is the transport's peer set for a membership: raft id → member address, without self.
-func peersOf(ms []replica.Member, self uint64) map[uint64]string {
+// A founding member (under its founding raft id) the configuration lists is dialled at its
+// configured address: a whole cluster can move to new addresses by a restart with new flags
+// (replica's configured.go), while members added later are where the membership says.
+func (n *Node) peersOf(ms []replica.Member, self uint64) map[uint64]string {
 	peers := map[uint64]string{}
 	for _, m := range ms {
-		if m.RaftID != self && m.RaftID != 0 {
-			peers[m.RaftID] = m.MemberAddr
+		if m.RaftID == self || m.RaftID == 0 {
+			continue
+		}
+		peers[m.RaftID] = m.MemberAddr
+		for _, c := range n.cfg.Members {
+			if c.ID == m.ID && replica.RaftID(c.ID) == m.RaftID {
+				peers[m.RaftID] = c.MemberAddr
+			}
 		}
 	}
 	return peers

@@ -514,7 +514,7 @@ func (o *outbox) Changed(ch replica.Change) {
 		kind = EventSnapshotInstalled
 	case replica.ChangeMembers:
 		if o.r != nil {
-			o.peers.SetPeers(peersOf(o.r.Members(), o.r.SelfRaftID()))
+			o.peers.SetPeers(o.n.peersOf(o.r.Members(), o.r.SelfRaftID()))
 		}
 		kind = EventMembership
 	case replica.ChangeClusterVersion:
@@ -673,7 +673,7 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	}
 	if joined != nil {
-		peers = peersOf(fromAdmin(joined.Members), selfRaft)
+		peers = n.peersOf(fromAdmin(joined.Members), selfRaft)
 	}
 	if last, _ := arch.LastIndex(); last == 0 && arch.RaftID() == 0 {
 		if snap, _ := arch.Snapshot(); snap.GetMetadata().GetIndex() == 0 {
@@ -723,7 +723,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err == nil {
 		out.r = r
 		if ms := r.Members(); len(ms) > 0 {
-			tr.SetPeers(peersOf(ms, selfRaft)) // the membership the data holds (its log's replay may move it)
+			tr.SetPeers(n.peersOf(ms, selfRaft)) // the membership the data holds (its log's replay may move it)
 		}
 		n.unverified = r.Summary().Unverified
 		n.noteStanding(r)

@@ -373,9 +373,6 @@ func TestClusterLearnerNotCaughtUp(t *testing.T) {
 
 // A learner the leader never heard from is not caught up, however short the log.
 func TestClusterPromoteRefusesALearnerThatNeverAnswered(t *testing.T) {
-	t.Skip("member side (replica.caughtUp): a learner added moments ago counts as caught up — raft marks a new " +
-		"progress RecentActive, and Match 0 is within catchUpLagMax of a short log — so promote makes a voter of a " +
-		"member that never answered; skipped until the member side checks it")
 	lc, eps := startAdminCluster(t)
 	joinLearner(t, lc)
 	out, stderr, code := runClusterCmd("promote", "3", "--timeout", "700ms", "--endpoints", eps)
