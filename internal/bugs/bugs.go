@@ -47,9 +47,13 @@ const (
 	// EmptyLogVotes: a member that starts on an empty log (a wiped data directory) votes and
 	// campaigns at once, as if it had never been a member (consensus.unverifiedAtStart).
 	EmptyLogVotes Bug = "empty-log-votes"
+	// ReuseRaftIDs: a member added to the cluster may get the raft id of a removed one: the leader
+	// allocates above the current members only, and the members' check at apply lets a removed
+	// raft id back in (replica.nextRaftID, AdmitConfChange).
+	ReuseRaftIDs Bug = "reuse-raft-ids"
 )
 
 // All is every planted bug.
 var All = []Bug{SkipFsync, AckBeforeCommit, ReadWithoutReadIndex, NoDedup, FollowerForwards,
 	SendBeforePersist, VoteNotSynced, DropEmptyAppends, ResendFreshNumber, RaiseUnreported, LostAsTorn,
-	EmptyLogVotes}
+	EmptyLogVotes, ReuseRaftIDs}

@@ -98,6 +98,49 @@ type Node struct {
 	// (0: this build's): a member of an older build. Set it to 0 and restart the member to
 	// upgrade it.
 	ClusterVersionMax uint16
+	// JoinedRaftID is the raft id the member was given when it joined a running cluster (0: a
+	// founding member, raft id ID+1). A member rebuilt in place keeps its ID under a new one.
+	JoinedRaftID uint64
+}
+
+// RaftID is the member's raft id.
+func (n *Node) RaftID() uint64 {
+	if n.JoinedRaftID != 0 {
+		return n.JoinedRaftID
+	}
+	return replica.RaftID(n.ID)
+}
+
+// nodeOf returns the member whose raft id is id (-1: none: a raft id removed, or replaced by a
+// member rebuilt in place).
+func (c *Cluster) nodeOf(id uint64) int {
+	for _, n := range c.Nodes {
+		if n.RaftID() == id {
+			return n.ID
+		}
+	}
+	return -1
+}
+
+// AddNode adds member id (the next one: len(Nodes)), which joined the cluster under raft id
+// raftID, and starts it on an empty disk.
+func (c *Cluster) AddNode(id int, raftID uint64) {
+	if id != len(c.Nodes) {
+		c.fatalf("adding member %d to a cluster of %d", id, len(c.Nodes))
+	}
+	c.Nodes = append(c.Nodes, &Node{ID: id, cluster: c, FS: vfs.NewMem(), JoinedRaftID: raftID})
+	c.Start(id)
+}
+
+// Rebuild starts member id, which is down, on an empty disk under raft id raftID: a member
+// rebuilt in place (its directory wiped, then joined again with its id and addresses).
+func (c *Cluster) Rebuild(id int, raftID uint64) {
+	n := c.Nodes[id]
+	if n.R != nil {
+		c.fatalf("rebuilding member %d, which runs", id)
+	}
+	n.FS, n.JoinedRaftID, n.Lost, n.Wiped = vfs.NewMem(), raftID, "", 0
+	c.Start(id)
 }
 
 // Now implements replica.Clock.
@@ -125,8 +168,10 @@ type Cluster struct {
 	lastArrival map[[2]int]int64
 	clients     []*Client
 	// conns are the clients' connections by the id the members know them by (client.go).
-	conns    map[replica.ConnID]*simConn
-	nextConn replica.ConnID
+	conns map[replica.ConnID]*simConn
+	// AdminAnswers are the members' answers to Admin, in order.
+	AdminAnswers []AdminAnswer
+	nextConn     replica.ConnID
 	// stormAt and stormEvents count the events of the current storm window (RunUntil).
 	stormAt     int64
 	stormEvents int
@@ -281,7 +326,7 @@ func (c *Cluster) TryStart(id int) error {
 		c.fatalf("member %d is already running", id)
 	}
 	n.Svc = c.opts.NewService(id)
-	st, err := archive.Open(n.FS, "/data", archive.Options{ClusterID: "sim", MemberID: id,
+	st, err := archive.Open(n.FS, "/data", archive.Options{ClusterID: "sim", MemberID: id, RaftID: n.JoinedRaftID,
 		SegmentBytes: c.opts.SegmentBytes, GrowBytes: 16 << 10, LogMarginEntries: c.opts.MarginEntries, SnapshotsRetained: 2})
 	if err != nil {
 		return err
@@ -293,6 +338,7 @@ func (c *Cluster) TryStart(id int) error {
 	cfg := c.config(id)
 	cfg.Container.ClusterVersionMax = n.ClusterVersionMax
 	cfg.Unverified, cfg.VoteFloor = st.Verification()
+	cfg.RaftID, cfg.Joining, cfg.ClusterID = n.RaftID(), n.JoinedRaftID != 0, "sim"
 	if cfg.Rand == nil {
 		// The cluster's identity is drawn from the seed too (a source of its own per member and
 		// start, so that the other random choices of a seed stay as they were).
@@ -556,7 +602,7 @@ func (c *Cluster) LeaderAgreed() bool {
 		return false
 	}
 	for _, n := range c.Nodes {
-		if n.R != nil && n.R.Summary().Leader != l && !c.isolated(n.ID) {
+		if n.R != nil && n.R.Summary().Leader != l && !c.isolated(n.ID) && c.inMembership(l, n.ID) {
 			return false
 		}
 	}
@@ -621,8 +667,8 @@ type event struct {
 	msg  *pb.Message
 	raw  []byte // evRaft: marshalled message
 	cm   *wire.ClientMsg
-	peer int  // evSnapReport: target member
-	ok   bool // evSnapReport; evCrash: the moment inside a sync (not the window's end)
+	raft uint64 // evSnapReport: the target's raft id
+	ok   bool   // evSnapReport; evCrash: the moment inside a sync (not the window's end)
 	cl   *Client
 	// armed is the group an evCrash belongs to.
 	armed *armedCrash
@@ -683,13 +729,14 @@ func (c *Cluster) dispatch(ev event) {
 		if err := proto.Unmarshal(ev.raw, m); err != nil {
 			c.fatalf("unmarshal raft message: %v", err)
 		}
-		if n.R == nil {
-			if m.GetType() == pb.MsgSnap {
+		if n.R == nil || n.RaftID() != m.GetTo() {
+			// Down, or rebuilt under another raft id since (its handshake would refuse the
+			// sender's connection for the old one).
+			if from := c.nodeOf(m.GetFrom()); m.GetType() == pb.MsgSnap && from >= 0 {
 				// The transport's stream to a member that is down fails, and it says so: the
 				// leader would otherwise wait for the snapshot's outcome for ever (a soak found
 				// a member left behind so, seed 330 210).
-				c.push(event{at: c.now + c.latency(), kind: evSnapReport,
-					node: replica.MemberID(m.GetFrom()), peer: n.ID, ok: false})
+				c.push(event{at: c.now + c.latency(), kind: evSnapReport, node: from, raft: m.GetTo(), ok: false})
 			}
 			return
 		}
@@ -712,20 +759,19 @@ func (c *Cluster) dispatch(ev event) {
 				// Every member here is honest: a refusal means a member lost what it acknowledged,
 				// or the validation refuses an honest message. Either is a finding.
 				c.fatalf("member %d refused a %s from member %d: %v (%s)", n.ID, m.GetType(),
-					replica.MemberID(m.GetFrom()), err, c.Describe())
+					c.nodeOf(m.GetFrom()), err, c.Describe())
 				return
 			}
 			c.T.Logf("m%d: step %s from %d: %v", n.ID, m.GetType(), m.GetFrom(), err)
 		}
 		c.process(n)
-		if m.GetType() == pb.MsgSnap {
+		if from := c.nodeOf(m.GetFrom()); m.GetType() == pb.MsgSnap && from >= 0 {
 			c.SnapshotsSent++
-			c.push(event{at: c.now + c.latency(), kind: evSnapReport,
-				node: replica.MemberID(m.GetFrom()), peer: n.ID, ok: true})
+			c.push(event{at: c.now + c.latency(), kind: evSnapReport, node: from, raft: m.GetTo(), ok: true})
 		}
 	case evSnapReport:
 		if n := c.Nodes[ev.node]; n.R != nil {
-			n.R.ReportSnapshot(replica.RaftID(ev.peer), ev.ok)
+			n.R.ReportSnapshot(ev.raft, ev.ok)
 			c.process(n)
 		}
 	case evToNode:
@@ -777,6 +823,12 @@ func (c *Cluster) process(n *Node) {
 		return
 	}
 	if err := n.R.Process(); err != nil {
+		if errors.Is(err, replica.ErrRemoved) {
+			// Removed from the cluster: it stops, and its data cannot serve again.
+			c.Crash(n.ID)
+			n.Lost = "removed: " + err.Error()
+			return
+		}
 		c.fatalf("member %d stopped: %v (%s)", n.ID, err, c.Describe())
 		return
 	}
@@ -822,7 +874,7 @@ func (c *Cluster) process(n *Node) {
 // sync), and whether it stalled. Without Disks, uniformly between lo and hi, as the simulator
 // always did.
 func (c *Cluster) diskTime(n *Node, draws int, lo, hi time.Duration) (int64, bool) {
-	if len(c.opts.Disks) == 0 {
+	if len(c.opts.Disks) <= n.ID { // (a member that joined later has the default disk)
 		return int64(lo) + c.Rng.Int64N(int64(hi-lo)+1), false
 	}
 	var total time.Duration
@@ -934,7 +986,15 @@ func (o *outbox) SendRaft(msgs []*pb.Message) {
 			}
 		}
 		c.checkWipedVotes(o.n, m)
-		to := replica.MemberID(m.GetTo())
+		to := c.nodeOf(m.GetTo())
+		if to < 0 {
+			// No member has that raft id any more (removed, or replaced by a rebuilt member):
+			// the transport has no peer to send to; a snapshot's stream fails.
+			if m.GetType() == pb.MsgSnap {
+				c.push(event{at: c.now + c.latency(), kind: evSnapReport, node: o.n.ID, raft: m.GetTo(), ok: false})
+			}
+			continue
+		}
 		// Marshal now, as the transport does: raft's messages share memory with its log.
 		raw, err := proto.Marshal(m)
 		if err != nil {
@@ -942,7 +1002,7 @@ func (o *outbox) SendRaft(msgs []*pb.Message) {
 		}
 		if c.lost(o.n.ID, to) {
 			if m.GetType() == pb.MsgSnap {
-				c.push(event{at: c.now + c.latency(), kind: evSnapReport, node: o.n.ID, peer: to, ok: false})
+				c.push(event{at: c.now + c.latency(), kind: evSnapReport, node: o.n.ID, raft: m.GetTo(), ok: false})
 			}
 			continue
 		}
@@ -962,6 +1022,10 @@ func (o *outbox) SendRaft(msgs []*pb.Message) {
 
 func (o *outbox) SendClient(conn replica.ConnID, m *wire.ClientMsg) {
 	c := o.c
+	if conn == adminConn {
+		c.AdminAnswers = append(c.AdminAnswers, AdminAnswer{Member: o.n.ID, Msg: *m})
+		return
+	}
 	if m.Status == wire.StatusSessionExpired {
 		c.checkExpiry(o.n, m)
 	}
@@ -988,6 +1052,40 @@ func (o *outbox) Changed(ch replica.Change) {
 			o.c.fatalf("member %d: recording its verification: %v", o.n.ID, err)
 		}
 	}
+}
+
+// adminConn is the connection the harness's admin requests come on (Admin); what members answer
+// on it is kept in Cluster.AdminAnswers.
+const adminConn = replica.ConnID(1 << 62)
+
+// AdminAnswer is a member's answer on the admin connection.
+type AdminAnswer struct {
+	Member int
+	Msg    wire.ClientMsg
+}
+
+// Admin hands member id an admin request (as an operator's tandem cluster, or a joining member,
+// sends it on the client port); the answer comes later, in AdminAnswers, under requestID.
+func (c *Cluster) Admin(id int, requestID uint64, req wire.AdminRequest) {
+	n := c.Nodes[id]
+	if n.R == nil {
+		return
+	}
+	n.R.ClientRequest(adminConn, &wire.ClientMsg{Kind: wire.CAdmin, RequestID: requestID, Protocol: wire.ClientProtocol,
+		Payload: wire.EncodeAdmin(req)})
+	c.process(n)
+}
+
+// inMembership reports whether member id is in the applied configuration of member by (voter,
+// learner, or outgoing voter).
+func (c *Cluster) inMembership(by, id int) bool {
+	raft := c.Nodes[id].RaftID()
+	for _, m := range c.Nodes[by].R.Members() {
+		if m.RaftID == raft {
+			return true
+		}
+	}
+	return false
 }
 
 // Do submits a command from cl and runs until it is answered; it fails the test after d.
@@ -1038,8 +1136,8 @@ func (c *Cluster) Converged() bool {
 		return false
 	}
 	for _, n := range c.Nodes {
-		if n.R != nil && n.R.Summary().Applied < commit {
-			return false
+		if n.R != nil && n.R.Summary().Applied < commit && c.inMembership(l, n.ID) {
+			return false // (a member removed meanwhile hears no more)
 		}
 	}
 	return true

@@ -21,7 +21,8 @@ type Fault struct {
 	// restart ID… | partition ID… | cut FROM TO | heal | pause CLIENT | resume CLIENT |
 	// upgrade ID (the member, of an older build, stops cleanly if it is up and starts on this
 	// build: a rolling upgrade's step; one that is down comes back upgraded) |
-	// lose ID MODE (the member's disk loses synced data, loseModes[MODE]: LoseSyncedData).
+	// lose ID MODE (the member's disk loses synced data, loseModes[MODE]: LoseSyncedData) |
+	// join 0 MODE | remove SEL | rebuild SEL (membership changes: membership.go).
 	Op   string
 	Args []int // member ids; clients are clientBase+i
 }
@@ -195,6 +196,7 @@ func GenerateSchedule(seed uint64, run time.Duration) Schedule {
 	}
 	drawUpgrade(&sch, seed)
 	drawLoss(&sch, seed)
+	drawMembership(&sch, seed)
 	slices.SortStableFunc(sch.Faults, func(a, b Fault) int { return cmp.Compare(a.At, b.At) })
 	return sch
 }
@@ -224,6 +226,31 @@ func drawLoss(sch *Schedule, seed uint64) {
 		}
 		sch.Faults = append(sch.Faults, Fault{At: at - 2*time.Second, Op: "partition", Args: []int{(id + 1) % sch.Nodes}},
 			Fault{At: at + 3*time.Second, Op: "restart", Args: all})
+	}
+}
+
+// drawMembership makes a third of the seeds change the membership once or twice, between a sixth
+// and a half of the run (membership.go): a member joins (in half of them crashing before it
+// keeps the answer, and asking again) and then one is removed, or one is removed and then one
+// joins, or a founding member is rebuilt in place. A stream of its own, as drawUpgrade's.
+func drawMembership(sch *Schedule, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 0x3e3b))
+	if rng.IntN(3) != 0 {
+		return
+	}
+	at := (sch.Run/6 + time.Duration(rng.Int64N(int64(sch.Run/3)))).Round(100 * time.Millisecond)
+	later := at + (3*time.Second + time.Duration(rng.Int64N(int64(5*time.Second)))).Round(100*time.Millisecond)
+	join := Fault{Op: "join", Args: []int{0, rng.IntN(2)}}
+	remove := Fault{Op: "remove", Args: []int{rng.IntN(5)}}
+	switch rng.IntN(3) {
+	case 0:
+		join.At, remove.At = at, later
+		sch.Faults = append(sch.Faults, join, remove)
+	case 1:
+		remove.At, join.At = at, later
+		sch.Faults = append(sch.Faults, remove, join)
+	default:
+		sch.Faults = append(sch.Faults, Fault{At: at, Op: "rebuild", Args: []int{rng.IntN(sch.Nodes)}})
 	}
 }
 

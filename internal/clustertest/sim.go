@@ -44,8 +44,12 @@ type SimReport struct {
 	// Wipes counts the members whose data directory was wiped (and that started on the empty
 	// one), WipedStopped those of them a leader stopped for lost data (the others rejoined).
 	Wipes, WipedStopped int
-	ClusterVersion      uint16
-	Violations          []string
+	// Joins, Removals and Rebuilds count the membership changes made (membership.go);
+	// MembershipRefused those the leader refused, MembershipGaveUp those not done in time.
+	Joins, Removals, Rebuilds           int
+	MembershipRefused, MembershipGaveUp int
+	ClusterVersion                      uint16
+	Violations                          []string
 }
 
 func (r SimReport) String() string {
@@ -140,10 +144,11 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 
 	// Invariants checked after every event.
 	leaderOf := map[uint64]int{}
-	lastCommit := make([]uint64, nodes)
-	lastStart := make([]int, nodes)
-	lastApplied := make([]uint64, nodes)
+	lastCommit := map[int]uint64{}
+	lastStart := map[int]int{}
+	lastApplied := map[int]uint64{}
 	stateAt := map[uint64]uint64{} // applied index → hash of the service state there
+	confs := newConfCheck()
 	c.AfterEvent = func() {
 		for _, n := range c.Nodes {
 			if n.R == nil {
@@ -180,6 +185,7 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 					violate("member %d's state at applied index %d differs from another member's", n.ID, applied)
 				}
 				stateAt[applied] = sum
+				confs.check(n, applied, violate)
 			}
 		}
 	}
@@ -214,6 +220,7 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 
 	step := 100 * time.Millisecond
 	next := 0
+	changes := &membershipDriver{c: c, rep: &rep, violate: violate}
 	for c.Elapsed() < sch.Run {
 		for i := range clients {
 			if rng.IntN(2) == 0 {
@@ -264,10 +271,15 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 			case "resume":
 				clients[f.Args[0]].Resume()
 				paused[f.Args[0]] = false
+			case "join", "remove", "rebuild":
+				changes.add(f)
 			}
 		}
 		c.Run(step)
+		changes.step()
+		learnMembership(c)
 	}
+	changes.finish()
 
 	// Quiesce: heal, restart everything, and let every client finish what it started.
 	c.Heal()
@@ -278,11 +290,13 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	}
 	c.DropRate, c.DupRate = 0, 0
 	c.Disarm()
-	for id := range nodes {
+	for id := range c.Nodes {
 		if !c.Up(id) && c.Nodes[id].Lost == "" {
 			c.Start(id) // a member that lost synced data stays down: it waits to be rebuilt
 		}
 	}
+	c.RunUntil(c.LeaderAgreed, 10*time.Second)
+	stopRemoved(c)
 	done := func() bool {
 		for _, cl := range clients {
 			if !cl.Expired() && cl.Unanswered() > 0 {

@@ -68,6 +68,19 @@ type verification struct {
 	contacted  bool   // a leader has sent this member an append, a heartbeat or a snapshot (while unverified)
 	blankSince int    // the tick at which blank peers and this member first made a quorum (0: not yet)
 	peers      map[uint64]standing
+	// hint: the voters of the leader's membership, as the others told it (HintVoters): for a
+	// member whose own configuration is stale, the voters whose terms it must hear.
+	hint []uint64
+}
+
+// HintVoters tells an unverified member the voters of the cluster's current membership, as a
+// leader's answer gave them (the node asks the others when it knows no leader): a member whose
+// log was wiped knows only the founding configuration, whose voters may since have been removed
+// or replaced, and could never hear enough of them. With a hint it counts the terms of the
+// hint's voters instead (termKnown). The hint is the leader's applied membership at some moment;
+// one change at a time keeps a quorum of it meeting every quorum of the next configuration.
+func (c *Core) HintVoters(ids []uint64) {
+	c.ver.hint = slices.Sorted(slices.Values(ids))
 }
 
 // PeerStanding records what the member with raft id id said of itself in a member handshake: its
@@ -163,6 +176,9 @@ func (c *Core) dropVote(m *pb.Message) bool {
 // once may count each other: the guarantee is for one member rebuilt at a time.
 func (c *Core) termKnown() (uint64, bool) {
 	voters := c.voters()
+	if len(c.ver.hint) > 0 {
+		voters = c.ver.hint
+	}
 	quorum := len(voters)/2 + 1
 	var others, heard int
 	var high uint64

@@ -132,7 +132,7 @@ func (c Config) Validate() error {
 		seen[m.ID] = true
 		found = found || m.ID == c.MemberID
 	}
-	if len(c.Members) > 0 && !found {
+	if len(c.Members) > 0 && !found && !c.Joining { // (a joiner is not one of the founders)
 		errs = append(errs, fmt.Errorf("MemberID (%d) is not one of Members", c.MemberID))
 	}
 	if err := c.Container.Validate(); err != nil {

@@ -6,6 +6,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/tandem-cluster/tandem/internal/bugs"
 )
 
 // Members and their ids: the member id people see and the raft id raft uses, and the advertised
@@ -159,6 +163,9 @@ func (r *Replica) isMember(raftID uint64) bool {
 func (r *Replica) nextRaftID() uint64 {
 	next := uint64(1)
 	for _, m := range r.ctr.Members() {
+		if m.Removed && bugs.Active(bugs.ReuseRaftIDs) {
+			continue // planted bug: a removed member's raft id may be given again
+		}
 		next = max(next, m.RaftID+1)
 	}
 	cs := r.core.ConfState()
@@ -190,4 +197,23 @@ func (r *Replica) membershipChanged() bool {
 		}
 	}
 	return false
+}
+
+// ConfState returns raft's configuration as of the applied index (for checkers).
+func (r *Replica) ConfState() *pb.ConfState { return r.core.ConfState() }
+
+// HintMembership tells this member the cluster's current membership as a leader's answer gave it
+// (the node asks the others when it knows no leader): an unverified member whose configuration is
+// stale learns whose terms to hear (consensus.Core.HintVoters).
+func (r *Replica) HintMembership(ms []Member) {
+	if !r.core.Unverified() {
+		return
+	}
+	var voters []uint64
+	for _, m := range ms {
+		if !m.Learner && m.RaftID != 0 {
+			voters = append(voters, m.RaftID)
+		}
+	}
+	r.core.HintVoters(voters)
 }

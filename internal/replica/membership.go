@@ -9,6 +9,7 @@ import (
 
 	pb "go.etcd.io/raft/v3/raftpb"
 
+	"github.com/tandem-cluster/tandem/internal/bugs"
 	"github.com/tandem-cluster/tandem/internal/consensus"
 	"github.com/tandem-cluster/tandem/internal/container"
 )
@@ -102,13 +103,13 @@ func (r *Replica) AdmitConfChange(index uint64, cc *pb.ConfChangeV2) error {
 		id := ch.GetNodeId()
 		_, removed, recorded := r.memberByRaftID(id)
 		switch {
-		case removed:
+		case removed && !bugs.Active(bugs.ReuseRaftIDs):
 			return fmt.Errorf("raft id %d was removed: raft ids are never reused", id)
 		case ch.GetType() == pb.ConfChangeRemoveNode:
 			if !r.isMember(id) {
 				return fmt.Errorf("raft id %d is not a member", id)
 			}
-		case !recorded:
+		case !recorded || removed: // (removed: only with the planted bug)
 			newIDs++
 		}
 	}
@@ -129,7 +130,7 @@ func (r *Replica) applyConfChange(e *pb.Entry, cc *pb.ConfChangeV2) bool {
 		}
 	}
 	token, rec, versioned := parseChangeContext(ctx)
-	due, touched := false, false
+	due, touched, added := false, false, false
 	for _, ch := range cc.GetChanges() {
 		id := ch.GetNodeId()
 		switch {
@@ -143,6 +144,10 @@ func (r *Replica) applyConfChange(e *pb.Entry, cc *pb.ConfChangeV2) bool {
 			if _, _, recorded := r.memberByRaftID(id); !recorded {
 				due = r.ctr.ApplyMember(ix, id, rec, false) || due
 				touched = true
+				// A snapshot here: raft drops a snapshot whose configuration lacks its receiver,
+				// so a joiner that needs one (the log before it was compacted) must be sent one
+				// taken after it was added.
+				added = true
 			}
 		}
 		if ch.GetType() == pb.ConfChangeRemoveNode && id == r.self && r.removed == nil {
@@ -152,6 +157,7 @@ func (r *Replica) applyConfChange(e *pb.Entry, cc *pb.ConfChangeV2) bool {
 	if !touched {
 		due = r.ctr.ApplyEmpty(ix)
 	}
+	due = due || added
 	if versioned && cc != nil && len(cc.GetChanges()) > 0 {
 		r.log.Info("membership changed", "index", ix, "change", r.describe(cc), "members", memberList(r.Members()))
 	}

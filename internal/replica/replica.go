@@ -350,26 +350,22 @@ func (r *Replica) Tick() {
 	}
 }
 
-// Step feeds a raft message from a peer. Messages from raft ids outside the membership are
-// dropped: a stray or hostile sender must not move terms. The core refuses what raft would crash
+// Step feeds a raft message from a peer. Messages from a raft id the membership recorded as
+// removed (or raft id 0) are dropped: a removed member must not move terms. A raft id this member
+// has not recorded is let through: a member added while this one was down, or that it has not
+// applied yet, may lead by now, and this member would never catch up if it refused its leader
+// (etcd's rafthttp accepts such senders for the same reason). The transport authenticated the
+// sender (its cluster's identity). The core refuses what raft would crash
 // on (consensus.ErrInvalidMessage: the driver drops the connection) and stops a member whose log
 // lost what it acknowledged (consensus.ErrLostData, also returned by the next Process).
 func (r *Replica) Step(m *pb.Message) error {
 	if m.GetTo() != r.self {
 		return fmt.Errorf("replica: message for raft id %d delivered to raft id %d", m.GetTo(), r.self)
 	}
-	if !r.isMember(m.GetFrom()) && !r.awaitingState() {
-		return fmt.Errorf("replica: message from raft id %d, not a member", m.GetFrom())
+	if _, removed, _ := r.memberByRaftID(m.GetFrom()); removed || m.GetFrom() == 0 {
+		return fmt.Errorf("replica: message from raft id %d, which was removed from the cluster", m.GetFrom())
 	}
 	return r.core.Step(m)
-}
-
-// awaitingState reports whether this member joined a running cluster and has applied no
-// configuration yet: it knows no members but those its transport was told of (the join's answer),
-// which authenticated the sender, and the leader's first messages bring it the rest.
-func (r *Replica) awaitingState() bool {
-	cs := r.core.ConfState()
-	return r.cfg.Joining && len(cs.GetVoters()) == 0 && len(cs.GetLearners()) == 0
 }
 
 // ReportUnreachable tells raft the peer of raft id id could not be reached.
