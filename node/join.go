@@ -87,6 +87,19 @@ func (n *Node) peersOf(ms []replica.Member, self uint64) map[uint64]string {
 	return peers
 }
 
+// peerSet is the transport's peer set: the recorded membership's, and the members the others
+// named that the recorded membership lacks (a member with a stale configuration: watchMembership),
+// but never a raft id recorded as removed. Loop only.
+func (n *Node) peerSet(r *replica.Replica) map[uint64]string {
+	peers := n.peersOf(r.Members(), r.SelfRaftID())
+	for id, addr := range n.hinted {
+		if _, ok := peers[id]; !ok && !r.Removed(id) {
+			peers[id] = addr
+		}
+	}
+	return peers
+}
+
 // fromAdmin converts the members of a join's answer.
 func fromAdmin(ams []wire.AdminMember) []replica.Member {
 	ms := make([]replica.Member, 0, len(ams))
@@ -128,16 +141,26 @@ func (n *Node) describeSelf(st *wire.MemberStatus) {
 
 // A member removed while it was down, or a follower the leader stopped sending to before it
 // learnt of its own removal (raft sends nothing to a member it removed), hears from no leader: it
-// would campaign for ever, and the others refuse its handshakes. So a member that knows no leader
-// asks the others, every removalCheckEvery, for the membership (list-members, which the leader
-// answers): one of its own cluster that lacks its raft id means it was removed, and it stops
-// with ErrRemoved like a member that applied its removal.
-const removalCheckEvery = 3 * time.Second
+// would campaign for ever, and the others refuse its handshakes. A member whose configuration is
+// stale (it was down while members joined, or its directory was wiped and it knows only the
+// founders) may not know the leader, nor whose terms it must hear to verify itself. So a member
+// that knows no leader asks the others, every membershipCheckEvery, for the membership
+// (list-members, which the leader answers): one of its own cluster that lacks its raft id means
+// it was removed, and it stops with ErrRemoved like a member that applied its removal; otherwise
+// its transport adds the members it did not know, and its core hears their terms
+// (Replica.HintMembership). The simulator does the same (clustertest's learnMembership).
+const membershipCheckEvery = 3 * time.Second
 
-// watchRemoval runs beside the loop until ctx ends; removed is told the answer that lacks this
-// member.
-func (n *Node) watchRemoval(ctx context.Context, self uint64, removed chan<- uint64) {
-	t := time.NewTicker(removalCheckEvery)
+// learnt is what watchMembership learnt: the leader's membership, or that this member was
+// removed (at the leader's applied index).
+type learnt struct {
+	members   []replica.Member
+	removedAt uint64
+}
+
+// watchMembership runs beside the loop until ctx ends, handing the loop what it learns.
+func (n *Node) watchMembership(ctx context.Context, self uint64, out chan<- learnt) {
+	t := time.NewTicker(membershipCheckEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -146,7 +169,7 @@ func (n *Node) watchRemoval(ctx context.Context, self uint64, removed chan<- uin
 		case <-t.C:
 		}
 		st := n.Status()
-		if st.Leader >= 0 {
+		if st.Leader >= 0 && !st.Unverified {
 			continue
 		}
 		var eps []string
@@ -155,21 +178,31 @@ func (n *Node) watchRemoval(ctx context.Context, self uint64, removed chan<- uin
 				eps = append(eps, m.ClientAddr)
 			}
 		}
+		for _, c := range n.cfg.Join {
+			if !slices.Contains(eps, c) {
+				eps = append(eps, c)
+			}
+		}
 		if len(eps) == 0 {
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, removalCheckEvery)
+		cctx, cancel := context.WithTimeout(ctx, membershipCheckEvery)
 		resp, code, err := admin.Call(cctx, eps, wire.AdminRequest{Op: wire.AdminListMembers}, admin.Options{})
 		cancel()
 		if err != nil || code != wire.StatusOK || len(resp.Members) == 0 || resp.ClusterID != n.cfg.ClusterID ||
 			(st.ClusterUUID != "" && resp.ClusterUUID != st.ClusterUUID) {
 			continue
 		}
+		l := learnt{members: fromAdmin(resp.Members)}
 		if !slices.ContainsFunc(resp.Members, func(m wire.AdminMember) bool { return m.RaftID == self }) {
-			select {
-			case removed <- resp.Index:
-			case <-ctx.Done():
-			}
+			l = learnt{removedAt: resp.Index}
+		}
+		select {
+		case out <- l:
+		case <-ctx.Done():
+			return
+		}
+		if l.removedAt != 0 {
 			return
 		}
 	}

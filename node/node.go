@@ -191,8 +191,11 @@ type Node struct {
 	wrapListener func(port string, l net.Listener) net.Listener // tests only
 	refused      int                                            // Status.RaftRefused, behind mu
 
-	// removedAt receives, from watchRemoval, the applied index of a membership without this member.
-	removedAt chan uint64
+	// learnt receives what watchMembership learnt from the others; hinted are the peers it
+	// named (raft id → member address), which the transport keeps beside the recorded ones.
+	// The loop's goroutine only.
+	learnt chan learnt
+	hinted map[uint64]string
 
 	// memberProtocol, clientProtocol and clusterVersionMax narrow what the member speaks and
 	// reports (WithVersions; zero: this build's).
@@ -514,7 +517,7 @@ func (o *outbox) Changed(ch replica.Change) {
 		kind = EventSnapshotInstalled
 	case replica.ChangeMembers:
 		if o.r != nil {
-			o.peers.SetPeers(o.n.peersOf(o.r.Members(), o.r.SelfRaftID()))
+			o.peers.SetPeers(o.n.peerSet(o.r))
 		}
 		kind = EventMembership
 	case replica.ChangeClusterVersion:
@@ -723,7 +726,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err == nil {
 		out.r = r
 		if ms := r.Members(); len(ms) > 0 {
-			tr.SetPeers(n.peersOf(ms, selfRaft)) // the membership the data holds (its log's replay may move it)
+			tr.SetPeers(n.peerSet(r)) // the membership the data holds (its log's replay may move it)
 		}
 		n.unverified = r.Summary().Unverified
 		n.noteStanding(r)
@@ -741,8 +744,8 @@ func (n *Node) Run(ctx context.Context) error {
 	tr.Start()
 	cs.Start()
 	wctx, stopWatch := context.WithCancel(ctx)
-	n.removedAt = make(chan uint64, 1)
-	go n.watchRemoval(wctx, selfRaft, n.removedAt)
+	n.learnt = make(chan learnt, 1)
+	go n.watchMembership(wctx, selfRaft, n.learnt)
 	err = n.loop(ctx, r, newJobs(arch.TakeSpareJob, arch.StopSpareJob), tr, cs)
 	stopWatch()
 	close(n.quit)
@@ -836,10 +839,15 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica, jobs *jobs, tr *tra
 			}
 		case <-jobs.spare.done():
 			jobs.spare.busy = false // a failed spare only means the next segment grows as it fills
-		case ix := <-n.removedAt:
-			n.updateStatus(r)
-			return fmt.Errorf("member %d stopped: %w", n.cfg.ID, &replica.RemovedError{MemberID: n.cfg.ID,
-				RaftID: r.SelfRaftID(), Index: 0, Seen: ix})
+		case l := <-n.learnt:
+			if l.removedAt != 0 {
+				n.updateStatus(r)
+				return fmt.Errorf("member %d stopped: %w", n.cfg.ID, &replica.RemovedError{MemberID: n.cfg.ID,
+					RaftID: r.SelfRaftID(), Seen: l.removedAt})
+			}
+			r.HintMembership(l.members)
+			n.hinted = n.peersOf(l.members, r.SelfRaftID())
+			tr.SetPeers(n.peerSet(r))
 		}
 		// Under a flood every case above is ready at once, and select picks one at random: a
 		// tick must not wait several long rounds for its turn (a leader whose ticks lag sends

@@ -30,6 +30,8 @@ func (r *Replica) InstallSnapshot(snap *pb.Snapshot) error {
 	r.lastSnap = ix
 	st := r.core.State()
 	r.out.Changed(Change{Kind: ChangeSnapshotInstalled, Index: ix, Term: st.Term, Role: r.role, Leader: r.IDOf(st.Leader)})
+	// The snapshot's membership replaces what this member had applied.
+	r.out.Changed(Change{Kind: ChangeMembers, Index: ix, Term: st.Term, Role: r.role, Leader: r.IDOf(st.Leader)})
 	if after := r.ctr.ClusterVersion(); after != before {
 		// The raise came inside the snapshot: said as if the entry had been applied here.
 		r.out.Changed(Change{Kind: ChangeClusterVersion, Index: ix, Term: st.Term, Role: r.role,

@@ -217,3 +217,9 @@ func (r *Replica) HintMembership(ms []Member) {
 	}
 	r.core.HintVoters(voters)
 }
+
+// Removed reports whether raft id id was removed from the cluster (as recorded here).
+func (r *Replica) Removed(id uint64) bool {
+	_, removed, _ := r.memberByRaftID(id)
+	return removed
+}
