@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -154,4 +155,67 @@ func TestMemberJoinsAndTheLeaderIsRemoved(t *testing.T) {
 	if c.members[next].n.Status().Role != service.Leader {
 		t.Log("leadership moved meanwhile")
 	}
+}
+
+// A member whose directory was wiped is rebuilt in place: started on an empty directory with
+// Join, it is added under a new raft id and replaces its old one once caught up. With member 0
+// then stopped, the other two serve: the rebuilt member holds everything.
+func TestWipedMemberIsRebuiltUnderANewRaftID(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	c.startAll(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for !slices.Equal(c.clusterVersions(), []uint16{4, 4, 4}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster versions %v, want 4 everywhere", c.clusterVersions())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	load := startIncLoad(t, c, 2)
+	load.waitAcked(t, 200, "before the wipe")
+	leader, _ := c.leader(10 * time.Second)
+	victim := (leader + 1) % 3
+	c.stop(victim)
+	if err := os.RemoveAll(c.members[victim].cfg.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	load.waitAcked(t, 100, "while the member is down")
+	c.members[victim].cfg.Join = slices.DeleteFunc(slices.Clone(c.clients), func(a string) bool {
+		return a == c.clients[victim]
+	})
+	c.start(victim)
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		l, _ := c.leader(10 * time.Second)
+		st := c.members[l].n.Status()
+		rebuilt := slices.ContainsFunc(st.Members, func(m Member) bool { return m.ID == victim && m.RaftID == 4 && !m.Learner })
+		if rebuilt && len(st.Members) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member %d not rebuilt under raft id 4 within 30 s: %+v", victim, st.Members)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	load.waitAcked(t, 100, "after the rebuild")
+	other := 3 - leader - victim // the member that was never wiped, beside the leader
+	c.stop(other)
+	load.waitAcked(t, 100, "with the rebuilt member and one other")
+	load.stop()
+	load.wg.Wait()
+	cl := c.dial(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	raw, err := cl.Query(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpGet}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := counter.DecodeResponse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked, unknown := load.acked.Load(), load.unknown.Load()
+	if r.Value < acked || r.Value > acked+unknown {
+		t.Fatalf("counter %d after %d acknowledged increments and %d of unknown outcome", r.Value, acked, unknown)
+	}
+	t.Logf("%d increments acknowledged, %d of unknown outcome, counter %d", acked, unknown, r.Value)
 }

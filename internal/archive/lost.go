@@ -26,8 +26,9 @@ type LostSyncedDataError struct {
 
 // lostRemedy is what the operator is told to do.
 const lostRemedy = "this member's disk lost data it had made durable; do not start it as it is: " +
-	"rebuild it — move this directory away (or tandem clean ID) and start the member again on an empty one: " +
-	"it rejoins without voting until the leader has repaired it; meanwhile the others serve while they are a " +
+	"rebuild it in place — move this directory away (or tandem clean ID) and start it joining the others " +
+	"(tandem node ID --join HOST:PORT of another member's client address): it rejoins under a new raft id, which " +
+	"replaces the old one once caught up, so it can never vote twice; meanwhile the others serve while they are a " +
 	"majority (README.md, \"Rebuilding a member\")"
 
 func (e *LostSyncedDataError) Error() string {
