@@ -296,6 +296,13 @@ func (c *Container) NextTimerDeadline() (int64, bool) {
 }
 
 // Members returns the recorded members, sorted by raft id.
+// Member returns the member of raft id id as recorded (removed ones included), without
+// allocating: for the paths every message takes.
+func (c *Container) Member(id uint64) (Member, bool) {
+	m, ok := c.members[id]
+	return m, ok
+}
+
 func (c *Container) Members() []Member {
 	ms := make([]Member, 0, len(c.members))
 	for _, m := range c.members {

@@ -128,12 +128,11 @@ func (r *Replica) member(id int) (Member, bool) {
 
 // memberByRaftID returns the member of raft id id, removed or not (removed: true).
 func (r *Replica) memberByRaftID(id uint64) (m Member, removed, ok bool) {
-	for _, cm := range r.ctr.Members() {
-		if cm.RaftID == id {
-			return decodeRecord(id, cm.Addrs), cm.Removed, true
-		}
+	cm, ok := r.ctr.Member(id)
+	if !ok {
+		return Member{}, false, false
 	}
-	return Member{}, false, false
+	return decodeRecord(id, cm.Addrs), cm.Removed, true
 }
 
 // IDOf returns the member id of raft id id (-1 for 0, "none"): from the replicated membership,
@@ -142,8 +141,8 @@ func (r *Replica) IDOf(id uint64) int {
 	if id == 0 {
 		return -1
 	}
-	if m, _, ok := r.memberByRaftID(id); ok {
-		return m.ID
+	if cm, ok := r.ctr.Member(id); ok && strings.Count(string(cm.Addrs), "\n") == 3 {
+		return decodeRecord(id, cm.Addrs).ID // a member added later: its record names its id
 	}
 	return MemberID(id)
 }
@@ -220,6 +219,6 @@ func (r *Replica) HintMembership(ms []Member) {
 
 // Removed reports whether raft id id was removed from the cluster (as recorded here).
 func (r *Replica) Removed(id uint64) bool {
-	_, removed, _ := r.memberByRaftID(id)
-	return removed
+	cm, ok := r.ctr.Member(id)
+	return ok && cm.Removed
 }

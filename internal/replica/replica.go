@@ -362,7 +362,7 @@ func (r *Replica) Step(m *pb.Message) error {
 	if m.GetTo() != r.self {
 		return fmt.Errorf("replica: message for raft id %d delivered to raft id %d", m.GetTo(), r.self)
 	}
-	if _, removed, _ := r.memberByRaftID(m.GetFrom()); removed || m.GetFrom() == 0 {
+	if r.Removed(m.GetFrom()) || m.GetFrom() == 0 {
 		return fmt.Errorf("replica: message from raft id %d, which was removed from the cluster", m.GetFrom())
 	}
 	return r.core.Step(m)
