@@ -44,13 +44,15 @@ func (w Waiting) String() string {
 
 // Waiting says what the core waits for.
 func (s *Core) Waiting() Waiting {
-	n := 0
-	for _, r := range s.reach {
-		if r {
-			n++
+	n, total := 0, 0
+	for _, e := range s.eps {
+		if e.configured {
+			total++
+			if e.reach {
+				n++
+			}
 		}
 	}
-	total := len(s.cfg.Endpoints)
 	return Waiting{Attached: s.state == attached, Leader: s.leader, Reachable: n, Members: total, Need: total/2 + 1}
 }
 
@@ -179,7 +181,7 @@ func (s *Core) dial(after time.Duration) {
 		endpoint, s.hops = "", 0
 	}
 	if endpoint == "" {
-		endpoint = s.cfg.Endpoints[s.next%len(s.cfg.Endpoints)]
+		endpoint = s.eps[s.next%len(s.eps)].addr
 		s.next++
 	}
 	s.nextConn++
@@ -255,9 +257,9 @@ func (s *Core) sendOpen() {
 }
 
 func (s *Core) setReach(endpoint string, ok bool) {
-	for i, e := range s.cfg.Endpoints {
-		if e == endpoint {
-			s.reach[i] = ok
+	for i := range s.eps {
+		if s.eps[i].addr == endpoint {
+			s.eps[i].reach = ok
 		}
 	}
 }
@@ -333,9 +335,9 @@ func (s *Core) onVersionRefused(m *wire.ClientMsg) {
 func (s *Core) onWrongCluster(why string) {
 	s.calls.each(func(_ uint64, cl *call) { cl.live = 0 })
 	s.setRefused(s.endpoint, why)
-	for i, e := range s.cfg.Endpoints {
-		if e == s.endpoint {
-			s.clusterRefused[i] = true
+	for i := range s.eps {
+		if s.eps[i].addr == s.endpoint {
+			s.eps[i].wrongCluster = true
 		}
 	}
 	s.refusedNext()
@@ -345,20 +347,22 @@ func (s *Core) onWrongCluster(why string) {
 // answer (ErrWrongCluster if one did for its cluster, else ErrProtocolVersion), or tries the next
 // after a backoff.
 func (s *Core) refusedNext() {
-	all := len(s.versionRefusals) > 0
+	all := len(s.eps) > 0
 	wrong := false
-	for i, r := range s.versionRefusals {
-		all = all && r != ""
-		wrong = wrong || r != "" && s.clusterRefused[i]
+	var why []string
+	for _, e := range s.eps {
+		all = all && e.refusal != ""
+		wrong = wrong || e.refusal != "" && e.wrongCluster
+		why = append(why, e.refusal)
 	}
 	switch {
 	case all && wrong:
 		s.terminate(fmt.Errorf("%w: the session belongs to cluster %s, and every member refused it: %s",
-			ErrWrongCluster, s.cluster, strings.Join(s.versionRefusals, "; ")))
+			ErrWrongCluster, s.cluster, strings.Join(why, "; ")))
 		return
 	case all:
 		s.terminate(fmt.Errorf("%w: this client speaks %s, and every member refused it: %s",
-			ErrProtocolVersion, s.cfg.Protocol, strings.Join(s.versionRefusals, "; ")))
+			ErrProtocolVersion, s.cfg.Protocol, strings.Join(why, "; ")))
 		return
 	}
 	s.hangup()
@@ -366,10 +370,21 @@ func (s *Core) refusedNext() {
 }
 
 func (s *Core) setRefused(endpoint, why string) {
-	for i, e := range s.cfg.Endpoints {
-		if e == endpoint {
-			s.versionRefusals[i] = why
-			s.clusterRefused[i] = false
+	for i := range s.eps {
+		if s.eps[i].addr == endpoint {
+			s.eps[i].refusal, s.eps[i].wrongCluster = why, false
 		}
 	}
+}
+
+// endpoint is one address the core tries in turn when it knows no leader, and what it knows of
+// the member there.
+type endpoint struct {
+	addr       string
+	configured bool // in Config.Endpoints
+	reach      bool // reachable on its latest attempt
+	// refusal says why it refused the core on its latest answer ("": it did not); wrongCluster,
+	// that the refusal is for its cluster (onWrongCluster).
+	refusal      string
+	wrongCluster bool
 }

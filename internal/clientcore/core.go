@@ -105,24 +105,22 @@ type Core struct {
 	// the newest redirect ("" before either). Reported by Waiting; may be out of date.
 	leader string
 	term   uint64 // the newest term a redirect came from: older hints are ignored
-	next   int    // the next configured endpoint to try
-	reach  []bool // per configured endpoint: reachable on its latest attempt
+	// eps are the endpoints tried in turn when no leader is known; next is the next to try.
+	eps  []endpoint
+	next int
 
 	// version is the client protocol version of what the core writes on the current connection:
 	// the lowest it speaks until the member's attached message says which it chose (doc.go).
 	version uint16
-	// versionRefusals, per configured endpoint, says why it refused the core's versions on its latest
-	// answer ("": it did not). When every one did, the core ends with ErrProtocolVersion.
-	versionRefusals []string
+	// (Each endpoint in eps says why it refused the core's versions on its latest answer: when
+	// every one did, the core ends with ErrProtocolVersion.)
 	// speaks, per endpoint, is the range a member said it speaks when it refused the version the
 	// core wrote its open in although the ranges meet; the next connection to it writes in the
 	// common version.
 	speaks map[string]wire.Range
 	// cluster is the cluster identity of the first attached message that named one (zero until
 	// then): a member whose attached message names another is refused (onWrongCluster).
-	// clusterRefused, per configured endpoint, says that its refusal in versionRefusals is one.
-	cluster        wire.ClusterUUID
-	clusterRefused []bool
+	cluster wire.ClusterUUID
 
 	stats Stats
 	msg   wire.ClientMsg // what Write is handed (one per core: no allocation per frame)
@@ -131,9 +129,12 @@ type Core struct {
 // New returns the core of a session; Start begins connecting.
 func New(cfg Config, session wire.SessionID, out Output) *Core {
 	cfg.Protocol = cfg.Protocol.OrDefault(wire.ClientProtocol)
+	eps := make([]endpoint, len(cfg.Endpoints))
+	for i, e := range cfg.Endpoints {
+		eps[i] = endpoint{addr: e, configured: true}
+	}
 	return &Core{cfg: cfg, out: out, session: session, calls: newRing[call](cfg.MaxInFlight),
-		queries: newRing[query](16), reach: make([]bool, len(cfg.Endpoints)),
-		versionRefusals: make([]string, len(cfg.Endpoints)), clusterRefused: make([]bool, len(cfg.Endpoints))}
+		queries: newRing[query](16), eps: eps}
 }
 
 // Session returns the session id.
