@@ -135,13 +135,14 @@ type Waiting struct {
 	// or the one the newest redirect named; "" before either. While not attached it may be out of
 	// date.
 	Leader string
-	// Reachable counts the configured endpoints that accepted a connection on their latest
+	// Reachable counts the members (see Members) that accepted a connection on their latest
 	// attempt (a member that accepts but never answers counts as unreachable once abandoned).
 	Reachable int
-	// Members is the number of configured endpoints (Config.Endpoints).
+	// Members is the number of voters the client learned from the cluster (see Endpoints), or,
+	// before it learned them, the number of configured endpoints (Config.Endpoints).
 	Members int
 	// Need is a majority of Members: how many must be up for the cluster to elect a leader
-	// (if Config.Endpoints lists every member).
+	// (before the client learned the voters: if Config.Endpoints lists every member).
 	Need int
 }
 
@@ -155,6 +156,15 @@ func (c *Client) Waiting() Waiting {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return Waiting(c.core.Waiting())
+}
+
+// Endpoints returns the addresses the client tries, in turn, when it looks for the leader: the
+// members' client addresses it learned from the cluster (voters, then learners), then the
+// configured endpoints the cluster did not list. See "Failover" in the package documentation.
+func (c *Client) Endpoints() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.core.Endpoints()
 }
 
 // clock reads the clock into c.now; c.mu held.

@@ -12,7 +12,8 @@ import (
 // Config configures a client.
 type Config struct {
 	// Endpoints are client addresses of cluster members (host:port). Any one reachable member
-	// is enough to find the leader.
+	// is enough to find the leader; from it, the client learns the current members' addresses
+	// (and keeps these as its fallback: see "Failover" in the package documentation).
 	Endpoints []string
 	// AttemptTimeout bounds one attempt on one member: connecting, attaching, or waiting for any
 	// answer while requests are outstanding. A member that accepts connections but never answers

@@ -40,6 +40,17 @@
 // (BackoffMin to BackoffMax) for as long as the call's context allows; Waiting says what it
 // waits for ("reachable 1 of 3, need 2"), and the errors of calls given up meanwhile quote it.
 //
+// The members change (they join, are removed), so the client does not rely on Config.Endpoints
+// alone: once its session attaches to a leader that speaks client protocol 4 or later, it asks
+// that leader for the membership (the admin channel's list-members, on the session's own
+// connection) at once and then every 10 s. Where it looks for the leader is then the members'
+// client addresses (voters, then learners), followed by the configured endpoints the cluster
+// did not list, kept as a fallback (Endpoints returns the list). A client given one member's
+// address thus keeps working once that member is removed. A member of an older build is asked
+// nothing: the client tries its configured endpoints, as before. The members' client
+// addresses are the ones they advertise (node.Member's ClientAddr), which redirects name too:
+// they must be reachable from the client.
+//
 // # Errors
 //
 // Every error of a command says whether it may have been applied; branch with errors.Is:
@@ -75,8 +86,8 @@
 //     retry.
 //   - ErrNoLeader (Dial only): Dial's context ended before any member answered as the leader;
 //     the error says what the client could reach.
-//   - ErrProtocolVersion: every configured member refused the client's protocol versions; the
-//     error names the client's range and the members'.
+//   - ErrProtocolVersion: every member the client knows (configured or learned) refused the
+//     client's protocol versions; the error names the client's range and the members'.
 //
 // # Versions
 //

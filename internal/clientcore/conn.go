@@ -2,6 +2,7 @@ package clientcore
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,7 +24,8 @@ const (
 func (s *Core) Attached() bool { return s.state == attached }
 
 // Waiting is what the core knows of its way to the cluster: whether the session is attached,
-// and if not, how many of the configured endpoints it could reach. The client package exports
+// and if not, how many of the members (the voters it learned, else the configured endpoints) it
+// could reach. The client package exports
 // it under the same name and documents its fields there.
 type Waiting struct {
 	Attached  bool
@@ -42,15 +44,19 @@ func (w Waiting) String() string {
 	return fmt.Sprintf("reachable %d of %d, need %d", w.Reachable, w.Members, w.Need)
 }
 
-// Waiting says what the core waits for.
+// Waiting says what the core waits for. Reachable and Members count the voters learned from the
+// cluster (members.go), or before the core learned them, the configured endpoints.
 func (s *Core) Waiting() Waiting {
-	n := 0
-	for _, r := range s.reach {
-		if r {
-			n++
+	learned := slices.ContainsFunc(s.eps, func(e endpoint) bool { return e.voter })
+	n, total := 0, 0
+	for _, e := range s.eps {
+		if (learned && e.voter) || (!learned && e.configured) {
+			total++
+			if e.reach {
+				n++
+			}
 		}
 	}
-	total := len(s.cfg.Endpoints)
 	return Waiting{Attached: s.state == attached, Leader: s.leader, Reachable: n, Members: total, Need: total/2 + 1}
 }
 
@@ -138,6 +144,8 @@ func (s *Core) Received(conn ConnID, m *wire.ClientMsg) {
 		s.onResponse(m)
 	case wire.CQueryResponse:
 		s.onQueryResponse(m)
+	case wire.CAdminResponse:
+		s.onMembers(m)
 	case wire.CRedirect:
 		s.stats.Redirects++
 		if m.Term >= s.term && m.LeaderAddr != "" {
@@ -169,7 +177,7 @@ func (s *Core) Received(conn ConnID, m *wire.ClientMsg) {
 }
 
 // dial starts the next attempt, after a wait: on the leader a fresh redirect named, else on the
-// next configured endpoint. Redirects are followed at once up to MaxRedirects hops in a row
+// next endpoint in turn (learned, then configured: members.go). Redirects are followed at once up to MaxRedirects hops in a row
 // (with or without a hint: a member that knows no leader sends the client on to the next); then
 // the core backs off, and counts hops anew.
 func (s *Core) dial(after time.Duration) {
@@ -179,7 +187,7 @@ func (s *Core) dial(after time.Duration) {
 		endpoint, s.hops = "", 0
 	}
 	if endpoint == "" {
-		endpoint = s.cfg.Endpoints[s.next%len(s.cfg.Endpoints)]
+		endpoint = s.eps[s.next%len(s.eps)].addr
 		s.next++
 	}
 	s.nextConn++
@@ -205,6 +213,7 @@ func (s *Core) drop() {
 	})
 	s.queries.each(func(_ uint64, q *query) { q.retryAt = 0 })
 	s.conn, s.state, s.awaiting, s.openRetryAt = 0, idle, false, 0
+	s.membersID, s.membersAt = 0, 0
 }
 
 // backoff returns the next wait of an exponential backoff with jitter, and counts the step.
@@ -255,9 +264,9 @@ func (s *Core) sendOpen() {
 }
 
 func (s *Core) setReach(endpoint string, ok bool) {
-	for i, e := range s.cfg.Endpoints {
-		if e == endpoint {
-			s.reach[i] = ok
+	for i := range s.eps {
+		if s.eps[i].addr == endpoint {
+			s.eps[i].reach = ok
 		}
 	}
 }
@@ -299,12 +308,13 @@ func (s *Core) onAttached(m *wire.ClientMsg) {
 			s.writeCommand(wire.Seq(id), cl)
 		}
 	})
+	s.onAttachedMembers() // (behind the session's commands)
 }
 
 // onVersionRefused: the member speaks none of the core's versions, and closes the connection. It
 // cannot serve this client, as a member that is down cannot: the core tries the others with its
 // backoff (a member may be upgraded meanwhile), and ends with ErrProtocolVersion once every
-// configured member refused on its latest answer.
+// endpoint it knows (configured or learned) refused on its latest answer.
 func (s *Core) onVersionRefused(m *wire.ClientMsg) {
 	// The member read nothing after the open it refused: what was written behind it on this
 	// connection was not applied here (a copy from an earlier connection stays lost).
@@ -329,36 +339,38 @@ func (s *Core) onVersionRefused(m *wire.ClientMsg) {
 // to (its attached message names another identity: a member started on another cluster's data,
 // or an endpoint of another cluster in the list). It cannot serve this session, as a member that
 // refused the versions cannot: the core tries the others, and ends with ErrWrongCluster once
-// every configured member refused on its latest answer, one of them for its cluster.
+// every endpoint it knows refused on its latest answer, one of them for its cluster.
 func (s *Core) onWrongCluster(why string) {
 	s.calls.each(func(_ uint64, cl *call) { cl.live = 0 })
 	s.setRefused(s.endpoint, why)
-	for i, e := range s.cfg.Endpoints {
-		if e == s.endpoint {
-			s.clusterRefused[i] = true
+	for i := range s.eps {
+		if s.eps[i].addr == s.endpoint {
+			s.eps[i].wrongCluster = true
 		}
 	}
 	s.refusedNext()
 }
 
-// refusedNext, after a refusal, ends the core if every configured member refused on its latest
+// refusedNext, after a refusal, ends the core if every endpoint it knows refused on its latest
 // answer (ErrWrongCluster if one did for its cluster, else ErrProtocolVersion), or tries the next
 // after a backoff.
 func (s *Core) refusedNext() {
-	all := len(s.versionRefusals) > 0
+	all := len(s.eps) > 0
 	wrong := false
-	for i, r := range s.versionRefusals {
-		all = all && r != ""
-		wrong = wrong || r != "" && s.clusterRefused[i]
+	var why []string
+	for _, e := range s.eps {
+		all = all && e.refusal != ""
+		wrong = wrong || e.refusal != "" && e.wrongCluster
+		why = append(why, e.refusal)
 	}
 	switch {
 	case all && wrong:
 		s.terminate(fmt.Errorf("%w: the session belongs to cluster %s, and every member refused it: %s",
-			ErrWrongCluster, s.cluster, strings.Join(s.versionRefusals, "; ")))
+			ErrWrongCluster, s.cluster, strings.Join(why, "; ")))
 		return
 	case all:
 		s.terminate(fmt.Errorf("%w: this client speaks %s, and every member refused it: %s",
-			ErrProtocolVersion, s.cfg.Protocol, strings.Join(s.versionRefusals, "; ")))
+			ErrProtocolVersion, s.cfg.Protocol, strings.Join(why, "; ")))
 		return
 	}
 	s.hangup()
@@ -366,10 +378,23 @@ func (s *Core) refusedNext() {
 }
 
 func (s *Core) setRefused(endpoint, why string) {
-	for i, e := range s.cfg.Endpoints {
-		if e == endpoint {
-			s.versionRefusals[i] = why
-			s.clusterRefused[i] = false
+	for i := range s.eps {
+		if s.eps[i].addr == endpoint {
+			s.eps[i].refusal, s.eps[i].wrongCluster = why, false
 		}
 	}
+}
+
+// endpoint is one address the core tries in turn when it knows no leader, and what it knows of
+// the member there.
+type endpoint struct {
+	addr       string
+	configured bool // in Config.Endpoints
+	learned    bool // in the membership the leader listed last (members.go)
+	voter      bool // learned, as a voter
+	reach      bool // reachable on its latest attempt
+	// refusal says why it refused the core on its latest answer ("": it did not); wrongCluster,
+	// that the refusal is for its cluster (onWrongCluster).
+	refusal      string
+	wrongCluster bool
 }

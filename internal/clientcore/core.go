@@ -32,7 +32,8 @@ type Output interface {
 // Config configures a core. Every duration and count must be positive (the client package
 // fills in defaults).
 type Config struct {
-	// Endpoints are the members' client addresses, tried in turn when no leader is known.
+	// Endpoints are the members' client addresses, tried in turn when no leader is known (after
+	// the addresses learned from the cluster, if any: members.go).
 	Endpoints []string
 	// AttemptTimeout bounds one attempt on one member: connecting, attaching, or waiting for
 	// any answer while requests are outstanding.
@@ -53,6 +54,9 @@ type Config struct {
 	// Protocol is the client protocol versions the core speaks (zero: this build's,
 	// wire.ClientProtocol). Narrower only in tests of mixed versions.
 	Protocol wire.Range
+	// MembersInterval is how often the core asks the leader it is attached to for the
+	// membership, on a connection of client protocol 4 on (members.go); zero: 10 s.
+	MembersInterval time.Duration
 }
 
 // Stats counts failover steps.
@@ -105,24 +109,27 @@ type Core struct {
 	// the newest redirect ("" before either). Reported by Waiting; may be out of date.
 	leader string
 	term   uint64 // the newest term a redirect came from: older hints are ignored
-	next   int    // the next configured endpoint to try
-	reach  []bool // per configured endpoint: reachable on its latest attempt
+	// eps are the endpoints tried in turn when no leader is known: the members' client addresses
+	// learned from the cluster, then the configured ones (members.go); next is the next to try.
+	eps  []endpoint
+	next int
 
 	// version is the client protocol version of what the core writes on the current connection:
 	// the lowest it speaks until the member's attached message says which it chose (doc.go).
 	version uint16
-	// versionRefusals, per configured endpoint, says why it refused the core's versions on its latest
-	// answer ("": it did not). When every one did, the core ends with ErrProtocolVersion.
-	versionRefusals []string
 	// speaks, per endpoint, is the range a member said it speaks when it refused the version the
 	// core wrote its open in although the ranges meet; the next connection to it writes in the
 	// common version.
 	speaks map[string]wire.Range
 	// cluster is the cluster identity of the first attached message that named one (zero until
 	// then): a member whose attached message names another is refused (onWrongCluster).
-	// clusterRefused, per configured endpoint, says that its refusal in versionRefusals is one.
-	cluster        wire.ClusterUUID
-	clusterRefused []bool
+	cluster wire.ClusterUUID
+
+	// The membership request on the current connection (members.go): the request id of the
+	// list-members asked and not answered yet (0: none), and when to ask next (0: not on this
+	// connection). membersAsked counts the requests: each has a fresh id.
+	membersID, membersAsked uint64
+	membersAt               int64
 
 	stats Stats
 	msg   wire.ClientMsg // what Write is handed (one per core: no allocation per frame)
@@ -131,9 +138,15 @@ type Core struct {
 // New returns the core of a session; Start begins connecting.
 func New(cfg Config, session wire.SessionID, out Output) *Core {
 	cfg.Protocol = cfg.Protocol.OrDefault(wire.ClientProtocol)
+	if cfg.MembersInterval <= 0 {
+		cfg.MembersInterval = membersIntervalDefault
+	}
+	eps := make([]endpoint, len(cfg.Endpoints))
+	for i, e := range cfg.Endpoints {
+		eps[i] = endpoint{addr: e, configured: true}
+	}
 	return &Core{cfg: cfg, out: out, session: session, calls: newRing[call](cfg.MaxInFlight),
-		queries: newRing[query](16), reach: make([]bool, len(cfg.Endpoints)),
-		versionRefusals: make([]string, len(cfg.Endpoints)), clusterRefused: make([]bool, len(cfg.Endpoints))}
+		queries: newRing[query](16), eps: eps}
 }
 
 // Session returns the session id.

@@ -140,6 +140,8 @@ func kinds(ms []wire.ClientMsg) string {
 			b.WriteString("keepalive ")
 		case wire.CClose:
 			b.WriteString("close ")
+		case wire.CAdmin:
+			b.WriteString("admin ")
 		default:
 			b.WriteString("? ")
 		}

@@ -6,7 +6,8 @@
 //
 // What the core decides: the session id and whether it was opened; the numbering of commands (a
 // ring of the unanswered ones) and the lowest unacknowledged number each command reports; which
-// endpoint to try next (a fresh redirect hint, else the configured endpoints in turn), redirect
+// endpoint to try next (a fresh redirect hint, else the endpoints in turn: the members' client
+// addresses learned from the leader, then the configured ones — members.go), redirect
 // hops (hints from older terms are ignored; after MaxRedirects hops it backs off) and the backoff
 // with jitter; abandoning a member that stays silent while the client waits (AttemptTimeout);
 // keep-alives; resending every unanswered command under its original number on each new
@@ -57,11 +58,11 @@
 // version of the attached message (Output.Write hands the version in m.Version). A message with
 // Version 0, one not decoded from bytes (the simulator's), leaves the connection's version as it
 // is. A member's version refusal is a member that cannot serve: the core tries the next with its
-// backoff, and ends with ErrProtocolVersion (naming the ranges) once every configured member
+// backoff, and ends with ErrProtocolVersion (naming the ranges) once every endpoint it knows
 // refused on its latest answer.
 //
 // Files: core.go (the Core, its start and its end: Close, CloseSession), conn.go (the
 // connection: dialing, attaching, failover, what arrives), calls.go (commands and queries:
-// numbering, answers, refusals, giving up), timers.go (Tick), ring.go (the ring of unanswered
-// calls).
+// numbering, answers, refusals, giving up), timers.go (Tick), members.go (learning the members'
+// addresses from the leader), ring.go (the ring of unanswered calls).
 package clientcore

@@ -16,10 +16,10 @@ var (
 	ErrTimeout        = errors.New("tandem: timed out")
 	ErrInFlightFull   = errors.New("tandem: MaxInFlight commands already outstanding")
 	ErrTooLarge       = errors.New("tandem: too large")
-	// ErrProtocolVersion ends a core whose every configured member refused its client protocol
+	// ErrProtocolVersion ends a core whose every known endpoint refused its client protocol
 	// versions (the error names the ranges).
 	ErrProtocolVersion = errors.New("tandem: no common protocol version")
-	// ErrWrongCluster ends a core whose every configured member refused it, one at least because
+	// ErrWrongCluster ends a core whose every known endpoint refused it, one at least because
 	// it belongs to another cluster than the one the session first attached to (the error names
 	// both identities).
 	ErrWrongCluster = errors.New("tandem: another cluster")

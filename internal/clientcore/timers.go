@@ -42,6 +42,7 @@ func (s *Core) Tick(now int64) {
 		s.msg = wire.ClientMsg{Kind: wire.CKeepAlive, Session: s.session}
 		s.send(true)
 	}
+	s.tickMembers()
 	if s.state == connected && s.openRetryAt != 0 && s.openRetryAt <= s.now {
 		s.sendOpen()
 	}
