@@ -88,6 +88,12 @@ type procCluster struct {
 	// shell, if set, runs before each member in the same process (`sh -c 'shell; exec tandem …'`),
 	// e.g. to lower its limits.
 	shell string
+	// size is the number of founding members (those of members).
+	size int
+	// argv, where set, is member i's command line after `tandem node i`, in place of the
+	// founding one (--members, --data): a member that joins (addJoiner, rejoin). A restart uses
+	// it again, as an operator's unit file would.
+	argv map[int][]string
 }
 
 func newProcCluster(t *testing.T, n int) *procCluster {
@@ -95,7 +101,7 @@ func newProcCluster(t *testing.T, n int) *procCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc := &procCluster{t: t, bin: tandemBinary(t), dir: t.TempDir(), procs: make([]*proc, n)}
+	pc := &procCluster{t: t, bin: tandemBinary(t), dir: t.TempDir(), procs: make([]*proc, n), size: n, argv: map[int][]string{}}
 	var parts []string
 	for i := range n {
 		client, member := ls[2*i], ls[2*i+1]
@@ -109,13 +115,21 @@ func newProcCluster(t *testing.T, n int) *procCluster {
 	return pc
 }
 
+// dataDir is member i's data directory.
+func (pc *procCluster) dataDir(i int) string { return filepath.Join(pc.dir, fmt.Sprintf("node-%d", i)) }
+
 func (pc *procCluster) start(i int) {
 	pc.t.Helper()
-	args := append([]string{"node", strconv.Itoa(i), "--members", pc.members,
-		"--data", filepath.Join(pc.dir, fmt.Sprintf("node-%d", i))}, pc.extraArgs...)
-	if len(pc.procs) == 1 {
-		args = append(args, "--size", "1") // a one-member cluster, on purpose
+	args := []string{"node", strconv.Itoa(i)}
+	if argv, ok := pc.argv[i]; ok {
+		args = append(args, argv...)
+	} else {
+		args = append(args, "--members", pc.members, "--data", pc.dataDir(i))
+		if pc.size == 1 {
+			args = append(args, "--size", "1") // a one-member cluster, on purpose
+		}
 	}
+	args = append(args, pc.extraArgs...)
 	cmd := exec.Command(pc.bin, args...)
 	if pc.shell != "" {
 		cmd = exec.Command("sh", append([]string{"-c", pc.shell + `; exec "$0" "$@"`, pc.bin}, args...)...)
