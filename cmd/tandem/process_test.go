@@ -94,6 +94,8 @@ type procCluster struct {
 	// founding one (--members, --data): a member that joins (addJoiner, rejoin). A restart uses
 	// it again, as an operator's unit file would.
 	argv map[int][]string
+	// started lists every process started, in order (dump).
+	started []*proc
 }
 
 func newProcCluster(t *testing.T, n int) *procCluster {
@@ -135,17 +137,19 @@ func (pc *procCluster) start(i int) {
 		cmd = exec.Command("sh", append([]string{"-c", pc.shell + `; exec "$0" "$@"`, pc.bin}, args...)...)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if ports := pc.ports[i]; ports[0] != nil {
-		pc.ports[i] = [2]net.Listener{}
-		for _, l := range ports {
-			f, err := l.(*net.TCPListener).File() // a duplicate: the process gets it as fd 3, 4
-			if err != nil {
-				pc.t.Fatal(err)
-			}
-			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
-			_ = l.Close()
+	ports := pc.ports[i]
+	pc.ports[i] = [2]net.Listener{}
+	for j, l := range ports {
+		if l == nil {
+			continue // bound by the process (a restart), or taken away by the test
 		}
-		cmd.Args = append(cmd.Args, "--client-fd", "3", "--member-fd", "4")
+		f, err := l.(*net.TCPListener).File() // a duplicate: the process gets it as fd 3 (and 4)
+		if err != nil {
+			pc.t.Fatal(err)
+		}
+		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+		_ = l.Close()
+		cmd.Args = append(cmd.Args, []string{"--client-fd", "--member-fd"}[j], strconv.Itoa(2+len(cmd.ExtraFiles)))
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -161,6 +165,7 @@ func (pc *procCluster) start(i int) {
 	}
 	p := &proc{id: i, cmd: cmd, exitc: make(chan error, 1)}
 	pc.procs[i] = p
+	pc.started = append(pc.started, p)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
