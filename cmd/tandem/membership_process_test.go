@@ -198,6 +198,8 @@ func (pc *procCluster) waitRemoved(i int, d time.Duration, what string) {
 type procLoad struct {
 	t     *testing.T
 	begin time.Time
+	// base is the counter's value before the load (increments acknowledged before it started).
+	base  int64
 	stopc chan struct{}
 	wg    sync.WaitGroup
 
@@ -205,6 +207,7 @@ type procLoad struct {
 
 	mu     sync.Mutex
 	acks   []time.Duration // when each increment was acknowledged, since begin
+	lats   []time.Duration // how long each took, in the order of acks
 	values map[int64]bool  // the counter values the acknowledged increments returned
 	errs   []string        // the first client errors
 	slow   time.Duration   // the longest wait for an acknowledged increment
@@ -260,6 +263,7 @@ func (l *procLoad) note(g, k int, v int64, err error, took time.Duration) {
 	case err == nil:
 		l.values[v] = true
 		l.acks = append(l.acks, at)
+		l.lats = append(l.lats, took)
 		l.slow = max(l.slow, took)
 		l.acked.Add(1)
 		return
@@ -334,10 +338,10 @@ func (l *procLoad) finish(endpoints []string) {
 			(m.at - from).Round(time.Millisecond), n, float64(n)/(m.at-from).Seconds(), gap.Round(time.Millisecond))
 		from = m.at
 	}
-	l.t.Logf("load: %d increments acknowledged, %d of unknown outcome, %d failed; counter %d; slowest acknowledged %s",
-		acked, unknown, failed, v, l.slow.Round(time.Millisecond))
-	if v < acked || v > acked+unknown {
-		l.t.Errorf("counter %d after %d acknowledged increments and %d of unknown outcome", v, acked, unknown)
+	l.t.Logf("load: %d increments acknowledged, %d of unknown outcome, %d failed; counter %d (%d before the load); slowest acknowledged %s",
+		acked, unknown, failed, v, l.base, l.slow.Round(time.Millisecond))
+	if v -= l.base; v < acked || v > acked+unknown {
+		l.t.Errorf("counter %d (%d before the load) after %d acknowledged increments and %d of unknown outcome", v+l.base, l.base, acked, unknown)
 	}
 	if unknown+failed > 0 {
 		l.t.Errorf("%d client errors (the bar is none):\n%s", unknown+failed, strings.Join(l.errs, "\n"))
