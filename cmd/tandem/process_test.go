@@ -88,6 +88,14 @@ type procCluster struct {
 	// shell, if set, runs before each member in the same process (`sh -c 'shell; exec tandem …'`),
 	// e.g. to lower its limits.
 	shell string
+	// size is the number of founding members (those of members).
+	size int
+	// argv, where set, is member i's command line after `tandem node i`, in place of the
+	// founding one (--members, --data): a member that joins (addJoiner, rejoin). A restart uses
+	// it again, as an operator's unit file would.
+	argv map[int][]string
+	// started lists every process started, in order (dump).
+	started []*proc
 }
 
 func newProcCluster(t *testing.T, n int) *procCluster {
@@ -95,7 +103,7 @@ func newProcCluster(t *testing.T, n int) *procCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc := &procCluster{t: t, bin: tandemBinary(t), dir: t.TempDir(), procs: make([]*proc, n)}
+	pc := &procCluster{t: t, bin: tandemBinary(t), dir: t.TempDir(), procs: make([]*proc, n), size: n, argv: map[int][]string{}}
 	var parts []string
 	for i := range n {
 		client, member := ls[2*i], ls[2*i+1]
@@ -109,29 +117,39 @@ func newProcCluster(t *testing.T, n int) *procCluster {
 	return pc
 }
 
+// dataDir is member i's data directory.
+func (pc *procCluster) dataDir(i int) string { return filepath.Join(pc.dir, fmt.Sprintf("node-%d", i)) }
+
 func (pc *procCluster) start(i int) {
 	pc.t.Helper()
-	args := append([]string{"node", strconv.Itoa(i), "--members", pc.members,
-		"--data", filepath.Join(pc.dir, fmt.Sprintf("node-%d", i))}, pc.extraArgs...)
-	if len(pc.procs) == 1 {
-		args = append(args, "--size", "1") // a one-member cluster, on purpose
+	args := []string{"node", strconv.Itoa(i)}
+	if argv, ok := pc.argv[i]; ok {
+		args = append(args, argv...)
+	} else {
+		args = append(args, "--members", pc.members, "--data", pc.dataDir(i))
+		if pc.size == 1 {
+			args = append(args, "--size", "1") // a one-member cluster, on purpose
+		}
 	}
+	args = append(args, pc.extraArgs...)
 	cmd := exec.Command(pc.bin, args...)
 	if pc.shell != "" {
 		cmd = exec.Command("sh", append([]string{"-c", pc.shell + `; exec "$0" "$@"`, pc.bin}, args...)...)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if ports := pc.ports[i]; ports[0] != nil {
-		pc.ports[i] = [2]net.Listener{}
-		for _, l := range ports {
-			f, err := l.(*net.TCPListener).File() // a duplicate: the process gets it as fd 3, 4
-			if err != nil {
-				pc.t.Fatal(err)
-			}
-			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
-			_ = l.Close()
+	ports := pc.ports[i]
+	pc.ports[i] = [2]net.Listener{}
+	for j, l := range ports {
+		if l == nil {
+			continue // bound by the process (a restart), or taken away by the test
 		}
-		cmd.Args = append(cmd.Args, "--client-fd", "3", "--member-fd", "4")
+		f, err := l.(*net.TCPListener).File() // a duplicate: the process gets it as fd 3 (and 4)
+		if err != nil {
+			pc.t.Fatal(err)
+		}
+		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+		_ = l.Close()
+		cmd.Args = append(cmd.Args, []string{"--client-fd", "--member-fd"}[j], strconv.Itoa(2+len(cmd.ExtraFiles)))
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -147,6 +165,7 @@ func (pc *procCluster) start(i int) {
 	}
 	p := &proc{id: i, cmd: cmd, exitc: make(chan error, 1)}
 	pc.procs[i] = p
+	pc.started = append(pc.started, p)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
