@@ -1,14 +1,17 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/tandem-cluster/tandem/internal/admin"
@@ -51,7 +54,9 @@ func (n *Node) join(ctx context.Context) (wire.AdminResponse, error) {
 	req := wire.AdminRequest{Op: wire.AdminJoin, Learner: n.cfg.Learner,
 		Member: &wire.AdminMember{ID: self.ID, ClientAddr: self.ClientAddr, MemberAddr: self.MemberAddr}}
 	n.log.Info("joining the cluster", "through", n.cfg.Join, "member", self.ID)
-	resp, st, err := admin.Call(ctx, n.cfg.Join, req, admin.Options{})
+	// Never to its own client address: the others may still name it as their leader, if it led
+	// before it was rebuilt.
+	resp, st, err := admin.Call(ctx, n.cfg.Join, req, admin.Options{Avoid: []string{self.ClientAddr}})
 	switch {
 	case err != nil:
 		return resp, fmt.Errorf("%w through %v: %w", ErrJoin, n.cfg.Join, err)
@@ -162,12 +167,18 @@ type learnt struct {
 func (n *Node) watchMembership(ctx context.Context, self uint64, out chan<- learnt) {
 	t := time.NewTicker(membershipCheckEvery)
 	defer t.Stop()
+	// A member that joined and was restarted before it heard from the leader knows no member at
+	// all: it asks at once (through Join's addresses), or the leader's handshakes are refused.
+	first := len(n.Status().Members) == 0
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
+		first = false
 		st := n.Status()
 		if st.Leader >= 0 && !st.Unverified {
 			continue
@@ -203,6 +214,98 @@ func (n *Node) watchMembership(ctx context.Context, self uint64, out chan<- lear
 			return
 		}
 		if l.removedAt != 0 {
+			return
+		}
+	}
+}
+
+// refuseWhileJoining serves the client port of a member that is joining (it bound the port
+// first, so that a port in use is said at once): every request is answered as by a member that
+// knows no leader — a redirect without one, so that clients and tandem cluster try the other
+// members at once instead of waiting on a port nobody serves — and a status request says the
+// member is joining. The returned stop ends it and leaves the listener to the client server.
+// A listener without deadlines (not TCP) is left unserved meanwhile.
+func (n *Node) refuseWhileJoining(l net.Listener) (stop func()) {
+	dl, ok := l.(interface{ SetDeadline(time.Time) error })
+	if !ok {
+		return func() {}
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	var conns sync.WaitGroup
+	go func() {
+		defer close(stopped)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				return // the listener is closed: Run is ending
+			}
+			conns.Add(1)
+			go func() {
+				defer conns.Done()
+				n.answerJoining(c, done)
+			}()
+		}
+	}()
+	return func() {
+		close(done)
+		_ = dl.SetDeadline(time.Now())
+		<-stopped
+		_ = dl.SetDeadline(time.Time{})
+		conns.Wait()
+	}
+}
+
+// answerJoining answers the requests of one client connection while the member joins.
+func (n *Node) answerJoining(c net.Conn, done <-chan struct{}) {
+	defer c.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-done:
+			_ = c.SetDeadline(time.Now())
+		case <-stop:
+		}
+	}()
+	r := bufio.NewReader(c)
+	var buf []byte
+	ver := uint16(0)
+	for {
+		kind, body, nb, err := wire.ReadFrame(r, wire.MaxAdminBytes+1024, buf)
+		buf = nb
+		if err != nil || kind != wire.FrameClient {
+			return
+		}
+		m, err := wire.DecodeClientMsg(body)
+		if err != nil {
+			return
+		}
+		if ver == 0 {
+			ver = 1
+			if v, ok := wire.ClientProtocol.Common(m.Protocol); ok && (m.Kind == wire.COpen || m.Kind == wire.CAttach || m.Kind == wire.CAdmin) {
+				ver = v
+			}
+		}
+		out := &wire.ClientMsg{Kind: wire.CRedirect, Session: m.Session, Seq: m.Seq, RequestID: m.RequestID, LeaderID: -1,
+			Status: wire.StatusNotLeader}
+		if m.Kind == wire.CAdmin {
+			if req, err := wire.DecodeAdminRequest(m.Payload); err == nil && req.Op == wire.AdminStatus {
+				self, _ := n.cfg.self()
+				st := &wire.MemberStatus{ID: n.cfg.ID, Role: "joining", Leader: -1, ClientAddr: self.ClientAddr,
+					MemberAddr: self.MemberAddr, Build: buildVersion()}
+				out = &wire.ClientMsg{Kind: wire.CAdminResponse, RequestID: m.RequestID, Payload: wire.EncodeAdmin(&wire.AdminResponse{Status: st})}
+			}
+		}
+		if _, err := c.Write(wire.AppendClientFrame(nil, out, ver)); err != nil {
 			return
 		}
 	}

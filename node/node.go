@@ -627,7 +627,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if len(cfg.Join) > 0 {
 		has, herr := hasData(cfg.DataDir)
 		if herr == nil && !has {
+			stopRefusing := n.refuseWhileJoining(cl)
 			resp, jerr := n.join(ctx)
+			stopRefusing()
 			if jerr != nil {
 				_ = ml.Close()
 				_ = cl.Close()

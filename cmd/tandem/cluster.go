@@ -229,6 +229,26 @@ func (c *clusterCmd) change(ctx context.Context, req wire.AdminRequest) int {
 	if c.json {
 		return exitOK
 	}
+	switch req.Op {
+	case wire.AdminListMembers:
+		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tRAFT ID\tROLE\tCLIENT\tMEMBER")
+		for _, m := range resp.Members {
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", m.ID, m.RaftID, orDash(m.Role), orDash(m.ClientAddr), orDash(m.MemberAddr))
+		}
+		_ = tw.Flush()
+	case wire.AdminRemoveMember, wire.AdminPromote, wire.AdminReplaceMember:
+		if resp.Already != "" {
+			fmt.Fprintf(c.stdout, "nothing to do: %s; members: %s\n", resp.Already, memberList(resp.Members))
+			break
+		}
+		c.printChange(req, resp)
+	}
+	return exitOK
+}
+
+// printChange prints a change made.
+func (c *clusterCmd) printChange(req wire.AdminRequest, resp wire.AdminResponse) {
 	raftID := func(id int) string {
 		for _, m := range resp.Members {
 			if m.ID == id && m.RaftID != 0 {
@@ -238,13 +258,6 @@ func (c *clusterCmd) change(ctx context.Context, req wire.AdminRequest) int {
 		return ""
 	}
 	switch req.Op {
-	case wire.AdminListMembers:
-		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tRAFT ID\tROLE\tCLIENT\tMEMBER")
-		for _, m := range resp.Members {
-			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", m.ID, m.RaftID, orDash(m.Role), orDash(m.ClientAddr), orDash(m.MemberAddr))
-		}
-		_ = tw.Flush()
 	case wire.AdminRemoveMember:
 		fmt.Fprintf(c.stdout, "removed member %d at index %d; members: %s\n", req.ID, resp.Index, memberList(resp.Members))
 	case wire.AdminPromote:
@@ -253,7 +266,6 @@ func (c *clusterCmd) change(ctx context.Context, req wire.AdminRequest) int {
 		fmt.Fprintf(c.stdout, "replaced member %d with member %d%s at index %d; members: %s\n", req.ID, req.Member.ID, raftID(req.Member.ID),
 			resp.Index, memberList(resp.Members))
 	}
-	return exitOK
 }
 
 // memberList is "0, 1, 3 (learner)".

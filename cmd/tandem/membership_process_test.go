@@ -586,20 +586,10 @@ func TestProcessWipedMemberIsRebuiltInPlace(t *testing.T) {
 	load.finish(pc.endpoints(0, 1, 2))
 }
 
-// knownBug skips a test that reproduces a bug the product has, unless TANDEM_KNOWN_BUGS is set:
-// the test says what should happen, and runs once the bug is fixed (delete the call).
-func knownBug(t *testing.T, bug string) {
-	if os.Getenv("TANDEM_KNOWN_BUGS") == "" {
-		t.Skip("known bug (TANDEM_KNOWN_BUGS=1 runs it): " + bug)
-	}
-}
-
 // The leader is killed, its data directory wiped, and it is started again at once with --join
 // on its old addresses (a supervisor restarting it), before the others noticed that it died.
 // It should be rebuilt in place like any member (under raft id 4), and serve with one other.
 func TestProcessLeaderWipedAndRebuiltAtOnce(t *testing.T) {
-	knownBug(t, "a member rebuilt in place before the others noticed that it, the leader, died, is redirected "+
-		"to its own client address, which it has bound but does not serve while it joins: the join waits for ever")
 	pc := newProcCluster(t, 3)
 	pc.dumpOnFailure()
 	l := pc.startAll()
@@ -631,9 +621,6 @@ func TestProcessLeaderWipedAndRebuiltAtOnce(t *testing.T) {
 // directory with data). It should catch up and be promoted like any joiner. Here the leader
 // cannot reach the first process: it listens on another member port than the one it advertises.
 func TestProcessJoinerRestartedBeforeTheLeaderReachedIt(t *testing.T) {
-	knownBug(t, "a joiner restarted before it applied any entry has no peers (its data holds its raft id "+
-		"and no membership; the join's answer is used at the first start only): it refuses the leader's "+
-		"handshakes (\"handshake from raft id N, which is not a peer\") and stays a learner for ever")
 	pc := newProcCluster(t, 3)
 	pc.dumpOnFailure()
 	pc.startAll()
@@ -693,9 +680,6 @@ func TestProcessPausedMemberIsRemoved(t *testing.T) {
 // endpoints when member 0 hangs — should reach the others: list-members should answer, and
 // remove-member remove the hung member, within a few seconds.
 func TestProcessClusterCommandSkipsAHungMember(t *testing.T) {
-	knownBug(t, "tandem cluster (internal/admin) waits for the answer of an endpoint that accepted the "+
-		"connection until --timeout, without trying the others: list-members fails (exit 1), remove-member "+
-		"says \"outcome unknown\" (exit 3)")
 	pc := newProcCluster(t, 3)
 	pc.dumpOnFailure()
 	l := pc.startAll()

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,17 @@ var (
 type Options struct {
 	// DialTimeout bounds each connection attempt (within the context's deadline); 0 means 3 s.
 	DialTimeout time.Duration
+	// AttemptTimeout bounds the wait for one member's answer (within the context's deadline); 0
+	// means 2 s. A member that does not answer in time (stopped, hung, or not serving its client
+	// port yet) is passed over for the next; a change left unanswered so is asked again (the
+	// leader's answers are idempotent: a join answered already is answered with the same raft id,
+	// a removal made already is answered as made), and ends in ErrOutcomeUnknown only if no answer
+	// comes at all.
+	AttemptTimeout time.Duration
+	// Avoid lists addresses never to send to, even when a member names one as the leader's: a
+	// joining member's own client address (it serves nothing there until it has joined, and the
+	// others may still name it as their leader if it was one before it was rebuilt).
+	Avoid []string
 	// Logger, if set, hears of each attempt, redirect and retry (at Debug level).
 	Logger *slog.Logger
 }
@@ -77,8 +89,10 @@ const (
 	// "not now", or that went round the members without finding a leader.
 	retryMin = 100 * time.Millisecond
 	retryMax = time.Second
-	// defaultDialTimeout is Options.DialTimeout's default.
-	defaultDialTimeout = 3 * time.Second
+	// defaultDialTimeout is Options.DialTimeout's default, defaultAttemptTimeout
+	// Options.AttemptTimeout's.
+	defaultDialTimeout    = 3 * time.Second
+	defaultAttemptTimeout = 2 * time.Second
 	// maxAnswerBytes bounds an answer's frame body.
 	maxAnswerBytes = wire.MaxPayloadBytes + 1024
 	// outcomeUnknownText is what a leader's answer says when it lost leadership while the change
@@ -108,6 +122,13 @@ func Do(ctx context.Context, endpoints []string, req wire.AdminRequest, opts Opt
 	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = defaultDialTimeout
+	}
+	if opts.AttemptTimeout <= 0 {
+		opts.AttemptTimeout = defaultAttemptTimeout
+	}
+	endpoints = slices.DeleteFunc(slices.Clone(endpoints), func(ep string) bool { return slices.Contains(opts.Avoid, ep) })
+	if len(endpoints) == 0 {
+		return Result{}, fmt.Errorf("%w: no endpoints given but those to avoid", ErrUnreachable)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -161,6 +182,7 @@ func (c *caller) call(ctx context.Context, endpoints []string) (Result, error) {
 		hops     int                   // redirects followed in a row
 		downs    int                   // tries in a row that reached no member
 		reached  bool                  // some member answered or redirected
+		slow     string                // a change sent to a member that did not answer in time
 		wait     = retryMin
 	)
 	backoff := func() bool {
@@ -225,7 +247,7 @@ func (c *caller) call(ctx context.Context, endpoints []string) (Result, error) {
 			hops++
 			m := a.msg
 			noLeader = fmt.Errorf("%w: %s redirected the request without a leader's address (leader %s)", ErrNoLeader, ep, leaderName(m.LeaderID))
-			if m.LeaderAddr != "" && m.LeaderAddr != ep {
+			if m.LeaderAddr != "" && m.LeaderAddr != ep && !slices.Contains(c.opts.Avoid, m.LeaderAddr) {
 				hint = m.LeaderAddr
 				noLeader = fmt.Errorf("%w: %s redirected the request to member %d at %s", ErrNoLeader, ep, m.LeaderID, m.LeaderAddr)
 			}
@@ -263,6 +285,12 @@ func (c *caller) call(ctx context.Context, endpoints []string) (Result, error) {
 				return res, fmt.Errorf("%w: %s had not answered when the time was up", ErrOutcomeUnknown, ep)
 			}
 			notReached(ep, a.text)
+		case gotSlow:
+			// Passed over: the next member is asked (a change again: its answers are idempotent).
+			if c.changes {
+				slow = ep
+			}
+			notReached(ep, a.text)
 		}
 		if downs >= len(endpoints) {
 			downs = 0
@@ -281,6 +309,9 @@ func (c *caller) call(ctx context.Context, endpoints []string) (Result, error) {
 	res := Result{}
 	if last != nil {
 		res = *last
+	}
+	if slow != "" && lastWas != gotAnswer {
+		return res, fmt.Errorf("%w: %s did not answer the change in time, and no member answered since", ErrOutcomeUnknown, slow)
 	}
 	switch {
 	case lastWas == gotAnswer:
@@ -343,6 +374,7 @@ const (
 	gotDown                        // not reached: the request was not delivered (dial or write failed, not a Tandem port)
 	gotClosed                      // the connection ended after the request was written, without an answer
 	gotNoAnswer                    // the context ended after the request was written, before an answer
+	gotSlow                        // the member did not answer within Options.AttemptTimeout
 )
 
 type attempt struct {
@@ -413,9 +445,12 @@ func (c *caller) exchange(ctx context.Context, ep string, out *wire.ClientMsg, v
 		return wire.ClientMsg{}, attempt{kind: gotDown, text: netReason(err)}
 	}
 	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
+	attemptEnd := time.Now().Add(c.opts.AttemptTimeout)
+	dl, ok := ctx.Deadline()
+	if !ok || dl.After(attemptEnd) {
+		dl = attemptEnd
 	}
+	_ = conn.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if _, err := conn.Write(wire.AppendClientFrame(nil, out, ver)); err != nil {
@@ -429,6 +464,8 @@ func (c *caller) exchange(ctx context.Context, ep string, out *wire.ClientMsg, v
 		buf = nb
 		switch {
 		case err == nil:
+		case ctx.Err() == nil && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(attemptEnd):
+			return wire.ClientMsg{}, attempt{kind: gotSlow, text: fmt.Sprintf("sent, and no answer within %s", c.opts.AttemptTimeout)}
 		case ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded):
 			return wire.ClientMsg{}, attempt{kind: gotNoAnswer, text: "sent, and no answer before the time was up"}
 		case errors.Is(err, wire.ErrMalformed), errors.Is(err, wire.ErrVersion):

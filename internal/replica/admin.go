@@ -93,6 +93,10 @@ func (r *Replica) admin(conn ConnID, m *wire.ClientMsg) {
 	}
 	resp, aerr := r.change(conn, m.RequestID, req)
 	switch {
+	case aerr != nil && aerr.status == wire.StatusOK:
+		// Made already (a request asked again after its answer was lost): answered as made.
+		r.answerAdmin(conn, m.RequestID, wire.StatusOK, &wire.AdminResponse{Members: r.adminMembers(), Index: r.ctr.Applied(),
+			Already: aerr.text})
 	case aerr != nil:
 		r.answerAdmin(conn, m.RequestID, aerr.status, &wire.AdminResponse{Error: aerr.text, Members: r.adminMembers()})
 	case resp != nil:
@@ -321,6 +325,9 @@ func (r *Replica) target(id int) (Member, *adminError) {
 	}
 	switch len(found) {
 	case 0:
+		if r.wasRemoved(id) {
+			return Member{}, &adminError{status: wire.StatusOK, text: fmt.Sprintf("member %d was removed already", id)}
+		}
 		return Member{}, refuse("member %d is not a member (tandem cluster list-members)", id)
 	case 1:
 		return found[0], nil
@@ -329,16 +336,27 @@ func (r *Replica) target(id int) (Member, *adminError) {
 		id, found[0].RaftID, found[1].RaftID)
 }
 
-// liveVoters counts the voters among ids that this leader heard from lately (itself included).
+// liveVoters counts the voters among ids that this member heard from within the last two
+// election timeouts (itself included). Not raft's RecentActive, which a leader clears for every
+// follower at each quorum check: a request just after one would count no follower live.
 func (r *Replica) liveVoters(ids []uint64) int {
-	prs := r.core.Progress()
 	n := 0
 	for _, id := range ids {
-		if id == r.self || prs[id].RecentActive {
+		if at, ok := r.heard[id]; id == r.self || ok && r.ticks-at <= 2*r.cfg.ElectionTicks {
 			n++
 		}
 	}
 	return n
+}
+
+// wasRemoved reports whether a member of id was removed (and recorded so).
+func (r *Replica) wasRemoved(id int) bool {
+	for _, m := range r.ctr.Members() {
+		if m.Removed && decodeRecord(m.RaftID, m.Addrs).ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // quorumCheck refuses (unless force) a configuration of voters whose live members cannot make
@@ -408,7 +426,7 @@ func (r *Replica) planPromote(req wire.AdminRequest) (*pb.ConfChangeV2, *adminEr
 		return nil, aerr
 	}
 	if !m.Learner {
-		return nil, refuse("member %d is a voter already", m.ID)
+		return nil, &adminError{status: wire.StatusOK, text: fmt.Sprintf("member %d is a voter already", m.ID)}
 	}
 	if aerr := r.caughtUp(m); aerr != nil {
 		return nil, aerr
@@ -420,12 +438,19 @@ func (r *Replica) planReplace(req wire.AdminRequest) (*pb.ConfChangeV2, *adminEr
 	if req.Member == nil {
 		return nil, &adminError{status: wire.StatusBadRequest, text: "replace-member needs the learner that takes the place (--with)"}
 	}
-	old, aerr := r.target(req.ID)
+	nu, aerr := r.target(req.Member.ID)
 	if aerr != nil {
 		return nil, aerr
 	}
-	nu, aerr := r.target(req.Member.ID)
+	old, aerr := r.target(req.ID)
 	if aerr != nil {
+		if aerr.status == wire.StatusOK && !nu.Learner {
+			aerr.text = fmt.Sprintf("member %d was replaced by member %d already", req.ID, nu.ID)
+			return nil, aerr
+		}
+		if aerr.status == wire.StatusOK {
+			aerr = refuse("member %d is not a member (it was removed)", req.ID)
+		}
 		return nil, aerr
 	}
 	switch {

@@ -169,6 +169,8 @@ type Replica struct {
 	changes    []*pendingChange
 	changeSeq  uint64
 	promoteLog int // the tick of the last line about a learner that is not caught up
+	// heard: the tick at which a message last came from each raft id (liveVoters).
+	heard map[uint64]int
 	// identifying: this leader proposed the cluster's identity and has not applied an identity
 	// entry since.
 	identifying bool
@@ -365,6 +367,10 @@ func (r *Replica) Step(m *pb.Message) error {
 	if r.Removed(m.GetFrom()) || m.GetFrom() == 0 {
 		return fmt.Errorf("replica: message from raft id %d, which was removed from the cluster", m.GetFrom())
 	}
+	if r.heard == nil {
+		r.heard = make(map[uint64]int)
+	}
+	r.heard[m.GetFrom()] = r.ticks
 	return r.core.Step(m)
 }
 

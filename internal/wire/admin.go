@@ -64,6 +64,9 @@ type AdminMember struct {
 // one line.
 type AdminResponse struct {
 	Error string `json:"error,omitempty"`
+	// Already: the change was made before (a request asked again after its answer was lost);
+	// it says how things stand ("member 2 was removed already"). Nothing was done this time.
+	Already string `json:"already,omitempty"`
 	// Status: AdminStatus's answer.
 	Status *MemberStatus `json:"status,omitempty"`
 	// Members: the membership (list-members; join: including the joiner; the changes: after it).
