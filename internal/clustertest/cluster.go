@@ -137,7 +137,7 @@ func (c *Cluster) AddNode(id int, raftID uint64) {
 func (c *Cluster) Rebuild(id int, raftID uint64) {
 	n := c.Nodes[id]
 	if n.R != nil {
-		c.fatalf("rebuilding member %d, which runs", id)
+		c.Crash(id) // (a restart fault brought the old one back meanwhile: the operator stops it)
 	}
 	n.FS, n.JoinedRaftID, n.Lost, n.Wiped = vfs.NewMem(), raftID, "", 0
 	c.Start(id)

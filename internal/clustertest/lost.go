@@ -130,6 +130,23 @@ func (n *Node) segments() []string {
 // crashing the leader if that is another member and crashLeader is set.
 func (c *Cluster) wipe(id int, crashLeader bool) string {
 	n := c.Nodes[id]
+	// Its IDENTITY is gone with the rest: started again as `tandem node N` is, it takes its
+	// id's founding raft id. If the cluster knows member N under another raft id (it joined, or
+	// was rebuilt, since), the node asks the others first and refuses to start: only a rebuild
+	// (--join) may bring it back (node's checkEmptyStart).
+	n.JoinedRaftID = 0
+	if l := c.Leader(); l >= 0 {
+		for _, m := range c.Nodes[l].R.Members() {
+			if (m.ID == id) != (m.RaftID == replica.RaftID(id)) {
+				defer func() {
+					c.Crash(id)
+					n.Lost = fmt.Sprintf("wiped; refused to start: the cluster knows member %d as raft id %d "+
+						"(rebuild it with --join)", m.ID, m.RaftID)
+				}()
+				break
+			}
+		}
+	}
 	var commit uint64
 	for _, o := range c.Nodes {
 		if o.R != nil {

@@ -220,6 +220,19 @@ func learnMembership(c *Cluster) {
 	}
 }
 
+// learning wraps a condition of RunUntil so that learnMembership runs every 100 ms of simulated
+// time meanwhile, as node's watchMembership runs beside everything.
+func learning(c *Cluster, cond func() bool) func() bool {
+	next := c.now
+	return func() bool {
+		if c.now >= next {
+			next = c.now + int64(100*time.Millisecond)
+			learnMembership(c)
+		}
+		return cond()
+	}
+}
+
 // stopRemoved stops the members that are not in the leader's membership: removed members that
 // never applied their removal learn it from the others and stop (node's watchRemoval).
 func stopRemoved(c *Cluster) {

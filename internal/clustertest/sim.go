@@ -236,7 +236,15 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 			case "crash-in-sync":
 				c.CrashInSync(syncCrashWindow, f.Args...)
 			case "restart":
-				for _, id := range f.Args {
+				ids := f.Args
+				if len(ids) == nodes {
+					// "Every member comes back": the members that joined since too.
+					ids = nil
+					for id := range c.Nodes {
+						ids = append(ids, id)
+					}
+				}
+				for _, id := range ids {
 					if !c.Up(id) && c.Nodes[id].Lost == "" {
 						c.Start(id)
 					}
@@ -295,7 +303,7 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 			c.Start(id) // a member that lost synced data stays down: it waits to be rebuilt
 		}
 	}
-	c.RunUntil(c.LeaderAgreed, 10*time.Second)
+	c.RunUntil(learning(c, c.LeaderAgreed), 10*time.Second)
 	stopRemoved(c)
 	done := func() bool {
 		for _, cl := range clients {
@@ -305,10 +313,18 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 		}
 		return true
 	}
-	if !c.RunUntil(done, 120*time.Second) {
+	if !c.RunUntil(learning(c, done), 120*time.Second) {
 		violate("clients still waiting 120 s after the faults stopped: %s", c.Describe())
 	}
-	if !c.WaitConverged(60 * time.Second) {
+	if !c.RunUntil(learning(c, c.Converged), 60*time.Second) {
+		if debugSim {
+			for _, n := range c.Nodes {
+				if n.R != nil {
+					st := n.R.Summary()
+					c.T.Logf("m%d raft=%d unverified=%v %s", n.ID, n.RaftID(), st.Unverified, n.R.DescribeVerification())
+				}
+			}
+		}
 		violate("members did not converge after the faults stopped: %s", c.Describe())
 	}
 	checkClusterVersion(c, violate)
@@ -570,4 +586,6 @@ var counterModel = porcupine.Model{
 }
 
 // joinViolations formats violations, in the order they were found, one per line.
+var debugSim = false
+
 func joinViolations(v []string) string { return strings.Join(v, "\n") }

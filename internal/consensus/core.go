@@ -369,12 +369,14 @@ func (c *Core) ReportSnapshot(id uint64, ok bool) {
 	c.rn.ReportSnapshot(id, st)
 }
 
-// CreateSnapshot starts recording the state machine's snapshot at index (≤ applied) with the
-// membership as of the applied index. It returns the job that writes the snapshot (nil when
+// CreateSnapshot starts recording the state machine's snapshot at index (≤ applied) with cs, the
+// membership as of index (ConfState when the entry at index was applied: entries applied since
+// may have changed it, and a snapshot whose membership is not its index's makes the members that
+// install it apply the changes after it differently). It returns the job that writes the snapshot (nil when
 // there is nothing to write): the driver runs it beside everything else (a goroutine, or later in
 // simulated time) and reports with SnapshotDone, which records it and lets the storage release
 // the log behind it. One snapshot at a time: while one is being written, CreateSnapshot refuses.
-func (c *Core) CreateSnapshot(index uint64, data []byte) (func() error, error) {
+func (c *Core) CreateSnapshot(index uint64, cs *pb.ConfState, data []byte) (func() error, error) {
 	if c.err != nil {
 		return nil, ErrStopped
 	}
@@ -384,7 +386,7 @@ func (c *Core) CreateSnapshot(index uint64, data []byte) (func() error, error) {
 	if index > c.applied {
 		return nil, fmt.Errorf("consensus: snapshot index %d beyond applied %d", index, c.applied)
 	}
-	snap, write, err := c.storage.PrepareSnapshot(index, c.confState, data)
+	snap, write, err := c.storage.PrepareSnapshot(index, cs, data)
 	if err != nil {
 		c.fail(err)
 		return nil, err

@@ -276,7 +276,7 @@ func TestStepPassesHonestTraffic(t *testing.T) {
 		tc.settleWithout(3)
 	}
 	applied := tc.cores[1].Applied()
-	if _, err := tc.cores[1].CreateSnapshot(applied, []byte("state")); err != nil {
+	if _, err := tc.cores[1].CreateSnapshot(applied, tc.cores[1].ConfState(), []byte("state")); err != nil {
 		t.Fatal(err)
 	}
 	if err := tc.cores[1].SnapshotDone(nil); err != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-cluster/tandem/internal/consensus"
 	"github.com/tandem-cluster/tandem/internal/wire"
@@ -65,7 +66,9 @@ func (r *Replica) ApplyEntry(e *pb.Entry, cc *pb.ConfChangeV2) error {
 		if err != nil {
 			return fmt.Errorf("replica: snapshot at index %d: %w", ix, err)
 		}
-		r.snapDue, r.snapDueIx = data, ix
+		// The membership as of ix: the core applied this entry's change, if it is one, and
+		// nothing after it yet.
+		r.snapDue, r.snapDueIx, r.snapDueConf = data, ix, proto.Clone(r.core.ConfState()).(*pb.ConfState)
 	}
 	return nil
 }

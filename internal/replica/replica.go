@@ -123,6 +123,7 @@ type Replica struct {
 	lastSnap    uint64
 	snapDue     []byte // snapshot bytes taken at snapDueIx, handed to storage after Process
 	snapDueIx   uint64
+	snapDueConf *pb.ConfState // the membership as of snapDueIx
 	// snapJob is the write of the snapshot at snapIx, until the driver takes it; snapWriting
 	// holds from CreateSnapshot to SnapshotWritten (snapshot points meanwhile are skipped).
 	snapJob     func() error
@@ -450,7 +451,7 @@ func (r *Replica) afterCore(err error) error {
 	if r.snapDue != nil {
 		data, ix := r.snapDue, r.snapDueIx
 		r.snapDue = nil
-		job, serr := r.core.CreateSnapshot(ix, data)
+		job, serr := r.core.CreateSnapshot(ix, r.snapDueConf, data)
 		switch {
 		case serr != nil:
 			if err == nil {
