@@ -310,3 +310,49 @@ func (n *Node) answerJoining(c net.Conn, done <-chan struct{}) {
 		}
 	}
 }
+
+// ErrRejoinWithJoin: the member's data directory is empty and it was started without Join, but the
+// running cluster knows its member id under another raft id than its founding one (it joined, or
+// was rebuilt, since) or no longer counts it: starting as its founding raft id would make it
+// another member's impostor, or a removed one. It must be rebuilt with Join.
+var ErrRejoinWithJoin = errors.New("node: this member's directory is empty, and the cluster knows it otherwise: rebuild it with Join")
+
+// checkEmptyStart, for a member starting on an empty directory without Join, asks the configured
+// members for the cluster's membership (bounded: a new cluster's founders have no leader to
+// answer, and start as before). If the cluster answers and knows this member id under another raft
+// id, or knows this member's founding raft id as another member's, or not at all while it knows
+// others, the member refuses to start (ErrRejoinWithJoin), saying how to rebuild it.
+func (n *Node) checkEmptyStart(ctx context.Context) error {
+	self, _ := n.cfg.self()
+	var eps []string
+	for _, m := range n.cfg.Members {
+		if m.ID != n.cfg.ID {
+			eps = append(eps, m.ClientAddr)
+		}
+	}
+	if len(eps) == 0 {
+		return nil
+	}
+	// A running cluster's leader answers in milliseconds; founders of a new cluster have none
+	// (they redirect without one until the budget ends), and start as before.
+	cctx, cancel := context.WithTimeout(ctx, 700*time.Millisecond)
+	defer cancel()
+	resp, code, err := admin.Call(cctx, eps, wire.AdminRequest{Op: wire.AdminListMembers},
+		admin.Options{AttemptTimeout: 500 * time.Millisecond, DialTimeout: 500 * time.Millisecond, Avoid: []string{self.ClientAddr}})
+	if err != nil || code != wire.StatusOK || len(resp.Members) == 0 || resp.ClusterID != n.cfg.ClusterID {
+		return nil // no answer: a new cluster, or the others are down (it starts unverified)
+	}
+	founding := replica.RaftID(n.cfg.ID)
+	for _, m := range resp.Members {
+		if (m.ID == n.cfg.ID) != (m.RaftID == founding) {
+			return fmt.Errorf("%w: the running cluster knows member %d as raft id %d, and this member's founding raft id is %d: "+
+				"start it with --join <the others' client addresses> (README, \"Rebuilding a member\")",
+				ErrRejoinWithJoin, m.ID, m.RaftID, founding)
+		}
+		if m.ID == n.cfg.ID {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: the running cluster does not count member %d (removed?): start it with --join <the others' client "+
+		"addresses> to join anew", ErrRejoinWithJoin, n.cfg.ID)
+}

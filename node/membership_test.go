@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,6 +158,25 @@ func TestMemberJoinsAndTheLeaderIsRemoved(t *testing.T) {
 	}
 }
 
+// waitRebuilt waits until the leader's membership has member id as a voter under raft id raftID,
+// and three members.
+func (c *cluster) waitRebuilt(id int, raftID uint64) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		l, _ := c.leader(10 * time.Second)
+		st := c.members[l].n.Status()
+		rebuilt := slices.ContainsFunc(st.Members, func(m Member) bool { return m.ID == id && m.RaftID == raftID && !m.Learner })
+		if rebuilt && len(st.Members) == 3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("member %d not rebuilt under raft id %d within 30 s: %+v", id, raftID, st.Members)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // A member whose directory was wiped is rebuilt in place: started on an empty directory with
 // Join, it is added under a new raft id and replaces its old one once caught up. With member 0
 // then stopped, the other two serve: the rebuilt member holds everything.
@@ -183,20 +203,31 @@ func TestWipedMemberIsRebuiltUnderANewRaftID(t *testing.T) {
 		return a == c.clients[victim]
 	})
 	c.start(victim)
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		l, _ := c.leader(10 * time.Second)
-		st := c.members[l].n.Status()
-		rebuilt := slices.ContainsFunc(st.Members, func(m Member) bool { return m.ID == victim && m.RaftID == 4 && !m.Learner })
-		if rebuilt && len(st.Members) == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("member %d not rebuilt under raft id 4 within 30 s: %+v", victim, st.Members)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	c.waitRebuilt(victim, 4)
 	load.waitAcked(t, 100, "after the rebuild")
+	// Wiped again and started without Join: it would start as its founding raft id, which is
+	// not its own any more; it refuses, saying to rebuild it with Join.
+	c.stop(victim)
+	if err := os.RemoveAll(c.members[victim].cfg.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	join := c.members[victim].cfg.Join
+	c.members[victim].cfg.Join = nil
+	c.start(victim)
+	select {
+	case err := <-c.members[victim].done:
+		if !errors.Is(err, ErrRejoinWithJoin) || !strings.Contains(err.Error(), "--join") {
+			t.Fatalf("the wiped member started without Join: %v, want ErrRejoinWithJoin", err)
+		}
+		c.members[victim].cancel()
+		c.members[victim].cancel = nil
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wiped member started without Join runs")
+	}
+	c.members[victim].cfg.Join = join
+	c.start(victim)
+	c.waitRebuilt(victim, 5)
+	load.waitAcked(t, 100, "after the second rebuild")
 	other := 3 - leader - victim // the member that was never wiped, beside the leader
 	c.stop(other)
 	load.waitAcked(t, 100, "with the rebuilt member and one other")

@@ -639,6 +639,12 @@ func (n *Node) Run(ctx context.Context) error {
 		} else if herr == nil {
 			n.log.Info("the data directory holds this member's data: Join is not used (the membership comes from the data)")
 		}
+	} else if has, herr := hasData(cfg.DataDir); herr == nil && !has {
+		if err := n.checkEmptyStart(ctx); err != nil {
+			_ = ml.Close()
+			_ = cl.Close()
+			return fmt.Errorf("member %d: %w", cfg.ID, err)
+		}
 	}
 	aopts := archive.Options{
 		ClusterID:         cfg.ClusterID,
