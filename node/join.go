@@ -164,7 +164,8 @@ type learnt struct {
 }
 
 // watchMembership runs beside the loop until ctx ends, handing the loop what it learns.
-func (n *Node) watchMembership(ctx context.Context, self uint64, out chan<- learnt) {
+func (n *Node) watchMembership(ctx context.Context, self uint64, out chan<- learnt, done chan<- struct{}) {
+	defer close(done)
 	t := time.NewTicker(membershipCheckEvery)
 	defer t.Stop()
 	// A member that joined and was restarted before it heard from the leader knows no member at
@@ -205,7 +206,9 @@ func (n *Node) watchMembership(ctx context.Context, self uint64, out chan<- lear
 			continue
 		}
 		l := learnt{members: fromAdmin(resp.Members)}
-		if !slices.ContainsFunc(resp.Members, func(m wire.AdminMember) bool { return m.RaftID == self }) {
+		if slices.Contains(resp.Removed, self) {
+			// Listed as removed: never inferred from its absence, which a stale leader's answer
+			// (partitioned, not yet deposed) may show for a member that joined since.
 			l = learnt{removedAt: resp.Index}
 		}
 		select {

@@ -676,6 +676,16 @@ func (n *Node) Run(ctx context.Context) error {
 	selfRaft := replica.RaftID(cfg.ID)
 	if id := arch.RaftID(); id != 0 {
 		selfRaft = id // a member that joined a running cluster
+		last, _ := arch.LastIndex()
+		if snap, _ := arch.Snapshot(); joined == nil && len(cfg.Join) == 0 && last == 0 && snap.GetMetadata().GetIndex() == 0 {
+			// It joined, and holds nothing yet: without Join's addresses it would know no member
+			// and refuse the leader's connections for ever.
+			_ = arch.Close()
+			_ = ml.Close()
+			_ = cl.Close()
+			return fmt.Errorf("member %d: %w: it joined as raft id %d and holds nothing yet: start it again with --join "+
+				"<the others' client addresses> (its first command line)", cfg.ID, ErrRejoinWithJoin, id)
+		}
 	}
 	peers := map[uint64]string{}
 	if arch.RaftID() == 0 {
@@ -723,7 +733,8 @@ func (n *Node) Run(ctx context.Context) error {
 	rcfg := cfg.replicaConfig()
 	rcfg.Container.ClusterVersionMax = clusterMax
 	rcfg.Unverified, rcfg.VoteFloor = arch.Verification()
-	rcfg.RaftID, rcfg.Joining, rcfg.ClusterID, rcfg.DescribeSelf = selfRaft, arch.RaftID() != 0, cfg.ClusterID, n.describeSelf
+	rcfg.RaftID, rcfg.Joined, rcfg.Joining, rcfg.ClusterID, rcfg.DescribeSelf = selfRaft, arch.RaftID() != 0, joined != nil,
+		cfg.ClusterID, n.describeSelf
 	// The client port takes a command as large as the replica accepts (and announces), and
 	// answers a larger one with a refusal that names the limit.
 	cs := transport.NewClientServer(transport.ClientConfig{Listener: cl, MaxConns: cfg.MaxClientConns, Logger: n.log,
@@ -753,9 +764,11 @@ func (n *Node) Run(ctx context.Context) error {
 	cs.Start()
 	wctx, stopWatch := context.WithCancel(ctx)
 	n.learnt = make(chan learnt, 1)
-	go n.watchMembership(wctx, selfRaft, n.learnt)
+	watched := make(chan struct{})
+	go n.watchMembership(wctx, selfRaft, n.learnt, watched)
 	err = n.loop(ctx, r, newJobs(arch.TakeSpareJob, arch.StopSpareJob), tr, cs)
 	stopWatch()
+	<-watched
 	close(n.quit)
 	cs.Stop()
 	tr.Stop()

@@ -193,8 +193,10 @@ type Archive struct {
 	surplus []string     // snapshot files the prepared snapshot's job deletes
 
 	readOnly bool // Verify: change nothing
-	// raftID is the raft id the IDENTITY file holds (identity.go), 0 for a founding member's.
-	raftID uint64
+	// raftID is the raft id the IDENTITY file holds (identity.go), 0 for a founding member's;
+	// joinedNow: this Open wrote it, for a member that joined just now.
+	raftID    uint64
+	joinedNow bool
 	// clusterUUID is the cluster's identity the IDENTITY file holds (identity.go), zero if none.
 	clusterUUID ClusterUUID
 	// unverified and voteFloor are what the VERIFICATION file holds (verification.go).

@@ -119,7 +119,7 @@ func (a *Archive) checkIdentity() error {
 		if len(segs) > 0 || len(snaps) > 0 {
 			return fmt.Errorf("archive: %s holds data but no IDENTITY file: refusing to guess whose it is", a.dir)
 		}
-		a.raftID = a.opts.RaftID
+		a.raftID, a.joinedNow = a.opts.RaftID, a.opts.RaftID != 0
 		return writeFileDurably(a.fs, a.dir, "IDENTITY", ".tmp", identityBody(identityText(a.opts.ClusterID, a.opts.MemberID, ClusterUUID{}, a.raftID)))
 	}
 	if err != nil {

@@ -82,9 +82,10 @@ func (a *Archive) loadVerification() error {
 	default:
 		a.unverified, a.voteFloor = b[1] == 1, binary.LittleEndian.Uint64(b[2:])
 	}
-	if a.readOnly || a.unverified || a.lastIndex() != 0 || len(a.snaps) != 0 || a.raftID != 0 {
-		// (A member that joined a running cluster has a raft id that never voted: an empty log
-		// is its first start, and it is verified from the start: consensus.Config.Joining.)
+	if a.readOnly || a.unverified || a.lastIndex() != 0 || len(a.snaps) != 0 || a.joinedNow {
+		// (A member that joined a running cluster just now has a raft id that never voted: it
+		// is verified from the start, consensus.Config.Joining. Opened again on an empty log
+		// later, it is written unverified like any member: it may have voted since.)
 		return nil
 	}
 	if err := a.writeVerification(true, a.voteFloor); err != nil {

@@ -101,6 +101,9 @@ type Node struct {
 	// JoinedRaftID is the raft id the member was given when it joined a running cluster (0: a
 	// founding member, raft id ID+1). A member rebuilt in place keeps its ID under a new one.
 	JoinedRaftID uint64
+	// fresh: the member was added (or rebuilt) and not started since: its first start's raft id
+	// never voted (replica.Config.Joining).
+	fresh bool
 }
 
 // RaftID is the member's raft id.
@@ -128,7 +131,7 @@ func (c *Cluster) AddNode(id int, raftID uint64) {
 	if id != len(c.Nodes) {
 		c.fatalf("adding member %d to a cluster of %d", id, len(c.Nodes))
 	}
-	c.Nodes = append(c.Nodes, &Node{ID: id, cluster: c, FS: vfs.NewMem(), JoinedRaftID: raftID})
+	c.Nodes = append(c.Nodes, &Node{ID: id, cluster: c, FS: vfs.NewMem(), JoinedRaftID: raftID, fresh: true})
 	c.Start(id)
 }
 
@@ -139,7 +142,7 @@ func (c *Cluster) Rebuild(id int, raftID uint64) {
 	if n.R != nil {
 		c.Crash(id) // (a restart fault brought the old one back meanwhile: the operator stops it)
 	}
-	n.FS, n.JoinedRaftID, n.Lost, n.Wiped = vfs.NewMem(), raftID, "", 0
+	n.FS, n.JoinedRaftID, n.Lost, n.Wiped, n.fresh = vfs.NewMem(), raftID, "", 0, true
 	c.Start(id)
 }
 
@@ -338,7 +341,8 @@ func (c *Cluster) TryStart(id int) error {
 	cfg := c.config(id)
 	cfg.Container.ClusterVersionMax = n.ClusterVersionMax
 	cfg.Unverified, cfg.VoteFloor = st.Verification()
-	cfg.RaftID, cfg.Joining, cfg.ClusterID = n.RaftID(), n.JoinedRaftID != 0, "sim"
+	cfg.RaftID, cfg.Joined, cfg.Joining, cfg.ClusterID = n.RaftID(), n.JoinedRaftID != 0, n.fresh, "sim"
+	n.fresh = false
 	if cfg.Rand == nil {
 		// The cluster's identity is drawn from the seed too (a source of its own per member and
 		// start, so that the other random choices of a seed stay as they were).

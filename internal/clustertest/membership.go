@@ -211,7 +211,8 @@ func learnMembership(c *Cluster) {
 		if st := n.R.Summary(); st.Leader >= 0 && !st.Unverified {
 			continue
 		}
-		if !c.inMembership(l, n.ID) {
+		if c.Nodes[l].R.Removed(n.RaftID()) {
+			// (listed as removed: never inferred from an absence, as the node does)
 			c.Crash(n.ID)
 			n.Lost = "removed (learnt from the others)"
 			continue
@@ -241,7 +242,7 @@ func stopRemoved(c *Cluster) {
 		return
 	}
 	for _, n := range c.Nodes {
-		if n.R != nil && !c.inMembership(l, n.ID) {
+		if n.R != nil && c.Nodes[l].R.Removed(n.RaftID()) {
 			c.Crash(n.ID)
 			n.Lost = "removed (learnt from the others)"
 		}

@@ -24,9 +24,11 @@ import (
 // the core runs it on a tracker of its own built from the applied configuration (raft panics on
 // a change it cannot make, e.g. one that would remove the last voter), and asks the handler
 // (Handler.AdmitConfChange: the replica re-checks its own rules at apply, such as raft ids never
-// being reused). A change either refuses is applied as no change (raft's documented way: a change
-// of raft id 0, what etcd does) and handed to ApplyEntry with a nil cc. Both checks see only the
-// log's contents, so every member refuses the same changes.
+// being reused). A change either refuses is applied as no change: not handed to raft at all
+// (RawNode.ApplyConfChange's contract), and handed to ApplyEntry with a nil cc. Both checks see
+// only the log's contents, so every member refuses the same changes. A snapshot that arrives while
+// a Ready's committed entries wait for their sync is dropped (Step): raft would restore its
+// configuration before those entries, conf changes among them, are applied.
 
 // ErrConfChangePending: a membership change is pending (proposed and not applied, or the
 // configuration is joint), or this leader has not applied what it inherited yet; try again.
@@ -122,12 +124,9 @@ func (c *Core) applyConfChange(h Handler, e *pb.Entry) error {
 	}
 	if applied != nil {
 		c.confState = c.rn.ApplyConfChange(applied)
-	} else {
-		// Raft must still hear of the entry (its pending change is over): as a change of raft id
-		// 0, which its changer skips.
-		c.confState = c.rn.ApplyConfChange(&pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{
-			{Type: pb.ConfChangeAddNode.Enum(), NodeId: new(uint64(0))}}})
 	}
+	// (A refused change is not handed to raft at all: RawNode.ApplyConfChange's contract. Raft's
+	// pending change is over once its index is applied, which Advance tells it.)
 	if err := h.ApplyEntry(e, applied); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 func change(changes ...*pb.ConfChangeSingle) *pb.ConfChangeV2 {
@@ -201,4 +202,61 @@ func TestChangesRefusedAtApplyAreNoChange(t *testing.T) {
 		t.Fatal("a change applied as no change still counts as pending")
 	}
 	tc.proposeConf(1, change(single(pb.ConfChangeRemoveNode, 3)))
+}
+
+// snapshotDuringPendingConf: a follower takes a Ready whose committed entries hold a conf change
+// (4 added as a learner); while that Ready's sync runs, the leader's snapshot at index 20 arrives,
+// with snapCS. (Found by a review: raft restored the snapshot's configuration at once, then
+// applied the change on top of it — a panic, or raft and the applied membership parting.)
+func snapshotDuringPendingConf(t *testing.T, snapCS *pb.ConfState) *Core {
+	f, s := newCore(t, 2, 1, 2, 3)
+	if err := drive(f, s); err != nil {
+		t.Fatal(err)
+	}
+	last, _ := f.storage.LastIndex()
+	data, _ := proto.Marshal(change(single(pb.ConfChangeAddLearnerNode, 4)))
+	ents := []*pb.Entry{
+		{Index: new(last + 1), Term: new(uint64(2)), Type: pb.EntryNormal.Enum()},
+		{Index: new(last + 2), Term: new(uint64(2)), Type: pb.EntryConfChangeV2.Enum(), Data: data}}
+	if err := f.Step(&pb.Message{Type: pb.MsgApp.Enum(), From: new(uint64(1)), To: new(uint64(2)), Term: new(uint64(2)),
+		Index: new(last), LogTerm: new(uint64(1)), Entries: ents, Commit: new(last + 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Process(s); err != nil {
+		t.Fatal(err)
+	}
+	job := f.TakeSync()
+	if job == nil {
+		t.Fatal("no sync pending")
+	}
+	if err := f.Step(&pb.Message{Type: pb.MsgSnap.Enum(), From: new(uint64(1)), To: new(uint64(2)), Term: new(uint64(2)),
+		Snapshot: &pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: new(uint64(20)), Term: new(uint64(2)), ConfState: snapCS}}}); err != nil {
+		t.Fatal(err)
+	}
+	f.SyncDone(job())
+	if err := drive(f, s); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// A snapshot that arrives while committed entries wait for their sync is dropped (as if lost):
+// raft's configuration and the applied one stay the same, and raft does not panic.
+func TestSnapshotWhileAConfChangeWaitsIsDropped(t *testing.T) {
+	for name, cs := range map[string]*pb.ConfState{
+		"4 promoted by then":            {Voters: []uint64{1, 2, 3, 4}},
+		"inside a replacement's window": {Voters: []uint64{1, 2, 4}, VotersOutgoing: []uint64{1, 2, 3}, AutoLeave: new(true)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var f *Core
+			if got := panics(func() { f = snapshotDuringPendingConf(t, cs) }); got != "" {
+				t.Fatalf("raft panicked: %s", got)
+			}
+			cfg := f.rn.Status().Config
+			_, raftLearner := cfg.Learners[4]
+			if !raftLearner || !slices.Equal(learners(f), []uint64{4}) || !slices.Equal(voters(f), []uint64{1, 2, 3}) {
+				t.Fatalf("raft's configuration %v, the applied one %v: want voters 1 2 3, learner 4 in both", cfg, f.ConfState())
+			}
+		})
+	}
 }

@@ -70,11 +70,12 @@ type Config struct {
 	// (verify.go). A member whose log is empty at New starts unverified anyway.
 	Unverified bool
 	VoteFloor  uint64
-	// Joining: this member was added to a running cluster under a raft id of its own, never used
-	// before (confchange.go). On empty storage it bootstraps nothing — the leader sends it a
-	// snapshot and the log — and it is verified from the start: its raft id never voted.
-	Joining bool
-	Logger  *slog.Logger
+	// Joined: this member was added to a running cluster under a raft id of its own
+	// (confchange.go): on empty storage it bootstraps nothing — the leader sends it a snapshot and
+	// the log. Joining: it was added just now, at this start: its raft id never voted, so it is
+	// verified from the start (a joined member restarted on an empty log is unverified like any).
+	Joined, Joining bool
+	Logger          *slog.Logger
 }
 
 // Handler receives the core's output during Process, in the order of the Ready contract:
@@ -183,7 +184,7 @@ func New(cfg Config, st Storage, peers []raft.Peer, applied uint64) (*Core, erro
 	if err != nil {
 		return nil, fmt.Errorf("consensus: storage: %w", err)
 	}
-	bootstrapped := last == 0 && raft.IsEmptySnap(snap) && !cfg.Joining
+	bootstrapped := last == 0 && raft.IsEmptySnap(snap) && !cfg.Joined && !cfg.Joining
 	if bootstrapped {
 		if len(peers) == 0 {
 			return nil, errors.New("consensus: empty storage and no peers to bootstrap")
@@ -251,6 +252,13 @@ func (c *Core) Step(m *pb.Message) error {
 	}
 	if c.dropVote(m) || c.dropForgetful(m) {
 		return nil // an unverified member does not vote; a forgetful member's rejection (verify.go)
+	}
+	if m.GetType() == pb.MsgSnap && c.pending != nil {
+		// Dropped, as if lost: raft would restore the snapshot's configuration at once, while
+		// the committed entries of the Ready waiting for its sync — conf changes among them — are
+		// still to be applied, on top of the wrong configuration (raft panics, or its tracker and
+		// the applied membership part). The leader sends it again after its report.
+		return nil
 	}
 	err := c.rn.Step(m)
 	if errors.Is(err, raft.ErrStepPeerNotFound) {

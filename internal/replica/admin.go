@@ -84,7 +84,19 @@ func (r *Replica) admin(conn ConnID, m *wire.ClientMsg) {
 		return
 	}
 	if req.Op == wire.AdminListMembers {
+		if r.appliedTerm != r.core.State().Term {
+			// A new leader that has not applied what it inherited would answer with an older
+			// membership (lacking a member that joined meanwhile).
+			r.answerAdmin(conn, m.RequestID, wire.StatusUnavailable, &wire.AdminResponse{Error: "the leader is new and " +
+				"has not applied what it inherited yet: try again"})
+			return
+		}
 		resp := &wire.AdminResponse{Members: r.adminMembers(), Index: r.ctr.Applied(), ClusterID: r.cfg.ClusterID}
+		for _, cm := range r.ctr.Members() {
+			if cm.Removed {
+				resp.Removed = append(resp.Removed, cm.RaftID)
+			}
+		}
 		if u := r.ctr.ClusterUUID(); !u.IsZero() {
 			resp.ClusterUUID = u.String()
 		}

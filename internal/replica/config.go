@@ -24,9 +24,11 @@ type Config struct {
 	// DescribeSelf, if set, adds what the driver alone knows (its build, which peers it cannot
 	// reach) to this member's status on the admin channel.
 	DescribeSelf func(*wire.MemberStatus)
-	// Joining: this member joined a running cluster (RaftID is set): on an empty log it
-	// bootstraps nothing and waits for the leader's snapshot (consensus.Config.Joining).
-	Joining bool
+	// Joined: this member joined a running cluster (RaftID is set): on an empty log it
+	// bootstraps nothing and waits for the leader's snapshot. Joining: it was added at this
+	// start (the join's answer came just now): its raft id never voted, so it is verified from
+	// the start (consensus.Config.Joining); a joined member restarted on an empty log is not.
+	Joined, Joining bool
 	// Members are the founding members, used to bootstrap an empty data directory. After that
 	// the membership comes from the replicated log and snapshots.
 	Members []Member
@@ -132,7 +134,7 @@ func (c Config) Validate() error {
 		seen[m.ID] = true
 		found = found || m.ID == c.MemberID
 	}
-	if len(c.Members) > 0 && !found && !c.Joining { // (a joiner is not one of the founders)
+	if len(c.Members) > 0 && !found && !c.Joined && !c.Joining { // (a joiner is not one of the founders)
 		errs = append(errs, fmt.Errorf("MemberID (%d) is not one of Members", c.MemberID))
 	}
 	if err := c.Container.Validate(); err != nil {

@@ -51,7 +51,7 @@ func (r *Replica) checkConfiguredMembers() error {
 		return nil // a new cluster: its bootstrap is not applied yet
 	}
 	r.membersChecked = true
-	if r.cfg.Joining || r.membershipChanged() {
+	if r.cfg.Joined || r.cfg.Joining || r.membershipChanged() {
 		// The membership changed since the cluster was founded: the configured list, which only
 		// founds a cluster, says nothing any more (a stale command line is not a typo).
 		r.log.Info("the membership comes from the data directory; the configured member list is not used",

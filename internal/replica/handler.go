@@ -52,7 +52,9 @@ func (r *Replica) ApplyEntry(e *pb.Entry, cc *pb.ConfChangeV2) error {
 	var due bool
 	switch {
 	case e.GetType() != pb.EntryNormal:
-		due = r.applyConfChange(e, cc)
+		var added bool
+		due, added = r.applyConfChange(e, cc)
+		r.snapOwed = r.snapOwed || added
 	case len(e.GetData()) == 0:
 		due = r.ctr.ApplyEmpty(ix)
 	default:
@@ -61,7 +63,8 @@ func (r *Replica) ApplyEntry(e *pb.Entry, cc *pb.ConfChangeV2) error {
 			return err
 		}
 	}
-	if due && !r.snapWriting {
+	if (due || r.snapOwed) && !r.snapWriting {
+		r.snapOwed = false
 		data, err := r.ctr.TakeSnapshot()
 		if err != nil {
 			return fmt.Errorf("replica: snapshot at index %d: %w", ix, err)

@@ -120,8 +120,15 @@ func (r *Replica) AdmitConfChange(index uint64, cc *pb.ConfChangeV2) error {
 }
 
 // applyConfChange applies a committed membership change (cc nil: applied as no change) to the
-// replicated membership, and answers the request that proposed it if it was this leader's.
-func (r *Replica) applyConfChange(e *pb.Entry, cc *pb.ConfChangeV2) bool {
+// replicated membership, and answers the request that proposed it if it was this leader's. It
+// reports whether a snapshot is due, and whether a member was added (a snapshot is owed: raft
+// drops a snapshot whose configuration lacks its receiver, so a joiner that needs one must be sent
+// one taken after it was added).
+//
+// A member is recorded as removed once it is in no part of the applied configuration: a voter a
+// replacement removes stays in the outgoing half of the joint configuration, and counts there,
+// until raft leaves it.
+func (r *Replica) applyConfChange(e *pb.Entry, cc *pb.ConfChangeV2) (due, added bool) {
 	ix := e.GetIndex()
 	ctx := cc.GetContext()
 	if cc == nil {
@@ -130,7 +137,7 @@ func (r *Replica) applyConfChange(e *pb.Entry, cc *pb.ConfChangeV2) bool {
 		}
 	}
 	token, rec, versioned := parseChangeContext(ctx)
-	due, touched, added := false, false, false
+	touched := false
 	for _, ch := range cc.GetChanges() {
 		id := ch.GetNodeId()
 		switch {
@@ -138,26 +145,25 @@ func (r *Replica) applyConfChange(e *pb.Entry, cc *pb.ConfChangeV2) bool {
 			due = r.ctr.ApplyMember(ix, id, ctx, false) || due
 			touched = true
 		case ch.GetType() == pb.ConfChangeRemoveNode:
-			due = r.ctr.ApplyMember(ix, id, nil, true) || due
-			touched = true
 		default:
-			if _, _, recorded := r.memberByRaftID(id); !recorded {
+			if _, removed, recorded := r.memberByRaftID(id); !recorded || removed {
 				due = r.ctr.ApplyMember(ix, id, rec, false) || due
-				touched = true
-				// A snapshot here: raft drops a snapshot whose configuration lacks its receiver,
-				// so a joiner that needs one (the log before it was compacted) must be sent one
-				// taken after it was added.
-				added = true
+				touched, added = true, true
 			}
 		}
-		if ch.GetType() == pb.ConfChangeRemoveNode && id == r.self && r.removed == nil {
-			r.removed = &RemovedError{MemberID: r.cfg.MemberID, RaftID: r.self, Index: ix}
+	}
+	if cc != nil {
+		for _, id := range r.gone() {
+			due = r.ctr.ApplyMember(ix, id, nil, true) || due
+			touched = true
+			if id == r.self && r.removed == nil {
+				r.removed = &RemovedError{MemberID: r.cfg.MemberID, RaftID: r.self, Index: ix}
+			}
 		}
 	}
 	if !touched {
 		due = r.ctr.ApplyEmpty(ix)
 	}
-	due = due || added
 	if versioned && cc != nil && len(cc.GetChanges()) > 0 {
 		r.log.Info("membership changed", "index", ix, "change", r.describe(cc), "members", memberList(r.Members()))
 	}
@@ -166,7 +172,19 @@ func (r *Replica) applyConfChange(e *pb.Entry, cc *pb.ConfChangeV2) bool {
 	}
 	st := r.core.State()
 	r.out.Changed(Change{Kind: ChangeMembers, Index: ix, Term: st.Term, Role: r.role, Leader: r.IDOf(st.Leader)})
-	return due
+	return due, added
+}
+
+// gone returns the raft ids recorded as members (not removed) that are in no part of the applied
+// configuration any more, in order.
+func (r *Replica) gone() []uint64 {
+	var ids []uint64
+	for _, m := range r.ctr.Members() {
+		if !m.Removed && !r.isMember(m.RaftID) {
+			ids = append(ids, m.RaftID)
+		}
+	}
+	return ids
 }
 
 // describe is a change as log lines show it, with member ids: "add-learner 3 (raft id 4)".

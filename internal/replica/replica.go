@@ -124,6 +124,9 @@ type Replica struct {
 	snapDue     []byte // snapshot bytes taken at snapDueIx, handed to storage after Process
 	snapDueIx   uint64
 	snapDueConf *pb.ConfState // the membership as of snapDueIx
+	// snapOwed: a member was added and no snapshot was taken since (one was being written):
+	// the next entry applied takes one (membership.go).
+	snapOwed bool
 	// snapJob is the write of the snapshot at snapIx, until the driver takes it; snapWriting
 	// holds from CreateSnapshot to SnapshotWritten (snapshot points meanwhile are skipped).
 	snapJob     func() error
@@ -271,6 +274,7 @@ func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out
 		MaxCommittedBytesPerReady: raftCommittedBytesPerReadyMax,
 		Unverified:                cfg.Unverified,
 		VoteFloor:                 cfg.VoteFloor,
+		Joined:                    cfg.Joined,
 		Joining:                   cfg.Joining,
 		Logger:                    cfg.Logger,
 	}, st, peers, applied)

@@ -71,8 +71,13 @@ type AdminResponse struct {
 	Status *MemberStatus `json:"status,omitempty"`
 	// Members: the membership (list-members; join: including the joiner; the changes: after it).
 	Members []AdminMember `json:"members,omitempty"`
-	// Index: the log index at which the change was applied.
+	// Index: the log index at which the change was applied (list-members: the leader's applied
+	// index).
 	Index uint64 `json:"index,omitempty"`
+	// Removed: list-members', the raft ids removed from the cluster (never to come back): a
+	// member learns it was removed from its raft id here, never from its absence (a lagging
+	// answer may not list a member that joined since).
+	Removed []uint64 `json:"removed,omitempty"`
 	// RaftID: join's, the raft id the joiner was given; ClusterUUID the cluster's identity, and
 	// ClusterID its name, which the joiner keeps in its data directory.
 	RaftID      uint64 `json:"raft_id,omitempty"`
