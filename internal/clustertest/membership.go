@@ -22,6 +22,9 @@ import (
 //	rebuild SEL   the member SEL % n of the founders is stopped and rebuilt in place: it asks to
 //	              join with its id and addresses, and on the answer starts on an empty disk under
 //	              the new raft id, which replaces the old one once caught up (a joint change)
+//	replace SEL   a new member joins as a learner that stays one, then takes the place of voter
+//	              SEL % n of the leader's membership (replace-member: one joint change; asked
+//	              again while the learner is not caught up)
 //
 // One change at a time, as the leader takes them: each is asked again (to the leader of the
 // moment) until it is answered, for up to membershipPatience.
@@ -36,6 +39,7 @@ type membershipOp struct {
 	sentAt    time.Duration
 	nextAt    time.Duration // not before (a crashed joiner asks again later)
 	firstRaft uint64        // join mode 1: the raft id of the answer the joiner lost
+	learner   int           // replace: the learner's id, once it joined (-1 before)
 }
 
 type membershipDriver struct {
@@ -48,7 +52,7 @@ type membershipDriver struct {
 }
 
 func (d *membershipDriver) add(f Fault) {
-	op := &membershipOp{op: f.Op, id: -1}
+	op := &membershipOp{op: f.Op, id: -1, learner: -1}
 	if len(f.Args) > 0 {
 		op.arg = f.Args[0]
 	}
@@ -120,6 +124,25 @@ func (d *membershipDriver) request(op *membershipOp, l int) (wire.AdminRequest, 
 			op.id = ms[op.arg%len(ms)].ID
 		}
 		return wire.AdminRequest{Op: wire.AdminRemoveMember, ID: op.id}, true
+	case "replace":
+		if op.learner < 0 {
+			if op.id < 0 {
+				op.id = len(c.Nodes)
+			}
+			return wire.AdminRequest{Op: wire.AdminJoin, Learner: true, Member: &wire.AdminMember{ID: op.id,
+				ClientAddr: clientAddr(op.id), MemberAddr: fmt.Sprintf("sim:%d", 9100+op.id)}}, true
+		}
+		var voters []int
+		for _, m := range c.Nodes[l].R.Members() {
+			if !m.Learner && m.ID != op.learner {
+				voters = append(voters, m.ID)
+			}
+		}
+		if len(voters) == 0 {
+			return wire.AdminRequest{}, false
+		}
+		old := voters[op.arg%len(voters)]
+		return wire.AdminRequest{Op: wire.AdminReplaceMember, ID: old, Member: &wire.AdminMember{ID: op.learner}}, true
 	case "rebuild":
 		if op.id < 0 {
 			op.id = op.arg % c.opts.Nodes
@@ -170,6 +193,14 @@ func (d *membershipDriver) answered(op *membershipOp, m *wire.ClientMsg) {
 		d.rep.Joins++
 	case "remove":
 		d.rep.Removals++
+	case "replace":
+		if op.learner < 0 {
+			c.AddNode(op.id, resp.RaftID)
+			d.rep.Joins++
+			op.learner = op.id
+			return // then the replacement, asked of the leader of the moment
+		}
+		d.rep.Replacements++
 	case "rebuild":
 		c.Rebuild(op.id, resp.RaftID)
 		d.rep.Rebuilds++

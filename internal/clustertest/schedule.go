@@ -22,7 +22,7 @@ type Fault struct {
 	// upgrade ID (the member, of an older build, stops cleanly if it is up and starts on this
 	// build: a rolling upgrade's step; one that is down comes back upgraded) |
 	// lose ID MODE (the member's disk loses synced data, loseModes[MODE]: LoseSyncedData) |
-	// join 0 MODE | remove SEL | rebuild SEL (membership changes: membership.go).
+	// join 0 MODE | remove SEL | rebuild SEL | replace SEL (membership changes: membership.go).
 	Op   string
 	Args []int // member ids; clients are clientBase+i
 }
@@ -232,7 +232,7 @@ func drawLoss(sch *Schedule, seed uint64) {
 // drawMembership makes a third of the seeds change the membership once or twice, between a sixth
 // and a half of the run (membership.go): a member joins (in half of them crashing before it
 // keeps the answer, and asking again) and then one is removed, or one is removed and then one
-// joins, or a founding member is rebuilt in place. A stream of its own, as drawUpgrade's.
+// joins, or a founding member is rebuilt in place, or a learner joins and replaces a voter. A stream of its own, as drawUpgrade's.
 func drawMembership(sch *Schedule, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 0x3e3b))
 	if rng.IntN(3) != 0 {
@@ -242,7 +242,7 @@ func drawMembership(sch *Schedule, seed uint64) {
 	later := at + (3*time.Second + time.Duration(rng.Int64N(int64(5*time.Second)))).Round(100*time.Millisecond)
 	join := Fault{Op: "join", Args: []int{0, rng.IntN(2)}}
 	remove := Fault{Op: "remove", Args: []int{rng.IntN(5)}}
-	pattern := rng.IntN(3)
+	pattern := rng.IntN(4)
 	lost := slices.ContainsFunc(sch.Faults, func(f Fault) bool { return f.Op == "lose" })
 	if pattern == 2 && lost && sch.Nodes == 3 {
 		// A rebuild takes a member down until its new raft id is caught up; with another member
@@ -257,8 +257,12 @@ func drawMembership(sch *Schedule, seed uint64) {
 	case 1:
 		remove.At, join.At = at, later
 		sch.Faults = append(sch.Faults, remove, join)
-	default:
+	case 2:
 		sch.Faults = append(sch.Faults, Fault{At: at, Op: "rebuild", Args: []int{rng.IntN(sch.Nodes)}})
+	default:
+		// A learner joins to stay one, and then takes a voter's place (tandem cluster
+		// replace-member: one joint change).
+		sch.Faults = append(sch.Faults, Fault{At: at, Op: "replace", Args: []int{rng.IntN(5)}})
 	}
 }
 

@@ -46,10 +46,10 @@ type SimReport struct {
 	Wipes, WipedStopped int
 	// Joins, Removals and Rebuilds count the membership changes made (membership.go);
 	// MembershipRefused those the leader refused, MembershipGaveUp those not done in time.
-	Joins, Removals, Rebuilds           int
-	MembershipRefused, MembershipGaveUp int
-	ClusterVersion                      uint16
-	Violations                          []string
+	Joins, Removals, Rebuilds, Replacements int
+	MembershipRefused, MembershipGaveUp     int
+	ClusterVersion                          uint16
+	Violations                              []string
 }
 
 func (r SimReport) String() string {
@@ -279,7 +279,7 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 			case "resume":
 				clients[f.Args[0]].Resume()
 				paused[f.Args[0]] = false
-			case "join", "remove", "rebuild":
+			case "join", "remove", "rebuild", "replace":
 				changes.add(f)
 			}
 		}

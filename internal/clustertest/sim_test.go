@@ -69,6 +69,7 @@ func TestSimulation(t *testing.T) {
 			total.Joins += rep.Joins
 			total.Removals += rep.Removals
 			total.Rebuilds += rep.Rebuilds
+			total.Replacements += rep.Replacements
 			total.MembershipRefused += rep.MembershipRefused
 			total.MembershipGaveUp += rep.MembershipGaveUp
 			if rep.ClusterVersion < container.ClusterVersionMax {
@@ -79,12 +80,12 @@ func TestSimulation(t *testing.T) {
 			}
 		})
 	}
-	t.Logf("%d seeds: %d ops (%d acked increments), %d crashes in %d seeds (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d syncs (%d stalled), %d partitions, %d expired sessions, %d leader terms, %d members upgraded (%d seeds held at an older cluster version), %d members that lost synced data refused to start, %d members wiped (%d stopped, the others rejoined), %d joins, %d removals, %d rebuilds in place (%d changes refused, %d not done in time); fewest ops in a seed: %d",
+	t.Logf("%d seeds: %d ops (%d acked increments), %d crashes in %d seeds (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d syncs (%d stalled), %d partitions, %d expired sessions, %d leader terms, %d members upgraded (%d seeds held at an older cluster version), %d members that lost synced data refused to start, %d members wiped (%d stopped, the others rejoined), %d joins, %d removals, %d rebuilds in place, %d replacements (%d changes refused, %d not done in time); fewest ops in a seed: %d",
 		n, total.Ops, total.Acked, total.Crashes, minCrashSeeds, total.CrashesInSync, total.ArmedInSync, total.MajorityCrashes, total.AllCrashes,
 		total.Syncs, total.Stalls, total.Partitions, total.Expiries, total.LeaderTerms, total.Upgrades, heldBack, total.LostData, total.Wipes, total.WipedStopped,
-		total.Joins, total.Removals, total.Rebuilds, total.MembershipRefused, total.MembershipGaveUp, minOps)
-	if ran >= 50 && (total.Joins == 0 || total.Removals == 0 || total.Rebuilds == 0) {
-		t.Fatalf("the seed budget made no join, no removal or no rebuild: the simulation proves nothing of membership changes")
+		total.Joins, total.Removals, total.Rebuilds, total.Replacements, total.MembershipRefused, total.MembershipGaveUp, minOps)
+	if ran >= 50 && (total.Joins == 0 || total.Removals == 0 || total.Rebuilds == 0 || total.Replacements == 0) {
+		t.Fatalf("the seed budget made no join, no removal, no rebuild or no replacement: the simulation proves nothing of membership changes")
 	}
 	if ran >= 20 && (minCrashSeeds == 0 || total.Partitions == 0 || total.Expiries == 0) {
 		t.Fatalf("the seed budget injected no crash, no partition or no session expiry: the simulation proves little")
