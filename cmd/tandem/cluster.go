@@ -26,6 +26,8 @@ Shows and changes a running cluster's membership, through the members' client po
 channel, client protocol 4: members of a build that has it).
 
 Verbs:
+  leader                          the leader's member id, as the members that answered see it
+  is-leader ID                    exit 0 if member ID leads, 1 if another does, 3 if unknown
   status                          every endpoint's own view of itself and of the cluster: id,
                                   raft id, role, term, leader, commit, applied and snapshot index,
                                   lag (the leader's view of the others), addresses, build, cluster
@@ -172,10 +174,21 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 			return c.fail(exitUsage, "replace-member %d --with %d: a member cannot take its own place", nu, nu)
 		}
 		return c.change(ctx, wire.AdminRequest{Op: verb, ID: id[0], Member: &wire.AdminMember{ID: nu}, Force: *force})
+	case "leader":
+		if _, ok := ids(0, "no arguments"); !ok {
+			return exitUsage
+		}
+		return c.leader(ctx, -1)
+	case "is-leader":
+		id, ok := ids(1, "a member id")
+		if !ok {
+			return exitUsage
+		}
+		return c.leader(ctx, id[0])
 	case wire.AdminJoin:
 		return c.fail(exitUsage, "join is the joining member's request: tandem node sends it when it starts")
 	}
-	return c.fail(exitUsage, "unknown verb %q: status, list-members, remove-member, promote or replace-member (tandem cluster --help)", verb)
+	return c.fail(exitUsage, "unknown verb %q: status, leader, is-leader, list-members, remove-member, promote or replace-member (tandem cluster --help)", verb)
 }
 
 func parseMemberID(s string) (int, error) {
@@ -313,8 +326,8 @@ type statusEntry struct {
 	reason string // why there is no status, for the table (the endpoint not repeated)
 }
 
-// status asks every endpoint for its own status at once, prints them, and judges the cluster.
-func (c *clusterCmd) status(ctx context.Context) int {
+// askAll asks every endpoint for its own status at once.
+func (c *clusterCmd) askAll(ctx context.Context) []statusEntry {
 	entries := make([]statusEntry, len(c.endpoints))
 	var wg sync.WaitGroup
 	for i, ep := range c.endpoints {
@@ -325,6 +338,12 @@ func (c *clusterCmd) status(ctx context.Context) int {
 		}()
 	}
 	wg.Wait()
+	return entries
+}
+
+// status asks every endpoint for its own status at once, prints them, and judges the cluster.
+func (c *clusterCmd) status(ctx context.Context) int {
+	entries := c.askAll(ctx)
 	verdict := judge(entries)
 	if c.json {
 		b, err := json.MarshalIndent(entries, "", "  ")
@@ -346,6 +365,69 @@ func (c *clusterCmd) status(ctx context.Context) int {
 		fmt.Fprintf(c.stdout, "%d of %d endpoints answered; leader: member %d (term %d)\n", len(entries), len(entries), st.Leader, st.Term)
 	}
 	return exitOK
+}
+
+// leader prints the leader as the members that answered see it (want < 0: tandem cluster
+// leader), or says whether member want leads (is-leader: exit 0 yes, 1 no, 3 unknown). The leader
+// is a member that says it leads, in a term no member that answered has passed: a leader cut off
+// with a minority is passed by the others' newer term, if they answered.
+func (c *clusterCmd) leader(ctx context.Context, want int) int {
+	entries := c.askAll(ctx)
+	var lead *wire.MemberStatus
+	var ep string
+	var maxTerm uint64
+	for _, e := range entries {
+		if e.st == nil {
+			continue
+		}
+		maxTerm = max(maxTerm, e.st.Term)
+		if e.st.Role == "leader" && (lead == nil || e.st.Term > lead.Term) {
+			lead, ep = e.st, e.Endpoint
+		}
+	}
+	why := ""
+	switch {
+	case lead == nil && judge(entries) != "":
+		why = judge(entries)
+	case lead == nil:
+		why = "no member that answered leads"
+	case lead.Term < maxTerm:
+		why = fmt.Sprintf("member %d leads term %d, but a member that answered is in term %d (an election?)", lead.ID, lead.Term, maxTerm)
+		lead = nil
+	}
+	if c.json {
+		out := map[string]any{"leader": -1}
+		if lead != nil {
+			out = map[string]any{"leader": lead.ID, "raft_id": lead.RaftID, "term": lead.Term, "endpoint": ep}
+		} else {
+			out["error"] = why
+		}
+		if want >= 0 {
+			out["member"], out["is_leader"] = want, lead != nil && lead.ID == want
+		}
+		b, _ := json.Marshal(out)
+		fmt.Fprintf(c.stdout, "%s\n", b)
+	}
+	switch {
+	case lead == nil && want < 0:
+		return c.fail(exitFailed, "no leader: %s", why)
+	case lead == nil:
+		return c.fail(exitUnknown, "unknown whether member %d leads: %s", want, why)
+	case want < 0:
+		if !c.json {
+			fmt.Fprintf(c.stdout, "%d\n", lead.ID)
+		}
+		return exitOK
+	case lead.ID == want:
+		if !c.json {
+			fmt.Fprintf(c.stdout, "member %d leads (term %d)\n", want, lead.Term)
+		}
+		return exitOK
+	}
+	if !c.json {
+		fmt.Fprintf(c.stdout, "member %d does not lead: member %d does (term %d)\n", want, lead.ID, lead.Term)
+	}
+	return exitFailed
 }
 
 // outsiders are the members that answered and that the leader, which answered too, does not

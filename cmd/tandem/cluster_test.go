@@ -383,3 +383,56 @@ func TestClusterPromoteRefusesALearnerThatNeverAnswered(t *testing.T) {
 	}
 	oneReason(t, stderr, "member 3 is not caught up yet")
 }
+
+// leader prints the leader's id; is-leader says whether a member leads: 0 yes, 1 another does,
+// 3 unknown (no member leads: here, two of three stopped).
+func TestClusterLeaderAndIsLeader(t *testing.T) {
+	lc, eps := startAdminCluster(t)
+	l := lc.leader()
+	out, stderr, code := runClusterCmd("leader", "--endpoints", eps)
+	if code != exitOK || out != fmt.Sprintf("%d\n", l) {
+		t.Fatalf("leader: exit %d, %q, want %q\n%s", code, out, fmt.Sprintf("%d\n", l), stderr)
+	}
+	if out, stderr, code := runClusterCmd("is-leader", strconv.Itoa(l), "--endpoints", eps); code != exitOK ||
+		!strings.HasPrefix(out, fmt.Sprintf("member %d leads (term ", l)) {
+		t.Fatalf("is-leader %d: exit %d, %q\n%s", l, code, out, stderr)
+	}
+	f := (l + 1) % 3
+	if out, stderr, code := runClusterCmd("is-leader", strconv.Itoa(f), "--endpoints", eps); code != exitFailed ||
+		!strings.HasPrefix(out, fmt.Sprintf("member %d does not lead: member %d does", f, l)) {
+		t.Fatalf("is-leader %d (a follower): exit %d, %q\n%s", f, code, out, stderr)
+	}
+	out, _, code = runClusterCmd("is-leader", strconv.Itoa(l), "--json", "--endpoints", eps)
+	var j struct {
+		Leader   int  `json:"leader"`
+		IsLeader bool `json:"is_leader"`
+	}
+	if err := json.Unmarshal([]byte(out), &j); err != nil || code != exitOK || j.Leader != l || !j.IsLeader {
+		t.Fatalf("is-leader --json: exit %d, %q, %v", code, out, err)
+	}
+	if _, stderr, code := runClusterCmd("is-leader", "--endpoints", eps); code != exitUsage {
+		t.Fatalf("is-leader without an id: exit %d, want %d\n%s", code, exitUsage, stderr)
+	}
+	// Two of three stopped: the one left knows no leader (or still thinks it leads, until its
+	// quorum check): unknown, once it has noticed.
+	for _, i := range []int{l, f} {
+		if err := lc.stop(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, stderr, code := runClusterCmd("is-leader", strconv.Itoa(l), "--timeout", "2s", "--endpoints", eps)
+		if code == exitUnknown {
+			oneReason(t, stderr, "unknown whether member")
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("is-leader with two of three members stopped: exit %d, want %d\n%s", code, exitUnknown, stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, stderr, code := runClusterCmd("leader", "--timeout", "2s", "--endpoints", eps); code != exitFailed {
+		t.Fatalf("leader with no leader: exit %d, want %d\n%s", code, exitFailed, stderr)
+	}
+}
