@@ -24,13 +24,7 @@ import (
 func TestClientGivenOneAddressOutlivesItsRemoval(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	c.startAll(10 * time.Second)
-	deadline := time.Now().Add(20 * time.Second)
-	for !slices.Equal(c.clusterVersions(), []uint16{4, 4, 4}) {
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster versions %v, want 4 everywhere", c.clusterVersions())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	c.waitMembershipVersion()
 	a, _ := c.leader(10 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

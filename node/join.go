@@ -164,13 +164,11 @@ type learnt struct {
 }
 
 // watchMembership runs beside the loop until ctx ends, handing the loop what it learns.
-func (n *Node) watchMembership(ctx context.Context, self uint64, out chan<- learnt, done chan<- struct{}) {
+func (n *Node) watchMembership(ctx context.Context, self uint64, askNow bool, out chan<- learnt, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(membershipCheckEvery)
 	defer t.Stop()
-	// A member that joined and was restarted before it heard from the leader knows no member at
-	// all: it asks at once (through Join's addresses), or the leader's handshakes are refused.
-	first := len(n.Status().Members) == 0
+	first := askNow
 	for {
 		if !first {
 			select {

@@ -62,6 +62,30 @@ func (l *incLoad) waitAcked(t *testing.T, n int64, what string) {
 	}
 }
 
+// finish stops the load and checks that the counter, read by a query, holds every acknowledged
+// increment and no more than those of unknown outcome besides.
+func (l *incLoad) finish(t *testing.T, c *cluster) {
+	t.Helper()
+	l.stop()
+	l.wg.Wait()
+	cl := c.dial(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	raw, err := cl.Query(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpGet}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := counter.DecodeResponse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked, unknown := l.acked.Load(), l.unknown.Load()
+	if r.Value < acked || r.Value > acked+unknown {
+		t.Fatalf("counter %d after %d acknowledged increments and %d of unknown outcome", r.Value, acked, unknown)
+	}
+	t.Logf("%d increments acknowledged, %d of unknown outcome, counter %d", acked, unknown, r.Value)
+}
+
 // clusterVersions returns each running member's cluster version in force.
 func (c *cluster) clusterVersions() []uint16 {
 	var vs []uint16
@@ -203,22 +227,5 @@ func TestMixedVersionCluster(t *testing.T) {
 	c.start(old)
 
 	// Nothing acknowledged was lost.
-	load.stop()
-	load.wg.Wait()
-	cl := c.dial(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	raw, err := cl.Query(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpGet}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := counter.DecodeResponse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	acked, unknown := load.acked.Load(), load.unknown.Load()
-	if r.Value < acked || r.Value > acked+unknown {
-		t.Fatalf("counter %d after %d acknowledged increments and %d of unknown outcome", r.Value, acked, unknown)
-	}
-	t.Logf("%d increments acknowledged, %d of unknown outcome, counter %d", acked, unknown, r.Value)
+	load.finish(t, c)
 }

@@ -623,23 +623,24 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	// A member on an empty directory with Join joins the running cluster first: the raft id it is
 	// given goes into its IDENTITY before anything else (join.go).
+	// A member on an empty directory without Join asks the cluster first (checkEmptyStart).
 	var joined *wire.AdminResponse
-	if len(cfg.Join) > 0 {
-		has, herr := hasData(cfg.DataDir)
-		if herr == nil && !has {
-			stopRefusing := n.refuseWhileJoining(cl)
-			resp, jerr := n.join(ctx)
-			stopRefusing()
-			if jerr != nil {
-				_ = ml.Close()
-				_ = cl.Close()
-				return fmt.Errorf("member %d: %w", cfg.ID, jerr)
-			}
-			joined = &resp
-		} else if herr == nil {
-			n.log.Info("the data directory holds this member's data: Join is not used (the membership comes from the data)")
+	has, herr := hasData(cfg.DataDir)
+	switch {
+	case herr != nil: // (the archive says what is wrong with the directory)
+	case len(cfg.Join) > 0 && !has:
+		stopRefusing := n.refuseWhileJoining(cl)
+		resp, jerr := n.join(ctx)
+		stopRefusing()
+		if jerr != nil {
+			_ = ml.Close()
+			_ = cl.Close()
+			return fmt.Errorf("member %d: %w", cfg.ID, jerr)
 		}
-	} else if has, herr := hasData(cfg.DataDir); herr == nil && !has {
+		joined = &resp
+	case len(cfg.Join) > 0:
+		n.log.Info("the data directory holds this member's data: Join is not used (the membership comes from the data)")
+	case !has:
 		if err := n.checkEmptyStart(ctx); err != nil {
 			_ = ml.Close()
 			_ = cl.Close()
@@ -765,7 +766,10 @@ func (n *Node) Run(ctx context.Context) error {
 	wctx, stopWatch := context.WithCancel(ctx)
 	n.learnt = make(chan learnt, 1)
 	watched := make(chan struct{})
-	go n.watchMembership(wctx, selfRaft, n.learnt, watched)
+	// A member that joined and was restarted before it heard from the leader knows no member at
+	// all: it asks at once (through Join's addresses); every other member only once it knows no
+	// leader for a while.
+	go n.watchMembership(wctx, selfRaft, len(r.Members()) == 0 && arch.RaftID() != 0, n.learnt, watched)
 	err = n.loop(ctx, r, newJobs(arch.TakeSpareJob, arch.StopSpareJob), tr, cs)
 	stopWatch()
 	<-watched

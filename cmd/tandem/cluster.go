@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -503,7 +504,7 @@ func judge(entries []statusEntry) string {
 	if len(byID) == 0 {
 		return strings.Join(problems, "; ")
 	}
-	switch ids := slices.Sorted(mapKeys(leaders)); {
+	switch ids := slices.Sorted(maps.Keys(leaders)); {
 	case len(ids) > 1:
 		var views []string
 		for _, l := range ids {
@@ -522,16 +523,6 @@ func judge(entries []statusEntry) string {
 		problems = append(problems, fmt.Sprintf("%s all say they lead", idList(leading)))
 	}
 	return strings.Join(problems, "; ")
-}
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func leaderName(id int) string {
@@ -592,7 +583,7 @@ func lagText(lag map[string]uint64) string {
 	if len(lag) == 0 {
 		return "-"
 	}
-	keys := slices.SortedFunc(mapKeys(lag), func(a, b string) int {
+	keys := slices.SortedFunc(maps.Keys(lag), func(a, b string) int {
 		ai, aerr := strconv.Atoi(a)
 		bi, berr := strconv.Atoi(b)
 		if aerr == nil && berr == nil {

@@ -317,14 +317,6 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 		violate("clients still waiting 120 s after the faults stopped: %s", c.Describe())
 	}
 	if !c.RunUntil(learning(c, c.Converged), 60*time.Second) {
-		if debugSim {
-			for _, n := range c.Nodes {
-				if n.R != nil {
-					st := n.R.Summary()
-					c.T.Logf("m%d raft=%d unverified=%v %s", n.ID, n.RaftID(), st.Unverified, n.R.DescribeVerification())
-				}
-			}
-		}
 		violate("members did not converge after the faults stopped: %s", c.Describe())
 	}
 	checkClusterVersion(c, violate)
@@ -586,6 +578,4 @@ var counterModel = porcupine.Model{
 }
 
 // joinViolations formats violations, in the order they were found, one per line.
-var debugSim = false
-
 func joinViolations(v []string) string { return strings.Join(v, "\n") }

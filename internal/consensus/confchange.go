@@ -115,11 +115,11 @@ func (c *Core) applyConfChange(h Handler, e *pb.Entry) error {
 	applied := cc
 	if err := c.dryRun(cc); err != nil {
 		c.log.Warn("a committed membership change is applied as no change: raft cannot make it",
-			"index", e.GetIndex(), "change", DescribeConfChange(cc), "err", err)
+			"index", e.GetIndex(), "change", DescribeConfChange(cc, nil), "err", err)
 		applied = nil
 	} else if err := h.AdmitConfChange(e.GetIndex(), cc); err != nil {
 		c.log.Warn("a committed membership change is applied as no change: the member refused it",
-			"index", e.GetIndex(), "change", DescribeConfChange(cc), "err", err)
+			"index", e.GetIndex(), "change", DescribeConfChange(cc, nil), "err", err)
 		applied = nil
 	}
 	if applied != nil {
@@ -175,8 +175,12 @@ func (c *Core) dryRun(cc *pb.ConfChangeV2) error {
 	return err
 }
 
-// DescribeConfChange is a change as log lines show it: "add-learner 4, remove 3" (raft ids).
-func DescribeConfChange(cc *pb.ConfChangeV2) string {
+// DescribeConfChange is a change as log lines show it: "add-learner 4, remove 3", each raft id
+// as name says it (nil: the raft id).
+func DescribeConfChange(cc *pb.ConfChangeV2, name func(uint64) string) string {
+	if name == nil {
+		name = func(id uint64) string { return fmt.Sprint(id) }
+	}
 	if len(cc.GetChanges()) == 0 {
 		return "leave joint"
 	}
@@ -195,7 +199,7 @@ func DescribeConfChange(cc *pb.ConfChangeV2) string {
 		default:
 			s += ch.GetType().String() + " "
 		}
-		s += fmt.Sprint(ch.GetNodeId())
+		s += name(ch.GetNodeId())
 	}
 	return s
 }

@@ -37,7 +37,7 @@ func (tc *testCluster) addJoiner(id uint64) {
 func (tc *testCluster) proposeConf(id uint64, cc *pb.ConfChangeV2) {
 	tc.t.Helper()
 	if err := tc.cores[id].ProposeConfChange(cc); err != nil {
-		tc.t.Fatalf("member %d proposing %s: %v", id, DescribeConfChange(cc), err)
+		tc.t.Fatalf("member %d proposing %s: %v", id, DescribeConfChange(cc, nil), err)
 	}
 	for range 3 {
 		tc.round()

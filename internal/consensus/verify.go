@@ -1,7 +1,6 @@
 package consensus
 
 import (
-	"fmt"
 	"slices"
 
 	"go.etcd.io/raft/v3"
@@ -303,12 +302,4 @@ func (c *Core) dropForgetful(m *pb.Message) bool {
 	}
 	pr, ok := c.rn.Status().Progress[m.GetFrom()]
 	return ok && pr.Match != 0 && m.GetIndex() == pr.Match
-}
-
-// DescribeVerification says, for failure reports, what an unverified member knows: the voters it
-// counts, the standings it heard, and whether it knows the term.
-func (c *Core) DescribeVerification() string {
-	high, known := c.termKnown()
-	return fmt.Sprintf("unverified=%v hint=%v voters=%v peers=%v high=%d known=%v contacted=%v",
-		c.ver.unverified, c.ver.hint, c.voters(), c.ver.peers, high, known, c.ver.contacted)
 }

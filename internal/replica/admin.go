@@ -2,6 +2,7 @@ package replica
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/tandem-cluster/tandem/internal/container"
 	"github.com/tandem-cluster/tandem/internal/wire"
-	"github.com/tandem-cluster/tandem/service"
 )
 
 // The admin channel's requests (wire.AdminRequest; ARCHITECTURE decision 18): a member's own
@@ -133,7 +133,7 @@ func (r *Replica) adminMembers() []wire.AdminMember {
 // memberStatus is this member's own view.
 func (r *Replica) memberStatus() wire.MemberStatus {
 	bs := r.core.Status()
-	st := wire.MemberStatus{ID: r.cfg.MemberID, RaftID: r.self, Role: roleName(roleOf(bs.RaftState)),
+	st := wire.MemberStatus{ID: r.cfg.MemberID, RaftID: r.self, Role: strings.ToLower(roleOf(bs.RaftState).String()),
 		Term: bs.GetTerm(), Leader: r.IDOf(bs.Lead), Commit: bs.GetCommit(), Applied: r.ctr.Applied(),
 		SnapshotIndex: r.lastSnap, ClusterVersion: r.ctr.ClusterVersion(), Unverified: r.core.Unverified()}
 	if u := r.ctr.ClusterUUID(); !u.IsZero() {
@@ -146,7 +146,7 @@ func (r *Replica) memberStatus() wire.MemberStatus {
 	if prs := r.core.Progress(); prs != nil {
 		last := r.core.LastIndex()
 		st.Lag = map[string]uint64{}
-		for _, id := range slices.Sorted(mapsKeys(prs)) {
+		for _, id := range slices.Sorted(maps.Keys(prs)) {
 			if id == r.self {
 				continue
 			}
@@ -158,28 +158,6 @@ func (r *Replica) memberStatus() wire.MemberStatus {
 		}
 	}
 	return st
-}
-
-func mapsKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
-func roleName(r service.Role) string {
-	switch r {
-	case service.Leader:
-		return "leader"
-	case service.Candidate:
-		return "candidate"
-	case service.PreCandidate:
-		return "pre-candidate"
-	}
-	return "follower"
 }
 
 // change checks and proposes a membership change. It returns an answer to send now (resp), a
@@ -493,8 +471,8 @@ func (r *Replica) planReplace(req wire.AdminRequest) (*pb.ConfChangeV2, *adminEr
 // maybePromote, on the leader, promotes a caught-up learner that did not join to stay one: to a
 // voter, or, for a member rebuilt in place, in the place of the old raft id of its member id.
 func (r *Replica) maybePromote() {
-	if r.appliedTerm != r.core.State().Term || r.core.ConfChangePending() || len(r.changes) > 0 ||
-		r.ctr.ClusterVersion() < container.ClusterVersionMembership {
+	if len(r.core.ConfState().GetLearners()) == 0 || r.appliedTerm != r.core.State().Term ||
+		r.core.ConfChangePending() || len(r.changes) > 0 || r.ctr.ClusterVersion() < container.ClusterVersionMembership {
 		return
 	}
 	ms := r.Members()

@@ -222,6 +222,3 @@ func (r *Replica) Removed(id uint64) bool {
 	cm, ok := r.ctr.Member(id)
 	return ok && cm.Removed
 }
-
-// DescribeVerification says what an unverified member knows (failure reports).
-func (r *Replica) DescribeVerification() string { return r.core.DescribeVerification() }

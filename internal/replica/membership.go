@@ -87,7 +87,7 @@ func (r *Replica) AdmitConfChange(index uint64, cc *pb.ConfChangeV2) error {
 		// A founding change: each adds a voter with its addresses.
 		for _, ch := range cc.GetChanges() {
 			if ch.GetType() != pb.ConfChangeAddNode {
-				return fmt.Errorf("a change without a context of this build's (%s)", consensus.DescribeConfChange(cc))
+				return fmt.Errorf("a change without a context of this build's (%s)", consensus.DescribeConfChange(cc, nil))
 			}
 		}
 		return nil
@@ -189,25 +189,9 @@ func (r *Replica) gone() []uint64 {
 
 // describe is a change as log lines show it, with member ids: "add-learner 3 (raft id 4)".
 func (r *Replica) describe(cc *pb.ConfChangeV2) string {
-	if len(cc.GetChanges()) == 0 {
-		return "leave joint"
-	}
-	s := ""
-	for i, ch := range cc.GetChanges() {
-		if i > 0 {
-			s += ", "
-		}
-		switch ch.GetType() {
-		case pb.ConfChangeAddNode:
-			s += "add-voter "
-		case pb.ConfChangeAddLearnerNode:
-			s += "add-learner "
-		case pb.ConfChangeRemoveNode:
-			s += "remove "
-		}
-		s += strconv.Itoa(r.IDOf(ch.GetNodeId())) + " (raft id " + strconv.FormatUint(ch.GetNodeId(), 10) + ")"
-	}
-	return s
+	return consensus.DescribeConfChange(cc, func(id uint64) string {
+		return strconv.Itoa(r.IDOf(id)) + " (raft id " + strconv.FormatUint(id, 10) + ")"
+	})
 }
 
 // checkRemoved stops a member whose applied state says it was removed: at start (its data is of
