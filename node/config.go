@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tandem-cluster/tandem/internal/container"
 	"github.com/tandem-cluster/tandem/internal/replica"
+	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
 // Member is one member of the cluster.
@@ -53,6 +55,12 @@ type Config struct {
 	// Learner keeps a joining member a learner: it receives the log but does not vote until it
 	// is promoted (tandem cluster promote) or takes a voter's place (replace-member).
 	Learner bool
+	// PreferredLeaders is the founding preference for the cluster's leader, most preferred
+	// first: the leader hands leadership to the first of them that is up and caught up. Only
+	// the founding value: once the cluster has a preference (this one, proposed by its first
+	// leader, or tandem cluster set-preferred-leader's), the replicated one rules, and a member
+	// configured otherwise says so in its log.
+	PreferredLeaders []int
 
 	// TickInterval is raft's tick; HeartbeatTicks and ElectionTicks are counted in ticks. The
 	// defaults give a heartbeat of 100 ms and an election timeout randomised in [700 ms, 1.4 s)
@@ -193,6 +201,17 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, duplicateAddrs(c.Members)...)
+	if len(c.PreferredLeaders) > wire.MaxPreferred {
+		errs = append(errs, fmt.Errorf("PreferredLeaders (%v) names more than %d members", c.PreferredLeaders, wire.MaxPreferred))
+	}
+	for i, id := range c.PreferredLeaders {
+		switch {
+		case slices.Contains(c.PreferredLeaders[:i], id):
+			errs = append(errs, fmt.Errorf("PreferredLeaders (%v) names member %d twice", c.PreferredLeaders, id))
+		case len(c.Join) == 0 && !slices.ContainsFunc(c.Members, func(m Member) bool { return m.ID == id }):
+			errs = append(errs, fmt.Errorf("PreferredLeaders (%v): member %d is not one of the Members", c.PreferredLeaders, id))
+		}
+	}
 	if c.SegmentBytes < 4<<10 {
 		errs = append(errs, fmt.Errorf("SegmentBytes (%d) must be at least 4096", c.SegmentBytes))
 	}

@@ -11,16 +11,19 @@ import (
 	"time"
 
 	"github.com/tandem-cluster/tandem/internal/admin"
+	"github.com/tandem-cluster/tandem/internal/container"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
-// waitMembershipVersion waits until every member applies cluster version 4 (membership changes).
+// waitMembershipVersion waits until every member applies this build's cluster version (4 and
+// up: membership changes; 5: the operator's controls).
 func (c *cluster) waitMembershipVersion() {
 	c.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for !slices.Equal(c.clusterVersions(), []uint16{4, 4, 4}) {
+	v := container.ClusterVersionMax
+	for !slices.Equal(c.clusterVersions(), []uint16{v, v, v}) {
 		if time.Now().After(deadline) {
-			c.t.Fatalf("cluster versions %v, want 4 everywhere", c.clusterVersions())
+			c.t.Fatalf("cluster versions %v, want %d everywhere", c.clusterVersions(), v)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -114,6 +114,10 @@ type Status struct {
 	// so, it grants no vote in a term up to this one (README, "When a member refuses to start").
 	Unverified bool
 	VoteFloor  uint64
+	// Suspended: the cluster is suspended (tandem cluster suspend): commands and new sessions
+	// are refused. Preferred: the cluster's preferred leaders, most preferred first.
+	Suspended bool
+	Preferred []int
 	// EventsDropped counts events lost because nobody read Events fast enough.
 	EventsDropped int
 	// RaftMessagesDropped counts raft messages from peers that were received but not stepped:
@@ -227,6 +231,10 @@ var (
 	// both lists. Start it with the recorded list. (Addresses that differ are only logged: a
 	// member dials its configured addresses, so a cluster can move by a restart.)
 	ErrMembersDiffer = replica.ErrMembersDiffer
+	// ErrShutdown: the cluster was shut down (tandem cluster shutdown): the member stopped at the
+	// shutdown's index, after a snapshot there unless it was aborted. Its data is intact: start
+	// it again to resume.
+	ErrShutdown = replica.ErrShutdown
 )
 
 // ErrRunTwice is returned by a second call of Run: a Node runs once (its inputs, events and
@@ -734,6 +742,7 @@ func (n *Node) Run(ctx context.Context) error {
 	rcfg := cfg.replicaConfig()
 	rcfg.Container.ClusterVersionMax = clusterMax
 	rcfg.Unverified, rcfg.VoteFloor = arch.Verification()
+	rcfg.PreferredLeaders = cfg.PreferredLeaders
 	rcfg.RaftID, rcfg.Joined, rcfg.Joining, rcfg.ClusterID, rcfg.DescribeSelf = selfRaft, arch.RaftID() != 0, joined != nil,
 		cfg.ClusterID, n.describeSelf
 	// The client port takes a command as large as the replica accepts (and announces), and
@@ -1070,7 +1079,8 @@ func (n *Node) updateStatus(r *replica.Replica) {
 	n.status = Status{ID: st.MemberID, RaftID: r.SelfRaftID(), Role: st.Role, Term: st.Term, Leader: st.Leader, Commit: st.Commit,
 		Applied: st.Applied, SnapshotIndex: st.SnapshotIndex, Members: ms,
 		ClusterVersion: st.ClusterVersion, ClusterVersionMax: st.ClusterVersionMax,
-		ClusterUUID: uuidString(st.ClusterUUID), Unverified: st.Unverified, VoteFloor: st.VoteFloor}
+		ClusterUUID: uuidString(st.ClusterUUID), Unverified: st.Unverified, VoteFloor: st.VoteFloor,
+		Suspended: st.Suspended, Preferred: st.Preferred}
 	n.mu.Unlock()
 }
 
@@ -1080,7 +1090,7 @@ func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport,
 	if r.Summary().Role != service.Leader || len(r.Members()) < 2 || n.cfg.ShutdownTransferTimeout == 0 {
 		return
 	}
-	to, ok := r.BestFollower()
+	to, ok := r.PreferredTarget()
 	if !ok {
 		return
 	}

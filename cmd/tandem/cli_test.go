@@ -149,7 +149,7 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("tandem version --json: %+v", v)
 	}
 	text, _, code := runCLI(t, bin, "version")
-	for _, want := range []string{"tandem " + version, "member protocol", "client protocol   1 to 4", "cluster version   applies up to 4", "reads identity 1 to 3", "log segments 1 to 3", "state snapshots 1 to 3"} {
+	for _, want := range []string{"tandem " + version, "member protocol", "client protocol   1 to 4", "cluster version   applies up to 5", "reads identity 1 to 3", "log segments 1 to 3", "state snapshots 1 to 4"} {
 		if code != 0 || !strings.Contains(text, want) {
 			t.Fatalf("tandem version exited %d without %q:\n%s", code, want, text)
 		}

@@ -23,8 +23,9 @@ import (
 
 const clusterHelp = `Usage: tandem cluster [flags] <verb> [arguments]
 
-Shows and changes a running cluster's membership, through the members' client ports (the admin
-channel, client protocol 4: members of a build that has it).
+Shows and changes a running cluster's membership and controls it, through the members' client
+ports (the admin channel, client protocol 4: members of a build that has it; the controls need
+cluster version 5).
 
 Verbs:
   leader                          the leader's member id, as the members that answered see it
@@ -39,6 +40,20 @@ Verbs:
   promote ID                      make learner ID a voter
   replace-member OLD --with NEW [--force]
                                   in one change, make learner NEW a voter and remove member OLD
+  suspend                         the service gets no commands, new sessions or timer events
+                                  (refused with a reason, not retried); queries are served and
+                                  sessions do not expire; replicated: a new leader keeps it
+  resume                          ends a suspension
+  snapshot                        every member takes a snapshot at one log index; waits until
+                                  each endpoint reports it
+  shutdown [--abort]              every member stops at one log index, after a snapshot there
+                                  (--abort: without); starting them again resumes with nothing
+                                  lost. Waits until no endpoint answers
+  set-preferred-leader ID[,ID] | --clear
+                                  the members preferred to lead, most preferred first: the
+                                  leader hands over to the first that is up and caught up for a
+                                  few seconds (tandem node --preferred-leader is the founding
+                                  value)
 
 The leader refuses a change that would leave fewer live voters than the new configuration's
 quorum; --force makes it anyway. While it answers "not now" (another change under way, a
@@ -59,6 +74,9 @@ Examples:
   tandem cluster list-members
   tandem cluster remove-member 2
   tandem cluster replace-member 2 --with 3 --timeout 1m
+  tandem cluster set-preferred-leader 0,1
+  tandem cluster suspend && tandem cluster snapshot && tandem cluster resume
+  tandem cluster shutdown --timeout 30s
 `
 
 func runCluster(args []string) int { return clusterMain(args, os.Stdout, os.Stderr) }
@@ -89,6 +107,8 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the members' answers as JSON")
 	force := fs.Bool("force", false, "remove-member, replace-member: make the change even if the live voters left could not make a quorum")
 	with := fs.String("with", "", "replace-member: the learner that takes the place")
+	abort := fs.Bool("abort", false, "shutdown: stop without the snapshot")
+	clear := fs.Bool("clear", false, "set-preferred-leader: no member is preferred")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, clusterHelp)
 		fs.PrintDefaults()
@@ -123,6 +143,12 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 	}
 	if set["with"] && verb != wire.AdminReplaceMember {
 		return c.fail(exitUsage, "--with is for replace-member, not %s", verb)
+	}
+	if set["abort"] && verb != wire.AdminShutdown {
+		return c.fail(exitUsage, "--abort is for shutdown, not %s", verb)
+	}
+	if set["clear"] && verb != wire.AdminSetPreferred {
+		return c.fail(exitUsage, "--clear is for set-preferred-leader, not %s", verb)
 	}
 	ids := func(n int, what string) ([]int, bool) {
 		if len(rest) != n {
@@ -186,10 +212,28 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		return c.leader(ctx, id[0])
+	case wire.AdminSuspend, wire.AdminResume, wire.AdminSnapshot, wire.AdminShutdown:
+		if _, ok := ids(0, "no arguments"); !ok {
+			return exitUsage
+		}
+		return c.control(ctx, wire.AdminRequest{Op: verb, Abort: *abort})
+	case wire.AdminSetPreferred:
+		req := wire.AdminRequest{Op: verb, Clear: *clear}
+		switch {
+		case *clear && len(rest) == 0:
+		case !*clear && len(rest) == 1:
+			var err error
+			if req.IDs, err = parseIDs(rest[0]); err != nil || len(req.IDs) == 0 {
+				return c.fail(exitUsage, "set-preferred-leader %s: want member ids ID[,ID]", rest[0])
+			}
+		default:
+			return c.fail(exitUsage, "set-preferred-leader takes ID[,ID] (most preferred first), or --clear")
+		}
+		return c.control(ctx, req)
 	case wire.AdminJoin:
 		return c.fail(exitUsage, "join is the joining member's request: tandem node sends it when it starts")
 	}
-	return c.fail(exitUsage, "unknown verb %q: status, leader, is-leader, list-members, remove-member, promote or replace-member (tandem cluster --help)", verb)
+	return c.fail(exitUsage, "unknown verb %q: status, leader, is-leader, list-members, remove-member, promote, replace-member, suspend, resume, snapshot, shutdown or set-preferred-leader (tandem cluster --help)", verb)
 }
 
 func parseMemberID(s string) (int, error) {
@@ -207,13 +251,35 @@ func describeRequest(req wire.AdminRequest) string {
 		return req.Op
 	case wire.AdminReplaceMember:
 		return fmt.Sprintf("%s %d --with %d", req.Op, req.ID, req.Member.ID)
+	case wire.AdminSuspend, wire.AdminResume, wire.AdminSnapshot:
+		return req.Op
+	case wire.AdminShutdown:
+		if req.Abort {
+			return req.Op + " --abort"
+		}
+		return req.Op
+	case wire.AdminSetPreferred:
+		if req.Clear {
+			return req.Op + " --clear"
+		}
+		return fmt.Sprintf("%s %s", req.Op, joinIDs(req.IDs))
 	}
 	return fmt.Sprintf("%s %d", req.Op, req.ID)
 }
 
 // change sends a request the leader serves (list-members, or a change) and reports its answer.
 func (c *clusterCmd) change(ctx context.Context, req wire.AdminRequest) int {
+	_, code := c.do(ctx, req)
+	return code
+}
+
+// do sends a request the leader serves and reports a failure; code is exitOK with the answer to
+// print (printed already for list-members and the membership changes).
+func (c *clusterCmd) do(ctx context.Context, req wire.AdminRequest) (wire.AdminResponse, int) {
 	what := describeRequest(req)
+	fail := func(code int, format string, args ...any) (wire.AdminResponse, int) {
+		return wire.AdminResponse{}, c.fail(code, format, args...)
+	}
 	res, err := admin.Do(ctx, c.endpoints, req, admin.Options{})
 	if c.json && res.Raw != nil {
 		c.printJSON(res.Raw)
@@ -224,24 +290,24 @@ func (c *clusterCmd) change(ctx context.Context, req wire.AdminRequest) int {
 		if !strings.Contains(err.Error(), "list-members") {
 			hint = " (tandem cluster list-members tells)"
 		}
-		return c.fail(exitUnknown, "%s: %v%s", what, err, hint)
+		return fail(exitUnknown, "%s: %v%s", what, err, hint)
 	case err != nil:
-		return c.fail(exitFailed, "%s: %v", what, err)
+		return fail(exitFailed, "%s: %v", what, err)
 	}
 	resp := res.Response
 	switch res.Status {
 	case wire.StatusOK:
 	case wire.StatusRejected:
-		return c.fail(exitNotApplied, "%s: refused: %s", what, resp.Error)
+		return fail(exitNotApplied, "%s: refused: %s", what, resp.Error)
 	case wire.StatusBadRequest:
-		return c.fail(exitUsage, "%s: bad request: %s", what, resp.Error)
+		return fail(exitUsage, "%s: bad request: %s", what, resp.Error)
 	case wire.StatusUnavailable:
-		return c.fail(exitFailed, "%s: not done within %s: %s", what, c.timeout, resp.Error)
+		return fail(exitFailed, "%s: not done within %s: %s", what, c.timeout, resp.Error)
 	default:
-		return c.fail(exitFailed, "%s: not done: %s answered status %d: %s", what, res.Endpoint, res.Status, resp.Error)
+		return fail(exitFailed, "%s: not done: %s answered status %d: %s", what, res.Endpoint, res.Status, resp.Error)
 	}
 	if c.json {
-		return exitOK
+		return resp, exitOK
 	}
 	switch req.Op {
 	case wire.AdminListMembers:
@@ -258,7 +324,7 @@ func (c *clusterCmd) change(ctx context.Context, req wire.AdminRequest) int {
 		}
 		c.printChange(req, resp)
 	}
-	return exitOK
+	return resp, exitOK
 }
 
 // printChange prints a change made.
@@ -575,6 +641,19 @@ func (c *clusterCmd) statusTable(entries []statusEntry) {
 		if e.st == nil {
 			fmt.Fprintf(c.stdout, "%s: %s\n", e.Endpoint, e.reason)
 		}
+	}
+	// The controls, as the leader applied them (else as the first member that answered).
+	var ctl *wire.MemberStatus
+	for _, e := range entries {
+		if e.st != nil && (ctl == nil || e.st.Role == "leader") {
+			ctl = e.st
+		}
+	}
+	if ctl != nil && ctl.Suspended {
+		fmt.Fprintln(c.stdout, "the cluster is SUSPENDED: commands and new sessions are refused (tandem cluster resume)")
+	}
+	if ctl != nil && len(ctl.Preferred) > 0 {
+		fmt.Fprintf(c.stdout, "preferred leaders: %s\n", joinIDs(ctl.Preferred))
 	}
 }
 

@@ -94,6 +94,7 @@ func runNode(args []string) int {
 	maxClusterVersion := fs.Uint("max-cluster-version", 0, "apply and report cluster versions up to this one only (0: this build's highest): on any one member, holds the cluster's version during a rolling upgrade (docs/COMPATIBILITY.md)")
 	verbose := fs.Bool("verbose", false, "log debug detail")
 	join := fs.String("join", envOr("TANDEM_JOIN", ""), "on an empty data directory, join the running cluster through these members' client addresses `host:port,…` (a data directory with data ignores it) [TANDEM_JOIN]")
+	preferred := fs.String("preferred-leader", envOr("TANDEM_PREFERRED_LEADER", ""), "the founding preference for the leader `ID[,ID]`, most preferred first: the leader hands over to the first that is up and caught up (afterwards: tandem cluster set-preferred-leader) [TANDEM_PREFERRED_LEADER]")
 	learner := fs.Bool("learner", false, "with --join: stay a learner (no vote) until promoted or made a replacement")
 	clientAddr := fs.String("client-addr", "", "this member's advertised client address (default: from --members, or 127.0.0.1:9000+id)")
 	memberAddr := fs.String("member-addr", "", "this member's advertised member address (default: from --members, or 127.0.0.1:9100+id)")
@@ -140,6 +141,10 @@ func runNode(args []string) int {
 	}
 	if *learner && *join == "" {
 		fmt.Fprintln(os.Stderr, "tandem node: --learner is for a member that joins (--join)")
+		return exitUsage
+	}
+	if cfg.PreferredLeaders, err = parseIDs(*preferred); err != nil {
+		fmt.Fprintf(os.Stderr, "tandem node: --preferred-leader: %v\n", err)
 		return exitUsage
 	}
 	if *join != "" {
@@ -234,6 +239,10 @@ func runNode(args []string) int {
 	}()
 	err = n.Run(ctx)
 	<-rendered // every event is printed before the last line
+	if errors.Is(err, node.ErrShutdown) {
+		r.line("%v", err)
+		return exitOK
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
 		if errors.Is(err, node.ErrCannotApply) {
@@ -369,4 +378,20 @@ func (r *renderer) event(ev node.Event) {
 	case node.EventMembership:
 		r.line("membership changed at log index %d (tandem cluster list-members)", ev.Index)
 	}
+}
+
+// parseIDs parses a comma-separated list of member ids ("" is none).
+func parseIDs(s string) ([]int, error) {
+	var ids []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		id, err := strconv.Atoi(f)
+		if err != nil || id < 0 {
+			return nil, fmt.Errorf("%q is not a member id (a non-negative integer)", f)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
 }

@@ -25,7 +25,7 @@ func TestDowngradedMemberStopsWithExitCode5(t *testing.T) {
 		}
 	}
 	victim := (l + 1) % 3
-	waitOutput(pc.procs[victim], "cluster version 4 in force")
+	waitOutput(pc.procs[victim], "cluster version 5 in force")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := pc.dial(ctx)
@@ -42,7 +42,7 @@ func TestDowngradedMemberStopsWithExitCode5(t *testing.T) {
 	if code != exitCannotApply {
 		t.Fatalf("the downgraded member exited with code %d, want %d; output:\n%s", code, exitCannotApply, out)
 	}
-	for _, want := range []string{"cluster version", "applies cluster versions up to 1", "run a build that applies version 4"} {
+	for _, want := range []string{"cluster version", "applies cluster versions up to 1", "run a build that applies version 5"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("the downgraded member's output lacks %q:\n%s", want, out)
 		}

@@ -201,7 +201,7 @@ func TestAdminFollowsRedirects(t *testing.T) {
 	if lost.count() != 1 || knows.count() != 1 || leader.count() != 1 {
 		t.Fatalf("requests: %d, %d, %d; want one each", lost.count(), knows.count(), leader.count())
 	}
-	if got := leader.request(0); got != removeTwo {
+	if got := leader.request(0); !reflect.DeepEqual(got, removeTwo) {
 		t.Fatalf("the leader read %+v", got)
 	}
 }

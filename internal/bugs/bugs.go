@@ -51,9 +51,12 @@ const (
 	// allocates above the current members only, and the members' check at apply lets a removed
 	// raft id back in (replica.nextRaftID, AdmitConfChange).
 	ReuseRaftIDs Bug = "reuse-raft-ids"
+	// SuspendLeaderOnly: a suspended cluster refuses commands at apply on the leader only;
+	// followers apply them (container.command).
+	SuspendLeaderOnly Bug = "suspend-leader-only"
 )
 
 // All is every planted bug.
 var All = []Bug{SkipFsync, AckBeforeCommit, ReadWithoutReadIndex, NoDedup, FollowerForwards,
 	SendBeforePersist, VoteNotSynced, DropEmptyAppends, ResendFreshNumber, RaiseUnreported, LostAsTorn,
-	EmptyLogVotes, ReuseRaftIDs}
+	EmptyLogVotes, ReuseRaftIDs, SuspendLeaderOnly}

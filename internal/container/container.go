@@ -146,6 +146,11 @@ type Container struct {
 	// Invariant: len(closedOrder) == len(closed) <= cfg.ClosedSessionsMax.
 	closed      map[wire.SessionID]uint8
 	closedOrder []wire.SessionID
+	// suspended, preferred and preferredSet: the operator's controls (control.go; cluster
+	// version 5 on, snapshot format 4).
+	suspended    bool
+	preferred    []int
+	preferredSet bool
 
 	// Derived: timer heap with lazy deletion (entries whose deadline no longer matches the map
 	// are stale).
@@ -184,6 +189,7 @@ func (c *Container) reset() {
 	c.timerQ = nil
 	c.closed = map[wire.SessionID]uint8{}
 	c.closedOrder = nil
+	c.suspended, c.preferred, c.preferredSet = false, nil, false
 }
 
 // Start replaces all state with a snapshot taken by TakeSnapshot (nil: empty state) at raft
@@ -204,6 +210,7 @@ func (c *Container) Start(snapshot []byte, index uint64) error {
 		}
 		c.applied, c.clusterTime, c.bytesUsed, c.clusterVersion = st.applied, st.clusterTime, 0, st.clusterVersion
 		c.clusterUUID = st.clusterUUID
+		c.suspended, c.preferred, c.preferredSet = st.suspended, st.preferred, st.preferredSet
 		for _, s := range st.sessions {
 			s.handle = &sessionHandle{c: c, id: s.id}
 			s.bytes = sessionOverheadBytes + slotBytes*int64(s.win.span)
@@ -433,11 +440,16 @@ func (c *Container) ApplyBatch(index uint64, b *wire.Batch) (bool, error) {
 	before := c.clusterTime
 	c.clusterTime = max(c.clusterTime, b.TimestampNanos)
 	c.applied = index
-	c.fireTimers()
+	if !c.suspended {
+		c.fireTimers()
+	}
 	for i := range b.Items {
 		it := &b.Items[i]
 		switch it.Kind {
 		case wire.ItemOpen:
+			if c.suspended && c.refuseSuspended(it) {
+				continue
+			}
 			c.open(it.Session)
 		case wire.ItemCommand:
 			c.command(it)
@@ -540,6 +552,12 @@ func (c *Container) command(it *wire.Item) {
 	r, dup := s.win.get(it.Seq)
 	if dup && !bugs.Active(bugs.NoDedup) {
 		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusOK, Payload: r})
+		return
+	}
+	if c.suspended && (c.role == service.Leader || !bugs.Active(bugs.SuspendLeaderOnly)) {
+		// Refused, not recorded: the command was not applied, and the client was told so.
+		c.egress(&wire.ClientMsg{Kind: wire.CResponse, Session: it.Session, Seq: it.Seq, Status: wire.StatusRejected,
+			Payload: []byte(SuspendedMessage)})
 		return
 	}
 	if c.beyondWindow(it.Seq, s.win.floor) || c.overBudget(s, it.Seq, s.win.floor) {

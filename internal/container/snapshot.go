@@ -15,7 +15,8 @@ import (
 //
 //	magic "TNDC" | version u8 | applied u64 | clusterTime i64
 //	format 2 and 3: cluster version u16
-//	format 3 only: cluster uuid [16] (zero: none recorded yet)
+//	format 3 and 4: cluster uuid [16] (zero: none recorded yet)
+//	format 4 only: suspended u8 | preferred set u8 | preferred: count u8, each member id u32
 //	sessions: count u32, each: id [16] | floor u64 | replies u32, each: seq u64 | len u32 | bytes
 //	timers:   count u32, each (by correlation id): id i64 | deadline i64
 //	members:  count u32, each (by raft id): raft id u64 | removed u8 | len u32 | addrs (Member.Addrs)
@@ -28,10 +29,11 @@ import (
 //
 // Format 1 is what every build up to 045a031 wrote, and what this one writes while the cluster
 // version is 1 (a member that applies only version 1 may install it); at cluster version 2 it
-// writes format 2, and from cluster version 3 on format 3 (which adds the cluster's identity).
+// writes format 2, from cluster version 3 on format 3 (which adds the cluster's identity), and from
+// cluster version 5 on format 4 (which adds the operator's controls: suspension and preference).
 // The format follows replicated state, so members still write equal bytes at equal indexes. It
-// reads all three: format 1 holds cluster version 1, format 2 a version of 2, format 3 one of 3
-// or more.
+// reads all four: format 1 holds cluster version 1, format 2 a version of 2, format 3 one of 3
+// or 4, format 4 one of 5 or more.
 var snapshotMagic = [4]byte{'T', 'N', 'D', 'C'}
 
 // Snapshot formats this build reads; it writes the one the cluster version asks for.
@@ -39,10 +41,11 @@ const (
 	snapshotFormat1 uint8 = 1
 	snapshotFormat2 uint8 = 2
 	snapshotFormat3 uint8 = 3
+	snapshotFormat4 uint8 = 4
 
 	// SnapshotFormatMin and SnapshotFormatMax bound the formats this build reads.
 	SnapshotFormatMin = snapshotFormat1
-	SnapshotFormatMax = snapshotFormat3
+	SnapshotFormatMax = snapshotFormat4
 )
 
 // ErrBadSnapshot wraps every snapshot decoding error.
@@ -60,6 +63,8 @@ func (c *Container) TakeSnapshot() ([]byte, error) {
 	b := append([]byte(nil), snapshotMagic[:]...)
 	format := snapshotFormat1
 	switch {
+	case c.clusterVersion >= ClusterVersionControl:
+		format = snapshotFormat4
 	case c.clusterVersion >= 3:
 		format = snapshotFormat3
 	case c.clusterVersion == 2:
@@ -73,6 +78,12 @@ func (c *Container) TakeSnapshot() ([]byte, error) {
 	}
 	if format >= snapshotFormat3 {
 		b = append(b, c.clusterUUID[:]...)
+	}
+	if format >= snapshotFormat4 {
+		b = append(b, boolByte(c.suspended), boolByte(c.preferredSet), uint8(len(c.preferred)))
+		for _, id := range c.preferred {
+			b = le.AppendUint32(b, uint32(id))
+		}
 	}
 	b = le.AppendUint32(b, uint32(len(c.sessions)))
 	for _, id := range c.SessionIDs() {
@@ -133,9 +144,19 @@ type snapshotState struct {
 	members        []Member
 	clusterVersion uint16
 	clusterUUID    wire.ClusterUUID
+	suspended      bool
+	preferredSet   bool
+	preferred      []int
 	closed         []wire.SessionID
 	closedReasons  []uint8 // one per closed id
 	service        []byte
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 type snapReader struct {
@@ -219,12 +240,27 @@ func decodeSnapshot(data []byte) (*snapshotState, error) {
 	if format >= snapshotFormat2 {
 		st.clusterVersion = r.u16()
 		if r.err == nil && (st.clusterVersion < 2 || format == snapshotFormat2 && st.clusterVersion != 2 ||
-			format == snapshotFormat3 && st.clusterVersion < 3) {
+			format == snapshotFormat3 && (st.clusterVersion < 3 || st.clusterVersion >= ClusterVersionControl) ||
+			format == snapshotFormat4 && st.clusterVersion < ClusterVersionControl) {
 			r.err = fmt.Errorf("%w: format %d with cluster version %d", ErrBadSnapshot, format, st.clusterVersion)
 		}
 	}
 	if format >= snapshotFormat3 {
 		copy(st.clusterUUID[:], r.take(len(st.clusterUUID)))
+	}
+	if format >= snapshotFormat4 {
+		sus, set, k := r.u8(), r.u8(), int(r.u8())
+		if r.err == nil && (sus > 1 || set > 1 || k > wire.MaxPreferred || k > 0 && set == 0) {
+			r.err = fmt.Errorf("%w: controls %d, %d, %d preferred", ErrBadSnapshot, sus, set, k)
+		}
+		st.suspended, st.preferredSet = sus == 1, set == 1
+		for range k {
+			id := r.u32()
+			if r.err == nil && (id > 1<<31-1 || slices.Contains(st.preferred, int(id))) {
+				r.err = fmt.Errorf("%w: preferred member %d", ErrBadSnapshot, id)
+			}
+			st.preferred = append(st.preferred, int(id))
+		}
 	}
 	n := r.count(16 + 8 + 4)
 	var prev *wire.SessionID

@@ -33,9 +33,12 @@ import (
 //	4  membership changes (raft's ConfChangeV2): a member added later is recorded with its
 //	   member id, addresses and whether it stays a learner, under a raft id never used before
 //	   (replica's members.go); nothing in the snapshot format changes.
+//	5  the operator's controls (wire.EntryControl: suspend, resume, snapshot, shutdown, the
+//	   preferred leader; control.go); snapshot format 4 records the suspension and the
+//	   preference.
 
 // ClusterVersionMax is the highest cluster version this build can apply.
-const ClusterVersionMax uint16 = 4
+const ClusterVersionMax uint16 = 5
 
 // ClusterVersionMembership is the cluster version from which membership changes are proposed
 // and applied.

@@ -73,14 +73,28 @@ func (r *Replica) admin(conn ConnID, m *wire.ClientMsg) {
 		}
 		r.answerAdmin(conn, m.RequestID, wire.StatusOK, &wire.AdminResponse{Status: &st})
 		return
-	case wire.AdminListMembers, wire.AdminJoin, wire.AdminRemoveMember, wire.AdminPromote, wire.AdminReplaceMember:
+	case wire.AdminListMembers, wire.AdminJoin, wire.AdminRemoveMember, wire.AdminPromote, wire.AdminReplaceMember,
+		wire.AdminSuspend, wire.AdminResume, wire.AdminSnapshot, wire.AdminShutdown, wire.AdminSetPreferred:
 	default:
 		r.answerAdmin(conn, m.RequestID, wire.StatusBadRequest, &wire.AdminResponse{Error: fmt.Sprintf(
-			"unknown operation %q (this member knows status, list-members, join, remove-member, promote, replace-member)", req.Op)})
+			"unknown operation %q (this member knows status, list-members, join, remove-member, promote, replace-member, "+
+				"suspend, resume, snapshot, shutdown, set-preferred-leader)", req.Op)})
 		return
 	}
 	if !r.isLeader() {
 		r.redirect(conn, m)
+		return
+	}
+	switch req.Op {
+	case wire.AdminSuspend, wire.AdminResume, wire.AdminSnapshot, wire.AdminShutdown, wire.AdminSetPreferred:
+		switch aerr := r.control(conn, m.RequestID, req); {
+		case aerr != nil && aerr.status == wire.StatusOK:
+			resp := &wire.AdminResponse{Index: r.ctr.Applied(), Already: aerr.text, Suspended: r.ctr.Suspended()}
+			resp.Preferred, _ = r.ctr.Preferred()
+			r.answerAdmin(conn, m.RequestID, wire.StatusOK, resp)
+		case aerr != nil:
+			r.answerAdmin(conn, m.RequestID, aerr.status, &wire.AdminResponse{Error: aerr.text})
+		}
 		return
 	}
 	if req.Op == wire.AdminListMembers {
@@ -91,7 +105,9 @@ func (r *Replica) admin(conn ConnID, m *wire.ClientMsg) {
 				"has not applied what it inherited yet: try again"})
 			return
 		}
-		resp := &wire.AdminResponse{Members: r.adminMembers(), Index: r.ctr.Applied(), ClusterID: r.cfg.ClusterID}
+		resp := &wire.AdminResponse{Members: r.adminMembers(), Index: r.ctr.Applied(), ClusterID: r.cfg.ClusterID,
+			Suspended: r.ctr.Suspended()}
+		resp.Preferred, _ = r.ctr.Preferred()
 		for _, cm := range r.ctr.Members() {
 			if cm.Removed {
 				resp.Removed = append(resp.Removed, cm.RaftID)
@@ -135,7 +151,9 @@ func (r *Replica) memberStatus() wire.MemberStatus {
 	bs := r.core.Status()
 	st := wire.MemberStatus{ID: r.cfg.MemberID, RaftID: r.self, Role: strings.ToLower(roleOf(bs.RaftState).String()),
 		Term: bs.GetTerm(), Leader: r.IDOf(bs.Lead), Commit: bs.GetCommit(), Applied: r.ctr.Applied(),
-		SnapshotIndex: r.lastSnap, ClusterVersion: r.ctr.ClusterVersion(), Unverified: r.core.Unverified()}
+		SnapshotIndex: r.lastSnap, ClusterVersion: r.ctr.ClusterVersion(), Unverified: r.core.Unverified(),
+		Suspended: r.ctr.Suspended()}
+	st.Preferred, _ = r.ctr.Preferred()
 	if u := r.ctr.ClusterUUID(); !u.IsZero() {
 		st.ClusterUUID = u.String()
 	}
@@ -167,6 +185,9 @@ func (r *Replica) change(conn ConnID, reqID uint64, req wire.AdminRequest) (*wir
 		return nil, refuse("membership changes need cluster version %d, and %d is in force: every member must run a build "+
 			"that has them (the leader raises the version once all do; tandem cluster status shows each member's build)",
 			container.ClusterVersionMembership, v)
+	}
+	if r.shutdownProposed {
+		return nil, notNow("the cluster is shutting down")
 	}
 	if r.appliedTerm != r.core.State().Term || r.core.ConfChangePending() || len(r.changes) > 0 {
 		return nil, notNow("a membership change is in progress: try again once it is applied")

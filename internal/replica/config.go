@@ -29,6 +29,10 @@ type Config struct {
 	// start (the join's answer came just now): its raft id never voted, so it is verified from
 	// the start (consensus.Config.Joining); a joined member restarted on an empty log is not.
 	Joined, Joining bool
+	// PreferredLeaders is the founding preference for the leader (node's --preferred-leader):
+	// a leader proposes it once the cluster version allows and no preference was ever set;
+	// after that the replicated one rules (preferred.go).
+	PreferredLeaders []int
 	// Members are the founding members, used to bootstrap an empty data directory. After that
 	// the membership comes from the replicated log and snapshots.
 	Members []Member

@@ -59,11 +59,13 @@ func (r *Replica) ApplyEntry(e *pb.Entry, cc *pb.ConfChangeV2) error {
 		due = r.ctr.ApplyEmpty(ix)
 	default:
 		var err error
-		if due, err = r.applyData(ix, e.GetData()); err != nil {
+		if due, err = r.applyData(ix, e.GetTerm(), e.GetData()); err != nil {
 			return err
 		}
 	}
-	if (due || r.snapOwed) && !r.snapWriting {
+	forced := r.snapForced
+	r.snapForced = false
+	if (due || r.snapOwed) && !r.snapWriting || forced {
 		r.snapOwed = false
 		data, err := r.ctr.TakeSnapshot()
 		if err != nil {
@@ -71,7 +73,13 @@ func (r *Replica) ApplyEntry(e *pb.Entry, cc *pb.ConfChangeV2) error {
 		}
 		// The membership as of ix: the core applied this entry's change, if it is one, and
 		// nothing after it yet.
-		r.snapDue, r.snapDueIx, r.snapDueConf = data, ix, proto.Clone(r.core.ConfState()).(*pb.ConfState)
+		conf := proto.Clone(r.core.ConfState()).(*pb.ConfState)
+		if r.snapWriting {
+			// An operator's snapshot at this index, while another is written: it follows.
+			r.snapQueued = &queuedSnapshot{data: data, ix: ix, conf: conf}
+		} else {
+			r.snapDue, r.snapDueIx, r.snapDueConf = data, ix, conf
+		}
 	}
 	return nil
 }
@@ -79,7 +87,7 @@ func (r *Replica) ApplyEntry(e *pb.Entry, cc *pb.ConfChangeV2) error {
 // applyData applies a committed entry's data. An entry that does not decode, or of a kind this
 // build does not know, cannot be skipped (the others applied it): the member stops at its index
 // (ErrCannotApply).
-func (r *Replica) applyData(ix uint64, data []byte) (bool, error) {
+func (r *Replica) applyData(ix, term uint64, data []byte) (bool, error) {
 	kind, err := wire.EntryKindOf(data)
 	if err != nil {
 		return false, fmt.Errorf("%w: the entry at index %d: %w", ErrCannotApply, ix, err)
@@ -115,6 +123,8 @@ func (r *Replica) applyData(ix uint64, data []byte) (bool, error) {
 		return due, nil
 	case wire.EntryClusterIdentity:
 		return r.applyIdentity(ix, data)
+	case wire.EntryControl:
+		return r.applyControl(ix, term, data)
 	}
 	return false, fmt.Errorf("%w: the entry at index %d is of %v, which this build does not know (a newer build wrote it)",
 		ErrCannotApply, ix, kind)
@@ -147,6 +157,7 @@ func (r *Replica) StateChanged(st consensus.State) {
 	r.role = role
 	r.ctr.SetRole(role)
 	if role == service.Leader && !wasLeader {
+		r.leaderSince = r.ticks
 		// A new term restarts every session's idle clock: the new leader cannot know when the
 		// clients last spoke to the old one.
 		now := r.clock.Now()
@@ -169,8 +180,9 @@ func (r *Replica) stepDown() {
 			r.redirect(conn, &wire.ClientMsg{Session: it.Session, Seq: it.Seq})
 		}
 	}
-	r.pending, r.pendingBytes, r.raising, r.identifying = nil, 0, false, false
+	r.pending, r.pendingBytes, r.raising, r.identifying, r.preferring = nil, 0, false, false, false
 	r.failChanges()
+	r.failControls()
 	st := r.core.State()
 	r.failReads(r.newReads, &consensus.NotLeaderError{Leader: st.Leader, Term: st.Term})
 	r.newReads = nil

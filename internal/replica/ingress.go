@@ -18,6 +18,9 @@ import (
 // (flush, propose). Session expiry is decided here too, by the leader's clock.
 
 func (r *Replica) expireSessions(now int64) {
+	if r.ctr.Suspended() {
+		return // no session expires while the cluster is suspended (resuming restarts every clock)
+	}
 	timeout := r.cfg.SessionTimeout.Nanoseconds()
 	for _, id := range r.ctr.SessionIDs() {
 		last, ok := r.lastActivity[id]
@@ -90,6 +93,11 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 			r.attach(m.Session, conn, now)
 			return
 		}
+		if r.ctr.Suspended() {
+			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session, Status: wire.StatusRejected,
+				Payload: []byte(container.SuspendedMessage)})
+			return
+		}
 		if !r.admitPending(conn, m) {
 			return
 		}
@@ -102,6 +110,11 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 			st = wire.StatusUnavailable
 		}
 		if st == wire.StatusSessionExpired && r.confirmFirst(conn, m) {
+			return
+		}
+		if st == wire.StatusOK && r.ctr.SuspendRefuses(m.Session, m.Seq, m.LowestUnacked) {
+			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq, Status: wire.StatusRejected,
+				Payload: []byte(container.SuspendedMessage)})
 			return
 		}
 		if st != wire.StatusOK {
@@ -310,6 +323,10 @@ func (r *Replica) enqueue(it wire.Item) {
 
 // flush proposes the pending items as batches of at most MaxBatchBytes.
 func (r *Replica) flush() {
+	if r.shutdownProposed && len(r.pending) > 0 {
+		r.refusePending(errShuttingDown)
+		return
+	}
 	rest := r.pending
 	for len(rest) > 0 {
 		n, size := 0, 0
@@ -339,7 +356,23 @@ func (r *Replica) propose(items []wire.Item, size int) {
 	if err == nil {
 		return
 	}
-	// Nothing was appended: tell each client now instead of letting it time out.
+	r.refuseItems(items, err)
+}
+
+// errShuttingDown: a leader that proposed a shutdown proposes nothing more.
+var errShuttingDown = errors.New("the cluster is shutting down: try again once it is started again")
+
+// refusePending refuses every pending item with err, as a failed proposal.
+func (r *Replica) refusePending(err error) {
+	r.refuseItems(r.pending, err)
+	clear(r.pending)
+	r.pending = r.pending[:0]
+	r.pendingBytes = 0
+}
+
+// refuseItems tells the clients of items that were not proposed (err says why) now, instead of
+// letting them time out.
+func (r *Replica) refuseItems(items []wire.Item, err error) {
 	for i := range items {
 		it := &items[i]
 		// Only the item that proposed an open or a close gives its mark back: a session's open

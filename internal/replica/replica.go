@@ -99,6 +99,9 @@ type Summary struct {
 	// vote requests up to this term (consensus/verify.go).
 	Unverified bool
 	VoteFloor  uint64
+	// Suspended and Preferred: the operator's controls as applied here.
+	Suspended bool
+	Preferred []int
 }
 
 // Replica is one member: consensus core, container and the leader's ingress, driven step by step.
@@ -178,6 +181,38 @@ type Replica struct {
 	// identifying: this leader proposed the cluster's identity and has not applied an identity
 	// entry since.
 	identifying bool
+
+	// The operator's controls (control.go): the requests this leader proposed and has not seen
+	// applied; shutdownProposed: this leader proposed (or applied) a shutdown and proposes
+	// nothing more; stop: this member applied a current shutdown and stops once it may
+	// (checkStop), stopTick the tick it applied it, stopMatched the tick every member had it
+	// (-1: not yet).
+	controls         []*pendingControl
+	shutdownProposed bool
+	stop             *ShutdownError
+	stopTick         int
+	stopMatched      int
+	// snapForced: the entry being applied needs a snapshot at its index (an operator's snapshot
+	// or shutdown) even if one is being written: it then waits in snapQueued.
+	snapForced bool
+	snapQueued *queuedSnapshot
+
+	// The preferred leader (preferred.go): preferring, a founding preference proposed and not
+	// applied; leaderSince, the tick this member became leader; prefCand and prefStreak, the
+	// preferred member found ready at the last checks and for how many in a row.
+	preferring  bool
+	prefWarned  bool
+	leaderSince int
+	prefCand    uint64
+	prefStreak  int
+}
+
+// queuedSnapshot is a snapshot taken while another was being written, handed to storage once
+// that one is.
+type queuedSnapshot struct {
+	data []byte
+	ix   uint64
+	conf *pb.ConfState
 }
 
 // Flow control of the leader's appends to each follower (raft's Config: MaxSizePerMsg,
@@ -289,6 +324,7 @@ func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out
 // Summary sums up the member's state.
 func (r *Replica) Summary() Summary {
 	bs := r.core.Status()
+	preferred, _ := r.ctr.Preferred()
 	return Summary{
 		MemberID:      r.cfg.MemberID,
 		Role:          roleOf(bs.RaftState),
@@ -304,6 +340,8 @@ func (r *Replica) Summary() Summary {
 		ClusterUUID:       r.ctr.ClusterUUID(),
 		Unverified:        r.core.Unverified(),
 		VoteFloor:         r.core.VoteFloor(),
+		Suspended:         r.ctr.Suspended(),
+		Preferred:         preferred,
 	}
 }
 
@@ -341,7 +379,7 @@ func (r *Replica) Tick() {
 	r.core.Tick()
 	r.noteVerification()
 	r.retryRejoined()
-	if !r.isLeader() {
+	if !r.isLeader() || r.shutdownProposed {
 		return
 	}
 	now := r.clock.Now()
@@ -349,7 +387,9 @@ func (r *Replica) Tick() {
 	r.maybeRaiseClusterVersion()
 	r.maybeProposeIdentity()
 	r.maybePromote()
-	if d, ok := r.ctr.NextTimerDeadline(); ok && d <= now && len(r.pending) == 0 &&
+	r.maybeProposePreferred()
+	r.maybeYieldToPreferred()
+	if d, ok := r.ctr.NextTimerDeadline(); ok && d <= now && len(r.pending) == 0 && !r.ctr.Suspended() &&
 		r.ticks-r.lastTimeProp >= r.cfg.HeartbeatTicks {
 		// Cluster time only moves with the log: an idle log needs an entry for a timer to fire.
 		r.lastTimeProp = r.ticks
@@ -444,6 +484,11 @@ func (r *Replica) SnapshotWritten(err error) error {
 	if err := r.core.SnapshotDone(err); err != nil {
 		return err
 	}
+	if q := r.snapQueued; q != nil {
+		// Handed to storage by the next Process (afterCore).
+		r.snapQueued = nil
+		r.snapDue, r.snapDueIx, r.snapDueConf = q.data, q.ix, q.conf
+	}
 	r.lastSnap = max(r.lastSnap, r.snapIx) // a leader's snapshot may have been installed meanwhile
 	st := r.core.State()
 	r.out.Changed(Change{Kind: ChangeSnapshotTaken, Index: r.snapIx, Term: st.Term, Role: r.role, Leader: r.IDOf(st.Leader)})
@@ -472,6 +517,9 @@ func (r *Replica) afterCore(err error) error {
 	}
 	if err == nil {
 		err = r.checkRemoved()
+	}
+	if err == nil {
+		err = r.checkStop()
 	}
 	return err
 }

@@ -31,6 +31,17 @@ const (
 	AdminPromote = "promote"
 	// AdminReplaceMember: in one joint change, make learner Member.ID a voter and remove ID.
 	AdminReplaceMember = "replace-member"
+
+	// The operator's controls (the leader answers once the control entry is applied; cluster
+	// version 5). AdminSuspend: the service gets no commands, new sessions or timer events until
+	// AdminResume. AdminSnapshot: every member takes a snapshot at one index (Index).
+	// AdminShutdown: every member stops at one index, after a snapshot there unless Abort.
+	// AdminSetPreferred: the cluster's preferred leaders are IDs, in order (Clear: none).
+	AdminSuspend      = "suspend"
+	AdminResume       = "resume"
+	AdminSnapshot     = "snapshot"
+	AdminShutdown     = "shutdown"
+	AdminSetPreferred = "set-preferred-leader"
 )
 
 // MaxAdminBytes bounds an admin request's body.
@@ -48,6 +59,11 @@ type AdminRequest struct {
 	Learner bool `json:"learner,omitempty"`
 	// Force skips the check that enough voters are live for the new configuration's quorum.
 	Force bool `json:"force,omitempty"`
+	// Abort: shutdown without the snapshot.
+	Abort bool `json:"abort,omitempty"`
+	// IDs: set-preferred-leader's members, most preferred first; Clear: no preference.
+	IDs   []int `json:"ids,omitempty"`
+	Clear bool  `json:"clear,omitempty"`
 }
 
 // AdminMember is a member as the admin channel shows it.
@@ -83,6 +99,10 @@ type AdminResponse struct {
 	RaftID      uint64 `json:"raft_id,omitempty"`
 	ClusterUUID string `json:"cluster_uuid,omitempty"`
 	ClusterID   string `json:"cluster_id,omitempty"`
+	// Suspended and Preferred: the operator's controls as applied (list-members, and the
+	// controls' answers).
+	Suspended bool  `json:"suspended,omitempty"`
+	Preferred []int `json:"preferred,omitempty"`
 }
 
 // MemberStatus is one member's own view of itself and of the cluster.
@@ -107,6 +127,9 @@ type MemberStatus struct {
 	Lag map[string]uint64 `json:"lag,omitempty"`
 	// Unreachable: the members this one cannot reach now.
 	Unreachable []int `json:"unreachable,omitempty"`
+	// Suspended and Preferred: the operator's controls as applied here.
+	Suspended bool  `json:"suspended,omitempty"`
+	Preferred []int `json:"preferred,omitempty"`
 }
 
 // EncodeAdmin encodes an admin request or response.

@@ -15,6 +15,7 @@ const (
 	EntryBatch           EntryKind = 1 // client items behind a leader timestamp (Batch)
 	EntryClusterVersion  EntryKind = 2 // raises the cluster version (cluster version 1 and up)
 	EntryClusterIdentity EntryKind = 3 // the cluster's identity (cluster version 3 and up)
+	EntryControl         EntryKind = 4 // an operator's control of the cluster (Control; cluster version 5 and up)
 )
 
 const entryKindBatch = uint8(EntryBatch)
@@ -117,6 +118,8 @@ func (k EntryKind) String() string {
 		return "cluster version"
 	case EntryClusterIdentity:
 		return "cluster identity"
+	case EntryControl:
+		return "control"
 	}
 	return fmt.Sprintf("unknown kind %d", uint8(k))
 }
