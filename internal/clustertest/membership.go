@@ -95,6 +95,10 @@ func (d *membershipDriver) step() {
 	if l < 0 {
 		return
 	}
+	if op.op == "transfer" {
+		d.transfer(op, l)
+		return
+	}
 	req, ok := d.request(op, l)
 	if !ok {
 		d.done(op, false)
@@ -143,6 +147,8 @@ func (d *membershipDriver) request(op *membershipOp, l int) (wire.AdminRequest, 
 		}
 		old := voters[op.arg%len(voters)]
 		return wire.AdminRequest{Op: wire.AdminReplaceMember, ID: old, Member: &wire.AdminMember{ID: op.learner}}, true
+	case "suspend", "resume-cluster", "snapshot", "prefer", "transfer":
+		return d.controlRequest(op, l)
 	case "rebuild":
 		if op.id < 0 {
 			op.id = op.arg % c.opts.Nodes
@@ -179,6 +185,10 @@ func (d *membershipDriver) answered(op *membershipOp, m *wire.ClientMsg) {
 		return
 	}
 	c := d.c
+	if d.controlAnswered(op, &resp) {
+		d.done(op, true)
+		return
+	}
 	switch op.op {
 	case "join":
 		if op.firstRaft != 0 && resp.RaftID != op.firstRaft {

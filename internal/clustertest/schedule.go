@@ -22,7 +22,9 @@ type Fault struct {
 	// upgrade ID (the member, of an older build, stops cleanly if it is up and starts on this
 	// build: a rolling upgrade's step; one that is down comes back upgraded) |
 	// lose ID MODE (the member's disk loses synced data, loseModes[MODE]: LoseSyncedData) |
-	// join 0 MODE | remove SEL | rebuild SEL | replace SEL (membership changes: membership.go).
+	// join 0 MODE | remove SEL | rebuild SEL | replace SEL (membership changes: membership.go) |
+	// suspend | resume-cluster | snapshot | prefer SEL | transfer SEL (the operator's controls and
+	// leadership transfers: controls.go).
 	Op   string
 	Args []int // member ids; clients are clientBase+i
 }
@@ -197,6 +199,7 @@ func GenerateSchedule(seed uint64, run time.Duration) Schedule {
 	drawUpgrade(&sch, seed)
 	drawLoss(&sch, seed)
 	drawMembership(&sch, seed)
+	drawControls(&sch, seed)
 	slices.SortStableFunc(sch.Faults, func(a, b Fault) int { return cmp.Compare(a.At, b.At) })
 	return sch
 }

@@ -48,6 +48,9 @@ type SimReport struct {
 	// MembershipRefused those the leader refused, MembershipGaveUp those not done in time.
 	Joins, Removals, Rebuilds, Replacements int
 	MembershipRefused, MembershipGaveUp     int
+	// Suspensions, Snapshots, Preferences and Transfers count the operator's controls applied
+	// and the leadership transfers asked (controls.go).
+	Suspensions, Snapshots, Preferences, Transfers int
 	ClusterVersion                          uint16
 	Violations                              []string
 }
@@ -279,7 +282,7 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 			case "resume":
 				clients[f.Args[0]].Resume()
 				paused[f.Args[0]] = false
-			case "join", "remove", "rebuild", "replace":
+			case "join", "remove", "rebuild", "replace", "suspend", "resume-cluster", "snapshot", "prefer", "transfer":
 				changes.add(f)
 			}
 		}

@@ -72,6 +72,10 @@ func TestSimulation(t *testing.T) {
 			total.Replacements += rep.Replacements
 			total.MembershipRefused += rep.MembershipRefused
 			total.MembershipGaveUp += rep.MembershipGaveUp
+			total.Suspensions += rep.Suspensions
+			total.Snapshots += rep.Snapshots
+			total.Preferences += rep.Preferences
+			total.Transfers += rep.Transfers
 			if rep.ClusterVersion < container.ClusterVersionMax {
 				heldBack++
 			}
@@ -84,6 +88,11 @@ func TestSimulation(t *testing.T) {
 		n, total.Ops, total.Acked, total.Crashes, minCrashSeeds, total.CrashesInSync, total.ArmedInSync, total.MajorityCrashes, total.AllCrashes,
 		total.Syncs, total.Stalls, total.Partitions, total.Expiries, total.LeaderTerms, total.Upgrades, heldBack, total.LostData, total.Wipes, total.WipedStopped,
 		total.Joins, total.Removals, total.Rebuilds, total.Replacements, total.MembershipRefused, total.MembershipGaveUp, minOps)
+	t.Logf("controls: %d suspensions, %d snapshots on request, %d preferences set, %d leadership transfers asked",
+		total.Suspensions, total.Snapshots, total.Preferences, total.Transfers)
+	if ran >= 50 && (total.Suspensions == 0 || total.Snapshots == 0 || total.Preferences == 0 || total.Transfers == 0) {
+		t.Fatalf("the seed budget made no suspension, no snapshot, no preference or no transfer: the simulation proves nothing of them")
+	}
 	if ran >= 50 && (total.Joins == 0 || total.Removals == 0 || total.Rebuilds == 0 || total.Replacements == 0) {
 		t.Fatalf("the seed budget made no join, no removal, no rebuild or no replacement: the simulation proves nothing of membership changes")
 	}
