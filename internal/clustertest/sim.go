@@ -51,8 +51,8 @@ type SimReport struct {
 	// Suspensions, Snapshots, Preferences and Transfers count the operator's controls applied
 	// and the leadership transfers asked (controls.go).
 	Suspensions, Snapshots, Preferences, Transfers int
-	ClusterVersion                          uint16
-	Violations                              []string
+	ClusterVersion                                 uint16
+	Violations                                     []string
 }
 
 func (r SimReport) String() string {
