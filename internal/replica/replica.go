@@ -508,6 +508,10 @@ func (r *Replica) afterCore(err error) error {
 			}
 		case job != nil:
 			r.snapJob, r.snapIx, r.snapWriting = job, ix, true
+		default:
+			// The storage holds a snapshot at or past ix already (one installed from the
+			// leader): what a shutdown waiting for its snapshot needs (checkStop).
+			r.lastSnap = max(r.lastSnap, ix)
 		}
 	}
 	r.serveReads()
