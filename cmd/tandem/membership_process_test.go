@@ -204,6 +204,10 @@ type procLoad struct {
 	wg    sync.WaitGroup
 
 	acked, unknown, failed atomic.Int64
+	// suspended counts the increments refused because the cluster was suspended: failures,
+	// unless allowSuspended (set before the suspension).
+	suspended      atomic.Int64
+	allowSuspended atomic.Bool
 
 	mu     sync.Mutex
 	acks   []time.Duration // when each increment was acknowledged, since begin
@@ -269,6 +273,9 @@ func (l *procLoad) note(g, k int, v int64, err error, took time.Duration) {
 		return
 	case errors.Is(err, client.ErrOutcomeUnknown):
 		l.unknown.Add(1)
+	case errors.Is(err, client.ErrNotApplied) && strings.Contains(err.Error(), "suspended") && l.allowSuspended.Load():
+		l.suspended.Add(1)
+		return
 	default:
 		l.failed.Add(1)
 	}
