@@ -138,6 +138,33 @@ func TestProcessOperatorControls(t *testing.T) {
 	load.waitAcked(300, 20*time.Second, "after the preference moved")
 	load.mark("preference moved")
 
+	// The preferred member killed and restarted gets leadership back within seconds of catching
+	// up, with two leader changes: the election after the kill, the hand-back.
+	terms := func() uint64 {
+		var top uint64
+		for _, p := range pc.procs {
+			if p != nil {
+				_, term := p.state()
+				top = max(top, term)
+			}
+		}
+		return top
+	}
+	termsBefore := terms()
+	pc.kill(2)
+	other := pc.leader(10 * time.Second)
+	load.mark("preferred killed")
+	pc.start(2)
+	back := pc.waitLeads(2, 30*time.Second, fmt.Sprintf("the preferred member restarted (member %d led meanwhile)", other))
+	if back > 20*time.Second {
+		t.Fatalf("the preferred member took %s to lead again", back)
+	}
+	if changes := terms() - termsBefore; changes > 3 {
+		t.Fatalf("%d terms from the kill to the hand-back, want at most 3", changes)
+	}
+	load.waitAcked(300, 20*time.Second, "after the hand-back")
+	load.mark("handed back")
+
 	out = pc.mustCluster(pc.clients, "shutdown")
 	m := regexp.MustCompile(`every member stops at index (\d+)`).FindStringSubmatch(out)
 	if m == nil {
