@@ -151,6 +151,7 @@ type Container struct {
 	suspended    bool
 	preferred    []int
 	preferredSet bool
+	lastShutdown uint64 // the index of the last shutdown entry applied (0: none)
 
 	// Derived: timer heap with lazy deletion (entries whose deadline no longer matches the map
 	// are stale).
@@ -189,7 +190,7 @@ func (c *Container) reset() {
 	c.timerQ = nil
 	c.closed = map[wire.SessionID]uint8{}
 	c.closedOrder = nil
-	c.suspended, c.preferred, c.preferredSet = false, nil, false
+	c.suspended, c.preferred, c.preferredSet, c.lastShutdown = false, nil, false, 0
 }
 
 // Start replaces all state with a snapshot taken by TakeSnapshot (nil: empty state) at raft
@@ -210,7 +211,7 @@ func (c *Container) Start(snapshot []byte, index uint64) error {
 		}
 		c.applied, c.clusterTime, c.bytesUsed, c.clusterVersion = st.applied, st.clusterTime, 0, st.clusterVersion
 		c.clusterUUID = st.clusterUUID
-		c.suspended, c.preferred, c.preferredSet = st.suspended, st.preferred, st.preferredSet
+		c.suspended, c.preferred, c.preferredSet, c.lastShutdown = st.suspended, st.preferred, st.preferredSet, st.lastShutdown
 		for _, s := range st.sessions {
 			s.handle = &sessionHandle{c: c, id: s.id}
 			s.bytes = sessionOverheadBytes + slotBytes*int64(s.win.span)

@@ -34,6 +34,10 @@ const ClusterVersionControl uint16 = 5
 // proposes one then: the member stops there (the others, of older builds, could not apply it).
 var ErrControlBeforeVersion = errors.New("container: a control entry below cluster version 5")
 
+// LastShutdown returns the index of the last shutdown entry applied (0: none): a member that
+// installs the snapshot taken there learns from it that it is to stop there too.
+func (c *Container) LastShutdown() uint64 { return c.lastShutdown }
+
 // Suspended reports whether the cluster is suspended.
 func (c *Container) Suspended() bool { return c.suspended }
 
@@ -91,6 +95,7 @@ func (c *Container) ApplyControl(index uint64, ctl *wire.Control) (bool, error) 
 		due = true
 	case wire.ControlShutdown:
 		due = !ctl.Abort
+		c.lastShutdown = index
 	case wire.ControlPreferred:
 		c.preferred, c.preferredSet = slices.Clone(ctl.Preferred), true
 	default:

@@ -17,6 +17,7 @@ import (
 //	format 2 and 3: cluster version u16
 //	format 3 and 4: cluster uuid [16] (zero: none recorded yet)
 //	format 4 only: suspended u8 | preferred set u8 | preferred: count u8, each member id u32
+//	               | last shutdown index u64 (0: none)
 //	sessions: count u32, each: id [16] | floor u64 | replies u32, each: seq u64 | len u32 | bytes
 //	timers:   count u32, each (by correlation id): id i64 | deadline i64
 //	members:  count u32, each (by raft id): raft id u64 | removed u8 | len u32 | addrs (Member.Addrs)
@@ -84,6 +85,7 @@ func (c *Container) TakeSnapshot() ([]byte, error) {
 		for _, id := range c.preferred {
 			b = le.AppendUint32(b, uint32(id))
 		}
+		b = le.AppendUint64(b, c.lastShutdown)
 	}
 	b = le.AppendUint32(b, uint32(len(c.sessions)))
 	for _, id := range c.SessionIDs() {
@@ -147,6 +149,7 @@ type snapshotState struct {
 	suspended      bool
 	preferredSet   bool
 	preferred      []int
+	lastShutdown   uint64
 	closed         []wire.SessionID
 	closedReasons  []uint8 // one per closed id
 	service        []byte
@@ -260,6 +263,10 @@ func decodeSnapshot(data []byte) (*snapshotState, error) {
 				r.err = fmt.Errorf("%w: preferred member %d", ErrBadSnapshot, id)
 			}
 			st.preferred = append(st.preferred, int(id))
+		}
+		st.lastShutdown = r.u64()
+		if r.err == nil && st.lastShutdown > st.applied {
+			r.err = fmt.Errorf("%w: a shutdown at index %d, past the snapshot's %d", ErrBadSnapshot, st.lastShutdown, st.applied)
 		}
 	}
 	n := r.count(16 + 8 + 4)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"slices"
 	"time"
 
 	"github.com/tandem-cluster/tandem/internal/container"
@@ -140,6 +142,14 @@ func (c Config) Validate() error {
 	}
 	if len(c.Members) > 0 && !found && !c.Joined && !c.Joining { // (a joiner is not one of the founders)
 		errs = append(errs, fmt.Errorf("MemberID (%d) is not one of Members", c.MemberID))
+	}
+	if len(c.PreferredLeaders) > wire.MaxPreferred {
+		errs = append(errs, fmt.Errorf("PreferredLeaders (%v) names more than %d members", c.PreferredLeaders, wire.MaxPreferred))
+	}
+	for i, id := range c.PreferredLeaders {
+		if id < 0 || id > math.MaxInt32 || slices.Contains(c.PreferredLeaders[:i], id) {
+			errs = append(errs, fmt.Errorf("PreferredLeaders (%v): member id %d is negative, too large or named twice", c.PreferredLeaders, id))
+		}
 	}
 	if err := c.Container.Validate(); err != nil {
 		errs = append(errs, err)

@@ -65,11 +65,16 @@ func (r *Replica) control(conn ConnID, reqID uint64, req wire.AdminRequest) *adm
 			"(the leader raises the version once all do; tandem cluster status shows each member's build)",
 			req.Op, container.ClusterVersionControl, v)
 	}
-	if r.shutdownProposed {
+	if r.shutdownProposed || r.stop != nil {
 		return notNow("the cluster is shutting down")
 	}
 	if r.appliedTerm != r.core.State().Term {
 		return notNow("the leader is new and has not applied what it inherited yet: try again")
+	}
+	if r.core.ConfChangePending() || len(r.changes) > 0 {
+		// (A joint change's leave entry, which raft proposes by itself, would follow a
+		// shutdown in its term.)
+		return notNow("a membership change is in progress: try again once it is applied")
 	}
 	ctl := wire.Control{}
 	switch req.Op {
@@ -211,6 +216,18 @@ func (r *Replica) applyControl(ix, term uint64, data []byte) (bool, error) {
 		r.answerAdmin(p.conn, p.requestID, wire.StatusOK, resp)
 	}
 	return due, nil
+}
+
+// stopAtSnapshot, for a snapshot of term term installed at ix, stops this member there if the
+// snapshot was taken at a current shutdown: a member behind the leader's log gets the shutdown's
+// snapshot instead of its entry.
+func (r *Replica) stopAtSnapshot(ix, term uint64) {
+	if r.ctr.LastShutdown() != ix || ix <= r.startCommit || term != r.core.Status().GetTerm() || r.stop != nil {
+		return
+	}
+	r.log.Info("shutting down: the leader's snapshot is the shutdown's; this member stops at its index", "index", ix)
+	r.stop = &ShutdownError{MemberID: r.cfg.MemberID, Index: ix}
+	r.stopTick, r.stopMatched = r.ticks, -1
 }
 
 // checkStop returns the ShutdownError once this member may stop: it applied a current shutdown

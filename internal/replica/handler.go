@@ -29,6 +29,7 @@ func (r *Replica) InstallSnapshot(snap *pb.Snapshot) error {
 		return cannotApply(fmt.Errorf("replica: installing snapshot at index %d: %w", ix, err))
 	}
 	r.lastSnap = ix
+	r.stopAtSnapshot(ix, snap.GetMetadata().GetTerm())
 	st := r.core.State()
 	r.out.Changed(Change{Kind: ChangeSnapshotInstalled, Index: ix, Term: st.Term, Role: r.role, Leader: r.IDOf(st.Leader)})
 	// The snapshot's membership replaces what this member had applied.
@@ -158,6 +159,9 @@ func (r *Replica) StateChanged(st consensus.State) {
 	r.ctr.SetRole(role)
 	if role == service.Leader && !wasLeader {
 		r.leaderSince = r.ticks
+		// A member that applied a current shutdown and leads now (its leader handed over, or
+		// crashed, during the wait) proposes nothing more either: it too stops there.
+		r.shutdownProposed = r.stop != nil
 		// A new term restarts every session's idle clock: the new leader cannot know when the
 		// clients last spoke to the old one.
 		now := r.clock.Now()

@@ -93,7 +93,9 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 			r.attach(m.Session, conn, now)
 			return
 		}
-		if r.ctr.Suspended() {
+		if r.ctr.Suspended() && r.appliedTerm == r.core.State().Term {
+			// (A leader that has not applied what it inherited may not know of a resume: the
+			// open is proposed, and the apply decides.)
 			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session, Status: wire.StatusRejected,
 				Payload: []byte(container.SuspendedMessage)})
 			return
@@ -112,7 +114,7 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 		if st == wire.StatusSessionExpired && r.confirmFirst(conn, m) {
 			return
 		}
-		if st == wire.StatusOK && r.ctr.SuspendRefuses(m.Session, m.Seq, m.LowestUnacked) {
+		if st == wire.StatusOK && r.appliedTerm == r.core.State().Term && r.ctr.SuspendRefuses(m.Session, m.Seq, m.LowestUnacked) {
 			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq, Status: wire.StatusRejected,
 				Payload: []byte(container.SuspendedMessage)})
 			return

@@ -98,7 +98,7 @@ func (r *Replica) maybeYieldToPreferred() {
 		return
 	}
 	to, ok := r.preferredReady(true)
-	if !ok || r.appliedTerm != r.core.State().Term || r.core.ConfChangePending() || len(r.changes) > 0 ||
+	if !ok || r.appliedTerm != r.core.State().Term || r.core.ConfChangePending() || len(r.changes) > 0 || len(r.controls) > 0 ||
 		r.core.Status().LeadTransferee != 0 {
 		r.prefCand, r.prefStreak = 0, 0
 		return

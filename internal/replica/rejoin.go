@@ -79,6 +79,9 @@ func (r *Replica) retryRejoined() {
 // taking commands for an election timeout), and the rejoined member waits, or stops for lost
 // data (consensus.LostDataError).
 func (r *Replica) handOverFor(id uint64) {
+	if r.shutdownProposed || r.stop != nil {
+		return // a leader stopping for a shutdown hands nothing over: the members stop where they are
+	}
 	if to, ok := r.core.ActiveFollowerBut(id); ok {
 		r.core.TransferLeadership(to)
 	}
