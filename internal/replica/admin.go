@@ -73,10 +73,13 @@ func (r *Replica) admin(conn ConnID, m *wire.ClientMsg) {
 		}
 		r.answerAdmin(conn, m.RequestID, wire.StatusOK, &wire.AdminResponse{Status: &st})
 		return
+	case wire.AdminErrors:
+		r.answerErrors(conn, m.RequestID)
+		return
 	case wire.AdminListMembers, wire.AdminJoin, wire.AdminRemoveMember, wire.AdminPromote, wire.AdminReplaceMember:
 	default:
 		r.answerAdmin(conn, m.RequestID, wire.StatusBadRequest, &wire.AdminResponse{Error: fmt.Sprintf(
-			"unknown operation %q (this member knows status, list-members, join, remove-member, promote, replace-member)", req.Op)})
+			"unknown operation %q (this member knows status, errors, list-members, join, remove-member, promote, replace-member)", req.Op)})
 		return
 	}
 	if !r.isLeader() {

@@ -83,6 +83,8 @@ type AdminResponse struct {
 	RaftID      uint64 `json:"raft_id,omitempty"`
 	ClusterUUID string `json:"cluster_uuid,omitempty"`
 	ClusterID   string `json:"cluster_id,omitempty"`
+	// Errors: AdminErrors's answer.
+	Errors *MemberErrors `json:"errors,omitempty"`
 }
 
 // MemberStatus is one member's own view of itself and of the cluster.
