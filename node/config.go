@@ -99,7 +99,8 @@ type Config struct {
 	MaxClientConns int
 
 	// Logger receives the member's log lines (nil: they are discarded). The node never prints;
-	// its state changes also come as Events.
+	// its state changes also come as Events. Whatever Logger's level, the lines at WARN and above
+	// are also kept in DataDir's errors.log, bounded, for tandem cluster errors (errlog.go).
 	Logger *slog.Logger
 
 	// tune, if set, adjusts the replica's configuration (tests: limits the node does not

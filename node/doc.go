@@ -45,7 +45,9 @@
 // DataDir holds the member's archive: IDENTITY (the cluster id and member id: a directory of
 // another cluster or member is refused), log/ (the log, in segments of SegmentBytes, deleted
 // from the oldest as snapshots make them unneeded), snap/ (the newest SnapshotsRetained
-// snapshots), incoming/ (snapshots in transfer from the leader) and LOCK. It belongs to one
+// snapshots), incoming/ (snapshots in transfer from the leader) and LOCK; beside it, errors.log
+// (and errors.log.1) keep the member's recent warnings and errors, bounded on disk (errlog.go:
+// what the admin channel's "errors", tandem cluster errors, reads). It belongs to one
 // member: Run locks it (flock(2) on LOCK, which holds the pid) before it binds the ports and
 // releases it when it returns, so a second process or Node on the directory fails at once with
 // ErrDataDirInUse naming the holder's pid. The kernel releases the lock of a process that died:

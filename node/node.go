@@ -136,6 +136,11 @@ type Status struct {
 	// RaftRefused counts raft messages from the member port refused as invalid (something raft
 	// would crash on, or no honest member sends); each closed the connections of its claimed sender.
 	RaftRefused int
+	// ErrorsLogDropped counts warnings and errors logged but not written to the data directory's
+	// errors.log, because its writer was behind (a flood); ErrorsLogFailures the writes of the
+	// file that failed. Both only mean less to read in tandem cluster errors (errlog.go).
+	ErrorsLogDropped  int
+	ErrorsLogFailures int
 }
 
 // Node is one running member: the replica behind a real clock, TCP and the archive.
@@ -146,6 +151,8 @@ type Node struct {
 	svc      service.Service
 	log      *slog.Logger
 	events   chan Event
+	// errs keeps what log says at WARN and above, for tandem cluster errors (errlog.go).
+	errs *errorLog
 
 	// raftIn carries what raft hears from the transport: peers' messages and snapshot reports.
 	// clientIn carries client requests and departures. The loop takes raftIn first, every round,
@@ -295,10 +302,13 @@ func New(cfg Config, svc service.Service, opts ...Option) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Every line at WARN and above is kept in the data directory too, whatever Logger's level.
+	errs := newErrorLog(log.Handler())
 	n := &Node{
 		cfg:         cfg,
 		svc:         svc,
-		log:         log,
+		log:         slog.New(&teeHandler{inner: log.Handler(), errs: errs}),
+		errs:        errs,
 		events:      make(chan Event, 1024),
 		raftIn:      make(chan input, raftInputsCap),
 		clientIn:    make(chan input, clientInputsCap),
@@ -341,6 +351,7 @@ func (n *Node) Status() Status {
 		st.AcceptFailures = n.tr.AcceptFailures() + n.cs.AcceptFailures()
 	}
 	st.RaftRefused = n.refused
+	st.ErrorsLogDropped, st.ErrorsLogFailures = int(n.errs.dropped.Load()), int(n.errs.failures.Load())
 	return st
 }
 
@@ -602,6 +613,10 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("member %d: %w", cfg.ID, err)
 	}
 	defer lock.Close()
+	// The warnings and errors go to the directory's errors.log while the lock is held (this
+	// deferred close runs before the lock's).
+	n.errs.open(cfg.DataDir)
+	defer n.errs.close()
 	self, _ := cfg.self()
 	clientBind, memberBind := cfg.ClientBind, cfg.MemberBind
 	if clientBind == "" {
@@ -745,6 +760,7 @@ func (n *Node) Run(ctx context.Context) error {
 	rcfg.PreferredLeaders = cfg.PreferredLeaders
 	rcfg.RaftID, rcfg.Joined, rcfg.Joining, rcfg.ClusterID, rcfg.DescribeSelf = selfRaft, arch.RaftID() != 0, joined != nil,
 		cfg.ClusterID, n.describeSelf
+	rcfg.RecentErrors = n.errs.describe
 	// The client port takes a command as large as the replica accepts (and announces), and
 	// answers a larger one with a refusal that names the limit.
 	cs := transport.NewClientServer(transport.ClientConfig{Listener: cl, MaxConns: cfg.MaxClientConns, Logger: n.log,

@@ -34,6 +34,10 @@ Verbs:
                                   raft id, role, term, leader, commit, applied and snapshot index,
                                   lag (the leader's view of the others), addresses, build, cluster
                                   version. Each member answers for itself: no quorum needed
+  errors [--member ID]            every endpoint's own recent warnings and errors (or member ID's
+                                  only, wherever it is): one line per record, "member N  time
+                                  LEVEL  msg  k=v …", the newest 200 at most. Each member answers
+                                  for itself, from its data directory's errors.log: no quorum needed
   list-members                    the replicated membership, as the leader has it
   remove-member ID [--force]      remove member ID (a leader asked to remove itself hands
                                   leadership over first)
@@ -60,9 +64,10 @@ quorum; --force makes it anyway. While it answers "not now" (another change unde
 hand-over, a learner catching up), tandem cluster tries again until --timeout.
 
 Exit codes: 0 ok; 1 not done: a member unreachable, no leader, "not now" until the timeout
-(status: not every endpoint answered, or they do not agree on one leader); 3 outcome unknown
-(the change may have been made: list-members tells); 4 refused by the cluster; 64 usage (or a
-request the members call malformed); 70 internal error (tandem help lists them all).
+(status: not every endpoint answered, or they do not agree on one leader; errors: not every
+member asked answered); 3 outcome unknown (the change may have been made: list-members tells);
+4 refused by the cluster (errors --member: not a member); 64 usage (or a request the members
+call malformed); 70 internal error (tandem help lists them all).
 
 Flags (before or after the verb):
 `
@@ -72,6 +77,7 @@ Examples:
   tandem cluster status
   tandem cluster status --json --endpoints 10.0.0.1:9000,10.0.0.2:9000,10.0.0.3:9000
   tandem cluster list-members
+  tandem cluster errors --member 2
   tandem cluster remove-member 2
   tandem cluster replace-member 2 --with 3 --timeout 1m
   tandem cluster set-preferred-leader 0,1
@@ -109,6 +115,7 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 	with := fs.String("with", "", "replace-member: the learner that takes the place")
 	abort := fs.Bool("abort", false, "shutdown: stop without the snapshot")
 	clear := fs.Bool("clear", false, "set-preferred-leader: no member is preferred")
+	member := fs.Int("member", -1, "errors: ask only member `ID` (found through the endpoints)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, clusterHelp)
 		fs.PrintDefaults()
@@ -133,7 +140,7 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 	case *timeout <= 0:
 		return c.fail(exitUsage, "--timeout %s: want a positive duration", *timeout)
 	case len(pos) == 0:
-		return c.fail(exitUsage, "which verb? status, list-members, remove-member ID, promote ID, replace-member OLD --with NEW (tandem cluster --help)")
+		return c.fail(exitUsage, "which verb? status, errors, list-members, remove-member ID, promote ID, replace-member OLD --with NEW (tandem cluster --help)")
 	}
 	verb, rest := pos[0], pos[1:]
 	set := map[string]bool{}
@@ -149,6 +156,12 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 	}
 	if set["clear"] && verb != wire.AdminSetPreferred {
 		return c.fail(exitUsage, "--clear is for set-preferred-leader, not %s", verb)
+	}
+	if set["member"] && verb != wire.AdminErrors {
+		return c.fail(exitUsage, "--member is for errors, not %s", verb)
+	}
+	if set["member"] && *member < 0 {
+		return c.fail(exitUsage, "--member %d: want a member id (a non-negative integer)", *member)
 	}
 	ids := func(n int, what string) ([]int, bool) {
 		if len(rest) != n {
@@ -230,10 +243,15 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 			return c.fail(exitUsage, "set-preferred-leader takes ID[,ID] (most preferred first), or --clear")
 		}
 		return c.control(ctx, req)
+	case wire.AdminErrors:
+		if _, ok := ids(0, "no arguments (--member ID for one member)"); !ok {
+			return exitUsage
+		}
+		return c.recentErrors(ctx, *member)
 	case wire.AdminJoin:
 		return c.fail(exitUsage, "join is the joining member's request: tandem node sends it when it starts")
 	}
-	return c.fail(exitUsage, "unknown verb %q: status, leader, is-leader, list-members, remove-member, promote, replace-member, suspend, resume, snapshot, shutdown or set-preferred-leader (tandem cluster --help)", verb)
+	return c.fail(exitUsage, "unknown verb %q: status, leader, is-leader, errors, list-members, remove-member, promote, replace-member, suspend, resume, snapshot, shutdown or set-preferred-leader (tandem cluster --help)", verb)
 }
 
 func parseMemberID(s string) (int, error) {

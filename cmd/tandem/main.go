@@ -50,7 +50,7 @@ func init() {
 	verbs = []verb{
 		{"node", "run one cluster member (tandem node 0|1|2 for the seed's localhost cluster)", runNode},
 		{"client", "send counter commands to a cluster (increment, decrement, get, reset)", runClient},
-		{"cluster", "show and change the membership (status, list-members, remove-member, promote, replace-member)", runCluster},
+		{"cluster", "show and change the membership (status, errors, list-members, remove-member, promote, replace-member)", runCluster},
 		{"demo", "three members and a client in one process: election, failover, restart", runDemo},
 		{"bench", "measure a three-member cluster: throughput and latency, fsync on", runBench},
 		{"clean", "remove the data of the localhost cluster (--all: also logs)", runClean},

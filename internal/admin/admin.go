@@ -1,11 +1,11 @@
 // Package admin is the operator's side of the admin channel: wire.AdminRequest sent on a
 // member's client port (client protocol 4 on), as tandem cluster sends it.
 //
-// Call sends one request and returns the answer. "status" goes to one member, which answers for
-// itself (the caller asks each member it wants to hear from). The other operations are the
-// leader's: Call tries the endpoints in order, follows redirects to the leader, and tries again,
-// after a short backoff, while the leader answers "not now" (StatusUnavailable: another change in
-// progress, a hand-over, a learner not caught up), until its context ends.
+// Call sends one request and returns the answer. "status" and "errors" go to one member, which
+// answers for itself (the caller asks each member it wants to hear from). The other operations are
+// the leader's: Call tries the endpoints in order, follows redirects to the leader, and tries
+// again, after a short backoff, while the leader answers "not now" (StatusUnavailable: another
+// change in progress, a hand-over, a learner not caught up), until its context ends.
 //
 // Each call dials its own connections and closes them before it returns.
 package admin
@@ -103,12 +103,12 @@ const (
 // requestIDs numbers the requests of this process.
 var requestIDs atomic.Uint64
 
-// Call sends req and returns the answer and its status. "status" is sent to endpoints[0] only,
-// and neither redirected nor tried again; any other operation is tried on the endpoints in order
-// until a member answers, following redirects to the leader, and tried again while the leader
-// answers StatusUnavailable, until ctx ends: then the last answer is returned with its status,
-// and a nil error. The errors are ErrUnreachable, ErrOutcomeUnknown, ErrNoAdmin and ErrNoLeader
-// (wrapped, with the details); "list-members", which changes nothing, never ends in
+// Call sends req and returns the answer and its status. "status" and "errors" are sent to
+// endpoints[0] only, and neither redirected nor tried again; any other operation is tried on the
+// endpoints in order until a member answers, following redirects to the leader, and tried again
+// while the leader answers StatusUnavailable, until ctx ends: then the last answer is returned with
+// its status, and a nil error. The errors are ErrUnreachable, ErrOutcomeUnknown, ErrNoAdmin and
+// ErrNoLeader (wrapped, with the details); "list-members", which changes nothing, never ends in
 // ErrOutcomeUnknown (no answer is ErrUnreachable).
 func Call(ctx context.Context, endpoints []string, req wire.AdminRequest, opts Options) (wire.AdminResponse, wire.Status, error) {
 	r, err := Do(ctx, endpoints, req, opts)
@@ -135,8 +135,8 @@ func Do(ctx context.Context, endpoints []string, req wire.AdminRequest, opts Opt
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &caller{opts: opts, log: log, op: req.Op, body: wire.EncodeAdmin(req),
-		changes: req.Op != wire.AdminStatus && req.Op != wire.AdminListMembers}
-	if req.Op == wire.AdminStatus {
+		changes: req.Op != wire.AdminStatus && req.Op != wire.AdminListMembers && req.Op != wire.AdminErrors}
+	if req.Op == wire.AdminStatus || req.Op == wire.AdminErrors { // each member answers for itself
 		return c.status(ctx, endpoints[0])
 	}
 	return c.call(ctx, endpoints)
@@ -150,14 +150,14 @@ type caller struct {
 	changes bool // the operation changes the membership: an unanswered one's outcome is unknown
 }
 
-// status asks one member for its own status.
+// status asks one member for its own status (or its own recent errors).
 func (c *caller) status(ctx context.Context, ep string) (Result, error) {
 	a := c.send(ctx, ep)
 	switch a.kind {
 	case gotAnswer:
 		return c.result(ep, a.msg)
 	case gotRedirect:
-		return Result{}, fmt.Errorf("%s redirected a status request, which every member answers itself", ep)
+		return Result{}, fmt.Errorf("%s redirected a %s request, which every member answers itself", ep, c.op)
 	case gotRefusal:
 		return Result{}, noAdmin(ep, a.text)
 	case gotClosed:

@@ -12,6 +12,8 @@
 //	                                      as log; a recycled segment while its job zeroes it)
 //	<dir>/log/newest-segment              format u8 = 1 | seq u64 | crc u32: the newest segment made durable
 //	<dir>/snap/<index:016x>-<term:016x>.snap  snapshots; *.tmp files are unfinished and ignored
+//	<dir>/errors.log, errors.log.1        not the archive's: the member's recent warnings and
+//	                                      errors (package node, errlog.go); the archive ignores them
 //
 // # Segment format (version 3)
 //

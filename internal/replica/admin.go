@@ -73,11 +73,14 @@ func (r *Replica) admin(conn ConnID, m *wire.ClientMsg) {
 		}
 		r.answerAdmin(conn, m.RequestID, wire.StatusOK, &wire.AdminResponse{Status: &st})
 		return
+	case wire.AdminErrors:
+		r.answerErrors(conn, m.RequestID)
+		return
 	case wire.AdminListMembers, wire.AdminJoin, wire.AdminRemoveMember, wire.AdminPromote, wire.AdminReplaceMember,
 		wire.AdminSuspend, wire.AdminResume, wire.AdminSnapshot, wire.AdminShutdown, wire.AdminSetPreferred:
 	default:
 		r.answerAdmin(conn, m.RequestID, wire.StatusBadRequest, &wire.AdminResponse{Error: fmt.Sprintf(
-			"unknown operation %q (this member knows status, list-members, join, remove-member, promote, replace-member, "+
+			"unknown operation %q (this member knows status, errors, list-members, join, remove-member, promote, replace-member, "+
 				"suspend, resume, snapshot, shutdown, set-preferred-leader)", req.Op)})
 		return
 	}

@@ -26,6 +26,12 @@ type Config struct {
 	// DescribeSelf, if set, adds what the driver alone knows (its build, which peers it cannot
 	// reach) to this member's status on the admin channel.
 	DescribeSelf func(*wire.MemberStatus)
+	// RecentErrors, if set, fills in this member's recent warnings and errors (the admin
+	// channel's "errors", which any member answers for itself), within wire.ErrorsAnswerRecordsMax
+	// and wire.ErrorsAnswerBytesMax. The replica keeps no log of its own: the driver does (nil:
+	// the member answers that it keeps none). Called on the replica's goroutine: it must not wait
+	// for the disk.
+	RecentErrors func(*wire.MemberErrors)
 	// Joined: this member joined a running cluster (RaftID is set): on an empty log it
 	// bootstraps nothing and waits for the leader's snapshot. Joining: it was added at this
 	// start (the join's answer came just now): its raft id never voted, so it is verified from

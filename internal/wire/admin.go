@@ -103,6 +103,8 @@ type AdminResponse struct {
 	// controls' answers).
 	Suspended bool  `json:"suspended,omitempty"`
 	Preferred []int `json:"preferred,omitempty"`
+	// Errors: AdminErrors's answer.
+	Errors *MemberErrors `json:"errors,omitempty"`
 }
 
 // MemberStatus is one member's own view of itself and of the cluster.
