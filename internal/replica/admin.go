@@ -378,6 +378,11 @@ func (r *Replica) wasRemoved(id int) bool {
 func (r *Replica) quorumCheck(voters []uint64, force bool, what string) *adminError {
 	q := len(voters)/2 + 1
 	if live := r.liveVoters(voters); live < q && !force {
+		if r.ticks-r.leaderSince < 2*r.cfg.ElectionTicks {
+			// A follower hears from the leader only: a leader elected (or handed leadership)
+			// just now has not heard from the other followers yet. Not a refusal: not yet.
+			return notNow("%s: the leader is new and has heard from %d of the %d voters so far: try again", what, live, len(voters))
+		}
 		return refuse("%s: it would leave %d live voters of %d, under the quorum of %d (--force to do it anyway)",
 			what, live, len(voters), q)
 	}
