@@ -169,9 +169,15 @@ type Plan struct {
 	Snapshot      string `json:"snapshot,omitempty"`
 	SnapshotIndex uint64 `json:"snapshot_index,omitempty"`
 	SnapshotTerm  uint64 `json:"snapshot_term,omitempty"`
-	// FirstIndex..LastIndex: the entries of the log after it (none if LastIndex < FirstIndex).
+	// FirstIndex..LastIndex: the entries the log holds (none if LastIndex < FirstIndex); the
+	// log may keep some behind the snapshot (Options.LogMarginEntries).
 	FirstIndex uint64 `json:"first_index"`
 	LastIndex  uint64 `json:"last_index"`
+	// ReplayFrom..ReplayTo: the committed entries after the snapshot, which the member applies
+	// again on start (none if ReplayTo < ReplayFrom); the entries after ReplayTo wait in the log
+	// until a leader says they are committed.
+	ReplayFrom uint64 `json:"replay_from"`
+	ReplayTo   uint64 `json:"replay_to"`
 	// CutFile, CutOffset: a torn tail zero-filled from there on ("" if none).
 	CutFile   string `json:"cut_file,omitempty"`
 	CutOffset int64  `json:"cut_offset,omitempty"`
@@ -269,6 +275,7 @@ func (d *Description) planStart(a *Archive, rep *Report) {
 		p.SnapshotIndex, p.SnapshotTerm = md.GetIndex(), md.GetTerm()
 	}
 	p.FirstIndex, p.LastIndex = a.first, a.lastIndex()
+	p.ReplayFrom, p.ReplayTo = max(p.FirstIndex, p.SnapshotIndex+1), min(p.LastIndex, d.HardState.Commit)
 	p.CutFile, p.CutOffset = rep.TornFile, rep.TornOffset
 	for _, s := range d.Segments {
 		if s.State == SegmentEmpty {

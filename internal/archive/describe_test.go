@@ -69,7 +69,7 @@ func TestDescribeFreshDirectory(t *testing.T) {
 	if len(d.Segments) != 0 || len(d.Snapshots) != 0 || d.HardState != (HardStateInfo{}) {
 		t.Fatalf("segments %+v, snapshots %+v, hard state %+v", d.Segments, d.Snapshots, d.HardState)
 	}
-	if p := d.Plan; p.Action != PlanStart || p.FirstIndex != 1 || p.LastIndex != 0 || p.Snapshot != "" || p.CutFile != "" ||
+	if p := d.Plan; p.Action != PlanStart || p.FirstIndex != 1 || p.LastIndex != 0 || p.ReplayFrom != 1 || p.ReplayTo != 0 || p.Snapshot != "" || p.CutFile != "" ||
 		p.WritesUnverified || len(p.Removes) != 0 {
 		t.Fatalf("plan %+v", p)
 	}
@@ -131,7 +131,7 @@ func TestDescribeSnapshotsAndSegments(t *testing.T) {
 		t.Fatalf("the log starts at %d", d.Segments[0].FirstIndex)
 	}
 	if p.Action != PlanStart || p.Snapshot != snapshotName(250, 2) || p.SnapshotIndex != 250 || p.SnapshotTerm != 2 ||
-		p.FirstIndex != d.Segments[0].FirstIndex || p.LastIndex != 300 || p.CutFile != "" {
+		p.FirstIndex != d.Segments[0].FirstIndex || p.LastIndex != 300 || p.ReplayFrom != 251 || p.ReplayTo != 300 || p.CutFile != "" {
 		t.Fatalf("plan %+v", p)
 	}
 	if d.HardState != (HardStateInfo{Term: 2, Vote: 1, Commit: 300}) {
@@ -155,7 +155,8 @@ func TestDescribeTornTail(t *testing.T) {
 		return b
 	})
 	d := describe(t, m, DescribeOptions{})
-	if p := d.Plan; p.Action != PlanStart || p.CutFile != seg || p.CutOffset != from || p.LastIndex != 30 || p.FirstIndex != 1 {
+	if p := d.Plan; p.Action != PlanStart || p.CutFile != seg || p.CutOffset != from || p.LastIndex != 30 || p.FirstIndex != 1 ||
+		p.ReplayFrom != 1 || p.ReplayTo != 30 {
 		t.Fatalf("plan %+v, want a cut of %s at %d keeping entries 1..30", p, seg, from)
 	}
 	s := d.Segments[len(d.Segments)-1]
