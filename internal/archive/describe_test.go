@@ -330,3 +330,57 @@ func TestReadOnlyFSRefusesWrites(t *testing.T) {
 		t.Fatalf("files before %v, after %v", before, after)
 	}
 }
+
+// Snapshots that fail their checksum: the newest refuses the directory, as Open reads it; an
+// older one, which Open never reads, is named but does not.
+func TestDescribeDamagedSnapshots(t *testing.T) {
+	build := func() *vfs.Mem {
+		m := vfs.NewMem()
+		a := mustOpen(t, m, opts())
+		for i := uint64(1); i <= 60; i += 10 {
+			appendRange(t, a, i, i+9, 1)
+			if err := a.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if i+9 == 30 || i+9 == 50 {
+				if err := a.CreateSnapshot(i+9, &pb.ConfState{Voters: []uint64{1}}, []byte("state")); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		a.Close()
+		return m
+	}
+	snap := func(index uint64) string { return filepath.Join(dir, "snap", snapshotName(index, 1)) }
+
+	m := build()
+	m.Corrupt(snap(30), func(b []byte) []byte { b[len(b)-6] ^= 1; return b })
+	d := describe(t, m, DescribeOptions{})
+	if s := d.Snapshots[0]; s.Index != 30 || s.Decodes || !strings.Contains(s.Problem, "checksum") || s.Newest {
+		t.Fatalf("the older snapshot: %+v", s)
+	}
+	if s := d.Snapshots[1]; s.Index != 50 || !s.Decodes || !s.Newest || d.Plan.Action != PlanStart || d.Plan.SnapshotIndex != 50 {
+		t.Fatalf("the newest snapshot: %+v, plan %+v", s, d.Plan)
+	}
+	agreesWithOpen(t, m, d)
+
+	m = build()
+	m.Corrupt(snap(50), func(b []byte) []byte { b[len(b)-6] ^= 1; return b })
+	d = describe(t, m, DescribeOptions{})
+	if s := d.Snapshots[1]; s.Decodes || d.Plan.Action != PlanRefuse || !strings.Contains(d.Plan.Refusal, snap(50)) ||
+		d.Segments[len(d.Segments)-1].LastIndex != 60 {
+		t.Fatalf("snapshot %+v, plan %+v, segments %+v", s, d.Plan, d.Segments)
+	}
+	agreesWithOpen(t, m, d)
+
+	// Data without an IDENTITY file: whose it is cannot be told.
+	m = build()
+	if err := m.Remove(filepath.Join(dir, "IDENTITY")); err != nil {
+		t.Fatal(err)
+	}
+	d = describe(t, m, DescribeOptions{})
+	if d.Identity.Present || d.Plan.Action != PlanRefuse || !strings.Contains(d.Plan.Refusal, "holds data but no IDENTITY file") || len(d.Segments) == 0 {
+		t.Fatalf("identity %+v, plan %+v", d.Identity, d.Plan)
+	}
+	agreesWithOpen(t, m, d)
+}
