@@ -114,6 +114,9 @@ func printDescription(w io.Writer, d *archive.Description) {
 		fmt.Fprintf(w, "in use by %s: a member runs on it, and starting another is refused until it stops; "+
 			"what follows is what the files held as they were read, while it writes\n", who)
 	}
+	if d.LockProblem != "" {
+		fmt.Fprintf(w, "in use: not known (the lock could not be probed: %s)\n", d.LockProblem)
+	}
 	id := d.Identity
 	switch {
 	case id.Problem != "" && !id.Present:

@@ -51,8 +51,11 @@ type Description struct {
 	Dir string `json:"dir"`
 	// InUse: a process holds the directory's lock (LockDir): a member runs on it, and Open is
 	// refused until it stops. InUsePID is the pid the holder wrote (0 if none yet).
-	InUse        bool             `json:"in_use"`
-	InUsePID     int              `json:"in_use_pid,omitempty"`
+	InUse    bool `json:"in_use"`
+	InUsePID int  `json:"in_use_pid,omitempty"`
+	// LockProblem: the lock could not be probed (no write permission on LOCK, a read-only
+	// mount): whether a member holds the directory is not known.
+	LockProblem  string           `json:"lock_problem,omitempty"`
 	Identity     IdentityInfo     `json:"identity"`
 	Verification VerificationInfo `json:"verification"`
 	// Segments: every file of the log directory named like a segment, in log order.
@@ -194,14 +197,16 @@ type Plan struct {
 // errors only for what keeps it from reading at all; everything Open would refuse is in
 // Plan, with Plan.Action PlanRefuse.
 func Describe(fsys vfs.FS, dir string, opts DescribeOptions) (*Description, error) {
-	if fi, err := fsys.Stat(dir); err != nil {
-		return nil, fmt.Errorf("archive: %s: %w (%v)", dir, ErrNotDataDir, err)
+	if fi, err := fsys.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("archive: %s: %w (it does not exist)", dir, ErrNotDataDir)
+	} else if err != nil {
+		return nil, fmt.Errorf("archive: reading %s: %w", dir, err)
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("archive: %s: %w (not a directory)", dir, ErrNotDataDir)
 	}
 	ro := readOnlyFS{fsys}
 	d := &Description{Dir: dir, Segments: []SegmentInfo{}, Snapshots: []SnapshotInfo{}}
-	d.InUse, d.InUsePID = probeLock(fsys, dir)
+	d.InUse, d.InUsePID, d.LockProblem = probeLock(fsys, dir)
 	refuse := func(err error) {
 		if d.Plan.Err == nil && err != nil {
 			d.Plan.Err = err
@@ -373,26 +378,28 @@ func describeVerification(fsys vfs.FS, dir string) VerificationInfo {
 	return VerificationInfo{Present: true, Unverified: b[1] == 1, VoteFloor: binary.LittleEndian.Uint64(b[2:])}
 }
 
-// probeLock reports whether a process holds dir's lock, and the pid it wrote. It takes the lock
-// and releases it at once if it is free, writing nothing; a LOCK file that does not exist is not
-// created (no member ever held the directory, or one of a build before the lock).
+// probeLock reports whether a process holds dir's lock, and the pid it wrote, or why it cannot
+// tell. It takes the lock and releases it at once if it is free, writing nothing; a LOCK file
+// that does not exist is not created (no member ever held the directory, or one of a build
+// before the lock).
 //
 // The probe holds the lock for the moment between the two system calls: a member started at that
 // very moment is refused as if the directory were in use, and may be started again. Linux has no
 // way to ask about a flock without taking it.
-func probeLock(fsys vfs.FS, dir string) (inUse bool, pid int) {
+func probeLock(fsys vfs.FS, dir string) (inUse bool, pid int, problem string) {
 	path := filepath.Join(dir, LockName)
-	if _, err := fsys.Stat(path); err != nil {
-		return false, 0
+	if _, err := fsys.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return false, 0, ""
 	}
 	f, err := fsys.Lock(path)
-	if errors.Is(err, vfs.ErrLocked) {
-		return true, lockHolder(fsys, path)
+	switch {
+	case errors.Is(err, vfs.ErrLocked):
+		return true, lockHolder(fsys, path), ""
+	case err != nil:
+		return false, 0, err.Error()
 	}
-	if err == nil {
-		_ = f.Close()
-	}
-	return false, 0
+	_ = f.Close()
+	return false, 0, ""
 }
 
 // errReadOnly is what readOnlyFS returns for every call that would change the directory.
