@@ -384,3 +384,26 @@ func TestDescribeDamagedSnapshots(t *testing.T) {
 	}
 	agreesWithOpen(t, m, d)
 }
+
+// A torn first write (entries without their hard state): the plan cuts them all, as Open does.
+func TestDescribeTornFirstWrite(t *testing.T) {
+	m := vfs.NewMem()
+	a := mustOpen(t, m, opts())
+	appendRange(t, a, 1, 3, 1) // never synced
+	a.Close()
+	seg := lastSeg(m)
+	var firstEntry int64
+	m.Corrupt(seg, func(b []byte) []byte {
+		ends := recordEnds(b)
+		firstEntry = ends[len(ends)-5] // header, allocated, entries 1..3, hard state
+		clear(b[ends[len(ends)-2]:])   // the hard state did not reach the disk
+		return b
+	})
+	d := describe(t, m, DescribeOptions{})
+	s := d.Segments[0]
+	if p := d.Plan; p.Action != PlanStart || p.CutFile != seg || p.CutOffset != firstEntry || p.LastIndex != 0 || d.HardState != (HardStateInfo{}) ||
+		s.State != SegmentTorn || s.TornOffset != firstEntry || s.Entries != 0 {
+		t.Fatalf("plan %+v, segment %+v, hard state %+v", p, s, d.HardState)
+	}
+	agreesWithOpen(t, m, d)
+}
