@@ -145,27 +145,3 @@ func lockDataDirs(root string) ([]*archive.DirLock, error) {
 	}
 	return locks, nil
 }
-
-const archiveHelp = `Usage: tandem archive verify <dir>
-
-Checks every log record and snapshot of a member's data directory and prints what it found. Exits
-non-zero and names the file and offset of the first corruption.
-
-Example:
-  tandem archive verify data/node-0
-`
-
-func runArchive(args []string) int {
-	if len(args) != 2 || args[0] != "verify" {
-		fmt.Fprint(os.Stderr, archiveHelp)
-		if len(args) == 1 && (args[0] == "--help" || args[0] == "-h") {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if _, err := archive.Verify(vfs.OS(), args[1], os.Stdout); err != nil {
-		fmt.Fprintf(os.Stderr, "tandem archive verify: %v\n", err)
-		return exitFailed
-	}
-	return exitOK
-}

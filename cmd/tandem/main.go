@@ -54,7 +54,7 @@ func init() {
 		{"demo", "three members and a client in one process: election, failover, restart", runDemo},
 		{"bench", "measure a three-member cluster: throughput and latency, fsync on", runBench},
 		{"clean", "remove the data of the localhost cluster (--all: also logs)", runClean},
-		{"archive", "inspect a data directory (tandem archive verify <dir>)", runArchive},
+		{"archive", "inspect a data directory (tandem archive verify|describe <dir>)", runArchive},
 		{"version", "this build's version, protocols, cluster version and disk formats", runVersion},
 		{"help", "show help for a verb", runHelp},
 	}

@@ -177,6 +177,7 @@
 //	lock.go      LockDir: one process per data directory
 //	record.go    the record codec: records, the segment header, synced records
 //	recover.go   recovery: replaying segments, torn tail or lost synced data, the cut; Verify, Report
+//	describe.go  Describe: Open's steps run read-only, for what a directory holds and what Open would do
 //	lost.go      ErrLostSyncedData and its error type, the newest-segment file
 //	scan.go      the search for a valid record after a bad one, linear in the rest of the segment
 //	read.go      the raft.Storage reads (Entries, Term, FirstIndex, ...) and the entry cache

@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strings"
+
+	"github.com/tandem-cluster/tandem/internal/vfs"
 )
 
 // The IDENTITY file: whose data the directory holds. Its text, then its CRC-32C (u32,
@@ -111,40 +113,82 @@ func parseIdentity(text string) (format uint8, cluster string, member int, uuid 
 // checksum, or is missing beside data; a directory without data gets its IDENTITY written. It
 // keeps the cluster's identity the file holds (ClusterUUID).
 func (a *Archive) checkIdentity() error {
-	path := filepath.Join(a.dir, "IDENTITY")
-	got, err := readFile(a.fs, path)
+	id, err := readIdentity(a.fs, a.dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		segs, _ := a.fs.ReadDir(a.logDir())
-		snaps, _ := a.fs.ReadDir(a.snapDir())
-		if len(segs) > 0 || len(snaps) > 0 {
-			return fmt.Errorf("archive: %s holds data but no IDENTITY file: refusing to guess whose it is", a.dir)
+		if err := checkDataWithoutIdentity(a.fs, a.dir); err != nil {
+			return err
 		}
 		a.raftID, a.joinedNow = a.opts.RaftID, a.opts.RaftID != 0
 		return writeFileDurably(a.fs, a.dir, "IDENTITY", ".tmp", identityBody(identityText(a.opts.ClusterID, a.opts.MemberID, ClusterUUID{}, a.raftID)))
 	}
 	if err != nil {
-		return fmt.Errorf("archive: reading %s: %w", path, err)
+		return err
+	}
+	if err := id.checkOwner(a.dir, a.opts); err != nil {
+		return err
+	}
+	a.clusterUUID, a.raftID = id.uuid, id.raftID
+	return nil
+}
+
+// identity is what an IDENTITY file holds (readIdentity).
+type identity struct {
+	format  uint8
+	cluster string
+	member  int
+	uuid    ClusterUUID
+	raftID  uint64
+}
+
+// readIdentity reads dir's IDENTITY file and checks its checksum and format. It returns an error
+// satisfying errors.Is(err, fs.ErrNotExist) if there is none. Open (checkIdentity) and Describe
+// both read it here, so that they never disagree on what it holds.
+func readIdentity(fsys vfs.FS, dir string) (identity, error) {
+	path := filepath.Join(dir, "IDENTITY")
+	got, err := readFile(fsys, path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return identity{}, err
+	}
+	if err != nil {
+		return identity{}, fmt.Errorf("archive: reading %s: %w", path, err)
 	}
 	if len(got) < 4 || crc32.Checksum(got[:len(got)-4], castagnoli) != binary.LittleEndian.Uint32(got[len(got)-4:]) {
-		return fmt.Errorf("%w: %s fails its checksum", ErrCorrupt, path)
+		return identity{}, fmt.Errorf("%w: %s fails its checksum", ErrCorrupt, path)
 	}
 	text := string(got[:len(got)-4])
 	format, cluster, member, uuid, raftID, ok := parseIdentity(text)
 	if !ok {
 		if format > IdentityFormat {
-			return fmt.Errorf("archive: %s is of format %d, this build reads formats %d to %d (a newer build wrote it)",
+			return identity{}, fmt.Errorf("archive: %s is of format %d, this build reads formats %d to %d (a newer build wrote it)",
 				path, format, IdentityFormatMin, IdentityFormat)
 		}
-		return fmt.Errorf("%w: %s is not an IDENTITY file this build reads", ErrCorrupt, path)
+		return identity{}, fmt.Errorf("%w: %s is not an IDENTITY file this build reads", ErrCorrupt, path)
 	}
-	if cluster != a.opts.ClusterID || member != a.opts.MemberID {
+	return identity{format: format, cluster: cluster, member: member, uuid: uuid, raftID: raftID}, nil
+}
+
+// checkOwner refuses the directory dir, whose IDENTITY holds id, to a member configured with
+// opts of another cluster or member (or, with opts.RaftID, another raft id): one member's data
+// must never be served as another's.
+func (id identity) checkOwner(dir string, opts Options) error {
+	if id.cluster != opts.ClusterID || id.member != opts.MemberID {
 		return fmt.Errorf("archive: %s belongs to cluster %q member %d (format %d), not cluster %q member %d",
-			a.dir, cluster, member, format, a.opts.ClusterID, a.opts.MemberID)
+			dir, id.cluster, id.member, id.format, opts.ClusterID, opts.MemberID)
 	}
-	if a.opts.RaftID != 0 && raftID != a.opts.RaftID {
-		return fmt.Errorf("archive: %s belongs to member %d under raft id %d, not raft id %d", a.dir, member, raftID, a.opts.RaftID)
+	if opts.RaftID != 0 && id.raftID != opts.RaftID {
+		return fmt.Errorf("archive: %s belongs to member %d under raft id %d, not raft id %d", dir, id.member, id.raftID, opts.RaftID)
 	}
-	a.clusterUUID, a.raftID = uuid, raftID
+	return nil
+}
+
+// checkDataWithoutIdentity refuses a directory without an IDENTITY file that holds log segments
+// or snapshots: whose they are cannot be told.
+func checkDataWithoutIdentity(fsys vfs.FS, dir string) error {
+	segs, _ := fsys.ReadDir(filepath.Join(dir, "log"))
+	snaps, _ := fsys.ReadDir(filepath.Join(dir, "snap"))
+	if len(segs) > 0 || len(snaps) > 0 {
+		return fmt.Errorf("archive: %s holds data but no IDENTITY file: refusing to guess whose it is", dir)
+	}
 	return nil
 }
 

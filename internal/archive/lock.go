@@ -57,7 +57,7 @@ func (l *DirLock) Close() error { return l.f.Close() }
 // Open does not lock: the directory is the member's, not only the archive's (node.Run also
 // receives snapshots into it), so the member takes the lock for its whole life, before anything
 // else, and releases it last. Whoever opens an archive for writing must hold the lock first;
-// Verify, which changes nothing, does not take it.
+// Verify, which changes nothing, does not take it, and Describe only probes it (probeLock).
 //
 // A lock file left by a process that died is no obstacle: the kernel released its lock, and the
 // file's old pid is overwritten. The pid is written but never synced: it only names the holder

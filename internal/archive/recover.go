@@ -31,6 +31,12 @@ type Report struct {
 	LastSegmentVersion uint8
 	LastSegmentEnd     int64
 	SyncedOffset       int64
+	// TornFile and TornOffset are TornTail's place ("" and 0 if none).
+	TornFile   string
+	TornOffset int64
+	// Files is what recovery found in each segment file it read, in log order: on a refusal, up
+	// to and including the one refused (Describe).
+	Files []SegmentInfo
 }
 
 // recoverLog replays every segment into the in-memory index. With cut, a torn tail is cut from
@@ -54,8 +60,15 @@ func (a *Archive) recoverLog(cut bool, rep *Report) (err error) {
 	// The cuts and removals wait until every check passed: a directory refused for lost synced
 	// data is left as it was found, for whoever rebuilds the member.
 	var fixes []func() error
+	// reading is what was found so far in the segment being read, with rep: a refusal while it
+	// is read is this segment's damage.
+	var reading *SegmentInfo
 	defer func() {
 		if err != nil {
+			if reading != nil {
+				reading.State, reading.Problem = SegmentDamaged, err.Error()
+				rep.Files = append(rep.Files, *reading)
+			}
 			a.closeFiles()
 			a.segs = nil
 		}
@@ -72,6 +85,9 @@ func (a *Archive) recoverLog(cut bool, rep *Report) (err error) {
 		}
 		last := k == len(segNames)-1
 		s := &segment{seq: seq, path: path, size: int64(len(b))}
+		if rep != nil {
+			reading = &SegmentInfo{Name: name, Seq: seq, Bytes: int64(len(b)), State: SegmentIntact}
+		}
 		var off int64
 		for off < int64(len(b)) {
 			typ, payload, next, ok, end := parseRecord(b, off)
@@ -91,6 +107,8 @@ func (a *Archive) recoverLog(cut bool, rep *Report) (err error) {
 				if torn {
 					if rep != nil {
 						rep.TornTail = fmt.Sprintf("%s offset %d (%d bytes after it)", path, off, int64(len(b))-off)
+						rep.TornFile, rep.TornOffset = path, off
+						reading.State, reading.TornOffset = SegmentTorn, off
 					}
 					a.log.Warn("archive: cutting a torn tail", "file", path, "offset", off)
 					if cut {
@@ -116,6 +134,9 @@ func (a *Archive) recoverLog(cut bool, rep *Report) (err error) {
 					return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 				}
 				s.version, s.first, s.prevTerm, s.reset = version, first, prevTerm, reset
+				if reading != nil {
+					reading.Version, reading.FirstIndex, reading.LastIndex, reading.Reset = version, first, first-1, reset
+				}
 				if err := a.applyHeader(s, started); err != nil {
 					return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 				}
@@ -129,6 +150,10 @@ func (a *Archive) recoverLog(cut bool, rep *Report) (err error) {
 					return fmt.Errorf("%w: %s offset %d: entry %d does not follow %d", ErrCorrupt, path, off, e.GetIndex(), a.lastIndex())
 				}
 				a.ents = append(a.ents, loc{term: e.GetTerm(), seg: s, off: off, n: uint32(next - off)})
+				if reading != nil {
+					reading.LastIndex = e.GetIndex()
+					reading.Entries++
+				}
 			case recHardState:
 				hs := new(pb.HardState)
 				if err := proto.Unmarshal(payload, hs); err != nil {
@@ -158,6 +183,9 @@ func (a *Archive) recoverLog(cut bool, rep *Report) (err error) {
 		}
 		s.end = off
 		s.durableSize = s.claimed
+		if reading != nil {
+			reading.RecordsEnd, reading.SyncedOffset = off, s.vouched
+		}
 		if s.end == 0 {
 			// A segment whose header never reached the disk (the last one, after a crash in a
 			// roll), or one all zeros (no valid record follows them: checked above): nothing in it
@@ -175,7 +203,14 @@ func (a *Archive) recoverLog(cut bool, rep *Report) (err error) {
 			if cut {
 				fixes = append(fixes, func() error { _ = a.fs.Remove(path); a.dirDirty = true; return nil })
 			}
+			if reading != nil {
+				reading.State = SegmentEmpty
+				rep.Files, reading = append(rep.Files, *reading), nil
+			}
 			continue
+		}
+		if reading != nil {
+			rep.Files, reading = append(rep.Files, *reading), nil
 		}
 		if cut {
 			if s.f, err = a.fs.OpenFile(path, os.O_RDWR, 0); err != nil {
@@ -202,6 +237,13 @@ func (a *Archive) recoverLog(cut bool, rep *Report) (err error) {
 		}
 		if rep != nil {
 			rep.TornTail = fmt.Sprintf("%s offset %d (the member's first write: entries without their hard state)", s.path, first.off)
+			rep.TornFile, rep.TornOffset = s.path, first.off
+			for i := range rep.Files {
+				if f := &rep.Files[i]; f.Name == filepath.Base(s.path) {
+					f.State, f.TornOffset, f.RecordsEnd = SegmentTorn, first.off, first.off
+					f.LastIndex, f.Entries = f.FirstIndex-1, 0
+				}
+			}
 		}
 		a.log.Warn("archive: cutting the member's torn first write (entries without their hard state)", "file", s.path, "offset", first.off)
 		if cut {

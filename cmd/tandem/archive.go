@@ -1,0 +1,234 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/tandem-cluster/tandem/internal/archive"
+	"github.com/tandem-cluster/tandem/internal/vfs"
+)
+
+const archiveHelp = `Usage: tandem archive verify <dir>
+       tandem archive describe [--json] [--cluster-id ID --member N] <dir>
+
+verify checks every log record and snapshot of a member's data directory and prints what it
+found. It exits non-zero and names the file and offset of the first corruption.
+
+describe says what the directory holds and what starting a member on it would do, running the
+member's own recovery without changing anything: its IDENTITY and VERIFICATION files; each log
+segment (its entries, size, and whether it is intact, has a torn tail, or is damaged); each
+snapshot (index, term, size, whether it decodes and its checksum holds, and the one recovery
+starts from); the hard state; and the plan: the snapshot to start from, the entries to replay,
+a torn tail to cut, or the refusal and why (lost synced data, another cluster's directory). It
+takes no lock and may look at a running member's directory: it says the directory is in use,
+by which process, and describes what the files held at that moment. With --cluster-id and
+--member it also checks the directory is that member's. --json prints the same for scripts.
+
+Exit codes (both): 0 a member would start on the directory; 1 it would be refused, or the
+directory is missing or not a Tandem data directory (one line on stderr); 64 usage.
+
+Examples:
+  tandem archive verify data/node-0
+  tandem archive describe data/node-0
+  tandem archive describe --json data/node-0
+`
+
+func runArchive(args []string) int {
+	if len(args) > 0 && args[0] == "describe" {
+		return runArchiveDescribe(args[1:])
+	}
+	if len(args) != 2 || args[0] != "verify" {
+		fmt.Fprint(os.Stderr, archiveHelp)
+		if len(args) == 1 && (args[0] == "--help" || args[0] == "-h") {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if _, err := archive.Verify(vfs.OS(), args[1], os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "tandem archive verify: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+func runArchiveDescribe(args []string) int {
+	fs := flag.NewFlagSet("archive describe", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	asJSON := fs.Bool("json", false, "print the description as JSON")
+	clusterID := fs.String("cluster-id", "", "with --member: refuse, as the member would, a directory of another cluster or member")
+	member := fs.Int("member", -1, "with --cluster-id: the member id the directory should be")
+	fs.Usage = func() { fmt.Fprint(os.Stderr, archiveHelp); fs.PrintDefaults() }
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(os.Stderr, "tandem archive describe: give one data directory")
+		return exitUsage
+	}
+	if (*clusterID == "") != (*member < 0) {
+		fmt.Fprintln(os.Stderr, "tandem archive describe: --cluster-id and --member go together")
+		return exitUsage
+	}
+	d, err := archive.Describe(vfs.OS(), pos[0], archive.DescribeOptions{ClusterID: *clusterID, MemberID: *member})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem archive describe: %v\n", err)
+		return exitFailed
+	}
+	if *asJSON {
+		b, err := json.MarshalIndent(d, "", "  ")
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tandem archive describe: %v\n", err)
+			return exitFailed
+		}
+		fmt.Printf("%s\n", b)
+	} else {
+		printDescription(os.Stdout, d)
+	}
+	if d.Plan.Action != archive.PlanStart {
+		if !*asJSON {
+			fmt.Fprintf(os.Stderr, "tandem archive describe: a member would not start on %s: %s\n", d.Dir, d.Plan.Refusal)
+		}
+		return exitFailed
+	}
+	return exitOK
+}
+
+// printDescription writes d for a human: what each file holds, then the plan.
+func printDescription(w io.Writer, d *archive.Description) {
+	fmt.Fprintf(w, "data directory %s\n", d.Dir)
+	if d.InUse {
+		who := "another process"
+		if d.InUsePID > 0 {
+			who = fmt.Sprintf("process %d", d.InUsePID)
+		}
+		fmt.Fprintf(w, "in use by %s: a member runs on it, and starting another is refused until it stops; "+
+			"what follows is what the files held as they were read, while it writes\n", who)
+	}
+	if d.LockProblem != "" {
+		fmt.Fprintf(w, "in use: not known (the lock could not be probed: %s)\n", d.LockProblem)
+	}
+	id := d.Identity
+	switch {
+	case id.Problem != "" && !id.Present:
+		fmt.Fprintln(w, "identity: no IDENTITY file")
+	case id.Problem != "":
+		fmt.Fprintf(w, "identity: %s\n", id.Problem)
+	default:
+		raft := fmt.Sprintf("founding member (raft id %d)", id.Member+1)
+		if id.RaftID != 0 {
+			raft = fmt.Sprintf("joined member, raft id %d", id.RaftID)
+		}
+		uuid := "not known yet"
+		if id.UUID != "" {
+			uuid = id.UUID
+		}
+		fmt.Fprintf(w, "identity: cluster %q member %d, %s, cluster uuid %s, format %d, checksum ok\n", id.Cluster, id.Member, raft, uuid, id.Format)
+	}
+	v := d.Verification
+	switch {
+	case v.Problem != "":
+		fmt.Fprintf(w, "verification: %s\n", v.Problem)
+	case !v.Present:
+		fmt.Fprintln(w, "verification: no file (verified, no vote floor: a directory of an older build, or one that never started on an empty log)")
+	case v.Unverified:
+		fmt.Fprintf(w, "verification: unverified (it started on an empty log: it votes once verified), vote floor %d\n", v.VoteFloor)
+	default:
+		fmt.Fprintf(w, "verification: verified, votes only in terms after %d\n", v.VoteFloor)
+	}
+	fmt.Fprintf(w, "snapshots: %d\n", len(d.Snapshots))
+	for _, s := range d.Snapshots {
+		switch {
+		case s.Unfinished:
+			fmt.Fprintf(w, "  %s  unfinished write, %d bytes (deleted on start)\n", s.Name, s.Bytes)
+		case !s.Decodes:
+			fmt.Fprintf(w, "  %s  index %d term %d, %d bytes, DOES NOT DECODE: %s\n", s.Name, s.Index, s.Term, s.Bytes, s.Problem)
+		default:
+			mark := ""
+			if s.Newest {
+				mark = " (recovery starts from it)"
+			}
+			fmt.Fprintf(w, "  %s  index %d term %d, %d bytes, decodes, checksum ok%s\n", s.Name, s.Index, s.Term, s.Bytes, mark)
+		}
+	}
+	fmt.Fprintf(w, "segments: %d\n", len(d.Segments))
+	for _, s := range d.Segments {
+		if s.State == archive.SegmentUnread {
+			fmt.Fprintf(w, "  %s  %d bytes, not read (recovery stops at the damage before it)\n", s.Name, s.Bytes)
+			continue
+		}
+		ents := fmt.Sprintf("entries %d..%d", s.FirstIndex, s.LastIndex)
+		if s.Entries == 0 {
+			ents = fmt.Sprintf("no entries (starts at %d)", s.FirstIndex)
+		}
+		if s.Reset {
+			ents += " after a snapshot from the leader"
+		}
+		var state string
+		switch s.State {
+		case archive.SegmentIntact:
+			state = fmt.Sprintf("intact, records end at offset %d", s.RecordsEnd)
+		case archive.SegmentTorn:
+			state = fmt.Sprintf("torn tail at offset %d (cut on start)", s.TornOffset)
+		case archive.SegmentEmpty:
+			state, ents = "no record (removed on start)", "no entries"
+		default:
+			state = "DAMAGED: " + s.Problem
+		}
+		fmt.Fprintf(w, "  %s  %s, %d bytes, format %d, %s\n", s.Name, ents, s.Bytes, s.Version, state)
+	}
+	if d.SpareBytes > 0 {
+		fmt.Fprintf(w, "spare segment: %d bytes (zero-filled again on start)\n", d.SpareBytes)
+	}
+	p := d.Plan
+	when := ""
+	if d.InUse {
+		when = " (once the member stops)"
+	}
+	if p.Action != archive.PlanStart {
+		what := "REFUSE"
+		if p.LostSyncedData {
+			what = "REFUSE, LOST SYNCED DATA"
+		}
+		fmt.Fprintf(w, "plan%s: %s: %s\n", when, what, p.Refusal)
+		return
+	}
+	fmt.Fprintf(w, "hard state: term %d vote %d commit %d\n", d.HardState.Term, d.HardState.Vote, d.HardState.Commit)
+	var steps []string
+	if p.CutFile != "" {
+		steps = append(steps, fmt.Sprintf("cut the torn tail of %s at offset %d", filepath.Base(p.CutFile), p.CutOffset))
+	}
+	for _, r := range p.Removes {
+		steps = append(steps, "remove "+r)
+	}
+	if p.Snapshot != "" {
+		steps = append(steps, fmt.Sprintf("start from snapshot %s (index %d term %d)", p.Snapshot, p.SnapshotIndex, p.SnapshotTerm))
+	}
+	switch {
+	case p.LastIndex < p.FirstIndex && p.Snapshot == "":
+		steps = append(steps, "start on an empty log")
+	case p.ReplayTo >= p.ReplayFrom:
+		steps = append(steps, fmt.Sprintf("replay the committed entries %d..%d", p.ReplayFrom, p.ReplayTo))
+	default:
+		steps = append(steps, "no committed entry to replay")
+	}
+	if p.LastIndex > p.ReplayTo && p.LastIndex >= p.FirstIndex {
+		steps = append(steps, fmt.Sprintf("keep entries %d..%d for a leader to commit", max(p.ReplayTo+1, p.FirstIndex), p.LastIndex))
+	}
+	if p.LastIndex >= p.FirstIndex {
+		steps = append(steps, fmt.Sprintf("the log holds entries %d..%d", p.FirstIndex, p.LastIndex))
+	}
+	if p.WritesUnverified {
+		steps = append(steps, "record the member unverified (an empty log: it votes once verified)")
+	}
+	fmt.Fprintf(w, "plan%s: START: %s\n", when, strings.Join(steps, "; "))
+}
