@@ -114,7 +114,7 @@ type Status struct {
 	// so, it grants no vote in a term up to this one (README, "When a member refuses to start").
 	Unverified bool
 	VoteFloor  uint64
-	// Suspended: the cluster is suspended (tandem cluster suspend): commands and new sessions
+	// Suspended: the cluster is suspended (tandem cluster suspend): commands
 	// are refused. Preferred: the cluster's preferred leaders, most preferred first.
 	Suspended bool
 	Preferred []int

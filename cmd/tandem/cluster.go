@@ -44,7 +44,7 @@ Verbs:
   promote ID                      make learner ID a voter
   replace-member OLD --with NEW [--force]
                                   in one change, make learner NEW a voter and remove member OLD
-  suspend                         the service gets no commands, new sessions or timer events
+  suspend                         the service gets no commands or timer events
                                   (refused with a reason, not retried); queries are served and
                                   sessions do not expire; replicated: a new leader keeps it
   resume                          ends a suspension
@@ -668,7 +668,7 @@ func (c *clusterCmd) statusTable(entries []statusEntry) {
 		}
 	}
 	if ctl != nil && ctl.Suspended {
-		fmt.Fprintln(c.stdout, "the cluster is SUSPENDED: commands and new sessions are refused (tandem cluster resume)")
+		fmt.Fprintln(c.stdout, "the cluster is SUSPENDED: commands are refused (tandem cluster resume)")
 	}
 	if ctl != nil && len(ctl.Preferred) > 0 {
 		fmt.Fprintf(c.stdout, "preferred leaders: %s\n", joinIDs(ctl.Preferred))

@@ -32,7 +32,7 @@ func (c *clusterCmd) control(ctx context.Context, req wire.AdminRequest) int {
 	}
 	switch req.Op {
 	case wire.AdminSuspend:
-		say("cluster suspended at index %d: commands and new sessions are refused, queries served, until tandem cluster resume", resp.Index)
+		say("cluster suspended at index %d: commands are refused, queries served, until tandem cluster resume", resp.Index)
 	case wire.AdminResume:
 		say("cluster resumed at index %d", resp.Index)
 	case wire.AdminSetPreferred:

@@ -79,7 +79,7 @@ func TestProcessOperatorControls(t *testing.T) {
 	load.mark("before the suspension")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c := pc.dial(ctx) // (a new session is refused while suspended)
+	c := pc.dial(ctx)
 
 	out := pc.mustCluster(pc.clients, "suspend")
 	if !strings.Contains(out, "cluster suspended at index") {
@@ -90,8 +90,11 @@ func TestProcessOperatorControls(t *testing.T) {
 			t.Fatal("no increment was refused while suspended")
 		}
 	}
-	if _, err := client.Dial(ctx, client.Config{Endpoints: pc.clients}); err == nil || !strings.Contains(err.Error(), "suspended") {
-		t.Fatalf("a new session while suspended: %v, want refused, saying suspended", err)
+	if out, stderr, code := runWithin(t, 20*time.Second, pc.bin, "client", "--endpoints", strings.Join(pc.clients, ","), "get"); code != exitOK {
+		t.Fatalf("tandem client get while suspended exited %d: %s%s", code, out, stderr)
+	}
+	if out, stderr, code := runWithin(t, 20*time.Second, pc.bin, "client", "--endpoints", strings.Join(pc.clients, ","), "increment", "1"); code != exitNotApplied || !strings.Contains(stderr, "suspended") {
+		t.Fatalf("tandem client increment while suspended exited %d: %s%s; want %d saying suspended", code, out, stderr, exitNotApplied)
 	}
 	if _, err := increment(ctx, c); !errors.Is(err, client.ErrNotApplied) || !strings.Contains(err.Error(), "suspended") {
 		t.Fatalf("an increment while suspended: %v, want not applied, saying suspended", err)

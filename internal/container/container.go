@@ -448,9 +448,6 @@ func (c *Container) ApplyBatch(index uint64, b *wire.Batch) (bool, error) {
 		it := &b.Items[i]
 		switch it.Kind {
 		case wire.ItemOpen:
-			if c.suspended && c.refuseSuspended(it) {
-				continue
-			}
 			c.open(it.Session)
 		case wire.ItemCommand:
 			c.command(it)

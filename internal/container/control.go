@@ -11,11 +11,12 @@ import (
 // The operator's controls (wire.EntryControl, cluster version 5): replicated like any state, so
 // every member applies them at the same index and a new leader knows them.
 //
-// Suspended: the service's input stops — a command is refused (StatusRejected, SuspendedMessage:
-// a final answer, which a client does not retry), so is a new session, and due timers wait —
-// while queries are served, clients' closes go through and the leader expires no session
-// (replica). The point is a service whose state does not move: to look at it, back it up or
-// upgrade what is around it. A command refused at apply is not recorded: it was never applied,
+// Suspended: the service's commands stop — a command is refused (StatusRejected,
+// SuspendedMessage: a final answer, which a client does not retry) and due timers wait — while
+// queries are served, sessions open and close (a client that only reads must be able to
+// connect: a monitoring dashboard, an operator's tandem client get) and the leader expires no
+// session (replica). The point is a service whose state the commands do not move: to look at
+// it, back it up or upgrade what is around it. A command refused at apply is not recorded: it was never applied,
 // and its client was told so; a command applied before the suspension is still answered from
 // its record when retried.
 //
@@ -23,8 +24,8 @@ import (
 // preferred.go decides when the leader yields). PreferredSet tells "cleared" from "never set": a
 // leader proposes the founding value (node's --preferred-leader) only if none was ever set.
 
-// SuspendedMessage is the answer to a command or a new session while the cluster is suspended.
-const SuspendedMessage = "the cluster is suspended: commands and new sessions are refused until it is resumed (tandem cluster resume)"
+// SuspendedMessage is the answer to a command while the cluster is suspended.
+const SuspendedMessage = "the cluster is suspended: commands are refused until it is resumed (tandem cluster resume)"
 
 // ClusterVersionControl is the cluster version from which control entries are proposed and
 // applied.
@@ -62,17 +63,6 @@ func (c *Container) SuspendRefuses(id wire.SessionID, seq, low wire.Seq) bool {
 	}
 	_, dup := s.win.get(seq)
 	return !dup
-}
-
-// refuseSuspended refuses an item that opens a session while suspended, unless the session is
-// open already (an open applied twice changes nothing). It reports whether it refused.
-func (c *Container) refuseSuspended(it *wire.Item) bool {
-	if _, open := c.sessions[it.Session]; open {
-		return false
-	}
-	c.egress(&wire.ClientMsg{Kind: wire.CSessionEvent, Session: it.Session, Status: wire.StatusRejected,
-		Payload: []byte(SuspendedMessage)})
-	return true
 }
 
 // ApplyControl applies a control entry. It reports whether the index is a snapshot point: a

@@ -93,13 +93,6 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 			r.attach(m.Session, conn, now)
 			return
 		}
-		if r.ctr.Suspended() && r.appliedTerm == r.core.State().Term {
-			// (A leader that has not applied what it inherited may not know of a resume: the
-			// open is proposed, and the apply decides.)
-			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session, Status: wire.StatusRejected,
-				Payload: []byte(container.SuspendedMessage)})
-			return
-		}
 		if !r.admitPending(conn, m) {
 			return
 		}

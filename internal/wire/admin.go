@@ -33,7 +33,7 @@ const (
 	AdminReplaceMember = "replace-member"
 
 	// The operator's controls (the leader answers once the control entry is applied; cluster
-	// version 5). AdminSuspend: the service gets no commands, new sessions or timer events until
+	// version 5). AdminSuspend: the service gets no commands or timer events until
 	// AdminResume. AdminSnapshot: every member takes a snapshot at one index (Index).
 	// AdminShutdown: every member stops at one index, after a snapshot there unless Abort.
 	// AdminSetPreferred: the cluster's preferred leaders are IDs, in order (Clear: none).

@@ -9,7 +9,7 @@ type ControlOp uint8
 
 // Control operations.
 const (
-	// ControlSuspend: from this index on, the service gets no commands, no new sessions and no
+	// ControlSuspend: from this index on, the service gets no commands and no
 	// timer events, until a ControlResume (container.Container.Suspended).
 	ControlSuspend ControlOp = 1
 	// ControlResume ends a suspension.
