@@ -39,6 +39,10 @@ Verbs:
   promote ID                      make learner ID a voter
   replace-member OLD --with NEW [--force]
                                   in one change, make learner NEW a voter and remove member OLD
+  transfer-leader ID | --auto     hand leadership to voter ID (--auto: to the most caught-up live
+                                  voter); exits 0 once it leads ("member N leads (term T)"), 4 if
+                                  the leader refuses (unknown id, a learner, a removed member), 3
+                                  if it did not take over within the wait the leader states
 
 The leader refuses a change that would leave fewer live voters than the new configuration's
 quorum; --force makes it anyway. While it answers "not now" (another change under way, a
@@ -59,6 +63,7 @@ Examples:
   tandem cluster list-members
   tandem cluster remove-member 2
   tandem cluster replace-member 2 --with 3 --timeout 1m
+  tandem cluster transfer-leader 2
 `
 
 func runCluster(args []string) int { return clusterMain(args, os.Stdout, os.Stderr) }
@@ -89,6 +94,7 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the members' answers as JSON")
 	force := fs.Bool("force", false, "remove-member, replace-member: make the change even if the live voters left could not make a quorum")
 	with := fs.String("with", "", "replace-member: the learner that takes the place")
+	auto := fs.Bool("auto", false, "transfer-leader: hand leadership to the most caught-up live voter")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, clusterHelp)
 		fs.PrintDefaults()
@@ -123,6 +129,9 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 	}
 	if set["with"] && verb != wire.AdminReplaceMember {
 		return c.fail(exitUsage, "--with is for replace-member, not %s", verb)
+	}
+	if set["auto"] && verb != wire.AdminTransferLeader {
+		return c.fail(exitUsage, "--auto is for transfer-leader, not %s", verb)
 	}
 	ids := func(n int, what string) ([]int, bool) {
 		if len(rest) != n {
@@ -186,10 +195,22 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		return c.leader(ctx, id[0])
+	case wire.AdminTransferLeader:
+		if *auto {
+			if _, ok := ids(0, "no member id with --auto"); !ok {
+				return exitUsage
+			}
+			return c.transferLeader(ctx, wire.AdminRequest{Op: verb, Auto: true}) // transfer.go
+		}
+		id, ok := ids(1, "a member id, or --auto")
+		if !ok {
+			return exitUsage
+		}
+		return c.transferLeader(ctx, wire.AdminRequest{Op: verb, ID: id[0]})
 	case wire.AdminJoin:
 		return c.fail(exitUsage, "join is the joining member's request: tandem node sends it when it starts")
 	}
-	return c.fail(exitUsage, "unknown verb %q: status, leader, is-leader, list-members, remove-member, promote or replace-member (tandem cluster --help)", verb)
+	return c.fail(exitUsage, "unknown verb %q: status, leader, is-leader, list-members, remove-member, promote, replace-member or transfer-leader (tandem cluster --help)", verb)
 }
 
 func parseMemberID(s string) (int, error) {

@@ -73,10 +73,12 @@ func (r *Replica) admin(conn ConnID, m *wire.ClientMsg) {
 		}
 		r.answerAdmin(conn, m.RequestID, wire.StatusOK, &wire.AdminResponse{Status: &st})
 		return
-	case wire.AdminListMembers, wire.AdminJoin, wire.AdminRemoveMember, wire.AdminPromote, wire.AdminReplaceMember:
+	case wire.AdminListMembers, wire.AdminJoin, wire.AdminRemoveMember, wire.AdminPromote, wire.AdminReplaceMember,
+		wire.AdminTransferLeader:
 	default:
 		r.answerAdmin(conn, m.RequestID, wire.StatusBadRequest, &wire.AdminResponse{Error: fmt.Sprintf(
-			"unknown operation %q (this member knows status, list-members, join, remove-member, promote, replace-member)", req.Op)})
+			"unknown operation %q (this member knows status, list-members, join, remove-member, promote, replace-member, "+
+				"transfer-leader)", req.Op)})
 		return
 	}
 	if !r.isLeader() {
@@ -101,6 +103,10 @@ func (r *Replica) admin(conn ConnID, m *wire.ClientMsg) {
 			resp.ClusterUUID = u.String()
 		}
 		r.answerAdmin(conn, m.RequestID, wire.StatusOK, resp)
+		return
+	}
+	if req.Op == wire.AdminTransferLeader {
+		r.transferLeader(conn, m.RequestID, req) // transfer.go
 		return
 	}
 	resp, aerr := r.change(conn, m.RequestID, req)

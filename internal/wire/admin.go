@@ -31,6 +31,11 @@ const (
 	AdminPromote = "promote"
 	// AdminReplaceMember: in one joint change, make learner Member.ID a voter and remove ID.
 	AdminReplaceMember = "replace-member"
+	// AdminTransferLeader: hand leadership to voter ID (or, with Auto, to the most caught-up
+	// live voter). The leader answers once the target leads (Status: its own view after, the
+	// new leader and term), refuses a target that cannot take over, and answers "outcome
+	// unknown" when the target did not take over within the wait the answer states.
+	AdminTransferLeader = "transfer-leader"
 )
 
 // MaxAdminBytes bounds an admin request's body.
@@ -48,6 +53,8 @@ type AdminRequest struct {
 	Learner bool `json:"learner,omitempty"`
 	// Force skips the check that enough voters are live for the new configuration's quorum.
 	Force bool `json:"force,omitempty"`
+	// Auto: transfer-leader picks the target itself (ID is not read).
+	Auto bool `json:"auto,omitempty"`
 }
 
 // AdminMember is a member as the admin channel shows it.
