@@ -22,6 +22,7 @@ import (
 //	restart-command  a follower is killed and restarted, and once it follows, the leader is
 //	                 told to transfer to the other follower (whose link to it was cut)
 //	restart-sigint   likewise, then the leader gets SIGINT
+//	none             no transfer: the control, what the machine alone costs (not in the default)
 //
 // For each transfer it reports the longest time without an acknowledgement seen by any client
 // in the 3 s from the transfer's start (from the start to the first one included), and the
@@ -102,6 +103,8 @@ func TestMeasureLeadershipTransfer(t *testing.T) {
 				if out, code := pc.waitExit(l, 20*time.Second, fmt.Sprintf("leader %d, interrupted,", l)); code != 0 {
 					t.Fatalf("leader %d exited %d after SIGINT:\n%s", l, code, out)
 				}
+			case "none":
+				// The control: the same window with no transfer (the machine's own stalls).
 			default:
 				t.Fatalf("unknown mode %q", mode)
 			}
@@ -109,6 +112,9 @@ func TestMeasureLeadershipTransfer(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 			te := <-elected
+			if te == 0 {
+				te = t0 // none elected (the control)
+			}
 			gap, p99, worst, acked := load.window(t0, t0+window)
 			firstAck, _, _, _ := load.window(te, te+window)
 			gaps, p99s = append(gaps, gap), append(p99s, p99)
