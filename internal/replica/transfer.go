@@ -79,18 +79,7 @@ func (r *Replica) planTransfer(req wire.AdminRequest) (Member, *adminError) {
 	}
 	me, _, _ := r.memberByRaftID(r.self)
 	if req.Auto {
-		to, ok := r.core.ActiveFollowerBut(r.self)
-		if !ok {
-			if len(r.voterIDs()) == 1 {
-				return Member{}, refuse("member %d is the only voter: there is nobody to hand leadership to", me.ID)
-			}
-			return Member{}, notNow("no other voter was heard from lately: try again")
-		}
-		m, _, ok := r.memberByRaftID(to)
-		if !ok {
-			return Member{}, notNow("raft id %d, the most caught-up voter, is not in the applied membership yet: try again", to)
-		}
-		return m, r.transferable(m)
+		return r.autoTarget(me)
 	}
 	m, aerr := r.target(req.ID)
 	switch {
@@ -104,6 +93,40 @@ func (r *Replica) planTransfer(req wire.AdminRequest) (Member, *adminError) {
 		return Member{}, refuse("member %d is a learner: only a voter can lead (tandem cluster promote %d first)", m.ID, m.ID)
 	}
 	return m, r.transferable(m)
+}
+
+// autoTarget picks, for --auto, the most caught-up of the voters that could take over at once
+// (transferable; the lowest raft id on a tie). Not core.ActiveFollowerBut: raft's RecentActive,
+// which it reads, is cleared for every follower at each quorum check, so a request just after
+// one would find no follower live (liveVoters says the same).
+func (r *Replica) autoTarget(me Member) (Member, *adminError) {
+	prs := r.core.Progress()
+	var (
+		best  Member
+		found bool
+		why   *adminError // why the first other voter cannot take over, if none can
+	)
+	for _, m := range r.Members() {
+		if m.Learner || m.RaftID == r.self {
+			continue
+		}
+		if aerr := r.transferable(m); aerr != nil {
+			if why == nil {
+				why = aerr
+			}
+			continue
+		}
+		if b, c := prs[best.RaftID].Match, prs[m.RaftID].Match; !found || c > b || c == b && m.RaftID < best.RaftID {
+			best, found = m, true
+		}
+	}
+	switch {
+	case found:
+		return best, nil
+	case why == nil:
+		return Member{}, refuse("member %d is the only voter: there is nobody to hand leadership to", me.ID)
+	}
+	return Member{}, notNow("no other voter can take over now (%s)", why.text)
 }
 
 // transferable refuses, for now, a voter that could not take over at once: not heard from in the

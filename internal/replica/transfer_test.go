@@ -179,3 +179,26 @@ func TestTransferLeaderOutcomeUnknownAfterTheWait(t *testing.T) {
 		t.Fatalf("not leading after raft gave the transfer up: %+v", h.r.Summary())
 	}
 }
+
+// --auto with no other voter is refused; with none that can take over, "not now" and why.
+func TestTransferLeaderAutoWithoutATarget(t *testing.T) {
+	h := newHarness(t, 1, nil)
+	h.lead()
+	if st, resp, ok := h.transferLeader(5, wire.AdminRequest{Auto: true}); !ok || st != wire.StatusRejected ||
+		!strings.Contains(resp.Error, "the only voter") {
+		t.Fatalf("--auto alone answered %v %+v", st, resp)
+	}
+	// Member 2 never heard from, member 1 heard but too far behind.
+	h = newHarness(t, 3, nil)
+	h.lead()
+	id := sessionID(1)
+	h.open(6, id)
+	for seq := range wire.Seq(transferLagMax + 20) {
+		h.request(6, command(id, seq+1))
+	}
+	h.step(pb.MsgHeartbeatResp, 1, &pb.Message{})
+	if st, resp, ok := h.transferLeader(5, wire.AdminRequest{Auto: true}); !ok || st != wire.StatusUnavailable ||
+		!strings.Contains(resp.Error, "no other voter can take over now (member 1 is not caught up") {
+		t.Fatalf("--auto with no voter able to take over answered %v %+v", st, resp)
+	}
+}
