@@ -1102,10 +1102,20 @@ func (n *Node) updateStatus(r *replica.Replica) {
 
 // handOver, on a leader, transfers leadership to the most caught-up follower and waits (bounded)
 // for it to take over, so clients see a quick, clean failover rather than an election timeout.
+//
+// It waits until this member follows a leader of a later term, with no sync of its own under
+// way — not merely until it stops leading. It stops leading when the target's vote request
+// arrives (a later term), and its vote goes out only once that term and vote are synced: a
+// member that stopped there, with the sync running, never sent its vote, and the target had to
+// win with the third member's alone. Measured: when that member's link was stale (it had been
+// restarted lately) the target's election failed and a second one followed, an election
+// timeout later: 1.2-1.3 s without acknowledgements (docs/PERFORMANCE.md, "Leadership
+// transfer").
 func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport, cs *transport.ClientServer) {
 	if r.Summary().Role != service.Leader || len(r.Members()) < 2 || n.cfg.ShutdownTransferTimeout == 0 {
 		return
 	}
+	startTerm := r.Summary().Term
 	to, ok := r.PreferredTarget()
 	if !ok {
 		return
@@ -1149,7 +1159,7 @@ func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport,
 		if err != nil {
 			return
 		}
-		if r.Summary().Role != service.Leader {
+		if st := r.Summary(); st.Role != service.Leader && st.Leader >= 0 && st.Term > startTerm && !jobs.sync.busy {
 			n.updateStatus(r)
 			return
 		}

@@ -58,6 +58,10 @@ Verbs:
                                   leader hands over to the first that is up and caught up for a
                                   few seconds (tandem node --preferred-leader is the founding
                                   value)
+  transfer-leader ID | --auto     hand leadership to voter ID (--auto: to the most caught-up live
+                                  voter); exits 0 once it leads ("member N leads (term T)"), 4 if
+                                  the leader refuses (unknown id, a learner, a removed member), 3
+                                  if it did not take over within the wait the leader states
 
 The leader refuses a change that would leave fewer live voters than the new configuration's
 quorum; --force makes it anyway. While it answers "not now" (another change under way, a
@@ -83,6 +87,7 @@ Examples:
   tandem cluster set-preferred-leader 0,1
   tandem cluster suspend && tandem cluster snapshot && tandem cluster resume
   tandem cluster shutdown --timeout 30s
+  tandem cluster transfer-leader 2
 `
 
 func runCluster(args []string) int { return clusterMain(args, os.Stdout, os.Stderr) }
@@ -116,6 +121,7 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 	abort := fs.Bool("abort", false, "shutdown: stop without the snapshot")
 	clear := fs.Bool("clear", false, "set-preferred-leader: no member is preferred")
 	member := fs.Int("member", -1, "errors: ask only member `ID` (found through the endpoints)")
+	auto := fs.Bool("auto", false, "transfer-leader: hand leadership to the most caught-up live voter")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, clusterHelp)
 		fs.PrintDefaults()
@@ -162,6 +168,9 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 	}
 	if set["member"] && *member < 0 {
 		return c.fail(exitUsage, "--member %d: want a member id (a non-negative integer)", *member)
+	}
+	if set["auto"] && verb != wire.AdminTransferLeader {
+		return c.fail(exitUsage, "--auto is for transfer-leader, not %s", verb)
 	}
 	ids := func(n int, what string) ([]int, bool) {
 		if len(rest) != n {
@@ -248,10 +257,22 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		return c.recentErrors(ctx, *member)
+	case wire.AdminTransferLeader:
+		if *auto {
+			if _, ok := ids(0, "no member id with --auto"); !ok {
+				return exitUsage
+			}
+			return c.transferLeader(ctx, wire.AdminRequest{Op: verb, Auto: true}) // transfer.go
+		}
+		id, ok := ids(1, "a member id, or --auto")
+		if !ok {
+			return exitUsage
+		}
+		return c.transferLeader(ctx, wire.AdminRequest{Op: verb, ID: id[0]})
 	case wire.AdminJoin:
 		return c.fail(exitUsage, "join is the joining member's request: tandem node sends it when it starts")
 	}
-	return c.fail(exitUsage, "unknown verb %q: status, leader, is-leader, errors, list-members, remove-member, promote, replace-member, suspend, resume, snapshot, shutdown or set-preferred-leader (tandem cluster --help)", verb)
+	return c.fail(exitUsage, "unknown verb %q: status, leader, is-leader, errors, list-members, remove-member, promote, replace-member, transfer-leader, suspend, resume, snapshot, shutdown or set-preferred-leader (tandem cluster --help)", verb)
 }
 
 func parseMemberID(s string) (int, error) {

@@ -322,6 +322,21 @@ func (c *Core) ReadIndex() (uint64, error) {
 // TransferLeadership asks raft to hand leadership to the member with raft id to.
 func (c *Core) TransferLeadership(to uint64) { c.rn.TransferLeader(to) }
 
+// ProposalsPaused reports whether raft would refuse a proposal now although this member led as of
+// the last state it reported: it hands leadership over (until the target campaigns, or raft
+// gives the transfer up an election timeout on), or it has just stepped down — on a vote request
+// of a later term — which the handler hears of (StateChanged) once the new term is synced.
+func (c *Core) ProposalsPaused() bool {
+	if c.state.Role != raft.StateLeader {
+		return false
+	}
+	bs := c.rn.BasicStatus()
+	return bs.RaftState != raft.StateLeader || bs.LeadTransferee != 0
+}
+
+// Voted returns the raft id this member voted for in its current term (0: none).
+func (c *Core) Voted() uint64 { return c.rn.BasicStatus().GetVote() }
+
 // BestFollower returns the voter other than this member with the highest match index (the
 // lowest id on a tie), the natural target of a leadership transfer.
 func (c *Core) BestFollower() (uint64, bool) {

@@ -77,11 +77,11 @@ func (r *Replica) admin(conn ConnID, m *wire.ClientMsg) {
 		r.answerErrors(conn, m.RequestID)
 		return
 	case wire.AdminListMembers, wire.AdminJoin, wire.AdminRemoveMember, wire.AdminPromote, wire.AdminReplaceMember,
-		wire.AdminSuspend, wire.AdminResume, wire.AdminSnapshot, wire.AdminShutdown, wire.AdminSetPreferred:
+		wire.AdminTransferLeader, wire.AdminSuspend, wire.AdminResume, wire.AdminSnapshot, wire.AdminShutdown, wire.AdminSetPreferred:
 	default:
 		r.answerAdmin(conn, m.RequestID, wire.StatusBadRequest, &wire.AdminResponse{Error: fmt.Sprintf(
 			"unknown operation %q (this member knows status, errors, list-members, join, remove-member, promote, replace-member, "+
-				"suspend, resume, snapshot, shutdown, set-preferred-leader)", req.Op)})
+				"transfer-leader, suspend, resume, snapshot, shutdown, set-preferred-leader)", req.Op)})
 		return
 	}
 	if !r.isLeader() {
@@ -120,6 +120,10 @@ func (r *Replica) admin(conn ConnID, m *wire.ClientMsg) {
 			resp.ClusterUUID = u.String()
 		}
 		r.answerAdmin(conn, m.RequestID, wire.StatusOK, resp)
+		return
+	}
+	if req.Op == wire.AdminTransferLeader {
+		r.transferLeader(conn, m.RequestID, req) // transfer.go
 		return
 	}
 	resp, aerr := r.change(conn, m.RequestID, req)

@@ -173,6 +173,7 @@ func (r *Replica) StateChanged(st consensus.State) {
 	if wasLeader && role != service.Leader {
 		r.stepDown()
 	}
+	r.transferProgress()
 	r.out.Changed(Change{Kind: ChangeRole, Role: role, Leader: r.IDOf(st.Leader), Term: st.Term})
 }
 

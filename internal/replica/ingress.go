@@ -279,6 +279,11 @@ func (r *Replica) admitPending(conn ConnID, m *wire.ClientMsg) bool {
 	if len(r.pending) < r.cfg.MaxPendingItems {
 		return true
 	}
+	if r.core.ProposalsPaused() {
+		// Held for the transfer (flush), not refused: the client tries elsewhere.
+		r.redirect(conn, m)
+		return false
+	}
 	r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session, Seq: m.Seq,
 		Status: wire.StatusRejected, Payload: []byte("leader ingress queue full")})
 	return false
@@ -298,13 +303,22 @@ func (r *Replica) ClientGone(conn ConnID) {
 	}
 }
 
+// redirect sends a request to the leader. With no leader known, it names the member this one
+// voted for in its current term, if another: a candidate that is likely to lead by the time the
+// client gets there (a leader that stepped down for a transfer, or an election, knows no leader
+// until the winner's first message, and its clients would otherwise go round the members and
+// back off). A client sent to a candidate that lost is sent on, like one sent to no leader.
 func (r *Replica) redirect(conn ConnID, m *wire.ClientMsg) {
 	st := r.core.State()
 	red := &wire.ClientMsg{Kind: wire.CRedirect, Session: m.Session, Seq: m.Seq, RequestID: m.RequestID,
 		LeaderID: -1, Term: st.Term, Status: wire.StatusNotLeader}
-	if st.Leader != 0 && st.Leader != r.self {
-		red.LeaderID = r.IDOf(st.Leader)
-		if lm, _, ok := r.memberByRaftID(st.Leader); ok {
+	lead := st.Leader
+	if lead == 0 {
+		lead = r.core.Voted()
+	}
+	if lead != 0 && lead != r.self {
+		red.LeaderID = r.IDOf(lead)
+		if lm, _, ok := r.memberByRaftID(lead); ok {
 			red.LeaderAddr = lm.ClientAddr
 		}
 	}
@@ -316,10 +330,19 @@ func (r *Replica) enqueue(it wire.Item) {
 	r.pendingBytes += wire.BatchItemBytes(&it)
 }
 
-// flush proposes the pending items as batches of at most MaxBatchBytes.
+// flush proposes the pending items as batches of at most MaxBatchBytes. While this leader hands
+// leadership over, or has stepped down without knowing it yet (consensus.ProposalsPaused), it
+// holds them instead: raft would drop them, and each client would be sent away with no leader to
+// go to (the leader is still this member), to try the other members in turn and back off when
+// none leads yet — stalling it past the transfer (docs/PERFORMANCE.md, "Leadership transfer").
+// Held, they are proposed if raft gives the transfer up, or redirected by stepDown, by then to a
+// leader or to the member this one voted for (redirect).
 func (r *Replica) flush() {
 	if r.shutdownProposed && len(r.pending) > 0 {
 		r.refusePending(errShuttingDown)
+		return
+	}
+	if len(r.pending) > 0 && r.core.ProposalsPaused() {
 		return
 	}
 	rest := r.pending

@@ -178,6 +178,9 @@ type Replica struct {
 	promoteLog int // the tick of the last line about a learner that is not caught up
 	// heard: the tick at which a message last came from each raft id (liveVoters).
 	heard map[uint64]int
+	// transfer: the leadership transfer an operator asked for and has not been answered
+	// (transfer.go). Kept apart from changes: the step-down it causes must not fail it.
+	transfer *pendingTransfer
 	// identifying: this leader proposed the cluster's identity and has not applied an identity
 	// entry since.
 	identifying bool
@@ -379,6 +382,7 @@ func (r *Replica) Tick() {
 	r.core.Tick()
 	r.noteVerification()
 	r.retryRejoined()
+	r.transferProgress() // on a leader that stepped down too: it answers the transfer it started
 	if !r.isLeader() || r.shutdownProposed {
 		return
 	}

@@ -145,7 +145,7 @@ func (t *Transport) serve(conn net.Conn) {
 	// Checked again under t.mu: SetPeers publishes a set without the peer before it closes the
 	// peer's connections (DropInbound, under t.mu), so a removal is either seen here or finds
 	// this connection registered.
-	_, still := t.peers.Load().byID[from]
+	p, still := t.peers.Load().byID[from]
 	if still {
 		t.authed[conn] = self
 	}
@@ -154,6 +154,7 @@ func (t *Transport) serve(conn net.Conn) {
 		t.reject(conn, "handshake from raft id %d, which is not a peer any more", from)
 		return
 	}
+	p.isBack()
 	defer func() {
 		t.mu.Lock()
 		delete(t.authed, conn)

@@ -42,6 +42,11 @@ const (
 	AdminSnapshot     = "snapshot"
 	AdminShutdown     = "shutdown"
 	AdminSetPreferred = "set-preferred-leader"
+	// AdminTransferLeader: hand leadership to voter ID (or, with Auto, to the most caught-up
+	// live voter). The leader answers once the target leads (Status: its own view after, the
+	// new leader and term), refuses a target that cannot take over, and answers "outcome
+	// unknown" when the target did not take over within the wait the answer states.
+	AdminTransferLeader = "transfer-leader"
 )
 
 // MaxAdminBytes bounds an admin request's body.
@@ -64,6 +69,8 @@ type AdminRequest struct {
 	// IDs: set-preferred-leader's members, most preferred first; Clear: no preference.
 	IDs   []int `json:"ids,omitempty"`
 	Clear bool  `json:"clear,omitempty"`
+	// Auto: transfer-leader picks the target itself (ID is not read).
+	Auto bool `json:"auto,omitempty"`
 }
 
 // AdminMember is a member as the admin channel shows it.
