@@ -54,9 +54,12 @@ const (
 	// SuspendLeaderOnly: a suspended cluster refuses commands at apply on the leader only;
 	// followers apply them (container.command).
 	SuspendLeaderOnly Bug = "suspend-leader-only"
+	// TransferEarlyAnswer: a leadership transfer is answered done as soon as the leader steps
+	// down, before the target leads (replica.transferProgress).
+	TransferEarlyAnswer Bug = "transfer-early-answer"
 )
 
 // All is every planted bug.
 var All = []Bug{SkipFsync, AckBeforeCommit, ReadWithoutReadIndex, NoDedup, FollowerForwards,
 	SendBeforePersist, VoteNotSynced, DropEmptyAppends, ResendFreshNumber, RaiseUnreported, LostAsTorn,
-	EmptyLogVotes, ReuseRaftIDs, SuspendLeaderOnly}
+	EmptyLogVotes, ReuseRaftIDs, SuspendLeaderOnly, TransferEarlyAnswer}

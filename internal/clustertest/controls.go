@@ -19,7 +19,9 @@ import (
 //	snapshot      tandem cluster snapshot: every member snapshots at the answer's index
 //	prefer SEL    tandem cluster set-preferred-leader with member SEL % n of the leader's voters;
 //	              the leader then hands over to it when it is ready (replica/preferred.go)
-//	transfer SEL  the leader hands leadership to its voter SEL % n (raft's transfer)
+//	transfer SEL  tandem cluster transfer-leader with voter SEL % n of the leader's: answered done,
+//	              the target must have led in the answer's term (checked against every
+//	              member's role, event by event)
 //
 // A shutdown is not simulated: it stops every member, which the run's checks would take for a
 // failure; the node tests cover it.
@@ -33,6 +35,13 @@ func (d *membershipDriver) controlRequest(op *membershipOp, l int) (wire.AdminRe
 		return wire.AdminRequest{Op: wire.AdminResume}, true
 	case "snapshot":
 		return wire.AdminRequest{Op: wire.AdminSnapshot}, true
+	case "transfer":
+		voters := d.voters(l)
+		if len(voters) == 0 {
+			return wire.AdminRequest{}, false
+		}
+		op.id = voters[op.arg%len(voters)]
+		return wire.AdminRequest{Op: wire.AdminTransferLeader, ID: op.id}, true
 	case "prefer":
 		voters := d.voters(l)
 		if len(voters) == 0 {
@@ -66,25 +75,23 @@ func (d *membershipDriver) controlAnswered(op *membershipOp, resp *wire.AdminRes
 		d.rep.Snapshots++
 	case "prefer":
 		d.rep.Preferences++
+	case "transfer":
+		if resp.Already != "" {
+			break
+		}
+		d.rep.Transfers++
+		if resp.Status == nil {
+			d.violate("a transfer to member %d was answered done without the member's status", op.id)
+			break
+		}
+		if led, ok := d.leaderOf[resp.Status.Term]; !ok || led != op.id {
+			d.violate("a transfer to member %d was answered done in term %d, which member %d has not led (leader: %d, %v)",
+				op.id, resp.Status.Term, op.id, led, ok)
+		}
 	default:
 		return false
 	}
 	return true
-}
-
-// transfer asks leader l to hand leadership to its voter op.arg % n (itself: nothing to do).
-func (d *membershipDriver) transfer(op *membershipOp, l int) {
-	voters := d.voters(l)
-	if len(voters) > 0 {
-		to := voters[op.arg%len(voters)]
-		for _, m := range d.c.Nodes[l].R.Members() {
-			if m.ID == to && !m.Learner && to != l {
-				d.c.Nodes[l].R.TransferLeadership(m.RaftID)
-				d.rep.Transfers++
-			}
-		}
-	}
-	d.done(op, true)
 }
 
 // drawControls makes a third of the seeds use the controls, between a sixth and five sixths of

@@ -49,6 +49,8 @@ type membershipDriver struct {
 	queue   []*membershipOp
 	seq     uint64
 	seen    int // AdminAnswers read
+	// leaderOf is the run's record of who led each term (controls.go checks transfers by it).
+	leaderOf map[uint64]int
 }
 
 func (d *membershipDriver) add(f Fault) {
@@ -93,10 +95,6 @@ func (d *membershipDriver) step() {
 	}
 	l := c.Leader()
 	if l < 0 {
-		return
-	}
-	if op.op == "transfer" {
-		d.transfer(op, l)
 		return
 	}
 	req, ok := d.request(op, l)
@@ -178,6 +176,13 @@ func (d *membershipDriver) answered(op *membershipOp, m *wire.ClientMsg) {
 	switch m.Status {
 	case wire.StatusOK:
 	case wire.StatusUnavailable:
+		if op.op == "transfer" {
+			// Not now (the target is down or behind, another transfer is under way) or
+			// outcome unknown: an operator would look again; the simulator moves on, so that
+			// the changes queued behind are not held up.
+			d.rep.TransfersNotNow++
+			d.done(op, false)
+		}
 		return // not now: asked again
 	default:
 		d.rep.MembershipRefused++

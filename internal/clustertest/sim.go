@@ -51,6 +51,7 @@ type SimReport struct {
 	// Suspensions, Snapshots, Preferences and Transfers count the operator's controls applied
 	// and the leadership transfers asked (controls.go).
 	Suspensions, Snapshots, Preferences, Transfers int
+	TransfersNotNow                                int // answered "not now" or "outcome unknown"
 	ClusterVersion                                 uint16
 	Violations                                     []string
 }
@@ -223,7 +224,7 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 
 	step := 100 * time.Millisecond
 	next := 0
-	changes := &membershipDriver{c: c, rep: &rep, violate: violate}
+	changes := &membershipDriver{c: c, rep: &rep, violate: violate, leaderOf: leaderOf}
 	for c.Elapsed() < sch.Run {
 		for i := range clients {
 			if rng.IntN(2) == 0 {

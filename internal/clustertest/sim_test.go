@@ -76,6 +76,7 @@ func TestSimulation(t *testing.T) {
 			total.Snapshots += rep.Snapshots
 			total.Preferences += rep.Preferences
 			total.Transfers += rep.Transfers
+			total.TransfersNotNow += rep.TransfersNotNow
 			if rep.ClusterVersion < container.ClusterVersionMax {
 				heldBack++
 			}
@@ -88,8 +89,8 @@ func TestSimulation(t *testing.T) {
 		n, total.Ops, total.Acked, total.Crashes, minCrashSeeds, total.CrashesInSync, total.ArmedInSync, total.MajorityCrashes, total.AllCrashes,
 		total.Syncs, total.Stalls, total.Partitions, total.Expiries, total.LeaderTerms, total.Upgrades, heldBack, total.LostData, total.Wipes, total.WipedStopped,
 		total.Joins, total.Removals, total.Rebuilds, total.Replacements, total.MembershipRefused, total.MembershipGaveUp, minOps)
-	t.Logf("controls: %d suspensions, %d snapshots on request, %d preferences set, %d leadership transfers asked",
-		total.Suspensions, total.Snapshots, total.Preferences, total.Transfers)
+	t.Logf("controls: %d suspensions, %d snapshots on request, %d preferences set, %d leadership transfers done (%d answered not now or outcome unknown)",
+		total.Suspensions, total.Snapshots, total.Preferences, total.Transfers, total.TransfersNotNow)
 	if ran >= 50 && (total.Suspensions == 0 || total.Snapshots == 0 || total.Preferences == 0 || total.Transfers == 0) {
 		t.Fatalf("the seed budget made no suspension, no snapshot, no preference or no transfer: the simulation proves nothing of them")
 	}

@@ -6,6 +6,7 @@ import (
 
 	"go.etcd.io/raft/v3/tracker"
 
+	"github.com/tandem-cluster/tandem/internal/bugs"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
@@ -162,7 +163,7 @@ func (r *Replica) transferProgress() {
 	}
 	st := r.core.State()
 	switch {
-	case st.Leader == t.to && st.Term > t.term:
+	case st.Leader == t.to && st.Term > t.term, bugs.Active(bugs.TransferEarlyAnswer) && st.Term > t.term:
 		r.transfer = nil
 		ms := r.memberStatus()
 		r.log.Info("leadership transferred", "to", t.toID, "term", st.Term)
