@@ -22,6 +22,10 @@ import (
 //	restart-command  a follower is killed and restarted, and once it follows, the leader is
 //	                 told to transfer to the other follower (whose link to it was cut)
 //	restart-sigint   likewise, then the leader gets SIGINT
+//	preference       tandem cluster set-preferred-leader (the follower with the lower id): the
+//	                 leader yields by itself some seconds later (replica/preferred.go); the
+//	                 window is then the 3 s around the election (1 s before it, 2 s after)
+//	restart-preference  likewise, after a restart as above
 //	none             no transfer: the control, what the machine alone costs (not in the default)
 //
 // For each transfer it reports the longest time without an acknowledgement seen by any client
@@ -75,8 +79,12 @@ func TestMeasureLeadershipTransfer(t *testing.T) {
 			t0 := time.Since(load.begin)
 			// When a new leader's banner is read: the election's end, as seen from outside.
 			elected, procs := make(chan time.Duration, 1), slices.Clone(pc.procs)
+			electWait := window
+			if strings.HasSuffix(mode, "preference") {
+				electWait = 20 * time.Second // the leader yields after its looks (about 5 s)
+			}
 			go func() {
-				for deadline := time.Now().Add(window); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				for deadline := time.Now().Add(electWait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 					for _, p := range procs {
 						if p == nil {
 							continue
@@ -103,10 +111,24 @@ func TestMeasureLeadershipTransfer(t *testing.T) {
 				if out, code := pc.waitExit(l, 20*time.Second, fmt.Sprintf("leader %d, interrupted,", l)); code != 0 {
 					t.Fatalf("leader %d exited %d after SIGINT:\n%s", l, code, out)
 				}
+			case "preference":
+				stdout, stderr, code := runWithin(t, 60*time.Second, cli, "cluster", "--endpoints",
+					strings.Join(pc.endpoints(0, 1, 2), ","), "set-preferred-leader", strconv.Itoa(others[0]))
+				if code != exitOK {
+					t.Fatalf("%s %d: set-preferred-leader %d exited %d: %s%s", mode, k+1, others[0], code, stdout, stderr)
+				}
 			case "none":
 				// The control: the same window with no transfer (the machine's own stalls).
 			default:
 				t.Fatalf("unknown mode %q", mode)
+			}
+			if strings.HasSuffix(mode, "preference") {
+				te := <-elected
+				if te == 0 {
+					t.Fatalf("%s %d: member %d did not take over within %s of set-preferred-leader", mode, k+1, others[0], electWait)
+				}
+				elected <- te
+				t0 = te - time.Second
 			}
 			for time.Since(load.begin) < t0+window {
 				time.Sleep(20 * time.Millisecond)
