@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -133,6 +134,23 @@ func TestProcessOperatorControls(t *testing.T) {
 		_, stderr, code := pc.tandemCluster(pc.clients, tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.says) {
 			t.Fatalf("tandem cluster %s exited %d saying %q; want %d saying %q", strings.Join(tc.args, " "), code, stderr, tc.code, tc.says)
+		}
+	}
+
+	// A member's warnings, read back through the admin channel: garbage on its client port.
+	conn, err := net.Dial("tcp", pc.clients[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = conn.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	_ = conn.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out := pc.mustCluster(pc.clients, "errors", "--member", "0")
+		if strings.Contains(out, "member 0") && strings.Contains(out, "WARN") && strings.Contains(out, "closing client connection") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tandem cluster errors --member 0 does not show the warning for the garbage:\n%s", out)
 		}
 	}
 
