@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tandem-cluster/tandem/client"
 	"github.com/tandem-cluster/tandem/examples/counter"
+	"github.com/tandem-cluster/tandem/internal/admin"
 	"github.com/tandem-cluster/tandem/internal/replica"
 	"github.com/tandem-cluster/tandem/internal/wire"
 	"github.com/tandem-cluster/tandem/service"
@@ -322,4 +324,38 @@ func TestShutdownReachesAMemberCatchingUpFromTheSnapshot(t *testing.T) {
 	c.leader(20 * time.Second)
 	load.waitAcked(t, 100, "after the restart")
 	load.finish(t, c)
+}
+
+// Below cluster version 5 (a member of a build without the controls) every control is refused
+// with the reason, and so is a founding preference: it waits, unproposed, for the version.
+func TestControlsNeedClusterVersion5(t *testing.T) {
+	c := newCluster(t, 3, func(cfg *Config) { cfg.PreferredLeaders = []int{1} })
+	c.opts = func(i int) []Option {
+		if i == 2 {
+			return []Option{WithVersions(wire.MemberProtocol, wire.ClientProtocol, 4)}
+		}
+		return nil
+	}
+	c.startAll(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for !slices.Equal(c.clusterVersions(), []uint16{4, 4, 4}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster versions %v, want 4 everywhere", c.clusterVersions())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, req := range []wire.AdminRequest{{Op: wire.AdminSuspend}, {Op: wire.AdminSnapshot}, {Op: wire.AdminShutdown},
+		{Op: wire.AdminSetPreferred, IDs: []int{0}}} {
+		resp, st, err := admin.Call(ctx, c.clients, req, admin.Options{})
+		if err != nil || st != wire.StatusRejected || !strings.Contains(resp.Error, "cluster version 5") {
+			t.Fatalf("%s below cluster version 5: status %v, %v, %q; want refused naming the version", req.Op, st, err, resp.Error)
+		}
+	}
+	for i, m := range c.members {
+		if st := m.n.Status(); len(st.Preferred) != 0 || st.Suspended {
+			t.Fatalf("member %d: preferred %v, suspended %v below cluster version 5", i, st.Preferred, st.Suspended)
+		}
+	}
 }
