@@ -354,6 +354,13 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	c.ApplyBatch(1, &wire.Batch{TimestampNanos: 5, Items: []wire.Item{open(s1), cmd(s1, 1, 1, "a")}})
 	snap, _ := c.TakeSnapshot()
 	f.Add(snap)
+	// Format 4: the controls.
+	_, _ = c.ApplyClusterVersion(2, ClusterVersionControl)
+	_, _ = c.ApplyControl(3, &wire.Control{Op: wire.ControlPreferred, Preferred: []int{1, 0}})
+	_, _ = c.ApplyControl(4, &wire.Control{Op: wire.ControlSuspend})
+	_, _ = c.ApplyControl(5, &wire.Control{Op: wire.ControlShutdown, Abort: true})
+	snap4, _ := c.TakeSnapshot()
+	f.Add(snap4)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		st, err := decodeSnapshot(b)
 		if err != nil {

@@ -12,7 +12,16 @@ func FuzzDecodeBatch(f *testing.F) {
 	}
 	f.Add(AppendClusterVersion(nil, 2))
 	f.Add(AppendClusterIdentity(nil, ClusterUUID{0x3f, 15: 1}))
+	f.Add(AppendControl(nil, &Control{Op: ControlShutdown, Abort: true, Token: "c3.1"}))
+	f.Add(AppendControl(nil, &Control{Op: ControlPreferred, Preferred: []int{2, 0}}))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if k, err := EntryKindOf(data); err == nil && k == EntryControl {
+			if c, err := DecodeControl(data); err == nil {
+				if c2, err := DecodeControl(AppendControl(nil, &c)); err != nil || !reflect.DeepEqual(c2, c) {
+					t.Fatalf("control %+v re-decodes as %+v, %v", c, c2, err)
+				}
+			}
+		}
 		// Every log entry kind: what the replica decodes at apply.
 		if k, err := EntryKindOf(data); err == nil && k == EntryClusterVersion {
 			if v, err := DecodeClusterVersion(data); err == nil {
