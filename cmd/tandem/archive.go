@@ -80,7 +80,24 @@ func runArchiveDescribe(args []string) int {
 		return exitUsage
 	}
 	d, err := archive.Describe(vfs.OS(), pos[0], archive.DescribeOptions{ClusterID: *clusterID, MemberID: *member})
+	if errors.Is(err, archive.ErrEmptyDir) {
+		// A member starts on an empty directory: it is not refused.
+		plan := "a member started here begins with an empty log: with --members it founds a cluster " +
+			"(it votes once its peers say the cluster is new), with --join it joins a running one; a member that " +
+			"was in the cluster before and lost its data must join again (tandem node N --join ADDR)"
+		if *asJSON {
+			b, _ := json.MarshalIndent(map[string]any{"dir": pos[0], "empty": true, "plan": plan}, "", "  ")
+			fmt.Printf("%s\n", b)
+		} else {
+			fmt.Printf("%s: empty (no IDENTITY file, no log, no snapshot)\nplan: %s\n", pos[0], plan)
+		}
+		return exitOK
+	}
 	if err != nil {
+		if *asJSON {
+			b, _ := json.Marshal(map[string]string{"dir": pos[0], "error": err.Error()})
+			fmt.Printf("%s\n", b)
+		}
 		fmt.Fprintf(os.Stderr, "tandem archive describe: %v\n", err)
 		return exitFailed
 	}

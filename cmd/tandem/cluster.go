@@ -146,7 +146,9 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 	case *timeout <= 0:
 		return c.fail(exitUsage, "--timeout %s: want a positive duration", *timeout)
 	case len(pos) == 0:
-		return c.fail(exitUsage, "which verb? status, errors, list-members, remove-member ID, promote ID, replace-member OLD --with NEW (tandem cluster --help)")
+		return c.fail(exitUsage, "which verb? status, leader, is-leader ID, errors, list-members, remove-member ID, promote ID, "+
+			"replace-member OLD --with NEW, transfer-leader ID|--auto, set-preferred-leader ID[,ID]|--clear, suspend, resume, "+
+			"snapshot, shutdown (tandem cluster --help)")
 	}
 	verb, rest := pos[0], pos[1:]
 	set := map[string]bool{}
@@ -516,7 +518,10 @@ func (c *clusterCmd) leader(ctx context.Context, want int) int {
 	}
 	switch {
 	case lead == nil && want < 0:
-		return c.fail(exitFailed, "no leader: %s", why)
+		if !strings.Contains(why, "no leader") {
+			why = "no leader: " + why
+		}
+		return c.fail(exitFailed, "%s", why)
 	case lead == nil:
 		return c.fail(exitUnknown, "unknown whether member %d leads: %s", want, why)
 	case want < 0:
@@ -531,6 +536,12 @@ func (c *clusterCmd) leader(ctx context.Context, want int) int {
 		return exitOK
 	}
 	if !c.json {
+		// The leader's lag lists every other member it replicates to: a member it does not
+		// list is no member at all, which is worth saying.
+		if _, known := lead.Lag[strconv.Itoa(want)]; !known && lead.Lag != nil {
+			fmt.Fprintf(c.stdout, "member %d does not lead: it is not a member (member %d leads, term %d)\n", want, lead.ID, lead.Term)
+			return exitFailed
+		}
 		fmt.Fprintf(c.stdout, "member %d does not lead: member %d does (term %d)\n", want, lead.ID, lead.Term)
 	}
 	return exitFailed

@@ -17,6 +17,20 @@ import (
 
 // control sends a control request and reports it.
 func (c *clusterCmd) control(ctx context.Context, req wire.AdminRequest) int {
+	var down map[string]bool
+	if req.Op == wire.AdminShutdown {
+		// Who is down already: after the shutdown, not answering is what stopping looks like.
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		for _, e := range c.askAll(actx) {
+			if e.st == nil {
+				if down == nil {
+					down = map[string]bool{}
+				}
+				down[e.Endpoint] = true
+			}
+		}
+		cancel()
+	}
 	resp, code := c.do(ctx, req)
 	if code != exitOK {
 		return code
@@ -43,7 +57,7 @@ func (c *clusterCmd) control(ctx context.Context, req wire.AdminRequest) int {
 		}
 	case wire.AdminSnapshot:
 		say("every member takes a snapshot at index %d", resp.Index)
-		return c.watch(ctx, "took the snapshot", func(e statusEntry) bool { return e.st != nil && e.st.SnapshotIndex >= resp.Index },
+		return c.watch(ctx, "took the snapshot", nil, func(e statusEntry) bool { return e.st != nil && e.st.SnapshotIndex >= resp.Index },
 			func(e statusEntry) string { return fmt.Sprintf("snapshot at index %d", e.st.SnapshotIndex) })
 	case wire.AdminShutdown:
 		how := "after a snapshot there"
@@ -51,22 +65,29 @@ func (c *clusterCmd) control(ctx context.Context, req wire.AdminRequest) int {
 			how = "without a snapshot"
 		}
 		say("every member stops at index %d, %s", resp.Index, how)
-		return c.watch(ctx, "stopped", func(e statusEntry) bool { return e.st == nil }, func(statusEntry) string { return "stopped" })
+		return c.watch(ctx, "stopped", down, func(e statusEntry) bool { return e.st == nil }, func(statusEntry) string { return "stopped" })
 	}
 	return exitOK
 }
 
 // watch asks every endpoint for its status until done holds for each, or ctx ends; it prints
-// each endpoint's last state (line) and exits 1 naming those that did not get there.
-func (c *clusterCmd) watch(ctx context.Context, what string, done func(statusEntry) bool, line func(statusEntry) string) int {
+// each endpoint's state (line, or why it did not answer) and exits 1 naming those that did not
+// get there. down are the endpoints that did not answer before the request: they are said to be
+// down, and not counted against it.
+func (c *clusterCmd) watch(ctx context.Context, what string, down map[string]bool, done func(statusEntry) bool,
+	line func(statusEntry) string) int {
 	var entries []statusEntry
 	for {
 		actx, cancel := context.WithTimeout(ctx, time.Second)
-		entries = c.askAll(actx)
+		got := c.askAll(actx)
 		cancel()
+		if ctx.Err() != nil && entries != nil {
+			break // this round was cut short by the timeout: the previous one is what is known
+		}
+		entries = got
 		all := true
 		for _, e := range entries {
-			all = all && done(e)
+			all = all && (done(e) || down[e.Endpoint])
 		}
 		if all || ctx.Err() != nil {
 			break
@@ -78,16 +99,25 @@ func (c *clusterCmd) watch(ctx context.Context, what string, done func(statusEnt
 	}
 	var late []string
 	for _, e := range entries {
-		if !done(e) {
+		say := ""
+		switch {
+		case down[e.Endpoint]:
+			say = "did not answer before the request either (down?): the request did not reach it"
+		case !done(e):
 			late = append(late, e.Endpoint)
-			continue
+			say = "not yet"
+			if e.st == nil {
+				say = "no answer: " + e.reason
+			}
+		default:
+			say = line(e)
 		}
 		if !c.json {
 			who := e.Endpoint
 			if e.st != nil {
 				who = fmt.Sprintf("member %d", e.st.ID)
 			}
-			fmt.Fprintf(c.stdout, "  %s: %s\n", who, line(e))
+			fmt.Fprintf(c.stdout, "  %s: %s\n", who, say)
 		}
 	}
 	if len(late) > 0 {

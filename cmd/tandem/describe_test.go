@@ -210,7 +210,13 @@ func TestArchiveDescribeRefusals(t *testing.T) {
 		t.Fatalf("its own cluster's directory: exit %d\n%s", code, stderr)
 	}
 
-	for _, path := range []string{filepath.Join(t.TempDir(), "missing"), t.TempDir(), filepath.Join(dir, "IDENTITY")} {
+	// An empty directory is where a member starts (founding or joining): not refused.
+	empty := t.TempDir()
+	if out, stderr, code := runCLI(t, bin, "archive", "describe", empty); code != exitOK || !strings.Contains(out, empty+": empty") ||
+		!strings.Contains(out, "--join") {
+		t.Fatalf("describe of an empty directory: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	for _, path := range []string{filepath.Join(t.TempDir(), "missing"), filepath.Join(dir, "IDENTITY")} {
 		out, stderr, code := runCLI(t, bin, "archive", "describe", path)
 		if code != exitFailed || out != "" || !strings.Contains(stderr, path+": not a Tandem data directory") || strings.Count(stderr, "\n") != 1 {
 			t.Fatalf("describe %s: exit %d\nstdout:\n%s\nstderr:\n%s", path, code, out, stderr)

@@ -26,6 +26,12 @@ import (
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
+		if len(args) > 0 && negativeNumber(args[0]) {
+			// An argument, not a flag: "is-leader -1" is refused for its id ("not a member
+			// id"), not with "flag provided but not defined" and the whole usage.
+			pos, args = append(pos, args[0]), args[1:]
+			continue
+		}
 		if err := fs.Parse(args); err != nil {
 			return nil, err
 		}
@@ -36,6 +42,11 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+func negativeNumber(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return len(s) > 1 && s[0] == '-' && err == nil
 }
 
 func envOr(name, def string) string {

@@ -318,6 +318,10 @@ func (c *caller) call(ctx context.Context, endpoints []string) (Result, error) {
 		return res, nil
 	case lastWas == gotRedirect:
 		return res, noLeader
+	case noLeader != nil:
+		// A member answered, with no leader to name (no quorum, an election): that is the
+		// news, not that the last member tried was down.
+		return res, fmt.Errorf("%w; not reached: %s", noLeader, joinWhy(down, why))
 	case len(down) == 0:
 		return res, fmt.Errorf("%w: %v", ErrUnreachable, ctx.Err())
 	}

@@ -37,6 +37,11 @@ import (
 // directory, or holding neither an IDENTITY file nor any log or snapshot.
 var ErrNotDataDir = errors.New("not a Tandem data directory")
 
+// ErrEmptyDir, wrapped with ErrNotDataDir: the directory exists and holds no Tandem data (a new
+// member's, or one tandem clean emptied). A member starts on it — as a founder (unverified until
+// its peers say the cluster is new), or joining with --join — rather than refusing it.
+var ErrEmptyDir = errors.New("empty: no IDENTITY file, no log, no snapshot")
+
 // DescribeOptions are what Describe compares the directory with.
 type DescribeOptions struct {
 	// ClusterID and MemberID, when ClusterID is not "", are the configuration a member would be
@@ -219,7 +224,7 @@ func Describe(fsys vfs.FS, dir string, opts DescribeOptions) (*Description, erro
 	case errors.Is(err, fs.ErrNotExist):
 		derr := checkDataWithoutIdentity(ro, dir)
 		if derr == nil {
-			return nil, fmt.Errorf("archive: %s: %w (no IDENTITY file, no log, no snapshot)", dir, ErrNotDataDir)
+			return nil, fmt.Errorf("archive: %s: %w: %w", dir, ErrNotDataDir, ErrEmptyDir)
 		}
 		d.Identity.Problem = "missing"
 		refuse(derr)
