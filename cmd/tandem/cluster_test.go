@@ -66,7 +66,7 @@ func TestClusterUsageErrors(t *testing.T) {
 		{[]string{"status", "--endpoints", " , "}, "--endpoints names no member"},
 		{[]string{"status", "--timeout", "soon"}, ""},
 		{[]string{"--no-such-flag", "status"}, ""},
-		{[]string{"remove-member", "-1"}, ""},
+		{[]string{"remove-member", "-1"}, `"-1" is not a member id`},
 	} {
 		args := tc.args
 		if !slices.Contains(args, "--endpoints") {
