@@ -39,45 +39,69 @@ Examples:
   tandem archive describe --json data/node-0
 `
 
+// archiveUsage is tandem archive's help: archiveHelp, then describe's flags.
+var archiveUsage = verbHelp{head: archiveHelp + "\nFlags of describe:\n"}
+
 func runArchive(args []string) int {
-	if len(args) > 0 && args[0] == "describe" {
+	if len(args) == 0 {
+		return usageError(os.Stderr, "archive", "which one? verify <dir> or describe <dir>")
+	}
+	switch {
+	case isHelpFlag(args[0]):
+		fs, _, _, _ := describeFlags()
+		archiveUsage.print(os.Stdout, fs)
+		return exitOK
+	case args[0] == "verify":
+		return runArchiveVerify(args[1:])
+	case args[0] == "describe":
 		return runArchiveDescribe(args[1:])
 	}
-	if len(args) != 2 || args[0] != "verify" {
-		fmt.Fprint(os.Stderr, archiveHelp)
-		if len(args) == 1 && (args[0] == "--help" || args[0] == "-h") {
-			return exitOK
+	return usageError(os.Stderr, "archive", "unknown subcommand %q: verify <dir> or describe <dir>", args[0])
+}
+
+// runArchiveVerify is tandem archive verify <dir>. It has no flags of its own, but parses them
+// as every verb does: --help is the help, --no-such-flag a usage error; a directory whose name
+// starts with a dash follows "--".
+func runArchiveVerify(args []string) int {
+	fs := newFlagSet("archive verify")
+	help, _, _, _ := describeFlags()
+	pos, code, done := parseVerb(fs, args, verbHelp{})
+	if done {
+		if code == exitOK {
+			archiveUsage.print(os.Stdout, help)
 		}
-		return exitUsage
+		return code
 	}
-	if _, err := archive.Verify(vfs.OS(), args[1], os.Stdout); err != nil {
+	if len(pos) != 1 {
+		return usageError(os.Stderr, "archive verify", "give one data directory")
+	}
+	if _, err := archive.Verify(vfs.OS(), pos[0], os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "tandem archive verify: %v\n", err)
 		return exitFailed
 	}
 	return exitOK
 }
 
+// describeFlags is tandem archive describe's flag set.
+func describeFlags() (fs *flag.FlagSet, asJSON *bool, clusterID *string, member *int) {
+	fs = newFlagSet("archive describe")
+	asJSON = fs.Bool("json", false, "print the description as JSON")
+	clusterID = fs.String("cluster-id", "", "with --member: refuse, as the member would, a directory of another cluster or member")
+	member = fs.Int("member", -1, "with --cluster-id: the member id the directory should be")
+	return fs, asJSON, clusterID, member
+}
+
 func runArchiveDescribe(args []string) int {
-	fs := flag.NewFlagSet("archive describe", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
-	asJSON := fs.Bool("json", false, "print the description as JSON")
-	clusterID := fs.String("cluster-id", "", "with --member: refuse, as the member would, a directory of another cluster or member")
-	member := fs.Int("member", -1, "with --cluster-id: the member id the directory should be")
-	fs.Usage = func() { fmt.Fprint(os.Stderr, archiveHelp); fs.PrintDefaults() }
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	fs, asJSON, clusterID, member := describeFlags()
+	pos, code, done := parseVerb(fs, args, archiveUsage)
+	if done {
+		return code
 	}
 	if len(pos) != 1 {
-		fmt.Fprintln(os.Stderr, "tandem archive describe: give one data directory")
-		return exitUsage
+		return usageError(os.Stderr, "archive describe", "give one data directory")
 	}
 	if (*clusterID == "") != (*member < 0) {
-		fmt.Fprintln(os.Stderr, "tandem archive describe: --cluster-id and --member go together")
-		return exitUsage
+		return usageError(os.Stderr, "archive describe", "--cluster-id and --member go together")
 	}
 	d, err := archive.Describe(vfs.OS(), pos[0], archive.DescribeOptions{ClusterID: *clusterID, MemberID: *member})
 	if errors.Is(err, archive.ErrEmptyDir) {

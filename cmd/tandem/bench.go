@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"runtime/debug"
@@ -57,8 +55,7 @@ Examples:
 const generatorGCPercent = 800
 
 func runBench(args []string) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
+	fs := newFlagSet("bench")
 	clients := fs.Int("clients", 4, "client sessions")
 	inflight := fs.Int("inflight", 256, "commands in flight per session")
 	rate := fs.Float64("rate", 0, "open loop: commands due per second in total (latency counted from when each was due); 0 runs closed-loop")
@@ -74,12 +71,8 @@ func runBench(args []string) int {
 	payload := fs.Int("payload", 0, "command size in bytes, 16 to 4096 (padding the increment; 0: the bare 3-byte request)")
 	restart := fs.Int64("restart", 0, "instead of measuring load: acknowledge this many increments on in-process members, then restart a follower and time it until it follows and has applied everything committed")
 	failovers := fs.Int("failover", 0, "SIGKILL the leader this many times under load and report the time to the next acknowledged command (implies --processes)")
-	fs.Usage = func() { fmt.Fprint(os.Stderr, benchHelp); fs.PrintDefaults(); fmt.Fprint(os.Stderr, benchExamples) }
-	if _, err := parseInterspersed(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if _, code, done := parseVerb(fs, args, verbHelp{benchHelp, benchExamples}); done {
+		return code
 	}
 	if *workload != "inc" && *workload != "query" && *workload != "mix" {
 		fmt.Fprintf(os.Stderr, "tandem bench: --workload %q: want inc, query or mix\n", *workload)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	iofs "io/fs"
 	"os"
@@ -29,17 +28,12 @@ Examples:
 `
 
 func runClean(args []string) int {
-	fs := flag.NewFlagSet("clean", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
+	fs := newFlagSet("clean")
 	all := fs.Bool("all", false, "remove the whole data directory, logs included")
 	data := fs.String("data", "data", "the data directory")
-	fs.Usage = func() { fmt.Fprint(os.Stderr, cleanHelp); fs.PrintDefaults() }
-	ids, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	ids, code, done := parseVerb(fs, args, verbHelp{cleanHelp, ""})
+	if done {
+		return code
 	}
 	if len(ids) > 0 && *all {
 		fmt.Fprintln(os.Stderr, "tandem clean: --all removes every member's data; give member ids without it")

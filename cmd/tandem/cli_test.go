@@ -25,23 +25,31 @@ func TestDemoRunsToCompletion(t *testing.T) {
 	}
 }
 
+// Help that was asked for goes to standard output and exits 0, the same however it is asked for.
 func TestHelpOnEveryVerb(t *testing.T) {
 	bin := tandemBinary(t)
 	for _, v := range verbs {
 		if v.name == "help" {
 			continue
 		}
-		_, stderr, code := runCLI(t, bin, v.name, "--help")
-		if code != 0 || !strings.Contains(stderr, "Usage: tandem "+v.name) || !strings.Contains(stderr, "xample") {
-			t.Fatalf("tandem %s --help exited %d without usage and examples:\n%s", v.name, code, stderr)
+		out, stderr, code := runCLI(t, bin, v.name, "--help")
+		if code != 0 || stderr != "" || !strings.Contains(out, "Usage: tandem "+v.name) || !strings.Contains(out, "xample") {
+			t.Fatalf("tandem %s --help exited %d without usage and examples on stdout:\n%s\nstderr: %s", v.name, code, out, stderr)
 		}
-		_, stderr2, _ := runCLI(t, bin, "help", v.name)
-		if stderr2 != stderr {
-			t.Fatalf("tandem help %s differs from tandem %s --help", v.name, v.name)
+		for _, args := range [][]string{{"help", v.name}, {v.name, "-h"}, {v.name, "-help"}} {
+			if out2, stderr2, code2 := runCLI(t, bin, args...); code2 != 0 || stderr2 != "" || out2 != out {
+				t.Fatalf("tandem %q (exit %d, stderr %q) differs from tandem %s --help", args, code2, stderr2, v.name)
+			}
 		}
 	}
-	if _, stderr, code := runCLI(t, bin); code != exitUsage || !strings.Contains(stderr, "Quick start") {
+	// Not asked for: the overview on stderr, as a reminder, with the usage code.
+	if out, stderr, code := runCLI(t, bin); code != exitUsage || out != "" || !strings.Contains(stderr, "Quick start") {
 		t.Fatalf("bare tandem exited %d: %s", code, stderr)
+	}
+	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}, {"help", "help"}, {"help", "--help"}} {
+		if out, stderr, code := runCLI(t, bin, args...); code != 0 || stderr != "" || !strings.Contains(out, "Quick start") || !strings.Contains(out, "64  usage") {
+			t.Fatalf("tandem %q exited %d without the overview on stdout:\n%s\nstderr: %s", args, code, out, stderr)
+		}
 	}
 }
 

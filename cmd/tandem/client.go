@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,43 +38,36 @@ Examples:
 `
 
 func runClient(args []string) int {
-	fs := flag.NewFlagSet("client", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
+	fs := newFlagSet("client")
 	endpoints := fs.String("endpoints", defaultEndpoints(), "client endpoints of the members, comma-separated [TANDEM_ENDPOINTS]")
 	timeout := fs.Duration("timeout", 10*time.Second, "bound on the whole call")
 	count := fs.Int("count", 0, "send this many increments (throughput probe)")
 	concurrency := fs.Int("concurrency", 16, "with --count: goroutines sending at once")
 	payload := fs.Int("payload", 0, "with --count: pad each increment to this many bytes, 16 to 65536 (the padding is logged and replicated like any command)")
-	fs.Usage = func() {
-		fmt.Fprint(os.Stderr, clientHelp)
-		fs.PrintDefaults()
-		fmt.Fprint(os.Stderr, clientExamples)
-	}
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	if err != nil {
-		return exitUsage
+	pos, code, done := parseVerb(fs, args, verbHelp{clientHelp, clientExamples})
+	if done {
+		return code
 	}
 	var reqs []counter.Request
 	switch {
 	case *count > 0:
 		if len(pos) > 0 {
-			fmt.Fprintln(os.Stderr, "tandem client: --count sends increments; give no command with it")
-			return exitUsage
+			return usageError(os.Stderr, "client", "--count sends increments; give no command with it")
 		}
 		if *payload != 0 && (*payload < 16 || *payload > counter.MaxPad) {
-			fmt.Fprintf(os.Stderr, "tandem client: --payload %d: want 16 to %d\n", *payload, counter.MaxPad)
-			return exitUsage
+			return usageError(os.Stderr, "client", "--payload %d: want 16 to %d", *payload, counter.MaxPad)
 		}
 	case len(pos) == 0:
 		reqs = []counter.Request{{Op: counter.OpIncrement}, {Op: counter.OpIncrement}, {Op: counter.OpGet}}
 	default:
+		if _, err := strconv.ParseInt(pos[len(pos)-1], 10, 64); err == nil && len(pos) == 2 && negativeNumber(pos[1]) {
+			if code, refused := refuseNegativeDelta(pos[0], pos[1]); refused {
+				return code
+			}
+		}
 		req, err := counter.ParseCommand(pos[0], pos[1:])
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "tandem client: %v\n", err)
-			return exitUsage
+			return usageError(os.Stderr, "client", "%v", err)
 		}
 		reqs = []counter.Request{req}
 	}
@@ -116,6 +109,24 @@ func runClient(args []string) int {
 		}
 	}
 	return exitOK
+}
+
+// refuseNegativeDelta refuses "increment -3" and "decrement -3" naming the command that means
+// it. The counter's delta runs from 1 to counter.MaxDelta, on the wire an unsigned integer: a
+// negative increment is spelled DECREMENT, so that every request has one spelling.
+func refuseNegativeDelta(cmd, delta string) (code int, refused bool) {
+	var other, does string
+	switch strings.ToLower(cmd) {
+	case "increment", "incr", "inc":
+		other, does = "decrement", "subtract"
+	case "decrement", "decr", "dec":
+		other, does = "increment", "add"
+	default:
+		return 0, false // not a command that takes a delta: ParseCommand says what is wrong
+	}
+	abs := strings.TrimPrefix(delta, "-")
+	return usageError(os.Stderr, "client", "%s %s: the counter's delta is a positive integer (1 to %d); to %s %s, run tandem client %s %s",
+		cmd, delta, int64(counter.MaxDelta), does, abs, other, abs), true
 }
 
 // seedEndpoints are the client addresses of the seed's three-member localhost cluster.

@@ -111,8 +111,7 @@ func oneLine(s string) string {
 }
 
 func clusterMain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("cluster")
 	endpoints := fs.String("endpoints", defaultEndpoints(), "client endpoints of the members, comma-separated [TANDEM_ENDPOINTS]")
 	timeout := fs.Duration("timeout", 10*time.Second, "bound on the whole command")
 	asJSON := fs.Bool("json", false, "print the members' answers as JSON")
@@ -122,17 +121,9 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 	clear := fs.Bool("clear", false, "set-preferred-leader: no member is preferred")
 	member := fs.Int("member", -1, "errors: ask only member `ID` (found through the endpoints)")
 	auto := fs.Bool("auto", false, "transfer-leader: hand leadership to the most caught-up live voter")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, clusterHelp)
-		fs.PrintDefaults()
-		fmt.Fprint(stderr, clusterExamples)
-	}
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	if err != nil {
-		return exitUsage
+	pos, code, done := parseVerbTo(fs, args, verbHelp{clusterHelp, clusterExamples}, stdout, stderr)
+	if done {
+		return code
 	}
 	c := &clusterCmd{stdout: stdout, stderr: stderr, timeout: *timeout, json: *asJSON}
 	for _, ep := range strings.Split(*endpoints, ",") {

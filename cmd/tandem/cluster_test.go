@@ -42,7 +42,7 @@ func TestClusterUsageErrors(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		args []string
-		want string // in the one-line reason; "" for the flag package's own message and usage
+		want string // in the one-line reason; "" for a flag the flag package refuses (one line and the hint)
 	}{
 		{nil, "which verb?"},
 		{[]string{"frobnicate"}, `unknown verb "frobnicate"`},
@@ -78,8 +78,10 @@ func TestClusterUsageErrors(t *testing.T) {
 		}
 		if tc.want != "" {
 			oneReason(t, stderr, tc.want)
-		} else if !strings.Contains(stderr, "Usage: tandem cluster") {
-			t.Fatalf("tandem cluster %q: no usage on stderr: %q", tc.args, stderr)
+		} else if lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n"); len(lines) != 2 ||
+			!strings.HasPrefix(lines[0], "tandem cluster: ") || lines[1] != "tandem cluster --help for the flags" ||
+			strings.Contains(stderr, "Usage:") {
+			t.Fatalf("tandem cluster %q: want one line and the hint, not the usage; stderr %q", tc.args, stderr)
 		}
 	}
 	// As a process too: usage errors are 64, never Go's 2.

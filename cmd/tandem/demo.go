@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -36,19 +34,11 @@ type demo struct {
 }
 
 func runDemo(args []string) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
+	fs := newFlagSet("demo")
 	keep := fs.Bool("keep", false, "keep the data directory")
-	fs.Usage = func() {
-		fmt.Fprint(os.Stderr, demoHelp)
-		fs.PrintDefaults()
-		fmt.Fprint(os.Stderr, "\nExamples:\n  tandem demo\n  tandem demo --keep     # look at the archives afterwards (tandem archive verify)\n")
-	}
-	if _, err := parseInterspersed(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	const examples = "\nExamples:\n  tandem demo\n  tandem demo --keep     # look at the archives afterwards (tandem archive verify)\n"
+	if _, code, done := parseVerb(fs, args, verbHelp{demoHelp, examples}); done {
+		return code
 	}
 	dir, err := os.MkdirTemp("", "tandem-demo-")
 	if err != nil {

@@ -26,10 +26,10 @@ func TestUsageErrorsExitWithTheUsageCode(t *testing.T) {
 			t.Fatalf("tandem %q exited %d, want %d (usage); stderr:\n%s", args, code, exitUsage, stderr)
 		}
 	}
-	_, stderr, _ := runCLI(t, bin, "help")
+	out, _, _ := runCLI(t, bin, "help")
 	for _, code := range []string{"0   ok", "1   failed", "2   crashed", "3   outcome unknown", "4   refused", "64  usage", "70  internal error", "130 "} {
-		if !strings.Contains(stderr, code) {
-			t.Fatalf("tandem help does not document exit code %q:\n%s", code, stderr)
+		if !strings.Contains(out, code) {
+			t.Fatalf("tandem help does not document exit code %q:\n%s", code, out)
 		}
 	}
 }

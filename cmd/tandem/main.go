@@ -11,8 +11,10 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 )
 
 // Exit codes. A script can tell "not applied" (safe to retry) from "outcome unknown", and a
@@ -78,15 +80,17 @@ func run(args []string) (code int) {
 
 func dispatch(args []string) int {
 	if len(args) == 0 {
-		usage()
+		usage(os.Stderr) // not asked for: the overview, as a reminder, and the usage code
 		return exitUsage
 	}
 	name := args[0]
-	if name == "-h" || name == "--help" {
-		usage()
+	switch {
+	case isHelpFlag(name):
+		usage(os.Stdout)
 		return exitOK
-	}
-	if wantsVersion(args) {
+	case name == "--version" || name == "-version" || name == "-v":
+		return runVersion(args[1:]) // tandem --version --json is tandem version --json
+	case wantsVersion(args):
 		return runVersion(nil) // every verb takes --version
 	}
 	for _, v := range verbs {
@@ -94,29 +98,32 @@ func dispatch(args []string) int {
 			return v.run(args[1:])
 		}
 	}
-	fmt.Fprintf(os.Stderr, "tandem: unknown verb %q\n\n", name)
-	usage()
-	return exitUsage
+	if strings.HasPrefix(name, "-") {
+		return usageError(os.Stderr, "", "the verb comes first, then its flags: %q is not a verb", name)
+	}
+	return usageError(os.Stderr, "", "unknown verb %q", name)
 }
 
-func usage() {
-	fmt.Fprint(os.Stderr, `tandem — replicated, fault-tolerant services under Raft
+// usage writes the overview: the verbs, a quick start and the exit codes.
+func usage(w io.Writer) {
+	fmt.Fprint(w, `tandem — replicated, fault-tolerant services under Raft
 
 Usage: tandem <verb> [flags] [arguments]
 
 Verbs:
 `)
 	for _, v := range verbs {
-		fmt.Fprintf(os.Stderr, "  %-8s %s\n", v.name, v.summary)
+		fmt.Fprintf(w, "  %-8s %s\n", v.name, v.summary)
 	}
-	fmt.Fprint(os.Stderr, `
+	fmt.Fprint(w, `
 Quick start (four terminals):
   tandem node 0
   tandem node 1
   tandem node 2
   tandem client            # INCREMENT, INCREMENT, GET
 
-Run "tandem help <verb>" or "tandem <verb> --help" for a verb's flags and examples.
+Run "tandem help <verb>" or "tandem <verb> --help" for a verb's flags and examples;
+"tandem --version" (or -v) for the build's versions.
 
 Exit codes:
   0   ok
@@ -128,22 +135,24 @@ Exit codes:
   4   refused by the cluster or the service, not applied (tandem client, tandem cluster)
   5   tandem node met a log entry or snapshot this build cannot apply (a newer
       cluster version): its data is intact; run it on a build that applies it
-  64  usage: a bad verb, flag or argument
+  64  usage: a bad verb, flag or argument (one line on stderr says which)
   70  internal error: a panic (stack on stderr)
   130 tandem node stopped by a second Ctrl+C, without waiting
 `)
 }
 
+// runHelp is tandem help [VERB]: the overview, or VERB's help as VERB --help prints it, on
+// standard output. An unknown verb is a usage error.
 func runHelp(args []string) int {
-	if len(args) == 0 {
-		usage()
+	if len(args) == 0 || args[0] == "help" || isHelpFlag(args[0]) {
+		usage(os.Stdout)
 		return exitOK
 	}
+	// (Words after the verb are ignored: tandem help archive verify is tandem archive's help.)
 	for _, v := range verbs {
-		if v.name == args[0] && v.name != "help" {
+		if v.name == args[0] {
 			return v.run([]string{"--help"})
 		}
 	}
-	usage()
-	return exitUsage
+	return usageError(os.Stderr, "help", "unknown verb %q", args[0])
 }

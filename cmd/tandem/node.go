@@ -84,8 +84,7 @@ Examples:
 `
 
 func runNode(args []string) int {
-	fs := flag.NewFlagSet("node", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
+	fs := newFlagSet("node")
 	def := node.DefaultConfig()
 	members := fs.String("members", envOr("TANDEM_MEMBERS", ""), "member list `id,client,member|…` or Aeron's six-field form [TANDEM_MEMBERS]")
 	size := fs.Int("size", 3, "with no --members: members in the localhost layout; with a --members list of one, 1 confirms a one-member cluster")
@@ -109,17 +108,9 @@ func runNode(args []string) int {
 	learner := fs.Bool("learner", false, "with --join: stay a learner (no vote) until promoted or made a replacement")
 	clientAddr := fs.String("client-addr", "", "this member's advertised client address (default: from --members, or 127.0.0.1:9000+id)")
 	memberAddr := fs.String("member-addr", "", "this member's advertised member address (default: from --members, or 127.0.0.1:9100+id)")
-	fs.Usage = func() {
-		fmt.Fprint(os.Stderr, nodeHelp)
-		fs.PrintDefaults()
-		fmt.Fprint(os.Stderr, nodeExamples)
-	}
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	if err != nil {
-		return exitUsage
+	pos, code, done := parseVerb(fs, args, verbHelp{nodeHelp, nodeExamples})
+	if done {
+		return code
 	}
 	if len(pos) != 1 {
 		fmt.Fprintln(os.Stderr, "tandem node: exactly one member id expected, e.g. tandem node 0")

@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"runtime"
@@ -117,24 +115,14 @@ Examples:
 `
 
 func runVersion(args []string) int {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
+	fs := newFlagSet("version")
 	asJSON := fs.Bool("json", false, "print JSON")
-	fs.Usage = func() {
-		fmt.Fprint(os.Stderr, versionHelp)
-		fs.PrintDefaults()
-		fmt.Fprint(os.Stderr, versionExamples)
+	pos, code, done := parseVerb(fs, args, verbHelp{versionHelp, versionExamples})
+	if done {
+		return code
 	}
-	err := fs.Parse(args)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	if err != nil {
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "tandem version: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
+	if len(pos) > 0 {
+		return usageError(os.Stderr, "version", "unexpected argument %q", pos[0])
 	}
 	v := currentVersions()
 	if *asJSON {
