@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,13 +90,20 @@ func TestRunTwiceReturnsAnError(t *testing.T) {
 }
 
 // Events is closed when Run returns: after a clean stop, and after a Run that failed to start.
+// EventStarted came once in the first, never in the second (tandem node's start banner waits
+// for it).
 func TestEventsClosedWhenRunReturns(t *testing.T) {
 	n, stop := runOne(t, DefaultConfig())
 	waitRole(t, n, 10*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	drained(t, n.Events(), "after a clean stop")
+	kinds := drained(t, n.Events(), "after a clean stop")
+	started := slices.Index(kinds, EventStarted)
+	if started < 0 || slices.Contains(kinds[started+1:], EventStarted) || !slices.Contains(kinds[started:], EventRoleChange) ||
+		slices.Contains(kinds[:started], EventRoleChange) {
+		t.Fatalf("a member that started emitted %v: want started once, before its role changes", kinds)
+	}
 
 	// A member port someone else holds: Run fails at once, and closes Events too.
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
@@ -113,20 +121,23 @@ func TestEventsClosedWhenRunReturns(t *testing.T) {
 	if err := n2.Run(context.Background()); err == nil {
 		t.Fatal("Run on a taken port returned nil")
 	}
-	drained(t, n2.Events(), "after a failed start")
+	if kinds := drained(t, n2.Events(), "after a failed start"); slices.Contains(kinds, EventStarted) {
+		t.Fatalf("a member that could not bind its port emitted %v", kinds)
+	}
 }
 
 // drained reads events until the channel is closed, failing the test if it is not within a few
-// seconds.
-func drained(t *testing.T, events <-chan Event, when string) {
+// seconds, and returns the kinds of those it read.
+func drained(t *testing.T, events <-chan Event, when string) (kinds []EventKind) {
 	t.Helper()
 	timeout := time.After(5 * time.Second)
 	for {
 		select {
-		case _, ok := <-events:
+		case ev, ok := <-events:
 			if !ok {
-				return
+				return kinds
 			}
+			kinds = append(kinds, ev.Kind)
 		case <-timeout:
 			t.Fatalf("Events not closed %s", when)
 		}

@@ -47,6 +47,11 @@ const (
 	// EventMembership: the membership change at Index was applied (Status.Members is the new
 	// membership).
 	EventMembership
+	// EventStarted: the member is up: its data directory was accepted, its ports are bound (and,
+	// with Join, it joined), and it serves. Once per Run that gets this far; a Run that fails
+	// before it (a port in use, a directory refused) emits none. Events of the start itself (the
+	// log's replay, the identity read from the directory) may come before it.
+	EventStarted
 )
 
 func (k EventKind) String() string {
@@ -67,6 +72,8 @@ func (k EventKind) String() string {
 		return "cluster-identity"
 	case EventMembership:
 		return "membership"
+	case EventStarted:
+		return "started"
 	}
 	return "unknown"
 }
@@ -788,6 +795,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Unlock()
 	tr.Start()
 	cs.Start()
+	n.emit(Event{Kind: EventStarted, Leader: -1})
 	wctx, stopWatch := context.WithCancel(ctx)
 	n.learnt = make(chan learnt, 1)
 	watched := make(chan struct{})

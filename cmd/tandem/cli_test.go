@@ -59,6 +59,12 @@ func TestSeedScenarios(t *testing.T) {
 	pc := newProcCluster(t, 3)
 	l := pc.startAll()
 	eps := strings.Join(pc.clients, ",")
+	// Each member's banner, once it started (TestNodeBannerOnlyOnceStarted: not before).
+	for _, p := range pc.procs {
+		if out := p.output(); strings.Count(out, "Tandem node started") != 1 {
+			t.Fatalf("member %d printed its start banner %d times:\n%s", p.id, strings.Count(out, "Tandem node started"), out)
+		}
+	}
 	out, stderr, code := runCLI(t, pc.bin, "client", "--endpoints", eps)
 	if code != 0 {
 		t.Fatalf("tandem client exited %d: %s", code, stderr)

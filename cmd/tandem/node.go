@@ -219,7 +219,7 @@ func runNode(args []string) int {
 		return exitUsage
 	}
 	r := newRenderer(os.Stdout)
-	r.startBanner(cfg)
+	r.cfg = &cfg // the start banner waits for node.EventStarted (see renderer.event)
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -289,6 +289,12 @@ type renderer struct {
 	// uuid is the cluster identity printed already: it is said once, however often the member
 	// learns it again (a restart replays the entry that recorded it).
 	uuid string
+	// cfg, if set, is the member's configuration: its start banner is printed on
+	// node.EventStarted, once the member has accepted its data directory and bound its ports,
+	// and the events before it are held until then (a start that fails prints only its error,
+	// never a banner that says it started). Nil: events are printed as they come.
+	cfg  *node.Config
+	held []node.Event
 }
 
 func newRenderer(w io.Writer) *renderer {
@@ -350,6 +356,19 @@ func roleColor(role service.Role) string {
 }
 
 func (r *renderer) event(ev node.Event) {
+	if r.cfg != nil {
+		if ev.Kind != node.EventStarted {
+			r.held = append(r.held, ev) // bounded: the events of one start, before it serves
+			return
+		}
+		r.startBanner(*r.cfg)
+		held := r.held
+		r.cfg, r.held = nil, nil
+		for _, h := range held {
+			r.event(h)
+		}
+		return
+	}
 	switch ev.Kind {
 	case node.EventRoleChange:
 		bar := strings.Repeat("=", 40)

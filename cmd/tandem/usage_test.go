@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +148,31 @@ func TestClientNegativeDelta(t *testing.T) {
 		usageErrorLines(t, args, out, stderr, code, "tandem client", "tandem client --help for the flags", tc.want)
 		if took := time.Since(start); took > 5*time.Second {
 			t.Fatalf("tandem %q took %s: it waited for the cluster", args, took)
+		}
+	}
+}
+
+// The start banner of tandem node appears once the member has bound its ports: a member whose
+// port is taken prints the error alone, never a banner saying it started.
+func TestNodeBannerOnlyOnceStarted(t *testing.T) {
+	bin := tandemBinary(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	free, err := freePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, members := range []string{
+		"0," + free[0] + "," + taken.Addr().String(), // the member port taken
+		"0," + taken.Addr().String() + "," + free[0], // the client port taken
+	} {
+		out, stderr, code := runCLI(t, bin, "node", "0", "--size", "1", "--members", members, "--data", filepath.Join(t.TempDir(), "d"))
+		if code != exitFailed || strings.Contains(out, "started") || strings.TrimSpace(out) != "" ||
+			!strings.Contains(stderr, "cannot listen") || !strings.Contains(stderr, "address already in use") {
+			t.Fatalf("tandem node 0 --members %s with a port taken: exit %d\nstdout:\n%s\nstderr:\n%s", members, code, out, stderr)
 		}
 	}
 }
