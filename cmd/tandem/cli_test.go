@@ -78,7 +78,8 @@ func TestSeedScenarios(t *testing.T) {
 		t.Fatalf("flags around the verb: %q exit %d", out, code)
 	}
 	out, stderr, code = runCLI(t, pc.bin, "client", "--count", "200", "--concurrency", "8", "--endpoints", eps)
-	if code != 0 || !strings.Contains(out, "200 increments from 8 goroutines") || !strings.Contains(out, "0 errors") || !strings.Contains(out, "p99") {
+	if code != 0 || !strings.Contains(out, "200 increments from 8 goroutines") || !strings.Contains(out, "0 errors") || !strings.Contains(out, "p99") ||
+		strings.Contains(out, "\r") { // no progress line into a pipe
 		t.Fatalf("probe exited %d:\n%s%s", code, out, stderr)
 	}
 

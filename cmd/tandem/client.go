@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -33,7 +34,7 @@ Examples:
   tandem client                          # INCREMENT, INCREMENT, GET
   tandem client increment 5
   tandem client get --endpoints 10.0.0.1:9000,10.0.0.2:9000
-  tandem client --count 10000 --concurrency 64   # throughput probe
+  tandem client --count 10000 --concurrency 64   # throughput probe (progress on a terminal)
   tandem client --count 25600 --payload 4096 --timeout 5m   # write 100 MB of commands
 `
 
@@ -86,7 +87,13 @@ func runClient(args []string) int {
 			// The request's own bytes (3) and the padding's length prefix (up to 3) come first.
 			req.Pad = *payload - len(counter.EncodeRequest(req)) - 3
 		}
-		return probe(ctx, c, *count, *concurrency, req)
+		// A line redrawn as it goes is for a person watching: not into a file or a pipe, nor on
+		// a dumb terminal (no \x1b[K to clear it).
+		var progress io.Writer
+		if isTerminal(os.Stdout) && os.Getenv("TERM") != "dumb" {
+			progress = os.Stdout
+		}
+		return probe(ctx, c, *count, *concurrency, req, progress)
 	}
 	verbose := len(pos) == 0
 	for _, req := range reqs {
@@ -161,13 +168,19 @@ func exitCode(err error) int {
 }
 
 // probe sends n increments from c goroutines and prints time, errors and latency percentiles:
-// the SOFAJRaft counter client's throughput probe.
-func probe(ctx context.Context, c *client.Client, n, conc int, req counter.Request) int {
+// the SOFAJRaft counter client's throughput probe. With progress non-nil (a terminal), it
+// redraws a line there as it goes, cleared before the results.
+func probe(ctx context.Context, c *client.Client, n, conc int, req counter.Request, progress io.Writer) int {
 	var mu sync.Mutex
 	lat := make([]time.Duration, 0, n)
 	errs := map[string]int{}
-	next := 0
+	next, failed := 0, 0
 	start := time.Now()
+	stopProgress := showProgress(progress, progressInterval, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return progressLine(len(lat), failed, n, time.Since(start))
+	})
 	var wg sync.WaitGroup
 	for range conc {
 		wg.Add(1)
@@ -187,6 +200,7 @@ func probe(ctx context.Context, c *client.Client, n, conc int, req counter.Reque
 				mu.Lock()
 				if err != nil {
 					errs[err.Error()]++
+					failed++
 				} else {
 					lat = append(lat, d)
 				}
@@ -196,6 +210,7 @@ func probe(ctx context.Context, c *client.Client, n, conc int, req counter.Reque
 	}
 	wg.Wait()
 	el := time.Since(start)
+	stopProgress()
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration {
 		if len(lat) == 0 {
@@ -213,6 +228,52 @@ func probe(ctx context.Context, c *client.Client, n, conc int, req counter.Reque
 		return exitFailed
 	}
 	return exitOK
+}
+
+// progressInterval is how often tandem client --count redraws its progress line.
+const progressInterval = 250 * time.Millisecond
+
+// isTerminal reports whether f is a terminal (a character device: /dev/null is one too, where
+// what is drawn is lost, harmlessly).
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// showProgress redraws line() on w every interval, on one line ("\r"), until the returned stop
+// is called, which clears the line so that what follows starts on a clean one. A nil w shows
+// nothing.
+func showProgress(w io.Writer, interval time.Duration, line func() string) (stop func()) {
+	if w == nil {
+		return func() {}
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				fmt.Fprint(w, "\r\x1b[K")
+				return
+			case <-t.C:
+				fmt.Fprint(w, "\r\x1b[K"+line())
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// progressLine says how far tandem client --count has got: acknowledged and failed of n, after
+// elapsed.
+func progressLine(acked, failed, n int, elapsed time.Duration) string {
+	rate := 0.0
+	if elapsed > 0 {
+		rate = float64(acked) / elapsed.Seconds()
+	}
+	return fmt.Sprintf("%d of %d increments (%d%%), %.0f ops/s, %d errors, %s",
+		acked+failed, n, (acked+failed)*100/max(n, 1), rate, failed, elapsed.Round(100*time.Millisecond))
 }
 
 // describe names a request the way the seed prints it.

@@ -2,8 +2,10 @@ package main
 
 import (
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -176,3 +178,38 @@ func TestNodeBannerOnlyOnceStarted(t *testing.T) {
 		}
 	}
 }
+
+// tandem client --count redraws a progress line on a terminal, cleared before the results; into
+// a pipe it draws nothing (TestSeedScenarios reads the probe's results through one).
+func TestClientProgress(t *testing.T) {
+	if got, want := progressLine(30, 2, 100, 2*time.Second), "32 of 100 increments (32%), 15 ops/s, 2 errors, 2s"; got != want {
+		t.Fatalf("progressLine = %q, want %q", got, want)
+	}
+	var mu sync.Mutex
+	var b strings.Builder
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return b.Write(p) })
+	stop := showProgress(w, time.Millisecond, func() string { return "LINE" })
+	time.Sleep(50 * time.Millisecond)
+	stop()
+	mu.Lock()
+	out := b.String()
+	mu.Unlock()
+	if !strings.HasPrefix(out, "\r\x1b[KLINE") || !strings.HasSuffix(out, "LINE\r\x1b[K") || strings.Contains(out, "\n") {
+		t.Fatalf("progress drew %q: want LINE redrawn on one line, then cleared", out)
+	}
+	stop = showProgress(nil, time.Millisecond, func() string { t.Error("drawn with no terminal"); return "" })
+	time.Sleep(10 * time.Millisecond)
+	stop()
+	f, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if isTerminal(f) {
+		t.Fatal("a file is taken for a terminal")
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
