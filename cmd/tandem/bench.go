@@ -75,31 +75,25 @@ func runBench(args []string) int {
 		return code
 	}
 	if *workload != "inc" && *workload != "query" && *workload != "mix" {
-		fmt.Fprintf(os.Stderr, "tandem bench: --workload %q: want inc, query or mix\n", *workload)
-		return exitUsage
+		return usageError(os.Stderr, "bench", "--workload %q: want inc, query or mix", *workload)
 	}
 	if *payload != 0 && (*payload < 16 || *payload > 4096) {
-		fmt.Fprintf(os.Stderr, "tandem bench: --payload %d: want 16 to 4096\n", *payload)
-		return exitUsage
+		return usageError(os.Stderr, "bench", "--payload %d: want 16 to 4096", *payload)
 	}
 	if *failovers > 0 {
 		if *endpoints != "" {
-			fmt.Fprintln(os.Stderr, "tandem bench: --failover needs members it can kill: not with --endpoints")
-			return exitUsage
+			return usageError(os.Stderr, "bench", "--failover needs members it can kill: not with --endpoints")
 		}
 		*processes = true
 	}
 	if *clients < 1 || *inflight < 1 {
-		fmt.Fprintln(os.Stderr, "tandem bench: --clients and --inflight must be at least 1")
-		return exitUsage
+		return usageError(os.Stderr, "bench", "--clients and --inflight must be at least 1")
 	}
 	if window := container.DefaultConfig().ResponseWindowMax; *inflight > window {
-		fmt.Fprintf(os.Stderr, "tandem bench: --inflight %d exceeds a session's response window (%d): the cluster would refuse the commands beyond it\n", *inflight, window)
-		return exitUsage
+		return usageError(os.Stderr, "bench", "--inflight %d exceeds a session's response window (%d): the cluster would refuse the commands beyond it", *inflight, window)
 	}
 	if *rate < 0 {
-		fmt.Fprintln(os.Stderr, "tandem bench: --rate must not be negative")
-		return exitUsage
+		return usageError(os.Stderr, "bench", "--rate must not be negative")
 	}
 	res := BenchResult{Clients: *clients, Inflight: *inflight, Workload: *workload, Nodes: 3, Fsync: true, Payload: *payload, RatePerSec: *rate}
 	p50, err := fsyncReference()

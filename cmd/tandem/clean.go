@@ -36,8 +36,7 @@ func runClean(args []string) int {
 		return code
 	}
 	if len(ids) > 0 && *all {
-		fmt.Fprintln(os.Stderr, "tandem clean: --all removes every member's data; give member ids without it")
-		return exitUsage
+		return usageError(os.Stderr, "clean", "--all removes every member's data; give member ids without it")
 	}
 	// What is removed, each whole: the members' directories, or with --all every entry of the
 	// data directory (and then the directory itself).
@@ -59,8 +58,7 @@ func runClean(args []string) int {
 		for _, a := range ids {
 			id, err := strconv.Atoi(a)
 			if err != nil || id < 0 {
-				fmt.Fprintf(os.Stderr, "tandem clean: %q is not a member id\n", a)
-				return exitUsage
+				return usageError(os.Stderr, "clean", "%q is not a member id", a)
 			}
 			u := filepath.Join(*data, fmt.Sprintf("node-%d", id))
 			if _, err := os.Stat(u); err == nil {

@@ -100,8 +100,12 @@ type clusterCmd struct {
 	json           bool
 }
 
-// fail prints a one-line reason on stderr and returns code.
+// fail prints a one-line reason on stderr and returns code; for exitUsage, as usageError does,
+// the hint where the help is under it.
 func (c *clusterCmd) fail(code int, format string, args ...any) int {
+	if code == exitUsage {
+		return usageError(c.stderr, "cluster", format, args...)
+	}
 	fmt.Fprintln(c.stderr, "tandem cluster: "+oneLine(fmt.Sprintf(format, args...)))
 	return code
 }
@@ -139,7 +143,7 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 	case len(pos) == 0:
 		return c.fail(exitUsage, "which verb? status, leader, is-leader ID, errors, list-members, remove-member ID, promote ID, "+
 			"replace-member OLD --with NEW, transfer-leader ID|--auto, set-preferred-leader ID[,ID]|--clear, suspend, resume, "+
-			"snapshot, shutdown (tandem cluster --help)")
+			"snapshot, shutdown")
 	}
 	verb, rest := pos[0], pos[1:]
 	set := map[string]bool{}
@@ -167,7 +171,7 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 	}
 	ids := func(n int, what string) ([]int, bool) {
 		if len(rest) != n {
-			c.fail(exitUsage, "%s takes %s (tandem cluster --help)", verb, what)
+			c.fail(exitUsage, "%s takes %s", verb, what)
 			return nil, false
 		}
 		var out []int
@@ -265,7 +269,7 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 	case wire.AdminJoin:
 		return c.fail(exitUsage, "join is the joining member's request: tandem node sends it when it starts")
 	}
-	return c.fail(exitUsage, "unknown verb %q: status, leader, is-leader, errors, list-members, remove-member, promote, replace-member, transfer-leader, suspend, resume, snapshot, shutdown or set-preferred-leader (tandem cluster --help)", verb)
+	return c.fail(exitUsage, "unknown verb %q: status, leader, is-leader, errors, list-members, remove-member, promote, replace-member, transfer-leader, suspend, resume, snapshot, shutdown or set-preferred-leader", verb)
 }
 
 func parseMemberID(s string) (int, error) {

@@ -25,11 +25,14 @@ func runClusterCmd(args ...string) (stdout, stderr string, code int) {
 	return o.String(), e.String(), code
 }
 
-// oneReason checks that stderr is one line, "tandem cluster: " and a reason containing want.
+// oneReason checks that stderr is one line, "tandem cluster: " and a reason containing want; for
+// a usage error (TestClusterUsageErrors) followed by the hint where the help is.
 func oneReason(t *testing.T, stderr, want string) {
 	t.Helper()
-	if !strings.HasPrefix(stderr, "tandem cluster: ") || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, want) {
-		t.Fatalf("want one line \"tandem cluster: …%s…\", got %q", want, stderr)
+	reason, hint, _ := strings.Cut(stderr, "\n")
+	if !strings.HasPrefix(reason, "tandem cluster: ") || !strings.Contains(reason, want) ||
+		(hint != "" && hint != "tandem cluster --help for the flags\n") {
+		t.Fatalf("want one line \"tandem cluster: …%s…\" (and for a usage error the hint), got %q", want, stderr)
 	}
 }
 
@@ -78,6 +81,9 @@ func TestClusterUsageErrors(t *testing.T) {
 		}
 		if tc.want != "" {
 			oneReason(t, stderr, tc.want)
+			if !strings.HasSuffix(stderr, "\ntandem cluster --help for the flags\n") {
+				t.Fatalf("tandem cluster %q: no hint under the reason: %q", tc.args, stderr)
+			}
 		} else if lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n"); len(lines) != 2 ||
 			!strings.HasPrefix(lines[0], "tandem cluster: ") || lines[1] != "tandem cluster --help for the flags" ||
 			strings.Contains(stderr, "Usage:") {
