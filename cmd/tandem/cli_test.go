@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -176,5 +177,26 @@ func TestVersion(t *testing.T) {
 	}
 	if _, _, code := runCLI(t, bin, "version", "extra"); code != exitUsage {
 		t.Fatalf("tandem version extra exited %d", code)
+	}
+}
+
+// Every flag of tandem node is read from the environment (TANDEM_ and its name), and a value that
+// does not parse there is a usage error naming the variable: TANDEM_TICK=abc was ignored in
+// silence before.
+func TestNodeFlagsFromTheEnvironment(t *testing.T) {
+	bin := tandemBinary(t)
+	t.Setenv("TANDEM_TICK", "abc")
+	_, stderr, code := runCLI(t, bin, "node", "0", "--data", t.TempDir())
+	if code != exitUsage || !strings.Contains(stderr, `TANDEM_TICK="abc" (from the environment): invalid value for --tick`) {
+		t.Fatalf("TANDEM_TICK=abc: exit %d, stderr %q", code, stderr)
+	}
+	t.Setenv("TANDEM_TICK", "")
+	os.Unsetenv("TANDEM_TICK")
+	// A flag that had no variable before: applied (the configuration it makes is refused, which
+	// shows it was read).
+	t.Setenv("TANDEM_ELECTION_TICKS", "1")
+	_, stderr, code = runCLI(t, bin, "node", "0", "--data", t.TempDir())
+	if code == exitOK || !strings.Contains(stderr, "ElectionTicks (1) must be larger than HeartbeatTicks (1)") {
+		t.Fatalf("TANDEM_ELECTION_TICKS=1: exit %d, stderr %q", code, stderr)
 	}
 }

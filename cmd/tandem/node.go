@@ -56,14 +56,6 @@ func envOr(name, def string) string {
 	return def
 }
 
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, ok := os.LookupEnv(name); ok {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-	}
-	return def
-}
 
 const nodeHelp = `Usage: tandem node <id> [flags]
 
@@ -71,7 +63,11 @@ Runs member <id> of a cluster, serving the counter service. With no flags, membe
 seed's three-member localhost cluster: clients on 127.0.0.1:9000+id, members on 127.0.0.1:9100+id,
 data under ./data/node-<id>. Ctrl+C on the leader hands leadership to a caught-up follower first.
 
-Flags (each also read from the environment variable in brackets):
+Every flag is also read from the environment as TANDEM_ and its name in capitals, dashes as
+underscores (--election-ticks: TANDEM_ELECTION_TICKS); the command line wins, and a value that
+does not parse is an error naming the variable.
+
+Flags:
 `
 
 const nodeExamples = `
@@ -94,10 +90,10 @@ func runNode(args []string) int {
 	memberBind := fs.String("member-bind", envOr("TANDEM_MEMBER_BIND", ""), "address to listen on for members (default: the advertised one) [TANDEM_MEMBER_BIND]")
 	clientFD := fs.Int("client-fd", 0, "serve clients on this inherited listening socket instead of binding one (socket activation; 0: bind)")
 	memberFD := fs.Int("member-fd", 0, "serve members on this inherited listening socket instead of binding one (socket activation; 0: bind)")
-	tick := fs.Duration("tick", envDuration("TANDEM_TICK", def.TickInterval), "raft tick [TANDEM_TICK]")
+	tick := fs.Duration("tick", def.TickInterval, "raft tick [TANDEM_TICK]")
 	election := fs.Int("election-ticks", def.ElectionTicks, "election timeout in ticks (randomised up to twice)")
 	heartbeat := fs.Int("heartbeat-ticks", def.HeartbeatTicks, "heartbeat interval in ticks")
-	sessionTimeout := fs.Duration("session-timeout", envDuration("TANDEM_SESSION_TIMEOUT", def.SessionTimeout), "idle session timeout [TANDEM_SESSION_TIMEOUT]")
+	sessionTimeout := fs.Duration("session-timeout", def.SessionTimeout, "idle session timeout [TANDEM_SESSION_TIMEOUT]")
 	snapEntries := fs.Uint64("snapshot-entries", def.SnapshotIntervalEntries, "take a snapshot every this many log entries")
 	maxClientConns := fs.Int("max-client-conns", def.MaxClientConns, "client connections served at once; more are refused (closed at once, logged)")
 	maxMemberConns := fs.Int("max-member-conns", def.MaxMemberConns, "member connections served at once; more are refused (closed at once, logged)")
@@ -108,6 +104,9 @@ func runNode(args []string) int {
 	learner := fs.Bool("learner", false, "with --join: stay a learner (no vote) until promoted or made a replacement")
 	clientAddr := fs.String("client-addr", "", "this member's advertised client address (default: from --members, or 127.0.0.1:9000+id)")
 	memberAddr := fs.String("member-addr", "", "this member's advertised member address (default: from --members, or 127.0.0.1:9100+id)")
+	if code, failed := flagsFromEnv(fs, "node"); failed {
+		return code
+	}
 	pos, code, done := parseVerb(fs, args, verbHelp{nodeHelp, nodeExamples})
 	if done {
 		return code
