@@ -59,6 +59,8 @@ cleanup() {
   echo "deploy/test.sh: cleaned up project $project (exit $rc, $((SECONDS - t0)) s)"
 }
 trap cleanup EXIT
+trap "exit 130" INT
+trap "exit 143" TERM
 
 acked=0   # increments the client acknowledged: each is in the counter
 unknown=0 # increments whose outcome the client could not know (exit 3)
