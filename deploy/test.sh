@@ -6,6 +6,8 @@
 #   1. steady state: single increments and a burst of --count increments
 #   2. the leader's container is killed (docker kill): clients keep working; it comes back
 #   3. the leader is cut off the network (docker network disconnect), then healed (connect)
+#      (in 2 and 3 a second client sends increments in the background, so the fault meets
+#      commands in flight)
 #   4. every member restarts (docker-compose restart)
 #   5. the cluster is removed and created again on its volumes (down without -v, then up)
 #
@@ -43,8 +45,10 @@ endpoints="127.0.0.1:$TANDEM_PORT0,127.0.0.1:$TANDEM_PORT1,127.0.0.1:$TANDEM_POR
 compose() { "${compose_cmd[@]}" -p "$project" -f deploy/compose.yaml "$@"; }
 tandem() { "$work/tandem" "$@"; }
 
+writer=
 cleanup() {
   local rc=$?
+  if [ -n "$writer" ]; then kill "$writer" 2>/dev/null || true; fi
   if [ "$rc" -ne 0 ]; then
     echo "---- the members' last log lines (exit $rc)"
     compose logs --no-color --tail 30 2>&1 || true
@@ -78,6 +82,40 @@ increments() {
     esac
   done
   say "$label: $ok of $n increments acknowledged in $((SECONDS - start)) s"
+}
+
+# writer_start: a second client increments one at a time in the background, so that a fault
+# meets commands in flight; writer_stop waits for it and adds up what it was told.
+writer_start() {
+  rm -f "$work/writer" "$work/writer.stop"
+  (
+    a=0 u=0 x=0
+    while [ ! -e "$work/writer.stop" ]; do
+      rc=0
+      tandem client increment --endpoints "$endpoints" --timeout 20s >/dev/null 2>>"$work/writer.err" || rc=$?
+      case $rc in
+        0) a=$((a + 1)) ;;
+        3) u=$((u + 1)) ;;
+        *) x=$((x + 1)) ;;
+      esac
+    done
+    echo "$a $u $x" >"$work/writer"
+  ) &
+  writer=$!
+}
+writer_stop() {
+  local label=$1 a u x
+  touch "$work/writer.stop"
+  wait "$writer"
+  writer=
+  read -r a u x <"$work/writer"
+  say "$label: the background client: $a acknowledged, $u unknown, $x failed"
+  acked=$((acked + a))
+  unknown=$((unknown + u))
+  if [ "$x" -ne 0 ]; then
+    cat "$work/writer.err" >&2
+    fail "$label: the background client's increments failed: clients did not keep working"
+  fi
 }
 
 # burst N: N increments from one client, 16 at once (tandem client --count); all must succeed.
@@ -155,8 +193,11 @@ check "after the burst"
 
 say "== 2. kill the leader's container (member $leader)"
 killed=$leader
+writer_start
+sleep 1
 docker kill "$(container "$killed")" >/dev/null
 increments 20 "leader killed"
+writer_stop "leader killed"
 leader=$(wait_leader)
 say "new leader: member $leader"
 check "leader killed"
@@ -173,8 +214,11 @@ say "== 3. cut the leader (member $leader) off the network"
 cut=$leader
 cid=$(container "$cut")
 net=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}' "$cid")
+writer_start
+sleep 1
 docker network disconnect "$net" "$cid"
 increments 20 "member $cut cut off"
+writer_stop "member $cut cut off"
 leader=$(wait_leader)
 say "leader while member $cut is cut off: member $leader"
 [ "$leader" != "$cut" ] || fail "member $cut, cut off, is still the leader"
