@@ -9,3 +9,8 @@ require (
 )
 
 require github.com/HdrHistogram/hdrhistogram-go v1.4.0
+
+require (
+	github.com/kr/text v0.2.0 // indirect
+	gopkg.in/yaml.v3 v3.0.1
+)
