@@ -109,6 +109,7 @@ func runNode(args []string) int {
 	learner := fs.Bool("learner", false, "with --join: stay a learner (no vote) until promoted or made a replacement")
 	clientAddr := fs.String("client-addr", "", "this member's advertised client address (default: from --members, or 127.0.0.1:9000+id)")
 	memberAddr := fs.String("member-addr", "", "this member's advertised member address (default: from --members, or 127.0.0.1:9100+id)")
+	httpAddr := fs.String("http-addr", "", "serve /metrics, /livez, /readyz and /status on this address; empty: none (default 127.0.0.1:9200+id, skipped with a warning if taken) [TANDEM_HTTP_ADDR]")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, nodeHelp)
 		fs.PrintDefaults()
@@ -222,7 +223,22 @@ func runNode(args []string) int {
 		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
 		return exitUsage
 	}
-	n, err := node.New(cfg, counter.New(), node.WithListeners(cl, ml))
+	opts := []node.Option{node.WithListeners(cl, ml)}
+	// The HTTP endpoint: --http-addr, else TANDEM_HTTP_ADDR (set and empty: none), else the seed
+	// layout's 127.0.0.1:9200+id, which is best effort: taken, the member runs without it.
+	httpSet := false
+	fs.Visit(func(f *flag.Flag) { httpSet = httpSet || f.Name == "http-addr" })
+	if env, ok := os.LookupEnv("TANDEM_HTTP_ADDR"); ok && !httpSet {
+		*httpAddr, httpSet = env, true
+	}
+	if httpSet {
+		cfg.HTTPAddr = *httpAddr
+	} else if hl, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 9200+id)); err != nil {
+		cfg.Logger.Warn("no HTTP endpoint: its default address is taken (say --http-addr)", "err", err)
+	} else {
+		opts = append(opts, node.WithHTTPListener(hl))
+	}
+	n, err := node.New(cfg, counter.New(), opts...)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
 		return exitUsage
