@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -265,5 +266,27 @@ func TestHTTPAddrAndListenerExclusive(t *testing.T) {
 	defer l.Close()
 	if _, err := New(cfg, nil, WithHTTPListener(l)); err == nil || !strings.Contains(err.Error(), "HTTPAddr") {
 		t.Errorf("both an HTTPAddr and a listener: %v", err)
+	}
+}
+
+// BenchmarkHTTPScrape measures what one scrape of /metrics costs the process (the collector
+// reading Status, the Go runtime's and the process's collectors, the encoding), so that the
+// endpoint's cost can be told apart from a noisy machine's (docs/PERFORMANCE.md).
+func BenchmarkHTTPScrape(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.ID, cfg.Members, cfg.DataDir = 0, LocalCluster(3), b.TempDir()
+	n, err := New(cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := n.httpHandler()
+	for _, path := range []string{"/metrics", "/readyz", "/status"} {
+		b.Run(path[1:], func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+			}
+		})
 	}
 }
