@@ -49,6 +49,14 @@ func WithHTTPListener(l net.Listener) Option {
 	return func(n *Node) { n.httpL = l }
 }
 
+// WithHTTPDefault makes Run serve the member's HTTP endpoint at addr if it can bind it, after it
+// has locked the data directory; if the port is taken it logs a warning and runs without the
+// endpoint. It is for a default address (tandem node's 127.0.0.1:9200+id), which must not stop a
+// member that was given no address: Config.HTTPAddr or WithHTTPListener, when given, win.
+func WithHTTPDefault(addr string) Option {
+	return func(n *Node) { n.httpDefault = addr }
+}
+
 // Live says whether the member's loop is turning: nil while it ticks (or has not started yet:
 // a member joining a cluster, or asking it whether it may start, is alive), an error saying why
 // not otherwise.

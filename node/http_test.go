@@ -290,3 +290,27 @@ func BenchmarkHTTPScrape(b *testing.B) {
 		})
 	}
 }
+
+// A default address (WithHTTPDefault) that is taken leaves the member running without the
+// endpoint, saying so; a free one is served.
+func TestHTTPDefaultTakenIsSkipped(t *testing.T) {
+	taken := listenLocal(t)
+	defer taken.Close()
+	c := newCluster(t, 1, nil)
+	c.opts = func(int) []Option { return []Option{WithHTTPDefault(taken.Addr().String())} }
+	c.startAll(10 * time.Second)
+	if logs := c.members[0].logs.String(); !strings.Contains(logs, "no HTTP endpoint: its default address is taken") {
+		t.Errorf("no warning about the taken default; logs:\n%s", logs)
+	}
+	c.stop(0)
+
+	free := listenLocal(t)
+	addr := free.Addr().String()
+	free.Close()
+	c.opts = func(int) []Option { return []Option{WithHTTPDefault(addr)} }
+	c.start(0)
+	c.leader(10 * time.Second)
+	if code, body := get(t, "http://"+addr+"/livez"); code != http.StatusOK {
+		t.Errorf("/livez at a free default address: %d %s", code, body)
+	}
+}

@@ -199,6 +199,8 @@ type Node struct {
 	// clientL and memberL are the listeners given with WithListeners (nil: Run binds the port);
 	// httpL the HTTP endpoint's, given with WithHTTPListener (nil: Run binds Config.HTTPAddr, if set).
 	clientL, memberL, httpL net.Listener
+	// httpDefault is the HTTP endpoint's best-effort address (WithHTTPDefault).
+	httpDefault string
 	// metrics is what the HTTP endpoint reads beyond Status (metrics.go).
 	metrics *metrics
 
@@ -633,6 +635,12 @@ func (n *Node) Run(ctx context.Context) error {
 				}
 			}
 			return err
+		}
+	}
+	if hl == nil && cfg.HTTPAddr == "" && n.httpDefault != "" {
+		if hl, err = net.Listen("tcp", n.httpDefault); err != nil {
+			n.log.Warn("no HTTP endpoint: its default address is taken", "addr", n.httpDefault, "err", err)
+			hl, err = nil, nil
 		}
 	}
 	if hl != nil {

@@ -233,10 +233,8 @@ func runNode(args []string) int {
 	}
 	if httpSet {
 		cfg.HTTPAddr = *httpAddr
-	} else if hl, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 9200+id)); err != nil {
-		cfg.Logger.Warn("no HTTP endpoint: its default address is taken (say --http-addr)", "err", err)
 	} else {
-		opts = append(opts, node.WithHTTPListener(hl))
+		opts = append(opts, node.WithHTTPDefault(fmt.Sprintf("127.0.0.1:%d", 9200+id)))
 	}
 	n, err := node.New(cfg, counter.New(), opts...)
 	if err != nil {
