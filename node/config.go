@@ -46,6 +46,9 @@ type Config struct {
 	// A port whose listener is given with WithListeners takes no bind address.
 	ClientBind string
 	MemberBind string
+	// HTTPAddr is where the member serves its HTTP endpoint (http.go: /metrics, /livez, /readyz,
+	// /status); empty serves none, unless a listener is given with WithHTTPListener.
+	HTTPAddr string
 	// DataDir holds the archive (log segments, snapshots, identity).
 	DataDir string
 	// Join, if set, are client addresses of members of a running cluster: a member whose data

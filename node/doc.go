@@ -40,6 +40,12 @@
 // MaxMemberConns connections; one over is closed at once and counted in Status. A member
 // connection is believed only after a handshake naming the cluster id and both members' ids.
 //
+// With Config.HTTPAddr set (or a listener given with WithHTTPListener), Run also serves an HTTP
+// endpoint for monitoring from the moment it holds the data directory until it returns:
+// /metrics (Prometheus, from the node's own registry), /livez and /readyz (Live and Ready) and
+// /status (Status as JSON). It reads what Status publishes and the node's counters, never the
+// loop's state, so it cannot slow the member (http.go).
+//
 // # Data directory
 //
 // DataDir holds the member's archive: IDENTITY (the cluster id and member id: a directory of

@@ -203,8 +203,13 @@ type Node struct {
 	tr *transport.Transport
 	cs *transport.ClientServer
 
-	// clientL and memberL are the listeners given with WithListeners (nil: Run binds the port).
-	clientL, memberL net.Listener
+	// clientL and memberL are the listeners given with WithListeners (nil: Run binds the port);
+	// httpL the HTTP endpoint's, given with WithHTTPListener (nil: Run binds Config.HTTPAddr, if set).
+	clientL, memberL, httpL net.Listener
+	// httpDefault is the HTTP endpoint's best-effort address (WithHTTPDefault).
+	httpDefault string
+	// metrics is what the HTTP endpoint reads beyond Status (metrics.go).
+	metrics *metrics
 
 	wrapListener func(port string, l net.Listener) net.Listener // tests only
 	refused      int                                            // Status.RaftRefused, behind mu
@@ -324,12 +329,16 @@ func New(cfg Config, svc service.Service, opts ...Option) (*Node, error) {
 		refuseLog:   ratelog.Limiter{Every: 5 * time.Second},
 		unreachable: map[int]bool{},
 		status:      Status{ID: cfg.ID, Leader: -1},
+		metrics:     newMetrics(),
 	}
 	for _, o := range opts {
 		o(n)
 	}
 	if n.clientL != nil && cfg.ClientBind != "" {
 		return nil, fmt.Errorf("node: ClientBind (%q) and a client listener (WithListeners) are both given: one or the other", cfg.ClientBind)
+	}
+	if n.httpL != nil && cfg.HTTPAddr != "" {
+		return nil, fmt.Errorf("node: HTTPAddr (%q) and an HTTP listener (WithHTTPListener) are both given: one or the other", cfg.HTTPAddr)
 	}
 	if n.memberL != nil && cfg.MemberBind != "" {
 		return nil, fmt.Errorf("node: MemberBind (%q) and a member listener (WithListeners) are both given: one or the other", cfg.MemberBind)
@@ -539,8 +548,10 @@ func (o *outbox) Changed(ch replica.Change) {
 		return
 	case replica.ChangeSnapshotTaken:
 		kind = EventSnapshotTaken
+		o.n.metrics.snapshotsTaken.Add(1)
 	case replica.ChangeSnapshotInstalled:
 		kind = EventSnapshotInstalled
+		o.n.metrics.snapshotsInstalled.Add(1)
 	case replica.ChangeMembers:
 		if o.r != nil {
 			o.peers.SetPeers(o.n.peerSet(o.r))
@@ -612,7 +623,7 @@ func (n *Node) Run(ctx context.Context) error {
 	// all that lives in the directory.
 	lock, err := archive.LockDir(vfs.OS(), cfg.DataDir)
 	if err != nil {
-		for _, l := range []net.Listener{n.memberL, n.clientL} {
+		for _, l := range []net.Listener{n.memberL, n.clientL, n.httpL} {
 			if l != nil {
 				_ = l.Close()
 			}
@@ -620,6 +631,28 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("member %d: %w", cfg.ID, err)
 	}
 	defer lock.Close()
+	// The HTTP endpoint serves from the start (a member joining or asking the cluster whether it
+	// may start is alive, and not ready) until Run returns.
+	hl := n.httpL
+	if hl == nil && cfg.HTTPAddr != "" {
+		if hl, err = listen("HTTP", cfg.ID, cfg.HTTPAddr); err != nil {
+			for _, l := range []net.Listener{n.memberL, n.clientL} {
+				if l != nil {
+					_ = l.Close()
+				}
+			}
+			return err
+		}
+	}
+	if hl == nil && cfg.HTTPAddr == "" && n.httpDefault != "" {
+		if hl, err = net.Listen("tcp", n.httpDefault); err != nil {
+			n.log.Warn("no HTTP endpoint: its default address is taken", "addr", n.httpDefault, "err", err)
+			hl, err = nil, nil
+		}
+	}
+	if hl != nil {
+		defer n.serveHTTP(hl)()
+	}
 	// The warnings and errors go to the directory's errors.log while the lock is held (this
 	// deferred close runs before the lock's).
 	n.errs.open(cfg.DataDir)
@@ -803,7 +836,8 @@ func (n *Node) Run(ctx context.Context) error {
 	// all: it asks at once (through Join's addresses); every other member only once it knows no
 	// leader for a while.
 	go n.watchMembership(wctx, selfRaft, len(r.Members()) == 0 && arch.RaftID() != 0, n.learnt, watched)
-	err = n.loop(ctx, r, newJobs(arch.TakeSpareJob, arch.StopSpareJob), tr, cs)
+	err = n.loop(ctx, r, newJobs(arch.TakeSpareJob, arch.StopSpareJob, n.metrics), tr, cs)
+	n.metrics.ended.Store(true)
 	stopWatch()
 	<-watched
 	close(n.quit)
@@ -870,7 +904,9 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica, jobs *jobs, tr *tra
 	defer jobs.wait() // the storage is closed after the loop: no job may still run on it
 	n.updateStatus(r)
 	handle := func(in input) { n.handle(r, in) }
+	n.metrics.heartbeat.Store(time.Now().UnixNano())
 	tick := func() {
+		n.metrics.heartbeat.Store(time.Now().UnixNano()) // for /livez: the loop turns
 		n.takeKept(handle)
 		r.Tick()
 		n.updateStatus(r)
@@ -946,11 +982,13 @@ type jobs struct {
 	sync, snap, spare runner
 	takeSpare         func() func() error
 	stopSpare         func()
+	// m times the syncs and the snapshot writes, on their goroutines (metrics.go).
+	m *metrics
 }
 
-func newJobs(takeSpare func() func() error, stopSpare func()) *jobs {
+func newJobs(takeSpare func() func() error, stopSpare func(), m *metrics) *jobs {
 	return &jobs{sync: runner{res: make(chan error, 1)}, snap: runner{res: make(chan error, 1)},
-		spare: runner{res: make(chan error, 1)}, takeSpare: takeSpare, stopSpare: stopSpare}
+		spare: runner{res: make(chan error, 1)}, takeSpare: takeSpare, stopSpare: stopSpare, m: m}
 }
 
 // start starts the sync and the snapshot write the replica waits for, if any, and then lets the
@@ -958,10 +996,10 @@ func newJobs(takeSpare func() func() error, stopSpare func()) *jobs {
 func (j *jobs) start(r *replica.Replica) error {
 	synced := false
 	if !j.sync.busy {
-		synced = j.sync.start(r.TakeSync())
+		synced = j.sync.start(timed(r.TakeSync(), j.m.fsync))
 	}
 	if !j.snap.busy {
-		j.snap.start(r.TakeSnapshotWrite())
+		j.snap.start(timed(r.TakeSnapshotWrite(), j.m.snapSave))
 	}
 	if !j.spare.busy {
 		j.spare.start(j.takeSpare())
@@ -1039,9 +1077,18 @@ func (n *Node) handle(r *replica.Replica, in input) {
 			n.dropRaft(in.msg, "raft refused it", "err", err)
 		}
 	case inClient:
+		commands, queries := int64(0), int64(0)
 		for i := range in.cms {
+			switch in.cms[i].Kind {
+			case wire.CCommand:
+				commands++
+			case wire.CQuery:
+				queries++
+			}
 			r.ClientRequest(replica.ConnID(in.conn), &in.cms[i])
 		}
+		n.metrics.commands.Add(commands) // one add per batch (metrics.go)
+		n.metrics.queries.Add(queries)
 	case inClientGone:
 		r.ClientGone(replica.ConnID(in.conn))
 	case inUnreachable:
@@ -1094,6 +1141,8 @@ func (n *Node) startIdentity(r *replica.Replica, arch *archive.Archive, tr *tran
 
 func (n *Node) updateStatus(r *replica.Replica) {
 	st := r.Summary()
+	n.metrics.noteLeader(st.Leader)
+	n.metrics.sessions.Store(int64(r.Container().Sessions()))
 	n.founding.recorded(r.Founders())
 	ms := make([]Member, 0, len(st.Members))
 	for _, m := range st.Members {

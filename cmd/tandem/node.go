@@ -104,6 +104,7 @@ func runNode(args []string) int {
 	learner := fs.Bool("learner", false, "with --join: stay a learner (no vote) until promoted or made a replacement")
 	clientAddr := fs.String("client-addr", "", "this member's advertised client address (default: from --members, or 127.0.0.1:9000+id)")
 	memberAddr := fs.String("member-addr", "", "this member's advertised member address (default: from --members, or 127.0.0.1:9100+id)")
+	httpAddr := fs.String("http-addr", "", "serve /metrics, /livez, /readyz and /status on this address; empty: none (default 127.0.0.1:9200+id, skipped with a warning if taken) [TANDEM_HTTP_ADDR]")
 	if code, failed := flagsFromEnv(fs, "node"); failed {
 		return code
 	}
@@ -212,7 +213,20 @@ func runNode(args []string) int {
 		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
 		return exitUsage
 	}
-	n, err := node.New(cfg, counter.New(), node.WithListeners(cl, ml))
+	opts := []node.Option{node.WithListeners(cl, ml)}
+	// The HTTP endpoint: --http-addr, else TANDEM_HTTP_ADDR (set and empty: none), else the seed
+	// layout's 127.0.0.1:9200+id, which is best effort: taken, the member runs without it.
+	httpSet := false
+	fs.Visit(func(f *flag.Flag) { httpSet = httpSet || f.Name == "http-addr" })
+	if env, ok := os.LookupEnv("TANDEM_HTTP_ADDR"); ok && !httpSet {
+		*httpAddr, httpSet = env, true
+	}
+	if httpSet {
+		cfg.HTTPAddr = *httpAddr
+	} else {
+		opts = append(opts, node.WithHTTPDefault(fmt.Sprintf("127.0.0.1:%d", 9200+id)))
+	}
+	n, err := node.New(cfg, counter.New(), opts...)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
 		return exitUsage

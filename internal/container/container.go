@@ -246,6 +246,9 @@ func (c *Container) Applied() uint64 { return c.applied }
 // ClusterTime returns cluster time in Unix nanoseconds.
 func (c *Container) ClusterTime() int64 { return c.clusterTime }
 
+// Sessions returns how many sessions are open.
+func (c *Container) Sessions() int { return len(c.sessions) }
+
 // SessionOpen reports whether a session is open.
 func (c *Container) SessionOpen(id wire.SessionID) bool { _, ok := c.sessions[id]; return ok }
 

@@ -142,6 +142,13 @@ func (s *ClientServer) Rejected() int {
 	return s.rejected
 }
 
+// Open returns how many client connections are open.
+func (s *ClientServer) Open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 // Refused returns how many connections were closed at once because MaxConns were open.
 func (s *ClientServer) Refused() int { return int(s.acc.refused.Load()) }
 
