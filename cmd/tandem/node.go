@@ -56,7 +56,6 @@ func envOr(name, def string) string {
 	return def
 }
 
-
 const nodeHelp = `Usage: tandem node <id> [flags]
 
 Runs member <id> of a cluster, serving the counter service. With no flags, member <id> of the
