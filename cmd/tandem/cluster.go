@@ -569,26 +569,40 @@ func outsiders(entries []statusEntry) []int {
 
 func askStatus(ctx context.Context, ep string) statusEntry {
 	e := statusEntry{Endpoint: ep}
-	res, err := admin.Do(ctx, []string{ep}, wire.AdminRequest{Op: wire.AdminStatus}, admin.Options{})
+	var res admin.Result
+	res, e.Status, e.Error, e.reason = askMember(ctx, ep, wire.AdminStatus, "status",
+		func(r wire.AdminResponse) bool { return r.Status != nil })
+	if e.Error == "" {
+		e.st = res.Response.Status
+	}
+	return e
+}
+
+// askMember asks endpoint ep alone for op, a request every member answers for itself (status,
+// errors). It returns the answer and its field as the member sent it (fields this build does not
+// know too), or the failure in one line (errText) and as a table says it, without the endpoint
+// (reason). has tells whether the answer holds what op asks for: a member of a build without op
+// answers without it.
+func askMember(ctx context.Context, ep, op, field string, has func(wire.AdminResponse) bool) (res admin.Result,
+	raw json.RawMessage, errText, reason string) {
+	res, err := admin.Do(ctx, []string{ep}, wire.AdminRequest{Op: op}, admin.Options{})
 	switch {
 	case err != nil:
-		e.Error = oneLine(err.Error())
-		e.reason = strings.Replace(e.Error, ep+": ", "", 1)
+		errText = oneLine(err.Error())
+		reason = strings.Replace(errText, ep+": ", "", 1)
 		if errors.Is(err, admin.ErrUnreachable) {
-			e.reason = "unreachable: " + strings.TrimPrefix(e.reason, admin.ErrUnreachable.Error()+": ")
+			reason = "unreachable: " + strings.TrimPrefix(reason, admin.ErrUnreachable.Error()+": ")
 		}
-		return e
-	case res.Status != wire.StatusOK || res.Response.Status == nil:
-		e.Error = oneLine(fmt.Sprintf("answered status %d without its status: %s", res.Status, res.Response.Error))
-		e.reason = e.Error
-		return e
+		return res, nil, errText, reason
+	case res.Status != wire.StatusOK || !has(res.Response):
+		errText = oneLine(fmt.Sprintf("answered status %d without its %s: %s", res.Status, field, res.Response.Error))
+		return res, nil, errText, errText
 	}
 	var fields map[string]json.RawMessage
 	if json.Unmarshal(res.Raw, &fields) == nil {
-		e.Status = fields["status"] // as the member sent it: fields this build does not know too
+		raw = fields[field]
 	}
-	e.st = res.Response.Status
-	return e
+	return res, raw, "", ""
 }
 
 // judge says what is wrong with the cluster the entries show ("" if nothing): an endpoint that

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -106,26 +105,13 @@ func (c *clusterCmd) findMember(ctx context.Context, id int) (string, int) {
 
 func askErrors(ctx context.Context, ep string) errorsEntry {
 	e := errorsEntry{Endpoint: ep}
-	res, err := admin.Do(ctx, []string{ep}, wire.AdminRequest{Op: wire.AdminErrors}, admin.Options{})
-	switch {
-	case err != nil:
-		e.Error = oneLine(err.Error())
-		e.reason = strings.Replace(e.Error, ep+": ", "", 1)
-		if errors.Is(err, admin.ErrUnreachable) {
-			e.reason = "unreachable: " + strings.TrimPrefix(e.reason, admin.ErrUnreachable.Error()+": ")
-		}
-		return e
-	case res.Status != wire.StatusOK || res.Response.Errors == nil:
-		// A member of a build from before "errors" answers that it does not know the operation.
-		e.Error = oneLine(fmt.Sprintf("answered status %d without its errors: %s", res.Status, res.Response.Error))
-		e.reason = e.Error
-		return e
+	var res admin.Result
+	// (A member of a build from before "errors" answers that it does not know the operation.)
+	res, e.Errors, e.Error, e.reason = askMember(ctx, ep, wire.AdminErrors, "errors",
+		func(r wire.AdminResponse) bool { return r.Errors != nil })
+	if e.Error == "" {
+		e.me = res.Response.Errors
 	}
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(res.Raw, &fields) == nil {
-		e.Errors = fields["errors"] // as the member sent it: fields this build does not know too
-	}
-	e.me = res.Response.Errors
 	return e
 }
 
