@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,9 +60,13 @@ Runs member <id> of a cluster, serving the counter service. With no flags, membe
 seed's three-member localhost cluster: clients on 127.0.0.1:9000+id, members on 127.0.0.1:9100+id,
 data under ./data/node-<id>. Ctrl+C on the leader hands leadership to a caught-up follower first.
 
-Every flag is also read from the environment as TANDEM_ and its name in capitals, dashes as
-underscores (--election-ticks: TANDEM_ELECTION_TICKS); the command line wins, and a value that
-does not parse is an error naming the variable.
+Every flag can also be set in the environment, as TANDEM_ and its name in capitals, dashes as
+underscores (--election-ticks: TANDEM_ELECTION_TICKS), and in a config file (--config FILE or
+TANDEM_CONFIG; .yaml, .yml or .toml), whose keys are the flags' names (election-ticks: 10) and
+key id the member id. The command line wins over the environment, which wins over the file,
+which wins over the default. A value that does not parse is an error naming where it came from.
+--print-config shows the effective configuration, each value's origin in a comment, as a config
+file, and exits without starting the member.
 
 Flags:
 `
@@ -76,159 +78,46 @@ Examples:
   tandem node 0 --members "0,10.0.0.1:9000,10.0.0.1:9100|1,10.0.0.2:9000,10.0.0.2:9100|2,10.0.0.3:9000,10.0.0.3:9100"
   TANDEM_MEMBERS="0,localhost:9000,localhost:9100,localhost:9200,localhost:9300,localhost:8010|..." tandem node 0
                                                  # Aeron's member string is accepted too
+  tandem node 0 --config deploy/tandem.example.yaml --print-config
+                                                 # what member 0 would run with, and why
 `
 
+// nodeSetup is what tandem node runs with, once every source is read and checked.
+type nodeSetup struct {
+	cfg node.Config
+	// httpDefault, if set, is the HTTP endpoint's best-effort address (node.WithHTTPDefault):
+	// http-addr was given by no source.
+	httpDefault        string
+	clientFD, memberFD int
+	verbose            bool
+}
+
 func runNode(args []string) int {
-	fs := newFlagSet("node")
-	def := node.DefaultConfig()
-	members := fs.String("members", envOr("TANDEM_MEMBERS", ""), "member list `id,client,member|…` or Aeron's six-field form [TANDEM_MEMBERS]")
-	size := fs.Int("size", 3, "with no --members: members in the localhost layout; with a --members list of one, 1 confirms a one-member cluster")
-	data := fs.String("data", envOr("TANDEM_DATA", ""), "data directory (default ./data/node-<id>) [TANDEM_DATA]")
-	clusterID := fs.String("cluster-id", envOr("TANDEM_CLUSTER_ID", def.ClusterID), "cluster id [TANDEM_CLUSTER_ID]")
-	clientBind := fs.String("client-bind", envOr("TANDEM_CLIENT_BIND", ""), "address to listen on for clients (default: the advertised one) [TANDEM_CLIENT_BIND]")
-	memberBind := fs.String("member-bind", envOr("TANDEM_MEMBER_BIND", ""), "address to listen on for members (default: the advertised one) [TANDEM_MEMBER_BIND]")
-	clientFD := fs.Int("client-fd", 0, "serve clients on this inherited listening socket instead of binding one (socket activation; 0: bind)")
-	memberFD := fs.Int("member-fd", 0, "serve members on this inherited listening socket instead of binding one (socket activation; 0: bind)")
-	tick := fs.Duration("tick", def.TickInterval, "raft tick [TANDEM_TICK]")
-	election := fs.Int("election-ticks", def.ElectionTicks, "election timeout in ticks (randomised up to twice)")
-	heartbeat := fs.Int("heartbeat-ticks", def.HeartbeatTicks, "heartbeat interval in ticks")
-	sessionTimeout := fs.Duration("session-timeout", def.SessionTimeout, "idle session timeout [TANDEM_SESSION_TIMEOUT]")
-	snapEntries := fs.Uint64("snapshot-entries", def.SnapshotIntervalEntries, "take a snapshot every this many log entries")
-	maxClientConns := fs.Int("max-client-conns", def.MaxClientConns, "client connections served at once; more are refused (closed at once, logged)")
-	maxMemberConns := fs.Int("max-member-conns", def.MaxMemberConns, "member connections served at once; more are refused (closed at once, logged)")
-	maxClusterVersion := fs.Uint("max-cluster-version", 0, "apply and report cluster versions up to this one only (0: this build's highest): on any one member, holds the cluster's version during a rolling upgrade (docs/COMPATIBILITY.md)")
-	verbose := fs.Bool("verbose", false, "log debug detail")
-	join := fs.String("join", envOr("TANDEM_JOIN", ""), "on an empty data directory, join the running cluster through these members' client addresses `host:port,…` (a data directory with data ignores it) [TANDEM_JOIN]")
-	preferred := fs.String("preferred-leader", envOr("TANDEM_PREFERRED_LEADER", ""), "the founding preference for the leader `ID[,ID]`, most preferred first: the leader hands over to the first that is up and caught up (afterwards: tandem cluster set-preferred-leader) [TANDEM_PREFERRED_LEADER]")
-	learner := fs.Bool("learner", false, "with --join: stay a learner (no vote) until promoted or made a replacement")
-	clientAddr := fs.String("client-addr", "", "this member's advertised client address (default: from --members, or 127.0.0.1:9000+id)")
-	memberAddr := fs.String("member-addr", "", "this member's advertised member address (default: from --members, or 127.0.0.1:9100+id)")
-	httpAddr := fs.String("http-addr", "", "serve /metrics, /livez, /readyz and /status on this address; empty: none (default 127.0.0.1:9200+id, skipped with a warning if taken) [TANDEM_HTTP_ADDR]")
-	if code, failed := flagsFromEnv(fs, "node"); failed {
-		return code
-	}
-	pos, code, done := parseVerb(fs, args, verbHelp{nodeHelp, nodeExamples})
+	setup, code, done := prepareNode(args, os.LookupEnv, os.Stdout, os.Stderr)
 	if done {
 		return code
 	}
-	if len(pos) != 1 {
-		fmt.Fprintln(os.Stderr, "tandem node: exactly one member id expected, e.g. tandem node 0")
-		return exitUsage
-	}
-	id, err := strconv.Atoi(pos[0])
-	if err != nil || id < 0 {
-		fmt.Fprintf(os.Stderr, "tandem node: member id %q is not a non-negative integer\n", pos[0])
-		return exitUsage
-	}
-	cfg := def
-	cfg.ID = id
-	cfg.ClusterID = *clusterID
-	if *members != "" {
-		if cfg.Members, err = node.ParseMembers(*members); err != nil {
-			fmt.Fprintf(os.Stderr, "tandem node: --members: %v\n", err)
-			return exitUsage
-		}
-		sizeSet := false
-		fs.Visit(func(f *flag.Flag) { sizeSet = sizeSet || f.Name == "size" })
-		// A list of this member alone founds a cluster of one, which never joins the others: the
-		// typo that once made a second cluster that clients read 0 from. On purpose, --size 1.
-		if len(cfg.Members) == 1 && (!sizeSet || *size != 1) && *join == "" {
-			fmt.Fprintf(os.Stderr, "tandem node: --members names one member only: that founds a one-member cluster, "+
-				"which never joins any other; list every member, or say --size 1 if one member is what you want\n")
-			return exitUsage
-		}
-	} else {
-		cfg.Members = node.LocalCluster(max(*size, id+1))[:*size]
-	}
-	if *learner && *join == "" {
-		fmt.Fprintln(os.Stderr, "tandem node: --learner is for a member that joins (--join)")
-		return exitUsage
-	}
-	if cfg.PreferredLeaders, err = parseIDs(*preferred); err != nil {
-		fmt.Fprintf(os.Stderr, "tandem node: --preferred-leader: %v\n", err)
-		return exitUsage
-	}
-	if *join != "" {
-		// A joiner needs its own addresses only: the cluster's membership comes from the cluster.
-		self := node.LocalCluster(id + 1)[id]
-		for _, m := range cfg.Members {
-			if m.ID == id {
-				self = m
-			}
-		}
-		cfg.Members = []node.Member{self}
-		cfg.Learner = *learner
-		for _, ep := range strings.Split(*join, ",") {
-			if ep = strings.TrimSpace(ep); ep != "" {
-				cfg.Join = append(cfg.Join, ep)
-			}
-		}
-	}
-	if *clientAddr != "" || *memberAddr != "" {
-		found := false
-		for i, m := range cfg.Members {
-			if m.ID == id {
-				found = true
-				if *clientAddr != "" {
-					cfg.Members[i].ClientAddr = *clientAddr
-				}
-				if *memberAddr != "" {
-					cfg.Members[i].MemberAddr = *memberAddr
-				}
-			}
-		}
-		if !found {
-			fmt.Fprintf(os.Stderr, "tandem node: --client-addr and --member-addr set member %d's addresses, which the member list does not name\n", id)
-			return exitUsage
-		}
-	}
-	cfg.DataDir = *data
-	if cfg.DataDir == "" {
-		cfg.DataDir = filepath.Join("data", fmt.Sprintf("node-%d", id))
-	}
-	cfg.ClientBind, cfg.MemberBind = *clientBind, *memberBind
-	cfg.TickInterval, cfg.ElectionTicks, cfg.HeartbeatTicks = *tick, *election, *heartbeat
-	cfg.SessionTimeout = *sessionTimeout
-	cfg.SnapshotIntervalEntries = *snapEntries
-	if *maxClusterVersion > math.MaxUint16 {
-		fmt.Fprintf(os.Stderr, "tandem node: --max-cluster-version %d is not a cluster version\n", *maxClusterVersion)
-		return exitUsage
-	}
-	cfg.MaxClusterVersion = uint16(*maxClusterVersion)
-	cfg.MaxClientConns, cfg.MaxMemberConns = *maxClientConns, *maxMemberConns
-
+	cfg, id := setup.cfg, setup.cfg.ID
 	level := slog.LevelInfo
-	if *verbose {
+	if setup.verbose {
 		level = slog.LevelDebug
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	cl, err := inheritedListener("--client-fd", *clientFD)
+	cl, err := inheritedListener("--client-fd", setup.clientFD)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
-		return exitUsage
+		return usageError(os.Stderr, "node", "%v", err)
 	}
-	ml, err := inheritedListener("--member-fd", *memberFD)
+	ml, err := inheritedListener("--member-fd", setup.memberFD)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
-		return exitUsage
+		return usageError(os.Stderr, "node", "%v", err)
 	}
 	opts := []node.Option{node.WithListeners(cl, ml)}
-	// The HTTP endpoint: --http-addr, else TANDEM_HTTP_ADDR (set and empty: none), else the seed
-	// layout's 127.0.0.1:9200+id, which is best effort: taken, the member runs without it.
-	httpSet := false
-	fs.Visit(func(f *flag.Flag) { httpSet = httpSet || f.Name == "http-addr" })
-	if env, ok := os.LookupEnv("TANDEM_HTTP_ADDR"); ok && !httpSet {
-		*httpAddr, httpSet = env, true
-	}
-	if httpSet {
-		cfg.HTTPAddr = *httpAddr
-	} else {
-		opts = append(opts, node.WithHTTPDefault(fmt.Sprintf("127.0.0.1:%d", 9200+id)))
+	if setup.httpDefault != "" {
+		opts = append(opts, node.WithHTTPDefault(setup.httpDefault))
 	}
 	n, err := node.New(cfg, counter.New(), opts...)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
-		return exitUsage
+		return usageError(os.Stderr, "node", "%v", err)
 	}
 	r := newRenderer(os.Stdout)
 	r.cfg = &cfg // the start banner waits for node.EventStarted (see renderer.event)

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/tandem-cluster/tandem/node"
+	"gopkg.in/yaml.v3"
+)
+
+// prepareNode reads tandem node's settings from args, the environment (lookup) and the config
+// file, and checks them as the start would (node.Config.Validate needs no port and no file), so
+// that --print-config fails exactly as the start would. When the verb must return at once (its
+// help, --print-config, or an error printed as a usage error), done is true and code its exit
+// code.
+func prepareNode(args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) (setup nodeSetup, code int, done bool) {
+	fs := newFlagSet("node")
+	def := node.DefaultConfig()
+	fs.String("config", "", "read settings from this `file` (.yaml, .yml or .toml; keys are the flags' names, and id the member id) [TANDEM_CONFIG]")
+	printConfig := fs.Bool("print-config", false, "print the effective configuration, with each value's origin, as a config file, and exit without starting")
+	members := fs.String("members", "", "member list `id,client,member|…` or Aeron's six-field form [TANDEM_MEMBERS]")
+	size := fs.Int("size", 3, "with no --members: members in the localhost layout; with a --members list of one, 1 confirms a one-member cluster")
+	data := fs.String("data", "", "data directory (default ./data/node-<id>) [TANDEM_DATA]")
+	clusterID := fs.String("cluster-id", def.ClusterID, "cluster id [TANDEM_CLUSTER_ID]")
+	clientBind := fs.String("client-bind", "", "address to listen on for clients (default: the advertised one) [TANDEM_CLIENT_BIND]")
+	memberBind := fs.String("member-bind", "", "address to listen on for members (default: the advertised one) [TANDEM_MEMBER_BIND]")
+	clientFD := fs.Int("client-fd", 0, "serve clients on this inherited listening socket instead of binding one (socket activation; 0: bind)")
+	memberFD := fs.Int("member-fd", 0, "serve members on this inherited listening socket instead of binding one (socket activation; 0: bind)")
+	tick := fs.Duration("tick", def.TickInterval, "raft tick [TANDEM_TICK]")
+	election := fs.Int("election-ticks", def.ElectionTicks, "election timeout in ticks (randomised up to twice)")
+	heartbeat := fs.Int("heartbeat-ticks", def.HeartbeatTicks, "heartbeat interval in ticks")
+	sessionTimeout := fs.Duration("session-timeout", def.SessionTimeout, "idle session timeout [TANDEM_SESSION_TIMEOUT]")
+	snapEntries := fs.Uint64("snapshot-entries", def.SnapshotIntervalEntries, "take a snapshot every this many log entries")
+	maxClientConns := fs.Int("max-client-conns", def.MaxClientConns, "client connections served at once; more are refused (closed at once, logged)")
+	maxMemberConns := fs.Int("max-member-conns", def.MaxMemberConns, "member connections served at once; more are refused (closed at once, logged)")
+	maxClusterVersion := fs.Uint("max-cluster-version", 0, "apply and report cluster versions up to this one only (0: this build's highest): on any one member, holds the cluster's version during a rolling upgrade (docs/COMPATIBILITY.md)")
+	verbose := fs.Bool("verbose", false, "log debug detail")
+	join := fs.String("join", "", "on an empty data directory, join the running cluster through these members' client addresses `host:port,…` (a data directory with data ignores it) [TANDEM_JOIN]")
+	preferred := fs.String("preferred-leader", "", "the founding preference for the leader `ID[,ID]`, most preferred first: the leader hands over to the first that is up and caught up (afterwards: tandem cluster set-preferred-leader) [TANDEM_PREFERRED_LEADER]")
+	learner := fs.Bool("learner", false, "with --join: stay a learner (no vote) until promoted or made a replacement")
+	clientAddr := fs.String("client-addr", "", "this member's advertised client address (default: from --members, or 127.0.0.1:9000+id)")
+	memberAddr := fs.String("member-addr", "", "this member's advertised member address (default: from --members, or 127.0.0.1:9100+id)")
+	httpAddr := fs.String("http-addr", "", "serve /metrics, /livez, /readyz and /status on this address; empty: none (default 127.0.0.1:9200+id, skipped with a warning if taken) [TANDEM_HTTP_ADDR]")
+	s, pos, code, done := loadSettings(fs, args, lookup, verbHelp{nodeHelp, nodeExamples}, stdout, stderr)
+	if done {
+		return setup, code, true
+	}
+	fail := func(format string, args ...any) (nodeSetup, int, bool) {
+		return setup, usageError(stderr, "node", format, args...), true
+	}
+
+	// The member id: the argument, or key id of the config file. Both and different is an error,
+	// not a precedence: a member started with another member's file would take its addresses.
+	idText, idOrigin := "", origin{fromFlag, "the command line"}
+	switch {
+	case len(pos) > 1:
+		return fail("exactly one member id expected, got %d arguments (%s)", len(pos), strings.Join(pos, " "))
+	case len(pos) == 1:
+		idText = pos[0]
+	case s.fileID != "":
+		idText, idOrigin = s.fileID, origin{fromFile, s.config}
+	default:
+		return fail("a member id expected, e.g. tandem node 0")
+	}
+	id, err := strconv.Atoi(idText)
+	if err != nil || id < 0 {
+		if idOrigin.kind == fromFile {
+			return fail("%s:%d: id: %q is not a member id (a non-negative integer)", s.config, s.fileIDLine, idText)
+		}
+		return fail("member id %q is not a non-negative integer", idText)
+	}
+	if s.fileID != "" && idOrigin.kind == fromFlag && s.fileID != idText {
+		return fail("member id %s on the command line, but %s:%d says id: %s: run each member with its own file",
+			idText, s.config, s.fileIDLine, s.fileID)
+	}
+
+	cfg := def
+	cfg.ID = id
+	cfg.ClusterID = *clusterID
+	if *members != "" {
+		if cfg.Members, err = node.ParseMembers(*members); err != nil {
+			return fail("%s: %v", s.source("members"), err)
+		}
+		// A list of this member alone founds a cluster of one, which never joins the others: the
+		// typo that once made a second cluster that clients read 0 from. On purpose, --size 1.
+		if len(cfg.Members) == 1 && (!s.set("size") || *size != 1) && *join == "" {
+			return fail("%s names one member only: that founds a one-member cluster, "+
+				"which never joins any other; list every member, or say --size 1 if one member is what you want", s.source("members"))
+		}
+	} else {
+		if *size < 1 {
+			return fail("%s: %d members is not a cluster", s.source("size"), *size)
+		}
+		cfg.Members = node.LocalCluster(max(*size, id+1))[:*size]
+	}
+	// The member list as it will found the cluster, for --print-config: with no --members, the
+	// localhost layout, written out.
+	effectiveMembers := formatMembers(cfg.Members)
+	if *learner && *join == "" {
+		return fail("%s is for a member that joins (--join)", s.source("learner"))
+	}
+	if cfg.PreferredLeaders, err = parseIDs(*preferred); err != nil {
+		return fail("%s: %v", s.source("preferred-leader"), err)
+	}
+	if *join != "" {
+		// A joiner needs its own addresses only: the cluster's membership comes from the cluster.
+		self := node.LocalCluster(id + 1)[id]
+		for _, m := range cfg.Members {
+			if m.ID == id {
+				self = m
+			}
+		}
+		cfg.Members = []node.Member{self}
+		cfg.Learner = *learner
+		for _, ep := range strings.Split(*join, ",") {
+			if ep = strings.TrimSpace(ep); ep != "" {
+				cfg.Join = append(cfg.Join, ep)
+			}
+		}
+	}
+	if *clientAddr != "" || *memberAddr != "" {
+		found := false
+		for i, m := range cfg.Members {
+			if m.ID == id {
+				found = true
+				if *clientAddr != "" {
+					cfg.Members[i].ClientAddr = *clientAddr
+				}
+				if *memberAddr != "" {
+					cfg.Members[i].MemberAddr = *memberAddr
+				}
+			}
+		}
+		if !found {
+			return fail("client-addr and member-addr set member %d's addresses, which the member list does not name", id)
+		}
+	}
+	cfg.DataDir = *data
+	if cfg.DataDir == "" {
+		cfg.DataDir = filepath.Join("data", fmt.Sprintf("node-%d", id))
+	}
+	cfg.ClientBind, cfg.MemberBind = *clientBind, *memberBind
+	cfg.TickInterval, cfg.ElectionTicks, cfg.HeartbeatTicks = *tick, *election, *heartbeat
+	cfg.SessionTimeout = *sessionTimeout
+	cfg.SnapshotIntervalEntries = *snapEntries
+	if *maxClusterVersion > math.MaxUint16 {
+		return fail("%s: %d is not a cluster version", s.source("max-cluster-version"), *maxClusterVersion)
+	}
+	cfg.MaxClusterVersion = uint16(*maxClusterVersion)
+	cfg.MaxClientConns, cfg.MaxMemberConns = *maxClientConns, *maxMemberConns
+	// The HTTP endpoint: http-addr from any source, set and empty meaning none; given by none,
+	// the seed layout's 127.0.0.1:9200+id, which is best effort: taken, the member runs without it.
+	if s.set("http-addr") {
+		cfg.HTTPAddr = *httpAddr
+	} else {
+		setup.httpDefault = fmt.Sprintf("127.0.0.1:%d", 9200+id)
+	}
+	// What node.New and inheritedListener would refuse, checked here too, so that --print-config
+	// refuses it (they need the listener itself, which --print-config does not open).
+	for _, fd := range []struct {
+		name string
+		fd   int
+		bind string
+	}{{"client-fd", *clientFD, "client-bind"}, {"member-fd", *memberFD, "member-bind"}} {
+		if fd.fd != 0 && fd.fd < 3 {
+			return fail("%s %d: descriptors 0 to 2 are stdin, stdout and stderr", s.source(fd.name), fd.fd)
+		}
+		if fd.fd != 0 && s.set(fd.bind) {
+			return fail("%s and %s: a port is either inherited or bound, not both", s.source(fd.name), s.source(fd.bind))
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return fail("node: invalid configuration: %v", err) // as node.New says it
+	}
+	setup.cfg, setup.clientFD, setup.memberFD, setup.verbose = cfg, *clientFD, *memberFD, *verbose
+	if *printConfig {
+		derived := map[string]derivedValue{
+			"data":    {cfg.DataDir, "./data/node-<id>"},
+			"members": {effectiveMembers, "the localhost layout of --size members"},
+		}
+		if setup.httpDefault != "" {
+			derived["http-addr"] = derivedValue{setup.httpDefault, "127.0.0.1:9200+id, best effort: skipped with a warning if taken (not so when given)"}
+		}
+		s.print(stdout, id, idOrigin, derived)
+		return setup, exitOK, true
+	}
+	return setup, exitOK, false
+}
+
+// derivedValue is a setting whose default is computed (the data directory from the id): shown
+// by --print-config as what it will be, and how it was computed.
+type derivedValue struct {
+	value, how string
+}
+
+// formatMembers writes ms as --members takes them.
+func formatMembers(ms []node.Member) string {
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = fmt.Sprintf("%d,%s,%s", m.ID, m.ClientAddr, m.MemberAddr)
+	}
+	return strings.Join(parts, "|")
+}
+
+// print writes the effective settings as a YAML config file that gives them all (pasted into a
+// file and read with --config, it configures the same member), each value's origin in a comment:
+// "# default", "# from TANDEM_TICK", "# from --tick", "# from tandem.yaml". derived are the
+// values of defaults that are computed, shown as what they will be.
+func (s *settings) print(w io.Writer, id int, idOrigin origin, derived map[string]derivedValue) {
+	type line struct {
+		key, value, comment string
+		items               []string // a list, one item to a line (value "")
+	}
+	lines := []line{{key: "id", value: strconv.Itoa(id), comment: idOrigin.String()}}
+	s.fs.VisitAll(func(f *flag.Flag) {
+		if notFromSources[f.Name] {
+			return
+		}
+		l := line{key: f.Name, value: yamlValue(f), comment: s.origins[f.Name].String()}
+		v := f.Value.String()
+		if d, ok := derived[f.Name]; ok && !s.set(f.Name) {
+			v, l.value, l.comment = d.value, yamlScalar(d.value), "default: "+d.how
+		}
+		if f.Name == "members" && v != "" {
+			// One member to a line: the list reads back joined with '|' (listSeparators).
+			l.value = ""
+			for _, m := range strings.Split(v, "|") {
+				if m = strings.TrimSpace(m); m != "" {
+					l.items = append(l.items, yamlScalar(m))
+				}
+			}
+		}
+		lines = append(lines, l)
+	})
+	sort.SliceStable(lines[1:], func(i, j int) bool { return lines[1+i].key < lines[1+j].key })
+	// Comments aligned in a column, but for the odd long value (a member list, a path), which
+	// would push the column off the screen.
+	const alignMax = 40
+	width := 0
+	for _, l := range lines {
+		if n := len(l.key) + 2 + len(l.value); n <= alignMax {
+			width = max(width, n)
+		}
+	}
+	fmt.Fprintf(w, "# tandem node: the effective configuration of member %d (tandem node --print-config).\n", id)
+	fmt.Fprintln(w, "# A config file (--config): each comment says where the value came from.")
+	if s.config != "" {
+		fmt.Fprintf(w, "# Read from config file %s (%s).\n", s.config, s.configOrigin)
+	}
+	for _, l := range lines {
+		kv := l.key + ": " + l.value
+		if l.items != nil {
+			kv = l.key + ":"
+		}
+		fmt.Fprintf(w, "%-*s  # %s\n", width, kv, l.comment)
+		for _, it := range l.items {
+			fmt.Fprintf(w, "  - %s\n", it)
+		}
+	}
+}
+
+// yamlValue is f's value as a YAML scalar of its type: a duration as a string ("100ms"), which
+// is how a config file must give it.
+func yamlValue(f *flag.Flag) string {
+	switch flagType(f) {
+	case "int", "uint", "uint64", "bool":
+		return f.Value.String()
+	}
+	return yamlScalar(f.Value.String())
+}
+
+// yamlScalar is string v as YAML writes it: plain if that reads back as the same string, quoted
+// otherwise ("" and "42" are quoted, 100ms is not).
+func yamlScalar(v string) string {
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return strconv.Quote(v) // not reached: a string always marshals
+	}
+	return strings.TrimSuffix(string(b), "\n")
+}

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// These tests read tandem node's configuration in-process (prepareNode: no member is started,
+// no port bound), with an environment of their own, not the test process's.
+
+// prepare runs prepareNode on args with env as the whole environment.
+func prepare(t *testing.T, env map[string]string, args ...string) (setup nodeSetup, stdout, stderr string, code int, done bool) {
+	t.Helper()
+	var o, e bytes.Buffer
+	lookup := func(name string) (string, bool) { v, ok := env[name]; return v, ok }
+	setup, code, done = prepareNode(args, lookup, &o, &e)
+	return setup, o.String(), e.String(), code, done
+}
+
+// writeFile writes content to name in a new temporary directory and returns its path.
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Command line > environment > file > default, the same for YAML and TOML, for flags of each
+// type, and each value's origin is what --print-config says.
+func TestNodeConfigPrecedence(t *testing.T) {
+	for _, f := range []struct{ name, content string }{
+		{"tandem.yaml", "tick: 50ms\nelection-ticks: 20\ncluster-id: file\nverbose: true\nsnapshot-entries: 50\nmembers:\n  - 0,127.0.0.1:7000,127.0.0.1:7100\n  - 1,127.0.0.1:7001,127.0.0.1:7101\n  - 2,127.0.0.1:7002,127.0.0.1:7102\n"},
+		{"tandem.toml", "tick = \"50ms\"\nelection-ticks = 20\ncluster-id = \"file\"\nverbose = true\nsnapshot-entries = 50\nmembers = [\"0,127.0.0.1:7000,127.0.0.1:7100\", \"1,127.0.0.1:7001,127.0.0.1:7101\", \"2,127.0.0.1:7002,127.0.0.1:7102\"]\n"},
+	} {
+		path := writeFile(t, f.name, f.content)
+		env := map[string]string{"TANDEM_CONFIG": path, "TANDEM_ELECTION_TICKS": "30", "TANDEM_CLUSTER_ID": "env", "TANDEM_SNAPSHOT_ENTRIES": "60"}
+		data := filepath.Join(t.TempDir(), "d")
+		setup, out, stderr, code, done := prepare(t, env, "1", "--cluster-id", "flag", "--data", data)
+		if done || code != exitOK {
+			t.Fatalf("%s: exit %d, stderr %q", f.name, code, stderr)
+		}
+		c := setup.cfg
+		if c.ClusterID != "flag" || c.ElectionTicks != 30 || c.SnapshotIntervalEntries != 60 || c.TickInterval != 50*time.Millisecond ||
+			!setup.verbose || c.HeartbeatTicks != 1 || c.SessionTimeout != 10*time.Second || len(c.Members) != 3 ||
+			c.Members[1].ClientAddr != "127.0.0.1:7001" || c.ID != 1 || c.DataDir != data || out != "" {
+			t.Fatalf("%s: precedence not flag > env > file > default: %+v (verbose %v), stdout %q", f.name, c, setup.verbose, out)
+		}
+		_, out, stderr, code, done = prepare(t, env, "1", "--cluster-id", "flag", "--print-config")
+		if !done || code != exitOK {
+			t.Fatalf("%s --print-config: exit %d, stderr %q", f.name, code, stderr)
+		}
+		for _, want := range []string{
+			"cluster-id: flag", "# from --cluster-id",
+			"election-ticks: 30", "# from TANDEM_ELECTION_TICKS",
+			"tick: 50ms", "verbose: true", "# from " + path,
+			"heartbeat-ticks: 1", "# default",
+			"data: data/node-1", "# default: ./data/node-<id>",
+			"http-addr: 127.0.0.1:9201",
+			"  - 1,127.0.0.1:7001,127.0.0.1:7101",
+		} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("%s --print-config lacks %q:\n%s", f.name, want, out)
+			}
+		}
+		if !regexp.MustCompile(`(?m)^tick: 50ms +# from `+regexp.QuoteMeta(path)+`$`).MatchString(out) ||
+			!regexp.MustCompile(`(?m)^election-ticks: 30 +# from TANDEM_ELECTION_TICKS$`).MatchString(out) ||
+			!regexp.MustCompile(`(?m)^cluster-id: flag +# from --cluster-id$`).MatchString(out) ||
+			!regexp.MustCompile(`(?m)^heartbeat-ticks: 1 +# default$`).MatchString(out) {
+			t.Fatalf("%s --print-config: a value's origin is not on its line:\n%s", f.name, out)
+		}
+	}
+	// http-addr given empty by any source serves none; given by none, the best-effort default.
+	for _, tc := range []struct {
+		env         map[string]string
+		args        []string
+		addr, deflt string
+	}{
+		{nil, nil, "", "127.0.0.1:9200"},
+		{map[string]string{"TANDEM_HTTP_ADDR": ""}, nil, "", ""},
+		{map[string]string{"TANDEM_HTTP_ADDR": "127.0.0.1:1"}, []string{"--http-addr", ""}, "", ""},
+		{map[string]string{"TANDEM_CONFIG": writeFile(t, "h.yaml", `http-addr: ""`)}, nil, "", ""},
+		{map[string]string{"TANDEM_CONFIG": writeFile(t, "h.yaml", `http-addr: "127.0.0.1:2"`)}, nil, "127.0.0.1:2", ""},
+	} {
+		setup, _, stderr, code, done := prepare(t, tc.env, append([]string{"0"}, tc.args...)...)
+		if done || code != exitOK || setup.cfg.HTTPAddr != tc.addr || setup.httpDefault != tc.deflt {
+			t.Fatalf("env %v args %q: exit %d %q, HTTPAddr %q default %q; want %q and %q",
+				tc.env, tc.args, code, stderr, setup.cfg.HTTPAddr, setup.httpDefault, tc.addr, tc.deflt)
+		}
+	}
+}
+
+// Every mistake in the configuration is one line naming where it is, then the hint, with the
+// usage code; --print-config fails as the start does.
+func TestNodeConfigErrors(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "none.yaml")
+	for _, tc := range []struct {
+		file, content string // a config file to give with --config ("": none)
+		env           map[string]string
+		args          []string
+		want          string
+	}{
+		{"c.yaml", "election_ticks: 5\n", nil, nil, `c.yaml:1: unknown key "election_ticks" (did you mean election-ticks?)`},
+		{"c.yaml", "tick: 100ms\nelection-tick: 5\n", nil, nil, `c.yaml:2: unknown key "election-tick" (did you mean election-ticks?)`},
+		{"c.yaml", "TANDEM_TICK: 100ms\n", nil, nil, `(did you mean tick?)`},
+		{"c.yaml", "frobnicate: 1\n", nil, nil, `c.yaml:1: unknown key "frobnicate": the keys are the flags' names`},
+		{"c.toml", "election_ticks = 5\n", nil, nil, `c.toml: unknown key "election_ticks" (did you mean election-ticks?)`},
+		{"c.yaml", "tick: 5\n", nil, nil, "c.yaml:1: tick: 5 is not a duration (like 100ms)"},
+		{"c.toml", "tick = 5\n", nil, nil, "c.toml: tick: 5 is not a duration (like 100ms)"},
+		{"c.yaml", "tick: abc\n", nil, nil, `c.yaml:1: tick: "abc" is not a duration (like 100ms)`},
+		{"c.toml", "election-ticks = \"many\"\n", nil, nil, `c.toml: election-ticks: "many" is not an integer`},
+		{"c.yaml", "verbose: 3\n", nil, nil, `c.yaml:1: verbose: 3 is not true or false`},
+		{"c.yaml", "tick:\n", nil, nil, `c.yaml:1: tick has no value (write "" for an empty one)`},
+		{"c.yaml", "tick: [1s]\n", nil, nil, "c.yaml:1: tick: a list is not a value (only members, join and preferred-leader take lists)"},
+		{"c.yaml", "members:\n  a: b\n", nil, nil, "c.yaml:1: members: a map is not a value"},
+		{"c.toml", "[node]\ntick = \"1s\"\n", nil, nil, `c.toml: unknown key "node"`},
+		{"c.yaml", "tick: 1s\ntick: 2s\n", nil, nil, "line 2: key tick again (first on line 1)"},
+		{"c.yaml", "config: other.yaml\n", nil, nil, "c.yaml:1: config: a config file cannot name another"},
+		{"c.yaml", "print-config: true\n", nil, nil, "c.yaml:1: print-config: an action for the command line"},
+		{"c.yaml", "tick: 1s\n  bad: [\n", nil, nil, "c.yaml (from --config): line 2:"},
+		{"c.toml", "tick = \n", nil, nil, "c.toml (from --config): line 1"},
+		{"c.yaml", "- tick\n", nil, nil, "line 1: want keys and values (flag names as keys), got a list"},
+		{"c.json", "{}", nil, nil, `unknown format ".json": the extension says which, .yaml, .yml (YAML) or .toml (TOML)`},
+		{"", "", map[string]string{"TANDEM_CONFIG": missing}, nil, "config file " + missing + " (from TANDEM_CONFIG): open " + missing + ": no such file or directory"},
+		// An invalid value names its source, whichever it is.
+		{"", "", map[string]string{"TANDEM_TICK": "abc"}, nil, `TANDEM_TICK="abc" (from the environment): invalid value for --tick`},
+		{"", "", nil, []string{"--tick", "abc"}, `invalid value "abc" for flag -tick`},
+		{"", "", map[string]string{"TANDEM_MEMBERS": "0,a"}, nil, `TANDEM_MEMBERS: member 0 "0,a": want id,clientAddr,memberAddr`},
+		{"c.yaml", "preferred-leader: x\n", nil, nil, `c.yaml: preferred-leader: "x" is not a member id`},
+		// The checks across settings, whatever their source.
+		{"c.yaml", "learner: true\n", nil, nil, "c.yaml: learner is for a member that joins (--join)"},
+		{"", "", map[string]string{"TANDEM_MEMBERS": "0,127.0.0.1:7000,127.0.0.1:7100"}, nil, "TANDEM_MEMBERS names one member only"},
+		{"c.yaml", "election-ticks: 1\n", nil, nil, "node: invalid configuration: ElectionTicks (1) must be larger than HeartbeatTicks (1)"},
+		{"", "", map[string]string{"TANDEM_CLIENT_FD": "2"}, nil, "TANDEM_CLIENT_FD 2: descriptors 0 to 2 are stdin, stdout and stderr"},
+		// The member id.
+		{"c.yaml", "id: 1\n", nil, nil, "member id 0 on the command line, but "},
+		{"c.yaml", "id: x\n", nil, []string{}, `c.yaml:1: id: "x" is not a member id`},
+		{"", "", nil, []string{}, "a member id expected, e.g. tandem node 0"},
+		{"", "", nil, []string{"0", "1"}, "exactly one member id expected, got 2 arguments (0 1)"},
+		{"", "", nil, []string{"x"}, `member id "x" is not a non-negative integer`},
+	} {
+		args := tc.args
+		if args == nil {
+			args = []string{"0"}
+		}
+		if tc.file != "" {
+			args = append([]string{"--config", writeFile(t, tc.file, tc.content)}, args...)
+		}
+		for _, print := range []bool{false, true} {
+			a := args
+			if print {
+				a = append(a[:len(a):len(a)], "--print-config")
+			}
+			_, out, stderr, code, done := prepare(t, tc.env, a...)
+			if !done {
+				t.Fatalf("tandem node %q (env %v, file %q): accepted, want an error with %q", a, tc.env, tc.content, tc.want)
+			}
+			usageErrorLines(t, a, out, stderr, code, "tandem node", "tandem node --help for the flags", tc.want)
+		}
+	}
+}
+
+// --print-config prints a config file: fed back with --config, it prints the same values; and it
+// starts nothing, so the data directory is not made.
+func TestNodePrintConfigRoundTrips(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "d")
+	file := writeFile(t, "f.yaml", "snapshot-entries: 77\npreferred-leader: [2, 1]\n")
+	env := map[string]string{"TANDEM_SESSION_TIMEOUT": "1m", "TANDEM_CONFIG": file}
+	_, first, stderr, code, done := prepare(t, env, "2", "--data", data, "--join", "127.0.0.1:9000", "--learner", "--http-addr", "", "--print-config")
+	if !done || code != exitOK || stderr != "" {
+		t.Fatalf("--print-config: exit %d, stderr %q", code, stderr)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Fatalf("--print-config made the data directory %s (%v)", data, err)
+	}
+	for _, want := range []string{"session-timeout: 1m0s", "# from TANDEM_SESSION_TIMEOUT", "snapshot-entries: 77", `preferred-leader: 2,1`,
+		"learner: true", "# from --learner", `http-addr: ""`, "# from --http-addr", "id: 2", "# from the command line"} {
+		if !strings.Contains(first, want) {
+			t.Fatalf("--print-config lacks %q:\n%s", want, first)
+		}
+	}
+	printed := writeFile(t, "printed.yaml", first)
+	_, second, stderr, code, done := prepare(t, nil, "--config", printed, "--print-config")
+	if !done || code != exitOK {
+		t.Fatalf("--print-config of the printed file: exit %d, stderr %q\n%s", code, stderr, first)
+	}
+	if got, want := settingLines(second), settingLines(first); got != want {
+		t.Fatalf("the printed configuration read back differs:\n%s\nthen:\n%s", first, second)
+	}
+	if !strings.Contains(second, "# from "+printed) {
+		t.Fatalf("read back, the values do not come from the file:\n%s", second)
+	}
+	// The default data directory is not made either.
+	if _, stdout, stderr, code, _ := prepare(t, nil, "7", "--size", "8", "--print-config"); code != exitOK ||
+		!strings.Contains(stdout, "data: data/node-7") {
+		t.Fatalf("tandem node 7 --size 8 --print-config: exit %d, stderr %q\n%s", code, stderr, stdout)
+	}
+	if _, err := os.Stat(filepath.Join("data", "node-7")); !os.IsNotExist(err) {
+		t.Fatalf("--print-config made data/node-7 (%v)", err)
+	}
+}
+
+// settingLines is a printed configuration without its comments.
+func settingLines(printed string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(printed, "\n") {
+		if l, _, _ = strings.Cut(l, "#"); strings.TrimSpace(l) != "" {
+			b.WriteString(strings.TrimRight(l, " ") + "\n")
+		}
+	}
+	return b.String()
+}
+
+// The example config file in deploy/ is a valid configuration.
+func TestNodeExampleConfigLoads(t *testing.T) {
+	example := filepath.Join("..", "..", "deploy", "tandem.example.yaml")
+	setup, _, stderr, code, done := prepare(t, nil, "1", "--config", example)
+	if done || code != exitOK {
+		t.Fatalf("%s: exit %d, stderr %q", example, code, stderr)
+	}
+	if c := setup.cfg; c.ClusterID != "orders" || len(c.Members) != 3 || c.Members[1].ClientAddr != "10.0.0.2:9000" || c.HTTPAddr == "" {
+		t.Fatalf("%s read as %+v", example, c)
+	}
+}
