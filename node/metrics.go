@@ -11,6 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/tandem-cluster/tandem/internal/container"
+	"github.com/tandem-cluster/tandem/internal/version"
+	"github.com/tandem-cluster/tandem/internal/wire"
 	"github.com/tandem-cluster/tandem/service"
 )
 
@@ -219,19 +222,25 @@ func b2f(b bool) float64 {
 // and the Go runtime's and the process's collectors.
 func (n *Node) newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	version, commit := "unknown", ""
+	commit := ""
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		version = bi.Main.Version
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" {
 				commit = s.Value
 			}
 		}
 	}
+	// What `tandem version` prints first: the release, the commit, Go, and the newest protocols
+	// and cluster version this build speaks and applies (what an operator checks before an
+	// upgrade's next step).
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "tandem_build_info",
-		Help:        "A metric with a constant '1' value labeled by the build's version, commit and Go version.",
-		ConstLabels: prometheus.Labels{"version": version, "commit": commit, "go": runtime.Version()},
+		Name: "tandem_build_info",
+		Help: "A metric with a constant '1' value labeled by the build's version, commit and Go version, " +
+			"and the newest member and client protocols and cluster version it speaks and applies.",
+		ConstLabels: prometheus.Labels{"version": version.Version, "commit": commit, "go": runtime.Version(),
+			"member_protocol":     strconv.Itoa(int(wire.MemberProtocolMax)),
+			"client_protocol":     strconv.Itoa(int(wire.ClientProtocolMax)),
+			"cluster_version_max": strconv.Itoa(int(container.ClusterVersionMax))},
 	})
 	info.Set(1)
 	reg.MustRegister(newCollector(n), n.metrics.fsync, n.metrics.snapSave, info,
