@@ -123,10 +123,17 @@ type Replica struct {
 	appliedTerm uint64
 	now         int64 // the clock for this round of inputs, once nowRead (inputNow)
 	nowRead     bool
-	lastSnap    uint64
-	snapDue     []byte // snapshot bytes taken at snapDueIx, handed to storage after Process
-	snapDueIx   uint64
-	snapDueConf *pb.ConfState // the membership as of snapDueIx
+	// The meter's clock for this round, once meterRead; the stamps of the commands proposed and
+	// not applied, and the count of each proposed batch's, from their heads on (meter.go).
+	meterAt            int64
+	meterRead          bool
+	cmdRecv            []int64
+	batchCmds          []int
+	cmdHead, batchHead int
+	lastSnap           uint64
+	snapDue            []byte // snapshot bytes taken at snapDueIx, handed to storage after Process
+	snapDueIx          uint64
+	snapDueConf        *pb.ConfState // the membership as of snapDueIx
 	// snapOwed: a member was added and no snapshot was taken since (one was being written):
 	// the next entry applied takes one (membership.go).
 	snapOwed bool
@@ -448,7 +455,7 @@ func (r *Replica) Close() error {
 // commits meanwhile: client items and queries wait for the sync, then go out batched in the next
 // cycle (proposing them earlier would gain nothing, as nothing leaves before that cycle).
 func (r *Replica) Process() error {
-	r.nowRead = false
+	r.nowRead, r.meterRead = false, false
 	if r.core.SyncPending() {
 		return r.afterCore(r.core.Process(r))
 	}
