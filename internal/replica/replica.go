@@ -362,6 +362,10 @@ func (r *Replica) Progress() (role service.Role, term, commit, applied uint64) {
 	return roleOf(bs.RaftState), bs.GetTerm(), bs.GetCommit(), r.ctr.Applied()
 }
 
+// ProposalsFailed returns how many of this member's proposals failed (consensus/proposals.go).
+// Safe from any goroutine.
+func (r *Replica) ProposalsFailed() int64 { return r.core.ProposalsFailed() }
+
 // Err returns the error that stopped the member, if any.
 func (r *Replica) Err() error { return r.core.Err() }
 
