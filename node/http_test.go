@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/tandem-cluster/tandem/examples/counter"
+	"github.com/tandem-cluster/tandem/internal/version"
 	"github.com/tandem-cluster/tandem/service"
 )
 
@@ -107,6 +109,11 @@ func TestHTTPMetricsUnderLoad(t *testing.T) {
 	for range 50 {
 		inc(ctx, t, cl)
 	}
+	for range 10 {
+		if _, err := cl.Query(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpGet})); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Every member has applied the 50 commands (and the entries before them).
 	deadline := time.Now().Add(10 * time.Second)
 	for _, m := range c.members {
@@ -115,6 +122,7 @@ func TestHTTPMetricsUnderLoad(t *testing.T) {
 		}
 	}
 	leaders, hasLeader, commands, clients := 0.0, 0.0, 0.0, 0.0
+	commandsTimed, queriesTimed := 0.0, 0.0
 	for i, base := range bases {
 		fams, body := scrape(t, base)
 		leaders += value(t, fams, "tandem_server_is_leader")
@@ -131,9 +139,24 @@ func TestHTTPMetricsUnderLoad(t *testing.T) {
 		if v := value(t, fams, "tandem_server_leader_changes_seen_total"); v < 1 {
 			t.Errorf("member %d: leader changes seen %v, want ≥ 1", i, v)
 		}
-		if v := value(t, fams, "tandem_build_info"); v != 1 {
+		if v := value(t, fams, "tandem_build_info", "version", version.Version); v != 1 {
 			t.Errorf("member %d: build info %v", i, v)
 		}
+		// Present, with the values of a healthy cluster: no proposal is lost here, but a
+		// command may meet a leader that is still settling, so only presence is asserted.
+		if v := value(t, fams, "tandem_server_proposals_failed_total"); v < 0 {
+			t.Errorf("member %d: proposals failed %v", i, v)
+		}
+		if v := value(t, fams, "tandem_disk_failed"); v != 0 {
+			t.Errorf("member %d: disk failed %v", i, v)
+		}
+		if v := value(t, fams, "tandem_client_sessions_opened_total"); v < 1 {
+			t.Errorf("member %d: sessions opened %v, want ≥ 1 (every member applies the open)", i, v)
+		}
+		value(t, fams, "tandem_client_sessions_expired_total")
+		value(t, fams, "tandem_server_snapshots_sent_total")
+		commandsTimed += value(t, fams, "tandem_client_command_duration_seconds")
+		queriesTimed += value(t, fams, "tandem_client_query_duration_seconds")
 		// The leader hears from every follower (two followers exchange nothing: one that
 		// was reported unreachable as the other started stays so).
 		if value(t, fams, "tandem_server_is_leader") == 1 {
@@ -144,6 +167,15 @@ func TestHTTPMetricsUnderLoad(t *testing.T) {
 				if v := value(t, fams, "tandem_network_peer_reachable", "member", peer); v != 1 {
 					t.Errorf("leader %d: peer %s reachable %v", i, peer, v)
 				}
+				// It replicated 50 commands to each follower, and heard their answers.
+				if v := value(t, fams, "tandem_network_peer_sent_bytes_total", "member", peer); v < 50*8 {
+					t.Errorf("leader %d: %v bytes sent to peer %s", i, v, peer)
+				}
+				if v := value(t, fams, "tandem_network_peer_received_bytes_total", "member", peer); v <= 0 {
+					t.Errorf("leader %d: %v bytes received from peer %s", i, v, peer)
+				}
+				value(t, fams, "tandem_network_peer_sent_failures_total", "member", peer)
+				value(t, fams, "tandem_network_peer_received_failures_total", "member", peer)
 			}
 			if v := value(t, fams, "tandem_client_sessions_open"); v != 1 {
 				t.Errorf("leader %d: sessions open %v, want 1", i, v)
@@ -154,6 +186,7 @@ func TestHTTPMetricsUnderLoad(t *testing.T) {
 		if strings.Contains(body, "session=") {
 			t.Errorf("member %d: a per-session label", i)
 		}
+		boundedLabels(t, fams)
 		// CI pipes a live member's exposition through promtool check metrics (.ci/run).
 		if out := os.Getenv("TANDEM_METRICS_OUT"); out != "" && i == 0 {
 			if err := os.WriteFile(out, []byte(body), 0o644); err != nil {
@@ -161,11 +194,39 @@ func TestHTTPMetricsUnderLoad(t *testing.T) {
 			}
 		}
 	}
+	// The leader timed every command it applied and every query it served.
+	if commandsTimed < 50 || queriesTimed < 10 {
+		t.Errorf("commands timed %v (want ≥ 50), queries timed %v (want ≥ 10)", commandsTimed, queriesTimed)
+	}
 	if commands < 50 || clients < 1 {
 		t.Errorf("commands received %v (want ≥ 50), client connections %v (want ≥ 1)", commands, clients)
 	}
 	if leaders != 1 || hasLeader != 3 {
 		t.Errorf("is_leader sums to %v (want 1), has_leader to %v (want 3)", leaders, hasLeader)
+	}
+}
+
+// boundedLabels fails if a Tandem series has a label whose values can grow without bound: only
+// the labels listed here are allowed (their values are bounded by the cluster's size, two ports,
+// or one build), and no family has more series than a 3-member cluster's peers and ports.
+func boundedLabels(t *testing.T, fams map[string]*dto.MetricFamily) {
+	t.Helper()
+	allowed := map[string]bool{"member": true, "port": true, "version": true, "commit": true, "go": true,
+		"member_protocol": true, "client_protocol": true, "cluster_version_max": true}
+	for name, f := range fams {
+		if !strings.HasPrefix(name, "tandem_") {
+			continue
+		}
+		if len(f.GetMetric()) > 2 {
+			t.Errorf("%s has %d series, more than a 3-member cluster's peers", name, len(f.GetMetric()))
+		}
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if !allowed[lp.GetName()] {
+					t.Errorf("%s has a label %q not known to be bounded", name, lp.GetName())
+				}
+			}
+		}
 	}
 }
 

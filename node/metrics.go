@@ -11,6 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/tandem-cluster/tandem/internal/container"
+	"github.com/tandem-cluster/tandem/internal/version"
+	"github.com/tandem-cluster/tandem/internal/wire"
 	"github.com/tandem-cluster/tandem/service"
 )
 
@@ -21,7 +24,8 @@ import (
 type metrics struct {
 	// heartbeat is the wall time (Unix ns) of the loop's last tick; 0 before the loop runs.
 	heartbeat atomic.Int64
-	// ended: the loop has returned (the member stopped, or its storage failed: stopErr).
+	// ended: the loop has returned (the member stopped, or its storage failed: stopErr, which
+	// is set first).
 	ended   atomic.Bool
 	stopErr atomic.Bool
 	// leaderChanges counts the times this member saw the leader change to a known one, as
@@ -40,11 +44,38 @@ type metrics struct {
 	// snapshot writes.
 	fsync    prometheus.Histogram
 	snapSave prometheus.Histogram
+	// command and query time the client requests on the leader (replica/meter.go), observed on
+	// the loop; start is the origin of the meter's monotonic clock.
+	command, query prometheus.Histogram
+	start          time.Time
 }
+
+// Now, CommandDone and QueryDone make metrics the replica's Meter: a monotonic clock (time.Since
+// reads the monotonic reading of start) and the two histograms.
+func (m *metrics) Now() int64              { return int64(time.Since(m.start)) }
+func (m *metrics) CommandDone(nanos int64) { m.command.Observe(float64(nanos) / 1e9) }
+func (m *metrics) QueryDone(nanos int64)   { m.query.Observe(float64(nanos) / 1e9) }
+
+// clientBuckets: 100 µs to about 13 s, doubling (18 buckets): a command takes from a fraction of
+// a millisecond (a sync on a fast disk) to seconds (an election, a stalled disk).
+var clientBuckets = prometheus.ExponentialBuckets(0.0001, 2, 18)
 
 func newMetrics() *metrics {
 	return &metrics{
 		lastLeader: -1,
+		start:      time.Now(),
+		command: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "tandem_client_command_duration_seconds",
+			Help: "The latency distributions of client commands on the leader, from the round of input that took a command " +
+				"to the round that applied it and answered (commit and apply; read once per round of the member's loop).",
+			Buckets: clientBuckets,
+		}),
+		query: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "tandem_client_query_duration_seconds",
+			Help: "The latency distributions of client queries on the leader, from the round of input that took a query " +
+				"to the round that served it (its read index confirmed and applied).",
+			Buckets: clientBuckets,
+		}),
 		// etcd's buckets for wal_fsync_duration_seconds: 1 ms to 8 s, doubling.
 		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tandem_disk_wal_fsync_duration_seconds",
@@ -94,6 +125,9 @@ type collector struct {
 	connsRefused, acceptFailures, peerReachable, members     *prometheus.Desc
 	clusterVersion, unverified, suspended, stopped, loopTick *prometheus.Desc
 	errorsLogDropped, commands, queries, sessions, clients   *prometheus.Desc
+	proposalsFailed, diskFailed, snapsSent, snapsSentFailed  *prometheus.Desc
+	sessionsOpened, sessionsClosed, sessionsExpired          *prometheus.Desc
+	peerSent, peerReceived, peerSentFail, peerReceivedFail   *prometheus.Desc
 }
 
 func newCollector(n *Node) *collector {
@@ -129,6 +163,25 @@ func newCollector(n *Node) *collector {
 		sessions:         d("tandem_client_sessions_open", "Client sessions open in the replicated state, as of the member's last tick."),
 		clients:          d("tandem_client_connections_open", "Client connections open to this member."),
 		errorsLogDropped: d("tandem_server_errors_log_dropped_total", "Warnings and errors not written to errors.log because its writer was behind."),
+		proposalsFailed: d("tandem_server_proposals_failed_total", "The total number of failed proposals: entries this member proposed as leader that were "+
+			"not committed, refused at once (raft dropped them: no leader, a leadership transfer under way, the uncommitted limit; "+
+			"or the member had stopped) or lost in a leader change (counted once this member applies an entry of a later term). "+
+			"Requests refused before any proposal (too large, a full queue) are not counted."),
+		diskFailed: d("tandem_disk_failed", "1 once the member stopped because its storage failed (a write, sync or snapshot write error) "+
+			"or its log lost acknowledged entries; 0 otherwise, a clean stop included."),
+		snapsSent:       d("tandem_server_snapshots_sent_total", "Snapshots this member sent to followers that acknowledged them (synced and verified)."),
+		snapsSentFailed: d("tandem_server_snapshots_sent_failures_total", "Snapshot transfers from this member to followers that failed (raft retries)."),
+		sessionsOpened:  d("tandem_client_sessions_opened_total", "Client sessions opened, as this member applied the log since it started (a restart's replay counts again)."),
+		sessionsClosed:  d("tandem_client_sessions_closed_total", "Client sessions closed for any reason, as this member applied the log since it started."),
+		sessionsExpired: d("tandem_client_sessions_expired_total", "Client sessions closed because they expired (the leader's session timeout), as this member applied the log since it started."),
+		peerSent: d("tandem_network_peer_sent_bytes_total", "The total number of bytes sent to the peer member (raft messages, snapshots, handshakes), "+
+			"by member id; only members of the current membership are listed.", "member"),
+		peerReceived: d("tandem_network_peer_received_bytes_total", "The total number of bytes received from the peer member on its connections "+
+			"to this one, by member id.", "member"),
+		peerSentFail: d("tandem_network_peer_sent_failures_total", "Failed sends to the peer member: raft messages dropped for a full queue, "+
+			"connections that could not be made or broke while writing, snapshot transfers that failed; by member id.", "member"),
+		peerReceivedFail: d("tandem_network_peer_received_failures_total", "Connections from the peer member closed, after its handshake, "+
+			"for what it sent (a bad frame, an invalid message, a failed snapshot); by member id.", "member"),
 	}
 }
 
@@ -181,6 +234,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	g(c.unverified, b2f(st.Unverified))
 	g(c.suspended, b2f(st.Suspended))
 	g(c.stopped, b2f(m.ended.Load()))
+	g(c.diskFailed, b2f(m.stopErr.Load()))
 	if hb := m.heartbeat.Load(); hb != 0 {
 		g(c.loopTick, time.Since(time.Unix(0, hb)).Seconds())
 	}
@@ -189,11 +243,45 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(c.queries, float64(m.queries.Load()))
 	g(c.sessions, float64(m.sessions.Load()))
 	c.n.mu.Lock()
-	cs := c.n.cs
+	cs, tr, rep := c.n.cs, c.n.tr, c.n.rep
 	c.n.mu.Unlock()
 	if cs != nil {
 		g(c.clients, float64(cs.Open()))
 	}
+	var failed, opened, closed, expired int64
+	if rep != nil {
+		failed = rep.ProposalsFailed()
+		opened, closed, expired = rep.Container().SessionCounts()
+	}
+	cnt(c.proposalsFailed, float64(failed))
+	cnt(c.sessionsOpened, float64(opened))
+	cnt(c.sessionsClosed, float64(closed))
+	cnt(c.sessionsExpired, float64(expired))
+	var sent, sentFailed int64
+	if tr != nil {
+		sent, sentFailed = tr.SnapshotsSent()
+		// By member id, for the members of the current membership only: bounded by the
+		// cluster's size (a removed member's series goes with its removal).
+		byRaft := make(map[uint64]int, len(st.Members))
+		for _, mb := range st.Members {
+			if mb.ID != st.ID {
+				byRaft[mb.RaftID] = mb.ID
+			}
+		}
+		for _, ps := range tr.PeerStats() {
+			id, ok := byRaft[ps.ID]
+			if !ok {
+				continue
+			}
+			l := strconv.Itoa(id)
+			cnt(c.peerSent, float64(ps.SentBytes), l)
+			cnt(c.peerReceived, float64(ps.ReceivedBytes), l)
+			cnt(c.peerSentFail, float64(ps.SentFailures), l)
+			cnt(c.peerReceivedFail, float64(ps.ReceivedFailures), l)
+		}
+	}
+	cnt(c.snapsSent, float64(sent))
+	cnt(c.snapsSentFailed, float64(sentFailed))
 }
 
 // unreachableSet copies which members were last reported unreachable.
@@ -219,22 +307,28 @@ func b2f(b bool) float64 {
 // and the Go runtime's and the process's collectors.
 func (n *Node) newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	version, commit := "unknown", ""
+	commit := ""
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		version = bi.Main.Version
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" {
 				commit = s.Value
 			}
 		}
 	}
+	// What `tandem version` prints first: the release, the commit, Go, and the newest protocols
+	// and cluster version this build speaks and applies (what an operator checks before an
+	// upgrade's next step).
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "tandem_build_info",
-		Help:        "A metric with a constant '1' value labeled by the build's version, commit and Go version.",
-		ConstLabels: prometheus.Labels{"version": version, "commit": commit, "go": runtime.Version()},
+		Name: "tandem_build_info",
+		Help: "A metric with a constant '1' value labeled by the build's version, commit and Go version, " +
+			"and the newest member and client protocols and cluster version it speaks and applies.",
+		ConstLabels: prometheus.Labels{"version": version.Version, "commit": commit, "go": runtime.Version(),
+			"member_protocol":     strconv.Itoa(int(wire.MemberProtocolMax)),
+			"client_protocol":     strconv.Itoa(int(wire.ClientProtocolMax)),
+			"cluster_version_max": strconv.Itoa(int(container.ClusterVersionMax))},
 	})
 	info.Set(1)
-	reg.MustRegister(newCollector(n), n.metrics.fsync, n.metrics.snapSave, info,
+	reg.MustRegister(newCollector(n), n.metrics.fsync, n.metrics.snapSave, n.metrics.command, n.metrics.query, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
 }

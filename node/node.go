@@ -202,6 +202,9 @@ type Node struct {
 	// tr and cs are the running transports (nil before Run), for their counters in Status.
 	tr *transport.Transport
 	cs *transport.ClientServer
+	// rep is the running replica (nil before Run), for the metrics' counters that are safe to
+	// read from any goroutine (ProposalsFailed, SessionCounts) and nothing else.
+	rep *replica.Replica
 
 	// clientL and memberL are the listeners given with WithListeners (nil: Run binds the port);
 	// httpL the HTTP endpoint's, given with WithHTTPListener (nil: Run binds Config.HTTPAddr, if set).
@@ -806,6 +809,7 @@ func (n *Node) Run(ctx context.Context) error {
 	cs := transport.NewClientServer(transport.ClientConfig{Listener: cl, MaxConns: cfg.MaxClientConns, Logger: n.log,
 		MaxFrameBytes: rcfg.MaxCommandBytes + wire.CommandOverheadBytes, ClientProtocol: n.clientProtocol}, h)
 	rcfg.Logger = n.log
+	rcfg.Meter = n.metrics
 	out := &outbox{n: n, peers: tr, clients: cs, arch: arch}
 	r, err := replica.New(rcfg, n.svc, arch, wallClock{}, out)
 	if err == nil {
@@ -824,7 +828,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("member %d: %w", cfg.ID, err)
 	}
 	n.mu.Lock()
-	n.tr, n.cs = tr, cs
+	n.tr, n.cs, n.rep = tr, cs, r
 	n.mu.Unlock()
 	tr.Start()
 	cs.Start()
@@ -837,6 +841,7 @@ func (n *Node) Run(ctx context.Context) error {
 	// leader for a while.
 	go n.watchMembership(wctx, selfRaft, len(r.Members()) == 0 && arch.RaftID() != 0, n.learnt, watched)
 	err = n.loop(ctx, r, newJobs(arch.TakeSpareJob, arch.StopSpareJob, n.metrics), tr, cs)
+	n.metrics.stopErr.Store(errors.Is(err, ErrStopped))
 	n.metrics.ended.Store(true)
 	stopWatch()
 	<-watched

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tandem-cluster/tandem/internal/archive"
 	"github.com/tandem-cluster/tandem/internal/container"
+	"github.com/tandem-cluster/tandem/internal/version"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
@@ -165,7 +166,7 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("tandem version --json: %+v", v)
 	}
 	text, _, code := runCLI(t, bin, "version")
-	for _, want := range []string{"tandem " + version, "member protocol", "client protocol   1 to 4", "cluster version   applies up to 5", "reads identity 1 to 3", "log segments 1 to 3", "state snapshots 1 to 4"} {
+	for _, want := range []string{"tandem " + version.Version, "member protocol", "client protocol   1 to 4", "cluster version   applies up to 5", "reads identity 1 to 3", "log segments 1 to 3", "state snapshots 1 to 4"} {
 		if code != 0 || !strings.Contains(text, want) {
 			t.Fatalf("tandem version exited %d without %q:\n%s", code, want, text)
 		}

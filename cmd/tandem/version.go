@@ -10,13 +10,9 @@ import (
 
 	"github.com/tandem-cluster/tandem/internal/archive"
 	"github.com/tandem-cluster/tandem/internal/container"
+	"github.com/tandem-cluster/tandem/internal/version"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
-
-// version is the release this build belongs to; a release build sets it with
-// -ldflags "-X main.version=1.2.3". The commit comes from the Go toolchain's version-control
-// stamp (go build in a git checkout; go run and go test leave it out).
-var version = "0.1.0-dev"
 
 // buildVersions is what `tandem version` prints: the build and every version it speaks, reads
 // or applies (docs/COMPATIBILITY.md says what each one promises).
@@ -41,7 +37,7 @@ type buildVersions struct {
 
 func currentVersions() buildVersions {
 	v := buildVersions{
-		Version:           version,
+		Version:           version.Version, // internal/version says how a release sets it
 		GoVersion:         runtime.Version(),
 		Platform:          runtime.GOOS + "/" + runtime.GOARCH,
 		MemberProtocol:    [2]uint16{wire.MemberProtocolMin, wire.MemberProtocolMax},

@@ -90,6 +90,7 @@ func (c *Core) applyReady(h Handler, rd *raft.Ready) error {
 		if err := h.InstallSnapshot(rd.Snapshot); err != nil {
 			return err
 		}
+		c.own.installed(rd.Snapshot.GetMetadata().GetTerm())
 		c.confState = proto.Clone(rd.Snapshot.GetMetadata().GetConfState()).(*pb.ConfState)
 		c.applied = rd.Snapshot.GetMetadata().GetIndex()
 	}
@@ -108,6 +109,7 @@ func lastIndex(ents []*pb.Entry) uint64 {
 }
 
 func (c *Core) apply(h Handler, e *pb.Entry) error {
+	c.own.applied(e)
 	if e.GetType() != pb.EntryNormal {
 		return c.applyConfChange(h, e)
 	}

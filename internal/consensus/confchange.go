@@ -38,6 +38,14 @@ var ErrConfChangePending = errors.New("consensus: a membership change is pending
 // ErrConfChangePending while another is pending). Whether it commits is learnt from the applied
 // log: Handler.ApplyEntry gets it (its context tells it apart).
 func (c *Core) ProposeConfChange(cc *pb.ConfChangeV2) error {
+	err := c.proposeConfChange(cc)
+	if err != nil {
+		c.own.failed.Add(1)
+	}
+	return err
+}
+
+func (c *Core) proposeConfChange(cc *pb.ConfChangeV2) error {
 	if c.err != nil {
 		return ErrStopped
 	}
@@ -55,6 +63,9 @@ func (c *Core) ProposeConfChange(cc *pb.ConfChangeV2) error {
 		return err
 	}
 	c.conf.outstanding = true
+	if !cc.LeaveJoint() {
+		c.own.proposed(bs.GetTerm()) // a leave of a joint configuration carries no data (proposals.go)
+	}
 	return nil
 }
 

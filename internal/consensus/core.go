@@ -138,6 +138,8 @@ type Core struct {
 	// Invariant: every id in reads was handed to raft and has not been reported yet.
 	reads map[uint64]int
 	ticks int
+	// own follows this member's proposals until their fate is known (proposals.go).
+	own ownProposals
 }
 
 // New starts a core on storage. If the storage is empty, the cluster is bootstrapped with peers
@@ -273,6 +275,14 @@ func (c *Core) Step(m *pb.Message) error {
 // uncommitted limit. On success the entry is in the leader's unstable log; whether it commits is
 // learnt from the applied log (sessions make a retry safe).
 func (c *Core) Propose(data []byte) error {
+	err := c.propose(data)
+	if err != nil {
+		c.own.failed.Add(1)
+	}
+	return err
+}
+
+func (c *Core) propose(data []byte) error {
 	if c.err != nil {
 		return ErrStopped
 	}
@@ -287,6 +297,9 @@ func (c *Core) Propose(data []byte) error {
 			return ErrDropped
 		}
 		return err
+	}
+	if bs := c.rn.BasicStatus(); bs.RaftState == raft.StateLeader {
+		c.own.proposed(bs.GetTerm())
 	}
 	return nil
 }

@@ -126,6 +126,9 @@ func TestFollowerFailsFastWithLeaderHint(t *testing.T) {
 	if !errors.Is(err, ErrNotLeader) || !errors.As(err, &nle) || nle.Leader != 2 || nle.Term != 5 {
 		t.Fatalf("Propose on a follower: %v, want NotLeaderError{Leader: 2, Term: 5}", err)
 	}
+	if n := c.ProposalsFailed(); n != 1 {
+		t.Fatalf("ProposalsFailed after a refused proposal: %d, want 1", n)
+	}
 	if _, err := c.ReadIndex(); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("ReadIndex on a follower: %v", err)
 	}

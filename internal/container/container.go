@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandem-cluster/tandem/internal/bugs"
@@ -129,6 +130,11 @@ type Container struct {
 	egress Egress
 	answer wire.ClientMsg // reused for every command's answer (see Egress): no allocation each
 
+	// Sessions opened, closed (for any reason) and closed for expiry (service.CloseTimeout), as
+	// applied on this member since it started: a restart's replay of its log counts them again,
+	// a snapshot counts none. Atomic, for the member's metrics (SessionCounts).
+	sessionsOpened, sessionsClosed, sessionsExpired atomic.Int64
+
 	// Replicated state (in snapshots).
 	applied     uint64
 	clusterTime int64
@@ -248,6 +254,13 @@ func (c *Container) ClusterTime() int64 { return c.clusterTime }
 
 // Sessions returns how many sessions are open.
 func (c *Container) Sessions() int { return len(c.sessions) }
+
+// SessionCounts returns how many sessions this member opened, closed and closed for expiry as it
+// applied the log since it started (a replay counts again; a snapshot installed counts none).
+// Safe from any goroutine.
+func (c *Container) SessionCounts() (opened, closed, expired int64) {
+	return c.sessionsOpened.Load(), c.sessionsClosed.Load(), c.sessionsExpired.Load()
+}
 
 // SessionOpen reports whether a session is open.
 func (c *Container) SessionOpen(id wire.SessionID) bool { _, ok := c.sessions[id]; return ok }
@@ -517,6 +530,7 @@ func (c *Container) open(id wire.SessionID) {
 	c.sessions[id] = s
 	c.bytesUsed += s.bytes
 	c.inLog = true
+	c.sessionsOpened.Add(1)
 	c.svc.OnSessionOpen(s.handle, c.now())
 	c.egress(&wire.ClientMsg{Kind: wire.CAttached, Session: id})
 }
@@ -530,6 +544,10 @@ func (c *Container) closeSession(id wire.SessionID, reason service.CloseReason) 
 	s.closed = true
 	c.bytesUsed -= s.bytes
 	c.remember(id, uint8(reason))
+	c.sessionsClosed.Add(1)
+	if reason == service.CloseTimeout {
+		c.sessionsExpired.Add(1)
+	}
 	c.inLog = true
 	c.svc.OnSessionClose(s.handle, c.now(), reason)
 	c.egress(&wire.ClientMsg{Kind: wire.CSessionEvent, Session: id, Reason: uint8(reason)})

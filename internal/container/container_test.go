@@ -220,6 +220,11 @@ func TestSessionsOpenIdempotentCloseReasonsLimit(t *testing.T) {
 	if got := h.svc.calls[len(h.svc.calls)-1]; got != "close:TIMEOUT" {
 		t.Fatalf("timeout close recorded as %q", got)
 	}
+	// Counted as applied: s1 and s2 opened (the refused open and the repeated one are not),
+	// closed by the service and by expiry; the close of a closed session counts nothing.
+	if o, c, e := h.c.SessionCounts(); o != 2 || c != 2 || e != 1 {
+		t.Fatalf("SessionCounts: opened %d closed %d expired %d, want 2 2 1", o, c, e)
+	}
 }
 
 func TestTimers(t *testing.T) {

@@ -69,6 +69,8 @@ type Config struct {
 	MaxUncommittedBytes uint64
 	Container           container.Config
 	Logger              *slog.Logger
+	// Meter, if set, observes the latency of client requests on the leader (meter.go).
+	Meter Meter
 	// Rand is where a leader draws a new cluster's identity (identity.go); nil: crypto/rand. The
 	// simulator passes its seeded source, so that a run repeats byte for byte.
 	Rand io.Reader

@@ -103,6 +103,7 @@ func (r *Replica) applyData(ix, term uint64, data []byte) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("replica: applying entry %d: %w", ix, err)
 		}
+		r.meterApplied(term)
 		return due, nil
 	case wire.EntryClusterVersion:
 		v, err := wire.DecodeClusterVersion(data)
@@ -186,6 +187,7 @@ func (r *Replica) stepDown() {
 		}
 	}
 	r.pending, r.pendingBytes, r.raising, r.identifying, r.preferring = nil, 0, false, false, false
+	r.meterReset()
 	r.failChanges()
 	r.failControls()
 	st := r.core.State()

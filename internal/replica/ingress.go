@@ -128,7 +128,7 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 		}
 		r.attach(m.Session, conn, now)
 		r.enqueue(wire.Item{Kind: wire.ItemCommand, Session: m.Session, Seq: m.Seq,
-			LowestUnacked: m.LowestUnacked, Payload: m.Payload})
+			LowestUnacked: m.LowestUnacked, Payload: m.Payload, Received: r.meterNow()})
 	case wire.CKeepAlive:
 		st := wire.StatusOK
 		if r.ctr.SessionOpen(m.Session) {
@@ -372,6 +372,7 @@ func (r *Replica) propose(items []wire.Item, size int) {
 	b := wire.Batch{TimestampNanos: r.clock.Now(), Items: items}
 	err := r.core.Propose(wire.AppendBatch(make([]byte, 0, size+batchHeaderBytes), &b))
 	if err == nil {
+		r.meterProposed(items)
 		return
 	}
 	r.refuseItems(items, err)

@@ -20,6 +20,7 @@ type pendingRead struct {
 	requestID uint64
 	payload   []byte
 	req       *wire.ClientMsg
+	received  int64 // the meter's clock when the query was taken (meter.go)
 }
 
 // readyRead is a round of queries whose read index is known: they are served once it is applied.
@@ -35,7 +36,7 @@ func (r *Replica) takeQuery(conn ConnID, m *wire.ClientMsg) {
 			Status: wire.StatusRejected, Payload: []byte("too many pending queries")})
 		return
 	}
-	r.newReads = append(r.newReads, pendingRead{conn: conn, requestID: m.RequestID, payload: m.Payload})
+	r.newReads = append(r.newReads, pendingRead{conn: conn, requestID: m.RequestID, payload: m.Payload, received: r.meterNow()})
 	r.readsPending++
 }
 
@@ -78,6 +79,7 @@ func (r *Replica) serveReads() {
 			reply := r.ctr.Query(q.payload)
 			r.out.SendClient(q.conn, &wire.ClientMsg{Kind: wire.CQueryResponse, RequestID: q.requestID,
 				Status: wire.StatusOK, Payload: reply})
+			r.meterQuery(q.received)
 		}
 	}
 	r.readyReads = keep

@@ -123,10 +123,17 @@ type Replica struct {
 	appliedTerm uint64
 	now         int64 // the clock for this round of inputs, once nowRead (inputNow)
 	nowRead     bool
-	lastSnap    uint64
-	snapDue     []byte // snapshot bytes taken at snapDueIx, handed to storage after Process
-	snapDueIx   uint64
-	snapDueConf *pb.ConfState // the membership as of snapDueIx
+	// The meter's clock for this round, once meterRead; the stamps of the commands proposed and
+	// not applied, and the count of each proposed batch's, from their heads on (meter.go).
+	meterAt            int64
+	meterRead          bool
+	cmdRecv            []int64
+	batchCmds          []int
+	cmdHead, batchHead int
+	lastSnap           uint64
+	snapDue            []byte // snapshot bytes taken at snapDueIx, handed to storage after Process
+	snapDueIx          uint64
+	snapDueConf        *pb.ConfState // the membership as of snapDueIx
 	// snapOwed: a member was added and no snapshot was taken since (one was being written):
 	// the next entry applied takes one (membership.go).
 	snapOwed bool
@@ -355,6 +362,10 @@ func (r *Replica) Progress() (role service.Role, term, commit, applied uint64) {
 	return roleOf(bs.RaftState), bs.GetTerm(), bs.GetCommit(), r.ctr.Applied()
 }
 
+// ProposalsFailed returns how many of this member's proposals failed (consensus/proposals.go).
+// Safe from any goroutine.
+func (r *Replica) ProposalsFailed() int64 { return r.core.ProposalsFailed() }
+
 // Err returns the error that stopped the member, if any.
 func (r *Replica) Err() error { return r.core.Err() }
 
@@ -448,7 +459,7 @@ func (r *Replica) Close() error {
 // commits meanwhile: client items and queries wait for the sync, then go out batched in the next
 // cycle (proposing them earlier would gain nothing, as nothing leaves before that cycle).
 func (r *Replica) Process() error {
-	r.nowRead = false
+	r.nowRead, r.meterRead = false, false
 	if r.core.SyncPending() {
 		return r.afterCore(r.core.Process(r))
 	}

@@ -65,7 +65,9 @@ func (t *Transport) acceptLoop() {
 // serve authenticates an inbound connection and delivers its messages. Anything unexpected
 // closes the connection with a logged reason; nothing from it reaches raft.
 func (t *Transport) serve(conn net.Conn) {
-	r := bufio.NewReaderSize(conn, 256<<10)
+	// Counted into the sender's received bytes once its handshake says who it is (stats.go).
+	cr := &countReader{r: conn}
+	r := bufio.NewReaderSize(cr, 256<<10)
 	_ = conn.SetReadDeadline(time.Now().Add(handshakeTimeout))
 	kind, body, buf, err := wire.ReadFrame(r, t.cfg.MaxFrameBytes, nil)
 	if err != nil {
@@ -155,6 +157,12 @@ func (t *Transport) serve(conn net.Conn) {
 		return
 	}
 	p.isBack()
+	cr.attribute(&p.c.received)
+	// What the peer sent that closes its connection counts as a failure received from it.
+	reject := func(reason string, args ...any) {
+		p.c.receivedFailures.Add(1)
+		t.reject(conn, reason, args...)
+	}
 	defer func() {
 		t.mu.Lock()
 		delete(t.authed, conn)
@@ -167,27 +175,27 @@ func (t *Transport) serve(conn net.Conn) {
 			if t.dropped(self) || errors.Is(err, io.EOF) || t.ctx.Err() != nil {
 				return
 			}
-			t.reject(conn, "reading from raft id %d: %v", from, err)
+			reject("reading from raft id %d: %v", from, err)
 			return
 		}
 		if kind != wire.FrameRaft {
-			t.reject(conn, "unexpected frame kind %d from raft id %d", kind, from)
+			reject("unexpected frame kind %d from raft id %d", kind, from)
 			return
 		}
 		m := new(pb.Message)
 		if err := proto.Unmarshal(body, m); err != nil {
-			t.reject(conn, "undecodable raft message from raft id %d: %v", from, err)
+			reject("undecodable raft message from raft id %d: %v", from, err)
 			return
 		}
 		if m.GetFrom() != from || m.GetTo() != t.cfg.SelfID {
-			t.reject(conn, "raft message claims from=%d to=%d on a connection from raft id %d to %d",
+			reject("raft message claims from=%d to=%d on a connection from raft id %d to %d",
 				m.GetFrom(), m.GetTo(), from, t.cfg.SelfID)
 			return
 		}
 		if m.GetType() == pb.MsgSnap {
 			if err := t.receiveSnapshot(conn, r, m); err != nil {
 				if !errors.Is(err, errNotTaken) && !t.dropped(self) {
-					t.reject(conn, "snapshot from raft id %d: %v", from, err)
+					reject("snapshot from raft id %d: %v", from, err)
 				}
 				return
 			}
@@ -306,6 +314,13 @@ func (p *peer) runSnapshots() {
 		}
 		err := p.sendSnapshot(m)
 		<-p.t.snaps
+		switch {
+		case err == nil:
+			p.t.snapsSent.Add(1)
+		case p.t.ctx.Err() == nil:
+			p.t.snapsFailed.Add(1)
+			p.c.sentFailures.Add(1)
+		}
 		index := m.GetSnapshot().GetMetadata().GetIndex()
 		switch {
 		case err == nil || p.t.ctx.Err() != nil: // sent, or the member is stopping: nothing to say
@@ -349,7 +364,7 @@ func (p *peer) sendSnapshot(m *pb.Message) error {
 	// Removed, the peer gets no more: the transfer is abandoned where it is.
 	stop := context.AfterFunc(p.ctx, func() { _ = conn.Close() })
 	defer stop()
-	w := bufio.NewWriterSize(conn, 256<<10)
+	w := bufio.NewWriterSize(countWriter{w: conn, dst: &p.c.sent}, 256<<10)
 	frame := wire.AppendFrame(nil, wire.FrameRaft, raw)
 	if _, err := w.Write(frame); err != nil {
 		return err

@@ -3,6 +3,7 @@ package transport
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -33,6 +34,9 @@ type outq struct {
 	// remainder back (it belongs to a connection that is gone).
 	gen  uint64
 	wake chan struct{} // 1-buffered: the writer has something to look at
+	// sent, if set, counts the bytes written to the connection (a peer's sent bytes, stats.go):
+	// one atomic add per write, on whichever goroutine wrote.
+	sent *atomic.Int64
 }
 
 func newOutq() *outq { return &outq{wake: make(chan struct{}, 1)} }
@@ -64,6 +68,9 @@ func (q *outq) flush() (written int) {
 	q.writing = true
 	q.mu.Unlock()
 	n := tryWrite(raw, b)
+	if q.sent != nil {
+		q.sent.Add(int64(n))
+	}
 	q.mu.Lock()
 	q.writing = false
 	rest := false
@@ -114,7 +121,10 @@ func (q *outq) drain(write func([]byte) error) error {
 func (q *outq) drainTo(conn net.Conn, timeout time.Duration) error {
 	err := q.drain(func(b []byte) error {
 		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
-		_, err := conn.Write(b)
+		n, err := conn.Write(b)
+		if q.sent != nil {
+			q.sent.Add(int64(n))
+		}
 		return err
 	})
 	if err == nil {

@@ -176,6 +176,12 @@ type Transport struct {
 	// clusterUUID is this member's cluster identity (identity.go): read by every connection's
 	// goroutine, set by the member's loop (SetClusterUUID).
 	clusterUUID atomic.Pointer[wire.ClusterUUID]
+
+	// stats are the counters of each peer's traffic, by raft id (stats.go), under statsMu;
+	// snapsSent and snapsFailed count the snapshot transfers to followers.
+	statsMu                sync.Mutex
+	stats                  map[uint64]*peerCounters
+	snapsSent, snapsFailed atomic.Int64
 }
 
 // New creates a transport; Start runs it.
@@ -324,6 +330,7 @@ func (t *Transport) Send(msgs []*pb.Message) {
 			return out
 		})
 		if errors.Is(merr, errQueueFull) {
+			p.c.sentFailures.Add(1)
 			n := t.sendsDropped.Add(1)
 			if ok, held := t.dropLog.Allow(time.Now()); ok {
 				t.log.Warn("raft message dropped: the peer's queue is full; raft retransmits", "peer", p.id,
@@ -400,7 +407,8 @@ type peer struct {
 	// 0.8-1 s; TestRestartedPeerIsReachedAtOnce). A restarted member dials every peer as it
 	// starts, so its handshake is the earliest sign that it is back.
 	back  chan struct{}
-	q     *outq // frames for the current connection, or for the next while it is dialled
+	c     *peerCounters // this peer's traffic (stats.go)
+	q     *outq         // frames for the current connection, or for the next while it is dialled
 	snapq chan *pb.Message
 	// snapMu orders Send's hand-over of a MsgSnap (snapq) with the peer's removal (gone), so that
 	// every MsgSnap is reported exactly once: by runSnapshots, or by whoever abandons it.
@@ -443,7 +451,8 @@ func newPeerSet(byID map[uint64]*peer) *peerSet {
 func (t *Transport) newPeer(id uint64, addr string) *peer {
 	ctx, cancel := context.WithCancel(t.ctx)
 	p := &peer{t: t, id: id, ctx: ctx, cancel: cancel, moved: make(chan struct{}, 1), back: make(chan struct{}, 1), q: newOutq(),
-		snapq: make(chan *pb.Message, 1), refuseLog: ratelog.Limiter{Every: acceptLogEvery}}
+		snapq: make(chan *pb.Message, 1), refuseLog: ratelog.Limiter{Every: acceptLogEvery}, c: t.countersOf(id)}
+	p.q.sent = &p.c.sent
 	p.addr.Store(&addr)
 	return p
 }
@@ -600,7 +609,9 @@ func (p *peer) dial() (net.Conn, uint16, *string, error) {
 		Extensions: p.t.handshakeExtensions()}
 	frame := wire.AppendFrame(nil, wire.FrameHandshake, wire.AppendHandshake(nil, &hs))
 	_ = conn.SetWriteDeadline(time.Now().Add(p.t.cfg.DialTimeout))
-	if _, err := conn.Write(frame); err != nil {
+	n, err := conn.Write(frame)
+	p.c.sent.Add(int64(n))
+	if err != nil {
 		_ = conn.Close()
 		return nil, 0, nil, err
 	}
@@ -730,6 +741,7 @@ func (p *peer) run() {
 			if p.ctx.Err() != nil {
 				return
 			}
+			p.c.sentFailures.Add(1)
 			p.t.h.Unreachable(p.id)
 			p.q.reset() // while the peer cannot be reached, stale messages must not pile up
 			if !p.sleep(p.backoff(attempt)) {
@@ -762,6 +774,7 @@ func (p *peer) run() {
 					"peer", p.id, "old_addr", *addr, "addr", *p.addr.Load())
 			} else {
 				p.t.log.Debug("member connection lost", "peer", p.id, "err", err)
+				p.c.sentFailures.Add(1)
 			}
 			p.t.h.Unreachable(p.id)
 		}

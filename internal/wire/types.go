@@ -29,6 +29,9 @@ type Item struct {
 	Payload       []byte
 	// Close only: service.CloseReason as a byte.
 	Reason uint8
+	// Received is when the leader took the command, on its meter's clock (replica/meter.go):
+	// the leader's own, never encoded.
+	Received int64
 }
 
 // Batch is the content of one raft entry: many client items behind one leader timestamp. A batch
