@@ -94,7 +94,7 @@ func (t *Transport) otherMembers(peer uint64, exts []wire.Extension) (text strin
 	}
 	if theirAddrs != (wire.MembersDigest{}) && addrs != theirAddrs {
 		t.log.Warn("a peer was founded with the same members at addresses spelled otherwise (only logged: both may be right)",
-			"peer", peer, "founded_with", list)
+			t.memberAttr(peer), "founded_with", list)
 	}
 	return "", true, nil
 }

@@ -101,12 +101,12 @@ func (t *Transport) serve(conn net.Conn) {
 	from := hs.SenderID
 	theirs, err := wire.ClusterUUIDOf(hs.Extensions)
 	if err != nil {
-		t.reject(conn, "bad handshake from raft id %d: %v", from, err)
+		t.reject(conn, "bad handshake from %s: %v", t.who(from), err)
 		return
 	}
 	membersText, sameMembers, err := t.otherMembers(from, hs.Extensions)
 	if err != nil {
-		t.reject(conn, "bad handshake from raft id %d: %v", from, err)
+		t.reject(conn, "bad handshake from %s: %v", t.who(from), err)
 		return
 	}
 	v, ok := t.cfg.MemberProtocol.Common(hs.Protocol)
@@ -130,14 +130,14 @@ func (t *Transport) serve(conn net.Conn) {
 		return
 	}
 	if werr != nil {
-		t.reject(conn, "answering the handshake of raft id %d: %v", from, werr)
+		t.reject(conn, "answering the handshake of %s: %v", t.who(from), werr)
 		return
 	}
 	if f := t.cfg.PeerClusterVersion; f != nil {
 		f(from, hs.ClusterVersionMax)
 	}
 	if err := t.reportStanding(from, hs.Extensions); err != nil {
-		t.reject(conn, "bad handshake from raft id %d: %v", from, err)
+		t.reject(conn, "bad handshake from %s: %v", t.who(from), err)
 		return
 	}
 	self := &inboundPeer{id: from, version: v}
@@ -151,7 +151,7 @@ func (t *Transport) serve(conn net.Conn) {
 	}
 	t.mu.Unlock()
 	if !still {
-		t.reject(conn, "handshake from raft id %d, which is not a peer any more", from)
+		t.reject(conn, "handshake from %s, which is not a peer any more", t.who(from))
 		return
 	}
 	p.isBack()
@@ -167,16 +167,16 @@ func (t *Transport) serve(conn net.Conn) {
 			if t.dropped(self) || errors.Is(err, io.EOF) || t.ctx.Err() != nil {
 				return
 			}
-			t.reject(conn, "reading from raft id %d: %v", from, err)
+			t.reject(conn, "reading from %s: %v", t.who(from), err)
 			return
 		}
 		if kind != wire.FrameRaft {
-			t.reject(conn, "unexpected frame kind %d from raft id %d", kind, from)
+			t.reject(conn, "unexpected frame kind %d from %s", kind, t.who(from))
 			return
 		}
 		m := new(pb.Message)
 		if err := proto.Unmarshal(body, m); err != nil {
-			t.reject(conn, "undecodable raft message from raft id %d: %v", from, err)
+			t.reject(conn, "undecodable raft message from %s: %v", t.who(from), err)
 			return
 		}
 		if m.GetFrom() != from || m.GetTo() != t.cfg.SelfID {
@@ -187,7 +187,7 @@ func (t *Transport) serve(conn net.Conn) {
 		if m.GetType() == pb.MsgSnap {
 			if err := t.receiveSnapshot(conn, r, m); err != nil {
 				if !errors.Is(err, errNotTaken) && !t.dropped(self) {
-					t.reject(conn, "snapshot from raft id %d: %v", from, err)
+					t.reject(conn, "snapshot from %s: %v", t.who(from), err)
 				}
 				return
 			}
@@ -310,9 +310,9 @@ func (p *peer) runSnapshots() {
 		switch {
 		case err == nil || p.t.ctx.Err() != nil: // sent, or the member is stopping: nothing to say
 		case p.ctx.Err() != nil:
-			p.t.log.Info("snapshot transfer abandoned: the peer was removed", "peer", p.id, "index", index)
+			p.t.log.Info("snapshot transfer abandoned: the peer was removed", p.t.memberAttr(p.id), "index", index)
 		default:
-			p.t.log.Warn("snapshot transfer failed; raft will retry", "peer", p.id, "index", index, "err", err)
+			p.t.log.Warn("snapshot transfer failed; raft will retry", p.t.memberAttr(p.id), "index", index, "err", err)
 		}
 		p.t.h.SnapshotStatus(p.id, err == nil)
 	}
@@ -368,7 +368,7 @@ func (p *peer) sendSnapshot(m *pb.Message) error {
 			return err
 		}
 		if n := off/chunk + 1; ch.Last || n%snapshotProgressChunks == 0 {
-			p.t.log.Info("snapshot transfer", "peer", p.id, "index", md.GetIndex(),
+			p.t.log.Info("snapshot transfer", p.t.memberAttr(p.id), "index", md.GetIndex(),
 				"sent_bytes", end, "total_bytes", total)
 		}
 		if ch.Last {
