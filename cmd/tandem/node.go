@@ -97,7 +97,10 @@ func runNode(args []string) int {
 	maxClientConns := fs.Int("max-client-conns", def.MaxClientConns, "client connections served at once; more are refused (closed at once, logged)")
 	maxMemberConns := fs.Int("max-member-conns", def.MaxMemberConns, "member connections served at once; more are refused (closed at once, logged)")
 	maxClusterVersion := fs.Uint("max-cluster-version", 0, "apply and report cluster versions up to this one only (0: this build's highest): on any one member, holds the cluster's version during a rolling upgrade (docs/COMPATIBILITY.md)")
-	verbose := fs.Bool("verbose", false, "log debug detail")
+	logFmt, logLvl := logFormatText, logLevel{level: slog.LevelInfo}
+	fs.Var(&logFmt, "log-format", "`text` (stderr; the seed's banners and event lines on stdout) or json (every line a JSON object on stderr, events too)")
+	fs.Var(&logLvl, "log-level", "log `level`: debug, info, warn or error")
+	verbose := fs.Bool("verbose", false, "deprecated: --log-level debug")
 	join := fs.String("join", envOr("TANDEM_JOIN", ""), "on an empty data directory, join the running cluster through these members' client addresses `host:port,…` (a data directory with data ignores it) [TANDEM_JOIN]")
 	preferred := fs.String("preferred-leader", envOr("TANDEM_PREFERRED_LEADER", ""), "the founding preference for the leader `ID[,ID]`, most preferred first: the leader hands over to the first that is up and caught up (afterwards: tandem cluster set-preferred-leader) [TANDEM_PREFERRED_LEADER]")
 	learner := fs.Bool("learner", false, "with --join: stay a learner (no vote) until promoted or made a replacement")
@@ -197,11 +200,7 @@ func runNode(args []string) int {
 	cfg.MaxClusterVersion = uint16(*maxClusterVersion)
 	cfg.MaxClientConns, cfg.MaxMemberConns = *maxClientConns, *maxMemberConns
 
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Logger = newLogger(os.Stderr, logFmt, logLvl.effective(*verbose))
 	cl, err := inheritedListener("--client-fd", *clientFD)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
@@ -232,6 +231,9 @@ func runNode(args []string) int {
 	}
 	r := newRenderer(os.Stdout)
 	r.cfg = &cfg // the start banner waits for node.EventStarted (see renderer.event)
+	if logFmt == logFormatJSON {
+		r.log = cfg.Logger.With("self", id)
+	}
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -239,7 +241,7 @@ func runNode(args []string) int {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-sigs
-		r.line("stopping member %d (leaders hand over first)…", id)
+		r.say(fmt.Sprintf("stopping member %d (leaders hand over first)…", id), "stopping (a leader hands over first)")
 		stop()
 		<-sigs
 		os.Exit(130) // a second Ctrl+C does not wait
@@ -254,11 +256,15 @@ func runNode(args []string) int {
 	err = n.Run(ctx)
 	<-rendered // every event is printed before the last line
 	if errors.Is(err, node.ErrShutdown) {
-		r.line("%v", err)
+		r.say(err.Error(), "member stopped: the cluster was shut down", "err", err)
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
+		if r.log != nil {
+			r.log.Error("member stopped", "err", err)
+		} else {
+			fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
+		}
 		if errors.Is(err, node.ErrCannotApply) {
 			return exitCannotApply
 		}
@@ -270,7 +276,7 @@ func runNode(args []string) int {
 		}
 		return exitFailed
 	}
-	r.line("member %d stopped", id)
+	r.say(fmt.Sprintf("member %d stopped", id), "member stopped")
 	return exitOK
 }
 
@@ -307,6 +313,10 @@ type renderer struct {
 	// never a banner that says it started). Nil: events are printed as they come.
 	cfg  *node.Config
 	held []node.Event
+	// log, if set (--log-format json), receives every event as a record instead (record), and
+	// nothing is printed: a log pipeline reads one format, so in JSON the banners are records
+	// too, not boxes. Nil (text): the seed's walk-through, as it always was.
+	log *slog.Logger
 }
 
 func newRenderer(w io.Writer) *renderer {
@@ -324,6 +334,15 @@ func (r *renderer) paint(code, s string) string {
 		return s
 	}
 	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+// say prints text as a line of the walk-through or, in JSON, logs msg and attrs at Info.
+func (r *renderer) say(text, msg string, attrs ...any) {
+	if r.log != nil {
+		r.log.Info(msg, attrs...)
+		return
+	}
+	r.line("%s", text)
 }
 
 func (r *renderer) line(format string, args ...any) {
@@ -352,6 +371,10 @@ func (r *renderer) startBanner(cfg node.Config) {
 			self = m
 		}
 	}
+	if r.log != nil {
+		r.log.Info("member started", "client_addr", self.ClientAddr, "member_addr", self.MemberAddr, "data", cfg.DataDir)
+		return
+	}
 	fmt.Fprintln(r.w, r.paint("1;36", box(fmt.Sprintf("Tandem node started - Node %d", cfg.ID),
 		fmt.Sprintf("clients %s  members %s", self.ClientAddr, self.MemberAddr),
 		fmt.Sprintf("data %s", cfg.DataDir))))
@@ -379,6 +402,10 @@ func (r *renderer) event(ev node.Event) {
 		for _, h := range held {
 			r.event(h)
 		}
+		return
+	}
+	if r.log != nil {
+		r.record(ev)
 		return
 	}
 	switch ev.Kind {
@@ -410,6 +437,41 @@ func (r *renderer) event(ev node.Event) {
 		}
 	case node.EventMembership:
 		r.line("membership changed at log index %d (tandem cluster list-members)", ev.Index)
+	}
+}
+
+// record logs an event as a record (--log-format json): what event prints, one record a line
+// and the banners included, with the numbers as attributes. Members are named by member id:
+// "member" for the one the event is about, "leader" for the leader.
+func (r *renderer) record(ev node.Event) {
+	switch ev.Kind {
+	case node.EventRoleChange:
+		attrs := []any{"role", ev.Role.String(), "term", ev.Term}
+		if ev.Leader >= 0 {
+			attrs = append(attrs, "leader", ev.Leader)
+		}
+		r.log.Info("role changed", attrs...)
+		if ev.Leader >= 0 && (ev.Leader != r.lead || ev.Term != r.term) {
+			r.log.Info("new leader elected", "leader", ev.Leader, "term", ev.Term)
+			r.lead, r.term = ev.Leader, ev.Term
+		}
+	case node.EventSnapshotTaken:
+		r.log.Info("snapshot taken", "index", ev.Index)
+	case node.EventSnapshotInstalled:
+		r.log.Info("snapshot installed from the leader", "index", ev.Index)
+	case node.EventMemberUnreachable:
+		r.log.Warn("member unreachable", "member", ev.Member)
+	case node.EventMemberReachable:
+		r.log.Info("member reachable", "member", ev.Member)
+	case node.EventClusterVersion:
+		r.log.Info("cluster version in force (every member applies it)", "cluster_version", ev.ClusterVersion, "index", ev.Index)
+	case node.EventClusterIdentity:
+		if ev.ClusterUUID != r.uuid {
+			r.uuid = ev.ClusterUUID
+			r.log.Info("cluster identity", "cluster_uuid", ev.ClusterUUID)
+		}
+	case node.EventMembership:
+		r.log.Info("membership changed (tandem cluster list-members)", "index", ev.Index)
 	}
 }
 

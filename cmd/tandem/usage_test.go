@@ -33,6 +33,8 @@ func TestUsageErrorIsOneLineAndAHint(t *testing.T) {
 		{[]string{"node", "--no-such-flag"}, "node", "unknown flag --no-such-flag"},
 		{[]string{"node", "0", "-x"}, "node", "unknown flag -x"},
 		{[]string{"node", "--tick=soon"}, "node", `invalid value "soon" for flag -tick`},
+		{[]string{"node", "0", "--log-format", "yaml"}, "node", `"yaml" is not a log format: text or json`},
+		{[]string{"node", "0", "--log-level=loud"}, "node", `"loud" is not a log level: debug, info, warn or error`},
 		{[]string{"client", "--count", "many"}, "client", `invalid value "many"`},
 		{[]string{"client", "--endpoints"}, "client", "flag needs an argument"},
 		{[]string{"client", "frobnicate"}, "client", `unknown command "frobnicate"`},
