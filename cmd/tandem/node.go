@@ -66,6 +66,12 @@ Every flag is also read from the environment as TANDEM_ and its name in capitals
 underscores (--election-ticks: TANDEM_ELECTION_TICKS); the command line wins, and a value that
 does not parse is an error naming the variable.
 
+Logs: stderr, in slog's text format, with the seed's banners and event lines on stdout; with
+--log-format json every line is one JSON object on stderr, the events and banners too ("member
+started", "role changed"), and stdout stays empty. Each record carries self (this member's id),
+and names another member by its member id, never its raft id. --log-level filters (default
+info); warnings and errors are also kept in the data directory's errors.log.
+
 Flags:
 `
 
@@ -99,7 +105,7 @@ func runNode(args []string) int {
 	maxClusterVersion := fs.Uint("max-cluster-version", 0, "apply and report cluster versions up to this one only (0: this build's highest): on any one member, holds the cluster's version during a rolling upgrade (docs/COMPATIBILITY.md)")
 	logFmt, logLvl := logFormatText, logLevel{level: slog.LevelInfo}
 	fs.Var(&logFmt, "log-format", "`text` (stderr; the seed's banners and event lines on stdout) or json (every line a JSON object on stderr, events too)")
-	fs.Var(&logLvl, "log-level", "log `level`: debug, info, warn or error")
+	fs.Var(&logLvl, "log-level", "log `level`: debug, info, warn or error (default info)")
 	verbose := fs.Bool("verbose", false, "deprecated: --log-level debug")
 	join := fs.String("join", envOr("TANDEM_JOIN", ""), "on an empty data directory, join the running cluster through these members' client addresses `host:port,…` (a data directory with data ignores it) [TANDEM_JOIN]")
 	preferred := fs.String("preferred-leader", envOr("TANDEM_PREFERRED_LEADER", ""), "the founding preference for the leader `ID[,ID]`, most preferred first: the leader hands over to the first that is up and caught up (afterwards: tandem cluster set-preferred-leader) [TANDEM_PREFERRED_LEADER]")

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"strconv"
 	"time"
+
+	"github.com/tandem-cluster/tandem/internal/ratelog"
 )
 
 // Peers in the log. The transport works in raft ids, which people never see: a founding member's
@@ -46,6 +48,12 @@ func (t *Transport) who(id uint64) string {
 		}
 	}
 	return "raft id " + strconv.FormatUint(id, 10)
+}
+
+// outageOf returns the outage of the peer of raft id id (made at its first use).
+func (t *Transport) outageOf(id uint64) *ratelog.Outage {
+	o, _ := t.outages.LoadOrStore(id, &ratelog.Outage{Every: unreachableLogEvery})
+	return o.(*ratelog.Outage)
 }
 
 // dialFailed logs a failed dial of the peer as part of an outage: its first, then at most one

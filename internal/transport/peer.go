@@ -181,6 +181,9 @@ type Transport struct {
 	// clusterUUID is this member's cluster identity (identity.go): read by every connection's
 	// goroutine, set by the member's loop (SetClusterUUID).
 	clusterUUID atomic.Pointer[wire.ClusterUUID]
+	// outages holds each raft id's ratelog.Outage (names.go): one for every raft id that was
+	// ever a peer, which the membership bounds (raft ids are never reused, and added one by one).
+	outages sync.Map
 }
 
 // New creates a transport; Start runs it.
@@ -419,8 +422,10 @@ type peer struct {
 	// refuseLog limits the lines about handshakes this peer refused or left unanswered.
 	refuseLog ratelog.Limiter
 	// outage follows the dials that fail in a row: logged when they start, at most once per
-	// unreachableLogEvery while they go on, and when a dial succeeds again (run's goroutine).
-	outage ratelog.Outage
+	// unreachableLogEvery while they go on, and when a dial succeeds again. The transport's, by
+	// raft id (outageOf): a peer removed and added again (a member replaying its log at start
+	// does that) goes on with its outage rather than logging it again.
+	outage *ratelog.Outage
 }
 
 // PeerVersion returns the member protocol version negotiated on the outbound connection to the
@@ -452,7 +457,7 @@ func (t *Transport) newPeer(id uint64, addr string) *peer {
 	ctx, cancel := context.WithCancel(t.ctx)
 	p := &peer{t: t, id: id, ctx: ctx, cancel: cancel, moved: make(chan struct{}, 1), back: make(chan struct{}, 1), q: newOutq(),
 		snapq: make(chan *pb.Message, 1), refuseLog: ratelog.Limiter{Every: acceptLogEvery},
-		outage: ratelog.Outage{Every: unreachableLogEvery}}
+		outage: t.outageOf(id)}
 	p.addr.Store(&addr)
 	return p
 }
