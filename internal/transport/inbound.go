@@ -78,8 +78,8 @@ func (t *Transport) serve(conn net.Conn) {
 	}
 	hs, err := wire.DecodeHandshake(body)
 	if errors.Is(err, wire.ErrLegacyHandshake) {
-		t.refuse(conn, "handshake from raft id %d: the peer runs a build from before version negotiation "+
-			"(045a031 or older): stop the whole cluster and restart it on this build (docs/COMPATIBILITY.md)", hs.SenderID)
+		t.refuse(conn, "handshake from %s: the peer runs a build from before version negotiation "+
+			"(045a031 or older): stop the whole cluster and restart it on this build (docs/COMPATIBILITY.md)", t.who(hs.SenderID))
 		return
 	}
 	if err != nil {
@@ -91,11 +91,11 @@ func (t *Transport) serve(conn net.Conn) {
 		return
 	}
 	if hs.ReceiverID != t.cfg.SelfID {
-		t.reject(conn, "handshake for member raft id %d, this is raft id %d", hs.ReceiverID, t.cfg.SelfID)
+		t.reject(conn, "handshake for %s, this is %s", t.who(hs.ReceiverID), t.who(t.cfg.SelfID))
 		return
 	}
 	if _, ok := t.peers.Load().byID[hs.SenderID]; !ok {
-		t.reject(conn, "handshake from raft id %d, which is not a peer", hs.SenderID)
+		t.reject(conn, "handshake from %s, which is not a peer", t.who(hs.SenderID))
 		return
 	}
 	from := hs.SenderID
@@ -113,8 +113,8 @@ func (t *Transport) serve(conn net.Conn) {
 	reply := wire.HandshakeReply{Accepted: ok, Version: v, Protocol: t.cfg.MemberProtocol,
 		ClusterVersionMax: t.cfg.ClusterVersionMax, Extensions: t.handshakeExtensions()}
 	if !ok {
-		reply.Text = fmt.Sprintf("member protocol: raft id %d speaks %s, raft id %d speaks %s: no common version",
-			t.cfg.SelfID, t.cfg.MemberProtocol, from, hs.Protocol)
+		reply.Text = fmt.Sprintf("member protocol: %s speaks %s, %s speaks %s: no common version",
+			t.who(t.cfg.SelfID), t.cfg.MemberProtocol, t.who(from), hs.Protocol)
 	}
 	if text, same := t.otherCluster(from, theirs); ok && !same {
 		ok, reply.Accepted, reply.Version, reply.Text = false, false, 0, text
@@ -180,8 +180,8 @@ func (t *Transport) serve(conn net.Conn) {
 			return
 		}
 		if m.GetFrom() != from || m.GetTo() != t.cfg.SelfID {
-			t.reject(conn, "raft message claims from=%d to=%d on a connection from raft id %d to %d",
-				m.GetFrom(), m.GetTo(), from, t.cfg.SelfID)
+			t.reject(conn, "raft message claims from=%d to=%d (raft ids) on a connection from %s to %s",
+				m.GetFrom(), m.GetTo(), t.who(from), t.who(t.cfg.SelfID))
 			return
 		}
 		if m.GetType() == pb.MsgSnap {
