@@ -1,7 +1,9 @@
 // Package ratelog limits how often a repeated condition is logged: a member under a flood (of
 // connections, of messages, of accept errors) must say so without its log becoming the next
 // flood. A Limiter lets one line through per interval and counts what it held back, so the next
-// line can say how many occurrences it stands for.
+// line can say how many occurrences it stands for. An Outage does the same for a condition that
+// ends (a peer out of reach, accepts failing), and also says when it ended: how long it lasted,
+// and how many occurrences it had.
 package ratelog
 
 import (
