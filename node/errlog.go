@@ -346,6 +346,9 @@ func (h *teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	out := &teeHandler{inner: h.inner.WithAttrs(as), errs: h.errs, attrs: slices.Clip(h.attrs), prefix: h.prefix}
 	cut := 0
 	for _, a := range as {
+		if a.Key == selfKey && h.prefix == "" {
+			continue // the member's own id: errors.log is its own, and its answers name it
+		}
 		out.attrs = appendAttr(out.attrs, h.prefix, a, &cut)
 	}
 	return out

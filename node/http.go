@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -161,6 +162,9 @@ func (n *Node) serveHTTP(l net.Listener) (stop func()) {
 		WriteTimeout:      httpWriteTimeout,
 		IdleTimeout:       httpIdleTimeout,
 		MaxHeaderBytes:    httpHeaderBytesMax,
+		// What net/http says (a failed accept, a handler's panic) goes to the member's log, not
+		// to the standard logger's stderr.
+		ErrorLog: slog.NewLogLogger(n.log.With("component", "http").Handler(), slog.LevelWarn),
 	}
 	done := make(chan struct{})
 	go func() {

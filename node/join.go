@@ -53,7 +53,7 @@ func (n *Node) join(ctx context.Context) (wire.AdminResponse, error) {
 	self, _ := n.cfg.self()
 	req := wire.AdminRequest{Op: wire.AdminJoin, Learner: n.cfg.Learner,
 		Member: &wire.AdminMember{ID: self.ID, ClientAddr: self.ClientAddr, MemberAddr: self.MemberAddr}}
-	n.log.Info("joining the cluster", "through", n.cfg.Join, "member", self.ID)
+	n.log.Info("joining the cluster", "through", n.cfg.Join)
 	// Never to its own client address: the others may still name it as their leader, if it led
 	// before it was rebuilt.
 	resp, st, err := admin.Call(ctx, n.cfg.Join, req, admin.Options{Avoid: []string{self.ClientAddr}})
@@ -68,7 +68,7 @@ func (n *Node) join(ctx context.Context) (wire.AdminResponse, error) {
 		return resp, fmt.Errorf("%w: the cluster through %v is %q, this member's ClusterID is %q", ErrJoin, n.cfg.Join,
 			resp.ClusterID, n.cfg.ClusterID)
 	}
-	n.log.Info("joined the cluster as a learner", "member", self.ID, "raft_id", resp.RaftID, "index", resp.Index)
+	n.log.Info("joined the cluster as a learner", "raft_id", resp.RaftID, "index", resp.Index)
 	return resp, nil
 }
 

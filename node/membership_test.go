@@ -213,4 +213,32 @@ func TestWipedMemberIsRebuiltUnderANewRaftID(t *testing.T) {
 	c.stop(other)
 	load.waitAcked(t, 100, "with the rebuilt member and one other")
 	load.finish(t, c)
+	checkNamedByMemberID(t, c.members[other].logs.String(), other, victim)
+}
+
+// checkNamedByMemberID checks the log of member self, which saw member peer replaced under new
+// raft ids (not its founding one): every line carries self's id, and the lines about peer — the
+// transport's peer set changing, its outages if any — name it by member id, never by raft id.
+func checkNamedByMemberID(t *testing.T, logs string, self, peer int) {
+	t.Helper()
+	named := 0
+	for _, l := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if !strings.Contains(l, fmt.Sprintf(" self=%d", self)) {
+			t.Errorf("member %d's line does not carry self=%d: %s", self, self, l)
+		}
+		switch {
+		case strings.Contains(l, "the peers changed"):
+			named++
+			if !strings.Contains(l, fmt.Sprintf("[member %d]", peer)) || strings.Contains(l, "raft id") {
+				t.Errorf("a line about member %d does not name it by member id: %s", peer, l)
+			}
+		case strings.Contains(l, "unreachable") || strings.Contains(l, "reachable again"):
+			if !strings.Contains(l, fmt.Sprintf(" member=%d ", peer)) || strings.Contains(l, "raft_id") {
+				t.Errorf("a line about member %d's outage does not name it by member id: %s", peer, l)
+			}
+		}
+	}
+	if named == 0 {
+		t.Errorf("member %d's log says nothing of member %d's raft ids changing:\n%s", self, peer, logs)
+	}
 }

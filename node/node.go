@@ -223,6 +223,10 @@ type Node struct {
 	learnt chan learnt
 	hinted map[uint64]string
 
+	// memberIDs maps the raft ids the member knows to their member ids, for the log lines of the
+	// transport's goroutines (names.go): written by the loop, read anywhere.
+	memberIDs atomic.Pointer[map[uint64]int]
+
 	// memberProtocol, clientProtocol and clusterVersionMax narrow what the member speaks and
 	// reports (WithVersions; zero: this build's).
 	memberProtocol, clientProtocol wire.Range
@@ -320,9 +324,11 @@ func New(cfg Config, svc service.Service, opts ...Option) (*Node, error) {
 	// Every line at WARN and above is kept in the data directory too, whatever Logger's level.
 	errs := newErrorLog(log.Handler())
 	n := &Node{
-		cfg:         cfg,
-		svc:         svc,
-		log:         slog.New(&teeHandler{inner: log.Handler(), errs: errs}),
+		cfg: cfg,
+		svc: svc,
+		// Every line carries the member's own id ("self"); a line about another member names
+		// it by member id, "member" (names.go).
+		log:         slog.New(&teeHandler{inner: log.Handler(), errs: errs}).With(selfKey, cfg.ID),
 		errs:        errs,
 		events:      make(chan Event, 1024),
 		raftIn:      make(chan input, raftInputsCap),
@@ -510,7 +516,7 @@ func (n *Node) takeKept(handle func(input)) {
 func (n *Node) dropRaft(m *pb.Message, why string, args ...any) {
 	total := n.raftDropped.Add(1)
 	if ok, held := n.dropLog.Allow(time.Now()); ok {
-		n.log.Warn("dropped raft message: "+why, append(args, "from", replica.MemberID(m.GetFrom()),
+		n.log.Warn("dropped raft message: "+why, append(args, n.memberAttr(m.GetFrom()),
 			"type", m.GetType().String(), "dropped_total", total, "drops_not_logged", held)...)
 	}
 }
@@ -557,6 +563,7 @@ func (o *outbox) Changed(ch replica.Change) {
 		o.n.metrics.snapshotsInstalled.Add(1)
 	case replica.ChangeMembers:
 		if o.r != nil {
+			o.n.noteReplicaMembers(o.r)
 			o.peers.SetPeers(o.n.peerSet(o.r))
 		}
 		kind = EventMembership
@@ -769,6 +776,7 @@ func (n *Node) Run(ctx context.Context) error {
 			n.founding.p.Store(digestOf(cfg.replicaConfig().Members))
 		}
 	}
+	n.noteMembers(cfg.Members, joined)
 	h := handler{n}
 	// The highest cluster version this member applies is the one it reports: a member that
 	// reported less than it applies would only hold the cluster back, and one that reported more
@@ -790,6 +798,7 @@ func (n *Node) Run(ctx context.Context) error {
 		MaxConns:           cfg.MaxMemberConns,
 		SnapshotDir:        filepath.Join(cfg.DataDir, "incoming"),
 		Logger:             n.log,
+		MemberOf:           n.memberOf,
 		MemberProtocol:     n.memberProtocol,
 		ClusterVersionMax:  clusterMax,
 		PeerClusterVersion: h.peerClusterVersion,
@@ -814,6 +823,7 @@ func (n *Node) Run(ctx context.Context) error {
 	r, err := replica.New(rcfg, n.svc, arch, wallClock{}, out)
 	if err == nil {
 		out.r = r
+		n.noteReplicaMembers(r)
 		if ms := r.Members(); len(ms) > 0 {
 			tr.SetPeers(n.peerSet(r)) // the membership the data holds (its log's replay may move it)
 		}
@@ -1073,7 +1083,7 @@ func (n *Node) handle(r *replica.Replica, in input) {
 			n.mu.Unlock()
 			if ok, held := n.refuseLog.Allow(time.Now()); ok {
 				n.log.Warn("refused an invalid raft message; closing the connections it may have come from",
-					"from", from, "type", in.msg.GetType().String(), "closed", closed, "err", err,
+					memberKey, from, "type", in.msg.GetType().String(), "closed", closed, "err", err,
 					"refusals_not_logged", held)
 			}
 		case errors.Is(err, consensus.ErrLostData):
@@ -1226,5 +1236,5 @@ func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport,
 			return
 		}
 	}
-	n.log.Warn("leadership transfer did not complete before shutdown", "to", toID)
+	n.log.Warn("leadership transfer did not complete before shutdown", memberKey, toID)
 }

@@ -68,6 +68,12 @@ which wins over the default. A value that does not parse is an error naming wher
 --print-config shows the effective configuration, each value's origin in a comment, as a config
 file, and exits without starting the member.
 
+Logs: stderr, in slog's text format, with the seed's banners and event lines on stdout; with
+--log-format json every line is one JSON object on stderr, the events and banners too ("member
+started", "role changed"), and stdout stays empty. Each record carries self (this member's id),
+and names another member by its member id, never its raft id. --log-level filters (default
+info); warnings and errors are also kept in the data directory's errors.log.
+
 Flags:
 `
 
@@ -89,7 +95,9 @@ type nodeSetup struct {
 	// http-addr was given by no source.
 	httpDefault        string
 	clientFD, memberFD int
-	verbose            bool
+	// logFormat and logLevel are --log-format and --log-level (--verbose folded in).
+	logFormat logFormat
+	logLevel  slog.Level
 }
 
 func runNode(args []string) int {
@@ -98,11 +106,8 @@ func runNode(args []string) int {
 		return code
 	}
 	cfg, id := setup.cfg, setup.cfg.ID
-	level := slog.LevelInfo
-	if setup.verbose {
-		level = slog.LevelDebug
-	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logFmt := setup.logFormat
+	cfg.Logger = newLogger(os.Stderr, logFmt, setup.logLevel)
 	cl, err := inheritedListener("--client-fd", setup.clientFD)
 	if err != nil {
 		return usageError(os.Stderr, "node", "%v", err)
@@ -121,6 +126,9 @@ func runNode(args []string) int {
 	}
 	r := newRenderer(os.Stdout)
 	r.cfg = &cfg // the start banner waits for node.EventStarted (see renderer.event)
+	if logFmt == logFormatJSON {
+		r.log = cfg.Logger.With("self", id)
+	}
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -128,7 +136,7 @@ func runNode(args []string) int {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-sigs
-		r.line("stopping member %d (leaders hand over first)…", id)
+		r.say(fmt.Sprintf("stopping member %d (leaders hand over first)…", id), "stopping (a leader hands over first)")
 		stop()
 		<-sigs
 		os.Exit(130) // a second Ctrl+C does not wait
@@ -143,11 +151,15 @@ func runNode(args []string) int {
 	err = n.Run(ctx)
 	<-rendered // every event is printed before the last line
 	if errors.Is(err, node.ErrShutdown) {
-		r.line("%v", err)
+		r.say(err.Error(), "member stopped: the cluster was shut down", "err", err)
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
+		if r.log != nil {
+			r.log.Error("member stopped", "err", err)
+		} else {
+			fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
+		}
 		if errors.Is(err, node.ErrCannotApply) {
 			return exitCannotApply
 		}
@@ -159,7 +171,7 @@ func runNode(args []string) int {
 		}
 		return exitFailed
 	}
-	r.line("member %d stopped", id)
+	r.say(fmt.Sprintf("member %d stopped", id), "member stopped")
 	return exitOK
 }
 
@@ -196,6 +208,10 @@ type renderer struct {
 	// never a banner that says it started). Nil: events are printed as they come.
 	cfg  *node.Config
 	held []node.Event
+	// log, if set (--log-format json), receives every event as a record instead (record), and
+	// nothing is printed: a log pipeline reads one format, so in JSON the banners are records
+	// too, not boxes. Nil (text): the seed's walk-through, as it always was.
+	log *slog.Logger
 }
 
 func newRenderer(w io.Writer) *renderer {
@@ -213,6 +229,15 @@ func (r *renderer) paint(code, s string) string {
 		return s
 	}
 	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+// say prints text as a line of the walk-through or, in JSON, logs msg and attrs at Info.
+func (r *renderer) say(text, msg string, attrs ...any) {
+	if r.log != nil {
+		r.log.Info(msg, attrs...)
+		return
+	}
+	r.line("%s", text)
 }
 
 func (r *renderer) line(format string, args ...any) {
@@ -241,6 +266,10 @@ func (r *renderer) startBanner(cfg node.Config) {
 			self = m
 		}
 	}
+	if r.log != nil {
+		r.log.Info("member started", "client_addr", self.ClientAddr, "member_addr", self.MemberAddr, "data", cfg.DataDir)
+		return
+	}
 	fmt.Fprintln(r.w, r.paint("1;36", box(fmt.Sprintf("Tandem node started - Node %d", cfg.ID),
 		fmt.Sprintf("clients %s  members %s", self.ClientAddr, self.MemberAddr),
 		fmt.Sprintf("data %s", cfg.DataDir))))
@@ -268,6 +297,10 @@ func (r *renderer) event(ev node.Event) {
 		for _, h := range held {
 			r.event(h)
 		}
+		return
+	}
+	if r.log != nil {
+		r.record(ev)
 		return
 	}
 	switch ev.Kind {
@@ -299,6 +332,41 @@ func (r *renderer) event(ev node.Event) {
 		}
 	case node.EventMembership:
 		r.line("membership changed at log index %d (tandem cluster list-members)", ev.Index)
+	}
+}
+
+// record logs an event as a record (--log-format json): what event prints, one record a line
+// and the banners included, with the numbers as attributes. Members are named by member id:
+// "member" for the one the event is about, "leader" for the leader.
+func (r *renderer) record(ev node.Event) {
+	switch ev.Kind {
+	case node.EventRoleChange:
+		attrs := []any{"role", ev.Role.String(), "term", ev.Term}
+		if ev.Leader >= 0 {
+			attrs = append(attrs, "leader", ev.Leader)
+		}
+		r.log.Info("role changed", attrs...)
+		if ev.Leader >= 0 && (ev.Leader != r.lead || ev.Term != r.term) {
+			r.log.Info("new leader elected", "leader", ev.Leader, "term", ev.Term)
+			r.lead, r.term = ev.Leader, ev.Term
+		}
+	case node.EventSnapshotTaken:
+		r.log.Info("snapshot taken", "index", ev.Index)
+	case node.EventSnapshotInstalled:
+		r.log.Info("snapshot installed from the leader", "index", ev.Index)
+	case node.EventMemberUnreachable:
+		r.log.Warn("member unreachable", "member", ev.Member)
+	case node.EventMemberReachable:
+		r.log.Info("member reachable", "member", ev.Member)
+	case node.EventClusterVersion:
+		r.log.Info("cluster version in force (every member applies it)", "cluster_version", ev.ClusterVersion, "index", ev.Index)
+	case node.EventClusterIdentity:
+		if ev.ClusterUUID != r.uuid {
+			r.uuid = ev.ClusterUUID
+			r.log.Info("cluster identity", "cluster_uuid", ev.ClusterUUID)
+		}
+	case node.EventMembership:
+		r.log.Info("membership changed (tandem cluster list-members)", "index", ev.Index)
 	}
 }
 

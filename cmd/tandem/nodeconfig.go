@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"path/filepath"
 	"sort"
@@ -40,7 +41,10 @@ func prepareNode(args []string, lookup func(string) (string, bool), stdout, stde
 	maxClientConns := fs.Int("max-client-conns", def.MaxClientConns, "client connections served at once; more are refused (closed at once, logged)")
 	maxMemberConns := fs.Int("max-member-conns", def.MaxMemberConns, "member connections served at once; more are refused (closed at once, logged)")
 	maxClusterVersion := fs.Uint("max-cluster-version", 0, "apply and report cluster versions up to this one only (0: this build's highest): on any one member, holds the cluster's version during a rolling upgrade (docs/COMPATIBILITY.md)")
-	verbose := fs.Bool("verbose", false, "log debug detail")
+	logFmt, logLvl := logFormatText, logLevel{level: slog.LevelInfo}
+	fs.Var(&logFmt, "log-format", "`text` (stderr; the seed's banners and event lines on stdout) or json (every line a JSON object on stderr, events too) [TANDEM_LOG_FORMAT]")
+	fs.Var(&logLvl, "log-level", "log `level`: debug, info, warn or error (default info) [TANDEM_LOG_LEVEL]")
+	verbose := fs.Bool("verbose", false, "deprecated: --log-level debug")
 	join := fs.String("join", "", "on an empty data directory, join the running cluster through these members' client addresses `host:port,…` (a data directory with data ignores it) [TANDEM_JOIN]")
 	preferred := fs.String("preferred-leader", "", "the founding preference for the leader `ID[,ID]`, most preferred first: the leader hands over to the first that is up and caught up (afterwards: tandem cluster set-preferred-leader) [TANDEM_PREFERRED_LEADER]")
 	learner := fs.Bool("learner", false, "with --join: stay a learner (no vote) until promoted or made a replacement")
@@ -178,7 +182,8 @@ func prepareNode(args []string, lookup func(string) (string, bool), stdout, stde
 	if err := cfg.Validate(); err != nil {
 		return fail("node: invalid configuration: %v", err) // as node.New says it
 	}
-	setup.cfg, setup.clientFD, setup.memberFD, setup.verbose = cfg, *clientFD, *memberFD, *verbose
+	setup.cfg, setup.clientFD, setup.memberFD = cfg, *clientFD, *memberFD
+	setup.logFormat, setup.logLevel = logFmt, logLvl.effective(*verbose)
 	if *printConfig {
 		derived := map[string]derivedValue{
 			"data":    {cfg.DataDir, "./data/node-<id>"},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -48,9 +49,9 @@ func TestNodeConfigPrecedence(t *testing.T) {
 		}
 		c := setup.cfg
 		if c.ClusterID != "flag" || c.ElectionTicks != 30 || c.SnapshotIntervalEntries != 60 || c.TickInterval != 50*time.Millisecond ||
-			!setup.verbose || c.HeartbeatTicks != 1 || c.SessionTimeout != 10*time.Second || len(c.Members) != 3 ||
+			setup.logLevel != slog.LevelDebug || c.HeartbeatTicks != 1 || c.SessionTimeout != 10*time.Second || len(c.Members) != 3 ||
 			c.Members[1].ClientAddr != "127.0.0.1:7001" || c.ID != 1 || c.DataDir != data || out != "" {
-			t.Fatalf("%s: precedence not flag > env > file > default: %+v (verbose %v), stdout %q", f.name, c, setup.verbose, out)
+			t.Fatalf("%s: precedence not flag > env > file > default: %+v (log level %v), stdout %q", f.name, c, setup.logLevel, out)
 		}
 		_, out, stderr, code, done = prepare(t, env, "1", "--cluster-id", "flag", "--print-config")
 		if !done || code != exitOK {

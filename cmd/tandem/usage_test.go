@@ -38,6 +38,8 @@ func TestUsageErrorIsOneLineAndAHint(t *testing.T) {
 		{[]string{"node", "x"}, "node", `member id "x" is not a non-negative integer`},
 		{[]string{"node", "0", "--members", "0,a"}, "node", `--members: member 0 "0,a"`},
 		{[]string{"node", "0", "--config", "tandem.json"}, "node", `config file tandem.json (from --config): unknown format ".json"`},
+		{[]string{"node", "0", "--log-format", "yaml"}, "node", `"yaml" is not a log format: text or json`},
+		{[]string{"node", "0", "--log-level=loud"}, "node", `"loud" is not a log level: debug, info, warn or error`},
 		{[]string{"client", "--count", "many"}, "client", `invalid value "many"`},
 		{[]string{"client", "--endpoints"}, "client", "flag needs an argument"},
 		{[]string{"client", "frobnicate"}, "client", `unknown command "frobnicate"`},

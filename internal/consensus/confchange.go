@@ -126,11 +126,11 @@ func (c *Core) applyConfChange(h Handler, e *pb.Entry) error {
 	applied := cc
 	if err := c.dryRun(cc); err != nil {
 		c.log.Warn("a committed membership change is applied as no change: raft cannot make it",
-			"index", e.GetIndex(), "change", DescribeConfChange(cc, nil), "err", err)
+			"index", e.GetIndex(), "change", DescribeConfChange(cc, c.describeID), "err", err)
 		applied = nil
 	} else if err := h.AdmitConfChange(e.GetIndex(), cc); err != nil {
 		c.log.Warn("a committed membership change is applied as no change: the member refused it",
-			"index", e.GetIndex(), "change", DescribeConfChange(cc, nil), "err", err)
+			"index", e.GetIndex(), "change", DescribeConfChange(cc, c.describeID), "err", err)
 		applied = nil
 	}
 	if applied != nil {
@@ -222,4 +222,13 @@ func (c *Core) Progress() map[uint64]tracker.Progress {
 		return nil
 	}
 	return c.rn.Status().Progress
+}
+
+// describeID names a raft id in the core's log lines: "2 (raft id 3)", as the replica's do.
+func (c *Core) describeID(id uint64) string {
+	m := int(id) - 1
+	if c.cfg.MemberOf != nil {
+		m = c.cfg.MemberOf(id)
+	}
+	return fmt.Sprintf("%d (raft id %d)", m, id)
 }

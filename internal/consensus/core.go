@@ -76,6 +76,10 @@ type Config struct {
 	// verified from the start (a joined member restarted on an empty log is unverified like any).
 	Joined, Joining bool
 	Logger          *slog.Logger
+	// MemberOf, if set, returns the member id of a raft id, for the log: raft's own lines and the
+	// core's name members as people see them (raftlog.go). Nil: the founding mapping (raft id - 1).
+	// Called on the core's goroutine only.
+	MemberOf func(raftID uint64) int
 }
 
 // Handler receives the core's output during Process, in the order of the Ready contract:
@@ -172,7 +176,7 @@ func New(cfg Config, st Storage, peers []raft.Peer, applied uint64) (*Core, erro
 		DisableProposalForwarding: !bugs.Active(bugs.FollowerForwards),
 		ReadOnlyOption:            raft.ReadOnlySafe,
 		StepDownOnRemoval:         true,
-		Logger:                    &raftLogger{l: cfg.Logger.With("component", "raft")},
+		Logger:                    &raftLogger{l: cfg.Logger.With("component", "raft"), name: cfg.MemberOf},
 	}
 	rn, err := raft.NewRawNode(rc)
 	if err != nil {

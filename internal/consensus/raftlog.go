@@ -1,32 +1,87 @@
 package consensus
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 )
 
-// raftLogger routes raft's logging to slog: libraries never print.
-type raftLogger struct{ l *slog.Logger }
+// raftLogger routes raft's logging to slog: libraries never print. Raft's lines name members by
+// raft id, which people never see (a founding member's is its member id + 1, a member added later
+// has another altogether), so they are translated: raft formats every id with %x and nothing else
+// (its terms and indexes are %d), so each uint64 argument is printed, for %x, as "member N" (N the
+// member id, Config.MemberOf) or "none" for 0; other verbs print it as raft would. What raft says
+// only with %v (the peer lists of its debug lines) keeps its raft ids: debug only.
+//
+// Raft's Info lines (elections, votes, term changes) say what the member's own lines and events
+// already say, in its own words: they are demoted to Debug. Its warnings and errors keep their
+// level. Every line carries component=raft.
+type raftLogger struct {
+	l    *slog.Logger
+	name func(raftID uint64) int // nil: the founding mapping (member id = raft id - 1)
+}
 
-func (r *raftLogger) Debug(v ...any)                 { r.l.Debug(fmt.Sprint(v...)) }
-func (r *raftLogger) Debugf(format string, v ...any) { r.l.Debug(fmt.Sprintf(format, v...)) }
-func (r *raftLogger) Info(v ...any)                  { r.l.Debug(fmt.Sprint(v...)) }
-func (r *raftLogger) Infof(format string, v ...any)  { r.l.Debug(fmt.Sprintf(format, v...)) }
-func (r *raftLogger) Warning(v ...any)               { r.l.Warn(fmt.Sprint(v...)) }
-func (r *raftLogger) Warningf(format string, v ...any) {
-	r.l.Warn(fmt.Sprintf(format, v...))
+// raftID is a uint64 argument of one of raft's lines, printed with %x as the member it names.
+type raftID struct {
+	id   uint64
+	name func(uint64) int
 }
-func (r *raftLogger) Error(v ...any)                 { r.l.Error(fmt.Sprint(v...)) }
-func (r *raftLogger) Errorf(format string, v ...any) { r.l.Error(fmt.Sprintf(format, v...)) }
-func (r *raftLogger) Fatal(v ...any)                 { r.Panic(v...) }
-func (r *raftLogger) Fatalf(format string, v ...any) { r.Panicf(format, v...) }
-func (r *raftLogger) Panic(v ...any) {
-	s := fmt.Sprint(v...)
-	r.l.Error(s)
-	panic(s)
+
+func (r raftID) Format(f fmt.State, verb rune) {
+	if verb != 'x' {
+		fmt.Fprintf(f, fmt.FormatString(f, verb), r.id)
+		return
+	}
+	switch {
+	case r.id == 0:
+		fmt.Fprint(f, "none")
+	case r.name != nil:
+		fmt.Fprint(f, "member "+strconv.Itoa(r.name(r.id)))
+	default:
+		fmt.Fprint(f, "member "+strconv.Itoa(int(r.id)-1))
+	}
 }
-func (r *raftLogger) Panicf(format string, v ...any) {
-	s := fmt.Sprintf(format, v...)
-	r.l.Error(s)
-	panic(s)
+
+// args wraps raft's uint64 arguments in raftID.
+func (r *raftLogger) args(v []any) []any {
+	out := make([]any, len(v))
+	for i, a := range v {
+		if id, ok := a.(uint64); ok {
+			a = raftID{id: id, name: r.name}
+		}
+		out[i] = a
+	}
+	return out
 }
+
+func (r *raftLogger) log(level slog.Level, format string, v []any) string {
+	var s string
+	if format == "" {
+		s = fmt.Sprint(r.args(v)...)
+	} else {
+		s = fmt.Sprintf(format, r.args(v)...)
+	}
+	r.l.Log(context.Background(), level, s)
+	return s
+}
+
+// logf formats only if the level is logged: raft's debug lines are many.
+func (r *raftLogger) logf(level slog.Level, format string, v []any) {
+	if r.l.Enabled(context.Background(), level) {
+		r.log(level, format, v)
+	}
+}
+
+func (r *raftLogger) Debug(v ...any)                   { r.logf(slog.LevelDebug, "", v) }
+func (r *raftLogger) Debugf(format string, v ...any)   { r.logf(slog.LevelDebug, format, v) }
+func (r *raftLogger) Info(v ...any)                    { r.logf(slog.LevelDebug, "", v) }
+func (r *raftLogger) Infof(format string, v ...any)    { r.logf(slog.LevelDebug, format, v) }
+func (r *raftLogger) Warning(v ...any)                 { r.logf(slog.LevelWarn, "", v) }
+func (r *raftLogger) Warningf(format string, v ...any) { r.logf(slog.LevelWarn, format, v) }
+func (r *raftLogger) Error(v ...any)                   { r.logf(slog.LevelError, "", v) }
+func (r *raftLogger) Errorf(format string, v ...any)   { r.logf(slog.LevelError, format, v) }
+func (r *raftLogger) Fatal(v ...any)                   { r.Panic(v...) }
+func (r *raftLogger) Fatalf(format string, v ...any)   { r.Panicf(format, v...) }
+func (r *raftLogger) Panic(v ...any)                   { panic(r.log(slog.LevelError, "", v)) }
+func (r *raftLogger) Panicf(format string, v ...any)   { panic(r.log(slog.LevelError, format, v)) }

@@ -23,3 +23,42 @@ func TestLimiterLetsOneLinePerIntervalAndCountsTheRest(t *testing.T) {
 		t.Fatalf("after a quiet interval: ok %v held %d, want true 0", ok, held)
 	}
 }
+
+// An outage is logged when it begins, then once per interval with the count held meanwhile, and
+// when it ends, with how long it lasted and how many occurrences it had; a later outage starts
+// afresh.
+func TestOutageSaysWhenItStartsRepeatsAndStops(t *testing.T) {
+	o := Outage{Every: 30 * time.Second}
+	t0 := time.Unix(1000, 0)
+	if _, ok := o.Recover(t0); ok {
+		t.Fatal("Recover without an outage reported one")
+	}
+	if r, ok := o.Fail(t0); !ok || !r.First || r.Count != 1 {
+		t.Fatalf("first failure: %+v %v, want a first line", r, ok)
+	}
+	// Failures every 2 s: none logged until 30 s after the first.
+	at := t0
+	for range 14 {
+		at = at.Add(2 * time.Second)
+		if r, ok := o.Fail(at); ok {
+			t.Fatalf("failure at %s logged within the interval: %+v", at.Sub(t0), r)
+		}
+	}
+	at = t0.Add(30 * time.Second)
+	if r, ok := o.Fail(at); !ok || r.First || r.For != 30*time.Second || r.Count != 16 || r.Held != 14 {
+		t.Fatalf("failure at 30 s: %+v %v, want a repeat for 30s, 16 failures, 14 held", r, ok)
+	}
+	if r, ok := o.Fail(at.Add(time.Second)); ok {
+		t.Fatalf("failure at 31 s logged: %+v", r)
+	}
+	end := t0.Add(47 * time.Second)
+	if r, ok := o.Recover(end); !ok || r.For != 47*time.Second || r.Count != 17 || r.Held != 1 {
+		t.Fatalf("recovery at 47 s: %+v %v, want 47s, 17 failures, 1 held", r, ok)
+	}
+	if _, ok := o.Recover(end.Add(time.Second)); ok {
+		t.Fatal("a second Recover reported the outage again")
+	}
+	if r, ok := o.Fail(end.Add(time.Minute)); !ok || !r.First || r.Count != 1 {
+		t.Fatalf("a later outage: %+v %v, want a first line", r, ok)
+	}
+}

@@ -111,7 +111,7 @@ func (r *Replica) maybeYieldToPreferred() {
 		return
 	}
 	r.prefCand, r.prefStreak = 0, 0
-	r.log.Info("handing leadership to a preferred member that is ready", "to", r.IDOf(to))
+	r.log.Info("handing leadership to a preferred member that is ready", "member", r.IDOf(to))
 	r.core.TransferLeadership(to)
 }
 

@@ -322,6 +322,7 @@ func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out
 		Joined:                    cfg.Joined,
 		Joining:                   cfg.Joining,
 		Logger:                    cfg.Logger,
+		MemberOf:                  r.IDOf,
 	}, st, peers, applied)
 	if err != nil {
 		return nil, err

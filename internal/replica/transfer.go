@@ -69,7 +69,7 @@ func (r *Replica) transferLeader(conn ConnID, reqID uint64, req wire.AdminReques
 	}
 	r.transfer = &pendingTransfer{conn: conn, requestID: reqID, to: to.RaftID, toID: to.ID, term: r.core.State().Term,
 		deadline: r.ticks + transferWaitElections*r.cfg.ElectionTicks}
-	r.log.Info("leadership transfer asked for", "to", to.ID, "raft_id", to.RaftID, "auto", req.Auto, "wait", r.transferWait())
+	r.log.Info("leadership transfer asked for", "member", to.ID, "raft_id", to.RaftID, "auto", req.Auto, "wait", r.transferWait())
 	r.core.TransferLeadership(to.RaftID)
 }
 
@@ -166,7 +166,7 @@ func (r *Replica) transferProgress() {
 	case st.Leader == t.to && st.Term > t.term, bugs.Active(bugs.TransferEarlyAnswer) && st.Term > t.term:
 		r.transfer = nil
 		ms := r.memberStatus()
-		r.log.Info("leadership transferred", "to", t.toID, "term", st.Term)
+		r.log.Info("leadership transferred", "member", t.toID, "term", st.Term)
 		r.answerAdmin(t.conn, t.requestID, wire.StatusOK, &wire.AdminResponse{Status: &ms})
 	case st.Leader != 0 && st.Leader != t.to && st.Term > t.term:
 		r.transfer = nil
@@ -175,7 +175,7 @@ func (r *Replica) transferProgress() {
 			r.IDOf(st.Leader), st.Term, t.toID)})
 	case r.ticks >= t.deadline:
 		r.transfer = nil
-		r.log.Warn("leadership transfer: the target did not take over in time", "to", t.toID, "wait", r.transferWait())
+		r.log.Warn("leadership transfer: the target did not take over in time", "member", t.toID, "wait", r.transferWait())
 		r.answerAdmin(t.conn, t.requestID, wire.StatusUnavailable, &wire.AdminResponse{Error: fmt.Sprintf(
 			"member %d did not take over within %s (raft gives a transfer up after an election timeout, but an election "+
 				"the target started may still make it lead): outcome unknown; tandem cluster leader tells", t.toID, r.transferWait())})

@@ -35,13 +35,16 @@ type accepter struct {
 	// so an accept that failed for want of one is retried at once rather than after its backoff.
 	freed chan struct{}
 
-	errLog, refuseLog ratelog.Limiter
-	refused, failed   atomic.Int64
+	// errs and refusals follow failed accepts and connections refused over the limit: each is
+	// logged when it starts, at most once per acceptLogEvery while it goes on (with how many
+	// were not), and when it stops — an accept succeeds, a connection is served again.
+	errs, refusals  ratelog.Outage
+	refused, failed atomic.Int64
 }
 
 func newAccepter(port string, l net.Listener, connsMax int, log *slog.Logger, done <-chan struct{}) *accepter {
 	return &accepter{port: port, l: l, connsMax: connsMax, log: log, done: done, freed: make(chan struct{}, 1),
-		errLog: ratelog.Limiter{Every: acceptLogEvery}, refuseLog: ratelog.Limiter{Every: acceptLogEvery}}
+		errs: ratelog.Outage{Every: acceptLogEvery}, refusals: ratelog.Outage{Every: acceptLogEvery}}
 }
 
 // next returns the next connection to serve, or nil once the server stopped. open reports how
@@ -65,9 +68,9 @@ func (a *accepter) next(open func() int) net.Conn {
 			}
 			delay = min(max(2*delay, acceptBackoffMin), acceptBackoffMax)
 			a.failed.Add(1)
-			if ok, held := a.errLog.Allow(time.Now()); ok {
+			if r, ok := a.errs.Fail(time.Now()); ok {
 				a.log.Error(a.port+" port: accept failed; retrying", "err", err, "retry_in", delay,
-					"failures_not_logged", held)
+					"failing_for", r.For, "failures_not_logged", r.Held)
 			}
 			if !a.sleep(delay) {
 				return nil
@@ -75,15 +78,22 @@ func (a *accepter) next(open func() int) net.Conn {
 			continue
 		}
 		delay = 0
+		if r, ok := a.errs.Recover(time.Now()); ok {
+			a.log.Info(a.port+" port: accepting again", "after", r.For, "failed_accepts", r.Count)
+		}
 		if open() >= a.connsMax {
 			_ = conn.Close()
 			n := a.refused.Add(1)
-			if ok, held := a.refuseLog.Allow(time.Now()); ok {
+			if r, ok := a.refusals.Fail(time.Now()); ok {
 				a.log.Warn(a.port+" port: connection refused: the port's connection limit is reached",
 					"limit", a.connsMax, "remote", conn.RemoteAddr().String(), "refused_total", n,
-					"refusals_not_logged", held)
+					"refusing_for", r.For, "refusals_not_logged", r.Held)
 			}
 			continue
+		}
+		if r, ok := a.refusals.Recover(time.Now()); ok {
+			a.log.Info(a.port+" port: serving connections again: under the connection limit", "limit", a.connsMax,
+				"after", r.For, "refused", r.Count)
 		}
 		return conn
 	}

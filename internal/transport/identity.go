@@ -41,8 +41,8 @@ func (t *Transport) otherCluster(peer uint64, theirs wire.ClusterUUID) (text str
 	if mine.IsZero() || theirs.IsZero() || mine == theirs {
 		return "", true
 	}
-	return fmt.Sprintf("this member (raft id %d) belongs to cluster %s %s; raft id %d to cluster %s %s: "+
-		"a data directory of another cluster?", t.cfg.SelfID, t.cfg.ClusterID, mine, peer, t.cfg.ClusterID, theirs), false
+	return fmt.Sprintf("this member (%s) belongs to cluster %s %s; %s to cluster %s %s: "+
+		"a data directory of another cluster?", t.who(t.cfg.SelfID), t.cfg.ClusterID, mine, t.who(peer), t.cfg.ClusterID, theirs), false
 }
 
 // The founding member list in the member handshake.
@@ -89,12 +89,12 @@ func (t *Transport) otherMembers(peer uint64, exts []wire.Extension) (text strin
 		return "", true, nil
 	}
 	if ids != theirIDs {
-		return fmt.Sprintf("founding members differ: raft id %d was founded with %q, raft id %d with other member ids: "+
-			"start every member with the same member list", t.cfg.SelfID, list, peer), false, nil
+		return fmt.Sprintf("founding members differ: %s was founded with %q, %s with other member ids: "+
+			"start every member with the same member list", t.who(t.cfg.SelfID), list, t.who(peer)), false, nil
 	}
 	if theirAddrs != (wire.MembersDigest{}) && addrs != theirAddrs {
 		t.log.Warn("a peer was founded with the same members at addresses spelled otherwise (only logged: both may be right)",
-			"peer", peer, "founded_with", list)
+			t.memberAttr(peer), "founded_with", list)
 	}
 	return "", true, nil
 }

@@ -80,8 +80,8 @@ func (t *Transport) serve(conn net.Conn) {
 	}
 	hs, err := wire.DecodeHandshake(body)
 	if errors.Is(err, wire.ErrLegacyHandshake) {
-		t.refuse(conn, "handshake from raft id %d: the peer runs a build from before version negotiation "+
-			"(045a031 or older): stop the whole cluster and restart it on this build (docs/COMPATIBILITY.md)", hs.SenderID)
+		t.refuse(conn, "handshake from %s: the peer runs a build from before version negotiation "+
+			"(045a031 or older): stop the whole cluster and restart it on this build (docs/COMPATIBILITY.md)", t.who(hs.SenderID))
 		return
 	}
 	if err != nil {
@@ -93,30 +93,30 @@ func (t *Transport) serve(conn net.Conn) {
 		return
 	}
 	if hs.ReceiverID != t.cfg.SelfID {
-		t.reject(conn, "handshake for member raft id %d, this is raft id %d", hs.ReceiverID, t.cfg.SelfID)
+		t.reject(conn, "handshake for %s, this is %s", t.who(hs.ReceiverID), t.who(t.cfg.SelfID))
 		return
 	}
 	if _, ok := t.peers.Load().byID[hs.SenderID]; !ok {
-		t.reject(conn, "handshake from raft id %d, which is not a peer", hs.SenderID)
+		t.reject(conn, "handshake from %s, which is not a peer", t.who(hs.SenderID))
 		return
 	}
 	from := hs.SenderID
 	theirs, err := wire.ClusterUUIDOf(hs.Extensions)
 	if err != nil {
-		t.reject(conn, "bad handshake from raft id %d: %v", from, err)
+		t.reject(conn, "bad handshake from %s: %v", t.who(from), err)
 		return
 	}
 	membersText, sameMembers, err := t.otherMembers(from, hs.Extensions)
 	if err != nil {
-		t.reject(conn, "bad handshake from raft id %d: %v", from, err)
+		t.reject(conn, "bad handshake from %s: %v", t.who(from), err)
 		return
 	}
 	v, ok := t.cfg.MemberProtocol.Common(hs.Protocol)
 	reply := wire.HandshakeReply{Accepted: ok, Version: v, Protocol: t.cfg.MemberProtocol,
 		ClusterVersionMax: t.cfg.ClusterVersionMax, Extensions: t.handshakeExtensions()}
 	if !ok {
-		reply.Text = fmt.Sprintf("member protocol: raft id %d speaks %s, raft id %d speaks %s: no common version",
-			t.cfg.SelfID, t.cfg.MemberProtocol, from, hs.Protocol)
+		reply.Text = fmt.Sprintf("member protocol: %s speaks %s, %s speaks %s: no common version",
+			t.who(t.cfg.SelfID), t.cfg.MemberProtocol, t.who(from), hs.Protocol)
 	}
 	if text, same := t.otherCluster(from, theirs); ok && !same {
 		ok, reply.Accepted, reply.Version, reply.Text = false, false, 0, text
@@ -132,14 +132,14 @@ func (t *Transport) serve(conn net.Conn) {
 		return
 	}
 	if werr != nil {
-		t.reject(conn, "answering the handshake of raft id %d: %v", from, werr)
+		t.reject(conn, "answering the handshake of %s: %v", t.who(from), werr)
 		return
 	}
 	if f := t.cfg.PeerClusterVersion; f != nil {
 		f(from, hs.ClusterVersionMax)
 	}
 	if err := t.reportStanding(from, hs.Extensions); err != nil {
-		t.reject(conn, "bad handshake from raft id %d: %v", from, err)
+		t.reject(conn, "bad handshake from %s: %v", t.who(from), err)
 		return
 	}
 	self := &inboundPeer{id: from, version: v}
@@ -153,7 +153,7 @@ func (t *Transport) serve(conn net.Conn) {
 	}
 	t.mu.Unlock()
 	if !still {
-		t.reject(conn, "handshake from raft id %d, which is not a peer any more", from)
+		t.reject(conn, "handshake from %s, which is not a peer any more", t.who(from))
 		return
 	}
 	p.isBack()
@@ -175,27 +175,27 @@ func (t *Transport) serve(conn net.Conn) {
 			if t.dropped(self) || errors.Is(err, io.EOF) || t.ctx.Err() != nil {
 				return
 			}
-			reject("reading from raft id %d: %v", from, err)
+			reject("reading from %s: %v", t.who(from), err)
 			return
 		}
 		if kind != wire.FrameRaft {
-			reject("unexpected frame kind %d from raft id %d", kind, from)
+			reject("unexpected frame kind %d from %s", kind, t.who(from))
 			return
 		}
 		m := new(pb.Message)
 		if err := proto.Unmarshal(body, m); err != nil {
-			reject("undecodable raft message from raft id %d: %v", from, err)
+			reject("undecodable raft message from %s: %v", t.who(from), err)
 			return
 		}
 		if m.GetFrom() != from || m.GetTo() != t.cfg.SelfID {
-			reject("raft message claims from=%d to=%d on a connection from raft id %d to %d",
-				m.GetFrom(), m.GetTo(), from, t.cfg.SelfID)
+			reject("raft message claims from=%d to=%d (raft ids) on a connection from %s to %s",
+				m.GetFrom(), m.GetTo(), t.who(from), t.who(t.cfg.SelfID))
 			return
 		}
 		if m.GetType() == pb.MsgSnap {
 			if err := t.receiveSnapshot(conn, r, m); err != nil {
 				if !errors.Is(err, errNotTaken) && !t.dropped(self) {
-					reject("snapshot from raft id %d: %v", from, err)
+					reject("snapshot from %s: %v", t.who(from), err)
 				}
 				return
 			}
@@ -325,9 +325,9 @@ func (p *peer) runSnapshots() {
 		switch {
 		case err == nil || p.t.ctx.Err() != nil: // sent, or the member is stopping: nothing to say
 		case p.ctx.Err() != nil:
-			p.t.log.Info("snapshot transfer abandoned: the peer was removed", "peer", p.id, "index", index)
+			p.t.log.Info("snapshot transfer abandoned: the peer was removed", p.t.memberAttr(p.id), "index", index)
 		default:
-			p.t.log.Warn("snapshot transfer failed; raft will retry", "peer", p.id, "index", index, "err", err)
+			p.t.log.Warn("snapshot transfer failed; raft will retry", p.t.memberAttr(p.id), "index", index, "err", err)
 		}
 		p.t.h.SnapshotStatus(p.id, err == nil)
 	}
@@ -383,7 +383,7 @@ func (p *peer) sendSnapshot(m *pb.Message) error {
 			return err
 		}
 		if n := off/chunk + 1; ch.Last || n%snapshotProgressChunks == 0 {
-			p.t.log.Info("snapshot transfer", "peer", p.id, "index", md.GetIndex(),
+			p.t.log.Info("snapshot transfer", p.t.memberAttr(p.id), "index", md.GetIndex(),
 				"sent_bytes", end, "total_bytes", total)
 		}
 		if ch.Last {

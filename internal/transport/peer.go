@@ -84,6 +84,11 @@ type Config struct {
 	// from the connections' goroutines.
 	Standing     func() wire.Standing
 	PeerStanding func(raftID uint64, s wire.Standing)
+	// MemberOf, if set, returns the member id of a peer's raft id, and whether it knows it: log
+	// lines name peers as people see them, by member id (key "member"), and fall back to the raft
+	// id (key "raft_id") only for one the member does not know (names.go). Called from any
+	// goroutine.
+	MemberOf func(raftID uint64) (int, bool)
 }
 
 func (c *Config) defaults() {
@@ -182,6 +187,9 @@ type Transport struct {
 	statsMu                sync.Mutex
 	stats                  map[uint64]*peerCounters
 	snapsSent, snapsFailed atomic.Int64
+	// outages holds each raft id's ratelog.Outage (names.go): one for every raft id that was
+	// ever a peer, which the membership bounds (raft ids are never reused, and added one by one).
+	outages sync.Map
 }
 
 // New creates a transport; Start runs it.
@@ -333,7 +341,7 @@ func (t *Transport) Send(msgs []*pb.Message) {
 			p.c.sentFailures.Add(1)
 			n := t.sendsDropped.Add(1)
 			if ok, held := t.dropLog.Allow(time.Now()); ok {
-				t.log.Warn("raft message dropped: the peer's queue is full; raft retransmits", "peer", p.id,
+				t.log.Warn("raft message dropped: the peer's queue is full; raft retransmits", t.memberAttr(p.id),
 					"queue_bytes", t.cfg.QueueBytes, "dropped_total", n, "drops_not_logged", held)
 			}
 			t.h.Unreachable(p.id)
@@ -368,7 +376,7 @@ func (t *Transport) Send(msgs []*pb.Message) {
 func (t *Transport) dropNotPeer(m *pb.Message) {
 	n := t.sendsDropped.Add(1)
 	if ok, held := t.notPeerLog.Allow(time.Now()); ok {
-		t.log.Info("raft message dropped: its receiver is not a peer (removed, or not added yet)", "to", m.GetTo(),
+		t.log.Info("raft message dropped: its receiver is not a peer (removed, or not added yet)", t.memberAttr(m.GetTo()),
 			"type", m.GetType().String(), "dropped_total", n, "drops_not_logged", held)
 	}
 	if m.GetType() == pb.MsgSnap {
@@ -421,6 +429,11 @@ type peer struct {
 	version atomic.Uint32
 	// refuseLog limits the lines about handshakes this peer refused or left unanswered.
 	refuseLog ratelog.Limiter
+	// outage follows the dials that fail in a row: logged when they start, at most once per
+	// unreachableLogEvery while they go on, and when a dial succeeds again. The transport's, by
+	// raft id (outageOf): a peer removed and added again (a member replaying its log at start
+	// does that) goes on with its outage rather than logging it again.
+	outage *ratelog.Outage
 }
 
 // PeerVersion returns the member protocol version negotiated on the outbound connection to the
@@ -451,7 +464,8 @@ func newPeerSet(byID map[uint64]*peer) *peerSet {
 func (t *Transport) newPeer(id uint64, addr string) *peer {
 	ctx, cancel := context.WithCancel(t.ctx)
 	p := &peer{t: t, id: id, ctx: ctx, cancel: cancel, moved: make(chan struct{}, 1), back: make(chan struct{}, 1), q: newOutq(),
-		snapq: make(chan *pb.Message, 1), refuseLog: ratelog.Limiter{Every: acceptLogEvery}, c: t.countersOf(id)}
+		snapq: make(chan *pb.Message, 1), refuseLog: ratelog.Limiter{Every: acceptLogEvery}, c: t.countersOf(id),
+		outage: t.outageOf(id)}
 	p.q.sent = &p.c.sent
 	p.addr.Store(&addr)
 	return p
@@ -522,7 +536,8 @@ func (t *Transport) SetPeers(peers map[uint64]string) {
 		slices.Sort(added)
 		slices.Sort(moved)
 		slices.Sort(removed)
-		t.log.Info("member transport: the peers changed", "added", added, "moved", moved, "removed", removed)
+		t.log.Info("member transport: the peers changed", "added", t.memberIDs(added), "moved", t.memberIDs(moved),
+			"removed", t.memberIDs(removed))
 	}
 }
 
@@ -696,7 +711,7 @@ var errHandshakeRefused = errors.New("the peer refused the handshake")
 
 func (p *peer) logRefusal(err error) {
 	if ok, held := p.refuseLog.Allow(time.Now()); ok {
-		p.t.log.Warn("member connection failed at the handshake; retrying with backoff", "peer", p.id,
+		p.t.log.Warn("member connection failed at the handshake; retrying with backoff", p.t.memberAttr(p.id),
 			"addr", *p.addr.Load(), "err", err, "failures_not_logged", held)
 	}
 }
@@ -742,6 +757,7 @@ func (p *peer) run() {
 				return
 			}
 			p.c.sentFailures.Add(1)
+			p.dialFailed(err)
 			p.t.h.Unreachable(p.id)
 			p.q.reset() // while the peer cannot be reached, stale messages must not pile up
 			if !p.sleep(p.backoff(attempt)) {
@@ -759,6 +775,7 @@ func (p *peer) run() {
 			p.q.reset()
 		}
 		attempt = 0
+		p.dialed()
 		p.version.Store(uint32(v))
 		// Removed, the peer gets no more: a write under way is cut short too.
 		stop := context.AfterFunc(p.ctx, func() { _ = conn.Close() })
@@ -771,9 +788,9 @@ func (p *peer) run() {
 			// sends again what matters.
 			if errors.Is(err, errMoved) {
 				p.t.log.Info("member connection closed: the peer's address changed; reconnecting at the new one",
-					"peer", p.id, "old_addr", *addr, "addr", *p.addr.Load())
+					p.t.memberAttr(p.id), "old_addr", *addr, "addr", *p.addr.Load())
 			} else {
-				p.t.log.Debug("member connection lost", "peer", p.id, "err", err)
+				p.t.log.Debug("member connection lost", p.t.memberAttr(p.id), "err", err)
 				p.c.sentFailures.Add(1)
 			}
 			p.t.h.Unreachable(p.id)

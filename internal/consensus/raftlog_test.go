@@ -1,0 +1,56 @@
+package consensus
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+// Raft's lines name members by raft id; the adapter names them by member id. Here raft ids and
+// member ids differ as they do for a member added later (raft id 7 is member 2): no line may say
+// 7, and terms and indexes (%d) are left alone.
+func TestRaftLoggerNamesMembersNotRaftIDs(t *testing.T) {
+	var buf bytes.Buffer
+	l := &raftLogger{l: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{} // (a time may hold a 7)
+			}
+			return a
+		}})),
+		name: func(id uint64) int { return map[uint64]int{7: 2, 1: 0}[id] }}
+	// Lines as raft writes them (raft.go).
+	l.Infof("%x became leader at term %d", uint64(7), uint64(5))
+	l.Infof("%x [logterm: %d, index: %d, vote: %x] cast %s for %x [logterm: %d, index: %d] at term %d",
+		uint64(1), uint64(4), uint64(16), uint64(0), "MsgVote", uint64(7), uint64(4), uint64(16), uint64(5))
+	l.Warningf("%x stepped down to follower since quorum is not active", uint64(7))
+	out := buf.String()
+	for _, want := range []string{
+		`level=DEBUG msg="member 2 became leader at term 5"`,
+		`msg="member 0 [logterm: 4, index: 16, vote: none] cast MsgVote for member 2 [logterm: 4, index: 16] at term 5"`,
+		`level=WARN msg="member 2 stepped down to follower since quorum is not active"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "7") {
+		t.Errorf("a line names raft id 7:\n%s", out)
+	}
+}
+
+// Raft's Info lines are Debug: at Info nothing of them is formatted or written; its warnings are.
+func TestRaftLoggerDemotesInfo(t *testing.T) {
+	var buf bytes.Buffer
+	l := &raftLogger{l: slog.New(slog.NewTextHandler(&buf, nil))}
+	l.Infof("%x became follower at term %d", uint64(3), uint64(2))
+	l.Debug("chatter")
+	if buf.Len() != 0 {
+		t.Fatalf("raft's info and debug lines were logged at Info:\n%s", buf.String())
+	}
+	l.Warningf("%x is unpromotable and can not campaign", uint64(3))
+	if want := `msg="member 2 is unpromotable and can not campaign"`; !strings.Contains(buf.String(), want) {
+		t.Fatalf("the warning (founding mapping: raft id 3 is member 2) lacks %s:\n%s", want, buf.String())
+	}
+}
