@@ -290,7 +290,8 @@ func (c *Core) propose(data []byte) error {
 	if c.err != nil {
 		return ErrStopped
 	}
-	if c.rn.BasicStatus().RaftState != raft.StateLeader && !bugs.Active(bugs.FollowerForwards) {
+	bs := c.rn.BasicStatus()
+	if bs.RaftState != raft.StateLeader && !bugs.Active(bugs.FollowerForwards) {
 		return c.notLeader()
 	}
 	if err := c.rn.Propose(data); err != nil {
@@ -302,7 +303,9 @@ func (c *Core) propose(data []byte) error {
 		}
 		return err
 	}
-	if bs := c.rn.BasicStatus(); bs.RaftState == raft.StateLeader {
+	// Propose appended the entry (it returned no error), and raft changes neither its state nor
+	// its term in Propose: the status read before it holds.
+	if bs.RaftState == raft.StateLeader {
 		c.own.proposed(bs.GetTerm())
 	}
 	return nil

@@ -13,7 +13,8 @@ package replica
 // The stamps of the commands proposed and not yet applied wait in a FIFO (cmdRecv), with the
 // number of commands of each proposed batch in another (batchCmds): a leader's own entries
 // apply in the order it proposed them, so applying a batch of its term pops its count of stamps.
-// Both slices are reused: no allocation per command once they have grown to what is in flight.
+// Both slices are reused, and compacted once half spent (meterApplied): no allocation per command
+// once they have grown to twice what is in flight.
 
 import "github.com/tandem-cluster/tandem/internal/wire"
 
@@ -65,10 +66,22 @@ func (r *Replica) meterApplied(term uint64) {
 		r.cfg.Meter.CommandDone(now - at)
 	}
 	r.cmdHead += n
-	if r.batchHead == len(r.batchCmds) {
+	switch {
+	case r.batchHead == len(r.batchCmds):
 		r.meterReset() // all applied: the slices start over
+	case r.batchHead >= meterCompactAt && r.batchHead >= len(r.batchCmds)/2:
+		// Under steady load the leader proposes the next batch before the last applies, so the
+		// FIFOs are never empty: once half of each is spent, what is in flight moves to the
+		// front (a copy of what is in flight, amortised over at least as many applied batches),
+		// and the slices stay as long as what is in flight.
+		r.batchCmds = r.batchCmds[:copy(r.batchCmds, r.batchCmds[r.batchHead:])]
+		r.cmdRecv = r.cmdRecv[:copy(r.cmdRecv, r.cmdRecv[r.cmdHead:])]
+		r.batchHead, r.cmdHead = 0, 0
 	}
 }
+
+// meterCompactAt is the least spent length of the FIFOs worth compacting.
+const meterCompactAt = 64
 
 // meterReset forgets the commands in flight (all applied, or this member stopped leading: their
 // answers come from another leader).

@@ -461,6 +461,14 @@ func (r *Replica) Close() error {
 // cycle (proposing them earlier would gain nothing, as nothing leaves before that cycle).
 func (r *Replica) Process() error {
 	r.nowRead, r.meterRead = false, false
+	err := r.process()
+	// The meter's clock read in this round (an apply, a query served) is not the next round's:
+	// the inputs fed before the next Process read it afresh (meter.go).
+	r.meterRead = false
+	return err
+}
+
+func (r *Replica) process() error {
 	if r.core.SyncPending() {
 		return r.afterCore(r.core.Process(r))
 	}
