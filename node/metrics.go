@@ -3,6 +3,7 @@ package node
 import (
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -219,6 +220,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(c.acceptFailures, float64(st.AcceptFailures))
 	// One series per peer of the membership: bounded by the cluster's size.
 	down := c.n.unreachableSet()
+	// A member rebuilt in place is in the membership twice (its old voter and its new learner,
+	// under two raft ids) until the replacement ends: one series per member id all the same, as
+	// a metric given twice fails the whole scrape.
 	ids := make([]int, 0, len(st.Members))
 	for _, mb := range st.Members {
 		if mb.ID != st.ID {
@@ -226,6 +230,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	sort.Ints(ids)
+	ids = slices.Compact(ids)
 	for _, id := range ids {
 		g(c.peerReachable, b2f(!down[id]), strconv.Itoa(id))
 	}
@@ -268,16 +273,31 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				byRaft[mb.RaftID] = mb.ID
 			}
 		}
+		// A member rebuilt in place has two raft ids until the replacement ends: its series sums
+		// both (and drops when the old one leaves, which Prometheus reads as a counter reset).
+		type sums struct{ sent, received, sentFailed, receivedFailed uint64 }
+		byMember := make(map[int]*sums, len(byRaft))
 		for _, ps := range tr.PeerStats() {
 			id, ok := byRaft[ps.ID]
 			if !ok {
 				continue
 			}
+			sm := byMember[id]
+			if sm == nil {
+				sm = new(sums)
+				byMember[id] = sm
+			}
+			sm.sent += uint64(ps.SentBytes)
+			sm.received += uint64(ps.ReceivedBytes)
+			sm.sentFailed += uint64(ps.SentFailures)
+			sm.receivedFailed += uint64(ps.ReceivedFailures)
+		}
+		for id, sm := range byMember {
 			l := strconv.Itoa(id)
-			cnt(c.peerSent, float64(ps.SentBytes), l)
-			cnt(c.peerReceived, float64(ps.ReceivedBytes), l)
-			cnt(c.peerSentFail, float64(ps.SentFailures), l)
-			cnt(c.peerReceivedFail, float64(ps.ReceivedFailures), l)
+			cnt(c.peerSent, float64(sm.sent), l)
+			cnt(c.peerReceived, float64(sm.received), l)
+			cnt(c.peerSentFail, float64(sm.sentFailed), l)
+			cnt(c.peerReceivedFail, float64(sm.receivedFailed), l)
 		}
 	}
 	cnt(c.snapsSent, float64(sent))
