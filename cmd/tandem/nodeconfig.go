@@ -167,15 +167,17 @@ func prepareNode(args []string, lookup func(string) (string, bool), stdout, stde
 	}
 	// What node.New and inheritedListener would refuse, checked here too, so that --print-config
 	// refuses it (they need the listener itself, which --print-config does not open).
+	// A bind given empty is no bind (the default), whatever its source: --print-config writes
+	// client-bind: "" next to client-fd, and its printout must read back.
 	for _, fd := range []struct {
-		name string
-		fd   int
-		bind string
-	}{{"client-fd", *clientFD, "client-bind"}, {"member-fd", *memberFD, "member-bind"}} {
+		name       string
+		fd         int
+		bind, addr string
+	}{{"client-fd", *clientFD, "client-bind", *clientBind}, {"member-fd", *memberFD, "member-bind", *memberBind}} {
 		if fd.fd != 0 && fd.fd < 3 {
 			return fail("%s %d: descriptors 0 to 2 are stdin, stdout and stderr", s.source(fd.name), fd.fd)
 		}
-		if fd.fd != 0 && s.set(fd.bind) {
+		if fd.fd != 0 && fd.addr != "" {
 			return fail("%s and %s: a port is either inherited or bound, not both", s.source(fd.name), s.source(fd.bind))
 		}
 	}
@@ -183,7 +185,15 @@ func prepareNode(args []string, lookup func(string) (string, bool), stdout, stde
 		return fail("node: invalid configuration: %v", err) // as node.New says it
 	}
 	setup.cfg, setup.clientFD, setup.memberFD = cfg, *clientFD, *memberFD
-	setup.logFormat, setup.logLevel = logFmt, logLvl.effective(*verbose)
+	// --verbose is log-level debug at verbose's own origin: it wins over a log-level of lower
+	// precedence (TANDEM_LOG_LEVEL=warn and --verbose: debug), loses to one of the same or
+	// higher (the deprecated spelling never overrides the new one given alike). The level is
+	// set in the flag itself, so that --print-config prints the level in force.
+	if *verbose && s.origins["verbose"].kind > s.origins["log-level"].kind {
+		logLvl.level = slog.LevelDebug
+		s.origins["log-level"] = s.origins["verbose"]
+	}
+	setup.logFormat, setup.logLevel = logFmt, logLvl.level
 	if *printConfig {
 		derived := map[string]derivedValue{
 			"data":    {cfg.DataDir, "./data/node-<id>"},

@@ -197,6 +197,36 @@ func TestNodePrintConfigRoundTrips(t *testing.T) {
 	if !strings.Contains(second, "# from "+printed) {
 		t.Fatalf("read back, the values do not come from the file:\n%s", second)
 	}
+	// An inherited port (client-bind: "" is printed next to it) and --verbose (printed as the
+	// level in force) read back too, and the env's log level loses to the typed --verbose.
+	_, first, stderr, code, done = prepare(t, map[string]string{"TANDEM_LOG_LEVEL": "warn"},
+		"0", "--client-fd", "3", "--member-fd", "4", "--verbose", "--print-config")
+	if !done || code != exitOK || stderr != "" {
+		t.Fatalf("--client-fd --verbose --print-config: exit %d, stderr %q", code, stderr)
+	}
+	for _, want := range []string{"client-fd: 3", `client-bind: ""`, "log-level: debug", "verbose: true"} {
+		if !strings.Contains(first, want) {
+			t.Fatalf("--print-config lacks %q:\n%s", want, first)
+		}
+	}
+	printed = writeFile(t, "fd.yaml", first)
+	setup, second, stderr, code, done := prepare(t, nil, "--config", printed, "--print-config")
+	if !done || code != exitOK {
+		t.Fatalf("--print-config of the printed file: exit %d, stderr %q\n%s", code, stderr, first)
+	}
+	if got, want := settingLines(second), settingLines(first); got != want {
+		t.Fatalf("the printed configuration read back differs:\n%s\nthen:\n%s", first, second)
+	}
+	if setup, _, stderr, code, done = prepare(t, nil, "--config", printed); done || code != exitOK ||
+		setup.clientFD != 3 || setup.memberFD != 4 || setup.logLevel != slog.LevelDebug {
+		t.Fatalf("the printed file: exit %d %q, client fd %d, member fd %d, level %v", code, stderr, setup.clientFD, setup.memberFD, setup.logLevel)
+	}
+	// A bind that is given still conflicts with an inherited port.
+	if _, _, stderr, code, _ := prepare(t, nil, "0", "--client-fd", "3", "--client-bind", "127.0.0.1:1"); code != exitUsage ||
+		!strings.Contains(stderr, "--client-fd and --client-bind: a port is either inherited or bound, not both") {
+		t.Fatalf("--client-fd with --client-bind: exit %d, stderr %q", code, stderr)
+	}
+
 	// The default data directory is not made either.
 	if _, stdout, stderr, code, _ := prepare(t, nil, "7", "--size", "8", "--print-config"); code != exitOK ||
 		!strings.Contains(stdout, "data: data/node-7") {
@@ -227,5 +257,34 @@ func TestNodeExampleConfigLoads(t *testing.T) {
 	}
 	if c := setup.cfg; c.ClusterID != "orders" || len(c.Members) != 3 || c.Members[1].ClientAddr != "10.0.0.2:9000" || c.HTTPAddr == "" {
 		t.Fatalf("%s read as %+v", example, c)
+	}
+}
+
+// --verbose is log-level debug at its own origin: a higher-precedence source wins between them,
+// and on a tie log-level does (the deprecated spelling does not override the new one).
+func TestNodeVerboseAndLogLevelPrecedence(t *testing.T) {
+	file := writeFile(t, "v.yaml", "verbose: true\n")
+	for _, tc := range []struct {
+		env    map[string]string
+		args   []string
+		want   slog.Level
+		origin string
+	}{
+		{nil, []string{"--verbose"}, slog.LevelDebug, "# from --verbose"},
+		{map[string]string{"TANDEM_LOG_LEVEL": "warn"}, []string{"--verbose"}, slog.LevelDebug, "# from --verbose"},
+		{map[string]string{"TANDEM_VERBOSE": "true"}, []string{"--log-level", "error"}, slog.LevelError, "# from --log-level"},
+		{nil, []string{"--verbose", "--log-level", "warn"}, slog.LevelWarn, "# from --log-level"},
+		{map[string]string{"TANDEM_CONFIG": file, "TANDEM_LOG_LEVEL": "warn"}, nil, slog.LevelWarn, "# from TANDEM_LOG_LEVEL"},
+		{map[string]string{"TANDEM_CONFIG": file}, nil, slog.LevelDebug, "# from " + file},
+	} {
+		setup, _, stderr, code, done := prepare(t, tc.env, append([]string{"0"}, tc.args...)...)
+		if done || code != exitOK || setup.logLevel != tc.want {
+			t.Fatalf("env %v args %q: exit %d %q, level %v, want %v", tc.env, tc.args, code, stderr, setup.logLevel, tc.want)
+		}
+		_, out, _, _, _ := prepare(t, tc.env, append([]string{"0", "--print-config"}, tc.args...)...)
+		level := strings.ToLower(tc.want.String())
+		if !regexp.MustCompile(`(?m)^log-level: ` + level + ` +` + regexp.QuoteMeta(tc.origin) + `$`).MatchString(out) {
+			t.Fatalf("env %v args %q: --print-config does not say log-level: %s %s:\n%s", tc.env, tc.args, level, tc.origin, out)
+		}
 	}
 }
