@@ -211,7 +211,12 @@ func (s *settings) applyFileEntry(e fileEntry) error {
 		return fmt.Errorf("%s: %s: %s is not a duration (like 100ms)", where, e.key, shown)
 	}
 	if err := s.fs.Set(e.key, text); err != nil {
-		return fmt.Errorf("%s: %s: %s is not %s", where, e.key, shown, typeDescriptions[typ])
+		if desc, ok := typeDescriptions[typ]; ok && typ != "string" {
+			// The flag package's own types say only "parse error": say what the flag takes.
+			return fmt.Errorf("%s: %s: %s is not %s", where, e.key, shown, desc)
+		}
+		// A value of the verb's own (--log-format, --log-level) says why itself.
+		return fmt.Errorf("%s: %s: %v", where, e.key, err)
 	}
 	if !s.set(e.key) { // the command line's, when it gave one: its value is put back last
 		s.origins[e.key] = origin{fromFile, s.config}
