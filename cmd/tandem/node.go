@@ -64,7 +64,8 @@ Every flag can also be set in the environment, as TANDEM_ and its name in capita
 underscores (--election-ticks: TANDEM_ELECTION_TICKS), and in a config file (--config FILE or
 TANDEM_CONFIG; .yaml, .yml or .toml), whose keys are the flags' names (election-ticks: 10) and
 key id the member id. The command line wins over the environment, which wins over the file,
-which wins over the default. A value that does not parse is an error naming where it came from.
+which wins over the default. A value that does not parse is an error naming where it came from;
+a TANDEM_ variable that is no flag's is ignored with a warning naming the nearest.
 --print-config shows the effective configuration, each value's origin in a comment, as a config
 file, and exits without starting the member.
 
@@ -98,16 +99,21 @@ type nodeSetup struct {
 	// logFormat and logLevel are --log-format and --log-level (--verbose folded in).
 	logFormat logFormat
 	logLevel  slog.Level
+	// warnings are said once the log is set up (the unknown TANDEM_ variables).
+	warnings []string
 }
 
 func runNode(args []string) int {
-	setup, code, done := prepareNode(args, os.LookupEnv, os.Stdout, os.Stderr)
+	setup, code, done := prepareNode(args, os.LookupEnv, os.Environ(), os.Stdout, os.Stderr)
 	if done {
 		return code
 	}
 	cfg, id := setup.cfg, setup.cfg.ID
 	logFmt := setup.logFormat
 	cfg.Logger = newLogger(os.Stderr, logFmt, setup.logLevel)
+	for _, w := range setup.warnings {
+		cfg.Logger.Warn(w, "self", id)
+	}
 	cl, err := inheritedListener("--client-fd", setup.clientFD)
 	if err != nil {
 		return usageError(os.Stderr, "node", "%v", err)

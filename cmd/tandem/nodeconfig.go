@@ -20,7 +20,7 @@ import (
 // that --print-config fails exactly as the start would. When the verb must return at once (its
 // help, --print-config, or an error printed as a usage error), done is true and code its exit
 // code.
-func prepareNode(args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) (setup nodeSetup, code int, done bool) {
+func prepareNode(args []string, lookup func(string) (string, bool), environ []string, stdout, stderr io.Writer) (setup nodeSetup, code int, done bool) {
 	fs := newFlagSet("node")
 	def := node.DefaultConfig()
 	fs.String("config", "", "read settings from this `file` (.yaml, .yml or .toml; keys are the flags' names, and id the member id) [TANDEM_CONFIG]")
@@ -51,7 +51,7 @@ func prepareNode(args []string, lookup func(string) (string, bool), stdout, stde
 	clientAddr := fs.String("client-addr", "", "this member's advertised client address (default: from --members, or 127.0.0.1:9000+id)")
 	memberAddr := fs.String("member-addr", "", "this member's advertised member address (default: from --members, or 127.0.0.1:9100+id)")
 	httpAddr := fs.String("http-addr", "", "serve /metrics, /livez, /readyz and /status on this address; empty: none (default 127.0.0.1:9200+id, skipped with a warning if taken) [TANDEM_HTTP_ADDR]")
-	s, pos, code, done := loadSettings(fs, args, lookup, verbHelp{nodeHelp, nodeExamples}, stdout, stderr)
+	s, pos, code, done := loadSettings(fs, args, lookup, environ, verbHelp{nodeHelp, nodeExamples}, stdout, stderr)
 	if done {
 		return setup, code, true
 	}
@@ -194,7 +194,11 @@ func prepareNode(args []string, lookup func(string) (string, bool), stdout, stde
 		s.origins["log-level"] = s.origins["verbose"]
 	}
 	setup.logFormat, setup.logLevel = logFmt, logLvl.level
+	setup.warnings = s.warnings
 	if *printConfig {
+		for _, w := range s.warnings {
+			fmt.Fprintf(stderr, "tandem node: warning: %s\n", w)
+		}
 		derived := map[string]derivedValue{
 			"data":    {cfg.DataDir, "./data/node-<id>"},
 			"members": {effectiveMembers, "the localhost layout of --size members"},

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,12 @@ func prepare(t *testing.T, env map[string]string, args ...string) (setup nodeSet
 	t.Helper()
 	var o, e bytes.Buffer
 	lookup := func(name string) (string, bool) { v, ok := env[name]; return v, ok }
-	setup, code, done = prepareNode(args, lookup, &o, &e)
+	var environ []string
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
+	sort.Strings(environ)
+	setup, code, done = prepareNode(args, lookup, environ, &o, &e)
 	return setup, o.String(), e.String(), code, done
 }
 
@@ -291,5 +297,30 @@ func TestNodeVerboseAndLogLevelPrecedence(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^log-level: ` + level + ` +` + regexp.QuoteMeta(tc.origin) + `$`).MatchString(out) {
 			t.Fatalf("env %v args %q: --print-config does not say log-level: %s %s:\n%s", tc.env, tc.args, level, tc.origin, out)
 		}
+	}
+}
+
+// A TANDEM_ variable that is no flag's is said, with the nearest flag's, as a warning: at start
+// and in --print-config, which still prints; the repository's other variables are not.
+func TestNodeUnknownVariablesWarn(t *testing.T) {
+	env := map[string]string{"TANDEM_TIKC": "1s", "TANDEM_FROBNICATE": "1", "TANDEM_ENDPOINTS": "x", "TANDEM_SIM_SEEDS": "3",
+		"TANDEM_MEASURE": "1", "TANDEM_TEST_DUMP": "1", "TANDEM_METRICS_OUT": "m", "TANDEM_TICK": "50ms", "TANDEM_CONFIG": "",
+		"TANDEM_PRINT_CONFIG": "true"}
+	setup, _, stderr, code, done := prepare(t, env, "0")
+	if done || code != exitOK || stderr != "" {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	want := []string{
+		"TANDEM_FROBNICATE is not a variable of tandem node, ignored",
+		"TANDEM_PRINT_CONFIG is not a variable of tandem node, ignored",
+		"TANDEM_TIKC is not a variable of tandem node, ignored (did you mean TANDEM_TICK?)",
+	}
+	if strings.Join(setup.warnings, "|") != strings.Join(want, "|") {
+		t.Fatalf("warnings %q, want %q", setup.warnings, want)
+	}
+	_, out, stderr, code, done := prepare(t, env, "0", "--print-config")
+	if !done || code != exitOK || !strings.Contains(out, "tick: 50ms") ||
+		!strings.Contains(stderr, "tandem node: warning: TANDEM_TIKC is not a variable of tandem node, ignored (did you mean TANDEM_TICK?)\n") {
+		t.Fatalf("--print-config: exit %d, stderr %q\n%s", code, stderr, out)
 	}
 }
