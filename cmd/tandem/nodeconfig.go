@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -142,7 +143,18 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 			}
 		}
 		if !found {
-			return fail("client-addr and member-addr set member %d's addresses, which the member list does not name", id)
+			var given []string
+			for _, name := range []string{"client-addr", "member-addr"} {
+				if s.set(name) && s.fs.Lookup(name).Value.String() != "" {
+					given = append(given, s.source(name))
+				}
+			}
+			list := fmt.Sprintf("the localhost layout of %d members", *size)
+			if s.set("members") {
+				list = s.source("members")
+			}
+			return fail("%s set member %d's addresses, which the member list (%s) does not name",
+				strings.Join(given, " and "), id, list)
 		}
 	}
 	cfg.DataDir = *data
@@ -182,7 +194,7 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 		}
 	}
 	if err := cfg.Validate(); err != nil {
-		return fail("node: invalid configuration: %v", err) // as node.New says it
+		return fail("node: invalid configuration: %v%s", err, s.fieldSources(err)) // as node.New says it, and where from
 	}
 	setup.cfg, setup.clientFD, setup.memberFD = cfg, *clientFD, *memberFD
 	// --verbose is log-level debug at verbose's own origin: it wins over a log-level of lower
@@ -210,6 +222,36 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 		return setup, exitOK, true
 	}
 	return setup, exitOK, false
+}
+
+// configFields are the node.Config fields that flags set, as Validate's errors name them.
+var configFields = map[string]string{
+	"ClusterID": "cluster-id", "DataDir": "data", "Members": "members", "PreferredLeaders": "preferred-leader",
+	"TickInterval": "tick", "ElectionTicks": "election-ticks", "HeartbeatTicks": "heartbeat-ticks",
+	"SessionTimeout": "session-timeout", "SnapshotIntervalEntries": "snapshot-entries",
+	"MaxClientConns": "max-client-conns", "MaxMemberConns": "max-member-conns", "MaxClusterVersion": "max-cluster-version",
+	"ClientBind": "client-bind", "MemberBind": "member-bind", "HTTPAddr": "http-addr", "Join": "join",
+}
+
+var configFieldRE = regexp.MustCompile(`\b[A-Z][A-Za-z]+\b`)
+
+// fieldSources names where the flags behind the fields that err (node.Config.Validate's) names
+// came from: " (election-ticks from tandem.yaml, heartbeat-ticks default)"; "" if it names none.
+func (s *settings) fieldSources(err error) string {
+	var parts []string
+	seen := map[string]bool{}
+	for _, field := range configFieldRE.FindAllString(err.Error(), -1) {
+		name, ok := configFields[field]
+		if !ok || seen[name] {
+			continue
+		}
+		seen[name] = true
+		parts = append(parts, name+" "+s.origins[name].String())
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 // derivedValue is a setting whose default is computed (the data directory from the id): shown

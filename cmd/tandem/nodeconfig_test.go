@@ -148,7 +148,13 @@ func TestNodeConfigErrors(t *testing.T) {
 		// The checks across settings, whatever their source.
 		{"c.yaml", "learner: true\n", nil, nil, "c.yaml: learner is for a member that joins (--join)"},
 		{"", "", map[string]string{"TANDEM_MEMBERS": "0,127.0.0.1:7000,127.0.0.1:7100"}, nil, "TANDEM_MEMBERS names one member only"},
-		{"c.yaml", "election-ticks: 1\n", nil, nil, "node: invalid configuration: ElectionTicks (1) must be larger than HeartbeatTicks (1)"},
+		{"c.yaml", "election-ticks: 1\n", nil, nil, "node: invalid configuration: ElectionTicks (1) must be larger than HeartbeatTicks (1) (election-ticks from "},
+		{"", "", map[string]string{"TANDEM_HEARTBEAT_TICKS": "10"}, nil, "must be larger than HeartbeatTicks (10) (election-ticks default, heartbeat-ticks from TANDEM_HEARTBEAT_TICKS)"},
+		{"c.yaml", "client-addr: 127.0.0.1:1\n", nil, []string{"5"}, "c.yaml: client-addr set member 5's addresses, which the member list (the localhost layout of 3 members) does not name"},
+		{"", "", map[string]string{"TANDEM_MEMBERS": "0,127.0.0.1:7000,127.0.0.1:7100|1,127.0.0.1:7001,127.0.0.1:7101"},
+			[]string{"5", "--client-addr", "127.0.0.1:1"}, "--client-addr set member 5's addresses, which the member list (TANDEM_MEMBERS) does not name"},
+		{"", "", map[string]string{"TANDEM_MEMBER_ADDR": "127.0.0.1:1"}, []string{"5"},
+			"TANDEM_MEMBER_ADDR set member 5's addresses"},
 		{"", "", map[string]string{"TANDEM_CLIENT_FD": "2"}, nil, "TANDEM_CLIENT_FD 2: descriptors 0 to 2 are stdin, stdout and stderr"},
 		// The member id.
 		{"c.yaml", "id: 1\n", nil, nil, "member id 0 on the command line, but "},
