@@ -17,11 +17,13 @@ import (
 //   - --log-format json: one stream for a log pipeline. Every line is a JSON object on stderr
 //     (time, level, msg, self and the line's attributes), the events included: the banners are
 //     records too ("member started", "role changed", "new leader elected"), not boxes, and
-//     standard output stays empty.
+//     standard output stays empty. An error that stops the member (a refused start, Run's
+//     error) is an error record too, not a line of text; the exit code is the same.
 //
 // --log-level (debug, info, warn, error; default info) filters the log in both formats, and the
 // event records in JSON; the walk-through on standard output in text is not filtered. Whatever
-// the level, warnings and errors are also kept in the data directory's errors.log (node/errlog.go).
+// the level, warnings and errors are also kept in the data directory's errors.log (node/errlog.go),
+// the event records at WARN among them (they go through node.Node.Logger).
 // --verbose is the deprecated spelling of --log-level debug: it wins over a --log-level from a
 // source of lower precedence only (the command line > the environment > the config file).
 

@@ -114,13 +114,19 @@ func runNode(args []string) int {
 	for _, w := range setup.warnings {
 		cfg.Logger.Warn(w, "self", id)
 	}
+	// jsonLog, in JSON, is where an error that stops the member is said (failed): a log pipeline
+	// reads one format, the last line too.
+	var jsonLog *slog.Logger
+	if logFmt == logFormatJSON {
+		jsonLog = cfg.Logger.With("self", id)
+	}
 	cl, err := inheritedListener("--client-fd", setup.clientFD)
 	if err != nil {
-		return usageError(os.Stderr, "node", "%v", err)
+		return failed(os.Stderr, jsonLog, "cannot start", err, exitUsage, true)
 	}
 	ml, err := inheritedListener("--member-fd", setup.memberFD)
 	if err != nil {
-		return usageError(os.Stderr, "node", "%v", err)
+		return failed(os.Stderr, jsonLog, "cannot start", err, exitUsage, true)
 	}
 	opts := []node.Option{node.WithListeners(cl, ml)}
 	if setup.httpDefault != "" {
@@ -128,12 +134,14 @@ func runNode(args []string) int {
 	}
 	n, err := node.New(cfg, counter.New(), opts...)
 	if err != nil {
-		return usageError(os.Stderr, "node", "%v", err)
+		return failed(os.Stderr, jsonLog, "cannot start", err, exitUsage, true)
 	}
 	r := newRenderer(os.Stdout)
 	r.cfg = &cfg // the start banner waits for node.EventStarted (see renderer.event)
 	if logFmt == logFormatJSON {
-		r.log = cfg.Logger.With("self", id)
+		// The member's own log, not Config.Logger: an event record at WARN (member
+		// unreachable) is kept in errors.log as the member's own warnings are.
+		r.log = n.Logger()
 	}
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -161,24 +169,32 @@ func runNode(args []string) int {
 		return exitOK
 	}
 	if err != nil {
-		if r.log != nil {
-			r.log.Error("member stopped", "err", err)
-		} else {
-			fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
-		}
+		code := exitFailed
 		if errors.Is(err, node.ErrCannotApply) {
-			return exitCannotApply
+			code = exitCannotApply
 		}
 		if errors.Is(err, node.ErrMembersDiffer) {
-			return exitUsage // a member list that disagrees with the data: fix the flags
+			code = exitUsage // a member list that disagrees with the data: fix the flags
 		}
-		if errors.Is(err, node.ErrJoin) {
-			return exitFailed
-		}
-		return exitFailed
+		return failed(os.Stderr, jsonLog, "member stopped", err, code, false)
 	}
 	r.say(fmt.Sprintf("member %d stopped", id), "member stopped")
 	return exitOK
+}
+
+// failed says err, which stops the member, and returns code: in JSON (jsonLog set) as an error
+// record msg; in text as the usage error (usage: the hint to the flags follows) or the line
+// "tandem node: err".
+func failed(stderr io.Writer, jsonLog *slog.Logger, msg string, err error, code int, usage bool) int {
+	switch {
+	case jsonLog != nil:
+		jsonLog.Error(msg, "err", err)
+	case usage:
+		usageError(stderr, "node", "%v", err)
+	default:
+		fmt.Fprintf(stderr, "tandem node: %v\n", err)
+	}
+	return code
 }
 
 // inheritedListener is the listening socket the process inherited as file descriptor fd (from a
