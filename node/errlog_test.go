@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tandem-cluster/tandem/examples/counter"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
@@ -304,5 +305,28 @@ func TestErrorLogFailureIsCountedAndSaidOnce(t *testing.T) {
 	errs.describe(&me)
 	if len(me.Records) != 3 || me.Records[2].Msg != "still served" || me.WriteFailures < 3 {
 		t.Fatalf("served %+v, want the 3 records and the failures", me)
+	}
+}
+
+// Node.Logger, where the CLI logs the member's events in JSON, keeps a warning as the member's
+// own lines are (errors.log and tandem cluster errors), with the member's id.
+func TestNodeLoggerKeepsWarnings(t *testing.T) {
+	var out bytes.Buffer
+	cfg := DefaultConfig()
+	cfg.ID, cfg.Members, cfg.DataDir = 1, LocalCluster(3), t.TempDir()
+	cfg.Logger = slog.New(slog.NewJSONHandler(&out, nil))
+	n, err := New(cfg, counter.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Logger().Info("member reachable", "member", 2)
+	n.Logger().Warn("member unreachable", "member", 2)
+	var me wire.MemberErrors
+	n.errs.describe(&me)
+	if len(me.Records) != 1 || me.Records[0].Msg != "member unreachable" {
+		t.Fatalf("kept %+v, want the warning only", me.Records)
+	}
+	if !strings.Contains(out.String(), `"self":1`) {
+		t.Fatalf("Node.Logger's lines lack self: %s", out.String())
 	}
 }

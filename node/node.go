@@ -361,6 +361,12 @@ func New(cfg Config, svc service.Service, opts ...Option) (*Node, error) {
 // never runs never closes it.
 func (n *Node) Events() <-chan Event { return n.events }
 
+// Logger is the member's own log: Config.Logger, every line carrying the member's id ("self"),
+// and what it says at WARN and above kept in the data directory's errors.log too (while Run
+// runs; in memory, for tandem cluster errors, before and after). For a caller that logs the
+// member's events, so that a warning among them is kept as the member's own are.
+func (n *Node) Logger() *slog.Logger { return n.log }
+
 // Status returns the member's state as of its last loop iteration.
 func (n *Node) Status() Status {
 	n.mu.Lock()

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -69,10 +71,23 @@ func readConfigFile(path string) ([]fileEntry, error) {
 // yamlEntries reads a YAML config file's entries.
 func yamlEntries(data []byte) ([]fileEntry, error) {
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err == io.EOF {
+		return nil, nil // empty
+	} else if err != nil {
 		return nil, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	if doc.Kind == 0 { // empty, or comments only
+	// A second document (after ---) would be ignored in silence: the settings an operator wrote
+	// there would not be in force.
+	var next yaml.Node
+	if err := dec.Decode(&next); err != io.EOF {
+		line := 0
+		if err == nil {
+			line = next.Line
+		}
+		return nil, fmt.Errorf("line %d: a second YAML document (after ---): a config file is one document", line)
+	}
+	if doc.Kind == 0 { // comments only
 		return nil, nil
 	}
 	root := doc.Content[0]
@@ -135,8 +150,11 @@ func tomlEntries(data []byte) ([]fileEntry, error) {
 	}
 	var es []fileEntry
 	for _, k := range md.Keys() {
-		if len(k) != 1 { // inside a table: the table itself is refused as a map
-			continue
+		if len(k) != 1 {
+			// A dotted key (node.tick = "1s") or a key of a [table]: not a flag's, and were it
+			// skipped, the setting would not be in force (the table itself is not always a key:
+			// a dotted key has none).
+			return nil, fmt.Errorf("key %q is inside a table: the keys are the flags' names, at the top level", k.String())
 		}
 		e := tomlEntry(m[k[0]])
 		e.key = k[0]

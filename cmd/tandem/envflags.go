@@ -68,6 +68,8 @@ type settings struct {
 	// format does not say); "": none.
 	fileID     string
 	fileIDLine int
+	// warnings are what the verb says before it runs: the unknown TANDEM_ variables.
+	warnings []string
 }
 
 // set reports whether flag name was given by any source.
@@ -92,7 +94,7 @@ var notFromSources = map[string]bool{"config": true, "print-config": true}
 // file that --config or TANDEM_CONFIG names. It returns the positional arguments; when the verb
 // must return at once (help, or an error printed as a usage error), done is true and code its
 // exit code.
-func loadSettings(fs *flag.FlagSet, args []string, lookup func(string) (string, bool), help verbHelp,
+func loadSettings(fs *flag.FlagSet, args []string, lookup func(string) (string, bool), environ []string, help verbHelp,
 	stdout, stderr io.Writer) (s *settings, pos []string, code int, done bool) {
 	pos, code, done = parseVerbTo(fs, args, help, stdout, stderr)
 	if done {
@@ -148,7 +150,51 @@ func loadSettings(fs *flag.FlagSet, args []string, lookup func(string) (string, 
 			return nil, nil, usageError(stderr, verb, "--%s %q: %v", name, v, err), true
 		}
 	}
+	s.warnings = unknownVariables(fs, environ)
 	return s, pos, exitOK, false
+}
+
+// A TANDEM_ variable that is no flag's is a warning, not an error (the decision, issue 21's
+// follow-up): a misspelled one (TANDEM_TIKC) would otherwise be ignored in silence, as an
+// unknown file key is not; but the prefix is shared with variables that are not the member's —
+// the client's TANDEM_ENDPOINTS, the tests' and tools' (TANDEM_METRICS_OUT, TANDEM_SIM_*,
+// TANDEM_MEASURE*, TANDEM_TEST_*, TANDEM_BUG_SEEDS) — and an environment exported for all of
+// them, or one a later tool adds to, must not stop a member from starting. The known ones are
+// not warned about; any other is, naming the nearest flag's variable.
+
+// otherVariables are the TANDEM_ variables, not flags', that the repository reads; otherPrefixes
+// the prefixes of its families of test and tool variables.
+var (
+	otherVariables = map[string]bool{"TANDEM_ENDPOINTS": true, "TANDEM_METRICS_OUT": true, "TANDEM_BUG_SEEDS": true}
+	otherPrefixes  = []string{"TANDEM_SIM_", "TANDEM_MEASURE", "TANDEM_TEST_"}
+)
+
+// unknownVariables returns a warning for each variable of environ ("NAME=value" or "NAME") that
+// starts with TANDEM_ and that neither a flag of fs nor the repository reads, in environ's order.
+func unknownVariables(fs *flag.FlagSet, environ []string) []string {
+	var warnings []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "TANDEM_") || otherVariables[name] {
+			continue
+		}
+		known := false
+		for _, p := range otherPrefixes {
+			known = known || strings.HasPrefix(name, p)
+		}
+		fs.VisitAll(func(f *flag.Flag) {
+			known = known || (envName(f.Name) == name && f.Name != "print-config")
+		})
+		if known {
+			continue
+		}
+		w := fmt.Sprintf("%s is not a variable of tandem %s, ignored", name, fs.Name())
+		if near := closestKey(fs, name); near != "" && near != "id" {
+			w = fmt.Sprintf("%s is not a variable of tandem %s, ignored (did you mean %s?)", name, fs.Name(), envName(near))
+		}
+		warnings = append(warnings, w)
+	}
+	return warnings
 }
 
 // listSeparators are the flags a config file may give as a list: the items are joined with the
@@ -211,7 +257,12 @@ func (s *settings) applyFileEntry(e fileEntry) error {
 		return fmt.Errorf("%s: %s: %s is not a duration (like 100ms)", where, e.key, shown)
 	}
 	if err := s.fs.Set(e.key, text); err != nil {
-		return fmt.Errorf("%s: %s: %s is not %s", where, e.key, shown, typeDescriptions[typ])
+		if desc, ok := typeDescriptions[typ]; ok && typ != "string" {
+			// The flag package's own types say only "parse error": say what the flag takes.
+			return fmt.Errorf("%s: %s: %s is not %s", where, e.key, shown, desc)
+		}
+		// A value of the verb's own (--log-format, --log-level) says why itself.
+		return fmt.Errorf("%s: %s: %v", where, e.key, err)
 	}
 	if !s.set(e.key) { // the command line's, when it gave one: its value is put back last
 		s.origins[e.key] = origin{fromFile, s.config}

@@ -17,12 +17,15 @@ import (
 //   - --log-format json: one stream for a log pipeline. Every line is a JSON object on stderr
 //     (time, level, msg, self and the line's attributes), the events included: the banners are
 //     records too ("member started", "role changed", "new leader elected"), not boxes, and
-//     standard output stays empty.
+//     standard output stays empty. An error that stops the member (a refused start, Run's
+//     error) is an error record too, not a line of text; the exit code is the same.
 //
 // --log-level (debug, info, warn, error; default info) filters the log in both formats, and the
 // event records in JSON; the walk-through on standard output in text is not filtered. Whatever
-// the level, warnings and errors are also kept in the data directory's errors.log (node/errlog.go).
-// --verbose is the deprecated spelling of --log-level debug.
+// the level, warnings and errors are also kept in the data directory's errors.log (node/errlog.go),
+// the event records at WARN among them (they go through node.Node.Logger).
+// --verbose is the deprecated spelling of --log-level debug: it wins over a --log-level from a
+// source of lower precedence only (the command line > the environment > the config file).
 
 // logFormat is the value of --log-format.
 type logFormat string
@@ -43,11 +46,9 @@ func (f *logFormat) Set(s string) error {
 	return fmt.Errorf("%q is not a log format: text or json", s)
 }
 
-// logLevel is the value of --log-level; set says it was given (on the command line or in the
-// environment), so that the deprecated --verbose does not override it.
+// logLevel is the value of --log-level (--verbose is folded in by prepareNode).
 type logLevel struct {
 	level slog.Level
-	set   bool
 }
 
 func (l *logLevel) String() string { return strings.ToLower(l.level.String()) }
@@ -65,16 +66,7 @@ func (l *logLevel) Set(s string) error {
 	default:
 		return fmt.Errorf("%q is not a log level: debug, info, warn or error", s)
 	}
-	l.set = true
 	return nil
-}
-
-// effective is the level to log at: --log-level, else debug with --verbose, else info.
-func (l *logLevel) effective(verbose bool) slog.Level {
-	if !l.set && verbose {
-		return slog.LevelDebug
-	}
-	return l.level
 }
 
 // newLogger is the member's logger: format and level as the flags say, writing to w.

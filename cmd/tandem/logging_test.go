@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"io"
 	"log/slog"
@@ -87,7 +88,7 @@ func TestLogLevelFilters(t *testing.T) {
 	if err := lvl.Set("warn"); err != nil {
 		t.Fatal(err)
 	}
-	l := newLogger(&buf, logFormatJSON, lvl.effective(true)) // --verbose does not override it
+	l := newLogger(&buf, logFormatJSON, lvl.level)
 	l.Debug("debug line")
 	l.Info("info line")
 	l.Warn("warn line", "for", 1500*time.Millisecond)
@@ -95,14 +96,6 @@ func TestLogLevelFilters(t *testing.T) {
 	recs := jsonLines(t, buf.String())
 	if len(recs) != 2 || recs[0]["msg"] != "warn line" || recs[0]["for"] != "1.5s" || recs[1]["msg"] != "error line" {
 		t.Fatalf("at warn: %s", buf.String())
-	}
-	buf.Reset()
-	var unset logLevel
-	unset.level = slog.LevelInfo
-	l = newLogger(&buf, logFormatText, unset.effective(true)) // --verbose alone: debug
-	l.Debug("debug line")
-	if !strings.Contains(buf.String(), "level=DEBUG") {
-		t.Fatalf("--verbose did not log debug lines: %q", buf.String())
 	}
 }
 
@@ -122,5 +115,34 @@ func TestLogFlagsRefuseUnknownValues(t *testing.T) {
 	if err := fs.Parse([]string{"--log-format", "JSON", "--log-level", "debug"}); err != nil ||
 		format != logFormatJSON || level.level != slog.LevelDebug {
 		t.Fatalf("JSON, debug: %v, %s, %s", err, format, level.String())
+	}
+}
+
+// An error that stops the member is, in JSON, an error record like every other line (the exit
+// code kept); in text, the usage error or the plain line it always was.
+func TestNodeFailureInJSONIsARecord(t *testing.T) {
+	var stderr, log bytes.Buffer
+	jsonLog := newLogger(&log, logFormatJSON, slog.LevelInfo).With("self", 2)
+	if code := failed(&stderr, jsonLog, "cannot start", errors.New("--client-fd 7 is not a listening socket"), exitUsage, true); code != exitUsage {
+		t.Fatalf("exit %d, want %d", code, exitUsage)
+	}
+	recs := jsonLines(t, log.String())
+	if stderr.Len() != 0 || len(recs) != 1 || recs[0]["level"] != "ERROR" || recs[0]["msg"] != "cannot start" ||
+		recs[0]["err"] != "--client-fd 7 is not a listening socket" || recs[0]["self"] != 2.0 {
+		t.Fatalf("JSON: records %v, stderr %q", recs, stderr.String())
+	}
+	log.Reset()
+	if code := failed(&stderr, jsonLog, "member stopped", errors.New("disk full"), exitCannotApply, false); code != exitCannotApply ||
+		jsonLines(t, log.String())[0]["msg"] != "member stopped" {
+		t.Fatalf("JSON, Run's error: exit %d, %s", code, log.String())
+	}
+	if code := failed(&stderr, nil, "cannot start", errors.New("bad"), exitUsage, true); code != exitUsage ||
+		stderr.String() != "tandem node: bad\n"+usageHint("node")+"\n" {
+		t.Fatalf("text, usage: exit %d, stderr %q", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := failed(&stderr, nil, "member stopped", errors.New("disk full"), exitFailed, false); code != exitFailed ||
+		stderr.String() != "tandem node: disk full\n" {
+		t.Fatalf("text: exit %d, stderr %q", code, stderr.String())
 	}
 }

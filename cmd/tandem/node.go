@@ -64,7 +64,8 @@ Every flag can also be set in the environment, as TANDEM_ and its name in capita
 underscores (--election-ticks: TANDEM_ELECTION_TICKS), and in a config file (--config FILE or
 TANDEM_CONFIG; .yaml, .yml or .toml), whose keys are the flags' names (election-ticks: 10) and
 key id the member id. The command line wins over the environment, which wins over the file,
-which wins over the default. A value that does not parse is an error naming where it came from.
+which wins over the default. A value that does not parse is an error naming where it came from;
+a TANDEM_ variable that is no flag's is ignored with a warning naming the nearest.
 --print-config shows the effective configuration, each value's origin in a comment, as a config
 file, and exits without starting the member.
 
@@ -98,23 +99,34 @@ type nodeSetup struct {
 	// logFormat and logLevel are --log-format and --log-level (--verbose folded in).
 	logFormat logFormat
 	logLevel  slog.Level
+	// warnings are said once the log is set up (the unknown TANDEM_ variables).
+	warnings []string
 }
 
 func runNode(args []string) int {
-	setup, code, done := prepareNode(args, os.LookupEnv, os.Stdout, os.Stderr)
+	setup, code, done := prepareNode(args, os.LookupEnv, os.Environ(), os.Stdout, os.Stderr)
 	if done {
 		return code
 	}
 	cfg, id := setup.cfg, setup.cfg.ID
 	logFmt := setup.logFormat
 	cfg.Logger = newLogger(os.Stderr, logFmt, setup.logLevel)
+	for _, w := range setup.warnings {
+		cfg.Logger.Warn(w, "self", id)
+	}
+	// jsonLog, in JSON, is where an error that stops the member is said (failed): a log pipeline
+	// reads one format, the last line too.
+	var jsonLog *slog.Logger
+	if logFmt == logFormatJSON {
+		jsonLog = cfg.Logger.With("self", id)
+	}
 	cl, err := inheritedListener("--client-fd", setup.clientFD)
 	if err != nil {
-		return usageError(os.Stderr, "node", "%v", err)
+		return failed(os.Stderr, jsonLog, "cannot start", err, exitUsage, true)
 	}
 	ml, err := inheritedListener("--member-fd", setup.memberFD)
 	if err != nil {
-		return usageError(os.Stderr, "node", "%v", err)
+		return failed(os.Stderr, jsonLog, "cannot start", err, exitUsage, true)
 	}
 	opts := []node.Option{node.WithListeners(cl, ml)}
 	if setup.httpDefault != "" {
@@ -122,12 +134,14 @@ func runNode(args []string) int {
 	}
 	n, err := node.New(cfg, counter.New(), opts...)
 	if err != nil {
-		return usageError(os.Stderr, "node", "%v", err)
+		return failed(os.Stderr, jsonLog, "cannot start", err, exitUsage, true)
 	}
 	r := newRenderer(os.Stdout)
 	r.cfg = &cfg // the start banner waits for node.EventStarted (see renderer.event)
 	if logFmt == logFormatJSON {
-		r.log = cfg.Logger.With("self", id)
+		// The member's own log, not Config.Logger: an event record at WARN (member
+		// unreachable) is kept in errors.log as the member's own warnings are.
+		r.log = n.Logger()
 	}
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -155,24 +169,32 @@ func runNode(args []string) int {
 		return exitOK
 	}
 	if err != nil {
-		if r.log != nil {
-			r.log.Error("member stopped", "err", err)
-		} else {
-			fmt.Fprintf(os.Stderr, "tandem node: %v\n", err)
-		}
+		code := exitFailed
 		if errors.Is(err, node.ErrCannotApply) {
-			return exitCannotApply
+			code = exitCannotApply
 		}
 		if errors.Is(err, node.ErrMembersDiffer) {
-			return exitUsage // a member list that disagrees with the data: fix the flags
+			code = exitUsage // a member list that disagrees with the data: fix the flags
 		}
-		if errors.Is(err, node.ErrJoin) {
-			return exitFailed
-		}
-		return exitFailed
+		return failed(os.Stderr, jsonLog, "member stopped", err, code, false)
 	}
 	r.say(fmt.Sprintf("member %d stopped", id), "member stopped")
 	return exitOK
+}
+
+// failed says err, which stops the member, and returns code: in JSON (jsonLog set) as an error
+// record msg; in text as the usage error (usage: the hint to the flags follows) or the line
+// "tandem node: err".
+func failed(stderr io.Writer, jsonLog *slog.Logger, msg string, err error, code int, usage bool) int {
+	switch {
+	case jsonLog != nil:
+		jsonLog.Error(msg, "err", err)
+	case usage:
+		usageError(stderr, "node", "%v", err)
+	default:
+		fmt.Fprintf(stderr, "tandem node: %v\n", err)
+	}
+	return code
 }
 
 // inheritedListener is the listening socket the process inherited as file descriptor fd (from a

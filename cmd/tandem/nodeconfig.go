@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,7 +21,7 @@ import (
 // that --print-config fails exactly as the start would. When the verb must return at once (its
 // help, --print-config, or an error printed as a usage error), done is true and code its exit
 // code.
-func prepareNode(args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) (setup nodeSetup, code int, done bool) {
+func prepareNode(args []string, lookup func(string) (string, bool), environ []string, stdout, stderr io.Writer) (setup nodeSetup, code int, done bool) {
 	fs := newFlagSet("node")
 	def := node.DefaultConfig()
 	fs.String("config", "", "read settings from this `file` (.yaml, .yml or .toml; keys are the flags' names, and id the member id) [TANDEM_CONFIG]")
@@ -51,7 +52,7 @@ func prepareNode(args []string, lookup func(string) (string, bool), stdout, stde
 	clientAddr := fs.String("client-addr", "", "this member's advertised client address (default: from --members, or 127.0.0.1:9000+id)")
 	memberAddr := fs.String("member-addr", "", "this member's advertised member address (default: from --members, or 127.0.0.1:9100+id)")
 	httpAddr := fs.String("http-addr", "", "serve /metrics, /livez, /readyz and /status on this address; empty: none (default 127.0.0.1:9200+id, skipped with a warning if taken) [TANDEM_HTTP_ADDR]")
-	s, pos, code, done := loadSettings(fs, args, lookup, verbHelp{nodeHelp, nodeExamples}, stdout, stderr)
+	s, pos, code, done := loadSettings(fs, args, lookup, environ, verbHelp{nodeHelp, nodeExamples}, stdout, stderr)
 	if done {
 		return setup, code, true
 	}
@@ -142,7 +143,18 @@ func prepareNode(args []string, lookup func(string) (string, bool), stdout, stde
 			}
 		}
 		if !found {
-			return fail("client-addr and member-addr set member %d's addresses, which the member list does not name", id)
+			var given []string
+			for _, name := range []string{"client-addr", "member-addr"} {
+				if s.set(name) && s.fs.Lookup(name).Value.String() != "" {
+					given = append(given, s.source(name))
+				}
+			}
+			list := fmt.Sprintf("the localhost layout of %d members", *size)
+			if s.set("members") {
+				list = s.source("members")
+			}
+			return fail("%s set member %d's addresses, which the member list (%s) does not name",
+				strings.Join(given, " and "), id, list)
 		}
 	}
 	cfg.DataDir = *data
@@ -167,24 +179,38 @@ func prepareNode(args []string, lookup func(string) (string, bool), stdout, stde
 	}
 	// What node.New and inheritedListener would refuse, checked here too, so that --print-config
 	// refuses it (they need the listener itself, which --print-config does not open).
+	// A bind given empty is no bind (the default), whatever its source: --print-config writes
+	// client-bind: "" next to client-fd, and its printout must read back.
 	for _, fd := range []struct {
-		name string
-		fd   int
-		bind string
-	}{{"client-fd", *clientFD, "client-bind"}, {"member-fd", *memberFD, "member-bind"}} {
+		name       string
+		fd         int
+		bind, addr string
+	}{{"client-fd", *clientFD, "client-bind", *clientBind}, {"member-fd", *memberFD, "member-bind", *memberBind}} {
 		if fd.fd != 0 && fd.fd < 3 {
 			return fail("%s %d: descriptors 0 to 2 are stdin, stdout and stderr", s.source(fd.name), fd.fd)
 		}
-		if fd.fd != 0 && s.set(fd.bind) {
+		if fd.fd != 0 && fd.addr != "" {
 			return fail("%s and %s: a port is either inherited or bound, not both", s.source(fd.name), s.source(fd.bind))
 		}
 	}
 	if err := cfg.Validate(); err != nil {
-		return fail("node: invalid configuration: %v", err) // as node.New says it
+		return fail("node: invalid configuration: %v%s", err, s.fieldSources(err)) // as node.New says it, and where from
 	}
 	setup.cfg, setup.clientFD, setup.memberFD = cfg, *clientFD, *memberFD
-	setup.logFormat, setup.logLevel = logFmt, logLvl.effective(*verbose)
+	// --verbose is log-level debug at verbose's own origin: it wins over a log-level of lower
+	// precedence (TANDEM_LOG_LEVEL=warn and --verbose: debug), loses to one of the same or
+	// higher (the deprecated spelling never overrides the new one given alike). The level is
+	// set in the flag itself, so that --print-config prints the level in force.
+	if *verbose && s.origins["verbose"].kind > s.origins["log-level"].kind {
+		logLvl.level = slog.LevelDebug
+		s.origins["log-level"] = s.origins["verbose"]
+	}
+	setup.logFormat, setup.logLevel = logFmt, logLvl.level
+	setup.warnings = s.warnings
 	if *printConfig {
+		for _, w := range s.warnings {
+			fmt.Fprintf(stderr, "tandem node: warning: %s\n", w)
+		}
 		derived := map[string]derivedValue{
 			"data":    {cfg.DataDir, "./data/node-<id>"},
 			"members": {effectiveMembers, "the localhost layout of --size members"},
@@ -196,6 +222,36 @@ func prepareNode(args []string, lookup func(string) (string, bool), stdout, stde
 		return setup, exitOK, true
 	}
 	return setup, exitOK, false
+}
+
+// configFields are the node.Config fields that flags set, as Validate's errors name them.
+var configFields = map[string]string{
+	"ClusterID": "cluster-id", "DataDir": "data", "Members": "members", "PreferredLeaders": "preferred-leader",
+	"TickInterval": "tick", "ElectionTicks": "election-ticks", "HeartbeatTicks": "heartbeat-ticks",
+	"SessionTimeout": "session-timeout", "SnapshotIntervalEntries": "snapshot-entries",
+	"MaxClientConns": "max-client-conns", "MaxMemberConns": "max-member-conns", "MaxClusterVersion": "max-cluster-version",
+	"ClientBind": "client-bind", "MemberBind": "member-bind", "HTTPAddr": "http-addr", "Join": "join",
+}
+
+var configFieldRE = regexp.MustCompile(`\b[A-Z][A-Za-z]+\b`)
+
+// fieldSources names where the flags behind the fields that err (node.Config.Validate's) names
+// came from: " (election-ticks from tandem.yaml, heartbeat-ticks default)"; "" if it names none.
+func (s *settings) fieldSources(err error) string {
+	var parts []string
+	seen := map[string]bool{}
+	for _, field := range configFieldRE.FindAllString(err.Error(), -1) {
+		name, ok := configFields[field]
+		if !ok || seen[name] {
+			continue
+		}
+		seen[name] = true
+		parts = append(parts, name+" "+s.origins[name].String())
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 // derivedValue is a setting whose default is computed (the data directory from the id): shown

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,12 @@ func prepare(t *testing.T, env map[string]string, args ...string) (setup nodeSet
 	t.Helper()
 	var o, e bytes.Buffer
 	lookup := func(name string) (string, bool) { v, ok := env[name]; return v, ok }
-	setup, code, done = prepareNode(args, lookup, &o, &e)
+	var environ []string
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
+	sort.Strings(environ)
+	setup, code, done = prepareNode(args, lookup, environ, &o, &e)
 	return setup, o.String(), e.String(), code, done
 }
 
@@ -120,7 +126,12 @@ func TestNodeConfigErrors(t *testing.T) {
 		{"c.yaml", "tick:\n", nil, nil, `c.yaml:1: tick has no value (write "" for an empty one)`},
 		{"c.yaml", "tick: [1s]\n", nil, nil, "c.yaml:1: tick: a list is not a value (only members, join and preferred-leader take lists)"},
 		{"c.yaml", "members:\n  a: b\n", nil, nil, "c.yaml:1: members: a map is not a value"},
-		{"c.toml", "[node]\ntick = \"1s\"\n", nil, nil, `c.toml: unknown key "node"`},
+		{"c.toml", "[node]\ntick = \"1s\"\n", nil, nil, `c.toml (from --config): key "node.tick" is inside a table: the keys are the flags' names, at the top level`},
+		{"c.toml", "node.tick = \"1s\"\n", nil, nil, `c.toml (from --config): key "node.tick" is inside a table`},
+		{"c.toml", "tick = \"1s\"\n[a.b]\nc = 1\n", nil, nil, `key "a.b" is inside a table`},
+		{"c.yaml", "tick: 1s\n---\ntick: 2s\n", nil, nil, "c.yaml (from --config): line 2: a second YAML document (after ---): a config file is one document"},
+		{"c.yaml", "log-format: jsn\n", nil, nil, `c.yaml:1: log-format: "jsn" is not a log format: text or json`},
+		{"c.toml", "log-level = \"loud\"\n", nil, nil, `c.toml: log-level: "loud" is not a log level: debug, info, warn or error`},
 		{"c.yaml", "tick: 1s\ntick: 2s\n", nil, nil, "line 2: key tick again (first on line 1)"},
 		{"c.yaml", "config: other.yaml\n", nil, nil, "c.yaml:1: config: a config file cannot name another"},
 		{"c.yaml", "print-config: true\n", nil, nil, "c.yaml:1: print-config: an action for the command line"},
@@ -137,7 +148,13 @@ func TestNodeConfigErrors(t *testing.T) {
 		// The checks across settings, whatever their source.
 		{"c.yaml", "learner: true\n", nil, nil, "c.yaml: learner is for a member that joins (--join)"},
 		{"", "", map[string]string{"TANDEM_MEMBERS": "0,127.0.0.1:7000,127.0.0.1:7100"}, nil, "TANDEM_MEMBERS names one member only"},
-		{"c.yaml", "election-ticks: 1\n", nil, nil, "node: invalid configuration: ElectionTicks (1) must be larger than HeartbeatTicks (1)"},
+		{"c.yaml", "election-ticks: 1\n", nil, nil, "node: invalid configuration: ElectionTicks (1) must be larger than HeartbeatTicks (1) (election-ticks from "},
+		{"", "", map[string]string{"TANDEM_HEARTBEAT_TICKS": "10"}, nil, "must be larger than HeartbeatTicks (10) (election-ticks default, heartbeat-ticks from TANDEM_HEARTBEAT_TICKS)"},
+		{"c.yaml", "client-addr: 127.0.0.1:1\n", nil, []string{"5"}, "c.yaml: client-addr set member 5's addresses, which the member list (the localhost layout of 3 members) does not name"},
+		{"", "", map[string]string{"TANDEM_MEMBERS": "0,127.0.0.1:7000,127.0.0.1:7100|1,127.0.0.1:7001,127.0.0.1:7101"},
+			[]string{"5", "--client-addr", "127.0.0.1:1"}, "--client-addr set member 5's addresses, which the member list (TANDEM_MEMBERS) does not name"},
+		{"", "", map[string]string{"TANDEM_MEMBER_ADDR": "127.0.0.1:1"}, []string{"5"},
+			"TANDEM_MEMBER_ADDR set member 5's addresses"},
 		{"", "", map[string]string{"TANDEM_CLIENT_FD": "2"}, nil, "TANDEM_CLIENT_FD 2: descriptors 0 to 2 are stdin, stdout and stderr"},
 		// The member id.
 		{"c.yaml", "id: 1\n", nil, nil, "member id 0 on the command line, but "},
@@ -197,6 +214,36 @@ func TestNodePrintConfigRoundTrips(t *testing.T) {
 	if !strings.Contains(second, "# from "+printed) {
 		t.Fatalf("read back, the values do not come from the file:\n%s", second)
 	}
+	// An inherited port (client-bind: "" is printed next to it) and --verbose (printed as the
+	// level in force) read back too, and the env's log level loses to the typed --verbose.
+	_, first, stderr, code, done = prepare(t, map[string]string{"TANDEM_LOG_LEVEL": "warn"},
+		"0", "--client-fd", "3", "--member-fd", "4", "--verbose", "--print-config")
+	if !done || code != exitOK || stderr != "" {
+		t.Fatalf("--client-fd --verbose --print-config: exit %d, stderr %q", code, stderr)
+	}
+	for _, want := range []string{"client-fd: 3", `client-bind: ""`, "log-level: debug", "verbose: true"} {
+		if !strings.Contains(first, want) {
+			t.Fatalf("--print-config lacks %q:\n%s", want, first)
+		}
+	}
+	printed = writeFile(t, "fd.yaml", first)
+	setup, second, stderr, code, done := prepare(t, nil, "--config", printed, "--print-config")
+	if !done || code != exitOK {
+		t.Fatalf("--print-config of the printed file: exit %d, stderr %q\n%s", code, stderr, first)
+	}
+	if got, want := settingLines(second), settingLines(first); got != want {
+		t.Fatalf("the printed configuration read back differs:\n%s\nthen:\n%s", first, second)
+	}
+	if setup, _, stderr, code, done = prepare(t, nil, "--config", printed); done || code != exitOK ||
+		setup.clientFD != 3 || setup.memberFD != 4 || setup.logLevel != slog.LevelDebug {
+		t.Fatalf("the printed file: exit %d %q, client fd %d, member fd %d, level %v", code, stderr, setup.clientFD, setup.memberFD, setup.logLevel)
+	}
+	// A bind that is given still conflicts with an inherited port.
+	if _, _, stderr, code, _ := prepare(t, nil, "0", "--client-fd", "3", "--client-bind", "127.0.0.1:1"); code != exitUsage ||
+		!strings.Contains(stderr, "--client-fd and --client-bind: a port is either inherited or bound, not both") {
+		t.Fatalf("--client-fd with --client-bind: exit %d, stderr %q", code, stderr)
+	}
+
 	// The default data directory is not made either.
 	if _, stdout, stderr, code, _ := prepare(t, nil, "7", "--size", "8", "--print-config"); code != exitOK ||
 		!strings.Contains(stdout, "data: data/node-7") {
@@ -227,5 +274,59 @@ func TestNodeExampleConfigLoads(t *testing.T) {
 	}
 	if c := setup.cfg; c.ClusterID != "orders" || len(c.Members) != 3 || c.Members[1].ClientAddr != "10.0.0.2:9000" || c.HTTPAddr == "" {
 		t.Fatalf("%s read as %+v", example, c)
+	}
+}
+
+// --verbose is log-level debug at its own origin: a higher-precedence source wins between them,
+// and on a tie log-level does (the deprecated spelling does not override the new one).
+func TestNodeVerboseAndLogLevelPrecedence(t *testing.T) {
+	file := writeFile(t, "v.yaml", "verbose: true\n")
+	for _, tc := range []struct {
+		env    map[string]string
+		args   []string
+		want   slog.Level
+		origin string
+	}{
+		{nil, []string{"--verbose"}, slog.LevelDebug, "# from --verbose"},
+		{map[string]string{"TANDEM_LOG_LEVEL": "warn"}, []string{"--verbose"}, slog.LevelDebug, "# from --verbose"},
+		{map[string]string{"TANDEM_VERBOSE": "true"}, []string{"--log-level", "error"}, slog.LevelError, "# from --log-level"},
+		{nil, []string{"--verbose", "--log-level", "warn"}, slog.LevelWarn, "# from --log-level"},
+		{map[string]string{"TANDEM_CONFIG": file, "TANDEM_LOG_LEVEL": "warn"}, nil, slog.LevelWarn, "# from TANDEM_LOG_LEVEL"},
+		{map[string]string{"TANDEM_CONFIG": file}, nil, slog.LevelDebug, "# from " + file},
+	} {
+		setup, _, stderr, code, done := prepare(t, tc.env, append([]string{"0"}, tc.args...)...)
+		if done || code != exitOK || setup.logLevel != tc.want {
+			t.Fatalf("env %v args %q: exit %d %q, level %v, want %v", tc.env, tc.args, code, stderr, setup.logLevel, tc.want)
+		}
+		_, out, _, _, _ := prepare(t, tc.env, append([]string{"0", "--print-config"}, tc.args...)...)
+		level := strings.ToLower(tc.want.String())
+		if !regexp.MustCompile(`(?m)^log-level: ` + level + ` +` + regexp.QuoteMeta(tc.origin) + `$`).MatchString(out) {
+			t.Fatalf("env %v args %q: --print-config does not say log-level: %s %s:\n%s", tc.env, tc.args, level, tc.origin, out)
+		}
+	}
+}
+
+// A TANDEM_ variable that is no flag's is said, with the nearest flag's, as a warning: at start
+// and in --print-config, which still prints; the repository's other variables are not.
+func TestNodeUnknownVariablesWarn(t *testing.T) {
+	env := map[string]string{"TANDEM_TIKC": "1s", "TANDEM_FROBNICATE": "1", "TANDEM_ENDPOINTS": "x", "TANDEM_SIM_SEEDS": "3",
+		"TANDEM_MEASURE": "1", "TANDEM_TEST_DUMP": "1", "TANDEM_METRICS_OUT": "m", "TANDEM_TICK": "50ms", "TANDEM_CONFIG": "",
+		"TANDEM_PRINT_CONFIG": "true"}
+	setup, _, stderr, code, done := prepare(t, env, "0")
+	if done || code != exitOK || stderr != "" {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	want := []string{
+		"TANDEM_FROBNICATE is not a variable of tandem node, ignored",
+		"TANDEM_PRINT_CONFIG is not a variable of tandem node, ignored",
+		"TANDEM_TIKC is not a variable of tandem node, ignored (did you mean TANDEM_TICK?)",
+	}
+	if strings.Join(setup.warnings, "|") != strings.Join(want, "|") {
+		t.Fatalf("warnings %q, want %q", setup.warnings, want)
+	}
+	_, out, stderr, code, done := prepare(t, env, "0", "--print-config")
+	if !done || code != exitOK || !strings.Contains(out, "tick: 50ms") ||
+		!strings.Contains(stderr, "tandem node: warning: TANDEM_TIKC is not a variable of tandem node, ignored (did you mean TANDEM_TICK?)\n") {
+		t.Fatalf("--print-config: exit %d, stderr %q\n%s", code, stderr, out)
 	}
 }

@@ -224,11 +224,29 @@ func (c *Core) Progress() map[uint64]tracker.Progress {
 	return c.rn.Status().Progress
 }
 
-// describeID names a raft id in the core's log lines: "2 (raft id 3)", as the replica's do.
-func (c *Core) describeID(id uint64) string {
-	m := int(id) - 1
+// nameID names the sender of a message in an error the driver logs: "member 2 (raft id 3)",
+// or "raft id 5" for one the member cannot name.
+func (c *Core) nameID(id uint64) string {
+	if m, ok := c.memberOf(id); ok {
+		return fmt.Sprintf("member %d (raft id %d)", m, id)
+	}
+	return fmt.Sprintf("raft id %d", id)
+}
+
+// memberOf is Config.MemberOf, or the founding mapping if it is nil.
+func (c *Core) memberOf(id uint64) (int, bool) {
 	if c.cfg.MemberOf != nil {
-		m = c.cfg.MemberOf(id)
+		return c.cfg.MemberOf(id)
+	}
+	return int(id) - 1, true
+}
+
+// describeID names a raft id in the core's log lines: "2 (raft id 3)", as the replica's do, or
+// "raft id 5" for one the member cannot name.
+func (c *Core) describeID(id uint64) string {
+	m, ok := c.memberOf(id)
+	if !ok {
+		return fmt.Sprintf("raft id %d", id)
 	}
 	return fmt.Sprintf("%d (raft id %d)", m, id)
 }

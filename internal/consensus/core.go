@@ -76,10 +76,11 @@ type Config struct {
 	// verified from the start (a joined member restarted on an empty log is unverified like any).
 	Joined, Joining bool
 	Logger          *slog.Logger
-	// MemberOf, if set, returns the member id of a raft id, for the log: raft's own lines and the
-	// core's name members as people see them (raftlog.go). Nil: the founding mapping (raft id - 1).
-	// Called on the core's goroutine only.
-	MemberOf func(raftID uint64) int
+	// MemberOf, if set, returns the member id of a raft id, and whether the member knows it, for
+	// the log: raft's own lines and the core's name members as people see them, and a raft id it
+	// does not know as "raft id N" (raftlog.go). Nil: the founding mapping (raft id - 1). Called
+	// on the core's goroutine only.
+	MemberOf func(raftID uint64) (int, bool)
 }
 
 // Handler receives the core's output during Process, in the order of the Ready contract:

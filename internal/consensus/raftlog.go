@@ -11,7 +11,9 @@ import (
 // raft id, which people never see (a founding member's is its member id + 1, a member added later
 // has another altogether), so they are translated: raft formats every id with %x and nothing else
 // (its terms and indexes are %d), so each uint64 argument is printed, for %x, as "member N" (N the
-// member id, Config.MemberOf) or "none" for 0; other verbs print it as raft would. What raft says
+// member id, Config.MemberOf), "raft id N" for one the member cannot name (a member added while
+// it lagged: never a guess, which would name a member that is not the sender), or "none" for 0;
+// other verbs print it as raft would. What raft says
 // only with %v (the peer lists of its debug lines) keeps its raft ids: debug only.
 //
 // Raft's Info lines (elections, votes, term changes) say what the member's own lines and events
@@ -19,13 +21,13 @@ import (
 // level. Every line carries component=raft.
 type raftLogger struct {
 	l    *slog.Logger
-	name func(raftID uint64) int // nil: the founding mapping (member id = raft id - 1)
+	name func(raftID uint64) (int, bool) // nil: the founding mapping (member id = raft id - 1)
 }
 
 // raftID is a uint64 argument of one of raft's lines, printed with %x as the member it names.
 type raftID struct {
 	id   uint64
-	name func(uint64) int
+	name func(uint64) (int, bool)
 }
 
 func (r raftID) Format(f fmt.State, verb rune) {
@@ -37,7 +39,11 @@ func (r raftID) Format(f fmt.State, verb rune) {
 	case r.id == 0:
 		fmt.Fprint(f, "none")
 	case r.name != nil:
-		fmt.Fprint(f, "member "+strconv.Itoa(r.name(r.id)))
+		if m, ok := r.name(r.id); ok {
+			fmt.Fprint(f, "member "+strconv.Itoa(m))
+		} else {
+			fmt.Fprint(f, "raft id "+strconv.FormatUint(r.id, 10))
+		}
 	default:
 		fmt.Fprint(f, "member "+strconv.Itoa(int(r.id)-1))
 	}

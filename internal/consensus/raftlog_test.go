@@ -19,7 +19,7 @@ func TestRaftLoggerNamesMembersNotRaftIDs(t *testing.T) {
 			}
 			return a
 		}})),
-		name: func(id uint64) int { return map[uint64]int{7: 2, 1: 0}[id] }}
+		name: func(id uint64) (int, bool) { m, ok := map[uint64]int{7: 2, 1: 0}[id]; return m, ok }}
 	// Lines as raft writes them (raft.go).
 	l.Infof("%x became leader at term %d", uint64(7), uint64(5))
 	l.Infof("%x [logterm: %d, index: %d, vote: %x] cast %s for %x [logterm: %d, index: %d] at term %d",
@@ -52,5 +52,29 @@ func TestRaftLoggerDemotesInfo(t *testing.T) {
 	l.Warningf("%x is unpromotable and can not campaign", uint64(3))
 	if want := `msg="member 2 is unpromotable and can not campaign"`; !strings.Contains(buf.String(), want) {
 		t.Fatalf("the warning (founding mapping: raft id 3 is member 2) lacks %s:\n%s", want, buf.String())
+	}
+}
+
+// A raft id the member cannot name (a member added, or rebuilt under a new raft id, while this
+// one lagged) is "raft id N", never the founding mapping's guess: raft id 5 is not member 4.
+func TestRaftLoggerUnknownRaftID(t *testing.T) {
+	var buf bytes.Buffer
+	l := &raftLogger{l: slog.New(slog.NewTextHandler(&buf, nil)),
+		name: func(id uint64) (int, bool) { m, ok := map[uint64]int{1: 0, 2: 1}[id]; return m, ok }}
+	l.Warningf("%x [term: %d] received a %s message with higher term from %x [term: %d]",
+		uint64(1), uint64(3), "MsgApp", uint64(5), uint64(4))
+	out := buf.String()
+	if want := `msg="member 0 [term: 3] received a MsgApp message with higher term from raft id 5 [term: 4]"`; !strings.Contains(out, want) {
+		t.Fatalf("the line lacks %s:\n%s", want, out)
+	}
+	if strings.Contains(out, "member 4") {
+		t.Fatalf("an unknown raft id named by the founding mapping:\n%s", out)
+	}
+	c := &Core{cfg: Config{MemberOf: l.name}}
+	if got := c.describeID(5); got != "raft id 5" {
+		t.Fatalf("describeID(5) = %q, want raft id 5", got)
+	}
+	if got := c.describeID(2); got != "1 (raft id 2)" {
+		t.Fatalf("describeID(2) = %q", got)
 	}
 }

@@ -149,10 +149,10 @@ func (c *Core) check(m *pb.Message) error {
 	case m.GetTo() != c.cfg.ID:
 		return invalid("%s for raft id %d delivered to raft id %d", t, m.GetTo(), c.cfg.ID)
 	case m.GetTerm() == 0 || m.GetTerm() > termMax:
-		return invalid("%s from raft id %d has term %d", t, from, m.GetTerm())
+		return invalid("%s from %s has term %d", t, c.nameID(from), m.GetTerm())
 	case m.GetIndex() > indexMax || m.GetCommit() > indexMax || m.GetLogTerm() > termMax ||
 		m.GetLogTerm() > m.GetTerm() && !logTermMayPassTerm(t):
-		return invalid("%s from raft id %d term %d has index %d, log term %d, commit %d", t, from, m.GetTerm(),
+		return invalid("%s from %s term %d has index %d, log term %d, commit %d", t, c.nameID(from), m.GetTerm(),
 			m.GetIndex(), m.GetLogTerm(), m.GetCommit())
 	}
 	bs := c.rn.BasicStatus()
@@ -166,14 +166,14 @@ func (c *Core) check(m *pb.Message) error {
 	case pb.MsgHeartbeat:
 		return c.checkHeartbeat(m, bs, acted && !asLeader)
 	case pb.MsgApp:
-		if err := checkEntries(m); err != nil {
+		if err := c.checkEntries(m); err != nil {
 			return err
 		}
 		if acted && !asLeader {
 			c.noteAppend(m, bs.GetCommit())
 		}
 	case pb.MsgSnap:
-		if err := checkSnapshot(m); err != nil {
+		if err := c.checkSnapshot(m); err != nil {
 			return err
 		}
 		if acted && !asLeader {
@@ -185,7 +185,7 @@ func (c *Core) check(m *pb.Message) error {
 		}
 	case pb.MsgHeartbeatResp:
 		if len(m.GetContext()) != 0 && len(m.GetContext()) != 8 {
-			return invalid("heartbeat response from raft id %d has a %d-byte context", from, len(m.GetContext()))
+			return invalid("heartbeat response from %s has a %d-byte context", c.nameID(from), len(m.GetContext()))
 		}
 		if asLeader {
 			return c.checkHeartbeatResp(m, bs)
@@ -207,14 +207,14 @@ func logTermMayPassTerm(t pb.MessageType) bool {
 // the normal entries raft's Propose makes.
 func (c *Core) checkProp(m *pb.Message) error {
 	if !bugs.Active(bugs.FollowerForwards) {
-		return invalid("proposal from raft id %d: proposals are not forwarded between members", m.GetFrom())
+		return invalid("proposal from %s: proposals are not forwarded between members", c.nameID(m.GetFrom()))
 	}
 	if m.GetFrom() == 0 || m.GetFrom() == c.cfg.ID || m.GetTo() != c.cfg.ID || len(m.GetEntries()) == 0 {
-		return invalid("malformed proposal from raft id %d (%d entries)", m.GetFrom(), len(m.GetEntries()))
+		return invalid("malformed proposal from %s (%d entries)", c.nameID(m.GetFrom()), len(m.GetEntries()))
 	}
 	for _, e := range m.GetEntries() {
 		if e.GetType() != pb.EntryNormal {
-			return invalid("proposal from raft id %d carries a %s entry", m.GetFrom(), e.GetType())
+			return invalid("proposal from %s carries a %s entry", c.nameID(m.GetFrom()), e.GetType())
 		}
 	}
 	return nil
@@ -248,7 +248,7 @@ func (c *Core) lastCertain(commit uint64) uint64 {
 // as evidence of lost data (LostDataError).
 func (c *Core) checkHeartbeat(m *pb.Message, bs raft.BasicStatus, acted bool) error {
 	if n := len(m.GetContext()); n != 0 && n != 8 {
-		return invalid("heartbeat from raft id %d has a %d-byte context", m.GetFrom(), n)
+		return invalid("heartbeat from %s has a %d-byte context", c.nameID(m.GetFrom()), n)
 	}
 	if !acted {
 		return nil
@@ -260,8 +260,8 @@ func (c *Core) checkHeartbeat(m *pb.Message, bs raft.BasicStatus, acted bool) er
 		}
 		return nil
 	}
-	err := invalid("heartbeat from raft id %d in term %d commits index %d, but this log ends at %d",
-		m.GetFrom(), m.GetTerm(), m.GetCommit(), last)
+	err := invalid("heartbeat from %s in term %d commits index %d, but this log ends at %d",
+		c.nameID(m.GetFrom()), m.GetTerm(), m.GetCommit(), last)
 	if lost := c.weighRefusal(m, last); lost != nil {
 		return lost
 	}
@@ -271,22 +271,22 @@ func (c *Core) checkHeartbeat(m *pb.Message, bs raft.BasicStatus, acted bool) er
 // checkEntries checks an append's entries: contiguous after Index, terms between LogTerm and the
 // message's term and never going down, conf changes only of the kind Tandem writes. An honest
 // leader's entries are a slice of its log, whose terms never go down and never pass its term.
-func checkEntries(m *pb.Message) error {
+func (c *Core) checkEntries(m *pb.Message) error {
 	prev := m.GetLogTerm()
 	for i, e := range m.GetEntries() {
 		if e.GetIndex() != m.GetIndex()+1+uint64(i) || e.GetTerm() < prev || e.GetTerm() > m.GetTerm() {
-			return invalid("append from raft id %d at index %d (log term %d, term %d): entry %d has index %d and term %d",
-				m.GetFrom(), m.GetIndex(), m.GetLogTerm(), m.GetTerm(), i, e.GetIndex(), e.GetTerm())
+			return invalid("append from %s at index %d (log term %d, term %d): entry %d has index %d and term %d",
+				c.nameID(m.GetFrom()), m.GetIndex(), m.GetLogTerm(), m.GetTerm(), i, e.GetIndex(), e.GetTerm())
 		}
 		prev = e.GetTerm()
 		switch e.GetType() {
 		case pb.EntryNormal:
 		case pb.EntryConfChange, pb.EntryConfChangeV2:
 			if err := checkConfChange(e); err != nil {
-				return invalid("append from raft id %d: entry %d is a conf change Tandem never writes: %v", m.GetFrom(), e.GetIndex(), err)
+				return invalid("append from %s: entry %d is a conf change Tandem never writes: %v", c.nameID(m.GetFrom()), e.GetIndex(), err)
 			}
 		default:
-			return invalid("append from raft id %d: entry %d is of type %s", m.GetFrom(), e.GetIndex(), e.GetType())
+			return invalid("append from %s: entry %d is of type %s", c.nameID(m.GetFrom()), e.GetIndex(), e.GetType())
 		}
 	}
 	return nil
@@ -340,10 +340,10 @@ const raftIDMax = 1 << 32
 
 // checkSnapshot checks a MsgSnap's metadata, and that raft can restore its ConfState: the dry run
 // raft's restore would do, on a tracker of its own.
-func checkSnapshot(m *pb.Message) error {
+func (c *Core) checkSnapshot(m *pb.Message) error {
 	md := m.GetSnapshot().GetMetadata()
 	if md == nil || md.GetIndex() == 0 || md.GetIndex() > indexMax || md.GetTerm() == 0 || md.GetTerm() > m.GetTerm() {
-		return invalid("snapshot from raft id %d in term %d has index %d and term %d", m.GetFrom(), m.GetTerm(),
+		return invalid("snapshot from %s in term %d has index %d and term %d", c.nameID(m.GetFrom()), m.GetTerm(),
 			md.GetIndex(), md.GetTerm())
 	}
 	cs := pb.EnsureConfState(md.GetConfState())
@@ -354,7 +354,7 @@ func checkSnapshot(m *pb.Message) error {
 		err = cs.Equivalent(trk.ConfState())
 	}
 	if err != nil {
-		return invalid("snapshot from raft id %d at index %d has a configuration raft cannot restore: %v", m.GetFrom(), md.GetIndex(), err)
+		return invalid("snapshot from %s at index %d has a configuration raft cannot restore: %v", c.nameID(m.GetFrom()), md.GetIndex(), err)
 	}
 	return nil
 }
@@ -417,13 +417,13 @@ func (c *Core) noteSnapshot(m *pb.Message, commit uint64) {
 func (c *Core) checkAppResp(m *pb.Message, bs raft.BasicStatus) error {
 	if m.GetReject() {
 		if m.GetRejectHint() > m.GetIndex() {
-			return invalid("rejection from raft id %d of index %d hints at index %d", m.GetFrom(), m.GetIndex(), m.GetRejectHint())
+			return invalid("rejection from %s of index %d hints at index %d", c.nameID(m.GetFrom()), m.GetIndex(), m.GetRejectHint())
 		}
 		return nil
 	}
 	if last := c.lastCertain(bs.GetCommit()); m.GetIndex() > last {
-		return invalid("acknowledgement from raft id %d in term %d of index %d, but this leader's log ends at %d",
-			m.GetFrom(), m.GetTerm(), m.GetIndex(), last)
+		return invalid("acknowledgement from %s in term %d of index %d, but this leader's log ends at %d",
+			c.nameID(m.GetFrom()), m.GetTerm(), m.GetIndex(), last)
 	}
 	return nil
 }
@@ -444,8 +444,8 @@ func (c *Core) checkHeartbeatResp(m *pb.Message, bs raft.BasicStatus) error {
 		sent = c.val.readPos
 	}
 	if pos > sent {
-		return invalid("heartbeat response from raft id %d acknowledges read %d, this leader sent %d in term %d",
-			m.GetFrom(), pos, sent, bs.GetTerm())
+		return invalid("heartbeat response from %s acknowledges read %d, this leader sent %d in term %d",
+			c.nameID(m.GetFrom()), pos, sent, bs.GetTerm())
 	}
 	return nil
 }

@@ -46,9 +46,9 @@ type Outage struct {
 	Every time.Duration
 
 	mu sync.Mutex
-	// since is when the outage began (zero: none under way); next is when the next repeat line
-	// may be logged.
-	since, next time.Time
+	// since is when the outage began (zero: none under way); last its latest occurrence; next is
+	// when the next repeat line may be logged.
+	since, last, next time.Time
 	// count counts the occurrences since the outage began; held those since the last line.
 	count, held int
 }
@@ -57,8 +57,12 @@ type Outage struct {
 type Report struct {
 	// First: the outage begins with this occurrence.
 	First bool
-	// For is how long the outage has lasted (since its first occurrence).
+	// For is how long the outage has lasted: from its first occurrence to this one; on its end
+	// (Recover), to its last occurrence, so that the quiet time before the end was noticed (the
+	// next accepted connection may come hours later) is not counted as outage.
 	For time.Duration
+	// LastAgo, on the end (Recover), is how long before it the last occurrence was.
+	LastAgo time.Duration
 	// Count is the occurrences since the outage began, this one included; Held those since the
 	// last line that was logged (this one excluded on a repeat, none on the first).
 	Count, Held int
@@ -70,6 +74,7 @@ func (o *Outage) Fail(now time.Time) (Report, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.count++
+	o.last = now
 	if o.since.IsZero() {
 		o.since, o.next, o.held = now, now.Add(o.Every), 0
 		return Report{First: true, Count: o.count}, true
@@ -83,15 +88,15 @@ func (o *Outage) Fail(now time.Time) (Report, bool) {
 	return r, true
 }
 
-// Recover ends the outage under way at now, and reports it (For: how long it lasted; Count: its
-// occurrences); false if none is under way: nothing to log.
+// Recover ends the outage under way at now, and reports it (For: from its first occurrence to
+// its last; LastAgo: since its last; Count: its occurrences); false if none is under way.
 func (o *Outage) Recover(now time.Time) (Report, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.since.IsZero() {
 		return Report{}, false
 	}
-	r := Report{For: now.Sub(o.since), Count: o.count, Held: o.held}
-	o.since, o.next, o.count, o.held = time.Time{}, time.Time{}, 0, 0
+	r := Report{For: o.last.Sub(o.since), LastAgo: now.Sub(o.last), Count: o.count, Held: o.held}
+	o.since, o.last, o.next, o.count, o.held = time.Time{}, time.Time{}, time.Time{}, 0, 0
 	return r, true
 }

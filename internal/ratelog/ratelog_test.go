@@ -52,8 +52,9 @@ func TestOutageSaysWhenItStartsRepeatsAndStops(t *testing.T) {
 		t.Fatalf("failure at 31 s logged: %+v", r)
 	}
 	end := t0.Add(47 * time.Second)
-	if r, ok := o.Recover(end); !ok || r.For != 47*time.Second || r.Count != 17 || r.Held != 1 {
-		t.Fatalf("recovery at 47 s: %+v %v, want 47s, 17 failures, 1 held", r, ok)
+	// The end is noticed at 47 s, 16 s after the last failure: the outage lasted 31 s.
+	if r, ok := o.Recover(end); !ok || r.For != 31*time.Second || r.LastAgo != 16*time.Second || r.Count != 17 || r.Held != 1 {
+		t.Fatalf("recovery at 47 s: %+v %v, want 31s (first to last failure), last 16s ago, 17 failures, 1 held", r, ok)
 	}
 	if _, ok := o.Recover(end.Add(time.Second)); ok {
 		t.Fatal("a second Recover reported the outage again")

@@ -147,6 +147,40 @@ func (r *Replica) IDOf(id uint64) int {
 	return MemberID(id)
 }
 
+// MemberOf returns the member id of raft id id and whether this member knows it: from the
+// replicated membership, or the configured founding list (a member that has applied nothing
+// yet). A raft id neither holds — a member added while this one lagged, a rebuilt member's new
+// raft id — is not known: the founding mapping would name a member that is not the sender
+// (raft id 5 is not member 4). For the log; IDOf is for what needs an id whatever.
+func (r *Replica) MemberOf(id uint64) (int, bool) {
+	if id == 0 {
+		return -1, false
+	}
+	if id == r.self {
+		return r.cfg.MemberID, true
+	}
+	if cm, ok := r.ctr.Member(id); ok {
+		return decodeRecord(id, cm.Addrs).ID, true
+	}
+	if !r.cfg.Joined { // a joiner's list is itself only, under a raft id of its own
+		for _, m := range r.cfg.Members {
+			if RaftID(m.ID) == id {
+				return m.ID, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// nameID names a raft id in an error an operator reads: "member 2 (raft id 3)", or "raft id 5"
+// for one this member cannot name.
+func (r *Replica) nameID(id uint64) string {
+	if m, ok := r.MemberOf(id); ok {
+		return fmt.Sprintf("member %d (raft id %d)", m, id)
+	}
+	return fmt.Sprintf("raft id %d", id)
+}
+
 // SelfRaftID is this member's raft id.
 func (r *Replica) SelfRaftID() uint64 { return r.self }
 

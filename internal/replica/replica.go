@@ -322,7 +322,7 @@ func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out
 		Joined:                    cfg.Joined,
 		Joining:                   cfg.Joining,
 		Logger:                    cfg.Logger,
-		MemberOf:                  r.IDOf,
+		MemberOf:                  r.MemberOf,
 	}, st, peers, applied)
 	if err != nil {
 		return nil, err
@@ -423,10 +423,10 @@ func (r *Replica) Tick() {
 // lost what it acknowledged (consensus.ErrLostData, also returned by the next Process).
 func (r *Replica) Step(m *pb.Message) error {
 	if m.GetTo() != r.self {
-		return fmt.Errorf("replica: message for raft id %d delivered to raft id %d", m.GetTo(), r.self)
+		return fmt.Errorf("replica: message for %s delivered to %s", r.nameID(m.GetTo()), r.nameID(r.self))
 	}
 	if r.Removed(m.GetFrom()) || m.GetFrom() == 0 {
-		return fmt.Errorf("replica: message from raft id %d, which was removed from the cluster", m.GetFrom())
+		return fmt.Errorf("replica: message from %s, which was removed from the cluster", r.nameID(m.GetFrom()))
 	}
 	if r.heard == nil {
 		r.heard = make(map[uint64]int)

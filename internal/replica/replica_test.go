@@ -809,3 +809,25 @@ func TestSnapshotAboveTheClusterVersionStopsTheMember(t *testing.T) {
 		t.Fatalf("starting a member that applies version 1 on a version-2 snapshot: %v", err)
 	}
 }
+
+// MemberOf names the raft ids the member knows (its founders', its own) and no other: raft id 5,
+// a member added or rebuilt while this one lagged, is not member 4 (the founding mapping's
+// guess), and an operator's error names it by raft id; a known one by member id.
+func TestMemberOfUnknownRaftID(t *testing.T) {
+	h := newHarness(t, 3, nil)
+	for id, want := range map[uint64]int{1: 0, 2: 1, 3: 2} {
+		if m, ok := h.r.MemberOf(id); !ok || m != want {
+			t.Fatalf("MemberOf(%d) = %d, %v; want %d", id, m, ok, want)
+		}
+	}
+	if m, ok := h.r.MemberOf(5); ok {
+		t.Fatalf("MemberOf(5) = member %d, known; want unknown", m)
+	}
+	if got := h.r.nameID(5); got != "raft id 5" {
+		t.Fatalf("nameID(5) = %q", got)
+	}
+	err := h.r.Step(&pb.Message{Type: pb.MessageType_MsgHeartbeat.Enum(), From: new(uint64(2)), To: new(uint64(9))})
+	if err == nil || err.Error() != "replica: message for raft id 9 delivered to member 0 (raft id 1)" {
+		t.Fatalf("a misdelivered message: %v", err)
+	}
+}

@@ -79,7 +79,8 @@ func (a *accepter) next(open func() int) net.Conn {
 		}
 		delay = 0
 		if r, ok := a.errs.Recover(time.Now()); ok {
-			a.log.Info(a.port+" port: accepting again", "after", r.For, "failed_accepts", r.Count)
+			a.log.Info(a.port+" port: accepting again", "failed_for", r.For, "last_failure_ago", r.LastAgo,
+				"failed_accepts", r.Count)
 		}
 		if open() >= a.connsMax {
 			_ = conn.Close()
@@ -93,7 +94,7 @@ func (a *accepter) next(open func() int) net.Conn {
 		}
 		if r, ok := a.refusals.Recover(time.Now()); ok {
 			a.log.Info(a.port+" port: serving connections again: under the connection limit", "limit", a.connsMax,
-				"after", r.For, "refused", r.Count)
+				"refused_for", r.For, "last_refusal_ago", r.LastAgo, "refused", r.Count)
 		}
 		return conn
 	}

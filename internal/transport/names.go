@@ -79,3 +79,12 @@ func (p *peer) dialed() {
 			"failed_dials", r.Count)
 	}
 }
+
+// removedLine ends, in the log, the outage of a peer removed from the set while unreachable: it
+// is never dialled again, so dialed would never say it ended. Any goroutine (Outage is safe).
+func (p *peer) removedLine() {
+	if r, ok := p.outage.Recover(time.Now()); ok {
+		p.t.log.Info("member removed while unreachable", p.t.memberAttr(p.id), "unreachable_for", r.For.Round(time.Millisecond),
+			"failed_dials", r.Count)
+	}
+}

@@ -37,3 +37,21 @@ func TestUnreachablePeerIsLoggedWhenItStartsAndStops(t *testing.T) {
 		t.Errorf("a line names a raft id:\n%s", out)
 	}
 }
+
+// A peer removed while unreachable is never dialled again: its outage's end is logged when it
+// is removed, with how long it was out and how many dials failed.
+func TestPeerRemovedWhileUnreachableIsLogged(t *testing.T) {
+	var logs logBuffer
+	l := listen(t)
+	addr := l.Addr().String()
+	_ = l.Close() // nobody listens: dials fail
+	memberOf := func(id uint64) (int, bool) { return map[uint64]int{1: 0, 7: 2}[id], id == 1 || id == 7 }
+	a, _ := startMember(t, Config{SelfID: 1, Peers: map[uint64]string{7: addr}, Listener: listen(t),
+		Logger: logs.logger(), MemberOf: memberOf})
+	waitFor(t, "the first failed dial is logged", func() bool {
+		return strings.Contains(logs.String(), `msg="member unreachable: cannot connect; retrying with backoff" member=2`)
+	})
+	a.SetPeers(map[uint64]string{})
+	removed := regexp.MustCompile(`msg="member removed while unreachable" member=2 unreachable_for=\S+ failed_dials=[1-9]`)
+	waitFor(t, "the removal ends the outage in the log", func() bool { return removed.MatchString(logs.String()) })
+}

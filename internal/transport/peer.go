@@ -526,6 +526,7 @@ func (t *Transport) SetPeers(peers map[uint64]string) {
 		}
 		removed = append(removed, id)
 		p.cancel()
+		p.removedLine()
 		if !t.started && p.abandonSnapshots() {
 			// No runSnapshots to report it: a MsgSnap sent before Start.
 			go t.h.SnapshotStatus(id, false)
