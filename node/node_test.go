@@ -83,7 +83,7 @@ func newCluster(t *testing.T, n int, tune func(*Config)) *cluster {
 	}
 	t.Cleanup(func() {
 		for i := range c.members {
-			c.stop(i)
+			c.stopNow(i)
 		}
 	})
 	return c
@@ -131,6 +131,19 @@ func (c *cluster) stop(i int) {
 		c.t.Errorf("member %d: %v", i, err)
 	}
 	m.cancel = nil
+}
+
+// stopNow stops member i without a leader's hand-over (Config.ShutdownTransferTimeout). When a
+// test has ended nobody waits for a successor, and the member stopped last, leading with its
+// followers gone, would wait out the whole timeout (3 s, in every test) for one to take over.
+// The tests of the hand-over itself stop their leader with stop.
+func (c *cluster) stopNow(i int) {
+	if m := c.members[i]; m.cancel != nil {
+		// No lock needed: only handOver reads the field, in Run's goroutine, once ctx is done
+		// (which happens after this write: stop cancels ctx).
+		m.n.cfg.ShutdownTransferTimeout = 0
+	}
+	c.stop(i)
 }
 
 func (c *cluster) leader(timeout time.Duration) (int, uint64) {
