@@ -99,6 +99,7 @@ func (c *cluster) waitRemoved(i int) {
 // member restarted with its stale configuration takes the membership from its data. Nothing
 // acknowledged is lost; the removed member's data cannot serve again.
 func TestMemberJoinsAndTheLeaderIsRemoved(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	c.startAll(10 * time.Second)
 	c.waitMembershipVersion()
@@ -168,6 +169,7 @@ func (c *cluster) waitRebuilt(id int, raftID uint64) {
 // Join, it is added under a new raft id and replaces its old one once caught up. With member 0
 // then stopped, the other two serve: the rebuilt member holds everything.
 func TestWipedMemberIsRebuiltUnderANewRaftID(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	c.startAll(10 * time.Second)
 	c.waitMembershipVersion()

@@ -249,6 +249,7 @@ func raftFrame(m *pb.Message) []byte {
 }
 
 func TestHostileInputOnMemberPort(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	l, term := c.startAll(15 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -294,6 +295,7 @@ func TestHostileInputOnMemberPort(t *testing.T) {
 }
 
 func TestFarBehindFollowerGetsStreamedSnapshot(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, func(cfg *Config) {
 		cfg.SnapshotIntervalEntries = 20
 		cfg.LogMarginEntries = 5
@@ -386,6 +388,7 @@ func TestParseMembers(t *testing.T) {
 }
 
 func TestHostileInputOnClientPort(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	l, term := c.startAll(15 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
