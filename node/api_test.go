@@ -52,6 +52,7 @@ func runOne(t *testing.T, cfg Config, opts ...Option) (n *Node, stop func() erro
 // The member's log lines go to Config.Logger: a connection without a valid handshake on the
 // member port is closed and logged there.
 func TestConfigLoggerGetsTheMembersLines(t *testing.T) {
+	t.Parallel()
 	logs := &syncBuffer{}
 	cfg := DefaultConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
@@ -74,6 +75,7 @@ func waitRole(t *testing.T, n *Node, timeout time.Duration) {
 // A Node runs once: a second Run, while the first runs or after it returned, returns
 // ErrRunTwice (it used to bind the ports again, run, and panic closing the loop's channel).
 func TestRunTwiceReturnsAnError(t *testing.T) {
+	t.Parallel()
 	n, stop := runOne(t, DefaultConfig())
 	waitRole(t, n, 10*time.Second)
 	if err := n.Run(context.Background()); !errors.Is(err, ErrRunTwice) {
@@ -93,6 +95,7 @@ func TestRunTwiceReturnsAnError(t *testing.T) {
 // EventStarted came once in the first, never in the second (tandem node's start banner waits
 // for it).
 func TestEventsClosedWhenRunReturns(t *testing.T) {
+	t.Parallel()
 	n, stop := runOne(t, DefaultConfig())
 	waitRole(t, n, 10*time.Second)
 	if err := stop(); err != nil {
@@ -159,6 +162,7 @@ func listenLocal(t *testing.T) net.Listener {
 // in Members), so no other process can take a port between choosing and binding it; Run closes
 // them when it returns.
 func TestWithListenersServesOnTheGivenListeners(t *testing.T) {
+	t.Parallel()
 	cl, ml := listenLocal(t), listenLocal(t)
 	cfg := DefaultConfig()
 	cfg.Members = []Member{{ID: 0, ClientAddr: cl.Addr().String(), MemberAddr: ml.Addr().String()}}
@@ -199,6 +203,7 @@ func TestWithListenersServesOnTheGivenListeners(t *testing.T) {
 // (A wiped member no leader can repair stops with ErrLostData: consensus.TestLostDataStopsTheMember,
 // cmd/tandem.TestWipedMemberWaitsWhenNoOtherLeaderCanRepairIt.)
 func TestWipedMemberRejoinsVerified(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	l, _ := c.startAll(15 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

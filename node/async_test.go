@@ -15,6 +15,7 @@ import (
 // another takes over: every increment is answered once, the answers are 1…n without gaps or
 // repeats, and the counter ends at n (exactly once, across the failover).
 func TestAsyncPipelineExactlyOnceAcrossLeaderChange(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	c.startAll(10 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -50,13 +51,14 @@ func TestAsyncPipelineExactlyOnceAcrossLeaderChange(t *testing.T) {
 // With no leader, asynchronous commands stay outstanding: the window fills and SendAsync refuses
 // at once; Close completes what is outstanding.
 func TestSendAsyncWindowFullAndClose(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	c.startAll(10 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cl := c.dialWith(ctx, client.Config{MaxInFlight: 1})
 	for i := range 3 {
-		c.stop(i)
+		c.stopNow(i) // (no leader is the point: the last one would wait 3 s for a hand-over)
 	}
 	req := counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})
 	res := make(chan error, 1)
@@ -83,6 +85,7 @@ func TestSendAsyncWindowFullAndClose(t *testing.T) {
 // Commands started inside Batch are held until it returns (nothing is answered meanwhile, so
 // nothing was written), then all go out and are each answered once.
 func TestBatchHoldsWritesUntilItReturns(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	c.startAll(10 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -150,6 +153,7 @@ func TestBatchHoldsWritesUntilItReturns(t *testing.T) {
 // was refused "response window full" for ever: the window still held answers the client had
 // already acknowledged.
 func TestFullResponseWindowInFlightKeepsFlowing(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	c.startAll(10 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -23,6 +23,7 @@ import (
 // the resent second is applied. Before the fix the second was never resent: Send waited out its
 // context and reported "outcome unknown".
 func TestUnavailableCommandIsResent(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, func(cfg *Config) {
 		cfg.ElectionTicks = 30 // 3–6 s: the leader keeps leading while the followers restart
 		cfg.tune = func(rc *replica.Config) { rc.MaxUncommittedBytes = 1 }
@@ -85,6 +86,7 @@ func TestUnavailableCommandIsResent(t *testing.T) {
 // unavailable (resent, refused until the bound: not applied, with the cluster's reason). Before
 // the fix neither callback ever ran, and both pinned the window.
 func TestAsyncCommandsCompleteWithinTheirBound(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, func(cfg *Config) {
 		cfg.tune = func(rc *replica.Config) { rc.MaxUncommittedBytes = 1 }
 	})
@@ -150,6 +152,7 @@ func TestAsyncCommandsCompleteWithinTheirBound(t *testing.T) {
 // once, with the cluster's reason, and does not reopen (each attempt used to be a log entry).
 // Before the fix it said "no leader reachable (reachable 1 of 1, need 1)" when its context ended.
 func TestSessionRefusedAtOnce(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 1, func(cfg *Config) {
 		cfg.tune = func(rc *replica.Config) { rc.Container.SessionsMax = 1 }
 	})
@@ -200,6 +203,7 @@ func settledCommit(t *testing.T, n *Node) uint64 {
 // member closed the connection and the client resent it until its context ended, then said
 // "outcome unknown".
 func TestOversizedCommandRefusedByTheClient(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 1, nil)
 	c.startAll(15 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -224,6 +228,7 @@ func TestOversizedCommandRefusedByTheClient(t *testing.T) {
 // The limits a member announces when the session attaches are what the client keeps to: a
 // smaller command limit, and a response window below MaxInFlight.
 func TestAnnouncedLimitsHold(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 1, func(cfg *Config) {
 		cfg.tune = func(rc *replica.Config) {
 			rc.MaxCommandBytes = 1000
@@ -262,6 +267,7 @@ func TestAnnouncedLimitsHold(t *testing.T) {
 // that names the limit, for the command's number, skips the frame and keeps the connection.
 // Before, it only closed the connection.
 func TestOversizedFrameAnsweredWithItsLimit(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 1, func(cfg *Config) {
 		cfg.tune = func(rc *replica.Config) { rc.MaxCommandBytes = 4096 }
 	})

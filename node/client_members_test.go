@@ -22,6 +22,7 @@ import (
 // redirect names a leader, the configured address is gone for good, and only the learned
 // addresses lead the client back. Every increment is acknowledged once, in order.
 func TestClientGivenOneAddressOutlivesItsRemoval(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	c.startAll(10 * time.Second)
 	c.waitMembershipVersion()

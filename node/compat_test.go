@@ -55,6 +55,7 @@ const (
 // changes are not built, so nothing replaces them. The test checks both, and its client dials the
 // leader it found rather than follow redirects to the old addresses.
 func TestDataOf045a031(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	untarSparse(t, fixture045a031, dir)
 	recorded := readMembers(t, filepath.Join(dir, "members.txt"))

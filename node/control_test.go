@@ -85,6 +85,7 @@ func (s *rawSession) next() wire.ClientMsg {
 // session timeout; the suspension outlives the leader. After the resume the load goes on, and
 // nothing acknowledged is lost.
 func TestSuspendRefusesCommandsAndSurvivesALeaderChange(t *testing.T) {
+	t.Parallel()
 	const timeout = 2 * time.Second
 	c := newCluster(t, 3, func(cfg *Config) { cfg.SessionTimeout = timeout })
 	c.startAll(10 * time.Second)
@@ -180,6 +181,7 @@ func (c *cluster) waitStopped(i int) uint64 {
 // on with every acknowledged increment. A shutdown --abort does the same without the snapshot,
 // and a restart replays the entry without stopping again.
 func TestSnapshotAndShutdownAtOneIndex(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	c.startAll(10 * time.Second)
 	c.waitMembershipVersion()
@@ -232,6 +234,7 @@ func TestSnapshotAndShutdownAtOneIndex(t *testing.T) {
 // A member named preferred takes leadership, gets it back after it was stopped and restarted,
 // and set-preferred-leader moves it elsewhere, with a few leader changes only.
 func TestPreferredLeader(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, func(cfg *Config) { cfg.PreferredLeaders = []int{2} })
 	c.startAll(10 * time.Second)
 	load := startIncLoad(t, c, 2)
@@ -297,6 +300,7 @@ func TestPreferredLeader(t *testing.T) {
 // gets the leader's snapshot at the shutdown's index instead of the entry: it stops there too,
 // and started again the cluster goes on. (Found by a review: it ran on, alone.)
 func TestShutdownReachesAMemberCatchingUpFromTheSnapshot(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, func(cfg *Config) {
 		cfg.SnapshotsRetained, cfg.LogMarginEntries, cfg.SnapshotIntervalEntries, cfg.SegmentBytes = 1, 1, 20, 4096
 	})
@@ -329,6 +333,7 @@ func TestShutdownReachesAMemberCatchingUpFromTheSnapshot(t *testing.T) {
 // Below cluster version 5 (a member of a build without the controls) every control is refused
 // with the reason, and so is a founding preference: it waits, unproposed, for the version.
 func TestControlsNeedClusterVersion5(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, func(cfg *Config) { cfg.PreferredLeaders = []int{1} })
 	c.opts = func(i int) []Option {
 		if i == 2 {

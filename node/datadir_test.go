@@ -15,6 +15,7 @@ import (
 // this process's pid — not with the busy port it would meet next — and closes the listeners it
 // was given; the first keeps serving. Once the first stops, the directory runs again.
 func TestSecondNodeOnADataDirectoryIsRefused(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 1, nil)
 	c.startAll(15 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

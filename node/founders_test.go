@@ -15,6 +15,7 @@ import (
 // of the founding ids; the others refuse member 2 and it refuses them, each naming its own list;
 // members 0 and 1 form the cluster and serve, and member 2 never follows a leader.
 func TestFoundersWithDifferentMembersDoNotTalk(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	extra := listenLocal(t)
 	defer extra.Close()
@@ -48,6 +49,7 @@ func TestFoundersWithDifferentMembersDoNotTalk(t *testing.T) {
 // The same members with an address spelled otherwise (localhost for 127.0.0.1) are only logged:
 // such clusters worked, and both spellings may be right.
 func TestFoundersWithAddressesSpelledOtherwiseTalk(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	spelled := append(c.members[2].cfg.Members[:0:0], c.members[2].cfg.Members...)
 	_, port, _ := net.SplitHostPort(spelled[1].ClientAddr)

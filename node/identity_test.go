@@ -35,6 +35,7 @@ func (c *cluster) waitUUIDs(timeout time.Duration) string {
 // A new cluster gets one identity, the same on every member, kept in every member's IDENTITY:
 // after a restart each member reports it again.
 func TestNewClusterGetsOneIdentityKeptAcrossRestarts(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	c.startAll(30 * time.Second)
 	u := c.waitUUIDs(30 * time.Second)
@@ -48,7 +49,7 @@ func TestNewClusterGetsOneIdentityKeptAcrossRestarts(t *testing.T) {
 		}
 	}
 	for i := range c.members {
-		c.stop(i)
+		c.stopNow(i) // (the hand-over is not this test's: the last leader would wait 3 s for it)
 	}
 	c.startAll(30 * time.Second)
 	if got := c.waitUUIDs(30 * time.Second); got != u {
@@ -60,15 +61,21 @@ func TestNewClusterGetsOneIdentityKeptAcrossRestarts(t *testing.T) {
 // replaces one member's. The others refuse it at the handshake, naming both identities, and it
 // never leads them; they keep serving with their own identity.
 func TestDataDirectoryOfAnotherClusterRefused(t *testing.T) {
-	other := newCluster(t, 3, nil)
-	other.startAll(30 * time.Second)
+	t.Parallel()
+	// The two clusters start together (their elections overlap); the other one stops, without
+	// the hand-over (its last leader would wait 3 s for it), before its member's data is copied.
+	other, c := newCluster(t, 3, nil), newCluster(t, 3, nil)
+	for i := range 3 {
+		other.start(i)
+		c.start(i)
+	}
+	other.leader(30 * time.Second)
 	uB := other.waitUUIDs(30 * time.Second)
 	for i := range other.members {
-		other.stop(i)
+		other.stopNow(i)
 	}
 
-	c := newCluster(t, 3, nil)
-	c.startAll(30 * time.Second)
+	c.leader(30 * time.Second)
 	uA := c.waitUUIDs(30 * time.Second)
 	if uA == uB {
 		t.Fatalf("two clusters drew the same identity %s", uA)
@@ -127,6 +134,7 @@ func TestDataDirectoryOfAnotherClusterRefused(t *testing.T) {
 // identity the attach names is not its own — and nothing of its session is applied on B; once A
 // is back, the command completes there.
 func TestClientRefusesAnEndpointOfAnotherCluster(t *testing.T) {
+	t.Parallel()
 	a, b := newCluster(t, 1, nil), newCluster(t, 1, nil)
 	a.startAll(15 * time.Second)
 	b.startAll(15 * time.Second)

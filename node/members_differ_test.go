@@ -12,6 +12,7 @@ import (
 // (here: a list of members 0 and 2 in a three-member cluster) stops at once with ErrMembersDiffer, naming both
 // lists, instead of running without ever joining; with the right list it serves again.
 func TestConfiguredMembersAgainstTheData(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	c.startAll(15 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -101,6 +101,7 @@ func (c *cluster) waitRemoved(i int) {
 // member restarted with its stale configuration takes the membership from its data. Nothing
 // acknowledged is lost; the removed member's data cannot serve again.
 func TestMemberJoinsAndTheLeaderIsRemoved(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	c.startAll(10 * time.Second)
 	c.waitMembershipVersion()
@@ -213,6 +214,7 @@ func (c *cluster) waitRebuiltScraping(id int, raftID uint64) {
 // Join, it is added under a new raft id and replaces its old one once caught up. With member 0
 // then stopped, the other two serve: the rebuilt member holds everything.
 func TestWipedMemberIsRebuiltUnderANewRaftID(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	c.startAll(10 * time.Second)
 	c.waitMembershipVersion()

@@ -155,6 +155,7 @@ func reopenReason(t *testing.T, addr string, id wire.SessionID) service.CloseRea
 // away is refused at the handshake with a message naming both ranges, and the others keep
 // serving. No acknowledged increment is lost through any of it.
 func TestMixedVersionCluster(t *testing.T) {
+	t.Parallel()
 	const old = 2
 	c := newCluster(t, 3, nil)
 	var restrict atomic.Value // []Option for member old's next start

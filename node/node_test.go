@@ -83,7 +83,7 @@ func newCluster(t *testing.T, n int, tune func(*Config)) *cluster {
 	}
 	t.Cleanup(func() {
 		for i := range c.members {
-			c.stop(i)
+			c.stopNow(i)
 		}
 	})
 	return c
@@ -131,6 +131,19 @@ func (c *cluster) stop(i int) {
 		c.t.Errorf("member %d: %v", i, err)
 	}
 	m.cancel = nil
+}
+
+// stopNow stops member i without a leader's hand-over (Config.ShutdownTransferTimeout). When a
+// test has ended nobody waits for a successor, and the member stopped last, leading with its
+// followers gone, would wait out the whole timeout (3 s, in every test) for one to take over.
+// The tests of the hand-over itself stop their leader with stop.
+func (c *cluster) stopNow(i int) {
+	if m := c.members[i]; m.cancel != nil {
+		// No lock needed: only handOver reads the field, in Run's goroutine, once ctx is done
+		// (which happens after this write: stop cancels ctx).
+		m.n.cfg.ShutdownTransferTimeout = 0
+	}
+	c.stop(i)
 }
 
 func (c *cluster) leader(timeout time.Duration) (int, uint64) {
@@ -236,6 +249,7 @@ func raftFrame(m *pb.Message) []byte {
 }
 
 func TestHostileInputOnMemberPort(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	l, term := c.startAll(15 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -281,6 +295,7 @@ func TestHostileInputOnMemberPort(t *testing.T) {
 }
 
 func TestFarBehindFollowerGetsStreamedSnapshot(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, func(cfg *Config) {
 		cfg.SnapshotIntervalEntries = 20
 		cfg.LogMarginEntries = 5
@@ -373,6 +388,7 @@ func TestParseMembers(t *testing.T) {
 }
 
 func TestHostileInputOnClientPort(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	l, term := c.startAll(15 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -31,6 +31,7 @@ func (l *failingListener) Accept() (net.Conn, error) {
 // After accepts failed with "too many open files", a member serves its peers and its clients
 // again: both accept loops back off and retry instead of ending.
 func TestMemberServesAfterFailedAccepts(t *testing.T) {
+	t.Parallel()
 	const fails = 6 // 5 ms doubling: the last retry comes about 0.3 s after the first failure
 	c := newCluster(t, 3, nil)
 	c.opts = func(i int) []Option {

@@ -13,6 +13,7 @@ import (
 // An idle client keeps its session alive with keep-alives; a client that stays silent past the
 // session timeout gets a typed error and its session is not silently reopened.
 func TestKeepAliveAndTypedExpiry(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 1, func(cfg *Config) { cfg.SessionTimeout = 3 * time.Second })
 	c.start(0)
 	c.leader(15 * time.Second)
@@ -62,6 +63,7 @@ func TestKeepAliveAndTypedExpiry(t *testing.T) {
 // A command whose context ends while no member answers fails with ErrTimeout, and says whether it
 // may have been applied.
 func TestSendTimeoutIsTyped(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 1, nil)
 	c.start(0)
 	c.leader(15 * time.Second)

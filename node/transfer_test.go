@@ -39,6 +39,7 @@ func TestStoppedLeaderFollowsItsSuccessorBeforeItStops(t *testing.T) {
 // transfer-leader over the admin channel, from any member: answered once the target leads, with
 // the new leader and term in the answer; --auto picks another voter.
 func TestTransferLeaderOverTheAdminChannel(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	l, term := c.startAll(10 * time.Second)
 	c.waitMembershipVersion()

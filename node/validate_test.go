@@ -18,6 +18,7 @@ import (
 // refused, its connection closed and counted; the cluster keeps its leader and term and applies
 // the next command once.
 func TestForgedRaftFramesAreRefused(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3, nil)
 	l, term := c.startAll(15 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -16,6 +16,7 @@ import (
 // 1 and no range, and its commands in version 1: the member answers in version 1 — the attached
 // message is the session alone, no limits — and applies the command.
 func TestPreNegotiationClientIsServedInVersion1(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 1, nil)
 	c.startAll(15 * time.Second)
 	conn, err := net.Dial("tcp", c.clients[0])
@@ -69,6 +70,7 @@ func TestPreNegotiationClientIsServedInVersion1(t *testing.T) {
 // commands it cannot decode, and the client reconnects at once writing in version 2, attaches and
 // is served.
 func TestClientReconnectsInAVersionTheMemberReads(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 1, nil)
 	c.opts = func(int) []Option { return []Option{WithVersions(wire.Range{}, wire.Range{Min: 2, Max: 2}, 0)} }
 	c.startAll(15 * time.Second)

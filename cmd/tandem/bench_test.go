@@ -30,6 +30,7 @@ func TestBenchOpenLoopKeepsToItsRate(t *testing.T) {
 // --restart loads the cluster, restarts a follower and times it until it serves again. (A raft
 // entry carries a batch of commands: the commit index is far below the commands' count.)
 func TestBenchRestartJSON(t *testing.T) {
+	t.Parallel()
 	out, stderr, code := runCLI(t, tandemBinary(t), "bench", "--restart", "5000", "--json")
 	if code != 0 {
 		t.Fatalf("bench --restart exited %d: %s", code, stderr)

@@ -60,6 +60,7 @@ func TestClientWithNoClusterFailsWithinTimeout(t *testing.T) {
 }
 
 func TestCLIClientsAcrossLeaderKill(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	l := pc.startAll()
 	eps := strings.Join(pc.clients, ",")
@@ -169,15 +170,22 @@ func sessionAcrossDowntime(t *testing.T, members int) {
 	}
 }
 
-func TestSessionSurvivesFullStopLongerThanTimeout(t *testing.T) { sessionAcrossDowntime(t, 3) }
+func TestSessionSurvivesFullStopLongerThanTimeout(t *testing.T) {
+	t.Parallel()
+	sessionAcrossDowntime(t, 3)
+}
 
 // The seed's reconnect analysis: a one-member cluster stopped and restarted; the Aeron client
 // never came back, this one does by itself.
-func TestSessionSurvivesOneMemberRestart(t *testing.T) { sessionAcrossDowntime(t, 1) }
+func TestSessionSurvivesOneMemberRestart(t *testing.T) {
+	t.Parallel()
+	sessionAcrossDowntime(t, 1)
+}
 
 // Linearizable queries: a query never returns a value older than an increment acknowledged
 // before the query started, checked over a concurrent history.
 func TestQueriesNeverStale(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	l := pc.startAll()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -264,6 +272,7 @@ func TestQueriesNeverStale(t *testing.T) {
 // A paused leader (SIGSTOP) still accepts connections but answers nothing: the client's
 // per-attempt deadline moves it to the new leader, and its command is applied once.
 func TestPausedLeaderDoesNotStallClient(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	l := pc.startAll()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

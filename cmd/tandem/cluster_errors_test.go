@@ -50,6 +50,7 @@ func waitErrors(t *testing.T, want *regexp.Regexp, args ...string) string {
 // member's errors.log; every endpoint answers for itself without --member; a member that does
 // not answer makes it exit 1, and one that is no member exit 4.
 func TestClusterErrorsShowsAMembersWarning(t *testing.T) {
+	t.Parallel()
 	lc, eps := startAdminCluster(t)
 	const target = 1
 	from := sendGarbage(t, lc.members[target].cfg.Members[target].MemberAddr)
@@ -134,6 +135,7 @@ func TestClusterErrorsShowsAMembersWarning(t *testing.T) {
 // The file stays bounded however many warnings a member logs: a flood of garbage connections,
 // each warned of, leaves errors.log and errors.log.1 under their bound, and the member serving.
 func TestClusterErrorsFileStaysBounded(t *testing.T) {
+	t.Parallel()
 	lc, eps := startAdminCluster(t)
 	addr := lc.members[0].cfg.Members[0].MemberAddr
 	dir := lc.members[0].cfg.DataDir

@@ -175,6 +175,7 @@ var tableRow = regexp.MustCompile(`(?m)^(\d+)\s+(\d+)\s+(leader|follower)\s+(\d+
 // status and list-members against three running members; then, with one stopped, status says
 // the cluster is degraded and list-members still answers.
 func TestClusterStatusAndListMembers(t *testing.T) {
+	t.Parallel()
 	lc, eps := startAdminCluster(t)
 
 	out, stderr, code := runClusterCmd("status", "--endpoints", eps)
@@ -262,6 +263,7 @@ func slicesWithout(s []string, i int) []string {
 
 // Changes the cluster refuses exit 4 with the leader's reason, whichever member is asked first.
 func TestClusterRefusedChanges(t *testing.T) {
+	t.Parallel()
 	_, eps := startAdminCluster(t)
 	for _, tc := range []struct {
 		args []string
@@ -386,6 +388,7 @@ func TestClusterLearnerNotCaughtUp(t *testing.T) {
 
 // A learner the leader never heard from is not caught up, however short the log.
 func TestClusterPromoteRefusesALearnerThatNeverAnswered(t *testing.T) {
+	t.Parallel()
 	lc, eps := startAdminCluster(t)
 	joinLearner(t, lc)
 	out, stderr, code := runClusterCmd("promote", "3", "--timeout", "700ms", "--endpoints", eps)
@@ -398,6 +401,7 @@ func TestClusterPromoteRefusesALearnerThatNeverAnswered(t *testing.T) {
 // leader prints the leader's id; is-leader says whether a member leads: 0 yes, 1 another does,
 // 3 unknown (no member leads: here, two of three stopped).
 func TestClusterLeaderAndIsLeader(t *testing.T) {
+	t.Parallel()
 	lc, eps := startAdminCluster(t)
 	l := lc.leader()
 	out, stderr, code := runClusterCmd("leader", "--endpoints", eps)

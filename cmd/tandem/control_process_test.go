@@ -68,6 +68,7 @@ var stoppedAt = regexp.MustCompile(`stopped at log index (\d+)`)
 // set-preferred-leader moves leadership; shutdown stops every member at one index (exit 0), and
 // started again the cluster serves on with every acknowledged increment.
 func TestProcessOperatorControls(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	pc.extraArgs = []string{"--preferred-leader", "1"}
 	pc.dumpOnFailure()

@@ -51,6 +51,7 @@ func runWithin(t *testing.T, d time.Duration, bin string, args ...string) (stdou
 // running members, naming their pids, removes the rest and exits 1; once the members are
 // stopped (killed: their LOCK files stay behind) it removes everything and exits 0.
 func TestDataDirectoryInUseIsRefused(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	pc.startAll()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -139,6 +140,7 @@ func TestDataDirectoryInUseIsRefused(t *testing.T) {
 // A member killed (SIGKILL) leaves its LOCK file behind; restarted on its directory it runs:
 // the kernel released the lock with the process.
 func TestKilledMemberRestartsDespiteItsLockFile(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	pc.startAll()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -69,6 +69,7 @@ func (pc *procCluster) waitOutput(i int, want string, d time.Duration) {
 // leadership over, and the new leader repairs it: once verified it counts, and the cluster
 // serves with it and one other, every increment kept.
 func TestWipedMemberRejoinsUnderTheSameLeader(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	pc, l, victim := holdCommands(t, ctx, 40, func(l int) int { return (l + 1) % 3 })
@@ -85,6 +86,7 @@ func TestWipedMemberRejoinsUnderTheSameLeader(t *testing.T) {
 // naming the cause and the remedy, no Go panic). Once the third member is back, a leader serves
 // with every increment kept, and repairs the wiped member if it waited.
 func TestWipedMemberWaitsWhenNoOtherLeaderCanRepairIt(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	pc, l, victim := holdCommands(t, ctx, 40, func(l int) int { return (l + 1) % 3 })

@@ -17,6 +17,7 @@ import (
 // the cluster waits for a complete copy; once member 1 is back, 0 and 1 serve every acknowledged
 // increment.
 func TestDamagedDiskLosesNothingAcknowledged(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	const n = 300
@@ -72,6 +73,7 @@ func TestDamagedDiskLosesNothingAcknowledged(t *testing.T) {
 // lost what it had acknowledged. Once 1 is back, 0 or 1 leads, repairs 2, and 2 (verified, having
 // heard the others' terms) counts: with 0 killed, 1 and 2 serve on, every increment kept.
 func TestWipedMemberWaitsForACompleteCopyThenRejoins(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	const n = 300

@@ -359,6 +359,7 @@ func (l *procLoad) finish(endpoints []string) {
 // catches up from a snapshot and the log, and is promoted to voter by itself; then it is removed
 // (tandem cluster remove-member 3) and stops, saying so.
 func TestProcessMemberJoinsAndIsRemoved(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	pc.dumpOnFailure()
 	pc.startAll()
@@ -390,6 +391,7 @@ func TestProcessMemberJoinsAndIsRemoved(t *testing.T) {
 // then stops with its message (exit 1); the two others serve on; started again on its data, it
 // refuses to serve (exit 1, the same message).
 func TestProcessLeaderIsRemoved(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	pc.dumpOnFailure()
 	l := pc.startAll()
@@ -452,6 +454,7 @@ func replaceDeadMember(t *testing.T) (*procCluster, *procLoad) {
 // A dead member is replaced by a learner; started again on its old data (it was down during the
 // removal), the replaced member learns from the others that it was removed, and stops.
 func TestProcessDeadMemberIsReplaced(t *testing.T) {
+	t.Parallel()
 	pc, load := replaceDeadMember(t)
 	load.mark("voters 0, 1, 3")
 	pc.start(2)
@@ -466,6 +469,7 @@ func TestProcessDeadMemberIsReplaced(t *testing.T) {
 // data directories (list-members unchanged), the counter is intact, and the replaced member,
 // started with its own first command line, stops as removed.
 func TestProcessRestartWithFirstCommandLinesAfterReplacement(t *testing.T) {
+	t.Parallel()
 	pc, load := replaceDeadMember(t)
 	load.mark("voters 0, 1, 3")
 	var wg sync.WaitGroup
@@ -493,6 +497,7 @@ func TestProcessRestartWithFirstCommandLinesAfterReplacement(t *testing.T) {
 // its old addresses. It joins anew under a new raft id (4) and is promoted; then member 0 is
 // killed, and 1 and the returned 2 serve on.
 func TestProcessRemovedMemberComesBackAsItsMessageSays(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	pc.dumpOnFailure()
 	pc.startAll()
@@ -522,6 +527,7 @@ func TestProcessRemovedMemberComesBackAsItsMessageSays(t *testing.T) {
 // The live leader is replaced by a caught-up learner (tandem cluster replace-member LEADER
 // --with 3): it hands leadership over first, then stops as removed; 3 votes in its place.
 func TestProcessLiveLeaderIsReplaced(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	pc.dumpOnFailure()
 	l := pc.startAll()
@@ -549,6 +555,7 @@ func TestProcessLiveLeaderIsReplaced(t *testing.T) {
 // --join, it is added under a new raft id (4), and once caught up replaces its old raft id (3).
 // Then member 0 is killed: 1 and the rebuilt 2 serve on, so 2 really holds the data.
 func TestProcessWipedMemberIsRebuiltInPlace(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	pc.dumpOnFailure()
 	pc.startAll()
@@ -597,6 +604,7 @@ func TestProcessWipedMemberIsRebuiltInPlace(t *testing.T) {
 // on its old addresses (a supervisor restarting it), before the others noticed that it died.
 // It should be rebuilt in place like any member (under raft id 4), and serve with one other.
 func TestProcessLeaderWipedAndRebuiltAtOnce(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	pc.dumpOnFailure()
 	l := pc.startAll()
@@ -659,6 +667,7 @@ func TestProcessJoinerRestartedBeforeTheLeaderReachedIt(t *testing.T) {
 // others that it was removed and stops. The endpoints given to tandem cluster name the live
 // members first (TestProcessClusterCommandSkipsAHungMember: the hung one first).
 func TestProcessPausedMemberIsRemoved(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	pc.dumpOnFailure()
 	l := pc.startAll()
@@ -687,6 +696,7 @@ func TestProcessPausedMemberIsRemoved(t *testing.T) {
 // endpoints when member 0 hangs — should reach the others: list-members should answer, and
 // remove-member remove the hung member, within a few seconds.
 func TestProcessClusterCommandSkipsAHungMember(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	pc.dumpOnFailure()
 	l := pc.startAll()

@@ -301,6 +301,7 @@ func get(ctx context.Context, c *client.Client) (int64, error) {
 }
 
 func TestProcessesSurviveLeaderKillAndFullRestart(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	l := pc.startAll()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

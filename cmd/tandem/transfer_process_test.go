@@ -47,6 +47,7 @@ func (pc *procCluster) transfer(eps []string, args ...string) (int, string, int)
 // T)"), with no client error; refused (exit 4) for an id that is no member and a learner; to the
 // leader itself, "nothing to do" (exit 0).
 func TestProcessTransferLeader(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	pc.dumpOnFailure()
 	l := pc.startAll()

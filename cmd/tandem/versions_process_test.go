@@ -13,6 +13,7 @@ import (
 // with exit code 5 and a message naming the index and the remedy, never a panic; the others keep
 // serving; started again as it was, it catches up.
 func TestDowngradedMemberStopsWithExitCode5(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	l := pc.startAll()
 	waitOutput := func(p *proc, want string) {
@@ -64,6 +65,7 @@ func TestDowngradedMemberStopsWithExitCode5(t *testing.T) {
 // A member started with a member list that differs from the cluster's recorded membership exits
 // with the usage code, naming both lists (the data's membership wins).
 func TestMemberListAgainstTheDataIsAUsageError(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 3)
 	l := pc.startAll()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
