@@ -143,7 +143,7 @@ func TestNodeConfigErrors(t *testing.T) {
 		// An invalid value names its source, whichever it is.
 		{"", "", map[string]string{"TANDEM_TICK": "abc"}, nil, `TANDEM_TICK="abc" (from the environment): invalid value for --tick`},
 		{"", "", nil, []string{"--tick", "abc"}, `invalid value "abc" for flag -tick`},
-		{"", "", map[string]string{"TANDEM_MEMBERS": "0,a"}, nil, `TANDEM_MEMBERS: member 0 "0,a": want id,clientAddr,memberAddr`},
+		{"", "", map[string]string{"TANDEM_MEMBERS": "0,a"}, nil, `TANDEM_MEMBERS: entry 1 "0,a": want id,clientAddr,memberAddr`},
 		{"c.yaml", "preferred-leader: x\n", nil, nil, `c.yaml: preferred-leader: "x" is not a member id`},
 		// The checks across settings, whatever their source.
 		{"c.yaml", "learner: true\n", nil, nil, "c.yaml: learner is for a member that joins (--join)"},

@@ -36,7 +36,7 @@ func TestUsageErrorIsOneLineAndAHint(t *testing.T) {
 		{[]string{"node"}, "node", "a member id expected, e.g. tandem node 0"},
 		{[]string{"node", "0", "1"}, "node", "exactly one member id expected"},
 		{[]string{"node", "x"}, "node", `member id "x" is not a non-negative integer`},
-		{[]string{"node", "0", "--members", "0,a"}, "node", `--members: member 0 "0,a"`},
+		{[]string{"node", "0", "--members", "0,a"}, "node", `--members: entry 1 "0,a"`},
 		{[]string{"node", "0", "--config", "tandem.json"}, "node", `config file tandem.json (from --config): unknown format ".json"`},
 		{[]string{"node", "0", "--log-format", "yaml"}, "node", `"yaml" is not a log format: text or json`},
 		{[]string{"node", "0", "--log-level=loud"}, "node", `"loud" is not a log level: debug, info, warn or error`},
