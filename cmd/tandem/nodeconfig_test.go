@@ -148,8 +148,36 @@ func TestNodeConfigErrors(t *testing.T) {
 		// The checks across settings, whatever their source.
 		{"c.yaml", "learner: true\n", nil, nil, "c.yaml: learner is for a member that joins (--join)"},
 		{"", "", map[string]string{"TANDEM_MEMBERS": "0,127.0.0.1:7000,127.0.0.1:7100"}, nil, "TANDEM_MEMBERS names one member only"},
-		{"c.yaml", "election-ticks: 1\n", nil, nil, "node: invalid configuration: ElectionTicks (1) must be larger than HeartbeatTicks (1) (election-ticks from "},
-		{"", "", map[string]string{"TANDEM_HEARTBEAT_TICKS": "10"}, nil, "must be larger than HeartbeatTicks (10) (election-ticks default, heartbeat-ticks from TANDEM_HEARTBEAT_TICKS)"},
+		// Validate's errors in the flags' words, with where each value came from.
+		{"c.yaml", "election-ticks: 1\n", nil, nil, "tandem node: invalid configuration: election-ticks (1) must be larger than heartbeat-ticks (1) (election-ticks from "},
+		{"", "", map[string]string{"TANDEM_HEARTBEAT_TICKS": "10"}, nil, "election-ticks (7) must be larger than heartbeat-ticks (10) (election-ticks default, heartbeat-ticks from TANDEM_HEARTBEAT_TICKS)"},
+		{"", "", nil, []string{"0", "--max-client-conns", "0"}, "invalid configuration: max-client-conns (0) must be at least 1 (max-client-conns from --max-client-conns)"},
+		{"", "", nil, []string{"0", "--election-ticks", "-1", "--heartbeat-ticks", "0"},
+			"invalid configuration: heartbeat-ticks (0) must be at least 1 (heartbeat-ticks from --heartbeat-ticks); election-ticks (-1) must be larger than heartbeat-ticks (0) (election-ticks from --election-ticks, heartbeat-ticks from --heartbeat-ticks)"},
+		{"", "", nil, []string{"0", "--session-timeout", "1s"}, "session-timeout (1s) must be at least two election timeouts (2 × election-ticks × tick = 1.4s) (session-timeout from --session-timeout, election-ticks default, tick default)"},
+		// A tick under a millisecond.
+		{"", "", map[string]string{"TANDEM_TICK": "1ns"}, nil, "invalid configuration: tick (1ns) must be at least 1ms: a member that ticks faster than it can process its inputs spends its time ticking (tick from TANDEM_TICK)"},
+		// Every address: host:port, a port 1-65535 (0 where the member binds), named by member
+		// and by the setting that gave it.
+		{"", "", nil, []string{"0", "--members", "0,127.0.0.1:99999,127.0.0.1:9100|1,127.0.0.1:9001,127.0.0.1:9101"},
+			`--members: member 0's client address "127.0.0.1:99999": port 99999 is not 1 to 65535`},
+		{"", "", map[string]string{"TANDEM_MEMBERS": "0,127.0.0.1:9000,127.0.0.1:9100|1,127.0.0.1:9001,127.0.0.1:-1"}, nil,
+			`TANDEM_MEMBERS: member 1's member address "127.0.0.1:-1": port -1 is not 1 to 65535`},
+		{"c.yaml", "members:\n  - 0,my host:9000,127.0.0.1:9100\n  - 1,127.0.0.1:9001,127.0.0.1:9101\n", nil, nil,
+			`c.yaml: members: member 0's client address "my host:9000": host "my host" is not a host name or an IP address`},
+		{"c.yaml", "http-addr: localhost\n", nil, nil, `invalid configuration: http-addr ("localhost"): missing port in address (http-addr from `},
+		{"", "", nil, []string{"0", "--client-bind", "0.0.0.0:65536"}, `client-bind ("0.0.0.0:65536"): port 65536 is not 0 to 65535 (client-bind from --client-bind)`},
+		{"", "", map[string]string{"TANDEM_MEMBER_BIND": "a b:1"}, nil, `member-bind ("a b:1"): host "a b" is not a host name or an IP address (member-bind from TANDEM_MEMBER_BIND)`},
+		{"", "", nil, []string{"0", "--client-addr", "127.0.0.1:-1"},
+			`invalid configuration: client-addr: member 0's client address "127.0.0.1:-1": port -1 is not 1 to 65535 (client-addr from --client-addr)`},
+		{"", "", map[string]string{"TANDEM_MEMBER_ADDR": "localhost"}, nil,
+			`member-addr: member 0's member address "localhost": missing port in address (member-addr from TANDEM_MEMBER_ADDR)`},
+		{"", "", nil, []string{"3", "--join", "127.0.0.1:9000,127.0.0.1:0"}, `join: address "127.0.0.1:0": port 0 is not 1 to 65535 (join from --join)`},
+		// A member id the member list does not name: one sentence, in the flags' words.
+		{"", "", nil, []string{"5"}, "tandem node: member 5 is not in the member list (members: default, the localhost layout of 3 members): give --members that names it, or --size 6"},
+		{"", "", map[string]string{"TANDEM_SIZE": "2"}, []string{"2"}, "member 2 is not in the member list (members: default, the localhost layout of 2 members, size from TANDEM_SIZE): give --members that names it, or --size 3"},
+		{"c.yaml", "members: [\"0,127.0.0.1:7000,127.0.0.1:7100\", \"1,127.0.0.1:7001,127.0.0.1:7101\"]\n", nil, []string{"5"},
+			"member 5 is not in the member list (members from "},
 		{"c.yaml", "client-addr: 127.0.0.1:1\n", nil, []string{"5"}, "c.yaml: client-addr set member 5's addresses, which the member list (the localhost layout of 3 members) does not name"},
 		{"", "", map[string]string{"TANDEM_MEMBERS": "0,127.0.0.1:7000,127.0.0.1:7100|1,127.0.0.1:7001,127.0.0.1:7101"},
 			[]string{"5", "--client-addr", "127.0.0.1:1"}, "--client-addr set member 5's addresses, which the member list (TANDEM_MEMBERS) does not name"},
@@ -159,6 +187,8 @@ func TestNodeConfigErrors(t *testing.T) {
 		// The member id.
 		{"c.yaml", "id: 1\n", nil, nil, "member id 0 on the command line, but "},
 		{"c.yaml", "id: x\n", nil, []string{}, `c.yaml:1: id: "x" is not a member id`},
+		{"c.yaml", "id: zero\n", nil, []string{"0"}, `c.yaml:1: id: "zero" is not a member id (a non-negative integer)`},
+		{"c.yaml", "id: -1\n", nil, []string{"1"}, `c.yaml:1: id: "-1" is not a member id`},
 		{"", "", nil, []string{}, "a member id expected, e.g. tandem node 0"},
 		{"", "", nil, []string{"0", "1"}, "exactly one member id expected, got 2 arguments (0 1)"},
 		{"", "", nil, []string{"x"}, `member id "x" is not a non-negative integer`},
