@@ -188,7 +188,7 @@ func TestNodeFlagsFromTheEnvironment(t *testing.T) {
 	bin := tandemBinary(t)
 	t.Setenv("TANDEM_TICK", "abc")
 	_, stderr, code := runCLI(t, bin, "node", "0", "--data", t.TempDir())
-	if code != exitUsage || !strings.Contains(stderr, `TANDEM_TICK="abc" (from the environment): invalid value for --tick`) {
+	if code != exitUsage || !strings.Contains(stderr, `TANDEM_TICK (from the environment): "abc" is not a duration (like 100ms)`) {
 		t.Fatalf("TANDEM_TICK=abc: exit %d, stderr %q", code, stderr)
 	}
 	t.Setenv("TANDEM_TICK", "")

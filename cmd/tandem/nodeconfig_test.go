@@ -141,8 +141,19 @@ func TestNodeConfigErrors(t *testing.T) {
 		{"c.json", "{}", nil, nil, `unknown format ".json": the extension says which, .yaml, .yml (YAML) or .toml (TOML)`},
 		{"", "", map[string]string{"TANDEM_CONFIG": missing}, nil, "config file " + missing + " (from TANDEM_CONFIG): open " + missing + ": no such file or directory"},
 		// An invalid value names its source, whichever it is.
-		{"", "", map[string]string{"TANDEM_TICK": "abc"}, nil, `TANDEM_TICK="abc" (from the environment): invalid value for --tick`},
-		{"", "", nil, []string{"--tick", "abc"}, `invalid value "abc" for flag -tick`},
+		// … and says what the flag takes, in the same words as for a file's (above).
+		{"", "", map[string]string{"TANDEM_TICK": "abc"}, nil, `TANDEM_TICK (from the environment): "abc" is not a duration (like 100ms)`},
+		{"", "", map[string]string{"TANDEM_TICK": "5"}, nil, `TANDEM_TICK (from the environment): "5" is not a duration (like 100ms)`},
+		{"", "", nil, []string{"--tick", "abc"}, `tandem node: --tick: "abc" is not a duration (like 100ms)`},
+		{"", "", nil, []string{"0", "--tick=5"}, `tandem node: --tick: "5" is not a duration (like 100ms)`},
+		{"", "", map[string]string{"TANDEM_ELECTION_TICKS": "many"}, nil, `TANDEM_ELECTION_TICKS (from the environment): "many" is not an integer`},
+		{"", "", nil, []string{"0", "--election-ticks", "many"}, `--election-ticks: "many" is not an integer`},
+		{"", "", nil, []string{"0", "--election-ticks", "99999999999999999999"}, `--election-ticks: "99999999999999999999" is out of range for an integer`},
+		{"", "", map[string]string{"TANDEM_VERBOSE": "3"}, nil, `TANDEM_VERBOSE (from the environment): "3" is not true or false`},
+		{"", "", nil, []string{"0", "--verbose=maybe"}, `--verbose: "maybe" is not true or false`},
+		{"", "", nil, []string{"0", "--snapshot-entries", "-1"}, `--snapshot-entries: "-1" is not a non-negative integer`},
+		{"", "", map[string]string{"TANDEM_LOG_FORMAT": "jsn"}, nil, `TANDEM_LOG_FORMAT (from the environment): "jsn" is not a log format: text or json`},
+		{"", "", nil, []string{"0", "--log-format", "jsn"}, `--log-format: "jsn" is not a log format: text or json`},
 		{"", "", map[string]string{"TANDEM_MEMBERS": "0,a"}, nil, `TANDEM_MEMBERS: entry 1 "0,a": want id,clientAddr,memberAddr`},
 		{"c.yaml", "preferred-leader: x\n", nil, nil, `c.yaml: preferred-leader: "x" is not a member id`},
 		// The checks across settings, whatever their source.
