@@ -86,6 +86,17 @@ func (s *settings) source(name string) string {
 	return "--" + name
 }
 
+// nameVariables ends the help line of each flag of fs that has a variable with its name,
+// "[TANDEM_TICK]": made from the flag's name, as the variable is, so the help cannot name a
+// variable that is not read, nor leave one out.
+func nameVariables(fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name != "print-config" { // the one flag with no variable (--config has TANDEM_CONFIG)
+			f.Usage += " [" + envName(f.Name) + "]"
+		}
+	})
+}
+
 // notFromSources are the flags that no environment variable or file key sets (see above).
 var notFromSources = map[string]bool{"config": true, "print-config": true}
 
@@ -96,6 +107,7 @@ var notFromSources = map[string]bool{"config": true, "print-config": true}
 // exit code.
 func loadSettings(fs *flag.FlagSet, args []string, lookup func(string) (string, bool), environ []string, help verbHelp,
 	stdout, stderr io.Writer) (s *settings, pos []string, code int, done bool) {
+	nameVariables(fs)
 	pos, code, done = parseVerbTo(fs, args, help, stdout, stderr)
 	if done {
 		return nil, nil, code, true

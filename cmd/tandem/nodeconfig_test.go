@@ -225,6 +225,43 @@ func TestNodeConfigErrors(t *testing.T) {
 	}
 }
 
+// tandem node --help names every flag's variable, made from its name; --print-config, an
+// action, has none.
+func TestNodeHelpNamesEveryVariable(t *testing.T) {
+	_, out, stderr, code, done := prepare(t, nil, "--help")
+	if !done || code != exitOK || stderr != "" {
+		t.Fatalf("--help: exit %d, stderr %q", code, stderr)
+	}
+	// PrintDefaults: "  -name type" then the usage, indented, on the next line(s).
+	flagLine := regexp.MustCompile(`^  -([a-z-]+)`)
+	help := map[string]string{}
+	name := ""
+	for _, l := range strings.Split(out, "\n") {
+		if m := flagLine.FindStringSubmatch(l); m != nil {
+			name = m[1]
+			help[name] = ""
+		} else if name != "" && strings.HasPrefix(l, "    \t") {
+			help[name] += l
+		} else {
+			name = ""
+		}
+	}
+	if len(help) < 25 {
+		t.Fatalf("found the help of %d flags only:\n%s", len(help), out)
+	}
+	variable := regexp.MustCompile(`\[TANDEM_[A-Z_]+\]`)
+	for name, usage := range help {
+		got := variable.FindAllString(usage, -1)
+		want := []string{"[" + envName(name) + "]"}
+		if name == "print-config" {
+			want = nil
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("--%s's help names %q, want %q: %s", name, got, want, usage)
+		}
+	}
+}
+
 // --print-config prints a config file: fed back with --config, it prints the same values; and it
 // starts nothing, so the data directory is not made.
 func TestNodePrintConfigRoundTrips(t *testing.T) {
