@@ -114,6 +114,7 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 	// The member list as it will found the cluster, for --print-config: with no --members, the
 	// localhost layout, written out.
 	effectiveMembers := formatMembers(cfg.Members)
+	listed := slices.ContainsFunc(cfg.Members, func(m node.Member) bool { return m.ID == id })
 	if *learner && *join == "" {
 		return fail("%s is for a member that joins (--join)", s.source("learner"))
 	}
@@ -239,6 +240,15 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 			"data":    {cfg.DataDir, "./data/node-<id>"},
 			"members": {effectiveMembers, "the localhost layout of --size members"},
 		}
+		// The advertised addresses as the member will give them: its entry in the member list
+		// (the founding list, or a joiner's own entry, from the list or the localhost layout).
+		self := cfg.Members[slices.IndexFunc(cfg.Members, func(m node.Member) bool { return m.ID == id })]
+		how := fmt.Sprintf("member %d's in members", id)
+		if !listed {
+			how = "the localhost layout's (a joiner the member list does not name)"
+		}
+		derived["client-addr"] = derivedValue{self.ClientAddr, how}
+		derived["member-addr"] = derivedValue{self.MemberAddr, how}
 		if setup.httpDefault != "" {
 			derived["http-addr"] = derivedValue{setup.httpDefault, "127.0.0.1:9200+id, best effort: skipped with a warning if taken (not so when given)"}
 		}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-cluster/tandem/node"
 )
 
 // These tests read tandem node's configuration in-process (prepareNode: no member is started,
@@ -71,6 +73,8 @@ func TestNodeConfigPrecedence(t *testing.T) {
 			"data: data/node-1", "# default: ./data/node-<id>",
 			"http-addr: 127.0.0.1:9201",
 			"  - 1,127.0.0.1:7001,127.0.0.1:7101",
+			// The advertised addresses as the member will give them, not "".
+			"client-addr: 127.0.0.1:7001", "member-addr: 127.0.0.1:7101", "# default: member 1's in members",
 		} {
 			if !strings.Contains(out, want) {
 				t.Fatalf("%s --print-config lacks %q:\n%s", f.name, want, out)
@@ -276,6 +280,7 @@ func TestNodePrintConfigRoundTrips(t *testing.T) {
 		t.Fatalf("--print-config made the data directory %s (%v)", data, err)
 	}
 	for _, want := range []string{"session-timeout: 1m0s", "# from TANDEM_SESSION_TIMEOUT", "snapshot-entries: 77", `preferred-leader: 2,1`,
+		"client-addr: 127.0.0.1:9002", "member-addr: 127.0.0.1:9102",
 		"learner: true", "# from --learner", `http-addr: ""`, "# from --http-addr", "id: 2", "# from the command line"} {
 		if !strings.Contains(first, want) {
 			t.Fatalf("--print-config lacks %q:\n%s", want, first)
@@ -292,6 +297,21 @@ func TestNodePrintConfigRoundTrips(t *testing.T) {
 	if !strings.Contains(second, "# from "+printed) {
 		t.Fatalf("read back, the values do not come from the file:\n%s", second)
 	}
+	// A joiner the member list does not name: its addresses are the localhost layout's, and
+	// read back, the same.
+	_, first, stderr, code, done = prepare(t, nil, "5", "--data", data, "--join", "127.0.0.1:9000", "--print-config")
+	if !done || code != exitOK || !strings.Contains(first, "client-addr: 127.0.0.1:9005") || !strings.Contains(first, "member-addr: 127.0.0.1:9105") {
+		t.Fatalf("a joiner's --print-config: exit %d, stderr %q\n%s", code, stderr, first)
+	}
+	printed = writeFile(t, "joiner.yaml", first)
+	setup, second, stderr, code, done := prepare(t, nil, "--config", printed, "--print-config")
+	if !done || code != exitOK || settingLines(second) != settingLines(first) {
+		t.Fatalf("a joiner's printed configuration read back: exit %d, stderr %q\n%s\nthen:\n%s", code, stderr, first, second)
+	}
+	if setup, _, stderr, code, done = prepare(t, nil, "--config", printed); done || code != exitOK ||
+		len(setup.cfg.Members) != 1 || setup.cfg.Members[0] != (node.Member{ID: 5, ClientAddr: "127.0.0.1:9005", MemberAddr: "127.0.0.1:9105"}) {
+		t.Fatalf("a joiner's printed file: exit %d %q, members %+v", code, stderr, setup.cfg.Members)
+	}
 	// An inherited port (client-bind: "" is printed next to it) and --verbose (printed as the
 	// level in force) read back too, and the env's log level loses to the typed --verbose.
 	_, first, stderr, code, done = prepare(t, map[string]string{"TANDEM_LOG_LEVEL": "warn"},
@@ -305,7 +325,7 @@ func TestNodePrintConfigRoundTrips(t *testing.T) {
 		}
 	}
 	printed = writeFile(t, "fd.yaml", first)
-	setup, second, stderr, code, done := prepare(t, nil, "--config", printed, "--print-config")
+	setup, second, stderr, code, done = prepare(t, nil, "--config", printed, "--print-config")
 	if !done || code != exitOK {
 		t.Fatalf("--print-config of the printed file: exit %d, stderr %q\n%s", code, stderr, first)
 	}
