@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -146,25 +147,33 @@ func LocalCluster(n int) []Member {
 
 // ParseMembers reads a member list. It accepts Tandem's form "id,clientAddr,memberAddr|…" and
 // Aeron Cluster's "id,ingress,consensus,log,catchup,archive|…" (only the first two addresses are
-// used: Tandem needs fewer ports). Line breaks, spaces and a trailing '|' are tolerated.
+// used: Tandem needs fewer ports). Line breaks and spaces around the fields and a trailing '|'
+// are tolerated; within an address they are a mistake, refused (not taken out: "my host" is no
+// host name, and "myhost" may not be the one meant). The
+// addresses are checked as Validate checks them (host:port, a port 1-65535); an error names the
+// entry by its place in the list (1, 2, …) until its id is read, then by the member's id.
 func ParseMembers(s string) ([]Member, error) {
-	s = strings.NewReplacer("\n", "", "\r", "", " ", "", "\t", "").Replace(s)
 	var ms []Member
-	for i, part := range strings.Split(s, "|") {
-		if part == "" {
+	entry := 0
+	for _, part := range strings.Split(s, "|") {
+		if part = strings.TrimSpace(part); part == "" {
 			continue
 		}
+		entry++
 		f := strings.Split(part, ",")
+		for i := range f {
+			f[i] = strings.TrimSpace(f[i])
+		}
 		if len(f) != 3 && len(f) != 6 {
-			return nil, fmt.Errorf("member %d %q: want id,clientAddr,memberAddr (or Aeron's six fields), got %d fields", i, part, len(f))
+			return nil, fmt.Errorf("entry %d %q: want id,clientAddr,memberAddr (or Aeron's six fields), got %d fields", entry, part, len(f))
 		}
 		id, err := strconv.Atoi(f[0])
-		if err != nil || id < 0 {
-			return nil, fmt.Errorf("member %d %q: id %q is not a non-negative integer", i, part, f[0])
+		if err != nil || id < 0 || id > math.MaxInt32 {
+			return nil, fmt.Errorf("entry %d %q: id %q is not a member id (a non-negative integer)", entry, part, f[0])
 		}
-		for _, a := range f[1:3] {
-			if _, _, err := net.SplitHostPort(a); err != nil {
-				return nil, fmt.Errorf("member %d %q: address %q: %v", i, part, a, err)
+		for i, kind := range []string{"client", "member"} {
+			if err := checkAddr(f[1+i], false); err != nil {
+				return nil, fmt.Errorf("member %d's %s address %q: %v", id, kind, f[1+i], err)
 			}
 		}
 		ms = append(ms, Member{ID: id, ClientAddr: f[1], MemberAddr: f[2]})
@@ -185,59 +194,211 @@ func (c *Config) self() (Member, bool) {
 	return Member{}, false
 }
 
-// Validate checks the configuration; every error names the field and its value.
+// Validate checks the configuration. It reports every bad field at once (errors.Join), each as
+// a *FieldError that names the field as Config does and its value: "ElectionTicks (1) must be
+// larger than HeartbeatTicks (1)".
 func (c *Config) Validate() error {
 	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Member: -1, format: format, args: args})
+	}
 	if c.ClusterID == "" || len(c.ClusterID) > 64 {
-		errs = append(errs, fmt.Errorf("ClusterID (%q) must be 1 to 64 bytes", c.ClusterID))
+		bad("ClusterID", "%s (%q) must be 1 to 64 bytes", fieldName("ClusterID"), c.ClusterID)
 	}
 	if c.DataDir == "" {
-		errs = append(errs, errors.New("DataDir is empty"))
+		bad("DataDir", "%s is empty", fieldName("DataDir"))
 	}
 	if _, ok := c.self(); !ok {
-		errs = append(errs, fmt.Errorf("ID (%d) is not one of the Members", c.ID))
+		bad("ID", "%s (%d) is not one of the %s", fieldName("ID"), c.ID, fieldName("Members"))
 	}
+	if len(c.Members) == 0 {
+		bad("Members", "%s is empty: a cluster needs at least one member", fieldName("Members"))
+	}
+	ids := map[int]bool{}
 	for _, m := range c.Members {
-		for _, a := range []string{m.ClientAddr, m.MemberAddr} {
-			if _, _, err := net.SplitHostPort(a); err != nil {
-				errs = append(errs, fmt.Errorf("Members: member %d address %q: %v", m.ID, a, err))
+		if m.ID < 0 || m.ID > math.MaxInt32 {
+			bad("Members", "%s: member id %d is negative or too large", fieldName("Members"), m.ID)
+		} else if ids[m.ID] {
+			bad("Members", "%s: member id %d appears twice", fieldName("Members"), m.ID)
+		}
+		ids[m.ID] = true
+		for _, a := range []struct{ field, kind, addr string }{{"ClientAddr", "client", m.ClientAddr}, {"MemberAddr", "member", m.MemberAddr}} {
+			if err := checkAddr(a.addr, false); err != nil {
+				errs = append(errs, &FieldError{Field: "Members", Member: m.ID, Addr: a.field,
+					format: "%s: member %d's %s address %q: %v", args: []any{fieldName("Members"), m.ID, a.kind, a.addr, err}})
 			}
 		}
 	}
 	errs = append(errs, duplicateAddrs(c.Members)...)
+	for _, b := range []struct{ field, addr string }{{"ClientBind", c.ClientBind}, {"MemberBind", c.MemberBind}, {"HTTPAddr", c.HTTPAddr}} {
+		if b.addr == "" {
+			continue // none given: the advertised address (binds), or no endpoint (HTTPAddr)
+		}
+		if err := checkAddr(b.addr, true); err != nil {
+			bad(b.field, "%s (%q): %v", fieldName(b.field), b.addr, err)
+		}
+	}
+	for _, a := range c.Join {
+		if err := checkAddr(a, false); err != nil {
+			bad("Join", "%s: address %q: %v", fieldName("Join"), a, err)
+		}
+	}
 	if len(c.PreferredLeaders) > wire.MaxPreferred {
-		errs = append(errs, fmt.Errorf("PreferredLeaders (%v) names more than %d members", c.PreferredLeaders, wire.MaxPreferred))
+		bad("PreferredLeaders", "%s (%v) names more than %d members", fieldName("PreferredLeaders"), c.PreferredLeaders, wire.MaxPreferred)
 	}
 	for i, id := range c.PreferredLeaders {
 		switch {
+		case id < 0 || id > math.MaxInt32:
+			bad("PreferredLeaders", "%s (%v): %d is not a member id", fieldName("PreferredLeaders"), c.PreferredLeaders, id)
 		case slices.Contains(c.PreferredLeaders[:i], id):
-			errs = append(errs, fmt.Errorf("PreferredLeaders (%v) names member %d twice", c.PreferredLeaders, id))
+			bad("PreferredLeaders", "%s (%v) names member %d twice", fieldName("PreferredLeaders"), c.PreferredLeaders, id)
 		case len(c.Join) == 0 && !slices.ContainsFunc(c.Members, func(m Member) bool { return m.ID == id }):
-			errs = append(errs, fmt.Errorf("PreferredLeaders (%v): member %d is not one of the Members", c.PreferredLeaders, id))
+			bad("PreferredLeaders", "%s (%v): member %d is not one of the %s", fieldName("PreferredLeaders"), c.PreferredLeaders, id, fieldName("Members"))
 		}
 	}
+	// The timing. A tick below TickIntervalMin is refused: a member that ticks faster than it
+	// can process its inputs spends its time ticking, and raft's timeouts, counted in ticks,
+	// would be shorter than a network round trip.
+	if c.TickInterval < TickIntervalMin {
+		bad("TickInterval", "%s (%s) must be at least %s: a member that ticks faster than it can process its inputs spends its time ticking",
+			fieldName("TickInterval"), c.TickInterval, TickIntervalMin)
+	}
+	if c.HeartbeatTicks < 1 {
+		bad("HeartbeatTicks", "%s (%d) must be at least 1", fieldName("HeartbeatTicks"), c.HeartbeatTicks)
+	}
+	if c.ElectionTicks <= c.HeartbeatTicks {
+		bad("ElectionTicks", "%s (%d) must be larger than %s (%d)", fieldName("ElectionTicks"), c.ElectionTicks, fieldName("HeartbeatTicks"), c.HeartbeatTicks)
+	}
+	if election := time.Duration(c.ElectionTicks) * c.TickInterval; c.TickInterval > 0 && c.ElectionTicks > 0 && c.SessionTimeout < 2*election {
+		bad("SessionTimeout", "%s (%s) must be at least two election timeouts (2 × %s × %s = %s)",
+			fieldName("SessionTimeout"), c.SessionTimeout, fieldName("ElectionTicks"), fieldName("TickInterval"), 2*election)
+	}
+	if c.SnapshotIntervalEntries == 0 {
+		bad("SnapshotIntervalEntries", "%s (0) must be at least 1", fieldName("SnapshotIntervalEntries"))
+	}
+	if c.SnapshotIntervalTime <= 0 {
+		bad("SnapshotIntervalTime", "%s (%s) must be positive", fieldName("SnapshotIntervalTime"), c.SnapshotIntervalTime)
+	}
+	if c.MaxClusterVersion > container.ClusterVersionMax {
+		bad("MaxClusterVersion", "%s (%d) is above what this build applies (%d)", fieldName("MaxClusterVersion"), c.MaxClusterVersion, container.ClusterVersionMax)
+	}
 	if c.SegmentBytes < 4<<10 {
-		errs = append(errs, fmt.Errorf("SegmentBytes (%d) must be at least 4096", c.SegmentBytes))
+		bad("SegmentBytes", "%s (%d) must be at least 4096", fieldName("SegmentBytes"), c.SegmentBytes)
 	}
 	if c.SnapshotsRetained < 1 {
-		errs = append(errs, fmt.Errorf("SnapshotsRetained (%d) must be at least 1", c.SnapshotsRetained))
+		bad("SnapshotsRetained", "%s (%d) must be at least 1", fieldName("SnapshotsRetained"), c.SnapshotsRetained)
 	}
 	if c.ShutdownTransferTimeout < 0 {
-		errs = append(errs, fmt.Errorf("ShutdownTransferTimeout (%s) must not be negative", c.ShutdownTransferTimeout))
+		bad("ShutdownTransferTimeout", "%s (%s) must not be negative", fieldName("ShutdownTransferTimeout"), c.ShutdownTransferTimeout)
 	}
 	if c.MaxFrameBytes < 64<<10 {
-		errs = append(errs, fmt.Errorf("MaxFrameBytes (%d) must be at least 65536", c.MaxFrameBytes))
+		bad("MaxFrameBytes", "%s (%d) must be at least 65536", fieldName("MaxFrameBytes"), c.MaxFrameBytes)
 	}
 	if least := max(2*(len(c.Members)-1), 1); c.MaxMemberConns < least {
-		errs = append(errs, fmt.Errorf("MaxMemberConns (%d) must be at least %d (two per other member)", c.MaxMemberConns, least))
+		bad("MaxMemberConns", "%s (%d) must be at least %d (two per other member)", fieldName("MaxMemberConns"), c.MaxMemberConns, least)
 	}
 	if c.MaxClientConns < 1 {
-		errs = append(errs, fmt.Errorf("MaxClientConns (%d) must be at least 1", c.MaxClientConns))
+		bad("MaxClientConns", "%s (%d) must be at least 1", fieldName("MaxClientConns"), c.MaxClientConns)
 	}
-	if err := c.replicaConfig().Validate(); err != nil {
-		errs = append(errs, err)
+	// The replica checks what it is given again, and what the Config does not expose (tune): asked
+	// only when the fields above are right, so that no mistake is reported twice in its words.
+	if len(errs) == 0 {
+		if err := c.replicaConfig().Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// TickIntervalMin is the shortest TickInterval Validate accepts.
+const TickIntervalMin = time.Millisecond
+
+// FieldError is one mistake Validate finds: it names Config's fields as the Go code does
+// ("ElectionTicks (1) must be larger than HeartbeatTicks (1)"), and says which they are, so that
+// a program that fills in a Config from settings of its own (flags, a file) can name those
+// instead (Describe), as tandem node does.
+type FieldError struct {
+	// Field is the field at fault: "ElectionTicks", "Members", "ClientBind".
+	Field string
+	// Member and Addr, for an address in Members: the member's id and which address,
+	// "ClientAddr" or "MemberAddr" (otherwise -1 and "").
+	Member int
+	Addr   string
+	// format and args say what is wrong; the args of type fieldName are the fields it names.
+	format string
+	args   []any
+}
+
+// fieldName is a field's name in a FieldError's message.
+type fieldName string
+
+// Error names the fields as Config does.
+func (e *FieldError) Error() string {
+	return e.Describe(func(field string) string { return field })
+}
+
+// Describe is the error with each field it names written as name(field).
+func (e *FieldError) Describe(name func(field string) string) string {
+	args := slices.Clone(e.args)
+	for i, a := range args {
+		if f, ok := a.(fieldName); ok {
+			args[i] = name(string(f))
+		}
+	}
+	return fmt.Sprintf(e.format, args...)
+}
+
+// Fields are the fields the message names, in its order.
+func (e *FieldError) Fields() []string {
+	var fs []string
+	for _, a := range e.args {
+		if f, ok := a.(fieldName); ok && !slices.Contains(fs, string(f)) {
+			fs = append(fs, string(f))
+		}
+	}
+	return fs
+}
+
+// portMax is the highest TCP port.
+const portMax = 65535
+
+// checkAddr checks that addr is host:port as a member can listen on or dial it: a port
+// 1-65535 (bind: 0 too, an ephemeral port, and the host may be empty, every interface), and a
+// host that is an IP address or a host name (net.SplitHostPort alone takes "host:-1", "a b:1"
+// and "localhost:http", which fail only when dialled, for ever, or when the member binds).
+func checkAddr(addr string, bind bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			return errors.New(ae.Err) // the address is in the message already
+		}
+		return err
+	}
+	p, err := strconv.Atoi(port)
+	switch {
+	case err != nil:
+		return fmt.Errorf("port %q is not a number", port)
+	case bind && (p < 0 || p > portMax):
+		return fmt.Errorf("port %d is not 0 to %d", p, portMax)
+	case !bind && (p < 1 || p > portMax):
+		return fmt.Errorf("port %d is not 1 to %d", p, portMax)
+	}
+	if host == "" {
+		if bind {
+			return nil
+		}
+		return errors.New("no host: others connect to this address")
+	}
+	if ip, _, _ := strings.Cut(host, "%"); net.ParseIP(ip) != nil {
+		return nil
+	}
+	if len(host) > 253 || strings.ContainsFunc(host, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_')
+	}) {
+		return fmt.Errorf("host %q is not a host name or an IP address", host)
+	}
+	return nil
 }
 
 // duplicateAddrs names every address that two members' entries share, or that one member
@@ -259,8 +420,9 @@ func duplicateAddrs(ms []Member) []error {
 				key = net.JoinHostPort(strings.ToLower(host), port)
 			}
 			if u, ok := seen[key]; ok {
-				errs = append(errs, fmt.Errorf("Members: address %q is both member %d's %s address and member %d's %s address",
-					a.addr, u.id, u.kind, m.ID, a.kind))
+				errs = append(errs, &FieldError{Field: "Members", Member: -1,
+					format: "%s: address %q is both member %d's %s address and member %d's %s address",
+					args:   []any{fieldName("Members"), a.addr, u.id, u.kind, m.ID, a.kind}})
 				continue
 			}
 			seen[key] = use{m.ID, a.kind}

@@ -20,7 +20,8 @@
 //
 //  1. Configure: start from DefaultConfig and fill in ID, Members and DataDir (LocalCluster and
 //     ParseMembers build Members). Validate reports every bad field at once, naming the field and
-//     its value; New calls it.
+//     its value, each as a *FieldError (a program with settings of its own names them with
+//     Describe); New calls it.
 //  2. New(cfg, svc, opts...) prepares the member; nothing is opened or bound yet. The service
 //     must keep the contracts of package service (determinism, the reply and snapshot
 //     contracts).

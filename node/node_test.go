@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -367,6 +369,63 @@ func TestValidateNamesFields(t *testing.T) {
 			t.Fatalf("Validate() = %v, want it to name %q", err, want)
 		}
 	}
+	// Said once, in the node's words (the replica's MemberID is not the user's field).
+	if strings.Contains(err.Error(), "MemberID") {
+		t.Fatalf("Validate() = %v: names the replica's field", err)
+	}
+	// Every error is a *FieldError naming its fields, which a caller can name its own way.
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "DataDir" {
+		t.Fatalf("Validate() = %v: the first error is not a *FieldError about DataDir (%+v)", err, fe)
+	}
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		if !errors.As(e, &fe) {
+			t.Fatalf("%v is not a *FieldError", e)
+		}
+		if fe.Field == "ElectionTicks" {
+			got := fe.Describe(func(f string) string { return "<" + f + ">" })
+			if got != "<ElectionTicks> (1) must be larger than <HeartbeatTicks> (1)" || !slices.Equal(fe.Fields(), []string{"ElectionTicks", "HeartbeatTicks"}) {
+				t.Fatalf("Describe: %q, Fields %q", got, fe.Fields())
+			}
+		}
+	}
+}
+
+// Every address is host:port with a port a member can use (0 only where it binds), and a tick
+// is not shorter than a millisecond; each error names the field, and the member.
+func TestValidateAddressesAndTick(t *testing.T) {
+	for _, tc := range []struct {
+		set  func(c *Config)
+		want string
+	}{
+		{func(c *Config) { c.Members[1].MemberAddr = "127.0.0.1:-1" }, `Members: member 1's member address "127.0.0.1:-1": port -1 is not 1 to 65535`},
+		{func(c *Config) { c.Members[2].ClientAddr = "127.0.0.1:99999" }, `Members: member 2's client address "127.0.0.1:99999": port 99999 is not 1 to 65535`},
+		{func(c *Config) { c.Members[0].ClientAddr = "my host:9000" }, `host "my host" is not a host name or an IP address`},
+		{func(c *Config) { c.HTTPAddr = "localhost" }, `HTTPAddr ("localhost"): missing port in address`},
+		{func(c *Config) { c.ClientBind = "0.0.0.0:70000" }, `ClientBind ("0.0.0.0:70000"): port 70000 is not 0 to 65535`},
+		{func(c *Config) { c.MemberBind = "a b:1" }, `MemberBind ("a b:1"): host "a b" is not`},
+		{func(c *Config) { c.Join = []string{"127.0.0.1:9000", "127.0.0.1:0"} }, `Join: address "127.0.0.1:0": port 0 is not 1 to 65535`},
+		{func(c *Config) { c.TickInterval = time.Nanosecond }, "TickInterval (1ns) must be at least 1ms: a member that ticks faster than it can process"},
+		{func(c *Config) { c.TickInterval = -time.Second }, "TickInterval (-1s) must be at least 1ms"},
+		{func(c *Config) { c.SessionTimeout = time.Second }, "SessionTimeout (1s) must be at least two election timeouts"},
+		{func(c *Config) { c.MaxClusterVersion = 60000 }, "MaxClusterVersion (60000) is above what this build applies"},
+	} {
+		cfg := DefaultConfig()
+		cfg.Members, cfg.DataDir = LocalCluster(3), "d"
+		tc.set(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate() = %v, want %q", err, tc.want)
+		}
+	}
+	// Port 0 where the member binds (an ephemeral port), an empty host there (every interface),
+	// and a tick of exactly the floor are accepted.
+	cfg := DefaultConfig()
+	cfg.Members, cfg.DataDir = LocalCluster(3), "d"
+	cfg.ClientBind, cfg.MemberBind, cfg.HTTPAddr, cfg.TickInterval = "127.0.0.1:0", ":9100", "[::1]:0", TickIntervalMin
+	cfg.SessionTimeout = time.Second
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
 }
 
 func TestParseMembers(t *testing.T) {
@@ -380,10 +439,25 @@ func TestParseMembers(t *testing.T) {
 	if ms, err := ParseMembers("0,a:1,a:2"); err != nil || len(ms) != 1 {
 		t.Fatalf("one member: %+v %v", ms, err)
 	}
-	for _, bad := range []string{"", "x,a:1,a:2", "0,a:1", "0,nohost,a:2"} {
-		if _, err := ParseMembers(bad); err == nil {
-			t.Fatalf("ParseMembers(%q) accepted", bad)
+	for _, tc := range []struct{ list, want string }{
+		{"", "member list is empty"},
+		{"x,a:1,a:2", `entry 1 "x,a:1,a:2": id "x" is not a member id`},
+		{"0,a:1,a:2|0,a:1", `entry 2 "0,a:1": want id,clientAddr,memberAddr`},
+		{"0,nohost,a:2", `member 0's client address "nohost": missing port in address`},
+		{"0,a:1,a:2|7,a:99999,a:3", `member 7's client address "a:99999": port 99999 is not 1 to 65535`},
+		{"0,a:1,a:2|7,a:3,a:-1", `member 7's member address "a:-1": port -1 is not 1 to 65535`},
+		{"0,a:0,a:2", `member 0's client address "a:0": port 0 is not 1 to 65535`},
+		{"0,a:http,a:2", `port "http" is not a number`},
+		{"0,:1,a:2", `member 0's client address ":1": no host`},
+		{"0,a!b:1,a:2", `host "a!b" is not a host name or an IP address`},
+		{"0, my host:1 ,a:2", `member 0's client address "my host:1": host "my host" is not a host name`},
+	} {
+		if _, err := ParseMembers(tc.list); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("ParseMembers(%q) = %v, want %q", tc.list, err, tc.want)
 		}
+	}
+	if ms, err := ParseMembers(" 0, [::1]:1 ,[fe80::1%eth0]:2 |\n 1,host-1.example_x.org:65535,10.0.0.1:3|\n"); err != nil || len(ms) != 2 || ms[0].ClientAddr != "[::1]:1" {
+		t.Fatalf("IPv6 and host names: %+v %v", ms, err)
 	}
 }
 

@@ -188,7 +188,7 @@ func TestNodeFlagsFromTheEnvironment(t *testing.T) {
 	bin := tandemBinary(t)
 	t.Setenv("TANDEM_TICK", "abc")
 	_, stderr, code := runCLI(t, bin, "node", "0", "--data", t.TempDir())
-	if code != exitUsage || !strings.Contains(stderr, `TANDEM_TICK="abc" (from the environment): invalid value for --tick`) {
+	if code != exitUsage || !strings.Contains(stderr, `TANDEM_TICK (from the environment): "abc" is not a duration (like 100ms)`) {
 		t.Fatalf("TANDEM_TICK=abc: exit %d, stderr %q", code, stderr)
 	}
 	t.Setenv("TANDEM_TICK", "")
@@ -197,7 +197,7 @@ func TestNodeFlagsFromTheEnvironment(t *testing.T) {
 	// shows it was read).
 	t.Setenv("TANDEM_ELECTION_TICKS", "1")
 	_, stderr, code = runCLI(t, bin, "node", "0", "--data", t.TempDir())
-	if code == exitOK || !strings.Contains(stderr, "ElectionTicks (1) must be larger than HeartbeatTicks (1)") {
+	if code == exitOK || !strings.Contains(stderr, "election-ticks (1) must be larger than heartbeat-ticks (1) (election-ticks from TANDEM_ELECTION_TICKS, heartbeat-ticks default)") {
 		t.Fatalf("TANDEM_ELECTION_TICKS=1: exit %d, stderr %q", code, stderr)
 	}
 }

@@ -86,6 +86,17 @@ func (s *settings) source(name string) string {
 	return "--" + name
 }
 
+// nameVariables ends the help line of each flag of fs that has a variable with its name,
+// "[TANDEM_TICK]": made from the flag's name, as the variable is, so the help cannot name a
+// variable that is not read, nor leave one out.
+func nameVariables(fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name != "print-config" { // the one flag with no variable (--config has TANDEM_CONFIG)
+			f.Usage += " [" + envName(f.Name) + "]"
+		}
+	})
+}
+
 // notFromSources are the flags that no environment variable or file key sets (see above).
 var notFromSources = map[string]bool{"config": true, "print-config": true}
 
@@ -96,6 +107,7 @@ var notFromSources = map[string]bool{"config": true, "print-config": true}
 // exit code.
 func loadSettings(fs *flag.FlagSet, args []string, lookup func(string) (string, bool), environ []string, help verbHelp,
 	stdout, stderr io.Writer) (s *settings, pos []string, code int, done bool) {
+	nameVariables(fs)
 	pos, code, done = parseVerbTo(fs, args, help, stdout, stderr)
 	if done {
 		return nil, nil, code, true
@@ -135,7 +147,7 @@ func loadSettings(fs *flag.FlagSet, args []string, lookup func(string) (string, 
 			return
 		}
 		if err := fs.Set(f.Name, v); err != nil {
-			envErr = fmt.Errorf("%s=%q (from the environment): invalid value for --%s: %v", envName(f.Name), v, f.Name, err)
+			envErr = fmt.Errorf("%s (from the environment): %s", envName(f.Name), badValue(f, strconv.Quote(v), err))
 			return
 		}
 		if _, ok := typed[f.Name]; !ok {
@@ -257,17 +269,28 @@ func (s *settings) applyFileEntry(e fileEntry) error {
 		return fmt.Errorf("%s: %s: %s is not a duration (like 100ms)", where, e.key, shown)
 	}
 	if err := s.fs.Set(e.key, text); err != nil {
-		if desc, ok := typeDescriptions[typ]; ok && typ != "string" {
-			// The flag package's own types say only "parse error": say what the flag takes.
-			return fmt.Errorf("%s: %s: %s is not %s", where, e.key, shown, desc)
-		}
-		// A value of the verb's own (--log-format, --log-level) says why itself.
-		return fmt.Errorf("%s: %s: %v", where, e.key, err)
+		return fmt.Errorf("%s: %s: %s", where, e.key, badValue(f, shown, err))
 	}
 	if !s.set(e.key) { // the command line's, when it gave one: its value is put back last
 		s.origins[e.key] = origin{fromFile, s.config}
 	}
 	return nil
+}
+
+// badValue says why value (as the source wrote it: shown) is not one of f's, which err, f's
+// Set's, says: for the flag package's own types, which say only "parse error" or "value out of
+// range", what the flag takes ("abc" is not a duration (like 100ms)); a value of the verb's own
+// (--log-format, --log-level) says why itself. The same words for a file's value, a
+// variable's and a flag's (flagError), so that a value is refused alike wherever it stands.
+func badValue(f *flag.Flag, shown string, err error) string {
+	desc, ok := typeDescriptions[flagType(f)]
+	if !ok || flagType(f) == "string" {
+		return err.Error()
+	}
+	if err.Error() == "value out of range" {
+		return fmt.Sprintf("%s is out of range for %s", shown, desc)
+	}
+	return fmt.Sprintf("%s is not %s", shown, desc)
 }
 
 // typeDescriptions say, for an error, what a flag of each type takes.

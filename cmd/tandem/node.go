@@ -60,10 +60,10 @@ Runs member <id> of a cluster, serving the counter service. With no flags, membe
 seed's three-member localhost cluster: clients on 127.0.0.1:9000+id, members on 127.0.0.1:9100+id,
 data under ./data/node-<id>. Ctrl+C on the leader hands leadership to a caught-up follower first.
 
-Every flag can also be set in the environment, as TANDEM_ and its name in capitals, dashes as
-underscores (--election-ticks: TANDEM_ELECTION_TICKS), and in a config file (--config FILE or
-TANDEM_CONFIG; .yaml, .yml or .toml), whose keys are the flags' names (election-ticks: 10) and
-key id the member id. The command line wins over the environment, which wins over the file,
+Every flag but --print-config can also be set in the environment, as TANDEM_ and its name in
+capitals, dashes as underscores (--election-ticks: TANDEM_ELECTION_TICKS; each flag's help below
+ends with its variable), and in a config file (--config FILE or TANDEM_CONFIG; .yaml, .yml or
+.toml), whose keys are the flags' names (election-ticks: 10) and key id the member id. The command line wins over the environment, which wins over the file,
 which wins over the default. A value that does not parse is an error naming where it came from;
 a TANDEM_ variable that is no flag's is ignored with a warning naming the nearest.
 --print-config shows the effective configuration, each value's origin in a comment, as a config

@@ -1,13 +1,14 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"path/filepath"
-	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,34 +25,34 @@ import (
 func prepareNode(args []string, lookup func(string) (string, bool), environ []string, stdout, stderr io.Writer) (setup nodeSetup, code int, done bool) {
 	fs := newFlagSet("node")
 	def := node.DefaultConfig()
-	fs.String("config", "", "read settings from this `file` (.yaml, .yml or .toml; keys are the flags' names, and id the member id) [TANDEM_CONFIG]")
+	fs.String("config", "", "read settings from this `file` (.yaml, .yml or .toml; keys are the flags' names, and id the member id)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration, with each value's origin, as a config file, and exit without starting")
-	members := fs.String("members", "", "member list `id,client,member|…` or Aeron's six-field form [TANDEM_MEMBERS]")
+	members := fs.String("members", "", "member list `id,client,member|…` or Aeron's six-field form")
 	size := fs.Int("size", 3, "with no --members: members in the localhost layout; with a --members list of one, 1 confirms a one-member cluster")
-	data := fs.String("data", "", "data directory (default ./data/node-<id>) [TANDEM_DATA]")
-	clusterID := fs.String("cluster-id", def.ClusterID, "cluster id [TANDEM_CLUSTER_ID]")
-	clientBind := fs.String("client-bind", "", "address to listen on for clients (default: the advertised one) [TANDEM_CLIENT_BIND]")
-	memberBind := fs.String("member-bind", "", "address to listen on for members (default: the advertised one) [TANDEM_MEMBER_BIND]")
+	data := fs.String("data", "", "data directory (default ./data/node-<id>)")
+	clusterID := fs.String("cluster-id", def.ClusterID, "cluster id")
+	clientBind := fs.String("client-bind", "", "address to listen on for clients (default: the advertised one)")
+	memberBind := fs.String("member-bind", "", "address to listen on for members (default: the advertised one)")
 	clientFD := fs.Int("client-fd", 0, "serve clients on this inherited listening socket instead of binding one (socket activation; 0: bind)")
 	memberFD := fs.Int("member-fd", 0, "serve members on this inherited listening socket instead of binding one (socket activation; 0: bind)")
-	tick := fs.Duration("tick", def.TickInterval, "raft tick [TANDEM_TICK]")
+	tick := fs.Duration("tick", def.TickInterval, "raft tick")
 	election := fs.Int("election-ticks", def.ElectionTicks, "election timeout in ticks (randomised up to twice)")
 	heartbeat := fs.Int("heartbeat-ticks", def.HeartbeatTicks, "heartbeat interval in ticks")
-	sessionTimeout := fs.Duration("session-timeout", def.SessionTimeout, "idle session timeout [TANDEM_SESSION_TIMEOUT]")
+	sessionTimeout := fs.Duration("session-timeout", def.SessionTimeout, "idle session timeout")
 	snapEntries := fs.Uint64("snapshot-entries", def.SnapshotIntervalEntries, "take a snapshot every this many log entries")
 	maxClientConns := fs.Int("max-client-conns", def.MaxClientConns, "client connections served at once; more are refused (closed at once, logged)")
 	maxMemberConns := fs.Int("max-member-conns", def.MaxMemberConns, "member connections served at once; more are refused (closed at once, logged)")
 	maxClusterVersion := fs.Uint("max-cluster-version", 0, "apply and report cluster versions up to this one only (0: this build's highest): on any one member, holds the cluster's version during a rolling upgrade (docs/COMPATIBILITY.md)")
 	logFmt, logLvl := logFormatText, logLevel{level: slog.LevelInfo}
-	fs.Var(&logFmt, "log-format", "`text` (stderr; the seed's banners and event lines on stdout) or json (every line a JSON object on stderr, events too) [TANDEM_LOG_FORMAT]")
-	fs.Var(&logLvl, "log-level", "log `level`: debug, info, warn or error (default info) [TANDEM_LOG_LEVEL]")
+	fs.Var(&logFmt, "log-format", "`text` (stderr; the seed's banners and event lines on stdout) or json (every line a JSON object on stderr, events too)")
+	fs.Var(&logLvl, "log-level", "log `level`: debug, info, warn or error (default info)")
 	verbose := fs.Bool("verbose", false, "deprecated: --log-level debug")
-	join := fs.String("join", "", "on an empty data directory, join the running cluster through these members' client addresses `host:port,…` (a data directory with data ignores it) [TANDEM_JOIN]")
-	preferred := fs.String("preferred-leader", "", "the founding preference for the leader `ID[,ID]`, most preferred first: the leader hands over to the first that is up and caught up (afterwards: tandem cluster set-preferred-leader) [TANDEM_PREFERRED_LEADER]")
+	join := fs.String("join", "", "on an empty data directory, join the running cluster through these members' client addresses `host:port,…` (a data directory with data ignores it)")
+	preferred := fs.String("preferred-leader", "", "the founding preference for the leader `ID[,ID]`, most preferred first: the leader hands over to the first that is up and caught up (afterwards: tandem cluster set-preferred-leader)")
 	learner := fs.Bool("learner", false, "with --join: stay a learner (no vote) until promoted or made a replacement")
 	clientAddr := fs.String("client-addr", "", "this member's advertised client address (default: from --members, or 127.0.0.1:9000+id)")
 	memberAddr := fs.String("member-addr", "", "this member's advertised member address (default: from --members, or 127.0.0.1:9100+id)")
-	httpAddr := fs.String("http-addr", "", "serve /metrics, /livez, /readyz and /status on this address; empty: none (default 127.0.0.1:9200+id, skipped with a warning if taken) [TANDEM_HTTP_ADDR]")
+	httpAddr := fs.String("http-addr", "", "serve /metrics, /livez, /readyz and /status on this address; empty: none (default 127.0.0.1:9200+id, skipped with a warning if taken)")
 	s, pos, code, done := loadSettings(fs, args, lookup, environ, verbHelp{nodeHelp, nodeExamples}, stdout, stderr)
 	if done {
 		return setup, code, true
@@ -63,6 +64,7 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 	// The member id: the argument, or key id of the config file. Both and different is an error,
 	// not a precedence: a member started with another member's file would take its addresses.
 	idText, idOrigin := "", origin{fromFlag, "the command line"}
+	var err error
 	switch {
 	case len(pos) > 1:
 		return fail("exactly one member id expected, got %d arguments (%s)", len(pos), strings.Join(pos, " "))
@@ -73,14 +75,19 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 	default:
 		return fail("a member id expected, e.g. tandem node 0")
 	}
+	// The file's id is checked whether or not the command line gives one: an invalid value is
+	// said as such, not as a mismatch.
+	fileID := -1
+	if s.fileID != "" {
+		if fileID, err = strconv.Atoi(s.fileID); err != nil || fileID < 0 {
+			return fail("%s:%d: id: %q is not a member id (a non-negative integer)", s.config, s.fileIDLine, s.fileID)
+		}
+	}
 	id, err := strconv.Atoi(idText)
 	if err != nil || id < 0 {
-		if idOrigin.kind == fromFile {
-			return fail("%s:%d: id: %q is not a member id (a non-negative integer)", s.config, s.fileIDLine, idText)
-		}
 		return fail("member id %q is not a non-negative integer", idText)
 	}
-	if s.fileID != "" && idOrigin.kind == fromFlag && s.fileID != idText {
+	if fileID >= 0 && idOrigin.kind == fromFlag && fileID != id {
 		return fail("member id %s on the command line, but %s:%d says id: %s: run each member with its own file",
 			idText, s.config, s.fileIDLine, s.fileID)
 	}
@@ -107,6 +114,7 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 	// The member list as it will found the cluster, for --print-config: with no --members, the
 	// localhost layout, written out.
 	effectiveMembers := formatMembers(cfg.Members)
+	listed := slices.ContainsFunc(cfg.Members, func(m node.Member) bool { return m.ID == id })
 	if *learner && *join == "" {
 		return fail("%s is for a member that joins (--join)", s.source("learner"))
 	}
@@ -157,6 +165,23 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 				strings.Join(given, " and "), id, list)
 		}
 	}
+	// Not in the member list: said here in the flags' words, once (Validate says it of its fields).
+	if !slices.ContainsFunc(cfg.Members, func(m node.Member) bool { return m.ID == id }) {
+		if s.set("members") {
+			ids := make([]string, len(cfg.Members))
+			for i, m := range cfg.Members {
+				ids[i] = strconv.Itoa(m.ID)
+			}
+			return fail("member %d is not in the member list (members %s: ids %s): give a member list that names it",
+				id, s.origins["members"], strings.Join(ids, ", "))
+		}
+		layout := fmt.Sprintf("the localhost layout of %d members", *size)
+		if s.set("size") {
+			layout += ", size " + s.origins["size"].String()
+		}
+		return fail("member %d is not in the member list (members: default, %s): give --members that names it, or --size %d",
+			id, layout, id+1)
+	}
 	cfg.DataDir = *data
 	if cfg.DataDir == "" {
 		cfg.DataDir = filepath.Join("data", fmt.Sprintf("node-%d", id))
@@ -194,7 +219,7 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 		}
 	}
 	if err := cfg.Validate(); err != nil {
-		return fail("node: invalid configuration: %v%s", err, s.fieldSources(err)) // as node.New says it, and where from
+		return fail("invalid configuration: %s", s.describe(err, id, *clientAddr, *memberAddr))
 	}
 	setup.cfg, setup.clientFD, setup.memberFD = cfg, *clientFD, *memberFD
 	// --verbose is log-level debug at verbose's own origin: it wins over a log-level of lower
@@ -215,6 +240,15 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 			"data":    {cfg.DataDir, "./data/node-<id>"},
 			"members": {effectiveMembers, "the localhost layout of --size members"},
 		}
+		// The advertised addresses as the member will give them: its entry in the member list
+		// (the founding list, or a joiner's own entry, from the list or the localhost layout).
+		self := cfg.Members[slices.IndexFunc(cfg.Members, func(m node.Member) bool { return m.ID == id })]
+		how := fmt.Sprintf("member %d's in members", id)
+		if !listed {
+			how = "the localhost layout's (a joiner the member list does not name)"
+		}
+		derived["client-addr"] = derivedValue{self.ClientAddr, how}
+		derived["member-addr"] = derivedValue{self.MemberAddr, how}
 		if setup.httpDefault != "" {
 			derived["http-addr"] = derivedValue{setup.httpDefault, "127.0.0.1:9200+id, best effort: skipped with a warning if taken (not so when given)"}
 		}
@@ -224,34 +258,62 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 	return setup, exitOK, false
 }
 
-// configFields are the node.Config fields that flags set, as Validate's errors name them.
-var configFields = map[string]string{
-	"ClusterID": "cluster-id", "DataDir": "data", "Members": "members", "PreferredLeaders": "preferred-leader",
+// configFlags are the flags that set node.Config's fields, by field, for Validate's errors.
+var configFlags = map[string]string{
+	"ID": "id", "ClusterID": "cluster-id", "DataDir": "data", "Members": "members", "PreferredLeaders": "preferred-leader",
 	"TickInterval": "tick", "ElectionTicks": "election-ticks", "HeartbeatTicks": "heartbeat-ticks",
 	"SessionTimeout": "session-timeout", "SnapshotIntervalEntries": "snapshot-entries",
 	"MaxClientConns": "max-client-conns", "MaxMemberConns": "max-member-conns", "MaxClusterVersion": "max-cluster-version",
 	"ClientBind": "client-bind", "MemberBind": "member-bind", "HTTPAddr": "http-addr", "Join": "join",
 }
 
-var configFieldRE = regexp.MustCompile(`\b[A-Z][A-Za-z]+\b`)
-
-// fieldSources names where the flags behind the fields that err (node.Config.Validate's) names
-// came from: " (election-ticks from tandem.yaml, heartbeat-ticks default)"; "" if it names none.
-func (s *settings) fieldSources(err error) string {
-	var parts []string
-	seen := map[string]bool{}
-	for _, field := range configFieldRE.FindAllString(err.Error(), -1) {
-		name, ok := configFields[field]
-		if !ok || seen[name] {
+// describe is node.Config.Validate's err in the flags' words: each of its mistakes (a
+// *node.FieldError) with the fields named as the flags that set them, then where those flags'
+// values came from: "election-ticks (1) must be larger than heartbeat-ticks (1) (election-ticks
+// from tandem.yaml, heartbeat-ticks default)". An address of this member (id) that client-addr
+// or member-addr gave (clientAddr, memberAddr: "" if none) is named as that flag, not members.
+func (s *settings) describe(err error, id int, clientAddr, memberAddr string) string {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	parts := make([]string, len(errs))
+	for i, e := range errs {
+		var fe *node.FieldError
+		if !errors.As(e, &fe) {
+			parts[i] = e.Error() // not one of the flags' fields (the replica's own checks)
 			continue
 		}
-		seen[name] = true
-		parts = append(parts, name+" "+s.origins[name].String())
+		var named []string
+		text := fe.Describe(func(field string) string {
+			name, ok := configFlags[field]
+			if !ok {
+				return field // no flag sets it: its default is wrong, a bug
+			}
+			if field == "Members" && fe.Member == id {
+				if fe.Addr == "ClientAddr" && clientAddr != "" {
+					name = "client-addr"
+				} else if fe.Addr == "MemberAddr" && memberAddr != "" {
+					name = "member-addr"
+				}
+			}
+			if !slices.Contains(named, name) {
+				named = append(named, name)
+			}
+			return name
+		})
+		var from []string
+		for _, name := range named {
+			if name != "id" {
+				from = append(from, name+" "+s.origins[name].String())
+			}
+		}
+		if len(from) > 0 {
+			text += " (" + strings.Join(from, ", ") + ")"
+		}
+		parts[i] = text
 	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return " (" + strings.Join(parts, ", ") + ")"
+	return strings.Join(parts, "; ")
 }
 
 // derivedValue is a setting whose default is computed (the data directory from the id): shown

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-cluster/tandem/node"
 )
 
 // These tests read tandem node's configuration in-process (prepareNode: no member is started,
@@ -71,6 +73,8 @@ func TestNodeConfigPrecedence(t *testing.T) {
 			"data: data/node-1", "# default: ./data/node-<id>",
 			"http-addr: 127.0.0.1:9201",
 			"  - 1,127.0.0.1:7001,127.0.0.1:7101",
+			// The advertised addresses as the member will give them, not "".
+			"client-addr: 127.0.0.1:7001", "member-addr: 127.0.0.1:7101", "# default: member 1's in members",
 		} {
 			if !strings.Contains(out, want) {
 				t.Fatalf("%s --print-config lacks %q:\n%s", f.name, want, out)
@@ -141,15 +145,54 @@ func TestNodeConfigErrors(t *testing.T) {
 		{"c.json", "{}", nil, nil, `unknown format ".json": the extension says which, .yaml, .yml (YAML) or .toml (TOML)`},
 		{"", "", map[string]string{"TANDEM_CONFIG": missing}, nil, "config file " + missing + " (from TANDEM_CONFIG): open " + missing + ": no such file or directory"},
 		// An invalid value names its source, whichever it is.
-		{"", "", map[string]string{"TANDEM_TICK": "abc"}, nil, `TANDEM_TICK="abc" (from the environment): invalid value for --tick`},
-		{"", "", nil, []string{"--tick", "abc"}, `invalid value "abc" for flag -tick`},
-		{"", "", map[string]string{"TANDEM_MEMBERS": "0,a"}, nil, `TANDEM_MEMBERS: member 0 "0,a": want id,clientAddr,memberAddr`},
+		// … and says what the flag takes, in the same words as for a file's (above).
+		{"", "", map[string]string{"TANDEM_TICK": "abc"}, nil, `TANDEM_TICK (from the environment): "abc" is not a duration (like 100ms)`},
+		{"", "", map[string]string{"TANDEM_TICK": "5"}, nil, `TANDEM_TICK (from the environment): "5" is not a duration (like 100ms)`},
+		{"", "", nil, []string{"--tick", "abc"}, `tandem node: --tick: "abc" is not a duration (like 100ms)`},
+		{"", "", nil, []string{"0", "--tick=5"}, `tandem node: --tick: "5" is not a duration (like 100ms)`},
+		{"", "", map[string]string{"TANDEM_ELECTION_TICKS": "many"}, nil, `TANDEM_ELECTION_TICKS (from the environment): "many" is not an integer`},
+		{"", "", nil, []string{"0", "--election-ticks", "many"}, `--election-ticks: "many" is not an integer`},
+		{"", "", nil, []string{"0", "--election-ticks", "99999999999999999999"}, `--election-ticks: "99999999999999999999" is out of range for an integer`},
+		{"", "", map[string]string{"TANDEM_VERBOSE": "3"}, nil, `TANDEM_VERBOSE (from the environment): "3" is not true or false`},
+		{"", "", nil, []string{"0", "--verbose=maybe"}, `--verbose: "maybe" is not true or false`},
+		{"", "", nil, []string{"0", "--snapshot-entries", "-1"}, `--snapshot-entries: "-1" is not a non-negative integer`},
+		{"", "", map[string]string{"TANDEM_LOG_FORMAT": "jsn"}, nil, `TANDEM_LOG_FORMAT (from the environment): "jsn" is not a log format: text or json`},
+		{"", "", nil, []string{"0", "--log-format", "jsn"}, `--log-format: "jsn" is not a log format: text or json`},
+		{"", "", map[string]string{"TANDEM_MEMBERS": "0,a"}, nil, `TANDEM_MEMBERS: entry 1 "0,a": want id,clientAddr,memberAddr`},
 		{"c.yaml", "preferred-leader: x\n", nil, nil, `c.yaml: preferred-leader: "x" is not a member id`},
 		// The checks across settings, whatever their source.
 		{"c.yaml", "learner: true\n", nil, nil, "c.yaml: learner is for a member that joins (--join)"},
 		{"", "", map[string]string{"TANDEM_MEMBERS": "0,127.0.0.1:7000,127.0.0.1:7100"}, nil, "TANDEM_MEMBERS names one member only"},
-		{"c.yaml", "election-ticks: 1\n", nil, nil, "node: invalid configuration: ElectionTicks (1) must be larger than HeartbeatTicks (1) (election-ticks from "},
-		{"", "", map[string]string{"TANDEM_HEARTBEAT_TICKS": "10"}, nil, "must be larger than HeartbeatTicks (10) (election-ticks default, heartbeat-ticks from TANDEM_HEARTBEAT_TICKS)"},
+		// Validate's errors in the flags' words, with where each value came from.
+		{"c.yaml", "election-ticks: 1\n", nil, nil, "tandem node: invalid configuration: election-ticks (1) must be larger than heartbeat-ticks (1) (election-ticks from "},
+		{"", "", map[string]string{"TANDEM_HEARTBEAT_TICKS": "10"}, nil, "election-ticks (7) must be larger than heartbeat-ticks (10) (election-ticks default, heartbeat-ticks from TANDEM_HEARTBEAT_TICKS)"},
+		{"", "", nil, []string{"0", "--max-client-conns", "0"}, "invalid configuration: max-client-conns (0) must be at least 1 (max-client-conns from --max-client-conns)"},
+		{"", "", nil, []string{"0", "--election-ticks", "-1", "--heartbeat-ticks", "0"},
+			"invalid configuration: heartbeat-ticks (0) must be at least 1 (heartbeat-ticks from --heartbeat-ticks); election-ticks (-1) must be larger than heartbeat-ticks (0) (election-ticks from --election-ticks, heartbeat-ticks from --heartbeat-ticks)"},
+		{"", "", nil, []string{"0", "--session-timeout", "1s"}, "session-timeout (1s) must be at least two election timeouts (2 × election-ticks × tick = 1.4s) (session-timeout from --session-timeout, election-ticks default, tick default)"},
+		// A tick under a millisecond.
+		{"", "", map[string]string{"TANDEM_TICK": "1ns"}, nil, "invalid configuration: tick (1ns) must be at least 1ms: a member that ticks faster than it can process its inputs spends its time ticking (tick from TANDEM_TICK)"},
+		// Every address: host:port, a port 1-65535 (0 where the member binds), named by member
+		// and by the setting that gave it.
+		{"", "", nil, []string{"0", "--members", "0,127.0.0.1:99999,127.0.0.1:9100|1,127.0.0.1:9001,127.0.0.1:9101"},
+			`--members: member 0's client address "127.0.0.1:99999": port 99999 is not 1 to 65535`},
+		{"", "", map[string]string{"TANDEM_MEMBERS": "0,127.0.0.1:9000,127.0.0.1:9100|1,127.0.0.1:9001,127.0.0.1:-1"}, nil,
+			`TANDEM_MEMBERS: member 1's member address "127.0.0.1:-1": port -1 is not 1 to 65535`},
+		{"c.yaml", "members:\n  - 0,my host:9000,127.0.0.1:9100\n  - 1,127.0.0.1:9001,127.0.0.1:9101\n", nil, nil,
+			`c.yaml: members: member 0's client address "my host:9000": host "my host" is not a host name or an IP address`},
+		{"c.yaml", "http-addr: localhost\n", nil, nil, `invalid configuration: http-addr ("localhost"): missing port in address (http-addr from `},
+		{"", "", nil, []string{"0", "--client-bind", "0.0.0.0:65536"}, `client-bind ("0.0.0.0:65536"): port 65536 is not 0 to 65535 (client-bind from --client-bind)`},
+		{"", "", map[string]string{"TANDEM_MEMBER_BIND": "a b:1"}, nil, `member-bind ("a b:1"): host "a b" is not a host name or an IP address (member-bind from TANDEM_MEMBER_BIND)`},
+		{"", "", nil, []string{"0", "--client-addr", "127.0.0.1:-1"},
+			`invalid configuration: client-addr: member 0's client address "127.0.0.1:-1": port -1 is not 1 to 65535 (client-addr from --client-addr)`},
+		{"", "", map[string]string{"TANDEM_MEMBER_ADDR": "localhost"}, nil,
+			`member-addr: member 0's member address "localhost": missing port in address (member-addr from TANDEM_MEMBER_ADDR)`},
+		{"", "", nil, []string{"3", "--join", "127.0.0.1:9000,127.0.0.1:0"}, `join: address "127.0.0.1:0": port 0 is not 1 to 65535 (join from --join)`},
+		// A member id the member list does not name: one sentence, in the flags' words.
+		{"", "", nil, []string{"5"}, "tandem node: member 5 is not in the member list (members: default, the localhost layout of 3 members): give --members that names it, or --size 6"},
+		{"", "", map[string]string{"TANDEM_SIZE": "2"}, []string{"2"}, "member 2 is not in the member list (members: default, the localhost layout of 2 members, size from TANDEM_SIZE): give --members that names it, or --size 3"},
+		{"c.yaml", "members: [\"0,127.0.0.1:7000,127.0.0.1:7100\", \"1,127.0.0.1:7001,127.0.0.1:7101\"]\n", nil, []string{"5"},
+			"member 5 is not in the member list (members from "},
 		{"c.yaml", "client-addr: 127.0.0.1:1\n", nil, []string{"5"}, "c.yaml: client-addr set member 5's addresses, which the member list (the localhost layout of 3 members) does not name"},
 		{"", "", map[string]string{"TANDEM_MEMBERS": "0,127.0.0.1:7000,127.0.0.1:7100|1,127.0.0.1:7001,127.0.0.1:7101"},
 			[]string{"5", "--client-addr", "127.0.0.1:1"}, "--client-addr set member 5's addresses, which the member list (TANDEM_MEMBERS) does not name"},
@@ -159,6 +202,8 @@ func TestNodeConfigErrors(t *testing.T) {
 		// The member id.
 		{"c.yaml", "id: 1\n", nil, nil, "member id 0 on the command line, but "},
 		{"c.yaml", "id: x\n", nil, []string{}, `c.yaml:1: id: "x" is not a member id`},
+		{"c.yaml", "id: zero\n", nil, []string{"0"}, `c.yaml:1: id: "zero" is not a member id (a non-negative integer)`},
+		{"c.yaml", "id: -1\n", nil, []string{"1"}, `c.yaml:1: id: "-1" is not a member id`},
 		{"", "", nil, []string{}, "a member id expected, e.g. tandem node 0"},
 		{"", "", nil, []string{"0", "1"}, "exactly one member id expected, got 2 arguments (0 1)"},
 		{"", "", nil, []string{"x"}, `member id "x" is not a non-negative integer`},
@@ -184,6 +229,43 @@ func TestNodeConfigErrors(t *testing.T) {
 	}
 }
 
+// tandem node --help names every flag's variable, made from its name; --print-config, an
+// action, has none.
+func TestNodeHelpNamesEveryVariable(t *testing.T) {
+	_, out, stderr, code, done := prepare(t, nil, "--help")
+	if !done || code != exitOK || stderr != "" {
+		t.Fatalf("--help: exit %d, stderr %q", code, stderr)
+	}
+	// PrintDefaults: "  -name type" then the usage, indented, on the next line(s).
+	flagLine := regexp.MustCompile(`^  -([a-z-]+)`)
+	help := map[string]string{}
+	name := ""
+	for _, l := range strings.Split(out, "\n") {
+		if m := flagLine.FindStringSubmatch(l); m != nil {
+			name = m[1]
+			help[name] = ""
+		} else if name != "" && strings.HasPrefix(l, "    \t") {
+			help[name] += l
+		} else {
+			name = ""
+		}
+	}
+	if len(help) < 25 {
+		t.Fatalf("found the help of %d flags only:\n%s", len(help), out)
+	}
+	variable := regexp.MustCompile(`\[TANDEM_[A-Z_]+\]`)
+	for name, usage := range help {
+		got := variable.FindAllString(usage, -1)
+		want := []string{"[" + envName(name) + "]"}
+		if name == "print-config" {
+			want = nil
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("--%s's help names %q, want %q: %s", name, got, want, usage)
+		}
+	}
+}
+
 // --print-config prints a config file: fed back with --config, it prints the same values; and it
 // starts nothing, so the data directory is not made.
 func TestNodePrintConfigRoundTrips(t *testing.T) {
@@ -198,6 +280,7 @@ func TestNodePrintConfigRoundTrips(t *testing.T) {
 		t.Fatalf("--print-config made the data directory %s (%v)", data, err)
 	}
 	for _, want := range []string{"session-timeout: 1m0s", "# from TANDEM_SESSION_TIMEOUT", "snapshot-entries: 77", `preferred-leader: 2,1`,
+		"client-addr: 127.0.0.1:9002", "member-addr: 127.0.0.1:9102",
 		"learner: true", "# from --learner", `http-addr: ""`, "# from --http-addr", "id: 2", "# from the command line"} {
 		if !strings.Contains(first, want) {
 			t.Fatalf("--print-config lacks %q:\n%s", want, first)
@@ -214,6 +297,21 @@ func TestNodePrintConfigRoundTrips(t *testing.T) {
 	if !strings.Contains(second, "# from "+printed) {
 		t.Fatalf("read back, the values do not come from the file:\n%s", second)
 	}
+	// A joiner the member list does not name: its addresses are the localhost layout's, and
+	// read back, the same.
+	_, first, stderr, code, done = prepare(t, nil, "5", "--data", data, "--join", "127.0.0.1:9000", "--print-config")
+	if !done || code != exitOK || !strings.Contains(first, "client-addr: 127.0.0.1:9005") || !strings.Contains(first, "member-addr: 127.0.0.1:9105") {
+		t.Fatalf("a joiner's --print-config: exit %d, stderr %q\n%s", code, stderr, first)
+	}
+	printed = writeFile(t, "joiner.yaml", first)
+	setup, second, stderr, code, done := prepare(t, nil, "--config", printed, "--print-config")
+	if !done || code != exitOK || settingLines(second) != settingLines(first) {
+		t.Fatalf("a joiner's printed configuration read back: exit %d, stderr %q\n%s\nthen:\n%s", code, stderr, first, second)
+	}
+	if setup, _, stderr, code, done = prepare(t, nil, "--config", printed); done || code != exitOK ||
+		len(setup.cfg.Members) != 1 || setup.cfg.Members[0] != (node.Member{ID: 5, ClientAddr: "127.0.0.1:9005", MemberAddr: "127.0.0.1:9105"}) {
+		t.Fatalf("a joiner's printed file: exit %d %q, members %+v", code, stderr, setup.cfg.Members)
+	}
 	// An inherited port (client-bind: "" is printed next to it) and --verbose (printed as the
 	// level in force) read back too, and the env's log level loses to the typed --verbose.
 	_, first, stderr, code, done = prepare(t, map[string]string{"TANDEM_LOG_LEVEL": "warn"},
@@ -227,7 +325,7 @@ func TestNodePrintConfigRoundTrips(t *testing.T) {
 		}
 	}
 	printed = writeFile(t, "fd.yaml", first)
-	setup, second, stderr, code, done := prepare(t, nil, "--config", printed, "--print-config")
+	setup, second, stderr, code, done = prepare(t, nil, "--config", printed, "--print-config")
 	if !done || code != exitOK {
 		t.Fatalf("--print-config of the printed file: exit %d, stderr %q\n%s", code, stderr, first)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 )
 
@@ -58,7 +59,7 @@ func parseVerbTo(fs *flag.FlagSet, args []string, help verbHelp, stdout, stderr 
 		return nil, exitOK, true
 	}
 	if err != nil {
-		return nil, usageError(stderr, fs.Name(), "%s", flagError(err, args)), true
+		return nil, usageError(stderr, fs.Name(), "%s", flagError(err, args, fs)), true
 	}
 	return pos, exitOK, false
 }
@@ -83,11 +84,23 @@ func usageHint(verb string) string {
 	return "tandem " + verb + " --help for the flags"
 }
 
-// flagError rewords the flag package's error about args for people: an unknown flag is named
-// as it was typed (--no-such-flag, where the flag package says "-no-such-flag").
-func flagError(err error, args []string) string {
+// flagValueRE matches the flag package's error about a value: the value quoted, the flag's
+// name, and its Value's error.
+var flagValueRE = regexp.MustCompile(`(?s)^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-([^:]+): (.*)$`)
+
+// flagError rewords the flag package's error about args (parsed with fs) for people: an unknown
+// flag is named as it was typed (--no-such-flag, where the flag package says "-no-such-flag"),
+// and a bad value says what the flag takes, as a config file's and a variable's do
+// (--tick: "abc" is not a duration (like 100ms), where the flag package says "parse error").
+func flagError(err error, args []string, fs *flag.FlagSet) string {
 	const undefined = "flag provided but not defined: -"
 	msg := err.Error()
+	if m := flagValueRE.FindStringSubmatch(msg); m != nil {
+		if f := fs.Lookup(m[2]); f != nil {
+			return fmt.Sprintf("--%s: %s", f.Name, badValue(f, m[1], errors.New(m[3])))
+		}
+		return msg
+	}
 	name, ok := strings.CutPrefix(msg, undefined)
 	if !ok {
 		return msg
