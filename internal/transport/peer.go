@@ -44,6 +44,10 @@ type Config struct {
 	DialTimeout time.Duration
 	// BackoffMin/Max bound reconnect backoff (defaults 50 ms and 2 s), with jitter.
 	BackoffMin, BackoffMax time.Duration
+	// IdleTimeout closes an inbound member connection on which the peer sent nothing for this
+	// long (default 30 s), quietly: a connection between two followers carries nothing while raft
+	// has nothing for it. Snapshot streams are bounded by the default whatever this says.
+	IdleTimeout time.Duration
 	// SnapshotChunkBytes is the size of one snapshot chunk (default 1 MiB).
 	SnapshotChunkBytes int
 	// MaxConcurrentSnapshots caps snapshot transfers sent at once (default 2).
@@ -106,6 +110,9 @@ func (c *Config) defaults() {
 	}
 	if c.BackoffMax == 0 {
 		c.BackoffMax = 2 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = idleTimeoutDefault
 	}
 	if c.SnapshotChunkBytes == 0 {
 		c.SnapshotChunkBytes = 1 << 20
@@ -826,20 +833,47 @@ func (p *peer) write(conn net.Conn, addr *string) error {
 // rejected and logged at most once per acceptLogEvery (the peer retries with its backoff, for as
 // long as it runs).
 func (t *Transport) refuse(conn net.Conn, reason string, args ...any) {
+	t.closeRefused(conn, nil, reason, args...)
+}
+
+// refusePeer is refuse for a connection whose handshake named its sender, raft id id: the line
+// names it as a field too.
+func (t *Transport) refusePeer(conn net.Conn, id uint64, reason string, args ...any) {
+	t.closeRefused(conn, []any{t.memberAttr(id)}, reason, args...)
+}
+
+func (t *Transport) closeRefused(conn net.Conn, attrs []any, reason string, args ...any) {
 	t.mu.Lock()
 	t.rejected++
 	t.mu.Unlock()
 	if ok, held := t.versionLog.Allow(time.Now()); ok {
-		t.log.Error("closing member connection: "+fmt.Sprintf(reason, args...), "remote", conn.RemoteAddr().String(),
-			"refusals_not_logged", held)
+		t.log.Error("closing member connection: "+fmt.Sprintf(reason, args...), append(attrs, "remote", conn.RemoteAddr().String(),
+			"refusals_not_logged", held)...)
 	}
 	_ = conn.Close()
 }
 
+// reject closes a connection for a protocol violation, counted (Rejected) and logged.
 func (t *Transport) reject(conn net.Conn, reason string, args ...any) {
+	t.closeRejected(conn, nil, reason, args...)
+}
+
+// rejectPeer is reject for a connection whose sender is known (its handshake named raft id
+// id): the line names it as a field too ("member", or "raft_id" if the member cannot name it).
+func (t *Transport) rejectPeer(conn net.Conn, id uint64, reason string, args ...any) {
+	t.closeRejected(conn, []any{t.memberAttr(id)}, reason, args...)
+}
+
+func (t *Transport) closeRejected(conn net.Conn, attrs []any, reason string, args ...any) {
 	t.mu.Lock()
 	t.rejected++
 	t.mu.Unlock()
-	t.log.Warn("closing member connection: "+fmt.Sprintf(reason, args...), "remote", conn.RemoteAddr().String())
+	t.log.Warn("closing member connection: "+fmt.Sprintf(reason, args...), append(attrs, "remote", conn.RemoteAddr().String())...)
 	_ = conn.Close()
+}
+
+// idle reports whether a read failed on its deadline: the peer sent nothing for that long.
+func idle(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
