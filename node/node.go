@@ -222,6 +222,14 @@ type Node struct {
 	// The loop's goroutine only.
 	learnt chan learnt
 	hinted map[uint64]string
+	// peersPending: a membership change was applied this round. The transport got its
+	// additions and moves at once (a message to a new peer may go out in the same round), its
+	// removals wait for the round's end (settlePeers): applying a bootstrap, whose conf changes
+	// add the founders one at a time, or replaying a log moves the membership through its
+	// history, and removing peers that the next entries add back closed their connections,
+	// logged them removed (while unreachable, if they had not started yet) and added them again.
+	// The loop's goroutine only.
+	peersPending bool
 
 	// memberIDs maps the raft ids the member knows to their member ids, for the log lines of the
 	// transport's goroutines (names.go): written by the loop, read anywhere.
@@ -570,7 +578,14 @@ func (o *outbox) Changed(ch replica.Change) {
 	case replica.ChangeMembers:
 		if o.r != nil {
 			o.n.noteReplicaMembers(o.r)
-			o.peers.SetPeers(o.n.peerSet(o.r))
+			peers := o.n.peerSet(o.r)
+			for id, addr := range o.peers.Peers() {
+				if _, ok := peers[id]; !ok {
+					peers[id] = addr // removed at the round's end, unless added back by then
+				}
+			}
+			o.peers.SetPeers(peers)
+			o.n.peersPending = true
 		}
 		kind = EventMembership
 	case replica.ChangeClusterVersion:
@@ -986,6 +1001,7 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica, jobs *jobs, tr *tra
 		if n.unverified {
 			n.noteStanding(r) // its log grows as the leader repairs it
 		}
+		n.settlePeers(r, tr)
 		cs.Flush()
 		tr.Flush()
 		if err != nil {
@@ -1124,6 +1140,17 @@ func (n *Node) handle(r *replica.Replica, in input) {
 	}
 }
 
+// settlePeers gives the transport, at the end of a round that applied membership changes, the
+// peer set of the membership reached: the peers removed by the round's changes, and not added
+// back, are removed now (peersPending). Loop only.
+func (n *Node) settlePeers(r *replica.Replica, tr *transport.Transport) {
+	if !n.peersPending {
+		return
+	}
+	n.peersPending = false
+	tr.SetPeers(n.peerSet(r))
+}
+
 func (n *Node) reachable(r *replica.Replica, id int, ok bool) {
 	n.mu.Lock()
 	was := !n.unreachable[id]
@@ -1232,6 +1259,7 @@ func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport,
 		if err == nil {
 			err = jobs.start(r)
 		}
+		n.settlePeers(r, tr)
 		cs.Flush()
 		tr.Flush()
 		if err != nil {
