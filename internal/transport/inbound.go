@@ -160,6 +160,7 @@ func (t *Transport) serve(conn net.Conn) {
 		return
 	}
 	p.isBack()
+	p.heardNow()
 	cr.attribute(&p.c.received)
 	// What the peer sent that closes its connection counts as a failure received from it.
 	reject := func(reason string, args ...any) {
@@ -188,6 +189,7 @@ func (t *Transport) serve(conn net.Conn) {
 			reject("reading from %s: %v", t.who(from), err)
 			return
 		}
+		p.heardNow()
 		if kind != wire.FrameRaft {
 			reject("unexpected frame kind %d from %s", kind, t.who(from))
 			return
