@@ -157,8 +157,8 @@ func TestHTTPMetricsUnderLoad(t *testing.T) {
 		value(t, fams, "tandem_server_snapshots_sent_total")
 		commandsTimed += value(t, fams, "tandem_client_command_duration_seconds")
 		queriesTimed += value(t, fams, "tandem_client_query_duration_seconds")
-		// The leader hears from every follower (two followers exchange nothing: one that
-		// was reported unreachable as the other started stays so).
+		// The leader reaches every follower (every member reaches every other:
+		// TestPeerReachabilityFollowsTheMembers).
 		if value(t, fams, "tandem_server_is_leader") == 1 {
 			for _, peer := range []string{"0", "1", "2"} {
 				if peer == strconv.Itoa(i) {

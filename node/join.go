@@ -16,6 +16,7 @@ import (
 
 	"github.com/tandem-cluster/tandem/internal/admin"
 	"github.com/tandem-cluster/tandem/internal/replica"
+	"github.com/tandem-cluster/tandem/internal/version"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
@@ -115,17 +116,17 @@ func fromAdmin(ams []wire.AdminMember) []replica.Member {
 	return ms
 }
 
-// buildVersion is this build's version as status pages show it: the module version and the
-// commit it was built from, when known.
+// buildVersion is this build's version as status pages show it: internal/version's Version —
+// what `tandem version` prints and tandem_build_info carries — and the commit it was built from,
+// when the toolchain stamped it ("0.1.0-dev 2d9ff07"). Not the module version of the build
+// information, which is "(devel)" for every build from a checkout.
 func buildVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 7 {
-			v += " " + s.Value[:7]
+	v := version.Version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 7 {
+				v += " " + s.Value[:7]
+			}
 		}
 	}
 	return v

@@ -152,7 +152,7 @@ func newCollector(n *Node) *collector {
 		raftRefused:      d("tandem_network_raft_messages_refused_total", "Raft messages from the member port refused as invalid."),
 		connsRefused:     d("tandem_network_connections_refused_total", "Connections closed at once because their port had its maximum open.", "port"),
 		acceptFailures:   d("tandem_network_accept_failures_total", "Failed accepts on the client and member ports."),
-		peerReachable:    d("tandem_network_peer_reachable", "Whether the peer member answers (1) or was reported unreachable (0), by member id.", "member"),
+		peerReachable:    d("tandem_network_peer_reachable", peerReachableHelp, "member"),
 		members:          d("tandem_cluster_members", "The number of members in the cluster's membership as applied here."),
 		clusterVersion:   d("tandem_cluster_version", "The cluster version in force at the applied index."),
 		unverified:       d("tandem_server_unverified", "1 while this member started on an empty log and may not vote yet."),
@@ -304,7 +304,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(c.snapsSentFailed, float64(sentFailed))
 }
 
-// unreachableSet copies which members were last reported unreachable.
+// peerReachableHelp defines tandem_network_peer_reachable: transport.Reachable, as of the last
+// tick (Node.checkReachable).
+const peerReachableHelp = "Whether this member can reach the peer, by member id: 1 if it heard from the peer " +
+	"within an election timeout, or the latest dial of its connection to the peer succeeded (dialled at start, " +
+	"and again at once whenever the connection closes, so a peer that went away is found by that dial); 0 if " +
+	"that dial failed and nothing was heard since. 1 while the first dial is under way."
+
+// unreachableSet copies which members the transport found unreachable at the last tick
+// (checkReachable).
 func (n *Node) unreachableSet() map[int]bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -36,7 +36,8 @@ const (
 	EventSnapshotTaken
 	// EventSnapshotInstalled: this member installed a snapshot from the leader.
 	EventSnapshotInstalled
-	// EventMemberUnreachable / EventMemberReachable: a peer stopped or started answering.
+	// EventMemberUnreachable / EventMemberReachable: the transport found a peer unreachable, or
+	// reachable again (transport.Reachable; tandem_network_peer_reachable says the same).
 	EventMemberUnreachable
 	EventMemberReachable
 	// EventClusterVersion: the entry at Index raised the cluster version to ClusterVersion.
@@ -195,8 +196,10 @@ type Node struct {
 	// refuseLog limits the lines about messages refused as invalid (Status.RaftRefused).
 	refuseLog ratelog.Limiter
 
-	mu          sync.Mutex
-	status      Status
+	mu     sync.Mutex
+	status Status
+	// unreachable: the peers, by member id, the transport found unreachable at the last tick
+	// (checkReachable); a peer it has not judged yet is absent (reachable).
 	unreachable map[int]bool
 	dropped     int
 	// tr and cs are the running transports (nil before Run), for their counters in Status.
@@ -222,6 +225,14 @@ type Node struct {
 	// The loop's goroutine only.
 	learnt chan learnt
 	hinted map[uint64]string
+	// peersPending: a membership change was applied this round. The transport got its
+	// additions and moves at once (a message to a new peer may go out in the same round), its
+	// removals wait for the round's end (settlePeers): applying a bootstrap, whose conf changes
+	// add the founders one at a time, or replaying a log moves the membership through its
+	// history, and removing peers that the next entries add back closed their connections,
+	// logged them removed (while unreachable, if they had not started yet) and added them again.
+	// The loop's goroutine only.
+	peersPending bool
 
 	// memberIDs maps the raft ids the member knows to their member ids, for the log lines of the
 	// transport's goroutines (names.go): written by the loop, read anywhere.
@@ -570,7 +581,14 @@ func (o *outbox) Changed(ch replica.Change) {
 	case replica.ChangeMembers:
 		if o.r != nil {
 			o.n.noteReplicaMembers(o.r)
-			o.peers.SetPeers(o.n.peerSet(o.r))
+			peers := o.n.peerSet(o.r)
+			for id, addr := range o.peers.Peers() {
+				if _, ok := peers[id]; !ok {
+					peers[id] = addr // removed at the round's end, unless added back by then
+				}
+			}
+			o.peers.SetPeers(peers)
+			o.n.peersPending = true
 		}
 		kind = EventMembership
 	case replica.ChangeClusterVersion:
@@ -802,6 +820,7 @@ func (n *Node) Run(ctx context.Context) error {
 		Listener:           ml,
 		MaxFrameBytes:      cfg.MaxFrameBytes,
 		MaxConns:           cfg.MaxMemberConns,
+		HeardWindow:        time.Duration(cfg.ElectionTicks) * cfg.TickInterval, // a follower hears its leader well within it
 		SnapshotDir:        filepath.Join(cfg.DataDir, "incoming"),
 		Logger:             n.log,
 		MemberOf:           n.memberOf,
@@ -930,6 +949,7 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica, jobs *jobs, tr *tra
 		n.metrics.heartbeat.Store(time.Now().UnixNano()) // for /livez: the loop turns
 		n.takeKept(handle)
 		r.Tick()
+		n.checkReachable(r, tr)
 		n.updateStatus(r)
 	}
 	for {
@@ -986,6 +1006,7 @@ func (n *Node) loop(ctx context.Context, r *replica.Replica, jobs *jobs, tr *tra
 		if n.unverified {
 			n.noteStanding(r) // its log grows as the leader repairs it
 		}
+		n.settlePeers(r, tr)
 		cs.Flush()
 		tr.Flush()
 		if err != nil {
@@ -1075,7 +1096,6 @@ func (n *Node) handle(r *replica.Replica, in input) {
 	switch in.kind {
 	case inRaft:
 		from := r.IDOf(in.msg.GetFrom())
-		n.reachable(r, from, true)
 		err := r.Step(in.msg)
 		switch {
 		case err == nil:
@@ -1113,8 +1133,7 @@ func (n *Node) handle(r *replica.Replica, in input) {
 	case inClientGone:
 		r.ClientGone(replica.ConnID(in.conn))
 	case inUnreachable:
-		n.reachable(r, r.IDOf(in.peer), false)
-		r.ReportUnreachable(in.peer)
+		r.ReportUnreachable(in.peer) // raft's; whether the peer is reachable is checkReachable's
 	case inSnapStatus:
 		r.ReportSnapshot(in.peer, in.ok)
 	case inPeerClusterVersion:
@@ -1124,21 +1143,68 @@ func (n *Node) handle(r *replica.Replica, in input) {
 	}
 }
 
-func (n *Node) reachable(r *replica.Replica, id int, ok bool) {
-	n.mu.Lock()
-	was := !n.unreachable[id]
-	if was == ok {
-		n.mu.Unlock()
+// settlePeers gives the transport, at the end of a round that applied membership changes, the
+// peer set of the membership reached: the peers removed by the round's changes, and not added
+// back, are removed now (peersPending). Loop only.
+func (n *Node) settlePeers(r *replica.Replica, tr *transport.Transport) {
+	if !n.peersPending {
 		return
 	}
-	n.unreachable[id] = !ok
-	n.mu.Unlock()
-	kind := EventMemberReachable
-	if !ok {
-		kind = EventMemberUnreachable
+	n.peersPending = false
+	tr.SetPeers(n.peerSet(r))
+}
+
+// checkReachable brings the member's view of which peers are unreachable (Status, /status,
+// tandem_network_peer_reachable, the admin channel) up to the transport's
+// (transport.Reachable: heard from within an election timeout, or the latest dial of the
+// outbound connection succeeded), and emits EventMemberUnreachable / EventMemberReachable for
+// each peer that changed. A peer the transport knows nothing of yet (its first dial is under
+// way) keeps what it was: reachable, at start. Called every tick. Loop only.
+func (n *Node) checkReachable(r *replica.Replica, tr *transport.Transport) {
+	type change struct {
+		id int
+		ok bool
 	}
+	var changes []change
+	ms := r.Members()
+	n.mu.Lock()
+	peers := make(map[int]bool, len(ms))
+	for _, m := range ms {
+		if m.RaftID == r.SelfRaftID() {
+			continue
+		}
+		ok, known := tr.Reachable(m.RaftID)
+		if !known {
+			continue
+		}
+		// A member rebuilt in place has two raft ids until the replacement ends: reachable
+		// if either is.
+		peers[m.ID] = peers[m.ID] || ok
+	}
+	for id, ok := range peers {
+		if n.unreachable[id] == ok { // it was unreachable and is reachable, or the other way
+			changes = append(changes, change{id, ok})
+			n.unreachable[id] = !ok
+		}
+	}
+	for id := range n.unreachable {
+		if !slices.ContainsFunc(ms, func(m replica.Member) bool { return m.ID == id }) {
+			delete(n.unreachable, id) // not a member any more
+		}
+	}
+	n.mu.Unlock()
+	if len(changes) == 0 {
+		return
+	}
+	slices.SortFunc(changes, func(a, b change) int { return a.id - b.id })
 	st := r.Summary()
-	n.emit(Event{Kind: kind, Member: id, Role: st.Role, Leader: st.Leader, Term: st.Term})
+	for _, c := range changes {
+		kind := EventMemberReachable
+		if !c.ok {
+			kind = EventMemberUnreachable
+		}
+		n.emit(Event{Kind: kind, Member: c.id, Role: st.Role, Leader: st.Leader, Term: st.Term})
+	}
 }
 
 // startIdentity reconciles, at start, the cluster's identity the data directory's IDENTITY file
@@ -1232,6 +1298,7 @@ func (n *Node) handOver(r *replica.Replica, jobs *jobs, tr *transport.Transport,
 		if err == nil {
 			err = jobs.start(r)
 		}
+		n.settlePeers(r, tr)
 		cs.Flush()
 		tr.Flush()
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tandem-cluster/tandem/examples/counter"
+	"github.com/tandem-cluster/tandem/internal/version"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
@@ -84,5 +85,17 @@ func TestClientReconnectsInAVersionTheMemberReads(t *testing.T) {
 	}
 	if logs := c.members[0].logs.String(); !strings.Contains(logs, "the client wrote in version 1") {
 		t.Fatalf("the member did not refuse the version-1 open; its log:\n%s", logs)
+	}
+}
+
+// The build a member reports on the admin channel (tandem cluster status's BUILD) is the release
+// `tandem version` prints and tandem_build_info carries, not the module version of the build
+// information ("(devel)" for every build from a checkout).
+func TestStatusBuildIsTheRelease(t *testing.T) {
+	n := &Node{unreachable: map[int]bool{}}
+	var st wire.MemberStatus
+	n.describeSelf(&st)
+	if st.Build != version.Version && !strings.HasPrefix(st.Build, version.Version+" ") {
+		t.Fatalf("Build = %q, want %q and maybe the commit", st.Build, version.Version)
 	}
 }

@@ -4,7 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strconv"
+	"strings"
+
+	"go.etcd.io/raft/v3/quorum"
+	"go.etcd.io/raft/v3/tracker"
 )
 
 // raftLogger routes raft's logging to slog: libraries never print. Raft's lines name members by
@@ -13,8 +18,11 @@ import (
 // (its terms and indexes are %d), so each uint64 argument is printed, for %x, as "member N" (N the
 // member id, Config.MemberOf), "raft id N" for one the member cannot name (a member added while
 // it lagged: never a guess, which would name a member that is not the sender), or "none" for 0;
-// other verbs print it as raft would. What raft says
-// only with %v (the peer lists of its debug lines) keeps its raft ids: debug only.
+// other verbs print it as raft would. A configuration (tracker.Config, as in "switched to
+// configuration voters=(1 2 3)", and its quorum parts) prints its id lists — voters=(…),
+// the outgoing &&(…), learners=(…), learners_next=(…), raft's %x each — as lists of members:
+// "voters=(member 0, member 1, raft id 7)". What raft says only with %v (the peer lists of its
+// debug lines) keeps its raft ids: debug only.
 //
 // Raft's Info lines (elections, votes, term changes) say what the member's own lines and events
 // already say, in its own words: they are demoted to Debug. Its warnings and errors keep their
@@ -49,16 +57,41 @@ func (r raftID) Format(f fmt.State, verb rune) {
 	}
 }
 
-// args wraps raft's uint64 arguments in raftID.
+// args wraps raft's uint64 arguments in raftID, and prints its configurations with members.
 func (r *raftLogger) args(v []any) []any {
 	out := make([]any, len(v))
 	for i, a := range v {
-		if id, ok := a.(uint64); ok {
-			a = raftID{id: id, name: r.name}
+		switch c := a.(type) {
+		case uint64:
+			a = raftID{id: c, name: r.name}
+		case tracker.Config, *tracker.Config, quorum.JointConfig, quorum.MajorityConfig:
+			a = r.idLists(c.(fmt.Stringer).String())
 		}
 		out[i] = a
 	}
 	return out
+}
+
+// idList is one parenthesised list of raft ids in a configuration's text, as raft prints them:
+// hexadecimal, space-separated ("(1 2 a)"; "()" when empty).
+var idList = regexp.MustCompile(`\(([0-9a-f]+(?: [0-9a-f]+)*)?\)`)
+
+// idLists rewrites every id list of a configuration's text with the members they name, as
+// raftID prints them: "voters=(1 2 3)&&(1 2)" becomes "voters=(member 0, member 1, member
+// 2)&&(member 0, member 1)". A text it cannot parse is left as it is.
+func (r *raftLogger) idLists(s string) string {
+	return idList.ReplaceAllStringFunc(s, func(list string) string {
+		fields := strings.Fields(list[1 : len(list)-1])
+		names := make([]string, 0, len(fields))
+		for _, f := range fields {
+			id, err := strconv.ParseUint(f, 16, 64)
+			if err != nil {
+				return list
+			}
+			names = append(names, fmt.Sprintf("%x", raftID{id: id, name: r.name}))
+		}
+		return "(" + strings.Join(names, ", ") + ")"
+	})
 }
 
 func (r *raftLogger) log(level slog.Level, format string, v []any) string {

@@ -5,6 +5,9 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"go.etcd.io/raft/v3/quorum"
+	"go.etcd.io/raft/v3/tracker"
 )
 
 // Raft's lines name members by raft id; the adapter names them by member id. Here raft ids and
@@ -76,5 +79,36 @@ func TestRaftLoggerUnknownRaftID(t *testing.T) {
 	}
 	if got := c.describeID(2); got != "1 (raft id 2)" {
 		t.Fatalf("describeID(2) = %q", got)
+	}
+}
+
+// Raft's configuration lines ("switched to configuration voters=(1 2 3)") print their id lists
+// from the configuration's own String, in hexadecimal: each list names members, and an id the
+// member cannot name is "raft id N" (in decimal, as everywhere else).
+func TestRaftLoggerNamesConfigurationMembers(t *testing.T) {
+	var buf bytes.Buffer
+	l := &raftLogger{l: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		name: func(id uint64) (int, bool) { m, ok := map[uint64]int{1: 0, 2: 1, 3: 2, 26: 3}[id]; return m, ok }}
+	cfg := tracker.Config{
+		Voters:       quorum.JointConfig{quorum.MajorityConfig{1: {}, 2: {}, 26: {}}, quorum.MajorityConfig{1: {}, 2: {}, 3: {}}},
+		Learners:     map[uint64]struct{}{27: {}},
+		LearnersNext: map[uint64]struct{}{3: {}},
+		AutoLeave:    true,
+	}
+	// As raft writes it (raft.go, switchToConfig).
+	l.Infof("%x switched to configuration %s", uint64(1), cfg)
+	l.Infof("%x switched to configuration %s", uint64(1), tracker.Config{Voters: quorum.JointConfig{quorum.MajorityConfig{1: {}}}})
+	out := buf.String()
+	for _, want := range []string{
+		`msg="member 0 switched to configuration voters=(member 0, member 1, member 3)&&(member 0, member 1, member 2) ` +
+			`learners=(raft id 27) learners_next=(member 2) autoleave"`,
+		`msg="member 0 switched to configuration voters=(member 0)"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %s:\n%s", want, out)
+		}
+	}
+	if got := l.idLists("voters=() learners=(zz)"); got != "voters=() learners=(zz)" {
+		t.Errorf("idLists changed what it cannot parse: %q", got)
 	}
 }

@@ -38,7 +38,10 @@
 // writes what the socket did not take. A message that does not fit its queue is dropped,
 // counted (SendsDropped) and its peer reported unreachable; raft retransmits. What was queued
 // while a peer could not be reached is dropped when it comes back: raft sends again what
-// matters.
+// matters. A reader on each outbound connection notices at once when the peer closes it (after
+// IdleTimeout without messages, as between two followers, or because its process ended), and the
+// connection is dialled again: Reachable says whether the peer is reachable from that dial's
+// outcome and from when the peer was last heard from.
 //
 // Versions: every connection negotiates its member protocol version when it opens (package wire,
 // "Versions"). The dialler sends its handshake (its range, MemberProtocol, and the highest

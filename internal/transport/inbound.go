@@ -21,9 +21,12 @@ import (
 // handshakeTimeout bounds how long an inbound connection may take to introduce itself.
 const handshakeTimeout = 5 * time.Second
 
-// idleTimeout closes an inbound connection that sent nothing for this long (the leader sends
-// heartbeats every few hundred milliseconds; a snapshot stream sends chunks).
-const idleTimeout = 30 * time.Second
+// idleTimeoutDefault is Config.IdleTimeout's default: an inbound connection that sent nothing
+// for this long is closed (the leader sends heartbeats every few hundred milliseconds; a
+// snapshot stream sends chunks; a follower's connection to another follower carries nothing
+// for long stretches, and its closing is routine: the dialler dials again when it has
+// something to send).
+const idleTimeoutDefault = 30 * time.Second
 
 // snapshotProgressChunks: a snapshot transfer logs its progress every this many chunks.
 const snapshotProgressChunks = 16
@@ -97,18 +100,18 @@ func (t *Transport) serve(conn net.Conn) {
 		return
 	}
 	if _, ok := t.peers.Load().byID[hs.SenderID]; !ok {
-		t.reject(conn, "handshake from %s, which is not a peer", t.who(hs.SenderID))
+		t.rejectPeer(conn, hs.SenderID, "handshake from %s, which is not a peer", t.who(hs.SenderID))
 		return
 	}
 	from := hs.SenderID
 	theirs, err := wire.ClusterUUIDOf(hs.Extensions)
 	if err != nil {
-		t.reject(conn, "bad handshake from %s: %v", t.who(from), err)
+		t.rejectPeer(conn, from, "bad handshake from %s: %v", t.who(from), err)
 		return
 	}
 	membersText, sameMembers, err := t.otherMembers(from, hs.Extensions)
 	if err != nil {
-		t.reject(conn, "bad handshake from %s: %v", t.who(from), err)
+		t.rejectPeer(conn, from, "bad handshake from %s: %v", t.who(from), err)
 		return
 	}
 	v, ok := t.cfg.MemberProtocol.Common(hs.Protocol)
@@ -128,18 +131,18 @@ func (t *Transport) serve(conn net.Conn) {
 	_, werr := conn.Write(wire.AppendFrame(nil, wire.FrameHandshakeReply, wire.AppendHandshakeReply(nil, &reply)))
 	_ = conn.SetWriteDeadline(time.Time{})
 	if !ok {
-		t.refuse(conn, "%s", reply.Text)
+		t.refusePeer(conn, from, "%s", reply.Text)
 		return
 	}
 	if werr != nil {
-		t.reject(conn, "answering the handshake of %s: %v", t.who(from), werr)
+		t.rejectPeer(conn, from, "answering the handshake of %s: %v", t.who(from), werr)
 		return
 	}
 	if f := t.cfg.PeerClusterVersion; f != nil {
 		f(from, hs.ClusterVersionMax)
 	}
 	if err := t.reportStanding(from, hs.Extensions); err != nil {
-		t.reject(conn, "bad handshake from %s: %v", t.who(from), err)
+		t.rejectPeer(conn, from, "bad handshake from %s: %v", t.who(from), err)
 		return
 	}
 	self := &inboundPeer{id: from, version: v}
@@ -153,15 +156,16 @@ func (t *Transport) serve(conn net.Conn) {
 	}
 	t.mu.Unlock()
 	if !still {
-		t.reject(conn, "handshake from %s, which is not a peer any more", t.who(from))
+		t.rejectPeer(conn, from, "handshake from %s, which is not a peer any more", t.who(from))
 		return
 	}
 	p.isBack()
+	p.heardNow()
 	cr.attribute(&p.c.received)
 	// What the peer sent that closes its connection counts as a failure received from it.
 	reject := func(reason string, args ...any) {
 		p.c.receivedFailures.Add(1)
-		t.reject(conn, reason, args...)
+		t.rejectPeer(conn, from, reason, args...)
 	}
 	defer func() {
 		t.mu.Lock()
@@ -169,15 +173,23 @@ func (t *Transport) serve(conn net.Conn) {
 		t.mu.Unlock()
 	}()
 	for {
-		_ = conn.SetReadDeadline(time.Now().Add(idleTimeout))
+		_ = conn.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
 		kind, body, buf, err = wire.ReadFrame(r, t.cfg.MaxFrameBytes, buf)
 		if err != nil {
 			if t.dropped(self) || errors.Is(err, io.EOF) || t.ctx.Err() != nil {
 				return
 			}
+			if idle(err) {
+				// Nothing to say for IdleTimeout is no fault of the peer's: a follower's
+				// connection to another follower is quiet while raft has nothing for it.
+				t.log.Debug("closing idle member connection", t.memberAttr(from), "remote", conn.RemoteAddr().String(),
+					"idle_for", t.cfg.IdleTimeout)
+				return
+			}
 			reject("reading from %s: %v", t.who(from), err)
 			return
 		}
+		p.heardNow()
 		if kind != wire.FrameRaft {
 			reject("unexpected frame kind %d from %s", kind, t.who(from))
 			return
@@ -236,7 +248,7 @@ func (t *Transport) receiveSnapshot(conn net.Conn, r *bufio.Reader, m *pb.Messag
 	var written uint64
 	var buf []byte
 	for {
-		_ = conn.SetReadDeadline(time.Now().Add(idleTimeout))
+		_ = conn.SetReadDeadline(time.Now().Add(idleTimeoutDefault))
 		kind, body, nb, err := wire.ReadFrame(r, t.cfg.MaxFrameBytes, buf)
 		buf = nb
 		if err != nil {
@@ -378,7 +390,7 @@ func (p *peer) sendSnapshot(m *pb.Message) error {
 		ch := wire.SnapshotChunk{Index: md.GetIndex(), Term: md.GetTerm(), Offset: uint64(off), Total: total,
 			Last: end == len(data), Data: data[off:end], CRC: crc}
 		frame = wire.AppendFrame(frame[:0], wire.FrameSnapshotChunk, wire.AppendSnapshotChunk(nil, &ch))
-		_ = conn.SetWriteDeadline(time.Now().Add(idleTimeout))
+		_ = conn.SetWriteDeadline(time.Now().Add(idleTimeoutDefault))
 		if _, err := w.Write(frame); err != nil {
 			return err
 		}
@@ -394,7 +406,7 @@ func (p *peer) sendSnapshot(m *pb.Message) error {
 		return err
 	}
 	// Wait for the receiver's acknowledgement: it comes after the data is synced and verified.
-	_ = conn.SetReadDeadline(time.Now().Add(idleTimeout))
+	_ = conn.SetReadDeadline(time.Now().Add(idleTimeoutDefault))
 	kind, _, _, err := wire.ReadFrame(bufio.NewReader(conn), 64, nil)
 	if err != nil {
 		return fmt.Errorf("no acknowledgement: %w", err)

@@ -1,7 +1,10 @@
 package transport
 
 import (
+	"log/slog"
 	"net"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,4 +80,52 @@ func TestDroppedConnectionsAreNotCountedAsRejected(t *testing.T) {
 	if n := b.Rejected(); n != 0 {
 		t.Fatalf("Rejected() = %d: connections the member dropped were counted as protocol violations", n)
 	}
+}
+
+// A peer's connection that carries nothing for IdleTimeout (a follower's connection to another
+// follower, while raft has nothing for it) is closed quietly: a debug line naming the peer as
+// a field, no warning, no protocol violation (Rejected), no failure received from the peer.
+func TestIdleConnectionIsClosedQuietly(t *testing.T) {
+	var la, lb logBuffer
+	debug := func(l *logBuffer) *slog.Logger {
+		return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	memberOf := func(id uint64) (int, bool) { return int(id) - 1, id == 1 || id == 2 }
+	lna, lnb := listen(t), listen(t)
+	peers := map[uint64]string{1: lna.Addr().String(), 2: lnb.Addr().String()}
+	a, _ := startMember(t, Config{SelfID: 1, Peers: peers, Listener: lna, Logger: debug(&la), MemberOf: memberOf})
+	b, rb := startMember(t, Config{SelfID: 2, Peers: peers, Listener: lnb, Logger: debug(&lb), MemberOf: memberOf,
+		IdleTimeout: 200 * time.Millisecond})
+	sendUntilReceived(t, "a message from 1 reaches 2", a, 1, 2, rb)
+	idleLine := regexp.MustCompile(`level=DEBUG msg="closing idle member connection" member=0 remote=\S+ idle_for=200ms`)
+	waitFor(t, "2 closes 1's idle connection", func() bool { return idleLine.MatchString(lb.String()) })
+	if out := lb.String(); strings.Contains(out, "level=WARN") || strings.Contains(out, "level=ERROR") {
+		t.Errorf("closing an idle connection was a warning:\n%s", out)
+	}
+	if n := b.Rejected(); n != 0 {
+		t.Errorf("Rejected() = %d: an idle connection counted as a protocol violation", n)
+	}
+	for _, s := range b.PeerStats() {
+		if s.ReceivedFailures != 0 {
+			t.Errorf("raft id %d: ReceivedFailures = %d, want 0: an idle connection is no failure of the peer's", s.ID, s.ReceivedFailures)
+		}
+	}
+}
+
+// A connection closed for what its authenticated sender sent names the sender as a field
+// (member=N), not only in the message's text.
+func TestRejectedPeerConnectionNamesTheMember(t *testing.T) {
+	var lb logBuffer
+	memberOf := func(id uint64) (int, bool) { return int(id) - 1, id == 1 || id == 2 }
+	lna, lnb := listen(t), listen(t)
+	peers := map[uint64]string{1: lna.Addr().String(), 2: lnb.Addr().String()}
+	a, _ := startMember(t, Config{SelfID: 1, Peers: peers, Listener: lna, MemberOf: memberOf})
+	_, rb := startMember(t, Config{SelfID: 2, Peers: peers, Listener: lnb, Logger: lb.logger(), MemberOf: memberOf})
+	sendUntilReceived(t, "a message from 1 reaches 2", a, 1, 2, rb)
+	// A message that claims another sender than its connection's handshake.
+	a.Send([]*pb.Message{msgFrom(3, 2)})
+	a.Flush()
+	line := regexp.MustCompile(`level=WARN msg="closing member connection: raft message claims from=3 to=2 \(raft ids\) ` +
+		`on a connection from member 0 to member 1" member=0 remote=\S+`)
+	waitFor(t, "2 closes the connection, naming member 0 as a field", func() bool { return line.MatchString(lb.String()) })
 }

@@ -44,6 +44,14 @@ type Config struct {
 	DialTimeout time.Duration
 	// BackoffMin/Max bound reconnect backoff (defaults 50 ms and 2 s), with jitter.
 	BackoffMin, BackoffMax time.Duration
+	// HeardWindow: a peer heard from (a handshake or a frame on one of its connections to this
+	// member) within this long is reachable whatever this member's own dials say (default 1 s;
+	// the node passes its election timeout). See Reachable.
+	HeardWindow time.Duration
+	// IdleTimeout closes an inbound member connection on which the peer sent nothing for this
+	// long (default 30 s), quietly: a connection between two followers carries nothing while raft
+	// has nothing for it. Snapshot streams are bounded by the default whatever this says.
+	IdleTimeout time.Duration
 	// SnapshotChunkBytes is the size of one snapshot chunk (default 1 MiB).
 	SnapshotChunkBytes int
 	// MaxConcurrentSnapshots caps snapshot transfers sent at once (default 2).
@@ -106,6 +114,12 @@ func (c *Config) defaults() {
 	}
 	if c.BackoffMax == 0 {
 		c.BackoffMax = 2 * time.Second
+	}
+	if c.HeardWindow == 0 {
+		c.HeardWindow = time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = idleTimeoutDefault
 	}
 	if c.SnapshotChunkBytes == 0 {
 		c.SnapshotChunkBytes = 1 << 20
@@ -429,6 +443,11 @@ type peer struct {
 	version atomic.Uint32
 	// refuseLog limits the lines about handshakes this peer refused or left unanswered.
 	refuseLog ratelog.Limiter
+	// dialState is the outcome of the latest dial of the outbound connection (Reachable);
+	// heard is when the peer was last heard from on one of its connections to this member (Unix
+	// nanoseconds, 0: never), written by their readers.
+	dialState atomic.Int32
+	heard     atomic.Int64
 	// outage follows the dials that fail in a row: logged when they start, at most once per
 	// unreachableLogEvery while they go on, and when a dial succeeds again. The transport's, by
 	// raft id (outageOf): a peer removed and added again (a member replaying its log at start
@@ -745,6 +764,49 @@ func (p *peer) isBack() {
 // errMoved: the connection was closed because the peer's address changed.
 var errMoved = errors.New("the peer's address changed; reconnecting at the new one")
 
+// errPeerClosed: the peer closed the outbound connection (after IdleTimeout without messages,
+// when its member refused one, or when its process ended); it is dialled again at once, and
+// that dial says whether the peer is still there.
+var errPeerClosed = errors.New("the peer closed the connection")
+
+// The outcomes of a peer's latest dial (peer.dialState).
+const (
+	dialNone   int32 = iota // not dialled yet
+	dialOK                  // connected, handshake accepted
+	dialFailed              // the connection or its handshake failed
+)
+
+// Reachable reports whether the peer of raft id id is reachable, and whether the transport
+// knows yet (false before its first dial ended, unless the peer was heard from). Reachable:
+// the peer was heard from within HeardWindow (a handshake or a frame on one of its connections
+// to this member), or the latest dial of this member's outbound connection to it succeeded.
+// That connection is dialled at start and again at once whenever it ends — a write failed, or
+// the peer closed it (its IdleTimeout closes a connection that carried nothing, as one between
+// two followers does; its process ending closes them all) — so a peer that went away is found
+// unreachable by the next dial, within DialTimeout, and one that came back is dialled at once
+// (its own dials wake this member's backoff). A peer this member has nothing to send, and whose
+// connection stays open, is what the last dial found: nothing is sent to test it. Unreachable
+// also for an id that is not a peer. Safe from any goroutine.
+func (t *Transport) Reachable(id uint64) (reachable, known bool) {
+	p, ok := t.peers.Load().byID[id]
+	if !ok {
+		return false, true
+	}
+	if h := p.heard.Load(); h != 0 && time.Since(time.Unix(0, h)) < t.cfg.HeardWindow {
+		return true, true
+	}
+	switch p.dialState.Load() {
+	case dialOK:
+		return true, true
+	case dialFailed:
+		return false, true
+	}
+	return false, false
+}
+
+// heardNow records that the peer was heard from (Reachable).
+func (p *peer) heardNow() { p.heard.Store(time.Now().UnixNano()) }
+
 // run owns the outbound connection: connect (with backoff and jitter), then write batches of
 // queued messages with one flush per batch. It ends when the peer is removed or the transport
 // stops, and then tells raft nothing: raft is told of a removed peer by its own configuration.
@@ -758,6 +820,7 @@ func (p *peer) run() {
 				return
 			}
 			p.c.sentFailures.Add(1)
+			p.dialState.Store(dialFailed)
 			p.dialFailed(err)
 			p.t.h.Unreachable(p.id)
 			p.q.reset() // while the peer cannot be reached, stale messages must not pile up
@@ -776,6 +839,7 @@ func (p *peer) run() {
 			p.q.reset()
 		}
 		attempt = 0
+		p.dialState.Store(dialOK)
 		p.dialed()
 		p.version.Store(uint32(v))
 		// Removed, the peer gets no more: a write under way is cut short too.
@@ -787,28 +851,53 @@ func (p *peer) run() {
 		if err != nil && p.ctx.Err() == nil {
 			// What was queued is dropped: raft, told the peer is unreachable, probes it and
 			// sends again what matters.
-			if errors.Is(err, errMoved) {
+			switch {
+			case errors.Is(err, errMoved):
 				p.t.log.Info("member connection closed: the peer's address changed; reconnecting at the new one",
 					p.t.memberAttr(p.id), "old_addr", *addr, "addr", *p.addr.Load())
-			} else {
+			case errors.Is(err, errPeerClosed):
+				// No failure of this member's: the redial says whether the peer is there.
+				p.t.log.Debug("member connection closed by the peer; dialling again", p.t.memberAttr(p.id))
+			default:
 				p.t.log.Debug("member connection lost", p.t.memberAttr(p.id), "err", err)
 				p.c.sentFailures.Add(1)
 			}
 			p.t.h.Unreachable(p.id)
+			// A peer that closes each connection as soon as it is made is not dialled in a
+			// tight loop: the shortest backoff first (BackoffMin at most).
+			if errors.Is(err, errPeerClosed) && !p.sleep(p.backoff(0)) {
+				return
+			}
 		}
 	}
 }
 
 // write owns conn, dialled at addr, while it lasts: the queue writes to it directly from the
 // loop when it is idle, and this goroutine writes what the loop could not (one write for
-// everything queued). It returns errMoved once the peer's address is no longer addr.
+// everything queued). It returns errMoved once the peer's address is no longer addr, and
+// errPeerClosed once the peer closed conn (a goroutine reads it: the peer sends nothing on it
+// after its handshake reply, so a read ends only when the connection does).
 func (p *peer) write(conn net.Conn, addr *string) error {
 	p.q.attach(conn)
 	defer p.q.reset()
+	closed := make(chan struct{})
+	p.t.wg.Add(1) // run's own goroutine is counted: Stop's Wait sees this one too
+	go func() {
+		defer p.t.wg.Done()
+		defer close(closed)
+		var b [64]byte
+		for {
+			if _, err := conn.Read(b[:]); err != nil {
+				return // the peer closed it, or run did (after write returned)
+			}
+		}
+	}()
 	for {
 		select {
 		case <-p.ctx.Done():
 			return nil
+		case <-closed:
+			return errPeerClosed
 		case <-p.moved:
 			if p.addr.Load() != addr {
 				return errMoved
@@ -826,20 +915,47 @@ func (p *peer) write(conn net.Conn, addr *string) error {
 // rejected and logged at most once per acceptLogEvery (the peer retries with its backoff, for as
 // long as it runs).
 func (t *Transport) refuse(conn net.Conn, reason string, args ...any) {
+	t.closeRefused(conn, nil, reason, args...)
+}
+
+// refusePeer is refuse for a connection whose handshake named its sender, raft id id: the line
+// names it as a field too.
+func (t *Transport) refusePeer(conn net.Conn, id uint64, reason string, args ...any) {
+	t.closeRefused(conn, []any{t.memberAttr(id)}, reason, args...)
+}
+
+func (t *Transport) closeRefused(conn net.Conn, attrs []any, reason string, args ...any) {
 	t.mu.Lock()
 	t.rejected++
 	t.mu.Unlock()
 	if ok, held := t.versionLog.Allow(time.Now()); ok {
-		t.log.Error("closing member connection: "+fmt.Sprintf(reason, args...), "remote", conn.RemoteAddr().String(),
-			"refusals_not_logged", held)
+		t.log.Error("closing member connection: "+fmt.Sprintf(reason, args...), append(attrs, "remote", conn.RemoteAddr().String(),
+			"refusals_not_logged", held)...)
 	}
 	_ = conn.Close()
 }
 
+// reject closes a connection for a protocol violation, counted (Rejected) and logged.
 func (t *Transport) reject(conn net.Conn, reason string, args ...any) {
+	t.closeRejected(conn, nil, reason, args...)
+}
+
+// rejectPeer is reject for a connection whose sender is known (its handshake named raft id
+// id): the line names it as a field too ("member", or "raft_id" if the member cannot name it).
+func (t *Transport) rejectPeer(conn net.Conn, id uint64, reason string, args ...any) {
+	t.closeRejected(conn, []any{t.memberAttr(id)}, reason, args...)
+}
+
+func (t *Transport) closeRejected(conn net.Conn, attrs []any, reason string, args ...any) {
 	t.mu.Lock()
 	t.rejected++
 	t.mu.Unlock()
-	t.log.Warn("closing member connection: "+fmt.Sprintf(reason, args...), "remote", conn.RemoteAddr().String())
+	t.log.Warn("closing member connection: "+fmt.Sprintf(reason, args...), append(attrs, "remote", conn.RemoteAddr().String())...)
 	_ = conn.Close()
+}
+
+// idle reports whether a read failed on its deadline: the peer sent nothing for that long.
+func idle(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
