@@ -133,6 +133,10 @@ type Core struct {
 	err     error         // sticky storage error
 	pending *pendingReady // the Ready waiting for its sync, if any
 	snap    *pb.Snapshot  // the snapshot being written, if any
+	// added is the index of the newest snapshot recorded with AddSnapshot: the storage may
+	// compact the log up to it at Reclaim, which waits until raft's applied index reaches it
+	// (reclaim).
+	added uint64
 
 	val  validator    // what Step's checks keep (validate.go)
 	conf confTrack    // whether a membership change may be proposed (confchange.go)
@@ -460,7 +464,22 @@ func (c *Core) SnapshotDone(err error) error {
 		c.fail(err)
 		return c.err
 	}
+	c.added = max(c.added, snap.GetMetadata().GetIndex())
 	return nil
+}
+
+// reclaim lets the storage delete the log that snapshots released, once raft's applied index
+// has reached the newest snapshot recorded. Raft reads the committed entries it hands out from
+// the storage, from its applied index on; a leader applies entries that commit during a sync
+// before raft hands them out (deviations.go, 3), and may take a snapshot there: compacting
+// behind it at once would delete entries raft has yet to hand out, and raft panics
+// ("unexpected error when getting unapplied entries"). Until then the log is kept: the next
+// Ready hands those entries out, and a later sync reclaims.
+func (c *Core) reclaim() error {
+	if c.rn.BasicStatus().Applied < c.added {
+		return nil
+	}
+	return c.storage.Reclaim()
 }
 
 func (c *Core) fail(err error) {

@@ -657,6 +657,112 @@ func TestLeaderAppliesWhatCommitsDuringItsSync(t *testing.T) {
 	}
 }
 
+// compactingStorage is syncStorage that compacts at Reclaim behind the newest snapshot added (no
+// margin), as the archive does behind its oldest retained one.
+type compactingStorage struct {
+	*syncStorage
+	floor uint64
+}
+
+func (s *compactingStorage) AddSnapshot(snap *pb.Snapshot) error {
+	if err := s.syncStorage.AddSnapshot(snap); err != nil {
+		return err
+	}
+	s.floor = max(s.floor, snap.GetMetadata().GetIndex())
+	return nil
+}
+
+func (s *compactingStorage) Reclaim() error {
+	if first, _ := s.FirstIndex(); s.floor < first {
+		return nil
+	}
+	return s.Compact(s.floor)
+}
+
+// A leader that applied, during a sync, entries committed meanwhile (raft hands them out only in
+// the next Ready) and took a snapshot there keeps the log raft has yet to hand out: compacting
+// behind the snapshot at once made raft panic at the next Ready ("unexpected error when getting
+// unapplied entries (requested index is unavailable due to compaction)"; simulator seed 395721).
+// The log is compacted once raft's applied index reaches the snapshot.
+func TestLogKeptUntilRaftAppliedTheSnapshotIndex(t *testing.T) {
+	st := &compactingStorage{syncStorage: &syncStorage{memStorage: memStorage{raft.NewMemoryStorage()}}}
+	c, err := New(Config{ID: 1, ElectionTicks: 10, HeartbeatTicks: 1, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 16, MaxUncommittedBytes: 1 << 20},
+		st, []raft.Peer{{ID: 1}, {ID: 2}, {ID: 3}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	knowPeers(c, 1, 2, 3)
+	a := &applyLog{sink: sink{failed: map[uint64]error{}, ready: map[uint64]uint64{}}, st: st.syncStorage}
+	term := electLeader(t, c, a)
+	// x and y are written and synced, uncommitted (no follower answers); z's sync is left
+	// pending.
+	for _, d := range []string{"x", "y"} {
+		if err := c.Propose([]byte(d)); err != nil {
+			t.Fatal(err)
+		}
+		if err := drive(c, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	y, _ := st.LastIndex()
+	if err := c.Propose([]byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Process(a); err != nil {
+		t.Fatal(err)
+	}
+	job := c.TakeSync()
+	if job == nil {
+		t.Fatal("no sync pending after a proposal")
+	}
+	ackFrom(t, c, term, 2, y) // everything through y commits; the leader applies it at once
+	if err := c.Process(a); err != nil {
+		t.Fatal(err)
+	}
+	if c.Applied() != y || c.Status().Applied >= y {
+		t.Fatalf("applied %d, raft's applied %d: want %d applied before raft hands it out", c.Applied(), c.Status().Applied, y)
+	}
+	write, err := c.CreateSnapshot(y, c.ConfState(), []byte("state"))
+	if err != nil || write == nil {
+		t.Fatalf("CreateSnapshot(%d): no write job (%v)", y, err)
+	}
+	if err := c.SnapshotDone(write()); err != nil {
+		t.Fatal(err)
+	}
+	c.SyncDone(job())
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("raft panicked after the sync: %v", r)
+			}
+		}()
+		if err := drive(c, a); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	if c.Status().Applied < y {
+		t.Fatalf("raft's applied %d after the sync, want at least %d", c.Status().Applied, y)
+	}
+	// The next sync compacts.
+	if err := c.Propose([]byte("w")); err != nil {
+		t.Fatal(err)
+	}
+	if err := drive(c, a); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := st.FirstIndex(); first != y+1 {
+		t.Fatalf("the log starts at %d after the next sync, want %d (compacted behind the snapshot)", first, y+1)
+	}
+	if len(a.violations) > 0 {
+		t.Fatalf("entries %v applied before they were synced", a.violations)
+	}
+	for i := 1; i < len(a.applied); i++ {
+		if a.applied[i] != a.applied[i-1]+1 {
+			t.Fatalf("applied %v: not each index once, in order", a.applied)
+		}
+	}
+}
+
 // A leader catching a follower up keeps at most MaxInflightBytes of log (and one more append) in
 // flight to it: with only MaxInflightMsgs, it read and sent 256 appends of up to MaxSizePerMsg at
 // once (256 MiB per follower with the replica's settings).

@@ -24,7 +24,8 @@
 //     report the sync's result with SyncDone, and call Process, which finishes the Ready.
 //  4. At index-aligned points chosen by the state machine, call CreateSnapshot with the state
 //     machine's bytes, run the write job it returns beside everything else and report with
-//     SnapshotDone; the storage may then compact the log behind it.
+//     SnapshotDone; the storage may then compact the log behind it, at the first sync once raft
+//     has taken every entry through the snapshot's index as applied (Core.reclaim).
 //
 // # The Ready pipeline
 //

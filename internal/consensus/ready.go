@@ -111,7 +111,7 @@ func (c *Core) write(rd *raft.Ready) (syncing bool, err error) {
 		if err := c.storage.Sync(); err != nil {
 			return false, err
 		}
-		if err := c.storage.Reclaim(); err != nil {
+		if err := c.reclaim(); err != nil {
 			return false, err
 		}
 		c.noteDurable(rd)
@@ -180,7 +180,7 @@ func (c *Core) finishSynced(h Handler, p *pendingReady) error {
 		c.fail(p.err)
 		return c.err
 	}
-	if err := c.storage.Reclaim(); err != nil {
+	if err := c.reclaim(); err != nil {
 		c.fail(err)
 		return c.err
 	}

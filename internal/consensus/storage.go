@@ -27,7 +27,10 @@ type Storage interface {
 	// appends).
 	Sync() error
 	// Reclaim deletes the log that snapshots released (AddSnapshot) once a Sync made what
-	// replaces it durable. The core calls it after every Sync that returned nil.
+	// replaces it durable. The core calls it after a Sync that returned nil, once raft's applied
+	// index has reached every snapshot added: raft reads the committed entries it has yet to
+	// hand out from the storage, and a leader applies some before raft hands them out
+	// (deviations.go, 3). The log up to the first index must stay readable until then.
 	Reclaim() error
 	// SaveSnapshot stores a snapshot received from the leader, data included, and makes the
 	// log start after it (entries at or below its index are dropped). The snapshot file is
