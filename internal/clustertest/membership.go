@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-cluster/tandem/internal/replica"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
@@ -97,6 +98,9 @@ func (d *membershipDriver) step() {
 	if l < 0 {
 		return
 	}
+	if op.op == "remove" && op.id < 0 && removalWaits(c.Nodes[l].R.Members(), op.arg) {
+		return // asked once the joiner is a voter
+	}
 	req, ok := d.request(op, l)
 	if !ok {
 		d.done(op, false)
@@ -105,6 +109,33 @@ func (d *membershipDriver) step() {
 	d.seq++
 	op.reqID, op.sentAt = d.seq, now
 	c.Admin(l, op.reqID, req)
+}
+
+// removalWaits reports whether the removal of member sel % n of the leader's membership ms waits:
+// it is a voter, three voters or fewer are left, and a joiner that is still a learner will be
+// promoted. The simulator keeps three voters, so that one member's fault (its disk losing synced
+// data, a wipe) leaves a quorum: counting the joiner before it was a voter, a removal left two
+// voters and a learner that had not caught up, and the wipe of the leader then left a
+// configuration no member could ever elect in (soak seed 396 111 — by design: the wiped member
+// must not vote until a leader has repaired it, and two voters need both votes).
+// membershipPatience bounds the wait.
+func removalWaits(ms []replica.Member, sel int) bool {
+	if len(ms) <= 3 || ms[sel%len(ms)].Learner {
+		return false
+	}
+	joining := slices.ContainsFunc(ms, func(m replica.Member) bool { return m.Learner && !m.StayLearner })
+	return joining && voterCount(ms) <= 3
+}
+
+// voterCount is how many of ms are voters.
+func voterCount(ms []replica.Member) int {
+	n := 0
+	for _, m := range ms {
+		if !m.Learner {
+			n++
+		}
+	}
+	return n
 }
 
 // request is the admin request for op, asked of leader l; false: there is nothing to ask.
@@ -122,6 +153,9 @@ func (d *membershipDriver) request(op *membershipOp, l int) (wire.AdminRequest, 
 			ms := c.Nodes[l].R.Members()
 			if len(ms) <= 3 {
 				return wire.AdminRequest{}, false // the simulator keeps three members at least
+			}
+			if m := ms[op.arg%len(ms)]; !m.Learner && voterCount(ms) <= 3 {
+				return wire.AdminRequest{}, false // … and three voters (removalWaits)
 			}
 			op.id = ms[op.arg%len(ms)].ID
 		}

@@ -260,3 +260,66 @@ func TestSnapshotWhileAConfChangeWaitsIsDropped(t *testing.T) {
 		})
 	}
 }
+
+// A leader that commits its own removal announces it before it stops, even to followers that
+// hold every entry (deviations.go, 2): the remaining voters' configuration follows their commit
+// index, and with one of them down for good they could not elect without it. Soak seed 395 052:
+// voters 1–4, 2 down for good; 1 removed itself, stopped at once, and 3 and 4 stayed in the old
+// configuration, two votes of the three they needed, for ever.
+func TestRemovedLeaderAnnouncesItsRemovalBeforeItStops(t *testing.T) {
+	tc := newTestCluster(t)
+	tc.addJoiner(4)
+	tc.proposeConf(1, change(single(pb.ConfChangeAddLearnerNode, 4)))
+	tc.proposeConf(1, change(single(pb.ConfChangeAddNode, 4)))
+	if c := tc.cores[4]; !slices.Equal(voters(c), []uint64{1, 2, 3, 4}) {
+		t.Fatalf("member 4 after the promotion: voters %v", voters(c))
+	}
+	delete(tc.cores, 2) // down for good
+	delete(tc.sinks, 2)
+	leader := tc.cores[1]
+	if err := leader.ProposeConfChange(change(single(pb.ConfChangeRemoveNode, 1))); err != nil {
+		t.Fatal(err)
+	}
+	// Member 1 stops as soon as it applied its removal (the replica's ErrRemoved): what it sent
+	// until then is delivered, nothing after.
+	for range 100 {
+		if _, ok := tc.cores[1]; !ok {
+			break
+		}
+		for _, id := range tc.ids() {
+			tc.drive(id)
+			msgs := tc.sinks[id].sent
+			tc.sinks[id].sent = nil
+			if id == 1 && !slices.Contains(voters(leader), 1) {
+				delete(tc.cores, 1)
+				delete(tc.sinks, 1)
+			}
+			for _, m := range msgs {
+				if to, ok := tc.cores[m.GetTo()]; ok {
+					if err := to.Step(m); err != nil {
+						t.Fatalf("an honest %s from %d to %d was refused: %v", m.GetType(), m.GetFrom(), m.GetTo(), err)
+					}
+				}
+			}
+		}
+	}
+	if _, ok := tc.cores[1]; ok {
+		t.Fatal("member 1 never applied its removal")
+	}
+	for range 60 {
+		tc.round()
+	}
+	var leaders []uint64
+	for _, id := range tc.ids() {
+		c := tc.cores[id]
+		if !slices.Equal(voters(c), []uint64{2, 3, 4}) {
+			t.Errorf("member %d: voters %v, want [2 3 4] (it never learnt that its removal committed)", id, voters(c))
+		}
+		if c.State().Role == raft.StateLeader {
+			leaders = append(leaders, id)
+		}
+	}
+	if len(leaders) != 1 {
+		t.Fatalf("leaders after the removal: %v, want one", leaders)
+	}
+}

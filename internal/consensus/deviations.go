@@ -51,6 +51,14 @@ import (
 // (StateProbe), and the empty appends a throttled StateReplicate sends to recover lost
 // messages, whose index is past the follower's Match — are kept.
 //
+// Except when the Ready commits a membership change: those announcements are kept. A follower's
+// configuration, and so the quorum its elections need, is the one it has applied, so it follows
+// its commit index; and a leader whose own removal commits steps down (StepDownOnRemoval) and
+// stops as soon as it applies it, so no heartbeat ever carries the commit index. Dropped there,
+// the announcement left the remaining voters in the old configuration, counting the removed
+// leader's vote: soak seed 395 052, voters 1–4 with 2 lost for good, 1 removed while 3 and 4
+// held the change uncommitted — they needed three votes of four and had two, for ever.
+//
 // 3. Committed entries are applied while a Ready's sync runs (apply.go: the apply rule).
 //
 // Stock usage applies a Ready's committed entries after its write is durable, and only those.
@@ -142,8 +150,14 @@ func dropStaleAppendAnswers(msgs []*pb.Message, term uint64) []*pb.Message {
 
 // dropCommitAnnouncements removes from a leader's messages the appends without entries to a
 // follower that has acknowledged every entry they follow (StateReplicate, Match at or past the
-// append's index): they only announce a new commit index. Deviation 2, at the top of this file.
-func (c *Core) dropCommitAnnouncements(msgs []*pb.Message) []*pb.Message {
+// append's index): they only announce a new commit index. It keeps them all when committed, the
+// Ready's committed entries, holds a membership change. Deviation 2, at the top of this file.
+func (c *Core) dropCommitAnnouncements(msgs []*pb.Message, committed []*pb.Entry) []*pb.Message {
+	for _, e := range committed {
+		if t := e.GetType(); t == pb.EntryConfChange || t == pb.EntryConfChangeV2 {
+			return msgs
+		}
+	}
 	found := false
 	for _, m := range msgs {
 		if m.GetType() == pb.MsgApp && len(m.GetEntries()) == 0 {

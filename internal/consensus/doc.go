@@ -62,7 +62,8 @@
 // Each is argued, with why it is safe, in deviations.go:
 //
 //  1. A leader's appends and heartbeats go out before its own write (Raft thesis §10.2.1).
-//  2. A leader does not announce a new commit index to followers that hold every entry.
+//  2. A leader does not announce a new commit index to followers that hold every entry (unless
+//     it commits a membership change).
 //  3. Committed entries are applied while a Ready's sync runs, if they were durable before it.
 //  4. A Ready hands out more committed entries than raft's default
 //     (Config.MaxCommittedBytesPerReady), so that raft's uncommitted count keeps up with 3.

@@ -59,7 +59,7 @@ func (c *Core) takeReady(h Handler) error {
 		msgs = dropStaleAppendAnswers(msgs, term) // deviations.go, 6
 	}
 	if role == raft.StateLeader && len(msgs) > 0 {
-		msgs = c.dropCommitAnnouncements(msgs)
+		msgs = c.dropCommitAnnouncements(msgs, rd.CommittedEntries)
 		var early []*pb.Message
 		early, msgs = splitLeaderEarly(msgs)
 		if len(early) > 0 {
