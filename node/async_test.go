@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,10 +25,11 @@ func TestAsyncPipelineExactlyOnceAcrossLeaderChange(t *testing.T) {
 	cl := c.dialWith(ctx, client.Config{MaxInFlight: 64})
 	l := startIncLoop(t, cl, 64, 0)
 	l.waitAnswered(500)
-	old, _ := c.leader(time.Second)
+	old, oldTerm := c.leader(time.Second)
 	c.stop(old)
 	l.waitAnswered(1500)
 	answered := l.finish(ctx)
+	c.checkLeaderLost(old, oldTerm)
 	got := make(chan int64, 1)
 	if err := cl.QueryAsync(counter.EncodeRequest(counter.Request{Op: counter.OpGet}), func(reply []byte, err error) {
 		r, derr := counter.DecodeResponse(reply)
@@ -45,6 +48,27 @@ func TestAsyncPipelineExactlyOnceAcrossLeaderChange(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("query never answered")
+	}
+}
+
+// checkLeaderLost checks the survivors' lines about the stopped leader old, of term oldTerm: each
+// says it found the new leader, and the new leader, which campaigned knowing none, says it lost
+// old. (The other follower may hear of the election and of its winner in one round: then it
+// knew no moment without a leader, and only says it found the new one.)
+func (c *cluster) checkLeaderLost(old int, oldTerm uint64) {
+	c.t.Helper()
+	lead, term := c.leader(time.Second)
+	for i, m := range c.members {
+		if i == old {
+			continue
+		}
+		logs := m.logs.String()
+		if found := fmt.Sprintf(`msg="new leader elected" self=%d leader=%d term=%d`+"\n", i, lead, term); !strings.Contains(logs, found) {
+			c.t.Errorf("member %d did not log %s:\n%s", i, found, logs)
+		}
+		if lost := fmt.Sprintf(`msg="leader lost" self=%d member=%d term=%d`+"\n", i, old, oldTerm); i == lead && !strings.Contains(logs, lost) {
+			c.t.Errorf("the new leader, member %d, did not log %s:\n%s", i, lost, logs)
+		}
 	}
 }
 

@@ -193,6 +193,10 @@ type Node struct {
 	// kept after every round (consensus/verify.go).
 	standing   atomic.Pointer[wire.Standing]
 	unverified bool
+	// leaderKnown and leaderTerm: the leader this member last knew (member id; -1: none) and
+	// its term, for the lines "new leader elected" and "leader lost" (noteLeader). Loop only.
+	leaderKnown int
+	leaderTerm  uint64
 	// refuseLog limits the lines about messages refused as invalid (Status.RaftRefused).
 	refuseLog ratelog.Limiter
 
@@ -349,6 +353,7 @@ func New(cfg Config, svc service.Service, opts ...Option) (*Node, error) {
 		refuseLog:   ratelog.Limiter{Every: 5 * time.Second},
 		unreachable: map[int]bool{},
 		status:      Status{ID: cfg.ID, Leader: -1},
+		leaderKnown: -1,
 		metrics:     newMetrics(),
 	}
 	for _, o := range opts {
@@ -562,6 +567,9 @@ func (o *outbox) Changed(ch replica.Change) {
 	if o.r != nil && (ch.Kind == replica.ChangeRole || ch.Kind == replica.ChangeVerification) {
 		o.n.noteStanding(o.r)
 	}
+	if ch.Kind == replica.ChangeRole {
+		o.n.noteLeader(ch.Leader, ch.Term)
+	}
 	kind := EventRoleChange
 	switch ch.Kind {
 	case replica.ChangeVerification:
@@ -607,6 +615,24 @@ func (o *outbox) Changed(ch replica.Change) {
 	}
 	o.n.emit(Event{Kind: kind, Role: ch.Role, Leader: ch.Leader, Term: ch.Term, Index: ch.Index,
 		ClusterVersion: ch.ClusterVersion, ClusterUUID: uuidString(ch.ClusterUUID)})
+}
+
+// noteLeader logs the transitions of the leader this member knows, once each (as etcd's
+// "lost leader" and "elected leader"): "new leader elected" when it learns of a leader, or of a
+// new term's; "leader lost" when it knew one and knows none any more (its election timeout
+// passed without a word from the leader, or a candidate's later term arrived), naming the leader
+// it lost and that leader's term. A change of the leader within one round (a follower that
+// hears the new leader before it heard of the election) is one "new leader elected" line.
+// The role changes themselves are events (EventRoleChange), which the CLI renders. Loop only.
+func (n *Node) noteLeader(leader int, term uint64) {
+	switch {
+	case leader >= 0 && (leader != n.leaderKnown || term != n.leaderTerm):
+		n.log.Info("new leader elected", "leader", leader, "term", term)
+		n.leaderKnown, n.leaderTerm = leader, term
+	case leader < 0 && n.leaderKnown >= 0:
+		n.log.Info("leader lost", memberKey, n.leaderKnown, "term", n.leaderTerm)
+		n.leaderKnown = -1
+	}
 }
 
 // uuidString is a cluster identity as Status and Event show it: "" when not known.

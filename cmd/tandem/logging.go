@@ -16,8 +16,9 @@ import (
 //     box, and one short line per other event ("15:04:05.000 member 2 unreachable").
 //   - --log-format json: one stream for a log pipeline. Every line is a JSON object on stderr
 //     (time, level, msg, self and the line's attributes), the events included: the banners are
-//     records too ("member started", "role changed", "new leader elected"), not boxes, and
-//     standard output stays empty. An error that stops the member (a refused start, Run's
+//     records too ("member started", "role changed"), not boxes, and standard output stays
+//     empty. "new leader elected" and "leader lost" are the member's own lines (node's
+//     noteLeader), in both formats. An error that stops the member (a refused start, Run's
 //     error) is an error record too, not a line of text; the exit code is the same.
 //
 // --log-level (debug, info, warn, error; default info) filters the log in both formats, and the

@@ -70,14 +70,14 @@ func TestJSONRendersEveryEventAsARecord(t *testing.T) {
 		}
 		msgs = append(msgs, rec["msg"].(string))
 	}
-	want := []string{"member started", "cluster version in force (every member applies it)", "role changed", "new leader elected",
+	want := []string{"member started", "cluster version in force (every member applies it)", "role changed",
 		"snapshot taken", "snapshot installed from the leader", "member unreachable", "member reachable", "cluster identity",
 		"membership changed (tandem cluster list-members)"}
 	if strings.Join(msgs, "|") != strings.Join(want, "|") {
 		t.Fatalf("records %q, want %q", msgs, want)
 	}
-	if recs[3]["leader"] != 2.0 || recs[3]["term"] != 4.0 || recs[6]["member"] != 2.0 || recs[6]["level"] != "WARN" {
-		t.Fatalf("attributes: new leader %v, unreachable %v", recs[3], recs[6])
+	if recs[2]["leader"] != 2.0 || recs[2]["term"] != 4.0 || recs[5]["member"] != 2.0 || recs[5]["level"] != "WARN" {
+		t.Fatalf("attributes: role change %v, unreachable %v", recs[2], recs[5])
 	}
 }
 

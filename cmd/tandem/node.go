@@ -367,11 +367,9 @@ func (r *renderer) record(ev node.Event) {
 		if ev.Leader >= 0 {
 			attrs = append(attrs, "leader", ev.Leader)
 		}
+		// "new leader elected" and "leader lost" are the member's own lines (node.Node's
+		// noteLeader), in this same log: not repeated here.
 		r.log.Info("role changed", attrs...)
-		if ev.Leader >= 0 && (ev.Leader != r.lead || ev.Term != r.term) {
-			r.log.Info("new leader elected", "leader", ev.Leader, "term", ev.Term)
-			r.lead, r.term = ev.Leader, ev.Term
-		}
 	case node.EventSnapshotTaken:
 		r.log.Info("snapshot taken", "index", ev.Index)
 	case node.EventSnapshotInstalled:
