@@ -44,8 +44,9 @@
 // With Config.HTTPAddr set (or a listener given with WithHTTPListener), Run also serves an HTTP
 // endpoint for monitoring from the moment it holds the data directory until it returns:
 // /metrics (Prometheus, from the node's own registry), /livez and /readyz (Live and Ready) and
-// /status (Status as JSON). It reads what Status publishes and the node's counters, never the
-// loop's state, so it cannot slow the member (http.go).
+// /status (Status as JSON, in the names and values of tandem cluster status --json). It reads
+// what Status publishes and the node's counters, never the loop's state, so it cannot slow the
+// member (http.go).
 //
 // # Data directory
 //

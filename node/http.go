@@ -8,9 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
 // The member's HTTP endpoint (Config.HTTPAddr, WithHTTPListener) serves
@@ -19,7 +23,8 @@ import (
 //	/livez    200 while the member's loop turns; 503 when it has not ticked for livezStaleTicks
 //	          ticks (it is stuck) or it stopped
 //	/readyz   200 when a leader is known and this member is caught up; 503 with the reason
-//	/status   the member's Status as JSON, with the probes' answers
+//	/status   the member's Status as JSON, in tandem cluster status --json's names (httpStatus),
+//	          with the probes' answers
 //
 // Its handlers read what Status publishes (under n.mu, held for a copy) and atomics: a scrape or
 // a probe never waits for the loop, and the loop never waits for them. The server is bounded:
@@ -98,14 +103,68 @@ func (n *Node) Ready() error {
 	return nil
 }
 
-// httpStatus is what /status answers: Status with the role's name and the probes' answers.
+// httpStatus is what /status answers. Its first fields are wire.MemberStatus, the type of a
+// member's answer to tandem cluster status --json: the same names (snake_case) and the same
+// values (role as "follower", "pre-candidate", "candidate" or "leader"), so that a script reads
+// either the same way (memberStatusOf builds it from Status as the replica does from its
+// state; TestHTTPProbes compares the two). Lag, which only the leader's core knows, is the
+// admin channel's alone. Then what only /status says: the membership, the counters of Status
+// and the probes' answers.
 type httpStatus struct {
-	Status
-	RoleName    string `json:"RoleName"`
-	Live        bool   `json:"Live"`
-	Ready       bool   `json:"Ready"`
-	NotReady    string `json:"NotReady,omitempty"`
-	Unreachable []int  `json:"Unreachable,omitempty"`
+	wire.MemberStatus
+	ClusterVersionMax   uint16             `json:"cluster_version_max"`
+	VoteFloor           uint64             `json:"vote_floor,omitempty"`
+	Members             []wire.AdminMember `json:"members"`
+	EventsDropped       int                `json:"events_dropped"`
+	RaftMessagesDropped int                `json:"raft_messages_dropped"`
+	RaftSendsDropped    int                `json:"raft_sends_dropped"`
+	MemberConnsRefused  int                `json:"member_conns_refused"`
+	ClientConnsRefused  int                `json:"client_conns_refused"`
+	AcceptFailures      int                `json:"accept_failures"`
+	RaftRefused         int                `json:"raft_refused"`
+	ErrorsLogDropped    int                `json:"errors_log_dropped"`
+	ErrorsLogFailures   int                `json:"errors_log_failures"`
+	Live                bool               `json:"live"`
+	Ready               bool               `json:"ready"`
+	NotReady            string             `json:"not_ready,omitempty"`
+}
+
+// memberStatusOf is st as the admin channel's status says it (replica's memberStatus and the
+// node's describeSelf), unreachable sorted, without Lag.
+func memberStatusOf(st Status, unreachable []int) wire.MemberStatus {
+	ms := wire.MemberStatus{ID: st.ID, RaftID: st.RaftID, Role: strings.ToLower(st.Role.String()), Term: st.Term,
+		Leader: st.Leader, Commit: st.Commit, Applied: st.Applied, SnapshotIndex: st.SnapshotIndex,
+		Build: buildVersion(), ClusterVersion: st.ClusterVersion, ClusterUUID: st.ClusterUUID,
+		Unverified: st.Unverified, Unreachable: unreachable, Suspended: st.Suspended, Preferred: st.Preferred}
+	for _, m := range st.Members {
+		if m.RaftID == st.RaftID {
+			ms.ClientAddr, ms.MemberAddr, ms.Learner = m.ClientAddr, m.MemberAddr, m.Learner
+		}
+	}
+	return ms
+}
+
+// newHTTPStatus is /status's answer of a member whose state is st.
+func newHTTPStatus(st Status, unreachable []int, live, ready error) httpStatus {
+	hs := httpStatus{MemberStatus: memberStatusOf(st, unreachable), ClusterVersionMax: st.ClusterVersionMax,
+		VoteFloor: st.VoteFloor, Members: make([]wire.AdminMember, 0, len(st.Members)),
+		EventsDropped: st.EventsDropped, RaftMessagesDropped: st.RaftMessagesDropped,
+		RaftSendsDropped: st.RaftSendsDropped, MemberConnsRefused: st.MemberConnsRefused,
+		ClientConnsRefused: st.ClientConnsRefused, AcceptFailures: st.AcceptFailures,
+		RaftRefused: st.RaftRefused, ErrorsLogDropped: st.ErrorsLogDropped,
+		ErrorsLogFailures: st.ErrorsLogFailures, Live: live == nil, Ready: ready == nil}
+	for _, m := range st.Members {
+		role := "voter"
+		if m.Learner {
+			role = "learner"
+		}
+		hs.Members = append(hs.Members, wire.AdminMember{ID: m.ID, RaftID: m.RaftID, ClientAddr: m.ClientAddr,
+			MemberAddr: m.MemberAddr, Role: role})
+	}
+	if ready != nil {
+		hs.NotReady = ready.Error()
+	}
+	return hs
 }
 
 func (n *Node) httpHandler() http.Handler {
@@ -131,18 +190,14 @@ func (n *Node) httpHandler() http.Handler {
 	mux.HandleFunc("GET /livez", probe(n.Live))
 	mux.HandleFunc("GET /readyz", probe(n.Ready))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		st := n.Status()
-		hs := httpStatus{Status: st, RoleName: st.Role.String(), Live: n.Live() == nil}
-		if err := n.Ready(); err != nil {
-			hs.NotReady = err.Error()
-		} else {
-			hs.Ready = true
-		}
+		var unreachable []int
 		for id, down := range n.unreachableSet() {
 			if down {
-				hs.Unreachable = append(hs.Unreachable, id)
+				unreachable = append(unreachable, id)
 			}
 		}
+		slices.Sort(unreachable)
+		hs := newHTTPStatus(n.Status(), unreachable, n.Live(), n.Ready())
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		enc := json.NewEncoder(w)

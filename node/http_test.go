@@ -3,10 +3,12 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,8 +20,9 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/tandem-cluster/tandem/examples/counter"
+	"github.com/tandem-cluster/tandem/internal/admin"
 	"github.com/tandem-cluster/tandem/internal/version"
-	"github.com/tandem-cluster/tandem/service"
+	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
 // get fetches url and returns its status code and body.
@@ -252,12 +255,19 @@ func TestHTTPProbes(t *testing.T) {
 	}
 	code, body := get(t, bases[lead]+"/status")
 	var st httpStatus
-	if err := json.Unmarshal([]byte(body), &st); code != http.StatusOK || err != nil {
+	var keys map[string]any
+	if err := json.Unmarshal([]byte(body), &st); code != http.StatusOK || err != nil || json.Unmarshal([]byte(body), &keys) != nil {
 		t.Fatalf("/status: %d %v %s", code, err, body)
 	}
-	if st.RoleName != service.Leader.String() || st.Leader != lead || !st.Live || !st.Ready || len(st.Members) != 3 {
+	// The names and values of tandem cluster status --json: snake_case, the role in words.
+	if keys["role"] != "leader" || keys["leader"] != float64(lead) || keys["live"] != true || keys["ready"] != true ||
+		keys["raft_id"] == nil || keys["cluster_version_max"] == nil || keys["Role"] != nil || keys["RoleName"] != nil {
+		t.Errorf("/status of the leader:\n%s", body)
+	}
+	if len(st.Members) != 3 || st.Members[0].Role != "voter" || st.ClientAddr != c.clients[lead] {
 		t.Errorf("/status of the leader: %+v", st)
 	}
+	checkStatusLikeAdmin(t, c.clients[lead], bases[lead])
 	// Cut off: the two others stop, and the remaining member loses its leader (a leader steps
 	// down without a quorum, a follower campaigns): not ready, saying why, yet live.
 	keep := (lead + 1) % 3
@@ -292,6 +302,40 @@ func TestHTTPProbes(t *testing.T) {
 	if _, err := http.Get(bases[keep] + "/livez"); err == nil {
 		t.Errorf("the endpoint still answers after Run returned")
 	}
+}
+
+// checkStatusLikeAdmin checks that a member's /status (at base) says what its answer to
+// tandem cluster status --json (the admin channel's status, at its client address) says, in the
+// same JSON, but for what moves between the two questions (the indexes) and the leader's lag.
+// /status reads what the loop published at its last tick: it may lag a tick behind, so the
+// check asks again until the two agree (for up to 5 s).
+func checkStatusLikeAdmin(t *testing.T, clientAddr, base string) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, code, err := admin.Call(ctx, []string{clientAddr}, wire.AdminRequest{Op: wire.AdminStatus}, admin.Options{})
+		cancel()
+		if err != nil || code != wire.StatusOK || resp.Status == nil {
+			t.Fatalf("status of %s: %v %v %s", clientAddr, code, err, resp.Error)
+		}
+		_, body := get(t, base+"/status")
+		var fromHTTP, fromAdmin wire.MemberStatus
+		adminJSON, _ := json.Marshal(resp.Status)
+		if err := json.Unmarshal([]byte(body), &fromHTTP); err != nil {
+			t.Fatalf("/status: %v %s", err, body)
+		}
+		if err := json.Unmarshal(adminJSON, &fromAdmin); err != nil {
+			t.Fatal(err)
+		}
+		fromAdmin.Commit, fromAdmin.Applied, fromAdmin.SnapshotIndex = fromHTTP.Commit, fromHTTP.Applied, fromHTTP.SnapshotIndex
+		fromAdmin.Lag = nil
+		if reflect.DeepEqual(fromHTTP, fromAdmin) {
+			return
+		}
+		last = fmt.Sprintf("/status:      %+v\nadmin status: %+v", fromHTTP, fromAdmin)
+	}
+	t.Fatalf("/status and the admin channel's status differ:\n%s", last)
 }
 
 func TestHTTPLiveStale(t *testing.T) {
