@@ -1,0 +1,335 @@
+// Package tlsconf loads the certificates, keys and certificate authorities a member or a client
+// uses, reloads them when their files change, and builds the tls.Configs of Tandem's two ports.
+//
+// Every connection is served or dialled with the material loaded when it starts: a reload
+// (Source.Reload, which the node calls on SIGHUP and when it sees a file change) takes effect
+// for the next connection, and a connection that is open keeps what it was made with, as in
+// etcd and NATS. A reload that fails (a missing file, a key that does not match its
+// certificate, a CA file with no certificate) keeps the material that was loaded and returns
+// the error: a half-written renewal never leaves a member unable to accept connections.
+//
+// The member port (mutual TLS, TLS 1.3 only) accepts a certificate only if it is a member's:
+// signed by the peer CA, and usable both to serve and to dial (the extended key usages
+// serverAuth and clientAuth, or none at all), since every member does both. A client's
+// certificate (clientAuth only) is refused there even when one CA signs both kinds. With
+// allowed names given, the certificate must also carry one of them (a DNS or IP subject
+// alternative name, or its common name). A member dialling a peer also checks the peer's
+// certificate against the host it dialled, as any TLS client does.
+package tlsconf
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Files names the files of one side's material. Cert and Key go together; CA is a PEM bundle of
+// the certificate authorities trusted to sign the other side's certificates.
+type Files struct {
+	Cert, Key, CA string
+}
+
+// Source holds the material loaded from Files and reloads it.
+type Source struct {
+	files Files
+	cur   atomic.Pointer[material]
+
+	mu sync.Mutex // Reload
+}
+
+type material struct {
+	cert  *tls.Certificate // nil without Cert
+	pool  *x509.CertPool   // nil without CA
+	stamp []fileStamp
+	at    time.Time
+}
+
+type fileStamp struct {
+	path string
+	mod  time.Time
+	size int64
+	sum  []byte // the content: a change within the clock's resolution is seen too
+}
+
+// Load reads the material of f: Cert and Key both or neither, CA optional.
+func Load(f Files) (*Source, error) {
+	if (f.Cert == "") != (f.Key == "") {
+		return nil, errors.New("a certificate and its key go together: give both files or neither")
+	}
+	s := &Source{files: f}
+	m, err := load(f)
+	if err != nil {
+		return nil, err
+	}
+	s.cur.Store(m)
+	return s, nil
+}
+
+// Files returns the files the source reads.
+func (s *Source) Files() Files { return s.files }
+
+// Reload reads the files again if any changed since they were loaded (by content) and reports
+// whether it did. On an error the material loaded before stays in use.
+func (s *Source) Reload() (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.cur.Load()
+	if !stale(old.stamp) {
+		return false, nil
+	}
+	m, err := load(s.files)
+	if err != nil {
+		return false, err
+	}
+	s.cur.Store(m)
+	return true, nil
+}
+
+// Certificate returns the loaded certificate (nil if the source has none).
+func (s *Source) Certificate() *tls.Certificate { return s.cur.Load().cert }
+
+// Pool returns the loaded CA pool (nil if the source has none).
+func (s *Source) Pool() *x509.CertPool { return s.cur.Load().pool }
+
+// LoadedAt returns when the material in use was read.
+func (s *Source) LoadedAt() time.Time { return s.cur.Load().at }
+
+// NotAfter returns when the loaded certificate expires (zero without one).
+func (s *Source) NotAfter() time.Time {
+	if c := s.Certificate(); c != nil && c.Leaf != nil {
+		return c.Leaf.NotAfter
+	}
+	return time.Time{}
+}
+
+func load(f Files) (*material, error) {
+	m := &material{at: time.Now()}
+	read := func(path, what string) ([]byte, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		m.stamp = append(m.stamp, fileStamp{path: path, mod: st.ModTime(), size: st.Size(), sum: b})
+		return b, nil
+	}
+	if f.Cert != "" {
+		cb, err := read(f.Cert, "certificate")
+		if err != nil {
+			return nil, err
+		}
+		kb, err := read(f.Key, "key")
+		if err != nil {
+			return nil, err
+		}
+		c, err := tls.X509KeyPair(cb, kb)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %s and key %s: %w", f.Cert, f.Key, err)
+		}
+		if c.Leaf == nil {
+			if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+				return nil, fmt.Errorf("certificate %s: %w", f.Cert, err)
+			}
+		}
+		m.cert = &c
+	}
+	if f.CA != "" {
+		b, err := read(f.CA, "CA file")
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificate in it", f.CA)
+		}
+		m.pool = pool
+	}
+	return m, nil
+}
+
+// stale reports whether any file differs from when it was loaded (a file that cannot be read
+// counts as changed: the reload then reports why).
+func stale(st []fileStamp) bool {
+	for _, s := range st {
+		fi, err := os.Stat(s.path)
+		if err != nil {
+			return true
+		}
+		if !fi.ModTime().Equal(s.mod) || fi.Size() != s.size {
+			return true
+		}
+		b, err := os.ReadFile(s.path)
+		if err != nil || !bytes.Equal(b, s.sum) {
+			return true
+		}
+	}
+	return false
+}
+
+// ---- the member port: mutual TLS ----
+
+// Member is the material of the member port: the member's certificate (used both to serve and
+// to dial) and the peer CA, and the names a peer's certificate must carry (none: any member
+// certificate the CA signed).
+type Member struct {
+	Source  *Source
+	Allowed []string
+	// cache keeps TLS session tickets across dials, so a redial resumes instead of a full
+	// handshake.
+	cache tls.ClientSessionCache
+	once  sync.Once
+}
+
+// Check reports what is missing for mutual TLS.
+func (m *Member) Check() error {
+	if m.Source == nil || m.Source.Certificate() == nil || m.Source.Pool() == nil {
+		return errors.New("mutual TLS between members needs the member's certificate, its key and the peer CA")
+	}
+	return nil
+}
+
+// Server is the tls.Config that serves the member port: every handshake uses the material
+// loaded at that moment.
+func (m *Member) Server() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			cur := m.Source.cur.Load()
+			return &tls.Config{
+				MinVersion:       tls.VersionTLS13,
+				Certificates:     []tls.Certificate{*cur.cert},
+				ClientAuth:       tls.RequireAndVerifyClientCert,
+				ClientCAs:        cur.pool,
+				VerifyConnection: m.verifyPeer,
+			}, nil
+		},
+	}
+}
+
+// Client is the tls.Config that dials a peer at addr (host:port).
+func (m *Member) Client(addr string) *tls.Config {
+	m.once.Do(func() { m.cache = tls.NewLRUClientSessionCache(64) })
+	cur := m.Source.cur.Load()
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		ServerName:         host,
+		Certificates:       []tls.Certificate{*cur.cert},
+		RootCAs:            cur.pool,
+		ClientSessionCache: m.cache,
+		VerifyConnection:   m.verifyPeer,
+	}
+}
+
+// verifyPeer checks, after the chain was verified, that the peer's certificate is a member's
+// (both usages) and carries an allowed name.
+func (m *Member) verifyPeer(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("the peer presented no certificate")
+	}
+	leaf := cs.PeerCertificates[0]
+	if !usable(leaf, x509.ExtKeyUsageServerAuth) || !usable(leaf, x509.ExtKeyUsageClientAuth) {
+		return fmt.Errorf("certificate %q is not a member's: a member certificate must allow both serverAuth "+
+			"and clientAuth (a client certificate is refused on the member port)", leaf.Subject.CommonName)
+	}
+	if len(m.Allowed) > 0 && !CarriesName(leaf, m.Allowed) {
+		return fmt.Errorf("certificate %q carries none of the allowed peer names %v (its names: %v)",
+			leaf.Subject.CommonName, m.Allowed, Names(leaf))
+	}
+	return nil
+}
+
+func usable(c *x509.Certificate, u x509.ExtKeyUsage) bool {
+	return len(c.ExtKeyUsage) == 0 || slices.Contains(c.ExtKeyUsage, u) || slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny)
+}
+
+// Names lists what a certificate is named: its DNS and IP subject alternative names and its
+// common name.
+func Names(c *x509.Certificate) []string {
+	var ns []string
+	ns = append(ns, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		ns = append(ns, ip.String())
+	}
+	if c.Subject.CommonName != "" {
+		ns = append(ns, c.Subject.CommonName)
+	}
+	return ns
+}
+
+// CarriesName reports whether a certificate is named one of names (exactly; case-insensitive
+// for DNS names).
+func CarriesName(c *x509.Certificate, names []string) bool {
+	for _, n := range Names(c) {
+		for _, a := range names {
+			if equalFold(n, a) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func equalFold(a, b string) bool { return len(a) == len(b) && bytes.EqualFold([]byte(a), []byte(b)) }
+
+// ---- the client port ----
+
+// ClientPort is the material of the client port: the member's server certificate, and the CA
+// that signs client certificates (nil: clients are not asked for one). With ClientCA set and
+// CertOptional false, a client must present a certificate; with CertOptional (the member also
+// takes tokens) one it presents is verified, and one without authenticates otherwise.
+type ClientPort struct {
+	Source       *Source
+	ClientCA     *Source
+	CertOptional bool
+}
+
+// Server is the tls.Config of the client port (TLS 1.2 or later: clients of every kind).
+func (c *ClientPort) Server() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			cfg := &tls.Config{
+				MinVersion:   tls.VersionTLS12,
+				Certificates: []tls.Certificate{*c.Source.Certificate()},
+			}
+			if c.ClientCA != nil {
+				cfg.ClientCAs = c.ClientCA.Pool()
+				cfg.ClientAuth = tls.RequireAndVerifyClientCert
+				if c.CertOptional {
+					cfg.ClientAuth = tls.VerifyClientCertIfGiven
+				}
+			}
+			return cfg, nil
+		},
+	}
+}
+
+// Dial builds a client's tls.Config from files: CA verifies the member (empty: the system's
+// roots), Cert and Key are the client's certificate if it authenticates with one.
+func Dial(f Files) (*tls.Config, error) {
+	s, err := Load(f)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: s.Pool(),
+		ClientSessionCache: tls.NewLRUClientSessionCache(16)}
+	if c := s.Certificate(); c != nil {
+		cfg.Certificates = []tls.Certificate{*c}
+	}
+	return cfg, nil
+}
