@@ -44,12 +44,12 @@ func TestClientWithoutCommonVersionFails(t *testing.T) {
 	defer stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, client.WithProtocol(client.Config{Endpoints: endpoints}, wire.Range{Min: 5, Max: 5}))
+	c, err := client.Dial(ctx, client.WithProtocol(client.Config{Endpoints: endpoints}, wire.Range{Min: 6, Max: 6}))
 	if err == nil {
 		c.Close()
 		t.Fatal("Dial succeeded")
 	}
-	if !errors.Is(err, client.ErrProtocolVersion) || !strings.Contains(err.Error(), "[5,5]") || !strings.Contains(err.Error(), "[1,4]") {
-		t.Fatalf("Dial: %v, want ErrProtocolVersion naming [5,5] and [1,4]", err)
+	if !errors.Is(err, client.ErrProtocolVersion) || !strings.Contains(err.Error(), "[6,6]") || !strings.Contains(err.Error(), "[1,5]") {
+		t.Fatalf("Dial: %v, want ErrProtocolVersion naming [6,6] and [1,5]", err)
 	}
 }

@@ -177,3 +177,9 @@ func DecodeAdminResponse(b []byte) (AdminResponse, error) {
 	}
 	return resp, nil
 }
+
+// MaxTokenBytes bounds a credential (CAuth's token).
+const MaxTokenBytes = 4 << 10
+
+// errAdminDenied is Grant.MayAdmin's answer for a principal that may run no admin operation.
+var errAdminDenied = fmt.Errorf("the principal may run no admin operation")

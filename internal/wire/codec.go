@@ -253,6 +253,12 @@ func DecodeBatch(data []byte) (Batch, error) {
 // attach, whose layout is the same at every version, the lowest the client speaks).
 func AppendClientMsg(dst []byte, m *ClientMsg, version uint16) []byte {
 	dst = append(dst, uint8(version), uint8(m.Kind))
+	if version < 5 && m.Status >= StatusDenied {
+		// A client of an earlier version knows neither status: a refusal it takes as final.
+		c := *m
+		c.Status = StatusRejected
+		m = &c
+	}
 	switch m.Kind {
 	case COpen, CAttach:
 		dst = append(dst, m.Session[:]...)
@@ -316,6 +322,13 @@ func AppendClientMsg(dst []byte, m *ClientMsg, version uint16) []byte {
 	case CPush:
 		dst = append(dst, m.Session[:]...)
 		dst = putBytes(dst, m.Payload)
+	case CAuth:
+		dst = putU16(dst, m.Protocol.Min)
+		dst = putU16(dst, m.Protocol.Max)
+		dst = putBytes(dst, m.Payload)
+	case CAuthRefused:
+		dst = append(dst, uint8(m.Status))
+		dst = putBytes(dst, m.Payload[:min(len(m.Payload), MaxRefusalTextBytes)])
 	case CVersionRefused:
 		dst = putU16(dst, m.Protocol.Min)
 		dst = putU16(dst, m.Protocol.Max)
@@ -421,6 +434,18 @@ func DecodeClientMsg(data []byte) (ClientMsg, error) {
 	case CPush:
 		m.Session = r.session()
 		m.Payload = r.bytes(MaxPayloadBytes)
+	case CAuth:
+		m.Protocol = Range{r.u16(), r.u16()}
+		m.Payload = r.bytes(MaxTokenBytes)
+		if r.err == nil && !m.Protocol.Valid() {
+			r.fail("protocol range %s", m.Protocol)
+		}
+		if r.err == nil && m.Version < 5 {
+			r.fail("a credential in client protocol version %d (credentials are version 5 on)", m.Version)
+		}
+	case CAuthRefused:
+		m.Status = r.status()
+		m.Payload = r.bytes(MaxRefusalTextBytes)
 	case CVersionRefused:
 		m.Protocol = Range{r.u16(), r.u16()}
 		m.Payload = r.bytes(MaxRefusalTextBytes)
@@ -438,7 +463,7 @@ func DecodeClientMsg(data []byte) (ClientMsg, error) {
 
 func (r *reader) status() Status {
 	s := Status(r.u8())
-	if r.err == nil && s > StatusWrongCluster {
+	if r.err == nil && s > StatusUnauthenticated {
 		r.fail("status %d", s)
 	}
 	return s

@@ -145,9 +145,9 @@ func TestClientMsgVersion1Layouts(t *testing.T) {
 		t.Fatalf("an open with no range: %x, want 045a031's %x", got, open)
 	}
 	// Versions this build does not speak: refused, naming what it speaks; the frozen kinds read.
-	for _, v := range []uint16{0, 5, 255} {
+	for _, v := range []uint16{0, 6, 255} {
 		_, err := DecodeClientMsg(AppendClientMsg(nil, &ClientMsg{Kind: CCommand, Session: sid, Seq: 1}, v))
-		if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "[1,4]") {
+		if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "[1,5]") {
 			t.Fatalf("command at version %d: %v", v, err)
 		}
 		m, err := DecodeClientMsg(AppendClientMsg(nil, &ClientMsg{Kind: CAttach, Session: sid, Protocol: Range{v, v + 1}}, v))
@@ -641,5 +641,44 @@ func TestStandingExtension(t *testing.T) {
 	e.Value[16] |= 0x80
 	if got, _, err := StandingOf([]Extension{e}); err != nil || got != (Standing{Term: 3}) {
 		t.Fatalf("an unknown flag: %+v, %v", got, err)
+	}
+}
+
+// Client protocol 5: a credential and its refusal round-trip; a credential under an earlier
+// version byte is malformed; the new statuses reach an earlier connection as StatusRejected.
+func TestClientAuthMessages(t *testing.T) {
+	auth := ClientMsg{Kind: CAuth, Protocol: Range{1, 5}, Payload: []byte("s3cret")}
+	m, err := DecodeClientMsg(AppendClientMsg(nil, &auth, 5))
+	if err != nil || m.Kind != CAuth || m.Protocol != (Range{1, 5}) || string(m.Payload) != "s3cret" {
+		t.Fatalf("auth: %+v %v", m, err)
+	}
+	if _, err := DecodeClientMsg(AppendClientMsg(nil, &auth, 4)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("auth in version 4: %v", err)
+	}
+	big := ClientMsg{Kind: CAuth, Protocol: Range{5, 5}, Payload: bytes.Repeat([]byte("x"), MaxTokenBytes+1)}
+	if _, err := DecodeClientMsg(AppendClientMsg(nil, &big, 5)); err == nil {
+		t.Fatal("a token over MaxTokenBytes was read")
+	}
+	ref := ClientMsg{Kind: CAuthRefused, Status: StatusUnauthenticated, Payload: []byte("unknown token")}
+	m, err = DecodeClientMsg(AppendClientMsg(nil, &ref, 5))
+	if err != nil || m.Kind != CAuthRefused || m.Status != StatusUnauthenticated || string(m.Payload) != "unknown token" {
+		t.Fatalf("auth refused: %+v %v", m, err)
+	}
+	denied := ClientMsg{Kind: CResponse, Seq: 3, Status: StatusDenied, Payload: []byte("no")}
+	for v, want := range map[uint16]Status{4: StatusRejected, 5: StatusDenied} {
+		m, err := DecodeClientMsg(AppendClientMsg(nil, &denied, v))
+		if err != nil || m.Status != want || string(m.Payload) != "no" {
+			t.Fatalf("denied at version %d: %+v %v", v, m, err)
+		}
+	}
+	if denied.Status != StatusDenied {
+		t.Fatal("encoding for an earlier version changed the message")
+	}
+	var g *Grant
+	if g.MayAdmin(AdminShutdown) != nil {
+		t.Fatal("no grant (no authentication) refused an admin operation")
+	}
+	if (&Grant{Principal: "ro"}).MayAdmin(AdminStatus) == nil {
+		t.Fatal("a grant without Admin allowed one")
 	}
 }

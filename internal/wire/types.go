@@ -74,6 +74,16 @@ const (
 	// the leader can serve with a redirect carrying its request id.
 	CAdmin         ClientKind = 15
 	CAdminResponse ClientKind = 16
+	// CAuth (client protocol 5 on): request: the connection's credential, a token (Payload),
+	// with the client's protocol range: like an open, it may be a connection's first request,
+	// and it is sent before anything that needs the credential. A member that takes it answers
+	// nothing (what follows on the connection is served as its principal's); one that does not
+	// answers CAuthRefused. A connection authenticated by its TLS client certificate sends none.
+	CAuth ClientKind = 17
+	// CAuthRefused (client protocol 5 on): reply: the connection is not authenticated
+	// (StatusUnauthenticated, and the reason in Payload); the member closes the connection
+	// after it and serves nothing that came on it. Final: a client does not retry the credential.
+	CAuthRefused ClientKind = 18
 )
 
 // Status of a reply.
@@ -91,7 +101,41 @@ const (
 	// StatusWrongCluster (client protocol 3 on, in a session event): the member belongs to another
 	// cluster than the one the client's open or attach named; nothing on the connection applied.
 	StatusWrongCluster Status = 7
+	// StatusDenied (client protocol 5 on): the connection's principal may not do this (the
+	// member's authorization said no): not applied. Final. A connection of an earlier version
+	// is told StatusRejected instead, with the same text.
+	StatusDenied Status = 8
+	// StatusUnauthenticated (client protocol 5 on, in CAuthRefused): the credential was refused,
+	// or the member needs one and the connection has none.
+	StatusUnauthenticated Status = 9
 )
+
+// Grant is what a member's client port decided about a connection when it authenticated it:
+// the principal, and what it may do. It is not on the wire: the port sets it on every request it
+// hands over (ClientMsg.Grant), and replaces it when credentials are reloaded. A nil Grant is a
+// port without authentication: an anonymous principal that may do anything.
+type Grant struct {
+	// Principal is who the connection is ("" anonymous): a token's name, or a client
+	// certificate's common name. It is recorded in the log when a session opens, so every
+	// member's service sees the same one.
+	Principal string
+	// Commands and Queries: whether it may send commands (and open sessions for them) and run
+	// queries.
+	Commands, Queries bool
+	// Admin decides an admin operation (wire.Admin*): nil to allow it, or why not.
+	Admin func(op string) error
+}
+
+// MayAdmin reports why g may not run admin operation op (nil: it may).
+func (g *Grant) MayAdmin(op string) error {
+	if g == nil {
+		return nil
+	}
+	if g.Admin == nil {
+		return errAdminDenied
+	}
+	return g.Admin(op)
+}
 
 // ClientMsg is one message of the client protocol. Which fields are meaningful depends on Kind;
 // the codec documents each layout in doc.go.
@@ -132,4 +176,7 @@ type ClientMsg struct {
 	// over its limit. The port read only the head of the body (the kind and the numbers: no
 	// payload) and skipped the rest; this is the body's length, for the refusal.
 	OversizedBytes int
+	// Grant is not on the wire either: the client port sets it on every request from an
+	// authenticated connection (nil: no authentication).
+	Grant *Grant
 }

@@ -16,9 +16,11 @@ const (
 	// ClientProtocolMin/Max: the client protocol. Version 1 is the layouts of 045a031's clients
 	// (CAttached carries the session only, CSessionEvent no text); version 2 adds the member's
 	// limits to CAttached and a text to CSessionEvent; version 3 the cluster's identity
-	// (ClusterUUID) to CAttached; version 4 the admin channel (CAdmin, CAdminResponse).
+	// (ClusterUUID) to CAttached; version 4 the admin channel (CAdmin, CAdminResponse); version
+	// 5 authentication (CAuth, CAuthRefused) and the statuses StatusDenied and
+	// StatusUnauthenticated.
 	ClientProtocolMin uint16 = 1
-	ClientProtocolMax uint16 = 4
+	ClientProtocolMax uint16 = 5
 )
 
 // MaxRefusalTextBytes bounds the text of a handshake reply and of a version refusal.
