@@ -90,6 +90,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		MaxInFlight:       cfg.MaxInFlight,
 		Jitter:            mrand.Int64N,
 		Protocol:          cfg.protocol,
+		Token:             tokenBytes(cfg.Token),
 	}, session, (*output)(c))
 	c.wg.Add(2)
 	go c.run()
@@ -196,6 +197,13 @@ func (c *Client) unlock() {
 	for _, cb := range cbs {
 		cb.f(cb.r.reply, cb.r.err)
 	}
+}
+
+func tokenBytes(t string) []byte {
+	if t == "" {
+		return nil
+	}
+	return []byte(t)
 }
 
 // ---- the core's outputs (called with c.mu held) ----

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,6 +66,13 @@ type Config struct {
 	// push offered meanwhile is lost. A service that needs a message delivered puts it in a
 	// reply, or keeps it in its state for the client to query.
 	OnPush func(payload []byte)
+	// TLS, if set, connects to the members over TLS with it (the server name is each endpoint's
+	// host; set Certificates to authenticate with a client certificate). RootCAs verifies the
+	// members' certificates (nil: the system's roots).
+	TLS *tls.Config
+	// Token, if set, authenticates the client with a token the members' token file lists (sent
+	// first on every connection; use TLS too, or the token crosses the network in the clear).
+	Token string
 	// Logger receives the client's debug records (connections made and lost). Default: none.
 	Logger *slog.Logger
 
@@ -131,6 +139,12 @@ func (c *Config) validate() error {
 	}
 	if c.MaxInFlight < 0 {
 		errs = append(errs, fmt.Errorf("MaxInFlight (%d) must not be negative", c.MaxInFlight))
+	}
+	if c.Token != "" && c.protocol.OrDefault(wire.ClientProtocol).Max < 5 {
+		errs = append(errs, fmt.Errorf("Token needs client protocol 5 (this client speaks %s)", c.protocol))
+	}
+	if len(c.Token) > wire.MaxTokenBytes {
+		errs = append(errs, fmt.Errorf("Token is %d bytes; at most %d", len(c.Token), wire.MaxTokenBytes))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tandem: invalid client configuration: %w", err)

@@ -49,6 +49,15 @@ var (
 	// directory, or an endpoint of another cluster). The error names both identities. Like a
 	// version refusal, such a member is skipped while others serve.
 	ErrWrongCluster = clientcore.ErrWrongCluster
+	// ErrUnauthenticated: a member refused the client's credential (its token, or its TLS
+	// client certificate), or needs one and the client has none, or the member's own
+	// certificate is not one the client trusts. Final: Dial returns it at once and the client
+	// ends; nothing unanswered was applied on that connection. The error says why.
+	ErrUnauthenticated = clientcore.ErrUnauthenticated
+	// ErrDenied is wrapped (with ErrNotApplied) in the error of a command or query the member's
+	// authorization refused this client's principal, and ends a client whose session belongs to
+	// another principal. Final: it is not retried.
+	ErrDenied = clientcore.ErrDenied
 	// ErrNoLeader (the client's "not leader" error: it follows redirects itself) is returned by
 	// Dial when its context ends before any member answered as the leader; the error says what
 	// the client could reach.

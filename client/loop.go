@@ -2,10 +2,13 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
 	"net"
 	"time"
 
 	"github.com/tandem-cluster/tandem/internal/clientcore"
+	"github.com/tandem-cluster/tandem/internal/tlsconf"
 )
 
 // dialRequest is a Dial of the core that run has yet to carry out.
@@ -40,7 +43,11 @@ func (c *Client) run() {
 		cancel()
 		if err != nil {
 			c.log.Debug("tandem client: connecting failed", "endpoint", req.endpoint, "err", err)
-			c.core.Failed(req.id, c.clock())
+			if why := tlsconf.Refusal(err); why != "" {
+				c.core.Unauthenticated(req.id, fmt.Sprintf("%s: %s", req.endpoint, why))
+			} else {
+				c.core.Failed(req.id, c.clock())
+			}
 			c.unlock()
 			continue
 		}
@@ -58,6 +65,9 @@ func (c *Client) run() {
 		c.mu.Lock()
 		if c.cur == cn {
 			c.cur = nil
+		}
+		if why := tlsconf.Refusal(err); why != "" {
+			c.core.Unauthenticated(cn.id, fmt.Sprintf("%s: %s", req.endpoint, why))
 		}
 		c.core.Failed(cn.id, c.clock()) // (ignored if the core hung up itself)
 		c.unlock()
@@ -79,6 +89,17 @@ func (c *Client) connect(ctx context.Context, req *dialRequest) (net.Conn, error
 		}
 	}
 	d := net.Dialer{Timeout: c.cfg.AttemptTimeout}
+	if c.cfg.TLS != nil {
+		td := tls.Dialer{NetDialer: &d, Config: c.cfg.TLS} // (the server name comes from the endpoint)
+		nc, err := td.DialContext(ctx, "tcp", req.endpoint)
+		if err != nil {
+			return nil, err
+		}
+		if tc, ok := nc.(*tls.Conn).NetConn().(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+		}
+		return nc, nil
+	}
 	nc, err := d.DialContext(ctx, "tcp", req.endpoint)
 	if err != nil {
 		return nil, err

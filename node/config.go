@@ -102,6 +102,22 @@ type Config struct {
 	MaxMemberConns int
 	MaxClientConns int
 
+	// The client port's security (auth.go; README, "A secured cluster"). TLSCertFile and
+	// TLSKeyFile serve the client port over TLS. Clients then authenticate by a certificate
+	// ClientCAFile's CA signed (its common name names the principal, its organizations are its
+	// roles), by a token AuthTokensFile lists, or either when both are given; with neither,
+	// nobody is authenticated. The files are read again when they change (new connections use
+	// the new certificates; connections whose token was removed are closed).
+	TLSCertFile, TLSKeyFile string
+	ClientCAFile            string
+	AuthTokensFile          string
+	// Authorize decides what each principal may do: send commands, run queries, run each admin
+	// operation. nil: by the principal's roles (RoleBased). It is asked when a connection
+	// authenticates and again when credentials are reloaded, never per request: it must depend
+	// only on its arguments. With no credential configured, every connection is the anonymous
+	// principal and Authorize, if set, decides for it.
+	Authorize func(p Principal, r AuthRequest) error
+
 	// Logger receives the member's log lines (nil: they are discarded). The node never prints;
 	// its state changes also come as Events. Whatever Logger's level, the lines at WARN and above
 	// are also kept in DataDir's errors.log, bounded, for tandem cluster errors (errlog.go).
@@ -300,6 +316,7 @@ func (c *Config) Validate() error {
 	if c.MaxClientConns < 1 {
 		bad("MaxClientConns", "%s (%d) must be at least 1", fieldName("MaxClientConns"), c.MaxClientConns)
 	}
+	errs = append(errs, c.validateClientSecurity()...)
 	// The replica checks what it is given again, and what the Config does not expose (tune): asked
 	// only when the fields above are right, so that no mistake is reported twice in its words.
 	if len(errs) == 0 {

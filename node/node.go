@@ -681,6 +681,17 @@ func (n *Node) Run(ctx context.Context) error {
 	// defers run after the archive is closed and the transport, which receives snapshots into
 	// incoming/, has stopped). It is held by Run, not by the archive, because the archive is not
 	// all that lives in the directory.
+	// The client port's certificates and tokens are read first: a member that cannot read them
+	// must not start (it would serve clients unauthenticated, or not at all).
+	sec, err := loadClientSecurity(&cfg, nil)
+	if err != nil {
+		for _, l := range []net.Listener{n.memberL, n.clientL, n.httpL} {
+			if l != nil {
+				_ = l.Close()
+			}
+		}
+		return fmt.Errorf("member %d: %w", cfg.ID, err)
+	}
 	lock, err := archive.LockDir(vfs.OS(), cfg.DataDir)
 	if err != nil {
 		for _, l := range []net.Listener{n.memberL, n.clientL, n.httpL} {
@@ -866,8 +877,10 @@ func (n *Node) Run(ctx context.Context) error {
 	rcfg.RecentErrors = n.errs.describe
 	// The client port takes a command as large as the replica accepts (and announces), and
 	// answers a larger one with a refusal that names the limit.
-	cs := transport.NewClientServer(transport.ClientConfig{Listener: cl, MaxConns: cfg.MaxClientConns, Logger: n.log,
-		MaxFrameBytes: rcfg.MaxCommandBytes + wire.CommandOverheadBytes, ClientProtocol: n.clientProtocol}, h)
+	ccfg := transport.ClientConfig{Listener: cl, MaxConns: cfg.MaxClientConns, Logger: n.log,
+		MaxFrameBytes: rcfg.MaxCommandBytes + wire.CommandOverheadBytes, ClientProtocol: n.clientProtocol}
+	sec.apply(&ccfg)
+	cs := transport.NewClientServer(ccfg, h)
 	rcfg.Logger = n.log
 	rcfg.Meter = n.metrics
 	out := &outbox{n: n, peers: tr, clients: cs, arch: arch}
@@ -893,6 +906,8 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Unlock()
 	tr.Start()
 	cs.Start()
+	stopReload := n.reloadCredentials(sec, cs)
+	defer stopReload()
 	n.emit(Event{Kind: EventStarted, Leader: -1})
 	wctx, stopWatch := context.WithCancel(ctx)
 	n.learnt = make(chan learnt, 1)

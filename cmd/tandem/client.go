@@ -45,9 +45,14 @@ func runClient(args []string) int {
 	count := fs.Int("count", 0, "send this many increments (throughput probe)")
 	concurrency := fs.Int("concurrency", 16, "with --count: goroutines sending at once")
 	payload := fs.Int("payload", 0, "with --count: pad each increment to this many bytes, 16 to 65536 (the padding is logged and replicated like any command)")
+	creds := addCredentialFlags(fs)
 	pos, code, done := parseVerb(fs, args, verbHelp{clientHelp, clientExamples})
 	if done {
 		return code
+	}
+	tlsCfg, token, err := creds.load()
+	if err != nil {
+		return usageError(os.Stderr, "client", "%v", err)
 	}
 	var reqs []counter.Request
 	switch {
@@ -75,7 +80,11 @@ func runClient(args []string) int {
 	eps := strings.Split(*endpoints, ",")
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	c, err := client.Dial(ctx, client.Config{Endpoints: eps})
+	c, err := client.Dial(ctx, client.Config{Endpoints: eps, TLS: tlsCfg, Token: token})
+	if errors.Is(err, client.ErrUnauthenticated) {
+		fmt.Fprintf(os.Stderr, "tandem client: %v\n", err)
+		return exitNotApplied
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem client: cannot reach the cluster at %s within %s: %v\n", *endpoints, *timeout, err)
 		return exitFailed
@@ -161,7 +170,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.Is(err, client.ErrOutcomeUnknown):
 		return exitUnknown
-	case errors.Is(err, client.ErrNotApplied):
+	case errors.Is(err, client.ErrNotApplied), errors.Is(err, client.ErrUnauthenticated), errors.Is(err, client.ErrDenied):
 		return exitNotApplied
 	}
 	return exitFailed

@@ -98,6 +98,8 @@ type clusterCmd struct {
 	endpoints      []string
 	timeout        time.Duration
 	json           bool
+	// opts carries the credentials (--cacert, --cert, --key, --token-file) to every request.
+	opts admin.Options
 }
 
 // fail prints a one-line reason on stderr and returns code; for exitUsage, as usageError does,
@@ -125,11 +127,17 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 	clear := fs.Bool("clear", false, "set-preferred-leader: no member is preferred")
 	member := fs.Int("member", -1, "errors: ask only member `ID` (found through the endpoints)")
 	auto := fs.Bool("auto", false, "transfer-leader: hand leadership to the most caught-up live voter")
+	creds := addCredentialFlags(fs)
 	pos, code, done := parseVerbTo(fs, args, verbHelp{clusterHelp, clusterExamples}, stdout, stderr)
 	if done {
 		return code
 	}
 	c := &clusterCmd{stdout: stdout, stderr: stderr, timeout: *timeout, json: *asJSON}
+	tlsCfg, token, err := creds.load()
+	if err != nil {
+		return c.fail(exitUsage, "%v", err)
+	}
+	c.opts = admin.Options{TLS: tlsCfg, Token: token}
 	for _, ep := range strings.Split(*endpoints, ",") {
 		if ep = strings.TrimSpace(ep); ep != "" {
 			c.endpoints = append(c.endpoints, ep)
@@ -316,11 +324,13 @@ func (c *clusterCmd) do(ctx context.Context, req wire.AdminRequest) (wire.AdminR
 	fail := func(code int, format string, args ...any) (wire.AdminResponse, int) {
 		return wire.AdminResponse{}, c.fail(code, format, args...)
 	}
-	res, err := admin.Do(ctx, c.endpoints, req, admin.Options{})
+	res, err := admin.Do(ctx, c.endpoints, req, c.opts)
 	if c.json && res.Raw != nil {
 		c.printJSON(res.Raw)
 	}
 	switch {
+	case errors.Is(err, admin.ErrUnauthenticated):
+		return fail(exitNotApplied, "%s: %v", what, err)
 	case errors.Is(err, admin.ErrOutcomeUnknown):
 		hint := ""
 		if !strings.Contains(err.Error(), "list-members") {
@@ -335,6 +345,8 @@ func (c *clusterCmd) do(ctx context.Context, req wire.AdminRequest) (wire.AdminR
 	case wire.StatusOK:
 	case wire.StatusRejected:
 		return fail(exitNotApplied, "%s: refused: %s", what, resp.Error)
+	case wire.StatusDenied:
+		return fail(exitNotApplied, "%s: permission denied: %s", what, resp.Error)
 	case wire.StatusBadRequest:
 		return fail(exitUsage, "%s: bad request: %s", what, resp.Error)
 	case wire.StatusUnavailable:
@@ -437,7 +449,7 @@ func (c *clusterCmd) askAll(ctx context.Context) []statusEntry {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			entries[i] = askStatus(ctx, ep)
+			entries[i] = askStatus(ctx, ep, c.opts)
 		}()
 	}
 	wg.Wait()
@@ -567,10 +579,10 @@ func outsiders(entries []statusEntry) []int {
 	return out
 }
 
-func askStatus(ctx context.Context, ep string) statusEntry {
+func askStatus(ctx context.Context, ep string, opts admin.Options) statusEntry {
 	e := statusEntry{Endpoint: ep}
 	var res admin.Result
-	res, e.Status, e.Error, e.reason = askMember(ctx, ep, wire.AdminStatus, "status",
+	res, e.Status, e.Error, e.reason = askMember(ctx, ep, opts, wire.AdminStatus, "status",
 		func(r wire.AdminResponse) bool { return r.Status != nil })
 	if e.Error == "" {
 		e.st = res.Response.Status
@@ -583,9 +595,9 @@ func askStatus(ctx context.Context, ep string) statusEntry {
 // know too), or the failure in one line (errText) and as a table says it, without the endpoint
 // (reason). has tells whether the answer holds what op asks for: a member of a build without op
 // answers without it.
-func askMember(ctx context.Context, ep, op, field string, has func(wire.AdminResponse) bool) (res admin.Result,
+func askMember(ctx context.Context, ep string, opts admin.Options, op, field string, has func(wire.AdminResponse) bool) (res admin.Result,
 	raw json.RawMessage, errText, reason string) {
-	res, err := admin.Do(ctx, []string{ep}, wire.AdminRequest{Op: op}, admin.Options{})
+	res, err := admin.Do(ctx, []string{ep}, wire.AdminRequest{Op: op}, opts)
 	switch {
 	case err != nil:
 		errText = oneLine(err.Error())

@@ -44,7 +44,7 @@ func (c *clusterCmd) recentErrors(ctx context.Context, member int) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			entries[i] = askErrors(ctx, ep)
+			entries[i] = askErrors(ctx, ep, c.opts)
 		}()
 	}
 	wg.Wait()
@@ -84,7 +84,7 @@ func (c *clusterCmd) findMember(ctx context.Context, id int) (string, int) {
 			unanswered = append(unanswered, e.Endpoint)
 		}
 	}
-	res, err := admin.Do(ctx, c.endpoints, wire.AdminRequest{Op: wire.AdminListMembers}, admin.Options{})
+	res, err := admin.Do(ctx, c.endpoints, wire.AdminRequest{Op: wire.AdminListMembers}, c.opts)
 	if err == nil && res.Status != wire.StatusOK {
 		err = fmt.Errorf("%s answered status %d: %s", res.Endpoint, res.Status, res.Response.Error)
 	}
@@ -103,11 +103,11 @@ func (c *clusterCmd) findMember(ctx context.Context, id int) (string, int) {
 	return "", c.fail(exitNotApplied, "errors --member %d: member %d is not a member (members: %s)", id, id, memberList(res.Response.Members))
 }
 
-func askErrors(ctx context.Context, ep string) errorsEntry {
+func askErrors(ctx context.Context, ep string, opts admin.Options) errorsEntry {
 	e := errorsEntry{Endpoint: ep}
 	var res admin.Result
 	// (A member of a build from before "errors" answers that it does not know the operation.)
-	res, e.Errors, e.Error, e.reason = askMember(ctx, ep, wire.AdminErrors, "errors",
+	res, e.Errors, e.Error, e.reason = askMember(ctx, ep, opts, wire.AdminErrors, "errors",
 		func(r wire.AdminResponse) bool { return r.Errors != nil })
 	if e.Error == "" {
 		e.me = res.Response.Errors

@@ -53,6 +53,11 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 	clientAddr := fs.String("client-addr", "", "this member's advertised client address (default: from --members, or 127.0.0.1:9000+id)")
 	memberAddr := fs.String("member-addr", "", "this member's advertised member address (default: from --members, or 127.0.0.1:9100+id)")
 	httpAddr := fs.String("http-addr", "", "serve /metrics, /livez, /readyz and /status on this address; empty: none (default 127.0.0.1:9200+id, skipped with a warning if taken)")
+	// The client port's security (README, "A secured cluster").
+	tlsCert := fs.String("tls-cert", "", "serve the client port over TLS with this certificate `file` (PEM; with --tls-key)")
+	tlsKey := fs.String("tls-key", "", "the client port certificate's key `file` (PEM)")
+	clientCA := fs.String("client-ca", "", "clients authenticate with certificates this CA `file` signed (PEM; needs --tls-cert): the common name is the principal, the organizations its roles")
+	authTokens := fs.String("auth-tokens", "", "clients authenticate with the tokens this `file` lists, a line \"TOKEN NAME ROLE[,ROLE]\" each (roles: admin, write, read); reread when it changes")
 	s, pos, code, done := loadSettings(fs, args, lookup, environ, verbHelp{nodeHelp, nodeExamples}, stdout, stderr)
 	if done {
 		return setup, code, true
@@ -195,6 +200,7 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 	}
 	cfg.MaxClusterVersion = uint16(*maxClusterVersion)
 	cfg.MaxClientConns, cfg.MaxMemberConns = *maxClientConns, *maxMemberConns
+	cfg.TLSCertFile, cfg.TLSKeyFile, cfg.ClientCAFile, cfg.AuthTokensFile = *tlsCert, *tlsKey, *clientCA, *authTokens
 	// The HTTP endpoint: http-addr from any source, set and empty meaning none; given by none,
 	// the seed layout's 127.0.0.1:9200+id, which is best effort: taken, the member runs without it.
 	if s.set("http-addr") {
@@ -265,6 +271,7 @@ var configFlags = map[string]string{
 	"SessionTimeout": "session-timeout", "SnapshotIntervalEntries": "snapshot-entries",
 	"MaxClientConns": "max-client-conns", "MaxMemberConns": "max-member-conns", "MaxClusterVersion": "max-cluster-version",
 	"ClientBind": "client-bind", "MemberBind": "member-bind", "HTTPAddr": "http-addr", "Join": "join",
+	"TLSCertFile": "tls-cert", "TLSKeyFile": "tls-key", "ClientCAFile": "client-ca", "AuthTokensFile": "auth-tokens",
 }
 
 // describe is node.Config.Validate's err in the flags' words: each of its mistakes (a

@@ -25,11 +25,15 @@ func (c *clusterCmd) transferLeader(ctx context.Context, req wire.AdminRequest) 
 	if !req.Auto {
 		what = fmt.Sprintf("transfer-leader %d", req.ID)
 	}
-	res, err := admin.Do(ctx, c.endpoints, req, admin.Options{AttemptTimeout: transferAttemptTimeout})
+	opts := c.opts
+	opts.AttemptTimeout = transferAttemptTimeout
+	res, err := admin.Do(ctx, c.endpoints, req, opts)
 	if c.json && res.Raw != nil {
 		c.printJSON(res.Raw)
 	}
 	switch {
+	case errors.Is(err, admin.ErrUnauthenticated):
+		return c.fail(exitNotApplied, "%s: %v", what, err)
 	case errors.Is(err, admin.ErrOutcomeUnknown):
 		hint := ""
 		if !strings.Contains(err.Error(), "leader tells") {
@@ -44,6 +48,8 @@ func (c *clusterCmd) transferLeader(ctx context.Context, req wire.AdminRequest) 
 	case wire.StatusOK:
 	case wire.StatusRejected:
 		return c.fail(exitNotApplied, "%s: refused: %s", what, resp.Error)
+	case wire.StatusDenied:
+		return c.fail(exitNotApplied, "%s: permission denied: %s", what, resp.Error)
 	case wire.StatusBadRequest:
 		return c.fail(exitUsage, "%s: bad request: %s", what, resp.Error)
 	case wire.StatusUnavailable:

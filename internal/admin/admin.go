@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandem-cluster/tandem/internal/tlsconf"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
@@ -47,6 +49,9 @@ var (
 	// ErrNoAdmin: the member runs a build from before the admin channel (it speaks client
 	// protocol 3 or older). Nothing was done.
 	ErrNoAdmin = errors.New("the member does not speak the admin channel (client protocol 4 on): its build is older than this one's admin requests")
+	// ErrUnauthenticated: a member refused the credential (a token, a client certificate), or
+	// needs one and none was given, or its certificate is not trusted. Final: nothing was done.
+	ErrUnauthenticated = errors.New("not authenticated")
 	// ErrNoLeader: the members reached redirected the request without a leader to send it to
 	// (an election under way, no quorum) until the context ended. Nothing was done.
 	ErrNoLeader = errors.New("no leader answered")
@@ -69,6 +74,10 @@ type Options struct {
 	Avoid []string
 	// Logger, if set, hears of each attempt, redirect and retry (at Debug level).
 	Logger *slog.Logger
+	// TLS, if set, connects over TLS with it (the server name is each endpoint's host); Token,
+	// if set, authenticates each connection (CAuth, before the request).
+	TLS   *tls.Config
+	Token string
 }
 
 // Result is an answer and where it came from.
@@ -160,6 +169,8 @@ func (c *caller) status(ctx context.Context, ep string) (Result, error) {
 		return Result{}, fmt.Errorf("%s redirected a %s request, which every member answers itself", ep, c.op)
 	case gotRefusal:
 		return Result{}, noAdmin(ep, a.text)
+	case gotUnauthenticated:
+		return Result{}, fmt.Errorf("%w: %s: %s", ErrUnauthenticated, ep, a.text)
 	case gotClosed:
 		if old, why := c.probe(ctx, ep); old {
 			return Result{}, noAdmin(ep, why)
@@ -223,6 +234,9 @@ func (c *caller) call(ctx context.Context, endpoints []string) (Result, error) {
 			}
 		}
 		switch a.kind {
+		case gotUnauthenticated:
+			// Final: every member takes the same credentials.
+			return Result{}, fmt.Errorf("%w: %s: %s", ErrUnauthenticated, ep, a.text)
 		case gotAnswer:
 			reached, downs, hops = true, 0, 0
 			res, err := c.result(ep, a.msg)
@@ -371,14 +385,15 @@ func (c *caller) result(ep string, m wire.ClientMsg) (Result, error) {
 type attemptKind uint8
 
 const (
-	gotNothing  attemptKind = iota // nothing tried yet
-	gotAnswer                      // a CAdminResponse
-	gotRedirect                    // a CRedirect: the member is not the leader
-	gotRefusal                     // a CVersionRefused, or (probe) a build without the admin channel
-	gotDown                        // not reached: the request was not delivered (dial or write failed, not a Tandem port)
-	gotClosed                      // the connection ended after the request was written, without an answer
-	gotNoAnswer                    // the context ended after the request was written, before an answer
-	gotSlow                        // the member did not answer within Options.AttemptTimeout
+	gotNothing         attemptKind = iota // nothing tried yet
+	gotAnswer                             // a CAdminResponse
+	gotRedirect                           // a CRedirect: the member is not the leader
+	gotRefusal                            // a CVersionRefused, or (probe) a build without the admin channel
+	gotDown                               // not reached: the request was not delivered (dial or write failed, not a Tandem port)
+	gotClosed                             // the connection ended after the request was written, without an answer
+	gotNoAnswer                           // the context ended after the request was written, before an answer
+	gotSlow                               // the member did not answer within Options.AttemptTimeout
+	gotUnauthenticated                    // the credential was refused (or the member's certificate not trusted)
 )
 
 type attempt struct {
@@ -444,8 +459,17 @@ func (c *caller) probe(ctx context.Context, ep string) (old bool, text string) {
 // accepts, which it returns (gotAnswer), its payload the caller's.
 func (c *caller) exchange(ctx context.Context, ep string, out *wire.ClientMsg, ver uint16, want func(*wire.ClientMsg) bool) (wire.ClientMsg, attempt) {
 	d := net.Dialer{Timeout: c.opts.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", ep)
+	var conn net.Conn
+	var err error
+	if c.opts.TLS != nil {
+		conn, err = (&tls.Dialer{NetDialer: &d, Config: c.opts.TLS}).DialContext(ctx, "tcp", ep)
+	} else {
+		conn, err = d.DialContext(ctx, "tcp", ep)
+	}
 	if err != nil {
+		if why := tlsconf.Refusal(err); why != "" {
+			return wire.ClientMsg{}, attempt{kind: gotUnauthenticated, text: why}
+		}
 		return wire.ClientMsg{}, attempt{kind: gotDown, text: netReason(err)}
 	}
 	defer conn.Close()
@@ -457,7 +481,14 @@ func (c *caller) exchange(ctx context.Context, ep string, out *wire.ClientMsg, v
 	_ = conn.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if _, err := conn.Write(wire.AppendClientFrame(nil, out, ver)); err != nil {
+	var frames []byte
+	if c.opts.Token != "" {
+		// The credential first, in the version that carries it (the member fixes the
+		// connection's version from its range).
+		frames = wire.AppendClientFrame(frames, &wire.ClientMsg{Kind: wire.CAuth, Payload: []byte(c.opts.Token),
+			Protocol: wire.Range{Min: wire.ClientProtocolMin, Max: wire.ClientProtocolMax}}, max(ver, 5))
+	}
+	if _, err := conn.Write(wire.AppendClientFrame(frames, out, ver)); err != nil {
 		// A frame written in part is never read as a request.
 		return wire.ClientMsg{}, attempt{kind: gotDown, text: netReason(err)}
 	}
@@ -476,6 +507,8 @@ func (c *caller) exchange(ctx context.Context, ep string, out *wire.ClientMsg, v
 			return wire.ClientMsg{}, attempt{kind: gotDown, text: "not a Tandem client port: " + err.Error()}
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 			return wire.ClientMsg{}, attempt{kind: gotClosed, text: "closed the connection without answering"}
+		case tlsconf.Refusal(err) != "":
+			return wire.ClientMsg{}, attempt{kind: gotUnauthenticated, text: tlsconf.Refusal(err)}
 		default:
 			return wire.ClientMsg{}, attempt{kind: gotClosed, text: "the connection failed before an answer: " + netReason(err)}
 		}
@@ -485,6 +518,9 @@ func (c *caller) exchange(ctx context.Context, ep string, out *wire.ClientMsg, v
 		m, err := wire.DecodeClientMsg(body)
 		if err != nil {
 			return wire.ClientMsg{}, attempt{kind: gotDown, text: "not a Tandem client port: " + err.Error()}
+		}
+		if m.Kind == wire.CAuthRefused {
+			return wire.ClientMsg{}, attempt{kind: gotUnauthenticated, text: string(m.Payload)}
 		}
 		if want(&m) {
 			m.Payload = bytes.Clone(m.Payload)

@@ -186,6 +186,14 @@ func (s *Core) onResponse(m *wire.ClientMsg) {
 		s.finish(m.Seq, cl, nil, fmt.Errorf("%w: the answer was already acknowledged and evicted", ErrOutcomeUnknown))
 	case wire.StatusUnavailable, wire.StatusNotLeader:
 		s.refused(m, cl, true)
+	case wire.StatusDenied:
+		// Final, whatever an earlier attempt did: the principal may not send commands (an
+		// earlier attempt was refused alike, or was sent before its rights were withdrawn).
+		err := fmt.Errorf("%w: %w: %s", ErrNotApplied, ErrDenied, reason(m))
+		if cl.lost {
+			err = fmt.Errorf("%w: %w: %s", ErrOutcomeUnknown, ErrDenied, reason(m))
+		}
+		s.finish(m.Seq, cl, nil, err)
 	default: // rejected (a limit), bad request
 		s.refused(m, cl, false)
 	}
@@ -220,6 +228,8 @@ func (s *Core) onQueryResponse(m *wire.ClientMsg) {
 	case wire.StatusUnavailable, wire.StatusNotLeader:
 		q.retryAt = max(1, s.now+int64(s.backoff(&q.refusals)))
 		return
+	case wire.StatusDenied:
+		s.out.Complete(q.ref, nil, fmt.Errorf("%w: %w: %s", ErrNotApplied, ErrDenied, reason(m)))
 	default:
 		s.out.Complete(q.ref, nil, fmt.Errorf("%w: %s", ErrNotApplied, reason(m)))
 	}
@@ -264,6 +274,8 @@ func reason(m *wire.ClientMsg) string {
 		return "not the leader"
 	case wire.StatusBadRequest:
 		return "bad request"
+	case wire.StatusDenied:
+		return "permission denied"
 	}
 	return fmt.Sprintf("status %d", m.Status)
 }

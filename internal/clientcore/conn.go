@@ -82,6 +82,13 @@ func (s *Core) Connected(conn ConnID, now int64) {
 		}
 	}
 	s.setReach(s.endpoint, true)
+	if s.cfg.Token != nil {
+		// The credential goes first, in a version that carries it (the member fixes the
+		// connection's version from its range, as from an open's).
+		s.msg = wire.ClientMsg{Kind: wire.CAuth, Protocol: s.cfg.Protocol, Payload: s.cfg.Token}
+		s.msg.Version = max(s.version, 5)
+		s.out.Write(s.conn, &s.msg)
+	}
 	// The unanswered commands ride with the open or attach, in order (the member keeps it): a
 	// round trip saved after a failover. A member that is not the leader answers each with a
 	// redirect, and the core leaves at the first.
@@ -91,6 +98,17 @@ func (s *Core) Connected(conn ConnID, now int64) {
 	}
 	s.calls.each(func(id uint64, cl *call) { s.writeCommand(wire.Seq(id), cl) })
 	s.queries.each(s.writeQuery)
+}
+
+// Unauthenticated reports that conn failed in a way no retry can mend: the TLS handshake found
+// the member's certificate untrusted, or the member refused the client's. The core ends with
+// ErrUnauthenticated, as when a member refuses its token.
+func (s *Core) Unauthenticated(conn ConnID, why string) {
+	if conn != s.conn || s.state == idle {
+		return
+	}
+	s.calls.each(func(_ uint64, cl *call) { cl.live = 0 }) // nothing written on it was read
+	s.terminate(fmt.Errorf("%w: %s", ErrUnauthenticated, why))
 }
 
 // Failed reports that conn could not be established, or ended (a read or write failed, the
@@ -125,6 +143,13 @@ func (s *Core) Received(conn ConnID, m *wire.ClientMsg) {
 	}
 	if m.Kind == wire.CVersionRefused {
 		s.onVersionRefused(m)
+		return
+	}
+	if m.Kind == wire.CAuthRefused {
+		// Final: the same credential would be refused again, and a client retrying it would
+		// only fill the member's log.
+		s.calls.each(func(_ uint64, cl *call) { cl.live = 0 }) // nothing behind it was read
+		s.terminate(fmt.Errorf("%w: %s refused it: %s", ErrUnauthenticated, s.endpoint, m.Payload))
 		return
 	}
 	if m.Kind == wire.CAttached && !m.ClusterUUID.IsZero() && !s.cluster.IsZero() && m.ClusterUUID != s.cluster {
@@ -162,6 +187,10 @@ func (s *Core) Received(conn ConnID, m *wire.ClientMsg) {
 		switch {
 		case m.Status == wire.StatusRejected && !s.opened:
 			s.terminate(fmt.Errorf("%w: %s", ErrSessionRefused, reason(m)))
+		case m.Status == wire.StatusDenied:
+			// The session belongs to another principal than this connection's (or this one may
+			// not open one): final.
+			s.terminate(fmt.Errorf("%w: %s", ErrDenied, reason(m)))
 		case m.Status == wire.StatusSessionExpired || m.Reason != 0:
 			s.terminate(sessionEnded(m.Reason))
 		}

@@ -57,6 +57,10 @@ type Config struct {
 	// MembersInterval is how often the core asks the leader it is attached to for the
 	// membership, on a connection of client protocol 4 on (members.go); zero: 10 s.
 	MembersInterval time.Duration
+	// Token, if set, is the credential the core sends first on every connection (CAuth, client
+	// protocol 5: Protocol must reach 5). A connection authenticated by its TLS client
+	// certificate needs none.
+	Token []byte
 }
 
 // Stats counts failover steps.

@@ -23,6 +23,12 @@ var (
 	// it belongs to another cluster than the one the session first attached to (the error names
 	// both identities).
 	ErrWrongCluster = errors.New("tandem: another cluster")
+	// ErrUnauthenticated ends a core whose credential a member refused, or that has none for a
+	// member that needs one (the error says why). Final: a credential is not retried.
+	ErrUnauthenticated = errors.New("tandem: not authenticated")
+	// ErrDenied: the member's authorization refused this principal the request (not applied).
+	// Final for that request; the session goes on.
+	ErrDenied = errors.New("tandem: permission denied")
 	// ErrDeadline is the cause given to a call that reached its deadline.
 	ErrDeadline = fmt.Errorf("%w: %w", ErrTimeout, context.DeadlineExceeded)
 )

@@ -48,6 +48,7 @@ type Source struct {
 type material struct {
 	cert  *tls.Certificate // nil without Cert
 	pool  *x509.CertPool   // nil without CA
+	caPEM []byte           // the CA file's content
 	stamp []fileStamp
 	at    time.Time
 }
@@ -154,6 +155,7 @@ func load(f Files) (*material, error) {
 			return nil, fmt.Errorf("CA file %s: no PEM certificate in it", f.CA)
 		}
 		m.pool = pool
+		m.caPEM = b
 	}
 	return m, nil
 }
@@ -288,14 +290,20 @@ func equalFold(a, b string) bool { return len(a) == len(b) && bytes.EqualFold([]
 
 // ---- the client port ----
 
-// ClientPort is the material of the client port: the member's server certificate, and the CA
-// that signs client certificates (nil: clients are not asked for one). With ClientCA set and
-// CertOptional false, a client must present a certificate; with CertOptional (the member also
-// takes tokens) one it presents is verified, and one without authenticates otherwise.
+// ClientPort is the material of the client port: the member's server certificate, and the CAs
+// whose client certificates authenticate a client: ClientCA (clients') and PeerCA (members': a
+// joining member asks with its member certificate). With neither, clients are not asked for a
+// certificate. With CertOptional (the member also takes tokens) a certificate a client presents
+// is verified, and a client without one authenticates otherwise; without it a client must
+// present one.
 type ClientPort struct {
 	Source       *Source
 	ClientCA     *Source
+	PeerCA       *Source
 	CertOptional bool
+
+	mu    sync.Mutex
+	pools map[[2]*material]*x509.CertPool // the union of the two CAs, per loaded pair
 }
 
 // Server is the tls.Config of the client port (TLS 1.2 or later: clients of every kind).
@@ -307,8 +315,8 @@ func (c *ClientPort) Server() *tls.Config {
 				MinVersion:   tls.VersionTLS12,
 				Certificates: []tls.Certificate{*c.Source.Certificate()},
 			}
-			if c.ClientCA != nil {
-				cfg.ClientCAs = c.ClientCA.Pool()
+			if pool := c.clientPool(); pool != nil {
+				cfg.ClientCAs = pool
 				cfg.ClientAuth = tls.RequireAndVerifyClientCert
 				if c.CertOptional {
 					cfg.ClientAuth = tls.VerifyClientCertIfGiven
@@ -317,6 +325,48 @@ func (c *ClientPort) Server() *tls.Config {
 			return cfg, nil
 		},
 	}
+}
+
+// clientPool is the pool that verifies client certificates: ClientCA's and PeerCA's together.
+func (c *ClientPort) clientPool() *x509.CertPool {
+	var key [2]*material
+	if c.ClientCA != nil {
+		key[0] = c.ClientCA.cur.Load()
+	}
+	if c.PeerCA != nil {
+		key[1] = c.PeerCA.cur.Load()
+	}
+	switch {
+	case key[0] == nil && key[1] == nil:
+		return nil
+	case key[1] == nil:
+		return key[0].pool
+	case key[0] == nil:
+		return key[1].pool
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.pools[key]; ok {
+		return p
+	}
+	p := x509.NewCertPool()
+	p.AppendCertsFromPEM(key[0].caPEM)
+	p.AppendCertsFromPEM(key[1].caPEM)
+	c.pools = map[[2]*material]*x509.CertPool{key: p} // only the newest pair is kept
+	return p
+}
+
+// IsMemberCertificate reports whether a verified client certificate is a member's: it chains to
+// the peer CA and allows both serverAuth and clientAuth.
+func IsMemberCertificate(leaf *x509.Certificate, peerCA *Source) bool {
+	if peerCA == nil || peerCA.Pool() == nil {
+		return false
+	}
+	if !usable(leaf, x509.ExtKeyUsageServerAuth) || !usable(leaf, x509.ExtKeyUsageClientAuth) {
+		return false
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: peerCA.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err == nil
 }
 
 // Dial builds a client's tls.Config from files: CA verifies the member (empty: the system's
@@ -332,4 +382,24 @@ func Dial(f Files) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{*c}
 	}
 	return cfg, nil
+}
+
+// Refusal says why a client's TLS connection failed if no retry can help — the member's
+// certificate is not one the client trusts, the member refused the client's certificate (a TLS
+// alert), or the port does not speak TLS — and "" for any other failure (a member down, a
+// connection cut), which a client retries.
+func Refusal(err error) string {
+	var ve *tls.CertificateVerificationError
+	if errors.As(err, &ve) {
+		return "the member's certificate is not trusted: " + ve.Err.Error()
+	}
+	var ae tls.AlertError
+	if errors.As(err, &ae) {
+		return "the member refused the TLS handshake: " + ae.Error() + " (is the client certificate one its client CA signed?)"
+	}
+	var he tls.RecordHeaderError
+	if errors.As(err, &he) {
+		return "the member does not speak TLS on this port (is it started with --tls-cert?)"
+	}
+	return ""
 }

@@ -2,6 +2,9 @@ package transport
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +48,21 @@ type ClientConfig struct {
 	// ClientProtocol is the client protocol versions this member speaks (zero: this build's,
 	// wire.ClientProtocol). Narrower only in tests of mixed versions.
 	ClientProtocol wire.Range
+
+	// TLS, if set, serves the port over TLS: each connection's handshake runs in its reader,
+	// under handshakeTimeout, never in the accept loop.
+	TLS *tls.Config
+	// Authenticate, if set, authenticates every connection: it is called with the connection's
+	// verified client certificate chain (nil without one) and the token of a CAuth request (nil
+	// without one), and returns what the connection may do, or why it is refused. A connection
+	// with a certificate is authenticated by it before its first request; one without must send
+	// CAuth first. Until it is authenticated nothing from a connection is handed over: a request
+	// before that, or a refused credential, is answered with CAuthRefused (a version refusal
+	// saying so for a client below version 5, which cannot send a token) and the connection is
+	// closed. Every request handed over carries the connection's grant (wire.ClientMsg.Grant).
+	// nil: nobody is authenticated, requests carry no grant, and a CAuth is taken and ignored.
+	// Called from connection goroutines, and from Reauthenticate.
+	Authenticate func(certs []*x509.Certificate, token []byte) (*wire.Grant, error)
 }
 
 // ClientServer serves the client port.
@@ -67,8 +85,9 @@ type ClientServer struct {
 	// dirty lists the connections Send queued answers for since the last Flush. Only the
 	// member's loop (the caller of Send and Flush) touches it, and clientConn.dirty.
 	dirty []*clientConn
-	// versionLog limits the lines about clients refused for their versions.
-	versionLog ratelog.Limiter
+	// versionLog limits the lines about clients refused for their versions; tlsLog those about
+	// failed TLS handshakes, authLog those about connections refused their credentials.
+	versionLog, tlsLog, authLog ratelog.Limiter
 }
 
 type clientConn struct {
@@ -84,6 +103,20 @@ type clientConn struct {
 	// written on it is encoded in: 0 until the reader fixed it, before it handed over the first
 	// request (so before the loop answers anything). Set once.
 	version atomic.Uint32
+
+	// grant is what the connection may do (Authenticate's answer), set once it is
+	// authenticated and replaced by Reauthenticate; the reader puts it on each request.
+	grant atomic.Pointer[wire.Grant]
+	// cred is the credential it was authenticated with, for Reauthenticate.
+	credMu sync.Mutex
+	cred   credential
+}
+
+// credential is what a connection authenticated with.
+type credential struct {
+	certs  []*x509.Certificate
+	token  []byte
+	authed bool
 }
 
 // NewClientServer creates the client port server; Start runs it.
@@ -107,7 +140,8 @@ func NewClientServer(cfg ClientConfig, h ClientHandler) *ClientServer {
 	done := make(chan struct{})
 	return &ClientServer{cfg: cfg, h: h, log: cfg.Logger, conns: map[uint64]*clientConn{}, done: done,
 		acc:        newAccepter("client", cfg.Listener, cfg.MaxConns, cfg.Logger, done),
-		versionLog: ratelog.Limiter{Every: acceptLogEvery}}
+		versionLog: ratelog.Limiter{Every: acceptLogEvery}, tlsLog: ratelog.Limiter{Every: acceptLogEvery},
+		authLog: ratelog.Limiter{Every: acceptLogEvery}}
 }
 
 // Start launches the accept loop.
@@ -226,6 +260,9 @@ func (s *ClientServer) acceptLoop() {
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
 		}
+		if s.cfg.TLS != nil {
+			nc = tls.Server(nc, s.cfg.TLS) // the handshake runs in the reader (readLoop)
+		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -253,9 +290,16 @@ func (s *ClientServer) readLoop(c *clientConn) {
 		s.acc.connClosed()
 		s.h.ClientGone(c.id)
 	}()
+	if tc, ok := c.conn.(*tls.Conn); ok && !s.handshake(c, tc) {
+		return
+	}
+	if s.cfg.Authenticate != nil {
+		s.authenticateAtOnce(c)
+	}
 	r := bufio.NewReaderSize(c.conn, 64<<10)
 	var buf, arena []byte
 	var batch []wire.ClientMsg
+	handed := false // whether anything from the connection was handed over
 	for {
 		if len(batch) == 0 {
 			// Only wait on the network with nothing held back.
@@ -277,9 +321,13 @@ func (s *ClientServer) readLoop(c *clientConn) {
 					s.refuseVersion(c, refusal)
 					return
 				}
+				if !s.admit(c, &m, handed) {
+					return
+				}
 				batch = append(batch, m)
 				s.h.ClientRequests(c.id, batch) // at once: the skip may have taken a while
 				batch = nil
+				handed = true
 				continue
 			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -305,6 +353,15 @@ func (s *ClientServer) readLoop(c *clientConn) {
 				m.Version, s.cfg.ClientProtocol))
 			return
 		}
+		if m.Kind == wire.CAuth {
+			if !s.authenticate(c, m.Payload, handed || len(batch) > 0) {
+				return
+			}
+			continue
+		}
+		if !s.admit(c, &m, handed || len(batch) > 0) {
+			return
+		}
 		// The payload aliases the read buffer, which the next ReadFrame reuses: copy it into
 		// the arena, which is only ever appended to (a full one is replaced, not reused).
 		if len(m.Payload) > 0 {
@@ -321,6 +378,7 @@ func (s *ClientServer) readLoop(c *clientConn) {
 		if len(batch) >= maxRequestBatch || !wire.FrameBuffered(r) {
 			s.h.ClientRequests(c.id, batch)
 			batch = nil
+			handed = true
 		}
 	}
 }
@@ -332,7 +390,7 @@ func (s *ClientServer) readLoop(c *clientConn) {
 func (s *ClientServer) negotiate(c *clientConn, m *wire.ClientMsg) string {
 	cur := uint16(c.version.Load())
 	own := s.cfg.ClientProtocol
-	if m.Kind != wire.COpen && m.Kind != wire.CAttach && m.Kind != wire.CAdmin {
+	if m.Kind != wire.COpen && m.Kind != wire.CAttach && m.Kind != wire.CAdmin && m.Kind != wire.CAuth {
 		if cur != 0 {
 			return ""
 		}
@@ -395,11 +453,7 @@ func (s *ClientServer) refuseVersion(c *clientConn, text string) {
 	if _, err := c.conn.Write(wire.AppendClientFrame(nil, &m, own.Max)); err != nil {
 		return
 	}
-	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
-	_ = c.conn.SetReadDeadline(time.Now().Add(refusalLingerTimeout))
-	_, _ = io.CopyN(io.Discard, c.conn, refusalLingerBytesMax)
+	s.linger(c)
 }
 
 // skipOversized reads the head of a frame over the limit (ReadFrame read its length only) and, if
@@ -446,6 +500,188 @@ const (
 	refusalLingerTimeout  = 5 * time.Second
 	refusalLingerBytesMax = 4 << 20
 )
+
+// handshake runs a TLS connection's handshake under handshakeTimeout; false (logged, rate
+// limited, counted) if it failed.
+func (s *ClientServer) handshake(c *clientConn, tc *tls.Conn) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		s.mu.Lock()
+		s.rejected++
+		s.mu.Unlock()
+		if ok, held := s.tlsLog.Allow(time.Now()); ok {
+			s.log.Warn("client port: TLS handshake failed; connection closed", "remote", c.conn.RemoteAddr().String(),
+				"err", tlsReason(err), "failures_not_logged", held)
+		}
+		var rh tls.RecordHeaderError
+		if errors.As(err, &rh) && rh.Conn != nil {
+			// A client in the clear: tell it so in its own protocol, so that it stops at once
+			// (a refused credential is final) rather than retrying a port it cannot speak to.
+			m := wire.ClientMsg{Kind: wire.CAuthRefused, Status: wire.StatusUnauthenticated,
+				Payload: []byte("this port speaks TLS: connect with TLS (tandem client --cacert)")}
+			_ = rh.Conn.SetWriteDeadline(time.Now().Add(refusalLingerTimeout))
+			if _, err := rh.Conn.Write(wire.AppendClientFrame(nil, &m, 5)); err == nil {
+				lingerOn(rh.Conn)
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// authenticateAtOnce authenticates a connection before its first request, by its verified
+// client certificate, or as anonymous if Authenticate takes connections without a credential.
+// A connection it does not authenticate may still send a token (CAuth); a request before that is
+// refused.
+func (s *ClientServer) authenticateAtOnce(c *clientConn) {
+	var certs []*x509.Certificate
+	if tc, ok := c.conn.(*tls.Conn); ok {
+		certs = tc.ConnectionState().PeerCertificates
+	}
+	g, err := s.cfg.Authenticate(certs, nil)
+	if err != nil {
+		s.log.Debug("client port: no credential yet", "remote", c.conn.RemoteAddr().String(), "err", err)
+		return
+	}
+	c.credMu.Lock()
+	c.cred = credential{certs: certs, authed: true}
+	c.credMu.Unlock()
+	c.grant.Store(g)
+}
+
+// tlsReason says why a handshake failed, in the words an operator needs: a client that sent
+// plaintext to a TLS port is the common case and Go's error for it is cryptic.
+func tlsReason(err error) string {
+	var rh tls.RecordHeaderError
+	if errors.As(err, &rh) {
+		return "the client sent plaintext (not TLS) to a TLS port"
+	}
+	return err.Error()
+}
+
+// authenticate takes a connection's CAuth: false if the credential was refused (the refusal is
+// written, the connection is to be closed). afterRequests: requests were read before it, some
+// maybe handed over (a refusal is then not written: the loop may be writing answers).
+func (s *ClientServer) authenticate(c *clientConn, token []byte, afterRequests bool) bool {
+	if s.cfg.Authenticate == nil {
+		return true // a member that authenticates nobody takes any credential, and ignores it
+	}
+	var certs []*x509.Certificate
+	if tc, ok := c.conn.(*tls.Conn); ok {
+		certs = tc.ConnectionState().PeerCertificates
+	}
+	g, err := s.cfg.Authenticate(certs, token)
+	if err != nil {
+		s.refuseAuth(c, "credential refused: "+err.Error(), afterRequests)
+		return false
+	}
+	c.credMu.Lock()
+	c.cred = credential{certs: certs, token: append([]byte(nil), token...), authed: true}
+	c.credMu.Unlock()
+	c.grant.Store(g)
+	return true
+}
+
+// admit puts the connection's grant on m; false if the connection is not authenticated (the
+// refusal is written, the connection is to be closed).
+func (s *ClientServer) admit(c *clientConn, m *wire.ClientMsg, afterRequests bool) bool {
+	if s.cfg.Authenticate == nil {
+		return true
+	}
+	g := c.grant.Load()
+	if g == nil {
+		s.refuseAuth(c, "this member authenticates its clients: connect with a client certificate its CA signed, "+
+			"or a token (tandem client --token-file)", afterRequests)
+		return false
+	}
+	m.Grant = g
+	return true
+}
+
+// refuseAuth refuses the connection's credential: a CAuthRefused (a version refusal below client
+// protocol 5) written from the reader, as refuseVersion does, unless requests from it were
+// handed over (the loop may be writing: then the connection is just closed).
+func (s *ClientServer) refuseAuth(c *clientConn, text string, afterRequests bool) {
+	s.mu.Lock()
+	s.rejected++
+	s.mu.Unlock()
+	if ok, held := s.authLog.Allow(time.Now()); ok {
+		s.log.Warn("client port: connection not authenticated; closed: "+text, "conn", c.id,
+			"remote", c.conn.RemoteAddr().String(), "refusals_not_logged", held)
+	}
+	if afterRequests {
+		return
+	}
+	v := uint16(c.version.Load())
+	m := wire.ClientMsg{Kind: wire.CAuthRefused, Status: wire.StatusUnauthenticated, Payload: []byte(text)}
+	if v < 5 {
+		own := s.cfg.ClientProtocol
+		m = wire.ClientMsg{Kind: wire.CVersionRefused, Protocol: own, Payload: []byte(text +
+			" (a token needs client protocol 5; this client speaks an earlier one)")}
+		v = own.Max
+	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(refusalLingerTimeout))
+	if _, err := c.conn.Write(wire.AppendClientFrame(nil, &m, v)); err != nil {
+		return
+	}
+	s.linger(c)
+}
+
+// linger keeps a refused connection until the client closed its end (bounded), reading and
+// dropping what it sent meanwhile: closing with unread data would reset the connection, and the
+// client might lose the refusal.
+func (s *ClientServer) linger(c *clientConn) { lingerOn(c.conn) }
+
+func lingerOn(conn net.Conn) {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(refusalLingerTimeout))
+	_, _ = io.CopyN(io.Discard, conn, refusalLingerBytesMax)
+}
+
+// Reauthenticate checks every authenticated connection's credential again (after the member
+// reloaded its tokens, certificates or authorization): a connection whose credential is no
+// longer taken (a revoked token) is closed — its client reconnects, and is refused — and the
+// others get their new grants. It returns how many it closed.
+func (s *ClientServer) Reauthenticate() int {
+	if s.cfg.Authenticate == nil {
+		return 0
+	}
+	s.mu.Lock()
+	conns := make([]*clientConn, 0, len(s.conns))
+	for _, c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	closed := 0
+	for _, c := range conns {
+		c.credMu.Lock()
+		cred := c.cred
+		c.credMu.Unlock()
+		if !cred.authed {
+			continue
+		}
+		g, err := s.cfg.Authenticate(cred.certs, cred.token)
+		if err != nil {
+			s.log.Warn("client port: closing a connection whose credential is no longer taken", "conn", c.id,
+				"remote", c.conn.RemoteAddr().String(), "err", err)
+			c.close()
+			closed++
+			continue
+		}
+		c.grant.Store(g)
+	}
+	return closed
+}
 
 func (s *ClientServer) rejectClient(c *clientConn, reason string) {
 	s.mu.Lock()

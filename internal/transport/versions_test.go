@@ -314,8 +314,8 @@ func TestClientPortRefusesWithoutCommonVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	out := wire.AppendClientFrame(nil, &wire.ClientMsg{Kind: wire.COpen, Protocol: wire.Range{Min: 5, Max: 5}}, 5)
-	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Seq: 1}, 5)
+	out := wire.AppendClientFrame(nil, &wire.ClientMsg{Kind: wire.COpen, Protocol: wire.Range{Min: 6, Max: 6}}, 6)
+	out = wire.AppendClientFrame(out, &wire.ClientMsg{Kind: wire.CCommand, Seq: 1}, 6)
 	if _, err := nc.Write(out); err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestClientPortRefusesWithoutCommonVersion(t *testing.T) {
 	}
 	m := ms[0]
 	if m.Kind != wire.CVersionRefused || m.Protocol != wire.ClientProtocol ||
-		!strings.Contains(string(m.Payload), "this member speaks [1,4], the client speaks [5,5]: no common version") {
+		!strings.Contains(string(m.Payload), "this member speaks [1,5], the client speaks [6,6]: no common version") {
 		t.Fatalf("refusal %+v (%q)", m, m.Payload)
 	}
 	select {

@@ -1,0 +1,264 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tandem-cluster/tandem/client"
+	"github.com/tandem-cluster/tandem/examples/counter"
+	"github.com/tandem-cluster/tandem/internal/testpki"
+	"github.com/tandem-cluster/tandem/internal/tlsconf"
+	"github.com/tandem-cluster/tandem/internal/wire"
+)
+
+// securedFiles are the files of a cluster whose client port is secured: a CA, the members'
+// server certificate, and a token file.
+type securedFiles struct {
+	dir    string
+	ca     *testpki.CA
+	caFile string
+	server *testpki.Cert
+	tokens string
+}
+
+const (
+	tokenAdmin  = "admin-token-0123456789abcdef"
+	tokenWriter = "writer-token-0123456789abcdef"
+	tokenReader = "reader-token-0123456789abcdef"
+)
+
+func newSecuredFiles(t *testing.T) *securedFiles {
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "tandem test CA")
+	f := &securedFiles{dir: dir, ca: ca, caFile: ca.WriteCA(t, dir, "ca.crt"),
+		server: ca.Issue(t, testpki.Server, "tandem member", nil).Write(t, dir, "server"),
+		tokens: filepath.Join(dir, "tokens")}
+	f.writeTokens(t, tokenAdmin+" ops admin\n"+tokenWriter+" app write\n# a comment\n\n"+tokenReader+" dashboard read\n")
+	return f
+}
+
+func (f *securedFiles) writeTokens(t *testing.T, text string) {
+	t.Helper()
+	tmp := f.tokens + ".tmp"
+	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, f.tokens); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *securedFiles) tune(cfg *Config) {
+	cfg.TLSCertFile, cfg.TLSKeyFile = f.server.CertFile, f.server.KeyFile
+	cfg.ClientCAFile, cfg.AuthTokensFile = f.caFile, f.tokens
+}
+
+// clientTLS is a client's TLS configuration trusting the test CA, with a client certificate of
+// cn and roles if cn is not empty.
+func (f *securedFiles) clientTLS(t *testing.T, cn string, roles ...string) *tls.Config {
+	t.Helper()
+	files := tlsconf.Files{CA: f.caFile}
+	if cn != "" {
+		c := f.ca.Issue(t, testpki.Client, cn, roles).Write(t, f.dir, "client-"+cn)
+		files.Cert, files.Key = c.CertFile, c.KeyFile
+	}
+	cfg, err := tlsconf.Dial(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// dialErr dials the cluster expecting a failure, and returns it with how long Dial took.
+func dialErr(t *testing.T, c *cluster, cfg client.Config) (error, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cfg.Endpoints = c.clients
+	start := time.Now()
+	cl, err := client.Dial(ctx, cfg)
+	if err == nil {
+		cl.Close()
+		t.Fatal("Dial succeeded")
+	}
+	return err, time.Since(start)
+}
+
+// A cluster whose client port takes TLS, client certificates and tokens: each credential gets
+// its principal's rights, and every refusal is final and fast.
+func TestSecuredClientPort(t *testing.T) {
+	t.Parallel()
+	f := newSecuredFiles(t)
+	c := newCluster(t, 3, f.tune)
+	c.startAll(15 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// A client certificate of role write: commands and queries.
+	alice := c.dialWith(ctx, client.Config{TLS: f.clientTLS(t, "alice", "write")})
+	if v := inc(ctx, t, alice); v != 1 {
+		t.Fatalf("alice's increment: %d", v)
+	}
+	// A token of role write, over TLS without a client certificate.
+	app := c.dialWith(ctx, client.Config{TLS: f.clientTLS(t, ""), Token: tokenWriter})
+	if v := inc(ctx, t, app); v != 2 {
+		t.Fatalf("the app's increment: %d", v)
+	}
+	// A token of role read: queries yes, commands denied (final, not applied).
+	ro := c.dialWith(ctx, client.Config{TLS: f.clientTLS(t, ""), Token: tokenReader})
+	if _, err := ro.Query(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpGet})); err != nil {
+		t.Fatalf("a reader's query: %v", err)
+	}
+	_, err := ro.Send(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpIncrement}))
+	if !errors.Is(err, client.ErrDenied) || !errors.Is(err, client.ErrNotApplied) || !strings.Contains(err.Error(), "dashboard") {
+		t.Fatalf("a reader's command: %v, want ErrDenied and ErrNotApplied naming the principal", err)
+	}
+	// A certificate with no role: nothing.
+	nobody := c.dialWith(ctx, client.Config{TLS: f.clientTLS(t, "nobody")})
+	if _, err := nobody.Query(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpGet})); !errors.Is(err, client.ErrDenied) {
+		t.Fatalf("a query without a role: %v", err)
+	}
+
+	// Refusals: final, typed, and well within the caller's deadline (no retry loop).
+	for _, tc := range []struct {
+		name string
+		cfg  client.Config
+		want string
+	}{
+		{"an unknown token", client.Config{TLS: f.clientTLS(t, ""), Token: "not-a-token-0123456789"}, "not known"},
+		{"no credential", client.Config{TLS: f.clientTLS(t, "")}, "authenticates its clients"},
+		{"plaintext to a TLS port", client.Config{Token: tokenWriter}, "this port speaks TLS"},
+		{"a member whose certificate the client does not trust", client.Config{TLS: func() *tls.Config {
+			other := testpki.NewCA(t, "another CA")
+			cfg, _ := tlsconf.Dial(tlsconf.Files{CA: other.WriteCA(t, t.TempDir(), "other.crt")})
+			return cfg
+		}(), Token: tokenWriter}, "not trusted"},
+		{"a client certificate of another CA", client.Config{TLS: func() *tls.Config {
+			other := testpki.NewCA(t, "another CA")
+			cc := other.Issue(t, testpki.Client, "mallory", []string{"admin"}).Write(t, t.TempDir(), "mallory")
+			cfg, _ := tlsconf.Dial(tlsconf.Files{CA: f.caFile, Cert: cc.CertFile, Key: cc.KeyFile})
+			return cfg
+		}()}, "authenticates its clients"}, // (a certificate no CA the member names signed is not sent)
+	} {
+		err, took := dialErr(t, c, tc.cfg)
+		if !errors.Is(err, client.ErrUnauthenticated) || !strings.Contains(err.Error(), tc.want) || took > 5*time.Second {
+			t.Errorf("%s: %v after %s, want ErrUnauthenticated saying %q at once", tc.name, err, took, tc.want)
+		}
+	}
+	if v := inc(ctx, t, alice); v != 3 {
+		t.Fatalf("after the refusals the counter is %d, want 3", v)
+	}
+}
+
+// A token removed from the file loses its connections within the reload interval, and its
+// client is refused when it reconnects; the other tokens' clients go on.
+func TestRevokedTokenLosesItsConnections(t *testing.T) {
+	t.Parallel()
+	f := newSecuredFiles(t)
+	c := newCluster(t, 3, f.tune)
+	c.startAll(15 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	app := c.dialWith(ctx, client.Config{TLS: f.clientTLS(t, ""), Token: tokenWriter})
+	admin := c.dialWith(ctx, client.Config{TLS: f.clientTLS(t, ""), Token: tokenAdmin})
+	inc(ctx, t, app)
+	inc(ctx, t, admin)
+	f.writeTokens(t, tokenAdmin+" ops admin\n")
+	deadline := time.Now().Add(3 * credentialsReloadEvery)
+	for {
+		_, err := app.Send(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpIncrement}))
+		if errors.Is(err, client.ErrUnauthenticated) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("a revoked token's command: %v, want ErrUnauthenticated", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the revoked token still sends commands %s after the file changed", 3*credentialsReloadEvery)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	inc(ctx, t, admin)
+	if err, _ := dialErr(t, c, client.Config{TLS: f.clientTLS(t, ""), Token: tokenWriter}); !errors.Is(err, client.ErrUnauthenticated) {
+		t.Fatalf("a new client with the revoked token: %v", err)
+	}
+	// A token file that cannot be read keeps the tokens loaded before.
+	f.writeTokens(t, "short ops admin\n")
+	time.Sleep(2 * credentialsReloadEvery) // (nothing to poll for: the member must not change)
+	inc(ctx, t, c.dialWith(ctx, client.Config{TLS: f.clientTLS(t, ""), Token: tokenAdmin}))
+	if !strings.Contains(c.members[0].logs.String(), "reload failed") {
+		t.Fatalf("no log line about the bad token file:\n%s", c.members[0].logs.String())
+	}
+}
+
+// The hostile inputs of TestHostileInputOnClientPort, on a TLS port: sent in the clear, sent
+// inside TLS before any credential, and sent by an authenticated client. Each costs only its
+// connection.
+func TestHostileInputOnTLSClientPort(t *testing.T) {
+	t.Parallel()
+	f := newSecuredFiles(t)
+	c := newCluster(t, 3, f.tune)
+	l, term := c.startAll(15 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := c.dialWith(ctx, client.Config{TLS: f.clientTLS(t, "alice", "write")})
+	before := inc(ctx, t, cl)
+	huge := binary.LittleEndian.AppendUint32(nil, 1<<30)
+	attacks := []struct {
+		name, reason string
+		bytes        []byte
+	}{
+		{"garbage", "reading", []byte("\x00\x01garbage garbage garbage garbage")},
+		{"oversized", "frame too large", append(huge, 1, 5)},
+		{"member frame on the client port", "unexpected frame kind", wire.AppendFrame(nil, wire.FrameRaft, []byte("x"))},
+		{"unknown message kind", "bad request", wire.AppendFrame(nil, wire.FrameClient, []byte{wire.Version, 200})},
+	}
+	addr := c.clients[l]
+	logs := c.members[l].logs
+	// In the clear: the handshake fails.
+	attack(t, addr, []byte("GET / HTTP/1.1\r\n\r\n"), false, logs, "plaintext", "plaintext (not TLS)")
+	for _, who := range []struct {
+		name string
+		cfg  *tls.Config
+	}{{"unauthenticated", f.clientTLS(t, "")}, {"authenticated", f.clientTLS(t, "mallory", "write")}} {
+		for _, a := range attacks {
+			conn, err := tls.Dial("tcp", addr, who.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Write(a.bytes); err != nil {
+				t.Fatal(err)
+			}
+			expectClosed(t, conn, who.name+" "+a.name)
+			conn.Close()
+			deadline := time.Now().Add(5 * time.Second)
+			for !strings.Contains(logs.String(), a.reason) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s %s: no log line with %q", who.name, a.name, a.reason)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	// A connection that opens TLS and says nothing more is closed by the handshake deadline at
+	// the latest; the port serves meanwhile.
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	if after := inc(ctx, t, cl); after != before+1 {
+		t.Fatalf("counter went from %d to %d", before, after)
+	}
+	if nl, nt := c.leader(time.Second); nl != l || nt != term {
+		t.Fatalf("leader/term changed from %d/%d to %d/%d", l, term, nl, nt)
+	}
+}
