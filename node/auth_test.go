@@ -25,7 +25,7 @@ type securedFiles struct {
 	dir    string
 	ca     *testpki.CA
 	caFile string
-	server *testpki.Cert
+	server *testpki.Issued
 	tokens string
 }
 

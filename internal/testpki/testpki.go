@@ -1,158 +1,67 @@
-// Package testpki makes certificate authorities and certificates for tests: a CA, member
-// certificates (serverAuth and clientAuth, as a member both serves and dials), server-only and
-// client certificates, written as PEM files. Keys are ECDSA P-256. Nothing here is for
-// production: operators make certificates with a standard tool (README, "A secured cluster").
+// Package testpki is package pki for tests: each call fails the test instead of returning an
+// error.
 package testpki
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
-	"sync/atomic"
 	"testing"
-	"time"
+
+	"github.com/tandem-cluster/tandem/internal/pki"
 )
 
 // CA is a certificate authority that signs certificates.
-type CA struct {
-	Cert    *x509.Certificate
-	Key     *ecdsa.PrivateKey
-	CertPEM []byte
-}
+type CA struct{ *pki.CA }
+
+// Cert is a certificate and its key, and the files they were written to (Write).
+type Cert = pki.Cert
 
 // Kind says what a certificate may be used for.
-type Kind int
+type Kind = pki.Kind
 
+// The kinds of certificates.
 const (
-	// Member: serverAuth and clientAuth.
-	Member Kind = iota
-	// Server: serverAuth only (a client port's certificate).
-	Server
-	// Client: clientAuth only (a client's certificate).
-	Client
+	Member = pki.Member
+	Server = pki.Server
+	Client = pki.Client
 )
-
-// Cert is a certificate and its key, as PEM, and the files they were written to (WriteFiles).
-type Cert struct {
-	CertPEM, KeyPEM   []byte
-	CertFile, KeyFile string
-	Leaf              *x509.Certificate
-}
-
-var serial atomic.Int64
 
 // NewCA makes a self-signed CA named name.
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(nextSerial()),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	ca, err := pki.NewCA(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &CA{Cert: c, Key: key, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &CA{ca}
 }
 
-// WriteCA writes the CA's certificate into dir and returns the file's path.
+// WriteCA writes the CA's certificate into dir as name and returns the file's path.
 func (ca *CA) WriteCA(t testing.TB, dir, name string) string {
 	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, ca.CertPEM, 0o600); err != nil {
+	p, err := ca.CA.WriteCA(dir, name)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
-// Issue makes a certificate of kind for common name cn, with orgs as its organizations (a
-// client's roles) and names as its subject alternative names (IP addresses become IP SANs),
-// and 127.0.0.1 and localhost when names is empty.
-func (ca *CA) Issue(t testing.TB, kind Kind, cn string, orgs []string, names ...string) *Cert {
+// Issue makes a certificate (pki.CA.Issue).
+func (ca *CA) Issue(t testing.TB, kind Kind, cn string, orgs []string, names ...string) *Issued {
 	t.Helper()
-	if len(names) == 0 {
-		names = []string{"127.0.0.1", "localhost"}
-	}
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(nextSerial()),
-		Subject:      pkix.Name{CommonName: cn, Organization: orgs},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
-	switch kind {
-	case Member:
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	case Server:
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	case Client:
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	c, err := ca.CA.Issue(kind, cn, orgs, names...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Cert{
-		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}),
-		Leaf:    leaf,
-	}
+	return &Issued{c}
 }
 
-// Write writes the certificate and key into dir as name.crt and name.key, and records the paths.
-func (c *Cert) Write(t testing.TB, dir, name string) *Cert {
+// Issued is a certificate Issue made.
+type Issued struct{ *pki.Cert }
+
+// Write writes the certificate and key into dir as name.crt and name.key.
+func (c *Issued) Write(t testing.TB, dir, name string) *Issued {
 	t.Helper()
-	c.CertFile = filepath.Join(dir, name+".crt")
-	c.KeyFile = filepath.Join(dir, name+".key")
-	if err := os.WriteFile(c.CertFile, c.CertPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(c.KeyFile, c.KeyPEM, 0o600); err != nil {
+	if err := c.Cert.Write(dir, name); err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func nextSerial() int64 { return serial.Add(1) + time.Now().UnixNano()%1_000_000*1000 }
