@@ -69,4 +69,4 @@ const (
 // All is every planted bug.
 var All = []Bug{SkipFsync, AckBeforeCommit, ReadWithoutReadIndex, NoDedup, FollowerForwards,
 	SendBeforePersist, VoteNotSynced, DropEmptyAppends, ResendFreshNumber, RaiseUnreported, LostAsTorn,
-	EmptyLogVotes, ReuseRaftIDs, SuspendLeaderOnly, TransferEarlyAnswer}
+	EmptyLogVotes, ReuseRaftIDs, SuspendLeaderOnly, TransferEarlyAnswer, AttachAnyPrincipal, SnapshotDropsPrincipal}
