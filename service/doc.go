@@ -94,6 +94,22 @@
 // same index must write byte-identical snapshots: write in a defined order (sort what comes from a
 // map; encoding/json sorts map keys).
 //
+// # Principals
+//
+// Session.Principal says who opened a session: the principal the member's client port
+// authenticated the client's connection as (a token's name, a client certificate's name). It is
+// recorded in the log with the open, so it is the same on every member and in every snapshot,
+// set at open and never changed: a service may decide by it, deterministically, who may do what
+// to which of its data (per-user records, an owner's right to delete). It is "" when the cluster
+// does not authenticate clients, and for sessions opened before the cluster recorded principals
+// (cluster version 6, docs/COMPATIBILITY.md).
+//
+// The members enforce what the port granted before a service sees anything: a principal that may
+// not send commands, run queries or use admin operations is refused ("denied") and nothing of it
+// reaches the service; and no connection of another principal can act on a session (open it
+// again, attach to it, send commands or keep-alives on it, close it), so a command a service
+// applies on a session with principal P came from P's connection.
+//
 // # What may be called where
 //
 // Mutating calls (Cluster.ScheduleTimer, Cluster.CancelTimer, Cluster.CloseSession,

@@ -80,6 +80,15 @@ func (r CloseReason) String() string {
 type Session interface {
 	// ID is the client-generated session id.
 	ID() SessionID
+	// Principal is who opened the session: the principal the member's client port
+	// authenticated the client's connection as (a token's name, a client certificate's name),
+	// recorded in the log when the session opened. It is "" when the cluster does not
+	// authenticate clients (and for every session opened before the cluster recorded
+	// principals: cluster version 6). It is the same on every member, set at open and never
+	// changes, so a service may decide by it (who may do what to which of its data): no other
+	// principal can act on the session (a member refuses a request for it from another
+	// principal's connection).
+	Principal() string
 	// Offer pushes an unsolicited message to the client if it is attached to this member. It is
 	// not recorded and not retried (see the reply contract). Allowed only from log-driven
 	// callbacks.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -166,7 +167,9 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("tandem version --json: %+v", v)
 	}
 	text, _, code := runCLI(t, bin, "version")
-	for _, want := range []string{"tandem " + version.Version, "member protocol", "client protocol   1 to 4", "cluster version   applies up to 5", "reads identity 1 to 3", "log segments 1 to 3", "state snapshots 1 to 4"} {
+	for _, want := range []string{"tandem " + version.Version, "member protocol", fmt.Sprintf("client protocol   %d to %d", wire.ClientProtocolMin, wire.ClientProtocolMax),
+		fmt.Sprintf("cluster version   applies up to %d", container.ClusterVersionMax), "reads identity 1 to 3", "log segments 1 to 3",
+		fmt.Sprintf("state snapshots %d to %d", container.SnapshotFormatMin, container.SnapshotFormatMax)} {
 		if code != 0 || !strings.Contains(text, want) {
 			t.Fatalf("tandem version exited %d without %q:\n%s", code, want, text)
 		}

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-cluster/tandem/internal/container"
 )
 
 // A member downgraded after the cluster version was raised (here: restarted with
@@ -26,7 +29,7 @@ func TestDowngradedMemberStopsWithExitCode5(t *testing.T) {
 		}
 	}
 	victim := (l + 1) % 3
-	waitOutput(pc.procs[victim], "cluster version 5 in force")
+	waitOutput(pc.procs[victim], fmt.Sprintf("cluster version %d in force", container.ClusterVersionMax))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := pc.dial(ctx)
@@ -43,7 +46,7 @@ func TestDowngradedMemberStopsWithExitCode5(t *testing.T) {
 	if code != exitCannotApply {
 		t.Fatalf("the downgraded member exited with code %d, want %d; output:\n%s", code, exitCannotApply, out)
 	}
-	for _, want := range []string{"cluster version", "applies cluster versions up to 1", "run a build that applies version 5"} {
+	for _, want := range []string{"cluster version", "applies cluster versions up to 1", fmt.Sprintf("run a build that applies version %d", container.ClusterVersionMax)} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("the downgraded member's output lacks %q:\n%s", want, out)
 		}

@@ -57,9 +57,16 @@ const (
 	// TransferEarlyAnswer: a leadership transfer is answered done as soon as the leader steps
 	// down, before the target leads (replica.transferProgress).
 	TransferEarlyAnswer Bug = "transfer-early-answer"
+	// AttachAnyPrincipal: the leader lets a connection act on a session whatever principal
+	// opened it: open, attach, commands, keep-alives and closes of another principal's session
+	// go through (replica.foreign).
+	AttachAnyPrincipal Bug = "attach-any-principal"
+	// SnapshotDropsPrincipal: a member that starts from a snapshot (or installs one) forgets
+	// who opened each session: they come back anonymous (container.Start).
+	SnapshotDropsPrincipal Bug = "snapshot-drops-principal"
 )
 
 // All is every planted bug.
 var All = []Bug{SkipFsync, AckBeforeCommit, ReadWithoutReadIndex, NoDedup, FollowerForwards,
 	SendBeforePersist, VoteNotSynced, DropEmptyAppends, ResendFreshNumber, RaiseUnreported, LostAsTorn,
-	EmptyLogVotes, ReuseRaftIDs, SuspendLeaderOnly, TransferEarlyAnswer}
+	EmptyLogVotes, ReuseRaftIDs, SuspendLeaderOnly, TransferEarlyAnswer, AttachAnyPrincipal, SnapshotDropsPrincipal}

@@ -40,6 +40,10 @@ type Client struct {
 	backlog                 []func()
 	conn                    *simConn // the core's connection (dialing or established), nil when none
 
+	// Grant is what the member's client port authenticated the client's connections as (set on
+	// every request it sends, as the port does); nil: a port without authentication.
+	Grant *wire.Grant
+
 	Results      map[wire.Seq]Result
 	QueryResults map[uint64]Result
 	// OnResult, if set, sees each outcome as it is stored: in QueryResults under key if query,
@@ -179,10 +183,14 @@ func (cl *Client) Submit(payload []byte) wire.Seq {
 
 // TrySubmit is Submit, returning the client library's refusal (clientcore.ErrInFlightFull, a
 // closed session) instead of failing the test.
-func (cl *Client) TrySubmit(payload []byte) (wire.Seq, error) {
+func (cl *Client) TrySubmit(payload []byte) (wire.Seq, error) { return cl.TrySubmitBy(payload, 0) }
+
+// TrySubmitBy is TrySubmit with a deadline (simulated Unix nanoseconds; 0: none), after which
+// the client library gives the command up (clientcore.ErrDeadline).
+func (cl *Client) TrySubmitBy(payload []byte, deadline int64) (wire.Seq, error) {
 	cl.start()
 	ref := new(wire.Seq)
-	seq, err := cl.core.Submit(cl.c.now, slices.Clone(payload), ref, 0)
+	seq, err := cl.core.Submit(cl.c.now, slices.Clone(payload), ref, deadline)
 	if err != nil {
 		return 0, err
 	}
@@ -212,6 +220,14 @@ func (cl *Client) TryQuery(payload []byte) (uint64, error) {
 }
 
 type queryRef uint64
+
+// GiveUp gives up every unanswered command (clientcore.Core.Cancel): each completes as not
+// applied if the cluster refused every attempt, else as of unknown outcome.
+func (cl *Client) GiveUp(cause error) {
+	for _, seq := range cl.core.Outstanding() {
+		cl.core.Cancel(cl.c.now, seq, cause)
+	}
+}
 
 // Outstanding returns the numbers of the commands not answered yet, ascending.
 func (cl *Client) Outstanding() []wire.Seq { return cl.core.Outstanding() }
@@ -377,6 +393,7 @@ func (c *Cluster) toNode(sc *simConn, m *wire.ClientMsg) {
 	if m.Kind == wire.CQuery {
 		c.noteRead(n, sc.id, m)
 	}
+	m.Grant = sc.cl.Grant // the port's decision about the connection, on every request
 	n.R.ClientRequest(sc.id, m)
 	c.process(n)
 }

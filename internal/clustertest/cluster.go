@@ -174,7 +174,10 @@ type Cluster struct {
 	conns map[replica.ConnID]*simConn
 	// AdminAnswers are the members' answers to Admin, in order.
 	AdminAnswers []AdminAnswer
-	nextConn     replica.ConnID
+	// AdminGrant is what the admin requests' connection is authenticated as (nil: a port
+	// without authentication).
+	AdminGrant *wire.Grant
+	nextConn   replica.ConnID
 	// stormAt and stormEvents count the events of the current storm window (RunUntil).
 	stormAt     int64
 	stormEvents int
@@ -217,6 +220,8 @@ type Stats struct {
 	// Stalls counts the syncs that stalled (Disk; snapshot writes and segment preparations
 	// stall too, uncounted).
 	Stalls int
+	// Denials counts the answers "denied" sent to clients (the principals may not do it).
+	Denials int
 }
 
 // armedCrash is a CrashInSync group: its members crash together at a random moment inside the
@@ -1030,8 +1035,11 @@ func (o *outbox) SendClient(conn replica.ConnID, m *wire.ClientMsg) {
 		c.AdminAnswers = append(c.AdminAnswers, AdminAnswer{Member: o.n.ID, Msg: *m})
 		return
 	}
-	if m.Status == wire.StatusSessionExpired {
+	switch m.Status {
+	case wire.StatusSessionExpired:
 		c.checkExpiry(o.n, m)
+	case wire.StatusDenied:
+		c.Stats.Denials++
 	}
 	switch {
 	case m.Kind == wire.CResponse && m.Status == wire.StatusOK:
@@ -1076,7 +1084,7 @@ func (c *Cluster) Admin(id int, requestID uint64, req wire.AdminRequest) {
 		return
 	}
 	n.R.ClientRequest(adminConn, &wire.ClientMsg{Kind: wire.CAdmin, RequestID: requestID, Protocol: wire.ClientProtocol,
-		Payload: wire.EncodeAdmin(req)})
+		Payload: wire.EncodeAdmin(req), Grant: c.AdminGrant})
 	c.process(n)
 }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,8 +20,15 @@ import (
 //
 // Commands (text): "inc" adds one to the counter and replies with the new value; "timer ID MS"
 // schedules timer ID at cluster time + MS milliseconds; "cancel ID" cancels it; "close" closes
-// the calling session from the service. Queries: "get" (the counter), "fired" (the timers fired,
-// as "id@unixms" words), "closes" (session closes as "reason" words), "opens".
+// the calling session from the service; "steal" (what the simulator's thief sends on another
+// principal's session) is counted and changes nothing else. Queries: "get" (the counter),
+// "fired" (the timers fired, as "id@unixms" words), "closes" (session closes as "reason"
+// words), "opens".
+//
+// Who: the probe keeps, as replicated state, how many sessions each principal opened and how
+// many increments each applied (Session.Principal at the open and at each command), so that a
+// member that sees another principal for a session than the others — one that lost it in a
+// snapshot, say — holds another state at the same applied index, which the simulator reports.
 type Probe struct {
 	cluster service.Cluster
 
@@ -28,6 +37,10 @@ type Probe struct {
 	fired   []string
 	closes  []string
 	opens   int64
+	// by: per principal ("" anonymous), the sessions it opened and the increments it applied;
+	// stolen: the "steal" commands applied.
+	by     map[string]*[2]int64
+	stolen int64
 
 	// Local observations since the last OnStart.
 	Starts       int
@@ -45,6 +58,7 @@ func (p *Probe) OnStart(c service.Cluster, snap io.Reader) error {
 	p.cluster = c
 	p.Starts++
 	p.counter, p.fired, p.closes, p.opens = 0, nil, nil, 0
+	p.by, p.stolen = map[string]*[2]int64{}, 0
 	p.SnapshotSeen = snap != nil
 	if snap == nil {
 		return nil
@@ -54,7 +68,7 @@ func (p *Probe) OnStart(c service.Cluster, snap io.Reader) error {
 		return err
 	}
 	parts := strings.Split(string(b), "\n")
-	if len(parts) != 4 {
+	if len(parts) != 6 {
 		return fmt.Errorf("probe: bad snapshot %q", b)
 	}
 	if p.counter, err = strconv.ParseInt(parts[0], 10, 64); err != nil {
@@ -65,11 +79,38 @@ func (p *Probe) OnStart(c service.Cluster, snap io.Reader) error {
 	}
 	p.fired = strings.Fields(parts[2])
 	p.closes = strings.Fields(parts[3])
+	for _, w := range strings.Fields(parts[4]) {
+		var name string
+		var n [2]int64
+		if _, err := fmt.Sscanf(strings.Replace(w, "=", " ", 1), "%s %d,%d", &name, &n[0], &n[1]); err != nil {
+			return fmt.Errorf("probe: bad principal %q: %v", w, err)
+		}
+		if name == "-" {
+			name = ""
+		}
+		p.by[name] = &n
+	}
+	if p.stolen, err = strconv.ParseInt(parts[5], 10, 64); err != nil {
+		return err
+	}
 	return nil
 }
 
+// count returns principal's counts (sessions opened, increments applied), created if new.
+func (p *Probe) count(principal string) *[2]int64 {
+	n := p.by[principal]
+	if n == nil {
+		n = new([2]int64)
+		p.by[principal] = n
+	}
+	return n
+}
+
 // OnSessionOpen implements service.Service.
-func (p *Probe) OnSessionOpen(s service.Session, t time.Time) { p.opens++ }
+func (p *Probe) OnSessionOpen(s service.Session, t time.Time) {
+	p.opens++
+	p.count(s.Principal())[0]++
+}
 
 // OnSessionClose implements service.Service.
 func (p *Probe) OnSessionClose(s service.Session, t time.Time, reason service.CloseReason) {
@@ -85,7 +126,11 @@ func (p *Probe) OnSessionMessage(s service.Session, t time.Time, msg []byte) []b
 	switch f[0] {
 	case "inc":
 		p.counter++
+		p.count(s.Principal())[1]++
 		return []byte(strconv.FormatInt(p.counter, 10))
+	case "steal":
+		p.stolen++
+		return []byte("stolen")
 	case "timer":
 		id, _ := strconv.ParseInt(f[1], 10, 64)
 		ms, _ := strconv.ParseInt(f[2], 10, 64)
@@ -117,7 +162,16 @@ func (p *Probe) OnTimerEvent(id int64, t time.Time) {
 
 // OnTakeSnapshot implements service.Service.
 func (p *Probe) OnTakeSnapshot(w io.Writer) error {
-	_, err := fmt.Fprintf(w, "%d\n%d\n%s\n%s", p.counter, p.opens, strings.Join(p.fired, " "), strings.Join(p.closes, " "))
+	var by []string
+	for _, name := range slices.Sorted(maps.Keys(p.by)) {
+		n := p.by[name]
+		if name == "" {
+			name = "-"
+		}
+		by = append(by, fmt.Sprintf("%s=%d,%d", name, n[0], n[1]))
+	}
+	_, err := fmt.Fprintf(w, "%d\n%d\n%s\n%s\n%s\n%d", p.counter, p.opens, strings.Join(p.fired, " "), strings.Join(p.closes, " "),
+		strings.Join(by, " "), p.stolen)
 	return err
 }
 
@@ -147,6 +201,18 @@ func (p *Probe) OnQuery(q []byte) []byte {
 	}
 	return []byte("ERR unknown query")
 }
+
+// Principal returns how many sessions principal opened and how many increments it applied, as
+// replicated state.
+func (p *Probe) Principal(principal string) (opens, incs int64) {
+	if n := p.by[principal]; n != nil {
+		return n[0], n[1]
+	}
+	return 0, 0
+}
+
+// Stolen returns how many "steal" commands were applied.
+func (p *Probe) Stolen() int64 { return p.stolen }
 
 // Counter returns the replicated counter.
 func (p *Probe) Counter() int64 { return p.counter }

@@ -52,14 +52,18 @@ type SimReport struct {
 	// and the leadership transfers asked (controls.go).
 	Suspensions, Snapshots, Preferences, Transfers int
 	TransfersNotNow                                int // answered "not now" or "outcome unknown"
-	ClusterVersion                                 uint16
-	Violations                                     []string
+	// Denials counts the answers "denied" (principals.go), Thefts the thief's requests about
+	// other principals' sessions.
+	Denials, Thefts int
+	ClusterVersion  uint16
+	Violations      []string
 }
 
 func (r SimReport) String() string {
-	return fmt.Sprintf("seed %d: %d members, %d ops (%d acked increments, %d unknown, %d queries), %d crashes (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d disk stalls, %d partitions, %d client pauses, %d sessions expired, %d leader terms, %d upgrades, cluster version %d, %d members lost synced data, %d wiped (%d stopped), final %d",
+	return fmt.Sprintf("seed %d: %d members, %d ops (%d acked increments, %d unknown, %d queries), %d crashes (%d during a sync, %d armed ones in a sync, %d of a majority, %d of all), %d disk stalls, %d partitions, %d client pauses, %d sessions expired, %d leader terms, %d upgrades, cluster version %d, %d members lost synced data, %d wiped (%d stopped), %d denials, %d thefts tried, final %d",
 		r.Seed, r.Nodes, r.Ops, r.Acked, r.Unknown, r.Queries, r.Crashes, r.CrashesInSync, r.ArmedInSync, r.MajorityCrashes, r.AllCrashes,
-		r.Stalls, r.Partitions, r.Pauses, r.Expiries, r.LeaderTerms, r.Upgrades, r.ClusterVersion, r.LostData, r.Wipes, r.WipedStopped, r.Final)
+		r.Stalls, r.Partitions, r.Pauses, r.Expiries, r.LeaderTerms, r.Upgrades, r.ClusterVersion, r.LostData, r.Wipes, r.WipedStopped,
+		r.Denials, r.Thefts, r.Final)
 }
 
 type simOp struct {
@@ -72,6 +76,9 @@ type simOp struct {
 	seq        wire.Seq
 	queryID    uint64
 	resultSeen bool
+	// denied: the client's grant does not allow it (principals.go): it must never be answered,
+	// and stays out of the history.
+	denied bool
 }
 
 // simAbort carries a member's or the harness's failure out of the run.
@@ -126,10 +133,11 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 		},
 	})
 	c.Fatalf = func(format string, args ...any) { panic(simAbort{fmt.Sprintf(format, args...)}) }
+	c.AdminGrant = operatorGrant
 	defer func() {
 		rep.Crashes, rep.CrashesInSync, rep.ArmedInSync = c.Stats.Crashes, c.Stats.CrashesInSync, c.Stats.ArmedInSync
 		rep.MajorityCrashes, rep.AllCrashes, rep.Stalls = c.Stats.MajorityCrashes, c.Stats.AllCrashes, c.Stats.Stalls
-		rep.Syncs = c.Stats.Syncs
+		rep.Syncs, rep.Denials = c.Stats.Syncs, c.Stats.Denials
 	}()
 	c.DropRate, c.DupRate, c.Reorder = sch.Drop, sch.Dup, sch.Reorder
 	for i, n := range c.Nodes {
@@ -196,9 +204,17 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 
 	var ops []*simOp
 	clients := make([]*Client, simClients)
-	for i := range clients {
+	everyClient := make([]*Client, 0, simClients) // replaced ones too
+	newClient := func(i int) {
 		clients[i] = c.NewClient()
+		clients[i].Grant = simGrants[i]
+		everyClient = append(everyClient, clients[i])
 	}
+	for i := range clients {
+		newClient(i)
+	}
+	th := newThief(c, sch.Seed, violate)
+	lastSeq := make([]wire.Seq, simClients)
 	paused := make([]bool, simClients)
 	issue := func(i int) {
 		if paused[i] {
@@ -206,18 +222,34 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 		}
 		cl := clients[i]
 		if cl.Expired() {
-			clients[i] = c.NewClient() // a fresh session; the old one's unknown outcomes stay unknown
+			newClient(i) // a fresh session; the old one's unknown outcomes stay unknown
 			cl = clients[i]
+			lastSeq[i] = 0
 			rep.Expiries++
 		}
 		if cl.Unanswered() >= 3 {
 			return
 		}
 		op := &simOp{client: i, call: c.Now(), cl: cl}
-		if rng.IntN(3) == 0 {
+		query := rng.IntN(3) == 0
+		if g := cl.Grant; g != nil && !g.Commands {
+			query = !query // a reader reads mostly, and tries a command now and then
+		}
+		switch g := cl.Grant; {
+		case query:
 			op.query, op.queryID = true, cl.Query([]byte("get"))
-		} else {
+			op.denied = g != nil && !g.Queries
+		case g != nil && !g.Commands:
+			seq, err := cl.TrySubmitBy([]byte("inc"), c.Now()+deniedCommandWait)
+			if err != nil {
+				c.fatalf("client %d: submit: %v", i, err)
+			}
+			op.seq, op.denied = seq, true
+		default:
 			op.seq = cl.Submit([]byte("inc"))
+		}
+		if !op.query {
+			lastSeq[i] = op.seq
 		}
 		ops = append(ops, op)
 	}
@@ -231,6 +263,7 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 				issue(i)
 			}
 		}
+		th.try(clients, lastSeq)
 		for next < len(sch.Faults) && sch.Faults[next].At <= c.Elapsed() {
 			f := sch.Faults[next]
 			next++
@@ -309,9 +342,12 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	}
 	c.RunUntil(learning(c, c.LeaderAgreed), 10*time.Second)
 	stopRemoved(c)
+	// A client with a principal waits for cluster version 6 (principals.go): in a seed that
+	// cannot reach it, its commands are given up once the others are done.
+	waits := func(cl *Client) bool { return cl.Grant != nil && cl.Grant.Principal != "" && !principalsExpected(c) }
 	done := func() bool {
 		for _, cl := range clients {
-			if !cl.Expired() && cl.Unanswered() > 0 {
+			if !cl.Expired() && cl.Unanswered() > 0 && !waits(cl) {
 				return false
 			}
 		}
@@ -320,11 +356,19 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	if !c.RunUntil(learning(c, done), 120*time.Second) {
 		violate("clients still waiting 120 s after the faults stopped: %s", c.Describe())
 	}
+	for _, cl := range clients {
+		if waits(cl) {
+			cl.GiveUp(errors.New("the cluster version never reached 6: the session waited for ever"))
+		}
+	}
 	if !c.RunUntil(learning(c, c.Converged), 60*time.Second) {
 		violate("members did not converge after the faults stopped: %s", c.Describe())
 	}
 	checkClusterVersion(c, violate)
 	checkClusterIdentity(c, violate)
+	checkPrincipals(c, violate)
+	checkGrantsHeld(everyClient, violate)
+	rep.Thefts = th.attempts
 	for _, n := range c.Nodes {
 		if strings.HasPrefix(n.Lost, "wiped") {
 			rep.WipedStopped++
@@ -339,6 +383,9 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 	seen := map[int64]bool{}
 	var attempted int64
 	for _, op := range ops {
+		if op.denied {
+			continue // never answered (checkGrantsHeld), never applied (checkPrincipals)
+		}
 		if op.query {
 			r, ok := op.cl.QueryResults[op.queryID]
 			if !ok || r.Err != nil {
@@ -397,18 +444,7 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 // leader's raise (liveness: every member reported), and never more (safety: a member of an
 // older build would have stopped at the raise, which the run reports as a member that stopped).
 func checkClusterVersion(c *Cluster, violate func(string, ...any)) {
-	want, lost := container.ClusterVersionMax, false
-	for _, n := range c.Nodes {
-		switch {
-		case n.Lost != "":
-			// Down for good, it holds the version back with what it said when it last started —
-			// it is in the configuration, and may come back as it was — and only a leader that
-			// heard that may count on it: a leader elected since knows nothing of it, and waits.
-			want, lost = min(want, n.reported), true
-		case n.ClusterVersionMax != 0:
-			want = min(want, n.ClusterVersionMax)
-		}
-	}
+	want, lost := expectedClusterVersion(c)
 	agreed := func() bool {
 		for _, n := range c.Nodes {
 			if n.Lost != "" {
@@ -434,6 +470,24 @@ func checkClusterVersion(c *Cluster, violate func(string, ...any)) {
 		}
 		violate("the cluster version is "+what+" 30 s after the faults stopped: %s", want, strings.Join(got, ", "))
 	}
+}
+
+// expectedClusterVersion is checkClusterVersion's expectation, from the members' builds: the
+// cluster version must reach want, or (lost: a member is down for good) may stay below it.
+func expectedClusterVersion(c *Cluster) (want uint16, lost bool) {
+	want = container.ClusterVersionMax
+	for _, n := range c.Nodes {
+		switch {
+		case n.Lost != "":
+			// Down for good, it holds the version back with what it said when it last started —
+			// it is in the configuration, and may come back as it was — and only a leader that
+			// heard that may count on it: a leader elected since knows nothing of it, and waits.
+			want, lost = min(want, n.reported), true
+		case n.ClusterVersionMax != 0:
+			want = min(want, n.ClusterVersionMax)
+		}
+	}
+	return want, lost
 }
 
 // checkClusterIdentity checks, after checkClusterVersion, that a cluster at version 3 or more has

@@ -77,6 +77,8 @@ func TestSimulation(t *testing.T) {
 			total.Preferences += rep.Preferences
 			total.Transfers += rep.Transfers
 			total.TransfersNotNow += rep.TransfersNotNow
+			total.Denials += rep.Denials
+			total.Thefts += rep.Thefts
 			if rep.ClusterVersion < container.ClusterVersionMax {
 				heldBack++
 			}
@@ -91,6 +93,10 @@ func TestSimulation(t *testing.T) {
 		total.Joins, total.Removals, total.Rebuilds, total.Replacements, total.MembershipRefused, total.MembershipGaveUp, minOps)
 	t.Logf("controls: %d suspensions, %d snapshots on request, %d preferences set, %d leadership transfers done (%d answered not now or outcome unknown)",
 		total.Suspensions, total.Snapshots, total.Preferences, total.Transfers, total.TransfersNotNow)
+	t.Logf("principals: %d answers denied, %d requests of the thief about other principals' sessions", total.Denials, total.Thefts)
+	if ran >= 50 && (total.Denials == 0 || total.Thefts == 0) {
+		t.Fatalf("the seed budget denied nothing, or the thief tried nothing: the simulation proves nothing of authorization")
+	}
 	if ran >= 50 && (total.Suspensions == 0 || total.Snapshots == 0 || total.Preferences == 0 || total.Transfers == 0) {
 		t.Fatalf("the seed budget made no suspension, no snapshot, no preference or no transfer: the simulation proves nothing of them")
 	}

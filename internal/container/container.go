@@ -116,11 +116,14 @@ type Member struct {
 }
 
 type session struct {
-	id     wire.SessionID
-	win    window // the floor (every command below it was acknowledged) and the replies above it
-	bytes  int64  // accounted bytes of this session (overhead + window)
-	handle *sessionHandle
-	closed bool // closed (and no longer in Container.sessions)
+	id wire.SessionID
+	// principal is who opened the session ("": anonymous), as the open recorded it (cluster
+	// version 6 on); it never changes.
+	principal string
+	win       window // the floor (every command below it was acknowledged) and the replies above it
+	bytes     int64  // accounted bytes of this session (overhead, principal and window)
+	handle    *sessionHandle
+	closed    bool // closed (and no longer in Container.sessions)
 }
 
 // Container applies committed entries to a service. Not safe for concurrent use.
@@ -219,8 +222,11 @@ func (c *Container) Start(snapshot []byte, index uint64) error {
 		c.clusterUUID = st.clusterUUID
 		c.suspended, c.preferred, c.preferredSet, c.lastShutdown = st.suspended, st.preferred, st.preferredSet, st.lastShutdown
 		for _, s := range st.sessions {
-			s.handle = &sessionHandle{c: c, id: s.id}
-			s.bytes = sessionOverheadBytes + slotBytes*int64(s.win.span)
+			if bugs.Active(bugs.SnapshotDropsPrincipal) {
+				s.principal = "" // planted bug: the principal does not survive a snapshot
+			}
+			s.handle = &sessionHandle{c: c, id: s.id, principal: s.principal}
+			s.bytes = sessionOverheadBytes + int64(len(s.principal)) + slotBytes*int64(s.win.span)
 			s.win.each(func(_ wire.Seq, r []byte) { s.bytes += entryOverheadBytes + int64(len(r)) })
 			c.bytesUsed += s.bytes
 			c.sessions[s.id] = s
@@ -264,6 +270,15 @@ func (c *Container) SessionCounts() (opened, closed, expired int64) {
 
 // SessionOpen reports whether a session is open.
 func (c *Container) SessionOpen(id wire.SessionID) bool { _, ok := c.sessions[id]; return ok }
+
+// SessionPrincipal returns the principal that opened session id ("": anonymous) and whether the
+// session is open. No allocation: for the path every command takes.
+func (c *Container) SessionPrincipal(id wire.SessionID) (string, bool) {
+	if s, ok := c.sessions[id]; ok {
+		return s.principal, true
+	}
+	return "", false
+}
 
 // SessionClosed reports whether id belongs to a session that was closed (and is still
 // remembered): opening it again is refused.
@@ -464,7 +479,12 @@ func (c *Container) ApplyBatch(index uint64, b *wire.Batch) (bool, error) {
 		it := &b.Items[i]
 		switch it.Kind {
 		case wire.ItemOpen:
-			c.open(it.Session)
+			c.open(it.Session, "")
+		case wire.ItemOpenPrincipal:
+			if c.clusterVersion < ClusterVersionPrincipal {
+				return false, fmt.Errorf("%w: the entry at index %d, at cluster version %d", ErrPrincipalBeforeVersion, index, c.clusterVersion)
+			}
+			c.open(it.Session, it.Principal)
 		case wire.ItemCommand:
 			c.command(it)
 		case wire.ItemClose:
@@ -506,7 +526,10 @@ func (c *Container) fireTimers() {
 	}
 }
 
-func (c *Container) open(id wire.SessionID) {
+// open opens session id for principal ("": anonymous). Opening an open session changes nothing,
+// whoever asks: the first open applied decides the principal (the leader refuses an open or
+// attach of another principal's session before proposing anything; replica's ingress.go).
+func (c *Container) open(id wire.SessionID, principal string) {
 	if _, ok := c.sessions[id]; ok {
 		return // idempotent
 	}
@@ -515,7 +538,8 @@ func (c *Container) open(id wire.SessionID) {
 			Reason: uint8(c.ClosedReason(id))})
 		return
 	}
-	if len(c.sessions) >= c.cfg.SessionsMax || c.bytesUsed+sessionOverheadBytes > c.cfg.ResponseBytesMax {
+	cost := sessionOverheadBytes + int64(len(principal))
+	if len(c.sessions) >= c.cfg.SessionsMax || c.bytesUsed+cost > c.cfg.ResponseBytesMax {
 		// The text is the refused client's to show; it is the same on every member (replicated
 		// state and configuration only).
 		why := fmt.Sprintf("session limit reached: %d sessions open (SessionsMax %d)", len(c.sessions), c.cfg.SessionsMax)
@@ -525,8 +549,8 @@ func (c *Container) open(id wire.SessionID) {
 		c.egress(&wire.ClientMsg{Kind: wire.CSessionEvent, Session: id, Status: wire.StatusRejected, Payload: []byte(why)})
 		return
 	}
-	s := &session{id: id, bytes: sessionOverheadBytes}
-	s.handle = &sessionHandle{c: c, id: id}
+	s := &session{id: id, principal: principal, bytes: cost}
+	s.handle = &sessionHandle{c: c, id: id, principal: principal}
 	c.sessions[id] = s
 	c.bytesUsed += s.bytes
 	c.inLog = true
@@ -703,11 +727,14 @@ func (v *clusterView) CloseSession(id service.SessionID) error {
 }
 
 type sessionHandle struct {
-	c  *Container
-	id wire.SessionID
+	c         *Container
+	id        wire.SessionID
+	principal string
 }
 
 func (h *sessionHandle) ID() service.SessionID { return service.SessionID(h.id) }
+
+func (h *sessionHandle) Principal() string { return h.principal }
 
 func (h *sessionHandle) Offer(msg []byte) error {
 	c := h.c

@@ -31,8 +31,10 @@
 // Applying a batch: cluster time moves to the leader's timestamp, never backwards; the timers
 // whose deadline it reached fire, in (deadline, correlation id) order; then the items apply in
 // order:
-//   - open: idempotent. Refused, with a session event that says why, over SessionsMax or the
-//     response byte budget; refused as expired if the id belongs to a session closed before and
+//   - open: idempotent (the first open applied decides the session's principal: an open for a
+//     principal, from cluster version 6, records who opened it, which the service reads as
+//     Session.Principal; a plain open is anonymous). Refused, with a session event that says
+//     why, over SessionsMax or the response byte budget; refused as expired if the id belongs to a session closed before and
 //     still remembered (ClosedSessionsMax), so a client never gets a fresh session under an old
 //     id and has its old commands applied twice.
 //   - command: the client's lowest unacknowledged number moves the session's floor up and frees

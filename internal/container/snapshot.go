@@ -15,10 +15,11 @@ import (
 //
 //	magic "TNDC" | version u8 | applied u64 | clusterTime i64
 //	format 2 and 3: cluster version u16
-//	format 3 and 4: cluster uuid [16] (zero: none recorded yet)
-//	format 4 only: suspended u8 | preferred set u8 | preferred: count u8, each member id u32
-//	               | last shutdown index u64 (0: none)
-//	sessions: count u32, each: id [16] | floor u64 | replies u32, each: seq u64 | len u32 | bytes
+//	format 3 on: cluster uuid [16] (zero: none recorded yet)
+//	format 4 on: suspended u8 | preferred set u8 | preferred: count u8, each member id u32
+//	             | last shutdown index u64 (0: none)
+//	sessions: count u32, each: id [16] | format 5 on: principal len u16 | bytes ("": anonymous;
+//	          at most wire.MaxPrincipalBytes) | floor u64 | replies u32, each: seq u64 | len u32 | bytes
 //	timers:   count u32, each (by correlation id): id i64 | deadline i64
 //	members:  count u32, each (by raft id): raft id u64 | removed u8 | len u32 | addrs (Member.Addrs)
 //	closed:   count u32, each (oldest close first): session id [16]
@@ -31,10 +32,12 @@ import (
 // Format 1 is what every build up to 045a031 wrote, and what this one writes while the cluster
 // version is 1 (a member that applies only version 1 may install it); at cluster version 2 it
 // writes format 2, from cluster version 3 on format 3 (which adds the cluster's identity), and from
-// cluster version 5 on format 4 (which adds the operator's controls: suspension and preference).
-// The format follows replicated state, so members still write equal bytes at equal indexes. It
-// reads all four: format 1 holds cluster version 1, format 2 a version of 2, format 3 one of 3
-// or 4, format 4 one of 5 or more.
+// cluster version 5 on format 4 (which adds the operator's controls: suspension and preference),
+// and from cluster version 6 on format 5 (which adds each session's principal). The format
+// follows replicated state, so members still write equal bytes at equal indexes. It reads all
+// five: format 1 holds cluster version 1, format 2 a version of 2, format 3 one of 3 or 4, format
+// 4 one of 5, format 5 one of 6 or more. A session of a format older than 5 is anonymous: no
+// session had a principal below cluster version 6.
 var snapshotMagic = [4]byte{'T', 'N', 'D', 'C'}
 
 // Snapshot formats this build reads; it writes the one the cluster version asks for.
@@ -43,10 +46,11 @@ const (
 	snapshotFormat2 uint8 = 2
 	snapshotFormat3 uint8 = 3
 	snapshotFormat4 uint8 = 4
+	snapshotFormat5 uint8 = 5
 
 	// SnapshotFormatMin and SnapshotFormatMax bound the formats this build reads.
 	SnapshotFormatMin = snapshotFormat1
-	SnapshotFormatMax = snapshotFormat4
+	SnapshotFormatMax = snapshotFormat5
 )
 
 // ErrBadSnapshot wraps every snapshot decoding error.
@@ -64,6 +68,8 @@ func (c *Container) TakeSnapshot() ([]byte, error) {
 	b := append([]byte(nil), snapshotMagic[:]...)
 	format := snapshotFormat1
 	switch {
+	case c.clusterVersion >= ClusterVersionPrincipal:
+		format = snapshotFormat5
 	case c.clusterVersion >= ClusterVersionControl:
 		format = snapshotFormat4
 	case c.clusterVersion >= 3:
@@ -91,6 +97,10 @@ func (c *Container) TakeSnapshot() ([]byte, error) {
 	for _, id := range c.SessionIDs() {
 		s := c.sessions[id]
 		b = append(b, id[:]...)
+		if format >= snapshotFormat5 {
+			b = le.AppendUint16(b, uint16(len(s.principal)))
+			b = append(b, s.principal...)
+		}
 		b = le.AppendUint64(b, uint64(s.win.floor))
 		b = le.AppendUint32(b, uint32(s.win.count))
 		s.win.each(func(seq wire.Seq, reply []byte) {
@@ -244,7 +254,8 @@ func decodeSnapshot(data []byte) (*snapshotState, error) {
 		st.clusterVersion = r.u16()
 		if r.err == nil && (st.clusterVersion < 2 || format == snapshotFormat2 && st.clusterVersion != 2 ||
 			format == snapshotFormat3 && (st.clusterVersion < 3 || st.clusterVersion >= ClusterVersionControl) ||
-			format == snapshotFormat4 && st.clusterVersion < ClusterVersionControl) {
+			format == snapshotFormat4 && st.clusterVersion != ClusterVersionControl ||
+			format == snapshotFormat5 && st.clusterVersion < ClusterVersionPrincipal) {
 			r.err = fmt.Errorf("%w: format %d with cluster version %d", ErrBadSnapshot, format, st.clusterVersion)
 		}
 	}
@@ -269,11 +280,22 @@ func decodeSnapshot(data []byte) (*snapshotState, error) {
 			r.err = fmt.Errorf("%w: a shutdown at index %d, past the snapshot's %d", ErrBadSnapshot, st.lastShutdown, st.applied)
 		}
 	}
-	n := r.count(16 + 8 + 4)
+	sessionBytes := 16 + 8 + 4
+	if format >= snapshotFormat5 {
+		sessionBytes += 2
+	}
+	n := r.count(sessionBytes)
 	var prev *wire.SessionID
 	for range n {
 		s := &session{}
 		copy(s.id[:], r.take(16))
+		if format >= snapshotFormat5 {
+			k := int(r.u16())
+			if r.err == nil && k > wire.MaxPrincipalBytes {
+				r.err = fmt.Errorf("%w: a principal of %d bytes (at most %d)", ErrBadSnapshot, k, wire.MaxPrincipalBytes)
+			}
+			s.principal = string(r.take(k))
+		}
 		s.win.floor = wire.Seq(r.u64())
 		k := r.count(8 + 4)
 		next := s.win.floor // replies are recorded in increasing order, at or above the floor

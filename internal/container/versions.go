@@ -36,9 +36,19 @@ import (
 //	5  the operator's controls (wire.EntryControl: suspend, resume, snapshot, shutdown, the
 //	   preferred leader; control.go); snapshot format 4 records the suspension and the
 //	   preference.
+//	6  principals: an open for a principal (wire.ItemOpenPrincipal) records who opened the
+//	   session — the authenticated principal of the client's connection — in the session's
+//	   state, which the service reads as service.Session.Principal(); snapshot format 5 records
+//	   it with each session. A session opened otherwise (an ItemOpen, every session opened below
+//	   version 6, and every session of a format 4 snapshot or older) is anonymous ("").
 
 // ClusterVersionMax is the highest cluster version this build can apply.
-const ClusterVersionMax uint16 = 5
+const ClusterVersionMax uint16 = 6
+
+// ClusterVersionPrincipal is the cluster version from which an open carries its principal
+// (wire.ItemOpenPrincipal): below it the leader proposes none, and an authenticated client's
+// session waits (replica's ingress.go).
+const ClusterVersionPrincipal uint16 = 6
 
 // ClusterVersionMembership is the cluster version from which membership changes are proposed
 // and applied.
@@ -108,6 +118,10 @@ func (c *Container) ApplyClusterIdentity(index uint64, u wire.ClusterUUID) (due,
 	}
 	return c.ApplyEmpty(index), recorded, nil
 }
+
+// ErrPrincipalBeforeVersion: an open for a principal was committed below cluster version 6. No
+// build proposes one then (members of older builds could not decode it): the member stops there.
+var ErrPrincipalBeforeVersion = errors.New("container: an open for a principal below cluster version 6")
 
 // recordsCloseReasons: from cluster version 2 on, a closed session's reason is remembered.
 func (c *Container) recordsCloseReasons() bool { return c.clusterVersion >= 2 }

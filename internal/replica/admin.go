@@ -65,6 +65,15 @@ func (r *Replica) admin(conn ConnID, m *wire.ClientMsg) {
 		r.answerAdmin(conn, m.RequestID, wire.StatusBadRequest, &wire.AdminResponse{Error: err.Error()})
 		return
 	}
+	if !adminKnown(req.Op) {
+		r.answerAdmin(conn, m.RequestID, wire.StatusBadRequest, &wire.AdminResponse{Error: fmt.Sprintf(
+			"unknown operation %q (this member knows status, errors, list-members, join, remove-member, promote, replace-member, "+
+				"transfer-leader, suspend, resume, snapshot, shutdown, set-preferred-leader)", req.Op)})
+		return
+	}
+	if m.Grant != nil && !r.mayAdmin(conn, m, req.Op) {
+		return // any member refuses what the principal may not do (principals.go)
+	}
 	switch req.Op {
 	case wire.AdminStatus:
 		st := r.memberStatus()
@@ -75,13 +84,6 @@ func (r *Replica) admin(conn ConnID, m *wire.ClientMsg) {
 		return
 	case wire.AdminErrors:
 		r.answerErrors(conn, m.RequestID)
-		return
-	case wire.AdminListMembers, wire.AdminJoin, wire.AdminRemoveMember, wire.AdminPromote, wire.AdminReplaceMember,
-		wire.AdminTransferLeader, wire.AdminSuspend, wire.AdminResume, wire.AdminSnapshot, wire.AdminShutdown, wire.AdminSetPreferred:
-	default:
-		r.answerAdmin(conn, m.RequestID, wire.StatusBadRequest, &wire.AdminResponse{Error: fmt.Sprintf(
-			"unknown operation %q (this member knows status, errors, list-members, join, remove-member, promote, replace-member, "+
-				"transfer-leader, suspend, resume, snapshot, shutdown, set-preferred-leader)", req.Op)})
 		return
 	}
 	if !r.isLeader() {
@@ -137,6 +139,18 @@ func (r *Replica) admin(conn ConnID, m *wire.ClientMsg) {
 	case resp != nil:
 		r.answerAdmin(conn, m.RequestID, wire.StatusOK, resp)
 	}
+}
+
+// adminKnown reports whether this member knows admin operation op. An unknown one is refused by
+// name (StatusBadRequest) before the grant is asked: nothing is decided for what is not known.
+func adminKnown(op string) bool {
+	switch op {
+	case wire.AdminStatus, wire.AdminErrors, wire.AdminListMembers, wire.AdminJoin, wire.AdminRemoveMember, wire.AdminPromote,
+		wire.AdminReplaceMember, wire.AdminTransferLeader, wire.AdminSuspend, wire.AdminResume, wire.AdminSnapshot,
+		wire.AdminShutdown, wire.AdminSetPreferred:
+		return true
+	}
+	return false
 }
 
 // adminMembers is the membership as the admin channel shows it.

@@ -6,7 +6,8 @@
 //
 // The files: config.go (Config, its defaults and validation), members.go (member and raft ids,
 // advertised addresses), ingress.go (client requests and their admission, batching and proposals,
-// session expiry), reads.go (queries and ReadIndex rounds), handler.go (what the consensus core
+// session expiry), principals.go (what a connection's grant allows, and whose sessions it may
+// use), reads.go (queries and ReadIndex rounds), handler.go (what the consensus core
 // calls back: sending, applying, installing snapshots, role changes, and the egress of answers),
 // replica.go (the Replica, its life cycle and Process).
 //
@@ -61,6 +62,13 @@
 //   - When leadership is lost, attached clients are redirected; their unanswered commands are
 //     retried by the client under the same numbers and answered once through the response
 //     window, and their pending queries are redirected too.
+//   - Authorization (principals.go): a request from an authenticated connection (a Grant) that
+//     its principal may not make — a command without Commands, a query without Queries, an admin
+//     operation Grant.MayAdmin refuses (list-members excepted) — is answered "denied" by any
+//     member, never proposed; a request about a session another principal opened is answered
+//     "denied" by the leader. Below cluster version 6 an authenticated client's session requests
+//     are answered "unavailable" (the cluster cannot record its principal yet). A request without
+//     a Grant (a port without authentication) may do anything, on any session.
 //   - Cluster time moves only with the log: when a timer is due and the log is idle, the leader
 //     proposes an entry carrying nothing but its clock.
 package replica

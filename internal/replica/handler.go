@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-cluster/tandem/internal/consensus"
+	"github.com/tandem-cluster/tandem/internal/container"
 	"github.com/tandem-cluster/tandem/internal/wire"
 	"github.com/tandem-cluster/tandem/service"
 )
@@ -100,6 +102,9 @@ func (r *Replica) applyData(ix, term uint64, data []byte) (bool, error) {
 			return false, fmt.Errorf("%w: the entry at index %d: %w", ErrCannotApply, ix, err)
 		}
 		due, err := r.ctr.ApplyBatch(ix, &b)
+		if errors.Is(err, container.ErrPrincipalBeforeVersion) {
+			return false, fmt.Errorf("%w: %w", ErrCannotApply, err)
+		}
 		if err != nil {
 			return false, fmt.Errorf("replica: applying entry %d: %w", ix, err)
 		}

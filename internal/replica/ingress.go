@@ -37,6 +37,9 @@ func (r *Replica) expireSessions(now int64) {
 
 // ClientRequest handles a request from a client connection.
 func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
+	if m.Grant != nil && !r.permitted(conn, m) {
+		return // any member refuses what the principal may not do (principals.go)
+	}
 	if r.tooLarge(conn, m) {
 		return
 	}
@@ -56,6 +59,9 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 			// of another cluster): nothing of its session is here. Refused before anything else.
 			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CSessionEvent, Session: m.Session, Status: wire.StatusWrongCluster,
 				Payload: []byte(fmt.Sprintf("this member belongs to cluster %s, not %s", own, m.ClusterUUID))})
+			return
+		}
+		if m.Grant != nil && r.foreign(conn, m) {
 			return
 		}
 		if r.ctr.SessionOpen(m.Session) {
@@ -89,18 +95,22 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 				Status: wire.StatusSessionExpired, Reason: uint8(r.ctr.ClosedReason(m.Session))})
 			return
 		}
-		if r.opening[m.Session] {
+		if r.isOpening(m.Session) {
 			r.attach(m.Session, conn, now)
 			return
 		}
-		if !r.admitPending(conn, m) {
+		open, ok := r.openItem(conn, m)
+		if !ok || !r.admitPending(conn, m) {
 			return
 		}
-		r.opening[m.Session] = true
+		r.opening[m.Session] = open.Principal
 		r.attach(m.Session, conn, now)
-		r.enqueue(wire.Item{Kind: wire.ItemOpen, Session: m.Session})
+		r.enqueue(open)
 	case wire.CCommand:
-		st := r.ctr.Admit(m.Session, m.Seq, m.LowestUnacked, r.opening[m.Session])
+		if m.Grant != nil && r.foreign(conn, m) {
+			return
+		}
+		st := r.ctr.Admit(m.Session, m.Seq, m.LowestUnacked, r.isOpening(m.Session))
 		if st == wire.StatusSessionExpired && r.unsure(m.Session) {
 			st = wire.StatusUnavailable
 		}
@@ -130,12 +140,15 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 		r.enqueue(wire.Item{Kind: wire.ItemCommand, Session: m.Session, Seq: m.Seq,
 			LowestUnacked: m.LowestUnacked, Payload: m.Payload, Received: r.meterNow()})
 	case wire.CKeepAlive:
+		if m.Grant != nil && r.foreign(conn, m) {
+			return
+		}
 		st := wire.StatusOK
 		if r.ctr.SessionOpen(m.Session) {
 			r.attach(m.Session, conn, now)
 		} else if r.unsure(m.Session) {
 			st = wire.StatusUnavailable
-		} else if !r.opening[m.Session] {
+		} else if !r.isOpening(m.Session) {
 			if r.confirmFirst(conn, m) {
 				return
 			}
@@ -143,6 +156,9 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 		}
 		r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CKeepAliveAck, Session: m.Session, Status: st})
 	case wire.CClose:
+		if m.Grant != nil && r.foreign(conn, m) {
+			return
+		}
 		switch {
 		case r.closing[m.Session]:
 			// A close is under way (the client's, resent, or the leader's expiry): the client
@@ -153,7 +169,7 @@ func (r *Replica) ClientRequest(conn ConnID, m *wire.ClientMsg) {
 			r.out.SendClient(conn, &wire.ClientMsg{Kind: wire.CResponse, Session: m.Session,
 				Status: wire.StatusUnavailable, Payload: []byte(catchingUpMessage)})
 			return
-		case r.opening[m.Session]:
+		case r.isOpening(m.Session):
 			// The open is proposed and not applied: the close follows it in the log.
 		case !r.ctr.SessionOpen(m.Session):
 			if r.confirmFirst(conn, m) {
@@ -218,7 +234,7 @@ const catchingUpMessage = "the leader is still applying its predecessors' log: r
 // unanswered commands' outcome unknown for ever; such requests are refused as unavailable
 // instead, and the client retries.
 func (r *Replica) unsure(id wire.SessionID) bool {
-	return r.appliedTerm < r.core.State().Term && !r.ctr.SessionOpen(id) && !r.ctr.SessionClosed(id) && !r.opening[id]
+	return r.appliedTerm < r.core.State().Term && !r.ctr.SessionOpen(id) && !r.ctr.SessionClosed(id) && !r.isOpening(id)
 }
 
 // confirmFirst holds back the answer that session m.Session is gone (expired or never opened)
@@ -399,7 +415,7 @@ func (r *Replica) refuseItems(items []wire.Item, err error) {
 		// the session must still be admitted (or refused) on it. A failed close is proposed
 		// again: by the client, or by expireSessions at a later tick, attached here or not.
 		switch it.Kind {
-		case wire.ItemOpen:
+		case wire.ItemOpen, wire.ItemOpenPrincipal:
 			delete(r.opening, it.Session)
 		case wire.ItemClose:
 			delete(r.closing, it.Session)

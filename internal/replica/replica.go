@@ -146,10 +146,10 @@ type Replica struct {
 	// attached maps an open (or opening) session to the connection its client uses here.
 	attached map[wire.SessionID]ConnID
 	// Leader-only state: reset on every change of leadership.
-	opening      map[wire.SessionID]bool  // opens proposed, not yet applied
-	closing      map[wire.SessionID]bool  // closes proposed, not yet applied
-	lastActivity map[wire.SessionID]int64 // local clock; a new term restarts every idle clock
-	pending      []wire.Item              // client items waiting to be proposed
+	opening      map[wire.SessionID]string // opens proposed, not yet applied: the principal each is for
+	closing      map[wire.SessionID]bool   // closes proposed, not yet applied
+	lastActivity map[wire.SessionID]int64  // local clock; a new term restarts every idle clock
+	pending      []wire.Item               // client items waiting to be proposed
 	pendingBytes int
 	lastTimeProp int // tick of the last time-only proposal
 
@@ -191,6 +191,9 @@ type Replica struct {
 	// identifying: this leader proposed the cluster's identity and has not applied an identity
 	// entry since.
 	identifying bool
+	// principalsWaitLogged: this member logged that an authenticated client waits for cluster
+	// version 6 (once: principals.go).
+	principalsWaitLogged bool
 
 	// The operator's controls (control.go): the requests this leader proposed and has not seen
 	// applied; shutdownProposed: this leader proposed (or applied) a shutdown and proposes
@@ -273,7 +276,7 @@ func New(cfg Config, svc service.Service, st consensus.Storage, clock Clock, out
 		out:          out,
 		store:        st,
 		attached:     map[wire.SessionID]ConnID{},
-		opening:      map[wire.SessionID]bool{},
+		opening:      map[wire.SessionID]string{},
 		closing:      map[wire.SessionID]bool{},
 		lastActivity: map[wire.SessionID]int64{},
 		readWaits:    map[uint64][]pendingRead{},

@@ -83,6 +83,15 @@ type harness struct {
 // the configuration, and drives it until it applied the bootstrap (so it knows its peers).
 func newHarness(t *testing.T, members int, tune func(*Config)) *harness {
 	t.Helper()
+	svc := counter.New()
+	h := newHarnessOf(t, members, tune, svc)
+	h.svc = svc
+	return h
+}
+
+// newHarnessOf is newHarness with another service than the counter (h.svc is then nil).
+func newHarnessOf(t *testing.T, members int, tune func(*Config), svc service.Service) *harness {
+	t.Helper()
 	cfg := DefaultConfig()
 	for i := range members {
 		cfg.Members = append(cfg.Members, Member{ID: i, ClientAddr: fmt.Sprintf("client-%d", i), MemberAddr: fmt.Sprintf("member-%d", i)})
@@ -94,8 +103,8 @@ func newHarness(t *testing.T, members int, tune func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, out: &recorder{}, clock: &fixedClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}, svc: counter.New()}
-	h.r, err = New(cfg, h.svc, st, h.clock, h.out)
+	h := &harness{t: t, out: &recorder{}, clock: &fixedClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}}
+	h.r, err = New(cfg, svc, st, h.clock, h.out)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,6 +164,8 @@ func BatchItemBytes(it *Item) int {
 		n += 8 + 8 + uvarintLen(uint64(len(it.Payload))) + len(it.Payload)
 	case ItemClose:
 		n++
+	case ItemOpenPrincipal:
+		n += uvarintLen(uint64(len(it.Principal))) + len(it.Principal)
 	}
 	return n
 }
@@ -193,6 +195,9 @@ func AppendBatch(dst []byte, b *Batch) []byte {
 			dst = putBytes(dst, it.Payload)
 		case ItemClose:
 			dst = append(dst, it.Reason)
+		case ItemOpenPrincipal:
+			dst = binary.AppendUvarint(dst, uint64(len(it.Principal)))
+			dst = append(dst, it.Principal...)
 		}
 	}
 	return dst
@@ -231,6 +236,11 @@ func DecodeBatch(data []byte) (Batch, error) {
 			it.Payload = r.bytes(MaxPayloadBytes)
 		case ItemClose:
 			it.Reason = r.u8()
+		case ItemOpenPrincipal:
+			it.Principal = string(r.bytes(MaxPrincipalBytes))
+			if r.err == nil && it.Principal == "" {
+				r.fail("an open for an empty principal")
+			}
 		default:
 			r.fail("item kind %d", it.Kind)
 		}

@@ -21,6 +21,7 @@ func sampleBatches() []Batch {
 			{Kind: ItemCommand, Session: sid, Seq: 7, LowestUnacked: 5, Payload: []byte("inc")},
 			{Kind: ItemCommand, Session: sid, Seq: 1<<64 - 1, LowestUnacked: 1, Payload: []byte{}},
 			{Kind: ItemClose, Session: sid, Reason: 3},
+			{Kind: ItemOpenPrincipal, Session: sid, Principal: "alice"},
 		}},
 		{TimestampNanos: 9, Items: []Item{{Kind: ItemCommand, Session: sid, Seq: 1, Payload: bytes.Repeat([]byte{0xab}, MaxPayloadBytes)}}},
 	}
@@ -680,5 +681,22 @@ func TestClientAuthMessages(t *testing.T) {
 	}
 	if (&Grant{Principal: "ro"}).MayAdmin(AdminStatus) == nil {
 		t.Fatal("a grant without Admin allowed one")
+	}
+}
+
+// An open for a principal (cluster version 6) round-trips; an empty principal, and one over
+// MaxPrincipalBytes, do not decode.
+func TestOpenForAPrincipal(t *testing.T) {
+	long := strings.Repeat("p", MaxPrincipalBytes)
+	b := Batch{TimestampNanos: 1, Items: []Item{{Kind: ItemOpenPrincipal, Session: sid, Principal: long}}}
+	got, err := DecodeBatch(AppendBatch(nil, &b))
+	if err != nil || got.Items[0].Principal != long || got.Items[0].Kind != ItemOpenPrincipal {
+		t.Fatalf("an open for a principal of %d bytes: %+v, %v", len(long), got, err)
+	}
+	for _, p := range []string{"", long + "x"} {
+		b.Items[0].Principal = p
+		if _, err := DecodeBatch(AppendBatch(nil, &b)); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("an open for a principal of %d bytes decoded: %v", len(p), err)
+		}
 	}
 }

@@ -91,6 +91,9 @@
 //	                       1 open:    nothing more
 //	                       2 command: seq u64 | lowest unacknowledged u64 | payload bytes(MaxPayloadBytes)
 //	                       3 close:   reason u8 (service.CloseReason)
+//	                       4 open for a principal: principal bytes(256), not empty (cluster
+//	                                  version 6 on: who opened the session; an anonymous
+//	                                  open is still kind 1)
 //	  2 cluster version: cluster version u16 (raises the cluster version to it; never lowers it)
 //	  3 cluster identity: uuid [16], not zero (cluster version 3 on): the cluster's identity,
 //	                     proposed once by a leader of a cluster that holds none; the first one

@@ -46,7 +46,8 @@ func FuzzDecodeBatch(f *testing.F) {
 			t.Fatalf("re-decode: %v", err)
 		}
 		for i := range b.Items {
-			if !bytes.Equal(b.Items[i].Payload, b2.Items[i].Payload) || b.Items[i].Seq != b2.Items[i].Seq {
+			if !bytes.Equal(b.Items[i].Payload, b2.Items[i].Payload) || b.Items[i].Seq != b2.Items[i].Seq ||
+				b.Items[i].Principal != b2.Items[i].Principal {
 				t.Fatalf("item %d differs after a round trip", i)
 			}
 		}

@@ -17,7 +17,15 @@ const (
 	ItemOpen    ItemKind = 1 // open a session (idempotent)
 	ItemCommand ItemKind = 2 // a client command
 	ItemClose   ItemKind = 3 // close a session (client request or leader-decided timeout)
+	// ItemOpenPrincipal: open a session for a principal (Item.Principal, never ""): the
+	// authenticated principal of the connection that opened it (cluster version 6 on; an open
+	// with no principal is still an ItemOpen, which every build reads).
+	ItemOpenPrincipal ItemKind = 4
 )
+
+// MaxPrincipalBytes bounds a principal's name (Grant.Principal) as the log records it: a
+// member refuses to open a session for a longer one (it never proposes what a decoder refuses).
+const MaxPrincipalBytes = 256
 
 // Item is one element of a log batch.
 type Item struct {
@@ -29,6 +37,8 @@ type Item struct {
 	Payload       []byte
 	// Close only: service.CloseReason as a byte.
 	Reason uint8
+	// ItemOpenPrincipal only: who opened the session (at most MaxPrincipalBytes, not empty).
+	Principal string
 	// Received is when the leader took the command, on its meter's clock (replica/meter.go):
 	// the leader's own, never encoded.
 	Received int64
