@@ -14,6 +14,7 @@ import (
 
 	"github.com/tandem-cluster/tandem/client"
 	"github.com/tandem-cluster/tandem/examples/counter"
+	"github.com/tandem-cluster/tandem/internal/admin"
 	"github.com/tandem-cluster/tandem/internal/testpki"
 	"github.com/tandem-cluster/tandem/internal/tlsconf"
 	"github.com/tandem-cluster/tandem/internal/wire"
@@ -152,6 +153,25 @@ func TestSecuredClientPort(t *testing.T) {
 		if !errors.Is(err, client.ErrUnauthenticated) || !strings.Contains(err.Error(), tc.want) || took > 5*time.Second {
 			t.Errorf("%s: %v after %s, want ErrUnauthenticated saying %q at once", tc.name, err, took, tc.want)
 		}
+	}
+	// Admin verbs: a writer may read the status, not suspend; the operator's token may.
+	writer := admin.Options{TLS: f.clientTLS(t, ""), Token: tokenWriter}
+	if _, st, err := admin.Call(ctx, c.clients, wire.AdminRequest{Op: wire.AdminListMembers}, writer); err != nil || st != wire.StatusOK {
+		t.Fatalf("a writer's list-members: %v %v", st, err)
+	}
+	resp, st, err := admin.Call(ctx, c.clients, wire.AdminRequest{Op: wire.AdminSuspend}, writer)
+	if err != nil || st != wire.StatusDenied || !strings.Contains(resp.Error, "app") {
+		t.Fatalf("a writer's suspend: %v %+v %v, want denied naming the principal", st, resp, err)
+	}
+	ops := admin.Options{TLS: f.clientTLS(t, ""), Token: tokenAdmin}
+	for _, op := range []string{wire.AdminSuspend, wire.AdminResume} {
+		if resp, st, err := admin.Call(ctx, c.clients, wire.AdminRequest{Op: op}, ops); err != nil || st != wire.StatusOK {
+			t.Fatalf("the operator's %s: %v %+v %v", op, st, resp, err)
+		}
+	}
+	if _, _, err := admin.Call(ctx, c.clients, wire.AdminRequest{Op: wire.AdminListMembers},
+		admin.Options{TLS: f.clientTLS(t, ""), Token: "not-a-token-0123456789"}); !errors.Is(err, admin.ErrUnauthenticated) {
+		t.Fatalf("an admin request with a wrong token: %v", err)
 	}
 	if v := inc(ctx, t, alice); v != 3 {
 		t.Fatalf("after the refusals the counter is %d, want 3", v)

@@ -285,6 +285,10 @@ func (a *Authenticator) Authenticate(certs []*x509.Certificate, token []byte) (*
 			return nil, errors.New("no credential")
 		}
 	}
+	if len(p.Name) > wire.MaxPrincipalBytes {
+		// The log records the name when a session opens: it is bounded there.
+		return nil, fmt.Errorf("the principal's name is %d bytes; at most %d", len(p.Name), wire.MaxPrincipalBytes)
+	}
 	az := a.Authorize
 	if az == nil {
 		az = RoleBased

@@ -195,8 +195,11 @@ func (s *Core) Received(conn ConnID, m *wire.ClientMsg) {
 			s.terminate(sessionEnded(m.Reason))
 		}
 	case wire.CKeepAliveAck:
-		if m.Status == wire.StatusSessionExpired {
+		switch m.Status {
+		case wire.StatusSessionExpired:
 			s.terminate(ErrSessionExpired)
+		case wire.StatusDenied:
+			s.terminate(fmt.Errorf("%w: %s", ErrDenied, reason(m)))
 		}
 	case wire.CPush:
 		if s.err == nil {
