@@ -66,8 +66,15 @@ func (t *Transport) acceptLoop() {
 }
 
 // serve authenticates an inbound connection and delivers its messages. Anything unexpected
-// closes the connection with a logged reason; nothing from it reaches raft.
+// closes the connection with a logged reason; nothing from it reaches raft. With Config.TLS, the
+// TLS handshake comes first, here in the connection's goroutine (tls.go).
 func (t *Transport) serve(conn net.Conn) {
+	if t.cfg.TLS != nil {
+		var ok bool
+		if conn, ok = t.acceptTLS(conn); !ok {
+			return
+		}
+	}
 	// Counted into the sender's received bytes once its handshake says who it is (stats.go).
 	cr := &countReader{r: conn}
 	r := bufio.NewReaderSize(cr, 256<<10)
