@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -223,6 +224,9 @@ type Node struct {
 
 	wrapListener func(port string, l net.Listener) net.Listener // tests only
 	refused      int                                            // Status.RaftRefused, behind mu
+	// peerCertPoll is how often the member port's TLS files are looked at for a renewal
+	// (peertls.go; 0: peerCertPollDefault; tests: shorter).
+	peerCertPoll time.Duration
 
 	// learnt receives what watchMembership learnt from the others; hinted are the peers it
 	// named (raft id → member address), which the transport keeps beside the recorded ones.
@@ -320,6 +324,11 @@ const (
 // wrapListeners wraps the member's listeners ("member", "client"), so a test can make them fail.
 func wrapListeners(wrap func(port string, l net.Listener) net.Listener) Option {
 	return func(n *Node) { n.wrapListener = wrap }
+}
+
+// withPeerCertPoll makes the member look at its TLS files every d (tests: a reload seen at once).
+func withPeerCertPoll(d time.Duration) Option {
+	return func(n *Node) { n.peerCertPoll = d }
 }
 
 // withInputCaps shrinks the loop's inputs, so a test can fill them.
@@ -691,6 +700,17 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("member %d: %w", cfg.ID, err)
 	}
 	defer lock.Close()
+	// The member port's TLS material, loaded before anything is served: a member that cannot
+	// load it does not start (peertls.go).
+	peerTLS, err := n.loadPeerTLS()
+	if err != nil {
+		for _, l := range []net.Listener{n.memberL, n.clientL, n.httpL} {
+			if l != nil {
+				_ = l.Close()
+			}
+		}
+		return fmt.Errorf("member %d: %w", cfg.ID, err)
+	}
 	// The HTTP endpoint serves from the start (a member joining or asking the cluster whether it
 	// may start is alive, and not ready) until Run returns.
 	hl := n.httpL
@@ -856,6 +876,7 @@ func (n *Node) Run(ctx context.Context) error {
 		Members:            n.founding.get,
 		Standing:           h.standing,
 		PeerStanding:       h.peerStanding,
+		TLS:                peerTLS,
 	}, h)
 	rcfg := cfg.replicaConfig()
 	rcfg.Container.ClusterVersionMax = clusterMax
@@ -893,6 +914,9 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Unlock()
 	tr.Start()
 	cs.Start()
+	if peerTLS != nil {
+		defer n.watchPeerCert(ctx, peerTLS, cmp.Or(n.peerCertPoll, peerCertPollDefault))()
+	}
 	n.emit(Event{Kind: EventStarted, Leader: -1})
 	wctx, stopWatch := context.WithCancel(ctx)
 	n.learnt = make(chan learnt, 1)
