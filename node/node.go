@@ -702,7 +702,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer lock.Close()
 	// The member port's TLS material, loaded before anything is served: a member that cannot
 	// load it does not start (peertls.go).
-	peerTLS, err := n.loadPeerTLS()
+	peerTLS, err := n.loadPeerTLS(&cfg)
 	if err != nil {
 		for _, l := range []net.Listener{n.memberL, n.clientL, n.httpL} {
 			if l != nil {

@@ -161,10 +161,9 @@ func (c *Config) validatePeerTLS() []error {
 	return errs
 }
 
-// loadPeerTLS loads the member port's TLS material (nil, nil: plaintext) and logs what it
-// loaded.
-func (n *Node) loadPeerTLS() (*tlsconf.Member, error) {
-	cfg := n.cfg
+// loadPeerTLS loads the member port's TLS material of cfg (Run's copy: a test changes a field of
+// n.cfg while a member runs) and logs what it loaded; nil, nil: plaintext.
+func (n *Node) loadPeerTLS(cfg *Config) (*tlsconf.Member, error) {
 	if !cfg.peerTLSOn() {
 		return nil, nil
 	}
@@ -184,6 +183,7 @@ func (n *Node) loadPeerTLS() (*tlsconf.Member, error) {
 // stays): when it starts, at most once per peerCertReloadLogEvery while it goes on, and when it
 // stops. The returned function stops it and waits.
 func (n *Node) watchPeerCert(ctx context.Context, m *tlsconf.Member, interval time.Duration) (stop func()) {
+	certFile := m.Source.Files().Cert
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -214,7 +214,7 @@ func (n *Node) watchPeerCert(ctx context.Context, m *tlsconf.Member, interval ti
 			}
 			if changed {
 				leaf := m.Source.Certificate().Leaf
-				n.log.Info("peer certificate reloaded: new member connections use it", "cert", n.cfg.PeerCertFile,
+				n.log.Info("peer certificate reloaded: new member connections use it", "cert", certFile,
 					"subject", leaf.Subject.CommonName, "not_after", m.Source.NotAfter().UTC().Format(time.RFC3339))
 			}
 		}
