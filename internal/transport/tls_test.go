@@ -396,3 +396,21 @@ func authedConns(tr *Transport, id uint64) []net.Conn {
 	}
 	return out
 }
+
+// A member with TLS that dials a plaintext member port is told apart there by its first bytes,
+// and each side says why the connection failed.
+func TestTLSHandshakeOnAPlaintextPortIsNamed(t *testing.T) {
+	p := newPKI(t, "peers")
+	var la, lb logBuffer
+	lna, lnb := listen(t), listen(t)
+	peers := map[uint64]string{1: lna.Addr().String(), 2: lnb.Addr().String()}
+	a, _ := startMember(t, Config{SelfID: 1, Peers: peers, Listener: lna, Logger: la.logger(), TLS: p.member(t, testpki.Member, "m1", "m1")})
+	startMember(t, Config{SelfID: 2, Peers: peers, Listener: lnb, Logger: lb.logger()})
+	a.Send([]*pb.Message{msgFrom(1, 2)})
+	waitFor(t, "the plaintext member names the TLS handshake", func() bool {
+		return strings.Contains(lb.String(), "a TLS handshake on a plaintext member port: the other end has peer TLS configured, this member has none")
+	})
+	waitFor(t, "the TLS member says the peer closed the connection during its handshake", func() bool {
+		return strings.Contains(la.String(), "the peer closed the connection during the TLS handshake: it refused it (see its log), or its member port does not use TLS")
+	})
+}
