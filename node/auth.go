@@ -1,10 +1,12 @@
 package node
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"time"
 
+	"github.com/tandem-cluster/tandem/internal/admin"
 	"github.com/tandem-cluster/tandem/internal/auth"
 	"github.com/tandem-cluster/tandem/internal/tlsconf"
 	"github.com/tandem-cluster/tandem/internal/transport"
@@ -194,4 +196,33 @@ func (n *Node) reloadCredentials(sec *clientSecurity, cs *transport.ClientServer
 		}
 	}()
 	return func() { close(quit); <-done }
+}
+
+// adminTLS is how this member connects to the others' client ports for its own requests (join,
+// the membership it asks for when it knows no leader, whether it may start on an empty
+// directory): over TLS when its own client port serves TLS (a cluster's members are configured
+// alike), presenting its member certificate, which authenticates it with the role member, and
+// verifying theirs with the peer CA — so a secured cluster's client-port certificates are
+// signed by the peer CA (README: each member's one certificate serves both ports). nil:
+// plaintext.
+func adminTLS(c *Config, peer *tlsconf.Member) *tls.Config {
+	if c.TLSCertFile == "" {
+		return nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if peer != nil {
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return peer.Source.Certificate(), nil // the material in force, renewals included
+		}
+		cfg.RootCAs = peer.Source.Pool()
+	}
+	return cfg
+}
+
+// adminOptions are o with this member's credentials (adminTLS).
+func (n *Node) adminOptions(o admin.Options) admin.Options {
+	if n.adminTLS != nil {
+		o.TLS = n.adminTLS.Clone()
+	}
+	return o
 }

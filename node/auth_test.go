@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,7 +27,7 @@ type securedFiles struct {
 	dir    string
 	ca     *testpki.CA
 	caFile string
-	server *testpki.Issued
+	server *testpki.Cert
 	tokens string
 }
 
@@ -280,5 +281,57 @@ func TestHostileInputOnTLSClientPort(t *testing.T) {
 	}
 	if nl, nt := c.leader(time.Second); nl != l || nt != term {
 		t.Fatalf("leader/term changed from %d/%d to %d/%d", l, term, nl, nt)
+	}
+}
+
+// A cluster secured on both ports: members prove themselves with one certificate each (it
+// serves both ports), clients by certificate or token. A fourth member joins through the client
+// ports with its member certificate (the role member), catches up and is promoted; it then
+// serves authenticated clients like the others.
+func TestFullySecuredClusterTakesAJoiner(t *testing.T) {
+	t.Parallel()
+	f := newSecuredFiles(t)
+	memberCert := func(i int) *testpki.Cert {
+		return f.ca.Issue(t, testpki.Member, fmt.Sprintf("member-%d", i), nil).Write(t, f.dir, fmt.Sprintf("member-%d", i))
+	}
+	secure := func(i int, cfg *Config) {
+		mc := memberCert(i)
+		cfg.PeerCertFile, cfg.PeerKeyFile, cfg.PeerCAFile = mc.CertFile, mc.KeyFile, f.caFile
+		cfg.TLSCertFile, cfg.TLSKeyFile = mc.CertFile, mc.KeyFile
+		cfg.ClientCAFile, cfg.AuthTokensFile = f.caFile, f.tokens
+	}
+	c := newCluster(t, 3, nil)
+	for i, m := range c.members {
+		secure(i, &m.cfg)
+	}
+	c.startAll(15 * time.Second)
+	c.waitMembershipVersion()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := c.dialWith(ctx, client.Config{TLS: f.clientTLS(t, "alice", "write")})
+	inc(ctx, t, alice)
+	j := c.addJoiner(3, false)
+	secure(3, &c.members[j].cfg)
+	c.start(j)
+	c.waitMembers(0, []int{0, 1, 2, 3}, nil, "after the join")
+	// The joiner serves an authenticated client as the others do (it redirects to the leader).
+	ops := admin.Options{TLS: f.clientTLS(t, ""), Token: tokenAdmin}
+	resp, st, err := admin.Call(ctx, []string{c.clients[j]}, wire.AdminRequest{Op: wire.AdminStatus}, ops)
+	if err != nil || st != wire.StatusOK || resp.Status == nil || resp.Status.ID != 3 {
+		t.Fatalf("the joiner's status: %v %v %+v", st, err, resp)
+	}
+	bob := c.dialWith(ctx, client.Config{Endpoints: nil, TLS: f.clientTLS(t, "bob", "write")})
+	if v := inc(ctx, t, bob); v != 2 {
+		t.Fatalf("bob's increment: %d, want 2", v)
+	}
+	// A member certificate is no client's: it may join, not send commands.
+	mc := memberCert(9)
+	mtls, err := tlsconf.Dial(tlsconf.Files{CA: f.caFile, Cert: mc.CertFile, Key: mc.KeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m9 := c.dialWith(ctx, client.Config{TLS: mtls})
+	if _, err := m9.Send(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})); !errors.Is(err, client.ErrDenied) {
+		t.Fatalf("a member certificate's command: %v, want ErrDenied", err)
 	}
 }

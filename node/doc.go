@@ -40,6 +40,9 @@
 // in which another process could take the port. Each port serves at most MaxClientConns or
 // MaxMemberConns connections; one over is closed at once and counted in Status. A member
 // connection is believed only after a handshake naming the cluster id and both members' ids.
+// With PeerCertFile, PeerKeyFile and PeerCAFile, every member connection is mutual TLS 1.3
+// first, between member certificates of one CA (and, with PeerAllowedNames, of those names);
+// the files are polled, and a renewal is used from the next connection on (peertls.go).
 //
 // With Config.HTTPAddr set (or a listener given with WithHTTPListener), Run also serves an HTTP
 // endpoint for monitoring from the moment it holds the data directory until it returns:

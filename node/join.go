@@ -57,7 +57,7 @@ func (n *Node) join(ctx context.Context) (wire.AdminResponse, error) {
 	n.log.Info("joining the cluster", "through", n.cfg.Join)
 	// Never to its own client address: the others may still name it as their leader, if it led
 	// before it was rebuilt.
-	resp, st, err := admin.Call(ctx, n.cfg.Join, req, admin.Options{Avoid: []string{self.ClientAddr}})
+	resp, st, err := admin.Call(ctx, n.cfg.Join, req, n.adminOptions(admin.Options{Avoid: []string{self.ClientAddr}}))
 	switch {
 	case err != nil:
 		return resp, fmt.Errorf("%w through %v: %w", ErrJoin, n.cfg.Join, err)
@@ -198,7 +198,7 @@ func (n *Node) watchMembership(ctx context.Context, self uint64, askNow bool, ou
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, membershipCheckEvery)
-		resp, code, err := admin.Call(cctx, eps, wire.AdminRequest{Op: wire.AdminListMembers}, admin.Options{})
+		resp, code, err := admin.Call(cctx, eps, wire.AdminRequest{Op: wire.AdminListMembers}, n.adminOptions(admin.Options{}))
 		cancel()
 		if err != nil || code != wire.StatusOK || len(resp.Members) == 0 || resp.ClusterID != n.cfg.ClusterID ||
 			(st.ClusterUUID != "" && resp.ClusterUUID != st.ClusterUUID) {
@@ -340,7 +340,7 @@ func (n *Node) checkEmptyStart(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 700*time.Millisecond)
 	defer cancel()
 	resp, code, err := admin.Call(cctx, eps, wire.AdminRequest{Op: wire.AdminListMembers},
-		admin.Options{AttemptTimeout: 500 * time.Millisecond, DialTimeout: 500 * time.Millisecond, Avoid: []string{self.ClientAddr}})
+		n.adminOptions(admin.Options{AttemptTimeout: 500 * time.Millisecond, DialTimeout: 500 * time.Millisecond, Avoid: []string{self.ClientAddr}}))
 	if err != nil || code != wire.StatusOK || len(resp.Members) == 0 || resp.ClusterID != n.cfg.ClusterID {
 		return nil // no answer: a new cluster, or the others are down (it starts unverified)
 	}

@@ -1,7 +1,9 @@
 package node
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +21,7 @@ import (
 	"github.com/tandem-cluster/tandem/internal/container"
 	"github.com/tandem-cluster/tandem/internal/ratelog"
 	"github.com/tandem-cluster/tandem/internal/replica"
+	"github.com/tandem-cluster/tandem/internal/tlsconf"
 	"github.com/tandem-cluster/tandem/internal/transport"
 	"github.com/tandem-cluster/tandem/internal/vfs"
 	"github.com/tandem-cluster/tandem/internal/wire"
@@ -218,11 +221,16 @@ type Node struct {
 	clientL, memberL, httpL net.Listener
 	// httpDefault is the HTTP endpoint's best-effort address (WithHTTPDefault).
 	httpDefault string
+	// adminTLS: how this member connects to the others' client ports (auth.go); set by Run.
+	adminTLS *tls.Config
 	// metrics is what the HTTP endpoint reads beyond Status (metrics.go).
 	metrics *metrics
 
 	wrapListener func(port string, l net.Listener) net.Listener // tests only
 	refused      int                                            // Status.RaftRefused, behind mu
+	// peerCertPoll is how often the member port's TLS files are looked at for a renewal
+	// (peertls.go; 0: peerCertPollDefault; tests: shorter).
+	peerCertPoll time.Duration
 
 	// learnt receives what watchMembership learnt from the others; hinted are the peers it
 	// named (raft id → member address), which the transport keeps beside the recorded ones.
@@ -320,6 +328,11 @@ const (
 // wrapListeners wraps the member's listeners ("member", "client"), so a test can make them fail.
 func wrapListeners(wrap func(port string, l net.Listener) net.Listener) Option {
 	return func(n *Node) { n.wrapListener = wrap }
+}
+
+// withPeerCertPoll makes the member look at its TLS files every d (tests: a reload seen at once).
+func withPeerCertPoll(d time.Duration) Option {
+	return func(n *Node) { n.peerCertPoll = d }
 }
 
 // withInputCaps shrinks the loop's inputs, so a test can fill them.
@@ -681,17 +694,6 @@ func (n *Node) Run(ctx context.Context) error {
 	// defers run after the archive is closed and the transport, which receives snapshots into
 	// incoming/, has stopped). It is held by Run, not by the archive, because the archive is not
 	// all that lives in the directory.
-	// The client port's certificates and tokens are read first: a member that cannot read them
-	// must not start (it would serve clients unauthenticated, or not at all).
-	sec, err := loadClientSecurity(&cfg, nil)
-	if err != nil {
-		for _, l := range []net.Listener{n.memberL, n.clientL, n.httpL} {
-			if l != nil {
-				_ = l.Close()
-			}
-		}
-		return fmt.Errorf("member %d: %w", cfg.ID, err)
-	}
 	lock, err := archive.LockDir(vfs.OS(), cfg.DataDir)
 	if err != nil {
 		for _, l := range []net.Listener{n.memberL, n.clientL, n.httpL} {
@@ -702,6 +704,30 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("member %d: %w", cfg.ID, err)
 	}
 	defer lock.Close()
+	// The member port's TLS material, loaded before anything is served: a member that cannot
+	// load it does not start (peertls.go).
+	peerTLS, err := n.loadPeerTLS(&cfg)
+	// The client port's certificates and tokens too: a member that cannot read them must not
+	// start (it would serve clients unauthenticated, or not at all). A member's certificate
+	// authenticates on the client port (a joining member's), and is what this member presents
+	// to the others' client ports (adminOptions).
+	var sec *clientSecurity
+	if err == nil {
+		var peerCA *tlsconf.Source
+		if peerTLS != nil {
+			peerCA = peerTLS.Source
+		}
+		sec, err = loadClientSecurity(&cfg, peerCA)
+		n.adminTLS = adminTLS(&cfg, peerTLS)
+	}
+	if err != nil {
+		for _, l := range []net.Listener{n.memberL, n.clientL, n.httpL} {
+			if l != nil {
+				_ = l.Close()
+			}
+		}
+		return fmt.Errorf("member %d: %w", cfg.ID, err)
+	}
 	// The HTTP endpoint serves from the start (a member joining or asking the cluster whether it
 	// may start is alive, and not ready) until Run returns.
 	hl := n.httpL
@@ -867,6 +893,7 @@ func (n *Node) Run(ctx context.Context) error {
 		Members:            n.founding.get,
 		Standing:           h.standing,
 		PeerStanding:       h.peerStanding,
+		TLS:                peerTLS,
 	}, h)
 	rcfg := cfg.replicaConfig()
 	rcfg.Container.ClusterVersionMax = clusterMax
@@ -908,6 +935,9 @@ func (n *Node) Run(ctx context.Context) error {
 	cs.Start()
 	stopReload := n.reloadCredentials(sec, cs)
 	defer stopReload()
+	if peerTLS != nil {
+		defer n.watchPeerCert(ctx, peerTLS, cmp.Or(n.peerCertPoll, peerCertPollDefault))()
+	}
 	n.emit(Event{Kind: EventStarted, Leader: -1})
 	wctx, stopWatch := context.WithCancel(ctx)
 	n.learnt = make(chan learnt, 1)

@@ -19,7 +19,12 @@ import (
 // the next command once.
 func TestForgedRaftFramesAreRefused(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, 3, nil)
+	forgedRaftFramesAreRefused(t, newCluster(t, 3, nil), dialPlain)
+}
+
+// forgedRaftFramesAreRefused sends the forged frames on connections dial makes (plaintext, or
+// TLS with a member's certificate).
+func forgedRaftFramesAreRefused(t *testing.T, c *cluster, dial func(*testing.T, string) net.Conn) {
 	l, term := c.startAll(15 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -44,10 +49,7 @@ func TestForgedRaftFramesAreRefused(t *testing.T) {
 	for i, a := range attacks {
 		target := c.members[a.target]
 		refused := target.n.Status().RaftRefused // (the leader is attacked twice: count each)
-		conn, err := net.Dial("tcp", target.cfg.Members[a.target].MemberAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn := dial(t, target.cfg.Members[a.target].MemberAddr)
 		if _, err := conn.Write(append(handshake("tandem", a.from, uint64(a.target+1)), raftFrame(a.m)...)); err != nil {
 			t.Fatal(err)
 		}

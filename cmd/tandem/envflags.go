@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -211,7 +213,13 @@ func unknownVariables(fs *flag.FlagSet, environ []string) []string {
 
 // listSeparators are the flags a config file may give as a list: the items are joined with the
 // flag's separator (a list of members reads better one to a line than as one long string).
-var listSeparators = map[string]string{"members": "|", "join": ",", "preferred-leader": ","}
+var listSeparators = map[string]string{"members": "|", "join": ",", "preferred-leader": ",", "peer-allowed-names": ","}
+
+// listFlags names the flags that take lists (listSeparators): "join, members and preferred-leader".
+func listFlags() string {
+	names := slices.Sorted(maps.Keys(listSeparators))
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
 
 // applyFileEntry sets the flag that config file entry e names.
 func (s *settings) applyFileEntry(e fileEntry) error {
@@ -248,7 +256,7 @@ func (s *settings) applyFileEntry(e fileEntry) error {
 	case kindList:
 		sep := listSeparators[e.key]
 		if sep == "" {
-			return fmt.Errorf("%s: %s: a list is not a value (only members, join and preferred-leader take lists)", where, e.key)
+			return fmt.Errorf("%s: %s: a list is not a value (only %s take lists)", where, e.key, listFlags())
 		}
 		items := make([]string, len(e.items))
 		for i, it := range e.items {

@@ -101,6 +101,8 @@ type nodeSetup struct {
 	logLevel  slog.Level
 	// warnings are said once the log is set up (the unknown TANDEM_ variables).
 	warnings []string
+	// insecure is --insecure: a port may bind a non-loopback address without TLS (insecure.go).
+	insecure bool
 }
 
 func runNode(args []string) int {
@@ -128,6 +130,33 @@ func runNode(args []string) int {
 	if err != nil {
 		return failed(os.Stderr, jsonLog, "cannot start", err, exitUsage, true)
 	}
+	// ---- --insecure (issue 22; insecure.go) ----
+	memberBind := memberPortBind(cfg.MemberBind, selfOf(cfg).MemberAddr, setup.memberFD)
+	if ml != nil {
+		memberBind = ml.Addr().String() // an inherited socket: checked now that its address is known
+		if err := insecureMemberPort(memberBind, cfg.PeerCertFile != "", setup.insecure); err != nil {
+			_ = ml.Close()
+			return failed(os.Stderr, jsonLog, "cannot start", err, exitUsage, true)
+		}
+	}
+	if memberBind != "" && cfg.PeerCertFile == "" && insecureBind(memberBind) {
+		cfg.Logger.Warn(insecureWarning("member", memberBind), "self", id) // (--insecure: prepareNode checked)
+	}
+	clientBind := memberPortBind(cfg.ClientBind, selfOf(cfg).ClientAddr, setup.clientFD)
+	if cl != nil {
+		clientBind = cl.Addr().String()
+		if err := insecureClientPort(clientBind, cfg.TLSCertFile != "", setup.insecure); err != nil {
+			_ = cl.Close()
+			if ml != nil {
+				_ = ml.Close()
+			}
+			return failed(os.Stderr, jsonLog, "cannot start", err, exitUsage, true)
+		}
+	}
+	if clientBind != "" && cfg.TLSCertFile == "" && insecureBind(clientBind) {
+		cfg.Logger.Warn(insecureWarning("client", clientBind), "self", id)
+	}
+	// ---- end of --insecure ----
 	opts := []node.Option{node.WithListeners(cl, ml)}
 	if setup.httpDefault != "" {
 		opts = append(opts, node.WithHTTPDefault(setup.httpDefault))
@@ -281,13 +310,19 @@ func box(lines ...string) string {
 	return b.String()
 }
 
-func (r *renderer) startBanner(cfg node.Config) {
+// selfOf returns the member's own entry in cfg.Members (the first if none is: Validate refuses that).
+func selfOf(cfg node.Config) node.Member {
 	self := cfg.Members[0]
 	for _, m := range cfg.Members {
 		if m.ID == cfg.ID {
 			self = m
 		}
 	}
+	return self
+}
+
+func (r *renderer) startBanner(cfg node.Config) {
+	self := selfOf(cfg)
 	if r.log != nil {
 		r.log.Info("member started", "client_addr", self.ClientAddr, "member_addr", self.MemberAddr, "data", cfg.DataDir)
 		return

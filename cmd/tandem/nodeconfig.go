@@ -18,8 +18,9 @@ import (
 )
 
 // prepareNode reads tandem node's settings from args, the environment (lookup) and the config
-// file, and checks them as the start would (node.Config.Validate needs no port and no file), so
-// that --print-config fails exactly as the start would. When the verb must return at once (its
+// file, and checks them as the start would (node.Config.Validate needs no port; it reads the
+// member port's TLS files, as the start does), so that --print-config fails exactly as the start
+// would. When the verb must return at once (its
 // help, --print-config, or an error printed as a usage error), done is true and code its exit
 // code.
 func prepareNode(args []string, lookup func(string) (string, bool), environ []string, stdout, stderr io.Writer) (setup nodeSetup, code int, done bool) {
@@ -58,6 +59,13 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 	tlsKey := fs.String("tls-key", "", "the client port certificate's key `file` (PEM)")
 	clientCA := fs.String("client-ca", "", "clients authenticate with certificates this CA `file` signed (PEM; needs --tls-cert): the common name is the principal, the organizations its roles")
 	authTokens := fs.String("auth-tokens", "", "clients authenticate with the tokens this `file` lists, a line \"TOKEN NAME ROLE[,ROLE]\" each (roles: admin, write, read); reread when it changes")
+	// ---- member port TLS and --insecure (issue 22; insecure.go, node/peertls.go) ----
+	peerCert := fs.String("peer-cert", "", "this member's certificate `file` (PEM) for mutual TLS on the member port, with --peer-key and --peer-ca; it must allow serverAuth and clientAuth and name this member's advertised member host")
+	peerKey := fs.String("peer-key", "", "the key `file` (PEM) of --peer-cert")
+	peerCA := fs.String("peer-ca", "", "the CA bundle `file` (PEM) that signs the members' certificates: a peer must present a member certificate it signed")
+	peerAllowed := fs.String("peer-allowed-names", "", "the `names` (comma-separated) a peer's certificate must carry one of, as a DNS or IP name or its common name; empty: any member certificate of --peer-ca")
+	insecure := fs.Bool("insecure", false, "serve a port bound to a non-loopback address without TLS (the member port without --peer-cert), with a warning; without it such a member does not start")
+	// ---- end of member port TLS ----
 	s, pos, code, done := loadSettings(fs, args, lookup, environ, verbHelp{nodeHelp, nodeExamples}, stdout, stderr)
 	if done {
 		return setup, code, true
@@ -201,6 +209,14 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 	cfg.MaxClusterVersion = uint16(*maxClusterVersion)
 	cfg.MaxClientConns, cfg.MaxMemberConns = *maxClientConns, *maxMemberConns
 	cfg.TLSCertFile, cfg.TLSKeyFile, cfg.ClientCAFile, cfg.AuthTokensFile = *tlsCert, *tlsKey, *clientCA, *authTokens
+	// ---- member port TLS (issue 22) ----
+	cfg.PeerCertFile, cfg.PeerKeyFile, cfg.PeerCAFile = *peerCert, *peerKey, *peerCA
+	for _, n := range strings.Split(*peerAllowed, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			cfg.PeerAllowedNames = append(cfg.PeerAllowedNames, n)
+		}
+	}
+	// ---- end of member port TLS ----
 	// The HTTP endpoint: http-addr from any source, set and empty meaning none; given by none,
 	// the seed layout's 127.0.0.1:9200+id, which is best effort: taken, the member runs without it.
 	if s.set("http-addr") {
@@ -228,6 +244,18 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 		return fail("invalid configuration: %s", s.describe(err, id, *clientAddr, *memberAddr))
 	}
 	setup.cfg, setup.clientFD, setup.memberFD = cfg, *clientFD, *memberFD
+	// ---- --insecure (issue 22; insecure.go) ----
+	// A port bound to a non-loopback address needs TLS, or --insecure. An inherited socket's
+	// address is checked by runNode, once it has it.
+	setup.insecure = *insecure
+	self := cfg.Members[slices.IndexFunc(cfg.Members, func(m node.Member) bool { return m.ID == id })]
+	if err := insecureMemberPort(memberPortBind(cfg.MemberBind, self.MemberAddr, *memberFD), cfg.PeerCertFile != "", *insecure); err != nil {
+		return fail("%v", err)
+	}
+	if err := insecureClientPort(memberPortBind(cfg.ClientBind, self.ClientAddr, *clientFD), cfg.TLSCertFile != "", *insecure); err != nil {
+		return fail("%v", err)
+	}
+	// ---- end of --insecure ----
 	// --verbose is log-level debug at verbose's own origin: it wins over a log-level of lower
 	// precedence (TANDEM_LOG_LEVEL=warn and --verbose: debug), loses to one of the same or
 	// higher (the deprecated spelling never overrides the new one given alike). The level is
@@ -272,6 +300,8 @@ var configFlags = map[string]string{
 	"MaxClientConns": "max-client-conns", "MaxMemberConns": "max-member-conns", "MaxClusterVersion": "max-cluster-version",
 	"ClientBind": "client-bind", "MemberBind": "member-bind", "HTTPAddr": "http-addr", "Join": "join",
 	"TLSCertFile": "tls-cert", "TLSKeyFile": "tls-key", "ClientCAFile": "client-ca", "AuthTokensFile": "auth-tokens",
+	// member port TLS (issue 22)
+	"PeerCertFile": "peer-cert", "PeerKeyFile": "peer-key", "PeerCAFile": "peer-ca", "PeerAllowedNames": "peer-allowed-names",
 }
 
 // describe is node.Config.Validate's err in the flags' words: each of its mistakes (a

@@ -128,7 +128,7 @@ func TestNodeConfigErrors(t *testing.T) {
 		{"c.toml", "election-ticks = \"many\"\n", nil, nil, `c.toml: election-ticks: "many" is not an integer`},
 		{"c.yaml", "verbose: 3\n", nil, nil, `c.yaml:1: verbose: 3 is not true or false`},
 		{"c.yaml", "tick:\n", nil, nil, `c.yaml:1: tick has no value (write "" for an empty one)`},
-		{"c.yaml", "tick: [1s]\n", nil, nil, "c.yaml:1: tick: a list is not a value (only members, join and preferred-leader take lists)"},
+		{"c.yaml", "tick: [1s]\n", nil, nil, "c.yaml:1: tick: a list is not a value (only join, members, peer-allowed-names and preferred-leader take lists)"},
 		{"c.yaml", "members:\n  a: b\n", nil, nil, "c.yaml:1: members: a map is not a value"},
 		{"c.toml", "[node]\ntick = \"1s\"\n", nil, nil, `c.toml (from --config): key "node.tick" is inside a table: the keys are the flags' names, at the top level`},
 		{"c.toml", "node.tick = \"1s\"\n", nil, nil, `c.toml (from --config): key "node.tick" is inside a table`},

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -261,6 +262,14 @@ func TestMemberIDsAndAddressesComeFromTheOrdinal(t *testing.T) {
 			if want := "0.0.0.0:" + strconv.Itoa(ports[b.port]); vars[b.env] != want {
 				t.Errorf("%s %q, want %q", b.env, vars[b.env], want)
 			}
+		}
+		// Ports bound to every interface: tandem node starts only with TLS on the member port
+		// or with --insecure (cmd/tandem/insecure.go).
+		insecure := vars["TANDEM_INSECURE"] == "true" || slices.Contains(args, "--insecure")
+		peerTLS := vars["TANDEM_PEER_CERT"] != "" && vars["TANDEM_PEER_KEY"] != "" && vars["TANDEM_PEER_CA"] != ""
+		if !insecure && !peerTLS {
+			t.Errorf("pod %d: the member port binds %s without TLS (TANDEM_PEER_CERT, _KEY, _CA) and without TANDEM_INSECURE=true: "+
+				"tandem node would refuse to start", ordinal, vars["TANDEM_MEMBER_BIND"])
 		}
 	}
 }

@@ -63,3 +63,39 @@ func TestOutageSaysWhenItStartsRepeatsAndStops(t *testing.T) {
 		t.Fatalf("a later outage: %+v %v, want a first line", r, ok)
 	}
 }
+
+// Each key is limited on its own; a full set forgets the keys that are quiet, and a new key
+// beyond the bound shares one overflow limiter.
+func TestKeyedLimitsEachKeyAndStaysBounded(t *testing.T) {
+	k := Keyed{Every: time.Second, KeysMax: 2}
+	t0 := time.Unix(1000, 0)
+	if ok, _ := k.Allow("a", t0); !ok {
+		t.Fatal("a's first line held")
+	}
+	if ok, _ := k.Allow("b", t0); !ok {
+		t.Fatal("b's first line held behind a's")
+	}
+	if ok, _ := k.Allow("a", t0.Add(time.Millisecond)); ok {
+		t.Fatal("a's second line within the interval let through")
+	}
+	// Full, and neither key is quiet (a held a line, b's interval runs): c overflows.
+	if ok, _ := k.Allow("c", t0.Add(2*time.Millisecond)); !ok {
+		t.Fatal("the overflow's first line held")
+	}
+	if ok, _ := k.Allow("d", t0.Add(3*time.Millisecond)); ok {
+		t.Fatal("a second overflowing key's line within the interval let through")
+	}
+	if len(k.keys) != 2 {
+		t.Fatalf("%d keys kept, bound 2", len(k.keys))
+	}
+	// After the interval b is quiet and forgotten for e; a, which held a line, is kept.
+	if ok, _ := k.Allow("e", t0.Add(2*time.Second)); !ok {
+		t.Fatal("e's first line held")
+	}
+	if _, kept := k.keys["a"]; !kept || k.keys["b"] != nil || k.keys["e"] == nil {
+		t.Fatalf("keys %v: want a (it holds a count) and e", k.keys)
+	}
+	if ok, held := k.Allow("a", t0.Add(2*time.Second)); !ok || held != 1 {
+		t.Fatalf("a after the interval: %v held %d, want true 1", ok, held)
+	}
+}

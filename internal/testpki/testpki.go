@@ -11,8 +11,6 @@ import (
 // CA is a certificate authority that signs certificates.
 type CA struct{ *pki.CA }
 
-// Cert is a certificate and its key, and the files they were written to (Write).
-type Cert = pki.Cert
 
 // Kind says what a certificate may be used for.
 type Kind = pki.Kind
@@ -45,20 +43,20 @@ func (ca *CA) WriteCA(t testing.TB, dir, name string) string {
 }
 
 // Issue makes a certificate (pki.CA.Issue).
-func (ca *CA) Issue(t testing.TB, kind Kind, cn string, orgs []string, names ...string) *Issued {
+func (ca *CA) Issue(t testing.TB, kind Kind, cn string, orgs []string, names ...string) *Cert {
 	t.Helper()
 	c, err := ca.CA.Issue(kind, cn, orgs, names...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Issued{c}
+	return &Cert{c}
 }
 
-// Issued is a certificate Issue made.
-type Issued struct{ *pki.Cert }
+// Cert is a certificate and its key (pki.Cert), and the files they were written to (Write).
+type Cert struct{ *pki.Cert }
 
 // Write writes the certificate and key into dir as name.crt and name.key.
-func (c *Issued) Write(t testing.TB, dir, name string) *Issued {
+func (c *Cert) Write(t testing.TB, dir, name string) *Cert {
 	t.Helper()
 	if err := c.Cert.Write(dir, name); err != nil {
 		t.Fatal(err)

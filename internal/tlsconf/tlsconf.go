@@ -2,7 +2,8 @@
 // uses, reloads them when their files change, and builds the tls.Configs of Tandem's two ports.
 //
 // Every connection is served or dialled with the material loaded when it starts: a reload
-// (Source.Reload, which the node calls on SIGHUP and when it sees a file change) takes effect
+// (Source.Reload, which the node calls every few seconds: it reads the files again only when
+// they changed, and costs a stat and a read of each otherwise) takes effect
 // for the next connection, and a connection that is open keeps what it was made with, as in
 // etcd and NATS. A reload that fails (a missing file, a key that does not match its
 // certificate, a CA file with no certificate) keeps the material that was loaded and returns
@@ -19,6 +20,7 @@ package tlsconf
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -41,6 +43,9 @@ type Files struct {
 type Source struct {
 	files Files
 	cur   atomic.Pointer[material]
+	// check, if set, judges every certificate loaded (LoadMember): one it refuses fails the load,
+	// and a reload keeps the material in use.
+	check func(*x509.Certificate) error
 
 	mu sync.Mutex // Reload
 }
@@ -51,6 +56,10 @@ type material struct {
 	caPEM []byte           // the CA file's content
 	stamp []fileStamp
 	at    time.Time
+	// ticketKey encrypts the session tickets the member port issues with this material
+	// (Member.Server): a ticket of material replaced since cannot be decrypted, and its session
+	// is not resumed.
+	ticketKey [32]byte
 }
 
 type fileStamp struct {
@@ -74,6 +83,42 @@ func Load(f Files) (*Source, error) {
 	return s, nil
 }
 
+// LoadMember reads a member's material for the member port: Cert, Key and CA all given, and the
+// certificate a member's (CheckMember), at this load and at every reload. A renewal that
+// installs a certificate of the wrong kind is refused, and the member keeps serving with the one
+// it has, rather than be refused by every peer.
+func LoadMember(f Files) (*Source, error) {
+	if f.Cert == "" || f.Key == "" || f.CA == "" {
+		return nil, errors.New("mutual TLS between members needs the member's certificate, its key and the peer CA")
+	}
+	s := &Source{files: f, check: func(c *x509.Certificate) error {
+		if err := CheckMember(c); err != nil {
+			return fmt.Errorf("certificate %s: %w", f.Cert, err)
+		}
+		return nil
+	}}
+	m, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	s.cur.Store(m)
+	return s, nil
+}
+
+// load reads the files and judges the certificate (check).
+func (s *Source) load() (*material, error) {
+	m, err := load(s.files)
+	if err != nil {
+		return nil, err
+	}
+	if s.check != nil && m.cert != nil {
+		if err := s.check(m.cert.Leaf); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
 // Files returns the files the source reads.
 func (s *Source) Files() Files { return s.files }
 
@@ -86,7 +131,7 @@ func (s *Source) Reload() (bool, error) {
 	if !stale(old.stamp) {
 		return false, nil
 	}
-	m, err := load(s.files)
+	m, err := s.load()
 	if err != nil {
 		return false, err
 	}
@@ -113,6 +158,9 @@ func (s *Source) NotAfter() time.Time {
 
 func load(f Files) (*material, error) {
 	m := &material{at: time.Now()}
+	if _, err := rand.Read(m.ticketKey[:]); err != nil {
+		return nil, err
+	}
 	read := func(path, what string) ([]byte, error) {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -188,9 +236,13 @@ type Member struct {
 	Source  *Source
 	Allowed []string
 	// cache keeps TLS session tickets across dials, so a redial resumes instead of a full
-	// handshake.
-	cache tls.ClientSessionCache
-	once  sync.Once
+	// handshake; cacheOf is the material it was made for. A reload starts a new cache (Client),
+	// and the server's tickets are encrypted with a key of the material (Server), so that after
+	// a reload every new connection, in either direction, makes a full handshake with the new
+	// material: a resumed session would carry on the certificates of the old one.
+	cacheMu sync.Mutex
+	cache   tls.ClientSessionCache
+	cacheOf *material
 }
 
 // Check reports what is missing for mutual TLS.
@@ -208,32 +260,43 @@ func (m *Member) Server() *tls.Config {
 		MinVersion: tls.VersionTLS13,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			cur := m.Source.cur.Load()
-			return &tls.Config{
+			cfg := &tls.Config{
 				MinVersion:       tls.VersionTLS13,
 				Certificates:     []tls.Certificate{*cur.cert},
 				ClientAuth:       tls.RequireAndVerifyClientCert,
 				ClientCAs:        cur.pool,
 				VerifyConnection: m.verifyPeer,
-			}, nil
+			}
+			cfg.SetSessionTicketKeys([][32]byte{cur.ticketKey})
+			return cfg, nil
 		},
 	}
 }
 
 // Client is the tls.Config that dials a peer at addr (host:port).
 func (m *Member) Client(addr string) *tls.Config {
-	m.once.Do(func() { m.cache = tls.NewLRUClientSessionCache(64) })
 	cur := m.Source.cur.Load()
+	m.cacheMu.Lock()
+	if m.cacheOf != cur {
+		m.cache, m.cacheOf = tls.NewLRUClientSessionCache(64), cur
+	}
+	cache := m.cache
+	m.cacheMu.Unlock()
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		host = addr
 	}
+	cert := cur.cert
 	return &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		ServerName:         host,
-		Certificates:       []tls.Certificate{*cur.cert},
-		RootCAs:            cur.pool,
-		ClientSessionCache: m.cache,
-		VerifyConnection:   m.verifyPeer,
+		MinVersion: tls.VersionTLS13,
+		ServerName: host,
+		// The member's certificate is presented whatever CAs the acceptor names as acceptable:
+		// with Certificates, a dialler whose certificate another CA signed would present none,
+		// and the acceptor's log would say "no certificate" rather than the cause (another CA).
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil },
+		RootCAs:              cur.pool,
+		ClientSessionCache:   cache,
+		VerifyConnection:     m.verifyPeer,
 	}
 }
 
@@ -244,13 +307,23 @@ func (m *Member) verifyPeer(cs tls.ConnectionState) error {
 		return errors.New("the peer presented no certificate")
 	}
 	leaf := cs.PeerCertificates[0]
-	if !usable(leaf, x509.ExtKeyUsageServerAuth) || !usable(leaf, x509.ExtKeyUsageClientAuth) {
-		return fmt.Errorf("certificate %q is not a member's: a member certificate must allow both serverAuth "+
-			"and clientAuth (a client certificate is refused on the member port)", leaf.Subject.CommonName)
+	if err := CheckMember(leaf); err != nil {
+		return err
 	}
 	if len(m.Allowed) > 0 && !CarriesName(leaf, m.Allowed) {
 		return fmt.Errorf("certificate %q carries none of the allowed peer names %v (its names: %v)",
 			leaf.Subject.CommonName, m.Allowed, Names(leaf))
+	}
+	return nil
+}
+
+// CheckMember reports whether c may be a member's certificate: usable both to serve and to dial
+// (the extended key usages serverAuth and clientAuth, or none), since every member does both. A
+// client's certificate (clientAuth only) and a server's (serverAuth only) are not.
+func CheckMember(c *x509.Certificate) error {
+	if !usable(c, x509.ExtKeyUsageServerAuth) || !usable(c, x509.ExtKeyUsageClientAuth) {
+		return fmt.Errorf("certificate %q is not a member's: a member certificate must allow both serverAuth "+
+			"and clientAuth (a client certificate is refused on the member port)", c.Subject.CommonName)
 	}
 	return nil
 }

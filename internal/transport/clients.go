@@ -519,7 +519,7 @@ func (s *ClientServer) handshake(c *clientConn, tc *tls.Conn) bool {
 		s.mu.Unlock()
 		if ok, held := s.tlsLog.Allow(time.Now()); ok {
 			s.log.Warn("client port: TLS handshake failed; connection closed", "remote", c.conn.RemoteAddr().String(),
-				"err", tlsReason(err), "failures_not_logged", held)
+				"err", clientTLSReason(err), "failures_not_logged", held)
 		}
 		var rh tls.RecordHeaderError
 		if errors.As(err, &rh) && rh.Conn != nil {
@@ -557,14 +557,14 @@ func (s *ClientServer) authenticateAtOnce(c *clientConn) {
 	c.grant.Store(g)
 }
 
-// tlsReason says why a handshake failed, in the words an operator needs: a client that sent
-// plaintext to a TLS port is the common case and Go's error for it is cryptic.
-func tlsReason(err error) string {
+// clientTLSReason says why a client's handshake failed, in the words an operator needs: a
+// client that sent plaintext to a TLS port is the common case and Go's error for it is cryptic.
+func clientTLSReason(err error) string {
 	var rh tls.RecordHeaderError
 	if errors.As(err, &rh) {
 		return "the client sent plaintext (not TLS) to a TLS port"
 	}
-	return err.Error()
+	return tlsReason(err)
 }
 
 // authenticate takes a connection's CAuth: false if the credential was refused (the refusal is

@@ -65,9 +65,16 @@
 // and receiver raft id, a common version). Another cluster, a sender that is not a peer, a message whose sender
 // or receiver differs from the handshake's, a frame over MaxFrameBytes, a bad checksum: each
 // closes the connection with a logged reason and counts it (Rejected), and nothing from that
-// connection reaches raft. Until members authenticate each other, whoever reaches the port and
-// knows the cluster id can claim to be a member; the consensus core refuses the messages raft
-// would crash on.
+// connection reaches raft. Without TLS, whoever reaches the port and knows the cluster id can
+// claim to be a member; the consensus core refuses the messages raft would crash on.
+//
+// TLS (tls.go): with Config.TLS, every member connection, snapshot streams included, is mutual
+// TLS 1.3 between member certificates of the peer CA, and the handshake above runs inside it.
+// The acceptor runs the TLS handshake in the connection's goroutine under handshakeTimeout; one
+// that fails (plaintext, another CA, a client's certificate, a name not allowed) closes that
+// connection only, counted (Rejected) and logged with its reason, rate-limited per remote host.
+// The dialler logs a TLS failure as a refused handshake and retries with its backoff. Each
+// handshake uses the certificates loaded at that moment: a reload reaches new connections.
 //
 // Snapshots: a MsgSnap travels as its metadata, and the data follows as a stream of checksummed
 // chunks on a connection of its own (at most MaxConcurrentSnapshots transfers at once). The

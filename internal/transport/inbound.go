@@ -66,12 +66,27 @@ func (t *Transport) acceptLoop() {
 }
 
 // serve authenticates an inbound connection and delivers its messages. Anything unexpected
-// closes the connection with a logged reason; nothing from it reaches raft.
+// closes the connection with a logged reason; nothing from it reaches raft. With Config.TLS, the
+// TLS handshake comes first, here in the connection's goroutine (tls.go).
 func (t *Transport) serve(conn net.Conn) {
+	if t.cfg.TLS != nil {
+		var ok bool
+		if conn, ok = t.acceptTLS(conn); !ok {
+			return
+		}
+	}
 	// Counted into the sender's received bytes once its handshake says who it is (stats.go).
 	cr := &countReader{r: conn}
 	r := bufio.NewReaderSize(cr, 256<<10)
 	_ = conn.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	if t.cfg.TLS == nil {
+		// A member with TLS configured dialling this plaintext port: said as such, not as a
+		// frame too large (its record header read as a frame's length).
+		if b, err := r.Peek(tlsRecordHeaderBytes); err == nil && tlsRecordStart(b) {
+			t.reject(conn, "a TLS handshake on a plaintext member port: the other end has peer TLS configured, this member has none")
+			return
+		}
+	}
 	kind, body, buf, err := wire.ReadFrame(r, t.cfg.MaxFrameBytes, nil)
 	if err != nil {
 		t.reject(conn, "no valid handshake: %v", err)

@@ -139,6 +139,8 @@ const maxSpareBytes = 1 << 20
 // attach starts writing to conn: what was queued before goes out first. reset drops everything
 // queued and stops direct writes (the connection is gone; raft retransmits). Writer only.
 func (q *outq) attach(conn net.Conn) {
+	// A TLS connection offers no descriptor (it is no syscall.Conn: its bytes must be encrypted
+	// first), and the writer goroutine writes everything (tls.go).
 	var raw syscall.RawConn
 	if sc, ok := conn.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {

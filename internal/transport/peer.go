@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-cluster/tandem/internal/ratelog"
+	"github.com/tandem-cluster/tandem/internal/tlsconf"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
@@ -97,6 +97,14 @@ type Config struct {
 	// id (key "raft_id") only for one the member does not know (names.go). Called from any
 	// goroutine.
 	MemberOf func(raftID uint64) (int, bool)
+
+	// TLS, if set, makes every member connection mutual TLS 1.3, in both directions, snapshot
+	// streams included (tls.go); nil: plaintext. Its material is read at each handshake, so a
+	// reload of its Source reaches the next connection.
+	TLS *tlsconf.Member
+	// tlsLogEvery, if set, replaces acceptLogEvery for the lines about failed TLS handshakes
+	// (tests: every refusal logged).
+	tlsLogEvery time.Duration
 }
 
 func (c *Config) defaults() {
@@ -192,6 +200,9 @@ type Transport struct {
 	dropLog, notPeerLog ratelog.Limiter
 	// versionLog limits the lines about peers refused for their versions.
 	versionLog ratelog.Limiter
+	// tlsLog limits the lines about inbound connections whose TLS handshake failed, per remote
+	// host (tls.go).
+	tlsLog ratelog.Keyed
 	// clusterUUID is this member's cluster identity (identity.go): read by every connection's
 	// goroutine, set by the member's loop (SetClusterUUID).
 	clusterUUID atomic.Pointer[wire.ClusterUUID]
@@ -218,6 +229,7 @@ func New(cfg Config, h Handler) *Transport {
 		inbound: map[net.Conn]struct{}{},
 		dropLog: ratelog.Limiter{Every: acceptLogEvery}, notPeerLog: ratelog.Limiter{Every: acceptLogEvery},
 		versionLog: ratelog.Limiter{Every: acceptLogEvery},
+		tlsLog:     ratelog.Keyed{Every: cmp.Or(cfg.tlsLogEvery, acceptLogEvery)},
 		authed:     map[net.Conn]*inboundPeer{},
 	}
 	t.acc = newAccepter("member", cfg.Listener, cfg.MaxConns, cfg.Logger, ctx.Done())
@@ -628,16 +640,23 @@ func (p *peer) backoff(attempt int) time.Duration {
 func (p *peer) dial() (net.Conn, uint16, *string, error) {
 	addr := p.addr.Load()
 	d := net.Dialer{Timeout: p.t.cfg.DialTimeout}
-	conn, err := d.DialContext(p.ctx, "tcp", *addr)
+	raw, err := d.DialContext(p.ctx, "tcp", *addr)
 	if err != nil {
 		return nil, 0, nil, err
 	}
-	stop := context.AfterFunc(p.ctx, func() { _ = conn.Close() })
+	stop := context.AfterFunc(p.ctx, func() { _ = raw.Close() })
 	defer stop()
-	if tc, ok := conn.(*net.TCPConn); ok {
+	if tc, ok := raw.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 		_ = tc.SetKeepAlive(true)
 		_ = tc.SetKeepAlivePeriod(5 * time.Second)
+	}
+	conn := raw
+	if p.t.cfg.TLS != nil {
+		// The TCP options are set on the TCP connection, above; everything else goes through TLS.
+		if conn, err = p.dialTLS(raw, *addr); err != nil {
+			return nil, 0, nil, err
+		}
 	}
 	hs := wire.Handshake{ClusterID: p.t.cfg.ClusterID, SenderID: p.t.cfg.SelfID, ReceiverID: p.id,
 		Protocol: p.t.cfg.MemberProtocol, ClusterVersionMax: p.t.cfg.ClusterVersionMax,
@@ -675,9 +694,20 @@ func (p *peer) awaitReply(conn net.Conn) (uint16, error) {
 	// acknowledgement) is read by another reader.
 	kind, body, _, err := wire.ReadFrame(conn, handshakeReplyBytesMax, nil)
 	if err != nil {
-		if p.ctx.Err() == nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
-			err = fmt.Errorf("the peer closed the connection without answering the handshake: it refused it " +
-				"(see its log), or it runs a build from before version negotiation (045a031 or older)")
+		switch {
+		case p.ctx.Err() != nil:
+		case p.t.cfg.TLS != nil && remoteAlert(err):
+			// TLS 1.3: the acceptor's verdict on this member's certificate comes after the
+			// dialler's handshake completed, with the first read.
+			err = fmt.Errorf("%w: the peer refused this member's certificate (%v): see its log", errTLSFailed, err)
+			p.logRefusal(err)
+		case closedEarly(err): // (a reset too: a peer that closes with the handshake unread resets)
+			hint := "or it runs a build from before version negotiation (045a031 or older)"
+			if p.t.cfg.TLS == nil {
+				hint = "or it runs a build from before version negotiation (045a031 or older), or its member port uses TLS"
+			}
+			err = fmt.Errorf("the peer closed the connection without answering the handshake: it refused it "+
+				"(see its log), %s", hint)
 			p.logRefusal(err)
 		}
 		return 0, err
