@@ -11,7 +11,6 @@ import (
 // CA is a certificate authority that signs certificates.
 type CA struct{ *pki.CA }
 
-
 // Kind says what a certificate may be used for.
 type Kind = pki.Kind
 
