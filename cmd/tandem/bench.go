@@ -70,6 +70,7 @@ func runBench(args []string) int {
 	memProfile := fs.String("memprofile", "", "write an allocation profile of this process to the file at the end (go tool pprof -sample_index=alloc_space)")
 	payload := fs.Int("payload", 0, "command size in bytes, 16 to 4096 (padding the increment; 0: the bare 3-byte request)")
 	restart := fs.Int64("restart", 0, "instead of measuring load: acknowledge this many increments on in-process members, then restart a follower and time it until it follows and has applied everything committed")
+	useTLS := fs.Bool("tls", false, "secure the members it starts: mutual TLS between them, TLS and client certificates on the client port (certificates made for the run)")
 	failovers := fs.Int("failover", 0, "SIGKILL the leader this many times under load and report the time to the next acknowledged command (implies --processes)")
 	if _, code, done := parseVerb(fs, args, verbHelp{benchHelp, benchExamples}); done {
 		return code
@@ -95,6 +96,21 @@ func runBench(args []string) int {
 	if *rate < 0 {
 		return usageError(os.Stderr, "bench", "--rate must not be negative")
 	}
+	var sec *benchSecurity
+	if *useTLS {
+		if *endpoints != "" || *etcdEps != "" || *restart > 0 {
+			return usageError(os.Stderr, "bench", "--tls secures the members bench starts: not with --endpoints, --etcd or --restart")
+		}
+		dir, remove, err := benchSecurityDir()
+		if err == nil {
+			defer remove()
+			sec, err = newBenchSecurity(dir)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
+			return exitFailed
+		}
+	}
 	res := BenchResult{Clients: *clients, Inflight: *inflight, Workload: *workload, Nodes: 3, Fsync: true, Payload: *payload, RatePerSec: *rate}
 	p50, err := fsyncReference()
 	if err == nil {
@@ -114,7 +130,7 @@ func runBench(args []string) int {
 		printRestartResult(rr)
 		return exitOK
 	}
-	target, err := startBenchTarget(&res, *etcdEps, *endpoints, *processes)
+	target, err := startBenchTarget(&res, *etcdEps, *endpoints, *processes, sec)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
 		return exitFailed
@@ -144,6 +160,10 @@ func runBench(args []string) int {
 	}
 	load := loadSpec{eps: target.eps, clients: *clients, inflight: *inflight, warmup: *warmup, duration: *duration,
 		workload: *workload, payload: *payload, failovers: *failovers, procs: target.procs, etcd: *etcdEps != "", rate: *rate}
+	if sec != nil {
+		load.tls = sec.client
+		res.TLS = true
+	}
 	if err := runLoad(load, &res, target.cpu, target.rss); err != nil {
 		fmt.Fprintf(os.Stderr, "tandem bench: %v\n", err)
 		return exitFailed
@@ -173,7 +193,7 @@ type benchTarget struct {
 
 // startBenchTarget starts the members a run measures, or names those of a running cluster
 // (--etcd, --endpoints), and records the layout in res.
-func startBenchTarget(res *BenchResult, etcdEps, endpoints string, processes bool) (benchTarget, error) {
+func startBenchTarget(res *BenchResult, etcdEps, endpoints string, processes bool, sec *benchSecurity) (benchTarget, error) {
 	t := benchTarget{close: func() {}}
 	switch {
 	case etcdEps != "":
@@ -184,14 +204,14 @@ func startBenchTarget(res *BenchResult, etcdEps, endpoints string, processes boo
 		res.Layout, res.Nodes = "external", len(t.eps)
 	case processes:
 		res.Layout = "processes"
-		cl, err := startBenchProcesses()
+		cl, err := startBenchProcesses(sec)
 		if err != nil {
 			return t, err
 		}
 		t.procs, t.eps, t.cpu, t.rss, t.close = cl, cl.clients, cl.cpu, cl.rss, cl.stop
 	default:
 		res.Layout = "in-process"
-		lc, err := startLocalCluster()
+		lc, err := startLocalCluster(sec)
 		if err != nil {
 			return t, err
 		}

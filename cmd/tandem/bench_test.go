@@ -43,3 +43,21 @@ func TestBenchRestartJSON(t *testing.T) {
 		t.Fatalf("implausible restart result: %+v", r)
 	}
 }
+
+// --tls measures members secured on both ports, as processes: the run completes without errors
+// and says it was secured (the members would refuse the load generator's connections otherwise).
+func TestBenchTLSProcesses(t *testing.T) {
+	t.Parallel()
+	out, stderr, code := runCLI(t, tandemBinary(t), "bench", "--tls", "--processes", "--duration", "1s", "--warmup", "300ms",
+		"--clients", "2", "--inflight", "16", "--json")
+	if code != 0 {
+		t.Fatalf("bench --tls exited %d: %s", code, stderr)
+	}
+	var r BenchResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("bench --json printed %q: %v", out, err)
+	}
+	if !r.TLS || r.Ops == 0 || r.Errors != 0 || r.Layout != "processes" {
+		t.Fatalf("implausible --tls result: %+v", r)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"sync"
@@ -34,8 +35,9 @@ type loadSpec struct {
 	workload           string
 	payload, failovers int
 	procs              *benchProcs
-	etcd               bool    // eps are etcd client endpoints
-	rate               float64 // open-loop target, commands per second (0: closed loop)
+	etcd               bool        // eps are etcd client endpoints
+	rate               float64     // open-loop target, commands per second (0: closed loop)
+	tls                *tls.Config // --tls: the load's clients connect with it
 }
 
 // pacerQuantum is the open loop's granularity: a command may wait up to this long past its due
@@ -96,7 +98,7 @@ func runLoad(ls loadSpec, res *BenchResult, cpu, rss func() []float64) error {
 	var async func(ci, k int) startFunc
 	var batch func(ci int, fn func()) // client ci's Batch
 	if !ls.etcd {
-		cls, err := dialBenchClients(ctx, ls.eps, clients, inflight)
+		cls, err := dialBenchClients(ctx, ls.eps, clients, inflight, ls.tls)
 		if err != nil {
 			return err
 		}
@@ -169,10 +171,10 @@ func (r *loadRun) record(res *BenchResult, el time.Duration) {
 }
 
 // dialBenchClients opens the load's sessions, one client each, with room for inflight commands.
-func dialBenchClients(ctx context.Context, eps []string, clients, inflight int) ([]*client.Client, error) {
+func dialBenchClients(ctx context.Context, eps []string, clients, inflight int, tlsCfg *tls.Config) ([]*client.Client, error) {
 	var cls []*client.Client
 	for range clients {
-		c, err := client.Dial(ctx, client.Config{Endpoints: eps, MaxInFlight: max(inflight, 1)})
+		c, err := client.Dial(ctx, client.Config{Endpoints: eps, MaxInFlight: max(inflight, 1), TLS: tlsCfg})
 		if err != nil {
 			for _, c := range cls {
 				c.Close()

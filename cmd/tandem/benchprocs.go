@@ -24,6 +24,7 @@ type benchProcs struct {
 	clients []string    // client endpoints
 	members string      // the --members value every member is started with
 	exe     string
+	extra   []string // more flags for every member (--tls)
 	mu      sync.Mutex
 	// roles and terms: behind mu, what member i's latest role banner said ("" and 0 since it
 	// was last started or killed).
@@ -34,7 +35,7 @@ type benchProcs struct {
 // roleBanner matches the role-change line tandem node prints.
 var roleBanner = regexp.MustCompile(`ROLE CHANGE: (\S+)\s+\(leader (\S+), term (\d+)\)`)
 
-func startBenchProcesses() (*benchProcs, error) {
+func startBenchProcesses(sec *benchSecurity) (*benchProcs, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -51,7 +52,11 @@ func startBenchProcesses() (*benchProcs, error) {
 	for _, m := range ms {
 		parts = append(parts, fmt.Sprintf("%d,%s,%s", m.ID, m.ClientAddr, m.MemberAddr))
 	}
-	bp := &benchProcs{dir: dir, clients: eps, members: strings.Join(parts, "|"), exe: exe,
+	var extra []string
+	if sec != nil {
+		extra = sec.args()
+	}
+	bp := &benchProcs{dir: dir, clients: eps, members: strings.Join(parts, "|"), exe: exe, extra: extra,
 		cmds: make([]*exec.Cmd, 3), roles: make([]string, 3), terms: make([]uint64, 3)}
 	for i := range 3 {
 		if err := bp.start(i); err != nil {
@@ -64,8 +69,9 @@ func startBenchProcesses() (*benchProcs, error) {
 
 // start runs member i, following the role banners it prints.
 func (b *benchProcs) start(i int) error {
-	cmd := exec.Command(b.exe, "node", strconv.Itoa(i), "--members", b.members,
-		"--data", filepath.Join(b.dir, fmt.Sprintf("node-%d", i)))
+	args := append([]string{"node", strconv.Itoa(i), "--members", b.members,
+		"--data", filepath.Join(b.dir, fmt.Sprintf("node-%d", i))}, b.extra...)
+	cmd := exec.Command(b.exe, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {

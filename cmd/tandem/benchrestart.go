@@ -33,7 +33,7 @@ type RestartResult struct {
 // again.
 func runRestart(n int64, fsync time.Duration) (RestartResult, error) {
 	res := RestartResult{FsyncP50us: float64(fsync.Microseconds())}
-	lc, err := startLocalCluster()
+	lc, err := startLocalCluster(nil)
 	if err != nil {
 		return res, err
 	}

@@ -26,10 +26,12 @@ type BenchResult struct {
 	Nodes      int     `json:"nodes"`
 	Fsync      bool    `json:"fsync"`
 	Layout     string  `json:"layout"`
-	Clients    int     `json:"clients"`
-	Inflight   int     `json:"inflight"`
-	Workload   string  `json:"workload"`
-	Duration   float64 `json:"duration_s"`
+	// TLS: --tls (both ports secured, client certificates).
+	TLS      bool    `json:"tls,omitempty"`
+	Clients  int     `json:"clients"`
+	Inflight int     `json:"inflight"`
+	Workload string  `json:"workload"`
+	Duration float64 `json:"duration_s"`
 	// Per member, where known: CPU seconds used during the measurement and resident memory.
 	NodeCPUSeconds []float64 `json:"node_cpu_seconds,omitempty"`
 	NodeRSSMiB     []float64 `json:"node_rss_mib,omitempty"`
@@ -84,8 +86,12 @@ func printJSON(v any) int {
 
 // printBenchResult prints a load run's result for a reader (without --json).
 func printBenchResult(res BenchResult) {
+	layout := res.Layout
+	if res.TLS {
+		layout += ", TLS on both ports"
+	}
 	fmt.Printf("%s, %d members (%s, fsync on), %d clients x %d in flight, %s measured\n",
-		res.Workload, res.Nodes, res.Layout, res.Clients, res.Inflight, time.Duration(res.Duration*float64(time.Second)).Round(time.Millisecond))
+		res.Workload, res.Nodes, layout, res.Clients, res.Inflight, time.Duration(res.Duration*float64(time.Second)).Round(time.Millisecond))
 	if res.RatePerSec > 0 {
 		fmt.Printf("open loop   %.0f commands/s due; latency from when each was due (the generator started them late by p50 %.0f µs, p99 %.0f µs)\n",
 			res.RatePerSec, res.LateP50us, res.LateP99us)

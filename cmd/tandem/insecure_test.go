@@ -83,7 +83,7 @@ func TestNodePeerTLSFlags(t *testing.T) {
 	ca := testpki.NewCA(t, "peers")
 	caFile := ca.WriteCA(t, dir, "ca.crt")
 	c := ca.Issue(t, testpki.Member, "member-0", nil, "10.0.0.1").Write(t, dir, "member-0")
-	members := "0,10.0.0.1:9000,10.0.0.1:9100|1,10.0.0.2:9000,10.0.0.2:9100"
+	members := "0,127.0.0.1:9000,10.0.0.1:9100|1,127.0.0.2:9000,10.0.0.2:9100" // (client ports on loopback: no client TLS needed)
 	file := writeFile(t, "c.yaml", "peer-allowed-names:\n  - member-0\n  - member-1\n")
 	setup, out, stderr, code, done := prepare(t, map[string]string{"TANDEM_PEER_KEY": c.KeyFile, "TANDEM_CONFIG": file},
 		"0", "--members", members, "--peer-cert", c.CertFile, "--peer-ca", caFile, "--print-config")

@@ -57,7 +57,7 @@ func newLocalCluster(dir string) (*localCluster, error) {
 
 // startLocalCluster starts three members in a temporary directory (close removes it) and waits
 // for a leader.
-func startLocalCluster() (*localCluster, error) {
+func startLocalCluster(sec *benchSecurity) (*localCluster, error) {
 	dir, err := os.MkdirTemp("", "tandem-bench-")
 	if err != nil {
 		return nil, err
@@ -66,6 +66,11 @@ func startLocalCluster() (*localCluster, error) {
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
+	}
+	if sec != nil {
+		for _, m := range lc.members {
+			sec.tune(&m.cfg)
+		}
 	}
 	if err := lc.startAll(); err != nil {
 		lc.close()

@@ -87,8 +87,11 @@ func isTimeout(err error) bool {
 // A member port on an inherited socket bound to every interface is checked at the start, once
 // its address is known: without TLS and without --insecure the member refuses to start, saying
 // so in one line; with --insecure it starts and warns once.
+//
+// Not parallel: it binds its member's ports again after the first start exits, and a parallel
+// test of this package that takes a port in between (tandem bench picks free ports by binding
+// and closing them) would make it fail.
 func TestProcessInheritedMemberPortOnEveryInterfaceNeedsTLSOrInsecure(t *testing.T) {
-	t.Parallel()
 	pc := newProcCluster(t, 1)
 	pc.dumpOnFailure()
 	_, mport, _ := net.SplitHostPort(pc.ports[0][1].Addr().String())
