@@ -237,7 +237,7 @@ func (o *output) Hangup(id clientcore.ConnID) {
 	}
 	if cn := c.cur; cn != nil && cn.id == id {
 		c.cur = nil
-		_ = cn.nc.Close() // the reader ends
+		closeConn(cn.nc) // the reader ends
 	}
 }
 

@@ -98,7 +98,7 @@ func (c *Client) flushLocked(cn *conn, yield bool) {
 		if err != nil {
 			cn.broken = true
 			cn.pending = nil
-			_ = cn.nc.Close()
+			closeConn(cn.nc)
 		}
 	}
 	cn.flushing = false

@@ -177,6 +177,11 @@ func TestSecuredClientPort(t *testing.T) {
 	if v := inc(ctx, t, alice); v != 3 {
 		t.Fatalf("after the refusals the counter is %d, want 3", v)
 	}
+	for i, m := range c.members {
+		if logs := m.logs.String(); strings.Contains(logs, "bad record MAC") {
+			t.Fatalf("member %d read a corrupt TLS record:\n%s", i, logs)
+		}
+	}
 }
 
 // A token removed from the file loses its connections within the reload interval, and its
@@ -329,6 +334,11 @@ func TestFullySecuredClusterTakesAJoiner(t *testing.T) {
 	mtls, err := tlsconf.Dial(tlsconf.Files{CA: f.caFile, Cert: mc.CertFile, Key: mc.KeyFile})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i, m := range c.members {
+		if logs := m.logs.String(); strings.Contains(logs, "bad record MAC") {
+			t.Fatalf("member %d read a corrupt TLS record:\n%s", i, logs)
+		}
 	}
 	m9 := c.dialWith(ctx, client.Config{TLS: mtls})
 	if _, err := m9.Send(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})); !errors.Is(err, client.ErrDenied) {

@@ -123,10 +123,12 @@ func RoleBased(p Principal, r Request) error {
 	if ok {
 		return nil
 	}
+	// The member says who and what (replica: "principal "x" may not run suspend: …"): the
+	// reason only says why.
 	if len(p.Roles) == 0 {
-		return fmt.Errorf("%s has no role, and may not %s", p, r)
+		return errors.New("it has no role")
 	}
-	return fmt.Errorf("%s (roles %s) may not %s", p, strings.Join(p.Roles, ","), r)
+	return fmt.Errorf("its roles (%s) do not allow it", strings.Join(p.Roles, ","))
 }
 
 // GrantOf asks az what p may do, for the replica.

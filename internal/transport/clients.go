@@ -517,7 +517,13 @@ func (s *ClientServer) handshake(c *clientConn, tc *tls.Conn) bool {
 		s.mu.Lock()
 		s.rejected++
 		s.mu.Unlock()
-		if ok, held := s.tlsLog.Allow(time.Now()); ok {
+		if closedEarly(err) {
+			// The client went away during the handshake: a client that gave up on this member
+			// (it exited, or found its leader elsewhere), a port probe, a load balancer's
+			// health check. Nothing an operator must act on.
+			s.log.Debug("client port: the client closed the connection during the TLS handshake",
+				"remote", c.conn.RemoteAddr().String(), "err", err)
+		} else if ok, held := s.tlsLog.Allow(time.Now()); ok {
 			s.log.Warn("client port: TLS handshake failed; connection closed", "remote", c.conn.RemoteAddr().String(),
 				"err", clientTLSReason(err), "failures_not_logged", held)
 		}
