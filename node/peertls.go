@@ -180,8 +180,8 @@ func (n *Node) loadPeerTLS(cfg *Config) (*tlsconf.Member, error) {
 // watchPeerCert polls the member port's TLS files every interval until ctx ends, and reloads
 // them when they changed (tlsconf.Source.Reload: new connections use the new material). It logs
 // each reload, with the new certificate's expiry, and a reload that fails (the material in use
-// stays): when it starts, at most once per peerCertReloadLogEvery while it goes on, and when it
-// stops. The returned function stops it and waits.
+// stays): when it starts, at most once per peerCertReloadLogEvery while it goes on (and whenever
+// its reason changes), and when it stops. The returned function stops it and waits.
 func (n *Node) watchPeerCert(ctx context.Context, m *tlsconf.Member, interval time.Duration) (stop func()) {
 	certFile := m.Source.Files().Cert
 	ctx, cancel := context.WithCancel(ctx)
@@ -190,6 +190,7 @@ func (n *Node) watchPeerCert(ctx context.Context, m *tlsconf.Member, interval ti
 	go func() {
 		defer wg.Done()
 		failing := ratelog.Outage{Every: peerCertReloadLogEvery}
+		lastErr := "" // the failure last logged: a new reason is logged at once
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for {
@@ -201,13 +202,19 @@ func (n *Node) watchPeerCert(ctx context.Context, m *tlsconf.Member, interval ti
 			changed, err := m.Source.Reload()
 			now := time.Now()
 			if err != nil {
-				if r, ok := failing.Fail(now); ok {
-					n.log.Warn("peer certificate reload failed; the certificate loaded before stays in use", "err", err,
-						"not_after", m.Source.NotAfter().UTC().Format(time.RFC3339), "failing_for", r.For.Round(time.Second),
-						"failures_not_logged", r.Held)
+				// A renewal written file by file fails at first (a new certificate with the old
+				// key), then for its own reason, if it has one: that is said too.
+				if r, ok := failing.Fail(now); ok || err.Error() != lastErr {
+					lastErr = err.Error()
+					attrs := []any{"err", err, "not_after", m.Source.NotAfter().UTC().Format(time.RFC3339)}
+					if ok {
+						attrs = append(attrs, "failing_for", r.For.Round(time.Second), "failures_not_logged", r.Held)
+					}
+					n.log.Warn("peer certificate reload failed; the certificate loaded before stays in use", attrs...)
 				}
 				continue
 			}
+			lastErr = ""
 			if r, ok := failing.Recover(now); ok && !changed {
 				n.log.Info("peer certificate files readable again, unchanged", "failed_for", r.For.Round(time.Second),
 					"failures", r.Count)

@@ -94,20 +94,20 @@ func isTimeout(err error) bool {
 func TestProcessInheritedMemberPortOnEveryInterfaceNeedsTLSOrInsecure(t *testing.T) {
 	pc := newProcCluster(t, 1)
 	pc.dumpOnFailure()
-	_, mport, _ := net.SplitHostPort(pc.ports[0][1].Addr().String())
-	// bind binds the member's ports again (those of the member list), the member port on every
-	// interface, for the next start to inherit.
+	// bind gives the next start a client port on loopback and a member port on every interface
+	// (ephemeral ports: rebinding the member list's could meet a port another process took
+	// meanwhile; a member of one serves whatever it advertises).
 	bind := func() {
 		for _, l := range pc.ports[0] {
 			if l != nil {
 				l.Close()
 			}
 		}
-		cl, err := net.Listen("tcp", pc.clients[0])
+		cl, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		ml, err := net.Listen("tcp", "0.0.0.0:"+mport)
+		ml, err := net.Listen("tcp", "0.0.0.0:0")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,6 +124,7 @@ func TestProcessInheritedMemberPortOnEveryInterfaceNeedsTLSOrInsecure(t *testing
 	}
 
 	bind()
+	addr = pc.ports[0][1].Addr().String()
 	pc.extraArgs = []string{"--insecure"}
 	pc.start(0)
 	pc.leader(15 * time.Second)
