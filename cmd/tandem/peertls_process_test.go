@@ -87,11 +87,8 @@ func isTimeout(err error) bool {
 // A member port on an inherited socket bound to every interface is checked at the start, once
 // its address is known: without TLS and without --insecure the member refuses to start, saying
 // so in one line; with --insecure it starts and warns once.
-//
-// Not parallel: it binds its member's ports again after the first start exits, and a parallel
-// test of this package that takes a port in between (tandem bench picks free ports by binding
-// and closing them) would make it fail.
 func TestProcessInheritedMemberPortOnEveryInterfaceNeedsTLSOrInsecure(t *testing.T) {
+	t.Parallel()
 	pc := newProcCluster(t, 1)
 	pc.dumpOnFailure()
 	// bind gives the next start a client port on loopback and a member port on every interface

@@ -96,7 +96,10 @@ func (r *Replica) mayAdmin(conn ConnID, m *wire.ClientMsg, op string) bool {
 func (r *Replica) foreign(conn ConnID, m *wire.ClientMsg) bool {
 	p := m.Grant.Principal
 	if v := r.ctr.ClusterVersion(); p != "" && v < container.ClusterVersionPrincipal {
-		if !r.principalsWaitLogged {
+		// Logged only once this leader has led for a while: a new cluster starts at version 1
+		// and its first leader raises it at once, so a client that came early waits a moment,
+		// which is no news; a wait that lasts is an upgrade not finished (or held back).
+		if !r.principalsWaitLogged && r.ticks-r.leaderSince >= 4*r.cfg.ElectionTicks {
 			r.principalsWaitLogged = true
 			r.log.Warn("an authenticated client's session waits for cluster version 6, which records who opened a session: "+
 				"every member must run a build that has it (the leader raises the version once all do; --max-cluster-version holds "+
