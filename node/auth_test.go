@@ -345,3 +345,62 @@ func TestFullySecuredClusterTakesAJoiner(t *testing.T) {
 		t.Fatalf("a member certificate's command: %v, want ErrDenied", err)
 	}
 }
+
+// Config.Authorize replaces the roles with the application's rules: here only "ops" runs admin
+// operations, alice may not send commands whatever her certificate says, and bob, with no role,
+// may. With no credential configured, every connection is the anonymous principal, and the hook
+// decides for it too.
+func TestAuthorizeHook(t *testing.T) {
+	t.Parallel()
+	f := newSecuredFiles(t)
+	hook := func(p Principal, r AuthRequest) error {
+		switch {
+		case r.Action == ActionAdmin:
+			if p.Name == "ops" {
+				return nil
+			}
+			return errors.New("only ops runs admin operations")
+		case r.Action == ActionCommand && p.Name == "alice":
+			return errors.New("alice is read-only today")
+		}
+		return nil
+	}
+	c := newCluster(t, 3, func(cfg *Config) { f.tune(cfg); cfg.Authorize = hook })
+	c.startAll(15 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// alice's certificate says write; the hook says otherwise, and wins.
+	alice := c.dialWith(ctx, client.Config{TLS: f.clientTLS(t, "alice", "write")})
+	_, err := alice.Send(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpIncrement}))
+	if !errors.Is(err, client.ErrDenied) || !strings.Contains(err.Error(), "read-only today") {
+		t.Fatalf("alice's command: %v, want the hook's refusal", err)
+	}
+	// bob has no role at all; the hook lets him write.
+	bob := c.dialWith(ctx, client.Config{TLS: f.clientTLS(t, "bob")})
+	inc(ctx, t, bob)
+	if _, st, err := admin.Call(ctx, c.clients, wire.AdminRequest{Op: wire.AdminSuspend},
+		admin.Options{TLS: f.clientTLS(t, ""), Token: tokenWriter}); err != nil || st != wire.StatusDenied {
+		t.Fatalf("app's suspend: %v %v, want denied", st, err)
+	}
+
+	// No credentials, a hook: the anonymous principal, judged by it.
+	anon := newCluster(t, 3, func(cfg *Config) {
+		cfg.Authorize = func(p Principal, r AuthRequest) error {
+			if p.Method != "" || p.Name != "" {
+				return fmt.Errorf("unexpected principal %v", p)
+			}
+			if r.Action == ActionCommand {
+				return errors.New("this cluster takes no commands")
+			}
+			return nil
+		}
+	})
+	anon.startAll(15 * time.Second)
+	cl := anon.dial(ctx)
+	if _, err := cl.Query(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpGet})); err != nil {
+		t.Fatalf("an anonymous query: %v", err)
+	}
+	if _, err := cl.Send(ctx, counter.EncodeRequest(counter.Request{Op: counter.OpIncrement})); !errors.Is(err, client.ErrDenied) {
+		t.Fatalf("an anonymous command: %v, want ErrDenied", err)
+	}
+}

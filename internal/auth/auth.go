@@ -133,10 +133,17 @@ func RoleBased(p Principal, r Request) error {
 
 // GrantOf asks az what p may do, for the replica.
 func GrantOf(p Principal, az Authorizer) *wire.Grant {
-	g := &wire.Grant{Principal: p.Name,
-		Commands: az(p, Request{Action: Command}) == nil,
-		Queries:  az(p, Request{Action: Query}) == nil,
-		Admin:    func(op string) error { return az(p, Request{Action: Admin, Op: op}) }}
+	g := &wire.Grant{Principal: p.Name, Admin: func(op string) error { return az(p, Request{Action: Admin, Op: op}) }}
+	if err := az(p, Request{Action: Command}); err != nil {
+		g.CommandsWhy = err.Error()
+	} else {
+		g.Commands = true
+	}
+	if err := az(p, Request{Action: Query}); err != nil {
+		g.QueriesWhy = err.Error()
+	} else {
+		g.Queries = true
+	}
 	return g
 }
 

@@ -62,16 +62,24 @@ func (r *Replica) permitted(conn ConnID, m *wire.ClientMsg) bool {
 		if g.Commands {
 			return true
 		}
-		r.deny(conn, m, fmt.Sprintf("principal %q may not send commands", g.Principal))
+		r.deny(conn, m, fmt.Sprintf("principal %q may not send commands%s", g.Principal, because(g.CommandsWhy)))
 		return false
 	case wire.CQuery:
 		if g.Queries {
 			return true
 		}
-		r.deny(conn, m, fmt.Sprintf("principal %q may not run queries", g.Principal))
+		r.deny(conn, m, fmt.Sprintf("principal %q may not run queries%s", g.Principal, because(g.QueriesWhy)))
 		return false
 	}
 	return true
+}
+
+// because is ": why", or "" without a why.
+func because(why string) string {
+	if why == "" {
+		return ""
+	}
+	return ": " + why
 }
 
 // mayAdmin reports whether m's grant allows admin operation op; if not it answers StatusDenied

@@ -130,8 +130,9 @@ type Grant struct {
 	// member's service sees the same one.
 	Principal string
 	// Commands and Queries: whether it may send commands (and open sessions for them) and run
-	// queries.
-	Commands, Queries bool
+	// queries; CommandsWhy and QueriesWhy, why not (the authorization's words), when it may not.
+	Commands, Queries       bool
+	CommandsWhy, QueriesWhy string
 	// Admin decides an admin operation (wire.Admin*): nil to allow it, or why not.
 	Admin func(op string) error
 }
