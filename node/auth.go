@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tandem-cluster/tandem/internal/admin"
@@ -94,7 +95,12 @@ func loadClientSecurity(c *Config, peerCA *tlsconf.Source) (*clientSecurity, err
 	cs.authn = &auth.Authenticator{Authorize: c.Authorize,
 		Anonymous: c.ClientCAFile == "" && c.AuthTokensFile == ""}
 	if peerCA != nil {
-		cs.authn.IsMember = func(leaf *x509.Certificate) bool { return tlsconf.IsMemberCertificate(leaf, peerCA) }
+		allowed := slices.Clone(c.PeerAllowedNames)
+		cs.authn.IsMember = func(chain []*x509.Certificate) bool { return tlsconf.IsMemberCertificate(chain, peerCA, allowed) }
+	}
+	if cs.tls != nil && cs.tls.ClientCA != nil {
+		ca := cs.tls.ClientCA
+		cs.authn.ClientCA = func(chain []*x509.Certificate) bool { return tlsconf.VerifiedBy(chain, ca.Pool()) }
 	}
 	if c.AuthTokensFile != "" {
 		t, err := auth.LoadTokens(c.AuthTokensFile)
@@ -161,13 +167,14 @@ func (cs *clientSecurity) reloadTokens(path string) (bool, error) {
 	return true, nil
 }
 
-// reloadCredentials looks every credentialsReloadEvery whether the client port's files changed,
+// reloadCredentials (given Run's copy of the configuration: a test may change n.cfg while a
+// member runs) looks every credentialsReloadEvery whether the client port's files changed,
 // loads what did, and checks every authenticated connection again when credentials changed
 // (transport.ClientServer.Reauthenticate: a revoked token's connections are closed). A file
 // that cannot be loaded is logged, once per change of its error, and the material loaded
 // before stays in use. It returns a function that stops it and waits.
-func (n *Node) reloadCredentials(sec *clientSecurity, cs *transport.ClientServer) (stop func()) {
-	if sec.tls == nil && (sec.authn == nil || n.cfg.AuthTokensFile == "") {
+func (n *Node) reloadCredentials(cfg *Config, sec *clientSecurity, cs *transport.ClientServer) (stop func()) {
+	if sec.tls == nil && (sec.authn == nil || cfg.AuthTokensFile == "") {
 		return func() {}
 	}
 	quit, done := make(chan struct{}), make(chan struct{})
@@ -182,7 +189,7 @@ func (n *Node) reloadCredentials(sec *clientSecurity, cs *transport.ClientServer
 				return
 			case <-t.C:
 			}
-			changed, errs, what := sec.reload(&n.cfg)
+			changed, errs, what := sec.reload(cfg)
 			if msg := fmt.Sprint(errs); len(errs) > 0 && msg != lastErr {
 				n.log.Error("client credentials: reload failed", "err", msg)
 				lastErr = msg
@@ -214,15 +221,19 @@ func adminTLS(c *Config, peer *tlsconf.Member) *tls.Config {
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return peer.Source.Certificate(), nil // the material in force, renewals included
 		}
+		// The peer CA in force when each request is made (adminOptions), renewals included.
 		cfg.RootCAs = peer.Source.Pool()
 	}
 	return cfg
 }
 
-// adminOptions are o with this member's credentials (adminTLS).
+// adminOptions are o with this member's credentials (adminTLS), the peer CA as it is now.
 func (n *Node) adminOptions(o admin.Options) admin.Options {
 	if n.adminTLS != nil {
 		o.TLS = n.adminTLS.Clone()
+		if n.adminPeer != nil {
+			o.TLS.RootCAs = n.adminPeer.Source.Pool()
+		}
 	}
 	return o
 }

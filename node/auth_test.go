@@ -404,3 +404,42 @@ func TestAuthorizeHook(t *testing.T) {
 		t.Fatalf("an anonymous command: %v, want ErrDenied", err)
 	}
 }
+
+// A member that takes client certificates only (no token file): a client without one, or with
+// one of another CA, is refused at the TLS handshake, and ends at once with
+// ErrUnauthenticated; a certificate the peer CA signed for a client (not a member's) does not
+// log in on the client port, whatever its organizations claim.
+func TestClientCertificatesOnly(t *testing.T) {
+	t.Parallel()
+	f := newSecuredFiles(t)
+	peerCA := testpki.NewCA(t, "peer CA")
+	peerCAFile := peerCA.WriteCA(t, f.dir, "peer-ca.crt")
+	c := newCluster(t, 3, nil)
+	for i, m := range c.members {
+		mc := peerCA.Issue(t, testpki.Member, fmt.Sprintf("member-%d", i), nil).Write(t, f.dir, fmt.Sprintf("pm-%d", i))
+		m.cfg.PeerCertFile, m.cfg.PeerKeyFile, m.cfg.PeerCAFile = mc.CertFile, mc.KeyFile, peerCAFile
+		m.cfg.TLSCertFile, m.cfg.TLSKeyFile, m.cfg.ClientCAFile = f.server.CertFile, f.server.KeyFile, f.caFile
+	}
+	c.startAll(15 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	inc(ctx, t, c.dialWith(ctx, client.Config{TLS: f.clientTLS(t, "alice", "write")}))
+	sneaky := peerCA.Issue(t, testpki.Client, "sneaky", []string{"admin"}).Write(t, f.dir, "sneaky")
+	sneakyTLS, err := tlsconf.Dial(tlsconf.Files{CA: f.caFile, Cert: sneaky.CertFile, Key: sneaky.KeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  *tls.Config
+		want string
+	}{
+		{"no certificate", f.clientTLS(t, ""), "refused the TLS handshake"},
+		{"a client certificate of the peer CA", sneakyTLS, "not signed by the client CA"},
+	} {
+		err, took := dialErr(t, c, client.Config{TLS: tc.cfg})
+		if !errors.Is(err, client.ErrUnauthenticated) || !strings.Contains(err.Error(), tc.want) || took > 5*time.Second {
+			t.Errorf("%s: %v after %s, want ErrUnauthenticated saying %q at once", tc.name, err, took, tc.want)
+		}
+	}
+}

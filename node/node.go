@@ -222,7 +222,8 @@ type Node struct {
 	// httpDefault is the HTTP endpoint's best-effort address (WithHTTPDefault).
 	httpDefault string
 	// adminTLS: how this member connects to the others' client ports (auth.go); set by Run.
-	adminTLS *tls.Config
+	adminTLS  *tls.Config
+	adminPeer *tlsconf.Member
 	// metrics is what the HTTP endpoint reads beyond Status (metrics.go).
 	metrics *metrics
 
@@ -718,7 +719,7 @@ func (n *Node) Run(ctx context.Context) error {
 			peerCA = peerTLS.Source
 		}
 		sec, err = loadClientSecurity(&cfg, peerCA)
-		n.adminTLS = adminTLS(&cfg, peerTLS)
+		n.adminTLS, n.adminPeer = adminTLS(&cfg, peerTLS), peerTLS
 	}
 	if err != nil {
 		for _, l := range []net.Listener{n.memberL, n.clientL, n.httpL} {
@@ -933,7 +934,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Unlock()
 	tr.Start()
 	cs.Start()
-	stopReload := n.reloadCredentials(sec, cs)
+	stopReload := n.reloadCredentials(&cfg, sec, cs)
 	defer stopReload()
 	if peerTLS != nil {
 		defer n.watchPeerCert(ctx, peerTLS, cmp.Or(n.peerCertPoll, peerCertPollDefault))()

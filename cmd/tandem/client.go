@@ -50,7 +50,7 @@ func runClient(args []string) int {
 	if done {
 		return code
 	}
-	tlsCfg, token, err := creds.load()
+	tlsCfg, token, err := creds.load(strings.Split(*endpoints, ","))
 	if err != nil {
 		return usageError(os.Stderr, "client", "%v", err)
 	}

@@ -133,16 +133,16 @@ func clusterMain(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	c := &clusterCmd{stdout: stdout, stderr: stderr, timeout: *timeout, json: *asJSON}
-	tlsCfg, token, err := creds.load()
-	if err != nil {
-		return c.fail(exitUsage, "%v", err)
-	}
-	c.opts = admin.Options{TLS: tlsCfg, Token: token}
 	for _, ep := range strings.Split(*endpoints, ",") {
 		if ep = strings.TrimSpace(ep); ep != "" {
 			c.endpoints = append(c.endpoints, ep)
 		}
 	}
+	tlsCfg, token, err := creds.load(c.endpoints)
+	if err != nil {
+		return c.fail(exitUsage, "%v", err)
+	}
+	c.opts = admin.Options{TLS: tlsCfg, Token: token}
 	switch {
 	case len(c.endpoints) == 0:
 		return c.fail(exitUsage, "--endpoints names no member")

@@ -27,8 +27,9 @@ func addCredentialFlags(fs *flag.FlagSet) *credentialFlags {
 }
 
 // load reads the files: a TLS configuration if --cacert or --cert is given (nil: plaintext),
-// and the token if --token-file is.
-func (f *credentialFlags) load() (*tls.Config, string, error) {
+// and the token if --token-file is. A token is sent without TLS only to loopback endpoints:
+// elsewhere it would cross the network in the clear, before any member could refuse it.
+func (f *credentialFlags) load(endpoints []string) (*tls.Config, string, error) {
 	var cfg *tls.Config
 	if *f.cacert != "" || *f.cert != "" || *f.key != "" {
 		if (*f.cert == "") != (*f.key == "") {
@@ -48,6 +49,14 @@ func (f *credentialFlags) load() (*tls.Config, string, error) {
 		token, _, _ = strings.Cut(string(b), "\n")
 		if token = strings.TrimSpace(token); token == "" {
 			return nil, "", fmt.Errorf("--token-file %s: its first line is empty", *f.tokenFile)
+		}
+		if cfg == nil {
+			for _, ep := range endpoints {
+				if insecureBind(strings.TrimSpace(ep)) {
+					return nil, "", fmt.Errorf("--token-file without --cacert would send the token in the clear to %s: "+
+						"give --cacert (the CA of the members' client-port certificates)", ep)
+				}
+			}
 		}
 	}
 	return cfg, token, nil

@@ -66,11 +66,17 @@ func insecureMemberPort(addr string, peerTLS, insecure bool) error {
 }
 
 // insecureClientPort is the client port's: bound to addr without TLS (clientTLS false: no
-// --tls-cert) and without --insecure, anyone who reaches it could send commands and, with the
-// admin verbs, stop the cluster, and a token would cross the network in the clear.
-func insecureClientPort(addr string, clientTLS, insecure bool) error {
-	if addr == "" || clientTLS || insecure || !insecureBind(addr) {
+// --tls-cert), or with TLS and no authentication (authn false: no --client-ca, no
+// --auth-tokens), and without --insecure, anyone who reaches it could send commands and, with
+// the admin verbs, stop the cluster (and without TLS a token would cross the network in the
+// clear).
+func insecureClientPort(addr string, clientTLS, authn, insecure bool) error {
+	if addr == "" || (clientTLS && authn) || insecure || !insecureBind(addr) {
 		return nil
+	}
+	if clientTLS {
+		return fmt.Errorf("the client port binds %s, not a loopback address, with TLS but without authentication: whoever reaches it "+
+			"could send commands and admin requests; configure --client-ca or --auth-tokens, or pass --insecure on a network you trust", addr)
 	}
 	return fmt.Errorf("the client port binds %s, not a loopback address, without TLS: whoever reaches it could send commands "+
 		"and admin requests; configure --tls-cert and --tls-key (and --client-ca or --auth-tokens), or pass --insecure on a network you trust", addr)

@@ -140,8 +140,13 @@ func TestNodeRefusesAnInsecureClientPort(t *testing.T) {
 	if _, _, stderr, code, done := prepare(t, nil, "0", "--client-bind", "0.0.0.0:9000", "--insecure", "--data", data); done || code != exitOK {
 		t.Fatalf("with --insecure: exit %d, stderr %q", code, stderr)
 	}
+	// TLS alone is not enough: nobody would be authenticated.
+	_, _, stderr, code, done = prepare(t, nil, "0", "--client-bind", "0.0.0.0:9000", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--data", data)
+	if !done || code != exitUsage || !strings.Contains(stderr, "with TLS but without authentication") {
+		t.Fatalf("TLS without authentication: exit %d, stderr %q", code, stderr)
+	}
 	if _, _, stderr, code, done := prepare(t, nil, "0", "--client-bind", "0.0.0.0:9000", "--tls-cert", "c.pem", "--tls-key", "k.pem",
-		"--data", data); done || code != exitOK {
-		t.Fatalf("with --tls-cert: exit %d, stderr %q", code, stderr)
+		"--auth-tokens", "tokens", "--data", data); done || code != exitOK {
+		t.Fatalf("with --tls-cert and --auth-tokens: exit %d, stderr %q", code, stderr)
 	}
 }

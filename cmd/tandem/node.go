@@ -145,7 +145,7 @@ func runNode(args []string) int {
 	clientBind := memberPortBind(cfg.ClientBind, selfOf(cfg).ClientAddr, setup.clientFD)
 	if cl != nil {
 		clientBind = cl.Addr().String()
-		if err := insecureClientPort(clientBind, cfg.TLSCertFile != "", setup.insecure); err != nil {
+		if err := insecureClientPort(clientBind, cfg.TLSCertFile != "", cfg.ClientCAFile != "" || cfg.AuthTokensFile != "", setup.insecure); err != nil {
 			_ = cl.Close()
 			if ml != nil {
 				_ = ml.Close()
@@ -153,7 +153,7 @@ func runNode(args []string) int {
 			return failed(os.Stderr, jsonLog, "cannot start", err, exitUsage, true)
 		}
 	}
-	if clientBind != "" && cfg.TLSCertFile == "" && insecureBind(clientBind) {
+	if clientBind != "" && (cfg.TLSCertFile == "" || cfg.ClientCAFile == "" && cfg.AuthTokensFile == "") && insecureBind(clientBind) {
 		cfg.Logger.Warn(insecureWarning("client", clientBind), "self", id)
 	}
 	// ---- end of --insecure ----

@@ -252,7 +252,7 @@ func prepareNode(args []string, lookup func(string) (string, bool), environ []st
 	if err := insecureMemberPort(memberPortBind(cfg.MemberBind, self.MemberAddr, *memberFD), cfg.PeerCertFile != "", *insecure); err != nil {
 		return fail("%v", err)
 	}
-	if err := insecureClientPort(memberPortBind(cfg.ClientBind, self.ClientAddr, *clientFD), cfg.TLSCertFile != "", *insecure); err != nil {
+	if err := insecureClientPort(memberPortBind(cfg.ClientBind, self.ClientAddr, *clientFD), cfg.TLSCertFile != "", cfg.ClientCAFile != "" || cfg.AuthTokensFile != "", *insecure); err != nil {
 		return fail("%v", err)
 	}
 	// ---- end of --insecure ----

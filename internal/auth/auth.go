@@ -258,8 +258,13 @@ type Authenticator struct {
 	// Tokens is the loaded token file (nil: the member takes no tokens); Store replaces it on a
 	// reload.
 	Tokens atomic.Pointer[Tokens]
-	// IsMember, if set, reports whether a verified certificate is a member's.
-	IsMember  func(*x509.Certificate) bool
+	// IsMember, if set, reports whether a verified certificate chain (leaf first) is a member's.
+	IsMember func(chain []*x509.Certificate) bool
+	// ClientCA, if set, reports whether a chain that is not a member's chains to the client CA:
+	// the TLS handshake verified it against the client CA and the peer CA together (a member
+	// may present its certificate), so a client certificate is checked again against the
+	// client CA alone. nil: the member takes no client certificates.
+	ClientCA  func(chain []*x509.Certificate) bool
 	Authorize Authorizer
 	// Anonymous: a connection without a credential is the anonymous principal (a member that
 	// authenticates nobody but has an Authorize hook, which decides for it); otherwise it must
@@ -281,9 +286,15 @@ func (a *Authenticator) Authenticate(certs []*x509.Certificate, token []byte) (*
 			return nil, err
 		}
 	case len(certs) > 0:
-		if a.IsMember != nil && a.IsMember(certs[0]) {
+		if a.IsMember != nil && a.IsMember(certs) {
 			p = Principal{Name: certs[0].Subject.CommonName, Roles: []string{RoleMember}, Method: "certificate"}
 			break
+		}
+		if a.ClientCA == nil {
+			return nil, errors.New("this member takes no client certificates (it has no client CA): authenticate with a token")
+		}
+		if !a.ClientCA(certs) {
+			return nil, errors.New("the client certificate is not signed by the client CA (nor a member's)")
 		}
 		var err error
 		if p, err = FromCertificate(certs[0]); err != nil {

@@ -91,7 +91,9 @@ func TestAuthenticator(t *testing.T) {
 	a.Tokens.Store(tk)
 	member := ca.Issue(t, testpki.Member, "m1", []string{"admin"}).Leaf
 	alice := ca.Issue(t, testpki.Client, "alice", []string{"read"}).Leaf
-	a.IsMember = func(c *x509.Certificate) bool { return c == member }
+	stranger := ca.Issue(t, testpki.Client, "stranger", []string{"admin"}).Leaf
+	a.IsMember = func(chain []*x509.Certificate) bool { return chain[0] == member }
+	a.ClientCA = func(chain []*x509.Certificate) bool { return chain[0] != stranger }
 	// A token wins over a certificate.
 	g, err := a.Authenticate([]*x509.Certificate{alice}, []byte("writer-token-0123456789"))
 	if err != nil || g.Principal != "app" || !g.Commands {
@@ -108,6 +110,15 @@ func TestAuthenticator(t *testing.T) {
 	}
 	if _, err := a.Authenticate(nil, nil); err == nil {
 		t.Fatal("no credential was taken")
+	}
+	// A certificate the client CA did not sign (the handshake let it through for the peer CA's
+	// sake) is refused, whatever roles it claims; without a client CA, every client's is.
+	if _, err := a.Authenticate([]*x509.Certificate{stranger}, nil); err == nil || !strings.Contains(err.Error(), "client CA") {
+		t.Fatalf("a certificate of the peer CA only: %v", err)
+	}
+	noCA := &Authenticator{IsMember: a.IsMember}
+	if _, err := noCA.Authenticate([]*x509.Certificate{alice}, nil); err == nil || !strings.Contains(err.Error(), "no client certificates") {
+		t.Fatalf("a client certificate without a client CA: %v", err)
 	}
 	if _, err := a.Authenticate(nil, []byte("wrong-token-0123456789")); err != ErrUnknownToken {
 		t.Fatalf("a wrong token: %v", err)

@@ -429,16 +429,36 @@ func (c *ClientPort) clientPool() *x509.CertPool {
 	return p
 }
 
-// IsMemberCertificate reports whether a verified client certificate is a member's: it chains to
-// the peer CA and allows both serverAuth and clientAuth.
-func IsMemberCertificate(leaf *x509.Certificate, peerCA *Source) bool {
-	if peerCA == nil || peerCA.Pool() == nil {
+// IsMemberCertificate reports whether a client certificate chain (leaf first, then the
+// intermediates the client sent) is a member's: it chains to the peer CA, allows both
+// serverAuth and clientAuth, and carries one of allowed if any are given (as the member port
+// asks of a peer).
+func IsMemberCertificate(chain []*x509.Certificate, peerCA *Source, allowed []string) bool {
+	if len(chain) == 0 || peerCA == nil || peerCA.Pool() == nil {
 		return false
 	}
+	leaf := chain[0]
 	if !usable(leaf, x509.ExtKeyUsageServerAuth) || !usable(leaf, x509.ExtKeyUsageClientAuth) {
 		return false
 	}
-	_, err := leaf.Verify(x509.VerifyOptions{Roots: peerCA.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if len(allowed) > 0 && !CarriesName(leaf, allowed) {
+		return false
+	}
+	return VerifiedBy(chain, peerCA.Pool())
+}
+
+// VerifiedBy reports whether a client certificate chain (leaf first, then the intermediates the
+// client sent) chains to one of roots, for client authentication.
+func VerifiedBy(chain []*x509.Certificate, roots *x509.CertPool) bool {
+	if len(chain) == 0 || roots == nil {
+		return false
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	return err == nil
 }
 
@@ -466,9 +486,12 @@ func Refusal(err error) string {
 	if errors.As(err, &ve) {
 		return "the member's certificate is not trusted: " + ve.Err.Error()
 	}
+	// Over TCP the other end's alert comes as a *net.OpError of Op "remote error" (tls.AlertError
+	// is QUIC's); in TLS 1.3 a client learns it at its first read, its own handshake done.
+	var oe *net.OpError
 	var ae tls.AlertError
-	if errors.As(err, &ae) {
-		return "the member refused the TLS handshake: " + ae.Error() + " (is the client certificate one its client CA signed?)"
+	if errors.As(err, &oe) && oe.Op == "remote error" || errors.As(err, &ae) {
+		return "the member refused the TLS handshake: " + err.Error() + " (a client certificate its client CA signed, or a token, is needed)"
 	}
 	var he tls.RecordHeaderError
 	if errors.As(err, &he) {

@@ -110,6 +110,9 @@ type clientConn struct {
 	// cred is the credential it was authenticated with, for Reauthenticate.
 	credMu sync.Mutex
 	cred   credential
+	// certRefused: why the certificate it presented authenticates nobody (it may still send a
+	// token), for the refusal of a request that comes without one.
+	certRefused string
 }
 
 // credential is what a connection authenticated with.
@@ -240,8 +243,19 @@ func (s *ClientServer) Flush() {
 func (c *clientConn) close() {
 	c.once.Do(func() {
 		close(c.done)
-		_ = c.conn.Close()
+		closeSocket(c.conn)
 	})
+}
+
+// closeSocket closes a client connection; a TLS one at its socket, without a close_notify: the
+// TLS close writes the alert under a deadline of 5 s, and a client that stopped reading would
+// hold whoever closes (the member's loop, disconnecting a slow client) that long.
+func closeSocket(conn net.Conn) {
+	if tc, ok := conn.(*tls.Conn); ok {
+		_ = tc.NetConn().Close()
+		return
+	}
+	_ = conn.Close()
 }
 
 // acceptLoop serves connections until Stop; a failed accept is retried (accepter).
@@ -302,8 +316,14 @@ func (s *ClientServer) readLoop(c *clientConn) {
 	handed := false // whether anything from the connection was handed over
 	for {
 		if len(batch) == 0 {
-			// Only wait on the network with nothing held back.
-			_ = c.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+			// Only wait on the network with nothing held back. A connection not authenticated
+			// yet has handshakeTimeout to send its credential: idle ones would otherwise hold
+			// the port's connection slots for the idle timeout.
+			wait := s.cfg.IdleTimeout
+			if s.cfg.Authenticate != nil && c.grant.Load() == nil {
+				wait = handshakeTimeout
+			}
+			_ = c.conn.SetReadDeadline(time.Now().Add(wait))
 		}
 		kind, body, nb, err := wire.ReadFrame(r, s.cfg.MaxFrameBytes, buf)
 		buf = nb
@@ -325,6 +345,9 @@ func (s *ClientServer) readLoop(c *clientConn) {
 					return
 				}
 				batch = append(batch, m)
+				if s.revoked(c) {
+					return
+				}
 				s.h.ClientRequests(c.id, batch) // at once: the skip may have taken a while
 				batch = nil
 				handed = true
@@ -376,6 +399,9 @@ func (s *ClientServer) readLoop(c *clientConn) {
 		}
 		batch = append(batch, m)
 		if len(batch) >= maxRequestBatch || !wire.FrameBuffered(r) {
+			if s.revoked(c) {
+				return
+			}
 			s.h.ClientRequests(c.id, batch)
 			batch = nil
 			handed = true
@@ -552,14 +578,20 @@ func (s *ClientServer) authenticateAtOnce(c *clientConn) {
 	if tc, ok := c.conn.(*tls.Conn); ok {
 		certs = tc.ConnectionState().PeerCertificates
 	}
+	// Under credMu, as every authentication of the connection: a reload's Reauthenticate then
+	// sees the credential either before it is checked (and checks it with the new material) or
+	// after it is stored (and checks it again).
+	c.credMu.Lock()
+	defer c.credMu.Unlock()
 	g, err := s.cfg.Authenticate(certs, nil)
 	if err != nil {
 		s.log.Debug("client port: no credential yet", "remote", c.conn.RemoteAddr().String(), "err", err)
+		if len(certs) > 0 {
+			c.certRefused = err.Error() // said if no token follows (admit)
+		}
 		return
 	}
-	c.credMu.Lock()
 	c.cred = credential{certs: certs, authed: true}
-	c.credMu.Unlock()
 	c.grant.Store(g)
 }
 
@@ -569,6 +601,10 @@ func clientTLSReason(err error) string {
 	var rh tls.RecordHeaderError
 	if errors.As(err, &rh) {
 		return "the client sent plaintext (not TLS) to a TLS port"
+	}
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		return fmt.Sprintf("the client's certificate is signed by no CA this port takes (the client CA, or the peer CA for a member's): %v", err)
 	}
 	return tlsReason(err)
 }
@@ -584,16 +620,33 @@ func (s *ClientServer) authenticate(c *clientConn, token []byte, afterRequests b
 	if tc, ok := c.conn.(*tls.Conn); ok {
 		certs = tc.ConnectionState().PeerCertificates
 	}
+	c.credMu.Lock()
 	g, err := s.cfg.Authenticate(certs, token)
 	if err != nil {
+		c.cred = credential{}
+		c.grant.Store(nil)
+		c.credMu.Unlock()
 		s.refuseAuth(c, "credential refused: "+err.Error(), afterRequests)
 		return false
 	}
-	c.credMu.Lock()
 	c.cred = credential{certs: certs, token: append([]byte(nil), token...), authed: true}
-	c.credMu.Unlock()
 	c.grant.Store(g)
+	c.credMu.Unlock()
 	return true
+}
+
+// revoked reports whether the connection was closed for a revoked credential (or otherwise)
+// since its requests were read: they are not handed over.
+func (s *ClientServer) revoked(c *clientConn) bool {
+	if s.cfg.Authenticate == nil {
+		return false
+	}
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // admit puts the connection's grant on m; false if the connection is not authenticated (the
@@ -604,8 +657,14 @@ func (s *ClientServer) admit(c *clientConn, m *wire.ClientMsg, afterRequests boo
 	}
 	g := c.grant.Load()
 	if g == nil {
-		s.refuseAuth(c, "this member authenticates its clients: connect with a client certificate its CA signed, "+
-			"or a token (tandem client --token-file)", afterRequests)
+		text := "this member authenticates its clients: connect with a client certificate its CA signed, " +
+			"or a token (tandem client --token-file)"
+		c.credMu.Lock()
+		if c.certRefused != "" {
+			text = "credential refused: " + c.certRefused
+		}
+		c.credMu.Unlock()
+		s.refuseAuth(c, text, afterRequests)
 		return false
 	}
 	m.Grant = g
@@ -670,23 +729,34 @@ func (s *ClientServer) Reauthenticate() int {
 	s.mu.Unlock()
 	closed := 0
 	for _, c := range conns {
-		c.credMu.Lock()
-		cred := c.cred
-		c.credMu.Unlock()
-		if !cred.authed {
-			continue
-		}
-		g, err := s.cfg.Authenticate(cred.certs, cred.token)
-		if err != nil {
-			s.log.Warn("client port: closing a connection whose credential is no longer taken", "conn", c.id,
-				"remote", c.conn.RemoteAddr().String(), "err", err)
-			c.close()
+		if s.reauthenticate(c) {
 			closed++
-			continue
 		}
-		c.grant.Store(g)
 	}
 	return closed
+}
+
+// reauthenticate checks one connection's credential again, under its credMu (see
+// authenticateAtOnce); true if it closed the connection. A revoked connection's grant is
+// dropped before it is closed, so that nothing more from it is admitted, even what its reader
+// holds already read.
+func (s *ClientServer) reauthenticate(c *clientConn) bool {
+	c.credMu.Lock()
+	defer c.credMu.Unlock()
+	if !c.cred.authed {
+		return false
+	}
+	g, err := s.cfg.Authenticate(c.cred.certs, c.cred.token)
+	if err != nil {
+		c.grant.Store(nil)
+		c.cred = credential{}
+		s.log.Warn("client port: closing a connection whose credential is no longer taken", "conn", c.id,
+			"remote", c.conn.RemoteAddr().String(), "err", err)
+		c.close()
+		return true
+	}
+	c.grant.Store(g)
+	return false
 }
 
 func (s *ClientServer) rejectClient(c *clientConn, reason string) {

@@ -465,6 +465,9 @@ func DecodeClientMsg(data []byte) (ClientMsg, error) {
 	default:
 		r.fail("message kind %d", m.Kind)
 	}
+	if r.err == nil && m.Version < 5 && m.Status >= StatusDenied && !frozenClientKind(m.Kind) {
+		r.fail("status %d in client protocol version %d (version 5 on)", m.Status, m.Version)
+	}
 	if err := r.end(); err != nil {
 		return ClientMsg{}, err
 	}
