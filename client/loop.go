@@ -43,7 +43,9 @@ func (c *Client) run() {
 		cancel()
 		if err != nil {
 			c.log.Debug("tandem client: connecting failed", "endpoint", req.endpoint, "err", err)
-			if why := tlsconf.Refusal(err); why != "" {
+			if why := tlsconf.Untrusted(err); why != "" {
+				c.core.Untrusted(req.id, fmt.Sprintf("%s: %s", req.endpoint, why))
+			} else if why := tlsconf.Refusal(err); why != "" {
 				c.core.Unauthenticated(req.id, fmt.Sprintf("%s: %s", req.endpoint, why))
 			} else {
 				c.core.Failed(req.id, c.clock())

@@ -4,7 +4,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
+	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tandem-cluster/tandem/internal/admin"
@@ -58,7 +61,41 @@ func (c *Config) validateClientSecurity() []error {
 		bad("ClientCAFile", "%s (%q) needs %s: client certificates are presented in a TLS handshake",
 			fieldName("ClientCAFile"), c.ClientCAFile, fieldName("TLSCertFile"))
 	}
+	if len(errs) > 0 {
+		return errs
+	}
+	// The files themselves, as the member will load them: a mistake is said before anything
+	// starts, naming the field (tandem node --print-config too).
+	if c.TLSCertFile != "" {
+		if _, err := tlsconf.LoadServer(tlsconf.Files{Cert: c.TLSCertFile, Key: c.TLSKeyFile}, c.clientHost()); err != nil {
+			bad("TLSCertFile", "%s (%q): %v", fieldName("TLSCertFile"), c.TLSCertFile, err)
+		}
+	}
+	if c.ClientCAFile != "" {
+		if _, err := tlsconf.Load(tlsconf.Files{CA: c.ClientCAFile}); err != nil {
+			bad("ClientCAFile", "%s (%q): %v", fieldName("ClientCAFile"), c.ClientCAFile, err)
+		}
+	}
+	if c.AuthTokensFile != "" {
+		if _, err := auth.LoadTokens(c.AuthTokensFile); err != nil {
+			bad("AuthTokensFile", "%s (%q): %v", fieldName("AuthTokensFile"), c.AuthTokensFile, err)
+		}
+	}
 	return errs
+}
+
+// clientHost is the host clients dial to reach this member's client port: its advertised
+// client address's ("" if it has none).
+func (c *Config) clientHost() string {
+	self, ok := c.self()
+	if !ok {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(self.ClientAddr)
+	if err != nil {
+		return ""
+	}
+	return host
 }
 
 // clientSecurity is what the client port was configured with, loaded.
@@ -72,7 +109,7 @@ type clientSecurity struct {
 func loadClientSecurity(c *Config, peerCA *tlsconf.Source) (*clientSecurity, error) {
 	cs := &clientSecurity{}
 	if c.TLSCertFile != "" {
-		src, err := tlsconf.Load(tlsconf.Files{Cert: c.TLSCertFile, Key: c.TLSKeyFile})
+		src, err := tlsconf.LoadServer(tlsconf.Files{Cert: c.TLSCertFile, Key: c.TLSKeyFile}, c.clientHost())
 		if err != nil {
 			return nil, fmt.Errorf("client port TLS: %w", err)
 		}
@@ -110,6 +147,47 @@ func loadClientSecurity(c *Config, peerCA *tlsconf.Source) (*clientSecurity, err
 		cs.authn.Tokens.Store(t)
 	}
 	return cs, nil
+}
+
+// logClientSecurity says at the start how the client port is served and who may use it, and
+// what about the token file an operator would want to hear of: roles the default authorization
+// does not know (a typo denies everything), a file others may read.
+func (n *Node) logClientSecurity(c *Config, sec *clientSecurity) {
+	mode := "plaintext"
+	if sec.tls != nil {
+		mode = "TLS"
+	}
+	var by []string
+	if c.ClientCAFile != "" {
+		by = append(by, "client certificates")
+	}
+	if c.AuthTokensFile != "" {
+		by = append(by, "tokens")
+	}
+	if sec.authn != nil && sec.authn.IsMember != nil {
+		by = append(by, "member certificates (role member)")
+	}
+	authz := "roles"
+	if c.Authorize != nil {
+		authz = "the application's hook"
+	}
+	if len(by) == 0 {
+		by = append(by, "nobody (every connection is anonymous)")
+	}
+	n.log.Info("client port: "+mode, "authenticates", strings.Join(by, ", "), "authorization", authz)
+	if c.AuthTokensFile == "" {
+		return
+	}
+	if fi, err := os.Stat(c.AuthTokensFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		n.log.Warn("client port: the token file may be read by others than its owner: chmod 600 it",
+			"file", c.AuthTokensFile, "mode", fi.Mode().Perm().String())
+	}
+	if c.Authorize == nil && sec.authn != nil {
+		if unknown := sec.authn.Tokens.Load().UnknownRoles(); len(unknown) > 0 {
+			n.log.Warn("client port: the token file names roles the default authorization does not know (admin, write, read, member); "+
+				"their tokens may do nothing", "file", c.AuthTokensFile, "roles", strings.Join(unknown, ","))
+		}
+	}
 }
 
 // apply sets the client port's configuration.
@@ -193,7 +271,10 @@ func (n *Node) reloadCredentials(cfg *Config, sec *clientSecurity, cs *transport
 			if msg := fmt.Sprint(errs); len(errs) > 0 && msg != lastErr {
 				n.log.Error("client credentials: reload failed", "err", msg)
 				lastErr = msg
-			} else if len(errs) == 0 {
+			} else if len(errs) == 0 && lastErr != "" {
+				// The files load again (fixed, or put back as they were): say so, so that the
+				// error is not the log's last word.
+				n.log.Info("client credentials: the files load again", "was", lastErr)
 				lastErr = ""
 			}
 			if changed {

@@ -443,3 +443,24 @@ func TestClientCertificatesOnly(t *testing.T) {
 		}
 	}
 }
+
+// One member serving its client port with a certificate the clients do not trust (a renewal
+// gone wrong) cuts no client off: it is passed over for the others.
+func TestOneUntrustedMemberIsPassedOver(t *testing.T) {
+	t.Parallel()
+	f := newSecuredFiles(t)
+	c := newCluster(t, 3, f.tune)
+	odd := testpki.NewCA(t, "another CA").Issue(t, testpki.Server, "odd", nil).Write(t, f.dir, "odd")
+	c.members[0].cfg.TLSCertFile, c.members[0].cfg.TLSKeyFile = odd.CertFile, odd.KeyFile
+	// Members 1 and 2 elect a leader first: a client cannot reach a leader it does not trust.
+	c.start(1)
+	c.start(2)
+	c.leader(15 * time.Second)
+	c.start(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for range 3 { // (the client starts at the untrusted member, or reaches it by a redirect)
+		cl := c.dialWith(ctx, client.Config{TLS: f.clientTLS(t, "alice", "write")})
+		inc(ctx, t, cl)
+	}
+}

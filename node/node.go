@@ -718,7 +718,9 @@ func (n *Node) Run(ctx context.Context) error {
 		if peerTLS != nil {
 			peerCA = peerTLS.Source
 		}
-		sec, err = loadClientSecurity(&cfg, peerCA)
+		if sec, err = loadClientSecurity(&cfg, peerCA); err == nil {
+			n.logClientSecurity(&cfg, sec)
+		}
 		n.adminTLS, n.adminPeer = adminTLS(&cfg, peerTLS), peerTLS
 	}
 	if err != nil {

@@ -184,6 +184,7 @@ func probe(ctx context.Context, c *client.Client, n, conc int, req counter.Reque
 	lat := make([]time.Duration, 0, n)
 	errs := map[string]int{}
 	next, failed := 0, 0
+	var stopped error // the client ended (a revoked credential, its session expired)
 	start := time.Now()
 	stopProgress := showProgress(progress, progressInterval, func() string {
 		mu.Lock()
@@ -210,6 +211,11 @@ func probe(ctx context.Context, c *client.Client, n, conc int, req counter.Reque
 				if err != nil {
 					errs[err.Error()]++
 					failed++
+					if errors.Is(err, client.ErrUnauthenticated) || errors.Is(err, client.ErrSessionExpired) {
+						// The client is finished: every increment after it would fail alike.
+						stopped = err
+						next = n
+					}
 				} else {
 					lat = append(lat, d)
 				}
@@ -227,11 +233,19 @@ func probe(ctx context.Context, c *client.Client, n, conc int, req counter.Reque
 		}
 		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
 	}
+	sent := n
+	if stopped != nil {
+		sent = len(lat) + failed
+	}
 	fmt.Printf("%d increments from %d goroutines in %s: %.0f ops/s, %d errors\n",
-		n, conc, el.Round(time.Millisecond), float64(len(lat))/el.Seconds(), n-len(lat))
+		sent, conc, el.Round(time.Millisecond), float64(len(lat))/el.Seconds(), sent-len(lat))
 	fmt.Printf("latency p50 %s  p90 %s  p99 %s  max %s\n", pct(0.5), pct(0.9), pct(0.99), pct(1))
 	for e, k := range errs {
 		fmt.Printf("  %d × %s\n", k, e)
+	}
+	if stopped != nil {
+		fmt.Printf("stopped after %d of %d: %v\n", sent, n, stopped)
+		return exitCode(stopped)
 	}
 	if len(errs) > 0 {
 		return exitFailed

@@ -441,6 +441,30 @@ type statusEntry struct {
 	reason string // why there is no status, for the table (the endpoint not repeated)
 }
 
+func errorTexts(entries []statusEntry) []string {
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Error)
+	}
+	return out
+}
+
+// refusedByAll reports, for a request every member answers for itself, whether every endpoint
+// refused the credential (a missing, wrong or revoked one, an untrusted member certificate):
+// then it says so and the exit code is exitNotApplied, as for any refused credential, rather
+// than a status of members that "did not answer".
+func (c *clusterCmd) refusedByAll(errs []string) (int, bool) {
+	if len(errs) == 0 {
+		return 0, false
+	}
+	for _, e := range errs {
+		if !strings.Contains(e, admin.ErrUnauthenticated.Error()) {
+			return 0, false
+		}
+	}
+	return c.fail(exitNotApplied, "%s", errs[0]), true
+}
+
 // askAll asks every endpoint for its own status at once.
 func (c *clusterCmd) askAll(ctx context.Context) []statusEntry {
 	entries := make([]statusEntry, len(c.endpoints))
@@ -459,6 +483,9 @@ func (c *clusterCmd) askAll(ctx context.Context) []statusEntry {
 // status asks every endpoint for its own status at once, prints them, and judges the cluster.
 func (c *clusterCmd) status(ctx context.Context) int {
 	entries := c.askAll(ctx)
+	if code, refused := c.refusedByAll(errorTexts(entries)); refused {
+		return code
+	}
 	verdict := judge(entries)
 	if c.json {
 		b, err := json.MarshalIndent(entries, "", "  ")
@@ -488,6 +515,9 @@ func (c *clusterCmd) status(ctx context.Context) int {
 // with a minority is passed by the others' newer term, if they answered.
 func (c *clusterCmd) leader(ctx context.Context, want int) int {
 	entries := c.askAll(ctx)
+	if code, refused := c.refusedByAll(errorTexts(entries)); refused {
+		return code
+	}
 	var lead *wire.MemberStatus
 	var ep string
 	var maxTerm uint64

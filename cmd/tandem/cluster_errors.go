@@ -48,6 +48,13 @@ func (c *clusterCmd) recentErrors(ctx context.Context, member int) int {
 		}()
 	}
 	wg.Wait()
+	var errs []string
+	for _, e := range entries {
+		errs = append(errs, e.Error)
+	}
+	if code, refused := c.refusedByAll(errs); refused {
+		return code
+	}
 	var missing []string
 	for _, e := range entries {
 		if e.me == nil {

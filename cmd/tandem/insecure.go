@@ -85,6 +85,10 @@ func insecureClientPort(addr string, clientTLS, authn, insecure bool) error {
 // insecureWarning is the warning a member started with --insecure logs for each port (its name:
 // "member", "client") that binds addr without TLS.
 func insecureWarning(port, addr string) string {
+	if port == "client" {
+		return fmt.Sprintf("the client port binds %s, not a loopback address, without TLS or without authentication (--insecure): "+
+			"whoever reaches it may be anyone, and what crosses the network (commands, answers, tokens) is not protected", addr)
+	}
 	return fmt.Sprintf("the %s port binds %s, not a loopback address, without TLS (--insecure): whoever reaches it is not authenticated",
 		port, addr)
 }

@@ -141,12 +141,48 @@ func TestNodeRefusesAnInsecureClientPort(t *testing.T) {
 		t.Fatalf("with --insecure: exit %d, stderr %q", code, stderr)
 	}
 	// TLS alone is not enough: nobody would be authenticated.
-	_, _, stderr, code, done = prepare(t, nil, "0", "--client-bind", "0.0.0.0:9000", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--data", data)
+	dir := t.TempDir()
+	srv := testpki.NewCA(t, "ca").Issue(t, testpki.Server, "member-0", nil).Write(t, dir, "srv")
+	tokens := writeFile(t, "tokens", "a-token-0123456789abcdef ops admin\n")
+	_, _, stderr, code, done = prepare(t, nil, "0", "--client-bind", "0.0.0.0:9000", "--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile, "--data", data)
 	if !done || code != exitUsage || !strings.Contains(stderr, "with TLS but without authentication") {
 		t.Fatalf("TLS without authentication: exit %d, stderr %q", code, stderr)
 	}
-	if _, _, stderr, code, done := prepare(t, nil, "0", "--client-bind", "0.0.0.0:9000", "--tls-cert", "c.pem", "--tls-key", "k.pem",
-		"--auth-tokens", "tokens", "--data", data); done || code != exitOK {
+	if _, _, stderr, code, done := prepare(t, nil, "0", "--client-bind", "0.0.0.0:9000", "--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile,
+		"--auth-tokens", tokens, "--data", data); done || code != exitOK {
 		t.Fatalf("with --tls-cert and --auth-tokens: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// The client port's files are checked before the start, in the flags' words, as the member
+// port's are: a client's certificate cannot serve, a garbage CA, a token file that does not
+// parse.
+func TestNodeChecksClientPortFiles(t *testing.T) {
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "ca")
+	caFile := ca.WriteCA(t, dir, "ca.crt")
+	srv := ca.Issue(t, testpki.Server, "member-0", nil).Write(t, dir, "srv")
+	cl := ca.Issue(t, testpki.Client, "alice", nil).Write(t, dir, "alice")
+	far := ca.Issue(t, testpki.Server, "elsewhere", nil, "10.9.9.9").Write(t, dir, "far")
+	junk := writeFile(t, "junk.pem", "not PEM")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tls-cert", cl.CertFile, "--tls-key", cl.KeyFile}, "does not allow serverAuth"},
+		{[]string{"--tls-cert", far.CertFile, "--tls-key", far.KeyFile}, "does not name 127.0.0.1, the host clients dial"},
+		{[]string{"--tls-cert", srv.CertFile, "--tls-key", cl.KeyFile}, "private key does not match"},
+		{[]string{"--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile, "--client-ca", junk}, "client-ca"},
+		{[]string{"--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile, "--auth-tokens", writeFile(t, "t", "short ops admin\n")}, "auth-tokens"},
+		{[]string{"--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile, "--client-ca", caFile, "--print-config", "--auth-tokens", junk}, "line 1"},
+	} {
+		_, _, stderr, code, _ := prepare(t, nil, append([]string{"0"}, tc.args...)...)
+		if code != exitUsage || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want %q", tc.args, code, stderr, tc.want)
+		}
+	}
+	if _, _, stderr, code, _ := prepare(t, nil, "0", "--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile, "--client-ca", caFile,
+		"--data", filepath.Join(dir, "d")); code != exitOK {
+		t.Fatalf("good files: exit %d, stderr %q", code, stderr)
 	}
 }

@@ -332,3 +332,19 @@ func (t *Tokens) Equal(o *Tokens) bool {
 	}
 	return true
 }
+
+// UnknownRoles lists the roles the file gives that RoleBased does not know, sorted.
+func (t *Tokens) UnknownRoles() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range t.byHash {
+		for _, r := range p.Roles {
+			if !seen[r] && !slices.Contains([]string{RoleAdmin, RoleWrite, RoleRead, RoleMember}, r) {
+				seen[r] = true
+				out = append(out, r)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}

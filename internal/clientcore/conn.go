@@ -111,6 +111,25 @@ func (s *Core) Unauthenticated(conn ConnID, why string) {
 	s.terminate(fmt.Errorf("%w: %s", ErrUnauthenticated, why))
 }
 
+// Untrusted reports that conn failed because the member's certificate is not one the client
+// trusts (why says how): that member cannot serve this client, as one that refused its versions
+// cannot, and the others are tried; the core ends with ErrUnauthenticated once every endpoint it
+// knows refused on its latest answer, one of them so. A renewal gone wrong on one member does
+// not cut the client off from the others.
+func (s *Core) Untrusted(conn ConnID, why string) {
+	if conn != s.conn || s.state == idle {
+		return
+	}
+	s.calls.each(func(_ uint64, cl *call) { cl.live = 0 }) // nothing written on it was read
+	s.setRefused(s.endpoint, why)
+	for i := range s.eps {
+		if s.eps[i].addr == s.endpoint {
+			s.eps[i].untrusted = true
+		}
+	}
+	s.refusedNext()
+}
+
 // Failed reports that conn could not be established, or ended (a read or write failed, the
 // member closed it).
 func (s *Core) Failed(conn ConnID, now int64) {
@@ -388,14 +407,18 @@ func (s *Core) onWrongCluster(why string) {
 // after a backoff.
 func (s *Core) refusedNext() {
 	all := len(s.eps) > 0
-	wrong := false
+	wrong, untrusted := false, false
 	var why []string
 	for _, e := range s.eps {
 		all = all && e.refusal != ""
 		wrong = wrong || e.refusal != "" && e.wrongCluster
+		untrusted = untrusted || e.refusal != "" && e.untrusted
 		why = append(why, e.refusal)
 	}
 	switch {
+	case all && untrusted:
+		s.terminate(fmt.Errorf("%w: every member refused: %s", ErrUnauthenticated, strings.Join(why, "; ")))
+		return
 	case all && wrong:
 		s.terminate(fmt.Errorf("%w: the session belongs to cluster %s, and every member refused it: %s",
 			ErrWrongCluster, s.cluster, strings.Join(why, "; ")))
@@ -412,7 +435,7 @@ func (s *Core) refusedNext() {
 func (s *Core) setRefused(endpoint, why string) {
 	for i := range s.eps {
 		if s.eps[i].addr == endpoint {
-			s.eps[i].refusal, s.eps[i].wrongCluster = why, false
+			s.eps[i].refusal, s.eps[i].wrongCluster, s.eps[i].untrusted = why, false, false
 		}
 	}
 }
@@ -429,4 +452,6 @@ type endpoint struct {
 	// that the refusal is for its cluster (onWrongCluster).
 	refusal      string
 	wrongCluster bool
+	// untrusted: the refusal is its certificate, which the client does not trust (Untrusted).
+	untrusted bool
 }

@@ -105,6 +105,45 @@ func LoadMember(f Files) (*Source, error) {
 	return s, nil
 }
 
+// LoadServer reads the client port's certificate and key, and judges the certificate at this load
+// and at every reload (CheckServer): a renewal of the wrong kind, or not naming host, is refused
+// and the port keeps serving with the one it has, rather than be refused by every client.
+func LoadServer(f Files, host string) (*Source, error) {
+	if f.Cert == "" || f.Key == "" {
+		return nil, errors.New("TLS on the client port needs its certificate and its key")
+	}
+	s := &Source{files: f, check: func(c *x509.Certificate) error {
+		if err := CheckServer(c, host); err != nil {
+			return fmt.Errorf("certificate %s: %w", f.Cert, err)
+		}
+		return nil
+	}}
+	m, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	s.cur.Store(m)
+	return s, nil
+}
+
+// CheckServer reports whether c may serve the client port to clients that dial host (empty:
+// not checked): it allows serverAuth, names host, and has not expired.
+func CheckServer(c *x509.Certificate, host string) error {
+	if !usable(c, x509.ExtKeyUsageServerAuth) {
+		return fmt.Errorf("certificate %q does not allow serverAuth: it cannot serve the client port (a client's certificate?)",
+			c.Subject.CommonName)
+	}
+	if host != "" {
+		if err := c.VerifyHostname(host); err != nil {
+			return fmt.Errorf("certificate %q does not name %s, the host clients dial (its names: %v)", c.Subject.CommonName, host, Names(c))
+		}
+	}
+	if time.Now().After(c.NotAfter) {
+		return fmt.Errorf("certificate %q expired at %s", c.Subject.CommonName, c.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
 // load reads the files and judges the certificate (check).
 func (s *Source) load() (*material, error) {
 	m, err := load(s.files)
@@ -475,6 +514,16 @@ func Dial(f Files) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{*c}
 	}
 	return cfg, nil
+}
+
+// Untrusted says why a member's certificate is not one the client trusts, or "" if that is not
+// why err happened: a refusal of that one member, not of the client's credential.
+func Untrusted(err error) string {
+	var ve *tls.CertificateVerificationError
+	if errors.As(err, &ve) {
+		return "its certificate is not trusted: " + ve.Err.Error()
+	}
+	return ""
 }
 
 // Refusal says why a client's TLS connection failed if no retry can help — the member's

@@ -311,6 +311,15 @@ func (s *ClientServer) readLoop(c *clientConn) {
 		s.authenticateAtOnce(c)
 	}
 	r := bufio.NewReaderSize(c.conn, 64<<10)
+	if s.cfg.TLS == nil {
+		// A TLS client on a plaintext port: its ClientHello would be read as a frame of some
+		// 80 MB ("frame too large"); say what it is.
+		_ = c.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if head, err := r.Peek(3); err == nil && head[0] == 0x16 && head[1] == 0x03 {
+			s.rejectClient(c, "a TLS handshake on a plaintext client port: the client uses TLS, and this member serves none (no --tls-cert)")
+			return
+		}
+	}
 	var buf, arena []byte
 	var batch []wire.ClientMsg
 	handed := false // whether anything from the connection was handed over
