@@ -5,7 +5,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -169,3 +172,60 @@ func TestSlowTLSClientDoesNotBlockTheLoop(t *testing.T) {
 		t.Errorf("the member's loop blocked %v closing a TLS client", worst)
 	}
 }
+
+// A TLS ClientHello on a plaintext client port is named in the log; a client frame whose length
+// begins with the same two bytes as a TLS record (0x16 0x03: 790 bytes) is served as any other.
+func TestTLSHandshakeOnPlaintextClientPortIsNamed(t *testing.T) {
+	var logs syncLog
+	_, rec, addr := startClientServer(t, ClientConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	go func() { _ = tls.Client(raw, &tls.Config{InsecureSkipVerify: true}).Handshake() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "a TLS handshake on a plaintext client port") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line naming the TLS handshake:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A query whose frame is 790 bytes long: its first two bytes are 0x16 0x03.
+	m := wire.ClientMsg{Kind: wire.CQuery, RequestID: 7}
+	for n := 0; n < 1000; n++ {
+		m.Payload = bytes.Repeat([]byte("q"), n)
+		if f := wire.AppendClientFrame(nil, &m, wire.ClientProtocolMax); f[0] == 0x16 && f[1] == 0x03 {
+			break
+		}
+	}
+	f := wire.AppendClientFrame(nil, &m, wire.ClientProtocolMax)
+	if f[0] != 0x16 || f[1] != 0x03 {
+		t.Fatalf("no query frame begins 0x16 0x03: %x", f[:2])
+	}
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write(f); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ms := <-rec.batches:
+		if len(ms) != 1 || ms[0].Kind != wire.CQuery || ms[0].RequestID != 7 {
+			t.Fatalf("handed over %+v", ms)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the query whose frame looks like a TLS record's start was not served")
+	}
+}
+
+// syncLog is a log sink for tests, safe for concurrent writers.
+type syncLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *syncLog) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }

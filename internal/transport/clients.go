@@ -313,9 +313,11 @@ func (s *ClientServer) readLoop(c *clientConn) {
 	r := bufio.NewReaderSize(c.conn, 64<<10)
 	if s.cfg.TLS == nil {
 		// A TLS client on a plaintext port: its ClientHello would be read as a frame of some
-		// 80 MB ("frame too large"); say what it is.
+		// 80 MB ("frame too large"); say what it is. A TLS handshake record begins 0x16 0x03,
+		// and its sixth byte is the ClientHello's type, 1; a client frame's sixth byte is its
+		// kind, FrameClient (5), whatever its length (which a record's first bytes could spell).
 		_ = c.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
-		if head, err := r.Peek(3); err == nil && head[0] == 0x16 && head[1] == 0x03 {
+		if head, err := r.Peek(6); err == nil && head[0] == 0x16 && head[1] == 0x03 && head[5] == 0x01 {
 			s.rejectClient(c, "a TLS handshake on a plaintext client port: the client uses TLS, and this member serves none (no --tls-cert)")
 			return
 		}
