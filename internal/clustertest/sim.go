@@ -354,7 +354,18 @@ func RunSchedule(t *testing.T, sch Schedule) (rep SimReport) {
 		return true
 	}
 	if !c.RunUntil(learning(c, done), 120*time.Second) {
-		violate("clients still waiting 120 s after the faults stopped: %s", c.Describe())
+		var waiting []string
+		for i, cl := range clients {
+			if !cl.Expired() && cl.Unanswered() > 0 && !waits(cl) {
+				p := "anonymous"
+				if cl.Grant != nil {
+					p = cl.Grant.Principal
+				}
+				waiting = append(waiting, fmt.Sprintf("client %d (%s): %d unanswered %v, %s", i, p, cl.Unanswered(),
+					cl.Outstanding(), cl.core.Waiting()))
+			}
+		}
+		violate("clients still waiting 120 s after the faults stopped: %s; %s", strings.Join(waiting, "; "), c.Describe())
 	}
 	for _, cl := range clients {
 		if waits(cl) {
