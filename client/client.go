@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tandem-cluster/tandem/internal/clientcore"
+	"github.com/tandem-cluster/tandem/internal/tlsconf"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
@@ -237,7 +238,7 @@ func (o *output) Hangup(id clientcore.ConnID) {
 	}
 	if cn := c.cur; cn != nil && cn.id == id {
 		c.cur = nil
-		closeConn(cn.nc) // the reader ends
+		tlsconf.CloseSocket(cn.nc) // the reader ends
 	}
 }
 

@@ -63,7 +63,7 @@ func (c *Client) run() {
 		}
 		err = c.read(cn)
 		c.log.Debug("tandem client: connection ended", "endpoint", req.endpoint, "err", err)
-		closeConn(nc)
+		tlsconf.CloseSocket(nc)
 		c.mu.Lock()
 		if c.cur == cn {
 			c.cur = nil
@@ -127,17 +127,4 @@ func (c *Client) timers() {
 		c.core.Tick(c.clock())
 		c.unlock()
 	}
-}
-
-// closeConn closes a connection to a member; a TLS one at its socket, without a close_notify.
-// A connection is closed because the client is done with it or because a write failed (a
-// deadline): then a TLS record may stand half written, and an alert written behind it would
-// reach the member as a corrupt record ("bad record MAC" in its log). The member needs no
-// close_notify: it reads the end of the connection.
-func closeConn(nc net.Conn) {
-	if tc, ok := nc.(*tls.Conn); ok {
-		_ = tc.NetConn().Close()
-		return
-	}
-	_ = nc.Close()
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tandem-cluster/tandem/internal/clientcore"
+	"github.com/tandem-cluster/tandem/internal/tlsconf"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
@@ -98,7 +99,7 @@ func (c *Client) flushLocked(cn *conn, yield bool) {
 		if err != nil {
 			cn.broken = true
 			cn.pending = nil
-			closeConn(cn.nc)
+			tlsconf.CloseSocket(cn.nc)
 		}
 	}
 	cn.flushing = false

@@ -302,8 +302,7 @@ func adminTLS(c *Config, peer *tlsconf.Member) *tls.Config {
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return peer.Source.Certificate(), nil // the material in force, renewals included
 		}
-		// The peer CA in force when each request is made (adminOptions), renewals included.
-		cfg.RootCAs = peer.Source.Pool()
+		// (RootCAs: the peer CA in force when each request is made, set by adminOptions.)
 	}
 	return cfg
 }

@@ -472,7 +472,7 @@ func (c *caller) exchange(ctx context.Context, ep string, out *wire.ClientMsg, v
 		}
 		return wire.ClientMsg{}, attempt{kind: gotDown, text: netReason(err)}
 	}
-	defer closeRaw(conn)
+	defer tlsconf.CloseSocket(conn) // (no close_notify behind a request cut short by its deadline)
 	attemptEnd := time.Now().Add(c.opts.AttemptTimeout)
 	dl, ok := ctx.Deadline()
 	if !ok || dl.After(attemptEnd) {
@@ -527,18 +527,6 @@ func (c *caller) exchange(ctx context.Context, ep string, out *wire.ClientMsg, v
 			return m, attempt{kind: gotAnswer}
 		}
 	}
-}
-
-// closeRaw closes a connection; a TLS one at its socket, without a close_notify: the request is
-// done with, or was cut short by a deadline set in the past (the context ended), after which a
-// TLS record may stand half written, and an alert written behind it would reach the member as
-// a corrupt record.
-func closeRaw(conn net.Conn) {
-	if tc, ok := conn.(*tls.Conn); ok {
-		_ = tc.NetConn().Close()
-		return
-	}
-	_ = conn.Close()
 }
 
 // netReason is a network error without the address the caller names already.

@@ -91,18 +91,7 @@ func LoadMember(f Files) (*Source, error) {
 	if f.Cert == "" || f.Key == "" || f.CA == "" {
 		return nil, errors.New("mutual TLS between members needs the member's certificate, its key and the peer CA")
 	}
-	s := &Source{files: f, check: func(c *x509.Certificate) error {
-		if err := CheckMember(c); err != nil {
-			return fmt.Errorf("certificate %s: %w", f.Cert, err)
-		}
-		return nil
-	}}
-	m, err := s.load()
-	if err != nil {
-		return nil, err
-	}
-	s.cur.Store(m)
-	return s, nil
+	return loadChecked(f, CheckMember)
 }
 
 // LoadServer reads the client port's certificate and key, and judges the certificate at this load
@@ -112,8 +101,14 @@ func LoadServer(f Files, host string) (*Source, error) {
 	if f.Cert == "" || f.Key == "" {
 		return nil, errors.New("TLS on the client port needs its certificate and its key")
 	}
+	return loadChecked(f, func(c *x509.Certificate) error { return CheckServer(c, host) })
+}
+
+// loadChecked loads f into a Source that judges its certificate with check at this load and at
+// every reload.
+func loadChecked(f Files, check func(*x509.Certificate) error) (*Source, error) {
 	s := &Source{files: f, check: func(c *x509.Certificate) error {
-		if err := CheckServer(c, host); err != nil {
+		if err := check(c); err != nil {
 			return fmt.Errorf("certificate %s: %w", f.Cert, err)
 		}
 		return nil
@@ -547,4 +542,18 @@ func Refusal(err error) string {
 		return "the member does not speak TLS on this port (is it started with --tls-cert?)"
 	}
 	return ""
+}
+
+// CloseSocket closes a connection; a TLS one at its socket, without a close_notify. A TLS close
+// writes its alert under a deadline of 5 s, so whoever closes a connection whose other end
+// stopped reading would wait that long (the member's loop, disconnecting a slow client); and a
+// connection cut short by a deadline may stand in the middle of a record, behind which the alert
+// would reach the other end as a corrupt one. Neither end of Tandem's protocols needs the
+// close_notify: each reads the end of the connection.
+func CloseSocket(conn net.Conn) {
+	if tc, ok := conn.(*tls.Conn); ok {
+		_ = tc.NetConn().Close()
+		return
+	}
+	_ = conn.Close()
 }

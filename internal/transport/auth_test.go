@@ -49,9 +49,10 @@ func TestRevocationRacingAnAuthenticationWins(t *testing.T) {
 	_, _ = nc.Write(wire.AppendClientFrame(nil, &wire.ClientMsg{Kind: wire.CAuth, Protocol: wire.ClientProtocol, Payload: []byte("tok")}, wire.ClientProtocolMax))
 	<-entered
 	valid.Store(false)
+	// Reauthenticate runs while the reader is inside its authentication (with the old tokens),
+	// holding the connection's lock: it waits for it, then checks again and closes.
 	done := make(chan int)
-	go func() { done <- s.Reauthenticate() }() // (it waits for the reader's authentication)
-	time.Sleep(50 * time.Millisecond)
+	go func() { done <- s.Reauthenticate() }()
 	close(release)
 	if n := <-done; n != 1 {
 		t.Errorf("Reauthenticate closed %d connections, want the one authenticating", n)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tandem-cluster/tandem/internal/ratelog"
+	"github.com/tandem-cluster/tandem/internal/tlsconf"
 	"github.com/tandem-cluster/tandem/internal/wire"
 )
 
@@ -243,19 +244,8 @@ func (s *ClientServer) Flush() {
 func (c *clientConn) close() {
 	c.once.Do(func() {
 		close(c.done)
-		closeSocket(c.conn)
+		tlsconf.CloseSocket(c.conn) // (a client that stopped reading must not hold the closer)
 	})
-}
-
-// closeSocket closes a client connection; a TLS one at its socket, without a close_notify: the
-// TLS close writes the alert under a deadline of 5 s, and a client that stopped reading would
-// hold whoever closes (the member's loop, disconnecting a slow client) that long.
-func closeSocket(conn net.Conn) {
-	if tc, ok := conn.(*tls.Conn); ok {
-		_ = tc.NetConn().Close()
-		return
-	}
-	_ = conn.Close()
 }
 
 // acceptLoop serves connections until Stop; a failed accept is retried (accepter).
